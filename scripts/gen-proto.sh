@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Regenerates the Go code for the KServe v2 / Triton protocol protos.
+#
+#   scripts/gen-proto.sh          (run from anywhere inside the repo)
+#
+# Inputs:  proto/grpc_service.proto, proto/model_config.proto
+# Outputs: proto/inference/{grpc_service.pb.go,model_config.pb.go,grpc_service_grpc.pb.go}
+#
+# Code generators are installed at pinned versions into ./.tools/bin. protoc
+# itself comes from the system (Debian's protobuf-compiler); its version is
+# written into the generated headers, so it is checked too to keep output
+# byte-for-byte reproducible. Set PROTOC_VERSION_CHECK=0 to skip that check.
+set -euo pipefail
+
+PROTOC_GEN_GO_VERSION=v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+EXPECTED_PROTOC="libprotoc 3.21.12"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+tools="$root/.tools/bin"
+mkdir -p "$tools"
+
+install_tool() { # <binary> <package> <version>
+  local bin="$1" pkg="$2" ver="$3" stamp="$tools/.$1.version"
+  if [[ -x "$tools/$bin" && -f "$stamp" && "$(cat "$stamp")" == "$ver" ]]; then
+    return
+  fi
+  echo "installing $pkg@$ver" >&2
+  # Run outside the module so the repo's go.mod is neither read nor touched.
+  (cd "$tools" && GOBIN="$tools" GOFLAGS= GOWORK=off go install "$pkg@$ver")
+  echo "$ver" >"$stamp"
+}
+
+install_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
+install_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
+
+command -v protoc >/dev/null || { echo "protoc not found (apt-get install -y protobuf-compiler)" >&2; exit 1; }
+protoc_version="$(protoc --version)"
+if [[ "${PROTOC_VERSION_CHECK:-1}" != 0 && "$protoc_version" != "$EXPECTED_PROTOC" ]]; then
+  echo "protoc is '$protoc_version', expected '$EXPECTED_PROTOC' (set PROTOC_VERSION_CHECK=0 to override)" >&2
+  exit 1
+fi
+
+out="proto/inference"
+rm -f "$out"/*.pb.go
+mkdir -p "$out"
+
+# Relative paths only, so nothing machine-specific ends up in the output.
+PATH="$tools:$PATH" protoc \
+  --proto_path=proto \
+  --plugin=protoc-gen-go=.tools/bin/protoc-gen-go \
+  --plugin=protoc-gen-go-grpc=.tools/bin/protoc-gen-go-grpc \
+  --go_out="$out" --go_opt=paths=source_relative \
+  --go-grpc_out="$out" --go-grpc_opt=paths=source_relative \
+  grpc_service.proto model_config.proto
+
+gofmt -l "$out" | { ! grep . ; } || { echo "generated code is not gofmt-clean" >&2; exit 1; }
+echo "generated: $(ls "$out"/*.pb.go | tr '\n' ' ')" >&2
