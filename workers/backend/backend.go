@@ -1,0 +1,63 @@
+// Package backend defines the small interface every execution backend
+// (onnxruntime today, cuda next) implements. As in Triton, a backend only
+// loads a model and executes whole batches; queues, batching and timeouts
+// belong to the scheduler.
+package backend
+
+import (
+	"context"
+	"errors"
+
+	"github.com/helixflow/helixflow/workers/tensor"
+)
+
+// ErrUnsupported is wrapped when a model uses something a backend cannot run
+// (an operator, a datatype, a device).
+var ErrUnsupported = errors.New("unsupported by backend")
+
+// IO describes one model input or output. Shape uses -1 for a dimension the
+// model leaves free; when the model batches, Shape includes the batch dim.
+type IO struct {
+	Name     string
+	DataType tensor.DataType
+	Shape    []int64
+}
+
+// InstanceSpec is everything a backend needs to create one instance of a
+// model (Triton: one instance of an instance_group).
+type InstanceSpec struct {
+	ModelName    string
+	ModelVersion int64
+	// ModelPath is the model file, e.g. <repo>/<model>/<version>/model.onnx.
+	ModelPath string
+	// Inputs and Outputs are the model's IO as configured, batch dim included.
+	Inputs  []IO
+	Outputs []IO
+	// Device is "cpu", or "gpu" with GPU naming the device index.
+	Device string
+	GPU    int
+	// Parameters carries config.pbtxt `parameters` for backend-specific tuning.
+	Parameters map[string]string
+}
+
+// Backend creates instances of models stored in files it understands.
+type Backend interface {
+	// Name is the backend's name as config.pbtxt's `backend` field spells it.
+	Name() string
+	// Inspect reads the IO the model file itself declares, for config
+	// auto-completion and for checking a config.pbtxt against the model.
+	Inspect(ctx context.Context, modelPath string) (inputs, outputs []IO, err error)
+	// NewInstance loads one executable instance of a model.
+	NewInstance(ctx context.Context, spec InstanceSpec) (Instance, error)
+}
+
+// Instance executes batches for one model; the scheduler calls Execute from
+// one goroutine at a time per instance.
+type Instance interface {
+	// Execute runs the model on inputs (batch dim first where the model
+	// batches) and returns the named outputs, in the order asked.
+	Execute(ctx context.Context, inputs []tensor.Tensor, outputs []string) ([]tensor.Tensor, error)
+	// Close releases the instance's resources; it is called once, after the
+	// last Execute has returned.
+	Close() error
+}
