@@ -316,3 +316,20 @@ def test_metrics_use_triton_names(worker, grpc_client, http_client):
                  "nv_inference_compute_infer_duration_us", "nv_inference_pending_request_count",
                  "helix_inference_request_duration_seconds_bucket"):
         assert f'{name}{{model="simple",version="1"' in text, name
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_classification_extension(grpc_client, http_client, protocol):
+    mod = grpcclient if protocol == "grpc" else httpclient
+    client = grpc_client if protocol == "grpc" else http_client
+    x = np.random.default_rng(5).standard_normal((2, 256)).astype(np.float32)
+    inp = mod.InferInput("input", [2, 256], "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer("mlp", [inp], outputs=[mod.InferRequestedOutput("probabilities", class_count=3)])
+    got = result.as_numpy("probabilities")
+    probs = reference("mlp", {"input": x})["probabilities"]
+    assert got.shape == (2, 3)
+    for row, p in zip(got, probs):
+        want_idx = list(np.argsort(-p, kind="stable")[:3])
+        assert [int(c.decode().split(":")[1]) for c in row] == want_idx
+        np.testing.assert_allclose([float(c.decode().split(":")[0]) for c in row], p[want_idx], atol=1e-6)

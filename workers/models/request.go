@@ -41,14 +41,38 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 		return nil, err
 	}
 	resp := &infer.Response{Model: req.Model, Version: fmt.Sprint(v.number), ID: req.ID, Outputs: results}
+	classes := classCounts(req.Outputs)
 	for i := range resp.Outputs {
-		resp.Outputs[i].Name = outputs[i]
+		out := &resp.Outputs[i]
+		out.Name = outputs[i]
 		if spec := v.outputs[outputs[i]]; len(spec.reshape) > 0 {
 			// The backend produced the reshaped form; clients see dims.
-			resp.Outputs[i].Shape = batchShape(resp.Outputs[i].Shape, spec.dims, v.config.MaxBatchSize > 0)
+			out.Shape = batchShape(out.Shape, spec.dims, v.config.MaxBatchSize > 0)
+		}
+		if k := classes[out.Name]; k > 0 {
+			if *out, err = classify(*out, k, v.config.MaxBatchSize > 0); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return resp, nil
+}
+
+// classCounts returns the top-k counts that outputs ask for with Triton's
+// "classification" parameter; the front ends have checked its type.
+func classCounts(outputs []infer.RequestedOutput) map[string]uint64 {
+	var counts map[string]uint64
+	for _, o := range outputs {
+		k, ok := o.Parameters["classification"].(int64)
+		if !ok || k <= 0 {
+			continue
+		}
+		if counts == nil {
+			counts = make(map[string]uint64)
+		}
+		counts[o.Name] = uint64(k)
+	}
+	return counts
 }
 
 // checkInputs validates the request's inputs in Triton's terms and returns

@@ -1,0 +1,64 @@
+# HelixFlow. `make deps` installs everything (idempotent), `make run` starts
+# the local stack, `make test` runs every test.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO      ?= go
+VENV    := .venv
+PY      := $(VENV)/bin/python
+BIN     := bin
+MODELS  := models
+BINARIES := helix-worker
+
+.PHONY: deps deps-bench build proto models run test test-go test-race test-interop fuzz lint bench bench-worker clean
+
+deps: ## install Debian packages, the Python venv and ONNX Runtime
+	bash scripts/deps.sh
+
+deps-bench: ## install the benchmark baseline (MLServer) venv
+	bash scripts/deps.sh bench
+
+proto: ## regenerate proto/inference from proto/*.proto
+	bash scripts/gen-proto.sh
+
+build: ## build binaries into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+models: deps ## generate the sample model repository (ONNX files) into models/
+	$(PY) scripts/make_models.py $(MODELS)
+
+run: deps build models ## serve the sample models on :8000 (HTTP), :8001 (gRPC), :8002 (metrics)
+	bash scripts/run.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+	$(GO) vet ./...
+
+test-go: deps
+	$(GO) test -count=1 ./...
+
+test-race: deps
+	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/...
+
+fuzz: ## run each fuzz target briefly
+	bash scripts/fuzz.sh 10s
+
+test-interop: deps build models ## tritonclient + perf_analyzer against a real helix-worker
+	$(VENV)/bin/pytest -q tests/interop
+
+test: deps lint build models ## everything
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/...
+	bash scripts/fuzz.sh 5s
+	$(VENV)/bin/pytest -q tests/interop
+
+bench: bench-worker
+
+bench-worker: deps deps-bench build models ## helix-worker vs MLServer vs direct ONNX Runtime
+	$(PY) bench/bench_worker.py --write docs/benchmarks.md
+
+clean:
+	rm -rf $(BIN)

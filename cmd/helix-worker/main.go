@@ -1,0 +1,279 @@
+// Command helix-worker serves a Triton model repository over the KServe v2
+// gRPC and HTTP protocols, with Triton's flags, metrics and behavior.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/helixflow/helixflow/workers/backend"
+	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
+	"github.com/helixflow/helixflow/workers/grpcapi"
+	"github.com/helixflow/helixflow/workers/httpapi"
+	"github.com/helixflow/helixflow/workers/models"
+	"github.com/helixflow/helixflow/workers/stats"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type options struct {
+	repository      string
+	controlMode     string
+	loadModels      stringList
+	pollSecs        int
+	strictReadiness bool
+	exitTimeoutSecs int
+	serverID        string
+
+	httpAddr, grpcAddr, metricsAddr    string
+	httpPort, grpcPort, metricsPort    int
+	allowHTTP, allowGRPC, allowMetrics bool
+	maxRequestBytes                    int64
+
+	ortLibrary       string
+	intraOpThreads   int
+	interOpThreads   int
+	logLevel, logFmt string
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("helix-worker", flag.ContinueOnError)
+	fs.StringVar(&o.repository, "model-repository", "", "path of the model repository (required)")
+	fs.StringVar(&o.controlMode, "model-control-mode", "none", "none, explicit or poll")
+	fs.Var(&o.loadModels, "load-model", "model to load at start in explicit mode; repeatable; \"*\" loads all")
+	fs.IntVar(&o.pollSecs, "repository-poll-secs", 15, "seconds between repository scans in poll mode")
+	fs.BoolVar(&o.strictReadiness, "strict-readiness", true, "ready only while every model that should be loaded is ready")
+	fs.IntVar(&o.exitTimeoutSecs, "exit-timeout-secs", 30, "seconds to let in-flight requests finish on shutdown")
+	fs.StringVar(&o.serverID, "id", "helix-worker", "server name reported by server metadata")
+	fs.StringVar(&o.httpAddr, "http-address", "0.0.0.0", "address the HTTP server binds")
+	fs.StringVar(&o.grpcAddr, "grpc-address", "0.0.0.0", "address the gRPC server binds")
+	fs.StringVar(&o.metricsAddr, "metrics-address", "0.0.0.0", "address the metrics server binds")
+	fs.IntVar(&o.httpPort, "http-port", 8000, "HTTP port")
+	fs.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port")
+	fs.IntVar(&o.metricsPort, "metrics-port", 8002, "Prometheus metrics port")
+	fs.BoolVar(&o.allowHTTP, "allow-http", true, "serve HTTP/REST")
+	fs.BoolVar(&o.allowGRPC, "allow-grpc", true, "serve gRPC")
+	fs.BoolVar(&o.allowMetrics, "allow-metrics", true, "serve Prometheus metrics")
+	fs.Int64Var(&o.maxRequestBytes, "max-request-bytes", 64<<20, "largest request body (HTTP) or message (gRPC) accepted")
+	fs.StringVar(&o.ortLibrary, "onnxruntime-library", "", "path of libonnxruntime.so (default: found next to the binary, then in .deps/, then the system)")
+	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: ONNX Runtime's default)")
+	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFmt, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.repository == "" {
+		return nil, errors.New("--model-repository is required")
+	}
+	if _, err := models.ParseControlMode(o.controlMode); err != nil {
+		return nil, fmt.Errorf("--model-control-mode: %w", err)
+	}
+	for name, p := range map[string]int{"--http-port": o.httpPort, "--grpc-port": o.grpcPort, "--metrics-port": o.metricsPort} {
+		if p < 0 || p > 65535 {
+			return nil, fmt.Errorf("%s %d is not a port", name, p)
+		}
+	}
+	if o.pollSecs < 1 {
+		return nil, fmt.Errorf("--repository-poll-secs %d must be at least 1", o.pollSecs)
+	}
+	if o.maxRequestBytes < 1<<10 || o.maxRequestBytes > 1<<31-1 {
+		return nil, fmt.Errorf("--max-request-bytes %d must be between 1 KiB and 2 GiB", o.maxRequestBytes)
+	}
+	if o.intraOpThreads < 0 || o.interOpThreads < 0 {
+		return nil, errors.New("--intra-op-threads and --inter-op-threads must not be negative")
+	}
+	if o.logFmt != "text" && o.logFmt != "json" {
+		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFmt)
+	}
+	return o, nil
+}
+
+func newLogger(o *options) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.logFmt == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, hopts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, hopts)), nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helix-worker:", err)
+		os.Exit(2)
+	}
+	log, err := newLogger(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helix-worker:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("helix-worker stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o *options, log *slog.Logger) error {
+	ort, err := onnxruntime.New(onnxruntime.Options{
+		LibraryPath: o.ortLibrary, IntraOpThreads: o.intraOpThreads, InterOpThreads: o.interOpThreads, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer ort.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := stats.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	mgr, err := models.New(models.Config{
+		Repository:      o.repository,
+		ControlMode:     models.ControlMode(o.controlMode),
+		StartupModels:   o.loadModels,
+		PollInterval:    time.Duration(o.pollSecs) * time.Second,
+		Backends:        map[string]backend.Backend{ort.Name(): ort},
+		Metrics:         metrics,
+		StrictReadiness: o.strictReadiness,
+		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,
+		ServerName:      o.serverID,
+		ServerVersion:   version,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Listen before loading models so that a taken port fails fast.
+	var (
+		servers []func(context.Context) error
+		errc    = make(chan error, 3)
+	)
+	if o.allowGRPC {
+		lis, err := net.Listen("tcp", net.JoinHostPort(o.grpcAddr, strconv.Itoa(o.grpcPort)))
+		if err != nil {
+			return fmt.Errorf("gRPC listener: %w", err)
+		}
+		gs := grpc.NewServer(grpcapi.ServerOptions(int(o.maxRequestBytes))...)
+		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log}).Register(gs)
+		go func() { errc <- gs.Serve(lis) }()
+		servers = append(servers, func(ctx context.Context) error { return stopGRPC(ctx, gs) })
+		log.Info("serving gRPC", "address", lis.Addr().String())
+	}
+	if o.allowHTTP {
+		h := httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, Logger: log})
+		srv, err := listenHTTP(net.JoinHostPort(o.httpAddr, strconv.Itoa(o.httpPort)), h, errc)
+		if err != nil {
+			return fmt.Errorf("HTTP listener: %w", err)
+		}
+		servers = append(servers, srv.Shutdown)
+		log.Info("serving HTTP", "address", srv.Addr)
+	}
+	if o.allowMetrics {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv, err := listenHTTP(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), mux, errc)
+		if err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		servers = append(servers, srv.Shutdown)
+		log.Info("serving metrics", "address", srv.Addr)
+	}
+
+	if err := mgr.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("helix-worker started", "repository", o.repository, "control_mode", o.controlMode, "ready", mgr.Ready())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("server failed", "error", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Duration(o.exitTimeoutSecs)*time.Second)
+	defer cancel()
+	for _, stop := range servers {
+		if serr := stop(shutdownCtx); serr != nil {
+			log.Warn("stopping server", "error", serr)
+		}
+	}
+	if cerr := mgr.Close(shutdownCtx); cerr != nil {
+		log.Warn("unloading models", "error", cerr)
+	}
+	return err
+}
+
+func listenHTTP(addr string, h http.Handler, errc chan<- error) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{
+		Addr:              lis.Addr().String(),
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return srv, nil
+}
+
+// stopGRPC lets in-flight RPCs finish, then forces the rest when ctx ends.
+func stopGRPC(ctx context.Context, gs *grpc.Server) error {
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		gs.Stop()
+		return ctx.Err()
+	}
+}

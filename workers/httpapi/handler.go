@@ -1,0 +1,446 @@
+// Package httpapi serves the KServe v2 HTTP/REST protocol the way Triton's
+// HTTP server does (src/http_server.cc), so that tritonclient.http and
+// perf_analyzer work unchanged: the same routes, JSON shapes, binary data
+// extension, compression handling and HTTP status codes. It only translates;
+// every decision about models and inference belongs to the infer.Service.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/helixflow/helixflow/workers/infer"
+)
+
+// DefaultMaxRequestBytes is Triton's default --http-max-input-size (64 MiB).
+const DefaultMaxRequestBytes = 64 << 20
+
+// Options configures the handler.
+type Options struct {
+	// MaxRequestBytes caps a request body, before and after decompression,
+	// and the decoded size of a JSON input. 0 means DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+	// Logger receives request errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+type handler struct {
+	svc      infer.Service
+	maxBytes int64
+	log      *slog.Logger
+}
+
+// NewHandler returns the KServe v2 HTTP handler for svc.
+func NewHandler(svc infer.Service, opts Options) http.Handler {
+	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger}
+	if h.maxBytes <= 0 {
+		h.maxBytes = DefaultMaxRequestBytes
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	return h
+}
+
+// ServeHTTP routes as Triton's HTTPAPIServer::Handle does: exact paths,
+// versions made of digits, everything else 404 {"error":"Not Found"}.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	segs, ok := pathSegments(r.URL)
+	if !ok || len(segs) == 0 || segs[0] != "v2" {
+		h.notFound(w, r)
+		return
+	}
+	segs = segs[1:]
+	if len(segs) == 0 {
+		h.serverMetadata(w, r)
+		return
+	}
+	switch segs[0] {
+	case "health":
+		if len(segs) == 2 && (segs[1] == "live" || segs[1] == "ready") {
+			h.health(w, r, segs[1])
+			return
+		}
+	case "models":
+		if h.routeModels(w, r, segs[1:]) {
+			return
+		}
+	case "repository":
+		if h.routeRepository(w, r, segs[1:]) {
+			return
+		}
+	case "systemsharedmemory":
+		if h.routeSharedMemory(w, r, "system", segs[1:]) {
+			return
+		}
+	case "cudasharedmemory":
+		if h.routeSharedMemory(w, r, "cuda", segs[1:]) {
+			return
+		}
+	case "trace":
+		if len(segs) == 2 && segs[1] == "setting" {
+			h.unavailableFeature(w, r, "trace settings are not supported by helix-worker")
+			return
+		}
+	case "logging":
+		if len(segs) == 1 {
+			h.unavailableFeature(w, r, "dynamic logging settings are not supported by helix-worker")
+			return
+		}
+	}
+	h.notFound(w, r)
+}
+
+// routeModels handles /v2/models/... and reports whether the path matched.
+func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []string) bool {
+	if len(segs) == 1 && segs[0] == "stats" {
+		h.modelStats(w, r, "", "")
+		return true
+	}
+	if len(segs) == 0 || segs[0] == "" {
+		return false
+	}
+	model, rest, version := segs[0], segs[1:], ""
+	if len(rest) >= 2 && rest[0] == "versions" && isDigits(rest[1]) {
+		version, rest = rest[1], rest[2:]
+	}
+	switch {
+	case len(rest) == 0:
+		h.withVersion(w, r, version, func(v string) { h.modelMetadata(w, r, model, v) })
+	case len(rest) == 1 && rest[0] == "ready":
+		h.withVersion(w, r, version, func(v string) { h.modelReady(w, r, model, v) })
+	case len(rest) == 1 && rest[0] == "config":
+		h.withVersion(w, r, version, func(v string) { h.modelConfig(w, r, model, v) })
+	case len(rest) == 1 && rest[0] == "stats":
+		h.withVersion(w, r, version, func(v string) { h.modelStats(w, r, model, v) })
+	case len(rest) == 1 && rest[0] == "infer":
+		h.withVersion(w, r, version, func(v string) { h.infer(w, r, model, v) })
+	case len(rest) == 1 && (rest[0] == "generate" || rest[0] == "generate_stream"):
+		if h.allow(w, r, http.MethodPost) {
+			h.writeError(w, r, infer.Errorf(infer.CodeUnimplemented, "the generate extension is not supported by helix-worker"))
+		}
+	case len(rest) == 2 && rest[0] == "trace" && rest[1] == "setting" && version == "":
+		h.unavailableFeature(w, r, "trace settings are not supported by helix-worker")
+	default:
+		return false
+	}
+	return true
+}
+
+// pathSegments splits the escaped path and unescapes each segment, so that
+// an escaped '/' inside a model name stays inside that name.
+func pathSegments(u *url.URL) ([]string, bool) {
+	p := u.EscapedPath()
+	if !strings.HasPrefix(p, "/") {
+		return nil, false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if !strings.Contains(s, "%") {
+			continue
+		}
+		v, err := url.PathUnescape(s)
+		if err != nil {
+			return nil, false
+		}
+		segs[i] = v
+	}
+	return segs, true
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// withVersion normalizes a version from the path ("007" is version 7, as
+// Triton's std::stol reads it) before calling next.
+func (h *handler) withVersion(w http.ResponseWriter, r *http.Request, version string, next func(string)) {
+	if version != "" {
+		v, err := strconv.ParseInt(version, 10, 64)
+		if err != nil {
+			h.writeError(w, r, invalidArg(
+				"failed to get model version from specified version string '%s' (details: %v), version should be an integral value > 0",
+				version, err))
+			return
+		}
+		version = strconv.FormatInt(v, 10)
+	}
+	next(version)
+}
+
+// allow answers 405 unless r uses one of methods.
+func (h *handler) allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	h.writeErrorStatus(w, r, http.StatusMethodNotAllowed, "Method Not Allowed", nil)
+	return false
+}
+
+func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.writeErrorStatus(w, r, http.StatusNotFound, "Not Found", nil)
+}
+
+// unavailableFeature answers as a Triton built without the feature does:
+// UNAVAILABLE, that is 503.
+func (h *handler) unavailableFeature(w http.ResponseWriter, r *http.Request, msg string) {
+	if h.allow(w, r, http.MethodGet, http.MethodPost) {
+		h.writeError(w, r, infer.Errorf(infer.CodeUnavailable, "%s", msg))
+	}
+}
+
+// httpStatus maps an error to the status Triton's HttpCodeFromError gives
+// its code. ResourceExhausted (our queue is full) is 429; a request that
+// timed out in the queue is 503, as Triton's UNAVAILABLE "Request timeout
+// expired" is.
+func httpStatus(err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	var e *infer.Error
+	if !errors.As(err, &e) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return http.StatusServiceUnavailable
+		case errors.Is(err, context.Canceled):
+			return http.StatusBadRequest
+		}
+		return http.StatusInternalServerError
+	}
+	switch e.Code {
+	case infer.CodeInvalidArgument, infer.CodeAlreadyExists, infer.CodeCancelled:
+		return http.StatusBadRequest
+	case infer.CodeNotFound:
+		return http.StatusNotFound
+	case infer.CodeUnavailable, infer.CodeDeadlineExceeded:
+		return http.StatusServiceUnavailable
+	case infer.CodeUnimplemented:
+		return http.StatusNotImplemented
+	case infer.CodeResourceExhausted:
+		return http.StatusTooManyRequests
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	h.writeErrorStatus(w, r, httpStatus(err), err.Error(), err)
+}
+
+func (h *handler) writeErrorStatus(w http.ResponseWriter, r *http.Request, status int, msg string, err error) {
+	level := slog.LevelDebug
+	if status >= 500 && status != http.StatusServiceUnavailable && status != http.StatusNotImplemented {
+		level = slog.LevelError
+	}
+	h.log.Log(r.Context(), level, "http request failed",
+		"method", r.Method, "path", r.URL.Path, "status", status, "error", msg)
+	hdr := w.Header()
+	body := errorBody(msg)
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeJSON answers 200 with v as compact JSON, without HTML escaping
+// (Triton's writer does not escape '<', '>' or '&').
+func (h *handler) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		h.writeError(w, r, infer.Errorf(infer.CodeInternal, "encoding the response: %w", err))
+		return
+	}
+	h.writeRaw(w, bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+func (h *handler) writeRaw(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+func (h *handler) health(w http.ResponseWriter, r *http.Request, kind string) {
+	if !h.allow(w, r, http.MethodGet) {
+		return
+	}
+	ok := h.svc.Live()
+	if kind == "ready" {
+		ok = h.svc.Ready()
+	}
+	// Triton answers health with a bare status: 200, or 400 when not.
+	w.Header().Set("Content-Length", "0")
+	if ok {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusBadRequest)
+	}
+}
+
+type serverMetadataJSON struct {
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	Extensions []string `json:"extensions"`
+}
+
+func (h *handler) serverMetadata(w http.ResponseWriter, r *http.Request) {
+	if !h.allow(w, r, http.MethodGet) {
+		return
+	}
+	md := h.svc.ServerMetadata()
+	ext := md.Extensions
+	if ext == nil {
+		ext = []string{}
+	}
+	h.writeJSON(w, r, serverMetadataJSON{Name: md.Name, Version: md.Version, Extensions: ext})
+}
+
+type modelMetadataJSON struct {
+	Name     string               `json:"name"`
+	Versions []string             `json:"versions"`
+	Platform string               `json:"platform"`
+	Inputs   []tensorMetadataJSON `json:"inputs"`
+	Outputs  []tensorMetadataJSON `json:"outputs"`
+}
+
+type tensorMetadataJSON struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+func tensorMetadata(ts []infer.TensorMetadata) []tensorMetadataJSON {
+	out := make([]tensorMetadataJSON, 0, len(ts))
+	for _, t := range ts {
+		shape := t.Shape
+		if shape == nil {
+			shape = []int64{}
+		}
+		out = append(out, tensorMetadataJSON{Name: t.Name, Datatype: string(t.DataType), Shape: shape})
+	}
+	return out
+}
+
+func (h *handler) modelMetadata(w http.ResponseWriter, r *http.Request, model, version string) {
+	if !h.allow(w, r, http.MethodGet) {
+		return
+	}
+	md, err := h.svc.ModelMetadata(r.Context(), model, version)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	versions := md.Versions
+	if versions == nil {
+		versions = []string{}
+	}
+	h.writeJSON(w, r, modelMetadataJSON{
+		Name:     md.Name,
+		Versions: versions,
+		Platform: md.Platform,
+		Inputs:   tensorMetadata(md.Inputs),
+		Outputs:  tensorMetadata(md.Outputs),
+	})
+}
+
+func (h *handler) modelReady(w http.ResponseWriter, r *http.Request, model, version string) {
+	if !h.allow(w, r, http.MethodGet) {
+		return
+	}
+	ready, err := h.svc.ModelReady(r.Context(), model, version)
+	switch {
+	case err != nil:
+		h.writeError(w, r, err)
+	case !ready:
+		h.writeErrorStatus(w, r, http.StatusBadRequest, "Model version not ready", nil)
+	default:
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (h *handler) modelConfig(w http.ResponseWriter, r *http.Request, model, version string) {
+	if !h.allow(w, r, http.MethodGet) {
+		return
+	}
+	cfg, err := h.svc.ModelConfig(r.Context(), model, version)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	body, err := marshalConfigJSON(cfg)
+	if err != nil {
+		h.writeError(w, r, infer.Errorf(infer.CodeInternal, "encoding the configuration of model '%s': %w", model, err))
+		return
+	}
+	h.writeRaw(w, body)
+}
+
+func (h *handler) modelStats(w http.ResponseWriter, r *http.Request, model, version string) {
+	if !h.allow(w, r, http.MethodGet) {
+		return
+	}
+	stats, err := h.svc.ModelStatistics(r.Context(), model, version)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeJSON(w, r, statsJSON(stats))
+}
+
+// routeSharedMemory answers Triton's shared-memory endpoints for a worker
+// that has none: status lists no regions, unregister has nothing to do,
+// register is UNSUPPORTED (501), as in a Triton with client shared memory
+// disabled.
+func (h *handler) routeSharedMemory(w http.ResponseWriter, r *http.Request, kind string, segs []string) bool {
+	region := ""
+	if len(segs) == 3 && segs[0] == "region" && segs[1] != "" {
+		region, segs = segs[1], segs[2:]
+	}
+	if len(segs) != 1 {
+		return false
+	}
+	switch segs[0] {
+	case "status":
+		if !h.allow(w, r, http.MethodGet) {
+			return true
+		}
+		if region != "" {
+			h.writeError(w, r, infer.Errorf(infer.CodeNotFound, "Unable to find %s shared memory region: '%s'", kind, region))
+			return true
+		}
+		h.writeRaw(w, []byte("[]"))
+	case "register":
+		if h.allow(w, r, http.MethodPost) {
+			h.writeError(w, r, infer.Errorf(infer.CodeUnimplemented,
+				"%s shared memory is not supported by helix-worker; send tensor data in the request body", kind))
+		}
+	case "unregister":
+		if h.allow(w, r, http.MethodPost) {
+			h.writeRaw(w, nil)
+		}
+	default:
+		return false
+	}
+	return true
+}

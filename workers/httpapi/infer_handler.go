@@ -1,0 +1,127 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// headerLengthHeader is the binary data extension's header: the size of the
+// JSON that starts the body.
+const headerLengthHeader = "Inference-Header-Content-Length"
+
+// responseBuffers recycles the buffers response JSON is built in; they are
+// fully written out before being put back.
+var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxPooledBuffer = 1 << 20
+
+// infer serves POST /v2/models/{m}[/versions/{v}]/infer.
+func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string) {
+	if !h.allow(w, r, http.MethodPost) {
+		return
+	}
+	body, err := readBody(w, r, h.maxBytes)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	headerLen := len(body)
+	if v := r.Header.Get(headerLengthHeader); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			h.writeError(w, r, invalidArg("Unable to parse %s, got: %s", headerLengthHeader, v))
+			return
+		}
+		if n < 0 || n > len(body) {
+			h.writeError(w, r, invalidArg("inference header size should be in range (0, %d), got: %s", len(body), v))
+			return
+		}
+		headerLen = n
+	}
+
+	ctx := r.Context()
+	var call *inferCall
+	if headerLen == 0 {
+		// No JSON at all: the whole body is the model's one input, as in
+		// Triton's raw binary requests.
+		cfg, err := h.svc.ModelConfig(ctx, model, version)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		call, err = decodeRawInput(model, version, cfg, body)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+	} else {
+		call, err = decodeInferRequest(model, version, body, headerLen, h.maxBytes)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+	}
+
+	resp, err := h.svc.Infer(ctx, call.req)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+
+	bufp := responseBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*bufp) <= maxPooledBuffer {
+			responseBuffers.Put(bufp)
+		}
+	}()
+	header, binaries, err := encodeInferResponse((*bufp)[:0], resp, call)
+	*bufp = header[:0]
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeInferResponse(w, r, header, binaries)
+}
+
+// writeInferResponse sends the JSON header and then each binary output
+// straight from the tensors, without copying them into one buffer.
+func (h *handler) writeInferResponse(w http.ResponseWriter, r *http.Request, header []byte, binaries [][]byte) {
+	hdr := w.Header()
+	if len(binaries) > 0 {
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set(headerLengthHeader, strconv.Itoa(len(header)))
+	} else {
+		hdr.Set("Content-Type", "application/json")
+	}
+	encoding := "identity"
+	if ae := r.Header.Get("Accept-Encoding"); ae != "" {
+		encoding = responseEncoding(ae)
+	}
+	if encoding == "identity" {
+		total := len(header)
+		for _, b := range binaries {
+			total += len(b)
+		}
+		hdr.Set("Content-Length", strconv.Itoa(total))
+	} else {
+		hdr.Set("Content-Encoding", encoding)
+	}
+	w.WriteHeader(http.StatusOK)
+	out, closeOut := compressedWriter(w, encoding)
+	_, err := out.Write(header)
+	for _, b := range binaries {
+		if err != nil {
+			break
+		}
+		_, err = out.Write(b)
+	}
+	if cerr := closeOut(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// The status is already sent; the client sees a short body.
+		h.log.DebugContext(r.Context(), "writing inference response failed", "path", r.URL.Path, "error", err)
+	}
+}
