@@ -333,3 +333,29 @@ def test_classification_extension(grpc_client, http_client, protocol):
         want_idx = list(np.argsort(-p, kind="stable")[:3])
         assert [int(c.decode().split(":")[1]) for c in row] == want_idx
         np.testing.assert_allclose([float(c.decode().split(":")[0]) for c in row], p[want_idx], atol=1e-6)
+
+
+def test_over_large_requests_are_refused(repo):
+    """A worker with a 64 KiB limit refuses bigger requests on both
+    protocols with a clear error and keeps serving small ones."""
+    from conftest import Worker
+
+    w = Worker(repo, ["--model-control-mode=explicit", "--load-model=mlp", "--max-request-bytes=65536"])
+    try:
+        big = np.zeros((100, 256), np.float32)  # 100 KiB of tensor data
+        small = np.zeros((1, 256), np.float32)
+        g = grpcclient.InferenceServerClient(w.grpc_url)
+        h = httpclient.InferenceServerClient(w.http_url)
+        for protocol, client, mod in (("grpc", g, grpcclient), ("http", h, httpclient)):
+            inp = mod.InferInput("input", list(big.shape), "FP32")
+            inp.set_data_from_numpy(big)
+            with pytest.raises(InferenceServerException) as exc:
+                client.infer("mlp", [inp])
+            msg = str(exc.value)
+            want = "RESOURCE_EXHAUSTED" if protocol == "grpc" else "[413] request body exceeds the maximum allowed size of 65536"
+            assert want in msg, msg
+            inp = mod.InferInput("input", list(small.shape), "FP32")
+            inp.set_data_from_numpy(small)
+            assert client.infer("mlp", [inp]).as_numpy("probabilities").shape == (1, 10)
+    finally:
+        w.stop()
