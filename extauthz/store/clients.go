@@ -1,0 +1,150 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, created_at, updated_at`
+
+func scanClient(row pgx.Row, c *Client) error {
+	return row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Scopes, &c.Models, &c.Audience,
+		&c.Plan, &c.Enabled, &c.CreatedAt, &c.UpdatedAt)
+}
+
+func validateClient(c *Client) error {
+	if c == nil {
+		return fmt.Errorf("store: nil client: %w", ErrInvalid)
+	}
+	if err := checkID("client id", c.ID); err != nil {
+		return err
+	}
+	if err := checkText("client name", c.Name); err != nil {
+		return err
+	}
+	if err := checkText("client plan", c.Plan); err != nil {
+		return err
+	}
+	if err := checkList("client scopes", c.Scopes); err != nil {
+		return err
+	}
+	if err := checkList("client models", c.Models); err != nil {
+		return err
+	}
+	return checkList("client audience", c.Audience)
+}
+
+// CreateClient inserts c (SecretHash required). A zero CreatedAt or
+// UpdatedAt is set by the database; both are written back into c. An
+// existing id gives ErrConflict.
+func (s *Store) CreateClient(ctx context.Context, c *Client) error {
+	if err := validateClient(c); err != nil {
+		return err
+	}
+	if len(c.SecretHash) == 0 {
+		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
+	}
+	return s.do(ctx, "create client", false, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `
+			INSERT INTO clients (id, name, secret_hash, scopes, models, audience, plan, enabled, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), coalesce($10, $9, now()))
+			RETURNING created_at, updated_at`,
+			c.ID, c.Name, c.SecretHash, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience),
+			c.Plan, c.Enabled, nullTime(c.CreatedAt), nullTime(c.UpdatedAt),
+		).Scan(&c.CreatedAt, &c.UpdatedAt)
+	})
+}
+
+// GetClient returns the client with id, or ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (*Client, error) {
+	if err := checkID("client id", id); err != nil {
+		return nil, err
+	}
+	var c Client
+	err := s.do(ctx, "get client", true, func(ctx context.Context) error {
+		return scanClient(s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id), &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ListClients returns every client, ordered by id.
+func (s *Store) ListClients(ctx context.Context) ([]Client, error) {
+	var out []Client
+	err := s.do(ctx, "list clients", true, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Client, error) {
+			var c Client
+			err := scanClient(row, &c)
+			return c, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UpdateClient writes c's name, scopes, models, audience, plan and enabled
+// flag to the client with c.ID (not its secret: see SetClientSecret), and
+// writes the new UpdatedAt (and CreatedAt) back into c. ErrNotFound if there
+// is no such client.
+func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
+	if err := validateClient(c); err != nil {
+		return err
+	}
+	return s.do(ctx, "update client", true, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `
+			UPDATE clients SET name = $2, scopes = $3, models = $4, audience = $5, plan = $6,
+				enabled = $7, updated_at = greatest(now(), updated_at)
+			WHERE id = $1
+			RETURNING created_at, updated_at`,
+			c.ID, c.Name, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience), c.Plan, c.Enabled,
+		).Scan(&c.CreatedAt, &c.UpdatedAt)
+	})
+}
+
+// SetClientSecret replaces the secret hash of client id (rotation).
+func (s *Store) SetClientSecret(ctx context.Context, id string, hash []byte) error {
+	if err := checkID("client id", id); err != nil {
+		return err
+	}
+	if len(hash) == 0 {
+		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
+	}
+	return s.do(ctx, "set client secret", true, func(ctx context.Context) error {
+		return execOne(ctx, s, `UPDATE clients SET secret_hash = $2, updated_at = greatest(now(), updated_at) WHERE id = $1`, id, hash)
+	})
+}
+
+// DeleteClient deletes client id and, with it, its API keys.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	if err := checkID("client id", id); err != nil {
+		return err
+	}
+	// Retried after an unknown outcome, a delete that went through
+	// reports ErrNotFound: acceptable for the admin who asked.
+	return s.do(ctx, "delete client", true, func(ctx context.Context) error {
+		return execOne(ctx, s, `DELETE FROM clients WHERE id = $1`, id)
+	})
+}
+
+// execOne runs a statement that must touch a row; none is ErrNotFound.
+func execOne(ctx context.Context, s *Store, sql string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

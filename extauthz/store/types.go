@@ -1,0 +1,94 @@
+// Package store keeps helix-authz's state in Postgres: OAuth2 clients, API
+// keys, signing keys (private halves sealed by the caller, never in clear)
+// and revoked token ids, and tells every replica about changes through
+// LISTEN/NOTIFY. Secrets arrive here already hashed.
+package store
+
+import (
+	"errors"
+	"time"
+)
+
+// Errors callers act on.
+var (
+	// ErrNotFound: no row with that id.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a row with that id already exists.
+	ErrConflict = errors.New("already exists")
+	// ErrUnavailable wraps failures to reach Postgres (after retries), so
+	// callers can answer 503 and never fail open.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Client is an OAuth2 client (client-credentials grant).
+type Client struct {
+	ID   string
+	Name string
+	// SecretHash is the hash of the client secret (see extauthz/secret).
+	SecretHash []byte
+	// Scopes the client may ask for; Models the model names it may reach
+	// ("*" for all).
+	Scopes   []string
+	Models   []string
+	Audience []string
+	// Plan names the rate-limit plan.
+	Plan      string
+	Enabled   bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// APIKey is a long-lived credential of a client, looked up by its public
+// prefix and checked against its hash.
+type APIKey struct {
+	ID       string
+	Prefix   string
+	Hash     []byte
+	ClientID string
+	Name     string
+	// Scopes of the key: a subset of its client's.
+	Scopes     []string
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
+	UseCount   int64
+	RevokedAt  *time.Time
+	CreatedAt  time.Time
+}
+
+// SigningKey is one token-signing key pair. The private key is sealed
+// (AES-256-GCM under the key-encryption key) before it reaches the store.
+type SigningKey struct {
+	KID string
+	// Alg is the JWS algorithm, "ES256" or "RS256".
+	Alg string
+	// PublicJWK is the public key as a JSON Web Key.
+	PublicJWK []byte
+	// PrivateSealed is the sealed private key (PKCS#8 inside).
+	PrivateSealed []byte
+	CreatedAt     time.Time
+	// SignsFrom: the key is published from CreatedAt and signs only from
+	// SignsFrom, so that verifiers have it before any token needs it.
+	SignsFrom time.Time
+	// RetiredAt: the key stopped signing (nil while it may sign).
+	RetiredAt *time.Time
+	// ExpiresAt: the key leaves the JWKS (every token it signed expired).
+	ExpiresAt *time.Time
+}
+
+// ChangeKind says what changed.
+type ChangeKind string
+
+// Change kinds sent over LISTEN/NOTIFY.
+const (
+	ChangeClient  ChangeKind = "client"
+	ChangeAPIKey  ChangeKind = "apikey"
+	ChangeRevoked ChangeKind = "revoked"
+	ChangeKeys    ChangeKind = "keys"
+)
+
+// Change is one notification: Kind and the id (client id, API key prefix,
+// token jti; empty for keys).
+type Change struct {
+	Kind ChangeKind
+	ID   string
+}
