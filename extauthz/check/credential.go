@@ -1,0 +1,166 @@
+package check
+
+import (
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// APIKeyPrefix starts every API key. A bearer credential with this prefix
+// is an API key, anything else a JWT (whose base64url header can never
+// start with it).
+const APIKeyPrefix = "hx_"
+
+// maxCredentialBytes bounds the authorization and x-api-key values.
+const maxCredentialBytes = 8 << 10
+
+// Header names read or written.
+const (
+	hdrAuthorization = "authorization"
+	hdrAPIKey        = "x-api-key"
+	hdrContentType   = "content-type"
+	hdrClient        = "x-helix-client"
+	hdrPlan          = "x-helix-plan"
+	hdrModel         = "x-helix-model"
+	helixPrefix      = "x-helix-"
+)
+
+// reqHeaders holds the request headers the check needs.
+type reqHeaders struct {
+	authorization    string
+	hasAuthorization bool
+	apiKey           string
+	hasAPIKey        bool
+	contentType      string
+	// repeated: a header we read came more than once, so which one the
+	// upstream would use is unclear.
+	repeated bool
+	// helix lists the x-helix-* headers the client sent; they are never
+	// trusted and are removed unless we set them.
+	helix []string
+}
+
+// readHeaders reads the headers map, or header_map when Envoy sends raw
+// headers (encode_raw_headers), where repeated headers stay separate.
+func readHeaders(r *authv3.AttributeContext_HttpRequest) reqHeaders {
+	var h reqHeaders
+	if len(r.GetHeaders()) > 0 {
+		for k, v := range r.GetHeaders() {
+			h.add(k, v)
+		}
+		return h
+	}
+	for _, hv := range r.GetHeaderMap().GetHeaders() {
+		v := hv.GetValue()
+		if len(hv.GetRawValue()) > 0 {
+			v = string(hv.GetRawValue())
+		}
+		h.add(hv.GetKey(), v)
+	}
+	return h
+}
+
+func (h *reqHeaders) add(key, value string) {
+	key = strings.ToLower(key)
+	switch key {
+	case hdrAuthorization:
+		h.repeated = h.repeated || h.hasAuthorization
+		h.authorization, h.hasAuthorization = value, true
+	case hdrAPIKey:
+		h.repeated = h.repeated || h.hasAPIKey
+		h.apiKey, h.hasAPIKey = value, true
+	case hdrContentType:
+		// Only picks the reply format; a repeated value is not a risk.
+		h.contentType = value
+	default:
+		if strings.HasPrefix(key, helixPrefix) {
+			h.helix = append(h.helix, key)
+		}
+	}
+}
+
+// isGRPC reports whether the content type is gRPC's.
+func isGRPC(contentType string) bool {
+	ct := strings.ToLower(contentType)
+	return ct == "application/grpc" || strings.HasPrefix(ct, "application/grpc+") ||
+		strings.HasPrefix(ct, "application/grpc;") || strings.HasPrefix(ct, "application/grpc-web")
+}
+
+// credKind says which kind of credential a request carries.
+type credKind uint8
+
+const (
+	credNone credKind = iota
+	credJWT
+	credAPIKey
+	credBad
+)
+
+// credential picks the one credential of a request: "authorization: Bearer
+// <jwt>", "authorization: Bearer hx_<key>" or "x-api-key: hx_<key>". Two
+// credentials, a repeated header, an oversized or malformed value are
+// credBad.
+func credential(h *reqHeaders) (credKind, string) {
+	switch {
+	case !h.hasAuthorization && !h.hasAPIKey:
+		return credNone, ""
+	case h.repeated || (h.hasAuthorization && h.hasAPIKey):
+		return credBad, ""
+	case h.hasAPIKey:
+		if len(h.apiKey) > maxCredentialBytes || !strings.HasPrefix(h.apiKey, APIKeyPrefix) || !isToken68(h.apiKey) {
+			return credBad, ""
+		}
+		return credAPIKey, h.apiKey
+	}
+	if len(h.authorization) > maxCredentialBytes {
+		return credBad, ""
+	}
+	tok, ok := bearer(h.authorization)
+	if !ok {
+		return credBad, ""
+	}
+	if strings.HasPrefix(tok, APIKeyPrefix) {
+		return credAPIKey, tok
+	}
+	return credJWT, tok
+}
+
+// bearer returns the token of "Bearer <token68>" (scheme case-insensitive,
+// RFC 6750 2.1).
+func bearer(v string) (string, bool) {
+	const scheme = "bearer"
+	if len(v) <= len(scheme)+1 || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
+		return "", false
+	}
+	tok := strings.TrimLeft(v[len(scheme):], " ")
+	if !isToken68(tok) {
+		return "", false
+	}
+	return tok, true
+}
+
+// isToken68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+// (RFC 7235 2.1). Everything else, SQL metacharacters included, is refused
+// before any lookup.
+func isToken68(s string) bool {
+	if s == "" {
+		return false
+	}
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+			break
+		}
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}

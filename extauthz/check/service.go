@@ -1,0 +1,364 @@
+// Package check is helix-authz's Envoy Authorization service
+// (envoy.service.auth.v3.Authorization/Check): it authenticates a request
+// by access token or API key, finds the model it is for, checks scope and
+// the client's model list, and answers Envoy with the identity headers for
+// the upstream or with a denial. It never fails open: any error that keeps
+// it from deciding denies the request.
+//
+// Credentials (exactly one per request):
+//   - "authorization: Bearer <jwt>": an RFC 9068 access token, verified by
+//     Config.Verifier, then its jti checked against Config.Revocations;
+//   - "authorization: Bearer hx_..." or "x-api-key: hx_...": an API key
+//     (APIKeyPrefix), checked by Config.APIKeys.
+//
+// The model comes from the REST path (/v2/models/{m}[/versions/{v}]/...,
+// each segment percent-decoded as the worker decodes it) or, for gRPC
+// GRPCInferenceService methods, from field 1 of the request message in the
+// first body bytes Envoy sends with the check (ext_authz with_request_body
+// with allow_partial_message and pack_as_bytes; the body string form only
+// carries valid UTF-8). Every field visible in those bytes is parsed and a
+// repeated field 1 is refused; a repeat beyond the bytes Envoy sent cannot
+// be seen, so workers should refuse a request whose model differs from
+// x-helix-model. ModelStreamInfer has no body at check time: it needs
+// "models:infer" and a model list of "*", and gets no x-helix-model.
+//
+// Scopes: "models:infer" (inference on every model), "models:<m>:infer"
+// (on model m), "models:read" (health, server and model metadata, ready,
+// config, statistics). Inference scopes do not imply models:read. Besides
+// scope, the client's model list (token claim helix_models, or the API
+// key's client) must hold the model or "*"; an empty list allows no model.
+//
+// The OK answer sets x-helix-client, x-helix-plan and x-helix-model
+// (overwriting), removes authorization, x-api-key and every other
+// x-helix-* header the client sent, and returns dynamic metadata
+// (client_id, plan, model, model_version, auth) for rate limits. Envoy's
+// ext_authz filter should clear the route cache so that gRPC requests
+// route by x-helix-model.
+//
+// Denials: 401 with WWW-Authenticate (no or bad credential, revoked
+// token), 403 with a short JSON error (route, model, scope), 503 when a
+// backend needed for the decision is unreachable; gRPC callers get
+// UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE as grpc-status.
+package check
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/helixflow/helixflow/extauthz/token"
+)
+
+// Scopes.
+const (
+	// ScopeInfer allows inference on every model.
+	ScopeInfer = "models:infer"
+	// ScopeRead allows health, metadata, ready, config and statistics.
+	ScopeRead = "models:read"
+	// AllModels in a model list allows every model.
+	AllModels = "*"
+)
+
+// ModelInferScope is the scope that allows inference on model only.
+func ModelInferScope(model string) string {
+	return "models:" + model + ":infer"
+}
+
+// ErrInvalidKey is what APIKeyChecker returns for a key that is unknown,
+// wrong, expired or revoked. Any other error means the check could not be
+// made (answered 503).
+var ErrInvalidKey = errors.New("invalid api key")
+
+// Principal is an authenticated client.
+type Principal struct {
+	ClientID string
+	Plan     string
+	Scopes   []string
+	// Models the client may reach ("*" for all).
+	Models []string
+}
+
+// APIKeyChecker checks a presented API key.
+type APIKeyChecker interface {
+	CheckAPIKey(ctx context.Context, presented string) (*Principal, error)
+}
+
+// TokenVerifier verifies access tokens (token.Verifier). Errors wrapping
+// token.ErrInvalidToken are answered 401, any other error 503.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (*token.Claims, error)
+}
+
+// RevocationChecker tells whether a token id was revoked.
+type RevocationChecker interface {
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+}
+
+// Config configures a Service. A nil Verifier or APIKeys refuses that kind
+// of credential (401); a nil Revocations answers every token 503, since
+// revocation cannot be checked.
+type Config struct {
+	Verifier    TokenVerifier
+	APIKeys     APIKeyChecker
+	Revocations RevocationChecker
+	// Logger (slog.Default when nil). Denials are logged at debug level,
+	// backend failures at warn; never a credential.
+	Logger *slog.Logger
+	// Metrics registers helix_authz_checks_total and
+	// helix_authz_check_duration_seconds when set.
+	Metrics prometheus.Registerer
+}
+
+// Service implements envoy.service.auth.v3.Authorization.
+type Service struct {
+	authv3.UnimplementedAuthorizationServer
+
+	verifier    TokenVerifier
+	apiKeys     APIKeyChecker
+	revocations RevocationChecker
+	log         *slog.Logger
+	metrics     *metrics
+}
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	s := &Service{
+		verifier:    cfg.Verifier,
+		apiKeys:     cfg.APIKeys,
+		revocations: cfg.Revocations,
+		log:         cfg.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.metrics = newMetrics(cfg.Metrics, s.log)
+	return s
+}
+
+// Register registers the service on a gRPC server.
+func (s *Service) Register(gs grpc.ServiceRegistrar) {
+	authv3.RegisterAuthorizationServer(gs, s)
+}
+
+// Check implements Authorization. It always answers with a CheckResponse
+// (an RPC error would leave the decision to Envoy's failure mode).
+func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := time.Now()
+	resp, result, reason := s.check(ctx, req)
+	s.metrics.observe(result, reason, time.Since(start))
+	return resp, nil
+}
+
+func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, string, string) {
+	r := req.GetAttributes().GetRequest().GetHttp()
+	if r == nil {
+		d := forbidden("no_http_attributes", "route not allowed")
+		return deniedResponse(d, false), d.result(), d.reason
+	}
+	h := readHeaders(r)
+	grpcCaller := isGRPC(h.contentType)
+	deny := func(d denial, p *Principal, t target) (*authv3.CheckResponse, string, string) {
+		s.logDenial(ctx, d, p, t)
+		return deniedResponse(d, grpcCaller), d.result(), d.reason
+	}
+
+	p, authMethod, d := s.authenticate(ctx, &h)
+	if d != nil {
+		return deny(*d, nil, target{})
+	}
+	body := r.GetRawBody()
+	if len(body) == 0 && r.GetBody() != "" {
+		body = []byte(r.GetBody())
+	}
+	t, err := parseTarget(r.GetMethod(), r.GetPath(), body, grpcCaller)
+	if err != nil {
+		return deny(targetDenial(err), p, t)
+	}
+	if d := authorize(p, t); d != nil {
+		return deny(*d, p, t)
+	}
+	return okResponse(p, t, &h, authMethod), resultOK, "ok"
+}
+
+// authenticate finds and checks the request's credential. It returns the
+// principal and "jwt" or "api_key", or a denial.
+func (s *Service) authenticate(ctx context.Context, h *reqHeaders) (*Principal, string, *denial) {
+	kind, cred := credential(h)
+	var (
+		p      *Principal
+		method string
+		d      *denial
+	)
+	switch kind {
+	case credNone:
+		return nil, "", &denyNoCredential
+	case credBad:
+		d := unauthenticated("malformed_credential")
+		return nil, "", &d
+	case credAPIKey:
+		p, d = s.checkAPIKey(ctx, cred)
+		method = "api_key"
+	default:
+		p, d = s.checkJWT(ctx, cred)
+		method = "jwt"
+	}
+	if d != nil {
+		return nil, "", d
+	}
+	if !validHeaderValue(p.ClientID) || (p.Plan != "" && !validHeaderValue(p.Plan)) {
+		d := forbidden("bad_principal", "client not allowed")
+		return nil, "", &d
+	}
+	return p, method, nil
+}
+
+func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial) {
+	if s.verifier == nil {
+		d := unauthenticated("jwt_not_accepted")
+		return nil, &d
+	}
+	c, err := s.verifier.Verify(ctx, raw)
+	switch {
+	case errors.Is(err, token.ErrInvalidToken):
+		s.log.DebugContext(ctx, "authz: token refused", "err", err)
+		d := unauthenticated("invalid_token")
+		return nil, &d
+	case err != nil || c == nil:
+		s.log.WarnContext(ctx, "authz: token verification unavailable", "err", err)
+		d := unavailable("token_backend_unavailable")
+		return nil, &d
+	}
+	if s.revocations == nil {
+		s.log.ErrorContext(ctx, "authz: no revocation checker configured; denying tokens")
+		d := unavailable("revocation_unavailable")
+		return nil, &d
+	}
+	revoked, err := s.revocations.IsRevoked(ctx, c.JTI)
+	if err != nil {
+		s.log.WarnContext(ctx, "authz: revocation check unavailable", "err", err)
+		d := unavailable("revocation_unavailable")
+		return nil, &d
+	}
+	if revoked {
+		d := unauthenticated("revoked")
+		return nil, &d
+	}
+	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models}, nil
+}
+
+func (s *Service) checkAPIKey(ctx context.Context, key string) (*Principal, *denial) {
+	if s.apiKeys == nil {
+		d := unauthenticated("api_key_not_accepted")
+		return nil, &d
+	}
+	p, err := s.apiKeys.CheckAPIKey(ctx, key)
+	switch {
+	case errors.Is(err, ErrInvalidKey):
+		d := unauthenticated("invalid_api_key")
+		return nil, &d
+	case err != nil || p == nil:
+		s.log.WarnContext(ctx, "authz: api key check unavailable", "err", err)
+		d := unavailable("apikey_backend_unavailable")
+		return nil, &d
+	}
+	return p, nil
+}
+
+// targetDenial maps a parseTarget error to a denial.
+func targetDenial(err error) denial {
+	switch {
+	case errors.Is(err, errNoModel):
+		return forbidden("no_model", "model name not found in request")
+	case errors.Is(err, errBadModel):
+		return forbidden("bad_model", "invalid model name")
+	case errors.Is(err, errCompressed):
+		return forbidden("compressed_body", "compressed gRPC messages cannot be checked")
+	case errors.Is(err, errMalformedBody), errors.Is(err, errDuplicateModel):
+		return forbidden("bad_body", "malformed request message")
+	case errors.Is(err, errNotGRPC):
+		return forbidden("not_grpc", "route not allowed")
+	default:
+		return forbidden("unknown_route", "route not allowed")
+	}
+}
+
+// authorize checks scope and the model list for t.
+func authorize(p *Principal, t target) *denial {
+	switch t.action {
+	case actionRead:
+		if !contains(p.Scopes, ScopeRead) {
+			return &denyInsufficientScope
+		}
+	case actionInfer:
+		if !hasInferScope(p.Scopes, t) {
+			return &denyInsufficientScope
+		}
+	default:
+		return &denyInsufficientScope
+	}
+	switch t.reach {
+	case reachServer:
+		return nil
+	case reachModel:
+		if contains(p.Models, AllModels) || contains(p.Models, t.model) {
+			return nil
+		}
+	case reachAllModels:
+		if contains(p.Models, AllModels) {
+			return nil
+		}
+	}
+	return &denyModelNotAllowed
+}
+
+// hasInferScope: models:infer, or models:<m>:infer for a request on m.
+func hasInferScope(scopes []string, t target) bool {
+	const prefix, suffix = "models:", ":infer"
+	for _, sc := range scopes {
+		if sc == ScopeInfer {
+			return true
+		}
+		if t.reach == reachModel && len(sc) == len(prefix)+len(t.model)+len(suffix) &&
+			strings.HasPrefix(sc, prefix) && strings.HasSuffix(sc, suffix) &&
+			sc[len(prefix):len(sc)-len(suffix)] == t.model {
+			return true
+		}
+	}
+	return false
+}
+
+// validHeaderValue: non-empty visible ASCII, so Envoy takes it unchanged.
+func validHeaderValue(v string) bool {
+	if v == "" || len(v) > 1024 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x21 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) logDenial(ctx context.Context, d denial, p *Principal, t target) {
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []any{"reason", d.reason, "status", d.code}
+	if p != nil {
+		attrs = append(attrs, "client_id", p.ClientID)
+	}
+	if t.rpc != "" {
+		attrs = append(attrs, "rpc", t.rpc)
+	}
+	if t.model != "" {
+		attrs = append(attrs, "model", t.model)
+	}
+	s.log.DebugContext(ctx, "authz: denied", attrs...)
+}
