@@ -1,0 +1,152 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client calls the admin API (helixctl uses it).
+type Client struct {
+	BaseURL string
+	Token   string
+	HTTP    *http.Client
+}
+
+// APIError is an error answer of the admin API.
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status) }
+
+// NewClient checks the URL and token and returns a Client.
+func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("admin URL %q must be http(s)://host[:port]", baseURL)
+	}
+	if token == "" {
+		return nil, errors.New("no admin token: set --admin-token or HELIX_ADMIN_TOKEN")
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: hc}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = http.StatusText(resp.StatusCode)
+		}
+		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("admin API: bad response: %w", err)
+	}
+	return nil
+}
+
+// CreateClient creates a client; the result carries its secret.
+func (c *Client) CreateClient(ctx context.Context, req ClientRequest) (*ClientView, error) {
+	var v ClientView
+	return &v, c.do(ctx, http.MethodPost, "/admin/v1/clients", req, &v)
+}
+
+// ListClients lists clients.
+func (c *Client) ListClients(ctx context.Context) ([]ClientView, error) {
+	var v []ClientView
+	return v, c.do(ctx, http.MethodGet, "/admin/v1/clients", nil, &v)
+}
+
+// GetClient reads one client.
+func (c *Client) GetClient(ctx context.Context, id string) (*ClientView, error) {
+	var v ClientView
+	return &v, c.do(ctx, http.MethodGet, "/admin/v1/clients/"+url.PathEscape(id), nil, &v)
+}
+
+// UpdateClient changes the fields set in req.
+func (c *Client) UpdateClient(ctx context.Context, id string, req ClientRequest) (*ClientView, error) {
+	var v ClientView
+	return &v, c.do(ctx, http.MethodPatch, "/admin/v1/clients/"+url.PathEscape(id), req, &v)
+}
+
+// DeleteClient deletes a client and its API keys.
+func (c *Client) DeleteClient(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(id), nil, nil)
+}
+
+// RotateSecret gives a client a new secret; the result carries it.
+func (c *Client) RotateSecret(ctx context.Context, id string) (*ClientView, error) {
+	var v ClientView
+	return &v, c.do(ctx, http.MethodPost, "/admin/v1/clients/"+url.PathEscape(id)+"/rotate-secret", nil, &v)
+}
+
+// CreateAPIKey creates an API key; the result carries the key.
+func (c *Client) CreateAPIKey(ctx context.Context, req APIKeyRequest) (*APIKeyView, error) {
+	var v APIKeyView
+	return &v, c.do(ctx, http.MethodPost, "/admin/v1/apikeys", req, &v)
+}
+
+// ListAPIKeys lists API keys, of one client when clientID is set.
+func (c *Client) ListAPIKeys(ctx context.Context, clientID string) ([]APIKeyView, error) {
+	var v []APIKeyView
+	path := "/admin/v1/apikeys"
+	if clientID != "" {
+		path += "?client_id=" + url.QueryEscape(clientID)
+	}
+	return v, c.do(ctx, http.MethodGet, path, nil, &v)
+}
+
+// RevokeAPIKey revokes an API key by id or prefix.
+func (c *Client) RevokeAPIKey(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/admin/v1/apikeys/"+url.PathEscape(id), nil, nil)
+}
+
+// RotateKeys creates the next signing key; it returns its kid.
+func (c *Client) RotateKeys(ctx context.Context) (string, error) {
+	var v struct {
+		KID string `json:"kid"`
+	}
+	return v.KID, c.do(ctx, http.MethodPost, "/admin/v1/keys/rotate", nil, &v)
+}

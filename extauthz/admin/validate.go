@@ -1,0 +1,102 @@
+package admin
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Scopes a client or API key can hold.
+const (
+	ScopeInferAll = "models:infer"
+	ScopeRead     = "models:read"
+)
+
+var (
+	// modelNamePattern: what a model folder can be named (and what Envoy
+	// routes on); deliberately narrow.
+	modelNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	planPattern      = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	audiencePattern  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
+)
+
+// validScope reports whether s is models:infer, models:read or
+// models:<name>:infer.
+func validScope(s string) bool {
+	if s == ScopeInferAll || s == ScopeRead {
+		return true
+	}
+	name, ok := strings.CutPrefix(s, "models:")
+	if !ok {
+		return false
+	}
+	name, ok = strings.CutSuffix(name, ":infer")
+	return ok && modelNamePattern.MatchString(name)
+}
+
+func checkScopes(field string, scopes []string) error {
+	if len(scopes) == 0 {
+		return fmt.Errorf("%s: at least one scope is required", field)
+	}
+	if len(scopes) > 256 {
+		return fmt.Errorf("%s: at most 256 scopes", field)
+	}
+	for _, s := range scopes {
+		if !validScope(s) {
+			return fmt.Errorf("%s: %q is not a scope (models:infer, models:read or models:<model>:infer)", field, s)
+		}
+	}
+	return nil
+}
+
+func checkModels(models []string) error {
+	if len(models) > 1024 {
+		return fmt.Errorf("models: at most 1024 entries")
+	}
+	for _, m := range models {
+		if m != "*" && !modelNamePattern.MatchString(m) {
+			return fmt.Errorf("models: %q is not a model name (letters, digits, '_', '.', '-'; or \"*\")", m)
+		}
+	}
+	return nil
+}
+
+func checkName(field, s string) error {
+	if len(s) > 200 {
+		return fmt.Errorf("%s: at most 200 characters", field)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%s: control characters are not allowed", field)
+		}
+	}
+	return nil
+}
+
+func checkPlan(p string) error {
+	if !planPattern.MatchString(p) {
+		return fmt.Errorf("plan: %q is not a plan name (lowercase letters, digits, '_', '-')", p)
+	}
+	return nil
+}
+
+func checkAudience(aud []string) error {
+	for _, a := range aud {
+		if !audiencePattern.MatchString(a) {
+			return fmt.Errorf("audience: %q is not a valid audience", a)
+		}
+	}
+	return nil
+}
+
+// covered reports whether every scope in want is granted by have:
+// models:infer grants every models:<name>:infer.
+func covered(want, have []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) && !(strings.HasSuffix(w, ":infer") && slices.Contains(have, ScopeInferAll)) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,215 @@
+// Package server assembles helix-authz from its parts: the store, the
+// signing keys, the OAuth2 server, the ext_authz Check service, the admin
+// API and the caches that keep Check off the database, with the background
+// loops that keep them current. Listeners and TLS belong to the binary.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/extauthz/check"
+	"github.com/helixflow/helixflow/extauthz/credentials"
+	"github.com/helixflow/helixflow/extauthz/keys"
+	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/extauthz/token"
+	"github.com/helixflow/helixflow/migrations"
+)
+
+// Config configures helix-authz.
+type Config struct {
+	DatabaseURL string
+	// Migrate applies the migrations before starting.
+	Migrate bool
+	// KEK seals signing keys (keys.ParseKEK); Pepper keys secret hashes
+	// (optional); AdminToken enables the admin API (optional).
+	KEK, Pepper []byte
+	AdminToken  string
+
+	Issuer, Audience string
+	TokenLifetime    time.Duration
+	SigningAlg       string
+	RotationPeriod   time.Duration
+	PublishAhead     time.Duration
+
+	// Registerer receives the metrics (optional).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Server is an assembled helix-authz.
+type Server struct {
+	Store *store.Store
+	Keys  *keys.Manager
+	// OAuth serves the token, introspection, revocation, metadata and JWKS
+	// endpoints; Admin the admin API (nil without an admin token).
+	OAuth http.Handler
+	Admin http.Handler
+	Check *check.Service
+
+	apiKeys     *credentials.APIKeys
+	revocations *credentials.Revocations
+	log         *slog.Logger
+	wg          sync.WaitGroup
+}
+
+// New connects to the database and builds every part; Run starts the
+// background work.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Migrate {
+		if err := migrate(ctx, cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+	}
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DatabaseURL, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s, err := build(db, cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.revocations.Load(ctx); err != nil {
+		cfg.Logger.Warn("revoked tokens not loaded yet; checking them in the database", "error", err)
+	}
+	if err := s.Keys.Refresh(ctx); err != nil {
+		cfg.Logger.Warn("signing keys not loaded yet", "error", err)
+	}
+	return s, nil
+}
+
+func build(db *store.Store, cfg Config) (*Server, error) {
+	log := cfg.Logger
+	hasher := secret.NewHasher(cfg.Pepper)
+	km, err := keys.New(keys.Config{
+		Store: db, KEK: cfg.KEK, Alg: cfg.SigningAlg, RotationPeriod: cfg.RotationPeriod,
+		PublishAhead: cfg.PublishAhead, TokenLifetime: cfg.TokenLifetime, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "helix_authz_signing_key_age_seconds",
+			Help: "How long the current token-signing key has been signing.",
+		}, func() float64 { return km.Age().Seconds() })); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	s := &Server{
+		Store:       db,
+		Keys:        km,
+		apiKeys:     credentials.NewAPIKeys(credentials.APIKeysConfig{Store: db, Hasher: hasher, Logger: log}),
+		revocations: credentials.NewRevocations(db, log),
+		log:         log,
+	}
+	verifier, err := token.NewVerifier(token.VerifierConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km})
+	if err != nil {
+		return nil, err
+	}
+	oauthServer, err := oauth.New(oauth.Config{
+		Issuer: cfg.Issuer, DefaultAudience: cfg.Audience, TokenLifetime: cfg.TokenLifetime,
+		Clients: db, Revocations: db, Keys: km, Hasher: hasher, Logger: log, Registerer: cfg.Registerer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.OAuth = oauthServer.Handler()
+	s.Check = check.New(check.Config{
+		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Logger: log, Metrics: cfg.Registerer,
+	})
+	if cfg.AdminToken != "" {
+		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Token: cfg.AdminToken, Logger: log}); err != nil {
+			return nil, fmt.Errorf("admin API: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Run starts the background work (key rotation, change notifications,
+// API-key use accounting, revocation pruning) until ctx ends; Close waits
+// for it.
+func (s *Server) Run(ctx context.Context) {
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.Keys.Run(ctx) }()
+	go func() { defer s.wg.Done(); s.apiKeys.RunFlusher(ctx, time.Second) }()
+	go func() { defer s.wg.Done(); s.listen(ctx) }()
+	go func() { defer s.wg.Done(); s.pruneRevoked(ctx) }()
+}
+
+// listen applies change notifications: other replicas' revocations, key
+// and client changes reach this one within the notification delay.
+func (s *Server) listen(ctx context.Context) {
+	err := s.Store.Listen(ctx, func(c store.Change) {
+		switch c.Kind {
+		case store.ChangeKeys, store.ChangeResync:
+			if err := s.Keys.Refresh(ctx); err != nil {
+				s.log.Warn("reload signing keys", "error", err)
+			}
+		}
+		s.apiKeys.Changed(c)
+		s.revocations.Changed(ctx, c)
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Error("change notifications stopped", "error", err)
+	}
+}
+
+// pruneRevoked deletes expired revocations and rebuilds the in-memory list
+// every ten minutes, which keeps the list bounded by live tokens.
+func (s *Server) pruneRevoked(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.Store.PruneRevoked(ctx, time.Now()); err != nil {
+			s.log.Warn("prune revoked tokens", "error", err)
+			continue
+		}
+		if err := s.revocations.Load(ctx); err != nil {
+			s.log.Warn("reload revoked tokens", "error", err)
+		}
+	}
+}
+
+// Close waits for the background work (after Run's ctx ended), records
+// pending API-key uses and closes the database.
+func (s *Server) Close() {
+	s.wg.Wait()
+	flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.apiKeys.FlushUses(flush); err != nil {
+		s.log.Warn("record API key use", "error", err)
+	}
+	s.Store.Close()
+}
+
+func migrate(ctx context.Context, dsn string) error {
+	db, err := migrations.OpenDB(dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := migrations.Up(ctx, db); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
