@@ -10,9 +10,9 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 BIN     := bin
 MODELS  := models
-BINARIES := helix-worker
+BINARIES := helix-worker helix-authz helixctl
 
-.PHONY: deps deps-bench build proto models run test test-go test-race test-interop fuzz lint bench bench-worker clean
+.PHONY: deps deps-bench build proto models run test test-go test-race test-interop test-authz fuzz lint bench bench-worker bench-authz clean
 
 deps: ## install Debian packages, the Python venv and ONNX Runtime
 	bash scripts/deps.sh
@@ -41,7 +41,7 @@ test-go: deps
 	$(GO) test -count=1 ./...
 
 test-race: deps
-	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/...
+	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
 
 fuzz: ## run each fuzz target briefly
 	bash scripts/fuzz.sh 10s
@@ -49,11 +49,15 @@ fuzz: ## run each fuzz target briefly
 test-interop: deps build models ## tritonclient + perf_analyzer against a real helix-worker
 	$(VENV)/bin/pytest -q tests/interop
 
+test-authz: deps build ## requests-oauthlib + PyJWT against a real helix-authz on a real Postgres
+	$(VENV)/bin/pytest -q tests/authz
+
 test: deps lint build models ## everything
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/...
+	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
 	bash scripts/fuzz.sh 5s
 	$(VENV)/bin/pytest -q tests/interop
+	$(VENV)/bin/pytest -q tests/authz
 
 bench: bench-worker
 

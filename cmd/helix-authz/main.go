@@ -1,0 +1,326 @@
+// Command helix-authz is HelixFlow's OAuth2 authorization server
+// (client-credentials tokens as RFC 9068 JWTs), its Envoy ext_authz
+// service, and its admin API, on Postgres.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/helixflow/helixflow/extauthz/check"
+	"github.com/helixflow/helixflow/extauthz/keys"
+	"github.com/helixflow/helixflow/extauthz/server"
+)
+
+type options struct {
+	databaseURL    string
+	migrate        bool
+	kekFile        string
+	pepperFile     string
+	adminTokenFile string
+
+	issuer, audience string
+	tokenLifetime    time.Duration
+	signingAlg       string
+	rotationPeriod   time.Duration
+	publishAhead     time.Duration
+
+	httpListen, grpcListen, adminListen, metricsListen string
+	tlsCert, tlsKey, clientCA                          string
+	plaintextLoopback                                  bool
+
+	logLevel string
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("helix-authz", flag.ContinueOnError)
+	fs.StringVar(&o.databaseURL, "database-url", os.Getenv("HELIX_DATABASE_URL"), "Postgres URL (env HELIX_DATABASE_URL)")
+	fs.BoolVar(&o.migrate, "migrate", true, "apply database migrations at start")
+	fs.StringVar(&o.kekFile, "kek-file", "", "file holding the 32-byte key-encryption key for signing keys (raw, hex or base64); env HELIX_AUTHZ_KEK holds it instead")
+	fs.StringVar(&o.pepperFile, "secret-pepper-file", "", "file holding a server-side pepper for client-secret and API-key hashes (optional; changing it invalidates every secret)")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin API token (env HELIX_ADMIN_TOKEN holds it instead); no token, no admin API")
+	fs.StringVar(&o.issuer, "issuer", "", "issuer URL: the iss of tokens and the base of the OAuth2 endpoints as clients reach them (required)")
+	fs.StringVar(&o.audience, "audience", "helixflow", "audience tokens are issued for and checked against")
+	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 5*time.Minute, "access token lifetime (at most 1h)")
+	fs.StringVar(&o.signingAlg, "signing-alg", keys.ES256, "algorithm of new signing keys: ES256 or RS256")
+	fs.DurationVar(&o.rotationPeriod, "key-rotation-period", 24*time.Hour, "how long a signing key signs before the next one takes over")
+	fs.DurationVar(&o.publishAhead, "key-publish-ahead", 5*time.Minute, "how long a new key is in the JWKS before it signs")
+	fs.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8090", "OAuth2 endpoints (token, introspect, revoke, metadata, JWKS)")
+	fs.StringVar(&o.grpcListen, "grpc-listen", "127.0.0.1:9001", "Envoy ext_authz Authorization service (gRPC)")
+	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8091", "admin API")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9091", "Prometheus metrics")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "TLS certificate for the OAuth2, gRPC and admin listeners")
+	fs.StringVar(&o.tlsKey, "tls-key-file", "", "TLS private key")
+	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates the gRPC listener requires (mTLS from Envoy)")
+	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow listeners on loopback addresses without TLS (local development only)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.databaseURL == "" {
+		return nil, errors.New("--database-url or HELIX_DATABASE_URL is required")
+	}
+	if o.issuer == "" {
+		return nil, errors.New("--issuer is required")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if o.tokenLifetime <= 0 || o.tokenLifetime > time.Hour {
+		return nil, fmt.Errorf("--token-lifetime %s must be in (0, 1h]", o.tokenLifetime)
+	}
+	// Secure by default: a listener without TLS must be on loopback and
+	// explicitly allowed.
+	if o.tlsCert == "" {
+		for name, addr := range map[string]string{"--http-listen": o.httpListen, "--grpc-listen": o.grpcListen} {
+			if !o.plaintextLoopback || !loopback(addr) {
+				return nil, fmt.Errorf("%s %s: TLS is required (--tls-cert-file/--tls-key-file); plaintext is allowed only on loopback with --plaintext-loopback", name, addr)
+			}
+		}
+	}
+	if o.tlsCert == "" && !loopback(o.adminListen) {
+		return nil, fmt.Errorf("--admin-listen %s: the admin API without TLS listens on loopback only", o.adminListen)
+	}
+	return o, nil
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readSecret reads a secret from a file, or from an environment variable
+// when the file is not given; "" when neither is set.
+func readSecret(file, env string) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	return []byte(os.Getenv(env)), nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helix-authz:", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "helix-authz: --log-level:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("helix-authz stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o *options, log *slog.Logger) error {
+	kekRaw, err := readSecret(o.kekFile, "HELIX_AUTHZ_KEK")
+	if err != nil {
+		return fmt.Errorf("key-encryption key: %w", err)
+	}
+	kek, err := keys.ParseKEK(kekRaw)
+	if err != nil {
+		return fmt.Errorf("--kek-file / HELIX_AUTHZ_KEK: %w", err)
+	}
+	var pepper []byte
+	if o.pepperFile != "" {
+		if pepper, err = readSecret(o.pepperFile, ""); err != nil {
+			return fmt.Errorf("--secret-pepper-file: %w", err)
+		}
+	}
+	adminToken, err := readSecret(o.adminTokenFile, "HELIX_ADMIN_TOKEN")
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(ctx, server.Config{
+		DatabaseURL: o.databaseURL, Migrate: o.migrate, KEK: kek, Pepper: pepper, AdminToken: string(adminToken),
+		Issuer: o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
+		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	srv.Run(runCtx)
+	defer func() {
+		stopRun()
+		srv.Close()
+	}()
+
+	tlsConf, err := serverTLS(o)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 4)
+	var stops []func(context.Context) error
+
+	httpSrv, err := serveHTTP(o.httpListen, srv.OAuth, tlsConf, errc)
+	if err != nil {
+		return fmt.Errorf("--http-listen: %w", err)
+	}
+	stops = append(stops, httpSrv.Shutdown)
+	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil)
+
+	gs, err := serveGRPC(o, srv.Check, errc)
+	if err != nil {
+		return fmt.Errorf("--grpc-listen: %w", err)
+	}
+	stops = append(stops, func(context.Context) error { gs.GracefulStop(); return nil })
+	log.Info("serving ext_authz", "address", o.grpcListen, "mtls", o.clientCA != "")
+
+	if srv.Admin != nil {
+		adminTLS := tlsConf
+		if loopback(o.adminListen) {
+			adminTLS = nil // a local helixctl reaches a loopback admin API over http
+		}
+		as, err := serveHTTP(o.adminListen, srv.Admin, adminTLS, errc)
+		if err != nil {
+			return fmt.Errorf("--admin-listen: %w", err)
+		}
+		stops = append(stops, as.Shutdown)
+		log.Info("serving admin API", "address", o.adminListen)
+	} else {
+		log.Warn("no admin token (--admin-token-file or HELIX_ADMIN_TOKEN): admin API off")
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := srv.Store.Ping(r.Context()); err != nil {
+			http.Error(w, "database unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	ms, err := serveHTTP(o.metricsListen, mux, nil, errc)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen: %w", err)
+	}
+	stops = append(stops, ms.Shutdown)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("server failed", "error", err)
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, s := range stops {
+		_ = s(shutdown)
+	}
+	return err
+}
+
+func serverTLS(o *options) (*tls.Config, error) {
+	if o.tlsCert == "" {
+		return nil, nil
+	}
+	// Certificates are read on each handshake so that rotated files take
+	// effect without a restart.
+	load := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		return &c, nil
+	}
+	if _, err := load(nil); err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: load}, nil
+}
+
+func serveHTTP(addr string, h http.Handler, tlsConf *tls.Config, errc chan<- error) (*http.Server, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+	if tlsConf != nil {
+		lis = tls.NewListener(lis, tlsConf)
+	}
+	go func() {
+		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return srv, nil
+}
+
+func serveGRPC(o *options, svc *check.Service, errc chan<- error) (*grpc.Server, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(1 << 20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if o.tlsCert != "" {
+		conf, err := serverTLS(o)
+		if err != nil {
+			return nil, err
+		}
+		if o.clientCA != "" {
+			pem, err := os.ReadFile(o.clientCA)
+			if err != nil {
+				return nil, fmt.Errorf("--client-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", o.clientCA)
+			}
+			conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
+	}
+	lis, err := net.Listen("tcp", o.grpcListen)
+	if err != nil {
+		return nil, err
+	}
+	gs := grpc.NewServer(opts...)
+	svc.Register(gs)
+	go func() { errc <- gs.Serve(lis) }()
+	return gs, nil
+}

@@ -1,0 +1,118 @@
+// Command helixctl administers HelixFlow: database migrations, OAuth2
+// clients, API keys and signing keys.
+//
+//	helixctl migrate up|down|status          [--database-url URL]
+//	helixctl clients create|list|get|update|delete|rotate-secret ...
+//	helixctl apikeys create|list|revoke ...
+//	helixctl keys rotate
+//
+// The admin API is found through --admin-url/--admin-token or
+// HELIX_ADMIN_URL/HELIX_ADMIN_TOKEN; the database through --database-url or
+// HELIX_DATABASE_URL. --output json prints machine-readable results.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "helixctl:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "helixctl:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `usage: helixctl <command> <subcommand> [flags]
+
+commands:
+  migrate  up|down|status                     apply or inspect database migrations
+  clients  create|list|get|update|delete|rotate-secret
+  apikeys  create|list|revoke
+  keys     rotate                             create the next token-signing key
+
+Run "helixctl <command> <subcommand> -h" for the flags of one.`
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) < 2 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	cmd, sub, rest := args[0], args[1], args[2:]
+	switch cmd {
+	case "migrate":
+		return runMigrate(ctx, sub, rest, out)
+	case "clients":
+		return runClients(ctx, sub, rest, out)
+	case "apikeys":
+		return runAPIKeys(ctx, sub, rest, out)
+	case "keys":
+		return runKeys(ctx, sub, rest, out)
+	}
+	return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
+}
+
+// listFlag is a repeatable flag that also splits on commas.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// parse parses flags, which may come before or after the positional
+// arguments, and wants exactly nargs positional arguments.
+func parse(fs *flag.FlagSet, args []string, nargs int, what string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(os.Stderr)
+				fs.Usage()
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != nargs {
+		return nil, fmt.Errorf("%w: %s", errUsage, what)
+	}
+	return pos, nil
+}

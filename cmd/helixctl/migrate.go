@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/helixflow/helixflow/migrations"
+)
+
+func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
+	dsn := fs.String("database-url", envOr("HELIX_DATABASE_URL", ""), "Postgres URL (env HELIX_DATABASE_URL)")
+	output := fs.String("output", "table", "table or json")
+	if _, err := parse(fs, args, 0, "migrate "+sub+" takes no argument"); err != nil {
+		return err
+	}
+	if *dsn == "" {
+		return fmt.Errorf("%w: --database-url or HELIX_DATABASE_URL is required", errUsage)
+	}
+	if *output != "table" && *output != "json" {
+		return fmt.Errorf("%w: --output %q: want table or json", errUsage, *output)
+	}
+	af := adminFlags{output: *output}
+	db, err := migrations.OpenDB(*dsn)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+	switch sub {
+	case "up":
+		if err := migrations.Up(ctx, db); err != nil {
+			return err
+		}
+	case "down":
+		if err := migrations.Down(ctx, db); err != nil {
+			return err
+		}
+	case "status":
+	default:
+		return fmt.Errorf("%w: unknown subcommand migrate %q (up, down, status)", errUsage, sub)
+	}
+	st, err := migrations.Status(ctx, db)
+	if err != nil {
+		return err
+	}
+	return af.print(out, st, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
+		for _, s := range st {
+			applied := "pending"
+			if s.Applied {
+				applied = s.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, applied)
+		}
+	})
+}

@@ -1,0 +1,31 @@
+"""Conformance of helix-authz with software nobody here wrote: an OAuth2
+client library (requests-oauthlib) gets tokens, PyJWT verifies them from
+the JWKS. Real Postgres, real helix-authz, TLS; nothing is skipped."""
+
+import pytest
+
+from services import BIN, Authz, Postgres
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def authz(tmp_path_factory, postgres):
+    for b in ("helix-authz", "helixctl"):
+        if not (BIN / b).exists():
+            pytest.fail(f"{BIN / b} is missing: run `make build`")
+    a = Authz(tmp_path_factory.mktemp("authz"), postgres)
+    yield a
+    a.stop()
+
+
+@pytest.fixture(scope="session")
+def client(authz):
+    """A client that may infer on `simple` and read metadata."""
+    return authz.helixctl("clients", "create", "--name", "conformance", "--scope", "models:simple:infer,models:read",
+                          "--model", "simple", "--plan", "gold", "--audience", authz.audience)

@@ -1,0 +1,161 @@
+"""Real processes for the authz conformance tests: a private Postgres from
+Debian's package and helix-authz with TLS, on free loopback ports."""
+
+import datetime
+import glob
+import ipaddress
+import os
+import pathlib
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import ssl
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = ROOT / "bin"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pg_bin(name):
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise RuntimeError(f"{name} not found on PATH or in /usr/lib/postgresql/*/bin: run `make deps`")
+    return candidates[-1]
+
+
+class Postgres:
+    """initdb in a temp folder, listening on 127.0.0.1 only."""
+
+    def __init__(self):
+        # Its own folder directly under /tmp: pytest's are private to root,
+        # and Postgres refuses to run as root, so it runs as "postgres".
+        self.top = pathlib.Path(tempfile.mkdtemp(prefix="helix-pg-"))
+        self.dir = self.top / "pg"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.prefix = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chmod(self.top, 0o755)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        data = self.dir / "data"
+        subprocess.run(self.prefix + [pg_bin("initdb"), "-D", str(data), "-U", "helix", "-A", "trust",
+                                      "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
+        opts = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} -c fsync=off"
+        subprocess.run(self.prefix + [pg_bin("pg_ctl"), "-D", str(data), "-o", opts, "-l", str(self.dir / "log"),
+                                      "-w", "start"], check=True, capture_output=True)
+        self.data = data
+        self.dsn = f"postgres://helix@127.0.0.1:{self.port}/postgres?sslmode=disable"
+
+    def stop(self):
+        subprocess.run(self.prefix + [pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.top, ignore_errors=True)
+
+
+def make_tls(tmp):
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost."""
+    tmp = pathlib.Path(tmp)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "helix test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "helix-authz")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": tmp / "ca.pem", "cert": tmp / "server.pem", "key": tmp / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+class Authz:
+    """helix-authz against a Postgres, with TLS on its OAuth2 endpoints."""
+
+    def __init__(self, tmp, pg):
+        tmp = pathlib.Path(tmp)
+        self.tls = make_tls(tmp)
+        self.http_port, self.grpc_port, self.admin_port, self.metrics_port = (free_port() for _ in range(4))
+        self.issuer = f"https://127.0.0.1:{self.http_port}"
+        self.audience = "helixflow-test"
+        self.admin_token = secrets.token_urlsafe(32)
+        kek = tmp / "kek"
+        kek.write_text(secrets.token_hex(32))
+        kek.chmod(0o600)
+        self.log = open(tmp / "helix-authz.log", "w+")
+        env = dict(os.environ, HELIX_ADMIN_TOKEN=self.admin_token)
+        self.proc = subprocess.Popen([
+            str(BIN / "helix-authz"), f"--database-url={pg.dsn}", f"--kek-file={kek}",
+            f"--issuer={self.issuer}", f"--audience={self.audience}",
+            f"--http-listen=127.0.0.1:{self.http_port}", f"--grpc-listen=127.0.0.1:{self.grpc_port}",
+            f"--admin-listen=127.0.0.1:{self.admin_port}", f"--metrics-listen=127.0.0.1:{self.metrics_port}",
+            f"--tls-cert-file={self.tls['cert']}", f"--tls-key-file={self.tls['key']}",
+        ], stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.ssl = ssl.create_default_context(cafile=str(self.tls["ca"]))
+        self._wait()
+        self.admin_env = dict(os.environ, HELIX_ADMIN_URL=f"http://127.0.0.1:{self.admin_port}",
+                              HELIX_ADMIN_TOKEN=self.admin_token)
+
+    def _wait(self):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"helix-authz exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                with urllib.request.urlopen(f"{self.issuer}/.well-known/jwks.json", context=self.ssl, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"helix-authz not serving after 60s:\n{self.logs()}")
+
+    def logs(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def helixctl(self, *args):
+        out = subprocess.run([str(BIN / "helixctl"), *args, "--output", "json"], capture_output=True, text=True,
+                             env=self.admin_env, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"helixctl {' '.join(args)} failed: {out.stderr}")
+        import json
+        return json.loads(out.stdout)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
