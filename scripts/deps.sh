@@ -16,9 +16,10 @@ cd "$ROOT"
 
 PYTHON="${PYTHON:-python3}"
 
-# Debian packages. libssl3 and zlib1g: perf_analyzer links them.
+# Debian packages. libssl3 and zlib1g: perf_analyzer links them; openssl
+# makes the local stack's development CA (scripts/run.sh).
 APT_PACKAGES=(protobuf-compiler postgresql redis-server prometheus prometheus-alertmanager
-              libssl3 zlib1g)
+              libssl3 zlib1g openssl)
 
 # libonnxruntime.so, from the npm package onnxruntime-node (fetched with `npm pack`,
 # nothing installed, no scripts run). sha256 of onnxruntime-node-1.30.0.tgz:
