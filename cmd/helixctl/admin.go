@@ -50,6 +50,11 @@ func clientRows(tw *tabwriter.Writer, cs ...admin.ClientView) {
 }
 
 func runClients(ctx context.Context, sub string, args []string, out io.Writer) error {
+	switch sub {
+	case "create", "list", "get", "update", "delete", "rotate-secret":
+	default:
+		return fmt.Errorf("%w: unknown subcommand clients %q (create, list, get, update, delete, rotate-secret)", errUsage, sub)
+	}
 	var af adminFlags
 	fs := flag.NewFlagSet("clients "+sub, flag.ContinueOnError)
 	af.register(fs)
@@ -174,6 +179,11 @@ func when(t *time.Time) string {
 }
 
 func runAPIKeys(ctx context.Context, sub string, args []string, out io.Writer) error {
+	switch sub {
+	case "create", "list", "revoke":
+	default:
+		return fmt.Errorf("%w: unknown subcommand apikeys %q (create, list, revoke)", errUsage, sub)
+	}
 	var af adminFlags
 	fs := flag.NewFlagSet("apikeys "+sub, flag.ContinueOnError)
 	af.register(fs)
@@ -231,14 +241,14 @@ func runAPIKeys(ctx context.Context, sub string, args []string, out io.Writer) e
 }
 
 func runKeys(ctx context.Context, sub string, args []string, out io.Writer) error {
+	if sub != "rotate" {
+		return fmt.Errorf("%w: unknown subcommand keys %q (rotate)", errUsage, sub)
+	}
 	var af adminFlags
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	af.register(fs)
 	if _, err := parse(fs, args, 0, "keys "+sub+" takes no argument"); err != nil {
 		return err
-	}
-	if sub != "rotate" {
-		return fmt.Errorf("%w: unknown subcommand keys %q (rotate)", errUsage, sub)
 	}
 	c, err := af.client()
 	if err != nil {

@@ -12,6 +12,11 @@ import (
 )
 
 func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) error {
+	switch sub {
+	case "up", "down", "status":
+	default:
+		return fmt.Errorf("%w: unknown subcommand migrate %q (up, down, status)", errUsage, sub)
+	}
 	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
 	dsn := fs.String("database-url", envOr("HELIX_DATABASE_URL", ""), "Postgres URL (env HELIX_DATABASE_URL)")
 	output := fs.String("output", "table", "table or json")
@@ -47,7 +52,23 @@ func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	return af.print(out, st, func(tw *tabwriter.Writer) {
+	// JSON in the admin API's spelling (snake_case), not Go's field names.
+	type row struct {
+		Version   int64      `json:"version"`
+		Name      string     `json:"name"`
+		Applied   bool       `json:"applied"`
+		AppliedAt *time.Time `json:"applied_at,omitempty"`
+	}
+	rows := make([]row, 0, len(st))
+	for _, s := range st {
+		r := row{Version: s.Version, Name: s.Name, Applied: s.Applied}
+		if s.Applied {
+			at := s.AppliedAt.UTC()
+			r.AppliedAt = &at
+		}
+		rows = append(rows, r)
+	}
+	return af.print(out, rows, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
 		for _, s := range st {
 			applied := "pending"

@@ -205,10 +205,12 @@ func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "create client", err)
 		return
 	}
+	// The client exists now: its secret must reach the caller even if the
+	// read-back fails, or the caller retries and makes a second client.
 	created, err := a.cfg.Store.GetClient(r.Context(), id)
 	if err != nil {
-		a.storeError(w, "read client", err)
-		return
+		a.cfg.Logger.Warn("read back created client", "client_id", id, "error", err)
+		created = c
 	}
 	v := clientView(created)
 	v.ClientSecret = sec
@@ -286,12 +288,14 @@ func (a *api) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "rotate client secret", err)
 		return
 	}
-	c, err := a.cfg.Store.GetClient(r.Context(), id)
-	if err != nil {
-		a.storeError(w, "read client", err)
-		return
+	// The old secret no longer works: the new one must reach the caller
+	// even if the read-back fails.
+	v := ClientView{ClientID: id, Scopes: []string{}, Models: []string{}, Audience: []string{}}
+	if c, err := a.cfg.Store.GetClient(r.Context(), id); err != nil {
+		a.cfg.Logger.Warn("read back client after secret rotation", "client_id", id, "error", err)
+	} else {
+		v = clientView(c)
 	}
-	v := clientView(c)
 	v.ClientSecret = sec
 	a.cfg.Logger.Info("client secret rotated", "client_id", id)
 	writeJSON(w, http.StatusOK, v)
@@ -332,6 +336,10 @@ type APIKeyRequest struct {
 func (a *api) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	var req APIKeyRequest
 	if !decode(w, r, &req) {
+		return
+	}
+	if req.ClientID == "" {
+		writeError(w, http.StatusBadRequest, "client_id: required")
 		return
 	}
 	if err := checkName("name", req.Name); err != nil {
@@ -423,9 +431,8 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var maxErr *http.MaxBytesError
 		switch {
-		case errors.As(err, &maxErr):
+		case tooLarge(err):
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxBody))
 		case errors.Is(err, io.EOF):
 			writeError(w, http.StatusBadRequest, "request body is empty; a JSON object is required")
@@ -434,11 +441,22 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		}
 		return false
 	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "malformed JSON: more than one value")
+	// Only white space may follow the value. (Decoder.More is not enough:
+	// it says false for a stray ']' or '}' and for a read error.)
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if tooLarge(err) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", maxBody))
+		} else {
+			writeError(w, http.StatusBadRequest, "malformed JSON: data after the first value")
+		}
 		return false
 	}
 	return true
+}
+
+func tooLarge(err error) bool {
+	var maxErr *http.MaxBytesError
+	return errors.As(err, &maxErr)
 }
 
 func (a *api) storeError(w http.ResponseWriter, what string, err error) {

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Scopes a client or API key can hold.
@@ -63,11 +65,13 @@ func checkModels(models []string) error {
 }
 
 func checkName(field, s string) error {
-	if len(s) > 200 {
+	if utf8.RuneCountInString(s) > 200 {
 		return fmt.Errorf("%s: at most 200 characters", field)
 	}
+	// C0, DEL, C1 (U+009B is a terminal escape) and bidi overrides, which
+	// would let a name rewrite or disguise helixctl's output.
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 			return fmt.Errorf("%s: control characters are not allowed", field)
 		}
 	}

@@ -39,6 +39,10 @@ type APIKeys struct {
 	lru   *list.List               // of *entry, most recent first
 	byKey map[string]*list.Element // prefix -> element
 	uses  map[string]int64         // prefix -> uses not yet recorded
+	// gen counts evicting notifications. A load that a notification
+	// overlapped may hold what the notification said is gone, so it is
+	// not cached.
+	gen uint64
 }
 
 type entry struct {
@@ -113,6 +117,7 @@ func (a *APIKeys) CheckAPIKey(ctx context.Context, presented string) (*check.Pri
 func (a *APIKeys) entry(ctx context.Context, prefix string) (*entry, error) {
 	now := a.now()
 	a.mu.Lock()
+	gen := a.gen
 	if el, ok := a.byKey[prefix]; ok {
 		e := el.Value.(*entry)
 		if now.Sub(e.loaded) < a.ttl {
@@ -140,6 +145,11 @@ func (a *APIKeys) entry(ctx context.Context, prefix string) (*entry, error) {
 	e := &entry{prefix: prefix, key: *k, client: *c, loaded: now}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.gen != gen {
+		// Answer this request from the load (as if it had come just before
+		// the change) but keep it out of the cache.
+		return e, nil
+	}
 	if el, ok := a.byKey[prefix]; ok {
 		a.lru.Remove(el)
 	}
@@ -155,6 +165,10 @@ func (a *APIKeys) entry(ctx context.Context, prefix string) (*entry, error) {
 func (a *APIKeys) Changed(c store.Change) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	switch c.Kind {
+	case store.ChangeAPIKey, store.ChangeClient, store.ChangeResync:
+		a.gen++
+	}
 	switch c.Kind {
 	case store.ChangeAPIKey:
 		if el, ok := a.byKey[c.ID]; ok {

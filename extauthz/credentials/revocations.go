@@ -29,6 +29,11 @@ type Revocations struct {
 	mu      sync.RWMutex
 	revoked map[string]struct{}
 	synced  bool
+	// loads counts Loads in flight; during holds what notifications
+	// revoked meanwhile, which a Load's (older) read may lack and must
+	// not drop.
+	loads  int
+	during map[string]struct{}
 }
 
 var _ check.RevocationChecker = (*Revocations)(nil)
@@ -43,17 +48,32 @@ func NewRevocations(s RevocationStore, log *slog.Logger) *Revocations {
 
 // Load replaces the copy with every revocation still in force.
 func (r *Revocations) Load(ctx context.Context) error {
+	r.mu.Lock()
+	if r.loads == 0 {
+		r.during = make(map[string]struct{})
+	}
+	r.loads++
+	r.mu.Unlock()
+
 	jtis, err := r.store.RevokedSince(ctx, time.Time{})
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	during := r.during
+	if r.loads--; r.loads == 0 {
+		r.during = nil
+	}
 	if err != nil {
 		return fmt.Errorf("load revoked tokens: %w", err)
 	}
-	m := make(map[string]struct{}, len(jtis))
+	m := make(map[string]struct{}, len(jtis)+len(during))
 	for _, j := range jtis {
 		m[j] = struct{}{}
 	}
-	r.mu.Lock()
+	for j := range during {
+		m[j] = struct{}{}
+	}
 	r.revoked, r.synced = m, true
-	r.mu.Unlock()
 	return nil
 }
 
@@ -77,6 +97,9 @@ func (r *Revocations) Changed(ctx context.Context, c store.Change) {
 	case store.ChangeRevoked:
 		r.mu.Lock()
 		r.revoked[c.ID] = struct{}{}
+		if r.during != nil {
+			r.during[c.ID] = struct{}{}
+		}
 		r.mu.Unlock()
 	case store.ChangeResync:
 		r.mu.Lock()
