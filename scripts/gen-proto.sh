@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Regenerates the Go code for the KServe v2 / Triton protocol protos.
+# Regenerates the Go code for the project's protos.
 #
 #   scripts/gen-proto.sh          (run from anywhere inside the repo)
 #
-# Inputs:  proto/grpc_service.proto, proto/model_config.proto
-# Outputs: proto/inference/{grpc_service.pb.go,model_config.pb.go,grpc_service_grpc.pb.go}
+# KServe v2 / Triton protocol:
+#   Inputs:  proto/grpc_service.proto, proto/model_config.proto
+#   Outputs: proto/inference/{grpc_service.pb.go,model_config.pb.go,grpc_service_grpc.pb.go}
+# Worker registry (helix-xds):
+#   Inputs:  proto/registry/v1/registry.proto
+#   Outputs: proto/registry/v1/{registry.pb.go,registry_grpc.pb.go}
 #
 # Code generators are installed at pinned versions into ./.tools/bin. protoc
 # itself comes from the system (Debian's protobuf-compiler); its version is
@@ -43,18 +47,25 @@ if [[ "${PROTOC_VERSION_CHECK:-1}" != 0 && "$protoc_version" != "$EXPECTED_PROTO
   exit 1
 fi
 
-out="proto/inference"
-rm -f "$out"/*.pb.go
-mkdir -p "$out"
+# generate <output root> <folder the outputs land in> <protos, relative to proto/>...
+# With paths=source_relative an output lands at <output root>/<proto path>.pb.go;
+# only the landing folder's old *.pb.go files are removed first.
+generate() {
+  local root="$1" dir="$2"
+  shift 2
+  rm -f "$dir"/*.pb.go
+  mkdir -p "$dir"
+  # Relative paths only, so nothing machine-specific ends up in the output.
+  PATH="$tools:$PATH" protoc \
+    --proto_path=proto \
+    --plugin=protoc-gen-go=.tools/bin/protoc-gen-go \
+    --plugin=protoc-gen-go-grpc=.tools/bin/protoc-gen-go-grpc \
+    --go_out="$root" --go_opt=paths=source_relative \
+    --go-grpc_out="$root" --go-grpc_opt=paths=source_relative \
+    "$@"
+  gofmt -l "$dir" | { ! grep . ; } || { echo "generated code in $dir is not gofmt-clean" >&2; exit 1; }
+  echo "generated: $(ls "$dir"/*.pb.go | tr '\n' ' ')" >&2
+}
 
-# Relative paths only, so nothing machine-specific ends up in the output.
-PATH="$tools:$PATH" protoc \
-  --proto_path=proto \
-  --plugin=protoc-gen-go=.tools/bin/protoc-gen-go \
-  --plugin=protoc-gen-go-grpc=.tools/bin/protoc-gen-go-grpc \
-  --go_out="$out" --go_opt=paths=source_relative \
-  --go-grpc_out="$out" --go-grpc_opt=paths=source_relative \
-  grpc_service.proto model_config.proto
-
-gofmt -l "$out" | { ! grep . ; } || { echo "generated code is not gofmt-clean" >&2; exit 1; }
-echo "generated: $(ls "$out"/*.pb.go | tr '\n' ' ')" >&2
+generate proto/inference proto/inference grpc_service.proto model_config.proto
+generate proto proto/registry/v1 registry/v1/registry.proto

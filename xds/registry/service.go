@@ -1,0 +1,137 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
+)
+
+// Register implements registryv1.RegistryServer.
+func (r *Registry) Register(ctx context.Context, req *registryv1.RegisterRequest) (*registryv1.RegisterResponse, error) {
+	w, err := workerFromRequest(req)
+	if err != nil {
+		return nil, r.grpcError("Register", err)
+	}
+	if err := r.authorize(ctx, w.ID); err != nil {
+		return nil, r.grpcError("Register", err)
+	}
+	lease, err := r.register(w)
+	if err != nil {
+		return nil, r.grpcError("Register", err)
+	}
+	r.log.Info("worker registered", "worker_id", w.ID, "address", w.Address, "grpc_port", w.GRPCPort,
+		"http_port", w.HTTPPort, "ready", w.Ready, "models", len(w.Models))
+	return &registryv1.RegisterResponse{LeaseId: lease, LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
+}
+
+// Renew implements registryv1.RegistryServer.
+func (r *Registry) Renew(ctx context.Context, req *registryv1.RenewRequest) (*registryv1.RenewResponse, error) {
+	if err := validLeaseID(req.GetLeaseId()); err != nil {
+		return nil, r.grpcError("Renew", err)
+	}
+	models, err := convertModels(req.GetModels())
+	if err != nil {
+		return nil, r.grpcError("Renew", err)
+	}
+	id, err := r.lookup(req.GetLeaseId())
+	if err != nil {
+		return nil, r.grpcError("Renew", err)
+	}
+	if err := r.authorize(ctx, id); err != nil {
+		return nil, r.grpcError("Renew", err)
+	}
+	if err := r.renew(req.GetLeaseId(), id, models, req.GetReady()); err != nil {
+		return nil, r.grpcError("Renew", err)
+	}
+	return &registryv1.RenewResponse{LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
+}
+
+// Deregister implements registryv1.RegistryServer.
+func (r *Registry) Deregister(ctx context.Context, req *registryv1.DeregisterRequest) (*registryv1.DeregisterResponse, error) {
+	if err := validLeaseID(req.GetLeaseId()); err != nil {
+		return nil, r.grpcError("Deregister", err)
+	}
+	id, err := r.lookup(req.GetLeaseId())
+	if err != nil {
+		return nil, r.grpcError("Deregister", err)
+	}
+	if err := r.authorize(ctx, id); err != nil {
+		return nil, r.grpcError("Deregister", err)
+	}
+	if err := r.deregister(req.GetLeaseId(), id); err != nil {
+		return nil, r.grpcError("Deregister", err)
+	}
+	r.log.Info("worker deregistered", "worker_id", id)
+	return &registryv1.DeregisterResponse{}, nil
+}
+
+func workerFromRequest(req *registryv1.RegisterRequest) (Worker, error) {
+	if err := validWorkerID(req.GetWorkerId()); err != nil {
+		return Worker{}, err
+	}
+	if err := validAddress(req.GetAddress()); err != nil {
+		return Worker{}, err
+	}
+	if err := validPort("grpc_port", req.GetGrpcPort(), false); err != nil {
+		return Worker{}, err
+	}
+	if err := validPort("http_port", req.GetHttpPort(), true); err != nil {
+		return Worker{}, err
+	}
+	models, err := convertModels(req.GetModels())
+	if err != nil {
+		return Worker{}, err
+	}
+	return Worker{
+		ID:       req.GetWorkerId(),
+		Address:  req.GetAddress(),
+		GRPCPort: req.GetGrpcPort(),
+		HTTPPort: req.GetHttpPort(),
+		Ready:    req.GetReady(),
+		Models:   models,
+	}, nil
+}
+
+func (r *Registry) authorize(ctx context.Context, workerID string) error {
+	if r.cfg.Authorize == nil {
+		return nil
+	}
+	if err := r.cfg.Authorize(ctx, workerID); err != nil {
+		if _, ok := status.FromError(err); ok {
+			return err // the hook chose its own status
+		}
+		return fmt.Errorf("%w: worker_id %q: %w", ErrDenied, workerID, err)
+	}
+	return nil
+}
+
+// grpcError maps the package's errors onto gRPC status codes; the message
+// names the offending field.
+func (r *Registry) grpcError(method string, err error) error {
+	if s, ok := status.FromError(err); ok {
+		r.log.Warn("registry request refused", "method", method, "code", s.Code(), "error", s.Message())
+		return err
+	}
+	level := slog.LevelWarn
+	code := codes.Internal
+	switch {
+	case errors.Is(err, ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrTooMany):
+		code = codes.ResourceExhausted
+	case errors.Is(err, ErrUnknownLease):
+		// Routine after a lapse or a restart of helix-xds: the worker registers again.
+		code, level = codes.NotFound, slog.LevelInfo
+	case errors.Is(err, ErrDenied):
+		code = codes.PermissionDenied
+	}
+	r.log.Log(context.Background(), level, "registry request refused", "method", method, "code", code, "error", err)
+	return status.Error(code, err.Error())
+}
