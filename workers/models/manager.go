@@ -369,6 +369,8 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		Inputs: inputs, Outputs: outputs, Device: "cpu",
 		Parameters: parameters(cfg),
 	}
+	// Backends size their thread pools by the model's instance count.
+	spec.Parameters["helix.instance_count"] = strconv.Itoa(repository.Instances(cfg))
 	var instances []backend.Instance
 	for range repository.Instances(cfg) {
 		inst, err := be.NewInstance(ctx, spec)

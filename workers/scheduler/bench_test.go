@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/tensor"
@@ -65,5 +66,16 @@ func BenchmarkScheduler(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// BenchmarkQueueDelay reports the median time lone requests spend queued
+// (queue-µs) against their max_queue_delay.
+func BenchmarkQueueDelay(b *testing.B) {
+	for _, delay := range []time.Duration{200 * time.Microsecond, 1500 * time.Microsecond} {
+		b.Run(fmt.Sprint(delay), func(b *testing.B) {
+			median := loneRequests(b, delay, b.N)
+			b.ReportMetric(float64(median.Microseconds()), "queue-µs")
+		})
 	}
 }

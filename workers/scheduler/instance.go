@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -57,14 +58,32 @@ func (s *Scheduler) next() *batch {
 		now := time.Now()
 		n, wait := s.planLocked(now)
 		if n > 0 {
-			return s.takeLocked(n, now)
+			b := s.takeLocked(n, now)
+			if s.queuedLocked() > 0 {
+				// Another instance may be free for the rest.
+				s.broadcastLocked()
+			}
+			return b
 		}
+		if s.timing {
+			// Another instance waits out the delay; one is enough.
+			s.waitLocked(0)
+			continue
+		}
+		s.timing = true
 		s.waitLocked(wait)
+		s.timing = false
 	}
 }
 
+// spinBelow is the wait under which waitLocked spins instead of sleeping:
+// the Go runtime rounds an idle sleep up to a whole millisecond (epoll's
+// timeout unit), which would stretch a 200 µs max_queue_delay five-fold.
+const spinBelow = time.Millisecond
+
 // waitLocked releases s.mu until the queue changes or d passes (d <= 0:
-// no time limit).
+// no time limit). A wait of d >= spinBelow sleeps until spinBelow before
+// its end and returns early, for next to plan again and spin the rest.
 func (s *Scheduler) waitLocked(d time.Duration) {
 	if s.wake == nil {
 		s.wake = make(chan struct{})
@@ -72,15 +91,32 @@ func (s *Scheduler) waitLocked(d time.Duration) {
 	wake := s.wake
 	s.mu.Unlock()
 	defer s.mu.Lock()
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		<-wake
-		return
+	case d < spinBelow:
+		spinUntil(wake, time.Now().Add(d))
+	default:
+		t := time.NewTimer(d - spinBelow)
+		defer t.Stop()
+		select {
+		case <-wake:
+		case <-t.C:
+		}
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-wake:
-	case <-t.C:
+}
+
+// spinUntil returns when wake is closed or deadline passes, yielding the
+// processor to other goroutines between checks. It burns a core for at
+// most spinBelow, and only while a partial batch waits for company.
+func spinUntil(wake <-chan struct{}, deadline time.Time) {
+	for time.Now().Before(deadline) {
+		select {
+		case <-wake:
+			return
+		default:
+			runtime.Gosched()
+		}
 	}
 }
 

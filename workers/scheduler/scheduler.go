@@ -104,6 +104,7 @@ type Scheduler struct {
 	queue     []*pending    // FIFO of requests waiting for a batch
 	delayed   []*pending    // requests whose timeout expired under Delay
 	wake      chan struct{} // closed to wake instance goroutines waiting for work
+	timing    bool          // an instance goroutine waits out a max queue delay
 	closing   bool
 	live      int // instance goroutines still running
 	closeErrs []error

@@ -870,3 +870,42 @@ func TestCloseReportsInstanceErrors(t *testing.T) {
 	err = s.Close(context.Background())
 	mustContain(t, err, "model 'mlp'", "close failed", "panicked while closing: close bug")
 }
+
+// loneRequests makes a dynamic batcher with this max queue delay and runs
+// n requests one after another through it, each waiting out the delay
+// alone; it returns their median time in the queue.
+func loneRequests(tb testing.TB, delay time.Duration, n int) time.Duration {
+	tb.Helper()
+	rec := &recorder{}
+	s := start(tb, Config{
+		MaxBatchSize: 8,
+		Dynamic:      &DynamicBatching{MaxQueueDelay: delay},
+		Instances:    []backend.Instance{&fakeInstance{}, &fakeInstance{}},
+		Observer:     rec,
+	})
+	req := rowsRequest(1, 0)
+	for range n {
+		if _, err := s.Do(context.Background(), req); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	queued := make([]time.Duration, len(rec.reqs))
+	for i, st := range rec.reqs {
+		queued[i] = st.Queue
+	}
+	slices.Sort(queued)
+	return queued[len(queued)/2]
+}
+
+func TestSubMillisecondQueueDelayIsHonoured(t *testing.T) {
+	// The Go runtime rounds an idle sleep up to a whole millisecond: with a
+	// timer alone these requests would wait ~1 ms. The median keeps a busy
+	// machine's outliers out.
+	const delay = 200 * time.Microsecond
+	median := loneRequests(t, delay, 100)
+	if median < delay || median > 3*delay {
+		t.Errorf("median queue time %v with max_queue_delay %v; want within [%v, %v]", median, delay, delay, 3*delay)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -24,6 +25,9 @@ const Name = "onnxruntime"
 const (
 	ParamIntraOpThreads = "intra_op_thread_count"
 	ParamInterOpThreads = "inter_op_thread_count"
+	// ParamInstanceCount is how many instances of the model the caller
+	// creates, for Options.AutoThreads; absent means 1.
+	ParamInstanceCount = "helix.instance_count"
 )
 
 // Options configures a Backend.
@@ -34,6 +38,11 @@ type Options struct {
 	// 0 keeps ONNX Runtime's default.
 	IntraOpThreads int
 	InterOpThreads int
+	// AutoThreads, where IntraOpThreads is 0, gives each instance of a model
+	// an equal share of GOMAXPROCS for intra-op threads (at least one):
+	// ONNX Runtime's default, one thread per core for every instance,
+	// oversubscribes the cores as soon as a model has two instances.
+	AutoThreads bool
 	// Logger receives the backend's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -159,7 +168,7 @@ func (b *Backend) NewInstance(ctx context.Context, spec backend.InstanceSpec) (b
 		return nil, fmt.Errorf("%w: onnxruntime: model %q: device %q (this backend runs on the cpu only)",
 			backend.ErrUnsupported, spec.ModelName, spec.Device)
 	}
-	intra, err := threadCount(spec.Parameters, ParamIntraOpThreads, b.opts.IntraOpThreads)
+	intra, err := b.opts.intraOpThreads(spec.Parameters, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime: model %q: %w", spec.ModelName, err)
 	}
@@ -220,6 +229,24 @@ func names(ports []port) []string {
 		out[i] = p.Name
 	}
 	return out
+}
+
+// intraOpThreads picks a session's intra-op thread count: the model's
+// parameter, else Options.IntraOpThreads, else with AutoThreads procs shared
+// among the model's instances, else 0 (ONNX Runtime's default).
+func (o Options) intraOpThreads(params map[string]string, procs int) (int, error) {
+	if _, ok := params[ParamIntraOpThreads]; ok || o.IntraOpThreads > 0 || !o.AutoThreads {
+		return threadCount(params, ParamIntraOpThreads, o.IntraOpThreads)
+	}
+	instances := 1
+	if s, ok := params[ParamInstanceCount]; ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("parameter %s: %q is not an instance count (a whole number, at least 1)", ParamInstanceCount, s)
+		}
+		instances = n
+	}
+	return max(1, procs/instances), nil
 }
 
 func threadCount(params map[string]string, key string, fallback int) (int, error) {

@@ -29,7 +29,15 @@ type Instance struct {
 	outputs     []port
 	inputIndex  map[string]int
 	outputIndex map[string]int
-	closed      bool
+	// guessShapes lets Execute preallocate outputs that ORT could allocate
+	// (see runPreallocated). It is cleared the first time ORT rejects a
+	// guessed shape: that model's outputs are shaped otherwise.
+	guessShapes bool
+	// inStages and outStages keep an ORT value per input and output for
+	// small tensors (see stage).
+	inStages  []stage
+	outStages []stage
+	closed    bool
 }
 
 var _ backend.Instance = (*Instance)(nil)
@@ -56,6 +64,9 @@ func newInstance(b *Backend, spec backend.InstanceSpec, session *ort.DynamicAdva
 		outputs:     outputs,
 		inputIndex:  index(inputs),
 		outputIndex: index(outputs),
+		guessShapes: true,
+		inStages:    make([]stage, len(inputs)),
+		outStages:   make([]stage, len(outputs)),
 	}
 }
 
@@ -65,6 +76,11 @@ func (in *Instance) Close() error {
 		return nil
 	}
 	in.closed = true
+	for _, stages := range [][]stage{in.inStages, in.outStages} {
+		for i := range stages {
+			stages[i].release()
+		}
+	}
 	err := errors.Join(in.runOpts.Destroy(), in.session.Destroy())
 	in.backend.instanceClosed()
 	if err != nil {
@@ -89,15 +105,12 @@ func (in *Instance) Execute(ctx context.Context, inputs []tensor.Tensor, outputs
 
 	inValues := make([]ort.Value, len(in.inputs))
 	outValues := make([]ort.Value, len(in.outputs))
-	defer destroyAll(inValues)
-	defer destroyAll(outValues)
+	defer destroyUnstaged(inValues, in.inStages)
+	defer destroyUnstaged(outValues, in.outStages)
 	if err := in.bindInputs(inputs, inValues); err != nil {
 		return nil, err
 	}
-	if err := in.preallocateOutputs(inputs, outValues); err != nil {
-		return nil, err
-	}
-	if err := in.run(ctx, inValues, outValues); err != nil {
+	if err := in.runPreallocated(ctx, inputs, inValues, outValues); err != nil {
 		return nil, err
 	}
 
@@ -106,6 +119,10 @@ func (in *Instance) Execute(ctx context.Context, inputs []tensor.Tensor, outputs
 		t, err := outputTensor(in.outputs[idx], outValues[idx])
 		if err != nil {
 			return nil, fmt.Errorf("onnxruntime: model %q: output %q: %w", in.model, in.outputs[idx].Name, err)
+		}
+		if in.outStages[idx].holds(outValues[idx]) {
+			// The next run writes into the stage's buffer.
+			t.Data = bytes.Clone(t.Data)
 		}
 		result[i] = t
 	}
@@ -148,7 +165,7 @@ func (in *Instance) bindInputs(inputs []tensor.Tensor, values []ort.Value) error
 		if err := checkInput(t, p); err != nil {
 			return infer.Errorf(infer.CodeInvalidArgument, "model %q: %w", in.model, err)
 		}
-		v, err := newValue(t, p)
+		v, err := in.inputValue(idx, t)
 		if err != nil {
 			return fmt.Errorf("onnxruntime: model %q: input %q: %w", in.model, t.Name, err)
 		}
@@ -178,6 +195,22 @@ func checkInput(t tensor.Tensor, p port) error {
 		return fmt.Errorf("%w: input %q has shape %v, the model expects %v (-1: any size)", tensor.ErrInvalid, t.Name, t.Shape, p.Shape)
 	}
 	return nil
+}
+
+// inputValue gives ORT input idx, checked: a small fixed-size tensor is
+// copied into the input's stage, anything else goes through newValue.
+func (in *Instance) inputValue(idx int, t tensor.Tensor) (ort.Value, error) {
+	p := in.inputs[idx]
+	if p.DataType == tensor.Bytes || len(t.Data) > stageLimit {
+		return newValue(t, p)
+	}
+	s := &in.inStages[idx]
+	v, err := s.fit(t.Shape, len(t.Data), p.elemType)
+	if err != nil {
+		return nil, err
+	}
+	copy(s.data, t.Data)
+	return v, nil
 }
 
 // newValue wraps a checked input in an ORT value. Fixed-size data is used in
@@ -231,29 +264,81 @@ func newStringValue(t tensor.Tensor, shape ort.Shape) (ort.Value, error) {
 	return v, nil
 }
 
-// preallocateOutputs gives FP16 and BF16 outputs a buffer of their own:
-// onnxruntime_go v1.27.0 copies only one byte per element out of tensors ORT
-// allocates for types it has no Go type for, so ORT must write into ours.
-// The shape comes from the model, with a free first dimension taken to be
-// the batch size; ORT rejects the run if that guess is wrong.
-func (in *Instance) preallocateOutputs(inputs []tensor.Tensor, values []ort.Value) error {
+// runPreallocated runs the model, with ORT writing into buffers of ours the
+// outputs whose shape preallocateOutputs can tell in advance. That shape is
+// a guess: the model may declare it wrongly, or a free first dimension may
+// not be the batch. ORT checks the shape of every buffer it is given and
+// fails the run if a guess is wrong, so a failed run with guesses is run
+// again with ORT allocating those outputs; if that run succeeds, the
+// instance guesses no more.
+func (in *Instance) runPreallocated(ctx context.Context, inputs []tensor.Tensor, inValues, outValues []ort.Value) error {
+	guessed, err := in.preallocateOutputs(inputs, outValues)
+	if err != nil {
+		return err
+	}
+	err = in.run(ctx, inValues, outValues)
+	if err == nil || !guessed || ctx.Err() != nil {
+		return err
+	}
+	destroyUnstaged(outValues, in.outStages)
+	clear(outValues)
+	in.guessShapes = false
+	if _, err := in.preallocateOutputs(inputs, outValues); err != nil {
+		return err
+	}
+	if retryErr := in.run(ctx, inValues, outValues); retryErr != nil {
+		// The guess was not the trouble.
+		in.guessShapes = true
+		return retryErr
+	}
+	in.backend.log.Info("output shapes differ from what the model declares: onnxruntime allocates them from now on",
+		"model", in.model, "guessed_run_error", err)
+	return nil
+}
+
+// preallocateOutputs gives each output whose shape it can tell before the
+// run a buffer for ORT to write into, sparing the conversion of ORT's own
+// allocation afterwards (several cgo calls and a copy per output). The shape
+// is the model's, with a free first dimension taken to be the batch size.
+// guessed reports whether it guessed the shape of an output ORT could have
+// allocated itself.
+//
+// FP16 and BF16 outputs always need a buffer of ours: onnxruntime_go v1.27.0
+// copies only one byte per element out of tensors ORT allocates for types it
+// has no Go type for. BYTES outputs never get one: ORT owns string storage.
+func (in *Instance) preallocateOutputs(inputs []tensor.Tensor, values []ort.Value) (guessed bool, err error) {
 	for i, p := range in.outputs {
-		if p.DataType != tensor.FP16 && p.DataType != tensor.BF16 {
+		half := p.DataType == tensor.FP16 || p.DataType == tensor.BF16
+		if p.DataType == tensor.Bytes || (!half && !in.guessShapes) {
 			continue
 		}
 		shape, err := in.outputShape(p, inputs)
 		if err != nil {
-			return fmt.Errorf("onnxruntime: model %q: %w", in.model, err)
+			if !half {
+				continue // ORT allocates it
+			}
+			return false, fmt.Errorf("onnxruntime: model %q: %w", in.model, err)
 		}
-		size, _ := tensor.ByteSize(p.DataType, shape)
-		// As for inputs, ORT wants a buffer even for no elements.
-		v, err := ort.NewCustomDataTensor(ort.NewShape(shape...), make([]byte, max(size, 1)), p.elemType)
+		v, err := in.outputValue(i, shape)
 		if err != nil {
-			return fmt.Errorf("onnxruntime: model %q: output %q: %w", in.model, p.Name, err)
+			return false, fmt.Errorf("onnxruntime: model %q: output %q: %w", in.model, p.Name, err)
 		}
 		values[i] = v
+		guessed = guessed || !half
 	}
-	return nil
+	return guessed, nil
+}
+
+// outputValue makes a buffer for output idx of this shape: the output's
+// stage for a small tensor, else one for this run that becomes the output
+// tensor's data.
+func (in *Instance) outputValue(idx int, shape []int64) (ort.Value, error) {
+	p := in.outputs[idx]
+	size, _ := tensor.ByteSize(p.DataType, shape)
+	if size <= stageLimit {
+		return in.outStages[idx].fit(shape, int(size), p.elemType)
+	}
+	return ort.NewCustomDataTensor(ort.NewShape(shape...), make([]byte, size), p.elemType)
 }
 
 // outputShape resolves an output's declared shape; inputs are checked.
@@ -377,9 +462,11 @@ func asBytes[T any](s []T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(zero)))
 }
 
-func destroyAll(values []ort.Value) {
-	for _, v := range values {
-		if !isNil(v) {
+// destroyUnstaged destroys the values made for one run, leaving those the
+// stages keep.
+func destroyUnstaged(values []ort.Value, stages []stage) {
+	for i, v := range values {
+		if !isNil(v) && !stages[i].holds(v) {
 			v.Destroy()
 		}
 	}

@@ -25,7 +25,7 @@ var identityTypes = map[string]tensor.DataType{
 
 func TestExecuteSimple(t *testing.T) {
 	inst := newTestInstance(t, "simple", nil)
-	for _, batch := range []int{1, 3, 8} {
+	for _, batch := range []int{1, 3, 8, 300, 3} { // 300 rows are past stageLimit
 		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
 			out, err := inst.Execute(context.Background(), simpleInputs(batch), []string{"OUTPUT0", "OUTPUT1"})
 			if err != nil {
@@ -353,4 +353,49 @@ func BenchmarkExecuteMLP(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestExecuteOutputShapeGuesses(t *testing.T) {
+	floats := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(i)
+		}
+		return v
+	}
+	t.Run("first dimension is the batch", func(t *testing.T) {
+		inst := newTestInstance(t, "mlp", nil).(*Instance)
+		for _, batch := range []int64{1, 5, 0} {
+			in := tensor.Tensor{Name: "INPUT", DataType: tensor.FP32, Shape: []int64{batch, 64}, Data: float32Bytes(floats(int(batch) * 64)...)}
+			out, err := inst.Execute(context.Background(), []tensor.Tensor{in}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(out[0].Shape, []int64{batch, 10}) || len(out[0].Data) != int(batch)*40 {
+				t.Fatalf("batch %d: output %v with %d bytes; want [%d 10] with %d", batch, out[0].Shape, len(out[0].Data), batch, batch*40)
+			}
+		}
+		if !inst.guessShapes {
+			t.Error("a right guess turned guessing off")
+		}
+	})
+	t.Run("first dimension is not the batch", func(t *testing.T) {
+		// [batch,4] -> [2*batch,2]: the guess [batch,2] is wrong, so ORT
+		// rejects it and the run must be redone with ORT allocating.
+		inst := newTestInstance(t, "fp32_reshape", nil).(*Instance)
+		for _, batch := range []int64{2, 3} {
+			vals := floats(int(batch) * 4)
+			in := tensor.Tensor{Name: "INPUT", DataType: tensor.FP32, Shape: []int64{batch, 4}, Data: float32Bytes(vals...)}
+			out, err := inst.Execute(context.Background(), []tensor.Tensor{in}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(out[0].Shape, []int64{2 * batch, 2}) || !bytes.Equal(out[0].Data, in.Data) {
+				t.Fatalf("batch %d: output %v %x; want [%d 2] %x", batch, out[0].Shape, out[0].Data, 2*batch, in.Data)
+			}
+			if inst.guessShapes {
+				t.Fatal("guessing is still on after a wrong guess")
+			}
+		}
+	})
 }

@@ -101,6 +101,20 @@ def fp16_reshape():
     save(graph, "fp16_reshape.onnx")
 
 
+def fp32_reshape():
+    """An FP32 output whose first dim is not the batch: [batch, 4] -> [2*batch, 2].
+    Its shape cannot be guessed from the batch size, so ORT must allocate it."""
+    shape = numpy_helper.from_array(np.array([-1, 2], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["INPUT", "shape"], ["OUTPUT"])],
+        "fp32_reshape",
+        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("OUTPUT", TensorProto.FLOAT, ["rows", 2])],
+        initializer=[shape],
+    )
+    save(graph, "fp32_reshape.onnx")
+
+
 def fp16_free_dims():
     """An FP16 output with a free dimension other than the batch."""
     graph = helper.make_graph(
@@ -201,6 +215,7 @@ def main():
         identity(suffix, elem_type)
     reduce_sum()
     fp16_reshape()
+    fp32_reshape()
     fp16_free_dims()
     float8_output()
     sequence_output()
