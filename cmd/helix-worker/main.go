@@ -27,6 +27,7 @@ import (
 	"github.com/helixflow/helixflow/workers/grpcapi"
 	"github.com/helixflow/helixflow/workers/httpapi"
 	"github.com/helixflow/helixflow/workers/models"
+	"github.com/helixflow/helixflow/workers/registration"
 	"github.com/helixflow/helixflow/workers/stats"
 )
 
@@ -51,6 +52,8 @@ type options struct {
 	intraOpThreads   int
 	interOpThreads   int
 	logLevel, logFmt string
+
+	xdsAddress, xdsCAFile, xdsCertFile, xdsKeyFile, advertiseAddress string
 }
 
 // stringList is a repeatable flag.
@@ -80,10 +83,15 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.allowMetrics, "allow-metrics", true, "serve Prometheus metrics")
 	fs.Int64Var(&o.maxRequestBytes, "max-request-bytes", 64<<20, "largest request body (HTTP) or message (gRPC) accepted")
 	fs.StringVar(&o.ortLibrary, "onnxruntime-library", "", "path of libonnxruntime.so (default: found next to the binary, then in .deps/, then the system)")
-	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: ONNX Runtime's default)")
+	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
 	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFmt, "log-format", "text", "text or json")
+	fs.StringVar(&o.xdsAddress, "xds-address", "", "host:port of helix-xds's worker registry; empty: do not register")
+	fs.StringVar(&o.xdsCAFile, "xds-ca-file", "", "CA bundle (PEM) that signs helix-xds's certificate")
+	fs.StringVar(&o.xdsCertFile, "xds-cert-file", "", "client certificate (PEM) this worker presents to helix-xds; re-read on each connection")
+	fs.StringVar(&o.xdsKeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
+	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "IP or DNS name Envoy reaches this worker at (required with --xds-address)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -109,6 +117,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.intraOpThreads < 0 || o.interOpThreads < 0 {
 		return nil, errors.New("--intra-op-threads and --inter-op-threads must not be negative")
+	}
+	if o.xdsAddress != "" && (o.xdsCAFile == "" || o.xdsCertFile == "" || o.xdsKeyFile == "" || o.advertiseAddress == "") {
+		return nil, errors.New("--xds-address needs --xds-ca-file, --xds-cert-file, --xds-key-file and --advertise-address")
+	}
+	if o.xdsAddress != "" && !o.allowGRPC {
+		return nil, errors.New("--xds-address needs --allow-grpc: Envoy reaches and health-checks workers over gRPC")
 	}
 	if o.logFmt != "text" && o.logFmt != "json" {
 		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFmt)
@@ -152,7 +166,11 @@ func main() {
 
 func run(ctx context.Context, o *options, log *slog.Logger) error {
 	ort, err := onnxruntime.New(onnxruntime.Options{
-		LibraryPath: o.ortLibrary, IntraOpThreads: o.intraOpThreads, InterOpThreads: o.interOpThreads, Logger: log,
+		LibraryPath:    o.ortLibrary,
+		IntraOpThreads: o.intraOpThreads,
+		AutoThreads:    o.intraOpThreads == 0,
+		InterOpThreads: o.interOpThreads,
+		Logger:         log,
 	})
 	if err != nil {
 		return err
@@ -185,7 +203,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	// Listen before loading models so that a taken port fails fast.
 	var (
 		servers []func(context.Context) error
-		errc    = make(chan error, 3)
+		errc    = make(chan error, 4)
+		// Ports actually bound (a flag of 0 picks one), as advertised to helix-xds.
+		grpcPort, httpPort int
 	)
 	if o.allowGRPC {
 		lis, err := net.Listen("tcp", net.JoinHostPort(o.grpcAddr, strconv.Itoa(o.grpcPort)))
@@ -194,6 +214,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 		gs := grpc.NewServer(grpcapi.ServerOptions(int(o.maxRequestBytes))...)
 		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log}).Register(gs)
+		grpcPort = lis.Addr().(*net.TCPAddr).Port
 		go func() { errc <- gs.Serve(lis) }()
 		servers = append(servers, func(ctx context.Context) error { return stopGRPC(ctx, gs) })
 		log.Info("serving gRPC", "address", lis.Addr().String())
@@ -204,6 +225,8 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
+		_, p, _ := net.SplitHostPort(srv.Addr)
+		httpPort, _ = strconv.Atoi(p)
 		servers = append(servers, srv.Shutdown)
 		log.Info("serving HTTP", "address", srv.Addr)
 	}
@@ -223,12 +246,44 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	log.Info("helix-worker started", "repository", o.repository, "control_mode", o.controlMode, "ready", mgr.Ready())
 
+	// Registration stops before the servers drain, so that Envoy stops
+	// routing here first; it has its own context for that order.
+	regCtx, stopRegistration := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRegistration()
+	regDone := make(chan struct{})
+	if o.xdsAddress == "" {
+		close(regDone)
+	} else {
+		tlsCfg, err := registration.LoadClientTLS(o.xdsCAFile, o.xdsCertFile, o.xdsKeyFile)
+		if err != nil {
+			return fmt.Errorf("--xds-ca-file/--xds-cert-file/--xds-key-file: %w", err)
+		}
+		go func() {
+			defer close(regDone)
+			err := registration.Run(regCtx, registration.Config{
+				XDSAddress: o.xdsAddress,
+				TLS:        tlsCfg,
+				Address:    o.advertiseAddress,
+				GRPCPort:   grpcPort,
+				HTTPPort:   httpPort,
+				Models:     registration.ModelsFrom(mgr),
+				Ready:      mgr.Ready,
+				Logger:     log,
+			})
+			if err != nil {
+				errc <- fmt.Errorf("registration with helix-xds: %w", err)
+			}
+		}()
+	}
+
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err = <-errc:
 		log.Error("server failed", "error", err)
 	}
+	stopRegistration()
+	<-regDone // bounded by registration's DeregisterTimeout (2s)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Duration(o.exitTimeoutSecs)*time.Second)
 	defer cancel()
 	for _, stop := range servers {
