@@ -1,0 +1,284 @@
+// Package config reads the gateway config file (YAML) of helix-xds: the
+// listener, TLS files, helix-authz and ratelimit addresses, plans with
+// their rate limits, timeouts, retries, health checks and CORS. It turns
+// the file into the static part of an ir.Gateway (Config.Gateway); the
+// worker sources fill the pools.
+//
+//   - Load and Parse decode strictly: an unknown field, a second YAML
+//     document, a file over 1 MiB or a value of the wrong type is an error.
+//   - Every error names the field path and the line, e.g.
+//     "gateway.yaml:7: listener.tls: required unless the listener is on
+//     loopback", and wraps ErrInvalidConfig.
+//   - Relative file paths are resolved against the config file's
+//     directory. They are paths as Envoy sees them (Envoy reads and
+//     watches the certificate files itself), so Load does not open them.
+//   - Watch polls the file and hands over each new good config; a bad file
+//     is reported and the last good config stays in force.
+//
+// testdata/gateway.yaml is a complete, commented example.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileBytes bounds the config file.
+const MaxFileBytes = 1 << 20
+
+// ErrInvalidConfig is wrapped by every error about the file's content.
+var ErrInvalidConfig = errors.New("invalid gateway config")
+
+// Config is the gateway config file.
+type Config struct {
+	Listener    Listener        `yaml:"listener"`
+	AuthZ       AuthZ           `yaml:"authz"`
+	RateLimit   *RateLimit      `yaml:"ratelimit"`
+	Plans       map[string]Plan `yaml:"plans"`
+	WorkersTLS  *UpstreamTLS    `yaml:"workers_tls"`
+	Timeouts    Timeouts        `yaml:"timeouts"`
+	Retry       Retry           `yaml:"retry"`
+	HealthCheck HealthCheck     `yaml:"health_check"`
+	CORS        *CORS           `yaml:"cors"`
+
+	// path is the file the config came from; lines maps field paths
+	// ("listener.tls.cert_file") to their line in it.
+	path  string
+	lines map[string]int
+}
+
+// Listener is the HTTPS listener for gRPC, REST and WebSocket clients.
+type Listener struct {
+	Address string       `yaml:"address"`
+	Port    uint32       `yaml:"port"`
+	TLS     *ListenerTLS `yaml:"tls"`
+	ALPN    []string     `yaml:"alpn"`
+}
+
+// ListenerTLS is the server certificate and key.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	WatchDir string `yaml:"watch_dir"`
+}
+
+// UpstreamTLS is mTLS from Envoy to a service.
+type UpstreamTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+	WatchDir   string `yaml:"watch_dir"`
+}
+
+// AuthZ is helix-authz's ext_authz gRPC service.
+type AuthZ struct {
+	Address          string        `yaml:"address"` // host:port
+	Timeout          time.Duration `yaml:"timeout"`
+	MaxRequestBytes  uint32        `yaml:"max_request_bytes"`
+	FailureModeAllow bool          `yaml:"failure_mode_allow"`
+	TLS              *UpstreamTLS  `yaml:"tls"`
+}
+
+// Failure modes of the rate-limit service.
+const (
+	FailOpen   = "open"
+	FailClosed = "closed"
+)
+
+// RateLimit is the envoyproxy/ratelimit gRPC service.
+type RateLimit struct {
+	Address string        `yaml:"address"` // host:port
+	Domain  string        `yaml:"domain"`
+	Timeout time.Duration `yaml:"timeout"`
+	// FailureMode is what happens when the service cannot answer: "open"
+	// (default, as Envoy does: the request passes; it was authenticated
+	// already) or "closed" (the request is refused).
+	FailureMode string       `yaml:"failure_mode"`
+	TLS         *UpstreamTLS `yaml:"tls"`
+}
+
+// Plan is a set of limits per client per model.
+type Plan struct {
+	RequestsPerSecond uint32 `yaml:"requests_per_second"`
+	RequestsPerMinute uint32 `yaml:"requests_per_minute"`
+}
+
+// Timeouts; zero means the default (see ir), except Stream, where zero
+// means no limit.
+type Timeouts struct {
+	Request time.Duration `yaml:"request"`
+	Stream  time.Duration `yaml:"stream"`
+	Idle    time.Duration `yaml:"idle"`
+	Connect time.Duration `yaml:"connect"`
+}
+
+// DefaultNumRetries applies when retry.num_retries is absent.
+const DefaultNumRetries = 2
+
+// Retry is the retry policy of unary requests.
+type Retry struct {
+	On                  []string      `yaml:"on"`
+	NumRetries          *uint32       `yaml:"num_retries"` // absent: DefaultNumRetries; 0: off
+	PerTryTimeout       time.Duration `yaml:"per_try_timeout"`
+	BudgetPercent       float64       `yaml:"budget_percent"`
+	MinRetryConcurrency uint32        `yaml:"min_retry_concurrency"`
+}
+
+// HealthCheck tunes Envoy's active health checks of workers.
+type HealthCheck struct {
+	Interval           time.Duration `yaml:"interval"`
+	Timeout            time.Duration `yaml:"timeout"`
+	NoTrafficInterval  time.Duration `yaml:"no_traffic_interval"`
+	UnhealthyThreshold uint32        `yaml:"unhealthy_threshold"`
+	HealthyThreshold   uint32        `yaml:"healthy_threshold"`
+}
+
+// CORS lets browsers on the listed origins call the REST API.
+type CORS struct {
+	AllowOrigins     []string      `yaml:"allow_origins"`
+	AllowMethods     []string      `yaml:"allow_methods"`
+	AllowHeaders     []string      `yaml:"allow_headers"`
+	ExposeHeaders    []string      `yaml:"expose_headers"`
+	MaxAge           time.Duration `yaml:"max_age"`
+	AllowCredentials bool          `yaml:"allow_credentials"`
+}
+
+// Path is the file the config was read from.
+func (c *Config) Path() string { return c.path }
+
+// Load reads, decodes and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes and validates config file content; path names the file in
+// errors and is the base of relative file paths (it is not read).
+func Parse(data []byte, path string) (*Config, error) {
+	if len(data) > MaxFileBytes {
+		return nil, &FieldError{File: path, Reason: fmt.Sprintf("larger than %d bytes", MaxFileBytes)}
+	}
+	c := &Config{path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &FieldError{File: path, Reason: "empty file"}
+		}
+		return nil, yamlError(path, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &FieldError{File: path, Reason: "more than one YAML document"}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(path, err)
+	}
+	c.lines = map[string]int{}
+	collectLines(&root, "", c.lines)
+	c.resolvePaths(filepath.Dir(path))
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// yamlGoType matches the Go type names yaml.v3 puts in its messages.
+var yamlGoType = regexp.MustCompile(` in type [\w.*\[\]]+`)
+
+// yamlLine matches yaml.v3's "line N: message".
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError rewrites yaml.v3's errors as "file:line: message", one per
+// problem, without Go type names.
+func yamlError(path string, err error) error {
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	out := make([]error, 0, len(msgs))
+	for _, m := range msgs {
+		m = yamlGoType.ReplaceAllString(m, "")
+		if g := yamlLine.FindStringSubmatch(m); g != nil {
+			line, _ := strconv.Atoi(g[1])
+			out = append(out, &FieldError{File: path, Line: line, Reason: g[2]})
+			continue
+		}
+		out = append(out, &FieldError{File: path, Reason: strings.TrimPrefix(m, "yaml: ")})
+	}
+	return errors.Join(out...)
+}
+
+// collectLines records the line of every mapping key and sequence item.
+func collectLines(n *yaml.Node, prefix string, lines map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			collectLines(c, prefix, lines)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			if _, seen := lines[p]; !seen {
+				lines[p] = k.Line
+			}
+			collectLines(v, p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			lines[p] = c.Line
+			collectLines(c, p, lines)
+		}
+	}
+}
+
+// resolvePaths makes relative file paths absolute against dir.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			if d, err := filepath.Abs(dir); err == nil {
+				*p = filepath.Join(d, *p)
+			}
+		}
+	}
+	upstream := func(t *UpstreamTLS) {
+		if t != nil {
+			abs(&t.CAFile)
+			abs(&t.CertFile)
+			abs(&t.KeyFile)
+			abs(&t.WatchDir)
+		}
+	}
+	if t := c.Listener.TLS; t != nil {
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+		abs(&t.WatchDir)
+	}
+	upstream(c.AuthZ.TLS)
+	if c.RateLimit != nil {
+		upstream(c.RateLimit.TLS)
+	}
+	upstream(c.WorkersTLS)
+}

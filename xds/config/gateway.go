@@ -1,0 +1,98 @@
+package config
+
+import (
+	"slices"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// Gateway returns the gateway model this config describes, defaults
+// applied, with no pools: the worker sources set Pools and DefaultPool.
+// Each call returns a new value the caller may modify.
+func (c *Config) Gateway() *ir.Gateway {
+	g := &ir.Gateway{
+		Listener: ir.Listener{
+			Address: c.Listener.Address,
+			Port:    c.Listener.Port,
+			ALPN:    slices.Clone(c.Listener.ALPN),
+		},
+		AuthZ: ir.AuthZ{
+			Upstream:         upstream(c.AuthZ.Address, c.AuthZ.TLS),
+			Timeout:          c.AuthZ.Timeout,
+			MaxRequestBytes:  c.AuthZ.MaxRequestBytes,
+			FailureModeAllow: c.AuthZ.FailureModeAllow,
+		},
+		Workers: upstreamTLS(c.WorkersTLS),
+		Timeouts: ir.Timeouts{
+			Request: c.Timeouts.Request,
+			Stream:  c.Timeouts.Stream,
+			Idle:    c.Timeouts.Idle,
+			Connect: c.Timeouts.Connect,
+		},
+		Retry: ir.Retry{
+			On:                  slices.Clone(c.Retry.On),
+			NumRetries:          DefaultNumRetries,
+			PerTryTimeout:       c.Retry.PerTryTimeout,
+			BudgetPercent:       c.Retry.BudgetPercent,
+			MinRetryConcurrency: c.Retry.MinRetryConcurrency,
+		},
+		HealthCheck: ir.HealthCheck{
+			Interval:           c.HealthCheck.Interval,
+			Timeout:            c.HealthCheck.Timeout,
+			NoTrafficInterval:  c.HealthCheck.NoTrafficInterval,
+			UnhealthyThreshold: c.HealthCheck.UnhealthyThreshold,
+			HealthyThreshold:   c.HealthCheck.HealthyThreshold,
+		},
+	}
+	if t := c.Listener.TLS; t != nil {
+		g.Listener.TLS = &ir.ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, WatchDir: t.WatchDir}
+	}
+	if c.Retry.NumRetries != nil {
+		g.Retry.NumRetries = *c.Retry.NumRetries
+	}
+	if rl := c.RateLimit; rl != nil {
+		g.RateLimit = &ir.RateLimit{
+			Upstream:        upstream(rl.Address, rl.TLS),
+			Domain:          rl.Domain,
+			Timeout:         rl.Timeout,
+			FailureModeDeny: rl.FailureMode == FailClosed,
+		}
+		g.RateLimit.Plans = c.PlanList()
+	}
+	if cors := c.CORS; cors != nil {
+		g.CORS = &ir.CORS{
+			AllowOrigins:     slices.Clone(cors.AllowOrigins),
+			AllowMethods:     slices.Clone(cors.AllowMethods),
+			AllowHeaders:     slices.Clone(cors.AllowHeaders),
+			ExposeHeaders:    slices.Clone(cors.ExposeHeaders),
+			MaxAge:           cors.MaxAge,
+			AllowCredentials: cors.AllowCredentials,
+		}
+	}
+	g.ApplyDefaults()
+	return g
+}
+
+// PlanList returns the plans sorted by name, for the ratelimit config.
+func (c *Config) PlanList() []ir.Plan {
+	out := make([]ir.Plan, 0, len(c.Plans))
+	for _, name := range c.planNames() {
+		p := c.Plans[name]
+		out = append(out, ir.Plan{Name: name, RequestsPerSecond: p.RequestsPerSecond, RequestsPerMinute: p.RequestsPerMinute})
+	}
+	return out
+}
+
+// upstream turns "host:port" into an ir.Upstream; a bad address gives a
+// zero one, which validation reports.
+func upstream(addr string, t *UpstreamTLS) ir.Upstream {
+	h, p, _ := hostPort(addr)
+	return ir.Upstream{Address: h, Port: p, TLS: upstreamTLS(t)}
+}
+
+func upstreamTLS(t *UpstreamTLS) *ir.UpstreamTLS {
+	if t == nil {
+		return nil
+	}
+	return &ir.UpstreamTLS{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName, WatchDir: t.WatchDir}
+}

@@ -1,0 +1,170 @@
+package ir
+
+import "time"
+
+// Gateway is everything translation needs to program Envoy.
+type Gateway struct {
+	Listener  Listener   `yaml:"listener"`
+	AuthZ     AuthZ      `yaml:"authz"`
+	RateLimit *RateLimit `yaml:"ratelimit,omitempty"` // nil: no rate-limit filter
+	// Workers is the TLS Envoy uses towards workers; nil: plaintext, allowed
+	// only when every endpoint is on loopback.
+	Workers     *UpstreamTLS `yaml:"workers_tls,omitempty"`
+	Timeouts    Timeouts     `yaml:"timeouts"`
+	Retry       Retry        `yaml:"retry"`
+	HealthCheck HealthCheck  `yaml:"health_check"`
+	CORS        *CORS        `yaml:"cors,omitempty"` // nil: no CORS filter
+	// Pools has one pool per model that at least one worker has loaded.
+	Pools []Pool `yaml:"pools"`
+	// DefaultPool holds every worker once; it serves server metadata and
+	// health, unknown models and ModelStreamInfer (whose model is not known
+	// at routing time). Its Model is empty.
+	DefaultPool Pool `yaml:"default_pool"`
+}
+
+// Listener is the one downstream listener for gRPC, REST and WebSocket.
+type Listener struct {
+	Address string       `yaml:"address"`
+	Port    uint32       `yaml:"port"`
+	TLS     *ListenerTLS `yaml:"tls,omitempty"` // nil: plaintext, loopback only
+	// ALPN is offered in the TLS handshake; default h2, http/1.1.
+	ALPN []string `yaml:"alpn,omitempty"`
+}
+
+// ListenerTLS names the server certificate and key as files on Envoy's
+// file system. Envoy reads them itself (see xds/translate, secrets.go) and
+// picks up a rotated pair without a restart.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// WatchDir, when set, is the directory whose moves trigger a reload
+	// (Kubernetes secret volumes swap a "..data" symlink); default: the
+	// files' own directories.
+	WatchDir string `yaml:"watch_dir,omitempty"`
+}
+
+// UpstreamTLS is the client side of mTLS from Envoy to a service: the CA
+// that signed the service's certificate, and Envoy's client certificate.
+type UpstreamTLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is sent as SNI and, when set, must be a DNS SAN of the
+	// service's certificate; empty: any certificate from CAFile.
+	ServerName string `yaml:"server_name,omitempty"`
+	WatchDir   string `yaml:"watch_dir,omitempty"`
+}
+
+// Upstream is a service Envoy calls on the side (helix-authz, ratelimit).
+type Upstream struct {
+	// Address is an IP address or a DNS name (resolved by Envoy).
+	Address string       `yaml:"address"`
+	Port    uint32       `yaml:"port"`
+	TLS     *UpstreamTLS `yaml:"tls,omitempty"` // nil: plaintext, loopback only
+}
+
+// AuthZ configures the ext_authz filter that calls helix-authz.
+type AuthZ struct {
+	Upstream Upstream `yaml:"upstream"`
+	// Timeout of one Check; default 1s (Envoy's own 200ms is too short for
+	// a first token verification under load).
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// MaxRequestBytes is how much of a unary gRPC body is sent with the
+	// check so helix-authz can read the model name; default 256.
+	MaxRequestBytes uint32 `yaml:"max_request_bytes,omitempty"`
+	// FailureModeAllow lets requests through when helix-authz cannot be
+	// reached. Off by default and in every shipped config.
+	FailureModeAllow bool `yaml:"failure_mode_allow,omitempty"`
+}
+
+// RateLimit configures the rate-limit filter (envoyproxy/ratelimit).
+type RateLimit struct {
+	Upstream Upstream `yaml:"upstream"`
+	// Domain is the ratelimit service's domain; default "helixflow".
+	Domain string `yaml:"domain,omitempty"`
+	// Timeout of one ShouldRateLimit call; default 100ms.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// FailureModeDeny refuses requests when the service cannot answer;
+	// default false (fail open, as Envoy does). Authentication never fails
+	// open: ext_authz runs first.
+	FailureModeDeny bool `yaml:"failure_mode_deny,omitempty"`
+	// Plans are the limits per client per model; translation does not read
+	// them (Envoy only sends descriptors), the ratelimit config does.
+	Plans []Plan `yaml:"plans,omitempty"`
+}
+
+// Plan is a named set of limits, applied per client and per model.
+type Plan struct {
+	Name              string `yaml:"name"`
+	RequestsPerSecond uint32 `yaml:"requests_per_second,omitempty"`
+	RequestsPerMinute uint32 `yaml:"requests_per_minute,omitempty"`
+}
+
+// Timeouts of requests through the gateway.
+type Timeouts struct {
+	// Request bounds a unary request (route timeout); default 60s.
+	Request time.Duration `yaml:"request,omitempty"`
+	// Stream bounds a ModelStreamInfer stream; 0 means no limit.
+	Stream time.Duration `yaml:"stream,omitempty"`
+	// Idle closes a stream with no activity; default 5m.
+	Idle time.Duration `yaml:"idle,omitempty"`
+	// Connect bounds a TCP+TLS connect to any upstream; default 1s.
+	Connect time.Duration `yaml:"connect,omitempty"`
+}
+
+// Retry is the retry policy of unary routes; streams are never retried.
+type Retry struct {
+	// On lists Envoy retry conditions; default unavailable,
+	// connect-failure, reset.
+	On         []string `yaml:"on,omitempty"`
+	NumRetries uint32   `yaml:"num_retries"`
+	// PerTryTimeout bounds each try; 0: the request timeout.
+	PerTryTimeout time.Duration `yaml:"per_try_timeout,omitempty"`
+	// BudgetPercent caps concurrent retries as a share of active requests
+	// per pool; default 20.
+	BudgetPercent float64 `yaml:"budget_percent,omitempty"`
+	// MinRetryConcurrency is allowed regardless of the budget; default 3.
+	MinRetryConcurrency uint32 `yaml:"min_retry_concurrency,omitempty"`
+}
+
+// HealthCheck is Envoy's active gRPC/HTTP health checking of workers.
+type HealthCheck struct {
+	Interval           time.Duration `yaml:"interval,omitempty"`            // default 2s
+	Timeout            time.Duration `yaml:"timeout,omitempty"`             // default 1s
+	NoTrafficInterval  time.Duration `yaml:"no_traffic_interval,omitempty"` // default 10s
+	UnhealthyThreshold uint32        `yaml:"unhealthy_threshold,omitempty"` // default 2
+	HealthyThreshold   uint32        `yaml:"healthy_threshold,omitempty"`   // default 1
+}
+
+// CORS lets browsers on the listed origins call the REST API.
+type CORS struct {
+	// AllowOrigins are exact origins ("https://app.example.com") or "*".
+	AllowOrigins     []string      `yaml:"allow_origins"`
+	AllowMethods     []string      `yaml:"allow_methods,omitempty"`
+	AllowHeaders     []string      `yaml:"allow_headers,omitempty"`
+	ExposeHeaders    []string      `yaml:"expose_headers,omitempty"`
+	MaxAge           time.Duration `yaml:"max_age,omitempty"`
+	AllowCredentials bool          `yaml:"allow_credentials,omitempty"`
+}
+
+// Pool is the set of workers that serve one model.
+type Pool struct {
+	Model     string     `yaml:"model"`
+	Endpoints []Endpoint `yaml:"endpoints"`
+}
+
+// Endpoint is one worker in a pool.
+type Endpoint struct {
+	// Address is the worker's IP address (EDS takes no DNS names).
+	Address string `yaml:"address"`
+	// Port is the KServe v2 gRPC port.
+	Port uint32 `yaml:"port"`
+	// HTTPPort is the KServe v2 REST port; 0: the worker serves no REST.
+	HTTPPort uint32 `yaml:"http_port,omitempty"`
+	// Ready: only ready endpoints get traffic.
+	Ready bool `yaml:"ready"`
+	// Versions of the model the worker has loaded (informational).
+	Versions []string `yaml:"versions,omitempty"`
+	// Worker is the worker's id as it registered.
+	Worker string `yaml:"worker,omitempty"`
+}

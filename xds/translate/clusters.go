@@ -1,0 +1,249 @@
+package translate
+
+import (
+	"net/netip"
+	"net/url"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// Cluster limits that are not configurable (yet). Envoy's default of 1024
+// concurrent requests per cluster is low for HTTP/2 to a batching worker.
+const (
+	maxConnections     = 1024
+	maxPendingRequests = 1024
+	maxRequests        = 8192
+
+	outlierInterval        = 5 * time.Second
+	outlierBaseEjection    = 30 * time.Second
+	outlierMaxEjectPercent = 50
+	outlierConsecutive5xx  = 5
+	outlierConsecutiveGW   = 3
+)
+
+// clusters builds the side services first, then the default pool, then
+// two clusters per model pool (gRPC and REST ports), in model order.
+func clusters(g *ir.Gateway) ([]types.Resource, error) {
+	b, err := newClusterBuilder(g)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]types.Resource, 0, 4+2*len(g.Pools))
+	add := func(c *clusterv3.Cluster, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := check("cluster", c.Name, c); err != nil {
+			return err
+		}
+		out = append(out, c)
+		return nil
+	}
+	if err := add(serviceCluster(ClusterAuthZ, RoleAuthZ, g.AuthZ.Upstream, g.Timeouts.Connect)); err != nil {
+		return nil, err
+	}
+	if rl := g.RateLimit; rl != nil {
+		if err := add(serviceCluster(ClusterRateLimit, RoleRateLimit, rl.Upstream, g.Timeouts.Connect)); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(b.grpcPool(ClusterDefaultGRPC, ""), nil); err != nil {
+		return nil, err
+	}
+	if err := add(b.httpPool(ClusterDefaultHTTP, RESTServerReady), nil); err != nil {
+		return nil, err
+	}
+	for _, p := range g.Pools {
+		if err := add(b.grpcPool(GRPCCluster(p.Model), p.Model), nil); err != nil {
+			return nil, err
+		}
+		ready := RESTModelsPrefix + url.PathEscape(p.Model) + "/ready"
+		if err := add(b.httpPool(HTTPCluster(p.Model), ready), nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// clusterBuilder holds what every pool cluster shares, built (and packed)
+// once: with 1,000 models this is most of the work saved.
+type clusterBuilder struct {
+	g              *ir.Gateway
+	grpcOptions    map[string]*anypb.Any
+	httpOptions    map[string]*anypb.Any
+	grpcTLS        *corev3.TransportSocket
+	httpTLS        *corev3.TransportSocket
+	outlier        *clusterv3.OutlierDetection
+	breakers       *clusterv3.CircuitBreakers
+	edsConfig      *corev3.ConfigSource
+	grpcHealthALPN *corev3.HealthCheck_TlsOptions
+	httpHealthALPN *corev3.HealthCheck_TlsOptions
+}
+
+func newClusterBuilder(g *ir.Gateway) (*clusterBuilder, error) {
+	b := &clusterBuilder{g: g, edsConfig: adsSource()}
+	var err error
+	if b.grpcOptions, err = protocolOptions(true); err != nil {
+		return nil, err
+	}
+	if b.httpOptions, err = protocolOptions(false); err != nil {
+		return nil, err
+	}
+	if g.Workers != nil {
+		if b.grpcTLS, err = upstreamTLS(RoleWorkers, g.Workers, alpnH2); err != nil {
+			return nil, err
+		}
+		if b.httpTLS, err = upstreamTLS(RoleWorkers, g.Workers, alpnHTTP11); err != nil {
+			return nil, err
+		}
+		// Health checks set no ALPN unless told, and grpc-go refuses that.
+		b.grpcHealthALPN = &corev3.HealthCheck_TlsOptions{AlpnProtocols: []string{alpnH2}}
+		b.httpHealthALPN = &corev3.HealthCheck_TlsOptions{AlpnProtocols: []string{alpnHTTP11}}
+	}
+	b.outlier = &clusterv3.OutlierDetection{
+		Consecutive_5Xx:                    u32(outlierConsecutive5xx),
+		ConsecutiveGatewayFailure:          u32(outlierConsecutiveGW),
+		EnforcingConsecutiveGatewayFailure: u32(100),
+		Interval:                           dur(outlierInterval),
+		BaseEjectionTime:                   dur(outlierBaseEjection),
+		MaxEjectionPercent:                 u32(outlierMaxEjectPercent),
+	}
+	b.breakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxConnections:     u32(maxConnections),
+		MaxPendingRequests: u32(maxPendingRequests),
+		MaxRequests:        u32(maxRequests),
+		// The budget replaces max_retries: retries scale with load.
+		RetryBudget: &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+			BudgetPercent:       &typev3.Percent{Value: g.Retry.BudgetPercent},
+			MinRetryConcurrency: u32(g.Retry.MinRetryConcurrency),
+		},
+	}}}
+	return b, nil
+}
+
+// grpcPool is a worker pool's gRPC cluster, health-checked with
+// grpc.health.v1 for service = model name (the worker answers SERVING
+// while it has the model ready; "" asks about the whole server).
+func (b *clusterBuilder) grpcPool(name, model string) *clusterv3.Cluster {
+	c := b.pool(name, b.grpcOptions, b.grpcTLS)
+	hc := b.healthCheck(b.grpcHealthALPN)
+	hc.HealthChecker = &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{
+		ServiceName: model,
+		Authority:   healthCheckAuthority,
+	}}
+	c.HealthChecks = []*corev3.HealthCheck{hc}
+	return c
+}
+
+// httpPool is a worker pool's REST cluster (HTTP/1.1), health-checked on
+// KServe v2's readiness path.
+func (b *clusterBuilder) httpPool(name, readyPath string) *clusterv3.Cluster {
+	c := b.pool(name, b.httpOptions, b.httpTLS)
+	hc := b.healthCheck(b.httpHealthALPN)
+	hc.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
+		Host: healthCheckAuthority,
+		Path: readyPath,
+	}}
+	c.HealthChecks = []*corev3.HealthCheck{hc}
+	return c
+}
+
+func (b *clusterBuilder) pool(name string, options map[string]*anypb.Any, tls *corev3.TransportSocket) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		AltStatName:          statName(name),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: b.edsConfig, ServiceName: name},
+		ConnectTimeout:       dur(b.g.Timeouts.Connect),
+		// Inference requests vary in cost: send to the least busy worker.
+		LbPolicy:                      clusterv3.Cluster_LEAST_REQUEST,
+		TypedExtensionProtocolOptions: options,
+		TransportSocket:               tls,
+		OutlierDetection:              b.outlier,
+		CircuitBreakers:               b.breakers,
+		// A worker that left the registry goes now, not when its health
+		// check fails.
+		IgnoreHealthOnHostRemoval: true,
+	}
+}
+
+func (b *clusterBuilder) healthCheck(tls *corev3.HealthCheck_TlsOptions) *corev3.HealthCheck {
+	h := b.g.HealthCheck
+	return &corev3.HealthCheck{
+		Timeout:            dur(h.Timeout),
+		Interval:           dur(h.Interval),
+		NoTrafficInterval:  dur(h.NoTrafficInterval),
+		UnhealthyThreshold: u32(h.UnhealthyThreshold),
+		HealthyThreshold:   u32(h.HealthyThreshold),
+		TlsOptions:         tls,
+	}
+}
+
+// protocolOptions pins the upstream protocol: HTTP/2 for gRPC ports,
+// HTTP/1.1 for REST ports.
+func protocolOptions(h2 bool) (map[string]*anypb.Any, error) {
+	explicit := &httpv3.HttpProtocolOptions_ExplicitHttpConfig{}
+	if h2 {
+		explicit.ProtocolConfig = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+				InitialStreamWindowSize:     u32(initialStreamWindow),
+				InitialConnectionWindowSize: u32(initialConnectionWindow),
+			},
+		}
+	} else {
+		explicit.ProtocolConfig = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{
+			HttpProtocolOptions: &corev3.Http1ProtocolOptions{},
+		}
+	}
+	a, err := typed(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: explicit},
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			IdleTimeout: dur(connectionIdleTimeout),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*anypb.Any{upstreamHTTPOptions: a}, nil
+}
+
+// serviceCluster is a gRPC side service (helix-authz, ratelimit) at a
+// fixed address: STATIC for an IP, STRICT_DNS for a name.
+func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*clusterv3.Cluster, error) {
+	options, err := protocolOptions(true)
+	if err != nil {
+		return nil, err
+	}
+	kind := clusterv3.Cluster_STRICT_DNS
+	if _, err := netip.ParseAddr(u.Address); err == nil {
+		kind = clusterv3.Cluster_STATIC
+	}
+	c := &clusterv3.Cluster{
+		Name:                          name,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: kind},
+		ConnectTimeout:                dur(connect),
+		TypedExtensionProtocolOptions: options,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(u.Address, u.Port)},
+			}},
+		},
+	}
+	if u.TLS != nil {
+		if c.TransportSocket, err = upstreamTLS(role, u.TLS, alpnH2); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,55 @@
+// Package translate turns the gateway model (xds/ir) into Envoy v3
+// resources. It is pure: no I/O, no clock, no global state; equal input
+// gives equal output, in a fixed order, byte for byte.
+//
+// For the ADS server:
+//
+//	r, err := translate.Translate(g)   // g: ir.Gateway after ApplyDefaults
+//	// r.Listeners, r.Routes, r.Clusters, r.Endpoints, r.Secrets are
+//	// []types.Resource, ready for cache.NewSnapshot by resource type.
+//	eps, err := translate.TranslateEndpoints(g) // EDS only, for endpoint churn
+//
+// Translate validates g (ir.Gateway.Validate) and every produced resource,
+// including each typed config packed in an Any (ValidateAll does not look
+// inside Any); an error names the resource and wraps ErrInvalidResource
+// (or ir.ErrInvalid for the model). Resources may share sub-messages
+// (one LbEndpoint per worker serves every pool it is in): treat them as
+// immutable. Envoy's bootstrap must use ADS (RDS, EDS and SDS all point
+// at it) with a node whose id the ADS server serves.
+//
+// What Envoy gets:
+//
+//   - listener.go: one listener (ListenerName) with one filter chain: the
+//     HTTP connection manager, TLS from SDS (SecretListenerCert) when the
+//     listener has TLS, ALPN h2 and http/1.1.
+//   - hcm.go: the connection manager and THE filter order (httpFilters):
+//     strip client x-helix-* headers, CORS, ext_authz, ratelimit, router.
+//     Routes come over RDS (RouteConfigName). Paths are normalized and
+//     escaped slashes refused, so routing and helix-authz see one path.
+//   - headers.go, extauthz.go, ratelimit.go, cors.go, accesslog.go: one
+//     file per filter or feature, with its per-route parts.
+//   - routes.go: the route table (see routes for the order): gRPC by
+//     x-helix-model after ext_authz (clear_route_cache), REST by path,
+//     ModelStreamInfer without body buffering and without a timeout
+//     unless Timeouts.Stream is set, the default pool for the rest.
+//   - clusters.go: per model two EDS clusters (GRPCCluster: HTTP/2 to the
+//     worker's gRPC port, grpc.health.v1 checks with service = model;
+//     HTTPCluster: HTTP/1.1 to the REST port, checks on
+//     /v2/models/{m}/ready), the same pair for the default pool, and
+//     STATIC/STRICT_DNS clusters for helix-authz and ratelimit. Outlier
+//     detection, circuit breakers with the retry budget, mTLS via SDS.
+//   - endpoints.go: a ClusterLoadAssignment per pool cluster with the
+//     ready workers (possibly none).
+//   - secrets.go: SDS secrets that name files, which Envoy reads and
+//     watches itself (rotation without a new snapshot; see secrets).
+//   - names.go: every resource name, header and descriptor key.
+//
+// Rate-limit descriptors (for the ratelimit config built from the plans)
+// are documented with DescriptorWindow in names.go.
+//
+// Golden tests: testdata/*.in.yaml (an ir.Gateway as YAML) and
+// *.out.yaml (the resources as YAML); after an intended change run
+// go test ./xds/translate -update and review the diff.
+// TestEnvoyAcceptsOutput runs the real Envoy in --mode validate on every
+// case.
+package translate

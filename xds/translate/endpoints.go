@@ -1,0 +1,118 @@
+package translate
+
+import (
+	"net"
+	"strconv"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// endpoints builds one ClusterLoadAssignment per pool cluster, in the
+// order of clusters. Only ready endpoints are listed; a pool with none
+// still gets its (empty) assignment, so its routes answer 503 (gRPC
+// UNAVAILABLE) rather than pointing at a missing cluster. REST clusters
+// list only workers that serve REST.
+func endpoints(g *ir.Gateway) ([]types.Resource, error) {
+	out := make([]types.Resource, 0, 2+2*len(g.Pools))
+	memo := endpointMemo{}
+	add := func(cla *endpointv3.ClusterLoadAssignment, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := checkAssignment(cla); err != nil {
+			return err
+		}
+		out = append(out, cla)
+		return nil
+	}
+	pools := append([]poolNames{{ClusterDefaultGRPC, ClusterDefaultHTTP, g.DefaultPool}}, make([]poolNames, 0, len(g.Pools))...)
+	for _, p := range g.Pools {
+		pools = append(pools, poolNames{GRPCCluster(p.Model), HTTPCluster(p.Model), p})
+	}
+	for _, p := range pools {
+		if err := add(memo.assignment(p.grpc, p.pool.Endpoints, false)); err != nil {
+			return nil, err
+		}
+		if err := add(memo.assignment(p.http, p.pool.Endpoints, true)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// endpointMemo shares one LbEndpoint per address and port among all the
+// assignments of a translation: a worker appears in the pool of every
+// model it has (1,000 models x 100 workers would otherwise be 200,000
+// sets of identical messages). Resources are immutable once built, so
+// sharing is safe. Each is validated once, when built.
+type endpointMemo map[endpointKey]*endpointv3.LbEndpoint
+
+type endpointKey struct {
+	addr string
+	port uint32
+}
+
+func (m endpointMemo) get(addr string, port uint32) (*endpointv3.LbEndpoint, error) {
+	k := endpointKey{addr, port}
+	if e, ok := m[k]; ok {
+		return e, nil
+	}
+	e := lbEndpoint(addr, port)
+	if err := check("endpoint", net.JoinHostPort(addr, strconv.Itoa(int(port))), e); err != nil {
+		return nil, err
+	}
+	m[k] = e
+	return e, nil
+}
+
+// checkAssignment validates a load assignment whose LbEndpoints were
+// validated when built: it detaches them while ValidateAll runs, so a
+// worker in 1,000 pools is not validated 1,000 times.
+func checkAssignment(cla *endpointv3.ClusterLoadAssignment) error {
+	saved := make([][]*endpointv3.LbEndpoint, len(cla.Endpoints))
+	for i, l := range cla.Endpoints {
+		saved[i], l.LbEndpoints = l.LbEndpoints, nil
+	}
+	err := check("cluster load assignment", cla.ClusterName, cla)
+	for i, l := range cla.Endpoints {
+		l.LbEndpoints = saved[i]
+	}
+	return err
+}
+
+type poolNames struct {
+	grpc, http string
+	pool       ir.Pool
+}
+
+func (m endpointMemo) assignment(cluster string, eps []ir.Endpoint, rest bool) (*endpointv3.ClusterLoadAssignment, error) {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
+	lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
+	for _, e := range eps {
+		port := e.Port
+		if rest {
+			port = e.HTTPPort
+		}
+		if !e.Ready || port == 0 {
+			continue
+		}
+		lb, err := m.get(e.Address, port)
+		if err != nil {
+			return nil, err
+		}
+		lbs = append(lbs, lb)
+	}
+	if len(lbs) > 0 {
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+	}
+	return cla, nil
+}
+
+func lbEndpoint(addr string, port uint32) *endpointv3.LbEndpoint {
+	return &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		Address: socketAddress(addr, port),
+	}}}
+}

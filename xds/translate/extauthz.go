@@ -1,0 +1,44 @@
+package translate
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// extAuthzFilter calls helix-authz's Check for every request.
+//
+// The connection-manager-level config sends the first MaxRequestBytes of
+// the body, partial and as raw bytes: unary gRPC calls (ModelInfer and the
+// per-model metadata RPCs) carry the model name in protobuf field 1, which
+// authz reads. Routes that must not wait for a body (REST, whose model is
+// in the path, and ModelStreamInfer, whose body never ends) turn buffering
+// off with extAuthzNoBody. clear_route_cache makes the router match again
+// after authz sets x-helix-model. Failure to reach authz denies (503).
+func extAuthzFilter(g *ir.Gateway) (proto.Message, error) {
+	return &extauthzv3.ExtAuthz{
+		Services:            &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpcService(ClusterAuthZ, g.AuthZ.Timeout)},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		FailureModeAllow:    g.AuthZ.FailureModeAllow,
+		WithRequestBody: &extauthzv3.BufferSettings{
+			MaxRequestBytes:     g.AuthZ.MaxRequestBytes,
+			AllowPartialMessage: true,
+			PackAsBytes:         true,
+		},
+		ClearRouteCache: true,
+		StatusOnError:   &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+	}, nil
+}
+
+// extAuthzNoBody is the per-route override that checks without the body.
+func extAuthzNoBody() (*anypb.Any, error) {
+	return typed(&extauthzv3.ExtAuthzPerRoute{
+		Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: &extauthzv3.CheckSettings{
+			DisableRequestBodyBuffering: true,
+		}},
+	})
+}

@@ -1,0 +1,110 @@
+package translate
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// httpFilter is one entry of the filter chain: its Envoy name, whether the
+// gateway uses it, and its connection-manager-level config. Per-route and
+// per-virtual-host settings live in the feature's own file.
+type httpFilter struct {
+	name    string
+	enabled func(*ir.Gateway) bool
+	config  func(*ir.Gateway) (proto.Message, error)
+}
+
+// httpFilters is THE filter order. Why this order:
+//  1. header_mutation removes every client-sent x-helix-* header, before
+//     anything reads them (authz, rate limits, routing);
+//  2. cors answers browser preflights, which carry no credentials;
+//  3. ext_authz authenticates, authorizes the model and sets x-helix-*;
+//  4. ratelimit counts only authenticated requests, by x-helix-* values;
+//  5. router, last by definition.
+var httpFilters = []httpFilter{
+	{filterHeaderMutation, always, stripHelixHeaders},
+	{filterCORS, func(g *ir.Gateway) bool { return g.CORS != nil }, corsFilter},
+	{filterExtAuthz, always, extAuthzFilter},
+	{filterRateLimit, func(g *ir.Gateway) bool { return g.RateLimit != nil }, rateLimitFilter},
+	{filterRouter, always, routerFilter},
+}
+
+func always(*ir.Gateway) bool { return true }
+
+// Connection manager limits that are not configurable (yet).
+const (
+	requestHeadersTimeout   = 10 * time.Second // slow-header clients
+	connectionIdleTimeout   = time.Hour
+	maxConcurrentStreams    = 1024
+	initialStreamWindow     = 1 << 20 // tensors are large: 64 KiB windows throttle them
+	initialConnectionWindow = 16 << 20
+)
+
+func connectionManager(g *ir.Gateway) (*hcmv3.HttpConnectionManager, error) {
+	var filters []*hcmv3.HttpFilter
+	for _, f := range httpFilters {
+		if !f.enabled(g) {
+			continue
+		}
+		cfg, err := f.config(g)
+		if err != nil {
+			return nil, err
+		}
+		a, err := typed(cfg)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, &hcmv3.HttpFilter{
+			Name:       f.name,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a},
+		})
+	}
+	logs, err := accessLogs()
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: StatPrefix,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsSource(),
+			RouteConfigName: RouteConfigName,
+		}},
+		HttpFilters: filters,
+		AccessLog:   logs,
+		// Envoy is the edge: the peer address is the client.
+		UseRemoteAddress: wrapBool(true),
+		// One canonical path for routing and for helix-authz: no "..",
+		// no "//", and an escaped '/' (never in a model name) is refused.
+		NormalizePath:                wrapBool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		StripMatchingHostPort:        true,
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			IdleTimeout: dur(connectionIdleTimeout),
+			// x_helix_model must not pass for x-helix-model anywhere.
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
+		},
+		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+			MaxConcurrentStreams:        u32(maxConcurrentStreams),
+			InitialStreamWindowSize:     u32(initialStreamWindow),
+			InitialConnectionWindowSize: u32(initialConnectionWindow),
+		},
+		StreamIdleTimeout:     dur(g.Timeouts.Idle),
+		RequestHeadersTimeout: dur(requestHeadersTimeout),
+		// RequestTimeout stays 0 (off): it would cut streams. Unary
+		// requests are bounded per route.
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
+		ServerName:     "helixflow",
+	}, nil
+}
+
+func routerFilter(*ir.Gateway) (proto.Message, error) {
+	return &routerv3.Router{}, nil
+}

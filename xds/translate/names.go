@@ -1,0 +1,115 @@
+package translate
+
+import "strings"
+
+// Resource names. The ADS server, the Envoy bootstrap and tests refer to
+// these; they are the only place a name is spelled.
+const (
+	// ListenerName is the one downstream listener.
+	ListenerName = "helix-https"
+	// RouteConfigName is the RDS resource the listener asks for.
+	RouteConfigName = "helix-routes"
+	// VirtualHostName is the one virtual host (domains "*").
+	VirtualHostName = "helix"
+	// StatPrefix prefixes the connection manager's stats.
+	StatPrefix = "helix"
+
+	// ClusterAuthZ is helix-authz's ext_authz gRPC service.
+	ClusterAuthZ = "helix-authz"
+	// ClusterRateLimit is the ratelimit gRPC service.
+	ClusterRateLimit = "helix-ratelimit"
+	// ClusterDefaultGRPC and ClusterDefaultHTTP are the default pool (every
+	// worker). Model pools are named by GRPCCluster and HTTPCluster; a
+	// model name never contains '/', so the names cannot collide.
+	ClusterDefaultGRPC = "helix-default-grpc"
+	ClusterDefaultHTTP = "helix-default-http"
+
+	// SecretListenerCert is the listener's server certificate and key.
+	SecretListenerCert = "helix-listener-cert"
+)
+
+// Upstream roles, used in secret names.
+const (
+	RoleWorkers   = "workers"
+	RoleAuthZ     = "authz"
+	RoleRateLimit = "ratelimit"
+)
+
+// Headers set by helix-authz (extauthz/check) and read by routing and rate
+// limiting. Clients may not send any header starting with HelixHeaderPrefix:
+// the first HTTP filter removes them.
+const (
+	HelixHeaderPrefix = "x-helix-"
+	HeaderClient      = "x-helix-client"
+	HeaderPlan        = "x-helix-plan"
+	HeaderModel       = "x-helix-model"
+)
+
+// Rate-limit descriptor keys, in the order Envoy sends them:
+// (window, plan, client, model). The ratelimit config built from the plans
+// nests its descriptors in this order. DescriptorModel is left out when
+// the request names no model (ModelStreamInfer, server metadata), and
+// DescriptorPlan when the client has no plan: the ratelimit config should
+// hold limits for those shapes too, or they go unlimited.
+const (
+	DescriptorWindow = "window"
+	DescriptorPlan   = "plan"
+	DescriptorClient = "client"
+	DescriptorModel  = "model"
+	// WindowSecond and WindowMinute are the values of DescriptorWindow,
+	// one descriptor per window so each can carry its own limit.
+	WindowSecond = "second"
+	WindowMinute = "minute"
+)
+
+// KServe v2 paths.
+const (
+	GRPCServicePrefix    = "/inference.GRPCInferenceService/"
+	GRPCModelStreamInfer = GRPCServicePrefix + "ModelStreamInfer"
+	RESTPrefix           = "/v2"
+	RESTModelsPrefix     = "/v2/models/"
+	RESTServerReady      = "/v2/health/ready"
+)
+
+// Extension (filter) names as Envoy knows them.
+const (
+	filterHCM            = "envoy.filters.network.http_connection_manager"
+	filterHeaderMutation = "envoy.filters.http.header_mutation"
+	filterCORS           = "envoy.filters.http.cors"
+	filterExtAuthz       = "envoy.filters.http.ext_authz"
+	filterRateLimit      = "envoy.filters.http.ratelimit"
+	filterRouter         = "envoy.filters.http.router"
+	transportSocketTLS   = "envoy.transport_sockets.tls"
+	accessLogStdout      = "envoy.access_loggers.stdout"
+	retryPreviousHosts   = "envoy.retry_host_predicates.previous_hosts"
+	upstreamHTTPOptions  = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+)
+
+// healthCheckAuthority is the Host/:authority of active health checks.
+// Envoy's default is the cluster name, which contains '/' and which Go's
+// HTTP server refuses as a Host.
+const healthCheckAuthority = "helix-worker"
+
+// GRPCCluster is the cluster of model m's workers' gRPC ports.
+func GRPCCluster(model string) string { return "helix-model-grpc/" + model }
+
+// HTTPCluster is the cluster of model m's workers' REST ports.
+func HTTPCluster(model string) string { return "helix-model-http/" + model }
+
+// ClientCertSecret is Envoy's client certificate towards an upstream role.
+func ClientCertSecret(role string) string { return "helix-" + role + "-client-cert" }
+
+// CASecret is the CA that signs an upstream role's server certificates.
+func CASecret(role string) string { return "helix-" + role + "-ca" }
+
+// statName makes a cluster name safe for Envoy's stat names, where '.'
+// separates tags. Two models that differ only in '.' vs '_' share stats.
+func statName(cluster string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', ':', '/':
+			return '_'
+		}
+		return r
+	}, cluster)
+}

@@ -1,0 +1,195 @@
+package translate
+
+import (
+	"net/url"
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// routes builds the one route configuration. Order of the routes, first
+// match wins:
+//
+//  1. gRPC ModelStreamInfer -> default pool; no body buffering for authz,
+//     stream timeout (0: none), no retries. Its model is unknown to authz,
+//     so it cannot be routed by model.
+//  2. per model m: gRPC with x-helix-model == m -> m's gRPC cluster. The
+//     header exists only after ext_authz set it and cleared the route
+//     cache; before that the request matches route 4, whose (absent)
+//     per-route config leaves body buffering on so authz sees the model.
+//  3. per model m: REST /v2/models/{m} and below (versions included) ->
+//     m's REST cluster, without body buffering.
+//  4. any other gRPC method (server metadata and health, a model without a
+//     pool) -> default pool, where a worker answers as Triton would.
+//  5. any other /v2 path -> default pool's REST cluster.
+//
+// Everything else gets Envoy's 404. Unary routes have the request timeout
+// (Envoy's 15s default is replaced) and the retry policy.
+func routes(g *ir.Gateway) ([]types.Resource, error) {
+	b, err := newRouteBuilder(g)
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]*routev3.Route, 0, 2*len(g.Pools)+3)
+	rs = append(rs, b.streamRoute())
+	for _, p := range g.Pools {
+		rs = append(rs, b.grpcModelRoute(p.Model))
+	}
+	for _, p := range g.Pools {
+		rs = append(rs, b.restModelRoute(p.Model))
+	}
+	rs = append(rs, b.grpcDefaultRoute(), b.restDefaultRoute())
+
+	vh := &routev3.VirtualHost{
+		Name:       VirtualHostName,
+		Domains:    []string{"*"},
+		Routes:     rs,
+		RateLimits: rateLimitActions(g),
+	}
+	cors, err := corsPolicy(g)
+	if err != nil {
+		return nil, err
+	}
+	if cors != nil {
+		vh.TypedPerFilterConfig = map[string]*anypb.Any{filterCORS: cors}
+	}
+	rc := &routev3.RouteConfiguration{
+		Name:         RouteConfigName,
+		VirtualHosts: []*routev3.VirtualHost{vh},
+	}
+	if err := check("route configuration", rc.Name, rc); err != nil {
+		return nil, err
+	}
+	return []types.Resource{rc}, nil
+}
+
+// routeBuilder holds the parts shared by every route, built once.
+type routeBuilder struct {
+	g      *ir.Gateway
+	noBody map[string]*anypb.Any
+	retry  *routev3.RetryPolicy
+}
+
+func newRouteBuilder(g *ir.Gateway) (*routeBuilder, error) {
+	noBody, err := extAuthzNoBody()
+	if err != nil {
+		return nil, err
+	}
+	retry, err := retryPolicy(g.Retry)
+	if err != nil {
+		return nil, err
+	}
+	return &routeBuilder{g: g, noBody: map[string]*anypb.Any{filterExtAuthz: noBody}, retry: retry}, nil
+}
+
+func (b *routeBuilder) streamRoute() *routev3.Route {
+	return &routev3.Route{
+		Name: "grpc-stream",
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Path{Path: GRPCModelStreamInfer},
+			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterDefaultGRPC},
+			Timeout:          dur(b.g.Timeouts.Stream), // 0: none
+			IdleTimeout:      dur(b.g.Timeouts.Idle),
+		}},
+		TypedPerFilterConfig: b.noBody,
+	}
+}
+
+func (b *routeBuilder) grpcModelRoute(model string) *routev3.Route {
+	return &routev3.Route{
+		Name: "grpc-model/" + model,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: GRPCServicePrefix},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: HeaderModel,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: model},
+				}},
+			}},
+			Grpc: &routev3.RouteMatch_GrpcRouteMatchOptions{},
+		},
+		Action: &routev3.Route_Route{Route: b.unaryGRPC(GRPCCluster(model))},
+	}
+}
+
+func (b *routeBuilder) restModelRoute(model string) *routev3.Route {
+	return &routev3.Route{
+		Name: "rest-model/" + model,
+		Match: &routev3.RouteMatch{
+			// Matches /v2/models/{m} and /v2/models/{m}/..., not {m}x.
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: RESTModelsPrefix + url.PathEscape(model)},
+		},
+		Action:               &routev3.Route_Route{Route: b.unary(HTTPCluster(model))},
+		TypedPerFilterConfig: b.noBody,
+	}
+}
+
+func (b *routeBuilder) grpcDefaultRoute() *routev3.Route {
+	return &routev3.Route{
+		Name: "grpc-default",
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: GRPCServicePrefix},
+			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
+		},
+		Action: &routev3.Route_Route{Route: b.unaryGRPC(ClusterDefaultGRPC)},
+	}
+}
+
+func (b *routeBuilder) restDefaultRoute() *routev3.Route {
+	return &routev3.Route{
+		Name:                 "rest-default",
+		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: RESTPrefix}},
+		Action:               &routev3.Route_Route{Route: b.unary(ClusterDefaultHTTP)},
+		TypedPerFilterConfig: b.noBody,
+	}
+}
+
+// unary is the action of a request/response route.
+func (b *routeBuilder) unary(cluster string) *routev3.RouteAction {
+	return &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+		Timeout:          dur(b.g.Timeouts.Request),
+		RetryPolicy:      b.retry,
+	}
+}
+
+// unaryGRPC also honours a shorter grpc-timeout sent by the client.
+func (b *routeBuilder) unaryGRPC(cluster string) *routev3.RouteAction {
+	a := b.unary(cluster)
+	a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{GrpcTimeoutHeaderMax: dur(b.g.Timeouts.Request)}
+	return a
+}
+
+// retryPolicy retries on another host: a worker that failed once is likely
+// to fail again. nil when retries are off.
+func retryPolicy(r ir.Retry) (*routev3.RetryPolicy, error) {
+	if r.NumRetries == 0 {
+		return nil, nil
+	}
+	prev, err := typed(&previoushostsv3.PreviousHostsPredicate{})
+	if err != nil {
+		return nil, err
+	}
+	p := &routev3.RetryPolicy{
+		RetryOn:    strings.Join(r.On, ","),
+		NumRetries: u32(r.NumRetries),
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       retryPreviousHosts,
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: prev},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
+	}
+	if r.PerTryTimeout > 0 {
+		p.PerTryTimeout = dur(r.PerTryTimeout)
+	}
+	return p, nil
+}
