@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/helixflow/helixflow/envoy/bootstrap"
+)
+
+// runBootstrap implements `helix-xds bootstrap`: it writes the Envoy
+// bootstrap for the given addresses and certificate files.
+func runBootstrap(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("helix-xds bootstrap", flag.ContinueOnError)
+	host, _ := os.Hostname()
+	var c bootstrap.Config
+	var t bootstrap.TLS
+	var output string
+	fs.StringVar(&c.NodeID, "node-id", host, "Envoy node id (default: the host name)")
+	fs.StringVar(&c.NodeCluster, "node-cluster", "helix", "Envoy node cluster; helix-xds --node-cluster must match")
+	fs.StringVar(&c.XDSAddress, "xds-address", "127.0.0.1:18000", "helix-xds ADS address, host:port")
+	fs.StringVar(&t.CAFile, "xds-ca-file", "", "CA that signed helix-xds's certificate (mTLS; required unless helix-xds is on loopback)")
+	fs.StringVar(&t.CertFile, "xds-cert-file", "", "Envoy's client certificate for helix-xds")
+	fs.StringVar(&t.KeyFile, "xds-key-file", "", "Envoy's client key for helix-xds")
+	fs.StringVar(&t.ServerName, "xds-server-name", "", "SNI and required DNS SAN of helix-xds's certificate (empty: any certificate from the CA)")
+	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address, a loopback IP and port (0: any free port)")
+	fs.BoolVar(&c.Delta, "delta", false, "use incremental (delta) xDS")
+	fs.Uint64Var(&c.MaxConnections, "max-connections", bootstrap.DefaultMaxConnections, "cap on active downstream connections")
+	fs.StringVar(&output, "output", "-", "file to write (\"-\": standard output)")
+	fs.SetOutput(stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if t != (bootstrap.TLS{}) {
+		c.XDSTLS = &t
+	}
+	b, err := bootstrap.Render(c)
+	if err != nil {
+		return err
+	}
+	if output == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	return writeAtomic(output, b)
+}
+
+// writeAtomic replaces path so that a reader never sees half a file.
+func writeAtomic(path string, b []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

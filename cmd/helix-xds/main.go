@@ -1,0 +1,264 @@
+// Command helix-xds is HelixFlow's control plane: it serves Envoy its
+// listeners, routes, clusters, endpoints and secrets over ADS, built from
+// the gateway config file and the workers that registered with it, and
+// writes Envoy's bootstrap (helix-xds bootstrap).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
+	"github.com/helixflow/helixflow/xds/registry"
+	"github.com/helixflow/helixflow/xds/server"
+)
+
+type options struct {
+	configPath                string
+	xdsListen, statusListen   string
+	tlsCert, tlsKey, clientCA string
+	plaintextLoopback         bool
+	nodeCluster               string
+	leaseTTL                  time.Duration
+	logLevel                  string
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("helix-xds", flag.ContinueOnError)
+	fs.StringVar(&o.configPath, "config", "", "gateway config file (YAML); reloaded when it changes, a bad file keeps the last good config (required)")
+	fs.StringVar(&o.xdsListen, "xds-listen", "127.0.0.1:18000", "ADS (for Envoy) and worker registry (gRPC) address")
+	fs.StringVar(&o.statusListen, "status-listen", "127.0.0.1:18001", "/metrics, /status (JSON) and /healthz; plain HTTP, loopback unless you mean it")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "TLS certificate of the gRPC listener (re-read on each handshake)")
+	fs.StringVar(&o.tlsKey, "tls-key-file", "", "TLS private key")
+	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates Envoys and workers must present (required with TLS)")
+	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow the gRPC listener on a loopback address without TLS (local development only)")
+	fs.StringVar(&o.nodeCluster, "node-cluster", "helix", "serve only Envoys of this node cluster (empty: any)")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", registry.DefaultTTL, "worker lease duration: a worker that does not renew within it is removed")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v (subcommand: bootstrap)", fs.Args())
+	}
+	if o.configPath == "" {
+		return nil, errors.New("--config is required")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	// Secure by default: whoever reaches this port gets the gateway's
+	// config and can register workers, so TLS means mTLS, and plaintext
+	// is for loopback development only.
+	if o.tlsCert != "" && o.clientCA == "" {
+		return nil, errors.New("--client-ca-file is required with TLS: Envoys and workers must present client certificates")
+	}
+	if o.tlsCert == "" && (!o.plaintextLoopback || !loopback(o.xdsListen)) {
+		return nil, fmt.Errorf("--xds-listen %s: TLS is required (--tls-cert-file/--tls-key-file/--client-ca-file); plaintext is allowed only on loopback with --plaintext-loopback", o.xdsListen)
+	}
+	if o.tlsCert == "" && o.clientCA != "" {
+		return nil, errors.New("--client-ca-file needs --tls-cert-file and --tls-key-file")
+	}
+	return o, nil
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "bootstrap" {
+		err := runBootstrap(args[1:], os.Stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helix-xds bootstrap:", err)
+			os.Exit(2)
+		}
+		return
+	}
+	o, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helix-xds:", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "helix-xds: --log-level:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("helix-xds stopped", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o *options, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ads, err := server.New(ctx, server.Options{Logger: log.With("component", "ads"), Registerer: reg, NodeCluster: o.nodeCluster})
+	if err != nil {
+		return err
+	}
+	var authorize func(context.Context, string) error
+	if o.tlsCert != "" {
+		authorize = registry.RequireClientCert
+	}
+	workers, err := registry.New(registry.Config{TTL: o.leaseTTL, Authorize: authorize, Registerer: reg, Logger: log.With("component", "registry")})
+	if err != nil {
+		return fmt.Errorf("worker registry: %w", err)
+	}
+	go func() { _ = workers.Run(ctx) }()
+
+	b, err := newBuilder(ads, workers, reg, log.With("component", "builder"))
+	if err != nil {
+		return err
+	}
+	// The first config must be good; later bad files keep the last good one.
+	configChanges, err := b.watchConfig(ctx, o.configPath)
+	if err != nil {
+		return err
+	}
+	if err := b.rebuild(ctx); err != nil {
+		return err
+	}
+	deb := server.NewDebouncer(server.DefaultHoldoff, server.DefaultMaxWait, func(ctx context.Context) {
+		if err := b.rebuild(ctx); err != nil {
+			b.log.Error("rebuild failed; Envoy keeps the last published config", "error", err)
+		}
+	})
+	go deb.Run(ctx)
+	go func() {
+		for range workers.Subscribe(ctx) {
+			deb.Trigger()
+		}
+	}()
+	go func() {
+		for range configChanges {
+			deb.Trigger()
+		}
+	}()
+
+	gs, err := grpcServer(o)
+	if err != nil {
+		return err
+	}
+	ads.Register(gs)
+	registryv1.RegisterRegistryServer(gs, workers)
+	lis, err := net.Listen("tcp", o.xdsListen)
+	if err != nil {
+		return fmt.Errorf("--xds-listen: %w", err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(lis) }()
+	log.Info("serving ADS and the worker registry", "address", lis.Addr().String(), "mtls", o.tlsCert != "", "node_cluster", o.nodeCluster)
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/status", ads.StatusHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	slis, err := net.Listen("tcp", o.statusListen)
+	if err != nil {
+		gs.Stop()
+		return fmt.Errorf("--status-listen: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	go func() {
+		if err := hs.Serve(slis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("serving status and metrics", "address", slis.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+		log.Error("server failed", "error", err)
+	}
+	cancel()
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = hs.Shutdown(shutdown)
+	// ADS streams never end by themselves: give unary registry calls a
+	// moment, then close.
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		gs.Stop()
+	}
+	return err
+}
+
+func grpcServer(o *options) (*grpc.Server, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(4 << 20),
+		// Envoy keeps its ADS stream alive with HTTP/2 pings every 30s.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if o.tlsCert == "" {
+		return grpc.NewServer(opts...), nil
+	}
+	// Certificates are read on each handshake so that rotated files take
+	// effect without a restart.
+	load := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		return &c, nil
+	}
+	if _, err := load(nil); err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(o.clientCA)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", o.clientCA)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: load, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	return grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(conf)))...), nil
+}

@@ -1,0 +1,173 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// stream is what the server knows of one ADS stream.
+type stream struct {
+	id          int64
+	delta       bool
+	peer        string
+	nodeID      string
+	nodeCluster string
+	connectedAt time.Time
+	sent        map[string]sentResponse // type URL -> last response sent
+	acked       map[string]string       // type URL -> version acknowledged
+}
+
+type sentResponse struct{ nonce, version string }
+
+// callbacks implements go-control-plane's server callbacks: stream
+// bookkeeping, ACK and NACK accounting, and the NACK loop breaker.
+type callbacks struct{ s *Server }
+
+func (c *callbacks) open(ctx context.Context, id int64, delta bool) error {
+	st := &stream{id: id, delta: delta, connectedAt: time.Now(), sent: map[string]sentResponse{}, acked: map[string]string{}}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		st.peer = p.Addr.String()
+	}
+	c.s.mu.Lock()
+	c.s.streams[id] = st
+	c.s.mu.Unlock()
+	c.s.metrics.connected.Inc()
+	c.s.log.Debug("ADS stream opened", "stream", id, "delta", delta, "peer", st.peer)
+	return nil
+}
+
+func (c *callbacks) closed(id int64, node *core.Node) {
+	c.s.mu.Lock()
+	_, ok := c.s.streams[id]
+	delete(c.s.streams, id)
+	c.s.mu.Unlock()
+	if ok {
+		c.s.metrics.connected.Dec()
+	}
+	c.s.log.Info("Envoy disconnected", "stream", id, "node", node.GetId())
+}
+
+// request handles what SOTW and delta requests share: the node's identity
+// (first request), ACK accounting and NACK recording. It returns the
+// version of the response a NACK rejects ("" when unknown) and whether req
+// is a NACK.
+func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version string, errDetail *rpcstatus.Status) (rejected string, nack bool, err error) {
+	s := c.s
+	s.mu.Lock()
+	st, ok := s.streams[id]
+	if !ok {
+		s.mu.Unlock()
+		return "", false, nil
+	}
+	firstSeen := node != nil && st.nodeID == ""
+	if firstSeen {
+		st.nodeID, st.nodeCluster = node.GetId(), node.GetCluster()
+	}
+	nodeID, cluster, peerAddr, delta := st.nodeID, st.nodeCluster, st.peer, st.delta
+	sent, known := st.sent[typeURL]
+	known = known && nonce != "" && sent.nonce == nonce
+	var latency time.Duration
+	switch {
+	case errDetail != nil:
+		if known {
+			rejected = sent.version
+		}
+		s.nacks++
+		s.lastNACK = &NACK{Node: nodeID, Type: typeLabel(typeURL), TypeURL: typeURL, Version: rejected, Code: codes.Code(errDetail.GetCode()).String(), Message: errDetail.GetMessage(), At: time.Now()}
+	case known && st.acked[typeURL] != sent.version:
+		st.acked[typeURL] = sent.version
+		if at, ok := s.published[sent.version]; ok {
+			latency = time.Since(at)
+		}
+	}
+	s.mu.Unlock()
+
+	if firstSeen {
+		if s.nodeCluster != "" && cluster != s.nodeCluster {
+			s.log.Warn("refusing Envoy of another node cluster", "node", nodeID, "cluster", cluster, "want", s.nodeCluster, "peer", peerAddr)
+			return "", false, status.Errorf(codes.PermissionDenied, "node cluster %q is not served here (want %q)", cluster, s.nodeCluster)
+		}
+		s.log.Info("Envoy connected", "node", nodeID, "cluster", cluster, "stream", id, "delta", delta, "peer", peerAddr)
+	}
+	if errDetail != nil {
+		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
+		s.log.Warn("Envoy rejected config (NACK); it keeps its last accepted config",
+			"node", nodeID, "type", typeLabel(typeURL), "rejected_version", rejected, "accepted_version", version, "code", codes.Code(errDetail.GetCode()).String(), "error", errDetail.GetMessage())
+		return rejected, true, nil
+	}
+	if latency > 0 {
+		s.metrics.pushLatency.WithLabelValues(typeLabel(typeURL)).Observe(latency.Seconds())
+	}
+	return "", false, nil
+}
+
+func (c *callbacks) response(id int64, typeURL, nonce, version string) {
+	c.s.mu.Lock()
+	if st, ok := c.s.streams[id]; ok {
+		st.sent[typeURL] = sentResponse{nonce: nonce, version: version}
+	}
+	c.s.mu.Unlock()
+}
+
+// OnStreamOpen implements sotw.Callbacks.
+func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	return c.open(ctx, id, false)
+}
+
+// OnStreamClosed implements sotw.Callbacks.
+func (c *callbacks) OnStreamClosed(id int64, node *core.Node) { c.closed(id, node) }
+
+// OnStreamRequest implements sotw.Callbacks. On a NACK it sets the
+// request's version to the rejected one: the snapshot cache then sees an
+// Envoy that has the current version and waits for the next, instead of
+// resending the rejected config in a loop.
+func (c *callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	rejected, nack, err := c.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+	if err != nil {
+		return err
+	}
+	if nack && rejected != "" {
+		req.VersionInfo = rejected
+	}
+	return nil
+}
+
+// OnStreamResponse implements sotw.Callbacks.
+func (c *callbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	c.response(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+// OnDeltaStreamOpen implements delta.Callbacks.
+func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	return c.open(ctx, id, true)
+}
+
+// OnDeltaStreamClosed implements delta.Callbacks.
+func (c *callbacks) OnDeltaStreamClosed(id int64, node *core.Node) { c.closed(id, node) }
+
+// OnStreamDeltaRequest implements delta.Callbacks. Delta needs no loop
+// breaker: the server records what it sent, so a NACK finds nothing new.
+func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	_, _, err := c.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+	return err
+}
+
+// OnStreamDeltaResponse implements delta.Callbacks.
+func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	c.response(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// OnFetchRequest implements rest.Callbacks; REST xDS is not served.
+func (c *callbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
+	return status.Error(codes.Unimplemented, "REST xDS is not served; use ADS")
+}
+
+// OnFetchResponse implements rest.Callbacks.
+func (c *callbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+func runDebouncer(t *testing.T, holdoff, maxWait time.Duration) (*Debouncer, func() []time.Time) {
+	t.Helper()
+	var mu sync.Mutex
+	var calls []time.Time
+	d := NewDebouncer(holdoff, maxWait, func(context.Context) {
+		mu.Lock()
+		calls = append(calls, time.Now())
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d, func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), calls...)
+	}
+}
+
+func TestDebouncerCoalescesABurst(t *testing.T) {
+	d, calls := runDebouncer(t, 100*time.Millisecond, 500*time.Millisecond)
+	var last time.Time
+	for range 10 {
+		d.Trigger()
+		last = time.Now()
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(400 * time.Millisecond)
+	got := calls()
+	if len(got) != 1 {
+		t.Fatalf("%d calls for one burst, want 1", len(got))
+	}
+	if wait := got[0].Sub(last); wait < 90*time.Millisecond {
+		t.Fatalf("called %v after the last change, want >= the 100ms hold-off", wait)
+	}
+}
+
+func TestDebouncerMaxWaitBoundsAStream(t *testing.T) {
+	d, calls := runDebouncer(t, 100*time.Millisecond, 300*time.Millisecond)
+	first := time.Now()
+	stop := first.Add(1100 * time.Millisecond)
+	for time.Now().Before(stop) {
+		d.Trigger()
+		time.Sleep(20 * time.Millisecond) // never quiet for the hold-off
+	}
+	got := calls()
+	if len(got) < 2 {
+		t.Fatalf("%d calls in 1.1s of steady changes with a 300ms max wait, want >= 2", len(got))
+	}
+	if wait := got[0].Sub(first); wait > 600*time.Millisecond {
+		t.Fatalf("first call after %v, want about 300ms", wait)
+	}
+}
+
+func TestDebouncerIdleDoesNothing(t *testing.T) {
+	_, calls := runDebouncer(t, 10*time.Millisecond, 50*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	if n := len(calls()); n != 0 {
+		t.Fatalf("%d calls without a trigger", n)
+	}
+}
