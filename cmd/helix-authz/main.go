@@ -29,6 +29,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/server"
+	"github.com/helixflow/helixflow/internal/netaddr"
 )
 
 type options struct {
@@ -96,27 +97,15 @@ func parseFlags(args []string) (*options, error) {
 	// explicitly allowed.
 	if o.tlsCert == "" {
 		for name, addr := range map[string]string{"--http-listen": o.httpListen, "--grpc-listen": o.grpcListen} {
-			if !o.plaintextLoopback || !loopback(addr) {
+			if !o.plaintextLoopback || !netaddr.Loopback(addr) {
 				return nil, fmt.Errorf("%s %s: TLS is required (--tls-cert-file/--tls-key-file); plaintext is allowed only on loopback with --plaintext-loopback", name, addr)
 			}
 		}
 	}
-	if o.tlsCert == "" && !loopback(o.adminListen) {
+	if o.tlsCert == "" && !netaddr.Loopback(o.adminListen) {
 		return nil, fmt.Errorf("--admin-listen %s: the admin API without TLS listens on loopback only", o.adminListen)
 	}
 	return o, nil
-}
-
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // readSecret reads a secret from a file, or from an environment variable
@@ -214,7 +203,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 
 	if srv.Admin != nil {
 		adminTLS := tlsConf
-		if loopback(o.adminListen) {
+		if netaddr.Loopback(o.adminListen) {
 			adminTLS = nil // a local helixctl reaches a loopback admin API over http
 		}
 		as, err := serveHTTP(o.adminListen, srv.Admin, adminTLS, errc)

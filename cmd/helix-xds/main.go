@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/helixflow/helixflow/internal/netaddr"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
@@ -72,25 +73,13 @@ func parseFlags(args []string) (*options, error) {
 	if o.tlsCert != "" && o.clientCA == "" {
 		return nil, errors.New("--client-ca-file is required with TLS: Envoys and workers must present client certificates")
 	}
-	if o.tlsCert == "" && (!o.plaintextLoopback || !loopback(o.xdsListen)) {
+	if o.tlsCert == "" && (!o.plaintextLoopback || !netaddr.Loopback(o.xdsListen)) {
 		return nil, fmt.Errorf("--xds-listen %s: TLS is required (--tls-cert-file/--tls-key-file/--client-ca-file); plaintext is allowed only on loopback with --plaintext-loopback", o.xdsListen)
 	}
 	if o.tlsCert == "" && o.clientCA != "" {
 		return nil, errors.New("--client-ca-file needs --tls-cert-file and --tls-key-file")
 	}
 	return o, nil
-}
-
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func main() {

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,6 +42,7 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/netaddr"
 )
 
 // Token lifetimes.
@@ -230,21 +230,13 @@ func checkIssuer(raw string) (string, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !netaddr.LoopbackHost(u.Hostname()) {
 			return "", fmt.Errorf("oauth: issuer %q must use https (http only on a loopback host)", raw)
 		}
 	default:
 		return "", fmt.Errorf("oauth: issuer %q must use https", raw)
 	}
 	return strings.TrimSuffix(raw, "/"), nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Handler serves the endpoints at the paths above.

@@ -212,7 +212,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 	rr.Body.Close()
 	revokedAt := time.Now()
-	waitFor(t, func() bool { code, _ := checkCode(t, b, inferCheck(t, tok, "simple")); return code == codes.Unauthenticated })
+	waitFor(t, func() bool {
+		code, _ := checkCode(t, b, inferCheck(t, tok, "simple"))
+		return code == codes.Unauthenticated
+	})
 	if d := time.Since(revokedAt); d > time.Second {
 		t.Fatalf("revocation took %s to reach the other replica", d)
 	}
@@ -232,7 +235,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("revoke key: %d", st)
 	}
 	revokedAt = time.Now()
-	waitFor(t, func() bool { code, _ := checkCode(t, b, inferCheck(t, key.Key, "simple")); return code == codes.Unauthenticated })
+	waitFor(t, func() bool {
+		code, _ := checkCode(t, b, inferCheck(t, key.Key, "simple"))
+		return code == codes.Unauthenticated
+	})
 	if d := time.Since(revokedAt); d > time.Second {
 		t.Fatalf("API key revocation took %s to reach the other replica", d)
 	}
