@@ -231,17 +231,19 @@ func (m *Manager) Rotate(ctx context.Context) (kid string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if err := m.cfg.Store.InsertSigningKey(ctx, row); err != nil {
-		return "", fmt.Errorf("store signing key: %w", err)
-	}
+	// The keys to retire are chosen before the new key is stored: its
+	// change notification may reload the key set at any moment after.
 	m.mu.RLock()
 	var retire []*key
 	for _, old := range m.keys {
-		if old.retiredAt == nil {
+		if old.retiredAt == nil && old.kid != k.kid {
 			retire = append(retire, old)
 		}
 	}
 	m.mu.RUnlock()
+	if err := m.cfg.Store.InsertSigningKey(ctx, row); err != nil {
+		return "", fmt.Errorf("store signing key: %w", err)
+	}
 	for _, old := range retire {
 		if err := m.cfg.Store.RetireSigningKey(ctx, old.kid, signsFrom); err != nil {
 			return "", fmt.Errorf("retire signing key %q: %w", old.kid, err)

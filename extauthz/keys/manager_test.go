@@ -311,3 +311,36 @@ func mustDER(t *testing.T, s any) []byte {
 	}
 	return b
 }
+
+// refreshingStore reloads the manager's keys as soon as a key is inserted,
+// as a change notification can, to catch a rotation that retires its own
+// new key.
+type refreshingStore struct {
+	*memStore
+	m *Manager
+}
+
+func (s *refreshingStore) InsertSigningKey(ctx context.Context, k *store.SigningKey) error {
+	if err := s.memStore.InsertSigningKey(ctx, k); err != nil {
+		return err
+	}
+	return s.m.Refresh(ctx)
+}
+
+func TestRotateWithConcurrentReloadKeepsTheNewKey(t *testing.T) {
+	ctx := context.Background()
+	s := &refreshingStore{memStore: newMemStore()}
+	c := &clock{t: time.Now()}
+	m := newTestManager(t, s, c, "")
+	s.m = m
+	kid, err := m.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, err := m.SigningKey(ctx); err != nil || got != kid {
+		t.Fatalf("signing key %q, %v; want the new key %q", got, err, kid)
+	}
+	if s.keys[kid].RetiredAt != nil {
+		t.Fatal("rotation retired the key it created")
+	}
+}
