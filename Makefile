@@ -10,7 +10,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 BIN     := bin
 MODELS  := models
-BINARIES := helix-worker helix-authz helixctl
+BINARIES := helix-worker helix-authz helixctl helix-xds
 
 .PHONY: deps deps-bench build proto models run test test-go test-race test-interop test-authz fuzz lint bench bench-worker bench-authz clean
 
@@ -59,10 +59,17 @@ test: deps lint build models ## everything
 	$(VENV)/bin/pytest -q tests/interop
 	$(VENV)/bin/pytest -q tests/authz
 
-bench: bench-worker
+bench: bench-worker bench-authz
 
 bench-worker: deps deps-bench build models ## helix-worker vs MLServer vs direct ONNX Runtime
 	$(PY) bench/bench_worker.py --write docs/benchmarks.md
+
+HYDRA := .tools/hydra-v2.3.0
+
+bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance vs Ory Hydra (built once into .tools/)
+	@test -x $(HYDRA) || { echo "building Ory Hydra v2.3.0 from bench/hydra into $(HYDRA) (first time: several minutes)"; \
+	  cd bench/hydra && $(GO) build -trimpath -ldflags '-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0' -o ../../$(HYDRA) github.com/ory/hydra/v2; }
+	$(GO) run ./bench/authz --write docs/benchmarks.md
 
 clean:
 	rm -rf $(BIN)

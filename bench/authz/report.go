@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+const (
+	beginMarker = "<!-- bench-authz:begin -->"
+	endMarker   = "<!-- bench-authz:end -->"
+)
+
+// Goals of issue 3.
+const (
+	goalCheckRatio = 0.5
+	goalCheckP99   = time.Millisecond
+	goalTokenRatio = 10.0
+)
+
+// report renders the Markdown section, markers included.
+func report(o *options, out *outcome) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := out.machine
+	w("%s\n## helix-authz: Check vs a no-op server, token issuance vs Ory Hydra\n\n", beginMarker)
+	cmd := strings.TrimSpace("go run ./bench/authz " + strings.Join(o.args, " "))
+	w("Run %s with `%s` (`make bench-authz`); it took %.0f s.\n\n", out.started.Format("2006-01-02 15:04 MST"), cmd, out.finished.Sub(out.started).Seconds())
+	w("Machine: %s, %d cores, %.1f GiB memory, %s, Linux %s. Load average (1 min) %.2f before the run and %.2f after: the machine is shared with other work, and the load generator runs on the same cores as the servers.\n\n",
+		m.cpu, m.cores, m.memGiB, m.os, m.kernel, out.before[0], out.after[0])
+	w("Software: helix-authz (%s) at commit %s, built with %s; Ory Hydra %s (module `github.com/ory/hydra/v2` from bench/hydra/go.mod, built with the same Go; `hydra version`: %s); PostgreSQL %s (internal/pgtest, fsync off).\n\n",
+		o.helixBin, gitCommit(), runtime.Version(), hydraVersion, out.hydraVersion, out.postgres)
+
+	w("### How\n\n")
+	w("- Both servers run as their own processes on 127.0.0.1 free ports, started and stopped by the benchmark; the load generator is one Go process. Load is closed-loop: C callers each send the next request when the last is answered. Each point: a %s warm-up per server, then %d windows of %s per server, the servers taken in turn (order reversed every round) so that background load falls on both alike; figures are those of all windows together. Spread: (max-min)/mean of the windows' rates.\n",
+		o.warmup, o.rounds, o.duration)
+	w("- Check: `envoy.service.auth.v3.Authorization/Check` as Envoy sends it for a gRPC `ModelInfer` on model `simple`: request headers, and the first %d bytes of the body (gRPC frame header, then the protobuf) packed as raw bytes. The credential is a helix-authz JWT (`Authorization: Bearer`, %s, from its token endpoint) or a helix-authz API key (`x-api-key`). Every caller shares one gRPC (HTTP/2) connection to the server, as an Envoy ext_authz cluster would; every answer must be OK. The same request goes to the no-op server (bench/authz/noop.go: a Go gRPC server with helix-authz's server options that answers OK without reading the request), the floor for gRPC, loopback and the client. The same JWT is presented on every call, as a client reuses its token: this is the verified-token cache path, the signature being checked once per token.\n",
+		bodyBytes, headerDesc(out.helixTokenHeader))
+	w("- Token: the same request to both, `POST /oauth2/token` with `grant_type=client_credentials&scope=%s` and `client_secret_basic`, over HTTP/1.1 keep-alive connections (one per caller); every answer must be 200 with an access token. Both clients have scopes `%s` and a 256-bit secret made by extauthz/secret. Both sign ES256 JWTs: helix-authz %s; Hydra %s.\n",
+		tokenScope, strings.Join(benchScopes, " "), headerDesc(out.helixTokenHeader), headerDesc(out.hydraTokenHeader))
+	w("- helix-authz: `--plaintext-loopback --log-level=warn --secret-pepper-file=...`, defaults otherwise: client secrets hashed with HMAC-SHA-256 keyed with the pepper (extauthz/secret says why a slow password hash buys nothing for 256-bit random secrets); tokens are self-contained, nothing is written per token.\n")
+	w("- Hydra: `hydra migrate sql up -e --yes`, then `hydra serve all --dev --sqa-opt-out` (public and admin in one process) with `STRATEGIES_ACCESS_TOKEN=jwt`, `LOG_LEVEL=warn`, %s, defaults otherwise; its own database on the same Postgres. Client created through its admin API. Its client-secret hasher is its default, read back from its table: `%s`. It makes an RS256 key of 4096 bits for access tokens on first use; the benchmark gives it an ES256 key through its admin API (`POST /admin/keys/hydra.jwt.access-token`) before the first token, so that both sign alike (RSA-4096 signing would slow Hydra further).\n\n",
+		hydraPool(o.hydraConns), out.hydraHash)
+
+	w("### Check: helix-authz vs the no-op server\n\n")
+	w("| credential | callers | server | checks/s | p50 (us) | p99 (us) | server CPU | server CPU per check (us) | client CPU | spread | errors |\n")
+	w("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, pt := range out.checks {
+		for _, s := range pt.servers {
+			r := pt.results[s]
+			w("| %s | %d | %s | %s | %s | %s | %.2f | %s | %.2f | %.0f%% | %d |\n", pt.what, pt.callers, s, commas(r.rate()),
+				commas(us(r.quantile(0.5))), commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
+				perOp(r.serverCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
+		}
+	}
+	w("\nServer CPU and client CPU: CPU-seconds per second while measuring (%d.00 would be every core).\n\n", m.cores)
+
+	w("### Token issuance: helix-authz vs Ory Hydra\n\n")
+	w("| callers | server | tokens/s | p50 (us) | p99 (us) | server CPU | server CPU per token (us) | Postgres CPU per token (us) | client CPU | spread | errors |\n")
+	w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, pt := range out.tokens {
+		for _, s := range pt.servers {
+			r := pt.results[s]
+			w("| %d | %s | %s | %s | %s | %.2f | %s | %s | %.2f | %.0f%% | %d |\n", pt.callers, s, commas(r.rate()),
+				commas(us(r.quantile(0.5))), commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
+				perOp(r.serverCPU, r.ok), perOp(r.dbCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
+		}
+	}
+	w("\nPostgres CPU: the postmaster and its backends (both servers' databases are on it; only the measured server is loaded). CPU time is sampled at 10 ms resolution.\n\n")
+
+	w("### Ratios\n\n")
+	w("| measure | callers | throughput | p50 | p99 |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for _, pt := range out.checks {
+		h, n := pt.results["helix-authz"], pt.results["no-op"]
+		w("| Check %s: helix-authz / no-op | %d | %s | %s | %s |\n", pt.what, pt.callers, ratio(h.rate(), n.rate()),
+			ratio(us(h.quantile(0.5)), us(n.quantile(0.5))), ratio(us(h.quantile(0.99)), us(n.quantile(0.99))))
+	}
+	for _, pt := range out.tokens {
+		h, y := pt.results["helix-authz"], pt.results["Hydra"]
+		w("| tokens: helix-authz / Hydra | %d | %s | %s | %s |\n", pt.callers, ratio(h.rate(), y.rate()),
+			ratio(us(h.quantile(0.5)), us(y.quantile(0.5))), ratio(us(h.quantile(0.99)), us(y.quantile(0.99))))
+	}
+
+	w("\n### Goals\n\n")
+	maxC := o.checkCallers[len(o.checkCallers)-1]
+	var floorP99 time.Duration
+	var floorRate float64
+	for _, pt := range out.checks {
+		if pt.callers != maxC {
+			continue
+		}
+		h, n := pt.results["helix-authz"], pt.results["no-op"]
+		r := h.rate() / n.rate()
+		w("- %s: Check (%s) >= %.1fx the no-op server's throughput at %d callers: %s\n", metOrMissed(r >= goalCheckRatio), pt.what, goalCheckRatio, maxC, ratio(h.rate(), n.rate()))
+		p99 := h.quantile(0.99)
+		w("- %s: Check (%s) p99 <= %s at %d callers: %s us (the no-op server's: %s us)\n", metOrMissed(p99 <= goalCheckP99), pt.what, goalCheckP99, maxC, commas(us(p99)), commas(us(n.quantile(0.99))))
+		floorP99 = max(floorP99, n.quantile(0.99))
+		floorRate = max(floorRate, n.rate())
+	}
+	for _, pt := range out.tokens {
+		h, y := pt.results["helix-authz"], pt.results["Hydra"]
+		r := h.rate() / y.rate()
+		w("- %s: token issuance >= %.0fx Hydra's at %s: %s\n", metOrMissed(r >= goalTokenRatio), goalTokenRatio, callersText(pt.callers), ratio(h.rate(), y.rate()))
+	}
+	if floorP99 > goalCheckP99 {
+		w("\nThe p99 goal is out of reach of any server on this machine: the no-op server, which does nothing, has a p99 of %s us at %d callers. With %d callers always waiting, mean latency is %d / throughput (Little's law): a mean of 1 ms alone needs %s checks/s, %.0fx the best the no-op server reached here, with client and server on the same %d cores.\n",
+			commas(us(floorP99)), maxC, maxC, maxC, commas(float64(maxC)*1000), float64(maxC)*1000/floorRate, m.cores)
+	}
+	if len(out.profiles) > 0 {
+		w("\nProfiles: %s.\n", strings.Join(out.profiles, ", "))
+	}
+	w("%s\n", endMarker)
+	return b.String()
+}
+
+func hydraPool(n int) string {
+	if n <= 0 {
+		return "its default database pool (max_conns 2x the cores)"
+	}
+	return fmt.Sprintf("`max_conns=%d&max_idle_conns=%d` in its DSN (with its default pool, 2x the cores = %d connections here, 16 concurrent token requests stalled: no answer within a 30 s client timeout)", n, n, 2*runtime.NumCPU())
+}
+
+// perOp is CPU microseconds per request.
+func perOp(cpu time.Duration, n int64) string {
+	if n == 0 {
+		return "n/a"
+	}
+	return commas(us(cpu) / float64(n))
+}
+
+func headerDesc(h map[string]any) string {
+	return fmt.Sprintf("alg %v, typ %v", h["alg"], h["typ"])
+}
+
+func callersText(n int) string {
+	if n == 1 {
+		return "1 caller"
+	}
+	return fmt.Sprintf("%d callers", n)
+}
+
+func metOrMissed(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "n/a"
+	}
+	r := a / b
+	switch {
+	case r >= 10:
+		return fmt.Sprintf("%.0fx", r)
+	case r >= 0.1:
+		return fmt.Sprintf("%.2fx", r)
+	}
+	return fmt.Sprintf("%.3fx", r)
+}
+
+// commas formats v rounded, with thousands separators.
+func commas(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+// gitCommit names HEAD, and says so when helix-authz's sources differ
+// from it (make build builds the working tree).
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	dirty, err := exec.Command("git", "status", "--porcelain", "--", "cmd/helix-authz", "extauthz", "internal", "migrations", "go.mod", "go.sum").Output()
+	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
+		c += " with uncommitted changes to its sources"
+	}
+	return c
+}
+
+// writeSection replaces the bench-authz section of the file at path, or
+// appends it when the file has none.
+func writeSection(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc []byte
+	i, j := bytes.Index(old, []byte(beginMarker)), bytes.Index(old, []byte(endMarker))
+	switch {
+	case i >= 0 && j > i:
+		rest := bytes.TrimPrefix(old[j+len(endMarker):], []byte("\n"))
+		doc = append(append(append([]byte{}, old[:i]...), section...), rest...)
+	case i >= 0 || j >= 0:
+		return fmt.Errorf("%s: only one of the bench-authz markers is there", path)
+	default:
+		doc = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section...)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, doc, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

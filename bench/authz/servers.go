@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/extauthz/secret"
+)
+
+// The client both servers get: the same scopes, audience and
+// authentication method.
+var (
+	benchScopes   = []string{"models:simple:infer", "models:read"}
+	benchAudience = "helixflow"
+	// tokenScope is what every token request asks for.
+	tokenScope = "models:simple:infer"
+)
+
+// helix is a running helix-authz with a client and an API key.
+type helix struct {
+	p                      *proc
+	tokenURL, grpcAddr     string
+	clientID, clientSecret string
+	apiKey                 string
+	pprofAddr              string
+	admin                  *admin.Client
+}
+
+func startHelix(ctx context.Context, bin, dsn, dir string, profile bool) (*helix, error) {
+	ports, err := freePorts(5)
+	if err != nil {
+		return nil, err
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	h := &helix{grpcAddr: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	issuer := "http://" + httpAddr
+	// A pepper turns the secret hashes into HMAC-SHA-256, as production
+	// should run.
+	pepper := filepath.Join(dir, "pepper")
+	if err := os.WriteFile(pepper, []byte(randomHex(32)), 0o600); err != nil {
+		return nil, err
+	}
+	adminToken := randomHex(32)
+	env := []string{"HELIX_AUTHZ_KEK=" + randomHex(32), "HELIX_ADMIN_TOKEN=" + adminToken}
+	if profile {
+		h.pprofAddr = fmt.Sprintf("127.0.0.1:%d", ports[4])
+		env = append(env, "HELIX_BENCH_PPROF="+h.pprofAddr)
+	}
+	h.p, err = startProc("helix-authz", filepath.Join(dir, "helix-authz.log"), env, bin,
+		"--database-url="+dsn, "--issuer="+issuer, "--audience="+benchAudience,
+		"--http-listen="+httpAddr, "--grpc-listen="+h.grpcAddr, "--admin-listen="+adminAddr,
+		fmt.Sprintf("--metrics-listen=127.0.0.1:%d", ports[3]),
+		"--plaintext-loopback", "--secret-pepper-file="+pepper, "--log-level=warn")
+	if err != nil {
+		return nil, err
+	}
+	if err := h.p.waitHTTP(ctx, issuer+"/.well-known/jwks.json"); err != nil {
+		h.p.stop()
+		return nil, err
+	}
+	h.tokenURL = issuer + "/oauth2/token"
+	ac, err := admin.NewClient("http://"+adminAddr, adminToken, nil)
+	if err != nil {
+		h.p.stop()
+		return nil, err
+	}
+	h.admin = ac
+	name, plan, models, aud := "bench", "gold", []string{"simple"}, []string{benchAudience}
+	scopes := benchScopes
+	c, err := ac.CreateClient(ctx, admin.ClientRequest{Name: &name, Scopes: &scopes, Models: &models, Audience: &aud, Plan: &plan})
+	if err != nil {
+		h.p.stop()
+		return nil, fmt.Errorf("helix-authz: create client: %w", err)
+	}
+	h.clientID, h.clientSecret = c.ClientID, c.ClientSecret
+	k, err := ac.CreateAPIKey(ctx, admin.APIKeyRequest{ClientID: c.ClientID, Name: "bench"})
+	if err != nil {
+		h.p.stop()
+		return nil, fmt.Errorf("helix-authz: create API key: %w", err)
+	}
+	h.apiKey = k.Key
+	return h, nil
+}
+
+// hydra is a running Ory Hydra (serve all --dev) with a client.
+type hydra struct {
+	p                      *proc
+	tokenURL               string
+	clientID, clientSecret string
+	// secretHash is the scheme and parameters of the stored client-secret
+	// hash, read from Hydra's table (the hash itself left out).
+	secretHash string
+	version    string
+}
+
+// startHydra starts Hydra on the database at dsn with a pool of conns
+// connections (0: Hydra's default).
+func startHydra(ctx context.Context, bin, dsn string, conns int, dir string) (*hydra, error) {
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	pub, adm := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	// Configuration through Hydra's environment variables; everything not
+	// named is Hydra's default (the client-secret hasher included).
+	hydraDSN := dsn
+	if conns > 0 {
+		hydraDSN += fmt.Sprintf("&max_conns=%d&max_idle_conns=%d", conns, conns)
+	}
+	env := []string{
+		"DSN=" + hydraDSN,
+		"SECRETS_SYSTEM=" + randomHex(32),
+		"URLS_SELF_ISSUER=http://" + pub + "/",
+		"SERVE_PUBLIC_HOST=127.0.0.1", fmt.Sprintf("SERVE_PUBLIC_PORT=%d", ports[0]),
+		"SERVE_ADMIN_HOST=127.0.0.1", fmt.Sprintf("SERVE_ADMIN_PORT=%d", ports[1]),
+		"STRATEGIES_ACCESS_TOKEN=jwt",
+		// helix-authz runs at warn too: no per-request log lines on either.
+		"LOG_LEVEL=warn",
+		"SQA_OPT_OUT=true",
+	}
+	out, err := runCmd(ctx, env, bin, "version")
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(firstLine(out)) // "Version:    v2.3.0"
+	hy := &hydra{version: "unknown"}
+	if len(f) > 0 {
+		hy.version = f[len(f)-1]
+	}
+	if _, err := runCmd(ctx, env, bin, "migrate", "sql", "up", "-e", "--yes"); err != nil {
+		return nil, fmt.Errorf("hydra migrate: %w", err)
+	}
+	hy.p, err = startProc("hydra", filepath.Join(dir, "hydra.log"), env, bin, "serve", "all", "--dev", "--sqa-opt-out")
+	if err != nil {
+		return nil, err
+	}
+	adminURL := "http://" + adm
+	if err := hy.p.waitHTTP(ctx, adminURL+"/health/ready"); err != nil {
+		hy.p.stop()
+		return nil, err
+	}
+	if err := hy.setup(ctx, adminURL, dsn); err != nil {
+		hy.p.stop()
+		return nil, err
+	}
+	hy.tokenURL = "http://" + pub + "/oauth2/token"
+	return hy, nil
+}
+
+func (hy *hydra) setup(ctx context.Context, adminURL, dsn string) error {
+	// Hydra signs access tokens RS256 with a 4096-bit key it makes on first
+	// use; give it an ES256 key instead, so that both servers sign alike.
+	if err := adminCall(ctx, http.MethodDelete, adminURL+"/admin/keys/hydra.jwt.access-token", nil, nil, http.StatusNoContent, http.StatusNotFound); err != nil {
+		return err
+	}
+	if err := adminCall(ctx, http.MethodPost, adminURL+"/admin/keys/hydra.jwt.access-token",
+		map[string]string{"alg": "ES256", "use": "sig", "kid": "bench-es256"}, nil, http.StatusCreated); err != nil {
+		return err
+	}
+	// A secret as helix-authz makes them (256 bits, base64url).
+	sec, err := secret.NewClientSecret()
+	if err != nil {
+		return err
+	}
+	var c struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := adminCall(ctx, http.MethodPost, adminURL+"/admin/clients", map[string]any{
+		"client_name":                "bench",
+		"client_secret":              sec,
+		"grant_types":                []string{"client_credentials"},
+		"response_types":             []string{"token"},
+		"scope":                      strings.Join(benchScopes, " "),
+		"audience":                   []string{benchAudience},
+		"token_endpoint_auth_method": "client_secret_basic",
+		"access_token_strategy":      "jwt",
+	}, &c, http.StatusCreated); err != nil {
+		return err
+	}
+	hy.clientID, hy.clientSecret = c.ClientID, sec
+	// Which hash Hydra stored: its scheme and parameters only.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("hydra database: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var stored string
+	if err := conn.QueryRow(ctx, "SELECT client_secret FROM hydra_client WHERE id = $1", c.ClientID).Scan(&stored); err != nil {
+		return fmt.Errorf("hydra client secret hash: %w", err)
+	}
+	hy.secretHash = hashScheme(stored)
+	return nil
+}
+
+// hashScheme keeps "$pbkdf2-sha256$i=25000,l=32" of a PHC string, or
+// "$2a$10" of a bcrypt one.
+func hashScheme(s string) string {
+	parts := strings.Split(s, "$")
+	switch {
+	case len(parts) >= 3 && strings.HasPrefix(parts[1], "pbkdf2"):
+		return "$" + parts[1] + "$" + parts[2]
+	case len(parts) >= 3 && strings.HasPrefix(parts[1], "2"):
+		return "$" + parts[1] + "$" + parts[2]
+	}
+	return "unknown"
+}
+
+func adminCall(ctx context.Context, method, url string, body, out any, want ...int) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	for _, w := range want {
+		if resp.StatusCode == w {
+			if out != nil && len(data) > 0 {
+				return json.Unmarshal(data, out)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, data)
+}
+
+// noop is the no-op Authorization server in a child process.
+type noop struct {
+	p    *proc
+	addr string
+}
+
+func startNoop(ctx context.Context, dir string) (*noop, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	n := &noop{addr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	n.p, err = startProc("no-op server", filepath.Join(dir, "noop.log"), nil, self, "--serve-noop", n.addr)
+	if err != nil {
+		return nil, err
+	}
+	// Ready when a Check answers.
+	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		n.p.stop()
+		return nil, err
+	}
+	defer conn.Close()
+	cl := authv3.NewAuthorizationClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := cl.Check(cctx, &authv3.CheckRequest{})
+		cancel()
+		if err == nil {
+			return n, nil
+		}
+		if time.Now().After(deadline) {
+			n.p.stop()
+			return nil, fmt.Errorf("no-op server not ready: %w\n%s", err, n.p.tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
