@@ -101,6 +101,9 @@ func (s *Server) ServerReady(context.Context, *pb.ServerReadyRequest) (*pb.Serve
 
 // ModelReady reports whether a model version is ready.
 func (s *Server) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	if err := checkGatewayModel(ctx, req.GetName()); err != nil {
+		return nil, s.fail(ctx, "ModelReady", err)
+	}
 	ready, err := s.svc.ModelReady(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, s.fail(ctx, "ModelReady", err)
@@ -116,6 +119,9 @@ func (s *Server) ServerMetadata(context.Context, *pb.ServerMetadataRequest) (*pb
 
 // ModelMetadata returns a model's versions, platform and IO.
 func (s *Server) ModelMetadata(ctx context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	if err := checkGatewayModel(ctx, req.GetName()); err != nil {
+		return nil, s.fail(ctx, "ModelMetadata", err)
+	}
 	md, err := s.svc.ModelMetadata(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, s.fail(ctx, "ModelMetadata", err)
@@ -148,6 +154,9 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 
 // infer decodes, runs and encodes one request; shared by both infer RPCs.
 func (s *Server) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	if err := checkGatewayModel(ctx, req.GetModelName()); err != nil {
+		return nil, err
+	}
 	ireq, err := decodeInferRequest(req)
 	if err != nil {
 		return nil, err
@@ -161,6 +170,9 @@ func (s *Server) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.Mode
 
 // ModelConfig returns a model's configuration.
 func (s *Server) ModelConfig(ctx context.Context, req *pb.ModelConfigRequest) (*pb.ModelConfigResponse, error) {
+	if err := checkGatewayModel(ctx, req.GetName()); err != nil {
+		return nil, s.fail(ctx, "ModelConfig", err)
+	}
 	cfg, err := s.svc.ModelConfig(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, s.fail(ctx, "ModelConfig", err)
@@ -170,6 +182,9 @@ func (s *Server) ModelConfig(ctx context.Context, req *pb.ModelConfigRequest) (*
 
 // ModelStatistics returns statistics for one model or all of them.
 func (s *Server) ModelStatistics(ctx context.Context, req *pb.ModelStatisticsRequest) (*pb.ModelStatisticsResponse, error) {
+	if err := checkGatewayModel(ctx, req.GetName()); err != nil {
+		return nil, s.fail(ctx, "ModelStatistics", err)
+	}
 	stats, err := s.svc.ModelStatistics(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, s.fail(ctx, "ModelStatistics", err)
