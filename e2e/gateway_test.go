@@ -29,7 +29,7 @@ import (
 // TestGateway is one run of the whole stack; the subtests share it.
 func TestGateway(t *testing.T) {
 	parent := t
-	s := startStack(t)
+	s := startStack(t, stackOptions{})
 	https := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig:   &tls.Config{RootCAs: s.caPool, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2: true,
@@ -122,6 +122,10 @@ func TestGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("tritonclient gRPC and HTTPS through Envoy", func(t *testing.T) {
+		s.runTritonClientCheck(t)
+	})
+
 	t.Run("a worker that leaves is no longer routed to, and comes back", func(t *testing.T) {
 		s.stopRegistration() // the worker deregisters
 		waitFor(t, "503 once the only worker left", 10*time.Second, nil, func(ctx context.Context) error {
@@ -188,58 +192,7 @@ func TestGateway(t *testing.T) {
 		writeGatewayConfig(t, s.cfgPath, s.cfg) // back to the original
 	})
 
-	t.Run("Envoy took every config", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		dump, err := s.envoy.Admin(ctx, "/config_dump")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{
-			`"dynamic_listeners"`, `"` + translate.ListenerName + `"`,
-			`"dynamic_active_clusters"`, `"` + translate.ClusterAuthZ + `"`, `"` + translate.ClusterDefaultGRPC + `"`,
-			`"dynamic_route_configs"`, `"` + translate.RouteConfigName + `"`,
-		} {
-			if !strings.Contains(dump, want) {
-				t.Errorf("/config_dump lacks %s", want)
-			}
-		}
-		stats, err := s.envoy.Admin(ctx, "/stats?filter=update_(rejected|success)$")
-		if err != nil {
-			t.Fatal(err)
-		}
-		rejected, succeeded := 0, 0
-		for _, m := range regexp.MustCompile(`(?m)^(\S+\.update_(rejected|success)): (\d+)$`).FindAllStringSubmatch(stats, -1) {
-			n, _ := strconv.Atoi(m[3])
-			if m[2] == "rejected" {
-				rejected += n
-				if n != 0 {
-					t.Errorf("%s = %d", m[1], n)
-				}
-			} else {
-				succeeded += n
-			}
-		}
-		if succeeded == 0 {
-			t.Fatalf("no update_success stat at all:\n%s", stats)
-		}
-		st, err := httpGet(ctx, http.DefaultClient, s.xdsURL+"/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var xs struct {
-			Nodes []struct {
-				ID string `json:"id"`
-			} `json:"nodes"`
-			NACKs uint64 `json:"nacks_total"`
-		}
-		if err := json.Unmarshal(st, &xs); err != nil {
-			t.Fatal(err)
-		}
-		if xs.NACKs != 0 || len(xs.Nodes) != 1 || xs.Nodes[0].ID != "e2e-envoy" {
-			t.Fatalf("helix-xds /status = %s", st)
-		}
-	})
+	t.Run("Envoy took every config", func(t *testing.T) { s.checkNoRejectedConfig(t) })
 }
 
 // restInfer posts the simple model's request: INPUT0 = 0..15, INPUT1 = 1s.
@@ -252,6 +205,11 @@ func (s *stack) restInfer(ctx context.Context, c *http.Client, model, token stri
 		{"name": "INPUT0", "shape": []int{1, 16}, "datatype": "INT32", "data": in0},
 		{"name": "INPUT1", "shape": []int{1, 16}, "datatype": "INT32", "data": in1},
 	}})
+	return s.restPost(ctx, c, model, body, token, headers)
+}
+
+// restPost posts a KServe v2 JSON infer request for model to the gateway.
+func (s *stack) restPost(ctx context.Context, c *http.Client, model string, body []byte, token string, headers map[string]string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.gateway+"/v2/models/"+model+"/infer", bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
@@ -366,4 +324,61 @@ func configVersion(t *testing.T, status []byte) string {
 		t.Fatalf("helix-xds /status %s: %v", status, err)
 	}
 	return st.Versions["config"].Version
+}
+
+// checkNoRejectedConfig asserts that Envoy holds the dynamic resources
+// helix-xds serves and rejected no update (update_rejected all 0, no NACK
+// seen by the running helix-xds). Run it last: it covers the whole test.
+func (s *stack) checkNoRejectedConfig(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dump, err := s.envoy.Admin(ctx, "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"dynamic_listeners"`, `"` + translate.ListenerName + `"`,
+		`"dynamic_active_clusters"`, `"` + translate.ClusterAuthZ + `"`, `"` + translate.ClusterDefaultGRPC + `"`,
+		`"dynamic_route_configs"`, `"` + translate.RouteConfigName + `"`,
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("/config_dump lacks %s", want)
+		}
+	}
+	stats, err := s.envoy.Admin(ctx, "/stats?filter=update_(rejected|success)$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected, succeeded := 0, 0
+	for _, m := range regexp.MustCompile(`(?m)^(\S+\.update_(rejected|success)): (\d+)$`).FindAllStringSubmatch(stats, -1) {
+		n, _ := strconv.Atoi(m[3])
+		if m[2] == "rejected" {
+			rejected += n
+			if n != 0 {
+				t.Errorf("%s = %d", m[1], n)
+			}
+		} else {
+			succeeded += n
+		}
+	}
+	if succeeded == 0 {
+		t.Fatalf("no update_success stat at all:\n%s", stats)
+	}
+	st, err := httpGet(ctx, http.DefaultClient, s.xdsURL+"/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xs struct {
+		Nodes []struct {
+			ID string `json:"id"`
+		} `json:"nodes"`
+		NACKs uint64 `json:"nacks_total"`
+	}
+	if err := json.Unmarshal(st, &xs); err != nil {
+		t.Fatal(err)
+	}
+	if xs.NACKs != 0 || len(xs.Nodes) != 1 || xs.Nodes[0].ID != "e2e-envoy" {
+		t.Fatalf("helix-xds /status = %s", st)
+	}
 }

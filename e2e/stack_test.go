@@ -32,24 +32,41 @@ type stack struct {
 	issuer   string // helix-authz's OAuth2 base URL
 	xdsURL   string // helix-xds status/metrics base URL
 	adminEnv []string
-	// clients by name: "all" has models:infer models:read, "mlp-only" has
-	// models:mlp:infer only.
+	// clients by name, all with the model list "*": "all" has models:infer
+	// models:read, "mlp-only" models:mlp:infer, "infer-only" models:infer.
 	clients map[string]client
 
 	// The gateway config file and what it says, for reload tests.
 	cfgPath string
 	cfg     gatewayConfig
 	// register is the worker's registration; stopRegistration ends it
-	// (the worker deregisters).
+	// (the worker deregisters). Unset when the worker registers itself.
 	register         registration.Config
 	stopRegistration func()
+
+	// helix-xds: its process, gRPC address, and arguments (to restart it).
+	xds     *proc
+	xdsAddr string
+	xdsArgs []string
+	// workerCert is the client certificate workers present to helix-xds.
+	workerCert envoytest.Pair
+	// workers started so far; workers[0] is the stack's own, serving simple.
+	workers []*worker
+}
+
+// stackOptions choose how the stack's worker joins.
+type stackOptions struct {
+	// selfRegister starts the worker with helix-worker's --xds-address
+	// flags, so it registers itself over mTLS; otherwise the test registers
+	// on its behalf (s.register), which lets a test end and resume it.
+	selfRegister bool
 }
 
 type client struct{ id, secret, token string }
 
 const sampleModel = "simple"
 
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	envoytest.Binary(t) // skip (or fail with CI=true) before starting anything
 	if _, err := os.Stat(filepath.Join(repoRoot, "models", sampleModel, "config.pbtxt")); err != nil {
@@ -83,16 +100,16 @@ func startStack(t *testing.T) *stack {
 		"--http-listen="+addr(httpPort), "--grpc-listen="+addr(grpcPort),
 		"--admin-listen="+addr(adminPort), "--metrics-listen="+addr(metricsPort),
 		"--tls-cert-file="+authzCert.CertFile, "--tls-key-file="+authzCert.KeyFile, "--client-ca-file="+s.ca.CertFile)
-	// helix-worker serving the sample model.
-	wHTTP, wGRPC, wMetrics := freePort(t), freePort(t), freePort(t)
-	worker := startProc(t, "helix-worker", nil, bin("helix-worker"),
-		"--model-repository="+filepath.Join(repoRoot, "models"),
-		"--model-control-mode=explicit", "--load-model="+sampleModel,
-		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-		fmt.Sprintf("--http-port=%d", wHTTP), fmt.Sprintf("--grpc-port=%d", wGRPC), fmt.Sprintf("--metrics-port=%d", wMetrics))
+	xdsPort, statusPort, listenPort := freePort(t), freePort(t), freePort(t)
+	s.xdsAddr, s.workerCert = addr(xdsPort), workerClient
+	// helix-worker serving the sample model; started early, as its models
+	// take the longest to load.
+	worker := s.startWorker(t, workerSpec{
+		name: "helix-worker", repo: filepath.Join(repoRoot, "models"), models: []string{sampleModel},
+		register: opts.selfRegister,
+	})
 
 	// helix-xds over mTLS.
-	xdsPort, statusPort, listenPort := freePort(t), freePort(t), freePort(t)
 	s.gateway = addr(listenPort)
 	s.xdsURL = "http://" + addr(statusPort)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
@@ -100,10 +117,12 @@ func startStack(t *testing.T) *stack {
 		listen: listenPort, listenerCert: gatewayCert,
 		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient,
 	})
-	xds := startProc(t, "helix-xds", nil, bin("helix-xds"),
-		"--config="+cfgPath, "--xds-listen="+addr(xdsPort), "--status-listen="+addr(statusPort),
-		"--tls-cert-file="+xdsCert.CertFile, "--tls-key-file="+xdsCert.KeyFile, "--client-ca-file="+s.ca.CertFile,
-		"--lease-ttl=5s", "--log-level=debug")
+	s.xdsArgs = []string{
+		"--config=" + cfgPath, "--xds-listen=" + addr(xdsPort), "--status-listen=" + addr(statusPort),
+		"--tls-cert-file=" + xdsCert.CertFile, "--tls-key-file=" + xdsCert.KeyFile, "--client-ca-file=" + s.ca.CertFile,
+		"--lease-ttl=5s", "--log-level=debug",
+	}
+	s.xds = startProc(t, "helix-xds", nil, bin("helix-xds"), s.xdsArgs...)
 
 	// Envoy, bootstrapped by `helix-xds bootstrap`.
 	bootstrap := filepath.Join(dir, "envoy.yaml")
@@ -112,10 +131,7 @@ func startStack(t *testing.T) *stack {
 		"--xds-key-file="+envoyClient.KeyFile, "--xds-server-name=helix-xds", "--admin-address=127.0.0.1:0",
 		"--output="+bootstrap)
 
-	waitFor(t, "helix-xds status", 30*time.Second, xds, func(ctx context.Context) error {
-		_, err := httpGet(ctx, http.DefaultClient, s.xdsURL+"/healthz")
-		return err
-	})
+	s.waitXDS(t)
 	s.envoy = envoytest.Start(t, bootstrap)
 
 	authzTLS := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool}}}
@@ -124,7 +140,9 @@ func startStack(t *testing.T) *stack {
 		return err
 	})
 	s.adminEnv = []string{"HELIX_ADMIN_URL=http://" + addr(adminPort), "HELIX_ADMIN_TOKEN=" + adminToken}
-	for name, scope := range map[string]string{"all": "models:infer,models:read", "mlp-only": "models:mlp:infer"} {
+	// "infer-only" is what ModelStreamInfer needs (models:infer on every
+	// model) and nothing more.
+	for name, scope := range map[string]string{"all": "models:infer,models:read", "mlp-only": "models:mlp:infer", "infer-only": "models:infer"} {
 		out := runCmd(t, s.adminEnv, bin("helixctl"), "clients", "create", "--name", "e2e-"+name,
 			"--scope", scope, "--model", "*", "--plan", "standard", "--output", "json")
 		var c struct {
@@ -137,21 +155,20 @@ func startStack(t *testing.T) *stack {
 		s.clients[name] = client{id: c.ID, secret: c.Secret, token: s.token(t, authzTLS, c.ID, c.Secret)}
 	}
 
-	waitFor(t, "helix-worker ready", 60*time.Second, worker, func(ctx context.Context) error {
-		_, err := httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://%s/v2/health/ready", addr(wHTTP)))
-		return err
-	})
-	// The worker registers the way a worker does, with its client
-	// certificate; helix-xds turns it into an endpoint.
-	s.register = registration.Config{
-		XDSAddress: addr(xdsPort), TLS: s.clientTLS(t, workerClient), WorkerID: "e2e-worker-1", Address: "127.0.0.1",
-		GRPCPort: wGRPC, HTTPPort: wHTTP,
-		Models: func(context.Context) ([]registration.Model, error) {
-			return []registration.Model{{Name: sampleModel, Versions: []string{"1"}, Ready: true}}, nil
-		},
-		Ready: func() bool { return true },
+	worker.waitReady(t)
+	if !opts.selfRegister {
+		// The test registers the way a worker does, with its client
+		// certificate; helix-xds turns it into an endpoint.
+		s.register = registration.Config{
+			XDSAddress: addr(xdsPort), TLS: s.clientTLS(t, workerClient), WorkerID: "e2e-worker-1", Address: "127.0.0.1",
+			GRPCPort: worker.grpcPort, HTTPPort: worker.httpPort,
+			Models: func(context.Context) ([]registration.Model, error) {
+				return []registration.Model{{Name: sampleModel, Versions: []string{"1"}, Ready: true}}, nil
+			},
+			Ready: func() bool { return true },
+		}
+		s.startRegistration(t)
 	}
-	s.startRegistration(t)
 	s.cfgPath, s.cfg = cfgPath, gatewayConfig{
 		listen: listenPort, listenerCert: gatewayCert,
 		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient,
@@ -244,4 +261,20 @@ func (s *stack) startRegistration(t *testing.T) {
 		})
 	}
 	t.Cleanup(s.stopRegistration)
+}
+
+// restartXDS starts helix-xds again with the arguments of its first start
+// (same ports, same config file) and waits until it answers.
+func (s *stack) restartXDS(t *testing.T) {
+	t.Helper()
+	s.xds = startProc(t, "helix-xds", nil, bin("helix-xds"), s.xdsArgs...)
+	s.waitXDS(t)
+}
+
+func (s *stack) waitXDS(t *testing.T) {
+	t.Helper()
+	waitFor(t, "helix-xds status", 30*time.Second, s.xds, func(ctx context.Context) error {
+		_, err := httpGet(ctx, http.DefaultClient, s.xdsURL+"/healthz")
+		return err
+	})
 }

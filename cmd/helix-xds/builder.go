@@ -24,6 +24,9 @@ type builder struct {
 
 	mu  sync.Mutex
 	cfg *config.Config
+	// holding: translate (to check the inputs) but do not publish yet; see
+	// holdForWorkers.
+	holding bool
 
 	rebuilds *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -87,11 +90,12 @@ func (b *builder) rebuild(ctx context.Context) error {
 	start := time.Now()
 	b.mu.Lock()
 	cfg := b.cfg
+	holding := b.holding
 	b.mu.Unlock()
 	g := cfg.Gateway()
 	addWorkers(g, b.workers.Snapshot(), b.log)
 	res, err := translate.Translate(g)
-	if err == nil {
+	if err == nil && !holding {
 		err = b.ads.Publish(ctx, res)
 	}
 	b.duration.Observe(time.Since(start).Seconds())
@@ -102,4 +106,34 @@ func (b *builder) rebuild(ctx context.Context) error {
 	b.rebuilds.WithLabelValues("ok").Inc()
 	b.log.Debug("rebuilt", "pools", len(g.Pools), "workers", len(g.DefaultPool.Endpoints), "took", time.Since(start))
 	return nil
+}
+
+// holdForWorkers keeps the first snapshot back for grace after a start,
+// so that a restarted helix-xds does not hand Envoy an empty or partial
+// worker set (Envoy keeps its last config until it gets one). Workers whose
+// renewals failed while helix-xds was down retry with a backoff of up to 5
+// s, so the grace must outlast that; how many workers to wait for cannot be
+// known after a restart, so there is no early release. Then it calls
+// release (which triggers a rebuild).
+func (b *builder) holdForWorkers(ctx context.Context, grace time.Duration, release func()) {
+	if grace <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.holding = true
+	b.mu.Unlock()
+	go func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		b.holding = false
+		b.mu.Unlock()
+		b.log.Info("startup grace over; publishing", "workers", len(b.workers.Snapshot()))
+		release()
+	}()
 }

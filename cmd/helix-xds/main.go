@@ -39,6 +39,7 @@ type options struct {
 	plaintextLoopback         bool
 	nodeCluster               string
 	leaseTTL                  time.Duration
+	startupGrace              time.Duration
 	logLevel                  string
 }
 
@@ -54,6 +55,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow the gRPC listener on a loopback address without TLS (local development only)")
 	fs.StringVar(&o.nodeCluster, "node-cluster", "helix", "serve only Envoys of this node cluster (empty: any)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", registry.DefaultTTL, "worker lease duration: a worker that does not renew within it is removed")
+	fs.DurationVar(&o.startupGrace, "startup-grace", 6*time.Second, "after a start, wait this long for workers to register before serving Envoy any config (Envoy keeps its last config meanwhile); longer than the workers' 5 s retry backoff. 0: publish at once")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -146,14 +148,16 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := b.rebuild(ctx); err != nil {
-		return err
-	}
 	deb := server.NewDebouncer(server.DefaultHoldoff, server.DefaultMaxWait, func(ctx context.Context) {
 		if err := b.rebuild(ctx); err != nil {
 			b.log.Error("rebuild failed; Envoy keeps the last published config", "error", err)
 		}
 	})
+	// The first rebuild checks the inputs; publishing may wait for workers.
+	b.holdForWorkers(ctx, o.startupGrace, deb.Trigger)
+	if err := b.rebuild(ctx); err != nil {
+		return err
+	}
 	go deb.Run(ctx)
 	go func() {
 		for range workers.Subscribe(ctx) {

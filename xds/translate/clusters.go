@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"google.golang.org/protobuf/types/known/durationpb"
 	"net/netip"
 	"net/url"
 	"time"
@@ -174,6 +175,10 @@ func (b *clusterBuilder) pool(name string, options map[string]*anypb.Any, tls *c
 		// A worker that left the registry goes now, not when its health
 		// check fails.
 		IgnoreHealthOnHostRemoval: true,
+		// Apply host health changes (an ejected or failed worker) at once:
+		// Envoy's default 1 s merge window keeps routing to a dead worker
+		// long enough to exhaust the retry budget.
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{UpdateMergeWindow: durationpb.New(0)},
 	}
 }
 

@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// workerSpec describes a helix-worker to start.
+type workerSpec struct {
+	name   string   // process name in logs, unique per test
+	repo   string   // model repository
+	models []string // loaded at start (explicit model control)
+	// register adds --xds-address and the mTLS flags: the worker registers
+	// itself with helix-xds, as in production.
+	register bool
+}
+
+// worker is a running helix-worker.
+type worker struct {
+	*proc
+	grpcPort, httpPort int
+}
+
+// startWorker starts a helix-worker on free loopback ports; it does not
+// wait for it (waitReady does).
+func (s *stack) startWorker(t *testing.T, spec workerSpec) *worker {
+	t.Helper()
+	w := &worker{grpcPort: freePort(t), httpPort: freePort(t)}
+	args := []string{
+		"--model-repository=" + spec.repo, "--model-control-mode=explicit",
+		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+		fmt.Sprintf("--http-port=%d", w.httpPort), fmt.Sprintf("--grpc-port=%d", w.grpcPort),
+		fmt.Sprintf("--metrics-port=%d", freePort(t)),
+	}
+	for _, m := range spec.models {
+		args = append(args, "--load-model="+m)
+	}
+	if spec.register {
+		args = append(args, "--xds-address="+s.xdsAddr, "--xds-ca-file="+s.ca.CertFile,
+			"--xds-cert-file="+s.workerCert.CertFile, "--xds-key-file="+s.workerCert.KeyFile,
+			"--advertise-address=127.0.0.1")
+	}
+	w.proc = startProc(t, spec.name, nil, bin("helix-worker"), args...)
+	s.workers = append(s.workers, w)
+	return w
+}
+
+// endpoint is the worker's gRPC address as Envoy lists it in /clusters.
+func (w *worker) endpoint() string { return addr(w.grpcPort) }
+
+func (w *worker) waitReady(t *testing.T) {
+	t.Helper()
+	waitFor(t, w.name+" ready", 60*time.Second, w.proc, func(ctx context.Context) error {
+		_, err := httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://%s/v2/health/ready", addr(w.httpPort)))
+		return err
+	})
+}
+
+// registeredLine matches the worker's log line for a successful
+// registration (slog's text format) and captures its time.
+var registeredLine = regexp.MustCompile(`(?m)^time=(\S+) level=INFO msg="registered with helix-xds"`)
+
+// registrations returns the times of the worker's registrations so far,
+// from its log.
+func (w *worker) registrations(t *testing.T) []time.Time {
+	t.Helper()
+	b, err := os.ReadFile(w.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Time
+	for _, m := range registeredLine.FindAllStringSubmatch(string(b), -1) {
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			t.Fatalf("%s: registration time %q: %v", w.name, m[1], err)
+		}
+		out = append(out, at)
+	}
+	return out
+}
+
+// waitRegistered waits until the worker has logged more than n
+// registrations and returns the time of the latest.
+func (w *worker) waitRegistered(t *testing.T, n int, d time.Duration) time.Time {
+	t.Helper()
+	var at time.Time
+	waitFor(t, fmt.Sprintf("%s registration #%d", w.name, n+1), d, w.proc, func(context.Context) error {
+		rs := w.registrations(t)
+		if len(rs) <= n {
+			return fmt.Errorf("%d registrations logged", len(rs))
+		}
+		at = rs[len(rs)-1]
+		return nil
+	})
+	return at
+}
+
+// hostStat is one host of one Envoy cluster, from /clusters.
+type hostStat struct {
+	healthy   bool
+	rqSuccess int
+}
+
+// clusterHosts reads Envoy's view of a cluster: host address -> stats.
+func (s *stack) clusterHosts(ctx context.Context, cluster string) (map[string]hostStat, error) {
+	body, err := s.envoy.Admin(ctx, "/clusters")
+	if err != nil {
+		return nil, err
+	}
+	hosts := map[string]hostStat{}
+	prefix := cluster + "::"
+	for line := range strings.SplitSeq(body, "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		// host::stat::value, where host is ip:port.
+		parts := strings.Split(rest, "::")
+		if len(parts) != 3 || !strings.Contains(parts[0], ":") {
+			continue
+		}
+		h := hosts[parts[0]]
+		switch parts[1] {
+		case "health_flags":
+			h.healthy = parts[2] == "healthy"
+		case "rq_success":
+			h.rqSuccess, _ = strconv.Atoi(parts[2])
+		}
+		hosts[parts[0]] = h
+	}
+	return hosts, nil
+}
+
+// waitHealthy waits until Envoy has exactly the workers' endpoints in the
+// cluster, every one healthy.
+func (s *stack) waitHealthy(t *testing.T, cluster string, ws ...*worker) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d healthy hosts in %s", len(ws), cluster), 30*time.Second, nil, func(ctx context.Context) error {
+		hosts, err := s.clusterHosts(ctx, cluster)
+		if err != nil {
+			return err
+		}
+		if len(hosts) != len(ws) {
+			return fmt.Errorf("hosts %v", hosts)
+		}
+		for _, w := range ws {
+			if h, ok := hosts[w.endpoint()]; !ok || !h.healthy {
+				return fmt.Errorf("%s not healthy in %v", w.endpoint(), hosts)
+			}
+		}
+		return nil
+	})
+}
+
+// modelRepository makes a repository holding only the named sample
+// models, as symbolic links into models/.
+func modelRepository(t *testing.T, models ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, m := range models {
+		if err := os.Symlink(filepath.Join(repoRoot, "models", m), filepath.Join(dir, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
