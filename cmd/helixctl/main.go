@@ -1,10 +1,11 @@
 // Command helixctl administers HelixFlow: database migrations, OAuth2
-// clients, API keys and signing keys.
+// clients, API keys and signing keys; the local development PKI.
 //
 //	helixctl migrate up|down|status          [--database-url URL]
 //	helixctl clients create|list|get|update|delete|rotate-secret ...
 //	helixctl apikeys create|list|revoke ...
 //	helixctl keys rotate
+//	helixctl pki init                        [--dir .helix/pki] [--force]
 //
 // The admin API is found through --admin-url/--admin-token or
 // HELIX_ADMIN_URL/HELIX_ADMIN_TOKEN; the database through --database-url or
@@ -50,6 +51,7 @@ commands:
   clients  create|list|get|update|delete|rotate-secret
   apikeys  create|list|revoke
   keys     rotate                             create the next token-signing key
+  pki      init                               create the local development CA and certificates
 
 Run "helixctl <command> <subcommand> -h" for the flags of one.`
 
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runAPIKeys(ctx, sub, rest, out)
 	case "keys":
 		return runKeys(ctx, sub, rest, out)
+	case "pki":
+		return runPKI(ctx, sub, rest, out)
 	}
 	return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
 }
