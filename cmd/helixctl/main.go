@@ -5,6 +5,7 @@
 //	helixctl clients create|list|get|update|delete|rotate-secret ...
 //	helixctl apikeys create|list|revoke ...
 //	helixctl keys rotate
+//	helixctl status                          [--xds-status-url URL]
 //	helixctl pki init                        [--dir .helix/pki] [--force]
 //
 // The admin API is found through --admin-url/--admin-token or
@@ -52,10 +53,14 @@ commands:
   apikeys  create|list|revoke
   keys     rotate                             create the next token-signing key
   pki      init                               create the local development CA and certificates
+  status                                      helix-xds: config versions, connected Envoys, rejected configs
 
 Run "helixctl <command> <subcommand> -h" for the flags of one.`
 
 func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) >= 1 && args[0] == "status" {
+		return runStatus(ctx, args[1:], out)
+	}
 	if len(args) < 2 {
 		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
