@@ -104,7 +104,7 @@ func TestResilience(t *testing.T) {
 
 	t.Run("forged x-helix-model does not change gRPC routing", func(t *testing.T) {
 		if workerB == nil {
-			t.Skip("needs the mlp worker")
+			t.Fatal("the mlp worker did not start (see the subtest above)")
 		}
 		// mlp-only asks for mlp and claims simple: routed by the forged
 		// header, it would land on the simple-only worker (NOT_FOUND).

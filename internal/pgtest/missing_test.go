@@ -32,14 +32,14 @@ func TestMissingBinaries(t *testing.T) {
 
 	t.Setenv("CI", "")
 	r := &recorder{TB: t}
-	requireBinaries(r)
+	RequireBinaries(r)
 	if r.skipped == "" || r.failed != "" {
 		t.Errorf("outside CI: skipped %q, failed %q; want a skip", r.skipped, r.failed)
 	}
 
 	t.Setenv("CI", "true")
 	r = &recorder{TB: t}
-	requireBinaries(r)
+	RequireBinaries(r)
 	if r.failed == "" || r.skipped != "" || !strings.Contains(r.failed, "PATH") {
 		t.Errorf("under CI: skipped %q, failed %q; want a failure naming what was searched", r.skipped, r.failed)
 	}

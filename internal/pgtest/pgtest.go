@@ -26,7 +26,7 @@ func Start(t testing.TB) (dsn string) {
 // StartServer is Start that returns the Server, for tests that stop it.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	requireBinaries(t)
+	RequireBinaries(t)
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
@@ -57,7 +57,7 @@ var shared struct {
 // server dies with the test binary in any case).
 func StartShared(t testing.TB) (dsn string) {
 	t.Helper()
-	requireBinaries(t)
+	RequireBinaries(t)
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.srv == nil && shared.err == nil {
@@ -118,9 +118,9 @@ func NewDatabase(t testing.TB, dsn string) string {
 	return out
 }
 
-// requireBinaries skips t, or fails it under CI=true, when PostgreSQL is
+// RequireBinaries skips t, or fails it under CI=true, when PostgreSQL is
 // not installed.
-func requireBinaries(t testing.TB) {
+func RequireBinaries(t testing.TB) {
 	t.Helper()
 	if _, err := FindBinaries(); err != nil {
 		if os.Getenv("CI") == "true" {

@@ -87,9 +87,7 @@ func TestSharedDatabasesAreIsolated(t *testing.T) {
 }
 
 func TestStartProcessKeepsDataAcrossRestarts(t *testing.T) {
-	if _, err := pgtest.FindBinaries(); err != nil {
-		t.Skip(err)
-	}
+	pgtest.RequireBinaries(t)
 	base := mkdirTemp(t)
 	dir := filepath.Join(base, "pg")
 	if os.Geteuid() == 0 {
@@ -143,9 +141,10 @@ func mkdirTemp(t *testing.T) string {
 }
 
 func TestFindBinariesWithoutPath(t *testing.T) {
+	pgtest.RequireBinaries(t)
 	b, err := pgtest.FindBinaries()
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	t.Setenv("PATH", t.TempDir())
 	b2, err := pgtest.FindBinaries()

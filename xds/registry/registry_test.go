@@ -285,9 +285,6 @@ func TestMaxWorkers(t *testing.T) {
 }
 
 func TestDefaultMaxWorkers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("registers 10000 workers")
-	}
 	r, _ := newTest(t, Config{})
 	for i := range DefaultMaxWorkers {
 		mustRegister(t, r, registerReq("w"+strconv.Itoa(i), "10.0.0.1", uint32(1+i)+1))
