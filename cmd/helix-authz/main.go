@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/server"
 	"github.com/helixflow/helixflow/internal/netaddr"
+	"github.com/helixflow/helixflow/internal/tlsfiles"
 )
 
 type options struct {
@@ -245,23 +245,13 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	return err
 }
 
+// serverTLS is the HTTP listeners' TLS (no client certificates); nil
+// without --tls-cert-file.
 func serverTLS(o *options) (*tls.Config, error) {
 	if o.tlsCert == "" {
 		return nil, nil
 	}
-	// Certificates are read on each handshake so that rotated files take
-	// effect without a restart.
-	load := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		c, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS certificate: %w", err)
-		}
-		return &c, nil
-	}
-	if _, err := load(nil); err != nil {
-		return nil, err
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: load}, nil
+	return tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, "")
 }
 
 func serveHTTP(addr string, h http.Handler, tlsConf *tls.Config, errc chan<- error) (*http.Server, error) {
@@ -287,20 +277,9 @@ func serveGRPC(o *options, svc *check.Service, errc chan<- error) (*grpc.Server,
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if o.tlsCert != "" {
-		conf, err := serverTLS(o)
+		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA)
 		if err != nil {
 			return nil, err
-		}
-		if o.clientCA != "" {
-			pem, err := os.ReadFile(o.clientCA)
-			if err != nil {
-				return nil, fmt.Errorf("--client-ca-file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", o.clientCA)
-			}
-			conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
 	}

@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/helixflow/helixflow/internal/netaddr"
+	"github.com/helixflow/helixflow/internal/tlsfiles"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
@@ -232,26 +231,9 @@ func grpcServer(o *options) (*grpc.Server, error) {
 	if o.tlsCert == "" {
 		return grpc.NewServer(opts...), nil
 	}
-	// Certificates are read on each handshake so that rotated files take
-	// effect without a restart.
-	load := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		c, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS certificate: %w", err)
-		}
-		return &c, nil
-	}
-	if _, err := load(nil); err != nil {
+	conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA)
+	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(o.clientCA)
-	if err != nil {
-		return nil, fmt.Errorf("--client-ca-file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", o.clientCA)
-	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: load, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
 	return grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(conf)))...), nil
 }
