@@ -332,18 +332,27 @@ func (m *Manager) loadVersions(ctx context.Context, name, dir string, opts infer
 	}
 	// The newest version's file completes the config; every version must
 	// then agree with it.
-	newest := selected[len(selected)-1]
-	inputs, outputs, err := be.Inspect(ctx, modelFile(dir, newest, cfg))
-	if err != nil {
-		return nil, nil, fmt.Errorf("version %d: %w", newest, err)
+	// Each version's file is read once; the newest one completes the
+	// config, and every version must then agree with it.
+	type modelIO struct{ inputs, outputs []backend.IO }
+	ios := make(map[int64]modelIO, len(selected))
+	for _, n := range selected {
+		inputs, outputs, err := be.Inspect(ctx, modelFile(dir, n, cfg))
+		if err != nil {
+			return nil, nil, fmt.Errorf("version %d: %w", n, err)
+		}
+		ios[n] = modelIO{inputs, outputs}
 	}
-	repository.AutoComplete(cfg, inputs, outputs)
-	if err := repository.Validate(cfg, inputs, outputs); err != nil {
-		return nil, nil, fmt.Errorf("version %d: %w", newest, err)
+	newest := ios[selected[len(selected)-1]]
+	repository.AutoComplete(cfg, newest.inputs, newest.outputs)
+	for _, n := range selected {
+		if err := repository.Validate(cfg, ios[n].inputs, ios[n].outputs); err != nil {
+			return nil, nil, fmt.Errorf("version %d: %w", n, err)
+		}
 	}
 	loaded := make(map[int64]*version, len(selected))
 	for _, n := range selected {
-		v, err := m.newVersion(ctx, be, name, dir, n, cfg)
+		v, err := m.newVersion(ctx, be, name, dir, n, cfg, ios[n].inputs, ios[n].outputs)
 		if err != nil {
 			for _, l := range loaded {
 				_ = l.close(ctx)
@@ -355,15 +364,8 @@ func (m *Manager) loadVersions(ctx context.Context, name, dir string, opts infer
 	return loaded, cfg, nil
 }
 
-func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir string, n int64, cfg *pb.ModelConfig) (*version, error) {
+func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir string, n int64, cfg *pb.ModelConfig, inputs, outputs []backend.IO) (*version, error) {
 	path := modelFile(dir, n, cfg)
-	inputs, outputs, err := be.Inspect(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	if err := repository.Validate(cfg, inputs, outputs); err != nil {
-		return nil, err
-	}
 	spec := backend.InstanceSpec{
 		ModelName: name, ModelVersion: n, ModelPath: path,
 		Inputs: inputs, Outputs: outputs, Device: "cpu",
