@@ -38,6 +38,9 @@ type InstanceSpec struct {
 	GPU    int
 	// Parameters carries config.pbtxt `parameters` for backend-specific tuning.
 	Parameters map[string]string
+	// Instances is how many instances of this model the caller creates
+	// (0 means 1), so that a backend can share the cores among them.
+	Instances int
 }
 
 // Backend creates instances of models stored in files it understands.

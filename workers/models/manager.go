@@ -369,10 +369,8 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 	spec := backend.InstanceSpec{
 		ModelName: name, ModelVersion: n, ModelPath: path,
 		Inputs: inputs, Outputs: outputs, Device: "cpu",
-		Parameters: parameters(cfg),
+		Parameters: parameters(cfg), Instances: repository.Instances(cfg),
 	}
-	// Backends size their thread pools by the model's instance count.
-	spec.Parameters["helix.instance_count"] = strconv.Itoa(repository.Instances(cfg))
 	var instances []backend.Instance
 	for range repository.Instances(cfg) {
 		inst, err := be.NewInstance(ctx, spec)

@@ -25,9 +25,6 @@ const Name = "onnxruntime"
 const (
 	ParamIntraOpThreads = "intra_op_thread_count"
 	ParamInterOpThreads = "inter_op_thread_count"
-	// ParamInstanceCount is how many instances of the model the caller
-	// creates, for Options.AutoThreads; absent means 1.
-	ParamInstanceCount = "helix.instance_count"
 )
 
 // Options configures a Backend.
@@ -168,7 +165,7 @@ func (b *Backend) NewInstance(ctx context.Context, spec backend.InstanceSpec) (b
 		return nil, fmt.Errorf("%w: onnxruntime: model %q: device %q (this backend runs on the cpu only)",
 			backend.ErrUnsupported, spec.ModelName, spec.Device)
 	}
-	intra, err := b.opts.intraOpThreads(spec.Parameters, runtime.GOMAXPROCS(0))
+	intra, err := b.opts.intraOpThreads(spec.Parameters, spec.Instances, runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, fmt.Errorf("onnxruntime: model %q: %w", spec.ModelName, err)
 	}
@@ -234,19 +231,11 @@ func names(ports []port) []string {
 // intraOpThreads picks a session's intra-op thread count: the model's
 // parameter, else Options.IntraOpThreads, else with AutoThreads procs shared
 // among the model's instances, else 0 (ONNX Runtime's default).
-func (o Options) intraOpThreads(params map[string]string, procs int) (int, error) {
+func (o Options) intraOpThreads(params map[string]string, instances, procs int) (int, error) {
 	if _, ok := params[ParamIntraOpThreads]; ok || o.IntraOpThreads > 0 || !o.AutoThreads {
 		return threadCount(params, ParamIntraOpThreads, o.IntraOpThreads)
 	}
-	instances := 1
-	if s, ok := params[ParamInstanceCount]; ok {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return 0, fmt.Errorf("parameter %s: %q is not an instance count (a whole number, at least 1)", ParamInstanceCount, s)
-		}
-		instances = n
-	}
-	return max(1, procs/instances), nil
+	return max(1, procs/max(1, instances)), nil
 }
 
 func threadCount(params map[string]string, key string, fallback int) (int, error) {

@@ -256,36 +256,32 @@ func TestThreadParameters(t *testing.T) {
 func TestIntraOpThreads(t *testing.T) {
 	auto := Options{AutoThreads: true}
 	tests := []struct {
-		name   string
-		opts   Options
-		params map[string]string
-		procs  int
-		want   int
+		name      string
+		opts      Options
+		params    map[string]string
+		instances int
+		procs     int
+		want      int
 	}{
-		{"ORT default", Options{}, map[string]string{ParamInstanceCount: "2"}, 8, 0},
-		{"option", Options{IntraOpThreads: 3}, nil, 8, 3},
-		{"option beats auto", Options{IntraOpThreads: 3, AutoThreads: true}, nil, 8, 3},
-		{"parameter beats option", Options{IntraOpThreads: 3}, map[string]string{ParamIntraOpThreads: "2"}, 8, 2},
-		{"parameter beats auto", auto, map[string]string{ParamIntraOpThreads: "2", ParamInstanceCount: "4"}, 8, 2},
-		{"parameter 0 is ORT's default", auto, map[string]string{ParamIntraOpThreads: "0"}, 8, 0},
-		{"auto, one instance", auto, nil, 8, 8},
-		{"auto, shared", auto, map[string]string{ParamInstanceCount: "2"}, 8, 4},
-		{"auto, rounds down", auto, map[string]string{ParamInstanceCount: "3"}, 8, 2},
-		{"auto, at least one", auto, map[string]string{ParamInstanceCount: "4"}, 2, 1},
+		{"ORT default", Options{}, nil, 2, 8, 0},
+		{"option", Options{IntraOpThreads: 3}, nil, 1, 8, 3},
+		{"option beats auto", Options{IntraOpThreads: 3, AutoThreads: true}, nil, 1, 8, 3},
+		{"parameter beats option", Options{IntraOpThreads: 3}, map[string]string{ParamIntraOpThreads: "2"}, 1, 8, 2},
+		{"parameter beats auto", auto, map[string]string{ParamIntraOpThreads: "2"}, 4, 8, 2},
+		{"parameter 0 is ORT's default", auto, map[string]string{ParamIntraOpThreads: "0"}, 1, 8, 0},
+		{"auto, one instance", auto, nil, 1, 8, 8},
+		{"auto, instance count unknown", auto, nil, 0, 8, 8},
+		{"auto, shared", auto, nil, 2, 8, 4},
+		{"auto, rounds down", auto, nil, 3, 8, 2},
+		{"auto, at least one", auto, nil, 4, 2, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.opts.intraOpThreads(tc.params, tc.procs)
+			got, err := tc.opts.intraOpThreads(tc.params, tc.instances, tc.procs)
 			if err != nil || got != tc.want {
 				t.Fatalf("intraOpThreads = %d, %v; want %d", got, err, tc.want)
 			}
 		})
-	}
-	for _, bad := range []string{"0", "-1", "two"} {
-		_, err := auto.intraOpThreads(map[string]string{ParamInstanceCount: bad}, 8)
-		if err == nil || !strings.Contains(err.Error(), ParamInstanceCount) {
-			t.Errorf("instance count %q: error = %v; want one naming %s", bad, err, ParamInstanceCount)
-		}
 	}
 }
 
