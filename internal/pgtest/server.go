@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/helixflow/helixflow/internal/freeport"
 	"net"
 	"net/url"
 	"os"
@@ -428,12 +429,11 @@ func DropDatabase(ctx context.Context, dsn, name string) error {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick()
 	if err != nil {
 		return 0, fmt.Errorf("pgtest: find a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return port, nil
 }
 
 // pgEnv is the environment for Postgres programs: ours minus PG* settings

@@ -6,6 +6,7 @@ import glob
 import ipaddress
 import os
 import pathlib
+import random
 import pwd
 import secrets
 import shutil
@@ -26,9 +27,18 @@ BIN = ROOT / "bin"
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that was free on 127.0.0.1 a moment ago, from below the
+    kernel's ephemeral range (as internal/freeport does), so that no
+    outgoing connection can take it before the server binds it."""
+    for _ in range(200):
+        port = random.randint(20000, 32767)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def pg_bin(name):

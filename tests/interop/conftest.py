@@ -7,6 +7,7 @@ skipped for a missing dependency: a missing binary, model or client fails.
 
 import os
 import pathlib
+import random
 import shutil
 import socket
 import subprocess
@@ -23,9 +24,18 @@ SAMPLE_MODELS = ["simple", "simple_string", "mlp", "identity_all"]
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that was free on 127.0.0.1 a moment ago, from below the
+    kernel's ephemeral range (as internal/freeport does), so that no
+    outgoing connection can take it before the server binds it."""
+    for _ in range(200):
+        port = random.randint(20000, 32767)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 class Worker:

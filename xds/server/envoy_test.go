@@ -31,16 +31,16 @@ import (
 
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/envoy/envoytest"
+	"github.com/helixflow/helixflow/internal/freeport"
 )
 
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return uint32(l.Addr().(*net.TCPAddr).Port)
+	return uint32(port)
 }
 
 // answering builds a listener on port whose routes answer body directly,
