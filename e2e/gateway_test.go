@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -191,6 +192,8 @@ func TestGateway(t *testing.T) {
 		}
 		writeGatewayConfig(t, s.cfgPath, s.cfg) // back to the original
 	})
+
+	s.testRateLimits(t, https)
 
 	t.Run("Envoy took every config", func(t *testing.T) { s.checkNoRejectedConfig(t) })
 }
@@ -378,7 +381,13 @@ func (s *stack) checkNoRejectedConfig(t *testing.T) {
 	if err := json.Unmarshal(st, &xs); err != nil {
 		t.Fatal(err)
 	}
-	if xs.NACKs != 0 || len(xs.Nodes) != 1 || xs.Nodes[0].ID != "e2e-envoy" {
+	// Envoy and helix-ratelimit (whose config comes over xDS too).
+	ids := make([]string, 0, len(xs.Nodes))
+	for _, n := range xs.Nodes {
+		ids = append(ids, n.ID)
+	}
+	slices.Sort(ids)
+	if xs.NACKs != 0 || !slices.Equal(ids, []string{"e2e-envoy", "helix-ratelimit"}) {
 		t.Fatalf("helix-xds /status = %s", st)
 	}
 }

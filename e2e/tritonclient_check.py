@@ -8,8 +8,9 @@ Arguments: --url host:port (Envoy's TLS listener, gRPC and HTTPS) and
 --ca-file (the CA of its certificate). Tokens come from the environment,
 not the command line: HELIX_TOKEN_ALL (models:infer models:read, models *),
 HELIX_TOKEN_INFER (models:infer, models *), HELIX_TOKEN_MLP
-(models:mlp:infer). HELIX_CLIENT_ALL is the id of the first client, used to
-forge x-helix-client.
+(models:mlp:infer), HELIX_TOKEN_FREE (models:infer models:read on the free
+plan: 5 requests per second per model). HELIX_CLIENT_ALL is the id of the
+first client, used to forge x-helix-client.
 """
 
 import argparse
@@ -85,7 +86,22 @@ def expect_http_error(fn, want):
     raise AssertionError(f"succeeded, want HTTP {want}")
 
 
-def grpc_checks(url, ca, tok_all, tok_infer, tok_mlp, client_all):
+def over_plan(call, limited_status):
+    """12 calls back to back on a 5/s plan: a one-second window admits 5,
+    two admit at most 10, so at least 2 must be refused as over the limit,
+    and nothing may fail otherwise."""
+    got = []
+    for _ in range(12):
+        try:
+            call()
+            got.append("OK")
+        except InferenceServerException as e:
+            got.append(e.status())
+    limited = got.count(limited_status)
+    expect(limited >= 2 and limited + got.count("OK") == len(got), f"answers {got}")
+
+
+def grpc_checks(url, ca, tok_all, tok_infer, tok_mlp, tok_free, client_all):
     c = grpcclient.InferenceServerClient(url=url, ssl=True, root_certificates=ca)
 
     def infer():
@@ -161,10 +177,13 @@ def grpc_checks(url, ca, tok_all, tok_infer, tok_mlp, client_all):
           lambda: expect_grpc_error(
               lambda: c.infer(MODEL, simple_inputs(grpcclient)[0], headers=forged, client_timeout=10),
               "UNAUTHENTICATED"))
+    check("gRPC beyond the free plan is RESOURCE_EXHAUSTED",
+          lambda: over_plan(lambda: c.infer(MODEL, simple_inputs(grpcclient)[0], headers=bearer(tok_free),
+                                            client_timeout=10), "StatusCode.RESOURCE_EXHAUSTED"))
     c.close()
 
 
-def http_checks(url, ca, tok_all, tok_infer, tok_mlp, client_all):
+def http_checks(url, ca, tok_all, tok_infer, tok_mlp, tok_free, client_all):
     c = httpclient.InferenceServerClient(url=url, ssl=True, ssl_options={"ca_certs": ca},
                                          connection_timeout=10, network_timeout=10)
 
@@ -202,6 +221,8 @@ def http_checks(url, ca, tok_all, tok_infer, tok_mlp, client_all):
               lambda: c.infer(MODEL, simple_inputs(httpclient)[0], headers={**bearer(tok_mlp), **forged}), 403))
     check("HTTPS forged x-helix-model without a token is 401",
           lambda: expect_http_error(lambda: c.infer(MODEL, simple_inputs(httpclient)[0], headers=forged), 401))
+    check("HTTPS beyond the free plan is 429",
+          lambda: over_plan(lambda: c.infer(MODEL, simple_inputs(httpclient)[0], headers=bearer(tok_free)), "429"))
     c.close()
 
 
@@ -210,13 +231,14 @@ def main():
     ap.add_argument("--url", required=True)
     ap.add_argument("--ca-file", required=True)
     a = ap.parse_args()
-    env = {k: os.environ.get(k, "") for k in ("HELIX_TOKEN_ALL", "HELIX_TOKEN_INFER", "HELIX_TOKEN_MLP", "HELIX_CLIENT_ALL")}
+    env = {k: os.environ.get(k, "") for k in ("HELIX_TOKEN_ALL", "HELIX_TOKEN_INFER", "HELIX_TOKEN_MLP",
+                                              "HELIX_TOKEN_FREE", "HELIX_CLIENT_ALL")}
     missing = [k for k, v in env.items() if not v]
     if missing:
         print("FAIL: missing environment: " + ", ".join(missing), flush=True)
         return 2
     args = (a.url, a.ca_file, env["HELIX_TOKEN_ALL"], env["HELIX_TOKEN_INFER"], env["HELIX_TOKEN_MLP"],
-            env["HELIX_CLIENT_ALL"])
+            env["HELIX_TOKEN_FREE"], env["HELIX_CLIENT_ALL"])
     grpc_checks(*args)
     http_checks(*args)
     if failures:

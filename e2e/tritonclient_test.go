@@ -36,6 +36,7 @@ func (s *stack) runTritonClientCheck(t *testing.T) {
 		"HELIX_TOKEN_ALL="+s.clients["all"].token,
 		"HELIX_TOKEN_INFER="+s.clients["infer-only"].token,
 		"HELIX_TOKEN_MLP="+s.clients["mlp-only"].token,
+		"HELIX_TOKEN_FREE="+s.clients["free"].token,
 		"HELIX_CLIENT_ALL="+s.clients["all"].id,
 	)
 	var out bytes.Buffer
@@ -47,7 +48,7 @@ func (s *stack) runTritonClientCheck(t *testing.T) {
 		t.Fatalf("tritonclient_check.py: %v", err)
 	}
 	// Guard against a script that silently skipped its checks.
-	if n := strings.Count(out.String(), "ok: "); n < 19 {
-		t.Fatalf("tritonclient_check.py passed only %d checks, want 19", n)
+	if n := strings.Count(out.String(), "ok: "); n < 21 {
+		t.Fatalf("tritonclient_check.py passed only %d checks, want 21", n)
 	}
 }

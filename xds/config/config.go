@@ -103,7 +103,10 @@ type RateLimit struct {
 	// FailureMode is what happens when the service cannot answer: "open"
 	// (default, as Envoy does: the request passes; it was authenticated
 	// already) or "closed" (the request is refused).
-	FailureMode string       `yaml:"failure_mode"`
+	FailureMode string `yaml:"failure_mode"`
+	// DefaultPlan is the plan (a key of plans) of clients that have none
+	// or one not listed; empty: those clients are not limited.
+	DefaultPlan string       `yaml:"default_plan"`
 	TLS         *UpstreamTLS `yaml:"tls"`
 }
 

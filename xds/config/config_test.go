@@ -108,6 +108,8 @@ func TestParseErrors(t *testing.T) {
 		{"plan unknown field", base + "plans:\n  free: {rps: 1}\n", []string{"g.yaml:7: field rps not found"}},
 		{"ratelimit failure mode", base + "ratelimit:\n  address: 127.0.0.1:8081\n  failure_mode: maybe\n",
 			[]string{`g.yaml:8: ratelimit.failure_mode: must be "open" or "closed"`}},
+		{"ratelimit default plan", base + "ratelimit:\n  address: 127.0.0.1:8081\n  default_plan: gold\nplans:\n  free: {requests_per_second: 5}\n",
+			[]string{`g.yaml:8: ratelimit.default_plan: no plan named "gold" under plans`}},
 		{"ratelimit domain", base + "ratelimit:\n  address: 127.0.0.1:8081\n  domain: 'a b'\n", []string{"g.yaml:8: ratelimit.domain"}},
 		{"negative timeout", base + "timeouts:\n  request: -1s\n", []string{"g.yaml:7: timeouts.request: must be"}},
 		{"negative stream timeout", base + "timeouts:\n  stream: -1s\n", []string{"g.yaml:7: timeouts.stream: must be"}},

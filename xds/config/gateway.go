@@ -56,6 +56,7 @@ func (c *Config) Gateway() *ir.Gateway {
 			Domain:          rl.Domain,
 			Timeout:         rl.Timeout,
 			FailureModeDeny: rl.FailureMode == FailClosed,
+			DefaultPlan:     rl.DefaultPlan,
 		}
 		g.RateLimit.Plans = c.PlanList()
 	}

@@ -52,6 +52,9 @@ func (c *Config) Validate() error {
 		if rl.FailureMode != "" && rl.FailureMode != FailOpen && rl.FailureMode != FailClosed {
 			add("ratelimit.failure_mode", "must be %q or %q, got %q", FailOpen, FailClosed, rl.FailureMode)
 		}
+		if _, ok := c.Plans[rl.DefaultPlan]; rl.DefaultPlan != "" && !ok {
+			add("ratelimit.default_plan", "no plan named %q under plans", rl.DefaultPlan)
+		}
 	}
 	for _, name := range c.planNames() {
 		p := c.Plans[name]

@@ -91,6 +91,9 @@ type RateLimit struct {
 	// Plans are the limits per client per model; translation does not read
 	// them (Envoy only sends descriptors), the ratelimit config does.
 	Plans []Plan `yaml:"plans,omitempty"`
+	// DefaultPlan names the plan of clients that have none or one not in
+	// Plans; empty: such clients are not limited.
+	DefaultPlan string `yaml:"default_plan,omitempty"`
 }
 
 // Plan is a named set of limits, applied per client and per model.

@@ -118,6 +118,9 @@ func (g *Gateway) validateStatic(v *validator) {
 				v.add(f, "needs requests_per_second or requests_per_minute")
 			}
 		}
+		if rl.DefaultPlan != "" && !names[rl.DefaultPlan] {
+			v.add("ratelimit.default_plan", "no plan named %q", rl.DefaultPlan)
+		}
 	}
 	if g.Workers != nil {
 		v.upstreamTLS("workers_tls", g.Workers)

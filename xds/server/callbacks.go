@@ -6,6 +6,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -19,9 +20,12 @@ type stream struct {
 	peer        string
 	nodeID      string
 	nodeCluster string
-	connectedAt time.Time
-	sent        map[string]sentResponse // type URL -> last response sent
-	acked       map[string]string       // type URL -> version acknowledged
+	// rateLimitOnly: the stream began with a ratelimit config request (the
+	// ratelimit service, whose node has no cluster); it gets nothing else.
+	rateLimitOnly bool
+	connectedAt   time.Time
+	sent          map[string]sentResponse // type URL -> last response sent
+	acked         map[string]string       // type URL -> version acknowledged
 }
 
 type sentResponse struct{ nonce, version string }
@@ -69,8 +73,9 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 	firstSeen := node != nil && st.nodeID == ""
 	if firstSeen {
 		st.nodeID, st.nodeCluster = node.GetId(), node.GetCluster()
+		st.rateLimitOnly = typeURL == resourcev3.RateLimitConfigType
 	}
-	nodeID, cluster, peerAddr, delta := st.nodeID, st.nodeCluster, st.peer, st.delta
+	nodeID, cluster, peerAddr, delta, rateLimitOnly := st.nodeID, st.nodeCluster, st.peer, st.delta, st.rateLimitOnly
 	sent, known := st.sent[typeURL]
 	known = known && nonce != "" && sent.nonce == nonce
 	var latency time.Duration
@@ -89,7 +94,13 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 	}
 	s.mu.Unlock()
 
-	if firstSeen {
+	if rateLimitOnly && typeURL != resourcev3.RateLimitConfigType {
+		s.log.Warn("refusing a ratelimit config stream's request for another type", "node", nodeID, "type", typeURL, "peer", peerAddr)
+		return "", false, status.Errorf(codes.PermissionDenied, "this stream serves ratelimit config only, not %s", typeURL)
+	}
+	if firstSeen && rateLimitOnly {
+		s.log.Info("ratelimit service connected", "node", nodeID, "stream", id, "delta", delta, "peer", peerAddr)
+	} else if firstSeen {
 		if s.nodeCluster != "" && cluster != s.nodeCluster {
 			s.log.Warn("refusing Envoy of another node cluster", "node", nodeID, "cluster", cluster, "want", s.nodeCluster, "peer", peerAddr)
 			return "", false, status.Errorf(codes.PermissionDenied, "node cluster %q is not served here (want %q)", cluster, s.nodeCluster)

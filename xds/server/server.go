@@ -34,6 +34,9 @@ const (
 	CacheConfig    = "config"    // listeners, routes, clusters
 	CacheEndpoints = "endpoints" // cluster load assignments
 	CacheSecrets   = "secrets"   // SDS secrets
+	// CacheRateLimit holds the ratelimit service's config (envoyproxy/
+	// ratelimit in its xDS config mode), not Envoy's.
+	CacheRateLimit = "ratelimit"
 )
 
 // snapshotKey is the one key every node's snapshot is stored under (see
@@ -103,12 +106,14 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		// of listeners) with the names requested instead of not at all.
 		CacheEndpoints: cachev3.NewSnapshotCache(false, allNodes{}, cl),
 		CacheSecrets:   cachev3.NewSnapshotCache(false, allNodes{}, cl),
+		CacheRateLimit: cachev3.NewSnapshotCache(false, allNodes{}, cl),
 	}
 	mux := &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return cacheFor(r.GetTypeUrl()) },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return cacheFor(r.GetTypeUrl()) },
 		Caches: map[string]cachev3.Cache{
 			CacheConfig: s.caches[CacheConfig], CacheEndpoints: s.caches[CacheEndpoints], CacheSecrets: s.caches[CacheSecrets],
+			CacheRateLimit: s.caches[CacheRateLimit],
 		},
 	}
 	s.xds = serverv3.NewServer(ctx, mux, &callbacks{s: s})
@@ -121,6 +126,8 @@ func cacheFor(typeURL string) string {
 		return CacheEndpoints
 	case resourcev3.SecretType:
 		return CacheSecrets
+	case resourcev3.RateLimitConfigType:
+		return CacheRateLimit
 	default:
 		return CacheConfig
 	}
@@ -143,6 +150,7 @@ var cacheTypes = []struct {
 	{CacheSecrets, []string{resourcev3.SecretType}},
 	{CacheEndpoints, []string{resourcev3.EndpointType}},
 	{CacheConfig, []string{resourcev3.ClusterType, resourcev3.ListenerType, resourcev3.RouteType}},
+	{CacheRateLimit, []string{resourcev3.RateLimitConfigType}},
 }
 
 func (s *Server) publish(ctx context.Context, set resourceSet) error {

@@ -20,6 +20,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -447,5 +448,48 @@ func TestStatusHandler(t *testing.T) {
 	h.srv.StatusHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/status", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /status = %d", rec.Code)
+	}
+}
+
+// The ratelimit service's node has no cluster: a stream that starts with a
+// ratelimit config request is served that config, and nothing else.
+func TestServesRateLimitConfigOnly(t *testing.T) {
+	h := start(t, Options{NodeCluster: "helix"})
+	set := gateway(t, 9001)
+	set[resourcev3.RateLimitConfigType] = []types.Resource{&rlsconfv3.RateLimitConfig{
+		Name: "helixflow", Domain: "helixflow",
+		Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "window", Value: "second", Descriptors: []*rlsconfv3.RateLimitDescriptor{{
+			Key: "client", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_SECOND, RequestsPerUnit: 5},
+		}}}},
+	}}
+	mustPublish(t, h.srv, set)
+
+	rls := &core.Node{Id: "helix-ratelimit"}
+	c := h.sotw(t)
+	c.send(&discovery.DiscoveryRequest{Node: rls, TypeUrl: resourcev3.RateLimitConfigType})
+	r := c.recv(resourcev3.RateLimitConfigType)
+	var got rlsconfv3.RateLimitConfig
+	if len(r.GetResources()) != 1 || r.GetResources()[0].UnmarshalTo(&got) != nil || got.GetDomain() != "helixflow" {
+		t.Fatalf("ratelimit config response: %v", r)
+	}
+	c.send(&discovery.DiscoveryRequest{Node: rls, TypeUrl: resourcev3.ClusterType})
+	select {
+	case err := <-c.errs:
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("stream ended with %v, want PermissionDenied", err)
+		}
+	case r := <-c.resps:
+		t.Fatalf("served %s on a ratelimit config stream", r.GetTypeUrl())
+	case <-time.After(5 * time.Second):
+		t.Fatal("cluster request on a ratelimit stream not refused")
+	}
+
+	// A ratelimit config without a unit never reaches the cache.
+	set[resourcev3.RateLimitConfigType] = []types.Resource{&rlsconfv3.RateLimitConfig{
+		Name: "helixflow", Domain: "helixflow",
+		Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "client", RateLimit: &rlsconfv3.RateLimitPolicy{RequestsPerUnit: 5}}},
+	}}
+	if err := h.srv.publish(context.Background(), set); !errors.Is(err, ErrInvalidResource) {
+		t.Fatalf("publish of a unitless limit: %v, want ErrInvalidResource", err)
 	}
 }

@@ -9,7 +9,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/helixflow/helixflow/xds/translate"
 )
 
 // messageNames is the protobuf message each type URL must hold.
@@ -19,6 +22,8 @@ var messageNames = map[string]string{
 	resourcev3.ClusterType:  "envoy.config.cluster.v3.Cluster",
 	resourcev3.EndpointType: "envoy.config.endpoint.v3.ClusterLoadAssignment",
 	resourcev3.SecretType:   "envoy.extensions.transport_sockets.tls.v3.Secret",
+	// Served to the ratelimit service.
+	resourcev3.RateLimitConfigType: "ratelimit.config.ratelimit.v3.RateLimitConfig",
 }
 
 type validator interface{ ValidateAll() error }
@@ -48,6 +53,13 @@ func validateSet(set resourceSet) error {
 				return fmt.Errorf("%w: %s %q appears twice", ErrInvalidResource, typeLabel(typeURL), name)
 			}
 			seen[name] = true
+			if rc, ok := r.(*rlsconfv3.RateLimitConfig); ok {
+				// Its proto has no generated validation.
+				if err := translate.ValidateRateLimitConfig(rc); err != nil {
+					return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
+				}
+				continue
+			}
 			v, ok := r.(validator)
 			if !ok {
 				return fmt.Errorf("%w: %s %q cannot be validated", ErrInvalidResource, typeLabel(typeURL), name)

@@ -7,6 +7,7 @@ import (
 	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/helixflow/helixflow/xds/ir"
@@ -15,8 +16,9 @@ import (
 // rateLimitFilter calls the ratelimit service with the descriptors of
 // rateLimitActions. Over the limit: HTTP 429, and RESOURCE_EXHAUSTED for
 // gRPC (Envoy would say UNAVAILABLE), with x-ratelimit-* headers. When the
-// service is down the request passes unless FailureModeDeny; it has
-// already passed ext_authz either way.
+// service is down the request passes unless FailureModeDeny (then 503,
+// gRPC UNAVAILABLE: the client may retry; Envoy's default is a 500); it
+// has already passed ext_authz either way.
 func rateLimitFilter(g *ir.Gateway) (proto.Message, error) {
 	rl := g.RateLimit
 	return &ratelimitv3.RateLimit{
@@ -29,6 +31,7 @@ func rateLimitFilter(g *ir.Gateway) (proto.Message, error) {
 		},
 		RateLimitedAsResourceExhausted: true,
 		EnableXRatelimitHeaders:        ratelimitv3.RateLimit_DRAFT_VERSION_03,
+		StatusOnError:                  &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}, nil
 }
 
