@@ -24,6 +24,7 @@ import (
 
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
+	"github.com/helixflow/helixflow/workers/gpu"
 	"github.com/helixflow/helixflow/workers/grpcapi"
 	"github.com/helixflow/helixflow/workers/httpapi"
 	"github.com/helixflow/helixflow/workers/models"
@@ -49,6 +50,9 @@ type options struct {
 	maxRequestBytes                    int64
 
 	ortLibrary       string
+	nvmlLibrary      string
+	allowGPUMetrics  bool
+	metricsInterval  int
 	intraOpThreads   int
 	interOpThreads   int
 	logLevel, logFmt string
@@ -85,6 +89,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.ortLibrary, "onnxruntime-library", "", "path of libonnxruntime.so (default: found next to the binary, then in .deps/, then the system)")
 	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
 	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
+	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of NVML, libnvidia-ml.so.1 (default: the dynamic loader's search); without it the worker has 0 GPUs")
+	fs.BoolVar(&o.allowGPUMetrics, "allow-gpu-metrics", true, "export GPU metrics (dcgm-exporter's DCGM_FI_DEV_*, Triton's nv_gpu_*) on /metrics")
+	fs.IntVar(&o.metricsInterval, "metrics-interval-ms", 2000, "a scrape re-reads GPU metrics from NVML when its last reading is older than this")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFmt, "log-format", "text", "text or json")
 	fs.StringVar(&o.xdsAddress, "xds-address", "", "host:port of helix-xds's worker registry; empty: do not register")
@@ -114,6 +121,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.maxRequestBytes < 1<<10 || o.maxRequestBytes > 1<<31-1 {
 		return nil, fmt.Errorf("--max-request-bytes %d must be between 1 KiB and 2 GiB", o.maxRequestBytes)
+	}
+	if o.metricsInterval < 1 {
+		return nil, fmt.Errorf("--metrics-interval-ms %d must be at least 1", o.metricsInterval)
 	}
 	if o.intraOpThreads < 0 || o.interOpThreads < 0 {
 		return nil, errors.New("--intra-op-threads and --inter-op-threads must not be negative")
@@ -182,6 +192,16 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	metrics, err := stats.NewMetrics(reg)
 	if err != nil {
 		return err
+	}
+	gpus := openGPUs(o, log)
+	defer gpus.Close()
+	if o.allowMetrics && o.allowGPUMetrics {
+		gc := gpu.NewCollector(gpus, gpu.CollectorOptions{Interval: time.Duration(o.metricsInterval) * time.Millisecond, Logger: log})
+		if err := reg.Register(gc); err != nil {
+			return fmt.Errorf("register GPU metrics: %w", err)
+		}
+		gc.Start(ctx)
+		defer gc.Close() // before gpus.Close
 	}
 	mgr, err := models.New(models.Config{
 		Repository:      o.repository,
@@ -295,6 +315,31 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		log.Warn("unloading models", "error", cerr)
 	}
 	return err
+}
+
+// openGPUs finds the GPUs through NVML. No NVML or no GPU is one log line
+// ("0 GPUs") and a nil *gpu.NVML, which has no GPUs: the CPU path serves.
+func openGPUs(o *options, log *slog.Logger) *gpu.NVML {
+	nv, err := gpu.Open(gpu.Options{LibraryPath: o.nvmlLibrary, Logger: log})
+	if err != nil {
+		level := slog.LevelInfo
+		if o.nvmlLibrary != "" {
+			level = slog.LevelWarn // asked for explicitly
+		}
+		log.Log(context.Background(), level, "0 GPUs", "reason", err.Error())
+		return nil
+	}
+	gs := nv.GPUs()
+	if len(gs) == 0 {
+		log.Info("0 GPUs", "reason", "NVML lists none", "driver", nv.DriverVersion())
+		return nv
+	}
+	names := make([]string, len(gs))
+	for i, g := range gs {
+		names[i] = fmt.Sprintf("%d:%s:%s", g.Index, g.Name, g.UUID)
+	}
+	log.Info("GPUs found", "count", len(gs), "driver", nv.DriverVersion(), "gpus", strings.Join(names, ","))
+	return nv
 }
 
 func listenHTTP(addr string, h http.Handler, errc chan<- error) (*http.Server, error) {

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/workers/gpu"
+)
+
+// syncBuffer collects the worker's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestGPUMetrics starts the worker (in this process, with its real flags,
+// registry and /metrics server) and scrapes /metrics. Without NVML it must
+// say "0 GPUs" once, export helix_gpu_count 0 and no GPU series; with this
+// machine's GPUs (if any) it must export them.
+func TestGPUMetrics(t *testing.T) {
+	// What this machine has, as the worker should find it.
+	var machineGPUs []gpu.GPU
+	if nv, err := gpu.Open(gpu.Options{}); err == nil {
+		machineGPUs = nv.GPUs()
+		_ = nv.Close()
+	}
+	if os.Getenv("HELIX_REQUIRE_GPU") == "1" && len(machineGPUs) == 0 {
+		t.Fatal("HELIX_REQUIRE_GPU=1 but NVML finds no GPU")
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantGPUs int  // -1: no GPU metrics at all
+		wantLog  bool // the "0 GPUs" line
+	}{
+		{"no NVML library", []string{"--nvml-library", filepath.Join(t.TempDir(), "libnvidia-ml.so.1")}, 0, true},
+		{"GPU metrics off", []string{"--allow-gpu-metrics=false", "--nvml-library", filepath.Join(t.TempDir(), "libnvidia-ml.so.1")}, -1, true},
+		{"this machine's NVML", nil, len(machineGPUs), len(machineGPUs) == 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body, logs := scrapeWorker(t, tc.args)
+			series := gpuSeries(body)
+			if tc.wantGPUs < 0 {
+				if len(series) != 0 {
+					t.Fatalf("GPU metrics off, yet /metrics has %v", series)
+				}
+			} else {
+				if got := series["helix_gpu_count"]; got != 1 || !strings.Contains(body, fmt.Sprintf("\nhelix_gpu_count %d\n", tc.wantGPUs)) {
+					t.Errorf("want helix_gpu_count %d once; /metrics GPU series: %v", tc.wantGPUs, series)
+				}
+				// dcgm-exporter's and Triton's per-GPU series: one per GPU.
+				for _, name := range []string{"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_XID_ERRORS", "nv_gpu_utilization", "nv_gpu_memory_used_bytes", "helix_gpu_up"} {
+					if series[name] != tc.wantGPUs {
+						t.Errorf("%s: %d series, want %d", name, series[name], tc.wantGPUs)
+					}
+				}
+				if tc.wantGPUs == 0 && len(series) != 1 {
+					t.Errorf("0 GPUs, yet /metrics has GPU series %v", series)
+				}
+			}
+			if n := strings.Count(logs, `msg="0 GPUs"`); (n == 1) != tc.wantLog || n > 1 {
+				t.Errorf(`%d "0 GPUs" log lines, want %v; log:\n%s`, n, tc.wantLog, logs)
+			}
+		})
+	}
+}
+
+// gpuSeries counts /metrics samples per GPU metric name (DCGM_*, nv_gpu_*,
+// nv_energy_*, helix_gpu_*).
+func gpuSeries(body string) map[string]int {
+	out := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, _, _ := strings.Cut(line, "{")
+		name, _, _ = strings.Cut(name, " ")
+		for _, p := range []string{"DCGM_", "nv_gpu_", "nv_energy_", "helix_gpu_"} {
+			if strings.HasPrefix(name, p) {
+				out[name]++
+			}
+		}
+	}
+	return out
+}
+
+// scrapeWorker runs the worker with args on an empty model repository,
+// returns its /metrics page and its log, and stops it.
+func scrapeWorker(t *testing.T, args []string) (body, logs string) {
+	t.Helper()
+	port, err := freeport.Pick()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags(append([]string{
+		"--model-repository", t.TempDir(),
+		"--http-address", "127.0.0.1", "--http-port", "0",
+		"--grpc-address", "127.0.0.1", "--grpc-port", "0",
+		"--metrics-address", "127.0.0.1", "--metrics-port", strconv.Itoa(port),
+		"--exit-timeout-secs", "2",
+	}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf syncBuffer
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, o, log) }()
+	stopped := false // run returned already
+	defer func() {
+		cancel()
+		if stopped {
+			return
+		}
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("worker stopped with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("worker did not stop")
+		}
+	}()
+
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-errc:
+			stopped = true
+			if err == nil {
+				t.Fatalf("worker stopped before serving /metrics\n%s", logBuf.String())
+			}
+			if strings.Contains(err.Error(), "onnxruntime") && os.Getenv("CI") != "true" {
+				t.Skipf("the worker needs ONNX Runtime (make deps): %v", err)
+			}
+			t.Fatalf("worker failed: %v\n%s", err, logBuf.String())
+		default:
+		}
+		b, err := get(url)
+		if err == nil {
+			return b, logBuf.String()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no /metrics: %v\n%s", err, logBuf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func get(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", errors.New(resp.Status)
+	}
+	return string(b), nil
+}
