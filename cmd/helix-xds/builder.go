@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helixflow/helixflow/xds/config"
-	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
 	"github.com/helixflow/helixflow/xds/translate"
 )
@@ -20,7 +19,7 @@ import (
 type builder struct {
 	log     *slog.Logger
 	ads     *server.Server
-	workers *registry.Registry
+	workers workerSource
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -32,7 +31,7 @@ type builder struct {
 	duration prometheus.Histogram
 }
 
-func newBuilder(ads *server.Server, workers *registry.Registry, reg prometheus.Registerer, log *slog.Logger) (*builder, error) {
+func newBuilder(ads *server.Server, workers workerSource, reg prometheus.Registerer, log *slog.Logger) (*builder, error) {
 	b := &builder{
 		log: log, ads: ads, workers: workers,
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{

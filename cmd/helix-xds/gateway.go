@@ -29,7 +29,9 @@ func addWorkers(g *ir.Gateway, workers []registry.Worker, log *slog.Logger) {
 			continue
 		}
 		for _, m := range w.Models {
-			if len(m.Versions) == 0 {
+			// A registered model has versions; one from Kubernetes has
+			// none (the Service names models only) and is ready.
+			if len(m.Versions) == 0 && !m.Ready {
 				continue
 			}
 			byModel[m.Name] = append(byModel[m.Name], ir.Endpoint{

@@ -40,6 +40,10 @@ type options struct {
 	leaseTTL                  time.Duration
 	startupGrace              time.Duration
 	logLevel                  string
+	// The worker source (workers.go).
+	workersSource, kubeconfig, kubeNamespace string
+	kubeNamespaceFile                        string // not a flag: tests point it elsewhere
+	kubeSyncTimeout                          time.Duration
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -56,7 +60,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", registry.DefaultTTL, "worker lease duration: a worker that does not renew within it is removed")
 	fs.DurationVar(&o.startupGrace, "startup-grace", 6*time.Second, "after a start, wait this long for workers to register before serving Envoy any config (Envoy keeps its last config meanwhile); longer than the workers' 5 s retry backoff. 0: publish at once")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	workerFlags(fs, o)
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := checkWorkerFlags(fs, o); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -110,6 +118,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logClientGo(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, log); err != nil {
@@ -128,15 +137,14 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var authorize func(context.Context, string) error
-	if o.tlsCert != "" {
-		authorize = registry.RequireClientCert
-	}
-	workers, err := registry.New(registry.Config{TTL: o.leaseTTL, Authorize: authorize, Registerer: reg, Logger: log.With("component", "registry")})
+	workers, workerRegistry, err := openWorkers(ctx, o, reg, log)
 	if err != nil {
-		return fmt.Errorf("worker registry: %w", err)
+		return err
 	}
-	go func() { _ = workers.Run(ctx) }()
+	grace := o.startupGrace
+	if workerRegistry == nil {
+		grace = 0 // the Kubernetes source is complete once it started
+	}
 
 	b, err := newBuilder(ads, workers, reg, log.With("component", "builder"))
 	if err != nil {
@@ -153,7 +161,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 	})
 	// The first rebuild checks the inputs; publishing may wait for workers.
-	b.holdForWorkers(ctx, o.startupGrace, deb.Trigger)
+	b.holdForWorkers(ctx, grace, deb.Trigger)
 	if err := b.rebuild(ctx); err != nil {
 		return err
 	}
@@ -174,14 +182,16 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	ads.Register(gs)
-	registryv1.RegisterRegistryServer(gs, workers)
+	if workerRegistry != nil {
+		registryv1.RegisterRegistryServer(gs, workerRegistry)
+	}
 	lis, err := net.Listen("tcp", o.xdsListen)
 	if err != nil {
 		return fmt.Errorf("--xds-listen: %w", err)
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- gs.Serve(lis) }()
-	log.Info("serving ADS and the worker registry", "address", lis.Addr().String(), "mtls", o.tlsCert != "", "node_cluster", o.nodeCluster)
+	log.Info("serving ADS", "address", lis.Addr().String(), "mtls", o.tlsCert != "", "node_cluster", o.nodeCluster, "workers_source", o.workersSource, "worker_registry", workerRegistry != nil)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

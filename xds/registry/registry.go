@@ -76,13 +76,15 @@ type Worker struct {
 }
 
 // Serves reports whether requests for model may be routed to w: the worker
-// is ready and has a ready version of the model.
+// is ready and has the model ready.
 func (w *Worker) Serves(model string) bool {
 	if !w.Ready {
 		return false
 	}
 	i, ok := slices.BinarySearchFunc(w.Models, model, func(m Model, name string) int { return cmp.Compare(m.Name, name) })
-	return ok && w.Models[i].Ready && len(w.Models[i].Versions) > 0
+	// The registry refuses a ready model without versions; the Kubernetes
+	// source's models have none.
+	return ok && w.Models[i].Ready
 }
 
 // readyEndpoints counts the (worker, model) pairs that can take requests.

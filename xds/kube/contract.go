@@ -1,0 +1,71 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/helixflow/helixflow/xds/ir"
+	"github.com/helixflow/helixflow/xds/registry"
+)
+
+// The contract with the cluster (the Helm chart writes exactly these).
+const (
+	// ComponentLabel with value WorkerComponent marks a Service as a worker pool.
+	ComponentLabel  = "helixflow.io/component"
+	WorkerComponent = "worker"
+	// ModelsAnnotation on a worker Service lists the models its pods serve,
+	// comma separated ("simple,mlp").
+	ModelsAnnotation = "helixflow.io/models"
+	// GRPCPortName (required) and HTTPPortName (optional) name the
+	// Service's ports, which its EndpointSlices carry.
+	GRPCPortName = "grpc"
+	HTTPPortName = "http"
+)
+
+// ErrInvalid marks an object that breaks the contract; it is skipped and
+// the rest keeps serving.
+var ErrInvalid = errors.New("invalid")
+
+// parseModels reads the models annotation: names as the gateway routes
+// them (ir.ValidModelName) and as a worker's repository can hold them (no
+// leading '.'), no duplicates, returned sorted.
+func parseModels(annotations map[string]string) ([]string, error) {
+	v, ok := annotations[ModelsAnnotation]
+	if !ok {
+		return nil, fmt.Errorf("%w: annotation %s: missing; want the comma-separated models the pool serves", ErrInvalid, ModelsAnnotation)
+	}
+	if strings.TrimSpace(v) == "" {
+		return nil, fmt.Errorf("%w: annotation %s: empty; want the comma-separated models the pool serves", ErrInvalid, ModelsAnnotation)
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > registry.MaxModelsPerWorker {
+		return nil, fmt.Errorf("%w: annotation %s: %d models, at most %d", ErrInvalid, ModelsAnnotation, len(parts), registry.MaxModelsPerWorker)
+	}
+	names := make([]string, 0, len(parts))
+	seen := make(map[string]struct{}, len(parts))
+	for i, p := range parts {
+		name := strings.TrimSpace(p)
+		if !ir.ValidModelName(name) || strings.HasPrefix(name, ".") {
+			return nil, fmt.Errorf("%w: annotation %s: entry %d %q: not a valid model name (1 to %d bytes, printable, no space, '/', '\\', '*', '..' or leading '.')",
+				ErrInvalid, ModelsAnnotation, i+1, clip(name), ir.MaxModelNameBytes)
+		}
+		if _, dup := seen[name]; dup {
+			return nil, fmt.Errorf("%w: annotation %s: entry %d %q: listed twice", ErrInvalid, ModelsAnnotation, i+1, name)
+		}
+		seen[name] = struct{}{}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// clip keeps log lines short when an annotation holds junk.
+func clip(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
