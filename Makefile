@@ -6,6 +6,9 @@ SHELL := bash
 .DEFAULT_GOAL := build
 
 GO      ?= go
+# go-nvml's cgo prologue calls NVML functions NVIDIA marked deprecated; the
+# warnings say nothing about HelixFlow.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 VENV    := .venv
 PY      := $(VENV)/bin/python
 BIN     := bin
@@ -26,6 +29,7 @@ proto: ## regenerate proto/inference from proto/*.proto
 build: ## build binaries into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	cd cmd/helix-ratelimit && $(GO) build -trimpath -o ../../$(BIN)/ . # a module of its own (see its go.mod)
 
 models: deps ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
@@ -36,9 +40,11 @@ run: deps build models ## serve the sample models on :8000 (HTTP), :8001 (gRPC),
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
+	cd cmd/helix-ratelimit && $(GO) vet ./...
 
 test-go: deps
 	$(GO) test -count=1 ./...
+	cd cmd/helix-ratelimit && $(GO) test -count=1 ./...
 
 test-race: deps
 	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
@@ -54,6 +60,7 @@ test-authz: deps build ## requests-oauthlib + PyJWT against a real helix-authz o
 
 test: deps lint build models ## everything
 	$(GO) test -count=1 ./...
+	cd cmd/helix-ratelimit && $(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
 	bash scripts/fuzz.sh 5s
 	$(VENV)/bin/pytest -q tests/interop

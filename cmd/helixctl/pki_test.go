@@ -29,8 +29,9 @@ func TestPKIInit(t *testing.T) {
 		}
 		return actions
 	}
-	want := []string{"ca", "envoy-server", "xds-server", "authz-server", "worker-server",
-		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-xds-client"}
+	want := []string{"ca", "envoy-server", "xds-server", "authz-server", "worker-server", "ratelimit-server",
+		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-xds-client",
+		"envoy-ratelimit-client", "ratelimit-xds-client"}
 	for _, step := range []struct {
 		flags  []string
 		action string
