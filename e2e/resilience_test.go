@@ -163,6 +163,35 @@ func TestResilience(t *testing.T) {
 		}
 	})
 
+	t.Run("Envoy's listener certificate rotated under load: nothing dropped", func(t *testing.T) {
+		before := s.gatewaySerial(t)
+		l := startLoad(infer, all.token, loadClients)
+		time.Sleep(time.Second)
+		rotatedAt := time.Now()
+		s.gatewayTLS.rotate(t, s.ca.Issue(t, "gateway-rotated", "127.0.0.1", "localhost"))
+		var after string
+		waitFor(t, "Envoy serving the new certificate", 15*time.Second, nil, func(context.Context) error {
+			if after = s.gatewaySerial(t); after == before {
+				return fmt.Errorf("still serial %s", before)
+			}
+			return nil
+		})
+		servedAt := time.Now()
+		time.Sleep(time.Second)
+		out := l.stop()
+		all := out.between(time.Time{}, time.Now())
+		t.Logf("rotation: serial %s -> %s, new certificate served %v after the swap; under load %d ok / %d failed %v",
+			before, after, servedAt.Sub(rotatedAt).Round(time.Millisecond), all.ok, all.failed, all)
+		if all.ok == 0 || all.failed != 0 {
+			t.Errorf("certificate rotation under load: %d ok, %d failed %v; want none failed", all.ok, all.failed, all)
+		}
+		// The load's connection began before the swap and was never cut:
+		// it carried requests after the new certificate was served.
+		if out.between(servedAt, time.Now()).ok == 0 {
+			t.Error("no request on the existing connection after the rotation")
+		}
+	})
+
 	t.Run("helix-xds restarted: Envoy keeps serving, then resyncs", func(t *testing.T) {
 		live := []*worker{workerA}
 		if workerB != nil {
@@ -232,6 +261,21 @@ func TestResilience(t *testing.T) {
 	})
 
 	t.Run("Envoy took every config", func(t *testing.T) { s.checkNoRejectedConfig(t) })
+}
+
+// gatewaySerial is the serial number of the certificate Envoy's listener
+// presents to a new connection.
+func (s *stack) gatewaySerial(t *testing.T) string {
+	t.Helper()
+	d := tls.Dialer{Config: &tls.Config{RootCAs: s.caPool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", s.gateway)
+	if err != nil {
+		t.Fatalf("TLS to the gateway: %v", err)
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
 
 // logClusterStats logs the cluster's non-zero Envoy stats that match

@@ -57,6 +57,8 @@ type stack struct {
 	// an outage.
 	redis     *redistest.Server
 	ratelimit *proc
+	// gatewayTLS is Envoy's listener certificate.
+	gatewayTLS *secretDir
 }
 
 // stackOptions choose how the stack's worker joins.
@@ -88,7 +90,9 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	authzCert := s.ca.Issue(t, "helix-authz", "127.0.0.1", "localhost")
 	xdsCert := s.ca.Issue(t, "helix-xds", "helix-xds", "127.0.0.1")
 	envoyClient := s.ca.Issue(t, "envoy", "envoy")
-	gatewayCert := s.ca.Issue(t, "gateway", "127.0.0.1", "localhost")
+	// Envoy's listener certificate, in a folder it watches, rotated by
+	// TestResilience.
+	s.gatewayTLS = newSecretDir(t, dir, s.ca.Issue(t, "gateway", "127.0.0.1", "localhost"))
 	workerClient := s.ca.Issue(t, "worker", "worker")
 	ratelimitCert := s.ca.Issue(t, "helix-ratelimit", "helix-ratelimit", "127.0.0.1")
 	ratelimitClient := s.ca.Issue(t, "helix-ratelimit-xds", "helix-ratelimit")
@@ -121,7 +125,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	s.xdsURL = "http://" + addr(statusPort)
 	cfgPath := filepath.Join(dir, "gateway.yaml")
 	cfg := gatewayConfig{
-		listen: listenPort, listenerCert: gatewayCert,
+		listen: listenPort, listenerCert: s.gatewayTLS.pair(), listenerWatchDir: s.gatewayTLS.dir,
 		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient, ratelimitPort: ratelimitPort,
 	}
 	writeGatewayConfig(t, cfgPath, cfg)

@@ -91,6 +91,11 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 		if at, ok := s.published[sent.version]; ok {
 			latency = time.Since(at)
 		}
+	case version != "" && st.acked[typeURL] == "":
+		// A node that reconnects (to this server after a restart) states
+		// the version it holds; when that is what is published, no
+		// response follows, so this is its acknowledgement.
+		st.acked[typeURL] = version
 	}
 	s.mu.Unlock()
 

@@ -493,3 +493,25 @@ func TestServesRateLimitConfigOnly(t *testing.T) {
 		t.Fatalf("publish of a unitless limit: %v, want ErrInvalidResource", err)
 	}
 }
+
+// An Envoy that reconnects to a restarted helix-xds holding what it will
+// publish gets no response; its request is its acknowledgement.
+func TestReconnectHoldingTheCurrentVersionCountsAsAcked(t *testing.T) {
+	// Versions are content hashes: what a first server published, a
+	// restarted one publishes again under the same version.
+	first := start(t, Options{})
+	mustPublish(t, first.srv, gateway(t, 9001))
+	version := first.srv.Status().Versions[CacheConfig].Version
+
+	h := start(t, Options{})
+	c := h.sotw(t)
+	// Envoy asks before the restarted server publishes (its startup grace).
+	c.send(&discovery.DiscoveryRequest{Node: node("helix"), TypeUrl: resourcev3.ClusterType, VersionInfo: version})
+	time.Sleep(100 * time.Millisecond)
+	mustPublish(t, h.srv, gateway(t, 9001))
+	c.none(300 * time.Millisecond)
+	nodes := h.srv.Status().Nodes
+	if len(nodes) != 1 || nodes[0].Acked["cluster"] != version {
+		t.Fatalf("status nodes = %+v, want cluster acked at %s", nodes, version)
+	}
+}
