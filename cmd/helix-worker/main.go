@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
@@ -48,6 +50,7 @@ type options struct {
 	httpPort, grpcPort, metricsPort    int
 	allowHTTP, allowGRPC, allowMetrics bool
 	maxRequestBytes                    int64
+	tls                                tlsOptions // tls.go
 
 	ortLibrary       string
 	nvmlLibrary      string
@@ -99,6 +102,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.xdsCertFile, "xds-cert-file", "", "client certificate (PEM) this worker presents to helix-xds; re-read on each connection")
 	fs.StringVar(&o.xdsKeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "IP or DNS name Envoy reaches this worker at (required with --xds-address)")
+	o.tls.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -136,6 +140,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.logFmt != "text" && o.logFmt != "json" {
 		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFmt)
+	}
+	if err := o.tls.check(); err != nil {
+		return nil, err
+	}
+	if err := checkPlaintext(o); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
@@ -220,6 +230,10 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 
+	grpcTLS, httpTLS, err := listenerTLSConfigs(o, log)
+	if err != nil {
+		return err
+	}
 	// Listen before loading models so that a taken port fails fast.
 	var (
 		servers []func(context.Context) error
@@ -232,28 +246,33 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("gRPC listener: %w", err)
 		}
-		gs := grpc.NewServer(grpcapi.ServerOptions(int(o.maxRequestBytes))...)
+		gopts := grpcapi.ServerOptions(int(o.maxRequestBytes))
+		if grpcTLS != nil {
+			gopts = append(gopts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+		}
+		gs := grpc.NewServer(gopts...)
 		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log}).Register(gs)
 		grpcPort = lis.Addr().(*net.TCPAddr).Port
 		go func() { errc <- gs.Serve(lis) }()
 		servers = append(servers, func(ctx context.Context) error { return stopGRPC(ctx, gs) })
-		log.Info("serving gRPC", "address", lis.Addr().String())
+		log.Info("serving gRPC", "address", lis.Addr().String(), "tls", o.tls.grpc().mode())
 	}
 	if o.allowHTTP {
 		h := httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, Logger: log})
-		srv, err := listenHTTP(net.JoinHostPort(o.httpAddr, strconv.Itoa(o.httpPort)), h, errc)
+		srv, err := listenHTTP(net.JoinHostPort(o.httpAddr, strconv.Itoa(o.httpPort)), h, httpTLS, log, errc)
 		if err != nil {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		_, p, _ := net.SplitHostPort(srv.Addr)
 		httpPort, _ = strconv.Atoi(p)
 		servers = append(servers, srv.Shutdown)
-		log.Info("serving HTTP", "address", srv.Addr)
+		log.Info("serving HTTP", "address", srv.Addr, "tls", o.tls.http().mode())
 	}
 	if o.allowMetrics {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		srv, err := listenHTTP(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), mux, errc)
+		// Plaintext, as Triton's: Prometheus scrapes it inside the cluster.
+		srv, err := listenHTTP(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), mux, nil, log, errc)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
@@ -342,17 +361,24 @@ func openGPUs(o *options, log *slog.Logger) *gpu.NVML {
 	return nv
 }
 
-func listenHTTP(addr string, h http.Handler, errc chan<- error) (*http.Server, error) {
+// listenHTTP serves h on addr, over TLS when tlsConf is not nil; the
+// server's own errors (failed TLS handshakes among them) go to log.
+func listenHTTP(addr string, h http.Handler, tlsConf *tls.Config, log *slog.Logger, errc chan<- error) (*http.Server, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	bound := lis.Addr().String()
+	if tlsConf != nil {
+		lis = tls.NewListener(lis, tlsConf)
+	}
 	srv := &http.Server{
-		Addr:              lis.Addr().String(),
+		Addr:              bound,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() {
 		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
