@@ -16,6 +16,9 @@ type gatewayConfig struct {
 	authzPort    int
 	ca           string
 	envoyClient  envoytest.Pair
+	// workersTLS: Envoy reaches the workers over mTLS with envoyClient,
+	// checking their certificates for the name helix-worker.
+	workersTLS bool
 	// listenerWatchDir: Envoy reloads the listener's pair when a file is
 	// moved into it (a Kubernetes-style symlink swap; see secretDir).
 	listenerWatchDir string
@@ -28,8 +31,8 @@ type gatewayConfig struct {
 }
 
 // writeGatewayConfig writes helix-xds's config: TLS on the listener, mTLS
-// to helix-authz and (when ratelimitPort is set) helix-ratelimit, workers in
-// plaintext on loopback, and the plans: free (5/s per client per model, and
+// to helix-authz, (when ratelimitPort is set) helix-ratelimit and (when
+// workersTLS) the workers, and the plans: free (5/s per client per model, and
 // clients without a plan) and standard (high enough that load tests never
 // meet it).
 func writeGatewayConfig(t *testing.T, path string, c gatewayConfig) {
@@ -72,6 +75,14 @@ health_check:
     key_file: %s
     server_name: helix-ratelimit
 `, c.ratelimitPort, failureMode(c.failClosed), c.ca, c.envoyClient.CertFile, c.envoyClient.KeyFile)
+	}
+	if c.workersTLS {
+		y += fmt.Sprintf(`workers_tls:
+  ca_file: %s
+  cert_file: %s
+  key_file: %s
+  server_name: helix-worker
+`, c.ca, c.envoyClient.CertFile, c.envoyClient.KeyFile)
 	}
 	if c.corsOrigin != "" {
 		y += fmt.Sprintf("cors:\n  allow_origins: [%q]\n", c.corsOrigin)

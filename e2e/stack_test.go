@@ -57,8 +57,10 @@ type stack struct {
 	// an outage.
 	redis     *redistest.Server
 	ratelimit *proc
-	// gatewayTLS is Envoy's listener certificate.
-	gatewayTLS *secretDir
+	// gatewayTLS is Envoy's listener certificate; workerServer the
+	// workers' (they serve mTLS: Envoy presents envoyClient).
+	gatewayTLS   *secretDir
+	workerServer envoytest.Pair
 }
 
 // stackOptions choose how the stack's worker joins.
@@ -94,6 +96,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	// TestResilience.
 	s.gatewayTLS = newSecretDir(t, dir, s.ca.Issue(t, "gateway", "127.0.0.1", "localhost"))
 	workerClient := s.ca.Issue(t, "worker", "worker")
+	s.workerServer = s.ca.Issue(t, "helix-worker", "helix-worker", "127.0.0.1")
 	ratelimitCert := s.ca.Issue(t, "helix-ratelimit", "helix-ratelimit", "127.0.0.1")
 	ratelimitClient := s.ca.Issue(t, "helix-ratelimit-xds", "helix-ratelimit")
 
@@ -127,6 +130,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	cfg := gatewayConfig{
 		listen: listenPort, listenerCert: s.gatewayTLS.pair(), listenerWatchDir: s.gatewayTLS.dir,
 		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient, ratelimitPort: ratelimitPort,
+		workersTLS: true,
 	}
 	writeGatewayConfig(t, cfgPath, cfg)
 	s.xdsArgs = []string{

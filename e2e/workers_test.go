@@ -27,13 +27,18 @@ type workerSpec struct {
 type worker struct {
 	*proc
 	grpcPort, httpPort int
+	// health reaches the worker's HTTP port directly (mTLS when the
+	// stack's workers serve TLS).
+	health     *http.Client
+	healthBase string
 }
 
 // startWorker starts a helix-worker on free loopback ports; it does not
 // wait for it (waitReady does).
 func (s *stack) startWorker(t *testing.T, spec workerSpec) *worker {
 	t.Helper()
-	w := &worker{grpcPort: freePort(t), httpPort: freePort(t)}
+	w := &worker{grpcPort: freePort(t), httpPort: freePort(t), health: http.DefaultClient}
+	w.healthBase = "http://" + addr(w.httpPort)
 	args := []string{
 		"--model-repository=" + spec.repo, "--model-control-mode=explicit",
 		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
@@ -42,6 +47,13 @@ func (s *stack) startWorker(t *testing.T, spec workerSpec) *worker {
 	}
 	for _, m := range spec.models {
 		args = append(args, "--load-model="+m)
+	}
+	if p := s.workerServer; p.CertFile != "" {
+		// mTLS: Envoy (workers_tls) and this test present the CA's
+		// client certificates.
+		args = append(args, "--tls-cert-file="+p.CertFile, "--tls-key-file="+p.KeyFile, "--client-ca-file="+s.ca.CertFile)
+		w.health = &http.Client{Transport: &http.Transport{TLSClientConfig: s.clientTLS(t, s.workerCert)}}
+		w.healthBase = "https://" + addr(w.httpPort)
 	}
 	if spec.register {
 		args = append(args, "--xds-address="+s.xdsAddr, "--xds-ca-file="+s.ca.CertFile,
@@ -59,7 +71,7 @@ func (w *worker) endpoint() string { return addr(w.grpcPort) }
 func (w *worker) waitReady(t *testing.T) {
 	t.Helper()
 	waitFor(t, w.name+" ready", 60*time.Second, w.proc, func(ctx context.Context) error {
-		_, err := httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://%s/v2/health/ready", addr(w.httpPort)))
+		_, err := httpGet(ctx, w.health, w.healthBase+"/v2/health/ready")
 		return err
 	})
 }
