@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type machine struct {
+	cpu, os, kernel string
+	cores           int
+	memGiB          float64
+}
+
+func readMachine() machine {
+	m := machine{cores: runtime.NumCPU(), cpu: "unknown CPU", os: runtime.GOOS}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.memGiB = kb / (1 << 20)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+				m.os = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func loadAvg() [3]float64 {
+	var l [3]float64
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(b))
+	for i := 0; i < 3 && i < len(f); i++ {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
+// versions are the software measured, for the report.
+type versions struct {
+	envoy, perfAnalyzer, redis, postgres, commit string
+}
+
+func readVersions(ctx context.Context, o *options, envoyBin, dsn string) versions {
+	v := versions{envoy: "unknown", perfAnalyzer: "unknown", redis: "unknown", postgres: "unknown"}
+	run := func(bin string, args ...string) string {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		out, _ := exec.CommandContext(cctx, bin, args...).CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	// "envoy  version: <hash>/1.40.0/Clean/RELEASE/BoringSSL"
+	if _, after, ok := strings.Cut(run(envoyBin, "--version"), "version: "); ok {
+		if parts := strings.Split(strings.TrimSpace(after), "/"); len(parts) > 1 {
+			v.envoy = parts[1] + " (" + strings.Join(parts[2:], "/") + ")"
+		}
+	}
+	// The binary reports "0.0.0 (commit ...)"; deps.sh records the wheel's
+	// version next to it.
+	built := strings.TrimPrefix(run(o.perfAnalyzer, "--version"), "Perf Analyzer Version ")
+	if b, err := os.ReadFile(filepath.Join(".deps", "perf_analyzer", "VERSION")); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			v.perfAnalyzer = f[0] + " (binary: " + firstLine(built) + ")"
+		}
+	}
+	// "Redis server v=7.0.15 sha=..."
+	for _, f := range strings.Fields(run("redis-server", "--version")) {
+		if s, ok := strings.CutPrefix(f, "v="); ok {
+			v.redis = s
+		}
+	}
+	if conn, err := pgx.Connect(ctx, dsn); err == nil {
+		var s string
+		if conn.QueryRow(ctx, "SHOW server_version").Scan(&s) == nil {
+			v.postgres = firstLine(s)
+		}
+		_ = conn.Close(context.Background())
+	}
+	v.commit = gitCommit()
+	return v
+}
+
+// gitCommit names HEAD, and says so when the sources of what is measured
+// differ from it (make build builds the working tree).
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	dirty, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--",
+		"cmd", "xds", "extauthz", "workers", "envoy", "internal", "go.mod", "go.sum").Output()
+	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
+		c += " with uncommitted changes"
+	}
+	return c
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

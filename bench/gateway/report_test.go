@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	xdsserver "github.com/helixflow/helixflow/xds/server"
+	"github.com/helixflow/helixflow/xds/translate"
+)
+
+func TestWriteSection(t *testing.T) {
+	section := beginMarker + "\nnew\n" + endMarker + "\n"
+	other := "<!-- bench-authz:begin -->\nauthz\n<!-- bench-authz:end -->\n"
+	tests := []struct {
+		name, doc, want string
+		wantErr         bool
+	}{
+		{"replaces between markers, keeps the rest", other + beginMarker + "\nold\n" + endMarker + "\ntail\n", other + section + "tail\n", false},
+		{"appends when absent", "# Benchmarks\n\n" + other, "# Benchmarks\n\n" + strings.TrimRight(other, "\n") + "\n\n" + section, false},
+		{"refuses one marker", "a\n" + beginMarker + "\nold\n", "", true},
+		{"refuses markers out of order", endMarker + "\n" + beginMarker + "\n", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "b.md")
+			if err := os.WriteFile(path, []byte(tt.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := writeSection(path, section)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			got, _ := os.ReadFile(path)
+			if tt.wantErr {
+				tt.want = tt.doc // left as it was
+			}
+			if string(got) != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParsePerfCSV(t *testing.T) {
+	const good = "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency,request/response,response wait\n" +
+		"16,4210.5,10,1500,20,3,40,3,5,3601,4500,5000,9876,3700,0,0\n"
+	tests := []struct {
+		name, csv      string
+		rate, p50, p99 float64
+		wantErr        bool
+	}{
+		{"perf_analyzer's columns", good, 4210.5, 3601, 9876, false},
+		{"header only", strings.SplitAfter(good, "\n")[0], 0, 0, 0, true},
+		{"missing p99", "Inferences/Second,p50 latency\n1,2\n", 0, 0, 0, true},
+		{"not a number", "Inferences/Second,p50 latency,p99 latency\nx,2,3\n", 0, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rate, p50, p99, err := parsePerfCSV(strings.NewReader(tt.csv))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && (rate != tt.rate || p50 != tt.p50 || p99 != tt.p99) {
+				t.Errorf("got %v %v %v, want %v %v %v", rate, p50, p99, tt.rate, tt.p50, tt.p99)
+			}
+		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// utime 250 and stime 50 ticks; the command name holds ") (".
+	stat := "1234 (envoy) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 100 1000 10"
+	got, err := parseStatCPU(stat)
+	if err != nil || got != 3*time.Second {
+		t.Fatalf("parseStatCPU = %v, %v; want 3s", got, err)
+	}
+	for _, bad := range []string{"no parens", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u s"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("parseStatCPU(%q) accepted", bad)
+		}
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	tests := []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}, {0, time.Millisecond}}
+	for _, tt := range tests {
+		if got := quantile(ds, tt.q); got != tt.want {
+			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	if got := quantile(nil, 0.5); got != 0 {
+		t.Errorf("quantile(nil) = %v", got)
+	}
+	if ds[0] != 100*time.Millisecond {
+		t.Error("quantile sorted its input")
+	}
+}
+
+func TestParseStats(t *testing.T) {
+	got := parseStats("http.helix.ext_authz.ok: 12\ncluster.x.ratelimit.ok: 3\nserver.version: 1.40\nhist: P0(nan,1)\n")
+	if got["http.helix.ext_authz.ok"] != 12 || got["cluster.x.ratelimit.ok"] != 3 || len(got) != 2 {
+		t.Errorf("parseStats = %v", got)
+	}
+}
+
+func TestRedactArgs(t *testing.T) {
+	got := redactArgs([]string{"-u", "127.0.0.1:1", "-H", "authorization:Bearer secret.jwt.value"})
+	if strings.Contains(got, "secret") || !strings.Contains(got, "authorization:Bearer $TOKEN") {
+		t.Errorf("redactArgs = %q", got)
+	}
+}
+
+func TestDisplayArgs(t *testing.T) {
+	o := &options{window: 5 * time.Second}
+	got := displayArgs(perfArgs(o, &target{url: "127.0.0.1:24862", tls: true}, 16, "/tmp/x/pa.csv", "secret.jwt", "/tmp/x/ca.crt"))
+	want := "-m simple -u HOST:PORT -i grpc -a --concurrency-range C:C --measurement-mode time_windows -p 5000 -s 1000 " +
+		"--warmup-request-count max(20,20*C) -f out.csv --ssl-grpc-use-ssl true --ssl-grpc-root-certifications-file ca.crt " +
+		"-H authorization:Bearer $TOKEN"
+	if got != want {
+		t.Errorf("displayArgs =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestCommas(t *testing.T) {
+	tests := []struct {
+		in   float64
+		want string
+	}{{0, "0"}, {999.4, "999"}, {1000, "1,000"}, {1234567, "1,234,567"}, {-4321, "-4,321"}}
+	for _, tt := range tests {
+		if got := commas(tt.in); got != tt.want {
+			t.Errorf("commas(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// The TLS-only gateway is the translator's output without the two
+// filters: nothing of theirs may remain, the rest must still be a valid,
+// consistent snapshot, and a translator without ext_authz must be noticed.
+func TestWithoutAuthzAndRateLimit(t *testing.T) {
+	res, err := translate.Translate(snapshotGateway(3, 2, 1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := httpFilters(t, res)
+	if !hasType(before, extAuthzType) || !hasType(before, rateLimitType) {
+		t.Fatalf("the translator's filters lack ext_authz or ratelimit: %v", before)
+	}
+	if err := withoutAuthzAndRateLimit(res); err != nil {
+		t.Fatal(err)
+	}
+	after := httpFilters(t, res)
+	if hasType(after, extAuthzType) || hasType(after, rateLimitType) || len(after) != len(before)-2 {
+		t.Errorf("filters after: %v (before: %v)", after, before)
+	}
+	for _, r := range res.Routes {
+		for _, vh := range r.(*routev3.RouteConfiguration).GetVirtualHosts() {
+			if len(vh.GetRateLimits()) > 0 {
+				t.Errorf("virtual host %s keeps rate limits", vh.GetName())
+			}
+			for _, rt := range vh.GetRoutes() {
+				for name := range rt.GetTypedPerFilterConfig() {
+					if strings.Contains(name, "ext_authz") || strings.Contains(name, "ratelimit") {
+						t.Errorf("route %s keeps per-filter config %s", rt.GetName(), name)
+					}
+				}
+			}
+		}
+	}
+	srv, err := xdsserver.New(context.Background(), xdsserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Publish(context.Background(), res); err != nil {
+		t.Errorf("publish the TLS-only resources: %v", err)
+	}
+	if err := withoutAuthzAndRateLimit(res); !errors.Is(err, errNoFilter) {
+		t.Errorf("second strip = %v, want errNoFilter", err)
+	}
+}
+
+func httpFilters(t *testing.T, res *translate.Resources) []string {
+	t.Helper()
+	var out []string
+	for _, r := range res.Listeners {
+		for _, fc := range r.(*listenerv3.Listener).GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				var hcm hcmv3.HttpConnectionManager
+				if f.GetTypedConfig().GetTypeUrl() != hcmType {
+					continue
+				}
+				if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+					t.Fatal(err)
+				}
+				for _, hf := range hcm.GetHttpFilters() {
+					out = append(out, hf.GetTypedConfig().GetTypeUrl())
+				}
+			}
+		}
+	}
+	return out
+}
+
+func hasType(types []string, typ string) bool {
+	for _, s := range types {
+		if s == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func TestParseConcurrencies(t *testing.T) {
+	if got, err := parseConcurrencies("1, 16,64"); err != nil || len(got) != 3 || got[2] != 64 {
+		t.Errorf("parseConcurrencies = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "0", "1,x", "2000"} {
+		if _, err := parseConcurrencies(bad); err == nil {
+			t.Errorf("parseConcurrencies(%q) accepted", bad)
+		}
+	}
+}
