@@ -9,6 +9,11 @@
 # Worker registry (helix-xds):
 #   Inputs:  proto/registry/v1/registry.proto
 #   Outputs: proto/registry/v1/{registry.pb.go,registry_grpc.pb.go}
+# ONNX model format (read by the cuda backend):
+#   Input:   proto/onnx/onnx.proto, the official file as onnx 1.23.2 ships it
+#            (byte for byte; it names no go_package, so the Go package is
+#            given with an M option)
+#   Output:  proto/onnx/onnx.pb.go
 #
 # Code generators are installed at pinned versions into ./.tools/bin. protoc
 # itself comes from the system (Debian's protobuf-compiler); its version is
@@ -69,3 +74,11 @@ generate() {
 
 generate proto/inference proto/inference grpc_service.proto model_config.proto
 generate proto proto/registry/v1 registry/v1/registry.proto
+
+rm -f proto/onnx/*.pb.go
+PATH="$tools:$PATH" protoc --proto_path=proto --plugin=protoc-gen-go=.tools/bin/protoc-gen-go \
+  --go_out=proto --go_opt=paths=source_relative \
+  --go_opt=Monnx/onnx.proto=github.com/helixflow/helixflow/proto/onnx \
+  onnx/onnx.proto
+gofmt -l proto/onnx | { ! grep . ; } || { echo "generated code in proto/onnx is not gofmt-clean" >&2; exit 1; }
+echo "generated: proto/onnx/onnx.pb.go" >&2

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/helixflow/helixflow/workers/backend"
+	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
 	"github.com/helixflow/helixflow/workers/gpu"
 	"github.com/helixflow/helixflow/workers/grpcapi"
@@ -218,7 +219,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		ControlMode:     models.ControlMode(o.controlMode),
 		StartupModels:   o.loadModels,
 		PollInterval:    time.Duration(o.pollSecs) * time.Second,
-		Backends:        map[string]backend.Backend{ort.Name(): ort},
+		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus})},
 		Metrics:         metrics,
 		StrictReadiness: o.strictReadiness,
 		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,

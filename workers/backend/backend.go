@@ -41,6 +41,10 @@ type InstanceSpec struct {
 	// Instances is how many instances of this model the caller creates
 	// (0 means 1), so that a backend can share the cores among them.
 	Instances int
+	// MaxBatchSize is config.pbtxt's max_batch_size: the largest batch
+	// Execute gets (0: the model does not batch), for backends that plan
+	// memory per batch size.
+	MaxBatchSize int
 }
 
 // Backend creates instances of models stored in files it understands.
@@ -52,6 +56,13 @@ type Backend interface {
 	Inspect(ctx context.Context, modelPath string) (inputs, outputs []IO, err error)
 	// NewInstance loads one executable instance of a model.
 	NewInstance(ctx context.Context, spec InstanceSpec) (Instance, error)
+}
+
+// GPUCounter is implemented by backends that run on GPUs: how many GPUs
+// the process sees, for an instance group of kind KIND_GPU that names none
+// (its instances then go on every GPU, as in Triton).
+type GPUCounter interface {
+	GPUCount(ctx context.Context) (int, error)
 }
 
 // Instance executes batches for one model; the scheduler calls Execute from

@@ -370,10 +370,19 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		ModelName: name, ModelVersion: n, ModelPath: path,
 		Inputs: inputs, Outputs: outputs, Device: "cpu",
 		Parameters: parameters(cfg), Instances: repository.Instances(cfg),
+		MaxBatchSize: int(cfg.MaxBatchSize),
+	}
+	places, err := placements(ctx, be, cfg)
+	if err != nil {
+		return nil, err
 	}
 	var instances []backend.Instance
-	for range repository.Instances(cfg) {
-		inst, err := be.NewInstance(ctx, spec)
+	for _, gpu := range places {
+		s := spec
+		if gpu >= 0 {
+			s.Device, s.GPU = "gpu", gpu
+		}
+		inst, err := be.NewInstance(ctx, s)
 		if err != nil {
 			for _, i := range instances {
 				_ = i.Close()
@@ -391,6 +400,44 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		return nil, err
 	}
 	return newVersion(n, cfg, sched, rec)
+}
+
+// placements lists where each instance goes: -1 for the CPU, else a GPU
+// id. A KIND_GPU group puts count instances on each GPU it names, or on
+// every GPU the backend sees when it names none (as Triton does).
+func placements(ctx context.Context, be backend.Backend, cfg *pb.ModelConfig) ([]int, error) {
+	var out []int
+	for i, g := range cfg.InstanceGroup {
+		if g.Kind != pb.ModelInstanceGroup_KIND_GPU {
+			for range g.Count {
+				out = append(out, -1)
+			}
+			continue
+		}
+		gpus := g.Gpus
+		if len(gpus) == 0 {
+			counter, ok := be.(backend.GPUCounter)
+			if !ok {
+				return nil, fmt.Errorf("%w: instance_group[%d] is KIND_GPU but backend %q runs on no GPU", repository.ErrInvalidConfig, i, cfg.Backend)
+			}
+			n, err := counter.GPUCount(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("instance_group[%d] is KIND_GPU but this worker sees no GPU", i)
+			}
+			for id := range n {
+				gpus = append(gpus, int32(id))
+			}
+		}
+		for _, id := range gpus {
+			for range g.Count {
+				out = append(out, int(id))
+			}
+		}
+	}
+	return out, nil
 }
 
 func modelFile(dir string, v int64, cfg *pb.ModelConfig) string {

@@ -50,8 +50,14 @@ func AutoComplete(cfg *pb.ModelConfig, inputs, outputs []backend.IO) {
 			out.Dims = itemShape(io.Shape, batched)
 		}
 	}
+	// The cuda backend's instances go on GPUs; every other backend's on
+	// the CPU.
+	kind := pb.ModelInstanceGroup_KIND_CPU
+	if cfg.Backend == BackendCUDA {
+		kind = pb.ModelInstanceGroup_KIND_GPU
+	}
 	if len(cfg.InstanceGroup) == 0 {
-		cfg.InstanceGroup = []*pb.ModelInstanceGroup{{Count: 1, Kind: pb.ModelInstanceGroup_KIND_CPU}}
+		cfg.InstanceGroup = []*pb.ModelInstanceGroup{{Count: 1, Kind: kind}}
 	}
 	for i, g := range cfg.InstanceGroup {
 		if g.Name == "" {
@@ -61,7 +67,7 @@ func AutoComplete(cfg *pb.ModelConfig, inputs, outputs []backend.IO) {
 			g.Count = 1
 		}
 		if g.Kind == pb.ModelInstanceGroup_KIND_AUTO {
-			g.Kind = pb.ModelInstanceGroup_KIND_CPU
+			g.Kind = kind
 		}
 	}
 }
@@ -124,9 +130,21 @@ func Validate(cfg *pb.ModelConfig, inputs, outputs []backend.IO) error {
 		if g.Count < 0 {
 			return fmt.Errorf("%w: instance_group[%d].count %d is negative", ErrInvalidConfig, i, g.Count)
 		}
-		if g.Kind != pb.ModelInstanceGroup_KIND_CPU {
-			return fmt.Errorf("%w: instance_group[%d].kind %s is not supported by the %s backend (use KIND_CPU)",
-				ErrInvalidConfig, i, g.Kind, cfg.Backend)
+		want := pb.ModelInstanceGroup_KIND_CPU
+		if cfg.Backend == BackendCUDA {
+			want = pb.ModelInstanceGroup_KIND_GPU
+		}
+		if g.Kind != want {
+			return fmt.Errorf("%w: instance_group[%d].kind %s is not supported by the %s backend (use %s)",
+				ErrInvalidConfig, i, g.Kind, cfg.Backend, want)
+		}
+		if len(g.Gpus) > 0 && want != pb.ModelInstanceGroup_KIND_GPU {
+			return fmt.Errorf("%w: instance_group[%d].gpus is set but the kind is %s", ErrInvalidConfig, i, g.Kind)
+		}
+		for _, id := range g.Gpus {
+			if id < 0 {
+				return fmt.Errorf("%w: instance_group[%d].gpus %v: GPU ids are not negative", ErrInvalidConfig, i, g.Gpus)
+			}
 		}
 	}
 	return nil

@@ -63,6 +63,9 @@ const (
 	PlatformONNX    = "onnxruntime_onnx"
 	BackendONNX     = "onnxruntime"
 	DefaultONNXFile = "model.onnx"
+	// BackendCUDA runs ONNX models on NVIDIA GPUs (workers/backend/cuda);
+	// its platform is empty or onnxruntime_onnx (the model format).
+	BackendCUDA = "cuda"
 )
 
 // Normalize fills what Triton derives from the folder before looking at the
@@ -84,9 +87,10 @@ func Normalize(cfg *pb.ModelConfig, folderName string) error {
 	case cfg.Backend == BackendONNX && cfg.Platform == "":
 		cfg.Platform = PlatformONNX
 	case cfg.Backend == BackendONNX && cfg.Platform == PlatformONNX:
+	case cfg.Backend == BackendCUDA && (cfg.Platform == "" || cfg.Platform == PlatformONNX):
 	default:
-		return fmt.Errorf("%w: backend %q / platform %q is not supported (supported: backend %q, platform %q)",
-			ErrInvalidConfig, cfg.Backend, cfg.Platform, BackendONNX, PlatformONNX)
+		return fmt.Errorf("%w: backend %q / platform %q is not supported (supported: backend %q or %q, platform %q)",
+			ErrInvalidConfig, cfg.Backend, cfg.Platform, BackendONNX, BackendCUDA, PlatformONNX)
 	}
 	if cfg.DefaultModelFilename == "" {
 		cfg.DefaultModelFilename = DefaultONNXFile

@@ -86,6 +86,9 @@ func TestNormalize(t *testing.T) {
 		{"platform only", &pb.ModelConfig{Platform: PlatformONNX}, ""},
 		{"name mismatch", &pb.ModelConfig{Name: "other"}, "does not match the model folder"},
 		{"tensorflow", &pb.ModelConfig{Platform: "tensorflow_savedmodel"}, "not supported"},
+		{"cuda", &pb.ModelConfig{Backend: BackendCUDA}, ""},
+		{"cuda with the onnx platform", &pb.ModelConfig{Backend: BackendCUDA, Platform: PlatformONNX}, ""},
+		{"cuda with another platform", &pb.ModelConfig{Backend: BackendCUDA, Platform: "tensorrt_plan"}, "not supported"},
 		{"path filename", &pb.ModelConfig{DefaultModelFilename: "../x.onnx"}, "must be a file name"},
 		{"negative batch", &pb.ModelConfig{MaxBatchSize: -1}, "negative"},
 		{"sequence", &pb.ModelConfig{SchedulingChoice: &pb.ModelConfig_SequenceBatching{SequenceBatching: &pb.ModelSequenceBatching{}}}, "sequence_batching"},
@@ -97,7 +100,7 @@ func TestNormalize(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tt.cfg.Name != "m" || tt.cfg.Backend != BackendONNX || tt.cfg.DefaultModelFilename != DefaultONNXFile {
+				if tt.cfg.Name != "m" || (tt.cfg.Backend != BackendONNX && tt.cfg.Backend != BackendCUDA) || tt.cfg.DefaultModelFilename != DefaultONNXFile {
 					t.Fatalf("normalized to %v", tt.cfg)
 				}
 				return
@@ -211,6 +214,18 @@ func TestValidate(t *testing.T) {
 		{"unknown output", func(c *pb.ModelConfig) { c.Output[1].Name = "Y" }, nil, `output "Y" is not an output`},
 		{"preferred over max", func(c *pb.ModelConfig) { c.GetDynamicBatching().PreferredBatchSize = []int32{16} }, nil, "preferred_batch_size 16"},
 		{"gpu kind", func(c *pb.ModelConfig) { c.InstanceGroup[0].Kind = pb.ModelInstanceGroup_KIND_GPU }, nil, "KIND_GPU is not supported"},
+		{"cuda on gpus", func(c *pb.ModelConfig) {
+			c.Backend = BackendCUDA
+			c.InstanceGroup[0].Kind = pb.ModelInstanceGroup_KIND_GPU
+			c.InstanceGroup[0].Gpus = []int32{0, 1}
+		}, nil, ""},
+		{"cuda on the cpu", func(c *pb.ModelConfig) { c.Backend = BackendCUDA }, nil, "KIND_CPU is not supported by the cuda backend (use KIND_GPU)"},
+		{"negative gpu", func(c *pb.ModelConfig) {
+			c.Backend = BackendCUDA
+			c.InstanceGroup[0].Kind = pb.ModelInstanceGroup_KIND_GPU
+			c.InstanceGroup[0].Gpus = []int32{-1}
+		}, nil, "instance_group[0].gpus [-1]"},
+		{"gpus on the cpu", func(c *pb.ModelConfig) { c.InstanceGroup[0].Gpus = []int32{0} }, nil, "gpus is set but the kind is KIND_CPU"},
 		{"batching on fixed model", func(*pb.ModelConfig) {}, fixedIn, "no variable batch dimension"},
 		{"dynamic without batching", func(c *pb.ModelConfig) { c.MaxBatchSize = 0 }, fixedIn, "dims [16], the model's shape is [1 16]"},
 		{"reshape", func(c *pb.ModelConfig) {
@@ -293,4 +308,20 @@ func FuzzParseConfig(f *testing.F) {
 		_ = Validate(cfg, simpleIO.in, simpleIO.out)
 		_, _ = SelectVersions([]int64{1, 2, 3}, cfg.VersionPolicy)
 	})
+}
+
+func TestAutoCompleteCUDAGoesOnGPUs(t *testing.T) {
+	cfg := &pb.ModelConfig{Name: "m", Backend: BackendCUDA}
+	AutoComplete(cfg, simpleIO.in, simpleIO.out)
+	if len(cfg.InstanceGroup) != 1 || cfg.InstanceGroup[0].Kind != pb.ModelInstanceGroup_KIND_GPU {
+		t.Fatalf("instance groups %v, want one KIND_GPU group", cfg.InstanceGroup)
+	}
+	auto := &pb.ModelConfig{Name: "m", Backend: BackendCUDA, InstanceGroup: []*pb.ModelInstanceGroup{{Kind: pb.ModelInstanceGroup_KIND_AUTO}}}
+	AutoComplete(auto, simpleIO.in, simpleIO.out)
+	if auto.InstanceGroup[0].Kind != pb.ModelInstanceGroup_KIND_GPU {
+		t.Errorf("KIND_AUTO became %s for the cuda backend", auto.InstanceGroup[0].Kind)
+	}
+	if err := Validate(cfg, simpleIO.in, simpleIO.out); err != nil {
+		t.Error(err)
+	}
 }
