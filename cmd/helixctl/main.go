@@ -6,6 +6,7 @@
 //	helixctl apikeys create|list|revoke ...
 //	helixctl keys rotate
 //	helixctl status                          [--xds-status-url URL]
+//	helixctl alerts list|silence             [--alertmanager-url URL]
 //	helixctl pki init                        [--dir .helix/pki] [--force]
 //
 // The admin API is found through --admin-url/--admin-token or
@@ -54,6 +55,7 @@ commands:
   keys     rotate                             create the next token-signing key
   pki      init                               create the local development CA and certificates
   status                                      helix-xds: config versions, connected Envoys, rejected configs
+  alerts   list|silence                       Alertmanager's alerts; silence some
 
 Run "helixctl <command> <subcommand> -h" for the flags of one.`
 
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runKeys(ctx, sub, rest, out)
 	case "pki":
 		return runPKI(ctx, sub, rest, out)
+	case "alerts":
+		return runAlerts(ctx, sub, rest, out)
 	}
 	return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
 }

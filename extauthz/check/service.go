@@ -110,9 +110,14 @@ type Config struct {
 	// Logger (slog.Default when nil). Denials are logged at debug level,
 	// backend failures at warn; never a credential.
 	Logger *slog.Logger
-	// Metrics registers helix_authz_checks_total and
-	// helix_authz_check_duration_seconds when set.
+	// Metrics registers helix_authz_checks_total,
+	// helix_authz_check_duration_seconds and
+	// helix_authz_client_requests_total when set.
 	Metrics prometheus.Registerer
+	// MaxClientLabels and MaxModelLabels bound the distinct client and
+	// model values of helix_authz_client_requests_total (0: 1000 and 200);
+	// later values are counted as "_other".
+	MaxClientLabels, MaxModelLabels int
 }
 
 // Service implements envoy.service.auth.v3.Authorization.
@@ -137,7 +142,7 @@ func New(cfg Config) *Service {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.metrics = newMetrics(cfg.Metrics, s.log)
+	s.metrics = newMetrics(cfg.Metrics, s.log, cfg.MaxClientLabels, cfg.MaxModelLabels)
 	return s
 }
 
@@ -150,27 +155,27 @@ func (s *Service) Register(gs grpc.ServiceRegistrar) {
 // (an RPC error would leave the decision to Envoy's failure mode).
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
-	resp, result, reason := s.check(ctx, req)
-	s.metrics.observe(result, reason, time.Since(start))
+	resp, dec := s.check(ctx, req)
+	s.metrics.observe(dec, time.Since(start))
 	return resp, nil
 }
 
-func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, string, string) {
+func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, decision) {
 	r := req.GetAttributes().GetRequest().GetHttp()
 	if r == nil {
 		d := forbidden("no_http_attributes", "route not allowed")
-		return deniedResponse(d, false), d.result(), d.reason
+		return deniedResponse(d, false), decision{result: d.result(), reason: d.reason}
 	}
 	h := readHeaders(r)
 	grpcCaller := isGRPC(h.contentType)
-	deny := func(d denial, p *Principal, t target) (*authv3.CheckResponse, string, string) {
+	deny := func(d denial, p *Principal, t target, routed bool) (*authv3.CheckResponse, decision) {
 		s.logDenial(ctx, d, p, t)
-		return deniedResponse(d, grpcCaller), d.result(), d.reason
+		return deniedResponse(d, grpcCaller), decision{result: d.result(), reason: d.reason, principal: p, target: t, routed: routed}
 	}
 
 	p, authMethod, d := s.authenticate(ctx, &h)
 	if d != nil {
-		return deny(*d, nil, target{})
+		return deny(*d, nil, target{}, false)
 	}
 	body := r.GetRawBody()
 	if len(body) == 0 && r.GetBody() != "" {
@@ -178,12 +183,12 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	}
 	t, err := parseTarget(r.GetMethod(), r.GetPath(), body, grpcCaller)
 	if err != nil {
-		return deny(targetDenial(err), p, t)
+		return deny(targetDenial(err), p, t, false)
 	}
 	if d := authorize(p, t); d != nil {
-		return deny(*d, p, t)
+		return deny(*d, p, t, true)
 	}
-	return okResponse(p, t, &h, authMethod), resultOK, "ok"
+	return okResponse(p, t, &h, authMethod), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
 }
 
 // authenticate finds and checks the request's credential. It returns the

@@ -428,6 +428,10 @@ func (m *Manager) needsRotation(now time.Time) bool {
 	return true
 }
 
+// RotationPeriod is how long a key signs before its successor takes over
+// (the configured period, or its default).
+func (m *Manager) RotationPeriod() time.Duration { return m.cfg.RotationPeriod }
+
 // Age is how long the current key has been signing, for the
 // key-past-rotation alert; 0 when none signs.
 func (m *Manager) Age() time.Duration {

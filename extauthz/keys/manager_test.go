@@ -344,3 +344,19 @@ func TestRotateWithConcurrentReloadKeepsTheNewKey(t *testing.T) {
 		t.Fatal("rotation retired the key it created")
 	}
 }
+
+// TestRotationPeriodMetricSource: RotationPeriod reports what the alert on
+// key age compares with, the default included.
+func TestRotationPeriodMetricSource(t *testing.T) {
+	for _, c := range []struct {
+		set, want time.Duration
+	}{{0, 24 * time.Hour}, {2 * time.Hour, 2 * time.Hour}} {
+		m, err := New(Config{Store: newMemStore(), KEK: testKEK(), RotationPeriod: c.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.RotationPeriod(); got != c.want {
+			t.Errorf("RotationPeriod with %v = %v, want %v", c.set, got, c.want)
+		}
+	}
+}

@@ -103,11 +103,21 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "helix_authz_signing_key_age_seconds",
-			Help: "How long the current token-signing key has been signing.",
-		}, func() float64 { return km.Age().Seconds() })); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
+		for _, g := range []prometheus.Collector{
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "helix_authz_signing_key_age_seconds",
+				Help: "How long the current token-signing key has been signing; 0 when no key signs.",
+			}, func() float64 { return km.Age().Seconds() }),
+			// With the age, the key-past-rotation alert needs no copy of
+			// --rotation-period.
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "helix_authz_signing_key_rotation_period_seconds",
+				Help: "How long a signing key signs before its successor takes over (--rotation-period).",
+			}, func() float64 { return km.RotationPeriod().Seconds() }),
+		} {
+			if err := cfg.Registerer.Register(g); err != nil {
+				return nil, fmt.Errorf("register metrics: %w", err)
+			}
 		}
 	}
 	s := &Server{

@@ -50,6 +50,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"type"}),
 	}
+	// The NACK alert takes increase() of this counter: a series that first
+	// appears at 1 would hide the first NACK after a start, so every type
+	// helix-xds serves starts at 0.
+	for _, t := range []string{"listener", "route", "cluster", "endpoint", "secret", "ratelimit_config"} {
+		m.nacks.WithLabelValues(t)
+	}
 	if reg == nil {
 		return m, nil
 	}
