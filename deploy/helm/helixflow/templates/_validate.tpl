@@ -1,0 +1,55 @@
+{{- /*
+helixflow.validate: cross-field checks that values.schema.json cannot
+express, included first by every template so that these messages, which
+name the value, win over any later failure. Renders nothing.
+*/ -}}
+{{- define "helixflow.validate" -}}
+{{- $v := .Values -}}
+{{- if not $v.images.registry -}}
+{{- range $k := list "worker" "authz" "xds" "helixctl" "ratelimit" -}}
+{{- if not (index $v.images $k | default dict).repository -}}
+{{- fail (printf "images.registry: required (the registry that `make images REGISTRY=...` pushed to), or images.%s.repository" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $v.gateway.hosts -}}
+{{- fail "gateway.hosts: required (the public DNS names clients use for the gateway)" -}}
+{{- end -}}
+{{- $_ := include "helixflow.issuerHost" . -}}
+{{- include "helixflow.requireSecret" (list $v.authz.secrets.database "authz.secrets.database") -}}
+{{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
+{{- if $v.ratelimit.enabled -}}
+{{- include "helixflow.requireSecret" (list $v.redis.auth "redis.auth") -}}
+{{- if and $v.ratelimit.defaultPlan (not (hasKey $v.gateway.config.plans $v.ratelimit.defaultPlan)) -}}
+{{- fail (printf "ratelimit.defaultPlan: %q is not a plan in gateway.config.plans" $v.ratelimit.defaultPlan) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $v.workers.pools -}}
+{{- fail "workers.pools: at least one worker pool is required" -}}
+{{- end -}}
+{{- $names := dict -}}
+{{- range $i, $p := $v.workers.pools -}}
+{{- if hasKey $names $p.name -}}
+{{- fail (printf "workers.pools[%d].name: %q is used by another pool" $i $p.name) -}}
+{{- end -}}
+{{- $_ := set $names $p.name true -}}
+{{- if and (gt (int ($p.gpus | default 0)) 0) (not $v.gpu.enabled) -}}
+{{- fail (printf "workers.pools[%d].gpus: pool %q asks for %v GPUs but gpu.enabled is false (the cluster has no GPU node pool configured)" $i $p.name $p.gpus) -}}
+{{- end -}}
+{{- $repo := $p.modelRepository | default dict -}}
+{{- if eq (len (keys $repo)) 0 -}}
+{{- fail (printf "workers.pools[%d].modelRepository: required (persistentVolumeClaim or image)" $i) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.networkPolicy.enabled -}}
+{{- if not $v.networkPolicy.postgres.cidrs -}}
+{{- fail "networkPolicy.postgres.cidrs: required while networkPolicy.enabled (the CIDRs of the Postgres server helix-authz uses)" -}}
+{{- end -}}
+{{- if and $v.ratelimit.enabled (eq $v.redis.mode "external") (not $v.networkPolicy.externalRedis.cidrs) -}}
+{{- fail "networkPolicy.externalRedis.cidrs: required with redis.mode external while networkPolicy.enabled" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.tls.certManager.enabled (not $v.tls.certManager.createIssuer) (not $v.tls.certManager.issuerRef.name) -}}
+{{- fail "tls.certManager.issuerRef.name: required when tls.certManager.createIssuer is false" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,28 @@
+terraform {
+  required_version = ">= 1.9.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 6.0"
+    }
+    helm = {
+      source  = "hashicorp/helm"
+      version = "~> 3.0"
+    }
+    kubernetes = {
+      source  = "hashicorp/kubernetes"
+      version = ">= 2.36.0, < 4.0.0"
+    }
+  }
+
+  # Keep the state (it holds the database and Redis passwords and the KEK)
+  # in an encrypted, access-controlled backend, e.g.:
+  # backend "s3" {
+  #   bucket       = "acme-tofu-state"
+  #   key          = "helixflow/aws.tfstate"
+  #   region       = "eu-west-1"
+  #   encrypt      = true
+  #   use_lockfile = true
+  # }
+}

@@ -1,0 +1,95 @@
+variable "name" {
+  description = "Name of the deployment (prefix of every Azure resource; letters and digits)."
+  type        = string
+  default     = "helixflow"
+}
+
+variable "subscription_id" {
+  description = "Azure subscription id."
+  type        = string
+}
+
+variable "location" {
+  description = "Azure region."
+  type        = string
+}
+
+variable "api_authorized_cidrs" {
+  description = "CIDRs allowed to reach the Kubernetes API (where you run tofu and kubectl)."
+  type        = list(string)
+}
+
+variable "admin_group_object_ids" {
+  description = "Entra ID groups that administer the cluster; the identity running tofu must be in one."
+  type        = list(string)
+}
+
+variable "gpu_enabled" {
+  description = "Create the GPU node pool."
+  type        = bool
+  default     = true
+}
+
+variable "gpu_vm_size" {
+  description = "GPU VM size (docs/deploy.md, sizing)."
+  type        = string
+  default     = "Standard_NC24ads_A100_v4"
+}
+
+variable "tags" {
+  description = "Tags on every Azure resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "image_registry" {
+  description = "Registry the images were pushed to (make images REGISTRY=...)."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Tag of the images (make images VERSION=...)."
+  type        = string
+}
+
+variable "gateway_host" {
+  description = "Public DNS name of the gateway."
+  type        = string
+}
+
+variable "auth_host" {
+  description = "Public DNS name of the token server."
+  type        = string
+}
+
+variable "client_cidrs" {
+  description = "CIDRs allowed to reach the load balancers; empty: any."
+  type        = list(string)
+  default     = []
+}
+
+variable "public_issuer" {
+  description = "Existing cert-manager ClusterIssuer for the public certificates; empty: the internal CA."
+  type        = string
+  default     = ""
+}
+
+variable "model_repository" {
+  description = "The workers' model repository: pvc_claim_name or image."
+  type = object({
+    pvc_claim_name = optional(string, "")
+    image          = optional(string, "")
+  })
+}
+
+variable "worker_pools" {
+  description = "Worker pools (name, models, replicas, gpus, cpu, memory)."
+  type = list(object({
+    name     = string
+    models   = list(string)
+    replicas = optional(number, 2)
+    gpus     = optional(number, 0)
+    cpu      = optional(string, "2")
+    memory   = optional(string, "4Gi")
+  }))
+}
