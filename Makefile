@@ -13,9 +13,9 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 BIN     := bin
 MODELS  := models
-BINARIES := helix-worker helix-authz helixctl helix-xds
+BINARIES := helix-worker helix-authz helixctl helix-xds # and helix-ratelimit, built from its own module
 
-.PHONY: deps deps-bench build proto models run test test-go test-race test-interop test-authz fuzz lint bench bench-worker bench-authz clean
+.PHONY: deps deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
 
 deps: ## install Debian packages, the Python venv and ONNX Runtime
 	bash scripts/deps.sh
@@ -41,6 +41,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 	cd cmd/helix-ratelimit && $(GO) vet ./...
+	cd grafana && $(GO) vet ./... # a module of its own (see its go.mod)
 
 test-go: deps
 	$(GO) test -count=1 ./...
@@ -58,15 +59,26 @@ test-interop: deps build models ## tritonclient + perf_analyzer against a real h
 test-authz: deps build ## requests-oauthlib + PyJWT against a real helix-authz on a real Postgres
 	$(VENV)/bin/pytest -q tests/authz
 
+test-alerts: ## alerts/ with promtool and amtool; grafana/'s dashboards and their PromQL (docs/observability.md)
+	promtool check config alerts/prometheus.yml
+	promtool test rules alerts/tests/*_test.yml
+	amtool check-config alerts/alertmanager.yml alerts/alertmanager.local.yml
+	cd grafana && $(GO) test -count=1 ./...
+
+dashboards: ## regenerate grafana/dashboards/*.json from the Go code in grafana/
+	cd grafana && $(GO) run . -out dashboards
+
 test: deps lint build models ## everything
 	$(GO) test -count=1 ./...
 	cd cmd/helix-ratelimit && $(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory test-alerts
+	bash deploy/check/test.sh
 	$(GO) test -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
 	bash scripts/fuzz.sh 5s
 	$(VENV)/bin/pytest -q tests/interop
 	$(VENV)/bin/pytest -q tests/authz
 
-bench: bench-worker bench-authz
+bench: bench-worker bench-authz bench-gateway
 
 bench-worker: deps deps-bench build models ## helix-worker vs MLServer vs direct ONNX Runtime
 	$(PY) bench/bench_worker.py --write docs/benchmarks.md
@@ -77,6 +89,34 @@ bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance v
 	@test -x $(HYDRA) || { echo "building Ory Hydra v2.3.0 from bench/hydra into $(HYDRA) (first time: several minutes)"; \
 	  cd bench/hydra && $(GO) build -trimpath -ldflags '-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0' -o ../../$(HYDRA) github.com/ory/hydra/v2; }
 	$(GO) run ./bench/authz --write docs/benchmarks.md
+
+bench-gateway: deps build models ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz + ratelimit), convergence, snapshot build (about 5 minutes)
+	$(GO) run ./bench/gateway --write docs/benchmarks.md
+
+gpu-check: deps models ## build the self-contained GPU check bundle into .gpu-check/ (run it on a GPU machine: scripts/gpu-check/README.md)
+	bash scripts/gpu-check/bundle.sh
+
+# Deployment (docs/deploy.md): container images, the Helm chart
+# (deploy/helm/helixflow) and Terraform (terraform/).
+REGISTRY ?=
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGES   := helix-worker helix-worker-cuda helix-authz helix-xds helixctl helix-ratelimit
+
+.PHONY: images test-deploy deps-deploy
+
+deps-deploy: ## the deployment checks' tools only: Helm, OpenTofu, tflint into .tools/, checkov and hadolint into .venv-deploy
+	bash scripts/deps.sh deploy
+
+images: ## build the images with a Docker engine: make images REGISTRY=registry/path [VERSION=...] [PUSH=1]
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers (docker info failed); build where one runs. make test-deploy checks the Dockerfiles without one."; exit 1; }
+	@test -n "$(REGISTRY)" || { echo "make images: set REGISTRY, e.g. REGISTRY=ghcr.io/acme/helixflow"; exit 1; }
+	for i in $(IMAGES); do \
+	  docker build -f deploy/images/$$i.Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY)/$$i:$(VERSION) . || exit 1; \
+	  if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$i:$(VERSION) || exit 1; fi; \
+	done
+
+test-deploy: deps-deploy ## offline checks of the chart, Dockerfiles and Terraform (deploy/check/test.sh)
+	bash deploy/check/test.sh
 
 clean:
 	rm -rf $(BIN)

