@@ -208,10 +208,12 @@ def cuda_library_dirs():
 
 class Worker:
     def __init__(self, repo, logpath, env):
-        self.grpc, self.http = free_port(), free_port()
+        self.grpc, self.http, self.metrics = free_port(), free_port(), free_port()
         self.log = open(logpath, "w")
+        # Metrics on: the GPU metrics (issue 5) are scraped after the runs.
         cmd = [os.path.join(BIN, "helix-worker"), "--model-repository", repo,
-               "--grpc-port", str(self.grpc), "--http-port", str(self.http), "--allow-metrics=false",
+               "--grpc-port", str(self.grpc), "--http-port", str(self.http),
+               "--metrics-port", str(self.metrics), "--metrics-address", "127.0.0.1",
                "--grpc-address", "127.0.0.1", "--http-address", "127.0.0.1",
                "--strict-readiness=false", "--log-format", "json", "--max-request-bytes", str(1 << 30),
                "--onnxruntime-library", os.path.join(BIN, "lib", "libonnxruntime.so")]
@@ -240,6 +242,10 @@ class Worker:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
 
+    def scrape(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            return r.read().decode()
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -247,6 +253,29 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+# GPU metrics the worker must export on a GPU (docs/gpu-metrics.md): a few of
+# dcgm-exporter's names with their labels, and Triton's.
+GPU_METRICS = ["DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_GPU_TEMP",
+               "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK",
+               "nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage"]
+
+
+def check_gpu_metrics(text):
+    """What /metrics says about the GPUs: each expected name present with a
+    UUID label, and helix_gpu_count."""
+    found, count = {}, None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name == "helix_gpu_count":
+            count = float(line.rsplit(" ", 1)[1])
+        if name in GPU_METRICS and ("UUID=\"GPU-" in line or "gpu_uuid=\"GPU-" in line):
+            found.setdefault(name, line)
+    missing = [n for n in GPU_METRICS if n not in found]
+    return {"ok": bool(count) and not missing, "gpu_count": count, "missing": missing, "samples": found}
 
 
 def client(*args, timeout=600):
@@ -479,6 +508,9 @@ def main():
     if failed:
         log(f"{len(failed)} correctness checks FAILED")
         sys.exit(1)
+    if args.backend == "cuda" and not results.get("gpu_metrics", {}).get("ok"):
+        log("the worker's GPU metrics check FAILED:", json.dumps(results.get("gpu_metrics")))
+        sys.exit(1)
 
 
 def serve(args, results, worker, entries, work, bench_secs, over_budget):
@@ -546,6 +578,13 @@ def serve(args, results, worker, entries, work, bench_secs, over_budget):
                     r = {"model": name, "batch": batch, "concurrency": conc, "error": str(e)}
                 results["throughput"].append(r)
                 log(f"grpc {name} batch {batch} concurrency {conc}: {r.get('items_per_s', 0):.0f} items/s, p50 {r.get('p50_ms', 0):.3f} ms")
+
+    # The worker's GPU metrics, after the GPU did some work.
+    try:
+        results["gpu_metrics"] = check_gpu_metrics(worker.scrape())
+    except OSError as e:
+        results["gpu_metrics"] = {"ok": False, "error": str(e)}
+    log("gpu metrics:", json.dumps({k: v for k, v in results["gpu_metrics"].items() if k != "samples"}))
 
 
 def run_torch(results, torch, entries, secs, over_budget):
@@ -666,6 +705,10 @@ def markdown(results):
         worst = max(c["outputs"].items(), key=lambda kv: kv[1]["rel_err"]) if c["outputs"] else ("-", {"rel_err": float("nan")})
         out.append(f"| {c['model']} | {c['batch']} | {worst[0]} | {worst[1]['rel_err']:.1e} | {c['tolerance']:.0e} | "
                    f"{'yes' if c['ok'] else 'NO ' + c.get('error', '')} |")
+    gm = results.get("gpu_metrics", {})
+    out += ["", f"GPU metrics on the worker's /metrics: {'ok' if gm.get('ok') else 'NOT OK'} "
+            f"(helix_gpu_count {gm.get('gpu_count')}; missing: {', '.join(gm.get('missing', [])) or 'none'}"
+            f"{'; error: ' + gm['error'] if 'error' in gm else ''})."]
     out += ["", "Repository index:", ""]
     for m in results["index"]:
         out.append(f"- {m['name']}: {m.get('state')} {m.get('reason', '')}".rstrip())
