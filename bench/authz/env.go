@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -11,65 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 )
-
-type machine struct {
-	cpu, os, kernel string
-	cores           int
-	memGiB          float64
-}
-
-func readMachine() machine {
-	m := machine{cores: runtime.NumCPU(), cpu: "unknown CPU", os: runtime.GOOS}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.memGiB = kb / (1 << 20)
-			}
-		}
-	}
-	if b, err := os.ReadFile("/etc/os-release"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
-				m.os = strings.Trim(v, `"`)
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.kernel = strings.TrimSpace(string(b))
-	}
-	return m
-}
-
-func loadAvg() [3]float64 {
-	var l [3]float64
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return l
-	}
-	f := strings.Fields(string(b))
-	for i := 0; i < 3 && i < len(f); i++ {
-		l[i], _ = strconv.ParseFloat(f[i], 64)
-	}
-	return l
-}
 
 func postgresVersion(ctx context.Context, dsn string) string {
 	conn, err := pgx.Connect(ctx, dsn)
@@ -97,7 +45,7 @@ func postgresCPU(dataDir string) func() time.Duration {
 		if err != nil {
 			return 0
 		}
-		total, _ := procCPU(pm)
+		total, _ := sysinfo.ProcCPU(pm)
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {
 			pid, err := strconv.Atoi(e.Name())
@@ -111,7 +59,7 @@ func postgresCPU(dataDir string) func() time.Duration {
 			s := string(st)
 			f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 			if len(f) > 1 && f[1] == strconv.Itoa(pm) {
-				c, _ := procCPU(pid)
+				c, _ := sysinfo.ProcCPU(pid)
 				total += c
 			}
 		}

@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 )
 
 // op is one request of a load run; an error means the answer was wrong.
@@ -95,7 +93,7 @@ func runLoad(ctx context.Context, callers int, d time.Duration, pid int, do op) 
 	var ok, errs atomic.Int64
 	var errOnce sync.Once
 	var firstErr error
-	srv0, err := procCPU(pid)
+	srv0, err := sysinfo.ProcCPU(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +124,7 @@ func runLoad(ctx context.Context, callers int, d time.Duration, pid int, do op) 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	srv1, err := procCPU(pid)
+	srv1, err := sysinfo.ProcCPU(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -136,28 +134,6 @@ func runLoad(ctx context.Context, callers int, d time.Duration, pid int, do op) 
 	}
 	s.rates = []float64{s.rate()}
 	return s, nil
-}
-
-// procCPU is the user+system CPU time of process pid so far.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
-	}
-	// The command name (field 2) may hold spaces; fields count from the
-	// closing parenthesis.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("cpu time of %d: short /proc stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("cpu time of %d: bad /proc stat", pid)
-	}
-	// USER_HZ is 100 on every Linux this runs on.
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 func selfCPU() time.Duration {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/pgtest"
 )
 
@@ -128,7 +129,7 @@ type point struct {
 type outcome struct {
 	started, finished time.Time
 	before, after     [3]float64
-	machine           machine
+	machine           sysinfo.Machine
 	hydraVersion      string
 	hydraHash         string
 	helixTokenHeader  map[string]any
@@ -139,7 +140,7 @@ type outcome struct {
 }
 
 func run(ctx context.Context, o *options) (err error) {
-	out := &outcome{started: time.Now().UTC(), before: loadAvg(), machine: readMachine()}
+	out := &outcome{started: time.Now().UTC(), before: sysinfo.LoadAvg(), machine: sysinfo.ReadMachine()}
 	logf("load average before: %.2f %.2f %.2f", out.before[0], out.before[1], out.before[2])
 
 	tmp, err := os.MkdirTemp("", "bench-authz-")
@@ -285,7 +286,7 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 	}
 
-	out.after, out.finished = loadAvg(), time.Now().UTC()
+	out.after, out.finished = sysinfo.LoadAvg(), time.Now().UTC()
 	logf("load average after: %.2f %.2f %.2f", out.after[0], out.after[1], out.after[2])
 	section := report(o, out)
 	fmt.Println(section)

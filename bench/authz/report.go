@@ -31,7 +31,7 @@ func report(o *options, out *outcome) string {
 	cmd := strings.TrimSpace("go run ./bench/authz " + strings.Join(o.args, " "))
 	w("Run %s with `%s` (`make bench-authz`); it took %.0f s.\n\n", out.started.Format("2006-01-02 15:04 MST"), cmd, out.finished.Sub(out.started).Seconds())
 	w("Machine: %s, %d cores, %.1f GiB memory, %s, Linux %s. Load average (1 min) %.2f before the run and %.2f after: the machine is shared with other work, and the load generator runs on the same cores as the servers.\n\n",
-		m.cpu, m.cores, m.memGiB, m.os, m.kernel, out.before[0], out.after[0])
+		m.CPU, m.Cores, m.MemGiB, m.OS, m.Kernel, out.before[0], out.after[0])
 	w("Software: helix-authz (%s) at commit %s, built with %s; Ory Hydra %s (module `github.com/ory/hydra/v2` from bench/hydra/go.mod, built with the same Go; `hydra version`: %s); PostgreSQL %s (internal/pgtest, fsync off).\n\n",
 		o.helixBin, gitCommit(), runtime.Version(), hydraVersion, out.hydraVersion, out.postgres)
 
@@ -57,7 +57,7 @@ func report(o *options, out *outcome) string {
 				perOp(r.serverCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
 		}
 	}
-	w("\nServer CPU and client CPU: CPU-seconds per second while measuring (%d.00 would be every core).\n\n", m.cores)
+	w("\nServer CPU and client CPU: CPU-seconds per second while measuring (%d.00 would be every core).\n\n", m.Cores)
 
 	w("### Token issuance: helix-authz vs Ory Hydra\n\n")
 	w("| callers | server | tokens/s | p50 (us) | p99 (us) | server CPU | server CPU per token (us) | Postgres CPU per token (us) | client CPU | spread | errors |\n")
@@ -108,7 +108,7 @@ func report(o *options, out *outcome) string {
 	}
 	if floorP99 > goalCheckP99 {
 		w("\nThe p99 goal is out of reach of any server on this machine: the no-op server, which does nothing, has a p99 of %s us at %d callers. With %d callers always waiting, mean latency is %d / throughput (Little's law): a mean of 1 ms alone needs %s checks/s, %.0fx the best the no-op server reached here, with client and server on the same %d cores.\n",
-			commas(us(floorP99)), maxC, maxC, maxC, commas(float64(maxC)*1000), float64(maxC)*1000/floorRate, m.cores)
+			commas(us(floorP99)), maxC, maxC, maxC, commas(float64(maxC)*1000), float64(maxC)*1000/floorRate, m.Cores)
 	}
 	if len(out.profiles) > 0 {
 		w("\nProfiles: %s.\n", strings.Join(out.profiles, ", "))

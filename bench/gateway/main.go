@@ -49,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pgtest"
 )
@@ -184,7 +185,7 @@ func validate(o *options) error {
 type outcome struct {
 	started, finished time.Time
 	before, after     [3]float64
-	machine           machine
+	machine           sysinfo.Machine
 	versions          versions
 	perf              []*perfResult
 	conv              *convergence
@@ -193,7 +194,7 @@ type outcome struct {
 }
 
 func run(ctx context.Context, o *options) error {
-	out := &outcome{started: time.Now().UTC(), before: loadAvg(), machine: readMachine(), perfCommands: map[string]string{}}
+	out := &outcome{started: time.Now().UTC(), before: sysinfo.LoadAvg(), machine: sysinfo.ReadMachine(), perfCommands: map[string]string{}}
 	logf("load average before: %.2f %.2f %.2f", out.before[0], out.before[1], out.before[2])
 
 	// The snapshot build first, with the servers not yet running.
@@ -284,7 +285,7 @@ func run(ctx context.Context, o *options) error {
 		quantile(out.conv.first, 0.5).Round(time.Millisecond), quantile(out.conv.first, 0.99).Round(time.Millisecond),
 		quantile(out.conv.stable, 0.5).Round(time.Millisecond), quantile(out.conv.stable, 0.99).Round(time.Millisecond), out.conv.timeouts)
 
-	out.after, out.finished = loadAvg(), time.Now().UTC()
+	out.after, out.finished = sysinfo.LoadAvg(), time.Now().UTC()
 	logf("load average after: %.2f %.2f %.2f", out.after[0], out.after[1], out.after[2])
 	section := report(o, out)
 	fmt.Println(section)

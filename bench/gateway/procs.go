@@ -9,12 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/freeport"
 )
 
@@ -109,41 +108,8 @@ func (p *proc) tail() string {
 
 // cpu is the process's user+system CPU time so far (all its threads).
 func (p *proc) cpu() time.Duration {
-	d, _ := procCPU(p.pid())
+	d, _ := sysinfo.ProcCPU(p.pid())
 	return d
-}
-
-// clockTick is USER_HZ, the unit of /proc/PID/stat times; 100 on every
-// Linux architecture Go supports.
-const clockTick = 10 * time.Millisecond
-
-// procCPU reads utime+stime of pid from /proc.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(string(b))
-}
-
-// parseStatCPU takes utime and stime (fields 14 and 15) from a
-// /proc/PID/stat line; the command name in parentheses may hold spaces.
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("proc stat %q: no command name", stat)
-	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state): utime is f[11], stime f[12].
-	if len(f) < 13 {
-		return 0, fmt.Errorf("proc stat: %d fields after the command name, want 13 or more", len(f))
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	s, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("proc stat: %w", err)
-	}
-	return time.Duration(u+s) * clockTick, nil
 }
 
 // waitFor polls cond every 100 ms until it holds, p exits, ctx ends or d

@@ -76,20 +76,6 @@ func TestParsePerfCSV(t *testing.T) {
 	}
 }
 
-func TestParseStatCPU(t *testing.T) {
-	// utime 250 and stime 50 ticks; the command name holds ") (".
-	stat := "1234 (envoy) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 100 1000 10"
-	got, err := parseStatCPU(stat)
-	if err != nil || got != 3*time.Second {
-		t.Fatalf("parseStatCPU = %v, %v; want 3s", got, err)
-	}
-	for _, bad := range []string{"no parens", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u s"} {
-		if _, err := parseStatCPU(bad); err == nil {
-			t.Errorf("parseStatCPU(%q) accepted", bad)
-		}
-	}
-}
-
 func TestQuantile(t *testing.T) {
 	var ds []time.Duration
 	for i := 100; i >= 1; i-- {
