@@ -272,6 +272,11 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if o.allowMetrics {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		// Liveness and readiness here too: kubelet probes present no client
+		// certificate, so they cannot reach the mTLS listeners. The answers
+		// carry no model data, as the KServe v2 endpoints they mirror.
+		mux.Handle("GET /v2/health/live", healthHandler(mgr.Live))
+		mux.Handle("GET /v2/health/ready", healthHandler(mgr.Ready))
 		// Plaintext, as Triton's: Prometheus scrapes it inside the cluster.
 		srv, err := listenHTTP(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), mux, nil, log, errc)
 		if err != nil {
@@ -403,4 +408,15 @@ func stopGRPC(ctx context.Context, gs *grpc.Server) error {
 		gs.Stop()
 		return ctx.Err()
 	}
+}
+
+// healthHandler answers 200 when ok() holds and 503 when not, with no body.
+func healthHandler(ok func() bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if ok() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
 }

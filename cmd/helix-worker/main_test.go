@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -169,6 +170,13 @@ func scrapeWorker(t *testing.T, args []string) (body, logs string) {
 		}
 		b, err := get(url)
 		if err == nil {
+			// Kubelet probes use the metrics port (the other listeners may
+			// require client certificates); an empty repository is ready.
+			for _, path := range []string{"/v2/health/live", "/v2/health/ready"} {
+				if _, err := get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path)); err != nil {
+					t.Errorf("GET %s on the metrics port: %v", path, err)
+				}
+			}
 			return b, logBuf.String()
 		}
 		if time.Now().After(deadline) {
@@ -192,4 +200,17 @@ func get(url string) (string, error) {
 		return "", errors.New(resp.Status)
 	}
 	return string(b), nil
+}
+
+func TestHealthHandler(t *testing.T) {
+	for _, tc := range []struct {
+		ok   bool
+		want int
+	}{{true, http.StatusOK}, {false, http.StatusServiceUnavailable}} {
+		rec := httptest.NewRecorder()
+		healthHandler(func() bool { return tc.ok }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v2/health/ready", nil))
+		if rec.Code != tc.want || rec.Body.Len() != 0 {
+			t.Errorf("ok=%v: %d %q, want %d and no body", tc.ok, rec.Code, rec.Body.String(), tc.want)
+		}
+	}
 }
