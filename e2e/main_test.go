@@ -53,7 +53,8 @@ func run(m *testing.M) int {
 		}
 	}
 	// Built from this tree, so the test never runs stale binaries.
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+	// Built as make builds them (the vtprotobuf tag: see the Makefile).
+	cmd := exec.Command("go", "build", "-tags=vtprotobuf", "-o", dir+string(os.PathSeparator),
 		"./cmd/helix-authz", "./cmd/helix-worker", "./cmd/helix-xds", "./cmd/helixctl")
 	cmd.Dir = repoRoot
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
