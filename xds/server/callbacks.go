@@ -49,9 +49,14 @@ func (c *callbacks) open(ctx context.Context, id int64, delta bool) error {
 
 func (c *callbacks) closed(id int64, node *core.Node) {
 	c.s.mu.Lock()
-	_, ok := c.s.streams[id]
+	st, ok := c.s.streams[id]
+	rateLimitOnly := ok && st.rateLimitOnly
 	delete(c.s.streams, id)
 	c.s.mu.Unlock()
+	if rateLimitOnly {
+		c.s.log.Info("ratelimit service disconnected", "stream", id, "node", node.GetId())
+		return
+	}
 	if ok {
 		c.s.metrics.connected.Dec()
 	}
@@ -104,6 +109,7 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 		return "", false, status.Errorf(codes.PermissionDenied, "this stream serves ratelimit config only, not %s", typeURL)
 	}
 	if firstSeen && rateLimitOnly {
+		s.metrics.connected.Dec() // counted at open as an Envoy
 		s.log.Info("ratelimit service connected", "node", nodeID, "stream", id, "delta", delta, "peer", peerAddr)
 	} else if firstSeen {
 		if s.nodeCluster != "" && cluster != s.nodeCluster {

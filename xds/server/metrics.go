@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "helix_xds_connected_envoys",
-			Help: "Open ADS streams (one per connected Envoy).",
+			Help: "Open ADS streams of Envoys (one per connected Envoy; the ratelimit service's stream is not counted).",
 		}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helix_xds_nacks_total",

@@ -472,6 +472,9 @@ func TestServesRateLimitConfigOnly(t *testing.T) {
 	if len(r.GetResources()) != 1 || r.GetResources()[0].UnmarshalTo(&got) != nil || got.GetDomain() != "helixflow" {
 		t.Fatalf("ratelimit config response: %v", r)
 	}
+	if n := testutil.ToFloat64(h.srv.metrics.connected); n != 0 {
+		t.Errorf("helix_xds_connected_envoys = %v with only the ratelimit service connected, want 0", n)
+	}
 	c.send(&discovery.DiscoveryRequest{Node: rls, TypeUrl: resourcev3.ClusterType})
 	select {
 	case err := <-c.errs:
