@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 )
 
@@ -29,7 +30,7 @@ func postgresVersion(ctx context.Context, dsn string) string {
 	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&v); err != nil {
 		return "unknown"
 	}
-	return firstLine(v)
+	return benchdoc.FirstLine(v)
 }
 
 // postgresCPU returns a function giving the CPU time so far of the
@@ -41,7 +42,7 @@ func postgresCPU(dataDir string) func() time.Duration {
 		if err != nil {
 			return 0
 		}
-		pm, err := strconv.Atoi(firstLine(string(b)))
+		pm, err := strconv.Atoi(benchdoc.FirstLine(string(b)))
 		if err != nil {
 			return 0
 		}

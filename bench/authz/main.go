@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/pgtest"
 )
@@ -291,7 +292,7 @@ func run(ctx context.Context, o *options) (err error) {
 	section := report(o, out)
 	fmt.Println(section)
 	if o.write != "" {
-		if err := writeSection(o.write, section); err != nil {
+		if err := benchdoc.WriteSection(o.write, beginMarker, endMarker, section); err != nil {
 			return err
 		}
 		logf("wrote %s", o.write)

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 )
 
 const (
@@ -33,7 +32,7 @@ func report(o *options, out *outcome) string {
 	w("Machine: %s, %d cores, %.1f GiB memory, %s, Linux %s. Load average (1 min) %.2f before the run and %.2f after: the machine is shared with other work, and the load generator runs on the same cores as the servers.\n\n",
 		m.CPU, m.Cores, m.MemGiB, m.OS, m.Kernel, out.before[0], out.after[0])
 	w("Software: helix-authz (%s) at commit %s, built with %s; Ory Hydra %s (module `github.com/ory/hydra/v2` from bench/hydra/go.mod, built with the same Go; `hydra version`: %s); PostgreSQL %s (internal/pgtest, fsync off).\n\n",
-		o.helixBin, gitCommit(), runtime.Version(), hydraVersion, out.hydraVersion, out.postgres)
+		o.helixBin, benchdoc.GitCommit("cmd/helix-authz", "extauthz", "internal", "migrations", "go.mod", "go.sum"), runtime.Version(), hydraVersion, out.hydraVersion, out.postgres)
 
 	w("### How\n\n")
 	w("- Both servers run as their own processes on 127.0.0.1 free ports, started and stopped by the benchmark; the load generator is one Go process. Load is closed-loop: C callers each send the next request when the last is answered. Each point: a %s warm-up per server, then %d windows of %s per server, the servers taken in turn (order reversed every round) so that background load falls on both alike; figures are those of all windows together. Spread: (max-min)/mean of the windows' rates.\n",
@@ -52,8 +51,8 @@ func report(o *options, out *outcome) string {
 	for _, pt := range out.checks {
 		for _, s := range pt.servers {
 			r := pt.results[s]
-			w("| %s | %d | %s | %s | %s | %s | %.2f | %s | %.2f | %.0f%% | %d |\n", pt.what, pt.callers, s, commas(r.rate()),
-				commas(us(r.quantile(0.5))), commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
+			w("| %s | %d | %s | %s | %s | %s | %.2f | %s | %.2f | %.0f%% | %d |\n", pt.what, pt.callers, s, benchdoc.Commas(r.rate()),
+				benchdoc.Commas(us(r.quantile(0.5))), benchdoc.Commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
 				perOp(r.serverCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
 		}
 	}
@@ -65,8 +64,8 @@ func report(o *options, out *outcome) string {
 	for _, pt := range out.tokens {
 		for _, s := range pt.servers {
 			r := pt.results[s]
-			w("| %d | %s | %s | %s | %s | %.2f | %s | %s | %.2f | %.0f%% | %d |\n", pt.callers, s, commas(r.rate()),
-				commas(us(r.quantile(0.5))), commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
+			w("| %d | %s | %s | %s | %s | %.2f | %s | %s | %.2f | %.0f%% | %d |\n", pt.callers, s, benchdoc.Commas(r.rate()),
+				benchdoc.Commas(us(r.quantile(0.5))), benchdoc.Commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
 				perOp(r.serverCPU, r.ok), perOp(r.dbCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
 		}
 	}
@@ -76,13 +75,13 @@ func report(o *options, out *outcome) string {
 	w("| measure | callers | throughput | p50 | p99 |\n| --- | ---: | ---: | ---: | ---: |\n")
 	for _, pt := range out.checks {
 		h, n := pt.results["helix-authz"], pt.results["no-op"]
-		w("| Check %s: helix-authz / no-op | %d | %s | %s | %s |\n", pt.what, pt.callers, ratio(h.rate(), n.rate()),
-			ratio(us(h.quantile(0.5)), us(n.quantile(0.5))), ratio(us(h.quantile(0.99)), us(n.quantile(0.99))))
+		w("| Check %s: helix-authz / no-op | %d | %s | %s | %s |\n", pt.what, pt.callers, benchdoc.Ratio(h.rate(), n.rate()),
+			benchdoc.Ratio(us(h.quantile(0.5)), us(n.quantile(0.5))), benchdoc.Ratio(us(h.quantile(0.99)), us(n.quantile(0.99))))
 	}
 	for _, pt := range out.tokens {
 		h, y := pt.results["helix-authz"], pt.results["Hydra"]
-		w("| tokens: helix-authz / Hydra | %d | %s | %s | %s |\n", pt.callers, ratio(h.rate(), y.rate()),
-			ratio(us(h.quantile(0.5)), us(y.quantile(0.5))), ratio(us(h.quantile(0.99)), us(y.quantile(0.99))))
+		w("| tokens: helix-authz / Hydra | %d | %s | %s | %s |\n", pt.callers, benchdoc.Ratio(h.rate(), y.rate()),
+			benchdoc.Ratio(us(h.quantile(0.5)), us(y.quantile(0.5))), benchdoc.Ratio(us(h.quantile(0.99)), us(y.quantile(0.99))))
 	}
 
 	w("\n### Goals\n\n")
@@ -95,20 +94,20 @@ func report(o *options, out *outcome) string {
 		}
 		h, n := pt.results["helix-authz"], pt.results["no-op"]
 		r := h.rate() / n.rate()
-		w("- %s: Check (%s) >= %.1fx the no-op server's throughput at %d callers: %s\n", metOrMissed(r >= goalCheckRatio), pt.what, goalCheckRatio, maxC, ratio(h.rate(), n.rate()))
+		w("- %s: Check (%s) >= %.1fx the no-op server's throughput at %d callers: %s\n", benchdoc.MetOrMissed(r >= goalCheckRatio), pt.what, goalCheckRatio, maxC, benchdoc.Ratio(h.rate(), n.rate()))
 		p99 := h.quantile(0.99)
-		w("- %s: Check (%s) p99 <= %s at %d callers: %s us (the no-op server's: %s us)\n", metOrMissed(p99 <= goalCheckP99), pt.what, goalCheckP99, maxC, commas(us(p99)), commas(us(n.quantile(0.99))))
+		w("- %s: Check (%s) p99 <= %s at %d callers: %s us (the no-op server's: %s us)\n", benchdoc.MetOrMissed(p99 <= goalCheckP99), pt.what, goalCheckP99, maxC, benchdoc.Commas(us(p99)), benchdoc.Commas(us(n.quantile(0.99))))
 		floorP99 = max(floorP99, n.quantile(0.99))
 		floorRate = max(floorRate, n.rate())
 	}
 	for _, pt := range out.tokens {
 		h, y := pt.results["helix-authz"], pt.results["Hydra"]
 		r := h.rate() / y.rate()
-		w("- %s: token issuance >= %.0fx Hydra's at %s: %s\n", metOrMissed(r >= goalTokenRatio), goalTokenRatio, callersText(pt.callers), ratio(h.rate(), y.rate()))
+		w("- %s: token issuance >= %.0fx Hydra's at %s: %s\n", benchdoc.MetOrMissed(r >= goalTokenRatio), goalTokenRatio, callersText(pt.callers), benchdoc.Ratio(h.rate(), y.rate()))
 	}
 	if floorP99 > goalCheckP99 {
 		w("\nThe p99 goal is out of reach of any server on this machine: the no-op server, which does nothing, has a p99 of %s us at %d callers. With %d callers always waiting, mean latency is %d / throughput (Little's law): a mean of 1 ms alone needs %s checks/s, %.0fx the best the no-op server reached here, with client and server on the same %d cores.\n",
-			commas(us(floorP99)), maxC, maxC, maxC, commas(float64(maxC)*1000), float64(maxC)*1000/floorRate, m.Cores)
+			benchdoc.Commas(us(floorP99)), maxC, maxC, maxC, benchdoc.Commas(float64(maxC)*1000), float64(maxC)*1000/floorRate, m.Cores)
 	}
 	if len(out.profiles) > 0 {
 		w("\nProfiles: %s.\n", strings.Join(out.profiles, ", "))
@@ -129,7 +128,7 @@ func perOp(cpu time.Duration, n int64) string {
 	if n == 0 {
 		return "n/a"
 	}
-	return commas(us(cpu) / float64(n))
+	return benchdoc.Commas(us(cpu) / float64(n))
 }
 
 func headerDesc(h map[string]any) string {
@@ -141,83 +140,4 @@ func callersText(n int) string {
 		return "1 caller"
 	}
 	return fmt.Sprintf("%d callers", n)
-}
-
-func metOrMissed(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
-
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "n/a"
-	}
-	r := a / b
-	switch {
-	case r >= 10:
-		return fmt.Sprintf("%.0fx", r)
-	case r >= 0.1:
-		return fmt.Sprintf("%.2fx", r)
-	}
-	return fmt.Sprintf("%.3fx", r)
-}
-
-// commas formats v rounded, with thousands separators.
-func commas(v float64) string {
-	s := fmt.Sprintf("%.0f", v)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
-}
-
-// gitCommit names HEAD, and says so when helix-authz's sources differ
-// from it (make build builds the working tree).
-func gitCommit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	c := strings.TrimSpace(string(out))
-	dirty, err := exec.Command("git", "status", "--porcelain", "--", "cmd/helix-authz", "extauthz", "internal", "migrations", "go.mod", "go.sum").Output()
-	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
-		c += " with uncommitted changes to its sources"
-	}
-	return c
-}
-
-// writeSection replaces the bench-authz section of the file at path, or
-// appends it when the file has none.
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc []byte
-	i, j := bytes.Index(old, []byte(beginMarker)), bytes.Index(old, []byte(endMarker))
-	switch {
-	case i >= 0 && j > i:
-		rest := bytes.TrimPrefix(old[j+len(endMarker):], []byte("\n"))
-		doc = append(append(append([]byte{}, old[:i]...), section...), rest...)
-	case i >= 0 || j >= 0:
-		return fmt.Errorf("%s: only one of the bench-authz markers is there", path)
-	default:
-		doc = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section...)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, doc, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

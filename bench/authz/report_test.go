@@ -1,44 +1,10 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestWriteSection(t *testing.T) {
-	section := beginMarker + "\nnew\n" + endMarker + "\n"
-	tests := []struct {
-		name, doc, want string
-		wantErr         bool
-	}{
-		{"replaces between markers", "a\n" + beginMarker + "\nold\n" + endMarker + "\nb\n", "a\n" + section + "b\n", false},
-		{"replaces at the end without newline", "a\n" + beginMarker + "\nold\n" + endMarker, "a\n" + section, false},
-		{"appends when absent", "# Benchmarks\n\nworker\n", "# Benchmarks\n\nworker\n\n" + section, false},
-		{"refuses one marker", "a\n" + beginMarker + "\nold\n", "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "b.md")
-			if err := os.WriteFile(path, []byte(tt.doc), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			err := writeSection(path, section)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
-			}
-			got, _ := os.ReadFile(path)
-			if tt.wantErr {
-				tt.want = tt.doc // left as it was
-			}
-			if string(got) != tt.want {
-				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
-			}
-		})
-	}
-}
 
 func TestHashScheme(t *testing.T) {
 	tests := []struct{ in, want string }{
@@ -50,18 +16,6 @@ func TestHashScheme(t *testing.T) {
 	for _, tt := range tests {
 		if got := hashScheme(tt.in); got != tt.want {
 			t.Errorf("hashScheme(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestCommas(t *testing.T) {
-	tests := []struct {
-		in   float64
-		want string
-	}{{0, "0"}, {999.4, "999"}, {1000, "1,000"}, {1234567, "1,234,567"}, {-4321, "-4,321"}}
-	for _, tt := range tests {
-		if got := commas(tt.in); got != tt.want {
-			t.Errorf("commas(%v) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

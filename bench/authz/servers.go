@@ -18,6 +18,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/secret"
 )
@@ -138,7 +139,7 @@ func startHydra(ctx context.Context, bin, dsn string, conns int, dir string) (*h
 	if err != nil {
 		return nil, err
 	}
-	f := strings.Fields(firstLine(out)) // "Version:    v2.3.0"
+	f := strings.Fields(benchdoc.FirstLine(out)) // "Version:    v2.3.0"
 	hy := &hydra{version: "unknown"}
 	if len(f) > 0 {
 		hy.version = f[len(f)-1]
@@ -295,12 +296,4 @@ func startNoop(ctx context.Context, dir string) (*noop, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

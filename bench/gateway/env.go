@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 )
 
 // versions are the software measured, for the report.
@@ -36,7 +37,7 @@ func readVersions(ctx context.Context, o *options, envoyBin, dsn string) version
 	built := strings.TrimPrefix(run(o.perfAnalyzer, "--version"), "Perf Analyzer Version ")
 	if b, err := os.ReadFile(filepath.Join(".deps", "perf_analyzer", "VERSION")); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
-			v.perfAnalyzer = f[0] + " (binary: " + firstLine(built) + ")"
+			v.perfAnalyzer = f[0] + " (binary: " + benchdoc.FirstLine(built) + ")"
 		}
 	}
 	// "Redis server v=7.0.15 sha=..."
@@ -48,34 +49,10 @@ func readVersions(ctx context.Context, o *options, envoyBin, dsn string) version
 	if conn, err := pgx.Connect(ctx, dsn); err == nil {
 		var s string
 		if conn.QueryRow(ctx, "SHOW server_version").Scan(&s) == nil {
-			v.postgres = firstLine(s)
+			v.postgres = benchdoc.FirstLine(s)
 		}
 		_ = conn.Close(context.Background())
 	}
-	v.commit = gitCommit()
+	v.commit = benchdoc.GitCommit("cmd", "xds", "extauthz", "workers", "envoy", "internal", "go.mod", "go.sum")
 	return v
-}
-
-// gitCommit names HEAD, and says so when the sources of what is measured
-// differ from it (make build builds the working tree).
-func gitCommit() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	c := strings.TrimSpace(string(out))
-	dirty, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--",
-		"cmd", "xds", "extauthz", "workers", "envoy", "internal", "go.mod", "go.sum").Output()
-	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
-		c += " with uncommitted changes"
-	}
-	return c
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

@@ -49,6 +49,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pgtest"
@@ -290,7 +291,7 @@ func run(ctx context.Context, o *options) error {
 	section := report(o, out)
 	fmt.Println(section)
 	if o.write != "" {
-		if err := writeSection(o.write, section); err != nil {
+		if err := benchdoc.WriteSection(o.write, beginMarker, endMarker, section); err != nil {
 			return err
 		}
 		logf("wrote %s", o.write)

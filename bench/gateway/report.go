@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 )
 
 const (
@@ -41,7 +41,7 @@ func report(o *options, out *outcome) string {
 	w("  - **direct**: perf_analyzer to the worker's gRPC port (plaintext, loopback).\n")
 	w("  - **Envoy, TLS only**: an Envoy whose resources are the translator's (xds/translate) for the same gateway config and the same worker, with the ext_authz and rate-limit HTTP filters (and their per-route settings) removed, served by xds/server in the benchmark process over mTLS; bootstrap from envoy/bootstrap. So it keeps what every request through HelixFlow gets besides authorization and rate limits: the TLS listener (server certificate; clients authenticate with tokens, not certificates), the header filter that strips client `x-helix-*` headers, routing, retries, the JSON access log, and active health checks. The worker is reached in plaintext on loopback on every path, so the paths differ by Envoy and the chain only (`make run`'s workers serve mTLS to Envoy; that hop is not in these figures).\n")
 	w("  - **full chain**: helix-xds (gateway config below, `--startup-grace=0s`), helix-authz on Postgres (`--token-lifetime=%s`, TLS, mTLS from Envoy), helix-ratelimit on Redis (limits from helix-xds, mTLS from Envoy), and an Envoy bootstrapped for helix-xds; perf_analyzer sends `authorization: Bearer` with a client-credentials token (fetched fresh before each run) of a client with scopes `models:infer models:read`, every model, and plan `%s` (%s requests/s per model: never reached). Every request goes through ext_authz (helix-authz Check) and the rate-limit check (helix-ratelimit, a Redis increment).\n",
-		tokenLifetime, benchPlan, commas(benchPlanRPS))
+		tokenLifetime, benchPlan, benchdoc.Commas(benchPlanRPS))
 	w("- Gateway config: deploy/local/gateway.yaml's settings (authz timeout 1s, ratelimit timeout 100ms and failure mode open, default plan free; health checks every 2s, 5s without traffic) with this run's ports, a development PKI from internal/pki, and the plans free (5/s), standard (1,000/s) and %s.\n", benchPlan)
 	w("- Both Envoys: `--concurrency %d`, stdout (the access log) discarded: each line is formatted and written, no disk is in the measurement.\n", o.envoyConcurrency)
 	w("- Load: perf_analyzer with the same arguments on every path but TLS and the token; C = %s:\n", joinInts(o.concurrencies))
@@ -53,7 +53,7 @@ func report(o *options, out *outcome) string {
 	w("- Convergence: a second helix-worker serves `mlp`, a model no other worker has. Each of %d trials registers it with helix-xds (workers/registration over mTLS, as its `--xds-address` flags would) while polling `ModelInfer` on `mlp` through the full chain every %v; the clock starts when the registration client logs its successful registration (as the e2e tests take it). **First**: the first request answered by mlp. **Stable**: the start of the first run of %d successive successes (until the model's own route and cluster are in, a request can also reach the new worker through the default pool, which every worker joins). Then it deregisters and waits until mlp requests fail again (%d in a row) before the next trial: each trial creates the model's route, clusters and endpoints anew.\n",
 		out.conv.trials, pollEvery, stableStreak, unroutedStreak)
 	w("- Snapshot build: %s models on %s workers, each model on 10 or 100 of them, every worker with gRPC and REST, mTLS to workers, authz and ratelimit, 3 plans (the shape of xds/translate's BenchmarkTranslate1000Models100Workers). Translation is `translate.Translate` (validate, sort, build, `ValidateAll` on every resource); publishing is `server.Publish` into one xds/server (content hashes, `ValidateAll`, consistency, setting the caches), no Envoy connected. Builds alternate between two model sets (names shifted by one), so every publish replaces routes, clusters and endpoints. %d timed builds per size after one untimed first build (shown apart); wall time, in this process, with the servers not yet started.\n\n",
-		commas(snapModels), commas(snapWorkers), o.snapshotRuns)
+		benchdoc.Commas(snapModels), benchdoc.Commas(snapWorkers), o.snapshotRuns)
 
 	w("### Throughput and latency\n\n")
 	w("| path | concurrency | infer/s | p50 (us) | p99 (us) | server CPU | server CPU per infer (us) | client CPU |\n")
@@ -64,7 +64,7 @@ func report(o *options, out *outcome) string {
 			if r == nil {
 				continue
 			}
-			w("| %s | %d | %s | %s | %s | %.2f | %s | %.2f |\n", p, c, commas(r.rate), commas(r.p50), commas(r.p99),
+			w("| %s | %d | %s | %s | %s | %.2f | %s | %.2f |\n", p, c, benchdoc.Commas(r.rate), benchdoc.Commas(r.p50), benchdoc.Commas(r.p99),
 				perSecond(r.serverCPU(), r.elapsed), perInfer(r.serverCPU(), r), perSecond(r.clientCPU, r.elapsed))
 		}
 	}
@@ -78,8 +78,8 @@ func report(o *options, out *outcome) string {
 		if a == nil || t == nil || f == nil {
 			continue
 		}
-		w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, ratio(t.rate, a.rate), ratio(f.rate, a.rate), ratio(f.rate, t.rate),
-			commas(t.p50-a.p50), commas(f.p50-t.p50), commas(f.p50-a.p50), commas(t.p99-a.p99), commas(f.p99-t.p99), commas(f.p99-a.p99))
+		w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, benchdoc.Ratio(t.rate, a.rate), benchdoc.Ratio(f.rate, a.rate), benchdoc.Ratio(f.rate, t.rate),
+			benchdoc.Commas(t.p50-a.p50), benchdoc.Commas(f.p50-t.p50), benchdoc.Commas(f.p50-a.p50), benchdoc.Commas(t.p99-a.p99), benchdoc.Commas(f.p99-t.p99), benchdoc.Commas(f.p99-a.p99))
 	}
 
 	w("\n### CPU per inference by process (us)\n\n")
@@ -113,7 +113,7 @@ func report(o *options, out *outcome) string {
 		if r == nil || r.stats == nil {
 			continue
 		}
-		n := func(k string) string { return commas(float64(r.stats[k])) }
+		n := func(k string) string { return benchdoc.Commas(float64(r.stats[k])) }
 		w("| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, n(ctrRequests), n(ctrAuthzOK), n(ctrAuthzDenied), n(ctrAuthzError),
 			n(ctrRLOK), n(ctrRLOver), n(ctrRLError), n(ctrRLAllowed))
 	}
@@ -135,11 +135,11 @@ func report(o *options, out *outcome) string {
 		w("\n%d trials were not routed within %v; they count as %v above.\n", cv.timeouts, trialTimeout, trialTimeout)
 	}
 
-	w("\n### Snapshot build: %s models x %s workers\n\n", commas(snapModels), commas(snapWorkers))
+	w("\n### Snapshot build: %s models x %s workers\n\n", benchdoc.Commas(snapModels), benchdoc.Commas(snapWorkers))
 	w("| workers per model | Envoy resources | translate p50 (ms) | max | publish p50 (ms) | max | total p50 (ms) | max | first build: translate + publish (ms) |\n")
 	w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range out.snaps {
-		w("| %d | %s | %s | %s | %s | %s | %s | %s | %s + %s |\n", r.perModel, commas(float64(r.resources)),
+		w("| %d | %s | %s | %s | %s | %s | %s | %s | %s + %s |\n", r.perModel, benchdoc.Commas(float64(r.resources)),
 			ms(median(r.translate)), ms(quantile(r.translate, 1)), ms(median(r.publish)), ms(quantile(r.publish, 1)),
 			ms(median(r.total())), ms(quantile(r.total(), 1)), ms(r.firstTranslate), ms(r.firstPublish))
 	}
@@ -163,22 +163,22 @@ func goals(b *strings.Builder, o *options, out *outcome) {
 		}
 		ok := r.rate >= goalFullRate && r.p99 <= us(goalFullP99)
 		met = met || ok
-		pts = append(pts, fmt.Sprintf("%s infer/s with p99 %s us at concurrency %d", commas(r.rate), commas(r.p99), c))
+		pts = append(pts, fmt.Sprintf("%s infer/s with p99 %s us at concurrency %d", benchdoc.Commas(r.rate), benchdoc.Commas(r.p99), c))
 	}
-	w("- %s: full chain >= %s infer/s with p99 <= %v (at one of the concurrencies measured): %s\n", metOrMissed(met), commas(goalFullRate), goalFullP99, strings.Join(pts, "; "))
+	w("- %s: full chain >= %s infer/s with p99 <= %v (at one of the concurrencies measured): %s\n", benchdoc.MetOrMissed(met), benchdoc.Commas(goalFullRate), goalFullP99, strings.Join(pts, "; "))
 	c1 := o.concurrencies[0]
 	if a, f := find(out.perf, pathDirect, c1), find(out.perf, pathFull, c1); a != nil && f != nil {
 		added := f.p50 - a.p50
 		w("- %s: full chain adds <= %v to p50 over direct, at concurrency %d (higher concurrencies add queueing; see the table above): %s us (p50 %s us direct, %s us full chain)\n",
-			metOrMissed(added <= us(goalAddedP50)), goalAddedP50, c1, commas(added), commas(a.p50), commas(f.p50))
+			benchdoc.MetOrMissed(added <= us(goalAddedP50)), goalAddedP50, c1, benchdoc.Commas(added), benchdoc.Commas(a.p50), benchdoc.Commas(f.p50))
 	}
 	p99 := quantile(out.conv.first, 0.99)
 	w("- %s: convergence (registration -> first request routed) p99 <= %v over %d trials: %s ms (stable: %s ms)\n",
-		metOrMissed(p99 <= goalConvergenceP99 && out.conv.timeouts == 0), goalConvergenceP99, out.conv.trials, ms(p99), ms(quantile(out.conv.stable, 0.99)))
+		benchdoc.MetOrMissed(p99 <= goalConvergenceP99 && out.conv.timeouts == 0), goalConvergenceP99, out.conv.trials, ms(p99), ms(quantile(out.conv.stable, 0.99)))
 	for _, r := range out.snaps {
 		t := median(r.total())
 		w("- %s: snapshot build (translate + publish, median) <= %v for %s models x %s workers, %d workers per model: %s ms (%s + %s)\n",
-			metOrMissed(t <= goalSnapshot), goalSnapshot, commas(snapModels), commas(snapWorkers), r.perModel, ms(t), ms(median(r.translate)), ms(median(r.publish)))
+			benchdoc.MetOrMissed(t <= goalSnapshot), goalSnapshot, benchdoc.Commas(snapModels), benchdoc.Commas(snapWorkers), r.perModel, ms(t), ms(median(r.translate)), ms(median(r.publish)))
 	}
 }
 
@@ -222,7 +222,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 func ms(d time.Duration) string {
 	v := float64(d) / float64(time.Millisecond)
 	if v >= 1000 {
-		return commas(v)
+		return benchdoc.Commas(v)
 	}
 	return fmt.Sprintf("%.1f", v)
 }
@@ -242,69 +242,5 @@ func perInfer(cpu time.Duration, r *perfResult) string {
 	if n <= 0 {
 		return "n/a"
 	}
-	return commas(us(cpu) / n)
-}
-
-func metOrMissed(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "MISSED"
-}
-
-func ratio(a, b float64) string {
-	if b == 0 {
-		return "n/a"
-	}
-	r := a / b
-	switch {
-	case r >= 10:
-		return fmt.Sprintf("%.0fx", r)
-	case r >= 0.1:
-		return fmt.Sprintf("%.2fx", r)
-	}
-	return fmt.Sprintf("%.3fx", r)
-}
-
-// commas formats v rounded, with thousands separators.
-func commas(v float64) string {
-	s := fmt.Sprintf("%.0f", v)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var out []byte
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	if neg {
-		return "-" + string(out)
-	}
-	return string(out)
-}
-
-// writeSection replaces the bench-gateway section of the file at path, or
-// appends it when the file has none; nothing else in the file changes.
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	var doc []byte
-	i, j := bytes.Index(old, []byte(beginMarker)), bytes.Index(old, []byte(endMarker))
-	switch {
-	case i >= 0 && j > i:
-		rest := bytes.TrimPrefix(old[j+len(endMarker):], []byte("\n"))
-		doc = append(append(append([]byte{}, old[:i]...), section...), rest...)
-	case i >= 0 || j >= 0:
-		return fmt.Errorf("%s: only one of the bench-gateway markers is there, or they are out of order", path)
-	default:
-		doc = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section...)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, doc, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return benchdoc.Commas(us(cpu) / n)
 }

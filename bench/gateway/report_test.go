@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,39 +14,6 @@ import (
 	xdsserver "github.com/helixflow/helixflow/xds/server"
 	"github.com/helixflow/helixflow/xds/translate"
 )
-
-func TestWriteSection(t *testing.T) {
-	section := beginMarker + "\nnew\n" + endMarker + "\n"
-	other := "<!-- bench-authz:begin -->\nauthz\n<!-- bench-authz:end -->\n"
-	tests := []struct {
-		name, doc, want string
-		wantErr         bool
-	}{
-		{"replaces between markers, keeps the rest", other + beginMarker + "\nold\n" + endMarker + "\ntail\n", other + section + "tail\n", false},
-		{"appends when absent", "# Benchmarks\n\n" + other, "# Benchmarks\n\n" + strings.TrimRight(other, "\n") + "\n\n" + section, false},
-		{"refuses one marker", "a\n" + beginMarker + "\nold\n", "", true},
-		{"refuses markers out of order", endMarker + "\n" + beginMarker + "\n", "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "b.md")
-			if err := os.WriteFile(path, []byte(tt.doc), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			err := writeSection(path, section)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
-			}
-			got, _ := os.ReadFile(path)
-			if tt.wantErr {
-				tt.want = tt.doc // left as it was
-			}
-			if string(got) != tt.want {
-				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
-			}
-		})
-	}
-}
 
 func TestParsePerfCSV(t *testing.T) {
 	const good = "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency,Avg latency,request/response,response wait\n" +
@@ -120,18 +85,6 @@ func TestDisplayArgs(t *testing.T) {
 		"-H authorization:Bearer $TOKEN"
 	if got != want {
 		t.Errorf("displayArgs =\n%s\nwant\n%s", got, want)
-	}
-}
-
-func TestCommas(t *testing.T) {
-	tests := []struct {
-		in   float64
-		want string
-	}{{0, "0"}, {999.4, "999"}, {1000, "1,000"}, {1234567, "1,234,567"}, {-4321, "-4,321"}}
-	for _, tt := range tests {
-		if got := commas(tt.in); got != tt.want {
-			t.Errorf("commas(%v) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 
