@@ -10,6 +10,7 @@ import (
 	"github.com/helixflow/helixflow/xds/ir"
 	xdsserver "github.com/helixflow/helixflow/xds/server"
 	"github.com/helixflow/helixflow/xds/translate"
+	"github.com/helixflow/helixflow/xds/translate/translatetest"
 )
 
 // Snapshot size the issue names.
@@ -38,44 +39,21 @@ func (r *snapshotResult) total() []time.Duration {
 	return out
 }
 
-// snapshotGateway is models models on workers workers, each model on
-// perModel of them, every worker with gRPC and REST, mTLS to workers,
-// authz and ratelimit, the bench's plans. shift renames the models
+// snapshotGateway is translatetest's gateway (models models on workers
+// workers, each model on perModel of them) with the bench's plans. shift renames the models
 // (model-{shift}..): alternating shifts changes every pool, so each
 // publish replaces routes, clusters and endpoints.
 func snapshotGateway(models, workers, perModel, shift int) *ir.Gateway {
-	tls := &ir.UpstreamTLS{CAFile: "/etc/helix/ca.crt", CertFile: "/etc/helix/tls.crt", KeyFile: "/etc/helix/tls.key", ServerName: "helix-worker"}
-	g := &ir.Gateway{
-		Listener: ir.Listener{Address: "0.0.0.0", Port: 443, TLS: &ir.ListenerTLS{CertFile: "/etc/helix/server.crt", KeyFile: "/etc/helix/server.key"}},
-		AuthZ:    ir.AuthZ{Upstream: ir.Upstream{Address: "10.0.0.2", Port: 9001, TLS: tls}},
-		RateLimit: &ir.RateLimit{
-			Upstream:    ir.Upstream{Address: "10.0.0.3", Port: 8081, TLS: tls},
-			DefaultPlan: "free",
-			Plans: []ir.Plan{
-				{Name: benchPlan, RequestsPerSecond: benchPlanRPS},
-				{Name: "free", RequestsPerSecond: 5},
-				{Name: "standard", RequestsPerSecond: 1000},
-			},
-		},
-		Workers: tls,
-		Retry:   ir.Retry{NumRetries: 2},
+	g := translatetest.Gateway(models, workers, perModel)
+	g.RateLimit.DefaultPlan = "free"
+	g.RateLimit.Plans = []ir.Plan{
+		{Name: benchPlan, RequestsPerSecond: benchPlanRPS},
+		{Name: "free", RequestsPerSecond: 5},
+		{Name: "standard", RequestsPerSecond: 1000},
 	}
-	eps := make([]ir.Endpoint, workers)
-	for w := range eps {
-		eps[w] = ir.Endpoint{
-			Address: fmt.Sprintf("10.1.%d.%d", w/250, w%250+1), Port: 8001, HTTPPort: 8000,
-			Ready: true, Versions: []string{"1"}, Worker: fmt.Sprintf("worker-%03d", w),
-		}
+	for i := range g.Pools {
+		g.Pools[i].Model = fmt.Sprintf("model-%04d", i+shift)
 	}
-	g.DefaultPool.Endpoints = eps
-	for m := range models {
-		p := ir.Pool{Model: fmt.Sprintf("model-%04d", m+shift)}
-		for i := range perModel {
-			p.Endpoints = append(p.Endpoints, eps[(m+i)%workers])
-		}
-		g.Pools = append(g.Pools, p)
-	}
-	g.ApplyDefaults()
 	return g
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/helixflow/helixflow/xds/config"
 	"github.com/helixflow/helixflow/xds/ir"
 	"github.com/helixflow/helixflow/xds/translate"
+	"github.com/helixflow/helixflow/xds/translate/translatetest"
 )
 
 // fullGateway is the example config (TLS everywhere, rate limits, CORS)
@@ -111,5 +112,65 @@ func TestVTMarshalRoundTrips(t *testing.T) {
 	}
 	if n == 0 {
 		t.Log("built without the vtprotobuf tag: nothing to check (make builds and tests with it)")
+	}
+}
+
+// translatedSet is the full resource set for 1,000 models on 100 workers,
+// each model on all of them.
+func translatedSet(b *testing.B) map[string][]types.Resource {
+	b.Helper()
+	r, err := translate.Translate(translatetest.Gateway(1000, 100, 100))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return map[string][]types.Resource{
+		resourcev3.ListenerType: r.Listeners, resourcev3.RouteType: r.Routes, resourcev3.ClusterType: r.Clusters,
+		resourcev3.EndpointType: r.Endpoints, resourcev3.SecretType: r.Secrets,
+	}
+}
+
+// BenchmarkMarshalForVersions compares, in one run, the two ways content
+// versions can marshal the resources (go test -tags vtprotobuf -run '^$'
+// -bench MarshalForVersions ./xds/server; without the tag only reflection
+// runs).
+func BenchmarkMarshalForVersions(b *testing.B) {
+	set := translatedSet(b)
+	b.Run("reflection", func(b *testing.B) {
+		opts := proto.MarshalOptions{Deterministic: true}
+		for b.Loop() {
+			for _, list := range set {
+				for _, r := range list {
+					if _, err := opts.Marshal(r); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+	})
+	if _, ok := set[resourcev3.EndpointType][0].(vtMarshaler); !ok {
+		b.Log("built without the vtprotobuf tag: no vtprotobuf run")
+		return
+	}
+	b.Run("vtprotobuf", func(b *testing.B) {
+		for b.Loop() {
+			for _, list := range set {
+				for _, r := range list {
+					if _, err := r.(vtMarshaler).MarshalVTStrict(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkContentVersion is a whole version computation, as Publish does
+// it for every cache.
+func BenchmarkContentVersion(b *testing.B) {
+	set := translatedSet(b)
+	for b.Loop() {
+		if _, err := contentVersion(set); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
