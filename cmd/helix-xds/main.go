@@ -39,6 +39,7 @@ type options struct {
 	nodeCluster               string
 	leaseTTL                  time.Duration
 	startupGrace              time.Duration
+	warmTimeout               time.Duration
 	logLevel                  string
 	// The worker source (workers.go).
 	workersSource, kubeconfig, kubeNamespace string
@@ -59,6 +60,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.nodeCluster, "node-cluster", "helix", "serve only Envoys of this node cluster (empty: any)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", registry.DefaultTTL, "worker lease duration: a worker that does not renew within it is removed")
 	fs.DurationVar(&o.startupGrace, "startup-grace", 6*time.Second, "after a start, wait this long for workers to register before serving Envoy any config (Envoy keeps its last config meanwhile); longer than the workers' 5 s retry backoff. 0: publish at once")
+	fs.DurationVar(&o.warmTimeout, "warm-timeout", server.DefaultWarmTimeout, "when models (clusters) come or go, how long each make-before-break step waits for every Envoy to warm the new clusters or drop routes to the old, before going on without a silent one")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	workerFlags(fs, o)
 	if err := fs.Parse(args); err != nil {
@@ -72,6 +74,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.configPath == "" {
 		return nil, errors.New("--config is required")
+	}
+	if o.warmTimeout <= 0 {
+		return nil, fmt.Errorf("--warm-timeout %v: must be positive", o.warmTimeout)
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
@@ -133,7 +138,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	ads, err := server.New(ctx, server.Options{Logger: log.With("component", "ads"), Registerer: reg, NodeCluster: o.nodeCluster})
+	ads, err := server.New(ctx, server.Options{Logger: log.With("component", "ads"), Registerer: reg, NodeCluster: o.nodeCluster, WarmTimeout: o.warmTimeout})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func TestParseFlags(t *testing.T) {
 		{"TLS without client CA is refused", tls, "--client-ca-file is required"},
 		{"cert without key", []string{"--config=g.yaml", "--tls-cert-file=c", "--client-ca-file=ca"}, "go together"},
 		{"client CA without TLS", []string{"--config=g.yaml", "--plaintext-loopback", "--client-ca-file=ca"}, "needs --tls-cert-file"},
+		{"zero warm timeout", []string{"--config=g.yaml", "--plaintext-loopback", "--warm-timeout=0s"}, "--warm-timeout 0s: must be positive"},
 		{"stray argument", []string{"--config=g.yaml", "--plaintext-loopback", "serve"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {

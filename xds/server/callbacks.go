@@ -24,18 +24,96 @@ type stream struct {
 	// ratelimit service, whose node has no cluster); it gets nothing else.
 	rateLimitOnly bool
 	connectedAt   time.Time
-	sent          map[string]sentResponse // type URL -> last response sent
-	acked         map[string]string       // type URL -> version acknowledged
+	types         map[string]*typeState // by type URL
 }
 
-type sentResponse struct{ nonce, version string }
+// typeState is one resource type on one stream: what the node subscribed
+// to, the last response sent and what it acknowledged. Publish reads it to
+// know when a node has taken (and warmed) a bridge snapshot.
+type typeState struct {
+	// names subscribed: for SotW those of the latest request, for delta
+	// the running sum of its subscribes and unsubscribes. Empty: wildcard.
+	names map[string]bool
+	// subscription counts changes of names; sentSubscription is its value
+	// when the last response was sent (that response reflects names).
+	subscription, sentSubscription uint64
+	sentNonce, sentVersion         string
+	ackedNonce, rejectedNonce      string
+	acked                          string // version acknowledged
+}
+
+// settled: the last response sent reflects the current subscription and
+// the node has acknowledged it.
+func (ts *typeState) settled() bool {
+	return ts.sentNonce != "" && ts.ackedNonce == ts.sentNonce && ts.sentSubscription == ts.subscription
+}
+
+// has reports whether every name in want is subscribed.
+func (ts *typeState) has(want []string) bool {
+	for _, n := range want {
+		if !ts.names[n] {
+			return false
+		}
+	}
+	return true
+}
+
+func (st *stream) state(typeURL string) *typeState {
+	ts, ok := st.types[typeURL]
+	if !ok {
+		ts = &typeState{names: map[string]bool{}}
+		st.types[typeURL] = ts
+	}
+	return ts
+}
+
+// subscription is a request's change of subscribed names.
+type subscription struct {
+	// sotw: names is the whole subscription; otherwise subscribe and
+	// unsubscribe change it.
+	sotw                   bool
+	names                  []string
+	subscribe, unsubscribe []string
+}
+
+func (ts *typeState) apply(sub subscription) {
+	changed := false
+	if sub.sotw {
+		if len(sub.names) != len(ts.names) {
+			changed = true
+		}
+		next := make(map[string]bool, len(sub.names))
+		for _, n := range sub.names {
+			next[n] = true
+			if !ts.names[n] {
+				changed = true
+			}
+		}
+		ts.names = next
+	} else {
+		for _, n := range sub.subscribe {
+			if !ts.names[n] {
+				ts.names[n], changed = true, true
+			}
+		}
+		for _, n := range sub.unsubscribe {
+			if ts.names[n] {
+				delete(ts.names, n)
+				changed = true
+			}
+		}
+	}
+	if changed {
+		ts.subscription++
+	}
+}
 
 // callbacks implements go-control-plane's server callbacks: stream
 // bookkeeping, ACK and NACK accounting, and the NACK loop breaker.
 type callbacks struct{ s *Server }
 
 func (c *callbacks) open(ctx context.Context, id int64, delta bool) error {
-	st := &stream{id: id, delta: delta, connectedAt: time.Now(), sent: map[string]sentResponse{}, acked: map[string]string{}}
+	st := &stream{id: id, delta: delta, connectedAt: time.Now(), types: map[string]*typeState{}}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.peer = p.Addr.String()
 	}
@@ -52,6 +130,7 @@ func (c *callbacks) closed(id int64, node *core.Node) {
 	st, ok := c.s.streams[id]
 	rateLimitOnly := ok && st.rateLimitOnly
 	delete(c.s.streams, id)
+	c.s.notifyLocked()
 	c.s.mu.Unlock()
 	if rateLimitOnly {
 		c.s.log.Info("ratelimit service disconnected", "stream", id, "node", node.GetId())
@@ -67,7 +146,7 @@ func (c *callbacks) closed(id int64, node *core.Node) {
 // (first request), ACK accounting and NACK recording. It returns the
 // version of the response a NACK rejects ("" when unknown) and whether req
 // is a NACK.
-func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version string, errDetail *rpcstatus.Status) (rejected string, nack bool, err error) {
+func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version string, sub subscription, errDetail *rpcstatus.Status) (rejected string, nack bool, err error) {
 	s := c.s
 	s.mu.Lock()
 	st, ok := s.streams[id]
@@ -81,27 +160,33 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 		st.rateLimitOnly = typeURL == resourcev3.RateLimitConfigType
 	}
 	nodeID, cluster, peerAddr, delta, rateLimitOnly := st.nodeID, st.nodeCluster, st.peer, st.delta, st.rateLimitOnly
-	sent, known := st.sent[typeURL]
-	known = known && nonce != "" && sent.nonce == nonce
+	ts := st.state(typeURL)
+	ts.apply(sub)
+	known := nonce != "" && ts.sentNonce == nonce
 	var latency time.Duration
 	switch {
 	case errDetail != nil:
 		if known {
-			rejected = sent.version
+			rejected = ts.sentVersion
+			ts.rejectedNonce = nonce
 		}
 		s.nacks++
 		s.lastNACK = &NACK{Node: nodeID, Type: typeLabel(typeURL), TypeURL: typeURL, Version: rejected, Code: codes.Code(errDetail.GetCode()).String(), Message: errDetail.GetMessage(), At: time.Now()}
-	case known && st.acked[typeURL] != sent.version:
-		st.acked[typeURL] = sent.version
-		if at, ok := s.published[sent.version]; ok {
-			latency = time.Since(at)
+	case known:
+		ts.ackedNonce = nonce
+		if ts.acked != ts.sentVersion {
+			ts.acked = ts.sentVersion
+			if at, ok := s.published[ts.sentVersion]; ok {
+				latency = time.Since(at)
+			}
 		}
-	case version != "" && st.acked[typeURL] == "":
+	case version != "" && ts.acked == "":
 		// A node that reconnects (to this server after a restart) states
 		// the version it holds; when that is what is published, no
 		// response follows, so this is its acknowledgement.
-		st.acked[typeURL] = version
+		ts.acked = version
 	}
+	s.notifyLocked()
 	s.mu.Unlock()
 
 	if rateLimitOnly && typeURL != resourcev3.RateLimitConfigType {
@@ -133,7 +218,8 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 func (c *callbacks) response(id int64, typeURL, nonce, version string) {
 	c.s.mu.Lock()
 	if st, ok := c.s.streams[id]; ok {
-		st.sent[typeURL] = sentResponse{nonce: nonce, version: version}
+		ts := st.state(typeURL)
+		ts.sentNonce, ts.sentVersion, ts.sentSubscription = nonce, version, ts.subscription
 	}
 	c.s.mu.Unlock()
 }
@@ -151,7 +237,8 @@ func (c *callbacks) OnStreamClosed(id int64, node *core.Node) { c.closed(id, nod
 // Envoy that has the current version and waits for the next, instead of
 // resending the rejected config in a loop.
 func (c *callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
-	rejected, nack, err := c.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+	sub := subscription{sotw: true, names: req.GetResourceNames()}
+	rejected, nack, err := c.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), sub, req.GetErrorDetail())
 	if err != nil {
 		return err
 	}
@@ -177,7 +264,8 @@ func (c *callbacks) OnDeltaStreamClosed(id int64, node *core.Node) { c.closed(id
 // OnStreamDeltaRequest implements delta.Callbacks. Delta needs no loop
 // breaker: the server records what it sent, so a NACK finds nothing new.
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	_, _, err := c.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+	sub := subscription{subscribe: req.GetResourceNamesSubscribe(), unsubscribe: req.GetResourceNamesUnsubscribe()}
+	_, _, err := c.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", sub, req.GetErrorDetail())
 	return err
 }
 

@@ -23,9 +23,24 @@
 // (EDS names = clusters' EDS references, RDS names = listeners' references)
 // before any cache changes; then it sets secrets, endpoints and config, in
 // that order, so that what a new cluster or listener refers to is there when
-// Envoy asks for it. A cache's version is a hash of its content: publishing
+// Envoy asks for it (and in steps when clusters come or go, see below). A cache's version is a hash of its content: publishing
 // unchanged inputs changes nothing, and a restarted helix-xds that rebuilds
 // the same config offers Envoy the version it already has.
+//
+// # Make before break
+//
+// Envoy answers 503 at once, with no body, for a route naming a cluster it
+// does not have: one just added is unusable until its endpoints arrive
+// (warming), and ADS delivers routes right behind clusters. So a Publish
+// that adds or removes clusters goes in steps (warm.go): new clusters
+// beside the old routes until every running Envoy has taken them and
+// acknowledged their endpoints and secrets; then, when clusters go, the
+// new routes beside the old clusters until acknowledged; then the new set.
+// The stream callbacks keep, per stream and type, the names subscribed and
+// the last response sent and acknowledged; a step waits on them, for at
+// most Options.WarmTimeout. Endpoint-only changes, the usual churn, take no
+// step. Versions are content hashes and a bridge can repeat an earlier
+// version, so a step counts only the acknowledgement of the last response.
 //
 // # Node ids
 //

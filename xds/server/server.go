@@ -57,7 +57,16 @@ type Options struct {
 	// NodeCluster, when not empty, is the only Envoy node cluster served:
 	// streams from other node clusters are refused.
 	NodeCluster string
+	// WarmTimeout bounds each make-before-break step of a publish that
+	// adds or removes clusters: how long to wait for every connected Envoy
+	// to warm the new clusters, or to drop its routes to the removed ones,
+	// before going on without the laggards (logged). 0: DefaultWarmTimeout.
+	WarmTimeout time.Duration
 }
+
+// DefaultWarmTimeout is Options.WarmTimeout's default: ample for an Envoy
+// that answers at all (a step takes a round trip or two, milliseconds).
+const DefaultWarmTimeout = 5 * time.Second
 
 // Server is the ADS server. Create it with New, register it on a
 // grpc.Server with Register, and feed it with Publish.
@@ -69,7 +78,10 @@ type Server struct {
 	caches map[string]cachev3.SnapshotCache
 	xds    serverv3.Server
 
-	pubMu sync.Mutex // serializes Publish
+	warmTimeout time.Duration
+
+	pubMu   sync.Mutex  // serializes Publish; guards current
+	current resourceSet // last published in full (not a bridge)
 
 	mu        sync.Mutex // guards what follows
 	versions  map[string]CacheVersion
@@ -77,6 +89,9 @@ type Server struct {
 	streams   map[int64]*stream
 	nacks     uint64
 	lastNACK  *NACK
+	// changed is closed (and replaced) whenever a stream acknowledges,
+	// rejects or goes: make-before-break waits on it.
+	changed chan struct{}
 }
 
 // New returns a Server whose streams end when ctx ends.
@@ -96,6 +111,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		versions:    make(map[string]CacheVersion),
 		published:   make(map[string]time.Time),
 		streams:     make(map[int64]*stream),
+		warmTimeout: opts.WarmTimeout,
+		changed:     make(chan struct{}),
+	}
+	if s.warmTimeout <= 0 {
+		s.warmTimeout = DefaultWarmTimeout
 	}
 	cl := cacheLogger{log: log}
 	s.caches = map[string]cachev3.SnapshotCache{
@@ -173,6 +193,22 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
+	if s.current != nil {
+		if err := s.makeBeforeBreak(ctx, s.current, set); err != nil {
+			return err
+		}
+	}
+	if _, err := s.setCaches(ctx, set); err != nil {
+		return err
+	}
+	s.current = set
+	s.metrics.publishDuration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// setCaches sets each cache whose content differs from what it serves and
+// returns the config cache's version; s.pubMu held.
+func (s *Server) setCaches(ctx context.Context, set resourceSet) (configVersion string, err error) {
 	changed := 0
 	for _, ct := range cacheTypes {
 		sub := make(map[string][]types.Resource, len(ct.types))
@@ -184,7 +220,10 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		version, err := contentVersion(sub)
 		if err != nil {
 			s.metrics.publishErrors.Inc()
-			return fmt.Errorf("%w: %w", ErrInvalidResource, err)
+			return "", fmt.Errorf("%w: %w", ErrInvalidResource, err)
+		}
+		if ct.cache == CacheConfig {
+			configVersion = version
 		}
 		s.mu.Lock()
 		cur, ok := s.versions[ct.cache]
@@ -195,7 +234,7 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		snap, err := cachev3.NewSnapshot(version, sub)
 		if err != nil {
 			s.metrics.publishErrors.Inc()
-			return fmt.Errorf("%w: %w", ErrInvalidResource, err)
+			return "", fmt.Errorf("%w: %w", ErrInvalidResource, err)
 		}
 		now := time.Now()
 		// Recorded before SetSnapshot: an ACK may come back before it returns.
@@ -204,7 +243,7 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		s.mu.Unlock()
 		if err := s.caches[ct.cache].SetSnapshot(ctx, snapshotKey, snap); err != nil {
 			s.metrics.publishErrors.Inc()
-			return fmt.Errorf("set %s snapshot: %w", ct.cache, err)
+			return "", fmt.Errorf("set %s snapshot: %w", ct.cache, err)
 		}
 		s.mu.Lock()
 		v := CacheVersion{Version: version, Generation: cur.Generation + 1, PublishedAt: now, Resources: n}
@@ -221,8 +260,13 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 	if changed == 0 {
 		s.log.Debug("xDS resources unchanged; nothing published")
 	}
-	s.metrics.publishDuration.Observe(time.Since(start).Seconds())
-	return nil
+	return configVersion, nil
+}
+
+// notifyLocked wakes make-before-break waits; s.mu held.
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // maxPublished bounds the versions remembered for push latency.

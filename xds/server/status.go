@@ -67,8 +67,10 @@ func (s *Server) Status() Status {
 	}
 	for _, str := range s.streams {
 		n := Node{ID: str.nodeID, Cluster: str.nodeCluster, Peer: str.peer, Stream: str.id, Delta: str.delta, ConnectedAt: str.connectedAt, Acked: map[string]string{}}
-		for t, v := range str.acked {
-			n.Acked[typeLabel(t)] = v
+		for t, ts := range str.types {
+			if ts.acked != "" {
+				n.Acked[typeLabel(t)] = ts.acked
+			}
 		}
 		st.Nodes = append(st.Nodes, n)
 	}
