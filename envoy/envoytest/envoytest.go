@@ -112,7 +112,7 @@ func Start(t testing.TB, bootstrapPath string, extraArgs ...string) *Proc {
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("envoy log (%s):\n%s%s", p.logPath, tailFile(p.logPath, 16<<10), stderr.String())
+			t.Logf("envoy log (%s; start-up banner left out):\n%s%s", p.logPath, withoutBanner(tailFile(p.logPath, 64<<10), 12<<10), lastBytes(stderr.String(), 12<<10))
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
@@ -188,6 +188,32 @@ func (p *Proc) WaitLive(ctx context.Context) error {
 
 // Log returns the end of Envoy's log.
 func (p *Proc) Log() string { return tailFile(p.logPath, 32<<10) }
+
+// withoutBanner drops the lines of Envoy's start-up banner (the build's
+// extensions and header maps: kilobytes that would hide what went wrong)
+// from log and keeps at most its last n bytes.
+func withoutBanner(log string, n int) string {
+	var b strings.Builder
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, "][info][main] [source/server/server.cc:") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return lastBytes(b.String(), n)
+}
+
+// lastBytes is the end of s, at most n bytes of it, from a line start.
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
 
 func tailFile(path string, n int64) string {
 	f, err := os.Open(path)
