@@ -92,7 +92,7 @@ func startObservedStack(t *testing.T) *observedStack {
 	xdsCert := o.ca.Issue(t, "helix-xds", "helix-xds", "127.0.0.1")
 	envoyClient := o.ca.Issue(t, "envoy", "envoy")
 	gatewayCert := o.ca.Issue(t, "gateway", "127.0.0.1", "localhost")
-	o.workerCert = o.ca.Issue(t, "worker", "worker")
+	o.workerCert = o.ca.Issue(t, "worker-xds-client", "helix-worker") // helix-xds admits this name (--worker-client-names)
 
 	dsn := pgtest.Start(t)
 	httpPort, grpcPort, adminPort, authzMetrics := freePort(t), freePort(t), freePort(t), freePort(t)

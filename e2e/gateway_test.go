@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/helixflow/helixflow/proto/inference"
+	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
+	"github.com/helixflow/helixflow/workers/registration"
 	"github.com/helixflow/helixflow/xds/translate"
 )
 
@@ -127,6 +129,28 @@ func TestGateway(t *testing.T) {
 		s.runTritonClientCheck(t)
 	})
 
+	t.Run("only a worker's certificate registers a worker", func(t *testing.T) {
+		// Envoy's client certificate comes from the same CA as the
+		// workers': helix-xds refuses it, or it could draw traffic.
+		tc, err := registration.LoadClientTLS(s.ca.CertFile, s.cfg.envoyClient.CertFile, s.cfg.envoyClient.KeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(s.xdsAddr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = registryv1.NewRegistryClient(conn).Register(ctx, &registryv1.RegisterRequest{
+			WorkerId: "rogue", Address: "127.0.0.1", GrpcPort: 1, HttpPort: 2, Ready: true,
+			Models: []*registryv1.Model{{Name: sampleModel, Versions: []string{"1"}, Ready: true}},
+		})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("registering with Envoy's certificate: %v, want PERMISSION_DENIED", err)
+		}
+	})
 	t.Run("a worker that leaves is no longer routed to, and comes back", func(t *testing.T) {
 		s.stopRegistration() // the worker deregisters
 		waitFor(t, "503 once the only worker left", 10*time.Second, nil, func(ctx context.Context) error {

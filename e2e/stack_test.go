@@ -95,7 +95,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	// Envoy's listener certificate, in a folder it watches, rotated by
 	// TestResilience.
 	s.gatewayTLS = newSecretDir(t, dir, s.ca.Issue(t, "gateway", "127.0.0.1", "localhost"))
-	workerClient := s.ca.Issue(t, "worker", "worker")
+	workerClient := s.ca.Issue(t, "worker-xds-client", "helix-worker") // helix-xds admits this name (--worker-client-names)
 	s.workerServer = s.ca.Issue(t, "helix-worker", "helix-worker", "127.0.0.1")
 	ratelimitCert := s.ca.Issue(t, "helix-ratelimit", "helix-ratelimit", "127.0.0.1")
 	ratelimitClient := s.ca.Issue(t, "helix-ratelimit-xds", "helix-ratelimit")

@@ -40,6 +40,7 @@ type options struct {
 	leaseTTL                  time.Duration
 	startupGrace              time.Duration
 	warmTimeout               time.Duration
+	workerClientNames         string
 	logLevel                  string
 	// The worker source (workers.go).
 	workersSource, kubeconfig, kubeNamespace string

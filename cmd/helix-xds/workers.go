@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
@@ -38,6 +40,7 @@ const (
 func workerFlags(fs *flag.FlagSet, o *options) {
 	o.kubeNamespaceFile = kube.ServiceAccountNamespaceFile
 	fs.StringVar(&o.workersSource, "workers-source", sourceRegistry, "where workers come from: registry (workers register over gRPC on --xds-listen) or kubernetes (EndpointSlices of worker Services; the registry is not served)")
+	fs.StringVar(&o.workerClientNames, "worker-client-names", defaultWorkerClientName, "with --workers-source=registry and TLS: comma-separated names (certificate common name or DNS/URI SAN) whose client certificates may register workers; \"*\": any certificate from --client-ca-file")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "with --workers-source=kubernetes: kubeconfig file (empty: the pod's service account, in-cluster)")
 	fs.StringVar(&o.kubeNamespace, "kube-namespace", "", "with --workers-source=kubernetes: namespace of the worker Services (empty: the pod's own, from "+kube.ServiceAccountNamespaceFile+")")
 	fs.DurationVar(&o.kubeSyncTimeout, "kube-sync-timeout", kube.DefaultSyncTimeout, "with --workers-source=kubernetes: how long the start may wait for the first list of Services and EndpointSlices")
@@ -54,9 +57,14 @@ func checkWorkerFlags(fs *flag.FlagSet, o *options) error {
 				return fmt.Errorf("--%s needs --workers-source=%s", name, sourceKubernetes)
 			}
 		}
+		if len(workerClientNames(o.workerClientNames)) == 0 {
+			return errors.New("--worker-client-names is empty: name the workers' client certificates, or \"*\" for any from the client CA")
+		}
 	case sourceKubernetes:
-		if set["lease-ttl"] {
-			return fmt.Errorf("--lease-ttl is for --workers-source=%s (Kubernetes workers hold no lease)", sourceRegistry)
+		for _, name := range []string{"lease-ttl", "worker-client-names"} {
+			if set[name] {
+				return fmt.Errorf("--%s is for --workers-source=%s (Kubernetes workers do not register)", name, sourceRegistry)
+			}
 		}
 		if o.kubeNamespace != "" {
 			if err := kube.ValidNamespace(o.kubeNamespace); err != nil {
@@ -85,8 +93,10 @@ func openWorkers(ctx context.Context, o *options, reg prometheus.Registerer, log
 		return ks, nil, nil
 	}
 	var authorize func(context.Context, string) error
-	if o.tlsCert != "" {
+	if names := workerClientNames(o.workerClientNames); o.tlsCert != "" && slices.Equal(names, []string{"*"}) {
 		authorize = registry.RequireClientCert
+	} else if o.tlsCert != "" {
+		authorize = registry.RequireClientName(names...)
 	}
 	workers, err := registry.New(registry.Config{TTL: o.leaseTTL, Authorize: authorize, Registerer: reg, Logger: log.With("component", "registry")})
 	if err != nil {
@@ -94,6 +104,21 @@ func openWorkers(ctx context.Context, o *options, reg prometheus.Registerer, log
 	}
 	go func() { _ = workers.Run(ctx) }()
 	return workers, workers, nil
+}
+
+// defaultWorkerClientName is the name on the workers' client certificates
+// that helixctl pki init and the Helm chart issue.
+const defaultWorkerClientName = "helix-worker"
+
+// workerClientNames splits --worker-client-names.
+func workerClientNames(flag string) []string {
+	var out []string
+	for n := range strings.SplitSeq(flag, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 var errKube = errors.New("--workers-source=kubernetes")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +96,32 @@ func TestClientCertificateRequired(t *testing.T) {
 	}
 	if _, err := dial(t, srv.Addr, pki.Client).Register(ctx, req); err != nil {
 		t.Fatalf("with a client certificate: %v", err)
+	}
+}
+
+// Only a worker's certificate registers a worker: another component's,
+// from the same CA, is refused, and cannot renew or end a worker's lease.
+func TestWorkerIdentityRequired(t *testing.T) {
+	pki := registrytest.NewPKI(t, "helix-worker")
+	srv := registrytest.Start(t, registrytest.Options{PKI: pki, Config: registry.Config{
+		Authorize: registry.RequireClientName("helix-worker"), Logger: slog.New(slog.DiscardHandler),
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := &registryv1.RegisterRequest{WorkerId: "w1", Address: "127.0.0.1", GrpcPort: 8001}
+	envoy := dial(t, srv.Addr, pki.ClientAs(t, "helixflow-envoy"))
+	_, err := envoy.Register(ctx, req)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), `"helixflow-envoy"`) {
+		t.Fatalf("Envoy's certificate registering a worker: %v, want PERMISSION_DENIED naming it", err)
+	}
+	resp, err := dial(t, srv.Addr, pki.Client).Register(ctx, req)
+	if err != nil {
+		t.Fatalf("the worker's certificate: %v", err)
+	}
+	if _, err := envoy.Deregister(ctx, &registryv1.DeregisterRequest{LeaseId: resp.GetLeaseId()}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("Envoy's certificate ending a worker's lease: %v, want PERMISSION_DENIED", err)
+	}
+	if snap := srv.Registry.Snapshot(); len(snap) != 1 {
+		t.Fatalf("registry after refused calls: %+v", snap)
 	}
 }

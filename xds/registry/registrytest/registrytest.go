@@ -81,6 +81,13 @@ func NewPKI(t testing.TB, clientName string) *PKI {
 	return p
 }
 
+// ClientAs returns a client config like Client whose certificate has the
+// common name cn. Not safe for concurrent use.
+func (p *PKI) ClientAs(t testing.TB, cn string) *tls.Config {
+	t.Helper()
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.CA, Certificates: []tls.Certificate{p.leaf(t, cn, x509.ExtKeyUsageClientAuth, nil, nil)}}
+}
+
 func (p *PKI) leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, ips []net.IP, dns []string) tls.Certificate {
 	t.Helper()
 	key := newKey(t)
