@@ -80,8 +80,11 @@ type Server struct {
 
 	warmTimeout time.Duration
 
-	pubMu   sync.Mutex  // serializes Publish; guards current
+	pubMu   sync.Mutex  // serializes Publish; guards current and validated
 	current resourceSet // last published in full (not a bridge)
+	// validated holds the sums of current's resources: content that passed
+	// validateResource, which the next publish need not check again.
+	validated map[sum]struct{}
 
 	mu        sync.Mutex // guards what follows
 	versions  map[string]CacheVersion
@@ -175,7 +178,14 @@ var cacheTypes = []struct {
 
 func (s *Server) publish(ctx context.Context, set resourceSet) error {
 	start := time.Now()
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	if err := validateSet(set); err != nil {
+		s.metrics.publishErrors.Inc()
+		return err
+	}
+	digests, err := digestSet(set, true, s.validated)
+	if err != nil {
 		s.metrics.publishErrors.Inc()
 		return err
 	}
@@ -191,24 +201,28 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		return fmt.Errorf("%w: %w", ErrInconsistent, err)
 	}
 
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
 	if s.current != nil {
 		if err := s.makeBeforeBreak(ctx, s.current, set); err != nil {
 			return err
 		}
 	}
-	if _, err := s.setCaches(ctx, set); err != nil {
+	if _, err := s.setCaches(ctx, set, digests); err != nil {
 		return err
 	}
 	s.current = set
+	s.validated = make(map[sum]struct{}, len(digests))
+	for _, ds := range digests {
+		for _, d := range ds {
+			s.validated[d.sum] = struct{}{}
+		}
+	}
 	s.metrics.publishDuration.Observe(time.Since(start).Seconds())
 	return nil
 }
 
 // setCaches sets each cache whose content differs from what it serves and
-// returns the config cache's version; s.pubMu held.
-func (s *Server) setCaches(ctx context.Context, set resourceSet) (configVersion string, err error) {
+// returns the config cache's version; s.pubMu held. digests are set's.
+func (s *Server) setCaches(ctx context.Context, set resourceSet, digests map[string][]digest) (configVersion string, err error) {
 	changed := 0
 	for _, ct := range cacheTypes {
 		sub := make(map[string][]types.Resource, len(ct.types))
@@ -217,11 +231,7 @@ func (s *Server) setCaches(ctx context.Context, set resourceSet) (configVersion 
 			sub[t] = set[t]
 			n += len(set[t])
 		}
-		version, err := contentVersion(sub)
-		if err != nil {
-			s.metrics.publishErrors.Inc()
-			return "", fmt.Errorf("%w: %w", ErrInvalidResource, err)
-		}
+		version := versionOf(digests, ct.types)
 		if ct.cache == CacheConfig {
 			configVersion = version
 		}

@@ -33,9 +33,9 @@ var messageNames = map[string]string{
 
 type validator interface{ ValidateAll() error }
 
-// validateSet checks every resource: right message type, protoc-gen-validate
-// rules (ValidateAll: Snapshot.Consistent checks names only), and a name
-// that is set and unique within its type.
+// validateSet checks what is cheap to check about every resource: right
+// message type, and a name that is set and unique within its type. The
+// deep check (validateResource) runs in digestSet, over the cores.
 func validateSet(set resourceSet) error {
 	for typeURL, list := range set {
 		want, ok := messageNames[typeURL]
@@ -58,45 +58,63 @@ func validateSet(set resourceSet) error {
 				return fmt.Errorf("%w: %s %q appears twice", ErrInvalidResource, typeLabel(typeURL), name)
 			}
 			seen[name] = true
-			if rc, ok := r.(*rlsconfv3.RateLimitConfig); ok {
-				// Its proto has no generated validation.
-				if err := translate.ValidateRateLimitConfig(rc); err != nil {
-					return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
-				}
-				continue
-			}
-			v, ok := r.(validator)
-			if !ok {
-				return fmt.Errorf("%w: %s %q cannot be validated", ErrInvalidResource, typeLabel(typeURL), name)
-			}
-			if err := v.ValidateAll(); err != nil {
-				return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
-			}
 		}
 	}
 	return nil
 }
 
-// contentVersion hashes the resources (type, name, bytes, in sorted order),
-// so equal content gets an equal version. Each resource is marshalled and
-// hashed on its own, spread over the cores: with a thousand models on a
-// hundred workers this is most of a publish. Built with the vtprotobuf tag
-// (make does), go-control-plane's generated MarshalVTStrict does the
-// marshalling about seven times faster than reflection (24 vs 178 ms for
-// that gateway: BenchmarkMarshalForVersions in version_test.go); it writes map
+// validateResource applies protoc-gen-validate's rules (ValidateAll:
+// Snapshot.Consistent checks names only).
+func validateResource(typeURL, name string, r types.Resource) error {
+	if rc, ok := r.(*rlsconfv3.RateLimitConfig); ok {
+		// Its proto has no generated validation.
+		if err := translate.ValidateRateLimitConfig(rc); err != nil {
+			return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
+		}
+		return nil
+	}
+	v, ok := r.(validator)
+	if !ok {
+		return fmt.Errorf("%w: %s %q cannot be validated", ErrInvalidResource, typeLabel(typeURL), name)
+	}
+	if err := v.ValidateAll(); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
+	}
+	return nil
+}
+
+// sum is the SHA-256 of a resource's bytes.
+type sum = [sha256.Size]byte
+
+// digest is what a version knows of one resource.
+type digest struct {
+	name string
+	sum  sum
+}
+
+// digestSet marshals and hashes every resource of set, spread over the
+// cores: with a thousand models on a hundred workers this is most of a
+// publish. With check, it also runs validateResource on each resource
+// whose sum is not in validated (content that passed in an earlier
+// publish: equal bytes, equal verdict), so a publish validates what
+// changed. The digests come by type URL, sorted by name.
+//
+// Built with the vtprotobuf tag (make does), go-control-plane's generated
+// marshalling does the work about seven times faster than reflection (24
+// vs 178 ms for that gateway: BenchmarkMarshalForVersions in
+// version_test.go), into a buffer each worker reuses. It writes map
 // entries in Go's map order, which is stable only for maps of one entry,
 // and that is all the translator's resources hold (their typed configs are
 // packed deterministically; TestContentVersionStable guards this).
-func contentVersion(set map[string][]types.Resource) (string, error) {
+func digestSet(set resourceSet, check bool, validated map[sum]struct{}) (map[string][]digest, error) {
 	type item struct {
 		typeURL, name string
 		r             types.Resource
-		digest        [sha256.Size]byte
+		sum           sum
 		err           error
 	}
-	typeURLs := slices.Sorted(maps.Keys(set))
 	var items []item
-	for _, t := range typeURLs {
+	for _, t := range slices.Sorted(maps.Keys(set)) {
 		start := len(items)
 		for _, r := range set[t] {
 			items = append(items, item{typeURL: t, name: cachev3.GetResourceName(r), r: r})
@@ -112,51 +130,72 @@ func contentVersion(set map[string][]types.Resource) (string, error) {
 			var buf []byte
 			for i := int(next.Add(1) - 1); i < len(items); i = int(next.Add(1) - 1) {
 				it := &items[i]
-				var b []byte
 				var err error
 				if vt, ok := it.r.(vtMarshaler); ok {
-					b, err = vt.MarshalVTStrict()
+					n := vt.SizeVT()
+					if cap(buf) < n {
+						buf = make([]byte, n)
+					}
+					buf = buf[:n]
+					_, err = vt.MarshalToSizedBufferVTStrict(buf)
 				} else {
-					b, err = opts.MarshalAppend(buf[:0], it.r)
-					buf = b
+					buf, err = opts.MarshalAppend(buf[:0], it.r)
 				}
 				if err != nil {
-					it.err = fmt.Errorf("marshal %s %q: %w", typeLabel(it.typeURL), it.name, err)
+					it.err = fmt.Errorf("%w: marshal %s %q: %w", ErrInvalidResource, typeLabel(it.typeURL), it.name, err)
 					continue
 				}
-				it.digest = sha256.Sum256(b)
+				it.sum = sha256.Sum256(buf)
+				if _, ok := validated[it.sum]; check && !ok {
+					it.err = validateResource(it.typeURL, it.name, it.r)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	h := sha256.New()
-	counts := make(map[string]int, len(typeURLs))
+	out := make(map[string][]digest, len(set))
+	for t := range set {
+		out[t] = []digest{} // a type without resources still counts
+	}
 	for _, it := range items {
-		counts[it.typeURL]++
-	}
-	for i, it := range items {
 		if it.err != nil {
-			return "", it.err
+			return nil, it.err
 		}
-		if i == 0 || items[i-1].typeURL != it.typeURL {
-			fmt.Fprintf(h, "%s\x00%d\x00", it.typeURL, counts[it.typeURL])
-		}
-		fmt.Fprintf(h, "%s\x00", it.name)
-		h.Write(it.digest[:])
+		out[it.typeURL] = append(out[it.typeURL], digest{name: it.name, sum: it.sum})
 	}
-	// Types with no resources still count (an emptied type changes the
-	// version).
-	for _, t := range typeURLs {
-		if counts[t] == 0 {
-			fmt.Fprintf(h, "%s\x000\x00", t)
+	return out, nil
+}
+
+// versionOf hashes the digests of typeURLs (type, count, then each name
+// and sum, in sorted order), so equal content gets an equal version.
+func versionOf(digests map[string][]digest, typeURLs []string) string {
+	h := sha256.New()
+	for _, t := range slices.Sorted(slices.Values(typeURLs)) {
+		fmt.Fprintf(h, "%s\x00%d\x00", t, len(digests[t]))
+		for _, d := range digests[t] {
+			fmt.Fprintf(h, "%s\x00", d.name)
+			h.Write(d.sum[:])
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// contentVersion is the version of set as a whole.
+func contentVersion(set map[string][]types.Resource) (string, error) {
+	digests, err := digestSet(set, false, nil)
+	if err != nil {
+		return "", err
+	}
+	return versionOf(digests, slices.Collect(maps.Keys(set))), nil
 }
 
 // vtMarshaler is implemented by go-control-plane's types when built with
 // the vtprotobuf tag.
-type vtMarshaler interface{ MarshalVTStrict() ([]byte, error) }
+type vtMarshaler interface {
+	SizeVT() int
+	MarshalToSizedBufferVTStrict([]byte) (int, error)
+	MarshalVTStrict() ([]byte, error)
+}
 
 // typeLabel is the short name of a type URL, for logs and metric labels
 // (bounded: unknown types are "other").

@@ -174,3 +174,32 @@ func BenchmarkContentVersion(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPublish publishes, in turn, two translations of 1,000 models
+// on 100 workers (each model on all of them) that differ in one endpoint,
+// as the registry's churn does: every cache's version is computed and the
+// changed resource validated (go test -tags vtprotobuf -run '^$' -bench
+// Publish ./xds/server).
+func BenchmarkPublish(b *testing.B) {
+	s, err := New(b.Context(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rs [2]*translate.Resources
+	for i := range rs {
+		g := translatetest.Gateway(1000, 100, 100)
+		if i == 1 {
+			g.Pools[0].Endpoints = g.Pools[0].Endpoints[1:]
+		}
+		if rs[i], err = translate.Translate(g); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		if err := s.Publish(b.Context(), rs[i%2]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

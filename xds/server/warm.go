@@ -97,7 +97,12 @@ func (s *Server) setBridge(ctx context.Context, bridge resourceSet) (string, err
 		s.metrics.publishErrors.Inc()
 		return "", fmt.Errorf("%w: make-before-break step: %w", ErrInconsistent, err)
 	}
-	return s.setCaches(ctx, bridge)
+	digests, err := digestSet(bridge, false, nil)
+	if err != nil {
+		s.metrics.publishErrors.Inc()
+		return "", err
+	}
+	return s.setCaches(ctx, bridge, digests)
 }
 
 // took: the last response sent was version and the node acknowledged it,
