@@ -18,14 +18,17 @@
 //     answers only requests that name every resource it holds, which would
 //     leave clusters warming until the initial fetch timeout.
 //
-// Each Publish checks every resource (ValidateAll, non-empty unique names),
-// assembles one snapshot of all types and checks Snapshot.Consistent() on it
-// (EDS names = clusters' EDS references, RDS names = listeners' references)
-// before any cache changes; then it sets secrets, endpoints and config, in
-// that order, so that what a new cluster or listener refers to is there when
-// Envoy asks for it (and in steps when clusters come or go, see below). A cache's version is a hash of its content: publishing
-// unchanged inputs changes nothing, and a restarted helix-xds that rebuilds
-// the same config offers Envoy the version it already has.
+// Each Publish checks every resource (non-empty unique names, and
+// ValidateAll on those whose content, by SHA-256 of its bytes, the last
+// publish did not hold), assembles one snapshot of all types and checks
+// Snapshot.Consistent() on it (EDS names = clusters' EDS references, RDS
+// names = listeners' references) before any cache changes; then it sets
+// secrets, endpoints and config, in that order, so that what a new cluster
+// or listener refers to is there when Envoy asks for it (and in steps when
+// clusters come or go, see below). A cache's version is a hash of those
+// digests: publishing unchanged inputs changes nothing, and a restarted
+// helix-xds that rebuilds the same config offers Envoy the version it
+// already has.
 //
 // # Make before break
 //
