@@ -56,7 +56,7 @@ func (l listenerTLS) mode() string {
 }
 
 func (t *tlsOptions) register(fs *flag.FlagSet) {
-	fs.StringVar(&t.certFile, "tls-cert-file", "", "server certificate (PEM) of the HTTP and gRPC listeners; re-read on each handshake, so a rotated file takes effect without a restart")
+	fs.StringVar(&t.certFile, "tls-cert-file", "", "server certificate (PEM) of the HTTP and gRPC listeners; read again when it changes (as are the key and client CA), so a rotated file takes effect without a restart")
 	fs.StringVar(&t.keyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
 	fs.StringVar(&t.clientCAFile, "client-ca-file", "", "CA bundle (PEM); with it, HTTP and gRPC clients must present a certificate it signed (mTLS)")
 	fs.BoolVar(&t.grpcUseSSL, "grpc-use-ssl", false, "Triton's: serve gRPC over TLS with --grpc-server-cert and --grpc-server-key (instead of --tls-cert-file's)")
@@ -158,7 +158,7 @@ func tlsWarnings(o *options) []string {
 }
 
 // serverTLS builds a listener's TLS configuration (nil for plaintext)
-// offering alpn; the certificate is re-read on each handshake.
+// offering alpn; the files are read again when they change.
 func serverTLS(l listenerTLS, alpn string) (*tls.Config, error) {
 	if !l.on() {
 		return nil, nil

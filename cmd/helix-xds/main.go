@@ -54,7 +54,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.configPath, "config", "", "gateway config file (YAML); reloaded when it changes, a bad file keeps the last good config (required)")
 	fs.StringVar(&o.xdsListen, "xds-listen", "127.0.0.1:18000", "ADS (for Envoy) and worker registry (gRPC) address")
 	fs.StringVar(&o.statusListen, "status-listen", "127.0.0.1:18001", "/metrics, /status (JSON) and /healthz; plain HTTP, loopback unless you mean it")
-	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "TLS certificate of the gRPC listener (re-read on each handshake)")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "TLS certificate of the gRPC listener (read again when it changes, as are the key and client CA)")
 	fs.StringVar(&o.tlsKey, "tls-key-file", "", "TLS private key")
 	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates Envoys and workers must present (required with TLS)")
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow the gRPC listener on a loopback address without TLS (local development only)")

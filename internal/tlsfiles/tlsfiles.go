@@ -1,42 +1,128 @@
 // Package tlsfiles builds the servers' TLS configuration from PEM files, the
-// same way for every binary: the certificate is re-read on each handshake
-// so that rotated files take effect without a restart, and a client CA,
-// when given, makes client certificates mandatory (mTLS).
+// same way for every binary: the certificate, its key and the client CA are
+// read again when their files change (checked on each handshake), so that
+// rotated files (cert-manager's, a Kubernetes secret volume's symlink swap)
+// take effect without a restart; a client CA, when given, makes client
+// certificates mandatory (mTLS).
 package tlsfiles
 
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"time"
 )
 
 // ServerConfig returns a TLS 1.2+ server configuration serving certFile and
 // keyFile, requiring client certificates signed by clientCAFile when that
-// is not empty. The files are checked once now.
+// is not empty. The files must be readable now; later, a change that does
+// not load (a rotation caught half written, a key that does not match the
+// certificate) keeps the last good files in force until the next change.
 func ServerConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	load := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		c, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS certificate: %w", err)
-		}
-		return &c, nil
-	}
-	if _, err := load(nil); err != nil {
+	f := &files{certFile: certFile, keyFile: keyFile, caFile: clientCAFile}
+	if err := f.load(); err != nil {
 		return nil, err
 	}
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: load}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return f.current().cert, nil
+	}}
 	if clientCAFile == "" {
 		return conf, nil
 	}
-	pem, err := os.ReadFile(clientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("client CA: %w", err)
+	conf.ClientCAs, conf.ClientAuth = f.current().clientCAs, tls.RequireAndVerifyClientCert
+	// The client CA is part of the config, not of the certificate: each
+	// handshake gets a copy of conf (as the caller left it: ALPN, ...)
+	// holding the current one.
+	conf.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := conf.Clone()
+		c.GetConfigForClient = nil
+		c.ClientCAs = f.current().clientCAs
+		return c, nil
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("client CA %s holds no PEM certificate", clientCAFile)
-	}
-	conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	return conf, nil
 }
+
+// files holds what was last loaded from the files and when they changed.
+type files struct {
+	certFile, keyFile, caFile string
+
+	mu     sync.Mutex
+	stamps [3]stamp // of certFile, keyFile, caFile when last loaded or tried
+	loaded state
+}
+
+type state struct {
+	cert      *tls.Certificate
+	clientCAs *x509.CertPool
+}
+
+// stamp identifies a file's content cheaply: a rewrite or a swapped
+// symlink changes one of them.
+type stamp struct {
+	mod  time.Time
+	size int64
+	err  bool
+}
+
+func stampOf(path string) stamp {
+	if path == "" {
+		return stamp{}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{err: true}
+	}
+	return stamp{mod: fi.ModTime(), size: fi.Size()}
+}
+
+// current is the loaded state, loaded again first when a file changed.
+func (f *files) current() state {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := [3]stamp{stampOf(f.certFile), stampOf(f.keyFile), stampOf(f.caFile)}
+	if now != f.stamps {
+		f.stamps = now
+		if st, err := f.read(); err == nil {
+			f.loaded = st
+		}
+	}
+	return f.loaded
+}
+
+// load reads the files, failing when they do not load.
+func (f *files) load() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stamps = [3]stamp{stampOf(f.certFile), stampOf(f.keyFile), stampOf(f.caFile)}
+	st, err := f.read()
+	if err != nil {
+		return err
+	}
+	f.loaded = st
+	return nil
+}
+
+func (f *files) read() (state, error) {
+	c, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+	if err != nil {
+		return state{}, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	st := state{cert: &c}
+	if f.caFile == "" {
+		return st, nil
+	}
+	pem, err := os.ReadFile(f.caFile)
+	if err != nil {
+		return state{}, fmt.Errorf("client CA: %w", err)
+	}
+	st.clientCAs = x509.NewCertPool()
+	if !st.clientCAs.AppendCertsFromPEM(pem) {
+		return state{}, fmt.Errorf("client CA %s: %w", f.caFile, errNoPEM)
+	}
+	return st, nil
+}
+
+var errNoPEM = errors.New("holds no PEM certificate")

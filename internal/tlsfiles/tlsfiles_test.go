@@ -2,10 +2,13 @@ package tlsfiles
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/helixflow/helixflow/internal/pki"
 )
@@ -46,5 +49,98 @@ func TestServerConfig(t *testing.T) {
 	}
 	if _, err := ServerConfig(filepath.Join(dir, "missing.pem"), key, ""); err == nil {
 		t.Fatal("missing certificate accepted")
+	}
+}
+
+// handshake runs a TLS handshake over a pipe between conf and a client
+// presenting clientCert/clientKey and trusting caFile.
+func handshake(t *testing.T, conf *tls.Config, caFile, clientCert, clientKey string) error {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	pair, err := tls.LoadX509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, s := net.Pipe()
+	defer c.Close()
+	defer s.Close()
+	server := tls.Server(s, conf)
+	done := make(chan error, 1)
+	go func() { done <- server.Handshake(); s.Close() }()
+	client := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: "helix-xds", Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	cerr := client.Handshake()
+	c.Close()
+	if serr := <-done; serr != nil {
+		return serr
+	}
+	return cerr
+}
+
+// A rotation of the certificate, its key and the client CA (a new CA
+// altogether) takes effect at the next handshake; a half-written one keeps
+// the last good files.
+func TestFilesRotateWithoutRestart(t *testing.T) {
+	var pkis [2]string
+	for i := range pkis {
+		pkis[i] = t.TempDir()
+		if _, err := pki.Init(t.Context(), pki.Options{Dir: pkis[i]}, pki.LocalSpecs()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := t.TempDir()
+	cert, key, ca := filepath.Join(served, "tls.crt"), filepath.Join(served, "tls.key"), filepath.Join(served, "ca.crt")
+	install := func(from string, mod time.Time) {
+		srcCert, srcKey := pki.Files(from, "xds-server")
+		srcCA, _ := pki.Files(from, "ca")
+		for dst, src := range map[string]string{cert: srcCert, key: srcKey, ca: srcCA} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(dst, mod, mod); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	start := time.Now().Add(-time.Hour)
+	install(pkis[0], start)
+	conf, err := ServerConfig(cert, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shake := func(from string) error {
+		caFile, _ := pki.Files(from, "ca")
+		c, k := pki.Files(from, "worker-xds-client")
+		return handshake(t, conf, caFile, c, k)
+	}
+	if err := shake(pkis[0]); err != nil {
+		t.Fatalf("first CA's client: %v", err)
+	}
+	if shake(pkis[1]) == nil {
+		t.Fatal("the second CA's client got in before the rotation")
+	}
+
+	install(pkis[1], start.Add(time.Minute))
+	if err := shake(pkis[1]); err != nil {
+		t.Fatalf("after the rotation, the new CA's client: %v", err)
+	}
+	if shake(pkis[0]) == nil {
+		t.Fatal("after the rotation, the old CA's client still got in")
+	}
+
+	// Half written: a key that is not PEM yet.
+	if err := os.WriteFile(key, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := shake(pkis[1]); err != nil {
+		t.Fatalf("with a half-written key, the last good files should serve: %v", err)
 	}
 }
