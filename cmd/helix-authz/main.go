@@ -184,6 +184,11 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if tlsConf != nil {
+		if err := reg.Register(tlsfiles.ExpiryMetric(tlsConf, "https")); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 4)
 	var stops []func(context.Context) error
 
@@ -194,7 +199,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	stops = append(stops, httpSrv.Shutdown)
 	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil)
 
-	gs, err := serveGRPC(o, srv.Check, errc)
+	gs, err := serveGRPC(o, srv.Check, reg, errc)
 	if err != nil {
 		return fmt.Errorf("--grpc-listen: %w", err)
 	}
@@ -271,7 +276,7 @@ func serveHTTP(addr string, h http.Handler, tlsConf *tls.Config, errc chan<- err
 	return srv, nil
 }
 
-func serveGRPC(o *options, svc *check.Service, errc chan<- error) (*grpc.Server, error) {
+func serveGRPC(o *options, svc *check.Service, reg prometheus.Registerer, errc chan<- error) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -279,6 +284,9 @@ func serveGRPC(o *options, svc *check.Service, errc chan<- error) (*grpc.Server,
 	if o.tlsCert != "" {
 		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA)
 		if err != nil {
+			return nil, err
+		}
+		if err := reg.Register(tlsfiles.ExpiryMetric(conf, "grpc")); err != nil {
 			return nil, err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))

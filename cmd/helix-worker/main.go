@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
@@ -234,6 +235,14 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	grpcTLS, httpTLS, err := listenerTLSConfigs(o, log)
 	if err != nil {
 		return err
+	}
+	for listener, conf := range map[string]*tls.Config{"grpc": grpcTLS, "http": httpTLS} {
+		if conf == nil {
+			continue
+		}
+		if err := reg.Register(tlsfiles.ExpiryMetric(conf, listener)); err != nil {
+			return err
+		}
 	}
 	// Listen before loading models so that a taken port fails fast.
 	var (

@@ -183,7 +183,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 	}()
 
-	gs, err := grpcServer(o)
+	gs, err := grpcServer(o, reg)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	return err
 }
 
-func grpcServer(o *options) (*grpc.Server, error) {
+func grpcServer(o *options, reg prometheus.Registerer) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(4 << 20),
 		// Envoy keeps its ADS stream alive with HTTP/2 pings every 30s.
@@ -249,6 +249,9 @@ func grpcServer(o *options) (*grpc.Server, error) {
 	}
 	conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA)
 	if err != nil {
+		return nil, err
+	}
+	if err := reg.Register(tlsfiles.ExpiryMetric(conf, "grpc")); err != nil {
 		return nil, err
 	}
 	return grpc.NewServer(append(opts, grpc.Creds(credentials.NewTLS(conf)))...), nil

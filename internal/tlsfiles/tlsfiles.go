@@ -14,6 +14,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ServerConfig returns a TLS 1.2+ server configuration serving certFile and
@@ -126,3 +128,25 @@ func (f *files) read() (state, error) {
 }
 
 var errNoPEM = errors.New("holds no PEM certificate")
+
+// ExpiryMetricName is the gauge ExpiryMetric exports, named after Envoy's
+// envoy_*_ssl_certificate_expiration_unix_time_seconds so that one alert
+// reads both alike.
+const ExpiryMetricName = "helix_tls_certificate_expiration_unix_time_seconds"
+
+// ExpiryMetric is a gauge of when the certificate conf serves now expires,
+// labelled listener; conf must come from ServerConfig. Read at scrape time,
+// it follows rotations.
+func ExpiryMetric(conf *tls.Config, listener string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        ExpiryMetricName,
+		Help:        "When the TLS certificate this process serves on a listener expires (Unix time): it is read again when its file changes.",
+		ConstLabels: prometheus.Labels{"listener": listener},
+	}, func() float64 {
+		c, err := conf.GetCertificate(nil)
+		if err != nil || c == nil || c.Leaf == nil {
+			return 0
+		}
+		return float64(c.Leaf.NotAfter.Unix())
+	})
+}

@@ -3,12 +3,15 @@ package tlsfiles
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/helixflow/helixflow/internal/pki"
 )
@@ -142,5 +145,63 @@ func TestFilesRotateWithoutRestart(t *testing.T) {
 	}
 	if err := shake(pkis[1]); err != nil {
 		t.Fatalf("with a half-written key, the last good files should serve: %v", err)
+	}
+}
+
+func TestExpiryMetricFollowsRotation(t *testing.T) {
+	// Two PKIs whose certificates expire on different days.
+	var dirs [2]string
+	for i, lifetime := range []time.Duration{10 * 24 * time.Hour, 20 * 24 * time.Hour} {
+		dirs[i] = t.TempDir()
+		if _, err := pki.Init(t.Context(), pki.Options{Dir: dirs[i], Lifetime: lifetime}, pki.LocalSpecs()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := t.TempDir()
+	cert, key := filepath.Join(served, "tls.crt"), filepath.Join(served, "tls.key")
+	install := func(dir string, mod time.Time) time.Time {
+		c, k := pki.Files(dir, "xds-server")
+		for dst, src := range map[string]string{cert: c, key: k} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(dst, mod, mod); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pair.Leaf.NotAfter
+	}
+	start := time.Now().Add(-time.Hour)
+	want := install(dirs[0], start)
+	conf, err := ServerConfig(cert, key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ExpiryMetric(conf, "grpc")
+	if got := testutil.ToFloat64(m); got != float64(want.Unix()) {
+		t.Fatalf("expiry = %v, want %v", got, want.Unix())
+	}
+	rotated := install(dirs[1], start.Add(time.Minute))
+	if rotated.Sub(want) < 24*time.Hour {
+		t.Fatalf("the two certificates expire at %v and %v", want, rotated)
+	}
+	want = rotated
+	if got := testutil.ToFloat64(m); got != float64(want.Unix()) {
+		t.Fatalf("after a rotation, expiry = %v, want %v", got, want.Unix())
+	}
+	if err := testutil.CollectAndCompare(m, strings.NewReader(fmt.Sprintf(`
+# HELP %[1]s When the TLS certificate this process serves on a listener expires (Unix time): it is read again when its file changes.
+# TYPE %[1]s gauge
+%[1]s{listener="grpc"} %[2]g
+`, ExpiryMetricName, float64(want.Unix())))); err != nil {
+		t.Fatal(err)
 	}
 }
