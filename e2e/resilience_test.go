@@ -17,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	checkpkg "github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/xds/translate"
 )
@@ -115,6 +117,67 @@ func TestResilience(t *testing.T) {
 		}
 		if resp.GetModelName() != "mlp" || len(resp.GetRawOutputContents()) != 1 || len(resp.GetRawOutputContents()[0]) != 40 {
 			t.Fatalf("response = %v", resp)
+		}
+	})
+
+	t.Run("a stream naming its model reaches that model's pool", func(t *testing.T) {
+		if workerB == nil {
+			t.Fatal("the mlp worker did not start (see the subtest above)")
+		}
+		// mlp-only may not open a stream that could touch any model, but
+		// may open one for mlp; it then lands on the mlp worker every time
+		// (the default pool would send half of them to the simple-only
+		// one), and a message for another model on it is refused.
+		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token), checkpkg.HeaderStreamModel, "mlp")
+		stream, err := infer.ModelStreamInfer(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 8
+		for i := range n {
+			req := mlpRequest()
+			req.Id = fmt.Sprintf("r%d", i)
+			if err := stream.Send(req); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		}
+		other := simpleRequest()
+		other.Id = "other"
+		if err := stream.Send(other); err != nil {
+			t.Fatalf("send the other model's request: %v", err)
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		ok := 0
+		for range n + 1 {
+			resp, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("stream after %d answers: %v", ok, err)
+			}
+			r := resp.GetInferResponse()
+			if r.GetId() == "other" {
+				if !strings.Contains(resp.GetErrorMessage(), "the gateway authorized model 'mlp'") {
+					t.Fatalf("a %s request on an mlp stream: %q, want refused", sampleModel, resp.GetErrorMessage())
+				}
+				continue
+			}
+			if resp.GetErrorMessage() != "" || r.GetModelName() != "mlp" || len(r.GetRawOutputContents()) != 1 {
+				t.Fatalf("answer %s: %q %v", r.GetId(), resp.GetErrorMessage(), r)
+			}
+			ok++
+		}
+		if ok != n {
+			t.Fatalf("%d of %d mlp requests answered", ok, n)
+		}
+
+		// Without naming the model, mlp-only cannot open a stream.
+		denied, err := infer.ModelStreamInfer(withToken(t, mlpOnly.token))
+		if err == nil {
+			_, err = denied.Recv()
+		}
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a stream without %s for mlp-only: %v, want PERMISSION_DENIED", checkpkg.HeaderStreamModel, err)
 		}
 	})
 

@@ -120,9 +120,14 @@ def grpc_checks(url, ca, tok_all, tok_infer, tok_mlp, tok_free, client_all):
         cfg = c.get_model_config(MODEL, headers=bearer(tok_all), as_json=True, client_timeout=10)["config"]
         expect(cfg["name"] == MODEL and int(cfg["max_batch_size"]) == 8, f"config {cfg}")
 
-    def stream(token, want_error=None):
+    def stream(token, want_error=None, model=None):
         results = queue.Queue()
-        c.start_stream(callback=lambda result, error: results.put((result, error)), headers=bearer(token))
+        headers = bearer(token)
+        if model:
+            # Names the stream's model: helix-authz then needs only its
+            # scope, and Envoy routes the stream to its pool.
+            headers["helix-model"] = model
+        c.start_stream(callback=lambda result, error: results.put((result, error)), headers=headers)
         try:
             n = 1 if want_error else 3
             inputs, in0, in1 = simple_inputs(grpcclient)
@@ -157,6 +162,9 @@ def grpc_checks(url, ca, tok_all, tok_infer, tok_mlp, tok_free, client_all):
     check("gRPC ModelStreamInfer with models:infer on *", lambda: stream(tok_infer))
     check("gRPC ModelStreamInfer without models:infer is PERMISSION_DENIED",
           lambda: stream(tok_mlp, want_error="PERMISSION_DENIED"))
+    check("gRPC ModelStreamInfer naming its model (helix-model header)", lambda: stream(tok_infer, model=MODEL))
+    check("gRPC ModelStreamInfer naming a model outside the scope is PERMISSION_DENIED",
+          lambda: stream(tok_mlp, want_error="PERMISSION_DENIED", model=MODEL))
     check("gRPC infer without a token is UNAUTHENTICATED",
           lambda: expect_grpc_error(lambda: c.infer(MODEL, simple_inputs(grpcclient)[0], client_timeout=10),
                                     "UNAUTHENTICATED"))

@@ -48,7 +48,7 @@ func (s *stack) runTritonClientCheck(t *testing.T) {
 		t.Fatalf("tritonclient_check.py: %v", err)
 	}
 	// Guard against a script that silently skipped its checks.
-	if n := strings.Count(out.String(), "ok: "); n < 21 {
-		t.Fatalf("tritonclient_check.py passed only %d checks, want 21", n)
+	if n := strings.Count(out.String(), "ok: "); n < 23 {
+		t.Fatalf("tritonclient_check.py passed only %d checks, want 23", n)
 	}
 }

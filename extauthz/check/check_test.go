@@ -227,6 +227,15 @@ func TestCheckAttacks(t *testing.T) {
 		{"stats of all models with a model list", restReq("GET", "/v2/models/stats", bearerHdr(e.mint(t, claims([]string{"models:read"}, []string{"resnet"})))), expect{status: 403, body: bodyScope}, ""},
 		{"stream without models:infer", grpcReq("ModelStreamInfer", nil, bearerHdr(resnetOnly)), expect{status: 403, grpc: true}, ""},
 		{"stream with a model list", grpcReq("ModelStreamInfer", nil, bearerHdr(e.mint(t, claims([]string{"models:infer"}, []string{"resnet"})))), expect{status: 403, grpc: true}, ""},
+		{"stream naming another model", grpcReq("ModelStreamInfer", nil, map[string]string{"authorization": "Bearer " + resnetOnly, "helix-model": "bert"}), expect{status: 403, grpc: true, body: msgScope}, resnetOnly},
+		{"stream naming a bad model", grpcReq("ModelStreamInfer", nil, map[string]string{"authorization": "Bearer " + all, "helix-model": "../bert"}), expect{status: 403, grpc: true}, all},
+		{"stream naming its model twice", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "POST", Path: "/inference.GRPCInferenceService/ModelStreamInfer", Protocol: "HTTP/2",
+			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: ":path", Value: "/inference.GRPCInferenceService/ModelStreamInfer"}, {Key: "content-type", Value: "application/grpc"},
+				{Key: "authorization", Value: "Bearer " + resnetOnly}, {Key: "helix-model", Value: "resnet"}, {Key: "helix-model", Value: "bert"},
+			}},
+		}}}}, expect{status: 403, grpc: true, body: "invalid model name"}, resnetOnly},
 
 		// Model spoofed in a header; gRPC body model not allowed.
 		{"gRPC body model outside scope", grpcReq("ModelInfer", inferBody(t, "bert", "", 64), bearerHdr(resnetOnly)), expect{status: 403, grpc: true, body: msgScope}, resnetOnly},
@@ -371,6 +380,7 @@ func TestCheckGrants(t *testing.T) {
 		{"gRPC ServerReady", grpcReq("ServerReady", nil, bearerHdr(reader)), "", "client-a", "gold", "jwt", "", nil, true},
 		{"gRPC ServerMetadata", grpcReq("ServerMetadata", nil, bearerHdr(reader)), "", "client-a", "gold", "jwt", "", nil, true},
 		{"gRPC ModelStreamInfer", grpcReq("ModelStreamInfer", nil, map[string]string{"authorization": "Bearer " + all, "x-helix-model": "bert"}), "", "client-a", "gold", "jwt", "", nil, true},
+		{"gRPC ModelStreamInfer naming its model", grpcReq("ModelStreamInfer", nil, map[string]string{"authorization": "Bearer " + resnet, "helix-model": "resnet"}), "resnet", "client-a", "gold", "jwt", "", nil, true},
 		{"gRPC api key", grpcReq("ModelInfer", inferBody(t, "resnet", "", 64), map[string]string{"x-api-key": "hx_k1"}), "resnet", "client-k", "free", "api_key", "", nil, true},
 	}
 	for _, tc := range tests {

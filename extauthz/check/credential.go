@@ -25,6 +25,12 @@ const (
 	helixPrefix      = "x-helix-"
 )
 
+// HeaderStreamModel is the header a client names its ModelStreamInfer
+// stream's model in: authz cannot read a stream's messages, so without it
+// a stream needs every model's scope and lands in the default pool. It is
+// not an x-helix-* header: Envoy strips those from clients.
+const HeaderStreamModel = "helix-model"
+
 // reqHeaders holds the request headers the check needs.
 type reqHeaders struct {
 	authorization    string
@@ -32,6 +38,8 @@ type reqHeaders struct {
 	apiKey           string
 	hasAPIKey        bool
 	contentType      string
+	streamModel      string
+	hasStreamModel   bool
 	// repeated: a header we read came more than once, so which one the
 	// upstream would use is unclear.
 	repeated bool
@@ -72,6 +80,13 @@ func (h *reqHeaders) add(key, value string) {
 	case hdrContentType:
 		// Only picks the reply format; a repeated value is not a risk.
 		h.contentType = value
+	case HeaderStreamModel:
+		if h.hasStreamModel {
+			// Two models named: no valid model name holds a newline, so
+			// the target check refuses it (invalid model name).
+			value = "\n"
+		}
+		h.streamModel, h.hasStreamModel = value, true
 	default:
 		if strings.HasPrefix(key, helixPrefix) {
 			h.helix = append(h.helix, key)

@@ -54,14 +54,15 @@ var (
 )
 
 // parseTarget finds what the request asks for from the method, the request
-// target as Envoy saw it (path and query, not decoded) and, for gRPC, the
-// first bytes of the body.
-func parseTarget(method, rawPath string, body []byte, grpcCaller bool) (target, error) {
+// target as Envoy saw it (path and query, not decoded), for gRPC the first
+// bytes of the body, and for a stream the model the client named in
+// HeaderStreamModel ("" if none).
+func parseTarget(method, rawPath string, body []byte, grpcCaller bool, streamModel string) (target, error) {
 	if strings.HasPrefix(rawPath, grpcServicePrefix) {
 		if !grpcCaller || method != "POST" {
 			return target{}, errNotGRPC
 		}
-		return grpcTarget(rawPath[len(grpcServicePrefix):], body)
+		return grpcTarget(rawPath[len(grpcServicePrefix):], body, streamModel)
 	}
 	return restTarget(rawPath)
 }
@@ -69,16 +70,24 @@ func parseTarget(method, rawPath string, body []byte, grpcCaller bool) (target, 
 // grpcTarget maps a GRPCInferenceService method to a target. Every model
 // request message has the model name in field 1 and the version in
 // field 2.
-func grpcTarget(rpc string, body []byte) (target, error) {
+func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 	t := target{rpc: rpc}
 	switch rpc {
 	case "ServerLive", "ServerReady", "ServerMetadata":
 		t.action, t.reach = actionRead, reachServer
 		return t, nil
 	case "ModelStreamInfer":
-		// A stream's messages are not buffered for the check, so the model
-		// is unknown here: only a client allowed every model may open one.
+		// A stream's messages are not buffered for the check. A stream
+		// whose client named its model is for that model (the worker
+		// refuses messages for any other); one that did not may touch any,
+		// so only a client allowed every model may open it.
 		t.action, t.reach = actionInfer, reachAllModels
+		if streamModel != "" {
+			if !validModelName(streamModel) {
+				return target{}, errBadModel
+			}
+			t.reach, t.model = reachModel, streamModel
+		}
 		return t, nil
 	case "ModelReady", "ModelMetadata", "ModelConfig", "ModelStatistics":
 		t.action = actionRead

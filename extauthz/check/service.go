@@ -181,7 +181,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if len(body) == 0 && r.GetBody() != "" {
 		body = []byte(r.GetBody())
 	}
-	t, err := parseTarget(r.GetMethod(), r.GetPath(), body, grpcCaller)
+	t, err := parseTarget(r.GetMethod(), r.GetPath(), body, grpcCaller, h.streamModel)
 	if err != nil {
 		return deny(targetDenial(err), p, t, false)
 	}

@@ -31,7 +31,9 @@
 //   - routes.go: the route table (see routes for the order): gRPC by
 //     x-helix-model after ext_authz (clear_route_cache), REST by path,
 //     ModelStreamInfer without body buffering and without a timeout
-//     unless Timeouts.Stream is set, the default pool for the rest.
+//     unless Timeouts.Stream is set (to its model's pool when the client
+//     named the model in the helix-model header, else the default pool),
+//     the default pool for the rest.
 //   - clusters.go: per model two EDS clusters (GRPCCluster: HTTP/2 to the
 //     worker's gRPC port, grpc.health.v1 checks with service = model;
 //     HTTPCluster: HTTP/1.1 to the REST port, checks on

@@ -16,18 +16,22 @@ import (
 // routes builds the one route configuration. Order of the routes, first
 // match wins:
 //
-//  1. gRPC ModelStreamInfer -> default pool; no body buffering for authz,
-//     stream timeout (0: none), no retries. Its model is unknown to authz,
-//     so it cannot be routed by model.
-//  2. per model m: gRPC with x-helix-model == m -> m's gRPC cluster. The
+//  1. per model m: gRPC ModelStreamInfer with x-helix-model == m -> m's
+//     gRPC cluster, and
+//  2. gRPC ModelStreamInfer -> default pool; both without body buffering
+//     for authz, stream timeout (0: none), no retries. authz cannot read a
+//     stream's messages: it sets x-helix-model only when the client named
+//     the model in the helix-model header (and the worker then refuses
+//     messages for another model); every stream first matches route 2.
+//  3. per model m: gRPC with x-helix-model == m -> m's gRPC cluster. The
 //     header exists only after ext_authz set it and cleared the route
-//     cache; before that the request matches route 4, whose (absent)
+//     cache; before that the request matches route 5, whose (absent)
 //     per-route config leaves body buffering on so authz sees the model.
-//  3. per model m: REST /v2/models/{m} and below (versions included) ->
+//  4. per model m: REST /v2/models/{m} and below (versions included) ->
 //     m's REST cluster, without body buffering.
-//  4. any other gRPC method (server metadata and health, a model without a
+//  5. any other gRPC method (server metadata and health, a model without a
 //     pool) -> default pool, where a worker answers as Triton would.
-//  5. any other /v2 path -> default pool's REST cluster.
+//  6. any other /v2 path -> default pool's REST cluster.
 //
 // Everything else gets Envoy's 404. Unary routes have the request timeout
 // (Envoy's 15s default is replaced) and the retry policy.
@@ -36,8 +40,11 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := make([]*routev3.Route, 0, 2*len(g.Pools)+3)
-	rs = append(rs, b.streamRoute())
+	rs := make([]*routev3.Route, 0, 3*len(g.Pools)+3)
+	for _, p := range g.Pools {
+		rs = append(rs, b.streamRoute(p.Model))
+	}
+	rs = append(rs, b.streamRoute(""))
 	for _, p := range g.Pools {
 		rs = append(rs, b.grpcModelRoute(p.Model))
 	}
@@ -88,8 +95,10 @@ func newRouteBuilder(g *ir.Gateway) (*routeBuilder, error) {
 	return &routeBuilder{g: g, noBody: map[string]*anypb.Any{filterExtAuthz: noBody}, retry: retry}, nil
 }
 
-func (b *routeBuilder) streamRoute() *routev3.Route {
-	return &routev3.Route{
+// streamRoute is model's ModelStreamInfer route, or with model "" the
+// default pool's.
+func (b *routeBuilder) streamRoute(model string) *routev3.Route {
+	r := &routev3.Route{
 		Name: "grpc-stream",
 		Match: &routev3.RouteMatch{
 			PathSpecifier: &routev3.RouteMatch_Path{Path: GRPCModelStreamInfer},
@@ -102,6 +111,22 @@ func (b *routeBuilder) streamRoute() *routev3.Route {
 		}},
 		TypedPerFilterConfig: b.noBody,
 	}
+	if model != "" {
+		r.Name = "grpc-stream/" + model
+		r.Match.Headers = []*routev3.HeaderMatcher{modelHeader(model)}
+		r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: GRPCCluster(model)}
+	}
+	return r
+}
+
+// modelHeader matches the x-helix-model that helix-authz set.
+func modelHeader(model string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: HeaderModel,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: model},
+		}},
+	}
 }
 
 func (b *routeBuilder) grpcModelRoute(model string) *routev3.Route {
@@ -109,13 +134,8 @@ func (b *routeBuilder) grpcModelRoute(model string) *routev3.Route {
 		Name: "grpc-model/" + model,
 		Match: &routev3.RouteMatch{
 			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: GRPCServicePrefix},
-			Headers: []*routev3.HeaderMatcher{{
-				Name: HeaderModel,
-				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: model},
-				}},
-			}},
-			Grpc: &routev3.RouteMatch_GrpcRouteMatchOptions{},
+			Headers:       []*routev3.HeaderMatcher{modelHeader(model)},
+			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 		},
 		Action: &routev3.Route_Route{Route: b.unaryGRPC(GRPCCluster(model))},
 	}
