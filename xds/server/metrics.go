@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		publishDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "helix_xds_publish_duration_seconds",
-			Help:    "Time to validate, hash and set a snapshot.",
+			Help:    "Time to publish: validate, hash and set the snapshots, and, when clusters come or go, wait for Envoys to take each make-before-break step.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{

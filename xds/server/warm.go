@@ -86,8 +86,9 @@ func (s *Server) makeBeforeBreak(ctx context.Context, prev, next resourceSet) er
 	})
 }
 
-// setBridge publishes an intermediate set, checked as Publish checks its
-// input (its parts come from checked sets, so a failure is a bug here).
+// setBridge publishes an intermediate set. Its resources passed Publish's
+// checks already; only the consistency of the mix is checked (a failure
+// would be a bug here).
 func (s *Server) setBridge(ctx context.Context, bridge resourceSet) (string, error) {
 	snap, err := cachev3.NewSnapshot("bridge", map[string][]types.Resource(bridge))
 	if err == nil {
