@@ -82,9 +82,9 @@ type Server struct {
 
 	pubMu   sync.Mutex  // serializes Publish; guards current and validated
 	current resourceSet // last published in full (not a bridge)
-	// validated holds the sums of current's resources: content that passed
-	// validateResource, which the next publish need not check again.
-	validated map[sum]struct{}
+	// validated holds current's resources by type and sum: content that
+	// passed validateResource, which the next publish need not check again.
+	validated map[checked]struct{}
 
 	mu        sync.Mutex // guards what follows
 	versions  map[string]CacheVersion
@@ -210,10 +210,10 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		return err
 	}
 	s.current = set
-	s.validated = make(map[sum]struct{}, len(digests))
-	for _, ds := range digests {
+	s.validated = make(map[checked]struct{}, len(digests))
+	for typeURL, ds := range digests {
 		for _, d := range ds {
-			s.validated[d.sum] = struct{}{}
+			s.validated[checked{typeURL, d.sum}] = struct{}{}
 		}
 	}
 	s.metrics.publishDuration.Observe(time.Since(start).Seconds())

@@ -86,6 +86,13 @@ func validateResource(typeURL, name string, r types.Resource) error {
 // sum is the SHA-256 of a resource's bytes.
 type sum = [sha256.Size]byte
 
+// checked is a resource content that passed validateResource: its type
+// (the same bytes may be another message) and sum.
+type checked struct {
+	typeURL string
+	sum     sum
+}
+
 // digest is what a version knows of one resource.
 type digest struct {
 	name string
@@ -106,7 +113,7 @@ type digest struct {
 // entries in Go's map order, which is stable only for maps of one entry,
 // and that is all the translator's resources hold (their typed configs are
 // packed deterministically; TestContentVersionStable guards this).
-func digestSet(set resourceSet, check bool, validated map[sum]struct{}) (map[string][]digest, error) {
+func digestSet(set resourceSet, check bool, validated map[checked]struct{}) (map[string][]digest, error) {
 	type item struct {
 		typeURL, name string
 		r             types.Resource
@@ -146,7 +153,7 @@ func digestSet(set resourceSet, check bool, validated map[sum]struct{}) (map[str
 					continue
 				}
 				it.sum = sha256.Sum256(buf)
-				if _, ok := validated[it.sum]; check && !ok {
+				if _, ok := validated[checked{it.typeURL, it.sum}]; check && !ok {
 					it.err = validateResource(it.typeURL, it.name, it.r)
 				}
 			}
