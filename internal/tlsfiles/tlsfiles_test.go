@@ -55,6 +55,24 @@ func TestServerConfig(t *testing.T) {
 	}
 }
 
+// copyFiles writes each source file's content to its destination, dated
+// mod (a rotation the stamps must notice even within the clock's tick).
+func copyFiles(t *testing.T, dstToSrc map[string]string, mod time.Time) {
+	t.Helper()
+	for dst, src := range dstToSrc {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dst, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // handshake runs a TLS handshake over a pipe between conf and a client
 // presenting clientCert/clientKey and trusting caFile.
 func handshake(t *testing.T, conf *tls.Config, caFile, clientCert, clientKey string) error {
@@ -100,18 +118,7 @@ func TestFilesRotateWithoutRestart(t *testing.T) {
 	install := func(from string, mod time.Time) {
 		srcCert, srcKey := pki.Files(from, "xds-server")
 		srcCA, _ := pki.Files(from, "ca")
-		for dst, src := range map[string]string{cert: srcCert, key: srcKey, ca: srcCA} {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chtimes(dst, mod, mod); err != nil {
-				t.Fatal(err)
-			}
-		}
+		copyFiles(t, map[string]string{cert: srcCert, key: srcKey, ca: srcCA}, mod)
 	}
 	start := time.Now().Add(-time.Hour)
 	install(pkis[0], start)
@@ -161,18 +168,7 @@ func TestExpiryMetricFollowsRotation(t *testing.T) {
 	cert, key := filepath.Join(served, "tls.crt"), filepath.Join(served, "tls.key")
 	install := func(dir string, mod time.Time) time.Time {
 		c, k := pki.Files(dir, "xds-server")
-		for dst, src := range map[string]string{cert: c, key: k} {
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chtimes(dst, mod, mod); err != nil {
-				t.Fatal(err)
-			}
-		}
+		copyFiles(t, map[string]string{cert: c, key: k}, mod)
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			t.Fatal(err)

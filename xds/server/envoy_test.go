@@ -43,9 +43,9 @@ func freePort(t *testing.T) uint32 {
 	return uint32(port)
 }
 
-// answering builds a listener on port whose routes answer body directly,
-// plus the EDS cluster "simple" (exercising EDS over the real stream).
-func answering(t *testing.T, port uint32, body string) resourceSet {
+// routedListener is an HTTP listener on 127.0.0.1:port routed by the
+// route configuration "rc" over ADS.
+func routedListener(t *testing.T, port uint32) *listener.Listener {
 	t.Helper()
 	router, err := anypb.New(&routerv3.Router{})
 	if err != nil {
@@ -59,13 +59,20 @@ func answering(t *testing.T, port uint32, body string) resourceSet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis := &listener.Listener{
+	return &listener.Listener{
 		Name: "test",
 		Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
 			Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
 		}}},
 		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listener.Filter_TypedConfig{TypedConfig: mgr}}}}},
 	}
+}
+
+// answering builds a listener on port whose routes answer body directly,
+// plus the EDS cluster "simple" (exercising EDS over the real stream).
+func answering(t *testing.T, port uint32, body string) resourceSet {
+	t.Helper()
+	lis := routedListener(t, port)
 	rc := &route.RouteConfiguration{Name: "rc", VirtualHosts: []*route.VirtualHost{{
 		Name: "all", Domains: []string{"*"},
 		Routes: []*route.Route{{
@@ -150,6 +157,39 @@ func stat(t *testing.T, e *envoytest.Proc, name string) int {
 	return -1
 }
 
+// envoyBootstrap serves s over mTLS and writes the bootstrap of an Envoy
+// (node envoy-test in cluster helix) that takes its config from it.
+func envoyBootstrap(t *testing.T, s *Server, delta bool) string {
+	t.Helper()
+	ca := envoytest.NewCA(t)
+	addr := serveMTLS(t, s, ca)
+	client := ca.Issue(t, "envoy", "envoy")
+	b, err := bootstrap.Render(bootstrap.Config{
+		NodeID: "envoy-test", NodeCluster: "helix", XDSAddress: addr, AdminAddress: "127.0.0.1:0", Delta: delta,
+		XDSTLS: &bootstrap.TLS{CAFile: ca.CertFile, CertFile: client.CertFile, KeyFile: client.KeyFile, ServerName: "helix-xds"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startLive starts Envoy from bootstrapPath and waits until it is live.
+func startLive(t *testing.T, bootstrapPath string) *envoytest.Proc {
+	t.Helper()
+	e := envoytest.Start(t, bootstrapPath)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := e.WaitLive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // A real Envoy, over mTLS, takes the config, follows changes, rejects a
 // bad one with a NACK that is recorded once (no resend loop), and keeps
 // serving the last good config.
@@ -158,29 +198,11 @@ func TestRealEnvoy(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		t.Run(fmt.Sprintf("delta=%v", delta), func(t *testing.T) {
 			h := start(t, Options{NodeCluster: "helix"})
-			ca := envoytest.NewCA(t)
-			addr := serveMTLS(t, h.srv, ca)
-			client := ca.Issue(t, "envoy", "envoy")
-			b, err := bootstrap.Render(bootstrap.Config{
-				NodeID: "envoy-test", NodeCluster: "helix", XDSAddress: addr, AdminAddress: "127.0.0.1:0", Delta: delta,
-				XDSTLS: &bootstrap.TLS{CAFile: ca.CertFile, CertFile: client.CertFile, KeyFile: client.KeyFile, ServerName: "helix-xds"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(t.TempDir(), "bootstrap.yaml")
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			path := envoyBootstrap(t, h.srv, delta)
 			port := freePort(t)
 			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 			mustPublish(t, h.srv, answering(t, port, "v1"))
-			e := envoytest.Start(t, path)
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			if err := e.WaitLive(ctx); err != nil {
-				t.Fatal(err)
-			}
+			e := startLive(t, path)
 			eventually(t, "v1 served", 10*time.Second, func() (bool, string) {
 				body, err := get(t, url)
 				return body == "v1", fmt.Sprint(body, err)

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -18,17 +16,12 @@ import (
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/envoy/envoytest"
 )
 
@@ -37,25 +30,7 @@ import (
 // backendPort), and a catch-all answering 404 "no route".
 func modelRoutes(t *testing.T, port, backendPort uint32, models ...string) resourceSet {
 	t.Helper()
-	router, err := anypb.New(&routerv3.Router{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := anypb.New(&hcm.HttpConnectionManager{
-		StatPrefix:     "test",
-		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{ConfigSource: adsSource(), RouteConfigName: "rc"}},
-		HttpFilters:    []*hcm.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: router}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := &listener.Listener{
-		Name: "test",
-		Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-			Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
-		}}},
-		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listener.Filter_TypedConfig{TypedConfig: mgr}}}}},
-	}
+	lis := routedListener(t, port)
 	vh := &route.VirtualHost{Name: "all", Domains: []string{"*"}}
 	set := resourceSet{resourcev3.ListenerType: {lis}}
 	for _, m := range models {
@@ -99,29 +74,11 @@ func TestModelsComeAndGoWithoutErrors(t *testing.T) {
 	for _, delta := range []bool{false, true} {
 		t.Run(fmt.Sprintf("delta=%v", delta), func(t *testing.T) {
 			h := start(t, Options{NodeCluster: "helix"})
-			ca := envoytest.NewCA(t)
-			addr := serveMTLS(t, h.srv, ca)
-			client := ca.Issue(t, "envoy", "envoy")
-			b, err := bootstrap.Render(bootstrap.Config{
-				NodeID: "envoy-test", NodeCluster: "helix", XDSAddress: addr, AdminAddress: "127.0.0.1:0", Delta: delta,
-				XDSTLS: &bootstrap.TLS{CAFile: ca.CertFile, CertFile: client.CertFile, KeyFile: client.KeyFile, ServerName: "helix-xds"},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(t.TempDir(), "bootstrap.yaml")
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			path := envoyBootstrap(t, h.srv, delta)
 			port := freePort(t)
 			base := fmt.Sprintf("http://127.0.0.1:%d", port)
 			mustPublish(t, h.srv, modelRoutes(t, port, backendPort, "a"))
-			e := envoytest.Start(t, path)
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			if err := e.WaitLive(ctx); err != nil {
-				t.Fatal(err)
-			}
+			startLive(t, path)
 			eventually(t, "model a served", 10*time.Second, func() (bool, string) {
 				body, err := get(t, base+"/m/a/")
 				return body == "model", fmt.Sprint(body, err)
