@@ -158,6 +158,10 @@ func TestCheckAttacks(t *testing.T) {
 	revokedClaims.JTI = "jti-revoked"
 	e.revs.revoked["jti-revoked"] = true
 	revoked := e.mint(t, revokedClaims)
+	disabledClaims := claims([]string{"models:infer"}, []string{"*"})
+	disabledClaims.ClientID = "client-disabled"
+	e.clis.disabled["client-disabled"] = true
+	ofDisabled := e.mint(t, disabledClaims)
 	e.apik.add("hx_goodkey", Principal{ClientID: "client-k", Plan: "free", Scopes: []string{"models:resnet:infer"}, Models: []string{"resnet"}})
 
 	infer := func(model string) string { return "/v2/models/" + model + "/infer" }
@@ -185,6 +189,7 @@ func TestCheckAttacks(t *testing.T) {
 		{"wrong aud", restReq("POST", infer("resnet"), bearerHdr(craft(t, hdr, payload(func(p map[string]any) { p["aud"] = "other-api" }), es))), expect{status: 401, body: bodyInvalidToken}, ""},
 		{"typ JWT", restReq("POST", infer("resnet"), bearerHdr(craft(t, map[string]any{"alg": "ES256", "kid": testKID, "typ": "JWT"}, payload(nil), es))), expect{status: 401, body: bodyInvalidToken}, ""},
 		{"revoked jti", restReq("POST", infer("resnet"), bearerHdr(revoked)), expect{status: 401, body: bodyInvalidToken}, revoked},
+		{"disabled or deleted client", restReq("POST", infer("resnet"), bearerHdr(ofDisabled)), expect{status: 401, body: bodyInvalidToken}, ofDisabled},
 		{"tampered payload", restReq("POST", infer("resnet"), bearerHdr(tamperedPayload)), expect{status: 401, body: bodyInvalidToken}, tamperedPayload},
 		{"tampered signature", restReq("POST", infer("resnet"), bearerHdr(parts[0]+"."+parts[1]+"."+string(sig))), expect{status: 401, body: bodyInvalidToken}, ""},
 		{"truncated token", restReq("POST", infer("resnet"), bearerHdr(all[:len(all)-3])), expect{status: 401, body: bodyInvalidToken}, ""},
@@ -436,6 +441,14 @@ func TestCheckBackends(t *testing.T) {
 			func(e *env) *authv3.CheckRequest {
 				return grpcReq("ModelInfer", inferBody(t, "resnet", "", 64), bearerHdr(e.mint(t, claims([]string{"models:infer"}, []string{"*"}))))
 			}, expect{status: 503, grpc: true}},
+		{"client store down", func(e *env) { e.clis.err = errBackendDown },
+			func(e *env) *authv3.CheckRequest {
+				return restReq("POST", "/v2/models/resnet/infer", bearerHdr(e.mint(t, claims([]string{"models:infer"}, []string{"*"}))))
+			}, expect{status: 503}},
+		{"no client checker", func(e *env) { e.svc.clients = nil },
+			func(e *env) *authv3.CheckRequest {
+				return restReq("POST", "/v2/models/resnet/infer", bearerHdr(e.mint(t, claims([]string{"models:infer"}, []string{"*"}))))
+			}, expect{status: 503}},
 		{"no revocation checker", func(e *env) { e.svc.revocations = nil },
 			func(e *env) *authv3.CheckRequest {
 				return restReq("POST", "/v2/models/resnet/infer", bearerHdr(e.mint(t, claims([]string{"models:infer"}, []string{"*"}))))

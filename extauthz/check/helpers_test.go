@@ -73,6 +73,23 @@ func (r *revocations) IsRevoked(_ context.Context, jti string) (bool, error) {
 	return r.revoked[jti], nil
 }
 
+// clients is an in-memory ClientChecker: every client is enabled unless
+// listed in disabled.
+type clients struct {
+	mu       sync.Mutex
+	disabled map[string]bool
+	err      error
+}
+
+func (c *clients) ClientEnabled(_ context.Context, id string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false, c.err
+	}
+	return !c.disabled[id], nil
+}
+
 // apiKeys is an in-memory APIKeyChecker keyed by the SHA-256 of the key,
 // compared in constant time, as a store-backed checker would.
 type apiKeys struct {
@@ -113,6 +130,7 @@ type env struct {
 	key  *ecdsa.PrivateKey
 	keys *keySource
 	revs *revocations
+	clis *clients
 	apik *apiKeys
 	reg  *prometheus.Registry
 	svc  *Service
@@ -128,6 +146,7 @@ func newEnv(t testing.TB) *env {
 		key:  k,
 		keys: &keySource{keys: map[string]crypto.PublicKey{testKID: &k.PublicKey}},
 		revs: &revocations{revoked: map[string]bool{}},
+		clis: &clients{disabled: map[string]bool{}},
 		apik: &apiKeys{},
 		reg:  prometheus.NewRegistry(),
 	}
@@ -139,7 +158,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	e.svc = New(Config{
-		Verifier: v, APIKeys: e.apik, Revocations: e.revs, Metrics: e.reg,
+		Verifier: v, APIKeys: e.apik, Revocations: e.revs, Clients: e.clis, Metrics: e.reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	return e

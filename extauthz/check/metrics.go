@@ -75,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger, maxClients, maxMode
 	// Series that alerts take a rate of exist from the start, so the first
 	// failure after a restart is not lost to a missing earlier sample.
 	m.checks.WithLabelValues(resultOK, "ok")
-	for _, reason := range []string{"token_backend_unavailable", "revocation_unavailable", "apikey_backend_unavailable"} {
+	for _, reason := range []string{"token_backend_unavailable", "revocation_unavailable", "client_unavailable", "apikey_backend_unavailable"} {
 		m.checks.WithLabelValues(resultUnavailable, reason)
 	}
 	return m

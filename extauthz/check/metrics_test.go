@@ -45,7 +45,7 @@ func TestClientRequestsCounter(t *testing.T) {
 // while known ones keep their series.
 func TestLabelLimits(t *testing.T) {
 	e := newEnv(t)
-	svc := New(Config{Verifier: e.svc.verifier, Revocations: e.revs, Metrics: e.reg, MaxModelLabels: 2, MaxClientLabels: 1})
+	svc := New(Config{Verifier: e.svc.verifier, Revocations: e.revs, Clients: e.clis, Metrics: e.reg, MaxModelLabels: 2, MaxClientLabels: 1})
 	e.svc = svc
 	tok := e.mint(t, claims([]string{"models:infer"}, []string{"*"}))
 	otherClient := claims([]string{"models:infer"}, []string{"*"})

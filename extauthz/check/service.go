@@ -100,13 +100,20 @@ type RevocationChecker interface {
 	IsRevoked(ctx context.Context, jti string) (bool, error)
 }
 
+// ClientChecker tells whether a token's client may still use it: the client
+// exists and is enabled (disabling one ends its tokens at once).
+type ClientChecker interface {
+	ClientEnabled(ctx context.Context, clientID string) (bool, error)
+}
+
 // Config configures a Service. A nil Verifier or APIKeys refuses that kind
-// of credential (401); a nil Revocations answers every token 503, since
-// revocation cannot be checked.
+// of credential (401); a nil Revocations or Clients answers every token
+// 503, since revocation or the client's state cannot be checked.
 type Config struct {
 	Verifier    TokenVerifier
 	APIKeys     APIKeyChecker
 	Revocations RevocationChecker
+	Clients     ClientChecker
 	// Logger (slog.Default when nil). Denials are logged at debug level,
 	// backend failures at warn; never a credential.
 	Logger *slog.Logger
@@ -127,6 +134,7 @@ type Service struct {
 	verifier    TokenVerifier
 	apiKeys     APIKeyChecker
 	revocations RevocationChecker
+	clients     ClientChecker
 	log         *slog.Logger
 	metrics     *metrics
 }
@@ -137,6 +145,7 @@ func New(cfg Config) *Service {
 		verifier:    cfg.Verifier,
 		apiKeys:     cfg.APIKeys,
 		revocations: cfg.Revocations,
+		clients:     cfg.Clients,
 		log:         cfg.Logger,
 	}
 	if s.log == nil {
@@ -252,6 +261,21 @@ func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial
 	}
 	if revoked {
 		d := unauthenticated("revoked")
+		return nil, &d
+	}
+	if s.clients == nil {
+		s.log.ErrorContext(ctx, "authz: no client checker configured; denying tokens")
+		d := unavailable("client_unavailable")
+		return nil, &d
+	}
+	enabled, err := s.clients.ClientEnabled(ctx, c.ClientID)
+	if err != nil {
+		s.log.WarnContext(ctx, "authz: client check unavailable", "err", err)
+		d := unavailable("client_unavailable")
+		return nil, &d
+	}
+	if !enabled {
+		d := unauthenticated("client_disabled")
 		return nil, &d
 	}
 	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models}, nil

@@ -59,6 +59,7 @@ type Server struct {
 
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
+	clients     *credentials.Clients
 	log         *slog.Logger
 	wg          sync.WaitGroup
 }
@@ -85,6 +86,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := s.revocations.Load(ctx); err != nil {
 		cfg.Logger.Warn("revoked tokens not loaded yet; checking them in the database", "error", err)
+	}
+	if err := s.clients.Load(ctx); err != nil {
+		cfg.Logger.Warn("clients not loaded yet; checking them in the database", "error", err)
 	}
 	if err := s.Keys.Refresh(ctx); err != nil {
 		cfg.Logger.Warn("signing keys not loaded yet", "error", err)
@@ -125,6 +129,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		Keys:        km,
 		apiKeys:     credentials.NewAPIKeys(credentials.APIKeysConfig{Store: db, Hasher: hasher, Logger: log}),
 		revocations: credentials.NewRevocations(db, log),
+		clients:     credentials.NewClients(db, log),
 		log:         log,
 	}
 	verifier, err := token.NewVerifier(token.VerifierConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km})
@@ -140,7 +145,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	s.OAuth = oauthServer.Handler()
 	s.Check = check.New(check.Config{
-		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Logger: log, Metrics: cfg.Registerer,
+		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Clients: s.clients, Logger: log, Metrics: cfg.Registerer,
 	})
 	if cfg.AdminToken != "" {
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Token: cfg.AdminToken, Logger: log}); err != nil {
@@ -162,7 +167,8 @@ func (s *Server) Run(ctx context.Context) {
 }
 
 // listen applies change notifications: other replicas' revocations, key
-// and client changes reach this one within the notification delay.
+// and client changes (a disabled client's tokens stop working) reach this
+// one within the notification delay.
 func (s *Server) listen(ctx context.Context) {
 	err := s.Store.Listen(ctx, func(c store.Change) {
 		switch c.Kind {
@@ -173,6 +179,7 @@ func (s *Server) listen(ctx context.Context) {
 		}
 		s.apiKeys.Changed(c)
 		s.revocations.Changed(ctx, c)
+		s.clients.Changed(ctx, c)
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("change notifications stopped", "error", err)

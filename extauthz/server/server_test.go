@@ -220,6 +220,30 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("revocation took %s to reach the other replica", d)
 	}
 
+	// Disabling the client on a ends its live tokens on b within a second;
+	// enabling it again brings them back.
+	live, st := a.token(t, c, "")
+	if st != 200 {
+		t.Fatalf("token: %d", st)
+	}
+	if code, _ := checkCode(t, b, inferCheck(t, live, "simple")); code != codes.OK {
+		t.Fatalf("live token: %v", code)
+	}
+	for _, enabled := range []bool{false, true} {
+		if st := a.adminCall(t, "PATCH", "/admin/v1/clients/"+c.ClientID, map[string]any{"enabled": enabled}, nil); st != http.StatusOK {
+			t.Fatalf("set enabled=%v: %d", enabled, st)
+		}
+		changedAt := time.Now()
+		want := map[bool]codes.Code{false: codes.Unauthenticated, true: codes.OK}[enabled]
+		waitFor(t, func() bool {
+			code, _ := checkCode(t, b, inferCheck(t, live, "simple"))
+			return code == want
+		})
+		if d := time.Since(changedAt); d > time.Second {
+			t.Fatalf("enabled=%v took %s to reach the other replica", enabled, d)
+		}
+	}
+
 	// API keys: created on a, usable on b, revoked on a, refused on b.
 	var key struct {
 		ID  string `json:"id"`
