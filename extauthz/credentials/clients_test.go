@@ -77,12 +77,7 @@ func newClients(t *testing.T, clients map[string]bool) (*fakeClientStore, *crede
 // wantEnabled asserts ClientEnabled's answer for each client.
 func wantEnabled(t *testing.T, c *credentials.Clients, enabled map[string]bool) {
 	t.Helper()
-	for id, w := range enabled {
-		got, err := c.ClientEnabled(context.Background(), id)
-		if err != nil || got != w {
-			t.Errorf("ClientEnabled(%q) = (%v, %v), want %v", id, got, err, w)
-		}
-	}
+	wantAnswers(t, "ClientEnabled", c.ClientEnabled, enabled)
 }
 
 func TestClientsBeforeLoadAskTheStore(t *testing.T) {

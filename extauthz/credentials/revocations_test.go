@@ -80,15 +80,21 @@ func newRevocations(t *testing.T, revoked ...string) (*fakeRevocationStore, *cre
 	return f, credentials.NewRevocations(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
+// wantAnswers asserts a yes/no lookup's answer (named name) for each id.
+func wantAnswers(t *testing.T, name string, lookup func(context.Context, string) (bool, error), answers map[string]bool) {
+	t.Helper()
+	for id, w := range answers {
+		got, err := lookup(context.Background(), id)
+		if err != nil || got != w {
+			t.Errorf("%s(%q) = (%v, %v), want %v", name, id, got, err, w)
+		}
+	}
+}
+
 // want asserts IsRevoked's answer for each jti.
 func want(t *testing.T, r *credentials.Revocations, revoked map[string]bool) {
 	t.Helper()
-	for jti, w := range revoked {
-		got, err := r.IsRevoked(context.Background(), jti)
-		if err != nil || got != w {
-			t.Errorf("IsRevoked(%q) = (%v, %v), want %v", jti, got, err, w)
-		}
-	}
+	wantAnswers(t, "IsRevoked", r.IsRevoked, revoked)
 }
 
 func TestRevocationsBeforeLoad(t *testing.T) {
