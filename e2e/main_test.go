@@ -15,6 +15,7 @@ import (
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
 // binDir holds the binaries TestMain built from this tree.
@@ -44,7 +45,7 @@ func run(m *testing.M) int {
 	defer pgtest.Stop()
 	// Without Envoy or Postgres the tests skip (CI=true: fail) before
 	// starting anything; do not spend a build on them.
-	if os.Getenv("CI") != "true" {
+	if !testdeps.InCI() {
 		if _, err := envoytest.Find(); err != nil {
 			return m.Run()
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/testdeps"
 	"github.com/helixflow/helixflow/workers/gpu"
 )
 
@@ -162,8 +163,8 @@ func scrapeWorker(t *testing.T, args []string) (body, logs string) {
 			if err == nil {
 				t.Fatalf("worker stopped before serving /metrics\n%s", logBuf.String())
 			}
-			if strings.Contains(err.Error(), "onnxruntime") && os.Getenv("CI") != "true" {
-				t.Skipf("the worker needs ONNX Runtime (make deps): %v", err)
+			if strings.Contains(err.Error(), "onnxruntime") {
+				testdeps.Missing(t, "the worker needs ONNX Runtime (make deps): %v\n%s", err, logBuf.String())
 			}
 			t.Fatalf("worker failed: %v\n%s", err, logBuf.String())
 		default:

@@ -23,6 +23,7 @@ import (
 
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/testdeps"
 	pb "github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -197,8 +198,8 @@ func startWorker(t *testing.T, args ...string) workerPorts {
 		select {
 		case err := <-errc:
 			stopped = true
-			if err != nil && strings.Contains(err.Error(), "onnxruntime") && os.Getenv("CI") != "true" {
-				t.Skipf("the worker needs ONNX Runtime (make deps): %v", err)
+			if err != nil && strings.Contains(err.Error(), "onnxruntime") {
+				testdeps.Missing(t, "the worker needs ONNX Runtime (make deps): %v\n%s", err, logBuf.String())
 			}
 			t.Fatalf("worker stopped: %v\n%s", err, logBuf.String())
 		case <-time.After(10 * time.Millisecond):

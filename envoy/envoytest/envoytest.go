@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
 // BinaryEnv names a variable that overrides where the binary is found.
@@ -66,10 +68,7 @@ func Binary(t testing.TB) string {
 	t.Helper()
 	p, err := Find()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("envoytest: %v (CI=true: Envoy is required)", err)
-		}
-		t.Skipf("envoytest: %v", err)
+		testdeps.Missing(t, "envoytest: %v", err)
 	}
 	return p
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
 // Start starts a private Postgres for one test and returns the DSN of a
@@ -123,10 +125,6 @@ func NewDatabase(t testing.TB, dsn string) string {
 func RequireBinaries(t testing.TB) {
 	t.Helper()
 	if _, err := FindBinaries(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v: CI needs them (make deps installs Debian's postgresql)", err)
-			return
-		}
-		t.Skipf("%v: install them (make deps) to run this test", err)
+		testdeps.Missing(t, "%v: make deps installs Debian's postgresql", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
 var (
@@ -41,11 +42,7 @@ type Server struct {
 func RequireBinary(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v: CI needs it (make deps installs Debian's redis-server)", ErrNoRedis)
-			return
-		}
-		t.Skipf("%v: install it (make deps) to run this test", ErrNoRedis)
+		testdeps.Missing(t, "%v: make deps installs Debian's redis-server", ErrNoRedis)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/helixflow/helixflow/internal/testdeps"
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/tensor"
 )
@@ -45,10 +46,7 @@ func testBackend(tb testing.TB) *Backend {
 		shared.backend, shared.err = New(Options{LibraryPath: path, IntraOpThreads: 1, InterOpThreads: 1})
 	})
 	if shared.err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("onnxruntime is needed in CI: %v", shared.err)
-		}
-		tb.Skipf("onnxruntime unavailable: %v", shared.err)
+		testdeps.Missing(tb, "onnxruntime unavailable (make deps): %v", shared.err)
 	}
 	return shared.backend
 }

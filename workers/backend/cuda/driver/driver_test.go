@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
 func reset(t *testing.T) {
@@ -33,10 +35,7 @@ func reset(t *testing.T) {
 func stubLibrary(t *testing.T, dir, soname string, symbols []string, rc int, skip string) {
 	t.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("gcc is needed in CI (cgo needs it too)")
-		}
-		t.Skip("gcc not found")
+		testdeps.Missing(t, "gcc not found (cgo needs it too)")
 	}
 	var b strings.Builder
 	for _, s := range symbols {
