@@ -190,18 +190,18 @@ func run(ctx context.Context, o *options) (err error) {
 	if err != nil {
 		return err
 	}
-	defer hx.p.stop()
+	defer hx.p.Stop()
 	hy, err := startHydra(ctx, o.hydraBin, hydraDSN, o.hydraConns, tmp)
 	if err != nil {
 		return err
 	}
-	defer hy.p.stop()
+	defer hy.p.Stop()
 	out.hydraVersion, out.hydraHash = hy.version, hy.secretHash
 	nop, err := startNoop(ctx, tmp)
 	if err != nil {
 		return err
 	}
-	defer nop.p.stop()
+	defer nop.p.Stop()
 
 	// One token from each, to check that both answer the same request with
 	// a JWT; helix-authz's is the one the Check runs present.
@@ -210,14 +210,14 @@ func run(ctx context.Context, o *options) (err error) {
 	hyTok := newTokenClient(hy.tokenURL, hy.clientID, hy.clientSecret, maxTok)
 	jwt, err := firstToken(ctx, hx, hxTok)
 	if err != nil {
-		return fmt.Errorf("helix-authz token: %w\n%s", err, hx.p.tail())
+		return fmt.Errorf("helix-authz token: %w\n%s", err, hx.p.Tail())
 	}
 	if out.helixTokenHeader, err = jwtHeader(jwt.AccessToken); err != nil {
 		return fmt.Errorf("helix-authz token: %w", err)
 	}
 	hyJWT, err := hyTok.token(ctx)
 	if err != nil {
-		return fmt.Errorf("hydra token: %w\n%s", err, hy.p.tail())
+		return fmt.Errorf("hydra token: %w\n%s", err, hy.p.Tail())
 	}
 	if out.hydraTokenHeader, err = jwtHeader(hyJWT.AccessToken); err != nil {
 		return fmt.Errorf("hydra token (strategies.access_token=jwt expected): %w", err)
@@ -229,7 +229,7 @@ func run(ctx context.Context, o *options) (err error) {
 	// Check: one HTTP/2 connection to each server, shared by all callers,
 	// as Envoy's ext_authz cluster would hold.
 	conns := map[string]*grpc.ClientConn{}
-	pids := map[string]int{"helix-authz": hx.p.pid(), "no-op": nop.p.pid()}
+	pids := map[string]int{"helix-authz": hx.p.PID(), "no-op": nop.p.PID()}
 	for name, addr := range map[string]string{"helix-authz": hx.grpcAddr, "no-op": nop.addr} {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -270,7 +270,7 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 	}
 
-	tokPIDs := map[string]int{"helix-authz": hx.p.pid(), "Hydra": hy.p.pid()}
+	tokPIDs := map[string]int{"helix-authz": hx.p.PID(), "Hydra": hy.p.PID()}
 	tokOps := map[string]op{"helix-authz": hxTok.op, "Hydra": hyTok.op}
 	for _, c := range o.tokenCallers {
 		pt := &point{what: "token", callers: c, servers: []string{"helix-authz", "Hydra"}}
@@ -322,7 +322,7 @@ func firstToken(ctx context.Context, hx *helix, tc *tokenClient) (*tokenResponse
 			return nil, err
 		}
 		if !rotated && time.Since(start) > 2*time.Second {
-			logf("WARNING: helix-authz answers 503 to token requests (%v); its log:\n%s\nrotating its signing key through the admin API", err, hx.p.tail())
+			logf("WARNING: helix-authz answers 503 to token requests (%v); its log:\n%s\nrotating its signing key through the admin API", err, hx.p.Tail())
 			if _, err := hx.admin.RotateKeys(ctx); err != nil {
 				return nil, fmt.Errorf("rotate signing key: %w", err)
 			}

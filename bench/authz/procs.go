@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,78 +12,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/helixflow/helixflow/bench/internal/benchproc"
 )
 
 // proc is a server process started by the benchmark.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
+type proc = benchproc.Proc
 
-// startProc starts name with its output in logPath. The child is killed
-// if the benchmark dies without stopping it.
+// startProc starts name with its output in logPath.
 func startProc(name, logPath string, env []string, bin string, args ...string) (*proc, error) {
-	log, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		log.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// stop asks the process to end (SIGTERM) and kills it after 15 s.
-func (p *proc) stop() {
-	if p == nil {
-		return
-	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// tail is the end of the process's log, for error messages.
-func (p *proc) tail() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return ""
-	}
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
+	return benchproc.Start(name, logPath, false, env, bin, args...)
 }
 
 // waitHTTP polls url until it answers 200, the process exits or 60 s pass.
-func (p *proc) waitHTTP(ctx context.Context, url string) error {
+func waitHTTP(ctx context.Context, p *proc, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	hc := &http.Client{Timeout: 2 * time.Second}
@@ -102,10 +44,10 @@ func (p *proc) waitHTTP(ctx context.Context, url string) error {
 			}
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v):\n%s", p.name, p.waitErr, p.tail())
+		case <-p.Done():
+			return fmt.Errorf("%s exited (%v):\n%s", p.Name, p.Err(), p.Tail())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s after 60 s:\n%s", p.name, url, p.tail())
+			return fmt.Errorf("%s not ready at %s after 60 s:\n%s", p.Name, url, p.Tail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -137,23 +79,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// repoRoot finds the repository root (the folder with go.mod and
-// bench/authz) from the working directory up.
+// repoRoot finds the repository root from the working directory up.
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "bench", "authz", "main.go")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from the repository (bench/authz/main.go not found above the working directory)")
-		}
-		dir = parent
-	}
+	return benchproc.RepoRoot(filepath.Join("bench", "authz", "main.go"))
 }
 
 // runCmd runs a short command and returns its combined output.

@@ -71,14 +71,14 @@ func startHelix(ctx context.Context, bin, dsn, dir string, profile bool) (*helix
 	if err != nil {
 		return nil, err
 	}
-	if err := h.p.waitHTTP(ctx, issuer+"/.well-known/jwks.json"); err != nil {
-		h.p.stop()
+	if err := waitHTTP(ctx, h.p, issuer+"/.well-known/jwks.json"); err != nil {
+		h.p.Stop()
 		return nil, err
 	}
 	h.tokenURL = issuer + "/oauth2/token"
 	ac, err := admin.NewClient("http://"+adminAddr, adminToken, nil)
 	if err != nil {
-		h.p.stop()
+		h.p.Stop()
 		return nil, err
 	}
 	h.admin = ac
@@ -86,13 +86,13 @@ func startHelix(ctx context.Context, bin, dsn, dir string, profile bool) (*helix
 	scopes := benchScopes
 	c, err := ac.CreateClient(ctx, admin.ClientRequest{Name: &name, Scopes: &scopes, Models: &models, Audience: &aud, Plan: &plan})
 	if err != nil {
-		h.p.stop()
+		h.p.Stop()
 		return nil, fmt.Errorf("helix-authz: create client: %w", err)
 	}
 	h.clientID, h.clientSecret = c.ClientID, c.ClientSecret
 	k, err := ac.CreateAPIKey(ctx, admin.APIKeyRequest{ClientID: c.ClientID, Name: "bench"})
 	if err != nil {
-		h.p.stop()
+		h.p.Stop()
 		return nil, fmt.Errorf("helix-authz: create API key: %w", err)
 	}
 	h.apiKey = k.Key
@@ -152,12 +152,12 @@ func startHydra(ctx context.Context, bin, dsn string, conns int, dir string) (*h
 		return nil, err
 	}
 	adminURL := "http://" + adm
-	if err := hy.p.waitHTTP(ctx, adminURL+"/health/ready"); err != nil {
-		hy.p.stop()
+	if err := waitHTTP(ctx, hy.p, adminURL+"/health/ready"); err != nil {
+		hy.p.Stop()
 		return nil, err
 	}
 	if err := hy.setup(ctx, adminURL, dsn); err != nil {
-		hy.p.stop()
+		hy.p.Stop()
 		return nil, err
 	}
 	hy.tokenURL = "http://" + pub + "/oauth2/token"
@@ -277,7 +277,7 @@ func startNoop(ctx context.Context, dir string) (*noop, error) {
 	// Ready when a Check answers.
 	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		n.p.stop()
+		n.p.Stop()
 		return nil, err
 	}
 	defer conn.Close()
@@ -291,8 +291,8 @@ func startNoop(ctx context.Context, dir string) (*noop, error) {
 			return n, nil
 		}
 		if time.Now().After(deadline) {
-			n.p.stop()
-			return nil, fmt.Errorf("no-op server not ready: %w\n%s", err, n.p.tail())
+			n.p.Stop()
+			return nil, fmt.Errorf("no-op server not ready: %w\n%s", err, n.p.Tail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

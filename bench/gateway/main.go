@@ -264,8 +264,8 @@ func run(ctx context.Context, o *options) error {
 			logf("  %9.0f infer/s  p50 %7.0f us  p99 %7.0f us", r.rate, r.p50, r.p99)
 			out.perf = append(out.perf, r)
 			for _, p := range t.procs {
-				if p.exited() {
-					return fmt.Errorf("%s %w during the run (%v):\n%s", p.name, errExited, p.waitErr, p.tail())
+				if p.Exited() {
+					return fmt.Errorf("%s %w during the run (%v):\n%s", p.Name, errExited, p.Err(), p.Tail())
 				}
 			}
 		}
@@ -274,7 +274,7 @@ func run(ctx context.Context, o *options) error {
 	// Both Envoys' stats, for --keep.
 	for _, e := range []*envoy{s.tlsEnvoy, s.fullEnvoy} {
 		if b, err := httpGet(ctx, http.DefaultClient, e.adminURL+"/stats"); err == nil {
-			_ = os.WriteFile(filepath.Join(tmp, e.name+".stats"), b, 0o644)
+			_ = os.WriteFile(filepath.Join(tmp, e.Name+".stats"), b, 0o644)
 		}
 	}
 

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/bench/internal/benchproc"
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/internal/pgtest"
@@ -82,7 +83,7 @@ func (s *stack) caFile() string {
 }
 
 func (s *stack) start(ctx context.Context, name string, discardStdout bool, env []string, bin string, args ...string) (*proc, error) {
-	p, err := startProc(name, filepath.Join(s.dir, name+".log"), discardStdout, env, bin, args...)
+	p, err := benchproc.Start(name, filepath.Join(s.dir, name+".log"), discardStdout, env, bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +102,7 @@ func (s *stack) close() {
 		}
 	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		s.procs[i].stop()
+		s.procs[i].Stop()
 	}
 	if s.ads != nil {
 		s.ads.stop()
