@@ -133,42 +133,12 @@ func scrapeWorker(t *testing.T, args []string) (body, logs string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
-	log := slog.New(slog.NewTextHandler(&logBuf, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, o, log) }()
-	stopped := false // run returned already
-	defer func() {
-		cancel()
-		if stopped {
-			return
-		}
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("worker stopped with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop")
-		}
-	}()
+	logBuf, stop := runWorker(t, o)
+	defer stop()
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		select {
-		case err := <-errc:
-			stopped = true
-			if err == nil {
-				t.Fatalf("worker stopped before serving /metrics\n%s", logBuf.String())
-			}
-			if strings.Contains(err.Error(), "onnxruntime") {
-				testdeps.Missing(t, "the worker needs ONNX Runtime (make deps): %v\n%s", err, logBuf.String())
-			}
-			t.Fatalf("worker failed: %v\n%s", err, logBuf.String())
-		default:
-		}
 		b, err := get(url)
 		if err == nil {
 			// Kubelet probes use the metrics port (the other listeners may
@@ -185,6 +155,52 @@ func scrapeWorker(t *testing.T, args []string) (body, logs string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// runWorker runs the worker in this process until it has started (a
+// missing ONNX Runtime fails the test under CI=true, skips it elsewhere)
+// and returns its log and a stop function, also run when the test ends.
+func runWorker(t *testing.T, o *options) (*syncBuffer, func()) {
+	t.Helper()
+	logBuf := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, o, slog.New(slog.NewTextHandler(logBuf, nil))) }()
+	stopped := false // run returned already
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if stopped {
+				return
+			}
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("worker stopped with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("worker did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logBuf.String(), "helix-worker started") {
+		select {
+		case err := <-errc:
+			stopped = true
+			if err != nil && strings.Contains(err.Error(), "onnxruntime") {
+				testdeps.Missing(t, "the worker needs ONNX Runtime (make deps): %v\n%s", err, logBuf.String())
+			}
+			t.Fatalf("worker stopped: %v\n%s", err, logBuf.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker did not start\n%s", logBuf.String())
+		}
+	}
+	return logBuf, stop
 }
 
 func get(url string) (string, error) {

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/pki"
-	"github.com/helixflow/helixflow/internal/testdeps"
 	pb "github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -174,40 +172,7 @@ func startWorker(t *testing.T, args ...string) workerPorts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logBuf syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, o, slog.New(slog.NewTextHandler(&logBuf, nil))) }()
-	stopped := false
-	t.Cleanup(func() {
-		cancel()
-		if stopped {
-			return
-		}
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("worker stopped with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop")
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logBuf.String(), "helix-worker started") {
-		select {
-		case err := <-errc:
-			stopped = true
-			if err != nil && strings.Contains(err.Error(), "onnxruntime") {
-				testdeps.Missing(t, "the worker needs ONNX Runtime (make deps): %v\n%s", err, logBuf.String())
-			}
-			t.Fatalf("worker stopped: %v\n%s", err, logBuf.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("worker did not start\n%s", logBuf.String())
-		}
-	}
+	runWorker(t, o)
 	return p
 }
 
