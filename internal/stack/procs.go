@@ -1,0 +1,423 @@
+package stack
+
+// The processes of the stack, one method each: the files it needs, its
+// command line, how to tell it is ready. description (stack.go) orders
+// them.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/helixflow/helixflow/envoy/bootstrap"
+	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/supervise"
+)
+
+// prepare makes what several processes share: the development PKI (kept
+// while valid, as `helixctl pki init` does).
+func (s *Stack) prepare(ctx context.Context) error {
+	if _, err := pki.Init(ctx, pki.Options{Dir: s.PKIDir()}, pki.LocalSpecs()); err != nil {
+		return fmt.Errorf("stack: pki: %w", err)
+	}
+	return nil
+}
+
+// postgres is Debian's PostgreSQL on Dir/pg (created once, user helix,
+// trust on 127.0.0.1 only), as the "postgres" user when we are root.
+func (s *Stack) postgres() ([]supervise.Spec, error) {
+	bins, err := pgtest.FindBinaries()
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w (run make deps)", err)
+	}
+	cred, err := postgresUser()
+	if err != nil {
+		return nil, err
+	}
+	data := filepath.Join(s.opts.Dir, "pg")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+		if cred != nil {
+			if err := os.Chown(data, int(cred.Uid), int(cred.Gid)); err != nil {
+				return nil, fmt.Errorf("stack: %w", err)
+			}
+		}
+		cmd := exec.Command(bins.Initdb, "-D", data, "-U", "helix", "-A", "trust", "-E", "UTF8")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("stack: initdb %s: %w\n%s", data, err, out)
+		}
+	}
+	return []supervise.Spec{{
+		Name: Postgres, Path: bins.Postgres, Credential: cred,
+		Args: []string{"-D", data, "-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(s.Ports.Postgres),
+			"-c", "unix_socket_directories="},
+		Ready:      pgReady(s.DatabaseURL),
+		StopSignal: syscall.SIGINT, // fast shutdown: SIGTERM would wait for every client
+	}}, nil
+}
+
+// postgresUser is the user Postgres runs as: nil (ourselves) unless we
+// are root, which Postgres refuses.
+func postgresUser() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("stack: running as root, Postgres must run as the 'postgres' user: %w", err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("stack: the postgres user has ids %q/%q", u.Uid, u.Gid)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+}
+
+// secretFile returns the contents of a 0600 file in Dir holding 32 random
+// bytes in hex, made on first use and kept.
+func (s *Stack) secretFile(name string) (path, value string, err error) {
+	path = filepath.Join(s.opts.Dir, name)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return path, strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails on Linux
+	value = hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("stack: %w", err)
+	}
+	return path, value, nil
+}
+
+// authz is helix-authz: TLS on every listener, mTLS (Envoy's client
+// certificate) on ext_authz.
+func (s *Stack) authz() ([]supervise.Spec, error) {
+	kek, _, err := s.secretFile("kek")
+	if err != nil {
+		return nil, err
+	}
+	tokenFile, token, err := s.secretFile("admin-token")
+	if err != nil {
+		return nil, err
+	}
+	s.AdminToken = token
+	client, err := s.TLSClient("")
+	if err != nil {
+		return nil, err
+	}
+	cert, key := s.Cert(pki.AuthzServer)
+	return []supervise.Spec{{
+		Name: Authz, Path: s.bin("helix-authz"),
+		Args: []string{"--database-url=" + s.DatabaseURL, "--kek-file=" + kek, "--admin-token-file=" + tokenFile,
+			"--issuer=" + s.Issuer, "--http-listen=" + Addr(s.Ports.Authz), "--admin-listen=" + Addr(s.Ports.Admin),
+			"--grpc-listen=" + Addr(s.Ports.ExtAuthz), "--metrics-listen=" + Addr(s.Ports.AuthzMetrics),
+			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
+		// The JWKS answers once the first signing key exists: tokens can
+		// be issued.
+		Ready: httpOK(client, s.Issuer+"/.well-known/jwks.json"),
+	}}, nil
+}
+
+// xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy, the workers and
+// helix-ratelimit.
+func (s *Stack) xds() ([]supervise.Spec, error) {
+	if err := s.WriteGatewayConfig(); err != nil {
+		return nil, err
+	}
+	cert, key := s.Cert(pki.XDSServer)
+	return []supervise.Spec{{
+		Name: XDS, Path: s.bin("helix-xds"),
+		Args: []string{"--config=" + s.ConfigPath(), "--xds-listen=" + Addr(s.Ports.XDS),
+			"--status-listen=" + Addr(s.Ports.XDSStatus),
+			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
+		Ready: httpOK(plainClient, s.XDSStatusURL()+"/healthz"),
+	}}, nil
+}
+
+// XDSStatusURL is helix-xds's status server (/status, /healthz, /metrics).
+func (s *Stack) XDSStatusURL() string { return "http://" + Addr(s.Ports.XDSStatus) }
+
+// WriteGatewayConfig writes helix-xds's config (Options.GatewayConfig, or
+// deploy/local/gateway.yaml with this stack's ports) to ConfigPath.
+func (s *Stack) WriteGatewayConfig() error {
+	var b []byte
+	var err error
+	if s.opts.GatewayConfig != nil {
+		b, err = s.opts.GatewayConfig(s)
+	} else {
+		b, err = s.localGatewayConfig()
+	}
+	if err != nil {
+		return err
+	}
+	tmp := s.ConfigPath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	return os.Rename(tmp, s.ConfigPath())
+}
+
+func (s *Stack) localGatewayConfig() ([]byte, error) {
+	const tmpl = "deploy/local/gateway.yaml"
+	b, err := os.ReadFile(filepath.Join(s.opts.Root, tmpl))
+	if err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	return fillPlaceholders(tmpl, b, map[string]string{
+		"HELIX_GATEWAY_PORT":   strconv.Itoa(s.Ports.Gateway),
+		"HELIX_EXTAUTHZ_PORT":  strconv.Itoa(s.Ports.ExtAuthz),
+		"HELIX_RATELIMIT_PORT": strconv.Itoa(s.Ports.RateLimit),
+	})
+}
+
+// redis holds helix-ratelimit's counters only: nothing saved.
+func (s *Stack) redis() ([]supervise.Spec, error) {
+	dir := filepath.Join(s.opts.Dir, "redis")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("stack: no redis-server (run make deps): %w", err)
+	}
+	return []supervise.Spec{{
+		Name: Redis, Path: bin,
+		Args:  []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Ports.Redis), "--save", "", "--appendonly", "no", "--dir", dir},
+		Ready: redisPing(Addr(s.Ports.Redis)),
+	}}, nil
+}
+
+// ratelimit is helix-ratelimit: its limits from helix-xds, Envoy's client
+// certificate required.
+func (s *Stack) ratelimit() ([]supervise.Spec, error) {
+	cert, key := s.Cert(pki.RateLimitServer)
+	xcert, xkey := s.Cert(pki.RateLimitXDSClient)
+	return []supervise.Spec{{
+		Name: RateLimit, Path: s.bin("helix-ratelimit"),
+		Args: []string{"--grpc-listen=" + Addr(s.Ports.RateLimit), "--http-listen=" + Addr(s.Ports.RateLimitHTTP),
+			"--debug-listen=" + Addr(s.Ports.RateLimitDebug), "--metrics-listen=" + Addr(s.Ports.RateLimitMetrics),
+			"--redis-address=" + Addr(s.Ports.Redis),
+			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile(),
+			"--xds-address=" + Addr(s.Ports.XDS), "--xds-server-name=helix-xds", "--xds-ca-file=" + s.CAFile(),
+			"--xds-cert-file=" + xcert, "--xds-key-file=" + xkey},
+		Ready: httpOK(plainClient, s.RateLimitConfigURL()),
+	}}, nil
+}
+
+// RateLimitConfigURL shows the limits helix-ratelimit enforces.
+func (s *Stack) RateLimitConfigURL() string { return "http://" + Addr(s.Ports.RateLimitDebug) + "/rlconfig" }
+
+// workers are the helix-workers, registering with helix-xds over mTLS
+// unless told not to.
+func (s *Stack) workers() ([]supervise.Spec, error) {
+	mtls, err := s.TLSClient(pki.EnvoyWorkerClient)
+	if err != nil {
+		return nil, err
+	}
+	var specs []supervise.Spec
+	for i, w := range s.opts.Workers {
+		p := s.Ports.Workers[i]
+		repo := w.Repository
+		if repo == "" {
+			repo = s.modelsDir()
+		}
+		models := w.Models
+		if len(models) == 0 {
+			models = []string{"*"}
+		}
+		args := []string{"--id=" + w.Name, "--model-repository=" + repo, "--model-control-mode=explicit"}
+		for _, m := range models {
+			args = append(args, "--load-model="+m)
+		}
+		args = append(args, "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+			fmt.Sprintf("--http-port=%d", p.HTTP), fmt.Sprintf("--grpc-port=%d", p.GRPC),
+			fmt.Sprintf("--metrics-port=%d", p.Metrics), "--exit-timeout-secs=10")
+		if !w.Plaintext {
+			cert, key := s.Cert(pki.WorkerServer)
+			args = append(args, "--tls-cert-file="+cert, "--tls-key-file="+key, "--client-ca-file="+s.CAFile())
+		}
+		if !w.NoRegister {
+			cert, key := s.Cert(pki.WorkerXDSClient)
+			args = append(args, "--xds-address="+Addr(s.Ports.XDS), "--xds-ca-file="+s.CAFile(),
+				"--xds-cert-file="+cert, "--xds-key-file="+key, "--advertise-address=127.0.0.1")
+		}
+		health := httpOK(plainClient, "http://"+Addr(p.HTTP)+"/v2/health/ready")
+		if !w.Plaintext {
+			health = httpOK(mtls, "https://"+Addr(p.HTTP)+"/v2/health/ready")
+		}
+		specs = append(specs, supervise.Spec{
+			Name: w.Name, Path: s.bin("helix-worker"), Args: append(args, w.Args...),
+			Ready: health, ReadyTimeout: 2 * time.Minute, // loading every model takes a while
+		})
+	}
+	return specs, nil
+}
+
+// WorkerURL is the named worker's HTTP base URL (https unless Plaintext).
+func (s *Stack) WorkerURL(i int) string {
+	if s.opts.Workers[i].Plaintext {
+		return "http://" + Addr(s.Ports.Workers[i].HTTP)
+	}
+	return "https://" + Addr(s.Ports.Workers[i].HTTP)
+}
+
+// envoy is Envoy, bootstrapped with helix-xds only (the rest comes over
+// ADS), as `helix-xds bootstrap` writes it.
+func (s *Stack) envoy() ([]supervise.Spec, error) {
+	bin := s.opts.EnvoyBin
+	if bin == "" {
+		var err error
+		if bin, err = FindEnvoy(s.opts.Root); err != nil {
+			return nil, err
+		}
+	}
+	cert, key := s.Cert(pki.EnvoyXDSClient)
+	b, err := bootstrap.Render(bootstrap.Config{
+		NodeID: s.opts.NodeID, NodeCluster: "helix", XDSAddress: Addr(s.Ports.XDS),
+		XDSTLS:       &bootstrap.TLS{CAFile: s.CAFile(), CertFile: cert, KeyFile: key, ServerName: "helix-xds"},
+		AdminAddress: Addr(s.Ports.EnvoyAdmin),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stack: envoy bootstrap: %w", err)
+	}
+	path := filepath.Join(s.opts.Dir, "envoy.yaml")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	args := []string{"-c", path, "--disable-hot-restart"}
+	if s.opts.EnvoyConcurrency > 0 {
+		args = append(args, "--concurrency", strconv.Itoa(s.opts.EnvoyConcurrency))
+	}
+	return []supervise.Spec{{
+		Name: Envoy, Path: bin, Args: args, DiscardStdout: s.opts.EnvoyDiscardStdout,
+		// LIVE: its first listeners and clusters arrived and warmed.
+		Ready: func(ctx context.Context) error {
+			body, err := s.EnvoyAdmin(ctx, "/ready")
+			if err == nil && strings.TrimSpace(body) != "LIVE" {
+				err = fmt.Errorf("envoy is %s", strings.TrimSpace(body))
+			}
+			return err
+		},
+	}}, nil
+}
+
+// alertmanager uses alerts/alertmanager.local.yml: alerts are shown,
+// sent nowhere.
+func (s *Stack) alertmanager() ([]supervise.Spec, error) {
+	if !s.opts.Monitoring {
+		return nil, nil
+	}
+	bin, err := lookPath("prometheus-alertmanager", "alertmanager")
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.opts.Dir, "alertmanager")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	return []supervise.Spec{{
+		Name: Alertmanager, Path: bin,
+		Args: []string{"--config.file=" + filepath.Join(s.opts.Root, "alerts", "alertmanager.local.yml"),
+			"--storage.path=" + dir, "--web.listen-address=" + Addr(s.Ports.Alertmanager), "--cluster.listen-address="},
+		Ready: httpOK(plainClient, "http://"+Addr(s.Ports.Alertmanager)+"/-/ready"),
+	}}, nil
+}
+
+// prometheus: alerts/prometheus.yml and alerts/rules/ are copied to
+// Dir/prometheus/ (refreshed on each start; the time series in data/ are
+// kept 7 days), with targets/<job>.json naming this stack's ports.
+func (s *Stack) prometheus() ([]supervise.Spec, error) {
+	if !s.opts.Monitoring {
+		return nil, nil
+	}
+	bin, err := lookPath("prometheus")
+	if err != nil {
+		return nil, err
+	}
+	mon := filepath.Join(s.opts.Dir, "prometheus")
+	if err := s.writePrometheusConfig(mon); err != nil {
+		return nil, fmt.Errorf("stack: prometheus: %w", err)
+	}
+	return []supervise.Spec{{
+		Name: Prometheus, Path: bin,
+		Args: []string{"--config.file=" + filepath.Join(mon, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(mon, "data"),
+			"--storage.tsdb.retention.time=7d", "--web.listen-address=" + Addr(s.Ports.Prometheus)},
+		Ready: httpOK(plainClient, "http://"+Addr(s.Ports.Prometheus)+"/-/ready"),
+	}}, nil
+}
+
+func (s *Stack) writePrometheusConfig(mon string) error {
+	for _, d := range []string{"rules", "targets"} {
+		if err := os.RemoveAll(filepath.Join(mon, d)); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(mon, d), 0o755); err != nil {
+			return err
+		}
+	}
+	alerts := filepath.Join(s.opts.Root, "alerts")
+	if err := copyFile(filepath.Join(alerts, "prometheus.yml"), filepath.Join(mon, "prometheus.yml")); err != nil {
+		return err
+	}
+	rules, err := filepath.Glob(filepath.Join(alerts, "rules", "*.yml"))
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if err := copyFile(r, filepath.Join(mon, "rules", filepath.Base(r))); err != nil {
+			return err
+		}
+	}
+	var workers []int
+	for _, w := range s.Ports.Workers {
+		workers = append(workers, w.Metrics)
+	}
+	for job, ports := range map[string][]int{
+		"helix-worker": workers, "helix-authz": {s.Ports.AuthzMetrics}, "helix-xds": {s.Ports.XDSStatus},
+		"helix-ratelimit": {s.Ports.RateLimitMetrics}, "envoy": {s.Ports.EnvoyAdmin},
+		"alertmanager": {s.Ports.Alertmanager}, "prometheus": {s.Ports.Prometheus},
+	} {
+		var targets []string
+		for _, p := range ports {
+			targets = append(targets, strconv.Quote(Addr(p)))
+		}
+		body := fmt.Sprintf("[{\"targets\": [%s]}]\n", strings.Join(targets, ","))
+		if err := os.WriteFile(filepath.Join(mon, "targets", job+".json"), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
+
+// lookPath finds the first of names on PATH.
+func lookPath(names ...string) (string, error) {
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("stack: " + names[0] + " is missing (run make deps)")
+}
