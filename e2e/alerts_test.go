@@ -38,6 +38,7 @@ import (
 	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/redistest"
 	"github.com/helixflow/helixflow/internal/testdeps"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 var updateMetrics = flag.Bool("update-metrics", false, "rewrite alerts/metrics.txt from what the processes export")
@@ -318,7 +319,7 @@ func (o *observedStack) driveTraffic(t *testing.T) {
 func (s *stack) restInferPlain(ctx context.Context, model string) (int, []byte, error) {
 	body := []byte(`{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},` +
 		`{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.gateway+"/v2/models/"+model+"/infer", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.gateway+wire.RESTModelPath(model, "", "infer"), bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}

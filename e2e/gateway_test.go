@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/workers/registration"
@@ -79,7 +80,7 @@ func TestGateway(t *testing.T) {
 	})
 	t.Run("forged x-helix headers have no effect", func(t *testing.T) {
 		forged := map[string]string{
-			translate.HeaderClient: all.id, translate.HeaderModel: "mlp", translate.HeaderPlan: "standard", "x-helix-admin": "true",
+			wire.HeaderClient: all.id, wire.HeaderModel: "mlp", wire.HeaderPlan: "standard", wire.HeaderPrefix + "admin": "true",
 		}
 		// A client allowed only mlp stays denied on simple.
 		code, body, err := s.restInfer(context.Background(), https, sampleModel, mlpOnly.token, forged)
@@ -118,7 +119,7 @@ func TestGateway(t *testing.T) {
 	})
 	t.Run("gRPC with the wrong scope and forged headers is PERMISSION_DENIED", func(t *testing.T) {
 		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token),
-			translate.HeaderModel, "mlp", translate.HeaderClient, all.id)
+			wire.HeaderModel, "mlp", wire.HeaderClient, all.id)
 		_, err := infer.ModelInfer(ctx, simpleRequest())
 		if status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("ModelInfer on %s with models:mlp:infer = %v, want PermissionDenied", sampleModel, err)
@@ -237,7 +238,7 @@ func (s *stack) restInfer(ctx context.Context, c *http.Client, model, token stri
 
 // restPost posts a KServe v2 JSON infer request for model to the gateway.
 func (s *stack) restPost(ctx context.Context, c *http.Client, model string, body []byte, token string, headers map[string]string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.gateway+"/v2/models/"+model+"/infer", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+s.gateway+wire.RESTModelPath(model, "", "infer"), bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	checkpkg "github.com/helixflow/helixflow/extauthz/check"
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/xds/translate"
 )
@@ -110,7 +110,7 @@ func TestResilience(t *testing.T) {
 		}
 		// mlp-only asks for mlp and claims simple: routed by the forged
 		// header, it would land on the simple-only worker (NOT_FOUND).
-		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token), translate.HeaderModel, sampleModel)
+		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token), wire.HeaderModel, sampleModel)
 		resp, err := infer.ModelInfer(ctx, mlpRequest())
 		if err != nil {
 			t.Fatalf("ModelInfer mlp with x-helix-model: %s = %v", sampleModel, err)
@@ -128,7 +128,7 @@ func TestResilience(t *testing.T) {
 		// may open one for mlp; it then lands on the mlp worker every time
 		// (the default pool would send half of them to the simple-only
 		// one), and a message for another model on it is refused.
-		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token), checkpkg.HeaderStreamModel, "mlp")
+		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token), wire.HeaderStreamModel, "mlp")
 		stream, err := infer.ModelStreamInfer(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -177,7 +177,7 @@ func TestResilience(t *testing.T) {
 			_, err = denied.Recv()
 		}
 		if status.Code(err) != codes.PermissionDenied {
-			t.Fatalf("a stream without %s for mlp-only: %v, want PERMISSION_DENIED", checkpkg.HeaderStreamModel, err)
+			t.Fatalf("a stream without %s for mlp-only: %v, want PERMISSION_DENIED", wire.HeaderStreamModel, err)
 		}
 	})
 

@@ -42,7 +42,7 @@ func inferCheckRequest(cred map[string]string) (*authv3.CheckRequest, error) {
 	frame := make([]byte, 5, 5+len(msg))
 	binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
 	frame = append(frame, msg...)
-	const path = "/inference.GRPCInferenceService/ModelInfer"
+	const path = inference.GRPCInferenceService_ModelInfer_FullMethodName
 	headers := map[string]string{
 		":authority": "127.0.0.1:8001", ":method": "POST", ":path": path, ":scheme": "http",
 		"content-type": "application/grpc", "te": "trailers",

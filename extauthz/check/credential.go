@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // APIKeyPrefix starts every API key. A bearer credential with this prefix
@@ -19,17 +21,7 @@ const (
 	hdrAuthorization = "authorization"
 	hdrAPIKey        = "x-api-key"
 	hdrContentType   = "content-type"
-	hdrClient        = "x-helix-client"
-	hdrPlan          = "x-helix-plan"
-	hdrModel         = "x-helix-model"
-	helixPrefix      = "x-helix-"
 )
-
-// HeaderStreamModel is the header a client names its ModelStreamInfer
-// stream's model in: authz cannot read a stream's messages, so without it
-// a stream needs every model's scope and lands in the default pool. It is
-// not an x-helix-* header: Envoy strips those from clients.
-const HeaderStreamModel = "helix-model"
 
 // reqHeaders holds the request headers the check needs.
 type reqHeaders struct {
@@ -80,7 +72,7 @@ func (h *reqHeaders) add(key, value string) {
 	case hdrContentType:
 		// Only picks the reply format; a repeated value is not a risk.
 		h.contentType = value
-	case HeaderStreamModel:
+	case wire.HeaderStreamModel:
 		if h.hasStreamModel {
 			// Two models named: no valid model name holds a newline, so
 			// the target check refuses it (invalid model name).
@@ -88,7 +80,7 @@ func (h *reqHeaders) add(key, value string) {
 		}
 		h.streamModel, h.hasStreamModel = value, true
 	default:
-		if strings.HasPrefix(key, helixPrefix) {
+		if strings.HasPrefix(key, wire.HeaderPrefix) {
 			h.helix = append(h.helix, key)
 		}
 	}

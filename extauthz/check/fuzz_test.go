@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -85,7 +86,7 @@ func FuzzCheck(f *testing.F) {
 			return
 		}
 		for _, h := range ok.GetHeaders() {
-			if h.GetHeader().GetKey() == hdrModel && h.GetHeader().GetValue() != "resnet" {
+			if h.GetHeader().GetKey() == wire.HeaderModel && h.GetHeader().GetValue() != "resnet" {
 				t.Fatalf("allowed model %q", h.GetHeader().GetValue())
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // outcome is the class of a denial.
@@ -145,29 +147,29 @@ func okResponse(p *Principal, t target, h *reqHeaders, method string) *authv3.Ch
 	remove := make([]string, 0, 4+len(h.helix))
 	remove = append(remove, hdrAuthorization, hdrAPIKey)
 
-	headers = append(headers, header(hdrClient, p.ClientID))
+	headers = append(headers, header(wire.HeaderClient, p.ClientID))
 	meta := map[string]*structpb.Value{
 		"client_id": structpb.NewStringValue(p.ClientID),
 		"auth":      structpb.NewStringValue(method),
 	}
 	if p.Plan != "" {
-		headers = append(headers, header(hdrPlan, p.Plan))
+		headers = append(headers, header(wire.HeaderPlan, p.Plan))
 		meta["plan"] = structpb.NewStringValue(p.Plan)
 	} else {
-		remove = append(remove, hdrPlan)
+		remove = append(remove, wire.HeaderPlan)
 	}
 	if t.reach == reachModel {
-		headers = append(headers, header(hdrModel, t.model))
+		headers = append(headers, header(wire.HeaderModel, t.model))
 		meta["model"] = structpb.NewStringValue(t.model)
 		if t.version != "" {
 			meta["model_version"] = structpb.NewStringValue(t.version)
 		}
 	} else {
 		// No model known: a client-sent x-helix-model must not route.
-		remove = append(remove, hdrModel)
+		remove = append(remove, wire.HeaderModel)
 	}
 	for _, name := range h.helix {
-		if name != hdrClient && name != hdrPlan && name != hdrModel && !contains(remove, name) {
+		if name != wire.HeaderClient && name != wire.HeaderPlan && name != wire.HeaderModel && !contains(remove, name) {
 			remove = append(remove, name)
 		}
 	}

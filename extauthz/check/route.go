@@ -2,10 +2,9 @@ package check
 
 import (
 	"errors"
-	"net/url"
 	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // action is what a request does to a model.
@@ -39,12 +38,6 @@ type target struct {
 	rpc string
 }
 
-// maxModelNameBytes bounds a model name.
-const maxModelNameBytes = 255
-
-// grpcServicePrefix is the path prefix of the KServe v2 gRPC service.
-const grpcServicePrefix = "/inference.GRPCInferenceService/"
-
 // Denials of parseTarget.
 var (
 	errUnknownRoute = errors.New("route not allowed")
@@ -56,13 +49,13 @@ var (
 // parseTarget finds what the request asks for from the method, the request
 // target as Envoy saw it (path and query, not decoded), for gRPC the first
 // bytes of the body, and for a stream the model the client named in
-// HeaderStreamModel ("" if none).
+// wire.HeaderStreamModel ("" if none).
 func parseTarget(method, rawPath string, body []byte, grpcCaller bool, streamModel string) (target, error) {
-	if strings.HasPrefix(rawPath, grpcServicePrefix) {
+	if rpc, ok := strings.CutPrefix(rawPath, wire.GRPCServicePrefix); ok {
 		if !grpcCaller || method != "POST" {
 			return target{}, errNotGRPC
 		}
-		return grpcTarget(rawPath[len(grpcServicePrefix):], body, streamModel)
+		return grpcTarget(rpc, body, streamModel)
 	}
 	return restTarget(rawPath)
 }
@@ -83,7 +76,7 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 		// so only a client allowed every model may open it.
 		t.action, t.reach = actionInfer, reachAllModels
 		if streamModel != "" {
-			if !validModelName(streamModel) {
+			if wire.CheckModelName(streamModel) != nil {
 				return target{}, errBadModel
 			}
 			t.reach, t.model = reachModel, streamModel
@@ -112,7 +105,7 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 	if !bm.nameSeen || bm.name == "" {
 		return target{}, errNoModel
 	}
-	if !validModelName(bm.name) || !validVersion(bm.version) {
+	if !validTarget(bm.name, bm.version) {
 		return target{}, errBadModel
 	}
 	t.reach, t.model, t.version = reachModel, bm.name, bm.version
@@ -120,28 +113,12 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 }
 
 // restTarget maps a KServe v2 REST path. It splits and decodes the path
-// the way the worker does (split the escaped path on '/', then decode each
-// segment), so both agree on which model a path names.
+// as the worker does (wire.SplitPath), so both agree on which model a path
+// names.
 func restTarget(rawPath string) (target, error) {
-	path := rawPath
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	if !strings.HasPrefix(path, "/") || strings.IndexByte(path, '#') >= 0 {
-		return target{}, errUnknownRoute
-	}
-	segs := strings.Split(path[1:], "/")
-	for i, s := range segs {
-		if strings.IndexByte(s, '%') < 0 {
-			continue
-		}
-		v, err := url.PathUnescape(s)
-		if err != nil {
-			return target{}, errUnknownRoute
-		}
-		segs[i] = v
-	}
-	if segs[0] != "v2" {
+	path, _, _ := strings.Cut(rawPath, "?")
+	segs, err := wire.SplitPath(path)
+	if err != nil || segs[0] != "v2" {
 		return target{}, errUnknownRoute
 	}
 	segs = segs[1:]
@@ -157,20 +134,16 @@ func restTarget(rawPath string) (target, error) {
 	case segs[0] != "models":
 		return target{}, errUnknownRoute
 	}
-	rest := segs[1:]
-	if len(rest) == 1 && rest[0] == "stats" {
+	if len(segs) == 2 && segs[1] == "stats" {
 		read.reach = reachAllModels
 		return read, nil
 	}
-	if len(rest) == 0 || rest[0] == "" {
+	mr, ok := wire.ParseModelRoute(segs[1:])
+	if !ok {
 		return target{}, errUnknownRoute
 	}
-	t := target{reach: reachModel, model: rest[0]}
-	rest = rest[1:]
-	if len(rest) >= 2 && rest[0] == "versions" && isDigits(rest[1]) {
-		t.version, rest = rest[1], rest[2:]
-	}
-	switch {
+	t := target{reach: reachModel, model: mr.Model, version: mr.Version}
+	switch rest := mr.Rest; {
 	case len(rest) == 0:
 		t.action = actionRead
 	case len(rest) == 1 && (rest[0] == "ready" || rest[0] == "config" || rest[0] == "stats"):
@@ -180,42 +153,14 @@ func restTarget(rawPath string) (target, error) {
 	default:
 		return target{}, errUnknownRoute
 	}
-	if !validModelName(t.model) || !validVersion(t.version) {
+	if !validTarget(t.model, t.version) {
 		return target{}, errBadModel
 	}
 	return t, nil
 }
 
-// validModelName accepts names that are safe as a path segment, a header
-// value and a scope token: 1 to 255 bytes of UTF-8 without '/', '\', "..",
-// '*', white space or control characters.
-func validModelName(s string) bool {
-	if s == "" || len(s) > maxModelNameBytes || s == "." || strings.Contains(s, "..") || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r == '/' || r == '\\' || r == '*' || unicode.IsSpace(r) || unicode.IsControl(r) ||
-			r == utf8.RuneError || !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
-
-// validVersion accepts "" (the server's version policy) or a decimal
-// number that fits an int64.
-func validVersion(s string) bool {
-	return s == "" || (len(s) <= 18 && isDigits(s))
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+// validTarget checks a model name and a version, "" meaning the server's
+// version policy.
+func validTarget(model, version string) bool {
+	return wire.CheckModelName(model) == nil && (version == "" || wire.CheckVersion(version) == nil)
 }

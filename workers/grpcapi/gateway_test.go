@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -28,7 +29,7 @@ func TestGatewayModelMustMatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
 			for _, v := range tt.header {
-				ctx = metadata.AppendToOutgoingContext(ctx, "x-helix-model", v)
+				ctx = metadata.AppendToOutgoingContext(ctx, wire.HeaderModel, v)
 			}
 			_, err := c.ModelInfer(ctx, int32Request("simple", 16))
 			if tt.code == codes.OK {

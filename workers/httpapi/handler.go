@@ -12,10 +12,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/infer"
 )
 
@@ -52,8 +52,8 @@ func NewHandler(svc infer.Service, opts Options) http.Handler {
 // ServeHTTP routes as Triton's HTTPAPIServer::Handle does: exact paths,
 // versions made of digits, everything else 404 {"error":"Not Found"}.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	segs, ok := pathSegments(r.URL)
-	if !ok || len(segs) == 0 || segs[0] != "v2" {
+	segs, err := wire.SplitPath(r.URL.EscapedPath())
+	if err != nil || segs[0] != "v2" {
 		h.notFound(w, r)
 		return
 	}
@@ -104,14 +104,12 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 		h.modelStats(w, r, "", "")
 		return true
 	}
-	if len(segs) == 0 || segs[0] == "" {
+	mr, ok := wire.ParseModelRoute(segs)
+	if !ok {
 		return false
 	}
-	model, rest, version := segs[0], segs[1:], ""
-	if len(rest) >= 2 && rest[0] == "versions" && isDigits(rest[1]) {
-		version, rest = rest[1], rest[2:]
-	}
-	switch {
+	model, version := mr.Model, mr.Version
+	switch rest := mr.Rest; {
 	case len(rest) == 0:
 		h.withVersion(w, r, version, func(v string) { h.modelMetadata(w, r, model, v) })
 	case len(rest) == 1 && rest[0] == "ready":
@@ -130,39 +128,6 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 		h.unavailableFeature(w, r, "trace settings are not supported by helix-worker")
 	default:
 		return false
-	}
-	return true
-}
-
-// pathSegments splits the escaped path and unescapes each segment, so that
-// an escaped '/' inside a model name stays inside that name.
-func pathSegments(u *url.URL) ([]string, bool) {
-	p := u.EscapedPath()
-	if !strings.HasPrefix(p, "/") {
-		return nil, false
-	}
-	segs := strings.Split(p[1:], "/")
-	for i, s := range segs {
-		if !strings.Contains(s, "%") {
-			continue
-		}
-		v, err := url.PathUnescape(s)
-		if err != nil {
-			return nil, false
-		}
-		segs[i] = v
-	}
-	return segs, true
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
 	}
 	return true
 }

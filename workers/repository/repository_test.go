@@ -279,10 +279,21 @@ func TestModelNamesAndFingerprint(t *testing.T) {
 	}
 }
 
-func TestValidModelName(t *testing.T) {
-	for name, want := range map[string]bool{"simple": true, "a-b_c.1": true, "": false, "../x": false, "a/b": false, ".x": false, "a\x00": false} {
-		if got := ValidModelName(name); got != want {
-			t.Errorf("ValidModelName(%q) = %v", name, got)
+// The repository loads only models the gateway can route (the rule's own
+// table is internal/wire's); the error names the folder and the reason.
+func TestCheckModelName(t *testing.T) {
+	for name, want := range map[string]string{
+		"simple": "", "a-b_c.1": "",
+		"my model": `model folder "my model": not a valid model name: byte 2 is ' ', white space`,
+		"../x":     `model folder "../x": not a valid model name: starts with '.'`,
+		"a*":       "wildcard",
+	} {
+		err := CheckModelName(name)
+		if (want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckModelName(%q) = %v, want %q", name, err, want)
+		}
+		if ValidModelName(name) != (err == nil) {
+			t.Errorf("ValidModelName(%q) disagrees with CheckModelName", name)
 		}
 	}
 }

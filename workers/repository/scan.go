@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // ModelNames lists the model folders under root: every directory whose
@@ -37,19 +39,20 @@ func isDirLink(path string, e fs.DirEntry) bool {
 	return err == nil && st.IsDir()
 }
 
-// ValidModelName reports whether name can name a model folder: no path
-// separators, no dot prefix, printable, reasonably short.
-func ValidModelName(name string) bool {
-	if name == "" || len(name) > 255 || strings.HasPrefix(name, ".") {
-		return false
+// CheckModelName refuses a model folder the gateway could not route
+// (wire.CheckModelName: no white space, '/', '*', "..", leading '.', ...),
+// naming the folder and what is wrong, so that a worker never loads, and
+// so never registers, a model that would fail the control plane's
+// rebuilds.
+func CheckModelName(name string) error {
+	if err := wire.CheckModelName(name); err != nil {
+		return fmt.Errorf("model folder %q: %w", name, err)
 	}
-	for _, r := range name {
-		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
+	return nil
 }
+
+// ValidModelName reports whether CheckModelName accepts name.
+func ValidModelName(name string) bool { return CheckModelName(name) == nil }
 
 // Fingerprint summarizes a model folder's files (paths, sizes, modification
 // times) so that polling can tell when a model changed on disk.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 func validGateway() *Gateway {
@@ -107,7 +109,7 @@ func TestValidateRejects(t *testing.T) {
 		{func(g *Gateway) { g.Pools[0].Model = "a/b" }, "pools[0].model"},
 		{func(g *Gateway) { g.Pools[0].Model = ".." }, "pools[0].model"},
 		{func(g *Gateway) { g.Pools[0].Model = "a b" }, "pools[0].model"},
-		{func(g *Gateway) { g.Pools[0].Model = strings.Repeat("m", MaxModelNameBytes+1) }, "pools[0].model"},
+		{func(g *Gateway) { g.Pools[0].Model = strings.Repeat("m", wire.MaxModelNameBytes+1) }, "pools[0].model"},
 		{func(g *Gateway) { g.Pools = append(g.Pools, Pool{Model: "simple"}) }, "pools[1].model"},
 		{func(g *Gateway) { g.Pools[0].Endpoints[0].Address = "worker-1" }, "pools[0].endpoints[0].address"},
 		{func(g *Gateway) { g.Pools[0].Endpoints[0].Address = "fe80::1%eth0" }, "pools[0].endpoints[0].address"},

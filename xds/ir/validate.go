@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -27,9 +27,6 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *FieldError) Unwrap() error { return ErrInvalid }
-
-// MaxModelNameBytes matches helix-authz's bound on a model name.
-const MaxModelNameBytes = 255
 
 // maxEndpointsPerPool bounds one pool (a sanity limit, far above any
 // deployment: Envoy itself slows down long before).
@@ -291,8 +288,8 @@ func (v *validator) pool(field string, p Pool, isDefault, plaintext bool) {
 		if p.Model != "" {
 			v.add(field+".model", "must be empty for the default pool")
 		}
-	} else if !ValidModelName(p.Model) {
-		v.add(field+".model", "invalid model name %q", p.Model)
+	} else if err := wire.CheckModelName(p.Model); err != nil {
+		v.add(field+".model", "%q: %v", p.Model, err)
 	}
 	if len(p.Endpoints) > maxEndpointsPerPool {
 		v.add(field+".endpoints", "more than %d endpoints", maxEndpointsPerPool)
@@ -337,39 +334,11 @@ func (v *validator) pool(field string, p Pool, isDefault, plaintext bool) {
 			seen[k] = i
 		}
 		for j, ver := range e.Versions {
-			if !validVersion(ver) {
-				v.add(f(fmt.Sprintf(".versions[%d]", j)), "must be a decimal number, got %q", ver)
+			if err := wire.CheckVersion(ver); err != nil {
+				v.add(f(fmt.Sprintf(".versions[%d]", j)), "%q: %v", ver, err)
 			}
 		}
 	}
-}
-
-// ValidModelName applies helix-authz's rules (extauthz/check), so that
-// every model the gateway routes is one authz can name: valid UTF-8, at
-// most 255 bytes, printable, no '/', '\\', '*' or space, not "." or "..".
-func ValidModelName(s string) bool {
-	if s == "" || len(s) > MaxModelNameBytes || s == "." || strings.Contains(s, "..") || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r == '/' || r == '\\' || r == '*' || unicode.IsSpace(r) || unicode.IsControl(r) ||
-			r == utf8.RuneError || !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
-
-func validVersion(s string) bool {
-	if s == "" || len(s) > 18 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // isLabel accepts names used as descriptor values and plan names.
@@ -415,6 +384,12 @@ func isToken(s string) bool {
 	return true
 }
 
+// isPort accepts a decimal port number.
+func isPort(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 16)
+	return err == nil
+}
+
 func validOrigin(o string) bool {
 	scheme, rest, ok := strings.Cut(o, "://")
 	if !ok || (scheme != "https" && scheme != "http") || rest == "" {
@@ -423,7 +398,7 @@ func validOrigin(o string) bool {
 	host := rest
 	if h, port, ok := strings.Cut(rest, ":"); ok && !strings.HasPrefix(rest, "[") {
 		host = h
-		if port == "" || len(port) > 5 || !validVersion(port) {
+		if !isPort(port) {
 			return false
 		}
 	}
@@ -433,7 +408,7 @@ func validOrigin(o string) bool {
 			return false
 		}
 		_, err := netip.ParseAddr(host[1:end])
-		return err == nil && (end == len(host)-1 || (host[end+1] == ':' && validVersion(host[end+2:])))
+		return err == nil && (end == len(host)-1 || (host[end+1] == ':' && isPort(host[end+2:])))
 	}
 	if _, err := netip.ParseAddr(host); err == nil {
 		return true

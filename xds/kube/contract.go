@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/helixflow/helixflow/xds/ir"
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/registry"
 )
 
@@ -28,9 +28,11 @@ const (
 // the rest keeps serving.
 var ErrInvalid = errors.New("invalid")
 
-// parseModels reads the models annotation: names as the gateway routes
-// them (ir.ValidModelName) and as a worker's repository can hold them (no
-// leading '.'), no duplicates, returned sorted.
+// parseModels reads the models annotation and returns its valid names,
+// sorted. An entry the gateway cannot route (wire.CheckModelName) or one
+// listed twice is left out and named in the error, and the other entries
+// are returned with it: one bad name does not take the pool's other models
+// down. Without any valid entry it returns only the error.
 func parseModels(annotations map[string]string) ([]string, error) {
 	v, ok := annotations[ModelsAnnotation]
 	if !ok {
@@ -45,20 +47,25 @@ func parseModels(annotations map[string]string) ([]string, error) {
 	}
 	names := make([]string, 0, len(parts))
 	seen := make(map[string]struct{}, len(parts))
+	var bad []error
 	for i, p := range parts {
 		name := strings.TrimSpace(p)
-		if !ir.ValidModelName(name) || strings.HasPrefix(name, ".") {
-			return nil, fmt.Errorf("%w: annotation %s: entry %d %q: not a valid model name (1 to %d bytes, printable, no space, '/', '\\', '*', '..' or leading '.')",
-				ErrInvalid, ModelsAnnotation, i+1, clip(name), ir.MaxModelNameBytes)
+		if err := wire.CheckModelName(name); err != nil {
+			bad = append(bad, fmt.Errorf("%w: annotation %s: entry %d %q left out: %w", ErrInvalid, ModelsAnnotation, i+1, clip(name), err))
+			continue
 		}
 		if _, dup := seen[name]; dup {
-			return nil, fmt.Errorf("%w: annotation %s: entry %d %q: listed twice", ErrInvalid, ModelsAnnotation, i+1, name)
+			bad = append(bad, fmt.Errorf("%w: annotation %s: entry %d %q: listed twice", ErrInvalid, ModelsAnnotation, i+1, name))
+			continue
 		}
 		seen[name] = struct{}{}
 		names = append(names, name)
 	}
+	if len(names) == 0 {
+		return nil, errors.Join(bad...)
+	}
 	slices.Sort(names)
-	return names, nil
+	return names, errors.Join(bad...)
 }
 
 // clip keeps log lines short when an annotation holds junk.

@@ -19,22 +19,24 @@ func TestParseModels(t *testing.T) {
 		{"one", map[string]string{ModelsAnnotation: "resnet50_v1.5"}, []string{"resnet50_v1.5"}, ""},
 		{"missing", nil, nil, "missing"},
 		{"empty", map[string]string{ModelsAnnotation: " "}, nil, "empty"},
-		{"empty entry", map[string]string{ModelsAnnotation: "simple,,mlp"}, nil, "entry 2"},
-		{"trailing comma", map[string]string{ModelsAnnotation: "simple,"}, nil, "entry 2"},
-		{"slash", map[string]string{ModelsAnnotation: "a/b"}, nil, `entry 1 "a/b"`},
-		{"space inside", map[string]string{ModelsAnnotation: "my model"}, nil, "not a valid model name"},
-		{"wildcard", map[string]string{ModelsAnnotation: "*"}, nil, "not a valid model name"},
-		{"dot dot", map[string]string{ModelsAnnotation: "a..b"}, nil, "not a valid model name"},
-		{"leading dot", map[string]string{ModelsAnnotation: ".hidden"}, nil, "not a valid model name"},
-		{"too long", map[string]string{ModelsAnnotation: strings.Repeat("m", 256)}, nil, "not a valid model name"},
-		{"duplicate", map[string]string{ModelsAnnotation: "simple,mlp,simple"}, nil, `entry 3 "simple": listed twice`},
+		{"empty entry", map[string]string{ModelsAnnotation: "simple,,mlp"}, []string{"mlp", "simple"}, `entry 2 "" left out: not a valid model name: empty`},
+		{"trailing comma", map[string]string{ModelsAnnotation: "simple,"}, []string{"simple"}, "entry 2"},
+		{"slash", map[string]string{ModelsAnnotation: "a/b"}, nil, `entry 1 "a/b" left out: not a valid model name: byte 1 is '/', a path separator`},
+		{"space inside", map[string]string{ModelsAnnotation: "my model"}, nil, "byte 2 is ' ', white space"},
+		{"space inside, good one kept", map[string]string{ModelsAnnotation: "my model,simple"}, []string{"simple"}, `entry 1 "my model" left out`},
+		{"wildcard", map[string]string{ModelsAnnotation: "*"}, nil, "wildcard"},
+		{"dot dot", map[string]string{ModelsAnnotation: "a..b"}, nil, `contains ".."`},
+		{"leading dot", map[string]string{ModelsAnnotation: ".hidden"}, nil, "starts with '.'"},
+		{"too long", map[string]string{ModelsAnnotation: strings.Repeat("m", 256)}, nil, "256 bytes"},
+		{"two bad", map[string]string{ModelsAnnotation: "a b,c*"}, nil, "entry 2"},
+		{"duplicate", map[string]string{ModelsAnnotation: "simple,mlp,simple"}, []string{"mlp", "simple"}, `entry 3 "simple": listed twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseModels(tt.ann)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
-					t.Fatalf("parseModels = %v, %v; want an ErrInvalid with %q", got, err, tt.wantErr)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) || !slices.Equal(got, tt.want) {
+					t.Fatalf("parseModels = %v, %v; want %v and an ErrInvalid with %q", got, err, tt.want, tt.wantErr)
 				}
 				if !strings.Contains(err.Error(), ModelsAnnotation) {
 					t.Fatalf("error %q does not name the annotation", err)

@@ -328,8 +328,10 @@ func (s *Source) report(problems []problem) {
 			continue
 		}
 		s.problems[k] = msg
-		switch p.kind {
-		case "Service":
+		switch {
+		case p.partial:
+			s.log.Warn("models of a worker Service left out; its other models serve", "service", p.name, "error", p.err)
+		case p.kind == "Service":
 			s.log.Error("worker Service skipped; its pods get no traffic until it is fixed", "service", p.name, "error", p.err)
 		default:
 			s.log.Error("EndpointSlice of a worker Service left out, wholly or in part", "endpointslice", p.name, "service", p.service, "error", p.err)

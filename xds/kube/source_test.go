@@ -168,7 +168,10 @@ func TestSourceFollowsTheCluster(t *testing.T) {
 		{"models changed", updateSvc(service(testNS, "workers", "simple,mlp")), []registry.Worker{
 			wk("worker-2", "10.0.1.1", 8001, 8000, true, "mlp", "simple"),
 		}},
-		{"a bad annotation skips the Service", updateSvc(service(testNS, "workers", "simple,bad model")), nil},
+		{"a bad model name is left out, the others serve", updateSvc(service(testNS, "workers", "simple,bad model")), []registry.Worker{
+			wk("worker-2", "10.0.1.1", 8001, 8000, true, "simple"),
+		}},
+		{"no valid model skips the Service", updateSvc(service(testNS, "workers", "bad model")), nil},
 		{"fixed", updateSvc(service(testNS, "workers", "mlp")), []registry.Worker{
 			wk("worker-2", "10.0.1.1", 8001, 8000, true, "mlp"),
 		}},
@@ -194,7 +197,8 @@ func TestSourceFollowsTheCluster(t *testing.T) {
 	}
 	log := h.log.String()
 	for _, want := range []string{
-		`msg="worker Service skipped; its pods get no traffic until it is fixed" service=helix/workers error="invalid: annotation helixflow.io/models: entry 2 \"bad model\"`,
+		`level=WARN msg="models of a worker Service left out; its other models serve" service=helix/workers error="invalid: annotation helixflow.io/models: entry 2 \"bad model\" left out: not a valid model name: byte 3 is ' ', white space"`,
+		`msg="worker Service skipped; its pods get no traffic until it is fixed" service=helix/workers error="invalid: annotation helixflow.io/models: entry 1 \"bad model\" left out`,
 		`endpointslice=helix/workers-b service=helix/workers error="invalid: no port named \"grpc\"`,
 		`msg="fixed or removed; no longer left out" object="Service helix/workers"`,
 	} {
@@ -202,8 +206,10 @@ func TestSourceFollowsTheCluster(t *testing.T) {
 			t.Errorf("log lacks %s:\n%s", want, log)
 		}
 	}
-	if n := strings.Count(log, "worker Service skipped"); n != 1 {
-		t.Errorf("the bad annotation was logged %d times, want once", n)
+	for _, msg := range []string{"worker Service skipped", "models of a worker Service left out"} {
+		if n := strings.Count(log, msg); n != 1 {
+			t.Errorf("%q logged %d times, want once", msg, n)
+		}
 	}
 }
 

@@ -20,6 +20,8 @@ type problem struct {
 	name    string // namespace/name
 	service string // for an EndpointSlice: its Service
 	err     error
+	// partial: a Service that still serves its valid models.
+	partial bool
 }
 
 func (p problem) key() string { return p.kind + " " + p.name }
@@ -89,10 +91,11 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 		}
 		models, err := parseModels(s.Annotations)
 		if err != nil {
-			problems = append(problems, problem{kind: "Service", name: namespace + "/" + s.Name, err: err})
-			continue
+			problems = append(problems, problem{kind: "Service", name: namespace + "/" + s.Name, err: err, partial: len(models) > 0})
 		}
-		pools[s.Name] = models
+		if len(models) > 0 {
+			pools[s.Name] = models
+		}
 	}
 
 	epSlices = slices.Clone(epSlices)

@@ -79,19 +79,22 @@ func TestBuildTable(t *testing.T) {
 			problems: []string{`EndpointSlice helix/workers-a: ports[0] "grpc": protocol UDP`},
 		},
 		{
-			name: "bad annotation skips that Service only",
+			name: "a bad model name is left out of its Service; a bad annotation skips that Service only",
 			services: []*corev1.Service{
 				service(testNS, "bad", "simple,a/b"), service(testNS, "none", "<none>"), service(testNS, "good", "mlp"),
+				service(testNS, "spaced", "my model"),
 			},
 			slices: []*discoveryv1.EndpointSlice{
 				v4("bad-1", "bad", grpcHTTP, endpoint("10.0.0.1", "b", ready)),
 				v4("none-1", "none", grpcHTTP, endpoint("10.0.0.3", "n", ready)),
 				v4("good-1", "good", grpcHTTP, endpoint("10.0.0.2", "g", ready)),
+				v4("spaced-1", "spaced", grpcHTTP, endpoint("10.0.0.4", "s", ready)),
 			},
-			want: []registry.Worker{wk("g", "10.0.0.2", 8001, 8000, true, "mlp")},
+			want: []registry.Worker{wk("b", "10.0.0.1", 8001, 8000, true, "simple"), wk("g", "10.0.0.2", 8001, 8000, true, "mlp")},
 			problems: []string{
-				`Service helix/bad: annotation helixflow.io/models: entry 2 "a/b"`,
+				`Service helix/bad: annotation helixflow.io/models: entry 2 "a/b" left out`,
 				`Service helix/none: annotation helixflow.io/models: missing`,
+				`Service helix/spaced: annotation helixflow.io/models: entry 1 "my model" left out: not a valid model name: byte 2 is ' ', white space`,
 			},
 		},
 		{

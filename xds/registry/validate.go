@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 )
 
@@ -22,7 +22,6 @@ const (
 
 	maxWorkerIDLen = 253
 	maxHostnameLen = 253
-	maxModelName   = 255
 	leaseIDLen     = 32 // hex digits of 16 random bytes
 )
 
@@ -104,25 +103,18 @@ func validPort(field string, p uint32, optional bool) error {
 	return nil
 }
 
-// validModelName is the worker's rule for model folder names
-// (workers/repository.ValidModelName), plus valid UTF-8.
-func validModelName(name string) bool {
-	if name == "" || len(name) > maxModelName || strings.HasPrefix(name, ".") || !utf8.ValidString(name) {
-		return false
+// parseVersion reads a model version as the gateway routes it
+// (wire.CheckVersion) and as a worker's repository names its folders: no
+// leading zeros, so that each version has one spelling.
+func parseVersion(v string) (int64, error) {
+	if err := wire.CheckVersion(v); err != nil {
+		return 0, err
 	}
-	for _, r := range name {
-		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validVersion is a model version folder name as Triton reads it: a
-// non-negative decimal int64 without leading zeros.
-func validVersion(v string) bool {
 	n, err := strconv.ParseInt(v, 10, 64)
-	return err == nil && n >= 0 && strconv.FormatInt(n, 10) == v
+	if err != nil || strconv.FormatInt(n, 10) != v {
+		return 0, fmt.Errorf("%w: leading zero", wire.ErrVersion)
+	}
+	return n, nil
 }
 
 func validLeaseID(id string) error {
@@ -151,8 +143,9 @@ func convertModels(in []*registryv1.Model) ([]Model, error) {
 	for i, m := range in {
 		field := fmt.Sprintf("models[%d]", i)
 		name := m.GetName()
-		if !validModelName(name) {
-			return nil, fmt.Errorf("%w: %s.name %q: not a valid model name (1 to %d bytes, no '/', '\\', control characters or leading '.')", ErrInvalid, field, clip(name), maxModelName)
+		// A name the gateway cannot route would fail every rebuild.
+		if err := wire.CheckModelName(name); err != nil {
+			return nil, fmt.Errorf("%w: %s.name %q: %w", ErrInvalid, field, clip(name), err)
 		}
 		if _, dup := seen[name]; dup {
 			return nil, fmt.Errorf("%w: %s.name %q: listed twice", ErrInvalid, field, name)
@@ -167,10 +160,10 @@ func convertModels(in []*registryv1.Model) ([]Model, error) {
 		}
 		nums := make([]int64, 0, len(vs))
 		for j, v := range vs {
-			if !validVersion(v) {
-				return nil, fmt.Errorf("%w: %s.versions[%d] %q: want a non-negative decimal integer", ErrInvalid, field, j, clip(v))
+			n, err := parseVersion(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s.versions[%d] %q: %w", ErrInvalid, field, j, clip(v), err)
 			}
-			n, _ := strconv.ParseInt(v, 10, 64)
 			if slices.Contains(nums, n) {
 				return nil, fmt.Errorf("%w: %s.versions[%d] %q: listed twice", ErrInvalid, field, j, v)
 			}

@@ -30,6 +30,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // Builders for a minimal, consistent gateway: one listener with RDS "rc",
@@ -86,7 +88,7 @@ func routeConfig(name string, clusters ...string) *route.RouteConfiguration {
 	vh := &route.VirtualHost{Name: "all", Domains: []string{"*"}}
 	for _, c := range clusters {
 		vh.Routes = append(vh.Routes, &route.Route{
-			Match:  &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/v2/models/" + c}},
+			Match:  &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: wire.RESTModelsPrefix + c}},
 			Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_Cluster{Cluster: c}}},
 		})
 	}

@@ -3,7 +3,6 @@ package translate
 import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"net/netip"
-	"net/url"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -14,6 +13,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -60,15 +60,14 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 	if err := add(b.grpcPool(ClusterDefaultGRPC, ""), nil); err != nil {
 		return nil, err
 	}
-	if err := add(b.httpPool(ClusterDefaultHTTP, RESTServerReady), nil); err != nil {
+	if err := add(b.httpPool(ClusterDefaultHTTP, wire.RESTServerReady), nil); err != nil {
 		return nil, err
 	}
 	for _, p := range g.Pools {
 		if err := add(b.grpcPool(GRPCCluster(p.Model), p.Model), nil); err != nil {
 			return nil, err
 		}
-		ready := RESTModelsPrefix + url.PathEscape(p.Model) + "/ready"
-		if err := add(b.httpPool(HTTPCluster(p.Model), ready), nil); err != nil {
+		if err := add(b.httpPool(HTTPCluster(p.Model), wire.RESTModelPath(p.Model, "", "ready")), nil); err != nil {
 			return nil, err
 		}
 	}

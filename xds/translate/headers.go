@@ -7,10 +7,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
 // stripHelixHeaders removes every request header starting with x-helix-
+// (wire.HeaderPrefix)
 // as the first filter. helix-authz also overwrites the ones it sets, but
 // routing and rate limits must never see a forged value, whatever authz
 // does. (The route configuration's request_headers_to_remove would run in
@@ -21,7 +23,7 @@ func stripHelixHeaders(*ir.Gateway) (proto.Message, error) {
 			RequestMutations: []*mutationv3.HeaderMutation{{
 				Action: &mutationv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{
 					KeyMatcher: &matcherv3.StringMatcher{
-						MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: HelixHeaderPrefix},
+						MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix},
 						IgnoreCase:   true,
 					},
 				}},

@@ -35,16 +35,6 @@ const (
 	RoleRateLimit = "ratelimit"
 )
 
-// Headers set by helix-authz (extauthz/check) and read by routing and rate
-// limiting. Clients may not send any header starting with HelixHeaderPrefix:
-// the first HTTP filter removes them.
-const (
-	HelixHeaderPrefix = "x-helix-"
-	HeaderClient      = "x-helix-client"
-	HeaderPlan        = "x-helix-plan"
-	HeaderModel       = "x-helix-model"
-)
-
 // Rate-limit descriptor keys, in the order Envoy sends them:
 // (window, plan, client, model). The ratelimit config built from the plans
 // nests its descriptors in this order. DescriptorModel is left out when
@@ -60,15 +50,6 @@ const (
 	// one descriptor per window so each can carry its own limit.
 	WindowSecond = "second"
 	WindowMinute = "minute"
-)
-
-// KServe v2 paths.
-const (
-	GRPCServicePrefix    = "/inference.GRPCInferenceService/"
-	GRPCModelStreamInfer = GRPCServicePrefix + "ModelStreamInfer"
-	RESTPrefix           = "/v2"
-	RESTModelsPrefix     = "/v2/models/"
-	RESTServerReady      = "/v2/health/ready"
 )
 
 // Extension (filter) names as Envoy knows them.

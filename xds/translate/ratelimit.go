@@ -10,6 +10,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -51,9 +52,9 @@ func rateLimitActions(g *ir.Gateway) []*routev3.RateLimit {
 			{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{GenericKey: &routev3.RateLimit_Action_GenericKey{
 				DescriptorKey: DescriptorWindow, DescriptorValue: window,
 			}}},
-			headerDescriptor(HeaderPlan, DescriptorPlan, true),
-			headerDescriptor(HeaderClient, DescriptorClient, false),
-			headerDescriptor(HeaderModel, DescriptorModel, true),
+			headerDescriptor(wire.HeaderPlan, DescriptorPlan, true),
+			headerDescriptor(wire.HeaderClient, DescriptorClient, false),
+			headerDescriptor(wire.HeaderModel, DescriptorModel, true),
 		}})
 	}
 	return out

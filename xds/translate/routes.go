@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"net/url"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -10,6 +9,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -101,7 +101,7 @@ func (b *routeBuilder) streamRoute(model string) *routev3.Route {
 	r := &routev3.Route{
 		Name: "grpc-stream",
 		Match: &routev3.RouteMatch{
-			PathSpecifier: &routev3.RouteMatch_Path{Path: GRPCModelStreamInfer},
+			PathSpecifier: &routev3.RouteMatch_Path{Path: wire.GRPCModelStreamInfer},
 			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 		},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
@@ -122,7 +122,7 @@ func (b *routeBuilder) streamRoute(model string) *routev3.Route {
 // modelHeader matches the x-helix-model that helix-authz set.
 func modelHeader(model string) *routev3.HeaderMatcher {
 	return &routev3.HeaderMatcher{
-		Name: HeaderModel,
+		Name: wire.HeaderModel,
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: model},
 		}},
@@ -133,7 +133,7 @@ func (b *routeBuilder) grpcModelRoute(model string) *routev3.Route {
 	return &routev3.Route{
 		Name: "grpc-model/" + model,
 		Match: &routev3.RouteMatch{
-			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: GRPCServicePrefix},
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: wire.GRPCServicePrefix},
 			Headers:       []*routev3.HeaderMatcher{modelHeader(model)},
 			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 		},
@@ -146,7 +146,7 @@ func (b *routeBuilder) restModelRoute(model string) *routev3.Route {
 		Name: "rest-model/" + model,
 		Match: &routev3.RouteMatch{
 			// Matches /v2/models/{m} and /v2/models/{m}/..., not {m}x.
-			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: RESTModelsPrefix + url.PathEscape(model)},
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: wire.RESTModelPath(model, "")},
 		},
 		Action:               &routev3.Route_Route{Route: b.unary(HTTPCluster(model))},
 		TypedPerFilterConfig: b.noBody,
@@ -157,7 +157,7 @@ func (b *routeBuilder) grpcDefaultRoute() *routev3.Route {
 	return &routev3.Route{
 		Name: "grpc-default",
 		Match: &routev3.RouteMatch{
-			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: GRPCServicePrefix},
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: wire.GRPCServicePrefix},
 			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 		},
 		Action: &routev3.Route_Route{Route: b.unaryGRPC(ClusterDefaultGRPC)},
@@ -167,7 +167,7 @@ func (b *routeBuilder) grpcDefaultRoute() *routev3.Route {
 func (b *routeBuilder) restDefaultRoute() *routev3.Route {
 	return &routev3.Route{
 		Name:                 "rest-default",
-		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: RESTPrefix}},
+		Match:                &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: wire.RESTPrefix}},
 		Action:               &routev3.Route_Route{Route: b.unary(ClusterDefaultHTTP)},
 		TypedPerFilterConfig: b.noBody,
 	}

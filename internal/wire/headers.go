@@ -1,0 +1,19 @@
+package wire
+
+// Headers helix-authz sets on an authorized request and Envoy routes and
+// rate-limits by. They are trusted only because the gateway's first HTTP
+// filter removes every client-sent header starting with HeaderPrefix.
+const (
+	HeaderPrefix = "x-helix-"
+	HeaderClient = "x-helix-client"
+	HeaderPlan   = "x-helix-plan"
+	// HeaderModel is the model helix-authz authorized; the worker refuses
+	// a gRPC request whose message names another.
+	HeaderModel = "x-helix-model"
+)
+
+// HeaderStreamModel is the header (gRPC metadata key) a client names its
+// ModelStreamInfer stream's model in: authz cannot read a stream's
+// messages, so without it a stream needs every model's scope and lands in
+// the default pool. It is not an x-helix-* header: Envoy strips those.
+const HeaderStreamModel = "helix-model"
