@@ -18,10 +18,11 @@
 //     answers only requests that name every resource it holds, which would
 //     leave clusters warming until the initial fetch timeout.
 //
-// Each Publish checks every resource (non-empty unique names, and
-// ValidateAll on those whose content, by SHA-256 of its bytes, the last
-// publish did not hold), assembles one snapshot of all types and checks
-// Snapshot.Consistent() on it (EDS names = clusters' EDS references, RDS
+// Each Publish checks only what the set as a whole must be (every resource
+// of its type's message, with a non-empty name unique within its type;
+// each resource's content is the translator's to check, which it does with
+// ValidateAll as it builds them), assembles one snapshot of all types and
+// checks Snapshot.Consistent() on it (EDS names = clusters' EDS references, RDS
 // names = listeners' references) before any cache changes; then it sets
 // secrets, endpoints and config, in that order, so that what a new cluster
 // or listener refers to is there when Envoy asks for it (and in steps when

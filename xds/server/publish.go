@@ -9,8 +9,9 @@ import (
 	"github.com/helixflow/helixflow/xds/translate"
 )
 
-// Publish validates res and, when it differs from what is served, makes it
-// the snapshot of every Envoy. Caches whose content did not change keep
+// Publish checks that res is one consistent set (each resource's content
+// was checked by translate.Translate, which made it) and, when it differs
+// from what is served, makes it the snapshot of every Envoy. Caches whose content did not change keep
 // their version, so an endpoint change pushes EDS only. An invalid or
 // inconsistent set (ErrInvalidResource, ErrInconsistent) changes nothing:
 // the last published snapshot stays in force.

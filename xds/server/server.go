@@ -80,11 +80,8 @@ type Server struct {
 
 	warmTimeout time.Duration
 
-	pubMu   sync.Mutex  // serializes Publish; guards current and validated
+	pubMu   sync.Mutex  // serializes Publish; guards current
 	current resourceSet // last published in full (not a bridge)
-	// validated holds current's resources by type and sum: content that
-	// passed validateResource, which the next publish need not check again.
-	validated map[checked]struct{}
 
 	mu        sync.Mutex // guards what follows
 	versions  map[string]CacheVersion
@@ -184,7 +181,7 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		s.metrics.publishErrors.Inc()
 		return err
 	}
-	digests, err := digestSet(set, true, s.validated)
+	digests, err := digestSet(set)
 	if err != nil {
 		s.metrics.publishErrors.Inc()
 		return err
@@ -210,12 +207,6 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 		return err
 	}
 	s.current = set
-	s.validated = make(map[checked]struct{}, len(digests))
-	for typeURL, ds := range digests {
-		for _, d := range ds {
-			s.validated[checked{typeURL, d.sum}] = struct{}{}
-		}
-	}
 	s.metrics.publishDuration.Observe(time.Since(start).Seconds())
 	return nil
 }

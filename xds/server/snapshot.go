@@ -14,10 +14,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/helixflow/helixflow/xds/translate"
 )
 
 // messageNames is the protobuf message each type URL must hold.
@@ -31,11 +28,10 @@ var messageNames = map[string]string{
 	resourcev3.RateLimitConfigType: "ratelimit.config.ratelimit.v3.RateLimitConfig",
 }
 
-type validator interface{ ValidateAll() error }
-
-// validateSet checks what is cheap to check about every resource: right
-// message type, and a name that is set and unique within its type. The
-// deep check (validateResource) runs in digestSet, over the cores.
+// validateSet checks that the set can be one snapshot: every resource of
+// the right message type, with a name that is set and unique within its
+// type. Each resource's own content was checked where it was made
+// (translate.Translate runs ValidateAll on every resource it returns).
 func validateSet(set resourceSet) error {
 	for typeURL, list := range set {
 		want, ok := messageNames[typeURL]
@@ -63,35 +59,8 @@ func validateSet(set resourceSet) error {
 	return nil
 }
 
-// validateResource applies protoc-gen-validate's rules (ValidateAll:
-// Snapshot.Consistent checks names only).
-func validateResource(typeURL, name string, r types.Resource) error {
-	if rc, ok := r.(*rlsconfv3.RateLimitConfig); ok {
-		// Its proto has no generated validation.
-		if err := translate.ValidateRateLimitConfig(rc); err != nil {
-			return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
-		}
-		return nil
-	}
-	v, ok := r.(validator)
-	if !ok {
-		return fmt.Errorf("%w: %s %q cannot be validated", ErrInvalidResource, typeLabel(typeURL), name)
-	}
-	if err := v.ValidateAll(); err != nil {
-		return fmt.Errorf("%w: %s %q: %w", ErrInvalidResource, typeLabel(typeURL), name, err)
-	}
-	return nil
-}
-
 // sum is the SHA-256 of a resource's bytes.
 type sum = [sha256.Size]byte
-
-// checked is a resource content that passed validateResource: its type
-// (the same bytes may be another message) and sum.
-type checked struct {
-	typeURL string
-	sum     sum
-}
 
 // digest is what a version knows of one resource.
 type digest struct {
@@ -101,10 +70,7 @@ type digest struct {
 
 // digestSet marshals and hashes every resource of set, spread over the
 // cores: with a thousand models on a hundred workers this is most of a
-// publish. With check, it also runs validateResource on each resource
-// whose sum is not in validated (content that passed in an earlier
-// publish: equal bytes, equal verdict), so a publish validates what
-// changed. The digests come by type URL, sorted by name.
+// publish. The digests come by type URL, sorted by name.
 //
 // Built with the vtprotobuf tag (make does), go-control-plane's generated
 // marshalling does the work about seven times faster than reflection (24
@@ -113,7 +79,7 @@ type digest struct {
 // entries in Go's map order, which is stable only for maps of one entry,
 // and that is all the translator's resources hold (their typed configs are
 // packed deterministically; TestContentVersionStable guards this).
-func digestSet(set resourceSet, check bool, validated map[checked]struct{}) (map[string][]digest, error) {
+func digestSet(set resourceSet) (map[string][]digest, error) {
 	type item struct {
 		typeURL, name string
 		r             types.Resource
@@ -153,9 +119,6 @@ func digestSet(set resourceSet, check bool, validated map[checked]struct{}) (map
 					continue
 				}
 				it.sum = sha256.Sum256(buf)
-				if _, ok := validated[checked{it.typeURL, it.sum}]; check && !ok {
-					it.err = validateResource(it.typeURL, it.name, it.r)
-				}
 			}
 		})
 	}
@@ -189,7 +152,7 @@ func versionOf(digests map[string][]digest, typeURLs []string) string {
 
 // contentVersion is the version of set as a whole.
 func contentVersion(set map[string][]types.Resource) (string, error) {
-	digests, err := digestSet(set, false, nil)
+	digests, err := digestSet(set)
 	if err != nil {
 		return "", err
 	}

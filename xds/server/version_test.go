@@ -177,8 +177,7 @@ func BenchmarkContentVersion(b *testing.B) {
 
 // BenchmarkPublish publishes, in turn, two translations of 1,000 models
 // on 100 workers (each model on all of them) that differ in one endpoint,
-// as the registry's churn does: every cache's version is computed and the
-// changed resource validated (go test -tags vtprotobuf -run '^$' -bench
+// as the registry's churn does: every cache's version is computed (go test -tags vtprotobuf -run '^$' -bench
 // Publish ./xds/server).
 func BenchmarkPublish(b *testing.B) {
 	s, err := New(b.Context(), Options{})

@@ -98,7 +98,7 @@ func (s *Server) setBridge(ctx context.Context, bridge resourceSet) (string, err
 		s.metrics.publishErrors.Inc()
 		return "", fmt.Errorf("%w: make-before-break step: %w", ErrInconsistent, err)
 	}
-	digests, err := digestSet(bridge, false, nil)
+	digests, err := digestSet(bridge)
 	if err != nil {
 		s.metrics.publishErrors.Inc()
 		return "", err

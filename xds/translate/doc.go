@@ -9,9 +9,12 @@
 //	// []types.Resource, ready for cache.NewSnapshot by resource type.
 //	eps, err := translate.TranslateEndpoints(g) // EDS only, for endpoint churn
 //
-// Translate validates g (ir.Gateway.Validate) and every produced resource,
+// Translate checks g with the model's own rules (ir.Gateway.Validate) and
+// runs the one final check of every produced resource: ValidateAll,
 // including each typed config packed in an Any (ValidateAll does not look
-// inside Any); an error names the resource and wraps ErrInvalidResource
+// inside Any), and the ratelimit config's rules (its proto has none). The
+// ADS server does not check them again; it checks only that the set is
+// consistent. An error names the resource and wraps ErrInvalidResource
 // (or ir.ErrInvalid for the model). Resources may share sub-messages
 // (one LbEndpoint per worker serves every pool it is in): treat them as
 // immutable. Envoy's bootstrap must use ADS (RDS, EDS and SDS all point

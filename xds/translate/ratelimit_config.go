@@ -62,7 +62,7 @@ func rateLimitConfigs(g *ir.Gateway) ([]types.Resource, error) {
 		windows = append(windows, window)
 	}
 	cfg := &rlsconfv3.RateLimitConfig{Name: rl.Domain, Domain: rl.Domain, Descriptors: windows}
-	if err := ValidateRateLimitConfig(cfg); err != nil {
+	if err := checkRateLimitConfig(cfg); err != nil {
 		return nil, err
 	}
 	return []types.Resource{cfg}, nil
@@ -80,11 +80,11 @@ func clientModelLimit(n uint32, unit rlsconfv3.RateLimitUnit) []*rlsconfv3.RateL
 	}}
 }
 
-// ValidateRateLimitConfig checks what the ratelimit service would refuse or
+// checkRateLimitConfig checks what the ratelimit service would refuse or
 // misread (its config proto has no generated validation): a name, a domain,
 // every descriptor with a key, no key/value twice among siblings, and
 // limits with a known unit.
-func ValidateRateLimitConfig(c *rlsconfv3.RateLimitConfig) error {
+func checkRateLimitConfig(c *rlsconfv3.RateLimitConfig) error {
 	if c.GetName() == "" || c.GetDomain() == "" {
 		return fmt.Errorf("%w: ratelimit config needs a name and a domain", ErrInvalidResource)
 	}
