@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,9 +25,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/helixflow/helixflow/internal/daemon"
+	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
+	"github.com/helixflow/helixflow/internal/version"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
+	"github.com/helixflow/helixflow/xds/builder"
 	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
 )
@@ -64,8 +69,16 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.warmTimeout, "warm-timeout", server.DefaultWarmTimeout, "when models (clusters) come or go, how long each make-before-break step waits for every Envoy to warm the new clusters or drop routes to the old, before going on without a silent one")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	workerFlags(fs, o)
+	showVersion := version.AddFlag(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: helix-xds --config FILE [flags]\n       helix-xds bootstrap [flags]   (write Envoy's bootstrap; -h for its flags)\n\nflags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *showVersion {
+		return nil, version.ErrRequested
 	}
 	if err := checkWorkerFlags(fs, o); err != nil {
 		return nil, err
@@ -111,10 +124,13 @@ func main() {
 		return
 	}
 	o, err := parseFlags(args)
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return
-	}
-	if err != nil {
+	case errors.Is(err, version.ErrRequested):
+		fmt.Println(version.String("helix-xds"))
+		return
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "helix-xds:", err)
 		os.Exit(2)
 	}
@@ -127,13 +143,21 @@ func main() {
 	logClientGo(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log); err != nil {
+	if err := serve(ctx, o, log); err != nil {
 		log.Error("helix-xds stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o *options, log *slog.Logger) error {
+// Shutdown timeouts: the status page's requests are short; ADS streams
+// never end by themselves, so gRPC gives unary registry calls a moment and
+// then closes them.
+const (
+	httpShutdown = 5 * time.Second
+	grpcShutdown = 2 * time.Second
+)
+
+func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reg := prometheus.NewRegistry()
@@ -151,37 +175,13 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if workerRegistry == nil {
 		grace = 0 // the Kubernetes source is complete once it started
 	}
-
-	b, err := newBuilder(ads, workers, reg, log.With("component", "builder"))
-	if err != nil {
-		return err
-	}
-	// The first config must be good; later bad files keep the last good one.
-	configChanges, err := b.watchConfig(ctx, o.configPath)
-	if err != nil {
-		return err
-	}
-	deb := server.NewDebouncer(server.DefaultHoldoff, server.DefaultMaxWait, func(ctx context.Context) {
-		if err := b.rebuild(ctx); err != nil {
-			b.log.Error("rebuild failed; Envoy keeps the last published config", "error", err)
-		}
+	b, err := builder.New(ctx, builder.Config{
+		ConfigPath: o.configPath, Workers: workers, Publisher: ads, StartupGrace: grace,
+		Registerer: reg, Logger: log.With("component", "builder"),
 	})
-	// The first rebuild checks the inputs; publishing may wait for workers.
-	b.holdForWorkers(ctx, grace, deb.Trigger)
-	if err := b.rebuild(ctx); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
 	}
-	go deb.Run(ctx)
-	go func() {
-		for range workers.Subscribe(ctx) {
-			deb.Trigger()
-		}
-	}()
-	go func() {
-		for range configChanges {
-			deb.Trigger()
-		}
-	}()
 
 	gs, err := grpcServer(o, reg)
 	if err != nil {
@@ -195,8 +195,6 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--xds-listen: %w", err)
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- gs.Serve(lis) }()
 	log.Info("serving ADS", "address", lis.Addr().String(), "mtls", o.tlsCert != "", "node_cluster", o.nodeCluster, "workers_source", o.workersSource, "worker_registry", workerRegistry != nil)
 
 	mux := http.NewServeMux()
@@ -205,36 +203,18 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	slis, err := net.Listen("tcp", o.statusListen)
 	if err != nil {
-		gs.Stop()
+		lis.Close()
 		return fmt.Errorf("--status-listen: %w", err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
-	go func() {
-		if err := hs.Serve(slis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
 	log.Info("serving status and metrics", "address", slis.Addr().String())
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-errc:
-		log.Error("server failed", "error", err)
-	}
-	cancel()
-	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
-	defer done()
-	_ = hs.Shutdown(shutdown)
-	// ADS streams never end by themselves: give unary registry calls a
-	// moment, then close.
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(2 * time.Second):
-		gs.Stop()
-	}
+	var g run.Group
+	g.Add(run.ContextHandler(ctx))
+	g.Add(func() error { return b.Run(ctx) }, func(error) { cancel() })
+	g.Add(daemon.GRPC(gs, lis, grpcShutdown, log))
+	g.Add(daemon.HTTP(httpserver.New(mux, log), slis, httpShutdown, log))
+	err = daemon.Run(&g)
+	log.Info("stopped")
 	return err
 }
 

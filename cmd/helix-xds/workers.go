@@ -13,21 +13,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/helixflow/helixflow/xds/builder"
 	"github.com/helixflow/helixflow/xds/kube"
 	"github.com/helixflow/helixflow/xds/registry"
-)
-
-// workerSource is where the builder reads the workers from: the gRPC
-// worker registry or the Kubernetes EndpointSlices (--workers-source).
-type workerSource interface {
-	Snapshot() []registry.Worker
-	// Subscribe signals (coalesced) after the workers changed.
-	Subscribe(ctx context.Context) <-chan struct{}
-}
-
-var (
-	_ workerSource = (*registry.Registry)(nil)
-	_ workerSource = (*kube.Source)(nil)
 )
 
 // The values of --workers-source.
@@ -84,7 +72,7 @@ func checkWorkerFlags(fs *flag.FlagSet, o *options) error {
 // serve over gRPC, nil with Kubernetes. A Kubernetes source is complete
 // when openWorkers returns (its caches synced), so no startup grace is
 // needed for it.
-func openWorkers(ctx context.Context, o *options, reg prometheus.Registerer, log *slog.Logger) (src workerSource, served *registry.Registry, err error) {
+func openWorkers(ctx context.Context, o *options, reg prometheus.Registerer, log *slog.Logger) (src builder.Source, served *registry.Registry, err error) {
 	if o.workersSource == sourceKubernetes {
 		ks, err := openKube(ctx, o, reg, log.With("component", "kube"))
 		if err != nil {

@@ -1,6 +1,7 @@
-package main
+package builder
 
 import (
+	"cmp"
 	"log/slog"
 	"net"
 	"slices"
@@ -9,7 +10,7 @@ import (
 	"github.com/helixflow/helixflow/xds/registry"
 )
 
-// addWorkers fills g's pools from the registry: one pool per model that a
+// addWorkers fills g's pools from the workers (registered or discovered): one pool per model that a
 // worker has loaded (endpoint ready when the worker serves it), and the
 // default pool with every worker once. A worker Envoy could not be sent to
 // under g's rules (EDS takes IP addresses only; plaintext to workers only on
@@ -45,14 +46,6 @@ func addWorkers(g *ir.Gateway, workers []registry.Worker, log *slog.Logger) {
 	for model, eps := range byModel {
 		g.Pools = append(g.Pools, ir.Pool{Model: model, Endpoints: eps})
 	}
-	slices.SortFunc(g.Pools, func(a, b ir.Pool) int {
-		switch {
-		case a.Model < b.Model:
-			return -1
-		case a.Model > b.Model:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(g.Pools, func(a, b ir.Pool) int { return cmp.Compare(a.Model, b.Model) })
 	g.DefaultPool = ir.Pool{Endpoints: all}
 }

@@ -1,0 +1,197 @@
+// Package builder keeps Envoy's configuration current: it merges the last
+// good gateway config file with the workers of a Source (the gRPC worker
+// registry or Kubernetes), turning the workers into one pool per model
+// (pools.go), translates the result into Envoy resources and publishes
+// them, again on every change (debounced).
+//
+//	config file ─┐
+//	             ├─► ir.Gateway + pools ─► translate ─► Publisher (xds/server)
+//	Source ──────┘
+//
+// A bad config file later keeps the last good one; a failed rebuild keeps
+// the last published resources. Only the first load and the first rebuild
+// stop the start.
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helixflow/helixflow/xds/config"
+	"github.com/helixflow/helixflow/xds/registry"
+	"github.com/helixflow/helixflow/xds/server"
+	"github.com/helixflow/helixflow/xds/translate"
+)
+
+// Source is where the builder reads the workers from: *registry.Registry
+// (workers register over gRPC) or *kube.Source (EndpointSlices).
+type Source interface {
+	Snapshot() []registry.Worker
+	// Subscribe signals (coalesced) after the workers changed.
+	Subscribe(ctx context.Context) <-chan struct{}
+}
+
+// Publisher takes the translated resources; *server.Server (ADS) in
+// helix-xds. It skips what did not change.
+type Publisher interface {
+	Publish(ctx context.Context, res *translate.Resources) error
+}
+
+// Config configures a Builder.
+type Config struct {
+	// ConfigPath is the gateway config file, watched for changes.
+	ConfigPath string
+	Workers    Source
+	Publisher  Publisher
+	// StartupGrace holds the first publication back after a start, so that
+	// a restarted helix-xds does not hand Envoy an empty or partial worker
+	// set (Envoy keeps its last config meanwhile). Workers whose renewals
+	// failed while helix-xds was down retry with a backoff of up to 5 s, so
+	// the grace must outlast that; how many workers to wait for cannot be
+	// known after a restart, so there is no early release. 0: publish at
+	// once (a Kubernetes source is complete when it has started).
+	StartupGrace time.Duration
+	// Registerer, when set, receives the rebuild metrics.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Builder rebuilds and publishes Envoy's resources; see the package doc.
+type Builder struct {
+	c   Config
+	log *slog.Logger
+
+	mu  sync.Mutex
+	cfg *config.Config
+	// holding: translate (to check the inputs) but do not publish yet.
+	holding bool
+
+	rebuilds *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// New loads the config file and runs the first rebuild, which checks the
+// inputs (and publishes them unless StartupGrace holds them back); an
+// error in either stops the start.
+func New(ctx context.Context, c Config) (*Builder, error) {
+	if c.ConfigPath == "" || c.Workers == nil || c.Publisher == nil {
+		return nil, errors.New("builder: ConfigPath, Workers and Publisher are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Builder{
+		c: c, log: c.Logger, holding: c.StartupGrace > 0,
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "helix_xds_rebuilds_total",
+			Help: "Rebuilds of the Envoy resources from config and workers, by result (ok, error).",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "helix_xds_rebuild_duration_seconds",
+			Help:    "Time to translate the gateway model and publish it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if c.Registerer != nil {
+		for _, m := range []prometheus.Collector{b.rebuilds, b.duration} {
+			if err := c.Registerer.Register(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	cfg, err := config.Load(c.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	b.setConfig(cfg)
+	if err := b.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Run watches the config file and the workers and rebuilds on each change
+// (debounced: server.DefaultHoldoff after the last change, at most
+// server.DefaultMaxWait after the first), and publishes for the first time
+// when the startup grace is over. It returns ctx.Err() when ctx ends.
+func (b *Builder) Run(ctx context.Context) error {
+	deb := server.NewDebouncer(server.DefaultHoldoff, server.DefaultMaxWait, func(ctx context.Context) {
+		if err := b.rebuild(ctx); err != nil {
+			b.log.Error("rebuild failed; Envoy keeps the last published config", "error", err)
+		}
+	})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() {
+		_ = config.Watch(ctx, b.c.ConfigPath, func(c *config.Config) {
+			b.setConfig(c)
+			deb.Trigger()
+		}, func(err error) {
+			b.log.Error("gateway config rejected; the last good config stays in force", "path", b.c.ConfigPath, "error", err)
+		})
+	})
+	wg.Go(func() {
+		for range b.c.Workers.Subscribe(ctx) {
+			deb.Trigger()
+		}
+	})
+	if b.c.StartupGrace > 0 {
+		wg.Go(func() { b.release(ctx, b.c.StartupGrace, deb.Trigger) })
+	}
+	deb.Trigger() // changes between New and Run
+	deb.Run(ctx)
+	return ctx.Err()
+}
+
+// release ends the startup grace after grace and triggers a rebuild, which
+// publishes.
+func (b *Builder) release(ctx context.Context, grace time.Duration, trigger func()) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	b.mu.Lock()
+	b.holding = false
+	b.mu.Unlock()
+	b.log.Info("startup grace over; publishing", "workers", len(b.c.Workers.Snapshot()))
+	trigger()
+}
+
+func (b *Builder) setConfig(c *config.Config) {
+	b.mu.Lock()
+	b.cfg = c
+	b.mu.Unlock()
+}
+
+// rebuild translates the current inputs and publishes them unless held.
+func (b *Builder) rebuild(ctx context.Context) error {
+	start := time.Now()
+	b.mu.Lock()
+	cfg, holding := b.cfg, b.holding
+	b.mu.Unlock()
+	g := cfg.Gateway()
+	addWorkers(g, b.c.Workers.Snapshot(), b.log)
+	res, err := translate.Translate(g)
+	if err == nil && !holding {
+		err = b.c.Publisher.Publish(ctx, res)
+	}
+	b.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		b.rebuilds.WithLabelValues("error").Inc()
+		return err
+	}
+	b.rebuilds.WithLabelValues("ok").Inc()
+	b.log.Debug("rebuilt", "pools", len(g.Pools), "workers", len(g.DefaultPool.Endpoints), "published", !holding, "took", time.Since(start))
+	return nil
+}
