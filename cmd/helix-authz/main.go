@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,8 +29,11 @@ import (
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/server"
+	"github.com/helixflow/helixflow/internal/daemon"
+	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
+	"github.com/helixflow/helixflow/internal/version"
 )
 
 type options struct {
@@ -75,8 +79,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates the gRPC listener requires (mTLS from Envoy)")
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow listeners on loopback addresses without TLS (local development only)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *showVersion {
+		return nil, version.ErrRequested
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -123,10 +131,13 @@ func readSecret(file, env string) ([]byte, error) {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return
-	}
-	if err != nil {
+	case errors.Is(err, version.ErrRequested):
+		fmt.Println(version.String("helix-authz"))
+		return
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "helix-authz:", err)
 		os.Exit(2)
 	}
@@ -138,13 +149,17 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log); err != nil {
+	if err := serve(ctx, o, log); err != nil {
 		log.Error("helix-authz stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o *options, log *slog.Logger) error {
+// shutdownTimeout: how long token, check and admin requests in flight may
+// finish on shutdown.
+const shutdownTimeout = 15 * time.Second
+
+func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	kekRaw, err := readSecret(o.kekFile, "HELIX_AUTHZ_KEK")
 	if err != nil {
 		return fmt.Errorf("key-encryption key: %w", err)
@@ -173,12 +188,10 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer srv.Close() // after every server has drained
 	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
 	srv.Run(runCtx)
-	defer func() {
-		stopRun()
-		srv.Close()
-	}()
 
 	tlsConf, err := serverTLS(o)
 	if err != nil {
@@ -189,21 +202,35 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 			return err
 		}
 	}
-	errc := make(chan error, 4)
-	var stops []func(context.Context) error
-
-	httpSrv, err := serveHTTP(o.httpListen, srv.OAuth, tlsConf, errc)
-	if err != nil {
-		return fmt.Errorf("--http-listen: %w", err)
+	var g run.Group
+	g.Add(run.ContextHandler(ctx))
+	// Each listener is opened here, so that a taken port fails the start
+	// before anything serves.
+	addHTTP := func(flagName, addr string, h http.Handler, conf *tls.Config) error {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", flagName, err)
+		}
+		if conf != nil {
+			lis = tls.NewListener(lis, conf)
+		}
+		g.Add(daemon.HTTP(httpserver.New(h, log), lis, shutdownTimeout, log))
+		return nil
 	}
-	stops = append(stops, httpSrv.Shutdown)
+	if err := addHTTP("--http-listen", o.httpListen, srv.OAuth, tlsConf); err != nil {
+		return err
+	}
 	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil)
 
-	gs, err := serveGRPC(o, srv.Check, reg, errc)
+	gs, err := grpcServer(o, srv.Check, reg)
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", o.grpcListen)
 	if err != nil {
 		return fmt.Errorf("--grpc-listen: %w", err)
 	}
-	stops = append(stops, func(context.Context) error { gs.GracefulStop(); return nil })
+	g.Add(daemon.GRPC(gs, lis, shutdownTimeout, log))
 	log.Info("serving ext_authz", "address", o.grpcListen, "mtls", o.clientCA != "")
 
 	if srv.Admin != nil {
@@ -211,11 +238,9 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		if netaddr.Loopback(o.adminListen) {
 			adminTLS = nil // a local helixctl reaches a loopback admin API over http
 		}
-		as, err := serveHTTP(o.adminListen, srv.Admin, adminTLS, errc)
-		if err != nil {
-			return fmt.Errorf("--admin-listen: %w", err)
+		if err := addHTTP("--admin-listen", o.adminListen, srv.Admin, adminTLS); err != nil {
+			return err
 		}
-		stops = append(stops, as.Shutdown)
 		log.Info("serving admin API", "address", o.adminListen)
 	} else {
 		log.Warn("no admin token (--admin-token-file or HELIX_ADMIN_TOKEN): admin API off")
@@ -230,23 +255,11 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	ms, err := serveHTTP(o.metricsListen, mux, nil, errc)
-	if err != nil {
-		return fmt.Errorf("--metrics-listen: %w", err)
+	if err := addHTTP("--metrics-listen", o.metricsListen, mux, nil); err != nil {
+		return err
 	}
-	stops = append(stops, ms.Shutdown)
-
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-errc:
-		log.Error("server failed", "error", err)
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for _, s := range stops {
-		_ = s(shutdown)
-	}
+	err = daemon.Run(&g)
+	log.Info("stopped")
 	return err
 }
 
@@ -259,24 +272,8 @@ func serverTLS(o *options) (*tls.Config, error) {
 	return tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, "")
 }
 
-func serveHTTP(addr string, h http.Handler, tlsConf *tls.Config, errc chan<- error) (*http.Server, error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
-	if tlsConf != nil {
-		lis = tls.NewListener(lis, tlsConf)
-	}
-	go func() {
-		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	return srv, nil
-}
-
-func serveGRPC(o *options, svc *check.Service, reg prometheus.Registerer, errc chan<- error) (*grpc.Server, error) {
+// grpcServer is the ext_authz gRPC server, with mTLS when configured.
+func grpcServer(o *options, svc *check.Service, reg prometheus.Registerer) (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -291,12 +288,7 @@ func serveGRPC(o *options, svc *check.Service, reg prometheus.Registerer, errc c
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
 	}
-	lis, err := net.Listen("tcp", o.grpcListen)
-	if err != nil {
-		return nil, err
-	}
 	gs := grpc.NewServer(opts...)
 	svc.Register(gs)
-	go func() { errc <- gs.Serve(lis) }()
 	return gs, nil
 }

@@ -18,13 +18,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/helixflow/helixflow/internal/daemon"
+	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
+	"github.com/helixflow/helixflow/internal/version"
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
@@ -36,9 +40,6 @@ import (
 	"github.com/helixflow/helixflow/workers/stats"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 type options struct {
 	repository      string
 	controlMode     string
@@ -49,6 +50,7 @@ type options struct {
 	serverID        string
 
 	httpAddr, grpcAddr, metricsAddr    string
+	httpAddrWhy, grpcAddrWhy           string // how the address was chosen, for the log
 	httpPort, grpcPort, metricsPort    int
 	allowHTTP, allowGRPC, allowMetrics bool
 	maxRequestBytes                    int64
@@ -81,9 +83,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.strictReadiness, "strict-readiness", true, "ready only while every model that should be loaded is ready")
 	fs.IntVar(&o.exitTimeoutSecs, "exit-timeout-secs", 30, "seconds to let in-flight requests finish on shutdown")
 	fs.StringVar(&o.serverID, "id", "helix-worker", "server name reported by server metadata")
-	fs.StringVar(&o.httpAddr, "http-address", "0.0.0.0", "address the HTTP server binds")
-	fs.StringVar(&o.grpcAddr, "grpc-address", "0.0.0.0", "address the gRPC server binds")
-	fs.StringVar(&o.metricsAddr, "metrics-address", "0.0.0.0", "address the metrics server binds")
+	fs.StringVar(&o.httpAddr, "http-address", "", "address the HTTP server binds (default: 0.0.0.0, as Triton, with TLS or --insecure-plaintext; else 127.0.0.1)")
+	fs.StringVar(&o.grpcAddr, "grpc-address", "", "address the gRPC server binds (default: 0.0.0.0, as Triton, with TLS or --insecure-plaintext; else 127.0.0.1)")
+	fs.StringVar(&o.metricsAddr, "metrics-address", "0.0.0.0", "address the metrics server (plaintext, no inference) binds")
 	fs.IntVar(&o.httpPort, "http-port", 8000, "HTTP port")
 	fs.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port")
 	fs.IntVar(&o.metricsPort, "metrics-port", 8002, "Prometheus metrics port")
@@ -105,8 +107,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.xdsKeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "IP or DNS name Envoy reaches this worker at (required with --xds-address)")
 	o.tls.register(fs)
+	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *showVersion {
+		return nil, version.ErrRequested
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -146,6 +152,9 @@ func parseFlags(args []string) (*options, error) {
 	if err := o.tls.check(); err != nil {
 		return nil, err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set["--"+f.Name] = true })
+	o.chooseAddresses(set) // tls.go
 	if err := checkPlaintext(o); err != nil {
 		return nil, err
 	}
@@ -166,10 +175,13 @@ func newLogger(o *options) (*slog.Logger, error) {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return
-	}
-	if err != nil {
+	case errors.Is(err, version.ErrRequested):
+		fmt.Println(version.String("helix-worker"))
+		return
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "helix-worker:", err)
 		os.Exit(2)
 	}
@@ -180,13 +192,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log); err != nil {
+	if err := serve(ctx, o, log); err != nil {
 		log.Error("helix-worker stopped", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o *options, log *slog.Logger) error {
+func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	ort, err := onnxruntime.New(onnxruntime.Options{
 		LibraryPath:    o.ortLibrary,
 		IntraOpThreads: o.intraOpThreads,
@@ -225,7 +237,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		StrictReadiness: o.strictReadiness,
 		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,
 		ServerName:      o.serverID,
-		ServerVersion:   version,
+		ServerVersion:   version.Version,
 		Logger:          log,
 	})
 	if err != nil {
@@ -244,13 +256,20 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 			return err
 		}
 	}
-	// Listen before loading models so that a taken port fails fast.
+	// In-flight requests finish within --exit-timeout-secs on shutdown.
+	exitTimeout := time.Duration(o.exitTimeoutSecs) * time.Second
 	var (
-		servers []func(context.Context) error
-		errc    = make(chan error, 4)
+		g run.Group
 		// Ports actually bound (a flag of 0 picks one), as advertised to helix-xds.
 		grpcPort, httpPort int
+		// servers are added after registration: oklog/run interrupts
+		// actors in the order they were added, and registration's
+		// interrupt returns only once the worker has deregistered, so
+		// Envoy stops routing here before the servers drain.
+		servers []func()
 	)
+	g.Add(run.ContextHandler(ctx))
+	// Listen before loading models so that a taken port fails fast.
 	if o.allowGRPC {
 		lis, err := net.Listen("tcp", net.JoinHostPort(o.grpcAddr, strconv.Itoa(o.grpcPort)))
 		if err != nil {
@@ -263,20 +282,24 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		gs := grpc.NewServer(gopts...)
 		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log}).Register(gs)
 		grpcPort = lis.Addr().(*net.TCPAddr).Port
-		go func() { errc <- gs.Serve(lis) }()
-		servers = append(servers, func(ctx context.Context) error { return stopGRPC(ctx, gs) })
-		log.Info("serving gRPC", "address", lis.Addr().String(), "tls", o.tls.grpc().mode())
+		servers = append(servers, func() { g.Add(daemon.GRPC(gs, lis, exitTimeout, log)) })
+		log.Info("serving gRPC", "address", lis.Addr().String(), "tls", o.tls.grpc().mode(), "why", o.grpcAddrWhy)
 	}
 	if o.allowHTTP {
-		h := httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, Logger: log})
-		srv, err := listenHTTP(net.JoinHostPort(o.httpAddr, strconv.Itoa(o.httpPort)), h, httpTLS, log, errc)
+		lis, err := listen(net.JoinHostPort(o.httpAddr, strconv.Itoa(o.httpPort)), httpTLS)
 		if err != nil {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
-		_, p, _ := net.SplitHostPort(srv.Addr)
-		httpPort, _ = strconv.Atoi(p)
-		servers = append(servers, srv.Shutdown)
-		log.Info("serving HTTP", "address", srv.Addr, "tls", o.tls.http().mode())
+		httpPort = lis.Addr().(*net.TCPAddr).Port
+		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, Logger: log}), log)
+		// Inference requests carry bodies up to --max-request-bytes and wait
+		// in the dynamic batcher's queue as long as the model's queue
+		// policy allows: a server-wide read or write deadline would cut
+		// them off midway. The client (or Envoy's route timeout) owns the
+		// deadline; slow headers and idle connections stay bounded.
+		srv.ReadTimeout, srv.WriteTimeout = 0, 0
+		servers = append(servers, func() { g.Add(daemon.HTTP(srv, lis, exitTimeout, log)) })
+		log.Info("serving HTTP", "address", lis.Addr().String(), "tls", o.tls.http().mode(), "why", o.httpAddrWhy)
 	}
 	if o.allowMetrics {
 		mux := http.NewServeMux()
@@ -287,32 +310,37 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 		mux.Handle("GET /v2/health/live", healthHandler(mgr.Live))
 		mux.Handle("GET /v2/health/ready", healthHandler(mgr.Ready))
 		// Plaintext, as Triton's: Prometheus scrapes it inside the cluster.
-		srv, err := listenHTTP(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), mux, nil, log, errc)
+		lis, err := listen(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), nil)
 		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
-		servers = append(servers, srv.Shutdown)
-		log.Info("serving metrics", "address", srv.Addr)
+		srv := httpserver.New(mux, log)
+		servers = append(servers, func() { g.Add(daemon.HTTP(srv, lis, exitTimeout, log)) })
+		log.Info("serving metrics", "address", lis.Addr().String(), "tls", "off")
 	}
 
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
+	defer func() {
+		// After the servers drained: no request is left to finish.
+		ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
+		defer cancel()
+		if err := mgr.Close(ctx); err != nil {
+			log.Warn("unloading models", "error", err)
+		}
+	}()
 	log.Info("helix-worker started", "repository", o.repository, "control_mode", o.controlMode, "ready", mgr.Ready())
 
-	// Registration stops before the servers drain, so that Envoy stops
-	// routing here first; it has its own context for that order.
-	regCtx, stopRegistration := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRegistration()
-	regDone := make(chan struct{})
-	if o.xdsAddress == "" {
-		close(regDone)
-	} else {
+	if o.xdsAddress != "" {
 		tlsCfg, err := registration.LoadClientTLS(o.xdsCAFile, o.xdsCertFile, o.xdsKeyFile)
 		if err != nil {
 			return fmt.Errorf("--xds-ca-file/--xds-cert-file/--xds-key-file: %w", err)
 		}
-		go func() {
+		// Its own context: the caller's ends only after the interrupt.
+		regCtx, stopRegistration := context.WithCancel(context.WithoutCancel(ctx))
+		regDone := make(chan struct{})
+		g.Add(func() error {
 			defer close(regDone)
 			err := registration.Run(regCtx, registration.Config{
 				XDSAddress: o.xdsAddress,
@@ -325,29 +353,19 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 				Logger:     log,
 			})
 			if err != nil {
-				errc <- fmt.Errorf("registration with helix-xds: %w", err)
+				return fmt.Errorf("registration with helix-xds: %w", err)
 			}
-		}()
+			return regCtx.Err()
+		}, func(error) {
+			stopRegistration()
+			<-regDone // bounded by registration's DeregisterTimeout (2s)
+		})
 	}
-
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-errc:
-		log.Error("server failed", "error", err)
+	for _, add := range servers {
+		add()
 	}
-	stopRegistration()
-	<-regDone // bounded by registration's DeregisterTimeout (2s)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Duration(o.exitTimeoutSecs)*time.Second)
-	defer cancel()
-	for _, stop := range servers {
-		if serr := stop(shutdownCtx); serr != nil {
-			log.Warn("stopping server", "error", serr)
-		}
-	}
-	if cerr := mgr.Close(shutdownCtx); cerr != nil {
-		log.Warn("unloading models", "error", cerr)
-	}
+	err = daemon.Run(&g)
+	log.Info("helix-worker stopped")
 	return err
 }
 
@@ -376,47 +394,13 @@ func openGPUs(o *options, log *slog.Logger) *gpu.NVML {
 	return nv
 }
 
-// listenHTTP serves h on addr, over TLS when tlsConf is not nil; the
-// server's own errors (failed TLS handshakes among them) go to log.
-func listenHTTP(addr string, h http.Handler, tlsConf *tls.Config, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+// listen opens addr, over TLS when tlsConf is not nil.
+func listen(addr string, tlsConf *tls.Config) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
+	if err != nil || tlsConf == nil {
+		return lis, err
 	}
-	bound := lis.Addr().String()
-	if tlsConf != nil {
-		lis = tls.NewListener(lis, tlsConf)
-	}
-	srv := &http.Server{
-		Addr:              bound,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	go func() {
-		if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	return srv, nil
-}
-
-// stopGRPC lets in-flight RPCs finish, then forces the rest when ctx ends.
-func stopGRPC(ctx context.Context, gs *grpc.Server) error {
-	done := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		gs.Stop()
-		return ctx.Err()
-	}
+	return tls.NewListener(lis, tlsConf), nil
 }
 
 // healthHandler answers 200 when ok() holds and 503 when not, with no body.

@@ -165,7 +165,7 @@ func runWorker(t *testing.T, o *options) (*syncBuffer, func()) {
 	logBuf := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, o, slog.New(slog.NewTextHandler(logBuf, nil))) }()
+	go func() { errc <- serve(ctx, o, slog.New(slog.NewTextHandler(logBuf, nil))) }()
 	stopped := false // run returned already
 	var once sync.Once
 	stop := func() {

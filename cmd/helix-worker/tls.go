@@ -105,6 +105,35 @@ func (t *tlsOptions) http() listenerTLS {
 	return listenerTLS{certFile: t.certFile, keyFile: t.keyFile, clientCAFile: t.clientCAFile}
 }
 
+// Bind addresses when --http-address or --grpc-address is not given.
+const (
+	tritonAddress   = "0.0.0.0" // Triton's default: every interface
+	loopbackAddress = "127.0.0.1"
+)
+
+// chooseAddresses fills the HTTP and gRPC addresses not given: Triton's
+// 0.0.0.0 when the listener serves TLS or --insecure-plaintext says so,
+// else loopback, so that `helix-worker --model-repository DIR` starts,
+// as tritonserver does, without opening the worker to other hosts. It
+// notes why, for the start's log. Given addresses (given holds the flags
+// set, as "--name") are kept, and checked by checkPlaintext.
+func (o *options) chooseAddresses(given map[string]bool) {
+	choose := func(addr *string, why *string, flagName string, l listenerTLS) {
+		switch {
+		case given[flagName]:
+			*why = flagName + " given"
+		case l.on():
+			*addr, *why = tritonAddress, "default with TLS: every interface, as Triton"
+		case o.tls.insecurePlaintext:
+			*addr, *why = tritonAddress, "default with --insecure-plaintext: every interface, as Triton"
+		default:
+			*addr, *why = loopbackAddress, "default without TLS: loopback only; give --tls-cert-file, --tls-key-file and --client-ca-file (or "+flagName+" and --insecure-plaintext) to serve other hosts"
+		}
+	}
+	choose(&o.httpAddr, &o.httpAddrWhy, "--http-address", o.tls.http())
+	choose(&o.grpcAddr, &o.grpcAddrWhy, "--grpc-address", o.tls.grpc())
+}
+
 // checkPlaintext refuses a plaintext HTTP or gRPC listener on a
 // non-loopback address unless --insecure-plaintext: the worker trusts the
 // gateway's authorization, so only the gateway should reach it.

@@ -46,7 +46,8 @@ func TestTLSFlags(t *testing.T) {
 		grpc, http listenerTLS
 		warnings   int
 	}{
-		{name: "Triton's defaults: plaintext on 0.0.0.0", args: nil, err: "--http-address 0.0.0.0 without TLS is refused"},
+		{name: "no address given, no TLS: loopback", args: nil, grpc: off, http: off},
+		{name: "plaintext on 0.0.0.0, given", args: []string{"--http-address", "0.0.0.0"}, err: "--http-address 0.0.0.0 without TLS is refused"},
 		{name: "plaintext on an empty address (all interfaces)", args: []string{"--http-address", "127.0.0.1", "--grpc-address", ""}, err: "--grpc-address  without TLS is refused"},
 		{name: "plaintext on a LAN address", args: []string{"--http-address", "10.0.0.7", "--grpc-address", "127.0.0.1"}, err: "--http-address 10.0.0.7"},
 		{name: "plaintext on loopback", args: loopback, grpc: off, http: off},
@@ -81,7 +82,7 @@ func TestTLSFlags(t *testing.T) {
 			name: "Triton's flags win on gRPC, the shared set serves HTTP", args: cat(shared, triton, []string{"--client-ca-file", "ca.crt", "--grpc-use-ssl-mutual", "--grpc-root-cert", "r.crt"}),
 			grpc: listenerTLS{certFile: "g.crt", keyFile: "g.key", clientCAFile: "r.crt"}, http: sharedMTLS,
 		},
-		{name: "Triton: gRPC TLS, HTTP plaintext on 0.0.0.0", args: cat(triton, []string{"--grpc-use-ssl-mutual", "--grpc-root-cert", "r.crt"}), err: "--http-address 0.0.0.0 without TLS"},
+		{name: "Triton: gRPC TLS, HTTP plaintext on 0.0.0.0", args: cat(triton, []string{"--grpc-use-ssl-mutual", "--grpc-root-cert", "r.crt", "--http-address", "0.0.0.0"}), err: "--http-address 0.0.0.0 without TLS"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,6 +106,51 @@ func TestTLSFlags(t *testing.T) {
 				t.Errorf("%d warnings, want %d: %q", len(w), tc.warnings, w)
 			}
 		})
+	}
+}
+
+// TestDefaultAddresses: the HTTP and gRPC addresses not given are Triton's
+// 0.0.0.0 only with TLS or --insecure-plaintext, else loopback.
+func TestDefaultAddresses(t *testing.T) {
+	mtls := []string{"--tls-cert-file", "s.crt", "--tls-key-file", "s.key", "--client-ca-file", "ca.crt"}
+	tests := []struct {
+		name                string
+		args                []string
+		http, grpc, whyHTTP string
+	}{
+		{"as a Triton user types it", nil, "127.0.0.1", "127.0.0.1", "default without TLS: loopback only"},
+		{"mTLS", mtls, "0.0.0.0", "0.0.0.0", "default with TLS"},
+		{"--insecure-plaintext", []string{"--insecure-plaintext"}, "0.0.0.0", "0.0.0.0", "default with --insecure-plaintext"},
+		{"TLS on gRPC only (Triton's flags)", []string{"--grpc-use-ssl", "--grpc-server-cert", "g.crt", "--grpc-server-key", "g.key"}, "127.0.0.1", "0.0.0.0", "default without TLS"},
+		{"given", []string{"--http-address", "::1", "--grpc-address", "localhost"}, "::1", "localhost", "--http-address given"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(append([]string{"--model-repository", "models"}, tc.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.httpAddr != tc.http || o.grpcAddr != tc.grpc || !strings.HasPrefix(o.httpAddrWhy, tc.whyHTTP) || o.grpcAddrWhy == "" {
+				t.Errorf("HTTP %q (%s), gRPC %q (%s); want HTTP %q (%s…), gRPC %q", o.httpAddr, o.httpAddrWhy, o.grpcAddr, o.grpcAddrWhy, tc.http, tc.whyHTTP, tc.grpc)
+			}
+		})
+	}
+}
+
+// TestStartsAsTritonUserTypesIt: `helix-worker --model-repository DIR`
+// (ports 0 here, so as not to collide) starts, serves on loopback and says
+// why in its log.
+func TestStartsAsTritonUserTypesIt(t *testing.T) {
+	o, err := parseFlags([]string{"--model-repository", t.TempDir(), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--exit-timeout-secs", "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, stop := runWorker(t, o)
+	stop()
+	for _, want := range []string{`msg="serving HTTP" address=127.0.0.1:`, `msg="serving gRPC" address=127.0.0.1:`, `why="default without TLS: loopback only`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
 	}
 }
 
