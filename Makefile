@@ -20,6 +20,8 @@ PY      := $(VENV)/bin/python
 BIN     := bin
 MODELS  := models
 BINARIES := helix-worker helix-authz helixctl helix-xds # and helix-ratelimit, built from its own module
+# The release every binary's --version prints (internal/version), and the images' tag.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
 
@@ -37,8 +39,8 @@ proto: ## regenerate proto/inference from proto/*.proto
 
 build: ## build binaries into bin/
 	@mkdir -p $(BIN)
-	$(GO) build $(GOTAGS) -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
-	cd cmd/helix-ratelimit && $(GO) build -trimpath -o ../../$(BIN)/ . # a module of its own (see its go.mod)
+	$(GO) build $(GOTAGS) -trimpath -ldflags "-X github.com/helixflow/helixflow/internal/version.Version=$(VERSION)" -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	cd cmd/helix-ratelimit && $(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o ../../$(BIN)/ . # a module of its own (see its go.mod)
 
 models: deps-run ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
@@ -112,7 +114,6 @@ gpu-check: deps models ## build the self-contained GPU check bundle into .gpu-ch
 # Deployment (docs/deploy.md): container images, the Helm chart
 # (deploy/helm/helixflow) and Terraform (terraform/).
 REGISTRY ?=
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGES   := helix-worker helix-worker-cuda helix-authz helix-xds helixctl helix-ratelimit
 
 .PHONY: images test-deploy deps-deploy

@@ -68,8 +68,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow plaintext gRPC and xDS when every address is on loopback (local development only)")
 	fs.IntVar(&o.localCacheBytes, "local-cache-bytes", 0, "in-process cache of keys already over their limit, which then skip Redis (0: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version, commit and Go version, and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if *showVersion {
+		return nil, errVersion
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -220,12 +224,18 @@ func waitForRedis(ctx context.Context, addr string, wait time.Duration, log *slo
 	}
 }
 
+// errVersion: --version was given (print versionString, exit 0).
+var errVersion = errors.New("version requested")
+
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	if errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return
-	}
-	if err != nil {
+	case errors.Is(err, errVersion):
+		fmt.Println(versionString())
+		return
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "helix-ratelimit:", err)
 		os.Exit(2)
 	}

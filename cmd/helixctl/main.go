@@ -24,6 +24,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/helixflow/helixflow/internal/version"
 )
 
 func main() {
@@ -46,7 +48,8 @@ func main() {
 
 var errUsage = errors.New("usage")
 
-const usage = `usage: helixctl <command> <subcommand> [flags]
+// usage follows "usage: " in the help and in usage errors.
+const usage = `helixctl <command> <subcommand> [flags]
 
 commands:
   migrate  up|down|status                     apply or inspect database migrations
@@ -57,9 +60,20 @@ commands:
   status                                      helix-xds: config versions, connected Envoys, rejected configs
   alerts   list|silence                       Alertmanager's alerts; silence some
 
-Run "helixctl <command> <subcommand> -h" for the flags of one.`
+Run "helixctl <command> <subcommand> -h" for the flags of one;
+"helixctl --version" prints the version.`
 
 func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 1 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			_, err := fmt.Fprintf(out, "usage: %s\n", usage)
+			return err
+		case "-version", "--version", "version":
+			_, err := fmt.Fprintln(out, version.String("helixctl"))
+			return err
+		}
+	}
 	if len(args) >= 1 && args[0] == "status" {
 		return runStatus(ctx, args[1:], out)
 	}
@@ -81,7 +95,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case "alerts":
 		return runAlerts(ctx, sub, rest, out)
 	}
-	return fmt.Errorf("%w: unknown command %q\n%s", errUsage, cmd, usage)
+	return fmt.Errorf("%w: unknown command %q\nusage: %s", errUsage, cmd, usage)
 }
 
 // listFlag is a repeatable flag that also splits on commas.
