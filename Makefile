@@ -19,7 +19,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 BIN     := bin
 MODELS  := models
-BINARIES := helix-worker helix-authz helixctl helix-xds # and helix-ratelimit, built from its own module
+BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack # and helix-ratelimit, built from its own module
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -50,7 +50,7 @@ models: deps-run ## generate the sample model repository (ONNX files) into model
 run: ## install what running needs, build, and start the local stack behind Envoy (Ctrl-C stops it)
 	@$(MAKE) --no-print-directory -j2 deps-run build
 	@$(MAKE) --no-print-directory models
-	bash scripts/run.sh
+	$(BIN)/helix-stack
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/internal/stack"
+	"github.com/helixflow/helixflow/internal/version"
 )
 
 func main() {
@@ -27,6 +28,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("helix-stack", flag.ContinueOnError)
 	root := fs.String("root", ".", "the repository: bin/, models/, deploy/local/gateway.yaml, alerts/, .venv")
 	dir := fs.String("dir", "", "state and logs, kept across runs (default ROOT/.helix)")
+	showVersion := version.AddFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: helix-stack [flags]\n\n"+
 			"Runs the local stack (make run). Ports are the defaults when free, else free ones;\n"+
@@ -38,6 +40,10 @@ func run(args []string) int {
 			return 0
 		}
 		return 2
+	}
+	if *showVersion {
+		fmt.Println(version.String("helix-stack"))
+		return 0
 	}
 	if *dir == "" {
 		*dir = filepath.Join(*root, ".helix")

@@ -220,7 +220,9 @@ func (s *Stack) ratelimit() ([]supervise.Spec, error) {
 }
 
 // RateLimitConfigURL shows the limits helix-ratelimit enforces.
-func (s *Stack) RateLimitConfigURL() string { return "http://" + Addr(s.Ports.RateLimitDebug) + "/rlconfig" }
+func (s *Stack) RateLimitConfigURL() string {
+	return "http://" + Addr(s.Ports.RateLimitDebug) + "/rlconfig"
+}
 
 // workers are the helix-workers, registering with helix-xds over mTLS
 // unless told not to.
