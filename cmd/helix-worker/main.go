@@ -319,9 +319,6 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		log.Info("serving metrics", "address", lis.Addr().String(), "tls", "off")
 	}
 
-	if err := mgr.Start(ctx); err != nil {
-		return err
-	}
 	defer func() {
 		// After the servers drained: no request is left to finish.
 		ctx, cancel := context.WithTimeout(context.Background(), exitTimeout)
@@ -330,7 +327,21 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			log.Warn("unloading models", "error", err)
 		}
 	}()
-	log.Info("helix-worker started", "repository", o.repository, "control_mode", o.controlMode, "ready", mgr.Ready())
+	// Models load while the servers already answer (not ready until
+	// loaded, as Triton), so that probes see a live worker during a long
+	// load.
+	started := make(chan struct{})
+	modelsCtx, stopModels := context.WithCancel(ctx)
+	defer stopModels()
+	g.Add(func() error {
+		if err := mgr.Start(modelsCtx); err != nil {
+			return err
+		}
+		log.Info("helix-worker started", "repository", o.repository, "control_mode", o.controlMode, "ready", mgr.Ready())
+		close(started)
+		<-modelsCtx.Done() // poll mode polls until then
+		return modelsCtx.Err()
+	}, func(error) { stopModels() })
 
 	if o.xdsAddress != "" {
 		tlsCfg, err := registration.LoadClientTLS(o.xdsCAFile, o.xdsCertFile, o.xdsKeyFile)
@@ -342,6 +353,11 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		regDone := make(chan struct{})
 		g.Add(func() error {
 			defer close(regDone)
+			select { // register once the models are loaded
+			case <-started:
+			case <-regCtx.Done():
+				return regCtx.Err()
+			}
 			err := registration.Run(regCtx, registration.Config{
 				XDSAddress: o.xdsAddress,
 				TLS:        tlsCfg,
