@@ -34,9 +34,12 @@ func (e *FieldError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalidConfig) true.
 func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
 
-// Validate checks the config: its own fields, then the gateway model it
-// produces (ir.Gateway.ValidateStatic), every error named by the config
-// file's field path and line.
+// Validate checks the file's shape (the "host:port" addresses, the
+// failure mode), then, if that holds, the gateway model the file describes
+// with the model's own rules (ir.Gateway.ValidateStatic, and ir.ValidatePlans
+// for plans no ratelimit section uses yet). Every error is named by the
+// file's field path and line. The model is not checked while the shape is
+// wrong: its rules would only restate the wrong field.
 func (c *Config) Validate() error {
 	var errs []*FieldError
 	add := func(field, format string, args ...any) {
@@ -52,35 +55,19 @@ func (c *Config) Validate() error {
 		if rl.FailureMode != "" && rl.FailureMode != FailOpen && rl.FailureMode != FailClosed {
 			add("ratelimit.failure_mode", "must be %q or %q, got %q", FailOpen, FailClosed, rl.FailureMode)
 		}
-		if _, ok := c.Plans[rl.DefaultPlan]; rl.DefaultPlan != "" && !ok {
-			add("ratelimit.default_plan", "no plan named %q under plans", rl.DefaultPlan)
-		}
 	}
-	for _, name := range c.planNames() {
-		p := c.Plans[name]
-		f := "plans." + name
-		if !validPlanName(name) {
-			add(f, "plan names are letters, digits, '-', '_' or '.' (at most 64)")
+	if len(errs) == 0 {
+		model := c.Gateway().ValidateStatic()
+		if c.RateLimit == nil {
+			model = errors.Join(model, ir.ValidatePlans(c.PlanList()))
 		}
-		if p.RequestsPerSecond == 0 && p.RequestsPerMinute == 0 {
-			add(f, "needs requests_per_second or requests_per_minute")
-		}
-	}
-
-	// The model's own rules, mapped back to the file's field names. A
-	// field the config already reported is not reported twice.
-	if err := c.Gateway().ValidateStatic(); err != nil {
-		for _, e := range flatten(err) {
+		for _, e := range flatten(model) {
 			var fe *ir.FieldError
 			if !errors.As(e, &fe) {
 				add("", "%v", e)
 				continue
 			}
-			field := c.fileField(fe.Field)
-			if slices.ContainsFunc(errs, func(x *FieldError) bool { return covers(x.Field, field) }) {
-				continue
-			}
-			add(field, "%s", fe.Reason)
+			add(c.fileField(fe.Field), "%s", fe.Reason)
 		}
 	}
 	if len(errs) == 0 {
@@ -95,20 +82,16 @@ func (c *Config) Validate() error {
 	return errors.Join(out...)
 }
 
-// covers reports whether an error already reported on field reported
-// makes one on field redundant: the same field or one below it, or the
-// TLS of a service whose address is wrong (loopback or not is unknown).
-func covers(reported, field string) bool {
-	if reported == field || strings.HasPrefix(field, reported+".") {
-		return true
-	}
-	svc, ok := strings.CutSuffix(reported, ".address")
-	return ok && field == svc+".tls"
-}
-
 func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
 	}
 	return []error{err}
 }
@@ -157,18 +140,6 @@ func (c *Config) planNames() []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-func validPlanName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // hostPort splits "host:port".

@@ -155,6 +155,23 @@ func TestValidateStaticIgnoresPools(t *testing.T) {
 	}
 }
 
+func TestValidatePlans(t *testing.T) {
+	for _, tc := range []struct {
+		plans []Plan
+		want  string // "" = valid
+	}{
+		{[]Plan{{Name: "free", RequestsPerSecond: 5}, {Name: "gold", RequestsPerMinute: 60}}, ""},
+		{[]Plan{{Name: "free"}}, "ratelimit.plans[0]: needs requests_per_second or requests_per_minute"},
+		{[]Plan{{Name: "a b", RequestsPerSecond: 1}}, `ratelimit.plans[0].name: must be letters`},
+		{[]Plan{{Name: "x", RequestsPerSecond: 1}, {Name: "x", RequestsPerSecond: 2}}, `ratelimit.plans[1].name: duplicate plan "x"`},
+	} {
+		err := ValidatePlans(tc.plans)
+		if (tc.want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrInvalid)) {
+			t.Errorf("ValidatePlans(%+v) = %v, want %q", tc.plans, err, tc.want)
+		}
+	}
+}
+
 func TestApplyDefaults(t *testing.T) {
 	var g Gateway
 	g.RateLimit = &RateLimit{}

@@ -101,23 +101,7 @@ func (g *Gateway) validateStatic(v *validator) {
 			v.add("ratelimit.domain", "must be letters, digits, '-', '_' or '.', got %q", rl.Domain)
 		}
 		v.duration("ratelimit.timeout", rl.Timeout, time.Millisecond, time.Minute)
-		names := make(map[string]bool, len(rl.Plans))
-		for i, p := range rl.Plans {
-			f := fmt.Sprintf("ratelimit.plans[%d]", i)
-			if !isLabel(p.Name) {
-				v.add(f+".name", "must be letters, digits, '-', '_' or '.', got %q", p.Name)
-			}
-			if names[p.Name] {
-				v.add(f+".name", "duplicate plan %q", p.Name)
-			}
-			names[p.Name] = true
-			if p.RequestsPerSecond == 0 && p.RequestsPerMinute == 0 {
-				v.add(f, "needs requests_per_second or requests_per_minute")
-			}
-		}
-		if rl.DefaultPlan != "" && !names[rl.DefaultPlan] {
-			v.add("ratelimit.default_plan", "no plan named %q", rl.DefaultPlan)
-		}
+		v.plans(rl.Plans, rl.DefaultPlan)
 	}
 	if g.Workers != nil {
 		v.upstreamTLS("workers_tls", g.Workers)
@@ -163,6 +147,35 @@ func (g *Gateway) validateStatic(v *validator) {
 
 	if c := g.CORS; c != nil {
 		v.cors(c)
+	}
+}
+
+// ValidatePlans checks rate-limit plans on their own, as a config file may
+// hold them before a ratelimit section enforces them (Validate checks the
+// plans of g.RateLimit). Fields are named as in Validate.
+func ValidatePlans(plans []Plan) error {
+	v := &validator{}
+	v.plans(plans, "")
+	return v.err()
+}
+
+func (v *validator) plans(plans []Plan, defaultPlan string) {
+	names := make(map[string]bool, len(plans))
+	for i, p := range plans {
+		f := fmt.Sprintf("ratelimit.plans[%d]", i)
+		if !isLabel(p.Name) {
+			v.add(f+".name", "must be letters, digits, '-', '_' or '.' (at most 64), got %q", p.Name)
+		}
+		if names[p.Name] {
+			v.add(f+".name", "duplicate plan %q", p.Name)
+		}
+		names[p.Name] = true
+		if p.RequestsPerSecond == 0 && p.RequestsPerMinute == 0 {
+			v.add(f, "needs requests_per_second or requests_per_minute")
+		}
+	}
+	if defaultPlan != "" && !names[defaultPlan] {
+		v.add("ratelimit.default_plan", "no plan named %q", defaultPlan)
 	}
 }
 
