@@ -38,13 +38,19 @@ func TestCheckModelName(t *testing.T) {
 		{"a\ufffdb", "not printable"},
 		{"a\u200bb", "not printable"},
 	} {
-		err := CheckModelName(tc.name)
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("CheckModelName(%q) = %v, want nil", tc.name, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrModelName)):
-			t.Errorf("CheckModelName(%q) = %v, want an ErrModelName saying %q", tc.name, err, tc.want)
-		}
+		wantErr(t, "CheckModelName", tc.name, CheckModelName(tc.name), ErrModelName, tc.want)
+	}
+}
+
+// wantErr fails unless err is nil for want "", else a sentinel error
+// saying want.
+func wantErr(t *testing.T, fn, in string, err, sentinel error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("%s(%q) = %v, want nil", fn, in, err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, sentinel)):
+		t.Errorf("%s(%q) = %v, want %v saying %q", fn, in, err, sentinel, want)
 	}
 }
 
@@ -63,13 +69,7 @@ func TestCheckVersion(t *testing.T) {
 		{"1.0", "decimal digits"},
 		{"v1", "decimal digits"},
 	} {
-		err := CheckVersion(tc.v)
-		switch {
-		case tc.want == "" && err != nil:
-			t.Errorf("CheckVersion(%q) = %v, want nil", tc.v, err)
-		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrVersion)):
-			t.Errorf("CheckVersion(%q) = %v, want an ErrVersion saying %q", tc.v, err, tc.want)
-		}
+		wantErr(t, "CheckVersion", tc.v, CheckVersion(tc.v), ErrVersion, tc.want)
 	}
 }
 
