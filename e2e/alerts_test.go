@@ -28,15 +28,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/helixflow/helixflow/envoy/envoytest"
-	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/internal/redistest"
+	"github.com/helixflow/helixflow/internal/pki"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
+	"github.com/helixflow/helixflow/internal/supervise"
 	"github.com/helixflow/helixflow/internal/testdeps"
 	"github.com/helixflow/helixflow/internal/wire"
 )
@@ -65,13 +64,13 @@ func TestObservability(t *testing.T) {
 	t.Run("killed worker pages", func(t *testing.T) { o.checkWorkerDownAlert(t) })
 }
 
-// observedStack is helix-authz (on Postgres), helix-xds, helix-ratelimit
-// (on Redis), a self-registering helix-worker and Envoy, with every metrics
-// endpoint known.
+// observedStack is the launcher's stack with one self-registering
+// helix-worker (plaintext, serving the sample model and queuedModel), and
+// every metrics endpoint known.
 type observedStack struct {
 	stack
 	authzTLS   *http.Client
-	worker     *proc
+	worker     *supervise.Proc
 	workerHTTP int
 	// metrics maps each process to its metrics URL.
 	metrics map[string]string
@@ -79,114 +78,34 @@ type observedStack struct {
 
 func startObservedStack(t *testing.T) *observedStack {
 	t.Helper()
-	envoytest.Binary(t) // skip (or fail with CI=true) before starting anything
-	if _, err := os.Stat(filepath.Join(repoRoot, "models", sampleModel, "config.pbtxt")); err != nil {
-		t.Fatalf("the sample models are missing (%v): run `make models` first", err)
-	}
-	dir := t.TempDir()
-	o := &observedStack{stack: stack{ca: envoytest.NewCA(t), clients: map[string]client{}}, metrics: map[string]string{}}
-	pem, err := os.ReadFile(o.ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.caPool = newPool(t, pem)
-	authzCert := o.ca.Issue(t, "helix-authz", "127.0.0.1", "localhost")
-	xdsCert := o.ca.Issue(t, "helix-xds", "helix-xds", "127.0.0.1")
-	envoyClient := o.ca.Issue(t, "envoy", "envoy")
-	gatewayCert := o.ca.Issue(t, "gateway", "127.0.0.1", "localhost")
-	o.workerCert = o.ca.Issue(t, "worker-xds-client", "helix-worker") // helix-xds admits this name (--worker-client-names)
-
-	dsn := pgtest.Start(t)
-	httpPort, grpcPort, adminPort, authzMetrics := freePort(t), freePort(t), freePort(t), freePort(t)
-	o.issuer = fmt.Sprintf("https://127.0.0.1:%d", httpPort)
-	adminToken := randomHex(t, 24)
-	kek := filepath.Join(dir, "kek")
-	if err := os.WriteFile(kek, []byte(randomHex(t, 32)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	authz := startProc(t, procAuthz, []string{"HELIX_ADMIN_TOKEN=" + adminToken}, bin("helix-authz"),
-		"--database-url="+dsn, "--kek-file="+kek, "--issuer="+o.issuer,
-		"--http-listen="+addr(httpPort), "--grpc-listen="+addr(grpcPort),
-		"--admin-listen="+addr(adminPort), "--metrics-listen="+addr(authzMetrics),
-		"--tls-cert-file="+authzCert.CertFile, "--tls-key-file="+authzCert.KeyFile, "--client-ca-file="+o.ca.CertFile)
-	o.metrics[procAuthz] = "http://" + addr(authzMetrics) + "/metrics"
-
-	xdsPort, statusPort, listenPort, ratelimitPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	o.xdsAddr = addr(xdsPort)
-	workerHTTP, workerGRPC, workerMetrics := freePort(t), freePort(t), freePort(t)
-	o.workerHTTP = workerHTTP
-	o.worker = startProc(t, procWorker, nil, bin("helix-worker"),
-		"--model-repository="+queueingRepository(t), "--model-control-mode=explicit",
-		"--load-model="+sampleModel, "--load-model="+queuedModel,
-		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-		fmt.Sprintf("--http-port=%d", workerHTTP), fmt.Sprintf("--grpc-port=%d", workerGRPC),
-		fmt.Sprintf("--metrics-port=%d", workerMetrics),
-		"--xds-address="+o.xdsAddr, "--xds-ca-file="+o.ca.CertFile,
-		"--xds-cert-file="+o.workerCert.CertFile, "--xds-key-file="+o.workerCert.KeyFile, "--advertise-address=127.0.0.1")
-	o.metrics[procWorker] = "http://" + addr(workerMetrics) + "/metrics"
-
-	o.gateway = addr(listenPort)
-	o.xdsURL = "http://" + addr(statusPort)
-	o.metrics[procXDS] = o.xdsURL + "/metrics"
-	cfgPath := filepath.Join(dir, "gateway.yaml")
-	o.cfg = gatewayConfig{
-		listen: listenPort, listenerCert: gatewayCert,
-		authzPort: grpcPort, ca: o.ca.CertFile, envoyClient: envoyClient, ratelimitPort: ratelimitPort,
-	}
-	o.cfgPath = cfgPath
-	writeGatewayConfig(t, cfgPath, o.cfg)
-	o.xdsArgs = []string{
-		"--config=" + cfgPath, "--xds-listen=" + o.xdsAddr, "--status-listen=" + addr(statusPort),
-		"--tls-cert-file=" + xdsCert.CertFile, "--tls-key-file=" + xdsCert.KeyFile, "--client-ca-file=" + o.ca.CertFile,
-		"--lease-ttl=5s", "--startup-grace=0s",
-	}
-	o.xds = startProc(t, procXDS, nil, bin("helix-xds"), o.xdsArgs...)
-
-	o.redis = redistest.Start(t)
-	ratelimitCert := o.ca.Issue(t, "helix-ratelimit", "helix-ratelimit", "127.0.0.1")
-	ratelimitClient := o.ca.Issue(t, "helix-ratelimit-xds", "helix-ratelimit")
-	ratelimitMetrics := freePort(t)
-	o.ratelimit = startProc(t, procRateLimit, nil, bin("helix-ratelimit"),
-		"--grpc-listen="+addr(ratelimitPort), "--http-listen="+addr(freePort(t)), "--debug-listen="+addr(freePort(t)),
-		"--metrics-listen="+addr(ratelimitMetrics), "--redis-address="+o.redis.Addr,
-		"--tls-cert-file="+ratelimitCert.CertFile, "--tls-key-file="+ratelimitCert.KeyFile, "--client-ca-file="+o.ca.CertFile,
-		"--xds-address="+o.xdsAddr, "--xds-ca-file="+o.ca.CertFile, "--xds-cert-file="+ratelimitClient.CertFile,
-		"--xds-key-file="+ratelimitClient.KeyFile, "--xds-server-name=helix-xds")
-	o.metrics[procRateLimit] = "http://" + addr(ratelimitMetrics) + "/metrics"
-	bootstrap := filepath.Join(dir, "envoy.yaml")
-	runCmd(t, nil, bin("helix-xds"), "bootstrap", "--node-id=observed-envoy", "--node-cluster=helix",
-		"--xds-address="+o.xdsAddr, "--xds-ca-file="+o.ca.CertFile, "--xds-cert-file="+envoyClient.CertFile,
-		"--xds-key-file="+envoyClient.KeyFile, "--xds-server-name=helix-xds", "--admin-address=127.0.0.1:0",
-		"--output="+bootstrap)
-	o.waitXDS(t)
-	o.envoy = envoytest.Start(t, bootstrap)
-	o.metrics[procEnvoy] = o.envoy.AdminURL + "/stats/prometheus"
-
-	o.authzTLS = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: o.caPool}}}
-	waitFor(t, "helix-authz JWKS", 60*time.Second, authz, func(ctx context.Context) error {
-		_, err := httpGet(ctx, o.authzTLS, o.issuer+"/.well-known/jwks.json")
-		return err
+	o := &observedStack{stack: stack{clients: map[string]client{}}, metrics: map[string]string{}}
+	repo := queueingRepository(t)
+	st := launch(t, helixstack.Options{
+		NodeID: "observed-envoy",
+		Workers: []helixstack.Worker{{Name: procWorker, Repository: repo, Models: []string{sampleModel, queuedModel},
+			Plaintext: true}},
+		Args: map[string][]string{helixstack.XDS: {"--lease-ttl=5s", "--startup-grace=0s"}},
+		GatewayConfig: func(st *helixstack.Stack) ([]byte, error) {
+			o.cfg = gatewayConfig{
+				listen: st.Ports.Gateway, listenerCert: pair(st, pki.EnvoyServer),
+				authzPort: st.Ports.ExtAuthz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
+				ratelimitPort: st.Ports.RateLimit,
+			}
+			return gatewayYAML(o.cfg), nil
+		},
 	})
-	o.adminEnv = []string{"HELIX_ADMIN_URL=http://" + addr(adminPort), "HELIX_ADMIN_TOKEN=" + adminToken}
-	for name, c := range map[string]struct{ scope, plan string }{
+	o.attach(t, st)
+	o.cfgPath = st.ConfigPath()
+	o.worker, o.workerHTTP = st.Proc(procWorker), st.Ports.Workers[0].HTTP
+	o.metrics[procAuthz] = "http://" + addr(st.Ports.AuthzMetrics) + "/metrics"
+	o.metrics[procWorker] = "http://" + addr(st.Ports.Workers[0].Metrics) + "/metrics"
+	o.metrics[procXDS] = o.xdsURL + "/metrics"
+	o.metrics[procRateLimit] = "http://" + addr(st.Ports.RateLimitMetrics) + "/metrics"
+	o.metrics[procEnvoy] = st.EnvoyAdminURL + "/stats/prometheus"
+	o.authzTLS = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: o.caPool}}}
+	o.createClients(t, "obs-", map[string][2]string{
 		"all": {"models:infer,models:read", "standard"}, "mlp-only": {"models:mlp:infer", "standard"}, "free": {"models:infer", "free"},
-	} {
-		out := runCmd(t, o.adminEnv, bin("helixctl"), "clients", "create", "--name", "obs-"+name,
-			"--scope", c.scope, "--model", "*", "--plan", c.plan, "--output", "json")
-		var c struct {
-			ID     string `json:"client_id"`
-			Secret string `json:"client_secret"`
-		}
-		if err := json.Unmarshal(out, &c); err != nil || c.ID == "" || c.Secret == "" {
-			t.Fatalf("helixctl clients create: %v in %s", err, out)
-		}
-		o.clients[name] = client{id: c.ID, secret: c.Secret, token: o.token(t, o.authzTLS, c.ID, c.Secret)}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := o.envoy.WaitLive(ctx); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return o
 }
 
@@ -276,7 +195,7 @@ func (o *observedStack) driveTraffic(t *testing.T) {
 	// Over the free plan's 5/s: helix-ratelimit gets its limits from
 	// helix-xds shortly after it starts.
 	free := o.clients["free"]
-	waitFor(t, "a request over the free plan", 30*time.Second, o.ratelimit, func(context.Context) error {
+	waitFor(t, "a request over the free plan", 30*time.Second, o.proc(helixstack.RateLimit), func(context.Context) error {
 		if b := o.restBurst(t, https, free.token, 8); b.limited == 0 {
 			return fmt.Errorf("none limited: %v", b)
 		}
@@ -284,13 +203,11 @@ func (o *observedStack) driveTraffic(t *testing.T) {
 	})
 	// Redis down: helix-ratelimit and Envoy count the failure (the
 	// gateway fails open).
-	o.redis.Stop()
+	o.stopRedis(t)
 	if b := o.restBurst(t, https, free.token, 2); b.ok != 2 {
 		t.Fatalf("with Redis down, failing open: %v", b)
 	}
-	if err := o.redis.Start(); err != nil {
-		t.Fatal(err)
-	}
+	o.startRedis(t)
 	// A request the worker's queue times out.
 	code, body, err := (&stack{gateway: addr(o.workerHTTP)}).restInferPlain(ctx, queuedModel)
 	if err != nil || code == http.StatusOK {
@@ -841,7 +758,7 @@ receivers:
 `, groupWait, hook.URL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	am := startProc(t, "alertmanager", nil, amBin, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, "am"),
+	am := o.startProc(t, "alertmanager", amBin, "--config.file="+amConfig, "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+addr(amPort), "--cluster.listen-address=", "--log.level=warn")
 
 	writeRules(t, dir)
@@ -850,14 +767,14 @@ receivers:
 		"helix-xds": hostOf(t, o.metrics[procXDS]), "helix-ratelimit": hostOf(t, o.metrics[procRateLimit]),
 		"envoy": hostOf(t, o.metrics[procEnvoy]), "alertmanager": addr(amPort), "prometheus": addr(promPort),
 	})
-	prom := startProc(t, "prometheus", nil, promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+	prom := o.startProc(t, "prometheus", promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+addr(promPort), "--log.level=warn")
 	promURL := "http://" + addr(promPort)
 	for _, p := range []struct {
-		proc *proc
+		proc *supervise.Proc
 		url  string
 	}{{am, "http://" + addr(amPort)}, {prom, promURL}} {
-		waitFor(t, p.proc.name+" ready", 30*time.Second, p.proc, func(ctx context.Context) error {
+		waitFor(t, p.proc.Name()+" ready", 30*time.Second, p.proc, func(ctx context.Context) error {
 			_, err := httpGet(ctx, http.DefaultClient, p.url+"/-/ready")
 			return err
 		})
@@ -949,7 +866,7 @@ receivers:
 	// grouping, plus a scrape and an evaluation to notice and one more of
 	// each for timing slack.
 	workerInstance := hostOf(t, o.metrics[procWorker])
-	if err := o.worker.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := o.st.KillProcess(procWorker); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()

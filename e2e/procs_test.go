@@ -4,16 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/helixflow/helixflow/internal/freeport"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
 func freePort(t *testing.T) int {
@@ -25,86 +24,16 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// proc is a process of the stack; its output goes to a log file that is
-// printed when the test fails.
-type proc struct {
-	name    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
-	once    sync.Once
-}
-
-func startProc(t *testing.T, name string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, logPath: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
-	f, err := os.Create(p.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = repoRoot
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.err = p.cmd.Wait(); f.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("--- %s log (%s):\n%s", name, p.logPath, p.log(24<<10))
-		}
-	})
-	return p
-}
-
-func (p *proc) stop() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) log(n int64) string {
-	f, err := os.Open(p.logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > n {
-		_, _ = f.Seek(-n, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
-// waitFor polls cond until it holds, the process dies, or d passes.
-func waitFor(t *testing.T, what string, d time.Duration, p *proc, cond func(context.Context) error) {
+// waitFor polls cond until it holds, the process p (when not nil) dies, or
+// d passes.
+func waitFor(t *testing.T, what string, d time.Duration, p *supervise.Proc, cond func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var last error
 	for {
-		if p != nil && p.exited() {
-			t.Fatalf("%s: %s exited (%v) while waiting:\n%s", what, p.name, p.err, p.log(8<<10))
+		if p != nil && p.Exited() {
+			t.Fatalf("%s: %s exited (%v) while waiting:\n%s", what, p.Name(), p.Err(), p.Tail(100))
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 		last = cond(cctx)
@@ -120,7 +49,7 @@ func waitFor(t *testing.T, what string, d time.Duration, p *proc, cond func(cont
 	}
 }
 
-// run runs a command to completion and returns its standard output.
+// runCmd runs a command to completion and returns its standard output.
 func runCmd(t *testing.T, env []string, bin string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -132,6 +61,19 @@ func runCmd(t *testing.T, env []string, bin string, args ...string) []byte {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.Bytes()
+}
+
+// startProc starts a process of the test's own (a Prometheus with test
+// rules, say) in the stack's group: its log goes with the others', it is
+// stopped with the stack, and its death fails the test.
+func (s *stack) startProc(t *testing.T, name, bin string, args ...string) *supervise.Proc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.st.Run(ctx, supervise.Spec{Name: name, Path: bin, Args: args}); err != nil {
+		t.Fatal(err)
+	}
+	return s.proc(name)
 }
 
 func bin(name string) string { return filepath.Join(binDir, name) }

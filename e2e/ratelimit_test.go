@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -13,7 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/helixflow/helixflow/internal/redistest"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -124,9 +123,7 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	// Whatever fails below, the tests after these get Redis and the
 	// original config back.
 	defer func() {
-		if err := s.redis.Start(); err != nil && !errors.Is(err, redistest.ErrRunning) {
-			t.Error(err)
-		}
+		s.startRedis(t)
 		writeGatewayConfig(t, s.cfgPath, s.cfg)
 	}()
 
@@ -134,7 +131,7 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 		// The ratelimit service gets its limits from helix-xds shortly
 		// after it starts; wait for the first 429.
 		var b burst
-		waitFor(t, "helix-ratelimit enforcing the free plan", 30*time.Second, s.ratelimit, func(context.Context) error {
+		waitFor(t, "helix-ratelimit enforcing the free plan", 30*time.Second, s.proc(helixstack.RateLimit), func(context.Context) error {
 			b = s.restBurst(t, https, free.token, 12)
 			if b.limited == 0 {
 				return fmt.Errorf("no request limited: %v", b)
@@ -159,7 +156,7 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	})
 
 	t.Run("Redis down: fail open by default, never an auth bypass", func(t *testing.T) {
-		s.redis.Stop()
+		s.stopRedis(t)
 		if b := s.restBurst(t, https, free.token, 8); b.ok != 8 {
 			t.Fatalf("with Redis down and failure_mode open, a 5/s client sending 8: %v", b)
 		}
@@ -190,10 +187,8 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	})
 	t.Run("Redis back: limits again", func(t *testing.T) {
 		writeGatewayConfig(t, s.cfgPath, s.cfg)
-		if err := s.redis.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "limits enforced again", 30*time.Second, s.ratelimit, func(context.Context) error {
+		s.startRedis(t)
+		waitFor(t, "limits enforced again", 30*time.Second, s.proc(helixstack.RateLimit), func(context.Context) error {
 			b := s.restBurst(t, https, free.token, 8)
 			if b.ok != 5 || b.limited != 3 {
 				return fmt.Errorf("8 requests: %v", b)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/xds/translate"
@@ -91,8 +92,8 @@ func TestResilience(t *testing.T) {
 				checkMLPOutputs(t, body)
 				break
 			}
-			if ctx.Err() != nil || workerB.exited() {
-				t.Fatalf("mlp never routed (last: %d %s %v):\n%s", code, body, err, workerB.log(8<<10))
+			if ctx.Err() != nil || workerB.proc.Exited() {
+				t.Fatalf("mlp never routed (last: %d %s %v):\n%s", code, body, err, workerB.proc.Tail(100))
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -198,10 +199,7 @@ func TestResilience(t *testing.T) {
 			t.Fatal(err)
 		}
 		killedAt := time.Now()
-		if err := workerC.cmd.Process.Kill(); err != nil { // SIGKILL: no deregistration, no drain
-			l.stop()
-			t.Fatal(err)
-		}
+		s.kill(t, workerC)
 		time.Sleep(1500 * time.Millisecond)
 		out := l.stop()
 
@@ -231,7 +229,7 @@ func TestResilience(t *testing.T) {
 		l := startLoad(infer, all.token, loadClients)
 		time.Sleep(time.Second)
 		rotatedAt := time.Now()
-		s.gatewayTLS.rotate(t, s.ca.Issue(t, "gateway-rotated", "127.0.0.1", "localhost"))
+		s.gatewayTLS.rotate(t, s.issue(t, "gateway-rotated"))
 		var after string
 		waitFor(t, "Envoy serving the new certificate", 15*time.Second, nil, func(context.Context) error {
 			if after = s.gatewaySerial(t); after == before {
@@ -266,8 +264,7 @@ func TestResilience(t *testing.T) {
 		}
 		l := startLoad(infer, all.token, 2)
 		stoppedAt := time.Now()
-		s.xds.stop() // SIGTERM, as an orchestrator would
-		t.Logf("helix-xds stopped in %v (exit: %v)", time.Since(stoppedAt).Round(time.Millisecond), s.xds.err)
+		t.Logf("helix-xds stopped in %v", s.stopXDS(t).Round(time.Millisecond))
 		time.Sleep(2 * time.Second) // Envoy runs without a control plane
 		restartedAt := time.Now()
 		s.restartXDS(parent) // outlives this subtest, for the checks after it
@@ -277,7 +274,7 @@ func TestResilience(t *testing.T) {
 			at := w.waitRegistered(t, regs[i], 20*time.Second)
 			t.Logf("%s registered again %v after helix-xds restarted", w.name, at.Sub(restartedAt).Round(time.Millisecond))
 		}
-		waitFor(t, "Envoy connected to the new helix-xds", 30*time.Second, s.xds, func(ctx context.Context) error {
+		waitFor(t, "Envoy connected to the new helix-xds", 30*time.Second, s.proc(helixstack.XDS), func(ctx context.Context) error {
 			return s.envoyConnected(ctx)
 		})
 		// Resynced: every worker is routed to again.
@@ -308,7 +305,7 @@ func TestResilience(t *testing.T) {
 		c := s.cfg
 		c.corsOrigin = "https://e2e-after-restart.example"
 		writeGatewayConfig(t, s.cfgPath, c)
-		waitFor(t, "Envoy has the config written after the restart", 15*time.Second, s.xds, func(ctx context.Context) error {
+		waitFor(t, "Envoy has the config written after the restart", 15*time.Second, s.proc(helixstack.XDS), func(ctx context.Context) error {
 			dump, err := s.envoy.Admin(ctx, "/config_dump")
 			if err != nil {
 				return err

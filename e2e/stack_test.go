@@ -2,13 +2,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,16 +18,20 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
-	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/internal/redistest"
+	"github.com/helixflow/helixflow/internal/pki"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
+	"github.com/helixflow/helixflow/internal/supervise"
 	"github.com/helixflow/helixflow/workers/registration"
 )
 
-// stack is the running system, as a client and an operator see it.
+// stack is the running system, as a client and an operator see it: the
+// launcher's stack (internal/stack) with the test's gateway config,
+// clients and worker registration.
 type stack struct {
-	ca       *envoytest.CA
+	st       *helixstack.Stack
+	caFile   string // the stack's development CA
 	caPool   *x509.CertPool
-	envoy    *envoytest.Proc
+	envoy    envoyAdmin
 	gateway  string // host:port of Envoy's TLS listener (gRPC and REST)
 	issuer   string // helix-authz's OAuth2 base URL
 	xdsURL   string // helix-xds status/metrics base URL
@@ -45,22 +48,22 @@ type stack struct {
 	register         registration.Config
 	stopRegistration func()
 
-	// helix-xds: its process, gRPC address, and arguments (to restart it).
-	xds     *proc
 	xdsAddr string
-	xdsArgs []string
 	// workerCert is the client certificate workers present to helix-xds.
 	workerCert envoytest.Pair
 	// workers started so far; workers[0] is the stack's own, serving simple.
 	workers []*worker
-	// redis holds helix-ratelimit's counters; stop and start it to test
-	// an outage.
-	redis     *redistest.Server
-	ratelimit *proc
-	// gatewayTLS is Envoy's listener certificate; workerServer the
-	// workers' (they serve mTLS: Envoy presents envoyClient).
-	gatewayTLS   *secretDir
-	workerServer envoytest.Pair
+	// gatewayTLS is Envoy's listener certificate, in a folder Envoy
+	// watches (rotated by TestResilience).
+	gatewayTLS *secretDir
+}
+
+// envoyAdmin reaches the stack's Envoy admin interface.
+type envoyAdmin struct{ st *helixstack.Stack }
+
+// Admin GETs an admin path ("/config_dump", "/clusters").
+func (e envoyAdmin) Admin(ctx context.Context, path string) (string, error) {
+	return e.st.EnvoyAdmin(ctx, path)
 }
 
 // stackOptions choose how the stack's worker joins.
@@ -77,105 +80,132 @@ const sampleModel = "simple"
 
 func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
+	s := &stack{clients: map[string]client{}}
+	var cfg gatewayConfig
+	st := launch(t, helixstack.Options{
+		NodeID:  "e2e-envoy",
+		Workers: []helixstack.Worker{{Name: "helix-worker", Models: []string{sampleModel}, NoRegister: !opts.selfRegister}},
+		Args:    map[string][]string{helixstack.XDS: {"--lease-ttl=5s", "--log-level=debug"}},
+		GatewayConfig: func(st *helixstack.Stack) ([]byte, error) {
+			// Envoy's listener certificate, in a folder it watches,
+			// rotated by TestResilience.
+			crt, key := st.Cert(pki.EnvoyServer)
+			s.gatewayTLS = newSecretDir(t, st.Dir(), envoytest.Pair{CertFile: crt, KeyFile: key})
+			cfg = gatewayConfig{
+				listen: st.Ports.Gateway, listenerCert: s.gatewayTLS.pair(), listenerWatchDir: s.gatewayTLS.dir,
+				authzPort: st.Ports.ExtAuthz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
+				ratelimitPort: st.Ports.RateLimit, workersTLS: true,
+			}
+			return gatewayYAML(cfg), nil
+		},
+	})
+	s.attach(t, st)
+	s.cfgPath, s.cfg = st.ConfigPath(), cfg
+	s.workers = append(s.workers, s.newWorker(t, 0))
+	s.createClients(t, "e2e-", map[string][2]string{
+		"all": {"models:infer,models:read", "standard"}, "mlp-only": {"models:mlp:infer", "standard"},
+		// What ModelStreamInfer needs (models:infer on every model) and
+		// nothing more.
+		"infer-only": {"models:infer", "standard"},
+		// On the free plan (5 requests per second per model).
+		"free": {"models:infer,models:read", "free"},
+	})
+	if !opts.selfRegister {
+		// The test registers the way a worker does, with its client
+		// certificate; helix-xds turns it into an endpoint.
+		w := s.workers[0]
+		s.register = registration.Config{
+			XDSAddress: s.xdsAddr, TLS: s.clientTLS(t, s.workerCert), WorkerID: "e2e-worker-1", Address: "127.0.0.1",
+			GRPCPort: w.grpcPort, HTTPPort: w.httpPort,
+			Models: func(context.Context) ([]registration.Model, error) {
+				return []registration.Model{{Name: sampleModel, Versions: []string{"1"}, Ready: true}}, nil
+			},
+			Ready: func() bool { return true },
+		}
+		s.startRegistration(t)
+	}
+	return s
+}
+
+// launch starts a stack of the launcher in a fresh state folder, with the
+// binaries TestMain built; a process that dies fails the test, and every
+// process's log is printed when the test failed.
+func launch(t *testing.T, opts helixstack.Options) *helixstack.Stack {
+	t.Helper()
 	envoytest.Binary(t) // skip (or fail with CI=true) before starting anything
 	if _, err := os.Stat(filepath.Join(repoRoot, "models", sampleModel, "config.pbtxt")); err != nil {
 		t.Fatalf("the sample models are missing (%v): run `make models` first", err)
 	}
-	dir := t.TempDir()
-	s := &stack{ca: envoytest.NewCA(t), clients: map[string]client{}}
-	pem, err := os.ReadFile(s.ca.CertFile)
+	// Not t.TempDir: Postgres runs as "postgres" under root and must pass
+	// through every folder above its data.
+	dir, err := os.MkdirTemp("", "helix-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.caPool = x509.NewCertPool()
-	s.caPool.AppendCertsFromPEM(pem)
-	authzCert := s.ca.Issue(t, "helix-authz", "127.0.0.1", "localhost")
-	xdsCert := s.ca.Issue(t, "helix-xds", "helix-xds", "127.0.0.1")
-	envoyClient := s.ca.Issue(t, "envoy", "envoy")
-	// Envoy's listener certificate, in a folder it watches, rotated by
-	// TestResilience.
-	s.gatewayTLS = newSecretDir(t, dir, s.ca.Issue(t, "gateway", "127.0.0.1", "localhost"))
-	workerClient := s.ca.Issue(t, "worker-xds-client", "helix-worker") // helix-xds admits this name (--worker-client-names)
-	s.workerServer = s.ca.Issue(t, "helix-worker", "helix-worker", "127.0.0.1")
-	ratelimitCert := s.ca.Issue(t, "helix-ratelimit", "helix-ratelimit", "127.0.0.1")
-	ratelimitClient := s.ca.Issue(t, "helix-ratelimit-xds", "helix-ratelimit")
-
-	// Postgres and helix-authz (mTLS required from Envoy on ext_authz).
-	dsn := pgtest.Start(t)
-	httpPort, grpcPort, adminPort, metricsPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	s.issuer = fmt.Sprintf("https://127.0.0.1:%d", httpPort)
-	adminToken := randomHex(t, 24)
-	kek := filepath.Join(dir, "kek")
-	if err := os.WriteFile(kek, []byte(randomHex(t, 32)), 0o600); err != nil {
+	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	authz := startProc(t, "helix-authz", []string{"HELIX_ADMIN_TOKEN=" + adminToken}, bin("helix-authz"),
-		"--database-url="+dsn, "--kek-file="+kek, "--issuer="+s.issuer,
-		"--http-listen="+addr(httpPort), "--grpc-listen="+addr(grpcPort),
-		"--admin-listen="+addr(adminPort), "--metrics-listen="+addr(metricsPort),
-		"--tls-cert-file="+authzCert.CertFile, "--tls-key-file="+authzCert.KeyFile, "--client-ca-file="+s.ca.CertFile)
-	xdsPort, statusPort, listenPort, ratelimitPort := freePort(t), freePort(t), freePort(t), freePort(t)
-	s.xdsAddr, s.workerCert = addr(xdsPort), workerClient
-	// helix-worker serving the sample model; started early, as its models
-	// take the longest to load.
-	worker := s.startWorker(t, workerSpec{
-		name: "helix-worker", repo: filepath.Join(repoRoot, "models"), models: []string{sampleModel},
-		register: opts.selfRegister,
-	})
-
-	// helix-xds over mTLS.
-	s.gateway = addr(listenPort)
-	s.xdsURL = "http://" + addr(statusPort)
-	cfgPath := filepath.Join(dir, "gateway.yaml")
-	cfg := gatewayConfig{
-		listen: listenPort, listenerCert: s.gatewayTLS.pair(), listenerWatchDir: s.gatewayTLS.dir,
-		authzPort: grpcPort, ca: s.ca.CertFile, envoyClient: envoyClient, ratelimitPort: ratelimitPort,
-		workersTLS: true,
+	opts.Root, opts.Dir, opts.BinDir = repoRoot, dir, binDir
+	if opts.EnvoyBin, err = envoytest.Find(); err != nil {
+		t.Fatal(err)
 	}
-	writeGatewayConfig(t, cfgPath, cfg)
-	s.xdsArgs = []string{
-		"--config=" + cfgPath, "--xds-listen=" + addr(xdsPort), "--status-listen=" + addr(statusPort),
-		"--tls-cert-file=" + xdsCert.CertFile, "--tls-key-file=" + xdsCert.KeyFile, "--client-ca-file=" + s.ca.CertFile,
-		"--lease-ttl=5s", "--log-level=debug",
+	st, err := helixstack.New(opts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.xds = startProc(t, "helix-xds", nil, bin("helix-xds"), s.xdsArgs...)
-
-	// Redis and helix-ratelimit, which takes its limits from helix-xds and
-	// requires Envoy's client certificate.
-	s.redis = redistest.Start(t)
-	s.ratelimit = startProc(t, "helix-ratelimit", nil, bin("helix-ratelimit"),
-		"--grpc-listen="+addr(ratelimitPort), "--http-listen="+addr(freePort(t)), "--debug-listen="+addr(freePort(t)),
-		"--metrics-listen="+addr(freePort(t)), "--redis-address="+s.redis.Addr,
-		"--tls-cert-file="+ratelimitCert.CertFile, "--tls-key-file="+ratelimitCert.KeyFile, "--client-ca-file="+s.ca.CertFile,
-		"--xds-address="+addr(xdsPort), "--xds-ca-file="+s.ca.CertFile, "--xds-cert-file="+ratelimitClient.CertFile,
-		"--xds-key-file="+ratelimitClient.KeyFile, "--xds-server-name=helix-xds")
-
-	// Envoy, bootstrapped by `helix-xds bootstrap`.
-	bootstrap := filepath.Join(dir, "envoy.yaml")
-	runCmd(t, nil, bin("helix-xds"), "bootstrap", "--node-id=e2e-envoy", "--node-cluster=helix",
-		"--xds-address="+addr(xdsPort), "--xds-ca-file="+s.ca.CertFile, "--xds-cert-file="+envoyClient.CertFile,
-		"--xds-key-file="+envoyClient.KeyFile, "--xds-server-name=helix-xds", "--admin-address=127.0.0.1:0",
-		"--output="+bootstrap)
-
-	s.waitXDS(t)
-	s.envoy = envoytest.Start(t, bootstrap)
-
-	authzTLS := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool}}}
-	waitFor(t, "helix-authz JWKS", 60*time.Second, authz, func(ctx context.Context) error {
-		_, err := httpGet(ctx, authzTLS, s.issuer+"/.well-known/jwks.json")
-		return err
-	})
-	s.adminEnv = []string{"HELIX_ADMIN_URL=http://" + addr(adminPort), "HELIX_ADMIN_TOKEN=" + adminToken}
-	// "infer-only" is what ModelStreamInfer needs (models:infer on every
-	// model) and nothing more.
-	// "free" is on the free plan (5 requests per second per model).
-	for name, scope := range map[string]string{"all": "models:infer,models:read", "mlp-only": "models:mlp:infer", "infer-only": "models:infer", "free": "models:infer,models:read"} {
-		plan := "standard"
-		if name == "free" {
-			plan = "free"
+	done := make(chan struct{})
+	var watching sync.WaitGroup
+	t.Cleanup(func() {
+		close(done)
+		watching.Wait()
+		if t.Failed() {
+			for _, p := range st.Procs() {
+				t.Logf("--- %s log (%s):\n%s", p.Name(), p.LogPath(), p.Tail(150))
+			}
 		}
-		out := runCmd(t, s.adminEnv, bin("helixctl"), "clients", "create", "--name", "e2e-"+name,
-			"--scope", scope, "--model", "*", "--plan", plan, "--output", "json")
+		st.Close()
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := st.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// In a test, a process that dies is a failure (those the test stops
+	// or kills itself are not reported).
+	watching.Go(func() {
+		select {
+		case err := <-st.Failed():
+			t.Errorf("%v", err)
+		case <-done:
+		}
+	})
+	return st
+}
+
+// attach fills in what the tests read from the launched stack.
+func (s *stack) attach(t *testing.T, st *helixstack.Stack) {
+	t.Helper()
+	pool, err := st.CAPool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.st, s.caFile, s.caPool, s.envoy = st, st.CAFile(), pool, envoyAdmin{st}
+	s.gateway, s.issuer, s.xdsURL = st.GatewayAddr(), st.Issuer, st.XDSStatusURL()
+	s.xdsAddr, s.workerCert = addr(st.Ports.XDS), pair(st, pki.WorkerXDSClient)
+	s.adminEnv = []string{"HELIX_ADMIN_URL=" + st.AdminURL(), "HELIX_ADMIN_TOKEN=" + st.AdminToken}
+}
+
+// createClients makes the named clients with helixctl, as an operator
+// would: name -> {scopes, plan}, every model; each gets a token.
+func (s *stack) createClients(t *testing.T, prefix string, specs map[string][2]string) {
+	t.Helper()
+	authzTLS := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool}}}
+	for name, spec := range specs {
+		out := runCmd(t, s.adminEnv, bin("helixctl"), "clients", "create", "--name", prefix+name,
+			"--scope", spec[0], "--model", "*", "--plan", spec[1], "--output", "json")
 		var c struct {
 			ID     string `json:"client_id"`
 			Secret string `json:"client_secret"`
@@ -185,43 +215,31 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		}
 		s.clients[name] = client{id: c.ID, secret: c.Secret, token: s.token(t, authzTLS, c.ID, c.Secret)}
 	}
-
-	worker.waitReady(t)
-	if !opts.selfRegister {
-		// The test registers the way a worker does, with its client
-		// certificate; helix-xds turns it into an endpoint.
-		s.register = registration.Config{
-			XDSAddress: addr(xdsPort), TLS: s.clientTLS(t, workerClient), WorkerID: "e2e-worker-1", Address: "127.0.0.1",
-			GRPCPort: worker.grpcPort, HTTPPort: worker.httpPort,
-			Models: func(context.Context) ([]registration.Model, error) {
-				return []registration.Model{{Name: sampleModel, Versions: []string{"1"}, Ready: true}}, nil
-			},
-			Ready: func() bool { return true },
-		}
-		s.startRegistration(t)
-	}
-	s.cfgPath, s.cfg = cfgPath, cfg
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.envoy.WaitLive(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
+// pair is a development PKI certificate's files.
+func pair(st *helixstack.Stack, name string) envoytest.Pair {
+	c, k := st.Cert(name)
+	return envoytest.Pair{CertFile: c, KeyFile: k}
 }
 
-func (s *stack) clientTLS(t *testing.T, pair envoytest.Pair) *tls.Config {
+// issue makes another certificate from the stack's CA: a server
+// certificate for 127.0.0.1 and localhost.
+func (s *stack) issue(t *testing.T, name string) envoytest.Pair {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
+	spec := pki.Spec{Name: name, CommonName: name, DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Usage: pki.ServerAuth}
+	if _, err := pki.Init(context.Background(), pki.Options{Dir: s.st.PKIDir()}, []pki.Spec{spec}); err != nil {
+		t.Fatal(err)
+	}
+	return pair(s.st, name)
+}
+
+// proc is the named process's current run (nil once stopped).
+func (s *stack) proc(name string) *supervise.Proc { return s.st.Proc(name) }
+
+func (s *stack) clientTLS(t *testing.T, p envoytest.Pair) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,18 +309,45 @@ func (s *stack) startRegistration(t *testing.T) {
 	t.Cleanup(s.stopRegistration)
 }
 
-// restartXDS starts helix-xds again with the arguments of its first start
-// (same ports, same config file) and waits until it answers.
-func (s *stack) restartXDS(t *testing.T) {
+// stopXDS stops helix-xds with SIGTERM, as an orchestrator would, and
+// returns how long it took.
+func (s *stack) stopXDS(t *testing.T) time.Duration {
 	t.Helper()
-	s.xds = startProc(t, "helix-xds", nil, bin("helix-xds"), s.xdsArgs...)
-	s.waitXDS(t)
+	start := time.Now()
+	if err := s.st.StopProcess(helixstack.XDS); err != nil {
+		t.Fatal(err)
+	}
+	return time.Since(start)
 }
 
-func (s *stack) waitXDS(t *testing.T) {
+// restartXDS starts helix-xds again as it was (same ports, same config
+// file) and waits until it answers.
+func (s *stack) restartXDS(t *testing.T) {
 	t.Helper()
-	waitFor(t, "helix-xds status", 30*time.Second, s.xds, func(ctx context.Context) error {
-		_, err := httpGet(ctx, http.DefaultClient, s.xdsURL+"/healthz")
-		return err
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.st.StartProcess(ctx, helixstack.XDS); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stopRedis and startRedis make a Redis outage (same port, counters lost).
+func (s *stack) stopRedis(t *testing.T) {
+	t.Helper()
+	if err := s.st.StopProcess(helixstack.Redis); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startRedis starts Redis unless it runs.
+func (s *stack) startRedis(t *testing.T) {
+	t.Helper()
+	if s.proc(helixstack.Redis) != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.st.StartProcess(ctx, helixstack.Redis); err != nil {
+		t.Fatal(err)
+	}
 }

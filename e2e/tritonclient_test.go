@@ -30,7 +30,7 @@ func (s *stack) runTritonClientCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, venvPython(t), filepath.Join(repoRoot, "e2e", "tritonclient_check.py"),
-		"--url", s.gateway, "--ca-file", s.ca.CertFile)
+		"--url", s.gateway, "--ca-file", s.caFile)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(),
 		"HELIX_TOKEN_ALL="+s.clients["all"].token,

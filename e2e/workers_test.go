@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/helixflow/helixflow/internal/wire"
+	"github.com/helixflow/helixflow/internal/pki"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
 // workerSpec describes a helix-worker to start.
@@ -25,46 +27,49 @@ type workerSpec struct {
 	register bool
 }
 
-// worker is a running helix-worker.
+// worker is a running helix-worker of the stack.
 type worker struct {
-	*proc
+	name               string
+	proc               *supervise.Proc
 	grpcPort, httpPort int
-	// health reaches the worker's HTTP port directly (mTLS when the
-	// stack's workers serve TLS).
+	// health reaches the worker's HTTP port directly (mTLS: this test
+	// presents Envoy's client certificate for workers).
 	health     *http.Client
 	healthBase string
 }
 
-// startWorker starts a helix-worker on free loopback ports; it does not
-// wait for it (waitReady does).
+// startWorker starts one more helix-worker in the stack (mTLS, free
+// loopback ports) and waits until it is ready.
 func (s *stack) startWorker(t *testing.T, spec workerSpec) *worker {
 	t.Helper()
-	w := &worker{grpcPort: freePort(t), httpPort: freePort(t), health: http.DefaultClient}
-	w.healthBase = "http://" + addr(w.httpPort)
-	args := []string{
-		"--model-repository=" + spec.repo, "--model-control-mode=explicit",
-		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-		fmt.Sprintf("--http-port=%d", w.httpPort), fmt.Sprintf("--grpc-port=%d", w.grpcPort),
-		fmt.Sprintf("--metrics-port=%d", freePort(t)),
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	i, err := s.st.AddWorker(ctx, helixstack.Worker{Name: spec.name, Repository: spec.repo, Models: spec.models, NoRegister: !spec.register})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, m := range spec.models {
-		args = append(args, "--load-model="+m)
-	}
-	if p := s.workerServer; p.CertFile != "" {
-		// mTLS: Envoy (workers_tls) and this test present the CA's
-		// client certificates.
-		args = append(args, "--tls-cert-file="+p.CertFile, "--tls-key-file="+p.KeyFile, "--client-ca-file="+s.ca.CertFile)
-		w.health = &http.Client{Transport: &http.Transport{TLSClientConfig: s.clientTLS(t, s.workerCert)}}
-		w.healthBase = "https://" + addr(w.httpPort)
-	}
-	if spec.register {
-		args = append(args, "--xds-address="+s.xdsAddr, "--xds-ca-file="+s.ca.CertFile,
-			"--xds-cert-file="+s.workerCert.CertFile, "--xds-key-file="+s.workerCert.KeyFile,
-			"--advertise-address=127.0.0.1")
-	}
-	w.proc = startProc(t, spec.name, nil, bin("helix-worker"), args...)
+	w := s.newWorker(t, i)
 	s.workers = append(s.workers, w)
 	return w
+}
+
+// newWorker is the stack's i-th worker.
+func (s *stack) newWorker(t *testing.T, i int) *worker {
+	t.Helper()
+	health, err := s.st.TLSClient(pki.EnvoyWorkerClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, p := s.st.Workers()[i].Name, s.st.Ports.Workers[i]
+	return &worker{name: name, proc: s.proc(name), grpcPort: p.GRPC, httpPort: p.HTTP, health: health, healthBase: s.st.WorkerURL(i)}
+}
+
+// kill ends the worker with SIGKILL: no deregistration, no drain.
+func (s *stack) kill(t *testing.T, w *worker) {
+	t.Helper()
+	if err := s.st.KillProcess(w.name); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // endpoint is the worker's gRPC address as Envoy lists it in /clusters.
@@ -73,7 +78,7 @@ func (w *worker) endpoint() string { return addr(w.grpcPort) }
 func (w *worker) waitReady(t *testing.T) {
 	t.Helper()
 	waitFor(t, w.name+" ready", 60*time.Second, w.proc, func(ctx context.Context) error {
-		_, err := httpGet(ctx, w.health, w.healthBase+wire.RESTServerReady)
+		_, err := httpGet(ctx, w.health, w.healthBase+"/v2/health/ready")
 		return err
 	})
 }
@@ -86,7 +91,7 @@ var registeredLine = regexp.MustCompile(`(?m)^time=(\S+) level=INFO msg="registe
 // from its log.
 func (w *worker) registrations(t *testing.T) []time.Time {
 	t.Helper()
-	b, err := os.ReadFile(w.logPath)
+	b, err := os.ReadFile(w.proc.LogPath())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/envoy/bootstrap"
+	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/supervise"
@@ -227,47 +228,85 @@ func (s *Stack) RateLimitConfigURL() string {
 // workers are the helix-workers, registering with helix-xds over mTLS
 // unless told not to.
 func (s *Stack) workers() ([]supervise.Spec, error) {
-	mtls, err := s.TLSClient(pki.EnvoyWorkerClient)
-	if err != nil {
-		return nil, err
-	}
 	var specs []supervise.Spec
-	for i, w := range s.opts.Workers {
-		p := s.Ports.Workers[i]
-		repo := w.Repository
-		if repo == "" {
-			repo = s.modelsDir()
+	for i := range s.opts.Workers {
+		spec, err := s.worker(i)
+		if err != nil {
+			return nil, err
 		}
-		models := w.Models
-		if len(models) == 0 {
-			models = []string{"*"}
-		}
-		args := []string{"--id=" + w.Name, "--model-repository=" + repo, "--model-control-mode=explicit"}
-		for _, m := range models {
-			args = append(args, "--load-model="+m)
-		}
-		args = append(args, "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-			fmt.Sprintf("--http-port=%d", p.HTTP), fmt.Sprintf("--grpc-port=%d", p.GRPC),
-			fmt.Sprintf("--metrics-port=%d", p.Metrics), "--exit-timeout-secs=10")
-		if !w.Plaintext {
-			cert, key := s.Cert(pki.WorkerServer)
-			args = append(args, "--tls-cert-file="+cert, "--tls-key-file="+key, "--client-ca-file="+s.CAFile())
-		}
-		if !w.NoRegister {
-			cert, key := s.Cert(pki.WorkerXDSClient)
-			args = append(args, "--xds-address="+Addr(s.Ports.XDS), "--xds-ca-file="+s.CAFile(),
-				"--xds-cert-file="+cert, "--xds-key-file="+key, "--advertise-address=127.0.0.1")
-		}
-		health := httpOK(plainClient, "http://"+Addr(p.HTTP)+"/v2/health/ready")
-		if !w.Plaintext {
-			health = httpOK(mtls, "https://"+Addr(p.HTTP)+"/v2/health/ready")
-		}
-		specs = append(specs, supervise.Spec{
-			Name: w.Name, Path: s.bin("helix-worker"), Args: append(args, w.Args...),
-			Ready: health, ReadyTimeout: 2 * time.Minute, // loading every model takes a while
-		})
+		specs = append(specs, spec)
 	}
 	return specs, nil
+}
+
+// worker is the i-th helix-worker.
+func (s *Stack) worker(i int) (supervise.Spec, error) {
+	w, p := s.opts.Workers[i], s.Ports.Workers[i]
+	repo := w.Repository
+	if repo == "" {
+		repo = s.modelsDir()
+	}
+	models := w.Models
+	if len(models) == 0 {
+		models = []string{"*"}
+	}
+	args := []string{"--id=" + w.Name, "--model-repository=" + repo, "--model-control-mode=explicit"}
+	for _, m := range models {
+		args = append(args, "--load-model="+m)
+	}
+	args = append(args, "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
+		fmt.Sprintf("--http-port=%d", p.HTTP), fmt.Sprintf("--grpc-port=%d", p.GRPC),
+		fmt.Sprintf("--metrics-port=%d", p.Metrics), "--exit-timeout-secs=10")
+	health := httpOK(plainClient, s.WorkerURL(i)+"/v2/health/ready")
+	if !w.Plaintext {
+		cert, key := s.Cert(pki.WorkerServer)
+		args = append(args, "--tls-cert-file="+cert, "--tls-key-file="+key, "--client-ca-file="+s.CAFile())
+		mtls, err := s.TLSClient(pki.EnvoyWorkerClient)
+		if err != nil {
+			return supervise.Spec{}, err
+		}
+		health = httpOK(mtls, s.WorkerURL(i)+"/v2/health/ready")
+	}
+	if !w.NoRegister {
+		cert, key := s.Cert(pki.WorkerXDSClient)
+		args = append(args, "--xds-address="+Addr(s.Ports.XDS), "--xds-ca-file="+s.CAFile(),
+			"--xds-cert-file="+cert, "--xds-key-file="+key, "--advertise-address=127.0.0.1")
+	}
+	return supervise.Spec{
+		Name: w.Name, Path: s.bin("helix-worker"), Args: append(args, w.Args...),
+		Ready: health, ReadyTimeout: 2 * time.Minute, // loading every model takes a while
+	}, nil
+}
+
+// AddWorker starts one more helix-worker on free ports in the running
+// stack and waits until it is ready; it returns its index in Workers and
+// Ports.Workers.
+func (s *Stack) AddWorker(ctx context.Context, w Worker) (int, error) {
+	used := map[int]bool{}
+	for _, e := range s.Ports.table() {
+		used[*e.p] = true
+	}
+	var ports [3]int
+	for i := range ports {
+		for {
+			n, err := freeport.Pick()
+			if err != nil {
+				return 0, fmt.Errorf("stack: %w", err)
+			}
+			if !used[n] {
+				ports[i], used[n] = n, true
+				break
+			}
+		}
+	}
+	s.opts.Workers = append(s.opts.Workers, w)
+	s.Ports.Workers = append(s.Ports.Workers, WorkerPorts{HTTP: ports[0], GRPC: ports[1], Metrics: ports[2]})
+	i := len(s.opts.Workers) - 1
+	spec, err := s.worker(i)
+	if err != nil {
+		return 0, err
+	}
+	return i, s.Run(ctx, spec)
 }
 
 // WorkerURL is the named worker's HTTP base URL (https unless Plaintext).

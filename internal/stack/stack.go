@@ -257,6 +257,19 @@ func (s *Stack) Procs() []*supervise.Proc {
 // again as it was, and waits until it is ready.
 func (s *Stack) StopProcess(name string) error { return s.group.Stop(name) }
 
+// KillProcess ends a process with SIGKILL (a test's crash), without
+// reporting or restarting it.
+func (s *Stack) KillProcess(name string) error { return s.group.Kill(name) }
+
+// Run starts one more process in the stack's group (a test's own
+// Prometheus, say) and waits until it is ready; it is stopped with the
+// stack and StartProcess can start it again.
+func (s *Stack) Run(ctx context.Context, spec supervise.Spec) error {
+	s.specs[spec.Name] = spec
+	_, err := s.group.Start(ctx, spec)
+	return err
+}
+
 // StartProcess starts a process StopProcess stopped.
 func (s *Stack) StartProcess(ctx context.Context, name string) error {
 	spec, ok := s.specs[name]

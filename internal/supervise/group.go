@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -245,7 +246,14 @@ func (g *Group) Procs() []*Proc {
 // Stop stops the named process (its stop signal, then SIGKILL after its
 // stop timeout) without reporting or restarting it. It may be started
 // again with Start.
-func (g *Group) Stop(name string) error {
+func (g *Group) Stop(name string) error { return g.stopNamed(name, false) }
+
+// Kill ends the named process's group with SIGKILL at once (a test's
+// crash: no shutdown, no deregistration), without reporting or restarting
+// it.
+func (g *Group) Kill(name string) error { return g.stopNamed(name, true) }
+
+func (g *Group) stopNamed(name string, kill bool) error {
 	g.mu.Lock()
 	i := slices.IndexFunc(g.slots, func(s *slot) bool { return s.spec.Name == name && !s.stopping })
 	if i < 0 {
@@ -256,6 +264,10 @@ func (g *Group) Stop(name string) error {
 	s.stopping = true
 	s.cancel()
 	g.mu.Unlock()
+	if kill {
+		<-s.watched
+		_ = s.proc.Signal(syscall.SIGKILL)
+	}
 	g.stopSlot(s)
 	return nil
 }

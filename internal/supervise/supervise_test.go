@@ -122,6 +122,20 @@ func TestKilledProcessRestarts(t *testing.T) {
 		t.Fatalf("reported as failed: %v", err)
 	default:
 	}
+	// Killed on purpose: neither restarted nor reported.
+	q := g.Proc("victim")
+	if err := g.Kill("victim"); err != nil {
+		t.Fatal(err)
+	}
+	if !q.Exited() || g.Proc("victim") != nil {
+		t.Fatal("Kill left it running")
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-g.Failed():
+		t.Fatalf("a kill was reported: %v", err)
+	default:
+	}
 }
 
 func TestRestartGivesUp(t *testing.T) {
