@@ -16,7 +16,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/helix-authz ./cmd/helix-authz
+    go build -ldflags "-s -w -X github.com/helixflow/helixflow/internal/version.Version=${VERSION}" -o /out/helix-authz ./cmd/helix-authz
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=dev

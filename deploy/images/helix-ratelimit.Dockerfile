@@ -13,8 +13,9 @@ ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 COPY cmd/helix-ratelimit/go.mod cmd/helix-ratelimit/go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY cmd/helix-ratelimit/ ./
+ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags "-s -w" -o /out/helix-ratelimit .
+    go build -ldflags "-s -w -X main.Version=${VERSION}" -o /out/helix-ratelimit .
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=dev

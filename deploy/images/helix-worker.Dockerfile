@@ -29,7 +29,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/helix-worker ./cmd/helix-worker
+    go build -ldflags "-s -w -X github.com/helixflow/helixflow/internal/version.Version=${VERSION}" -o /out/helix-worker ./cmd/helix-worker
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=dev

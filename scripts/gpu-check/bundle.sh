@@ -19,7 +19,7 @@ out=.gpu-check/gpu-check
 rm -rf .gpu-check
 mkdir -p "$out/bin/lib" "$out/models"
 
-ldflags="-s -w -X main.version=$(git rev-parse --short HEAD 2>/dev/null || echo dev)"
+ldflags="-s -w -X github.com/helixflow/helixflow/internal/version.Version=$(git rev-parse --short HEAD 2>/dev/null || echo dev)"
 go build -trimpath -ldflags "$ldflags" -o "$out/bin/helix-worker" ./cmd/helix-worker
 go build -trimpath -ldflags "-s -w" -o "$out/bin/gpu-check-client" ./scripts/gpu-check/client
 cp -L .deps/onnxruntime/libonnxruntime.so "$out/bin/lib/libonnxruntime.so"

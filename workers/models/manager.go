@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/infer"
@@ -228,8 +229,8 @@ func (m *Manager) LoadModel(ctx context.Context, name string, opts infer.LoadOpt
 // versions they replace stop, and those finish their in-flight requests
 // first; when a reload fails, the versions already serving keep serving.
 func (m *Manager) load(ctx context.Context, name string, opts infer.LoadOptions) error {
-	if !repository.ValidModelName(name) {
-		return infer.Errorf(infer.CodeInvalidArgument, "invalid model name %q", name)
+	if err := wire.CheckModelName(name); err != nil {
+		return infer.Errorf(infer.CodeInvalidArgument, "model %q: %v", name, err)
 	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
@@ -279,8 +280,8 @@ func (m *Manager) unload(ctx context.Context, name string) error {
 	mod := m.models[name]
 	if mod == nil {
 		m.mu.Unlock()
-		if !repository.ValidModelName(name) {
-			return infer.Errorf(infer.CodeInvalidArgument, "invalid model name %q", name)
+		if err := wire.CheckModelName(name); err != nil {
+			return infer.Errorf(infer.CodeInvalidArgument, "model %q: %v", name, err)
 		}
 		// Unloading a model that is not loaded succeeds, as in Triton.
 		return nil

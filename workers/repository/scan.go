@@ -51,9 +51,6 @@ func CheckModelName(name string) error {
 	return nil
 }
 
-// ValidModelName reports whether CheckModelName accepts name.
-func ValidModelName(name string) bool { return CheckModelName(name) == nil }
-
 // Fingerprint summarizes a model folder's files (paths, sizes, modification
 // times) so that polling can tell when a model changed on disk.
 func Fingerprint(dir string) (string, error) {
