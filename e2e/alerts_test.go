@@ -82,6 +82,9 @@ func startObservedStack(t *testing.T) *observedStack {
 	repo := queueingRepository(t)
 	st := launch(t, helixstack.Options{
 		NodeID: "observed-envoy",
+		// A day, so that the certificate expiry alerts fire (see
+		// checkWorkerDownAlert).
+		CertLifetime: 24 * time.Hour,
 		Workers: []helixstack.Worker{{Name: procWorker, Repository: repo, Models: []string{sampleModel, queuedModel},
 			Plaintext: true}},
 		Args: map[string][]string{helixstack.XDS: {"--lease-ttl=5s", "--startup-grace=0s"}},

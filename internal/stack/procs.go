@@ -29,7 +29,11 @@ import (
 // prepare makes what several processes share: the development PKI (kept
 // while valid, as `helixctl pki init` does).
 func (s *Stack) prepare(ctx context.Context) error {
-	if _, err := pki.Init(ctx, pki.Options{Dir: s.PKIDir()}, pki.LocalSpecs()); err != nil {
+	opts := pki.Options{Dir: s.PKIDir()}
+	if l := s.opts.CertLifetime; l > 0 {
+		opts.Lifetime, opts.RenewBefore = l, l/2
+	}
+	if _, err := pki.Init(ctx, opts, pki.LocalSpecs()); err != nil {
 		return fmt.Errorf("stack: pki: %w", err)
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/supervise"
@@ -72,6 +73,9 @@ type Options struct {
 	// Args adds flags to the named process's command line (tests:
 	// helix-xds --lease-ttl=5s).
 	Args map[string][]string
+	// CertLifetime shortens the development PKI's certificates (tests of
+	// the expiry alerts); 0: internal/pki's default.
+	CertLifetime time.Duration
 	// NodeID names Envoy to helix-xds (default "helix-local").
 	NodeID string
 	// EnvoyConcurrency is Envoy's worker threads (0: one per core).
