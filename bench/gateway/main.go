@@ -236,7 +236,7 @@ func run(ctx context.Context, o *options) error {
 	if err := startStack(ctx, s); err != nil {
 		return err
 	}
-	out.versions = readVersions(ctx, o, envoyBin, s.pg.DSN())
+	out.versions = readVersions(ctx, o, envoyBin, s.st.DatabaseURL)
 
 	targets := []*target{
 		{name: pathDirect, url: addr(s.workerGRPC), procs: []*proc{s.worker}},
@@ -265,7 +265,7 @@ func run(ctx context.Context, o *options) error {
 			out.perf = append(out.perf, r)
 			for _, p := range t.procs {
 				if p.Exited() {
-					return fmt.Errorf("%s %w during the run (%v):\n%s", p.Name, errExited, p.Err(), p.Tail())
+					return fmt.Errorf("%s %w during the run (%v):\n%s", p.Name(), errExited, p.Err(), p.Tail(tailLines))
 				}
 			}
 		}
@@ -274,7 +274,7 @@ func run(ctx context.Context, o *options) error {
 	// Both Envoys' stats, for --keep.
 	for _, e := range []*envoy{s.tlsEnvoy, s.fullEnvoy} {
 		if b, err := httpGet(ctx, http.DefaultClient, e.adminURL+"/stats"); err == nil {
-			_ = os.WriteFile(filepath.Join(tmp, e.Name+".stats"), b, 0o644)
+			_ = os.WriteFile(filepath.Join(tmp, e.Name()+".stats"), b, 0o644)
 		}
 	}
 

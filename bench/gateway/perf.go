@@ -182,13 +182,13 @@ func runPerf(ctx context.Context, o *options, s *stack, t *target, c int) (*perf
 	}
 	cpu0 := make(map[string]time.Duration, len(t.procs))
 	for _, p := range t.procs {
-		cpu0[p.Name] = p.CPU()
+		cpu0[p.Name()] = cpu(p)
 	}
 	start := time.Now()
 	runErr := cmd.Run()
 	res := &perfResult{path: t.name, concurrency: c, elapsed: time.Since(start), cpu: map[string]time.Duration{}}
 	for _, p := range t.procs {
-		res.cpu[p.Name] = p.CPU() - cpu0[p.Name]
+		res.cpu[p.Name()] = cpu(p) - cpu0[p.Name()]
 	}
 	if ps := cmd.ProcessState; ps != nil {
 		res.clientCPU = ps.UserTime() + ps.SystemTime()
@@ -260,7 +260,7 @@ func parsePerfCSV(r io.Reader) (rate, p50, p99 float64, err error) {
 func envoyStats(ctx context.Context, e *envoy) (map[string]int64, error) {
 	b, err := httpGet(ctx, http.DefaultClient, e.adminURL+"/stats?usedonly")
 	if err != nil {
-		return nil, fmt.Errorf("%s stats: %w", e.Name, err)
+		return nil, fmt.Errorf("%s stats: %w", e.Name(), err)
 	}
 	return parseStats(string(b)), nil
 }

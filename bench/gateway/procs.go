@@ -11,14 +11,25 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/bench/internal/benchproc"
+	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
 // errExited: a process of the stack ended while the benchmark needed it.
 var errExited = errors.New("process exited")
 
 // proc is a server process of the stack.
-type proc = benchproc.Proc
+type proc = supervise.Proc
+
+// tailLines is how much of a process's log an error shows.
+const tailLines = 40
+
+// cpu is a process's user+system CPU time so far (all its threads).
+func cpu(p *proc) time.Duration {
+	d, _ := sysinfo.ProcCPU(p.PID())
+	return d
+}
 
 // waitFor polls cond every 100 ms until it holds, p exits, ctx ends or d
 // passes; the error says what was last seen.
@@ -39,10 +50,10 @@ func waitFor(ctx context.Context, what string, d time.Duration, p *proc, cond fu
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("%s: %s %w (%v):\n%s", what, p.Name, errExited, p.Err(), p.Tail())
+			return fmt.Errorf("%s: %s %w (%v):\n%s", what, p.Name(), errExited, p.Err(), p.Tail(tailLines))
 		case <-ctx.Done():
 			if p != nil {
-				return fmt.Errorf("%s: not within %v (%w); last: %v\n%s log:\n%s", what, d, ctx.Err(), last, p.Name, p.Tail())
+				return fmt.Errorf("%s: not within %v (%w); last: %v\n%s log:\n%s", what, d, ctx.Err(), last, p.Name(), p.Tail(tailLines))
 			}
 			return fmt.Errorf("%s: not within %v (%w); last: %v", what, d, ctx.Err(), last)
 		case <-time.After(100 * time.Millisecond):

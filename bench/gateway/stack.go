@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,11 +23,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/helixflow/helixflow/bench/internal/benchproc"
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/extauthz/admin"
-	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/pki"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
+	"github.com/helixflow/helixflow/internal/supervise"
 	"github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/xds/config"
 )
@@ -41,26 +40,25 @@ const (
 	tokenLifetime = time.Hour // helix-authz's maximum; outlives any run
 )
 
-// stack is everything the benchmark runs: one helix-worker serving
-// simple (the measured one), one serving mlp (registered and deregistered
-// by the convergence trials), the full chain (Postgres, helix-authz, Redis,
-// helix-ratelimit, helix-xds and its Envoy) and the TLS-only Envoy with
-// its in-process ADS server.
+// stack is everything the benchmark runs: internal/stack's stack (the
+// launcher make run and the e2e tests use) with one helix-worker serving
+// simple (the measured one, registering itself) and one serving mlp
+// (registered and deregistered by the convergence trials), both plaintext
+// for the direct path; and, as the bench's own additions, the TLS-only
+// Envoy with its in-process ADS server.
 type stack struct {
-	root, dir, pkiDir string
-	caPool            *x509.CertPool
-	envoyBin          string
-	envoyConcurrency  int
+	root, dir        string
+	envoyBin         string
+	envoyConcurrency int
 
-	procs []*proc // in start order; stopped in reverse
-	pg    *pgtest.Server
-	ads   *tlsOnlyADS
+	st     *helixstack.Stack
+	caPool *x509.CertPool
+	ads    *tlsOnlyADS
 
 	worker, mlp                   *proc
 	workerGRPC, workerHTTP        int
 	mlpGRPC, mlpHTTP              int
 	authz, redis, ratelimit       *proc
-	xds                           *proc
 	xdsAddr                       string
 	issuer                        string
 	admin                         *admin.Client
@@ -74,102 +72,38 @@ type stack struct {
 	directConn, tlsConn, fullConn *grpc.ClientConn
 }
 
+// Process names of the bench's workers and its TLS-only Envoy (the report's
+// CPU columns name them).
+const (
+	procWorker    = "helix-worker"
+	procWorkerMLP = "helix-worker-mlp"
+	procEnvoyTLS  = "envoy-tls"
+)
+
 // certs returns the certificate and key files of a local PKI name.
-func (s *stack) certs(name string) (cert, key string) { return pki.Files(s.pkiDir, name) }
+func (s *stack) certs(name string) (cert, key string) { return s.st.Cert(name) }
 
-func (s *stack) caFile() string {
-	c, _ := pki.Files(s.pkiDir, pki.CAName)
-	return c
-}
-
-func (s *stack) start(ctx context.Context, name string, discardStdout bool, env []string, bin string, args ...string) (*proc, error) {
-	p, err := benchproc.Start(name, filepath.Join(s.dir, name+".log"), discardStdout, env, bin, args...)
-	if err != nil {
-		return nil, err
-	}
-	s.procs = append(s.procs, p)
-	return p, nil
-}
-
-func (s *stack) bin(name string) string { return filepath.Join(s.root, "bin", name) }
+func (s *stack) caFile() string { return s.st.CAFile() }
 
 // close stops every process, newest first (workers before helix-xds and
-// Envoy), then the in-process ADS server and Postgres.
+// Envoy), then the in-process ADS server.
 func (s *stack) close() {
 	for _, c := range []*grpc.ClientConn{s.directConn, s.tlsConn, s.fullConn} {
 		if c != nil {
 			_ = c.Close()
 		}
 	}
-	for i := len(s.procs) - 1; i >= 0; i-- {
-		s.procs[i].Stop()
+	if s.st != nil {
+		s.st.Close()
 	}
 	if s.ads != nil {
 		s.ads.stop()
-	}
-	if s.pg != nil {
-		_ = s.pg.Stop()
 	}
 }
 
 // startStack starts everything; on error, what started is left for
 // close, which the caller always runs.
 func startStack(ctx context.Context, s *stack) error {
-	var pp ports
-	pick := func(n int) ([]int, error) {
-		out := make([]int, n)
-		for i := range out {
-			p, err := pp.pick()
-			if err != nil {
-				return nil, err
-			}
-			out[i] = p
-		}
-		return out, nil
-	}
-
-	// Development PKI (internal/pki, as `helixctl pki init` makes it).
-	s.pkiDir = filepath.Join(s.dir, "pki")
-	if _, err := pki.Init(ctx, pki.Options{Dir: s.pkiDir}, pki.LocalSpecs()); err != nil {
-		return fmt.Errorf("pki: %w", err)
-	}
-	pemCA, err := os.ReadFile(s.caFile())
-	if err != nil {
-		return err
-	}
-	s.caPool = x509.NewCertPool()
-	if !s.caPool.AppendCertsFromPEM(pemCA) {
-		return errors.New("pki: no certificate in the CA file")
-	}
-	s.tokenHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.caPool, MinVersion: tls.VersionTLS12},
-	}}
-
-	// The workers load their models first: that takes longest.
-	ps, err := pick(6)
-	if err != nil {
-		return err
-	}
-	s.workerHTTP, s.workerGRPC, s.mlpHTTP, s.mlpGRPC = ps[0], ps[1], ps[3], ps[4]
-	xp, err := pick(2)
-	if err != nil {
-		return err
-	}
-	s.xdsAddr = addr(xp[0])
-	xdsStatus := "http://" + addr(xp[1])
-	wcert, wkey := s.certs(pki.WorkerXDSClient)
-	logf("starting helix-worker (simple, registers itself with helix-xds) and helix-worker (mlp, for the convergence trials)")
-	s.worker, err = s.start(ctx, "helix-worker", false, nil, s.bin("helix-worker"),
-		"--id=bench-worker-simple", "--model-repository="+filepath.Join(s.root, "models"),
-		"--model-control-mode=explicit", "--load-model=simple",
-		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-		fmt.Sprintf("--http-port=%d", ps[0]), fmt.Sprintf("--grpc-port=%d", ps[1]), fmt.Sprintf("--metrics-port=%d", ps[2]),
-		"--log-level=warn",
-		"--xds-address="+s.xdsAddr, "--xds-ca-file="+s.caFile(), "--xds-cert-file="+wcert, "--xds-key-file="+wkey,
-		"--advertise-address=127.0.0.1")
-	if err != nil {
-		return err
-	}
 	mlpRepo := filepath.Join(s.dir, "mlp-repository")
 	if err := os.MkdirAll(mlpRepo, 0o755); err != nil {
 		return err
@@ -177,140 +111,78 @@ func startStack(ctx context.Context, s *stack) error {
 	if err := os.Symlink(filepath.Join(s.root, "models", "mlp"), filepath.Join(mlpRepo, "mlp")); err != nil {
 		return err
 	}
-	s.mlp, err = s.start(ctx, "helix-worker-mlp", false, nil, s.bin("helix-worker"),
-		"--id=bench-worker-mlp", "--model-repository="+mlpRepo, "--model-control-mode=explicit", "--load-model=mlp",
-		"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
-		fmt.Sprintf("--http-port=%d", ps[3]), fmt.Sprintf("--grpc-port=%d", ps[4]), fmt.Sprintf("--metrics-port=%d", ps[5]),
-		"--log-level=warn")
+	warn := []string{"--log-level=warn"}
+	var err error
+	s.st, err = helixstack.New(helixstack.Options{
+		Root: s.root, Dir: filepath.Join(s.dir, "stack"), EnvoyBin: s.envoyBin,
+		Workers: []helixstack.Worker{
+			{Name: procWorker, Models: []string{"simple"}, Plaintext: true, Args: warn},
+			{Name: procWorkerMLP, Repository: mlpRepo, Models: []string{"mlp"}, Plaintext: true, NoRegister: true, Args: warn},
+		},
+		Args: map[string][]string{
+			helixstack.Authz:     {fmt.Sprintf("--token-lifetime=%s", tokenLifetime), "--log-level=warn"},
+			helixstack.RateLimit: warn,
+			// Publish at once; the bench waits for its worker itself.
+			helixstack.XDS: {"--startup-grace=0s"},
+		},
+		GatewayConfig:    func(st *helixstack.Stack) ([]byte, error) { return []byte(gatewayYAML(st)), nil },
+		NodeID:           "bench-envoy-full",
+		EnvoyConcurrency: s.envoyConcurrency,
+		// The access log is formatted and written, but no disk is in the
+		// measurement.
+		EnvoyDiscardStdout: true,
+		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
 		return err
 	}
-
-	// Postgres and helix-authz: TLS on every listener, mTLS from Envoy on
-	// ext_authz, as in make run.
-	logf("starting Postgres, helix-authz, Redis, helix-ratelimit, helix-xds")
-	s.pg, err = pgtest.StartProcess(filepath.Join(s.dir, "pg"))
-	if err != nil {
+	p := s.st.Ports
+	s.workerHTTP, s.workerGRPC = p.Workers[0].HTTP, p.Workers[0].GRPC
+	s.mlpHTTP, s.mlpGRPC = p.Workers[1].HTTP, p.Workers[1].GRPC
+	s.xdsAddr, s.issuer, s.rlDebugURL = addr(p.XDS), s.st.Issuer, s.st.RateLimitConfigURL()
+	s.fullAddr, s.cfgPath = s.st.GatewayAddr(), s.st.ConfigPath()
+	logf("starting Postgres, helix-authz, helix-xds, Redis, helix-ratelimit, the workers (simple, registering itself; mlp, for the convergence trials) and the full chain's Envoy")
+	if err := s.st.Start(ctx); err != nil {
 		return err
 	}
-	dsn, err := pgtest.CreateDatabase(ctx, s.pg.DSN(), "helix_authz")
-	if err != nil {
+	s.worker, s.mlp = s.st.Proc(procWorker), s.st.Proc(procWorkerMLP)
+	s.authz, s.redis, s.ratelimit = s.st.Proc(helixstack.Authz), s.st.Proc(helixstack.Redis), s.st.Proc(helixstack.RateLimit)
+	s.fullEnvoy = &envoy{proc: s.st.Proc(helixstack.Envoy), adminURL: s.st.EnvoyAdminURL}
+	if s.caPool, err = s.st.CAPool(); err != nil {
 		return err
 	}
-	ap, err := pick(4)
-	if err != nil {
-		return err
-	}
-	s.issuer = "https://" + addr(ap[0])
-	kek := filepath.Join(s.dir, "kek")
-	if err := os.WriteFile(kek, []byte(randomHex(32)), 0o600); err != nil {
-		return err
-	}
-	adminToken := randomHex(32)
-	acert, akey := s.certs(pki.AuthzServer)
-	s.authz, err = s.start(ctx, "helix-authz", false, []string{"HELIX_ADMIN_TOKEN=" + adminToken}, s.bin("helix-authz"),
-		"--database-url="+dsn, "--kek-file="+kek, "--issuer="+s.issuer,
-		fmt.Sprintf("--token-lifetime=%s", tokenLifetime),
-		"--http-listen="+addr(ap[0]), "--grpc-listen="+addr(ap[1]), "--admin-listen="+addr(ap[2]),
-		"--metrics-listen="+addr(ap[3]),
-		"--tls-cert-file="+acert, "--tls-key-file="+akey, "--client-ca-file="+s.caFile(), "--log-level=warn")
-	if err != nil {
-		return err
-	}
-	if s.admin, err = admin.NewClient("http://"+addr(ap[2]), adminToken, nil); err != nil {
-		return err
-	}
-
-	// Redis: counters only, nothing saved.
-	rp, err := pick(5)
-	if err != nil {
-		return err
-	}
-	redisDir := filepath.Join(s.dir, "redis")
-	if err := os.MkdirAll(redisDir, 0o700); err != nil {
-		return err
-	}
-	s.redis, err = s.start(ctx, "redis", false, nil, "redis-server", "--bind", "127.0.0.1",
-		"--port", fmt.Sprint(rp[0]), "--save", "", "--appendonly", "no", "--dir", redisDir, "--protected-mode", "yes")
-	if err != nil {
-		return err
-	}
-
-	// The gateway config helix-xds reads (and the TLS-only Envoy's model).
-	ep, err := pick(2)
-	if err != nil {
-		return err
-	}
-	s.fullAddr, s.tlsAddr = addr(ep[0]), addr(ep[1])
-	s.cfgPath = filepath.Join(s.dir, "gateway.yaml")
-	if err := os.WriteFile(s.cfgPath, []byte(gatewayYAML(s, ep[0], ap[1], rp[1])), 0o600); err != nil {
+	s.tokenHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.caPool, MinVersion: tls.VersionTLS12},
+	}}
+	if s.admin, err = admin.NewClient(s.st.AdminURL(), s.st.AdminToken, nil); err != nil {
 		return err
 	}
 	if s.cfg, err = config.Load(s.cfgPath); err != nil {
 		return fmt.Errorf("the bench's gateway config: %w", err)
 	}
-	xcert, xkey := s.certs(pki.XDSServer)
-	// --startup-grace=0s: publish at once; the bench waits for its worker
-	// itself.
-	s.xds, err = s.start(ctx, "helix-xds", false, nil, s.bin("helix-xds"),
-		"--config="+s.cfgPath, "--xds-listen="+s.xdsAddr, "--status-listen="+addr(xp[1]),
-		"--tls-cert-file="+xcert, "--tls-key-file="+xkey, "--client-ca-file="+s.caFile(), "--startup-grace=0s")
-	if err != nil {
-		return err
-	}
-	rcert, rkey := s.certs(pki.RateLimitServer)
-	rxcert, rxkey := s.certs(pki.RateLimitXDSClient)
-	s.rlDebugURL = "http://" + addr(rp[3]) + "/rlconfig"
-	s.ratelimit, err = s.start(ctx, "helix-ratelimit", false, nil, s.bin("helix-ratelimit"),
-		"--grpc-listen="+addr(rp[1]), "--http-listen="+addr(rp[2]), "--debug-listen="+addr(rp[3]),
-		"--metrics-listen="+addr(rp[4]), "--redis-address="+addr(rp[0]),
-		"--tls-cert-file="+rcert, "--tls-key-file="+rkey, "--client-ca-file="+s.caFile(),
-		"--xds-address="+s.xdsAddr, "--xds-server-name=helix-xds", "--xds-ca-file="+s.caFile(),
-		"--xds-cert-file="+rxcert, "--xds-key-file="+rxkey, "--log-level=warn")
-	if err != nil {
-		return err
-	}
-	if err := waitFor(ctx, "helix-xds status", 30*time.Second, s.xds, func(ctx context.Context) error {
-		_, err := httpGet(ctx, http.DefaultClient, xdsStatus+"/healthz")
-		return err
-	}); err != nil {
-		return err
-	}
-
-	// The full chain's Envoy, bootstrapped as `helix-xds bootstrap` does.
-	logf("starting the full chain's Envoy")
-	if s.fullEnvoy, err = s.startEnvoy(ctx, "envoy-full", "bench-envoy-full", "helix", s.xdsAddr); err != nil {
-		return err
-	}
 
 	// The TLS-only Envoy: the translator's resources for the same config
 	// and worker, minus ext_authz and the rate-limit filter, from an ADS
 	// server in this process.
-	if err := waitFor(ctx, "helix-worker ready", 120*time.Second, s.worker, func(ctx context.Context) error {
-		_, err := httpGet(ctx, http.DefaultClient, fmt.Sprintf("http://%s/v2/health/ready", addr(s.workerHTTP)))
-		return err
-	}); err != nil {
-		return err
-	}
-	adsPorts, err := pick(1)
+	var pp ports
+	adsPort, err := pp.pick()
 	if err != nil {
 		return err
 	}
-	logf("starting the TLS-only Envoy and its ADS server")
-	if s.ads, err = startTLSOnlyADS(ctx, s, adsPorts[0], ep[1]); err != nil {
+	tlsPort, err := pp.pick()
+	if err != nil {
 		return err
 	}
-	if s.tlsEnvoy, err = s.startEnvoy(ctx, "envoy-tls", "bench-envoy-tls", tlsOnlyNodeCluster, s.ads.addr); err != nil {
+	s.tlsAddr = addr(tlsPort)
+	logf("starting the TLS-only Envoy and its ADS server")
+	if s.ads, err = startTLSOnlyADS(ctx, s, adsPort, tlsPort); err != nil {
+		return err
+	}
+	if s.tlsEnvoy, err = s.startEnvoy(ctx, procEnvoyTLS, "bench-envoy-tls", tlsOnlyNodeCluster, s.ads.addr); err != nil {
 		return err
 	}
 
 	// The client perf_analyzer is: every model, plan bench.
-	if err := waitFor(ctx, "helix-authz JWKS", 60*time.Second, s.authz, func(ctx context.Context) error {
-		_, err := httpGet(ctx, s.tokenHTTP, s.issuer+"/.well-known/jwks.json")
-		return err
-	}); err != nil {
-		return err
-	}
 	name, plan := "bench-gateway", benchPlan
 	scopes, models := []string{"models:infer", "models:read"}, []string{"*"}
 	c, err := s.admin.CreateClient(ctx, admin.ClientRequest{Name: &name, Scopes: &scopes, Models: &models, Plan: &plan})
@@ -440,9 +312,9 @@ type envoy struct {
 }
 
 // startEnvoy writes a bootstrap (envoy/bootstrap, what `helix-xds
-// bootstrap` writes) for the ADS server at xdsAddr and starts Envoy on it.
-// Access logs go to standard output, which is discarded: the line is
-// formatted and written, but no disk is in the measurement.
+// bootstrap` writes) for the ADS server at xdsAddr and starts Envoy on it
+// in the stack's process group, until LIVE. Access logs go to standard
+// output, which is discarded.
 func (s *stack) startEnvoy(ctx context.Context, name, nodeID, nodeCluster, xdsAddr string) (*envoy, error) {
 	cert, key := s.certs(pki.EnvoyXDSClient)
 	b, err := bootstrap.Render(bootstrap.Config{
@@ -458,43 +330,36 @@ func (s *stack) startEnvoy(ctx context.Context, name, nodeID, nodeCluster, xdsAd
 		return nil, err
 	}
 	adminPath := filepath.Join(s.dir, name+".admin-address")
-	p, err := s.start(ctx, name, true, nil, s.envoyBin, "-c", bpath, "--admin-address-path", adminPath,
-		"--disable-hot-restart", "--concurrency", fmt.Sprint(s.envoyConcurrency))
+	e := &envoy{}
+	err = s.st.Run(ctx, supervise.Spec{
+		Name: name, Path: s.envoyBin, DiscardStdout: true,
+		Args: []string{"-c", bpath, "--admin-address-path", adminPath, "--disable-hot-restart", "--concurrency", fmt.Sprint(s.envoyConcurrency)},
+		Ready: func(ctx context.Context) error {
+			b, err := os.ReadFile(adminPath)
+			if err != nil || strings.TrimSpace(string(b)) == "" {
+				return errors.New("admin address not written yet")
+			}
+			e.adminURL = "http://" + strings.TrimSpace(string(b))
+			body, err := httpGet(ctx, http.DefaultClient, e.adminURL+"/ready")
+			if err == nil && strings.TrimSpace(string(body)) != "LIVE" {
+				err = fmt.Errorf("state %q", strings.TrimSpace(string(body)))
+			}
+			return err
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	e := &envoy{proc: p}
-	if err := waitFor(ctx, name+" admin address", 30*time.Second, p, func(context.Context) error {
-		b, err := os.ReadFile(adminPath)
-		if err != nil || strings.TrimSpace(string(b)) == "" {
-			return errors.New("not written yet")
-		}
-		e.adminURL = "http://" + strings.TrimSpace(string(b))
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := waitFor(ctx, name+" LIVE", 60*time.Second, p, func(ctx context.Context) error {
-		b, err := httpGet(ctx, http.DefaultClient, e.adminURL+"/ready")
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(b)) != "LIVE" {
-			return fmt.Errorf("state %q", strings.TrimSpace(string(b)))
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
+	e.proc = s.st.Proc(name)
 	return e, nil
 }
 
 // gatewayYAML is the bench's gateway config: deploy/local/gateway.yaml's
 // settings with this run's ports and PKI, and the bench plan.
-func gatewayYAML(s *stack, listenPort, authzPort, ratelimitPort int) string {
-	lc, lk := s.certs(pki.EnvoyServer)
-	ac, ak := s.certs(pki.EnvoyAuthzClient)
-	rc, rk := s.certs(pki.EnvoyRateLimitClient)
+func gatewayYAML(st *helixstack.Stack) string {
+	lc, lk := st.Cert(pki.EnvoyServer)
+	ac, ak := st.Cert(pki.EnvoyAuthzClient)
+	rc, rk := st.Cert(pki.EnvoyRateLimitClient)
 	return fmt.Sprintf(`# Written by bench/gateway for one run.
 listener:
   address: 127.0.0.1
@@ -530,7 +395,7 @@ plans:
 health_check:
   interval: 2s
   no_traffic_interval: 5s
-`, listenPort, lc, lk, authzPort, s.caFile(), ac, ak, ratelimitPort, s.caFile(), rc, rk, benchPlan, benchPlanRPS)
+`, st.Ports.Gateway, lc, lk, st.Ports.ExtAuthz, st.CAFile(), ac, ak, st.Ports.RateLimit, st.CAFile(), rc, rk, benchPlan, benchPlanRPS)
 }
 
 // simpleRequest is a ModelInfer on simple, as perf_analyzer sends it
@@ -554,10 +419,4 @@ func mlpRequest() *inference.ModelInferRequest {
 		Inputs:           []*inference.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 256}}},
 		RawInputContents: [][]byte{make([]byte, 4*256)},
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
-	return hex.EncodeToString(b)
 }
