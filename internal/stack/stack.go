@@ -53,7 +53,7 @@ type Options struct {
 	// BinDir holds helix-authz, helix-xds, helix-worker and
 	// helix-ratelimit (default Root/bin).
 	BinDir string
-	// EnvoyBin is Envoy (default: FindEnvoy(Root)).
+	// EnvoyBin is Envoy (default: envoybin.Find(Root)).
 	EnvoyBin string
 	// DefaultPorts takes each port's default when it is free (make run);
 	// otherwise every port is a free one. HELIX_<NAME>_PORT forces a port
