@@ -1,0 +1,95 @@
+package stack
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPortsDefaultsForcedAndFree(t *testing.T) {
+	// Hold GATEWAY's default, so that it must be replaced by a free one.
+	l, err := net.Listen("tcp", "127.0.0.1:8443")
+	if err == nil {
+		defer l.Close()
+	}
+	env := map[string]string{"HELIX_XDS_PORT": "28999"}
+	var p Ports
+	p.Workers = make([]WorkerPorts, 2)
+	if err := p.pick(true, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if p.XDS != 28999 {
+		t.Errorf("XDS = %d, want the forced 28999", p.XDS)
+	}
+	if l != nil && p.Gateway == 8443 {
+		t.Error("GATEWAY took its default while it was in use")
+	}
+	seen := map[int]string{}
+	for _, e := range p.table() {
+		if *e.p == 0 {
+			t.Errorf("%s has no port", e.name)
+		}
+		if other, dup := seen[*e.p]; dup {
+			t.Errorf("%s and %s share port %d", e.name, other, *e.p)
+		}
+		seen[*e.p] = e.name
+	}
+	if n := len(p.table()); n != 22 {
+		t.Errorf("%d ports, want 22 (make run's)", n)
+	}
+}
+
+func TestPortsRefuseBadOverrides(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"HELIX_PG_PORT": "five"}, `HELIX_PG_PORT="five" is not a port`},
+		{map[string]string{"HELIX_PG_PORT": "70000"}, `is not a port`},
+		{map[string]string{"HELIX_XDS_PORT": "28999", "HELIX_REDIS_PORT": "28999"}, "HELIX_REDIS_PORT=28999 is XDS's port too"},
+	} {
+		var p Ports
+		err := p.pick(false, func(k string) string { return tc.env[k] })
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestFillPlaceholders(t *testing.T) {
+	out, err := fillPlaceholders("t", []byte("port: ${A}\naddr: 127.0.0.1:${B}\n"), map[string]string{"A": "1", "B": "2"})
+	if err != nil || string(out) != "port: 1\naddr: 127.0.0.1:2\n" {
+		t.Fatalf("got %q, %v", out, err)
+	}
+	if _, err := fillPlaceholders("deploy/local/gateway.yaml", []byte("x: ${C}"), nil); err == nil || !strings.Contains(err.Error(), "${C}") {
+		t.Fatalf("an unfilled placeholder: %v", err)
+	}
+}
+
+func TestLocalEnvIsShellSyntax(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Root: ".", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AdminToken = "tok"
+	secret := `it's $HOME "x" \ ?&`
+	if err := s.WriteLocalEnv(Demo{ID: "hxc_1", Secret: secret}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "local.env")
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("local.env: %v, %v", fi, err)
+	}
+	out, err := exec.Command("sh", "-c", `. "$1" && printf '%s\n%s\n%s' "$HELIX_CLIENT_SECRET" "$HELIX_DATABASE_URL" "$HELIX_GRPC_ADDR"`, "sh", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := secret + "\n" + s.DatabaseURL + "\n" + s.GatewayAddr()
+	if string(out) != want {
+		t.Fatalf("sourced back:\n%s\nwant:\n%s", out, want)
+	}
+}
