@@ -33,7 +33,8 @@ import (
 // (workers register over gRPC) or *kube.Source (EndpointSlices).
 type Source interface {
 	Snapshot() []registry.Worker
-	// Subscribe signals (coalesced) after the workers changed.
+	// Subscribe signals (coalesced) after the workers changed, until ctx
+	// ends; the channel need not be closed then.
 	Subscribe(ctx context.Context) <-chan struct{}
 }
 
@@ -139,8 +140,16 @@ func (b *Builder) Run(ctx context.Context) error {
 		})
 	})
 	wg.Go(func() {
-		for range b.c.Workers.Subscribe(ctx) {
-			deb.Trigger()
+		// A source need not close its channel when ctx ends (the registry
+		// does not): wait on ctx too, or a stop would hang here.
+		changed := b.c.Workers.Subscribe(ctx)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				deb.Trigger()
+			}
 		}
 	})
 	if b.c.StartupGrace > 0 {

@@ -30,12 +30,11 @@ func (w *workers) Snapshot() []registry.Worker {
 	return w.table
 }
 
-// Subscribe forwards set's signals until ctx ends, then closes, as the
-// real sources do.
+// Subscribe forwards set's signals until ctx ends. Like the registry's, the
+// channel is never closed: Run must stop on ctx alone.
 func (w *workers) Subscribe(ctx context.Context) <-chan struct{} {
 	out := make(chan struct{})
 	go func() {
-		defer close(out)
 		for {
 			select {
 			case <-ctx.Done():
