@@ -5,8 +5,9 @@
 //
 //	go run ./bench/authz [--quick] [--write docs/benchmarks.md] [--profile DIR]
 //
-// Every server is started here on 127.0.0.1 free ports, on one private
-// Postgres (internal/pgtest), and stopped at the end. Hydra is the binary
+// Every server is started here on 127.0.0.1 free ports, under
+// internal/supervise, on one private Postgres (internal/pgtest), and
+// stopped at the end. Hydra is the binary
 // `make bench-authz` builds from bench/hydra into .tools/.
 package main
 
@@ -29,6 +30,7 @@ import (
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
 const hydraVersion = "v2.3.0"
@@ -186,22 +188,25 @@ func run(ctx context.Context, o *options) (err error) {
 	}
 
 	logf("starting helix-authz, Ory Hydra %s and the no-op server", hydraVersion)
-	hx, err := startHelix(ctx, helixBin, helixDSN, tmp, o.profile != "")
+	// Their logs go into tmp; Close stops them newest first.
+	g, err := supervise.New(supervise.Options{LogDir: tmp})
 	if err != nil {
 		return err
 	}
-	defer hx.p.Stop()
-	hy, err := startHydra(ctx, o.hydraBin, hydraDSN, o.hydraConns, tmp)
+	defer g.Close()
+	hx, err := startHelix(ctx, g, helixBin, helixDSN, tmp, o.profile != "")
 	if err != nil {
 		return err
 	}
-	defer hy.p.Stop()
+	hy, err := startHydra(ctx, g, o.hydraBin, hydraDSN, o.hydraConns)
+	if err != nil {
+		return err
+	}
 	out.hydraVersion, out.hydraHash = hy.version, hy.secretHash
-	nop, err := startNoop(ctx, tmp)
+	nop, err := startNoop(ctx, g)
 	if err != nil {
 		return err
 	}
-	defer nop.p.Stop()
 
 	// One token from each, to check that both answer the same request with
 	// a JWT; helix-authz's is the one the Check runs present.
@@ -210,14 +215,14 @@ func run(ctx context.Context, o *options) (err error) {
 	hyTok := newTokenClient(hy.tokenURL, hy.clientID, hy.clientSecret, maxTok)
 	jwt, err := firstToken(ctx, hx, hxTok)
 	if err != nil {
-		return fmt.Errorf("helix-authz token: %w\n%s", err, hx.p.Tail())
+		return fmt.Errorf("helix-authz token: %w\n%s", err, hx.p.Tail(tailLines))
 	}
 	if out.helixTokenHeader, err = jwtHeader(jwt.AccessToken); err != nil {
 		return fmt.Errorf("helix-authz token: %w", err)
 	}
 	hyJWT, err := hyTok.token(ctx)
 	if err != nil {
-		return fmt.Errorf("hydra token: %w\n%s", err, hy.p.Tail())
+		return fmt.Errorf("hydra token: %w\n%s", err, hy.p.Tail(tailLines))
 	}
 	if out.hydraTokenHeader, err = jwtHeader(hyJWT.AccessToken); err != nil {
 		return fmt.Errorf("hydra token (strategies.access_token=jwt expected): %w", err)
@@ -322,7 +327,7 @@ func firstToken(ctx context.Context, hx *helix, tc *tokenClient) (*tokenResponse
 			return nil, err
 		}
 		if !rotated && time.Since(start) > 2*time.Second {
-			logf("WARNING: helix-authz answers 503 to token requests (%v); its log:\n%s\nrotating its signing key through the admin API", err, hx.p.Tail())
+			logf("WARNING: helix-authz answers 503 to token requests (%v); its log:\n%s\nrotating its signing key through the admin API", err, hx.p.Tail(tailLines))
 			if _, err := hx.admin.RotateKeys(ctx); err != nil {
 				return nil, fmt.Errorf("rotate signing key: %w", err)
 			}

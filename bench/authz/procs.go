@@ -14,42 +14,37 @@ import (
 	"strings"
 	"time"
 
-	"github.com/helixflow/helixflow/bench/internal/benchproc"
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
-// proc is a server process started by the benchmark.
-type proc = benchproc.Proc
+// proc is a server process started by the benchmark, under
+// internal/supervise (the supervisor of make run, e2e and bench/gateway):
+// its own process group, killed with the benchmark, its log in the
+// temporary folder.
+type proc = supervise.Proc
 
-// startProc starts name with its output in logPath.
-func startProc(name, logPath string, env []string, bin string, args ...string) (*proc, error) {
-	return benchproc.Start(name, logPath, false, env, bin, args...)
-}
+// tailLines is how much of a process's log an error shows.
+const tailLines = 40
 
-// waitHTTP polls url until it answers 200, the process exits or 60 s pass.
-func waitHTTP(ctx context.Context, p *proc, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
+// httpReady is a supervise.Spec.Ready: url answers 200.
+func httpReady(url string) func(context.Context) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
-	for {
+	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
 		resp, err := hc.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return err
 		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("%s exited (%v):\n%s", p.Name, p.Err(), p.Tail())
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s after 60 s:\n%s", p.Name, url, p.Tail())
-		case <-time.After(100 * time.Millisecond):
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
+		return nil
 	}
 }
 
@@ -81,7 +76,7 @@ func randomHex(n int) string {
 
 // repoRoot finds the repository root from the working directory up.
 func repoRoot() (string, error) {
-	return benchproc.RepoRoot(filepath.Join("bench", "authz", "main.go"))
+	return benchdoc.RepoRoot(filepath.Join("bench", "authz", "main.go"))
 }
 
 // runCmd runs a short command and returns its combined output.

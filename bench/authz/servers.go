@@ -21,6 +21,7 @@ import (
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
 // The client both servers get: the same scopes, audience and
@@ -42,7 +43,7 @@ type helix struct {
 	admin                  *admin.Client
 }
 
-func startHelix(ctx context.Context, bin, dsn, dir string, profile bool) (*helix, error) {
+func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, profile bool) (*helix, error) {
 	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
@@ -63,22 +64,21 @@ func startHelix(ctx context.Context, bin, dsn, dir string, profile bool) (*helix
 		h.pprofAddr = fmt.Sprintf("127.0.0.1:%d", ports[4])
 		env = append(env, "HELIX_BENCH_PPROF="+h.pprofAddr)
 	}
-	h.p, err = startProc("helix-authz", filepath.Join(dir, "helix-authz.log"), env, bin,
-		"--database-url="+dsn, "--issuer="+issuer, "--audience="+benchAudience,
-		"--http-listen="+httpAddr, "--grpc-listen="+h.grpcAddr, "--admin-listen="+adminAddr,
-		fmt.Sprintf("--metrics-listen=127.0.0.1:%d", ports[3]),
-		"--plaintext-loopback", "--secret-pepper-file="+pepper, "--log-level=warn")
+	h.p, err = g.Start(ctx, supervise.Spec{
+		Name: "helix-authz", Path: bin, Env: env,
+		Args: []string{"--database-url=" + dsn, "--issuer=" + issuer, "--audience=" + benchAudience,
+			"--http-listen=" + httpAddr, "--grpc-listen=" + h.grpcAddr, "--admin-listen=" + adminAddr,
+			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", ports[3]),
+			"--plaintext-loopback", "--secret-pepper-file=" + pepper, "--log-level=warn"},
+		// The JWKS answers once the first signing key exists.
+		Ready: httpReady(issuer + "/.well-known/jwks.json"),
+	})
 	if err != nil {
-		return nil, err
-	}
-	if err := waitHTTP(ctx, h.p, issuer+"/.well-known/jwks.json"); err != nil {
-		h.p.Stop()
 		return nil, err
 	}
 	h.tokenURL = issuer + "/oauth2/token"
 	ac, err := admin.NewClient("http://"+adminAddr, adminToken, nil)
 	if err != nil {
-		h.p.Stop()
 		return nil, err
 	}
 	h.admin = ac
@@ -86,13 +86,11 @@ func startHelix(ctx context.Context, bin, dsn, dir string, profile bool) (*helix
 	scopes := benchScopes
 	c, err := ac.CreateClient(ctx, admin.ClientRequest{Name: &name, Scopes: &scopes, Models: &models, Audience: &aud, Plan: &plan})
 	if err != nil {
-		h.p.Stop()
 		return nil, fmt.Errorf("helix-authz: create client: %w", err)
 	}
 	h.clientID, h.clientSecret = c.ClientID, c.ClientSecret
 	k, err := ac.CreateAPIKey(ctx, admin.APIKeyRequest{ClientID: c.ClientID, Name: "bench"})
 	if err != nil {
-		h.p.Stop()
 		return nil, fmt.Errorf("helix-authz: create API key: %w", err)
 	}
 	h.apiKey = k.Key
@@ -112,7 +110,7 @@ type hydra struct {
 
 // startHydra starts Hydra on the database at dsn with a pool of conns
 // connections (0: Hydra's default).
-func startHydra(ctx context.Context, bin, dsn string, conns int, dir string) (*hydra, error) {
+func startHydra(ctx context.Context, g *supervise.Group, bin, dsn string, conns int) (*hydra, error) {
 	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
@@ -147,17 +145,15 @@ func startHydra(ctx context.Context, bin, dsn string, conns int, dir string) (*h
 	if _, err := runCmd(ctx, env, bin, "migrate", "sql", "up", "-e", "--yes"); err != nil {
 		return nil, fmt.Errorf("hydra migrate: %w", err)
 	}
-	hy.p, err = startProc("hydra", filepath.Join(dir, "hydra.log"), env, bin, "serve", "all", "--dev", "--sqa-opt-out")
+	adminURL := "http://" + adm
+	hy.p, err = g.Start(ctx, supervise.Spec{
+		Name: "hydra", Path: bin, Env: env, Args: []string{"serve", "all", "--dev", "--sqa-opt-out"},
+		Ready: httpReady(adminURL + "/health/ready"),
+	})
 	if err != nil {
 		return nil, err
 	}
-	adminURL := "http://" + adm
-	if err := waitHTTP(ctx, hy.p, adminURL+"/health/ready"); err != nil {
-		hy.p.Stop()
-		return nil, err
-	}
 	if err := hy.setup(ctx, adminURL, dsn); err != nil {
-		hy.p.Stop()
 		return nil, err
 	}
 	hy.tokenURL = "http://" + pub + "/oauth2/token"
@@ -260,7 +256,7 @@ type noop struct {
 	addr string
 }
 
-func startNoop(ctx context.Context, dir string) (*noop, error) {
+func startNoop(ctx context.Context, g *supervise.Group) (*noop, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -270,30 +266,23 @@ func startNoop(ctx context.Context, dir string) (*noop, error) {
 		return nil, err
 	}
 	n := &noop{addr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
-	n.p, err = startProc("no-op server", filepath.Join(dir, "noop.log"), nil, self, "--serve-noop", n.addr)
-	if err != nil {
-		return nil, err
-	}
-	// Ready when a Check answers.
 	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		n.p.Stop()
 		return nil, err
 	}
 	defer conn.Close()
 	cl := authv3.NewAuthorizationClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := cl.Check(cctx, &authv3.CheckRequest{})
-		cancel()
-		if err == nil {
-			return n, nil
-		}
-		if time.Now().After(deadline) {
-			n.p.Stop()
-			return nil, fmt.Errorf("no-op server not ready: %w\n%s", err, n.p.Tail())
-		}
-		time.Sleep(100 * time.Millisecond)
+	n.p, err = g.Start(ctx, supervise.Spec{
+		Name: "noop", Path: self, Args: []string{"--serve-noop", n.addr},
+		// Ready when a Check answers.
+		Ready: func(ctx context.Context) error {
+			_, err := cl.Check(ctx, &authv3.CheckRequest{})
+			return err
+		},
+		ReadyTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		return nil, err
 	}
+	return n, nil
 }

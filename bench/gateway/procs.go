@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/helixflow/helixflow/bench/internal/benchproc"
+	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/supervise"
@@ -108,7 +108,7 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
 // repoRoot finds the repository root from the working directory up.
 func repoRoot() (string, error) {
-	return benchproc.RepoRoot(filepath.Join("bench", "gateway", "main.go"))
+	return benchdoc.RepoRoot(filepath.Join("bench", "gateway", "main.go"))
 }
 
 func logf(format string, args ...any) {

@@ -1,15 +1,36 @@
 // Package benchdoc is what the benchmarks share in writing their reports:
-// their own section of docs/benchmarks.md, number formatting, and the
-// commit they measured.
+// the repository they run in, their own section of docs/benchmarks.md,
+// number formatting, and the commit they measured.
 package benchdoc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
+
+// RepoRoot finds the repository root, the folder holding marker (a path
+// relative to it), from the working directory up.
+func RepoRoot(marker string) (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from the repository (" + marker + " not found above the working directory)")
+		}
+		dir = parent
+	}
+}
 
 // WriteSection replaces the part of the file at path from the line begin
 // to the line end (both markers included) with section, or appends section
