@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
-	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
@@ -49,7 +49,7 @@ func run(m *testing.M) int {
 		if _, err := envoytest.Find(); err != nil {
 			return m.Run()
 		}
-		if _, err := pgtest.FindBinaries(); err != nil {
+		if _, err := pgbin.Find(); err != nil {
 			return m.Run()
 		}
 	}

@@ -52,7 +52,7 @@ import (
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/envoy/envoytest"
-	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/pgbin"
 )
 
 type options struct {
@@ -173,7 +173,7 @@ func validate(o *options) error {
 	if _, err := envoytest.Find(); err != nil {
 		return err
 	}
-	if _, err := pgtest.FindBinaries(); err != nil {
+	if _, err := pgbin.Find(); err != nil {
 		return fmt.Errorf("%w: run `make deps`", err)
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {

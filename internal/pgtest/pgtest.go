@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
@@ -124,7 +125,7 @@ func NewDatabase(t testing.TB, dsn string) string {
 // not installed.
 func RequireBinaries(t testing.TB) {
 	t.Helper()
-	if _, err := FindBinaries(); err != nil {
+	if _, err := pgbin.Find(); err != nil {
 		testdeps.Missing(t, "%v: make deps installs Debian's postgresql", err)
 	}
 }

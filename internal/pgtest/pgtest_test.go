@@ -139,19 +139,3 @@ func mkdirTemp(t *testing.T) string {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
-
-func TestFindBinariesWithoutPath(t *testing.T) {
-	pgtest.RequireBinaries(t)
-	b, err := pgtest.FindBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", t.TempDir())
-	b2, err := pgtest.FindBinaries()
-	if err != nil {
-		t.Fatalf("not found under /usr/lib/postgresql without PATH: %v", err)
-	}
-	if filepath.Base(b2.Initdb) != "initdb" || filepath.Base(b.Postgres) != "postgres" {
-		t.Errorf("odd binaries %+v %+v", b, b2)
-	}
-}

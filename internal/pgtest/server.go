@@ -1,8 +1,10 @@
 // Package pgtest starts private Postgres servers from the machine's
-// PostgreSQL binaries (Debian's postgresql package): initdb into a folder
-// of its own, listening only on 127.0.0.1 on a free port, with its unix
-// socket in that folder. Tests use Start, StartShared and NewDatabase;
-// `make run` and benchmarks use StartProcess.
+// PostgreSQL binaries (internal/pgbin): initdb into a folder of its own,
+// listening only on 127.0.0.1 on a free port, with its unix socket in that
+// folder. Tests use Start, StartShared and NewDatabase; the authz
+// benchmark (bench/authz) uses StartProcess. `make run` and the e2e tests
+// run Postgres under internal/stack instead, with the same binaries and
+// user (internal/pgbin).
 package pgtest
 
 import (
@@ -12,14 +14,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/helixflow/helixflow/internal/freeport"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,16 +26,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// ErrNoPostgres: the PostgreSQL server binaries were not found.
-var ErrNoPostgres = errors.New("pgtest: PostgreSQL binaries (initdb, postgres) not found")
+	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/pgbin"
+)
 
 // Superuser is the name of the bootstrap superuser of every server.
 const Superuser = "postgres"
-
-// versionedBins is where Debian installs each PostgreSQL major version.
-var versionedBins = "/usr/lib/postgresql/*/bin"
 
 // Server is one running Postgres.
 type Server struct {
@@ -111,12 +107,12 @@ func (s *Server) stop(sig syscall.Signal, wait time.Duration) error {
 // process. Run as root, it runs as the "postgres" system user (Postgres
 // refuses root), and dir is handed to that user.
 //
-// The settings trade durability for speed (fsync off): it is for tests,
-// benchmarks and local stacks, never for data that matters.
+// The settings trade durability for speed (fsync off): it is for tests
+// and benchmarks, never for data that matters.
 func StartProcess(dir string) (*Server, error) {
-	bin, err := FindBinaries()
+	bin, err := pgbin.Find()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	dir, err = filepath.Abs(dir)
 	if err != nil {
@@ -126,9 +122,9 @@ func StartProcess(dir string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	owner, err := runAs()
+	owner, err := pgbin.User()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	if owner != nil {
 		if err := reachable(dir, owner); err != nil {
@@ -169,70 +165,6 @@ func StartProcess(dir string) (*Server, error) {
 	return nil, lastErr
 }
 
-// Binaries are the PostgreSQL programs pgtest runs.
-type Binaries struct {
-	Initdb   string
-	Postgres string
-}
-
-// FindBinaries looks for initdb and postgres side by side: first initdb on
-// PATH (symlinks followed), then /usr/lib/postgresql/*/bin, highest
-// version first. It returns an error wrapping ErrNoPostgres if neither has
-// them.
-func FindBinaries() (Binaries, error) {
-	var dirs []string
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			dirs = append(dirs, filepath.Dir(real))
-		}
-		dirs = append(dirs, filepath.Dir(p))
-	}
-	versions, _ := filepath.Glob(versionedBins)
-	sort.Slice(versions, func(i, j int) bool {
-		return pgVersion(versions[i]) > pgVersion(versions[j])
-	})
-	dirs = append(dirs, versions...)
-	for _, d := range dirs {
-		b := Binaries{Initdb: filepath.Join(d, "initdb"), Postgres: filepath.Join(d, "postgres")}
-		if isExecutable(b.Initdb) && isExecutable(b.Postgres) {
-			return b, nil
-		}
-	}
-	return Binaries{}, fmt.Errorf("%w (searched PATH and %s)", ErrNoPostgres, versionedBins)
-}
-
-// pgVersion reads the major version from /usr/lib/postgresql/<v>/bin.
-func pgVersion(binDir string) float64 {
-	v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
-	if err != nil {
-		return -1
-	}
-	return v
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
-}
-
-// runAs returns the credentials to run Postgres with: nil when not root,
-// the "postgres" user's when root.
-func runAs() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: running as root, Postgres must run as another user, and there is no 'postgres' user: %w", err)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("pgtest: postgres user has ids %q/%q", u.Uid, u.Gid)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-}
-
 // reachable checks that the user of owner may pass through every folder
 // above dir, which Postgres needs and a root-made temp folder (0700) denies.
 func reachable(dir string, owner *syscall.Credential) error {
@@ -256,7 +188,7 @@ func reachable(dir string, owner *syscall.Credential) error {
 }
 
 // initdb creates the cluster unless dataDir already holds one.
-func (s *Server) initdb(bin Binaries, owner *syscall.Credential) error {
+func (s *Server) initdb(bin pgbin.Binaries, owner *syscall.Credential) error {
 	pwPath := filepath.Join(s.dir, "password")
 	if _, err := os.Stat(filepath.Join(s.dataDir, "PG_VERSION")); err == nil {
 		pw, err := os.ReadFile(pwPath)
@@ -316,7 +248,7 @@ func (s *Server) initdb(bin Binaries, owner *syscall.Credential) error {
 }
 
 // start runs the postmaster and waits until it accepts connections.
-func (s *Server) start(bin Binaries, owner *syscall.Credential) error {
+func (s *Server) start(bin pgbin.Binaries, owner *syscall.Credential) error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("pgtest: %w", err)

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,7 +20,7 @@ import (
 
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/internal/freeport"
-	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/stack/envoybin"
 	"github.com/helixflow/helixflow/internal/supervise"
@@ -40,16 +39,17 @@ func (s *Stack) prepare(ctx context.Context) error {
 	return nil
 }
 
-// postgres is Debian's PostgreSQL on Dir/pg (created once, user helix,
-// trust on 127.0.0.1 only), as the "postgres" user when we are root.
+// postgres is the machine's PostgreSQL (internal/pgbin) on Dir/pg
+// (created once, user helix, trust on 127.0.0.1 only), as the "postgres"
+// user when we are root.
 func (s *Stack) postgres() ([]supervise.Spec, error) {
-	bins, err := pgtest.FindBinaries()
+	bins, err := pgbin.Find()
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w (run make deps)", err)
 	}
-	cred, err := postgresUser()
+	cred, err := pgbin.User()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stack: %w", err)
 	}
 	data := filepath.Join(s.opts.Dir, "pg")
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
@@ -74,24 +74,6 @@ func (s *Stack) postgres() ([]supervise.Spec, error) {
 		Ready:      pgReady(s.DatabaseURL),
 		StopSignal: syscall.SIGINT, // fast shutdown: SIGTERM would wait for every client
 	}}, nil
-}
-
-// postgresUser is the user Postgres runs as: nil (ourselves) unless we
-// are root, which Postgres refuses.
-func postgresUser() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("stack: running as root, Postgres must run as the 'postgres' user: %w", err)
-	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return nil, fmt.Errorf("stack: the postgres user has ids %q/%q", u.Uid, u.Gid)
-	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
 }
 
 // secretFile returns the contents of a 0600 file in Dir holding 32 random

@@ -1,0 +1,89 @@
+// Package pgbin is the machine's PostgreSQL server programs (Debian's
+// postgresql package): where they are (Find) and as whom they run (User,
+// since Postgres refuses root). The local stack (internal/stack) and the
+// tests' private servers (internal/pgtest) both start Postgres with them,
+// so that the two agree; it lives apart from pgtest so that the stack
+// does not link test support.
+package pgbin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+)
+
+// ErrNotFound: the PostgreSQL server binaries were not found.
+var ErrNotFound = errors.New("PostgreSQL binaries (initdb, postgres) not found")
+
+// versionedBins is where Debian installs each PostgreSQL major version.
+var versionedBins = "/usr/lib/postgresql/*/bin"
+
+// Binaries are the PostgreSQL programs that make and run a server.
+type Binaries struct {
+	Initdb   string
+	Postgres string
+}
+
+// Find looks for initdb and postgres side by side: first initdb on PATH
+// (symlinks followed), then /usr/lib/postgresql/*/bin, highest version
+// first. It returns an error wrapping ErrNotFound if neither has them.
+func Find() (Binaries, error) {
+	var dirs []string
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			dirs = append(dirs, filepath.Dir(real))
+		}
+		dirs = append(dirs, filepath.Dir(p))
+	}
+	versions, _ := filepath.Glob(versionedBins)
+	sort.Slice(versions, func(i, j int) bool {
+		return pgVersion(versions[i]) > pgVersion(versions[j])
+	})
+	dirs = append(dirs, versions...)
+	for _, d := range dirs {
+		b := Binaries{Initdb: filepath.Join(d, "initdb"), Postgres: filepath.Join(d, "postgres")}
+		if isExecutable(b.Initdb) && isExecutable(b.Postgres) {
+			return b, nil
+		}
+	}
+	return Binaries{}, fmt.Errorf("%w (searched PATH and %s)", ErrNotFound, versionedBins)
+}
+
+// pgVersion reads the major version from /usr/lib/postgresql/<v>/bin.
+func pgVersion(binDir string) float64 {
+	v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// User returns the credentials to run initdb and postgres with: nil
+// (ourselves) unless we are root, which Postgres refuses; then the
+// "postgres" system user's.
+func User() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, Postgres must run as another user, and there is no 'postgres' user: %w", err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("the postgres user has ids %q/%q", u.Uid, u.Gid)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+}
