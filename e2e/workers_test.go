@@ -15,6 +15,7 @@ import (
 	"github.com/helixflow/helixflow/internal/pki"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/supervise"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // workerSpec describes a helix-worker to start.
@@ -78,7 +79,7 @@ func (w *worker) endpoint() string { return addr(w.grpcPort) }
 func (w *worker) waitReady(t *testing.T) {
 	t.Helper()
 	waitFor(t, w.name+" ready", 60*time.Second, w.proc, func(ctx context.Context) error {
-		_, err := httpGet(ctx, w.health, w.healthBase+"/v2/health/ready")
+		_, err := httpGet(ctx, w.health, w.healthBase+wire.RESTServerReady)
 		return err
 	})
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
@@ -307,8 +308,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		// Liveness and readiness here too: kubelet probes present no client
 		// certificate, so they cannot reach the mTLS listeners. The answers
 		// carry no model data, as the KServe v2 endpoints they mirror.
-		mux.Handle("GET /v2/health/live", healthHandler(mgr.Live))
-		mux.Handle("GET /v2/health/ready", healthHandler(mgr.Ready))
+		mux.Handle("GET "+wire.RESTServerLive, healthHandler(mgr.Live))
+		mux.Handle("GET "+wire.RESTServerReady, healthHandler(mgr.Ready))
 		// Plaintext, as Triton's: Prometheus scrapes it inside the cluster.
 		lis, err := listen(net.JoinHostPort(o.metricsAddr, strconv.Itoa(o.metricsPort)), nil)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/testdeps"
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/gpu"
 )
 
@@ -143,7 +144,7 @@ func scrapeWorker(t *testing.T, args []string) (body, logs string) {
 		if err == nil {
 			// Kubelet probes use the metrics port (the other listeners may
 			// require client certificates); an empty repository is ready.
-			for _, path := range []string{"/v2/health/live", "/v2/health/ready"} {
+			for _, path := range []string{wire.RESTServerLive, wire.RESTServerReady} {
 				if _, err := get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path)); err != nil {
 					t.Errorf("GET %s on the metrics port: %v", path, err)
 				}
@@ -225,7 +226,7 @@ func TestHealthHandler(t *testing.T) {
 		want int
 	}{{true, http.StatusOK}, {false, http.StatusServiceUnavailable}} {
 		rec := httptest.NewRecorder()
-		healthHandler(func() bool { return tc.ok }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v2/health/ready", nil))
+		healthHandler(func() bool { return tc.ok }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, wire.RESTServerReady, nil))
 		if rec.Code != tc.want || rec.Body.Len() != 0 {
 			t.Errorf("ok=%v: %d %q, want %d and no body", tc.ok, rec.Code, rec.Body.String(), tc.want)
 		}

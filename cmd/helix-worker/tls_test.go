@@ -22,6 +22,7 @@ import (
 
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -257,7 +258,7 @@ func httpReady(port int, conf *tls.Config) error {
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: true},
 	}
-	resp, err := c.Get(fmt.Sprintf("%s://127.0.0.1:%d/v2/health/ready", scheme, port))
+	resp, err := c.Get(fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, port, wire.RESTServerReady))
 	if err != nil {
 		return err
 	}

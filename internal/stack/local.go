@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // Lock takes Dir/run.lock, so one stack runs per state folder; it is
@@ -163,7 +164,7 @@ func (s *Stack) WaitServing(ctx context.Context, token string) error {
 	}
 	for _, m := range models {
 		if err := s.poll(ctx, Envoy, "model "+m+" ready through Envoy", 30*time.Second, func(ctx context.Context) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.GatewayURL()+"/v2/models/"+m+"/ready", nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.GatewayURL()+wire.RESTModelPath(m, "", "ready"), nil)
 			if err != nil {
 				return err
 			}

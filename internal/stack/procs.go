@@ -24,6 +24,7 @@ import (
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/stack/envoybin"
 	"github.com/helixflow/helixflow/internal/supervise"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // prepare makes what several processes share: the development PKI (kept
@@ -244,7 +245,7 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 	args = append(args, "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
 		fmt.Sprintf("--http-port=%d", p.HTTP), fmt.Sprintf("--grpc-port=%d", p.GRPC),
 		fmt.Sprintf("--metrics-port=%d", p.Metrics), "--exit-timeout-secs=10")
-	health := httpOK(plainClient, s.WorkerURL(i)+"/v2/health/ready")
+	health := httpOK(plainClient, s.WorkerURL(i)+wire.RESTServerReady)
 	if !w.Plaintext {
 		cert, key := s.Cert(pki.WorkerServer)
 		args = append(args, "--tls-cert-file="+cert, "--tls-key-file="+key, "--client-ca-file="+s.CAFile())
@@ -252,7 +253,7 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 		if err != nil {
 			return supervise.Spec{}, err
 		}
-		health = httpOK(mtls, s.WorkerURL(i)+"/v2/health/ready")
+		health = httpOK(mtls, s.WorkerURL(i)+wire.RESTServerReady)
 	}
 	if !w.NoRegister {
 		cert, key := s.Cert(pki.WorkerXDSClient)
