@@ -36,7 +36,7 @@ func TestBinaries(t *testing.T) {
 		}
 	}
 	build(".", "github.com/helixflow/helixflow/internal/version.Version", "-tags=vtprotobuf",
-		"./cmd/helix-worker", "./cmd/helix-authz", "./cmd/helix-xds", "./cmd/helixctl")
+		"./cmd/helix-worker", "./cmd/helix-authz", "./cmd/helix-xds", "./cmd/helixctl", "./cmd/helix-stack")
 	build("cmd/helix-ratelimit", "main.Version", ".") // a module of its own
 
 	for _, tc := range []struct {
@@ -48,6 +48,7 @@ func TestBinaries(t *testing.T) {
 		{"helix-xds", nil},
 		{"helix-xds", []string{"bootstrap"}},
 		{"helixctl", nil},
+		{"helix-stack", nil},
 		{"helix-ratelimit", nil},
 	} {
 		name := strings.Join(append([]string{tc.binary}, tc.args...), " ")
