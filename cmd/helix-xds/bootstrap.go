@@ -1,14 +1,13 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/helixflow/helixflow/envoy/bootstrap"
+	"github.com/helixflow/helixflow/internal/atomicfile"
 )
 
 // runBootstrap implements `helix-xds bootstrap`: it writes the Envoy
@@ -48,30 +47,5 @@ func runBootstrap(args []string, stdout io.Writer) error {
 		_, err = stdout.Write(b)
 		return err
 	}
-	return writeAtomic(output, b)
-}
-
-// writeAtomic replaces path so that a reader never sees half a file.
-func writeAtomic(path string, b []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = errors.Join(f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(output, b, 0o644)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/wire"
 )
 
@@ -77,8 +78,8 @@ func (s *Stack) DemoClient(ctx context.Context) (Demo, error) {
 	if err != nil {
 		return Demo{}, err
 	}
-	if err := writePrivate(path, append(b, '\n')); err != nil {
-		return Demo{}, err
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
+		return Demo{}, fmt.Errorf("stack: %w", err)
 	}
 	return Demo{ID: c.ClientID, Secret: c.ClientSecret}, nil
 }
@@ -243,7 +244,10 @@ func (s *Stack) WriteLocalEnv(demo Demo) error {
 	} {
 		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
-	return writePrivate(filepath.Join(s.opts.Dir, "local.env"), []byte(b.String()))
+	if err := atomicfile.Write(filepath.Join(s.opts.Dir, "local.env"), []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	return nil
 }
 
 // shellQuote quotes v for a POSIX shell, leaving plain words as they are.
@@ -252,19 +256,4 @@ func shellQuote(v string) string {
 		return v
 	}
 	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
-}
-
-// writePrivate writes a 0600 file atomically (a reader never sees half).
-func writePrivate(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("stack: %w", err)
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil { // an older tmp kept its mode
-		return fmt.Errorf("stack: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("stack: %w", err)
-	}
-	return nil
 }

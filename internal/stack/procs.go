@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/envoy/bootstrap"
+	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/freeport"
 	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/pki"
@@ -154,11 +155,10 @@ func (s *Stack) WriteGatewayConfig() error {
 	if err != nil {
 		return err
 	}
-	tmp := s.ConfigPath() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := atomicfile.Write(s.ConfigPath(), b, 0o600); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
-	return os.Rename(tmp, s.ConfigPath())
+	return nil
 }
 
 func (s *Stack) localGatewayConfig() ([]byte, error) {

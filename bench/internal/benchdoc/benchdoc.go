@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/helixflow/helixflow/internal/atomicfile"
 )
 
 // RepoRoot finds the repository root, the folder holding marker (a path
@@ -51,11 +53,7 @@ func WriteSection(path, begin, end, section string) error {
 	default:
 		doc = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), section...)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, doc, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, doc, 0o644)
 }
 
 // GitCommit names HEAD, and says so when tracked files under sources (the
