@@ -49,6 +49,10 @@ type options struct {
 	strictReadiness bool
 	exitTimeoutSecs int
 	serverID        string
+	// workerID is --id when given: the id registered with helix-xds.
+	// Empty: registration's default, hostname:grpc-port, unique per host
+	// where --id's default ("helix-worker") is not.
+	workerID string
 
 	httpAddr, grpcAddr, metricsAddr    string
 	httpAddrWhy, grpcAddrWhy           string // how the address was chosen, for the log
@@ -83,7 +87,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.pollSecs, "repository-poll-secs", 15, "seconds between repository scans in poll mode")
 	fs.BoolVar(&o.strictReadiness, "strict-readiness", true, "ready only while every model that should be loaded is ready")
 	fs.IntVar(&o.exitTimeoutSecs, "exit-timeout-secs", 30, "seconds to let in-flight requests finish on shutdown")
-	fs.StringVar(&o.serverID, "id", "helix-worker", "server name reported by server metadata")
+	fs.StringVar(&o.serverID, "id", "helix-worker", "server name reported by server metadata and, when given, the worker id registered with helix-xds (default there: hostname:grpc-port)")
 	fs.StringVar(&o.httpAddr, "http-address", "", "address the HTTP server binds (default: 0.0.0.0, as Triton, with TLS or --insecure-plaintext; else 127.0.0.1)")
 	fs.StringVar(&o.grpcAddr, "grpc-address", "", "address the gRPC server binds (default: 0.0.0.0, as Triton, with TLS or --insecure-plaintext; else 127.0.0.1)")
 	fs.StringVar(&o.metricsAddr, "metrics-address", "0.0.0.0", "address the metrics server (plaintext, no inference) binds")
@@ -115,6 +119,11 @@ func parseFlags(args []string) (*options, error) {
 	if *showVersion {
 		return nil, version.ErrRequested
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "id" {
+			o.workerID = o.serverID
+		}
+	})
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
@@ -362,6 +371,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			err := registration.Run(regCtx, registration.Config{
 				XDSAddress: o.xdsAddress,
 				TLS:        tlsCfg,
+				WorkerID:   o.workerID,
 				Address:    o.advertiseAddress,
 				GRPCPort:   grpcPort,
 				HTTPPort:   httpPort,

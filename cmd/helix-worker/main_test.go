@@ -232,3 +232,28 @@ func TestHealthHandler(t *testing.T) {
 		}
 	}
 }
+
+// --id, when given, is the id the worker registers with; otherwise
+// registration picks hostname:grpc-port, since the flag's default would be
+// the same on every worker and each would replace the other's entry.
+func TestWorkerID(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		server, id string
+	}{
+		{"not given", nil, "helix-worker", ""},
+		{"given", []string{"--id", "helix-worker-1"}, "helix-worker-1", "helix-worker-1"},
+		{"given as its default", []string{"--id=helix-worker"}, "helix-worker", "helix-worker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseFlags(append([]string{"--model-repository", "models"}, tc.args...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.serverID != tc.server || o.workerID != tc.id {
+				t.Errorf("server name %q, worker id %q; want %q, %q", o.serverID, o.workerID, tc.server, tc.id)
+			}
+		})
+	}
+}
