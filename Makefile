@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack # and helix-
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
+.PHONY: deps deps-run deps-bench build build-main build-ratelimit proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -37,19 +37,27 @@ deps-bench: ## install the benchmark baseline (MLServer) venv
 proto: ## regenerate proto/inference from proto/*.proto
 	bash scripts/gen-proto.sh
 
-build: ## build binaries into bin/
+build: build-main build-ratelimit ## build binaries into bin/
+
+# Two go builds, so that `make -j` (make run) runs them side by side: each
+# has stretches (cgo, linking) where it leaves a core idle.
+build-main:
 	@mkdir -p $(BIN)
+	@echo "build: compiling $(strip $(BINARIES)) into $(BIN)/ (on a fresh machine with 2 cores: about 5 minutes)"
 	$(GO) build $(GOTAGS) -trimpath -ldflags "-X github.com/helixflow/helixflow/internal/version.Version=$(VERSION)" -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
-	cd cmd/helix-ratelimit && $(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o ../../$(BIN)/ . # a module of its own (see its go.mod)
+
+build-ratelimit: # a module of its own (see its go.mod)
+	@mkdir -p $(BIN)
+	cd cmd/helix-ratelimit && $(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o ../../$(BIN)/ .
 
 models: deps-run ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
 
-# The installs (network) and the Go build (CPU) run side by side: on a fresh
-# machine that is most of the first run's time.
+# The installs (network), the models (once the venv is in) and the Go builds
+# (CPU) run side by side: on a fresh machine the build is most of the first
+# run's time.
 run: ## install what running needs, build, and start the local stack behind Envoy (Ctrl-C stops it)
-	@$(MAKE) --no-print-directory -j2 deps-run build
-	@$(MAKE) --no-print-directory models
+	@$(MAKE) --no-print-directory -j3 models build
 	$(BIN)/helix-stack
 
 lint:
