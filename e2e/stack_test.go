@@ -9,10 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,7 +200,6 @@ func (s *stack) attach(t *testing.T, st *helixstack.Stack) {
 // would: name -> {scopes, plan}, every model; each gets a token.
 func (s *stack) createClients(t *testing.T, prefix string, specs map[string][2]string) {
 	t.Helper()
-	authzTLS := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool}}}
 	for name, spec := range specs {
 		out := runCmd(t, s.adminEnv, bin("helixctl"), "clients", "create", "--name", prefix+name,
 			"--scope", spec[0], "--model", "*", "--plan", spec[1], "--output", "json")
@@ -213,7 +210,7 @@ func (s *stack) createClients(t *testing.T, prefix string, specs map[string][2]s
 		if err := json.Unmarshal(out, &c); err != nil || c.ID == "" || c.Secret == "" {
 			t.Fatalf("helixctl clients create: %v in %s", err, out)
 		}
-		s.clients[name] = client{id: c.ID, secret: c.Secret, token: s.token(t, authzTLS, c.ID, c.Secret)}
+		s.clients[name] = client{id: c.ID, secret: c.Secret, token: s.token(t, c.ID, c.Secret)}
 	}
 }
 
@@ -247,25 +244,11 @@ func (s *stack) clientTLS(t *testing.T, p envoytest.Pair) *tls.Config {
 }
 
 // token gets a client-credentials token from helix-authz.
-func (s *stack) token(t *testing.T, c *http.Client, id, secret string) string {
+func (s *stack) token(t *testing.T, id, secret string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.issuer+"/oauth2/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	tok, err := s.st.Token(t.Context(), id, secret)
 	if err != nil {
 		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
-		t.Fatalf("token for %s: %s %s", id, resp.Status, body)
 	}
 	return tok.AccessToken
 }

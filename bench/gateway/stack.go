@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +64,6 @@ type stack struct {
 	cfgPath                       string
 	cfg                           *config.Config
 	clientID, clientSecret        string
-	tokenHTTP                     *http.Client
 	rlDebugURL                    string
 	directConn, tlsConn, fullConn *grpc.ClientConn
 }
@@ -151,9 +147,6 @@ func startStack(ctx context.Context, s *stack) error {
 	if s.caPool, err = s.st.CAPool(); err != nil {
 		return err
 	}
-	s.tokenHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.caPool, MinVersion: tls.VersionTLS12},
-	}}
 	if s.admin, err = admin.NewClient(s.st.AdminURL(), s.st.AdminToken, nil); err != nil {
 		return err
 	}
@@ -279,30 +272,14 @@ func (s *stack) token(ctx context.Context) (string, error) {
 }
 
 func (s *stack) tokenOnce(ctx context.Context) (string, error) {
-	form := url.Values{"grant_type": {"client_credentials"}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.issuer+"/oauth2/token", strings.NewReader(form))
+	tok, err := s.st.Token(ctx, s.clientID, s.clientSecret)
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(s.clientID), url.QueryEscape(s.clientSecret))
-	resp, err := s.tokenHTTP.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("token: %w", err)
+	if tok.Lifetime < 10*time.Minute {
+		return "", fmt.Errorf("token lives %v; the bench wants at least 10 minutes (helix-authz --token-lifetime)", tok.Lifetime)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var tr struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int    `json:"expires_in"`
-	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		return "", fmt.Errorf("token: HTTP %d: %.300s", resp.StatusCode, body)
-	}
-	if time.Duration(tr.ExpiresIn)*time.Second < 10*time.Minute {
-		return "", fmt.Errorf("token lives %d s; the bench wants at least 10 minutes (helix-authz --token-lifetime)", tr.ExpiresIn)
-	}
-	return tr.AccessToken, nil
+	return tok.AccessToken, nil
 }
 
 // envoy is a running Envoy and its admin interface.

@@ -106,7 +106,7 @@ func serve(ctx context.Context, s *stack.Stack) error {
 	if err != nil {
 		return fmt.Errorf("no token for the demo client (log: %s): %w", filepath.Join(s.LogDir(), stack.Authz+".log"), err)
 	}
-	if err := s.WaitServing(ctx, token); err != nil {
+	if err := s.WaitServing(ctx, token.AccessToken); err != nil {
 		return err
 	}
 	if err := s.WriteLocalEnv(demo); err != nil {

@@ -90,32 +90,40 @@ func (s *Stack) AdminURL() string { return "http://" + Addr(s.Ports.Admin) }
 // TokenURL is helix-authz's OAuth2 token endpoint.
 func (s *Stack) TokenURL() string { return s.Issuer + "/oauth2/token" }
 
-// Token gets a client-credentials token.
-func (s *Stack) Token(ctx context.Context, id, secret string) (string, error) {
+// Token is a client-credentials access token and how long it lives.
+type Token struct {
+	AccessToken string
+	Lifetime    time.Duration
+}
+
+// Token gets a client-credentials token for a client from helix-authz:
+// make run's demo client, the tests' and the benchmarks' clients.
+func (s *Stack) Token(ctx context.Context, id, secret string) (Token, error) {
 	c, err := s.TLSClient("")
 	if err != nil {
-		return "", err
+		return Token{}, err
 	}
 	form := url.Values{"grant_type": {"client_credentials"}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.TokenURL(), strings.NewReader(form))
 	if err != nil {
-		return "", err
+		return Token{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("token: %w", err)
+		return Token{}, fmt.Errorf("token: %w", err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var tr struct {
 		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
 	}
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		return "", fmt.Errorf("token for %s: HTTP %d: %.300s", id, resp.StatusCode, body)
+		return Token{}, fmt.Errorf("token for %s: HTTP %d: %.300s", id, resp.StatusCode, body)
 	}
-	return tr.AccessToken, nil
+	return Token{AccessToken: tr.AccessToken, Lifetime: time.Duration(tr.ExpiresIn) * time.Second}, nil
 }
 
 // Models are the sample models (models/*/config.pbtxt).
