@@ -131,16 +131,7 @@ func readSecret(file, env string) ([]byte, error) {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return
-	case errors.Is(err, version.ErrRequested):
-		fmt.Println(version.String("helix-authz"))
-		return
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "helix-authz:", err)
-		os.Exit(2)
-	}
+	version.ExitOnFlagError("helix-authz", err)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "helix-authz: --log-level:", err)

@@ -185,16 +185,7 @@ func newLogger(o *options) (*slog.Logger, error) {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return
-	case errors.Is(err, version.ErrRequested):
-		fmt.Println(version.String("helix-worker"))
-		return
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "helix-worker:", err)
-		os.Exit(2)
-	}
+	version.ExitOnFlagError("helix-worker", err)
 	log, err := newLogger(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helix-worker:", err)

@@ -124,16 +124,7 @@ func main() {
 		return
 	}
 	o, err := parseFlags(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return
-	case errors.Is(err, version.ErrRequested):
-		fmt.Println(version.String("helix-xds"))
-		return
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "helix-xds:", err)
-		os.Exit(2)
-	}
+	version.ExitOnFlagError("helix-xds", err)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "helix-xds: --log-level:", err)

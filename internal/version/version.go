@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 )
@@ -27,6 +28,25 @@ var ErrRequested = errors.New("version requested")
 // was given.
 func AddFlag(fs *flag.FlagSet) (requested *bool) {
 	return fs.Bool("version", false, "print the version, commit and Go version, and exit")
+}
+
+// ExitOnFlagError ends program the way every HelixFlow daemon does when
+// its flag parsing returned err: -h/--help has printed the usage (exit 0),
+// --version prints String (exit 0), any other error is printed after the
+// program's name (exit 2). It returns only when err is nil.
+func ExitOnFlagError(program string, err error) {
+	switch {
+	case err == nil:
+		return
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, ErrRequested):
+		fmt.Println(String(program))
+		os.Exit(0)
+	default:
+		fmt.Fprintf(os.Stderr, "%s: %v\n", program, err)
+		os.Exit(2)
+	}
 }
 
 // String is the line --version prints for program, e.g.
