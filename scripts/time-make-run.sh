@@ -14,6 +14,7 @@ set -euo pipefail
 rev=${1:-HEAD}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
+chmod 755 "$work" # under root, Postgres runs as "postgres" and must reach .helix/pg
 trap 'rm -rf "$work"' EXIT
 git clone -q "$root" "$work/helixflow"
 git -C "$work/helixflow" checkout -q "$rev"
