@@ -75,7 +75,7 @@ func TestUser(t *testing.T) {
 		return
 	}
 	if err != nil {
-		t.Skipf("root without a postgres user: %v", err)
+		testdeps.Missing(t, "root without a postgres user (the postgresql package makes it): %v", err)
 	}
 	if cred.Uid == 0 {
 		t.Errorf("User() = %+v as root, want the postgres user's ids", cred)

@@ -12,9 +12,6 @@ import (
 // -ldflags -X) and checks that each answers -h and --help with exit 0 and
 // usage, and --version with the version, the commit and the Go version.
 func TestBinaries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds every binary")
-	}
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
