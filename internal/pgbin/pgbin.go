@@ -87,3 +87,27 @@ func User() (*syscall.Credential, error) {
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
 }
+
+// Reachable checks that owner (User's answer) may pass through every
+// folder above dir, which Postgres needs for its data folder and a
+// root-made temporary folder (mktemp -d: 0700) denies; the error names the
+// folder, where initdb would only say "Permission denied".
+func Reachable(dir string, owner *syscall.Credential) error {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("pgbin: %w", err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		m := fi.Mode().Perm()
+		ok = ok && (m&0o001 != 0 ||
+			(st.Gid == owner.Gid && m&0o010 != 0) ||
+			(st.Uid == owner.Uid && m&0o100 != 0))
+		if !ok {
+			return fmt.Errorf("pgbin: the postgres user cannot reach %s: %s has mode %o", dir, p, m)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}

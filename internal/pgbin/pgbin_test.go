@@ -2,9 +2,11 @@ package pgbin
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/helixflow/helixflow/internal/testdeps"
@@ -79,5 +81,36 @@ func TestUser(t *testing.T) {
 	}
 	if cred.Uid == 0 {
 		t.Errorf("User() = %+v as root, want the postgres user's ids", cred)
+	}
+}
+
+// Reachable names the folder that stops the postgres user, and passes
+// where every folder above lets it through.
+func TestReachable(t *testing.T) {
+	base := t.TempDir()
+	// t.TempDir's own parent is 0700, like mktemp -d's folders.
+	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := &syscall.Credential{Uid: 54321, Gid: 54321} // owns nothing here
+	for _, c := range []struct {
+		mode os.FileMode
+		want string // "" = reachable
+	}{
+		{0o755, ""},
+		{0o711, ""},
+		{0o700, "has mode 700"},
+	} {
+		parent := filepath.Join(base, fmt.Sprintf("p%o", c.mode))
+		if err := os.Mkdir(parent, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(parent, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		err := Reachable(filepath.Join(parent, "pg"), other)
+		if (c.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.want) {
+			t.Errorf("mode %o: Reachable = %v, want %q", c.mode, err, c.want)
+		}
 	}
 }

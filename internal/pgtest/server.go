@@ -127,7 +127,7 @@ func StartProcess(dir string) (*Server, error) {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
 	if owner != nil {
-		if err := reachable(dir, owner); err != nil {
+		if err := pgbin.Reachable(dir, owner); err != nil {
 			return nil, err
 		}
 		if err := os.Chown(dir, int(owner.Uid), int(owner.Gid)); err != nil {
@@ -163,28 +163,6 @@ func StartProcess(dir string) (*Server, error) {
 		}
 	}
 	return nil, lastErr
-}
-
-// reachable checks that the user of owner may pass through every folder
-// above dir, which Postgres needs and a root-made temp folder (0700) denies.
-func reachable(dir string, owner *syscall.Credential) error {
-	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("pgtest: %w", err)
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		m := fi.Mode().Perm()
-		ok = ok && (m&0o001 != 0 ||
-			(st.Gid == owner.Gid && m&0o010 != 0) ||
-			(st.Uid == owner.Uid && m&0o100 != 0))
-		if !ok {
-			return fmt.Errorf("pgtest: the postgres user cannot reach %s: %s has mode %o", dir, p, m)
-		}
-		if p == filepath.Dir(p) {
-			return nil
-		}
-	}
 }
 
 // initdb creates the cluster unless dataDir already holds one.

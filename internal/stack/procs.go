@@ -54,6 +54,11 @@ func (s *Stack) postgres() ([]supervise.Spec, error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	data := filepath.Join(s.opts.Dir, "pg")
+	if cred != nil {
+		if err := pgbin.Reachable(data, cred); err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			return nil, fmt.Errorf("stack: %w", err)
