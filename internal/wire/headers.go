@@ -8,7 +8,8 @@ const (
 	HeaderClient = "x-helix-client"
 	HeaderPlan   = "x-helix-plan"
 	// HeaderModel is the model helix-authz authorized; the worker refuses
-	// a gRPC request whose message names another.
+	// a request whose gRPC message or REST path names another
+	// (workers/infer.CheckGatewayModel).
 	HeaderModel = "x-helix-model"
 )
 

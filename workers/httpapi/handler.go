@@ -99,9 +99,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // routeModels handles /v2/models/... and reports whether the path matched.
+// Every route refuses a path whose model is not the one the gateway
+// authorized, as the gRPC front end does.
 func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []string) bool {
 	if len(segs) == 1 && segs[0] == "stats" {
-		h.modelStats(w, r, "", "")
+		if h.gatewayModel(w, r, "") {
+			h.modelStats(w, r, "", "")
+		}
 		return true
 	}
 	mr, ok := wire.ParseModelRoute(segs)
@@ -109,6 +113,9 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 		return false
 	}
 	model, version := mr.Model, mr.Version
+	if !h.gatewayModel(w, r, model) {
+		return true
+	}
 	switch rest := mr.Rest; {
 	case len(rest) == 0:
 		h.withVersion(w, r, version, func(v string) { h.modelMetadata(w, r, model, v) })
@@ -127,6 +134,16 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 	case len(rest) == 2 && rest[0] == "trace" && rest[1] == "setting" && version == "":
 		h.unavailableFeature(w, r, "trace settings are not supported by helix-worker")
 	default:
+		return false
+	}
+	return true
+}
+
+// gatewayModel answers 400 and reports false when model is not the one
+// the gateway authorized (infer.CheckGatewayModel).
+func (h *handler) gatewayModel(w http.ResponseWriter, r *http.Request, model string) bool {
+	if err := infer.CheckGatewayModel(r.Header.Values(wire.HeaderModel), model); err != nil {
+		h.writeError(w, r, err)
 		return false
 	}
 	return true
