@@ -94,6 +94,11 @@ func (g *Group) Failed() <-chan error { return g.failed }
 // end of its log. A name stopped earlier (Stop) may be started again: it
 // keeps its place in the stop order.
 func (g *Group) Start(ctx context.Context, spec Spec) (*Proc, error) {
+	return g.start(ctx, spec, false)
+}
+
+// start is Start; again keeps the log of an earlier run.
+func (g *Group) start(ctx context.Context, spec Spec, again bool) (*Proc, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -106,7 +111,7 @@ func (g *Group) Start(ctx context.Context, spec Spec) (*Proc, error) {
 	}
 	g.mu.Unlock()
 
-	p, err := g.run(ctx, spec, false)
+	p, err := g.run(ctx, spec, again)
 	if err != nil {
 		return nil, err
 	}
@@ -326,4 +331,27 @@ func (g *Group) writePIDs() {
 	if err := os.WriteFile(g.opts.PIDFile, []byte(b.String()), 0o644); err != nil {
 		g.opts.Logger.Warn("cannot write the PID file", "path", g.opts.PIDFile, "err", err)
 	}
+}
+
+// Crash ends the named process's group with SIGKILL at once, as Kill
+// does (no shutdown, no deregistration), then starts it again as it was,
+// its log kept, and waits until it is ready: a crash and the restart that
+// follows, timed by the caller (the chaos suite, tests/resilience)
+// rather than by restart mode's backoff. It keeps its place in the stop
+// order.
+func (g *Group) Crash(ctx context.Context, name string) (*Proc, error) {
+	g.mu.Lock()
+	i := slices.IndexFunc(g.slots, func(s *slot) bool { return s.spec.Name == name && !s.stopping })
+	var spec Spec
+	if i >= 0 {
+		spec = g.slots[i].spec
+	}
+	g.mu.Unlock()
+	if i < 0 {
+		return nil, fmt.Errorf("supervise: no running process %s", name)
+	}
+	if err := g.Kill(name); err != nil {
+		return nil, err
+	}
+	return g.start(ctx, spec, true)
 }

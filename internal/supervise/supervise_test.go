@@ -246,3 +246,44 @@ func TestRemoveLeftovers(t *testing.T) {
 }
 
 func nilLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Crash: SIGKILL at once (a TERM trap never runs), then the same process
+// again, ready, in the same place in the stop order, its log kept.
+func TestCrash(t *testing.T) {
+	g := newGroup(t, Options{})
+	out := filepath.Join(t.TempDir(), "out")
+	first := trapper(g, "first", out)
+	victim := sh("victim", `trap 'echo TERM >> `+out+`; exit 0' TERM; echo run; while :; do sleep 0.05; done`)
+	runs := 1 // ready: this run's line is in the log
+	victim.Ready = func(ctx context.Context) error { return logged(g, "victim", "run", runs)(ctx) }
+	for _, s := range []Spec{first, victim} {
+		if _, err := g.Start(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := g.Proc("victim")
+	runs = 2
+	p, err := g.Crash(context.Background(), "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !old.Exited() || p == old || p.Exited() || g.Proc("victim") != p {
+		t.Fatalf("old exited %v, new %v running %v", old.Exited(), p != old, !p.Exited())
+	}
+	if b, _ := os.ReadFile(out); strings.Contains(string(b), "TERM") {
+		t.Fatal("the crash ran the TERM trap: not a SIGKILL")
+	}
+	if log := p.Tail(10); !strings.Contains(log, "started again") {
+		t.Fatalf("log not kept across the crash:\n%s", log)
+	}
+	if err := g.Kill("nonexistent"); err == nil {
+		t.Fatal("no error for an unknown name")
+	}
+	if _, err := g.Crash(context.Background(), "nonexistent"); err == nil {
+		t.Fatal("Crash of an unknown name: no error")
+	}
+	g.Close() // newest first: victim's TERM before first's
+	if b, _ := os.ReadFile(out); string(b) != "TERM\nfirst\n" {
+		t.Fatalf("stop order after the crash: %q, want victim then first", b)
+	}
+}
