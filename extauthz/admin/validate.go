@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/helixflow/helixflow/extauthz/oauth"
 )
 
 // Scopes a client or API key can hold.
@@ -23,10 +25,10 @@ var (
 	audiencePattern  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 )
 
-// validScope reports whether s is models:infer, models:read or
-// models:<name>:infer.
+// validScope reports whether s is models:infer, models:read,
+// models:<name>:infer or oauth.ScopeIntrospect.
 func validScope(s string) bool {
-	if s == ScopeInferAll || s == ScopeRead {
+	if s == ScopeInferAll || s == ScopeRead || s == oauth.ScopeIntrospect {
 		return true
 	}
 	name, ok := strings.CutPrefix(s, "models:")
@@ -46,7 +48,7 @@ func checkScopes(field string, scopes []string) error {
 	}
 	for _, s := range scopes {
 		if !validScope(s) {
-			return fmt.Errorf("%s: %q is not a scope (models:infer, models:read or models:<model>:infer)", field, s)
+			return fmt.Errorf("%s: %q is not a scope (models:infer, models:read, models:<model>:infer or %s)", field, s, oauth.ScopeIntrospect)
 		}
 	}
 	return nil

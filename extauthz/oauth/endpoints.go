@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -151,7 +153,9 @@ type introspection struct {
 
 // handleIntrospect is the introspection endpoint (RFC 7662). Callers are
 // clients authenticated with HTTP Basic; a token is active when it
-// verifies (signature, iss, exp, nbf) and its jti is not revoked.
+// verifies (signature, iss, exp, nbf), its jti is not revoked and its
+// client is enabled. A caller hears about its own tokens, or about any
+// with ScopeIntrospect.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodPost) {
 		return
@@ -184,11 +188,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	case errors.Is(err, fosite.ErrInactiveToken):
-		h.Set("Cache-Control", "no-store")
-		h.Set("Pragma", "no-cache")
-		writeJSON(w, http.StatusOK, struct {
-			Active bool `json:"active"`
-		}{})
+		writeInactive(w)
 		return
 	default:
 		s.writeError(w, r, err)
@@ -200,6 +200,23 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := sess.claims
+	// fosite authenticated the caller by HTTP Basic, so the user name
+	// decodes. RFC 7662 section 4: another client's token is described
+	// only to holders of ScopeIntrospect; to others it is inactive, as an
+	// unknown token is, so that its existence does not leak.
+	id, _, _ := r.BasicAuth()
+	if caller, _ := url.QueryUnescape(id); caller != c.ClientID {
+		cl, err := s.client(ctx, caller)
+		switch {
+		case isUnavailable(err):
+			s.writeError(w, r, err)
+			return
+		case err != nil || !slices.Contains(cl.Scopes, ScopeIntrospect):
+			s.log.DebugContext(ctx, "oauth: introspection of another client's token refused", "client_id", caller)
+			writeInactive(w)
+			return
+		}
+	}
 	out := introspection{
 		Active:    true,
 		Scope:     strings.Join(c.Scopes, " "),
@@ -218,6 +235,16 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// writeInactive answers an introspection with {"active": false} and
+// nothing else (RFC 7662 2.2).
+func writeInactive(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, struct {
+		Active bool `json:"active"`
+	}{})
 }
 
 // handleRevoke is the revocation endpoint (RFC 7009).

@@ -127,10 +127,25 @@ func validClientID(id string) bool {
 // GetClient returns an enabled client; unknown, disabled and malformed ids
 // are all fosite.ErrNotFound, which fosite turns into invalid_client.
 func (st *storage) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := st.s.client(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	aud := make([]string, 0, len(c.Audience)+1)
+	aud = append(aud, c.Audience...)
+	if !slices.Contains(aud, st.s.audience) {
+		aud = append(aud, st.s.audience)
+	}
+	return &client{c: c, audience: aud}, nil
+}
+
+// client returns an enabled client: unknown, disabled and malformed ids
+// are fosite.ErrNotFound; a store failure is errUnavailable.
+func (s *Server) client(ctx context.Context, id string) (*store.Client, error) {
 	if !validClientID(id) {
 		return nil, fosite.ErrNotFound
 	}
-	c, err := st.s.clients.GetClient(ctx, id)
+	c, err := s.clients.GetClient(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fosite.ErrNotFound
@@ -139,15 +154,10 @@ func (st *storage) GetClient(ctx context.Context, id string) (fosite.Client, err
 	case c == nil || c.ID != id:
 		return nil, fosite.ErrNotFound
 	case !c.Enabled:
-		st.s.log.DebugContext(ctx, "oauth: disabled client refused", "client_id", id)
+		s.log.DebugContext(ctx, "oauth: disabled client refused", "client_id", id)
 		return nil, fosite.ErrNotFound
 	}
-	aud := make([]string, 0, len(c.Audience)+1)
-	aud = append(aud, c.Audience...)
-	if !slices.Contains(aud, st.s.audience) {
-		aud = append(aud, st.s.audience)
-	}
-	return &client{c: c, audience: aud}, nil
+	return c, nil
 }
 
 // Client assertions are refused before these could be reached.
@@ -181,6 +191,13 @@ func (st *storage) GetAccessTokenSession(ctx context.Context, raw string, sess f
 	}
 	if revoked {
 		return nil, fosite.ErrInactiveToken.WithHint("The token was revoked.")
+	}
+	// A disabled or deleted client's tokens are dead, as Check holds.
+	if _, err := st.s.client(ctx, claims.ClientID); err != nil {
+		if isUnavailable(err) {
+			return nil, err
+		}
+		return nil, fosite.ErrInactiveToken.WithHint("The token's client is disabled or gone.")
 	}
 	ss, ok := sess.(*session)
 	if !ok || ss == nil {

@@ -63,6 +63,11 @@ const (
 	PathJWKS       = "/.well-known/jwks.json"
 )
 
+// ScopeIntrospect lets a client introspect tokens issued to other clients
+// (RFC 7662 section 4); without it, introspection tells a client about its
+// own tokens only, and answers {"active": false} for any other.
+const ScopeIntrospect = "helix:introspect"
+
 // ClientStore finds OAuth2 clients. It returns store.ErrNotFound for an
 // unknown id and store.ErrUnavailable when the database cannot be reached.
 type ClientStore interface {

@@ -396,8 +396,9 @@ func TestIntrospectRevoke(t *testing.T) {
 	tok := e.issue(t, "alpha", url.Values{"scope": {"models:read"}})
 	_, claims := parseToken(t, e, tok.AccessToken)
 
-	// Any authenticated client may introspect.
-	for _, by := range []string{"alpha", "beta"} {
+	// Its own client may introspect it, and a holder of ScopeIntrospect.
+	e.addClient(t, "auditor", ScopeIntrospect)
+	for _, by := range []string{"alpha", "auditor"} {
 		code, got := e.introspect(t, e.basic(by), tok.AccessToken)
 		if code != http.StatusOK || got["active"] != true {
 			t.Fatalf("introspection by %s: %d %v", by, code, got)
@@ -419,7 +420,7 @@ func TestIntrospectRevoke(t *testing.T) {
 	if w.Code != http.StatusBadRequest || decodeError(t, w).Error != "unauthorized_client" {
 		t.Fatalf("revocation by another client: %d %s", w.Code, w.Body)
 	}
-	if _, got := e.introspect(t, e.basic("beta"), tok.AccessToken); got["active"] != true {
+	if _, got := e.introspect(t, e.basic("auditor"), tok.AccessToken); got["active"] != true {
 		t.Fatal("token inactive after a refused revocation")
 	}
 
@@ -435,7 +436,7 @@ func TestIntrospectRevoke(t *testing.T) {
 	if !ok || exp.Unix() != int64(claims["exp"].(float64)) {
 		t.Fatalf("revocation recorded %v, %v", exp, ok)
 	}
-	code, got := e.introspect(t, e.basic("beta"), tok.AccessToken)
+	code, got := e.introspect(t, e.basic("auditor"), tok.AccessToken)
 	if code != http.StatusOK || got["active"] != false || len(got) != 1 {
 		t.Fatalf("revoked token: %d %v", code, got)
 	}
@@ -469,7 +470,7 @@ func TestIntrospectInactive(t *testing.T) {
 		"huge": strings.Repeat("a", 9000),
 	} {
 		t.Run(name, func(t *testing.T) {
-			code, got := e.introspect(t, e.basic("beta"), tk)
+			code, got := e.introspect(t, e.basic("alpha"), tk)
 			if code != http.StatusOK || got["active"] != false || len(got) != 1 {
 				t.Fatalf("%d %v", code, got)
 			}
@@ -477,7 +478,7 @@ func TestIntrospectInactive(t *testing.T) {
 	}
 	t.Run("expired", func(t *testing.T) {
 		e.clock.add(5*time.Minute + time.Second)
-		code, got := e.introspect(t, e.basic("beta"), tok)
+		code, got := e.introspect(t, e.basic("alpha"), tok)
 		if code != http.StatusOK || got["active"] != false {
 			t.Fatalf("%d %v", code, got)
 		}
@@ -751,11 +752,11 @@ func TestIntrospectNotYetValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within the verifier's leeway, but not yet valid by this server's clock.
-	if _, got := e.introspect(t, e.basic("beta"), raw); got["active"] != false {
+	if _, got := e.introspect(t, e.basic("alpha"), raw); got["active"] != false {
 		t.Fatalf("not-yet-valid token active: %v", got)
 	}
 	e.clock.add(10 * time.Second)
-	if _, got := e.introspect(t, e.basic("beta"), raw); got["active"] != true {
+	if _, got := e.introspect(t, e.basic("alpha"), raw); got["active"] != true {
 		t.Fatalf("valid token inactive: %v", got)
 	}
 }
@@ -774,7 +775,7 @@ func TestConcurrentRequests(t *testing.T) {
 					errs <- fmt.Errorf("token: %d %s", w.Code, w.Body)
 					return
 				}
-				w = e.do(t, request{path: PathIntrospect, form: url.Values{"token": {tr.AccessToken}}, basic: e.basic("beta")})
+				w = e.do(t, request{path: PathIntrospect, form: url.Values{"token": {tr.AccessToken}}, basic: e.basic(id)})
 				if !strings.Contains(w.Body.String(), `"active":true`) {
 					errs <- fmt.Errorf("introspect: %d %s", w.Code, w.Body)
 					return
