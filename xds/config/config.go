@@ -82,7 +82,11 @@ type UpstreamTLS struct {
 
 // AuthZ is helix-authz's ext_authz gRPC service.
 type AuthZ struct {
-	Address          string        `yaml:"address"` // host:port
+	Address string `yaml:"address"` // host:port
+	// Replicas are more helix-authz instances (host:port each) beside
+	// Address: Envoy balances Checks across all and retries one that could
+	// not reach a replica on another.
+	Replicas         []string      `yaml:"replicas"`
 	Timeout          time.Duration `yaml:"timeout"`
 	MaxRequestBytes  uint32        `yaml:"max_request_bytes"`
 	FailureModeAllow bool          `yaml:"failure_mode_allow"`
@@ -105,7 +109,7 @@ type RateLimit struct {
 	// already) or "closed" (the request is refused).
 	FailureMode string `yaml:"failure_mode"`
 	// DefaultPlan is the plan (a key of plans) of clients that have none
-	// or one not listed; empty: those clients are not limited.
+	// or one not listed; required, so that no client goes unlimited.
 	DefaultPlan string       `yaml:"default_plan"`
 	TLS         *UpstreamTLS `yaml:"tls"`
 }

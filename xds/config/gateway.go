@@ -17,7 +17,7 @@ func (c *Config) Gateway() *ir.Gateway {
 			ALPN:    slices.Clone(c.Listener.ALPN),
 		},
 		AuthZ: ir.AuthZ{
-			Upstream:         upstream(c.AuthZ.Address, c.AuthZ.TLS),
+			Upstream:         upstream(c.AuthZ.Address, c.AuthZ.TLS, c.AuthZ.Replicas...),
 			Timeout:          c.AuthZ.Timeout,
 			MaxRequestBytes:  c.AuthZ.MaxRequestBytes,
 			FailureModeAllow: c.AuthZ.FailureModeAllow,
@@ -77,18 +77,33 @@ func (c *Config) Gateway() *ir.Gateway {
 // PlanList returns the plans sorted by name, for the ratelimit config.
 func (c *Config) PlanList() []ir.Plan {
 	out := make([]ir.Plan, 0, len(c.Plans))
-	for _, name := range c.planNames() {
+	for _, name := range c.PlanNames() {
 		p := c.Plans[name]
 		out = append(out, ir.Plan{Name: name, RequestsPerSecond: p.RequestsPerSecond, RequestsPerMinute: p.RequestsPerMinute})
 	}
 	return out
 }
 
-// upstream turns "host:port" into an ir.Upstream; a bad address gives a
-// zero one, which validation reports.
-func upstream(addr string, t *UpstreamTLS) ir.Upstream {
+// DefaultPlan is ratelimit.default_plan: the plan of clients with none or
+// one not listed, which validation requires whenever rate limits are on;
+// "" when they are off.
+func (c *Config) DefaultPlan() string {
+	if c.RateLimit == nil {
+		return ""
+	}
+	return c.RateLimit.DefaultPlan
+}
+
+// upstream turns "host:port" (and its replicas') into an ir.Upstream; a
+// bad address gives a zero one, which validation reports.
+func upstream(addr string, t *UpstreamTLS, replicas ...string) ir.Upstream {
 	h, p, _ := hostPort(addr)
-	return ir.Upstream{Address: h, Port: p, TLS: upstreamTLS(t)}
+	u := ir.Upstream{Address: h, Port: p, TLS: upstreamTLS(t)}
+	for _, r := range replicas {
+		h, p, _ := hostPort(r)
+		u.Replicas = append(u.Replicas, ir.Replica{Address: h, Port: p})
+	}
+	return u
 }
 
 func upstreamTLS(t *UpstreamTLS) *ir.UpstreamTLS {

@@ -48,6 +48,11 @@ func (c *Config) Validate() error {
 	if _, _, err := hostPort(c.AuthZ.Address); err != nil {
 		add("authz.address", "%v", err)
 	}
+	for i, r := range c.AuthZ.Replicas {
+		if _, _, err := hostPort(r); err != nil {
+			add(fmt.Sprintf("authz.replicas[%d]", i), "%v", err)
+		}
+	}
 	if rl := c.RateLimit; rl != nil {
 		if _, _, err := hostPort(rl.Address); err != nil {
 			add("ratelimit.address", "%v", err)
@@ -109,7 +114,7 @@ func (c *Config) fileField(f string) string {
 	}
 	if rest, ok := strings.CutPrefix(f, "ratelimit.plans["); ok {
 		idx, tail, _ := strings.Cut(rest, "]")
-		names := c.planNames()
+		names := c.PlanNames()
 		if i, err := strconv.Atoi(idx); err == nil && i >= 0 && i < len(names) {
 			tail = strings.TrimPrefix(tail, ".name")
 			return "plans." + names[i] + tail
@@ -133,7 +138,9 @@ func (c *Config) line(field string) int {
 	return 0
 }
 
-func (c *Config) planNames() []string {
+// PlanNames are the plans' names, sorted: the plans clients may be given
+// (helix-authz's admin API checks against them).
+func (c *Config) PlanNames() []string {
 	names := make([]string, 0, len(c.Plans))
 	for n := range c.Plans {
 		names = append(names, n)

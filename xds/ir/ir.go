@@ -58,9 +58,19 @@ type UpstreamTLS struct {
 // Upstream is a service Envoy calls on the side (helix-authz, ratelimit).
 type Upstream struct {
 	// Address is an IP address or a DNS name (resolved by Envoy).
-	Address string       `yaml:"address"`
-	Port    uint32       `yaml:"port"`
-	TLS     *UpstreamTLS `yaml:"tls,omitempty"` // nil: plaintext, loopback only
+	Address string `yaml:"address"`
+	Port    uint32 `yaml:"port"`
+	// Replicas are more instances of the same service (helix-authz runs
+	// several): Envoy balances calls across Address and these, and
+	// retries a call that failed on one on another.
+	Replicas []Replica    `yaml:"replicas,omitempty"`
+	TLS      *UpstreamTLS `yaml:"tls,omitempty"` // nil: plaintext, loopback only
+}
+
+// Replica is one more address of an Upstream.
+type Replica struct {
+	Address string `yaml:"address"`
+	Port    uint32 `yaml:"port"`
 }
 
 // AuthZ configures the ext_authz filter that calls helix-authz.
@@ -92,7 +102,7 @@ type RateLimit struct {
 	// them (Envoy only sends descriptors), the ratelimit config does.
 	Plans []Plan `yaml:"plans,omitempty"`
 	// DefaultPlan names the plan of clients that have none or one not in
-	// Plans; empty: such clients are not limited.
+	// Plans (required, one of Plans: no client goes unlimited).
 	DefaultPlan string `yaml:"default_plan,omitempty"`
 }
 

@@ -1,8 +1,10 @@
 package ir
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"path/filepath"
@@ -101,7 +103,7 @@ func (g *Gateway) validateStatic(v *validator) {
 			v.add("ratelimit.domain", "must be letters, digits, '-', '_' or '.', got %q", rl.Domain)
 		}
 		v.duration("ratelimit.timeout", rl.Timeout, time.Millisecond, time.Minute)
-		v.plans(rl.Plans, rl.DefaultPlan)
+		v.plans(rl.Plans, &rl.DefaultPlan)
 	}
 	if g.Workers != nil {
 		v.upstreamTLS("workers_tls", g.Workers)
@@ -155,11 +157,13 @@ func (g *Gateway) validateStatic(v *validator) {
 // plans of g.RateLimit). Fields are named as in Validate.
 func ValidatePlans(plans []Plan) error {
 	v := &validator{}
-	v.plans(plans, "")
+	v.plans(plans, nil)
 	return v.err()
 }
 
-func (v *validator) plans(plans []Plan, defaultPlan string) {
+// plans checks plans and, unless defaultPlan is nil (plans not enforced
+// yet), that the default plan is one of them.
+func (v *validator) plans(plans []Plan, defaultPlan *string) {
 	names := make(map[string]bool, len(plans))
 	for i, p := range plans {
 		f := fmt.Sprintf("ratelimit.plans[%d]", i)
@@ -174,8 +178,19 @@ func (v *validator) plans(plans []Plan, defaultPlan string) {
 			v.add(f, "needs requests_per_second or requests_per_minute")
 		}
 	}
-	if defaultPlan != "" && !names[defaultPlan] {
-		v.add("ratelimit.default_plan", "no plan named %q", defaultPlan)
+	if defaultPlan == nil {
+		return
+	}
+	// Required: without it, clients with no plan or one not listed (a plan
+	// removed since) would not be limited at all.
+	known := strings.Join(slices.Sorted(maps.Keys(names)), ", ")
+	switch {
+	case *defaultPlan == "" && known == "":
+		v.add("ratelimit.default_plan", "required: the plan of clients with none or one not listed; define it under plans")
+	case *defaultPlan == "":
+		v.add("ratelimit.default_plan", "required: the plan of clients with none or one not listed (one of %s)", known)
+	case !names[*defaultPlan]:
+		v.add("ratelimit.default_plan", "no plan named %q (plans: %s)", *defaultPlan, cmp.Or(known, "none"))
 	}
 }
 
@@ -248,21 +263,31 @@ func (v *validator) upstreamTLS(field string, t *UpstreamTLS) {
 }
 
 func (v *validator) upstream(field string, u Upstream) {
-	v.port(field+".port", u.Port, false)
-	a, ipErr := netip.ParseAddr(u.Address)
-	switch {
-	case u.Address == "":
-		v.add(field+".address", "required")
-	case ipErr != nil && !isHostname(u.Address):
-		v.add(field+".address", "must be an IP address or a DNS name, got %q", u.Address)
+	loopback := v.endpoint(field, u.Address, u.Port)
+	for i, r := range u.Replicas {
+		loopback = v.endpoint(fmt.Sprintf("%s.replicas[%d]", field, i), r.Address, r.Port) && loopback
 	}
 	if u.TLS != nil {
 		v.upstreamTLS(field+".tls", u.TLS)
 		return
 	}
-	if !(ipErr == nil && a.IsLoopback()) && u.Address != "localhost" {
+	if !loopback {
 		v.add(field+".tls", "required unless the address is loopback")
 	}
+}
+
+// endpoint checks one address of an upstream and reports whether it is
+// loopback.
+func (v *validator) endpoint(field, addr string, port uint32) (loopback bool) {
+	v.port(field+".port", port, false)
+	a, ipErr := netip.ParseAddr(addr)
+	switch {
+	case addr == "":
+		v.add(field+".address", "required")
+	case ipErr != nil && !isHostname(addr):
+		v.add(field+".address", "must be an IP address or a DNS name, got %q", addr)
+	}
+	return (ipErr == nil && a.IsLoopback()) || addr == "localhost"
 }
 
 func (v *validator) cors(c *CORS) {

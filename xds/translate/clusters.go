@@ -221,16 +221,21 @@ func protocolOptions(h2 bool) (map[string]*anypb.Any, error) {
 	return map[string]*anypb.Any{upstreamHTTPOptions: a}, nil
 }
 
-// serviceCluster is a gRPC side service (helix-authz, ratelimit) at a
-// fixed address: STATIC for an IP, STRICT_DNS for a name.
+// serviceCluster is a gRPC side service (helix-authz, ratelimit) at fixed
+// addresses (its replicas'): STATIC for IPs, STRICT_DNS when one is a name.
 func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*clusterv3.Cluster, error) {
 	options, err := protocolOptions(true)
 	if err != nil {
 		return nil, err
 	}
-	kind := clusterv3.Cluster_STRICT_DNS
-	if _, err := netip.ParseAddr(u.Address); err == nil {
-		kind = clusterv3.Cluster_STATIC
+	endpoints := append([]ir.Replica{{Address: u.Address, Port: u.Port}}, u.Replicas...)
+	kind := clusterv3.Cluster_STATIC
+	lbs := make([]*endpointv3.LbEndpoint, 0, len(endpoints))
+	for _, e := range endpoints {
+		if _, err := netip.ParseAddr(e.Address); err != nil {
+			kind = clusterv3.Cluster_STRICT_DNS
+		}
+		lbs = append(lbs, lbEndpoint(e.Address, e.Port))
 	}
 	c := &clusterv3.Cluster{
 		Name:                          name,
@@ -240,7 +245,7 @@ func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*c
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: name,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{
-				LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(u.Address, u.Port)},
+				LbEndpoints: lbs,
 			}},
 		},
 	}

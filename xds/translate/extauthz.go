@@ -3,6 +3,7 @@ package translate
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -19,9 +20,28 @@ import (
 // in the path, and ModelStreamInfer, whose body never ends) turn buffering
 // off with extAuthzNoBody. clear_route_cache makes the router match again
 // after authz sets x-helix-model. Failure to reach authz denies (503).
+// With replicas, a Check that could not reach one (refused, reset, or
+// UNAVAILABLE as a replica shuts down) is retried on another: a crashed
+// replica costs no request (make chaos measures it).
 func extAuthzFilter(g *ir.Gateway) (proto.Message, error) {
+	svc := grpcService(ClusterAuthZ, g.AuthZ.Timeout)
+	if len(g.AuthZ.Upstream.Replicas) > 0 {
+		prev, err := typed(&previoushostsv3.PreviousHostsPredicate{})
+		if err != nil {
+			return nil, err
+		}
+		svc.RetryPolicy = &corev3.RetryPolicy{
+			RetryOn:    "connect-failure,refused-stream,reset,unavailable",
+			NumRetries: u32(uint32(len(g.AuthZ.Upstream.Replicas))),
+			RetryHostPredicate: []*corev3.RetryPolicy_RetryHostPredicate{{
+				Name:       retryPreviousHosts,
+				ConfigType: &corev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: prev},
+			}},
+			HostSelectionRetryMaxAttempts: 3,
+		}
+	}
 	return &extauthzv3.ExtAuthz{
-		Services:            &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpcService(ClusterAuthZ, g.AuthZ.Timeout)},
+		Services:            &extauthzv3.ExtAuthz_GrpcService{GrpcService: svc},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		FailureModeAllow:    g.AuthZ.FailureModeAllow,
 		WithRequestBody: &extauthzv3.BufferSettings{
