@@ -74,20 +74,21 @@ func (r *revocations) IsRevoked(_ context.Context, jti string) (bool, error) {
 }
 
 // clients is an in-memory ClientChecker: every client is enabled unless
-// listed in disabled.
+// listed in disabled, with the cutoff in validAfter.
 type clients struct {
-	mu       sync.Mutex
-	disabled map[string]bool
-	err      error
+	mu         sync.Mutex
+	disabled   map[string]bool
+	validAfter map[string]time.Time
+	err        error
 }
 
-func (c *clients) ClientEnabled(_ context.Context, id string) (bool, error) {
+func (c *clients) ClientTokens(_ context.Context, id string) (ClientTokens, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return false, c.err
+		return ClientTokens{}, c.err
 	}
-	return !c.disabled[id], nil
+	return ClientTokens{Enabled: !c.disabled[id], ValidAfter: c.validAfter[id]}, nil
 }
 
 // apiKeys is an in-memory APIKeyChecker keyed by the SHA-256 of the key,
@@ -146,7 +147,7 @@ func newEnv(t testing.TB) *env {
 		key:  k,
 		keys: &keySource{keys: map[string]crypto.PublicKey{testKID: &k.PublicKey}},
 		revs: &revocations{revoked: map[string]bool{}},
-		clis: &clients{disabled: map[string]bool{}},
+		clis: &clients{disabled: map[string]bool{}, validAfter: map[string]time.Time{}},
 		apik: &apiKeys{},
 		reg:  prometheus.NewRegistry(),
 	}

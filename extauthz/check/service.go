@@ -101,9 +101,20 @@ type RevocationChecker interface {
 }
 
 // ClientChecker tells whether a token's client may still use it: the client
-// exists and is enabled (disabling one ends its tokens at once).
+// exists and is enabled (disabling one ends its tokens at once), and the
+// token was issued after the client's cutoff (a secret rotation or a
+// change of enabled ends the tokens issued before).
 type ClientChecker interface {
-	ClientEnabled(ctx context.Context, clientID string) (bool, error)
+	ClientTokens(ctx context.Context, clientID string) (ClientTokens, error)
+}
+
+// ClientTokens is what a client's state says about its tokens.
+type ClientTokens struct {
+	// Enabled is false for a disabled or unknown client.
+	Enabled bool
+	// ValidAfter is the cutoff: tokens issued before it are refused (see
+	// token.IssuedAfter). Zero: none.
+	ValidAfter time.Time
 }
 
 // Config configures a Service. A nil Verifier or APIKeys refuses that kind
@@ -268,14 +279,18 @@ func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial
 		d := unavailable("client_unavailable")
 		return nil, &d
 	}
-	enabled, err := s.clients.ClientEnabled(ctx, c.ClientID)
+	ct, err := s.clients.ClientTokens(ctx, c.ClientID)
 	if err != nil {
 		s.log.WarnContext(ctx, "authz: client check unavailable", "err", err)
 		d := unavailable("client_unavailable")
 		return nil, &d
 	}
-	if !enabled {
+	if !ct.Enabled {
 		d := unauthenticated("client_disabled")
+		return nil, &d
+	}
+	if !token.IssuedAfter(c.IssuedAt, ct.ValidAfter) {
+		d := unauthenticated("issued_before_client_change")
 		return nil, &d
 	}
 	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models}, nil

@@ -1,18 +1,23 @@
-// Package credentials answers the Check service's questions about API keys
-// and revoked tokens from memory, kept current by the store's change
-// notifications, so that a Check costs no database round trip and tokens
-// keep validating while Postgres is down. Caches are bounded; what is not
-// cached is looked up, and a failed lookup denies (never fails open).
+// Package credentials answers the Check service's and the OAuth2 server's
+// questions about clients, API keys and revoked tokens from memory: complete
+// copies, kept current by the store's change notifications, so that a Check
+// or a client lookup costs no database round trip (an unknown key or client
+// id neither), and tokens and keys keep validating while Postgres is down.
+// While a copy cannot be trusted (not loaded yet, notifications lost), what
+// it would answer is looked up, and a failed lookup denies (never fails
+// open).
 package credentials
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/secret"
@@ -21,60 +26,46 @@ import (
 
 // APIKeyStore is what API-key checks read and write.
 type APIKeyStore interface {
+	ListAPIKeys(ctx context.Context, clientID string) ([]store.APIKey, error)
 	GetAPIKeyByPrefix(ctx context.Context, prefix string) (*store.APIKey, error)
-	GetClient(ctx context.Context, id string) (*store.Client, error)
 	RecordAPIKeyUse(ctx context.Context, prefix string, at time.Time, n int64) error
 }
 
-// APIKeys implements check.APIKeyChecker.
+// APIKeys implements check.APIKeyChecker from a directory of every API key
+// not revoked, in memory like the clients' (see Clients), so that a key
+// with an unknown prefix costs no database query: a flood of made-up keys,
+// each new, would defeat a cache of misses. Its memory is bounded by the
+// keys that admins created (a few hundred bytes each), not by what callers
+// send. A key's client is read from the client directory at every check,
+// so that the key answers with its client's current state.
 type APIKeys struct {
-	store  APIKeyStore
-	hasher *secret.Hasher
-	log    *slog.Logger
-	now    func() time.Time
-	ttl    time.Duration
+	keys    *directory[store.APIKey]
+	clients *Clients
+	store   APIKeyStore
+	hasher  *secret.Hasher
+	log     *slog.Logger
+	now     func() time.Time
 
-	mu    sync.Mutex
-	max   int
-	lru   *list.List               // of *entry, most recent first
-	byKey map[string]*list.Element // prefix -> element
-	uses  map[string]int64         // prefix -> uses not yet recorded
-	// gen counts evicting notifications. A load that a notification
-	// overlapped may hold what the notification said is gone, so it is
-	// not cached.
-	gen uint64
-}
-
-type entry struct {
-	prefix string
-	key    store.APIKey
-	client store.Client
-	loaded time.Time
+	mu   sync.Mutex
+	uses map[string]int64 // prefix -> uses not yet recorded
 }
 
 var _ check.APIKeyChecker = (*APIKeys)(nil)
 
 // APIKeysConfig configures APIKeys.
 type APIKeysConfig struct {
-	Store  APIKeyStore
-	Hasher *secret.Hasher
-	// MaxEntries bounds the cache (default 100000).
-	MaxEntries int
-	// TTL bounds how long an entry is trusted without a notification
-	// (default 1m); notifications evict at once.
-	TTL    time.Duration
-	Logger *slog.Logger
-	Now    func() time.Time
+	Store APIKeyStore
+	// Clients is the directory the keys' clients are read from.
+	Clients *Clients
+	Hasher  *secret.Hasher
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Lookups (optional) counts the database lookups that checks needed.
+	Lookups prometheus.Counter
 }
 
-// NewAPIKeys returns an API-key checker.
+// NewAPIKeys returns an API-key checker whose directory is not yet loaded.
 func NewAPIKeys(cfg APIKeysConfig) *APIKeys {
-	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 100_000
-	}
-	if cfg.TTL <= 0 {
-		cfg.TTL = time.Minute
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -82,111 +73,93 @@ func NewAPIKeys(cfg APIKeysConfig) *APIKeys {
 		cfg.Now = time.Now
 	}
 	return &APIKeys{
-		store: cfg.Store, hasher: cfg.Hasher, log: cfg.Logger, now: cfg.Now, ttl: cfg.TTL,
-		max: cfg.MaxEntries, lru: list.New(), byKey: make(map[string]*list.Element), uses: make(map[string]int64),
+		keys: newDirectory(dirConfig[store.APIKey]{
+			what: "api key",
+			list: func(ctx context.Context) ([]store.APIKey, error) { return cfg.Store.ListAPIKeys(ctx, "") },
+			get:  cfg.Store.GetAPIKeyByPrefix,
+			id:   func(k *store.APIKey) string { return k.Prefix },
+			// A revoked key never comes back: it is answered as unknown.
+			keep: func(k *store.APIKey) bool { return k.RevokedAt == nil },
+			log:  cfg.Logger, lookups: cfg.Lookups,
+		}),
+		clients: cfg.Clients, store: cfg.Store, hasher: cfg.Hasher, log: cfg.Logger, now: cfg.Now,
+		uses: make(map[string]int64),
 	}
 }
 
-// CheckAPIKey implements check.APIKeyChecker.
+// Load replaces the directory with the keys as they are now.
+func (a *APIKeys) Load(ctx context.Context) error { return a.keys.Load(ctx) }
+
+// CheckAPIKey implements check.APIKeyChecker. The key's scopes are its own
+// intersected with its client's current scopes, and its models its
+// client's current models: narrowing a client narrows its keys at once.
 func (a *APIKeys) CheckAPIKey(ctx context.Context, presented string) (*check.Principal, error) {
 	prefix, ok := secret.ParseAPIKey(presented)
 	if !ok {
 		return nil, check.ErrInvalidKey
 	}
-	e, err := a.entry(ctx, prefix)
+	k, err := a.keys.Get(ctx, prefix)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, check.ErrInvalidKey
+	}
 	if err != nil {
 		return nil, err
 	}
-	now := a.now()
 	// The hash check comes before any other answer, so that the answers
-	// about a key (revoked, expired) are given only to its holder.
-	if !a.hasher.Verify(e.key.Hash, presented) {
+	// about a key (expired, its client) are given only to its holder.
+	if !a.hasher.Verify(k.Hash, presented) {
 		return nil, check.ErrInvalidKey
 	}
-	if e.key.RevokedAt != nil || (e.key.ExpiresAt != nil && !e.key.ExpiresAt.After(now)) || !e.client.Enabled {
+	if k.ExpiresAt != nil && !k.ExpiresAt.After(a.now()) {
+		return nil, check.ErrInvalidKey
+	}
+	c, err := a.clients.Client(ctx, k.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, check.ErrInvalidKey
+	}
+	if err != nil {
+		return nil, fmt.Errorf("API key's client: %w", err)
+	}
+	if !c.Enabled {
 		return nil, check.ErrInvalidKey
 	}
 	a.mu.Lock()
 	a.uses[prefix]++
 	a.mu.Unlock()
-	return &check.Principal{ClientID: e.client.ID, Plan: e.client.Plan, Scopes: e.key.Scopes, Models: e.client.Models}, nil
+	return &check.Principal{ClientID: c.ID, Plan: c.Plan, Scopes: intersect(k.Scopes, c.Scopes), Models: c.Models}, nil
 }
 
-// entry returns the cached key and client for prefix, loading them on a
-// miss or when stale.
-func (a *APIKeys) entry(ctx context.Context, prefix string) (*entry, error) {
-	now := a.now()
-	a.mu.Lock()
-	gen := a.gen
-	if el, ok := a.byKey[prefix]; ok {
-		e := el.Value.(*entry)
-		if now.Sub(e.loaded) < a.ttl {
-			a.lru.MoveToFront(el)
-			a.mu.Unlock()
-			return e, nil
+// intersect returns the scopes of key that client also holds (key itself,
+// shared, when it holds them all: the usual case costs no allocation).
+// Scopes compare as strings: a key's "models:infer" does not survive its
+// client's narrowing to "models:m:infer".
+func intersect(key, client []string) []string {
+	n := 0
+	for _, s := range key {
+		if slices.Contains(client, s) {
+			n++
 		}
 	}
-	a.mu.Unlock()
-
-	k, err := a.store.GetAPIKeyByPrefix(ctx, prefix)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		return nil, check.ErrInvalidKey
+	if n == len(key) {
+		return key
 	}
-	if err != nil {
-		return nil, fmt.Errorf("look up API key: %w", err)
+	out := make([]string, 0, n)
+	for _, s := range key {
+		if slices.Contains(client, s) {
+			out = append(out, s)
+		}
 	}
-	c, err := a.store.GetClient(ctx, k.ClientID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, check.ErrInvalidKey
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up API key's client: %w", err)
-	}
-	e := &entry{prefix: prefix, key: *k, client: *c, loaded: now}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.gen != gen {
-		// Answer this request from the load (as if it had come just before
-		// the change) but keep it out of the cache.
-		return e, nil
-	}
-	if el, ok := a.byKey[prefix]; ok {
-		a.lru.Remove(el)
-	}
-	a.byKey[prefix] = a.lru.PushFront(e)
-	for a.lru.Len() > a.max {
-		old := a.lru.Remove(a.lru.Back()).(*entry)
-		delete(a.byKey, old.prefix)
-	}
-	return e, nil
+	return out
 }
 
-// Changed evicts what a store notification says changed.
-func (a *APIKeys) Changed(c store.Change) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	switch c.Kind {
-	case store.ChangeAPIKey, store.ChangeClient, store.ChangeResync:
-		a.gen++
-	}
+// Changed applies a store notification: a changed key is read back. Client
+// changes need nothing here: keys read their client at every check.
+func (a *APIKeys) Changed(ctx context.Context, c store.Change) {
 	switch c.Kind {
 	case store.ChangeAPIKey:
-		if el, ok := a.byKey[c.ID]; ok {
-			a.lru.Remove(el)
-			delete(a.byKey, c.ID)
-		}
-	case store.ChangeClient:
-		for el := a.lru.Front(); el != nil; {
-			next := el.Next()
-			if e := el.Value.(*entry); e.client.ID == c.ID {
-				a.lru.Remove(el)
-				delete(a.byKey, e.prefix)
-			}
-			el = next
-		}
+		a.keys.changed(ctx, c.ID)
 	case store.ChangeResync:
-		a.lru.Init()
-		clear(a.byKey)
+		a.keys.resync(ctx)
 	}
 }
 

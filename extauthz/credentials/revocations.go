@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/store"
 )
@@ -23,8 +25,9 @@ type RevocationStore interface {
 // until the resync reload succeeds, answers come from the database (and
 // an unreachable database denies).
 type Revocations struct {
-	store RevocationStore
-	log   *slog.Logger
+	store   RevocationStore
+	log     *slog.Logger
+	lookups prometheus.Counter // may be nil
 
 	mu      sync.RWMutex
 	revoked map[string]struct{}
@@ -38,12 +41,13 @@ type Revocations struct {
 
 var _ check.RevocationChecker = (*Revocations)(nil)
 
-// NewRevocations returns a revocation list that is not yet loaded.
-func NewRevocations(s RevocationStore, log *slog.Logger) *Revocations {
+// NewRevocations returns a revocation list that is not yet loaded. lookups
+// (optional) counts the database lookups its answers needed.
+func NewRevocations(s RevocationStore, log *slog.Logger, lookups prometheus.Counter) *Revocations {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Revocations{store: s, log: log, revoked: make(map[string]struct{})}
+	return &Revocations{store: s, log: log, lookups: lookups, revoked: make(map[string]struct{})}
 }
 
 // Load replaces the copy with every revocation still in force.
@@ -85,6 +89,9 @@ func (r *Revocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	r.mu.RUnlock()
 	if revoked || synced {
 		return revoked, nil
+	}
+	if r.lookups != nil {
+		r.lookups.Inc()
 	}
 	return r.store.IsRevoked(ctx, jti)
 }

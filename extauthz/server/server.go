@@ -90,6 +90,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.clients.Load(ctx); err != nil {
 		cfg.Logger.Warn("clients not loaded yet; checking them in the database", "error", err)
 	}
+	if err := s.apiKeys.Load(ctx); err != nil {
+		cfg.Logger.Warn("API keys not loaded yet; checking them in the database", "error", err)
+	}
 	if err := s.Keys.Refresh(ctx); err != nil {
 		cfg.Logger.Warn("signing keys not loaded yet", "error", err)
 	}
@@ -124,12 +127,28 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 			}
 		}
 	}
+	// Unauthenticated callers must not be able to make the database work:
+	// this counts every lookup that answering a request needed (zero once
+	// the in-memory copies are loaded, whatever ids or keys callers send).
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "helix_authz_db_lookups_total",
+		Help: "Database lookups made to answer a check or an OAuth2 client lookup, by table; " +
+			"zero while the in-memory copies are loaded and kept current by notifications.",
+	}, []string{"table"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(lookups); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	clients := credentials.NewClients(db, log, lookups.WithLabelValues("clients"))
 	s := &Server{
-		Store:       db,
-		Keys:        km,
-		apiKeys:     credentials.NewAPIKeys(credentials.APIKeysConfig{Store: db, Hasher: hasher, Logger: log}),
-		revocations: credentials.NewRevocations(db, log),
-		clients:     credentials.NewClients(db, log),
+		Store: db,
+		Keys:  km,
+		apiKeys: credentials.NewAPIKeys(credentials.APIKeysConfig{
+			Store: db, Clients: clients, Hasher: hasher, Logger: log, Lookups: lookups.WithLabelValues("api_keys"),
+		}),
+		revocations: credentials.NewRevocations(db, log, lookups.WithLabelValues("revoked_tokens")),
+		clients:     clients,
 		log:         log,
 	}
 	verifier, err := token.NewVerifier(token.VerifierConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km})
@@ -138,7 +157,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	oauthServer, err := oauth.New(oauth.Config{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.Audience, TokenLifetime: cfg.TokenLifetime,
-		Clients: db, Revocations: db, Keys: km, Hasher: hasher, Logger: log, Registerer: cfg.Registerer,
+		Clients: clients, Revocations: db, Keys: km, Hasher: hasher, Logger: log, Registerer: cfg.Registerer,
 	})
 	if err != nil {
 		return nil, err
@@ -177,9 +196,10 @@ func (s *Server) listen(ctx context.Context) {
 				s.log.Warn("reload signing keys", "error", err)
 			}
 		}
-		s.apiKeys.Changed(c)
-		s.revocations.Changed(ctx, c)
+		// Clients first: a key's check reads its client.
 		s.clients.Changed(ctx, c)
+		s.apiKeys.Changed(ctx, c)
+		s.revocations.Changed(ctx, c)
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("change notifications stopped", "error", err)

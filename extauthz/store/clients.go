@@ -3,15 +3,26 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, created_at, updated_at`
+const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, tokens_valid_after, created_at, updated_at`
 
 func scanClient(row pgx.Row, c *Client) error {
-	return row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Scopes, &c.Models, &c.Audience,
-		&c.Plan, &c.Enabled, &c.CreatedAt, &c.UpdatedAt)
+	var validAfter *time.Time
+	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Scopes, &c.Models, &c.Audience,
+		&c.Plan, &c.Enabled, &validAfter, &c.CreatedAt, &c.UpdatedAt)
+	c.TokensValidAfter = orZero(validAfter)
+	return err
+}
+
+func orZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 func validateClient(c *Client) error {
@@ -95,24 +106,35 @@ func (s *Store) ListClients(ctx context.Context) ([]Client, error) {
 
 // UpdateClient writes c's name, scopes, models, audience, plan and enabled
 // flag to the client with c.ID (not its secret: see SetClientSecret), and
-// writes the new UpdatedAt (and CreatedAt) back into c. ErrNotFound if there
-// is no such client.
+// writes the new UpdatedAt, TokensValidAfter (and CreatedAt) back into c.
+// Disabling (or enabling) the client moves TokensValidAfter to now(), so
+// that no token issued before stays valid, whoever the caller. ErrNotFound
+// if there is no such client.
 func (s *Store) UpdateClient(ctx context.Context, c *Client) error {
 	if err := validateClient(c); err != nil {
 		return err
 	}
-	return s.do(ctx, "update client", true, func(ctx context.Context) error {
+	var validAfter *time.Time
+	err := s.do(ctx, "update client", true, func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx, `
 			UPDATE clients SET name = $2, scopes = $3, models = $4, audience = $5, plan = $6,
-				enabled = $7, updated_at = greatest(now(), updated_at)
+				enabled = $7, updated_at = greatest(now(), updated_at),
+				tokens_valid_after = CASE WHEN enabled IS DISTINCT FROM $7
+					THEN greatest(now(), tokens_valid_after) ELSE tokens_valid_after END
 			WHERE id = $1
-			RETURNING created_at, updated_at`,
+			RETURNING created_at, updated_at, tokens_valid_after`,
 			c.ID, c.Name, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience), c.Plan, c.Enabled,
-		).Scan(&c.CreatedAt, &c.UpdatedAt)
+		).Scan(&c.CreatedAt, &c.UpdatedAt, &validAfter)
 	})
+	if err != nil {
+		return err
+	}
+	c.TokensValidAfter = orZero(validAfter)
+	return nil
 }
 
-// SetClientSecret replaces the secret hash of client id (rotation).
+// SetClientSecret replaces the secret hash of client id (rotation) and
+// moves its TokensValidAfter to now(): tokens issued before stop counting.
 func (s *Store) SetClientSecret(ctx context.Context, id string, hash []byte) error {
 	if err := checkID("client id", id); err != nil {
 		return err
@@ -121,7 +143,10 @@ func (s *Store) SetClientSecret(ctx context.Context, id string, hash []byte) err
 		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
 	}
 	return s.do(ctx, "set client secret", true, func(ctx context.Context) error {
-		return execOne(ctx, s, `UPDATE clients SET secret_hash = $2, updated_at = greatest(now(), updated_at) WHERE id = $1`, id, hash)
+		return execOne(ctx, s, `
+			UPDATE clients SET secret_hash = $2, updated_at = greatest(now(), updated_at),
+				tokens_valid_after = greatest(now(), tokens_valid_after)
+			WHERE id = $1`, id, hash)
 	})
 }
 

@@ -32,10 +32,15 @@ type Client struct {
 	Models   []string
 	Audience []string
 	// Plan names the rate-limit plan.
-	Plan      string
-	Enabled   bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Plan    string
+	Enabled bool
+	// TokensValidAfter: the client's tokens issued at or before it (to the
+	// second, see token.IssuedAfter) are invalid. SetClientSecret and a
+	// change of Enabled by UpdateClient move it to the database's now();
+	// zero when neither ever happened.
+	TokensValidAfter time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // APIKey is a long-lived credential of a client, looked up by its public

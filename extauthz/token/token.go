@@ -82,3 +82,12 @@ func (c *Claims) clone() *Claims {
 	out.Models = slices.Clone(c.Models)
 	return &out
 }
+
+// IssuedAfter reports whether a token issued at iat still counts against a
+// client's cutoff (store.Client.TokensValidAfter; zero: none). iat has whole
+// seconds, so a token of the cutoff's own second cannot be told from one
+// issued just before it: it is refused. A token issued in that second after
+// the cutoff is refused too, and its client asks for another.
+func IssuedAfter(iat, cutoff time.Time) bool {
+	return cutoff.IsZero() || iat.Unix() > cutoff.Unix()
+}
