@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,33 @@ func TestLoadExample(t *testing.T) {
 	g.DefaultPool = ir.Pool{Endpoints: g.Pools[0].Endpoints}
 	if _, err := translate.Translate(g); err != nil {
 		t.Fatalf("translate: %v", err)
+	}
+}
+
+func TestPlans(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		names      []string
+		def        string
+	}{
+		{"rate limits on", base + "ratelimit: {address: '127.0.0.1:8081', default_plan: free}\nplans:\n  standard: {requests_per_second: 9}\n  free: {requests_per_second: 5}\n",
+			[]string{"free", "standard"}, "free"},
+		{"plans without rate limits", base + "plans:\n  gold: {requests_per_minute: 60}\n", []string{"gold"}, ""},
+		{"no plans", base, []string{}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), "g.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.PlanNames(); !slices.Equal(got, tc.names) {
+				t.Errorf("PlanNames() = %q, want %q", got, tc.names)
+			}
+			if got := c.DefaultPlan(); got != tc.def {
+				t.Errorf("DefaultPlan() = %q, want %q", got, tc.def)
+			}
+		})
 	}
 }
 
@@ -111,7 +139,11 @@ func TestParseErrors(t *testing.T) {
 		{"ratelimit failure mode", base + "ratelimit:\n  address: 127.0.0.1:8081\n  failure_mode: maybe\n",
 			[]string{`g.yaml:8: ratelimit.failure_mode: must be "open" or "closed"`}},
 		{"ratelimit default plan", base + "ratelimit:\n  address: 127.0.0.1:8081\n  default_plan: gold\nplans:\n  free: {requests_per_second: 5}\n",
-			[]string{`g.yaml:8: ratelimit.default_plan: no plan named "gold"`}},
+			[]string{`g.yaml:8: ratelimit.default_plan: no plan named "gold" (plans: free)`}},
+		{"ratelimit without a default plan", base + "ratelimit:\n  address: 127.0.0.1:8081\nplans:\n  free: {requests_per_second: 5}\n",
+			[]string{`g.yaml:6: ratelimit.default_plan: required: the plan of clients with none or one not listed (one of free)`}},
+		{"ratelimit without plans", base + "ratelimit:\n  address: 127.0.0.1:8081\n",
+			[]string{`g.yaml:6: ratelimit.default_plan: required`}},
 		{"ratelimit domain", base + "ratelimit:\n  address: 127.0.0.1:8081\n  domain: 'a b'\n", []string{"g.yaml:8: ratelimit.domain"}},
 		{"negative timeout", base + "timeouts:\n  request: -1s\n", []string{"g.yaml:7: timeouts.request: must be"}},
 		{"negative stream timeout", base + "timeouts:\n  stream: -1s\n", []string{"g.yaml:7: timeouts.stream: must be"}},

@@ -42,7 +42,7 @@ func TestValidateAccepts(t *testing.T) {
 			g.DefaultPool.Endpoints[0].Address = "fd00::4"
 		}},
 		{"ratelimit and cors", func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "localhost", Port: 8081}, Plans: []Plan{{Name: "free", RequestsPerSecond: 5}}}
+			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "localhost", Port: 8081}, Plans: []Plan{{Name: "free", RequestsPerSecond: 5}}, DefaultPlan: "free"}
 			g.CORS = &CORS{AllowOrigins: []string{"*", "https://a.example:8443", "http://[::1]:3000"}, AllowMethods: []string{"GET"}}
 			g.ApplyDefaults()
 		}},
@@ -90,6 +90,16 @@ func TestValidateRejects(t *testing.T) {
 		{func(g *Gateway) {
 			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "a b", Timeout: time.Second}
 		}, "ratelimit.domain"},
+		// Without a default plan, a client with no plan or an unlisted one
+		// would not be limited at all.
+		{func(g *Gateway) {
+			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "helix", Timeout: time.Second,
+				Plans: []Plan{{Name: "free", RequestsPerSecond: 1}}}
+		}, "ratelimit.default_plan"},
+		{func(g *Gateway) {
+			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "helix", Timeout: time.Second,
+				Plans: []Plan{{Name: "free", RequestsPerSecond: 1}}, DefaultPlan: "default"}
+		}, "ratelimit.default_plan"},
 		{func(g *Gateway) {
 			g.Workers = &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k", ServerName: "a..b"}
 		}, "workers_tls.server_name"},

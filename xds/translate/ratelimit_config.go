@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
@@ -24,19 +25,20 @@ import (
 //
 // The ratelimit service looks a value-specific key up before the bare key,
 // so a listed plan never falls through to the default's limits. A request
-// naming no model is limited per client at the same rate. Without a default
-// plan, clients with no plan or an unlisted one are not limited.
+// naming no model is limited per client at the same rate. A client whose
+// plan is not listed (a plan removed from the config since) gets the
+// default plan's limits, never none: without a default plan (ir.Validate
+// requires one) the config is refused.
 func rateLimitConfigs(g *ir.Gateway) ([]types.Resource, error) {
 	rl := g.RateLimit
 	if rl == nil {
 		return nil, nil
 	}
-	var def *ir.Plan
-	for i := range rl.Plans {
-		if rl.Plans[i].Name == rl.DefaultPlan {
-			def = &rl.Plans[i]
-		}
+	i := slices.IndexFunc(rl.Plans, func(p ir.Plan) bool { return p.Name == rl.DefaultPlan })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: ratelimit default plan %q is not a plan", ErrInvalidResource, rl.DefaultPlan)
 	}
+	def := rl.Plans[i]
 	var windows []*rlsconfv3.RateLimitDescriptor
 	for _, w := range []struct {
 		value string
@@ -54,10 +56,10 @@ func rateLimitConfigs(g *ir.Gateway) ([]types.Resource, error) {
 			}
 			window.Descriptors = append(window.Descriptors, plan)
 		}
-		if def != nil && w.limit(*def) > 0 {
+		if n := w.limit(def); n > 0 {
 			window.Descriptors = append(window.Descriptors,
-				&rlsconfv3.RateLimitDescriptor{Key: DescriptorPlan, Descriptors: clientModelLimit(w.limit(*def), w.unit)})
-			window.Descriptors = append(window.Descriptors, clientModelLimit(w.limit(*def), w.unit)...)
+				&rlsconfv3.RateLimitDescriptor{Key: DescriptorPlan, Descriptors: clientModelLimit(n, w.unit)})
+			window.Descriptors = append(window.Descriptors, clientModelLimit(n, w.unit)...)
 		}
 		windows = append(windows, window)
 	}

@@ -2,10 +2,13 @@ package translate
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	rlsconfv3 "github.com/envoyproxy/go-control-plane/ratelimit/config/ratelimit/v3"
+
+	"github.com/helixflow/helixflow/xds/ir"
 )
 
 // The ratelimit config's proto has no generated validation: this check is
@@ -43,5 +46,32 @@ func TestCheckRateLimitConfig(t *testing.T) {
 				t.Fatalf("err = %v, want ErrInvalidResource saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A client with no plan, or one not listed, gets the default plan's
+// limits; without a default plan the config is refused rather than leave
+// those clients unlimited (ir.Validate requires one; this is the last
+// check).
+func TestRateLimitConfigsDefaultPlan(t *testing.T) {
+	g := &ir.Gateway{RateLimit: &ir.RateLimit{Domain: "helixflow", Plans: []ir.Plan{{Name: "free", RequestsPerSecond: 5}}}}
+	for _, def := range []string{"", "gold"} {
+		g.RateLimit.DefaultPlan = def
+		if rs, err := rateLimitConfigs(g); !errors.Is(err, ErrInvalidResource) || !strings.Contains(err.Error(), "default plan") {
+			t.Errorf("default plan %q: (%v, %v), want ErrInvalidResource naming the default plan", def, rs, err)
+		}
+	}
+	g.RateLimit.DefaultPlan = "free"
+	rs, err := rateLimitConfigs(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := rs[0].(*rlsconfv3.RateLimitConfig).GetDescriptors()[0]
+	var keys []string
+	for _, d := range second.GetDescriptors() {
+		keys = append(keys, d.GetKey()+"="+d.GetValue())
+	}
+	if !slices.Equal(keys, []string{"plan=free", "plan=", "client="}) {
+		t.Errorf("second window: %v, want the listed plan, any other plan and no plan", keys)
 	}
 }
