@@ -47,7 +47,8 @@ type stack struct {
 	stopRegistration func()
 
 	xdsAddr string
-	// workerCert is the client certificate workers present to helix-xds.
+	// workerCert is the client certificate (identity) of the stack's
+	// first worker, presented to helix-xds.
 	workerCert envoytest.Pair
 	// workers started so far; workers[0] is the stack's own, serving simple.
 	workers []*worker
@@ -192,7 +193,8 @@ func (s *stack) attach(t *testing.T, st *helixstack.Stack) {
 	}
 	s.st, s.caFile, s.caPool, s.envoy = st, st.CAFile(), pool, envoyAdmin{st}
 	s.gateway, s.issuer, s.xdsURL = st.GatewayAddr(), st.Issuer, st.XDSStatusURL()
-	s.xdsAddr, s.workerCert = addr(st.Ports.XDS), pair(st, pki.WorkerXDSClient)
+	wc, wk := st.WorkerCert(0)
+	s.xdsAddr, s.workerCert = addr(st.Ports.XDS), envoytest.Pair{CertFile: wc, KeyFile: wk}
 	s.adminEnv = []string{"HELIX_ADMIN_URL=" + st.AdminURL(), "HELIX_ADMIN_TOKEN=" + st.AdminToken}
 }
 

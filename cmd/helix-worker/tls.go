@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 )
@@ -187,12 +188,15 @@ func tlsWarnings(o *options) []string {
 }
 
 // serverTLS builds a listener's TLS configuration (nil for plaintext)
-// offering alpn; the files are read again when they change.
+// offering alpn; the files are read again when they change. With a client
+// CA, only Envoy's identity gets in (internal/identity): every component's
+// certificate comes from that CA, and a worker's or helix-ratelimit's must
+// not reach inference or the repository API.
 func serverTLS(l listenerTLS, alpn string) (*tls.Config, error) {
 	if !l.on() {
 		return nil, nil
 	}
-	conf, err := tlsfiles.ServerConfig(l.certFile, l.keyFile, l.clientCAFile)
+	conf, err := tlsfiles.ServerConfig(l.certFile, l.keyFile, l.clientCAFile, tlsfiles.AcceptPeers(identity.WorkerCallers()...))
 	if err != nil {
 		return nil, err
 	}

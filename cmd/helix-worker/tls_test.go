@@ -162,13 +162,20 @@ type testCerts struct{ ours, other string }
 func newTestCerts(t *testing.T) testCerts {
 	t.Helper()
 	c := testCerts{ours: t.TempDir(), other: t.TempDir()}
+	worker, err := pki.WorkerClient(testWorker)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, dir := range []string{c.ours, c.other} {
-		if _, err := pki.Init(t.Context(), pki.Options{Dir: dir}, pki.LocalSpecs()); err != nil {
+		if _, err := pki.Init(t.Context(), pki.Options{Dir: dir}, append(pki.LocalSpecs(), worker)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return c
 }
+
+// testWorker names the worker identity newTestCerts issues.
+const testWorker = "w1"
 
 func caFile(dir string) string { f, _ := pki.Files(dir, pki.CAName); return f }
 
@@ -176,6 +183,12 @@ func caFile(dir string) string { f, _ := pki.Files(dir, pki.CAName); return f }
 // the SAN helix-worker, present clientDir's envoy-worker-client
 // certificate ("": none).
 func clientTLS(t *testing.T, clientDir string, rootDirs ...string) *tls.Config {
+	t.Helper()
+	return clientTLSAs(t, pki.EnvoyWorkerClient, clientDir, rootDirs...)
+}
+
+// clientTLSAs is clientTLS presenting certificate name instead of Envoy's.
+func clientTLSAs(t *testing.T, name, clientDir string, rootDirs ...string) *tls.Config {
 	t.Helper()
 	pool := x509.NewCertPool()
 	for _, d := range rootDirs {
@@ -187,7 +200,7 @@ func clientTLS(t *testing.T, clientDir string, rootDirs ...string) *tls.Config {
 	}
 	conf := &tls.Config{RootCAs: pool, ServerName: "helix-worker", MinVersion: tls.VersionTLS12}
 	if clientDir != "" {
-		cert, err := tls.LoadX509KeyPair(pki.Files(clientDir, pki.EnvoyWorkerClient))
+		cert, err := tls.LoadX509KeyPair(pki.Files(clientDir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,6 +327,11 @@ func TestTLSHandshake(t *testing.T) {
 		{"client certificate from the worker's CA", clientTLS(t, c.ours, c.ours), func(bool) bool { return true }},
 		{"no client certificate", clientTLS(t, "", c.ours), func(mtls bool) bool { return !mtls }},
 		{"client certificate from another CA", clientTLS(t, c.other, c.ours), func(mtls bool) bool { return !mtls }},
+		// Same CA, other identities: only Envoy may call a worker (it
+		// would otherwise take inference and repository calls from
+		// another worker or from helix-ratelimit).
+		{"a worker's client certificate", clientTLSAs(t, pki.WorkerClientName(testWorker), c.ours, c.ours), func(mtls bool) bool { return !mtls }},
+		{"helix-ratelimit's client certificate", clientTLSAs(t, pki.RateLimitXDSClient, c.ours, c.ours), func(mtls bool) bool { return !mtls }},
 		{"plaintext", nil, func(bool) bool { return false }},
 	}
 	for _, w := range workers {

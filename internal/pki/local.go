@@ -1,13 +1,12 @@
 package pki
 
 import (
+	"fmt"
 	"net"
 	"net/url"
-)
 
-// TrustDomain is the SPIFFE trust domain of the local PKI's URI SANs, which
-// name the component a certificate belongs to.
-const TrustDomain = "helixflow.local"
+	"github.com/helixflow/helixflow/internal/identity"
+)
 
 // File stems of the local stack's certificates (see LocalSpecs).
 const (
@@ -18,7 +17,6 @@ const (
 	EnvoyXDSClient    = "envoy-xds-client"    // Envoy -> helix-xds
 	EnvoyWorkerClient = "envoy-worker-client" // Envoy -> workers
 	EnvoyAuthzClient  = "envoy-authz-client"  // Envoy -> helix-authz ext_authz
-	WorkerXDSClient   = "worker-xds-client"   // workers -> helix-xds registry
 	// helix-ratelimit's gRPC; Envoy -> helix-ratelimit; helix-ratelimit ->
 	// helix-xds (its limits).
 	RateLimitServer      = "ratelimit-server"
@@ -29,7 +27,9 @@ const (
 // LocalSpecs are the certificates of a single-machine stack: a server
 // certificate per component (its name as a DNS SAN, for SNI checks, plus
 // localhost and the loopback addresses) and a client certificate per
-// connection that uses mTLS.
+// connection that uses mTLS, each carrying its component's identity
+// (internal/identity) as a URI SAN. Workers' client certificates, one per
+// worker, are WorkerClient's.
 func LocalSpecs() []Spec {
 	server := func(name, cn string, dns ...string) Spec {
 		return Spec{
@@ -37,11 +37,11 @@ func LocalSpecs() []Spec {
 			DNSNames: append(dns, "localhost"),
 			// localhost may resolve to either.
 			IPs:  []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP("::1")},
-			URIs: []*url.URL{spiffeID(cn)},
+			URIs: []*url.URL{identity.URI(identity.Component(cn))},
 		}
 	}
 	client := func(name, cn string) Spec {
-		return Spec{Name: name, CommonName: cn, Usage: ClientAuth, URIs: []*url.URL{spiffeID(cn)}}
+		return Spec{Name: name, CommonName: cn, Usage: ClientAuth, URIs: []*url.URL{identity.URI(identity.Component(cn))}}
 	}
 	return []Spec{
 		server(EnvoyServer, "envoy"),
@@ -52,12 +52,24 @@ func LocalSpecs() []Spec {
 		client(EnvoyXDSClient, "envoy"),
 		client(EnvoyWorkerClient, "envoy"),
 		client(EnvoyAuthzClient, "envoy"),
-		client(WorkerXDSClient, "helix-worker"),
 		client(EnvoyRateLimitClient, "envoy"),
 		client(RateLimitXDSClient, "helix-ratelimit"),
 	}
 }
 
-func spiffeID(component string) *url.URL {
-	return &url.URL{Scheme: "spiffe", Host: TrustDomain, Path: "/" + component}
+// WorkerClientName is the file stem of worker name's client certificate.
+func WorkerClientName(name string) string { return "worker-" + name + "-client" }
+
+// WorkerClient is the client certificate worker name presents to helix-xds
+// (its registry): the worker's own identity, identity.Worker(name), to
+// which helix-xds binds the worker ids it registers. name must pass
+// identity.ValidWorkerName.
+func WorkerClient(name string) (Spec, error) {
+	if err := identity.ValidWorkerName(name); err != nil {
+		return Spec{}, fmt.Errorf("%w: %w", ErrSpec, err)
+	}
+	return Spec{
+		Name: WorkerClientName(name), CommonName: "helix-worker " + name, Usage: ClientAuth,
+		URIs: []*url.URL{identity.URI(identity.Worker(name))},
+	}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/pki"
 )
 
@@ -132,7 +133,7 @@ func TestInitLocal(t *testing.T) {
 	}
 }
 
-// TestMutualTLS does real handshakes with the issued files: the worker's
+// TestMutualTLS does real handshakes with the issued files: helix-ratelimit's
 // client certificate is accepted by helix-xds's server certificate and
 // vice versa, and a server certificate is refused as a client certificate.
 func TestMutualTLS(t *testing.T) {
@@ -176,9 +177,9 @@ func TestMutualTLS(t *testing.T) {
 		name, client, serverName string
 		ok                       bool
 	}{
-		{"worker by IP", pki.WorkerXDSClient, "127.0.0.1", true},
+		{"helix-ratelimit by IP", pki.RateLimitXDSClient, "127.0.0.1", true},
 		{"envoy by SNI", pki.EnvoyXDSClient, "helix-xds", true},
-		{"wrong server name", pki.WorkerXDSClient, "helix-authz", false},
+		{"wrong server name", pki.RateLimitXDSClient, "helix-authz", false},
 		{"server certificate as client", pki.WorkerServer, "127.0.0.1", false},
 	}
 	for _, tt := range tests {
@@ -475,5 +476,31 @@ func TestInitRefuses(t *testing.T) {
 	cancel()
 	if _, err := pki.Init(ctx, pki.Options{Dir: t.TempDir()}, good); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Init with a cancelled context = %v", err)
+	}
+}
+
+// A worker's client certificate carries its own identity; a name that is
+// not a DNS label is refused before anything is written.
+func TestWorkerClient(t *testing.T) {
+	spec, err := pki.WorkerClient("pool-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	res, err := pki.Init(t.Context(), pki.Options{Dir: dir}, []pki.Spec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := readCert(t, res[1].CertFile)
+	if id, err := identity.FromCert(c); err != nil || id != "spiffe://helixflow.local/worker/pool-a" {
+		t.Errorf("identity %q, %v", id, err)
+	}
+	if res[1].Name != pki.WorkerClientName("pool-a") || res[1].Usage != pki.ClientAuth {
+		t.Errorf("result %+v", res[1])
+	}
+	for _, bad := range []string{"", "Pool", "a/b", "a.b", "-a"} {
+		if _, err := pki.WorkerClient(bad); !errors.Is(err, pki.ErrSpec) {
+			t.Errorf("WorkerClient(%q): %v, want ErrSpec", bad, err)
+		}
 	}
 }

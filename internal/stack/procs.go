@@ -29,13 +29,27 @@ import (
 )
 
 // prepare makes what several processes share: the development PKI (kept
-// while valid, as `helixctl pki init` does).
+// while valid, as `helixctl pki init` does), with a client certificate of
+// its own for each worker (its identity, to which helix-xds binds the
+// worker ids it registers).
 func (s *Stack) prepare(ctx context.Context) error {
+	return s.issue(ctx, pki.LocalSpecs(), s.opts.Workers...)
+}
+
+// issue makes (or keeps) specs and the client certificates of workers.
+func (s *Stack) issue(ctx context.Context, specs []pki.Spec, workers ...Worker) error {
+	for _, w := range workers {
+		spec, err := pki.WorkerClient(w.Name)
+		if err != nil {
+			return fmt.Errorf("stack: worker %q: %w", w.Name, err)
+		}
+		specs = append(specs, spec)
+	}
 	opts := pki.Options{Dir: s.PKIDir()}
 	if l := s.opts.CertLifetime; l > 0 {
 		opts.Lifetime, opts.RenewBefore = l, l/2
 	}
-	if _, err := pki.Init(ctx, opts, pki.LocalSpecs()); err != nil {
+	if _, err := pki.Init(ctx, opts, specs); err != nil {
 		return fmt.Errorf("stack: pki: %w", err)
 	}
 	return nil
@@ -116,16 +130,27 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 		return nil, err
 	}
 	cert, key := s.Cert(pki.AuthzServer)
-	return []supervise.Spec{{
-		Name: Authz, Path: s.bin("helix-authz"),
-		Args: []string{"--database-url=" + s.DatabaseURL, "--kek-file=" + kek, "--admin-token-file=" + tokenFile,
-			"--issuer=" + s.Issuer, "--http-listen=" + Addr(s.Ports.Authz), "--admin-listen=" + Addr(s.Ports.Admin),
-			"--grpc-listen=" + Addr(s.Ports.ExtAuthz), "--metrics-listen=" + Addr(s.Ports.AuthzMetrics),
-			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
-		// The JWKS answers once the first signing key exists: tokens can
-		// be issued.
-		Ready: httpOK(client, s.Issuer+"/.well-known/jwks.json"),
-	}}, nil
+	// Replicas share the first's issuer (the tokens' iss), Postgres and
+	// secrets; each listens on ports of its own.
+	instances := append([]AuthzPorts{{s.Ports.Authz, s.Ports.Admin, s.Ports.ExtAuthz, s.Ports.AuthzMetrics}}, s.Ports.AuthzReplicas...)
+	specs := make([]supervise.Spec, len(instances))
+	for i, p := range instances {
+		name := Authz
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", Authz, i+1)
+		}
+		specs[i] = supervise.Spec{
+			Name: name, Path: s.bin("helix-authz"),
+			Args: []string{"--database-url=" + s.DatabaseURL, "--kek-file=" + kek, "--admin-token-file=" + tokenFile,
+				"--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
+				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
+				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
+			// The JWKS answers once the first signing key exists: tokens
+			// can be issued.
+			Ready: httpOK(client, "https://"+Addr(p.Authz)+"/.well-known/jwks.json"),
+		}
+	}
+	return specs, nil
 }
 
 // xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy, the workers and
@@ -172,10 +197,15 @@ func (s *Stack) localGatewayConfig() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
+	var replicas []string
+	for _, p := range s.Ports.AuthzReplicas {
+		replicas = append(replicas, Addr(p.ExtAuthz))
+	}
 	return fillPlaceholders(tmpl, b, map[string]string{
-		"HELIX_GATEWAY_PORT":   strconv.Itoa(s.Ports.Gateway),
-		"HELIX_EXTAUTHZ_PORT":  strconv.Itoa(s.Ports.ExtAuthz),
-		"HELIX_RATELIMIT_PORT": strconv.Itoa(s.Ports.RateLimit),
+		"HELIX_GATEWAY_PORT":      strconv.Itoa(s.Ports.Gateway),
+		"HELIX_EXTAUTHZ_PORT":     strconv.Itoa(s.Ports.ExtAuthz),
+		"HELIX_EXTAUTHZ_REPLICAS": strings.Join(replicas, ", "),
+		"HELIX_RATELIMIT_PORT":    strconv.Itoa(s.Ports.RateLimit),
 	})
 }
 
@@ -261,7 +291,7 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 		health = httpOK(mtls, s.WorkerURL(i)+wire.RESTServerReady)
 	}
 	if !w.NoRegister {
-		cert, key := s.Cert(pki.WorkerXDSClient)
+		cert, key := s.WorkerCert(i)
 		args = append(args, "--xds-address="+Addr(s.Ports.XDS), "--xds-ca-file="+s.CAFile(),
 			"--xds-cert-file="+cert, "--xds-key-file="+key, "--advertise-address=127.0.0.1")
 	}
@@ -292,6 +322,9 @@ func (s *Stack) AddWorker(ctx context.Context, w Worker) (int, error) {
 			}
 		}
 	}
+	if err := s.issue(ctx, nil, w); err != nil {
+		return 0, err
+	}
 	s.opts.Workers = append(s.opts.Workers, w)
 	s.Ports.Workers = append(s.Ports.Workers, WorkerPorts{HTTP: ports[0], GRPC: ports[1], Metrics: ports[2]})
 	i := len(s.opts.Workers) - 1
@@ -300,6 +333,12 @@ func (s *Stack) AddWorker(ctx context.Context, w Worker) (int, error) {
 		return 0, err
 	}
 	return i, s.Run(ctx, spec)
+}
+
+// WorkerCert is the i-th worker's client certificate: its own identity
+// (pki.WorkerClient), presented to helix-xds's registry.
+func (s *Stack) WorkerCert(i int) (certFile, keyFile string) {
+	return s.Cert(pki.WorkerClientName(s.opts.Workers[i].Name))
 }
 
 // WorkerURL is the named worker's HTTP base URL (https unless Plaintext).

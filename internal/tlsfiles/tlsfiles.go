@@ -3,7 +3,8 @@
 // read again when their files change (checked on each handshake), so that
 // rotated files (cert-manager's, a Kubernetes secret volume's symlink swap)
 // take effect without a restart; a client CA, when given, makes client
-// certificates mandatory (mTLS).
+// certificates mandatory (mTLS), and AcceptPeers narrows them to the
+// identities (internal/identity) the listener serves.
 package tlsfiles
 
 import (
@@ -16,14 +17,27 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helixflow/helixflow/internal/identity"
 )
+
+// Option adds to ServerConfig's configuration.
+type Option func(*tls.Config)
+
+// AcceptPeers admits only clients whose verified certificate carries one of
+// the identities ids (internal/identity's SPIFFE IDs); any other client's
+// handshake fails. It applies with a client CA only (without one, no
+// client certificate is asked for).
+func AcceptPeers(ids ...string) Option {
+	return func(c *tls.Config) { c.VerifyConnection = identity.PeerVerifier(ids...) }
+}
 
 // ServerConfig returns a TLS 1.2+ server configuration serving certFile and
 // keyFile, requiring client certificates signed by clientCAFile when that
 // is not empty. The files must be readable now; later, a change that does
 // not load (a rotation caught half written, a key that does not match the
 // certificate) keeps the last good files in force until the next change.
-func ServerConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+func ServerConfig(certFile, keyFile, clientCAFile string, opts ...Option) (*tls.Config, error) {
 	f := &files{certFile: certFile, keyFile: keyFile, caFile: clientCAFile}
 	if err := f.load(); err != nil {
 		return nil, err
@@ -35,6 +49,9 @@ func ServerConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 		return conf, nil
 	}
 	conf.ClientCAs, conf.ClientAuth = f.current().clientCAs, tls.RequireAndVerifyClientCert
+	for _, o := range opts {
+		o(conf)
+	}
 	// The client CA is part of the config, not of the certificate: each
 	// handshake gets a copy of conf (as the caller left it: ALPN, ...)
 	// holding the current one.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/pki"
 )
 
@@ -128,7 +129,7 @@ func TestFilesRotateWithoutRestart(t *testing.T) {
 	}
 	shake := func(from string) error {
 		caFile, _ := pki.Files(from, "ca")
-		c, k := pki.Files(from, "worker-xds-client")
+		c, k := pki.Files(from, pki.RateLimitXDSClient)
 		return handshake(t, conf, caFile, c, k)
 	}
 	if err := shake(pkis[0]); err != nil {
@@ -199,5 +200,41 @@ func TestExpiryMetricFollowsRotation(t *testing.T) {
 %[1]s{listener="grpc"} %[2]g
 `, ExpiryMetricName, float64(want.Unix())))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// AcceptPeers admits only the identities named: every client certificate
+// below comes from the same CA.
+func TestAcceptPeers(t *testing.T) {
+	dir := t.TempDir()
+	worker, err := pki.WorkerClient("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.Init(t.Context(), pki.Options{Dir: dir}, append(pki.LocalSpecs(), worker)); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := pki.Files(dir, pki.XDSServer)
+	ca, _ := pki.Files(dir, pki.CAName)
+	conf, err := ServerConfig(cert, key, ca, AcceptPeers(identity.Envoy, identity.RateLimit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		client string
+		ok     bool
+	}{
+		{pki.EnvoyXDSClient, true},
+		{pki.RateLimitXDSClient, true},
+		{pki.WorkerClientName("w1"), false},
+	} {
+		c, k := pki.Files(dir, tc.client)
+		err := handshake(t, conf, ca, c, k)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: handshake err = %v, want ok %v", tc.client, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "spiffe://helixflow.local/worker/w1 may not call this listener") && !tc.ok {
+			t.Errorf("%s: error %q does not name the identity refused", tc.client, err)
+		}
 	}
 }
