@@ -27,7 +27,12 @@ type Ports struct {
 	Prometheus,
 	Alertmanager int
 	Workers []WorkerPorts // one per Options.Workers
+	// AuthzReplicas are the more helix-authz instances' (Options.AuthzReplicas).
+	AuthzReplicas []AuthzPorts
 }
+
+// AuthzPorts are one more helix-authz replica's.
+type AuthzPorts struct{ Authz, Admin, ExtAuthz, Metrics int }
 
 // WorkerPorts are one helix-worker's.
 type WorkerPorts struct{ HTTP, GRPC, Metrics int }
@@ -54,6 +59,14 @@ func (p *Ports) table() []port {
 			port{fmt.Sprintf("WORKER%d_HTTP", n), base, &w.HTTP},
 			port{fmt.Sprintf("WORKER%d_GRPC", n), base + 1, &w.GRPC},
 			port{fmt.Sprintf("WORKER%d_METRICS", n), base + 2, &w.Metrics})
+	}
+	for i := range p.AuthzReplicas {
+		a := &p.AuthzReplicas[i]
+		n, base := i+2, 8190+100*i // AUTHZ2 8190, ADMIN2 8191, EXTAUTHZ2 9011, AUTHZ2_METRICS 9191, ...
+		t = append(t,
+			port{fmt.Sprintf("AUTHZ%d", n), base, &a.Authz}, port{fmt.Sprintf("ADMIN%d", n), base + 1, &a.Admin},
+			port{fmt.Sprintf("EXTAUTHZ%d", n), 9011 + 10*i, &a.ExtAuthz},
+			port{fmt.Sprintf("AUTHZ%d_METRICS", n), base + 1001, &a.Metrics})
 	}
 	return append(t,
 		port{"REDIS", 6380, &p.Redis}, port{"RATELIMIT", 8081, &p.RateLimit},

@@ -42,6 +42,10 @@ const (
 	Prometheus   = "prometheus"
 )
 
+// AuthzReplica is the second helix-authz (Options.AuthzReplicas); the
+// n-th is helix-authz-n.
+const AuthzReplica = Authz + "-2"
+
 // Options say which stack to run and where.
 type Options struct {
 	// Root is the repository: models/, deploy/local/gateway.yaml, alerts/.
@@ -61,6 +65,12 @@ type Options struct {
 	DefaultPorts bool
 	// Workers are the helix-workers (default: DefaultWorkers).
 	Workers []Worker
+	// AuthzReplicas runs more helix-authz instances (helix-authz-2, ...)
+	// on ports of their own (AUTHZ2, ADMIN2, EXTAUTHZ2, AUTHZ2_METRICS, ...),
+	// sharing the first's Postgres, issuer and secrets; Envoy balances its
+	// Checks across all (the gateway config's authz.replicas). The chaos
+	// suite kills one of two.
+	AuthzReplicas int
 	// Monitoring adds Prometheus and Alertmanager, configured by alerts/.
 	Monitoring bool
 	// Restart: a process that dies is restarted with bounded backoff
@@ -152,6 +162,7 @@ func New(opts Options) (*Stack, error) {
 	}
 	s := &Stack{opts: opts, specs: map[string]supervise.Spec{}}
 	s.Ports.Workers = make([]WorkerPorts, len(opts.Workers))
+	s.Ports.AuthzReplicas = make([]AuthzPorts, opts.AuthzReplicas)
 	if err := s.Ports.pick(opts.DefaultPorts, os.Getenv); err != nil {
 		return nil, err
 	}
@@ -264,6 +275,13 @@ func (s *Stack) StopProcess(name string) error { return s.group.Stop(name) }
 // KillProcess ends a process with SIGKILL (a test's crash), without
 // reporting or restarting it.
 func (s *Stack) KillProcess(name string) error { return s.group.Kill(name) }
+
+// CrashProcess kills a process with SIGKILL and starts it again at once,
+// waiting until it is ready (supervise.Group.Crash): the chaos suite's
+// fault.
+func (s *Stack) CrashProcess(ctx context.Context, name string) (*supervise.Proc, error) {
+	return s.group.Crash(ctx, name)
+}
 
 // Run starts one more process in the stack's group (a test's own
 // Prometheus, say) and waits until it is ready; it is stopped with the
