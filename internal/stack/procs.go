@@ -201,10 +201,6 @@ func (s *Stack) localGatewayConfig() ([]byte, error) {
 	for _, p := range s.Ports.AuthzReplicas {
 		replicas = append(replicas, Addr(p.ExtAuthz))
 	}
-	var replicas []string
-	for _, p := range s.Ports.AuthzReplicas {
-		replicas = append(replicas, Addr(p.ExtAuthz))
-	}
 	return fillPlaceholders(tmpl, b, map[string]string{
 		"HELIX_GATEWAY_PORT":      strconv.Itoa(s.Ports.Gateway),
 		"HELIX_EXTAUTHZ_PORT":     strconv.Itoa(s.Ports.ExtAuthz),
