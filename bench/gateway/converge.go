@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
-	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/registration"
 )
@@ -55,7 +54,8 @@ func (h regClock) Handle(_ context.Context, r slog.Record) error {
 // every 5 ms. mlp is served by that worker only, so before it registers
 // the request fails (the default pool's other worker lacks the model).
 func measureConvergence(ctx context.Context, o *options, s *stack) (*convergence, error) {
-	cert, key := s.certs(pki.WorkerXDSClient)
+	// The mlp worker (index 1) registers with its own identity.
+	cert, key := s.st.WorkerCert(1)
 	tc, err := registration.LoadClientTLS(s.caFile(), cert, key)
 	if err != nil {
 		return nil, err
