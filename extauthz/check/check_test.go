@@ -530,3 +530,44 @@ func TestCheckMetrics(t *testing.T) {
 		t.Fatal("second service did not reuse the registered counter")
 	}
 }
+
+// TestCheckClientCutoff: a token issued before its client's cutoff (a
+// secret rotation, a disable) is refused; iat has whole seconds, so a
+// token of the cutoff's own second is refused too.
+func TestCheckClientCutoff(t *testing.T) {
+	iat := testNow.Add(-time.Minute) // a whole second
+	tests := []struct {
+		name   string
+		cutoff time.Time
+		want   int
+	}{
+		{"no cutoff", time.Time{}, 200},
+		{"cutoff a second before", iat.Add(-time.Second), 200},
+		{"cutoff just before the second", iat.Add(-time.Nanosecond), 200},
+		{"cutoff at iat", iat, 401},
+		{"cutoff later in iat's second", iat.Add(999 * time.Millisecond), 401},
+		{"cutoff a second after", iat.Add(time.Second), 401},
+		{"cutoff after the check", testNow.Add(time.Hour), 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			c := claims([]string{"models:infer"}, []string{"*"})
+			c.IssuedAt = iat
+			e.clis.validAfter[c.ClientID] = tt.cutoff
+			tok := e.mint(t, c)
+			want := expect{status: tt.want, model: "resnet"}
+			if tt.want == 401 {
+				want = expect{status: 401, body: bodyInvalidToken}
+			}
+			e.check(t, restReq("POST", "/v2/models/resnet/infer", bearerHdr(tok)), want, tok)
+			reason := "ok"
+			if tt.want == 401 {
+				reason = "issued_before_client_change"
+			}
+			if n := testutil.ToFloat64(e.svc.metrics.checks.WithLabelValues(map[int]string{200: resultOK, 401: resultDenied}[tt.want], reason)); n != 1 {
+				t.Errorf("checks_total{reason=%q} = %v, want 1", reason, n)
+			}
+		})
+	}
+}

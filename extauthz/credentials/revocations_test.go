@@ -77,7 +77,7 @@ func newRevocations(t *testing.T, revoked ...string) (*fakeRevocationStore, *cre
 	for _, j := range revoked {
 		f.revoked[j] = true
 	}
-	return f, credentials.NewRevocations(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return f, credentials.NewRevocations(f, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 }
 
 // wantAnswers asserts a yes/no lookup's answer (named name) for each id.

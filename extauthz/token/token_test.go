@@ -574,3 +574,25 @@ func TestSignHeader(t *testing.T) {
 		t.Fatal("payload has scp")
 	}
 }
+
+func TestIssuedAfter(t *testing.T) {
+	iat := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		name        string
+		iat, cutoff time.Time
+		want        bool
+	}{
+		{"no cutoff", iat, time.Time{}, true},
+		{"no cutoff, no iat", time.Time{}, time.Time{}, true},
+		{"cutoff in an earlier second", iat, iat.Add(-time.Nanosecond), true},
+		{"cutoff at iat", iat, iat, false},
+		{"cutoff later in iat's second", iat, iat.Add(999 * time.Millisecond), false},
+		{"cutoff after", iat, iat.Add(time.Second), false},
+		{"no iat, cutoff set", time.Time{}, iat, false},
+		{"cutoff in another zone, same instant", iat, iat.In(time.FixedZone("x", 3600)), false},
+	} {
+		if got := IssuedAfter(tt.iat, tt.cutoff); got != tt.want {
+			t.Errorf("%s: IssuedAfter(%v, %v) = %v, want %v", tt.name, tt.iat, tt.cutoff, got, tt.want)
+		}
+	}
+}
