@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -28,10 +30,12 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
+	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/server"
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/netaddr"
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
 )
@@ -42,6 +46,7 @@ type options struct {
 	kekFile        string
 	pepperFile     string
 	adminTokenFile string
+	gatewayConfig  string
 
 	issuer, audience string
 	tokenLifetime    time.Duration
@@ -52,6 +57,12 @@ type options struct {
 	httpListen, grpcListen, adminListen, metricsListen string
 	tlsCert, tlsKey, clientCA                          string
 	plaintextLoopback                                  bool
+
+	// Per-source-address limit of /oauth2/* (sourcelimit).
+	oauthRate      float64
+	oauthBurst     int
+	oauthSources   int
+	trustedProxies []netip.Prefix
 
 	logLevel string
 }
@@ -64,6 +75,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.kekFile, "kek-file", "", "file holding the 32-byte key-encryption key for signing keys (raw, hex or base64); env HELIX_AUTHZ_KEK holds it instead")
 	fs.StringVar(&o.pepperFile, "secret-pepper-file", "", "file holding a server-side pepper for client-secret and API-key hashes (optional; changing it invalidates every secret)")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin API token (env HELIX_ADMIN_TOKEN holds it instead); no token, no admin API")
+	fs.StringVar(&o.gatewayConfig, "gateway-config", "", "the gateway config file helix-xds reads: the admin API gives clients only its plans (a new one its default plan) and follows it as it changes; required with the admin API")
 	fs.StringVar(&o.issuer, "issuer", "", "issuer URL: the iss of tokens and the base of the OAuth2 endpoints as clients reach them (required)")
 	fs.StringVar(&o.audience, "audience", "helixflow", "audience tokens are issued for and checked against")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 5*time.Minute, "access token lifetime (at most 1h)")
@@ -78,6 +90,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.tlsKey, "tls-key-file", "", "TLS private key")
 	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates the gRPC listener requires (mTLS from Envoy)")
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow listeners on loopback addresses without TLS (local development only)")
+	fs.Float64Var(&o.oauthRate, "oauth-rate-limit", 100, "requests per second each source address may make to /oauth2/* (429 beyond); 0: no limit")
+	fs.IntVar(&o.oauthBurst, "oauth-rate-burst", 200, "requests a source address may make to /oauth2/* at once")
+	fs.IntVar(&o.oauthSources, "oauth-rate-sources", sourcelimit.DefaultMaxSources, "source addresses remembered by the /oauth2/* limit (least recently seen forgotten first)")
+	fs.Func("trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For names the source address for the /oauth2/* limit (default none: the peer is the source)", func(v string) (err error) {
+		o.trustedProxies, err = sourcelimit.ParsePrefixes(v)
+		return err
+	})
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -97,6 +116,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if o.oauthRate < 0 || math.IsNaN(o.oauthRate) || math.IsInf(o.oauthRate, 0) {
+		return nil, fmt.Errorf("--oauth-rate-limit %v must be 0 (off) or a positive number", o.oauthRate)
+	}
+	if o.oauthRate > 0 && (o.oauthBurst < 1 || o.oauthSources < 1) {
+		return nil, fmt.Errorf("--oauth-rate-burst %d and --oauth-rate-sources %d must be at least 1", o.oauthBurst, o.oauthSources)
 	}
 	if o.tokenLifetime <= 0 || o.tokenLifetime > time.Hour {
 		return nil, fmt.Errorf("--token-lifetime %s must be in (0, 1h]", o.tokenLifetime)
@@ -173,7 +198,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(ctx, server.Config{
 		DatabaseURL: o.databaseURL, Migrate: o.migrate, KEK: kek, Pepper: pepper, AdminToken: string(adminToken),
-		Issuer: o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
+		GatewayConfig: o.gatewayConfig,
+		Issuer:        o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, Registerer: reg, Logger: log,
 	})
 	if err != nil {
@@ -208,10 +234,22 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		g.Add(daemon.HTTP(httpserver.New(h, log), lis, shutdownTimeout, log))
 		return nil
 	}
-	if err := addHTTP("--http-listen", o.httpListen, srv.OAuth, tlsConf); err != nil {
+	oauthHandler := srv.OAuth
+	if o.oauthRate > 0 {
+		l, err := sourcelimit.New(sourcelimit.Config{
+			Rate: o.oauthRate, Burst: o.oauthBurst, MaxSources: o.oauthSources,
+			TrustedProxies: o.trustedProxies, Name: "oauth", Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+		oauthHandler = oauth.LimitSources(oauthHandler, l)
+	}
+	if err := addHTTP("--http-listen", o.httpListen, oauthHandler, tlsConf); err != nil {
 		return err
 	}
-	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil)
+	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil,
+		"per_source_rate", o.oauthRate, "per_source_burst", o.oauthBurst)
 
 	gs, err := grpcServer(o, srv.Check, reg)
 	if err != nil {

@@ -192,12 +192,17 @@ func (st *storage) GetAccessTokenSession(ctx context.Context, raw string, sess f
 	if revoked {
 		return nil, fosite.ErrInactiveToken.WithHint("The token was revoked.")
 	}
-	// A disabled or deleted client's tokens are dead, as Check holds.
-	if _, err := st.s.client(ctx, claims.ClientID); err != nil {
-		if isUnavailable(err) {
-			return nil, err
-		}
+	// A disabled or deleted client's tokens are dead, and so are those
+	// issued before its secret was rotated or it was disabled, as Check
+	// holds.
+	c, err := st.s.client(ctx, claims.ClientID)
+	switch {
+	case isUnavailable(err):
+		return nil, err
+	case err != nil:
 		return nil, fosite.ErrInactiveToken.WithHint("The token's client is disabled or gone.")
+	case !token.IssuedAfter(claims.IssuedAt, c.TokensValidAfter):
+		return nil, fosite.ErrInactiveToken.WithHint("The token was issued before its client's secret rotation or disabling.")
 	}
 	ss, ok := sess.(*session)
 	if !ok || ss == nil {

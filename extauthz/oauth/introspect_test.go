@@ -3,6 +3,7 @@ package oauth
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
@@ -79,5 +80,24 @@ func TestIntrospectClientGone(t *testing.T) {
 	e.clients.mu.Unlock()
 	if code, got := e.introspect(t, auditor, tok); code != http.StatusOK || got["active"] != false || len(got) != 1 {
 		t.Fatalf("token of a deleted client: %d %v", code, got)
+	}
+}
+
+// A token issued before its client's cutoff (moved by rotate-secret and by
+// disabling) is inactive; one issued after it is active.
+func TestIntrospectIssuedBeforeCutoff(t *testing.T) {
+	e := newEnv(t)
+	old := e.issue(t, "alpha", nil).AccessToken
+	e.clock.add(time.Second)
+	e.clients.mu.Lock()
+	e.clients.clients["alpha"].TokensValidAfter = e.clock.now()
+	e.clients.mu.Unlock()
+	if code, got := e.introspect(t, e.basic("alpha"), old); code != http.StatusOK || got["active"] != false || len(got) != 1 {
+		t.Fatalf("token issued before the cutoff: %d %v", code, got)
+	}
+	e.clock.add(time.Second)
+	fresh := e.issue(t, "alpha", nil).AccessToken
+	if _, got := e.introspect(t, e.basic("alpha"), fresh); got["active"] != true {
+		t.Fatalf("token issued after the cutoff: %v", got)
 	}
 }
