@@ -571,3 +571,23 @@ func TestCheckClientCutoff(t *testing.T) {
 		})
 	}
 }
+
+func TestScopeGranted(t *testing.T) {
+	for _, tt := range []struct {
+		scope  string
+		scopes []string
+		want   bool
+	}{
+		{"models:read", []string{"models:read"}, true},
+		{"models:read", []string{"models:infer"}, false},
+		{"models:resnet:infer", []string{"models:infer"}, true},
+		{"models:resnet:infer", []string{"models:bert:infer"}, false},
+		{"models:infer", []string{"models:resnet:infer"}, false},
+		{"other:infer", []string{"models:infer"}, false},
+		{"models:infer", nil, false},
+	} {
+		if got := ScopeGranted(tt.scope, tt.scopes); got != tt.want {
+			t.Errorf("ScopeGranted(%q, %q) = %v, want %v", tt.scope, tt.scopes, got, tt.want)
+		}
+	}
+}

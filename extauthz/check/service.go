@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,15 @@ const (
 // ModelInferScope is the scope that allows inference on model only.
 func ModelInferScope(model string) string {
 	return "models:" + model + ":infer"
+}
+
+// ScopeGranted reports whether holding scopes grants scope: it is among
+// them, or it is a per-model inference scope and they hold ScopeInfer.
+func ScopeGranted(scope string, scopes []string) bool {
+	if slices.Contains(scopes, scope) {
+		return true
+	}
+	return strings.HasPrefix(scope, "models:") && strings.HasSuffix(scope, ":infer") && slices.Contains(scopes, ScopeInfer)
 }
 
 // ErrInvalidKey is what APIKeyChecker returns for a key that is unknown,

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -129,14 +128,15 @@ func (a *APIKeys) CheckAPIKey(ctx context.Context, presented string) (*check.Pri
 	return &check.Principal{ClientID: c.ID, Plan: c.Plan, Scopes: intersect(k.Scopes, c.Scopes), Models: c.Models}, nil
 }
 
-// intersect returns the scopes of key that client also holds (key itself,
-// shared, when it holds them all: the usual case costs no allocation).
-// Scopes compare as strings: a key's "models:infer" does not survive its
-// client's narrowing to "models:m:infer".
+// intersect returns the scopes of key that client's scopes grant (key
+// itself, shared, when they grant them all: the usual case costs no
+// allocation). A key's "models:m:infer" survives under a client's
+// "models:infer"; a key's "models:infer" does not survive its client's
+// narrowing to "models:m:infer" (the key never had less than all models).
 func intersect(key, client []string) []string {
 	n := 0
 	for _, s := range key {
-		if slices.Contains(client, s) {
+		if check.ScopeGranted(s, client) {
 			n++
 		}
 	}
@@ -145,7 +145,7 @@ func intersect(key, client []string) []string {
 	}
 	out := make([]string, 0, n)
 	for _, s := range key {
-		if slices.Contains(client, s) {
+		if check.ScopeGranted(s, client) {
 			out = append(out, s)
 		}
 	}

@@ -452,6 +452,8 @@ func TestKeyScopesFollowClient(t *testing.T) {
 		{"widened: the key keeps its own", []string{"models:infer", "models:resnet:infer", "models:read", "models:bert:infer", "admin"}, []string{"*"},
 			keyScopes, []string{"*"}},
 		{"emptied", nil, nil, []string{}, nil},
+		{"per-model scope under models:infer", []string{"models:infer"}, []string{"resnet"},
+			[]string{"models:infer", "models:resnet:infer"}, []string{"resnet"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
