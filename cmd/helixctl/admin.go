@@ -66,9 +66,10 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 	switch sub {
 	case "create", "update":
 		fs.StringVar(&name, "name", "", "client name")
-		fs.StringVar(&plan, "plan", "", "rate-limit plan (create: default \"default\")")
+		fs.StringVar(&plan, "plan", "", "rate-limit plan: one of the plans in the gateway config file (create: its ratelimit.default_plan)")
 		fs.Var(&scopes, "scope", "scope (repeatable or comma-separated): models:infer, models:read, models:<model>:infer")
-		fs.Var(&models, "model", "model the client may use (repeatable; \"*\" = all; create: default *)")
+		fs.Var(&models, "model", "model the client may use (repeatable or comma-separated; \"*\" = every model). "+
+			"create: none unless given; grant later with \"helixctl clients update ID --model NAME\" (update replaces the list)")
 		fs.Var(&aud, "audience", "audience the client may ask tokens for (repeatable)")
 		if sub == "create" {
 			fs.BoolVar(&disabled, "disabled", false, "create the client disabled")
@@ -121,6 +122,9 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 		return af.print(out, v, func(tw *tabwriter.Writer) {
 			clientRows(tw, *v)
 			fmt.Fprintf(tw, "\nclient_secret (shown once): %s\n", v.ClientSecret)
+			if len(v.Models) == 0 {
+				fmt.Fprintf(tw, "no model yet: grant with helixctl clients update %s --model NAME (or --model '*')\n", v.ClientID)
+			}
 		})
 	case "list":
 		vs, err := c.ListClients(ctx)

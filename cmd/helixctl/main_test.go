@@ -145,6 +145,7 @@ func newCLI(t *testing.T) *cli {
 	c := &cli{store: &memStore{clients: map[string]store.Client{}, keys: map[string]store.APIKey{}}, hasher: secret.NewHasher([]byte("p"))}
 	h, err := admin.Handler(admin.Config{
 		Store: c.store, Hasher: c.hasher, Keys: fakeRotator{kid: "kid-next"}, Token: adminToken,
+		Plans:  admin.NewPlans([]string{"free", "gold", "silver"}, "free"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -250,6 +251,26 @@ func TestClientsTable(t *testing.T) {
 	var apiErr *admin.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
 		t.Errorf("get after delete: %v", err)
+	}
+}
+
+// A new client gets the gateway's default plan and no model; create says
+// how to grant models, and a plan the gateway lacks is refused, named.
+func TestClientsCreateDefaults(t *testing.T) {
+	c := newCLI(t)
+	out := c.mustRun(t, "clients", "create", "--scope", "models:infer")
+	cs, _ := c.store.ListClients(context.Background())
+	if len(cs) != 1 || cs[0].Plan != "free" || len(cs[0].Models) != 0 {
+		t.Fatalf("created %+v, want plan free and no model", cs)
+	}
+	if !strings.Contains(out, "helixctl clients update "+cs[0].ID+" --model") {
+		t.Errorf("create does not say how to grant models:\n%s", out)
+	}
+	_, err := c.run(t, "clients", "create", "--scope", "models:infer", "--plan", "platinum")
+	var apiErr *admin.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest ||
+		!strings.Contains(apiErr.Message, `"platinum" is not a plan of the gateway (plans: free, gold, silver)`) {
+		t.Errorf("unknown plan: %v", err)
 	}
 }
 

@@ -44,6 +44,9 @@ type Config struct {
 	Store  Store
 	Keys   KeyRotator
 	Hasher *secret.Hasher
+	// Plans are the gateway's plans: a client gets only one of them, and
+	// a new client without one the default plan.
+	Plans *Plans
 	// Token is the admin bearer token; requests without it get 401.
 	Token  string
 	Logger *slog.Logger
@@ -66,6 +69,9 @@ func Handler(cfg Config) (http.Handler, error) {
 	}
 	if cfg.Store == nil || cfg.Hasher == nil {
 		return nil, errors.New("admin API needs a store and a hasher")
+	}
+	if cfg.Plans == nil {
+		return nil, errors.New("admin API needs the gateway's plans (the gateway config file)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -130,6 +136,8 @@ func clientView(c *store.Client) ClientView {
 }
 
 // ClientRequest creates or (with only some fields set) updates a client.
+// Plan must be one of the gateway's plans; a new client without one gets
+// the default plan, and without Models no model at all.
 type ClientRequest struct {
 	Name     *string   `json:"name"`
 	Scopes   *[]string `json:"scopes"`
@@ -139,7 +147,7 @@ type ClientRequest struct {
 	Enabled  *bool     `json:"enabled"`
 }
 
-func (r *ClientRequest) apply(c *store.Client) error {
+func (r *ClientRequest) apply(c *store.Client, plans *planSet) error {
 	if r.Name != nil {
 		if err := checkName("name", *r.Name); err != nil {
 			return err
@@ -165,7 +173,7 @@ func (r *ClientRequest) apply(c *store.Client) error {
 		c.Audience = *r.Audience
 	}
 	if r.Plan != nil {
-		if err := checkPlan(*r.Plan); err != nil {
+		if err := plans.check(*r.Plan); err != nil {
 			return err
 		}
 		c.Plan = *r.Plan
@@ -181,8 +189,10 @@ func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	c := &store.Client{Plan: "default", Models: []string{"*"}, Enabled: true}
-	if err := req.apply(c); err != nil {
+	// No model until granted (--model): a scope alone reaches nothing.
+	plans := a.cfg.Plans.get()
+	c := &store.Client{Plan: plans.def, Models: []string{}, Enabled: true}
+	if err := req.apply(c, plans); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -250,7 +260,7 @@ func (a *api) updateClient(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "get client", err)
 		return
 	}
-	if err := req.apply(c); err != nil {
+	if err := req.apply(c, a.cfg.Plans.get()); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}

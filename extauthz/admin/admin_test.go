@@ -20,17 +20,19 @@ import (
 )
 
 func TestHandlerConfig(t *testing.T) {
-	s, h := newFakeStore(), secret.NewHasher(nil)
+	s, h, p := newFakeStore(), secret.NewHasher(nil), admin.NewPlans(testPlans, "free")
 	tests := []struct {
 		name string
 		cfg  admin.Config
 		ok   bool
 	}{
-		{"no token", admin.Config{Store: s, Hasher: h}, false},
-		{"31 characters", admin.Config{Store: s, Hasher: h, Token: strings.Repeat("x", 31)}, false},
-		{"32 characters", admin.Config{Store: s, Hasher: h, Token: strings.Repeat("x", 32)}, true},
-		{"no store", admin.Config{Hasher: h, Token: testToken}, false},
-		{"no hasher", admin.Config{Store: s, Token: testToken}, false},
+		{"no token", admin.Config{Store: s, Hasher: h, Plans: p}, false},
+		{"31 characters", admin.Config{Store: s, Hasher: h, Plans: p, Token: strings.Repeat("x", 31)}, false},
+		{"32 characters", admin.Config{Store: s, Hasher: h, Plans: p, Token: strings.Repeat("x", 32)}, true},
+		{"no store", admin.Config{Hasher: h, Plans: p, Token: testToken}, false},
+		{"no hasher", admin.Config{Store: s, Plans: p, Token: testToken}, false},
+		// Without the gateway's plans, plan names cannot be checked.
+		{"no plans", admin.Config{Store: s, Hasher: h, Token: testToken}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,13 +164,13 @@ func TestEndpoints(t *testing.T) {
 		t.Error("the secret is stored in clear")
 	}
 
-	// Defaults: plan "default", every model, enabled.
+	// Defaults: the gateway's default plan, no model, enabled.
 	only := []string{"models:resnet:infer"}
 	defaults, err := c.CreateClient(ctx, admin.ClientRequest{Scopes: &only})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if defaults.Plan != "default" || !slices.Equal(defaults.Models, []string{"*"}) || !defaults.Enabled ||
+	if defaults.Plan != "free" || defaults.Models == nil || len(defaults.Models) != 0 || !defaults.Enabled ||
 		defaults.Audience == nil || defaults.ClientSecret == "" || defaults.ClientSecret == created.ClientSecret {
 		t.Errorf("defaults %+v", defaults)
 	}
@@ -372,6 +374,8 @@ func TestClientValidation(t *testing.T) {
 		{"model name too long", withScopes(`,"models":["` + strings.Repeat("m", 129) + `"]`), 400, "model"},
 		{"model starting with a dot", withScopes(`,"models":[".hidden"]`), 400, "model"},
 		{"plan in upper case", withScopes(`,"plan":"Gold"`), 400, "plan"},
+		{"plan the gateway lacks", withScopes(`,"plan":"platinum"`), 400, "plan"},
+		{"plan named default", withScopes(`,"plan":"default"`), 400, "plan"},
 		{"plan with a space", withScopes(`,"plan":"gold plan"`), 400, "plan"},
 		{"empty plan", withScopes(`,"plan":""`), 400, "plan"},
 		{"plan with SQL", withScopes(`,"plan":"x';--"`), 400, "plan"},
@@ -445,6 +449,61 @@ func TestClientValidation(t *testing.T) {
 			t.Errorf("POST %s: %d %s", body, code, resp)
 		}
 	}
+}
+
+// The gateway config is the plans' one home: the admin API gives clients
+// only its plans, follows it when it changes (Plans.Set), and gives a new
+// client its default plan and no model.
+func TestPlans(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := t.Context()
+	scopes := []string{"models:infer"}
+	create := func(plan string) (*admin.ClientView, error) {
+		req := admin.ClientRequest{Scopes: &scopes}
+		if plan != "" {
+			req.Plan = &plan
+		}
+		return e.client.CreateClient(ctx, req)
+	}
+	refused := func(err error, want string) {
+		t.Helper()
+		if apiErr := asAPIError(t, err); apiErr.Status != http.StatusBadRequest || !strings.Contains(apiErr.Message, want) {
+			t.Errorf("got %v, want 400 saying %q", err, want)
+		}
+	}
+
+	_, err := create("platinum")
+	refused(err, `plan: "platinum" is not a plan of the gateway (plans: free, gold, gold_2-x, silver)`)
+	c, err := create("")
+	if err != nil || c.Plan != "free" || len(c.Models) != 0 {
+		t.Fatalf("create with defaults: %+v %v, want plan free and no model", c, err)
+	}
+	platinum := "platinum"
+	_, err = e.client.UpdateClient(ctx, c.ClientID, admin.ClientRequest{Plan: &platinum})
+	refused(err, `plan: "platinum" is not a plan of the gateway`)
+	if got, _ := e.store.client(c.ClientID); got.Plan != "free" {
+		t.Errorf("a refused update changed the plan to %q", got.Plan)
+	}
+
+	// The gateway config changed: platinum is new and the default, gold is gone.
+	e.plans.Set([]string{"platinum", "free"}, "platinum")
+	if c, err := create(""); err != nil || c.Plan != "platinum" {
+		t.Errorf("create after the reload: %+v %v, want the new default plan", c, err)
+	}
+	if _, err := e.client.UpdateClient(ctx, c.ClientID, admin.ClientRequest{Plan: &platinum}); err != nil {
+		t.Errorf("update to a plan the reload added: %v", err)
+	}
+	_, err = create("gold")
+	refused(err, `plan: "gold" is not a plan of the gateway (plans: free, platinum)`)
+
+	// Rate limits off and no plans: a new client has no plan, and none
+	// can be given.
+	e.plans.Set(nil, "")
+	if c, err := create(""); err != nil || c.Plan != "" {
+		t.Errorf("create without rate limits: %+v %v, want no plan", c, err)
+	}
+	_, err = create("free")
+	refused(err, `plan: "free" is not a plan of the gateway (it has none)`)
 }
 
 func TestAPIKeyValidation(t *testing.T) {

@@ -259,6 +259,9 @@ func (r *fakeRotator) Rotate(context.Context) (string, error) {
 
 const testToken = "0123456789abcdef0123456789abcdef-admin"
 
+// testPlans are the gateway's plans in tests; "free" is the default.
+var testPlans = []string{"free", "gold", "gold_2-x", "silver"}
+
 // lockedBuffer collects log output written from handler goroutines.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -278,6 +281,7 @@ func (l *lockedBuffer) String() string {
 }
 
 type env struct {
+	plans   *admin.Plans
 	store   *fakeStore
 	rotator *fakeRotator
 	hasher  *secret.Hasher
@@ -293,13 +297,14 @@ type env struct {
 func newEnv(t testing.TB, keys bool) *env {
 	t.Helper()
 	e := &env{
+		plans:  admin.NewPlans(testPlans, "free"),
 		store:  newFakeStore(),
 		hasher: secret.NewHasher([]byte("pepper for tests")),
 		logs:   &lockedBuffer{},
 		now:    time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC),
 	}
 	cfg := admin.Config{
-		Store: e.store, Hasher: e.hasher, Token: testToken,
+		Store: e.store, Hasher: e.hasher, Token: testToken, Plans: e.plans,
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:    func() time.Time { return e.now },
 	}

@@ -21,7 +21,6 @@ var (
 	// modelNamePattern: what a model folder can be named (and what Envoy
 	// routes on); deliberately narrow.
 	modelNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	planPattern      = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	audiencePattern  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 )
 
@@ -76,13 +75,6 @@ func checkName(field, s string) error {
 		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
 			return fmt.Errorf("%s: control characters are not allowed", field)
 		}
-	}
-	return nil
-}
-
-func checkPlan(p string) error {
-	if !planPattern.MatchString(p) {
-		return fmt.Errorf("plan: %q is not a plan name (lowercase letters, digits, '_', '-')", p)
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// (optional); AdminToken enables the admin API (optional).
 	KEK, Pepper []byte
 	AdminToken  string
+	// GatewayConfig is the gateway config file (xds/config), the home of
+	// the plans the admin API gives clients; required with AdminToken,
+	// and followed as it changes.
+	GatewayConfig string
 
 	Issuer, Audience string
 	TokenLifetime    time.Duration
@@ -60,6 +64,8 @@ type Server struct {
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
 	clients     *credentials.Clients
+	plans       *admin.Plans // nil without the admin API
+	gatewayFile string
 	log         *slog.Logger
 	wg          sync.WaitGroup
 }
@@ -167,7 +173,11 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Clients: s.clients, Logger: log, Metrics: cfg.Registerer,
 	})
 	if cfg.AdminToken != "" {
-		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Token: cfg.AdminToken, Logger: log}); err != nil {
+		if s.plans, err = loadPlans(cfg.GatewayConfig); err != nil {
+			return nil, fmt.Errorf("admin API: %w", err)
+		}
+		s.gatewayFile = cfg.GatewayConfig
+		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken, Logger: log}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 	}
@@ -183,6 +193,10 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.apiKeys.RunFlusher(ctx, time.Second) }()
 	go func() { defer s.wg.Done(); s.listen(ctx) }()
 	go func() { defer s.wg.Done(); s.pruneRevoked(ctx) }()
+	if s.plans != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.watchPlans(ctx) }()
+	}
 }
 
 // listen applies change notifications: other replicas' revocations, key

@@ -41,7 +41,7 @@ func startReplica(t *testing.T, dsn string) *replica {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, Config{
 		DatabaseURL: dsn, Migrate: true, KEK: bytes.Repeat([]byte{9}, 32), AdminToken: adminToken,
-		Issuer: "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
+		GatewayConfig: writeGatewayConfig(t, testGatewayConfig), Issuer: "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
