@@ -31,9 +31,13 @@ import (
 // prepare makes what several processes share: the development PKI (kept
 // while valid, as `helixctl pki init` does), with a client certificate of
 // its own for each worker (its identity, to which helix-xds binds the
-// worker ids it registers).
+// worker ids it registers); and the gateway config, which helix-authz
+// (its plans) reads before helix-xds starts.
 func (s *Stack) prepare(ctx context.Context) error {
-	return s.issue(ctx, pki.LocalSpecs(), s.opts.Workers...)
+	if err := s.issue(ctx, pki.LocalSpecs(), s.opts.Workers...); err != nil {
+		return err
+	}
+	return s.WriteGatewayConfig()
 }
 
 // issue makes (or keeps) specs and the client certificates of workers.
@@ -142,7 +146,7 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 		specs[i] = supervise.Spec{
 			Name: name, Path: s.bin("helix-authz"),
 			Args: []string{"--database-url=" + s.DatabaseURL, "--kek-file=" + kek, "--admin-token-file=" + tokenFile,
-				"--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
+				"--gateway-config=" + s.ConfigPath(), "--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
 				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
 				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
 			// The JWKS answers once the first signing key exists: tokens
@@ -156,9 +160,6 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 // xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy, the workers and
 // helix-ratelimit.
 func (s *Stack) xds() ([]supervise.Spec, error) {
-	if err := s.WriteGatewayConfig(); err != nil {
-		return nil, err
-	}
 	cert, key := s.Cert(pki.XDSServer)
 	return []supervise.Spec{{
 		Name: XDS, Path: s.bin("helix-xds"),
