@@ -58,6 +58,13 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 	if err := os.WriteFile(pepper, []byte(randomHex(32)), 0o600); err != nil {
 		return nil, err
 	}
+	// The admin API gives clients only the plans of a gateway config
+	// file; helix-authz reads nothing else of it.
+	gatewayConfig := filepath.Join(dir, "gateway.yaml")
+	const plans = "listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\nplans:\n  gold: {requests_per_second: 1000000}\n"
+	if err := os.WriteFile(gatewayConfig, []byte(plans), 0o600); err != nil {
+		return nil, err
+	}
 	adminToken := randomHex(32)
 	env := []string{"HELIX_AUTHZ_KEK=" + randomHex(32), "HELIX_ADMIN_TOKEN=" + adminToken}
 	if profile {
@@ -66,7 +73,7 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 	}
 	h.p, err = g.Start(ctx, supervise.Spec{
 		Name: "helix-authz", Path: bin, Env: env,
-		Args: []string{"--database-url=" + dsn, "--issuer=" + issuer, "--audience=" + benchAudience,
+		Args: []string{"--database-url=" + dsn, "--gateway-config=" + gatewayConfig, "--issuer=" + issuer, "--audience=" + benchAudience,
 			"--http-listen=" + httpAddr, "--grpc-listen=" + h.grpcAddr, "--admin-listen=" + adminAddr,
 			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", ports[3]),
 			"--plaintext-loopback", "--secret-pepper-file=" + pepper, "--log-level=warn",
