@@ -121,10 +121,15 @@ class Authz:
         kek = tmp / "kek"
         kek.write_text(secrets.token_hex(32))
         kek.chmod(0o600)
+        # The admin API gives clients only the plans of the gateway config file.
+        gateway = tmp / "gateway.yaml"
+        gateway.write_text("listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\n"
+                           "ratelimit: {address: '127.0.0.1:8081', default_plan: free}\n"
+                           "plans:\n  free: {requests_per_second: 5}\n  gold: {requests_per_second: 100}\n")
         self.log = open(tmp / "helix-authz.log", "w+")
         env = dict(os.environ, HELIX_ADMIN_TOKEN=self.admin_token)
         self.proc = subprocess.Popen([
-            str(BIN / "helix-authz"), f"--database-url={pg.dsn}", f"--kek-file={kek}",
+            str(BIN / "helix-authz"), f"--database-url={pg.dsn}", f"--kek-file={kek}", f"--gateway-config={gateway}",
             f"--issuer={self.issuer}", f"--audience={self.audience}",
             f"--http-listen=127.0.0.1:{self.http_port}", f"--grpc-listen=127.0.0.1:{self.grpc_port}",
             f"--admin-listen=127.0.0.1:{self.admin_port}", f"--metrics-listen=127.0.0.1:{self.metrics_port}",
