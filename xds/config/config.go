@@ -49,6 +49,10 @@ type Config struct {
 	Retry       Retry           `yaml:"retry"`
 	HealthCheck HealthCheck     `yaml:"health_check"`
 	CORS        *CORS           `yaml:"cors"`
+	// WorkerIdentities optionally restricts, per worker identity (a SPIFFE
+	// ID, internal/identity), which models it may advertise when it
+	// registers (identities.go).
+	WorkerIdentities map[string]WorkerIdentity `yaml:"worker_identities"`
 
 	// path is the file the config came from; lines maps field paths
 	// ("listener.tls.cert_file") to their line in it.

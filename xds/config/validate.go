@@ -61,6 +61,7 @@ func (c *Config) Validate() error {
 			add("ratelimit.failure_mode", "must be %q or %q, got %q", FailOpen, FailClosed, rl.FailureMode)
 		}
 	}
+	c.validateWorkerIdentities(add)
 	if len(errs) == 0 {
 		model := c.Gateway().ValidateStatic()
 		if c.RateLimit == nil {
