@@ -49,6 +49,7 @@ type Config struct {
 	Retry       Retry           `yaml:"retry"`
 	HealthCheck HealthCheck     `yaml:"health_check"`
 	CORS        *CORS           `yaml:"cors"`
+	SourceLimit SourceLimit     `yaml:"source_limit"`
 	// WorkerIdentities optionally restricts, per worker identity (a SPIFFE
 	// ID, internal/identity), which models it may advertise when it
 	// registers (identities.go).
@@ -116,6 +117,15 @@ type RateLimit struct {
 	// or one not listed; required, so that no client goes unlimited.
 	DefaultPlan string       `yaml:"default_plan"`
 	TLS         *UpstreamTLS `yaml:"tls"`
+}
+
+// SourceLimit is Envoy's per-source-address limit in front of ext_authz,
+// on unless Disabled; zero fields take ir's defaults.
+type SourceLimit struct {
+	RequestsPerSecond uint32 `yaml:"requests_per_second"`
+	Burst             uint32 `yaml:"burst"`
+	MaxSources        uint32 `yaml:"max_sources"`
+	Disabled          bool   `yaml:"disabled"`
 }
 
 // Plan is a set of limits per client per model.

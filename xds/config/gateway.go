@@ -70,6 +70,9 @@ func (c *Config) Gateway() *ir.Gateway {
 			AllowCredentials: cors.AllowCredentials,
 		}
 	}
+	if sl := c.SourceLimit; !sl.Disabled {
+		g.SourceLimit = &ir.SourceLimit{RequestsPerSecond: sl.RequestsPerSecond, Burst: sl.Burst, MaxSources: sl.MaxSources}
+	}
 	g.ApplyDefaults()
 	return g
 }

@@ -18,6 +18,8 @@ const (
 	DefaultHealthNoTraffic      = 10 * time.Second
 	DefaultUnhealthyThreshold   = 2
 	DefaultHealthyThreshold     = 1
+	DefaultSourceRate           = 1000
+	DefaultSourceMaxSources     = 10000
 )
 
 // DefaultALPN is offered by the listener: gRPC needs h2.
@@ -43,6 +45,17 @@ func (g *Gateway) ApplyDefaults() {
 			rl.Domain = DefaultRateLimitDomain
 		}
 		setDur(&rl.Timeout, DefaultRateLimitTimeout)
+	}
+	if sl := g.SourceLimit; sl != nil {
+		if sl.RequestsPerSecond == 0 {
+			sl.RequestsPerSecond = DefaultSourceRate
+		}
+		if sl.Burst == 0 {
+			sl.Burst = 2 * sl.RequestsPerSecond
+		}
+		if sl.MaxSources == 0 {
+			sl.MaxSources = DefaultSourceMaxSources
+		}
 	}
 	setDur(&g.Timeouts.Request, DefaultRequestTimeout)
 	setDur(&g.Timeouts.Idle, DefaultIdleTimeout)

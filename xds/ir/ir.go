@@ -14,6 +14,9 @@ type Gateway struct {
 	Retry       Retry        `yaml:"retry"`
 	HealthCheck HealthCheck  `yaml:"health_check"`
 	CORS        *CORS        `yaml:"cors,omitempty"` // nil: no CORS filter
+	// SourceLimit is the per-source-address limit in front of ext_authz;
+	// nil: none.
+	SourceLimit *SourceLimit `yaml:"source_limit,omitempty"`
 	// Pools has one pool per model that at least one worker has loaded.
 	Pools []Pool `yaml:"pools"`
 	// DefaultPool holds every worker once; it serves server metadata and
@@ -104,6 +107,20 @@ type RateLimit struct {
 	// DefaultPlan names the plan of clients that have none or one not in
 	// Plans (required, one of Plans: no client goes unlimited).
 	DefaultPlan string `yaml:"default_plan,omitempty"`
+}
+
+// SourceLimit is Envoy's local rate limit per source address (the TCP
+// peer; IPv6 per /64), applied before ext_authz so that a flood from one
+// address is refused (429, gRPC RESOURCE_EXHAUSTED) without costing a
+// Check. Each Envoy counts on its own.
+type SourceLimit struct {
+	// RequestsPerSecond each source may send; default 1000.
+	RequestsPerSecond uint32 `yaml:"requests_per_second,omitempty"`
+	// Burst a source may send at once; default twice RequestsPerSecond.
+	Burst uint32 `yaml:"burst,omitempty"`
+	// MaxSources bounds the sources Envoy tracks (least recently seen
+	// forgotten first); default 10000.
+	MaxSources uint32 `yaml:"max_sources,omitempty"`
 }
 
 // Plan is a named set of limits, applied per client and per model.

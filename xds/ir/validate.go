@@ -150,6 +150,17 @@ func (g *Gateway) validateStatic(v *validator) {
 	if c := g.CORS; c != nil {
 		v.cors(c)
 	}
+	if sl := g.SourceLimit; sl != nil {
+		if sl.RequestsPerSecond == 0 || sl.RequestsPerSecond > 1_000_000 {
+			v.add("source_limit.requests_per_second", "must be 1..1000000, got %d", sl.RequestsPerSecond)
+		}
+		if sl.Burst < sl.RequestsPerSecond || sl.Burst > 2_000_000 {
+			v.add("source_limit.burst", "must be requests_per_second (%d)..2000000, got %d", sl.RequestsPerSecond, sl.Burst)
+		}
+		if sl.MaxSources == 0 || sl.MaxSources > 1_000_000 {
+			v.add("source_limit.max_sources", "must be 1..1000000, got %d", sl.MaxSources)
+		}
+	}
 }
 
 // ValidatePlans checks rate-limit plans on their own, as a config file may

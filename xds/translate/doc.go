@@ -26,11 +26,13 @@
 //     HTTP connection manager, TLS from SDS (SecretListenerCert) when the
 //     listener has TLS, ALPN h2 and http/1.1.
 //   - hcm.go: the connection manager and THE filter order (httpFilters):
-//     strip client x-helix-* headers, CORS, ext_authz, ratelimit, router.
+//     strip client x-helix-* headers, the per-source-address limit, CORS,
+//     ext_authz, ratelimit, router.
 //     Routes come over RDS (RouteConfigName). Paths are normalized and
 //     escaped slashes refused, so routing and helix-authz see one path.
-//   - headers.go, extauthz.go, ratelimit.go, cors.go, accesslog.go: one
-//     file per filter or feature, with its per-route parts.
+//   - headers.go, sourcelimit.go, extauthz.go, ratelimit.go, cors.go,
+//     accesslog.go: one file per filter or feature, with its per-route
+//     parts.
 //   - routes.go: the route table (see routes for the order): gRPC by
 //     x-helix-model after ext_authz (clear_route_cache), REST by path,
 //     ModelStreamInfer without body buffering and without a timeout

@@ -13,6 +13,9 @@ const (
 	VirtualHostName = "helix"
 	// StatPrefix prefixes the connection manager's stats.
 	StatPrefix = "helix"
+	// StatPrefixSourceLimit prefixes the per-source limit's stats
+	// (http_local_rate_limit.rate_limited and friends).
+	StatPrefixSourceLimit = "helix_source_limit"
 
 	// ClusterAuthZ is helix-authz's ext_authz gRPC service.
 	ClusterAuthZ = "helix-authz"
@@ -52,11 +55,16 @@ const (
 	WindowMinute = "minute"
 )
 
+// DescriptorSource is the local rate limit's descriptor key for a source
+// address (Envoy's name for the masked_remote_address action's entry).
+const DescriptorSource = "masked_remote_address"
+
 // Extension (filter) names as Envoy knows them.
 const (
 	filterHCM            = "envoy.filters.network.http_connection_manager"
 	filterHeaderMutation = "envoy.filters.http.header_mutation"
 	filterCORS           = "envoy.filters.http.cors"
+	filterSourceLimit    = "envoy.filters.http.local_ratelimit"
 	filterExtAuthz       = "envoy.filters.http.ext_authz"
 	filterRateLimit      = "envoy.filters.http.ratelimit"
 	filterRouter         = "envoy.filters.http.router"
