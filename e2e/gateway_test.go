@@ -126,6 +126,8 @@ func TestGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("plans and models as a new user meets them", func(t *testing.T) { s.checkPlans(t, https) })
+
 	t.Run("tritonclient gRPC and HTTPS through Envoy", func(t *testing.T) {
 		s.runTritonClientCheck(t)
 	})
