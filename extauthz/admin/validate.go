@@ -3,18 +3,12 @@ package admin
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/oauth"
-)
-
-// Scopes a client or API key can hold.
-const (
-	ScopeInferAll = "models:infer"
-	ScopeRead     = "models:read"
 )
 
 var (
@@ -27,7 +21,7 @@ var (
 // validScope reports whether s is models:infer, models:read,
 // models:<name>:infer or oauth.ScopeIntrospect.
 func validScope(s string) bool {
-	if s == ScopeInferAll || s == ScopeRead || s == oauth.ScopeIntrospect {
+	if s == check.ScopeInfer || s == check.ScopeRead || s == oauth.ScopeIntrospect {
 		return true
 	}
 	name, ok := strings.CutPrefix(s, "models:")
@@ -88,11 +82,11 @@ func checkAudience(aud []string) error {
 	return nil
 }
 
-// covered reports whether every scope in want is granted by have:
-// models:infer grants every models:<name>:infer.
+// covered reports whether have grants every scope in want, by the rule
+// Check applies to API keys (check.ScopeGranted).
 func covered(want, have []string) bool {
 	for _, w := range want {
-		if !slices.Contains(have, w) && !(strings.HasSuffix(w, ":infer") && slices.Contains(have, ScopeInferAll)) {
+		if !check.ScopeGranted(w, have) {
 			return false
 		}
 	}
