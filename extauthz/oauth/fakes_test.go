@@ -34,6 +34,18 @@ type fakeClients struct {
 	clients map[string]*store.Client
 	err     error
 	calls   atomic.Int64
+	// failID fails its lookups after failAfter successful ones.
+	failID    string
+	failAfter int
+}
+
+// unavailableAfter makes lookups of id fail as a down database after n
+// more successful ones.
+func (f *fakeClients) unavailableAfter(t testing.TB, id string, n int) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failID, f.failAfter = id, n
 }
 
 func (f *fakeClients) GetClient(_ context.Context, id string) (*store.Client, error) {
@@ -45,6 +57,12 @@ func (f *fakeClients) GetClient(_ context.Context, id string) (*store.Client, er
 	}
 	if id == "down" {
 		return nil, fmt.Errorf("fake: %w", store.ErrUnavailable)
+	}
+	if id == f.failID {
+		if f.failAfter == 0 {
+			return nil, fmt.Errorf("fake: %w", store.ErrUnavailable)
+		}
+		f.failAfter--
 	}
 	c, ok := f.clients[id]
 	if !ok {
