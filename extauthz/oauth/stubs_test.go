@@ -127,4 +127,3 @@ func TestQuoteParam(t *testing.T) {
 		}
 	}
 }
-
