@@ -64,6 +64,10 @@ type Server struct {
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
 	clients     *credentials.Clients
+	// lookups counts the database lookups answers needed, by table.
+	lookups *prometheus.CounterVec
+	// marks: mark id -> channel closed when the mark arrives.
+	marks       sync.Map
 	plans       *admin.Plans // nil without the admin API
 	gatewayFile string
 	log         *slog.Logger
@@ -155,6 +159,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		}),
 		revocations: credentials.NewRevocations(db, log, lookups.WithLabelValues("revoked_tokens")),
 		clients:     clients,
+		lookups:     lookups,
 		log:         log,
 	}
 	verifier, err := token.NewVerifier(token.VerifierConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km})
@@ -180,6 +185,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken, Logger: log}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
+		s.Admin = s.readYourWrites(s.Admin)
 	}
 	return s, nil
 }
@@ -205,6 +211,9 @@ func (s *Server) Run(ctx context.Context) {
 func (s *Server) listen(ctx context.Context) {
 	err := s.Store.Listen(ctx, func(c store.Change) {
 		switch c.Kind {
+		case store.ChangeMark:
+			s.marked(c.ID)
+			return
 		case store.ChangeKeys, store.ChangeResync:
 			if err := s.Keys.Refresh(ctx); err != nil {
 				s.log.Warn("reload signing keys", "error", err)

@@ -124,7 +124,7 @@ func parseChange(payload string) (Change, bool) {
 		return Change{}, false
 	}
 	switch k := ChangeKind(kind); k {
-	case ChangeClient, ChangeAPIKey, ChangeRevoked, ChangeKeys:
+	case ChangeClient, ChangeAPIKey, ChangeRevoked, ChangeKeys, ChangeMark:
 		return Change{Kind: k, ID: id}, true
 	}
 	return Change{}, false
@@ -135,4 +135,17 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// Mark announces Change{Kind: ChangeMark, ID: id} on Channel. Notifications
+// arrive in commit order, so a listener that receives the mark has received
+// every change committed before Mark was called.
+func (s *Store) Mark(ctx context.Context, id string) error {
+	if err := checkID("mark id", id); err != nil {
+		return err
+	}
+	return s.do(ctx, "mark", true, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, string(ChangeMark)+":"+id)
+		return err
+	})
 }

@@ -63,6 +63,7 @@ func TestListen(t *testing.T) {
 		{"expire signing key", func() error { return s.ExpireSigningKey(c, "kid1", time.Now().Add(-time.Second)) }, store.Change{Kind: store.ChangeKeys}},
 		{"delete signing keys", func() error { _, err := s.DeleteExpiredSigningKeys(c, time.Now()); return err }, store.Change{Kind: store.ChangeKeys}},
 		{"create api key 2", func() error { return s.CreateAPIKey(c, apiKey("k2", "hx_2", "c1")) }, store.Change{Kind: store.ChangeAPIKey, ID: "hx_2"}},
+		{"mark", func() error { return s.Mark(c, "m-1") }, store.Change{Kind: store.ChangeMark, ID: "m-1"}},
 		// Usage bookkeeping is silent: the next changes seen are the
 		// client's deletion and, cascaded, its key's.
 		{"record use, delete client", func() error {

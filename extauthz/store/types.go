@@ -89,6 +89,8 @@ const (
 	ChangeAPIKey  ChangeKind = "apikey"
 	ChangeRevoked ChangeKind = "revoked"
 	ChangeKeys    ChangeKind = "keys"
+	// ChangeMark is a marker a replica sends itself (Store.Mark).
+	ChangeMark ChangeKind = "mark"
 )
 
 // Change is one notification: Kind and the id (client id, API key prefix,
