@@ -34,6 +34,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/server"
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
@@ -308,7 +309,9 @@ func grpcServer(o *options, svc *check.Service, reg prometheus.Registerer) (*grp
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if o.tlsCert != "" {
-		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA)
+		// Only Envoy's identity: a worker's or helix-ratelimit's
+		// certificate, from the same CA, must not ask for verdicts.
+		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA, tlsfiles.AcceptPeers(identity.AuthzCallers()...))
 		if err != nil {
 			return nil, err
 		}

@@ -27,11 +27,13 @@ import (
 
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/xds/builder"
+	"github.com/helixflow/helixflow/xds/config"
 	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
 )
@@ -45,7 +47,6 @@ type options struct {
 	leaseTTL                  time.Duration
 	startupGrace              time.Duration
 	warmTimeout               time.Duration
-	workerClientNames         string
 	logLevel                  string
 	// The worker source (workers.go).
 	workersSource, kubeconfig, kubeNamespace string
@@ -154,7 +155,13 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	ads, err := server.New(ctx, server.Options{Logger: log.With("component", "ads"), Registerer: reg, NodeCluster: o.nodeCluster, WarmTimeout: o.warmTimeout})
+	adsOpts := server.Options{Logger: log.With("component", "ads"), Registerer: reg, NodeCluster: o.nodeCluster, WarmTimeout: o.warmTimeout}
+	if o.tlsCert != "" {
+		// Envoy reads its config (secrets included), helix-ratelimit its
+		// limits; workers, from the same CA, nothing.
+		adsOpts.Readers, adsOpts.RateLimitReaders = identity.ADSReaders(), identity.ADSRateLimitReaders()
+	}
+	ads, err := server.New(ctx, adsOpts)
 	if err != nil {
 		return err
 	}
@@ -166,8 +173,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if workerRegistry == nil {
 		grace = 0 // the Kubernetes source is complete once it started
 	}
+	var onConfig func(*config.Config)
+	if workerRegistry != nil {
+		onConfig = func(c *config.Config) { workerRegistry.SetModels(c.WorkerModels()) }
+	}
 	b, err := builder.New(ctx, builder.Config{
-		ConfigPath: o.configPath, Workers: workers, Publisher: ads, StartupGrace: grace,
+		ConfigPath: o.configPath, Workers: workers, Publisher: ads, StartupGrace: grace, OnConfig: onConfig,
 		Registerer: reg, Logger: log.With("component", "builder"),
 	})
 	if err != nil {

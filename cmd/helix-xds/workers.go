@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
@@ -28,7 +26,6 @@ const (
 func workerFlags(fs *flag.FlagSet, o *options) {
 	o.kubeNamespaceFile = kube.ServiceAccountNamespaceFile
 	fs.StringVar(&o.workersSource, "workers-source", sourceRegistry, "where workers come from: registry (workers register over gRPC on --xds-listen) or kubernetes (EndpointSlices of worker Services; the registry is not served)")
-	fs.StringVar(&o.workerClientNames, "worker-client-names", defaultWorkerClientName, "with --workers-source=registry and TLS: comma-separated names (certificate common name or DNS/URI SAN) whose client certificates may register workers; \"*\": any certificate from --client-ca-file")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "with --workers-source=kubernetes: kubeconfig file (empty: the pod's service account, in-cluster)")
 	fs.StringVar(&o.kubeNamespace, "kube-namespace", "", "with --workers-source=kubernetes: namespace of the worker Services (empty: the pod's own, from "+kube.ServiceAccountNamespaceFile+")")
 	fs.DurationVar(&o.kubeSyncTimeout, "kube-sync-timeout", kube.DefaultSyncTimeout, "with --workers-source=kubernetes: how long the start may wait for the first list of Services and EndpointSlices")
@@ -45,11 +42,8 @@ func checkWorkerFlags(fs *flag.FlagSet, o *options) error {
 				return fmt.Errorf("--%s needs --workers-source=%s", name, sourceKubernetes)
 			}
 		}
-		if len(workerClientNames(o.workerClientNames)) == 0 {
-			return errors.New("--worker-client-names is empty: name the workers' client certificates, or \"*\" for any from the client CA")
-		}
 	case sourceKubernetes:
-		for _, name := range []string{"lease-ttl", "worker-client-names"} {
+		for _, name := range []string{"lease-ttl"} {
 			if set[name] {
 				return fmt.Errorf("--%s is for --workers-source=%s (Kubernetes workers do not register)", name, sourceRegistry)
 			}
@@ -80,33 +74,18 @@ func openWorkers(ctx context.Context, o *options, reg prometheus.Registerer, log
 		}
 		return ks, nil, nil
 	}
-	var authorize func(context.Context, string) error
-	if names := workerClientNames(o.workerClientNames); o.tlsCert != "" && slices.Equal(names, []string{"*"}) {
-		authorize = registry.RequireClientCert
-	} else if o.tlsCert != "" {
-		authorize = registry.RequireClientName(names...)
+	// With TLS, a worker registers with its own identity (a SPIFFE ID in
+	// its client certificate), to which the registry binds its worker ids.
+	var identify func(context.Context) (string, error)
+	if o.tlsCert != "" {
+		identify = registry.WorkerIdentity
 	}
-	workers, err := registry.New(registry.Config{TTL: o.leaseTTL, Authorize: authorize, Registerer: reg, Logger: log.With("component", "registry")})
+	workers, err := registry.New(registry.Config{TTL: o.leaseTTL, Identify: identify, Registerer: reg, Logger: log.With("component", "registry")})
 	if err != nil {
 		return nil, nil, fmt.Errorf("worker registry: %w", err)
 	}
 	go func() { _ = workers.Run(ctx) }()
 	return workers, workers, nil
-}
-
-// defaultWorkerClientName is the name on the workers' client certificates
-// that helixctl pki init and the Helm chart issue.
-const defaultWorkerClientName = "helix-worker"
-
-// workerClientNames splits --worker-client-names.
-func workerClientNames(flag string) []string {
-	var out []string
-	for n := range strings.SplitSeq(flag, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 var errKube = errors.New("--workers-source=kubernetes")

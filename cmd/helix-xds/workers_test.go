@@ -46,11 +46,8 @@ func TestParseWorkerFlags(t *testing.T) {
 		{"namespace without kubernetes", []string{"--kube-namespace=helix"}, nil, "--kube-namespace needs --workers-source=kubernetes"},
 		{"bad namespace", []string{"--workers-source=kubernetes", "--kube-namespace=Helix"}, nil, `--kube-namespace: invalid: namespace "Helix"`},
 		{"lease TTL with kubernetes", []string{"--workers-source=kubernetes", "--lease-ttl=5s"}, nil, "--lease-ttl is for --workers-source=registry"},
-		{"worker names with kubernetes", []string{"--workers-source=kubernetes", "--worker-client-names=w"}, nil, "--worker-client-names is for --workers-source=registry"},
-		{"no worker names", []string{"--worker-client-names= , "}, nil, "--worker-client-names is empty"},
-		{"worker names", []string{"--worker-client-names=helix-worker, spiffe://helix.local/helix-worker"}, func(o *options) bool {
-			return slices.Equal(workerClientNames(o.workerClientNames), []string{"helix-worker", "spiffe://helix.local/helix-worker"})
-		}, ""},
+		// Workers are known by their identity (a SPIFFE ID), not by names.
+		{"worker names flag is gone", []string{"--worker-client-names=w"}, nil, "flag provided but not defined: -worker-client-names"},
 		{"zero sync timeout", []string{"--workers-source=kubernetes", "--kube-sync-timeout=0s"}, nil, "--kube-sync-timeout 0s"},
 	}
 	for _, tt := range tests {

@@ -51,7 +51,7 @@ func startServer(t *testing.T, opts registrytest.Options) *registrytest.Server {
 	if opts.Config.TTL == 0 {
 		opts.Config.TTL = time.Second
 	}
-	opts.Config.Authorize = registry.RequireClientCert
+	opts.Config.Identify = registry.WorkerIdentity
 	return registrytest.Start(t, opts)
 }
 

@@ -43,9 +43,10 @@ func TestLoadClientTLSErrors(t *testing.T) {
 func TestLoadClientTLSRotation(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
-	authorize := func(ctx context.Context, _ string) error {
-		if err := registry.RequireClientCert(ctx, ""); err != nil {
-			return err
+	identify := func(ctx context.Context) (string, error) {
+		id, err := registry.WorkerIdentity(ctx)
+		if err != nil {
+			return "", err
 		}
 		p, _ := peer.FromContext(ctx)
 		cn := p.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].Subject.CommonName
@@ -54,7 +55,7 @@ func TestLoadClientTLSRotation(t *testing.T) {
 		if len(seen) == 0 || seen[len(seen)-1] != cn {
 			seen = append(seen, cn)
 		}
-		return nil
+		return id, nil
 	}
 	lastCN := func() string {
 		mu.Lock()
@@ -65,7 +66,7 @@ func TestLoadClientTLSRotation(t *testing.T) {
 		return seen[len(seen)-1]
 	}
 	pki := registrytest.NewPKI(t, "unused")
-	srv := registrytest.Start(t, registrytest.Options{PKI: pki, Config: registry.Config{TTL: time.Second, Authorize: authorize, Logger: quiet}})
+	srv := registrytest.Start(t, registrytest.Options{PKI: pki, Config: registry.Config{TTL: time.Second, Identify: identify, Logger: quiet}})
 	dir := t.TempDir()
 	ca, cert, key := pki.WriteClientFiles(t, dir, "worker-a")
 	tlsCfg, err := registration.LoadClientTLS(ca, cert, key)
@@ -85,7 +86,7 @@ func TestLoadClientTLSRotation(t *testing.T) {
 
 	pki.WriteClientFiles(t, dir, "worker-b")
 	srv.Stop() // forces a new connection, hence a new handshake
-	srv2 := registrytest.Start(t, registrytest.Options{Addr: srv.Addr, PKI: pki, Config: registry.Config{TTL: time.Second, Authorize: authorize, Logger: quiet}})
+	srv2 := registrytest.Start(t, registrytest.Options{Addr: srv.Addr, PKI: pki, Config: registry.Config{TTL: time.Second, Identify: identify, Logger: quiet}})
 	waitFor(t, srv2.Registry, "re-registration", 5*time.Second, func(ws []registry.Worker) bool { return len(ws) == 1 })
 	if got := lastCN(); got != "worker-b" {
 		t.Fatalf("client certificate after rotation %q, want worker-b", got)

@@ -58,6 +58,10 @@ type Config struct {
 	// known after a restart, so there is no early release. 0: publish at
 	// once (a Kubernetes source is complete when it has started).
 	StartupGrace time.Duration
+	// OnConfig, when set, is called with every good config file, the first
+	// included, before the rebuild it causes (helix-xds hands the
+	// registry its worker_identities).
+	OnConfig func(*config.Config)
 	// Registerer, when set, receives the rebuild metrics.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -178,6 +182,9 @@ func (b *Builder) release(ctx context.Context, grace time.Duration, trigger func
 }
 
 func (b *Builder) setConfig(c *config.Config) {
+	if b.c.OnConfig != nil {
+		b.c.OnConfig(c)
+	}
 	b.mu.Lock()
 	b.cfg = c
 	b.mu.Unlock()

@@ -26,7 +26,7 @@ import (
 // registry refuses it and the good worker's model is translated.
 func TestABadWorkerDoesNotFreezeRebuilds(t *testing.T) {
 	srv := registrytest.Start(t, registrytest.Options{Config: registry.Config{
-		TTL: time.Minute, Authorize: registry.RequireClientCert, Logger: slog.New(slog.DiscardHandler),
+		TTL: time.Minute, Identify: registry.WorkerIdentity, Logger: slog.New(slog.DiscardHandler),
 	}})
 	c := dial(t, srv.Addr, srv.PKI.Client)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -44,11 +44,14 @@ type Config struct {
 	MaxWorkers int
 	// Now is the clock (default time.Now); tests pass a fake one.
 	Now func() time.Time
-	// Authorize, when set, is asked before any change to a worker's entry,
-	// with the worker id the request is about; an error denies the request
-	// (PERMISSION_DENIED unless it carries its own gRPC status). Use it to
-	// tie worker ids to client certificates.
-	Authorize func(ctx context.Context, workerID string) error
+	// Identify, when set, names the caller of every request (helix-xds:
+	// WorkerIdentity, the SPIFFE ID of its client certificate). A worker id
+	// belongs to the identity that registered it while its lease lives:
+	// another identity can neither renew, end nor replace it, nor take its
+	// gRPC endpoint. An error refuses the request (PERMISSION_DENIED unless
+	// it carries its own gRPC status). nil: callers are anonymous (plaintext
+	// on loopback, development) and nothing is bound.
+	Identify func(ctx context.Context) (string, error)
 	// Registerer, when set, receives the registry's metrics.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -69,6 +72,8 @@ type Worker struct {
 	HTTPPort uint32 // 0: no HTTP
 	Ready    bool
 	Models   []Model // sorted by name
+	// Identity registered it (Config.Identify; "" without one).
+	Identity string
 	// Registered is when this entry was created (the worker's last Register).
 	Registered time.Time
 	// Expires is when the lease lapses unless renewed.
@@ -135,6 +140,8 @@ type Registry struct {
 	byEndpoint map[endpointKey]*entry
 	endpoints  int // ready (worker, model) pairs, for the gauge
 	subs       map[*chan struct{}]struct{}
+	// models restricts what identities may advertise (SetModels).
+	models map[string][]string
 }
 
 var _ registryv1.RegistryServer = (*Registry)(nil)
@@ -253,15 +260,26 @@ func (r *Registry) sweep() int {
 
 // register adds w under a new lease, replacing any entry with the same id
 // (the worker restarted) or the same gRPC endpoint (a restarted worker under
-// a new id: two entries cannot both be listening there).
+// a new id: two entries cannot both be listening there), provided the same
+// identity registered it or its lease lapsed.
 func (r *Registry) register(w Worker) (string, error) {
 	lease := newLeaseID()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.admitLocked(w.Identity, w.Models); err != nil {
+		return "", err
+	}
 	old := r.byID[w.ID]
 	other := r.byEndpoint[endpointKey{w.Address, w.GRPCPort}]
 	if other == old {
 		other = nil
+	}
+	now := r.cfg.Now()
+	if old != nil && old.worker.Identity != w.Identity && now.Before(old.worker.Expires) {
+		return "", fmt.Errorf("%w: worker_id %q is held by another identity (%s) under a live lease: a worker id belongs to the identity that registered it until it deregisters or its lease lapses", ErrDenied, w.ID, old.worker.Identity)
+	}
+	if other != nil && other.worker.Identity != w.Identity && now.Before(other.worker.Expires) {
+		return "", fmt.Errorf("%w: address %s grpc_port %d is held by worker_id %q of another identity (%s) under a live lease", ErrDenied, w.Address, w.GRPCPort, other.worker.ID, other.worker.Identity)
 	}
 	replaced := 0
 	if old != nil {
@@ -282,7 +300,6 @@ func (r *Registry) register(w Worker) (string, error) {
 		r.log.Warn("worker registered at an endpoint held by another worker id; replacing it",
 			"worker_id", w.ID, "replaced_worker_id", other.worker.ID, "address", w.Address, "grpc_port", w.GRPCPort)
 	}
-	now := r.cfg.Now()
 	w.Registered = now
 	w.Expires = now.Add(r.cfg.TTL)
 	e := &entry{worker: w, lease: lease}
@@ -292,17 +309,6 @@ func (r *Registry) register(w Worker) (string, error) {
 	r.endpoints += w.readyEndpoints()
 	r.changedLocked()
 	return lease, nil
-}
-
-// lookup returns the worker id holding a live lease.
-func (r *Registry) lookup(lease string) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, err := r.liveLocked(lease)
-	if err != nil {
-		return "", err
-	}
-	return e.worker.ID, nil
 }
 
 // liveLocked finds a lease that has not lapsed; a lapsed one the sweep has
@@ -323,38 +329,93 @@ func (r *Registry) liveLocked(lease string) (*entry, error) {
 	return e, nil
 }
 
-// renew extends the lease held by workerID and records its current state.
-func (r *Registry) renew(lease, workerID string, models []Model, ready bool) error {
+// renew extends a lease of caller's and records the worker's current state.
+func (r *Registry) renew(lease, caller string, models []Model, ready bool) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, err := r.liveLocked(lease)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if e.worker.ID != workerID {
-		// Replaced between the authorization and now.
-		return fmt.Errorf("%w: lease_id: the lease was replaced; register again", ErrUnknownLease)
+	if err := ownedLocked(e, caller); err != nil {
+		return "", err
+	}
+	if err := r.admitLocked(caller, models); err != nil {
+		return e.worker.ID, err
 	}
 	e.worker.Expires = r.cfg.Now().Add(r.cfg.TTL)
 	if e.worker.Ready == ready && slices.EqualFunc(e.worker.Models, models, equalModel) {
-		return nil
+		return e.worker.ID, nil
 	}
 	r.endpoints -= e.worker.readyEndpoints()
 	e.worker.Ready, e.worker.Models = ready, models
 	r.endpoints += e.worker.readyEndpoints()
 	r.changedLocked()
-	return nil
+	return e.worker.ID, nil
 }
 
-func (r *Registry) deregister(lease, workerID string) error {
+// deregister ends a lease of caller's and returns the worker id it held.
+func (r *Registry) deregister(lease, caller string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.byLease[lease]
-	if e == nil || e.worker.ID != workerID {
-		return fmt.Errorf("%w: lease_id: no such lease", ErrUnknownLease)
+	if e == nil {
+		return "", fmt.Errorf("%w: lease_id: no such lease", ErrUnknownLease)
+	}
+	if err := ownedLocked(e, caller); err != nil {
+		return "", err
 	}
 	r.removeLocked(e)
 	r.changedLocked()
+	return e.worker.ID, nil
+}
+
+// ownedLocked refuses a lease to any identity but the one that took it.
+func ownedLocked(e *entry, caller string) error {
+	if e.worker.Identity != caller {
+		return fmt.Errorf("%w: worker_id %q was registered by another identity (%s)", ErrDenied, e.worker.ID, e.worker.Identity)
+	}
+	return nil
+}
+
+// SetModels restricts which models identities may advertise: an identity
+// listed in allowed may register or renew with those models only (by
+// name); one not listed, any model. Entries the new rules no longer admit
+// are removed at once (their next renewal is refused, so they would go
+// anyway, a lease later). helix-xds calls it with the gateway config's
+// worker_identities on every config (re)load.
+func (r *Registry) SetModels(allowed map[string][]string) {
+	m := make(map[string][]string, len(allowed))
+	for id, models := range allowed {
+		m[id] = slices.Clone(models)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.models = m
+	removed := 0
+	for _, e := range r.byID {
+		if err := r.admitLocked(e.worker.Identity, e.worker.Models); err != nil {
+			r.removeLocked(e)
+			removed++
+			r.log.Warn("worker removed: the gateway config no longer lets its identity advertise its models", "worker_id", e.worker.ID, "error", err)
+		}
+	}
+	if removed > 0 {
+		r.changedLocked()
+	}
+}
+
+// admitLocked refuses models the identity may not advertise.
+func (r *Registry) admitLocked(id string, models []Model) error {
+	allowed, restricted := r.models[id]
+	if !restricted {
+		return nil
+	}
+	for _, m := range models {
+		if !slices.Contains(allowed, m.Name) {
+			return fmt.Errorf("%w: models: identity %s may not advertise model %q (the gateway config's worker_identities allows %v)", ErrDenied, id, m.Name, allowed)
+		}
+	}
 	return nil
 }
 

@@ -520,49 +520,81 @@ func TestNotifications(t *testing.T) {
 	}
 }
 
-func TestAuthorize(t *testing.T) {
-	ctx := context.Background()
-	errNope := errors.New("certificate names someone else")
-	r, _ := newTest(t, Config{Authorize: func(_ context.Context, id string) error {
-		switch id {
-		case "evil":
-			return errNope
-		case "custom":
-			return status.Error(codes.Unauthenticated, "custom status")
-		}
-		return nil
-	}})
-	_, err := r.Register(ctx, registerReq("evil", "10.0.0.1", 8001))
-	wantCode(t, err, codes.PermissionDenied, "evil")
-	_, err = r.Register(ctx, registerReq("custom", "10.0.0.1", 8001))
-	wantCode(t, err, codes.Unauthenticated, "custom status")
-	if len(r.Snapshot()) != 0 {
-		t.Fatal("denied worker registered")
-	}
-	mustRegister(t, r, registerReq("good", "10.0.0.1", 8001))
+// callerKey carries the caller's identity in tests' contexts.
+type callerKey struct{}
 
-	// Renew and Deregister are authorized against the id that holds the lease.
-	var mu sync.Mutex
-	var asked []string
-	r2, _ := newTest(t, Config{Authorize: func(_ context.Context, id string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		asked = append(asked, id)
-		if len(asked) > 1 {
-			return errNope
-		}
-		return nil
-	}})
-	lease := mustRegister(t, r2, registerReq("w1", "10.0.0.1", 8001))
-	_, err = r2.Renew(ctx, &registryv1.RenewRequest{LeaseId: lease})
-	wantCode(t, err, codes.PermissionDenied, "w1")
-	_, err = r2.Deregister(ctx, &registryv1.DeregisterRequest{LeaseId: lease})
-	wantCode(t, err, codes.PermissionDenied, "w1")
-	if len(r2.Snapshot()) != 1 {
-		t.Fatal("denied deregistration removed the worker")
+func as(id string) context.Context { return context.WithValue(context.Background(), callerKey{}, id) }
+
+func identifyFromContext(ctx context.Context) (string, error) {
+	switch id, _ := ctx.Value(callerKey{}).(string); id {
+	case "":
+		return "", errors.New("no client certificate")
+	case "custom":
+		return "", status.Error(codes.Unauthenticated, "custom status")
+	default:
+		return id, nil
 	}
-	if strings.Join(asked, ",") != "w1,w1,w1" {
-		t.Fatalf("asked %v", asked)
+}
+
+// A worker id belongs to the identity that registered it while its lease
+// lives: another identity cannot replace, renew or end it, nor take its
+// endpoint; after the lease lapsed it can.
+func TestIdentityBinding(t *testing.T) {
+	r, clock := newTest(t, Config{Identify: identifyFromContext})
+	_, err := r.Register(context.Background(), registerReq("w1", "10.0.0.1", 8001))
+	wantCode(t, err, codes.PermissionDenied, "no client certificate")
+	_, err = r.Register(as("custom"), registerReq("w1", "10.0.0.1", 8001))
+	wantCode(t, err, codes.Unauthenticated, "custom status")
+
+	lease, err := r.Register(as("a"), registerReq("w1", "10.0.0.1", 8001))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Register(as("b"), registerReq("w1", "10.0.0.2", 8001))
+	wantCode(t, err, codes.PermissionDenied, `worker_id "w1" is held by another identity (a) under a live lease`)
+	_, err = r.Register(as("b"), registerReq("w2", "10.0.0.1", 8001))
+	wantCode(t, err, codes.PermissionDenied, `held by worker_id "w1" of another identity (a)`)
+	_, err = r.Renew(as("b"), &registryv1.RenewRequest{LeaseId: lease.GetLeaseId()})
+	wantCode(t, err, codes.PermissionDenied, "registered by another identity (a)")
+	_, err = r.Deregister(as("b"), &registryv1.DeregisterRequest{LeaseId: lease.GetLeaseId()})
+	wantCode(t, err, codes.PermissionDenied, "registered by another identity (a)")
+	if snap := r.Snapshot(); len(snap) != 1 || snap[0].Identity != "a" || snap[0].Address != "10.0.0.1" {
+		t.Fatalf("after refused calls: %+v", snap)
+	}
+	// The same identity re-registers (a restart) and renews.
+	lease, err = r.Register(as("a"), registerReq("w1", "10.0.0.1", 8001))
+	if err != nil {
+		t.Fatalf("the owner registering again: %v", err)
+	}
+	if _, err := r.Renew(as("a"), &registryv1.RenewRequest{LeaseId: lease.GetLeaseId()}); err != nil {
+		t.Fatalf("the owner renewing: %v", err)
+	}
+	// Once the lease lapsed, the id is free.
+	clock.Advance(r.TTL())
+	if _, err := r.Register(as("b"), registerReq("w1", "10.0.0.1", 8001)); err != nil {
+		t.Fatalf("another identity after the lease lapsed: %v", err)
+	}
+}
+
+// SetModels: a listed identity advertises its models only, at Register and
+// Renew; an entry the new rules refuse goes at once; others are free.
+func TestSetModels(t *testing.T) {
+	r, _ := newTest(t, Config{Identify: identifyFromContext})
+	r.SetModels(map[string][]string{"a": {"m1"}})
+	_, err := r.Register(as("a"), registerReq("w1", "10.0.0.1", 8001, model("m2", true, "1")))
+	wantCode(t, err, codes.PermissionDenied, `identity a may not advertise model "m2"`)
+	lease, err := r.Register(as("a"), registerReq("w1", "10.0.0.1", 8001, model("m1", true, "1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Renew(as("a"), &registryv1.RenewRequest{LeaseId: lease.GetLeaseId(), Ready: true, Models: []*registryv1.Model{model("m2", true, "1")}})
+	wantCode(t, err, codes.PermissionDenied, `may not advertise model "m2"`)
+	if _, err := r.Register(as("b"), registerReq("w2", "10.0.0.2", 8001, model("m2", true, "1"))); err != nil {
+		t.Fatalf("an identity not listed: %v", err)
+	}
+	r.SetModels(map[string][]string{"b": {"m1"}})
+	if snap := r.Snapshot(); len(snap) != 1 || snap[0].ID != "w1" {
+		t.Fatalf("after narrowing b's models: %+v", snap)
 	}
 }
 

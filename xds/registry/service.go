@@ -19,14 +19,14 @@ func (r *Registry) Register(ctx context.Context, req *registryv1.RegisterRequest
 	if err != nil {
 		return nil, r.grpcError("Register", err)
 	}
-	if err := r.authorize(ctx, w.ID); err != nil {
-		return nil, r.grpcError("Register", err)
+	if w.Identity, err = r.identify(ctx); err != nil {
+		return nil, r.grpcError("Register", fmt.Errorf("worker_id %q: %w", w.ID, err))
 	}
 	lease, err := r.register(w)
 	if err != nil {
 		return nil, r.grpcError("Register", err)
 	}
-	r.log.Info("worker registered", "worker_id", w.ID, "address", w.Address, "grpc_port", w.GRPCPort,
+	r.log.Info("worker registered", "worker_id", w.ID, "identity", w.Identity, "address", w.Address, "grpc_port", w.GRPCPort,
 		"http_port", w.HTTPPort, "ready", w.Ready, "models", len(w.Models))
 	return &registryv1.RegisterResponse{LeaseId: lease, LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
 }
@@ -40,14 +40,11 @@ func (r *Registry) Renew(ctx context.Context, req *registryv1.RenewRequest) (*re
 	if err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
-	id, err := r.lookup(req.GetLeaseId())
+	caller, err := r.identify(ctx)
 	if err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
-	if err := r.authorize(ctx, id); err != nil {
-		return nil, r.grpcError("Renew", err)
-	}
-	if err := r.renew(req.GetLeaseId(), id, models, req.GetReady()); err != nil {
+	if _, err := r.renew(req.GetLeaseId(), caller, models, req.GetReady()); err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
 	return &registryv1.RenewResponse{LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
@@ -58,14 +55,12 @@ func (r *Registry) Deregister(ctx context.Context, req *registryv1.DeregisterReq
 	if err := validLeaseID(req.GetLeaseId()); err != nil {
 		return nil, r.grpcError("Deregister", err)
 	}
-	id, err := r.lookup(req.GetLeaseId())
+	caller, err := r.identify(ctx)
 	if err != nil {
 		return nil, r.grpcError("Deregister", err)
 	}
-	if err := r.authorize(ctx, id); err != nil {
-		return nil, r.grpcError("Deregister", err)
-	}
-	if err := r.deregister(req.GetLeaseId(), id); err != nil {
+	id, err := r.deregister(req.GetLeaseId(), caller)
+	if err != nil {
 		return nil, r.grpcError("Deregister", err)
 	}
 	r.log.Info("worker deregistered", "worker_id", id)
@@ -99,17 +94,19 @@ func workerFromRequest(req *registryv1.RegisterRequest) (Worker, error) {
 	}, nil
 }
 
-func (r *Registry) authorize(ctx context.Context, workerID string) error {
-	if r.cfg.Authorize == nil {
-		return nil
+// identify is the caller's identity ("" without Config.Identify).
+func (r *Registry) identify(ctx context.Context) (string, error) {
+	if r.cfg.Identify == nil {
+		return "", nil
 	}
-	if err := r.cfg.Authorize(ctx, workerID); err != nil {
+	id, err := r.cfg.Identify(ctx)
+	if err != nil {
 		if _, ok := status.FromError(err); ok {
-			return err // the hook chose its own status
+			return "", err // the hook chose its own status
 		}
-		return fmt.Errorf("%w: worker_id %q: %w", ErrDenied, workerID, err)
+		return "", fmt.Errorf("%w: %w", ErrDenied, err)
 	}
-	return nil
+	return id, nil
 }
 
 // grpcError maps the package's errors onto gRPC status codes; the message

@@ -20,8 +20,12 @@ type stream struct {
 	peer        string
 	nodeID      string
 	nodeCluster string
-	// rateLimitOnly: the stream began with a ratelimit config request (the
-	// ratelimit service, whose node has no cluster); it gets nothing else.
+	// identity is the caller's (Options.Readers; "" unchecked).
+	identity string
+	// rateLimitOnly: the caller's identity may read the ratelimit config
+	// only, or (unchecked) the stream began with a ratelimit config request
+	// (the ratelimit service, whose node has no cluster); it gets nothing
+	// else.
 	rateLimitOnly bool
 	connectedAt   time.Time
 	types         map[string]*typeState // by type URL
@@ -117,11 +121,18 @@ func (c *callbacks) open(ctx context.Context, id int64, delta bool) error {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		st.peer = p.Addr.String()
 	}
+	var err error
+	if st.identity, st.rateLimitOnly, err = c.s.authorize(ctx); err != nil {
+		c.s.log.Warn("refusing an ADS stream", "stream", id, "peer", st.peer, "error", err)
+		return err
+	}
 	c.s.mu.Lock()
 	c.s.streams[id] = st
 	c.s.mu.Unlock()
-	c.s.metrics.connected.Inc()
-	c.s.log.Debug("ADS stream opened", "stream", id, "delta", delta, "peer", st.peer)
+	if !st.rateLimitOnly {
+		c.s.metrics.connected.Inc()
+	}
+	c.s.log.Debug("ADS stream opened", "stream", id, "delta", delta, "peer", st.peer, "identity", st.identity)
 	return nil
 }
 
@@ -155,9 +166,13 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 		return "", false, nil
 	}
 	firstSeen := node != nil && st.nodeID == ""
+	// byType: known as the ratelimit service by its first request (open
+	// counted it as an Envoy), not by its identity.
+	byType := false
 	if firstSeen {
 		st.nodeID, st.nodeCluster = node.GetId(), node.GetCluster()
-		st.rateLimitOnly = typeURL == resourcev3.RateLimitConfigType
+		byType = !st.rateLimitOnly && typeURL == resourcev3.RateLimitConfigType
+		st.rateLimitOnly = st.rateLimitOnly || byType
 	}
 	nodeID, cluster, peerAddr, delta, rateLimitOnly := st.nodeID, st.nodeCluster, st.peer, st.delta, st.rateLimitOnly
 	ts := st.state(typeURL)
@@ -194,7 +209,9 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 		return "", false, status.Errorf(codes.PermissionDenied, "this stream serves ratelimit config only, not %s", typeURL)
 	}
 	if firstSeen && rateLimitOnly {
-		s.metrics.connected.Dec() // counted at open as an Envoy
+		if byType {
+			s.metrics.connected.Dec() // counted at open as an Envoy
+		}
 		s.log.Info("ratelimit service connected", "node", nodeID, "stream", id, "delta", delta, "peer", peerAddr)
 	} else if firstSeen {
 		if s.nodeCluster != "" && cluster != s.nodeCluster {

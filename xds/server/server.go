@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -62,6 +63,12 @@ type Options struct {
 	// to warm the new clusters, or to drop its routes to the removed ones,
 	// before going on without the laggards (logged). 0: DefaultWarmTimeout.
 	WarmTimeout time.Duration
+	// Readers, when set, are the identities (internal/identity) that may
+	// subscribe to every type, and RateLimitReaders those that may
+	// subscribe to the ratelimit config only; any other caller's stream is
+	// refused (PERMISSION_DENIED) as it opens. Both nil: streams are not
+	// checked (plaintext on loopback, development).
+	Readers, RateLimitReaders []string
 }
 
 // DefaultWarmTimeout is Options.WarmTimeout's default: ample for an Envoy
@@ -74,6 +81,8 @@ type Server struct {
 	log         *slog.Logger
 	nodeCluster string
 	metrics     *metrics
+
+	readers, rateLimitReaders []string
 
 	caches map[string]cachev3.SnapshotCache
 	xds    serverv3.Server
@@ -107,6 +116,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{
 		log:         log,
 		nodeCluster: opts.NodeCluster,
+		readers:     slices.Clone(opts.Readers), rateLimitReaders: slices.Clone(opts.RateLimitReaders),
 		metrics:     m,
 		versions:    make(map[string]CacheVersion),
 		published:   make(map[string]time.Time),

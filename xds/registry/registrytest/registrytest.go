@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/helixflow/helixflow/internal/identity"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/xds/registry"
 )
@@ -43,7 +45,9 @@ type PKI struct {
 	serial int64
 }
 
-// NewPKI makes a PKI whose client certificate has the common name clientName.
+// NewPKI makes a PKI whose client certificate has the common name
+// clientName and, when clientName is a valid worker name, the worker
+// identity identity.Worker(clientName).
 func NewPKI(t testing.TB, clientName string) *PKI {
 	t.Helper()
 	caKey := newKey(t)
@@ -69,7 +73,7 @@ func NewPKI(t testing.TB, clientName string) *PKI {
 
 	p := &PKI{CA: pool, ca: ca, caKey: caKey, serial: 1}
 	server := p.leaf(t, "helix-xds", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
-	client := p.leaf(t, clientName, x509.ExtKeyUsageClientAuth, nil, nil)
+	client := p.leaf(t, clientName, x509.ExtKeyUsageClientAuth, nil, nil, workerURI(clientName)...)
 	p.Server = &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{server},
@@ -82,13 +86,26 @@ func NewPKI(t testing.TB, clientName string) *PKI {
 }
 
 // ClientAs returns a client config like Client whose certificate has the
-// common name cn. Not safe for concurrent use.
-func (p *PKI) ClientAs(t testing.TB, cn string) *tls.Config {
+// common name cn and the identities ids (SPIFFE IDs; none: no identity).
+// Not safe for concurrent use.
+func (p *PKI) ClientAs(t testing.TB, cn string, ids ...string) *tls.Config {
 	t.Helper()
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.CA, Certificates: []tls.Certificate{p.leaf(t, cn, x509.ExtKeyUsageClientAuth, nil, nil)}}
+	var uris []*url.URL
+	for _, id := range ids {
+		uris = append(uris, identity.URI(id))
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.CA, Certificates: []tls.Certificate{p.leaf(t, cn, x509.ExtKeyUsageClientAuth, nil, nil, uris...)}}
 }
 
-func (p *PKI) leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, ips []net.IP, dns []string) tls.Certificate {
+// workerURI is name's worker identity, if name can be a worker's name.
+func workerURI(name string) []*url.URL {
+	if identity.ValidWorkerName(name) != nil {
+		return nil
+	}
+	return []*url.URL{identity.URI(identity.Worker(name))}
+}
+
+func (p *PKI) leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, ips []net.IP, dns []string, uris ...*url.URL) tls.Certificate {
 	t.Helper()
 	key := newKey(t)
 	p.serial++
@@ -101,6 +118,7 @@ func (p *PKI) leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, ips []net.IP
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 		IPAddresses:  ips,
 		DNSNames:     dns,
+		URIs:         uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	if err != nil {
@@ -109,12 +127,12 @@ func (p *PKI) leaf(t testing.TB, cn string, usage x509.ExtKeyUsage, ips []net.IP
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// WriteClientFiles issues a new client certificate with common name cn and
-// writes it, its key and the CA as PEM files in dir (ca.pem, client.pem,
+// WriteClientFiles issues a new client certificate with common name cn
+// (and identity.Worker(cn) when cn can be a worker's name) and writes it, its key and the CA as PEM files in dir (ca.pem, client.pem,
 // client-key.pem), replacing earlier ones. Not safe for concurrent use.
 func (p *PKI) WriteClientFiles(t testing.TB, dir, cn string) (caFile, certFile, keyFile string) {
 	t.Helper()
-	c := p.leaf(t, cn, x509.ExtKeyUsageClientAuth, nil, nil)
+	c := p.leaf(t, cn, x509.ExtKeyUsageClientAuth, nil, nil, workerURI(cn)...)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 	if err != nil {
 		t.Fatalf("marshal key: %v", err)
