@@ -74,8 +74,9 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 		if sub == "create" {
 			fs.BoolVar(&disabled, "disabled", false, "create the client disabled")
 		} else {
-			fs.BoolVar(&enable, "enable", false, "enable the client")
-			fs.BoolVar(&disab, "disable", false, "disable the client")
+			fs.BoolVar(&enable, "enable", false, "enable the client (tokens issued before stay invalid: it gets new ones)")
+			fs.BoolVar(&disab, "disable", false, "disable the client: its tokens and API keys stop working at once, "+
+				"and the tokens stay invalid if it is enabled again")
 		}
 	}
 	nargs := 1
@@ -161,6 +162,7 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 			return err
 		}
 		return af.print(out, v, func(tw *tabwriter.Writer) {
+			fmt.Fprintln(tw, "tokens issued before the rotation no longer work; ask for new ones a second from now")
 			fmt.Fprintf(tw, "client_id: %s\nclient_secret (shown once): %s\n", v.ClientID, v.ClientSecret)
 		})
 	}
