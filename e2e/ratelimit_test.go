@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,28 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 		b = s.restBurst(t, https, free.token, 12)
 		if b.ok != 5 || b.limited != 7 || b.other != 0 || !b.limitHeaders {
 			t.Fatalf("12 requests in one second on a 5/s plan: %v, x-ratelimit headers on every 429: %v", b, b.limitHeaders)
+		}
+	})
+	t.Run("helix-ratelimit's HTTP port has /healthcheck but no /json", func(t *testing.T) {
+		// /json would let anyone who reaches the port spend any client's
+		// quota (or learn it) without a certificate.
+		base := "http://" + helixstack.Addr(s.st.Ports.RateLimitHTTP)
+		resp, err := http.Get(base + "/healthcheck")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("/healthcheck: %d, want 200", resp.StatusCode)
+		}
+		resp, err = http.Post(base+"/json", "application/json",
+			strings.NewReader(`{"domain":"helixflow","descriptors":[{"entries":[{"key":"x-helix-client","value":"c"}]}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("/json: %d, want 404", resp.StatusCode)
 		}
 	})
 	t.Run("the standard plan is not limited by that burst", func(t *testing.T) {

@@ -4,7 +4,8 @@
 // config's plans). This command only turns its flags into the service's
 // settings, which the service reads from the environment, and refuses
 // insecure combinations: TLS towards Envoy and helix-xds unless every
-// address is on loopback and --plaintext-loopback says so.
+// address is on loopback and --plaintext-loopback says so, debug endpoints
+// off loopback. It serves no /json endpoint (see serve).
 package main
 
 import (
@@ -19,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/envoyproxy/ratelimit/src/service_cmd/runner"
 	"github.com/envoyproxy/ratelimit/src/settings"
 )
 
@@ -46,8 +46,8 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("helix-ratelimit", flag.ContinueOnError)
 	fs.StringVar(&o.grpcListen, "grpc-listen", "127.0.0.1:8081", "gRPC ShouldRateLimit service, called by Envoy")
-	fs.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8080", "plain HTTP: /healthcheck and the service's /json endpoint; loopback unless you mean it")
-	fs.StringVar(&o.debugListen, "debug-listen", "127.0.0.1:6070", "plain HTTP debug endpoints (/rlconfig: the limits in force, pprof); keep it on loopback")
+	fs.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8080", "plain HTTP: /healthcheck only (the service's unauthenticated /json endpoint is not served)")
+	fs.StringVar(&o.debugListen, "debug-listen", "127.0.0.1:6070", "plain HTTP debug endpoints (/rlconfig: the limits in force, pprof); loopback only")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9102", "Prometheus /metrics (ratelimit_service_* and ratelimit_server_*)")
 	fs.StringVar(&o.redisAddress, "redis-address", "", "Redis host:port holding the counters (required)")
 	fs.StringVar(&o.redisPasswordFile, "redis-password-file", "", "file with Redis's password (AUTH), if it has one")
@@ -110,6 +110,9 @@ func (o *options) check() error {
 		return errors.New("--xds-ca-file is required with --xds-cert-file")
 	case o.xdsCertFile == "" && !(o.plaintextLoopback && loopback(o.xdsAddress)):
 		return fmt.Errorf("--xds-address %s: mTLS is required (--xds-ca-file/--xds-cert-file/--xds-key-file); plaintext is allowed only on loopback with --plaintext-loopback", o.xdsAddress)
+	case !loopback(o.debugListen):
+		// pprof, /stats and /rlconfig answer anyone, without TLS.
+		return fmt.Errorf("--debug-listen %s: loopback only (its endpoints have no authentication)", o.debugListen)
 	case o.redisCAFile != "" && !o.redisTLS:
 		return errors.New("--redis-ca-file needs --redis-tls")
 	case o.redisTimeout <= 0 || o.redisPoolSize <= 0 || o.localCacheBytes < 0 || o.redisWait < 0:
@@ -256,8 +259,5 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("helix-ratelimit starting", "grpc", o.grpcListen, "tls", o.tlsCert != "", "redis", o.redisAddress, "xds", o.xdsAddress, "metrics", o.metricsListen)
-	// The service handles SIGINT/SIGTERM itself: it stops serving
-	// gracefully and exits.
-	r := runner.NewRunner(settings.NewSettings())
-	r.Run()
+	serve(settings.NewSettings())
 }

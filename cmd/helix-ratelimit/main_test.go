@@ -29,6 +29,7 @@ func TestParseFlagsRefusesInsecureOrIncomplete(t *testing.T) {
 		{"bad log level", append(base, "--plaintext-loopback", "--log-level=loud"), "--log-level"},
 		{"negative cache", append(base, "--plaintext-loopback", "--local-cache-bytes=-1"), "not negative"},
 		{"CA without redis TLS", append(base, "--plaintext-loopback", "--redis-ca-file=/ca"), "needs --redis-tls"},
+		{"debug endpoints off loopback", append(append(base[:1:1], "--xds-address=helix-xds:18000", "--debug-listen=0.0.0.0:6070"), append(tls, xdsTLS...)...), "--debug-listen 0.0.0.0:6070: loopback only"},
 		{"stray argument", append(base, "--plaintext-loopback", "extra"), "unexpected arguments"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
