@@ -36,6 +36,7 @@ type options struct {
 	nodeID                                                        string
 
 	tlsCert, tlsKey, clientCA string
+	clientIDs                 string // clientids.go
 	plaintextLoopback         bool
 
 	localCacheBytes int
@@ -65,6 +66,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "TLS certificate of the gRPC listener (reloaded when its directory changes)")
 	fs.StringVar(&o.tlsKey, "tls-key-file", "", "TLS private key")
 	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates Envoys must present (required with TLS)")
+	fs.StringVar(&o.clientIDs, "client-ids", "", "with TLS (required then): comma-separated SPIFFE IDs whose client certificates may call the gRPC listener, Envoy's (spiffe://helixflow.local/envoy); the stack and the Helm chart pass internal/identity's")
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow plaintext gRPC and xDS when every address is on loopback (local development only)")
 	fs.IntVar(&o.localCacheBytes, "local-cache-bytes", 0, "in-process cache of keys already over their limit, which then skip Redis (0: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -121,7 +123,7 @@ func (o *options) check() error {
 	if _, ok := logLevels[o.logLevel]; !ok {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
-	return nil
+	return o.checkClientIDs() // clientids.go
 }
 
 // logLevels maps ours to logrus's, which the service logs with.
@@ -259,5 +261,10 @@ func main() {
 		os.Exit(1)
 	}
 	log.Info("helix-ratelimit starting", "grpc", o.grpcListen, "tls", o.tlsCert != "", "redis", o.redisAddress, "xds", o.xdsAddress, "metrics", o.metricsListen)
-	serve(settings.NewSettings())
+	s := settings.NewSettings()
+	if err := o.restrictClients(&s); err != nil {
+		log.Error("helix-ratelimit cannot start", "error", err)
+		os.Exit(1)
+	}
+	serve(s)
 }

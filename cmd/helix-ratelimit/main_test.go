@@ -9,7 +9,7 @@ import (
 
 func TestParseFlagsRefusesInsecureOrIncomplete(t *testing.T) {
 	base := []string{"--redis-address=127.0.0.1:6379", "--xds-address=127.0.0.1:18000"}
-	tls := []string{"--tls-cert-file=/c", "--tls-key-file=/k", "--client-ca-file=/ca"}
+	tls := []string{"--tls-cert-file=/c", "--tls-key-file=/k", "--client-ca-file=/ca", "--client-ids=spiffe://helixflow.local/envoy"}
 	xdsTLS := []string{"--xds-ca-file=/ca", "--xds-cert-file=/c", "--xds-key-file=/k"}
 	for _, tc := range []struct {
 		name string
@@ -51,7 +51,7 @@ func TestEnvironmentMapsFlagsToTheServiceSettings(t *testing.T) {
 	}
 	o, err := parseFlags([]string{"--redis-address=10.1.2.3:6380", "--xds-address=helix-xds:18000",
 		"--grpc-listen=0.0.0.0:9081", "--metrics-listen=127.0.0.1:9999",
-		"--tls-cert-file=/tls/c", "--tls-key-file=/tls/k", "--client-ca-file=/tls/ca",
+		"--tls-cert-file=/tls/c", "--tls-key-file=/tls/k", "--client-ca-file=/tls/ca", "--client-ids=spiffe://helixflow.local/envoy",
 		"--xds-ca-file=/x/ca", "--xds-cert-file=/x/c", "--xds-key-file=/x/k",
 		"--redis-password-file=" + pw, "--redis-tls", "--log-level=warn"})
 	if err != nil {

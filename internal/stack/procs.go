@@ -21,6 +21,7 @@ import (
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/stack/envoybin"
@@ -238,6 +239,7 @@ func (s *Stack) ratelimit() ([]supervise.Spec, error) {
 			"--debug-listen=" + Addr(s.Ports.RateLimitDebug), "--metrics-listen=" + Addr(s.Ports.RateLimitMetrics),
 			"--redis-address=" + Addr(s.Ports.Redis),
 			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile(),
+			"--client-ids=" + strings.Join(identity.RateLimitCallers(), ","),
 			"--xds-address=" + Addr(s.Ports.XDS), "--xds-server-name=helix-xds", "--xds-ca-file=" + s.CAFile(),
 			"--xds-cert-file=" + xcert, "--xds-key-file=" + xkey},
 		Ready: httpOK(plainClient, s.RateLimitConfigURL()),
