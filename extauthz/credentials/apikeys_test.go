@@ -179,7 +179,7 @@ type keyEnv struct {
 // newKeyEnv returns API keys whose directories are not loaded yet, with
 // clients hxc_a (two models, resnet and bert scopes) and hxc_b (every
 // model, models:infer).
-func newKeyEnv(t *testing.T) *keyEnv {
+func newKeyEnv(t testing.TB) *keyEnv {
 	t.Helper()
 	e := &keyEnv{
 		store:   newFakeKeyStore(),
@@ -699,4 +699,30 @@ func TestConcurrent(t *testing.T) {
 	if total != 8*200 {
 		t.Errorf("recorded %d uses, want %d", total, 8*200)
 	}
+}
+
+// BenchmarkCheckAPIKey: a known key, loaded, from many goroutines (the
+// Check path of an API key: two directory reads, the hash, the use count).
+func BenchmarkCheckAPIKey(b *testing.B) {
+	e := newKeyEnv(b)
+	key, _, err := secret.NewAPIKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	prefix, _ := secret.ParseAPIKey(key)
+	e.store.keys[prefix] = store.APIKey{ID: prefix, Prefix: prefix, Hash: e.hasher.Hash(key), ClientID: "hxc_a", Scopes: []string{"models:infer"}}
+	if err := e.clients.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.keys.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.keys.CheckAPIKey(context.Background(), key); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
