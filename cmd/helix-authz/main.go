@@ -74,7 +74,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.databaseURL, "database-url", os.Getenv("HELIX_DATABASE_URL"), "Postgres URL (env HELIX_DATABASE_URL)")
 	fs.BoolVar(&o.migrate, "migrate", true, "apply database migrations at start")
 	fs.StringVar(&o.kekFile, "kek-file", "", "file holding the 32-byte key-encryption key for signing keys (raw, hex or base64); env HELIX_AUTHZ_KEK holds it instead")
-	fs.StringVar(&o.pepperFile, "secret-pepper-file", "", "file holding a server-side pepper for client-secret and API-key hashes (optional; changing it invalidates every secret)")
+	fs.StringVar(&o.pepperFile, "secret-pepper-file", "", "file holding a server-side pepper (at least 32 characters) for client-secret and API-key hashes; required when any listener is off loopback; changing it invalidates every secret")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin API token (env HELIX_ADMIN_TOKEN holds it instead); no token, no admin API")
 	fs.StringVar(&o.gatewayConfig, "gateway-config", "", "the gateway config file helix-xds reads: the admin API gives clients only its plans (a new one its default plan) and follows it as it changes; required with the admin API")
 	fs.StringVar(&o.issuer, "issuer", "", "issuer URL: the iss of tokens and the base of the OAuth2 endpoints as clients reach them (required)")
@@ -139,6 +139,16 @@ func parseFlags(args []string) (*options, error) {
 	if o.tlsCert == "" && !netaddr.Loopback(o.adminListen) {
 		return nil, fmt.Errorf("--admin-listen %s: the admin API without TLS listens on loopback only", o.adminListen)
 	}
+	// Off loopback is a deployment: a stolen database alone must not let
+	// anyone confirm a guessed secret, so hashes need the pepper.
+	if o.pepperFile == "" {
+		for _, l := range [][2]string{{"--http-listen", o.httpListen}, {"--grpc-listen", o.grpcListen},
+			{"--admin-listen", o.adminListen}, {"--metrics-listen", o.metricsListen}} {
+			if !netaddr.Loopback(l[1]) {
+				return nil, fmt.Errorf("%s %s: --secret-pepper-file is required when any listener is off loopback", l[0], l[1])
+			}
+		}
+	}
 	return o, nil
 }
 
@@ -153,6 +163,25 @@ func readSecret(file, env string) ([]byte, error) {
 		return []byte(strings.TrimSpace(string(b))), nil
 	}
 	return []byte(os.Getenv(env)), nil
+}
+
+// minPepper is the shortest pepper accepted: 32 characters (such as 16
+// random bytes in hex) put a guess of it out of reach.
+const minPepper = 32
+
+// readPepper reads --secret-pepper-file; nil when it is not given.
+func readPepper(file string) ([]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pepper, err := readSecret(file, "")
+	if err != nil {
+		return nil, fmt.Errorf("--secret-pepper-file: %w", err)
+	}
+	if len(pepper) < minPepper {
+		return nil, fmt.Errorf("--secret-pepper-file %s: %d characters; want at least %d (openssl rand -hex 32)", file, len(pepper), minPepper)
+	}
+	return pepper, nil
 }
 
 func main() {
@@ -185,11 +214,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--kek-file / HELIX_AUTHZ_KEK: %w", err)
 	}
-	var pepper []byte
-	if o.pepperFile != "" {
-		if pepper, err = readSecret(o.pepperFile, ""); err != nil {
-			return fmt.Errorf("--secret-pepper-file: %w", err)
-		}
+	pepper, err := readPepper(o.pepperFile)
+	if err != nil {
+		return err
 	}
 	adminToken, err := readSecret(o.adminTokenFile, "HELIX_ADMIN_TOKEN")
 	if err != nil {
