@@ -26,7 +26,7 @@
 //     HTTP connection manager, TLS from SDS (SecretListenerCert) when the
 //     listener has TLS, ALPN h2 and http/1.1.
 //   - hcm.go: the connection manager and THE filter order (httpFilters):
-//     strip client x-helix-* headers, the per-source-address limit, CORS,
+//     strip client x-helix-* headers, CORS, the per-source-address limit,
 //     ext_authz, ratelimit, router.
 //     Routes come over RDS (RouteConfigName). Paths are normalized and
 //     escaped slashes refused, so routing and helix-authz see one path.

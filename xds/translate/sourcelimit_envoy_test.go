@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -54,9 +56,12 @@ func clientFrom(src string) *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
 }
 
+// origin is the browser origin CORS allows in TestEnvoySourceLimit.
+const origin = "https://app.helix.test"
+
 // The real Envoy with the translated filter chain: a flood from one source
-// address is refused with 429 and Retry-After before ext_authz is asked,
-// while another address is still served.
+// address is refused with 429 and Retry-After (readable by a browser)
+// before ext_authz is asked, while another address is still served.
 func TestEnvoySourceLimit(t *testing.T) {
 	envoytest.Binary(t)
 	authz := &countingAuthz{}
@@ -74,21 +79,26 @@ func TestEnvoySourceLimit(t *testing.T) {
 		Listener:    ir.Listener{Address: "127.0.0.1", Port: port},
 		AuthZ:       ir.AuthZ{Upstream: ir.Upstream{Address: "127.0.0.1", Port: uint32(lis.Addr().(*net.TCPAddr).Port)}},
 		SourceLimit: &ir.SourceLimit{RequestsPerSecond: 1, Burst: 3, MaxSources: 100},
+		CORS:        &ir.CORS{AllowOrigins: []string{origin}},
 	}
 	g.ApplyDefaults()
 	r, err := Translate(g)
 	if err != nil {
 		t.Fatal(err)
 	}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	t.Cleanup(backend.Close)
 	path := filepath.Join(t.TempDir(), "bootstrap.json")
-	if err := os.WriteFile(path, sourceLimitBootstrap(t, r), 0o600); err != nil {
+	if err := os.WriteFile(path, sourceLimitBootstrap(t, r, uint32(backend.Listener.Addr().(*net.TCPAddr).Port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	envoytest.Start(t, path)
 	url := fmt.Sprintf("http://127.0.0.1:%d/v2/health/ready", port)
 
 	get := func(c *http.Client) (*http.Response, error) {
-		resp, err := c.Get(url)
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Origin", origin)
+		resp, err := c.Do(req)
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -123,6 +133,10 @@ func TestEnvoySourceLimit(t *testing.T) {
 			if resp.Header.Get("Retry-After") == "" {
 				t.Error("429 without Retry-After")
 			}
+			// CORS runs first: a browser can read the 429.
+			if resp.Header.Get("Access-Control-Allow-Origin") != origin {
+				t.Errorf("429 without CORS headers: %v", resp.Header)
+			}
 		default:
 			t.Fatalf("status %d", resp.StatusCode)
 		}
@@ -139,10 +153,12 @@ func TestEnvoySourceLimit(t *testing.T) {
 	}
 }
 
-// sourceLimitBootstrap serves the translated listener with one inline
-// route that answers 200 itself (no workers needed), and the helix-authz
-// cluster; nothing comes over ADS.
-func sourceLimitBootstrap(t *testing.T, r *Resources) []byte {
+// sourceLimitBootstrap serves the translated listener with the translated
+// virtual host's settings (CORS) and one inline route to a backend on
+// 127.0.0.1:backendPort instead of the worker pools (Envoy's CORS filter
+// skips direct responses), and the helix-authz cluster; nothing comes over
+// ADS.
+func sourceLimitBootstrap(t *testing.T, r *Resources, backendPort uint32) []byte {
 	t.Helper()
 	l := r.Listeners[0].(*listenerv3.Listener)
 	f := l.FilterChains[0].Filters[0]
@@ -152,12 +168,14 @@ func sourceLimitBootstrap(t *testing.T, r *Resources) []byte {
 	}
 	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 		Name: "inline",
-		VirtualHosts: []*routev3.VirtualHost{{Name: "all", Domains: []string{"*"}, Routes: []*routev3.Route{{
-			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-				Status: http.StatusOK, Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "ok"}},
-			}},
-		}}}},
+		VirtualHosts: []*routev3.VirtualHost{{Name: "all", Domains: []string{"*"},
+			TypedPerFilterConfig: r.Routes[0].(*routev3.RouteConfiguration).VirtualHosts[0].TypedPerFilterConfig,
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "backend"},
+				}},
+			}}}},
 	}}
 	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustTyped(t, hcm)}
 	b := &bootstrapv3.Bootstrap{
@@ -165,6 +183,16 @@ func sourceLimitBootstrap(t *testing.T, r *Resources) []byte {
 		Admin:           &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", 0)},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{l}},
 	}
+	b.StaticResources.Clusters = append(b.StaticResources.Clusters, &clusterv3.Cluster{
+		Name:                 "backend",
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       dur(time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+				Endpoint: &endpointv3.Endpoint{Address: socketAddress("127.0.0.1", backendPort)},
+			}}},
+		}}},
+	})
 	for _, c := range r.Clusters {
 		if c := c.(*clusterv3.Cluster); c.Name == ClusterAuthZ {
 			b.StaticResources.Clusters = append(b.StaticResources.Clusters, c)

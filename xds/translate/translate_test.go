@@ -293,7 +293,7 @@ func TestFilterOrder(t *testing.T) {
 	for _, f := range httpFilters {
 		got = append(got, f.name)
 	}
-	want := []string{filterHeaderMutation, filterSourceLimit, filterCORS, filterExtAuthz, filterRateLimit, filterRouter}
+	want := []string{filterHeaderMutation, filterCORS, filterSourceLimit, filterExtAuthz, filterRateLimit, filterRouter}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("filter order = %v, want %v", got, want)
 	}
