@@ -219,3 +219,18 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAllow is the cost the limit adds to each request.
+func BenchmarkAllow(b *testing.B) {
+	l, err := New(Config{Rate: 1e9, Burst: 1e9})
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := netip.MustParseAddr("192.0.2.1")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Allow(src)
+		}
+	})
+}
