@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -350,8 +351,63 @@ func (g *Group) Crash(ctx context.Context, name string) (*Proc, error) {
 	if i < 0 {
 		return nil, fmt.Errorf("supervise: no running process %s", name)
 	}
+	// The process's children die with it: those in its group by the
+	// group's SIGKILL, those that left it (Postgres's backends each call
+	// setsid) by their own. One still holding the old run's resources
+	// (Postgres's shared memory) would stop the new run from starting.
+	var tree []int
+	if p := g.Proc(name); p != nil {
+		tree = append(descendants(p.PID()), p.PID())
+	}
 	if err := g.Kill(name); err != nil {
 		return nil, err
 	}
+	for _, pid := range tree {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && slices.ContainsFunc(tree, alive); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	return g.start(ctx, spec, true)
+}
+
+// descendants are the processes below pid (children first), from the
+// parent ids in /proc/PID/stat.
+func descendants(pid int) []int {
+	parent := map[int][]int{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		if f := statFields(d); len(f) > 1 {
+			child, _ := strconv.Atoi(filepath.Base(d))
+			ppid, _ := strconv.Atoi(f[1])
+			parent[ppid] = append(parent[ppid], child)
+		}
+	}
+	var out []int
+	for queue := parent[pid]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, parent[queue[0]]...)
+	}
+	return out
+}
+
+// alive: pid exists and is not a zombie (dead, holding nothing, waiting
+// for its new parent to reap it).
+func alive(pid int) bool {
+	f := statFields("/proc/" + strconv.Itoa(pid))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// statFields are /proc/PID/stat's fields after the command (which may
+// hold spaces): state, ppid, pgrp, ...
+func statFields(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return nil
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -285,5 +286,31 @@ func TestCrash(t *testing.T) {
 	g.Close() // newest first: victim's TERM before first's
 	if b, _ := os.ReadFile(out); string(b) != "TERM\nfirst\n" {
 		t.Fatalf("stop order after the crash: %q, want victim then first", b)
+	}
+}
+
+// Crash also ends the children that left the process group (Postgres's
+// backends call setsid), as a real crash would leave them to die: one
+// still alive could hold what the new run needs.
+func TestCrashEndsChildrenOutsideTheGroup(t *testing.T) {
+	g := newGroup(t, Options{})
+	pidFile := filepath.Join(t.TempDir(), "child")
+	spec := sh("parent", `setsid sh -c 'echo $$ > `+pidFile+`; exec sleep 60' & echo run; wait`)
+	spec.Ready = func(context.Context) error { _, err := os.Stat(pidFile); return err }
+	if _, err := g.Start(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the pid is written before exec
+	b, _ := os.ReadFile(pidFile)
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Crash(context.Background(), "parent"); err != nil {
+		t.Fatal(err)
+	}
+	if alive(child) {
+		_ = syscall.Kill(child, syscall.SIGKILL)
+		t.Fatalf("the setsid child %d outlived the crash", child)
 	}
 }
