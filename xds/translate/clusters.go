@@ -249,6 +249,13 @@ func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*c
 			}},
 		},
 	}
+	if len(u.Replicas) > 0 {
+		// A replica's death fails every call in flight on it at once; with
+		// Envoy's default of 3 retries at a time, the rest would fail too.
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority: corev3.RoutingPriority_DEFAULT, MaxRetries: u32(maxRequests),
+		}}}
+	}
 	if u.TLS != nil {
 		if c.TransportSocket, err = upstreamTLS(role, u.TLS, alpnH2); err != nil {
 			return nil, err
