@@ -84,6 +84,7 @@ func TestChartMatrix(t *testing.T) {
 			checkXDS(t, objs)
 			checkGPUPools(t, values, objs)
 			checkMonitoring(t, values, objs)
+			checkAuthzPlans(t, objs)
 		})
 	}
 }
@@ -104,6 +105,33 @@ func checkGatewayConfig(t *testing.T, objs []Object) {
 		return
 	}
 	t.Error("no gateway config ConfigMap rendered")
+}
+
+// checkAuthzPlans: helix-authz reads the gateway config helix-xds reads
+// (the plans its admin API gives clients), from the same ConfigMap.
+func checkAuthzPlans(t *testing.T, objs []Object) {
+	t.Helper()
+	for _, o := range objs {
+		dep, ok := o.Obj.(*appsv1.Deployment)
+		if !ok || !strings.HasSuffix(dep.Name, "-authz") {
+			continue
+		}
+		pod := dep.Spec.Template.Spec
+		if !slices.Contains(pod.Containers[0].Args, "--gateway-config=/etc/helixflow/gateway/gateway.yaml") {
+			t.Errorf("helix-authz args %v lack --gateway-config", pod.Containers[0].Args)
+		}
+		mounted := slices.ContainsFunc(pod.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool {
+			return m.Name == "gateway-config" && m.MountPath == "/etc/helixflow/gateway"
+		})
+		fromConfigMap := slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool {
+			return v.Name == "gateway-config" && v.ConfigMap != nil && strings.HasSuffix(v.ConfigMap.Name, "-gateway-config")
+		})
+		if !mounted || !fromConfigMap {
+			t.Errorf("helix-authz does not mount the gateway-config ConfigMap at /etc/helixflow/gateway")
+		}
+		return
+	}
+	t.Error("no helix-authz Deployment rendered")
 }
 
 // checkXDS: helix-xds watches worker Services and EndpointSlices in its

@@ -18,10 +18,12 @@ name the value, win over any later failure. Renders nothing.
 {{- $_ := include "helixflow.issuerHost" . -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.database "authz.secrets.database") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
-{{- include "helixflow.requireSecret" (list $v.authz.secrets.pepper "authz.secrets.pepper") -}}
 {{- if $v.ratelimit.enabled -}}
 {{- include "helixflow.requireSecret" (list $v.redis.auth "redis.auth") -}}
-{{- if and $v.ratelimit.defaultPlan (not (hasKey $v.gateway.config.plans $v.ratelimit.defaultPlan)) -}}
+{{- if not $v.ratelimit.defaultPlan -}}
+{{- fail (printf "ratelimit.defaultPlan: required: the plan of clients with none or one not listed (one of gateway.config.plans: %s)" (keys ($v.gateway.config.plans | default dict) | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- if not (hasKey ($v.gateway.config.plans | default dict) $v.ratelimit.defaultPlan) -}}
 {{- fail (printf "ratelimit.defaultPlan: %q is not a plan in gateway.config.plans" $v.ratelimit.defaultPlan) -}}
 {{- end -}}
 {{- end -}}
