@@ -18,6 +18,7 @@ name the value, win over any later failure. Renders nothing.
 {{- $_ := include "helixflow.issuerHost" . -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.database "authz.secrets.database") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
+{{- include "helixflow.requireSecret" (list $v.authz.secrets.pepper "authz.secrets.pepper") -}}
 {{- if $v.ratelimit.enabled -}}
 {{- include "helixflow.requireSecret" (list $v.redis.auth "redis.auth") -}}
 {{- if not $v.ratelimit.defaultPlan -}}
