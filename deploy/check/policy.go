@@ -417,6 +417,20 @@ func certificatePolicy(objs []Object, wls []workload) []error {
 		if c.Spec.PrivateKey == nil || c.Spec.PrivateKey.RotationPolicy != certmanagerv1.RotationPolicyAlways {
 			errs = append(errs, fmt.Errorf("%s: privateKey.rotationPolicy must be Always (a renewal rotates the key)", o))
 		}
+		// The listeners admit clients by the SPIFFE ID in their certificate
+		// (internal/identity): a client certificate without one is refused
+		// everywhere.
+		if slices.Contains(c.Spec.Usages, certmanagerv1.UsageClientAuth) {
+			n := 0
+			for _, u := range c.Spec.URIs {
+				if strings.HasPrefix(u, "spiffe://") {
+					n++
+				}
+			}
+			if n != 1 {
+				errs = append(errs, fmt.Errorf("%s: a client certificate needs exactly one spiffe:// URI (its identity, _identity.tpl), has %d", o, n))
+			}
+		}
 	}
 	for _, w := range wls {
 		for _, v := range w.pod.Spec.Volumes {

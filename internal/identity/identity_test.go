@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"flag"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 )
@@ -76,5 +78,37 @@ func TestFromCertAndRequire(t *testing.T) {
 	}
 	if err := verify(tls.ConnectionState{}); !errors.Is(err, ErrDenied) {
 		t.Errorf("no verified certificate: %v", err)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the Helm chart's _identity.tpl from this package")
+
+// helmTemplate is the Helm chart's view of the identities: its client
+// certificates' URI SANs and helix-ratelimit's --client-ids come from here,
+// so that the chart and the Go code cannot drift apart.
+func helmTemplate() string {
+	def := func(name, value string) string {
+		return "{{- define \"helixflow.identity." + name + "\" -}}" + value + "{{- end }}\n"
+	}
+	return "{{- /* Generated from internal/identity; do not edit. Regenerate: go test ./internal/identity -run TestHelmTemplate -update */ -}}\n" +
+		def("envoy", Envoy) +
+		def("ratelimit", RateLimit) +
+		def("ratelimitCallers", strings.Join(RateLimitCallers(), ","))
+}
+
+func TestHelmTemplate(t *testing.T) {
+	const path = "../../deploy/helm/helixflow/templates/_identity.tpl"
+	want := helmTemplate()
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s is stale: run go test ./internal/identity -run TestHelmTemplate -update\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }
