@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/helixflow/helixflow/internal/netaddr"
 )
 
 // Client calls the admin API (helixctl uses it).
@@ -28,14 +30,19 @@ type APIError struct {
 
 func (e *APIError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status) }
 
-// NewClient checks the URL and token and returns a Client.
+// NewClient checks the URL and token and returns a Client. It refuses
+// plain http to anything but a loopback host.
 func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("admin URL %q must be http(s)://host[:port]", baseURL)
 	}
+	if u.Scheme == "http" && !netaddr.LoopbackHost(u.Hostname()) {
+		// The token would cross the network in clear.
+		return nil, fmt.Errorf("admin URL %q: plain http is only for a loopback admin API; use https:// to send the admin token to another host", baseURL)
+	}
 	if token == "" {
-		return nil, errors.New("no admin token: set --admin-token or HELIX_ADMIN_TOKEN")
+		return nil, errors.New("no admin token: set --admin-token-file or HELIX_ADMIN_TOKEN")
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
