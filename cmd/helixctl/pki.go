@@ -21,13 +21,26 @@ func runPKI(ctx context.Context, sub string, args []string, out io.Writer) error
 	dir := fs.String("dir", ".helix/pki", "directory of the CA and certificates (created 0700)")
 	force := fs.Bool("force", false, "issue a new CA and new certificates even where valid ones exist")
 	output := fs.String("output", "table", "table or json")
+	var workers []string
+	fs.Func("worker", "also issue worker NAME's client certificate (worker-NAME-client), its own identity spiffe://helixflow.local/worker/NAME, with which it registers with helix-xds; repeatable", func(name string) error {
+		workers = append(workers, name)
+		return nil
+	})
 	if _, err := parse(fs, args, 0, "pki init takes no argument"); err != nil {
 		return err
 	}
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("%w: --output %q: want table or json", errUsage, *output)
 	}
-	res, err := pki.Init(ctx, pki.Options{Dir: *dir, Force: *force}, pki.LocalSpecs())
+	specs := pki.LocalSpecs()
+	for _, w := range workers {
+		spec, err := pki.WorkerClient(w)
+		if err != nil {
+			return fmt.Errorf("%w: --worker: %w", errUsage, err)
+		}
+		specs = append(specs, spec)
+	}
+	res, err := pki.Init(ctx, pki.Options{Dir: *dir, Force: *force}, specs)
 	if err != nil {
 		return fmt.Errorf("pki init %s: %w", *dir, err)
 	}

@@ -16,7 +16,7 @@ func TestPKIInit(t *testing.T) {
 	initJSON := func(extra ...string) map[string]string {
 		t.Helper()
 		var out bytes.Buffer
-		if err := run(context.Background(), append([]string{"pki", "init", "--dir", dir, "--output", "json"}, extra...), &out); err != nil {
+		if err := run(context.Background(), append([]string{"pki", "init", "--dir", dir, "--output", "json", "--worker", "w1"}, extra...), &out); err != nil {
 			t.Fatalf("pki init %v: %v", extra, err)
 		}
 		var rows []struct{ Name, Action, Usage string }
@@ -30,7 +30,7 @@ func TestPKIInit(t *testing.T) {
 		return actions
 	}
 	want := []string{"ca", "envoy-server", "xds-server", "authz-server", "worker-server", "ratelimit-server",
-		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-xds-client",
+		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-w1-client",
 		"envoy-ratelimit-client", "ratelimit-xds-client"}
 	for _, step := range []struct {
 		flags  []string
@@ -51,7 +51,7 @@ func TestPKIInit(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"pki", "init", "--dir", dir}, &out); err != nil {
+	if err := run(context.Background(), []string{"pki", "init", "--dir", dir, "--worker", "w1"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(out.String(), "NAME") || strings.Count(out.String(), " kept ") != len(want) {
@@ -64,6 +64,7 @@ func TestPKIUsage(t *testing.T) {
 		{"pki", "make"},
 		{"pki", "init", "extra"},
 		{"pki", "init", "--output", "yaml", "--dir", t.TempDir()},
+		{"pki", "init", "--worker", "Not_A_Label", "--dir", t.TempDir()},
 	} {
 		if err := run(context.Background(), args, &bytes.Buffer{}); !errors.Is(err, errUsage) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
