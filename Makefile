@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack # and helix-
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build build-main build-ratelimit proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway gpu-check clean
+.PHONY: deps deps-run deps-bench build build-main build-ratelimit proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway chaos soak gpu-check clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -115,6 +115,15 @@ bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance v
 
 bench-gateway: deps build models ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz + ratelimit), convergence, snapshot build (about 5 minutes)
 	$(GO) run $(GOTAGS) ./bench/gateway --write docs/benchmarks.md
+
+# Resilience (docs/resilience.md): the real stack on loopback under load;
+# not part of make test (minutes each, and the soak's figures want a quiet
+# machine).
+chaos: deps-run build models ## kill -9 and restart each process under load: failed requests, recovery, lost data (about 2 minutes)
+	$(GO) run $(GOTAGS) ./tests/resilience chaos
+
+soak: deps-run build models ## half the measured capacity over 1,000 connections for SOAK_DURATION (default 10m): memory, goroutines, fds per minute
+	$(GO) run $(GOTAGS) ./tests/resilience soak
 
 gpu-check: deps models ## build the self-contained GPU check bundle into .gpu-check/ (run it on a GPU machine: scripts/gpu-check/README.md)
 	bash scripts/gpu-check/bundle.sh
