@@ -16,7 +16,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/netaddr"
+	"github.com/helixflow/helixflow/internal/secretfile"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
@@ -152,19 +152,6 @@ func parseFlags(args []string) (*options, error) {
 	return o, nil
 }
 
-// readSecret reads a secret from a file, or from an environment variable
-// when the file is not given; "" when neither is set.
-func readSecret(file, env string) ([]byte, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		return []byte(strings.TrimSpace(string(b))), nil
-	}
-	return []byte(os.Getenv(env)), nil
-}
-
 // minPepper is the shortest pepper accepted: 32 characters (such as 16
 // random bytes in hex) put a guess of it out of reach.
 const minPepper = 32
@@ -174,14 +161,14 @@ func readPepper(file string) ([]byte, error) {
 	if file == "" {
 		return nil, nil
 	}
-	pepper, err := readSecret(file, "")
+	pepper, err := secretfile.Read("--secret-pepper-file", file, "")
 	if err != nil {
-		return nil, fmt.Errorf("--secret-pepper-file: %w", err)
+		return nil, err
 	}
 	if len(pepper) < minPepper {
 		return nil, fmt.Errorf("--secret-pepper-file %s: %d characters; want at least %d (openssl rand -hex 32)", file, len(pepper), minPepper)
 	}
-	return pepper, nil
+	return []byte(pepper), nil
 }
 
 func main() {
@@ -206,11 +193,11 @@ func main() {
 const shutdownTimeout = 15 * time.Second
 
 func serve(ctx context.Context, o *options, log *slog.Logger) error {
-	kekRaw, err := readSecret(o.kekFile, "HELIX_AUTHZ_KEK")
+	kekRaw, err := secretfile.Read("--kek-file", o.kekFile, "HELIX_AUTHZ_KEK")
 	if err != nil {
 		return fmt.Errorf("key-encryption key: %w", err)
 	}
-	kek, err := keys.ParseKEK(kekRaw)
+	kek, err := keys.ParseKEK([]byte(kekRaw))
 	if err != nil {
 		return fmt.Errorf("--kek-file / HELIX_AUTHZ_KEK: %w", err)
 	}
@@ -218,14 +205,14 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	adminToken, err := readSecret(o.adminTokenFile, "HELIX_ADMIN_TOKEN")
+	adminToken, err := secretfile.Read("--admin-token-file", o.adminTokenFile, "HELIX_ADMIN_TOKEN")
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(ctx, server.Config{
-		DatabaseURL: o.databaseURL, Migrate: o.migrate, KEK: kek, Pepper: pepper, AdminToken: string(adminToken),
+		DatabaseURL: o.databaseURL, Migrate: o.migrate, KEK: kek, Pepper: pepper, AdminToken: adminToken,
 		GatewayConfig: o.gatewayConfig,
 		Issuer:        o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, Registerer: reg, Logger: log,

@@ -11,16 +11,18 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/internal/secretfile"
 )
 
 // adminFlags are the flags every admin API command takes.
 type adminFlags struct {
-	url, token, output string
+	url, tokenFile, output string
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.url, "admin-url", envOr("HELIX_ADMIN_URL", "http://127.0.0.1:8091"), "admin API URL (env HELIX_ADMIN_URL)")
-	fs.StringVar(&a.token, "admin-token", envOr("HELIX_ADMIN_TOKEN", ""), "admin API token (env HELIX_ADMIN_TOKEN)")
+	fs.StringVar(&a.url, "admin-url", envOr("HELIX_ADMIN_URL", "http://127.0.0.1:8091"),
+		"admin API URL (env HELIX_ADMIN_URL); plain http only to a loopback address")
+	fs.StringVar(&a.tokenFile, "admin-token-file", "", "file holding the admin API token (default: env HELIX_ADMIN_TOKEN)")
 	fs.StringVar(&a.output, "output", "table", "table or json")
 }
 
@@ -28,7 +30,11 @@ func (a *adminFlags) client() (*admin.Client, error) {
 	if a.output != "table" && a.output != "json" {
 		return nil, fmt.Errorf("%w: --output %q: want table or json", errUsage, a.output)
 	}
-	return admin.NewClient(a.url, a.token, nil)
+	token, err := secretfile.Read("--admin-token-file", a.tokenFile, "HELIX_ADMIN_TOKEN")
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewClient(a.url, token, nil)
 }
 
 func (a *adminFlags) print(out io.Writer, v any, table func(*tabwriter.Writer)) error {

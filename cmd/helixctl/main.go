@@ -9,9 +9,12 @@
 //	helixctl alerts list|silence             [--alertmanager-url URL]
 //	helixctl pki init                        [--dir .helix/pki] [--force]
 //
-// The admin API is found through --admin-url/--admin-token or
-// HELIX_ADMIN_URL/HELIX_ADMIN_TOKEN; the database through --database-url or
-// HELIX_DATABASE_URL. --output json prints machine-readable results.
+// The admin API is found through --admin-url or HELIX_ADMIN_URL, its token
+// in --admin-token-file or HELIX_ADMIN_TOKEN (never a flag's value: the
+// command line is visible to every user), and sent over plain http only to
+// a loopback address. The database is found through HELIX_DATABASE_URL, or
+// --database-url when the URL holds no password. --output json prints
+// machine-readable results.
 package main
 
 import (
@@ -118,9 +121,34 @@ func envOr(name, fallback string) string {
 	return fallback
 }
 
+// secretFlags are flags that took a secret as their value, and what to use
+// instead: a value on the command line is visible to every user of the
+// machine (ps, /proc) and kept in shell history.
+var secretFlags = map[string]string{
+	"admin-token": "--admin-token-file FILE or HELIX_ADMIN_TOKEN",
+}
+
+// refuseSecretFlags refuses secretFlags before the flag package sees them:
+// its error would repeat the value.
+func refuseSecretFlags(args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if use, ok := secretFlags[name]; ok && strings.HasPrefix(a, "-") {
+			return fmt.Errorf("%w: --%s is not accepted (a secret on the command line is visible to every user of the machine); use %s", errUsage, name, use)
+		}
+	}
+	return nil
+}
+
 // parse parses flags, which may come before or after the positional
 // arguments, and wants exactly nargs positional arguments.
 func parse(fs *flag.FlagSet, args []string, nargs int, what string) ([]string, error) {
+	if err := refuseSecretFlags(args); err != nil {
+		return nil, err
+	}
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -371,8 +373,15 @@ func TestMissingAdminToken(t *testing.T) {
 	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "admin token") {
 		t.Fatalf("no token: %v, want an error naming the admin token", err)
 	}
+	dir := t.TempDir()
+	wrong, right := filepath.Join(dir, "wrong"), filepath.Join(dir, "right")
+	for f, v := range map[string]string{wrong: "wrong\n", right: adminToken + "\n"} {
+		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A wrong one is the server's 401.
-	_, err = c.run(t, "clients", "list", "--admin-token", "wrong")
+	_, err = c.run(t, "clients", "list", "--admin-token-file", wrong)
 	var apiErr *admin.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
 		t.Fatalf("wrong token: %v", err)
@@ -380,17 +389,57 @@ func TestMissingAdminToken(t *testing.T) {
 	if strings.Contains(err.Error(), "wrong") {
 		t.Errorf("the error repeats the token: %v", err)
 	}
-	// The flag wins over the environment.
-	if _, err := c.run(t, "clients", "list", "--admin-token", adminToken); err != nil {
+	// The file wins over the environment.
+	t.Setenv("HELIX_ADMIN_TOKEN", "wrong")
+	if _, err := c.run(t, "clients", "list", "--admin-token-file", right); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.run(t, "clients", "list", "--admin-token-file", filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--admin-token-file") {
+		t.Errorf("missing token file: %v", err)
 	}
 	// So does --admin-url.
+	t.Setenv("HELIX_ADMIN_TOKEN", adminToken)
 	t.Setenv("HELIX_ADMIN_URL", "http://127.0.0.1:1")
-	if _, err := c.run(t, "clients", "list", "--admin-token", adminToken, "--admin-url", c.url); err != nil {
+	if _, err := c.run(t, "clients", "list", "--admin-url", c.url); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.run(t, "clients", "list", "--admin-token", adminToken, "--admin-url", "not a url"); err == nil {
+	if _, err := c.run(t, "clients", "list", "--admin-url", "not a url"); err == nil {
 		t.Error("a bad --admin-url was accepted")
+	}
+}
+
+// TestSecretsNotOnTheCommandLine: a secret given as a flag value is refused
+// with an error that says what to use instead, before anything is sent.
+func TestSecretsNotOnTheCommandLine(t *testing.T) {
+	c := newCLI(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"clients", "list", "--admin-token", adminToken}, "--admin-token-file"},
+		{[]string{"clients", "list", "--admin-token=" + adminToken}, "HELIX_ADMIN_TOKEN"},
+		{[]string{"keys", "rotate", "--admin-token", adminToken}, "--admin-token-file"},
+		{[]string{"migrate", "status", "--database-url", "postgres://helix:s3cret@127.0.0.1:1/helix"}, "HELIX_DATABASE_URL"},
+	} {
+		_, err := c.run(t, tt.args...)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("helixctl %q: %v, want a usage error naming %s", tt.args, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), adminToken) || strings.Contains(err.Error(), "s3cret")) {
+			t.Errorf("helixctl %q: the error repeats the secret: %v", tt.args, err)
+		}
+	}
+}
+
+// TestAdminTokenNotInClearOffLoopback: helixctl sends the admin token over
+// plain http only to a loopback admin API.
+func TestAdminTokenNotInClearOffLoopback(t *testing.T) {
+	c := newCLI(t)
+	for _, url := range []string{"http://10.0.0.1:8091", "http://helix-authz.example.com"} {
+		_, err := c.run(t, "clients", "list", "--admin-url", url)
+		if err == nil || !strings.Contains(err.Error(), "https") {
+			t.Errorf("--admin-url %s: %v, want a refusal asking for https", url, err)
+		}
 	}
 }
 

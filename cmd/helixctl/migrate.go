@@ -5,6 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,13 +21,19 @@ func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) e
 		return fmt.Errorf("%w: unknown subcommand migrate %q (up, down, status)", errUsage, sub)
 	}
 	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
-	dsn := fs.String("database-url", envOr("HELIX_DATABASE_URL", ""), "Postgres URL (env HELIX_DATABASE_URL)")
+	dsn := fs.String("database-url", "", "Postgres URL without a password (default: env HELIX_DATABASE_URL, which may hold one)")
 	output := fs.String("output", "table", "table or json")
 	if _, err := parse(fs, args, 0, "migrate "+sub+" takes no argument"); err != nil {
 		return err
 	}
+	if hasPassword(*dsn) {
+		return fmt.Errorf("%w: --database-url holds a password, which the command line shows to every user of the machine; put the URL in HELIX_DATABASE_URL", errUsage)
+	}
 	if *dsn == "" {
-		return fmt.Errorf("%w: --database-url or HELIX_DATABASE_URL is required", errUsage)
+		*dsn = os.Getenv("HELIX_DATABASE_URL")
+	}
+	if *dsn == "" {
+		return fmt.Errorf("%w: HELIX_DATABASE_URL or --database-url is required", errUsage)
 	}
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("%w: --output %q: want table or json", errUsage, *output)
@@ -78,4 +87,16 @@ func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) e
 			fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, applied)
 		}
 	})
+}
+
+// hasPassword reports whether a Postgres connection string holds a
+// password: in a URL's user part, or as password= (key=value form or a
+// URL's query).
+func hasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return strings.Contains(dsn, "password=")
 }

@@ -30,11 +30,12 @@ type migrationRow struct {
 func TestMigrate(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
 	c := &cli{}
-	t.Setenv("HELIX_DATABASE_URL", "")
+	// The URL holds the password: the environment, never a flag.
+	t.Setenv("HELIX_DATABASE_URL", dsn)
 
 	status := func(t *testing.T) []migrationRow {
 		t.Helper()
-		out := c.mustRun(t, "migrate", "status", "--database-url", dsn, "--output", "json")
+		out := c.mustRun(t, "migrate", "status", "--output", "json")
 		var rows []migrationRow
 		if err := json.Unmarshal([]byte(out), &rows); err != nil {
 			t.Fatalf("status json: %v\n%s", err, out)
@@ -65,12 +66,12 @@ func TestMigrate(t *testing.T) {
 	if !strings.HasSuffix(rows[0].Name, ".sql") || rows[0].Version != 1 {
 		t.Errorf("first migration %+v", rows[0])
 	}
-	table := c.mustRun(t, "migrate", "status", "--database-url", dsn)
+	table := c.mustRun(t, "migrate", "status")
 	if !strings.Contains(table, "VERSION") || !strings.Contains(table, "pending") {
 		t.Errorf("status table:\n%s", table)
 	}
 
-	out := c.mustRun(t, "migrate", "up", "--database-url", dsn)
+	out := c.mustRun(t, "migrate", "up")
 	if strings.Contains(out, "pending") || !strings.Contains(out, rows[0].Name) {
 		t.Errorf("up printed:\n%s", out)
 	}
@@ -83,14 +84,13 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("applied at %v", r.AppliedAt)
 		}
 	}
-	// up again changes nothing; the environment variable works too.
-	t.Setenv("HELIX_DATABASE_URL", dsn)
+	// up again changes nothing.
 	c.mustRun(t, "migrate", "up")
 	if r := status(t); applied(r) != len(r) {
 		t.Fatalf("after a second up: %+v", r)
 	}
 
-	c.mustRun(t, "migrate", "down", "--database-url", dsn)
+	c.mustRun(t, "migrate", "down")
 	after := status(t)
 	if applied(after) != len(rows)-1 || after[len(after)-1].Applied {
 		t.Fatalf("after down: %+v", after)
