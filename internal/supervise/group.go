@@ -357,7 +357,7 @@ func (g *Group) Crash(ctx context.Context, name string) (*Proc, error) {
 	// (Postgres's shared memory) would stop the new run from starting.
 	var tree []int
 	if p := g.Proc(name); p != nil {
-		tree = append(descendants(p.PID()), p.PID())
+		tree = append(Descendants(p.PID()), p.PID())
 	}
 	if err := g.Kill(name); err != nil {
 		return nil, err
@@ -371,9 +371,10 @@ func (g *Group) Crash(ctx context.Context, name string) (*Proc, error) {
 	return g.start(ctx, spec, true)
 }
 
-// descendants are the processes below pid (children first), from the
-// parent ids in /proc/PID/stat.
-func descendants(pid int) []int {
+// Descendants are the processes below pid, nearest first, from the parent
+// ids in /proc/PID/stat (they may have left its process group, as
+// Postgres's backends do).
+func Descendants(pid int) []int {
 	parent := map[int][]int{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {

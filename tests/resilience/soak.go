@@ -20,6 +20,7 @@ import (
 	"time"
 
 	helixstack "github.com/helixflow/helixflow/internal/stack"
+	"github.com/helixflow/helixflow/internal/supervise"
 )
 
 // Goals: after the first sample (warm-up), memory grows at most 10%, and
@@ -86,6 +87,9 @@ func soak(ctx context.Context, o *options) error {
 		case <-loadDone:
 			done = true
 		}
+		if done && len(times) > 0 && time.Since(start)-times[len(times)-1] < interval/2 {
+			break // the last tick's sample is the end's
+		}
 		row := make([]sample, len(procs))
 		for i, p := range procs {
 			row[i] = measure(ctx, p.PID(), metrics[p.Name()])
@@ -103,25 +107,37 @@ func soak(ctx context.Context, o *options) error {
 	errs := l.takeErrors()
 
 	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := "time\t"
-	for _, p := range procs {
-		header += p.Name() + "\t"
-	}
-	fmt.Fprintln(tw, header)
-	for i, row := range rows {
-		line := fmt.Sprintf("%v\t", times[i].Round(time.Second))
-		for _, s := range row {
-			g := "-"
-			if s.goroutines >= 0 {
-				g = strconv.Itoa(s.goroutines)
+	for _, t := range []struct {
+		title string
+		cell  func(sample) string
+	}{
+		{"RSS (MiB, the process and its children)", func(s sample) string { return fmt.Sprintf("%.1f", float64(s.rssKiB)/1024) }},
+		{"open file descriptors", func(s sample) string { return strconv.Itoa(s.fds) }},
+		{"goroutines (go_goroutines)", func(s sample) string {
+			if s.goroutines < 0 {
+				return "-"
 			}
-			line += fmt.Sprintf("%.1f MiB %d fd %s g\t", float64(s.rssKiB)/1024, s.fds, g)
+			return strconv.Itoa(s.goroutines)
+		}},
+	} {
+		fmt.Println(t.title + ":")
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		header := "process\t"
+		for _, at := range times {
+			header += at.Round(time.Second).String() + "\t"
 		}
-		fmt.Fprintln(tw, line)
+		fmt.Fprintln(tw, header)
+		for i, p := range procs {
+			line := p.Name() + "\t"
+			for _, row := range rows {
+				line += t.cell(row[i]) + "\t"
+			}
+			fmt.Fprintln(tw, line)
+		}
+		tw.Flush()
+		fmt.Println()
 	}
-	tw.Flush()
-	fmt.Printf("\n(RSS of the process group, open file descriptors, goroutines; the first row is after %v of load, the warm-up)\n", times[0].Round(time.Second))
+	fmt.Printf("(the first column is after %v of load: the warm-up the goals compare with)\n", times[0].Round(time.Second))
 
 	// Verdicts against the first sample.
 	var missed []string
@@ -171,15 +187,13 @@ func goMetrics(st *helixstack.Stack) map[string]string {
 	return m
 }
 
-// measure sums RSS and open files over the process group pgid (Postgres's
-// and Envoy's children count) and reads goroutines from metricsURL.
-func measure(ctx context.Context, pgid int, metricsURL string) sample {
+// measure sums RSS and open files over pid and the processes below it
+// (Postgres's backends; Envoy has none) and reads goroutines from
+// metricsURL.
+func measure(ctx context.Context, pid int, metricsURL string) sample {
 	s := sample{goroutines: -1}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		if processGroup(d) != pgid {
-			continue
-		}
+	for _, p := range append(supervise.Descendants(pid), pid) {
+		d := "/proc/" + strconv.Itoa(p)
 		s.rssKiB += rssKiB(d)
 		if fds, err := os.ReadDir(filepath.Join(d, "fd")); err == nil {
 			s.fds += len(fds)
@@ -189,22 +203,6 @@ func measure(ctx context.Context, pgid int, metricsURL string) sample {
 		s.goroutines = goroutines(ctx, metricsURL)
 	}
 	return s
-}
-
-// processGroup reads field 5 of /proc/PID/stat (after the command's
-// parenthesis, which may hold spaces).
-func processGroup(dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, "stat"))
-	if err != nil {
-		return -1
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 {
-		return -1
-	}
-	n, _ := strconv.Atoi(f[2])
-	return n
 }
 
 func rssKiB(dir string) int {
