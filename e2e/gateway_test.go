@@ -154,6 +154,7 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("registering with Envoy's certificate: %v, want PERMISSION_DENIED", err)
 		}
 	})
+	t.Run("each mTLS listener takes only the identities it serves", s.checkIdentities)
 	t.Run("a worker that leaves is no longer routed to, and comes back", func(t *testing.T) {
 		s.stopRegistration() // the worker deregisters
 		waitFor(t, "503 once the only worker left", 10*time.Second, nil, func(ctx context.Context) error {
