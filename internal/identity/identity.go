@@ -26,8 +26,9 @@
 // internal/pki issues the local certificates with these IDs,
 // internal/tlsfiles applies PeerVerifier to the servers' TLS, xds/registry
 // and xds/server read the caller's ID with FromContext. helix-ratelimit, a
-// module of its own, gets AcceptedBy(RateLimit) as a flag; the Helm chart's
-// identities are generated from HelmTemplate.
+// module of its own, gets RateLimitCallers as its --client-ids flag (from
+// internal/stack, and from the Helm chart's templates/_identity.tpl, which
+// TestHelmTemplate keeps equal to this package).
 package identity
 
 import (
@@ -54,18 +55,16 @@ const prefix = "spiffe://" + TrustDomain + "/"
 const workerPath = "worker/"
 
 // The components' identities.
-var (
-	Envoy     = component("envoy")
-	XDS       = component("helix-xds")
-	Authz     = component("helix-authz")
-	RateLimit = component("helix-ratelimit")
+const (
+	Envoy     = prefix + "envoy"
+	XDS       = prefix + "helix-xds"
+	Authz     = prefix + "helix-authz"
+	RateLimit = prefix + "helix-ratelimit"
 )
-
-func component(name string) string { return prefix + name }
 
 // Component returns the identity of a component by its name (a path
 // segment: "envoy", "helix-xds"); the local PKI names certificates so.
-func Component(name string) string { return component(name) }
+func Component(name string) string { return prefix + name }
 
 // ErrDenied: the peer's certificate carries no identity, or not one the
 // listener accepts. The error says which it was and which were accepted.
