@@ -49,6 +49,10 @@ func run(args []string) int {
 		*dir = filepath.Join(*root, ".helix")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// Everything the stack and its processes write (secrets, Postgres's
+	// data, logs) is private to this user; the state folder alone is
+	// opened to others (0711) where Postgres, run as postgres, must pass.
+	syscall.Umask(0o077)
 	if err := checkBuilt(*root); err != nil {
 		fmt.Fprintln(os.Stderr, "helix-stack:", err)
 		return 1

@@ -61,8 +61,9 @@ func (s *Stack) issue(ctx context.Context, specs []pki.Spec, workers ...Worker) 
 }
 
 // postgres is the machine's PostgreSQL (internal/pgbin) on Dir/pg
-// (created once, user helix, trust on 127.0.0.1 only), as the "postgres"
-// user when we are root.
+// (created once, user helix with the password in Dir/pg-password,
+// scram-sha-256 on 127.0.0.1 only: any local user can reach the port), as
+// the "postgres" user when we are root.
 func (s *Stack) postgres() ([]supervise.Spec, error) {
 	bins, err := pgbin.Find()
 	if err != nil {
@@ -78,20 +79,30 @@ func (s *Stack) postgres() ([]supervise.Spec, error) {
 			return nil, fmt.Errorf("stack: %w", err)
 		}
 	}
+	pwFile, password, err := s.secretFile("pg-password")
+	if err != nil {
+		return nil, err
+	}
+	s.DatabaseURL = fmt.Sprintf("postgres://helix:%s@%s/postgres?sslmode=disable", password, Addr(s.Ports.Postgres))
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			return nil, fmt.Errorf("stack: %w", err)
 		}
 		if cred != nil {
-			if err := os.Chown(data, int(cred.Uid), int(cred.Gid)); err != nil {
-				return nil, fmt.Errorf("stack: %w", err)
+			// initdb runs as postgres and reads the password file.
+			for _, p := range []string{data, pwFile} {
+				if err := os.Chown(p, int(cred.Uid), int(cred.Gid)); err != nil {
+					return nil, fmt.Errorf("stack: %w", err)
+				}
 			}
 		}
-		cmd := exec.Command(bins.Initdb, "-D", data, "-U", "helix", "-A", "trust", "-E", "UTF8")
+		cmd := exec.Command(bins.Initdb, "-D", data, "-U", "helix", "--pwfile="+pwFile, "-A", "scram-sha-256", "-E", "UTF8")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("stack: initdb %s: %w\n%s", data, err, out)
 		}
+	} else if err := passwordAuth(data); err != nil {
+		return nil, err
 	}
 	return []supervise.Spec{{
 		Name: Postgres, Path: bins.Postgres, Credential: cred,
@@ -102,20 +113,39 @@ func (s *Stack) postgres() ([]supervise.Spec, error) {
 	}}, nil
 }
 
-// secretFile returns the contents of a 0600 file in Dir holding 32 random
-// bytes in hex, made on first use and kept.
+// secretFile returns the contents of a file in Dir holding 32 random
+// bytes in hex, made on first use and kept. The file is 0600 whatever the
+// umask (atomicfile), and one kept from before is made 0600 again.
 func (s *Stack) secretFile(name string) (path, value string, err error) {
 	path = filepath.Join(s.opts.Dir, name)
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return "", "", fmt.Errorf("stack: %w", err)
+		}
 		return path, strings.TrimSpace(string(b)), nil
 	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // never fails on Linux
 	value = hex.EncodeToString(b)
-	if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(value+"\n"), 0o600); err != nil {
 		return "", "", fmt.Errorf("stack: %w", err)
 	}
 	return path, value, nil
+}
+
+// passwordAuth refuses a data folder made before the stack used
+// passwords, whose pg_hba.conf still trusts every local connection.
+func passwordAuth(data string) error {
+	b, err := os.ReadFile(filepath.Join(data, "pg_hba.conf"))
+	if err != nil {
+		return fmt.Errorf("stack: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") && f[len(f)-1] == "trust" {
+			return fmt.Errorf("stack: %s trusts local connections (made before the stack used a password): remove %s to make it again, with its clients and keys", filepath.Join(data, "pg_hba.conf"), data)
+		}
+	}
+	return nil
 }
 
 // authz is helix-authz: TLS on every listener, mTLS (Envoy's client
@@ -146,7 +176,10 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 		}
 		specs[i] = supervise.Spec{
 			Name: name, Path: s.bin("helix-authz"),
-			Args: []string{"--database-url=" + s.DatabaseURL, "--kek-file=" + kek, "--admin-token-file=" + tokenFile,
+			// The URL holds Postgres's password: the environment, not the
+			// command line, which every local user can read.
+			Env: []string{"HELIX_DATABASE_URL=" + s.DatabaseURL},
+			Args: []string{"--kek-file=" + kek, "--admin-token-file=" + tokenFile,
 				"--gateway-config=" + s.ConfigPath(), "--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
 				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
 				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},

@@ -125,7 +125,8 @@ type Stack struct {
 	Ports Ports
 	// Issuer is helix-authz's OAuth2 base URL as clients reach it.
 	Issuer string
-	// DatabaseURL is Postgres's URL for helix-authz.
+	// DatabaseURL is Postgres's URL for helix-authz, with its password
+	// (Dir/pg-password); set once Start began.
 	DatabaseURL string
 	// AdminToken is helix-authz's admin API token (Dir/admin-token).
 	AdminToken string
@@ -167,7 +168,6 @@ func New(opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s.Issuer = "https://" + Addr(s.Ports.Authz)
-	s.DatabaseURL = fmt.Sprintf("postgres://helix@%s/postgres?sslmode=disable", Addr(s.Ports.Postgres))
 	s.EnvoyAdminURL = "http://" + Addr(s.Ports.EnvoyAdmin)
 	return s, nil
 }
