@@ -84,7 +84,7 @@ func chaos(ctx context.Context, o *options) error {
 		{helixstack.XDS, "0 failed", none},
 	}
 
-	l, err := newLoad(loadConfig{Gateway: e.st.GatewayAddr(), CAPool: e.pool, Tokens: e.tokens(), Conns: o.chaosConns, RESTEvery: 8})
+	l, err := newLoad(loadConfig{Gateway: e.st.GatewayAddr(), CAPool: e.pool, Tokens: e.tokens, Conns: o.chaosConns, RESTEvery: 8})
 	if err != nil {
 		return err
 	}

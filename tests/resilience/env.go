@@ -34,6 +34,9 @@ type env struct {
 	admin   *admin.Client
 	https   *http.Client
 	clients []client // the load's
+	tokens  tokens   // their current tokens, renewed by refreshTokens
+	// lifetime is the tokens' (helix-authz's --token-lifetime).
+	lifetime time.Duration
 	// apiKey belongs to keyOwner; revoked was issued to clients[0] and
 	// revoked: the checks expect the key to work and the token to be
 	// refused after every fault.
@@ -42,7 +45,8 @@ type env struct {
 	revoked  string
 	// known are client ids that must survive (the load's, keyOwner, and
 	// those whose creation was acknowledged while Postgres died).
-	known []string
+	known       []string
+	stopRefresh context.CancelFunc
 }
 
 // startEnv starts the stack with authzReplicas more helix-authz
@@ -74,10 +78,16 @@ func startEnv(ctx context.Context, o *options, authzReplicas int) (*env, error) 
 		e.close()
 		return nil, err
 	}
+	refreshCtx, cancel := context.WithCancel(context.Background())
+	e.stopRefresh = cancel
+	go e.refreshTokens(refreshCtx)
 	return e, nil
 }
 
 func (e *env) close() {
+	if e.stopRefresh != nil {
+		e.stopRefresh()
+	}
 	e.st.Close()
 	if os.Getenv("KEEP_STATE") == "" {
 		_ = os.RemoveAll(e.dir)
@@ -96,12 +106,14 @@ func (e *env) setup(ctx context.Context) error {
 	if e.admin, err = admin.NewClient(e.st.AdminURL(), e.st.AdminToken, nil); err != nil {
 		return err
 	}
+	e.tokens = make(tokens, loadClients)
 	for i := range loadClients {
 		c, err := e.newClient(ctx, fmt.Sprintf("load-%d", i))
 		if err != nil {
 			return err
 		}
 		e.clients = append(e.clients, c)
+		e.tokens[i].Store(&c.token)
 	}
 	if e.keyOwner, err = e.newClient(ctx, "key-owner"); err != nil {
 		return err
@@ -149,8 +161,31 @@ func (e *env) newClient(ctx context.Context, name string) (client, error) {
 	if err != nil {
 		return client{}, err
 	}
+	e.lifetime = tok.Lifetime
 	e.known = append(e.known, v.ClientID)
 	return client{id: v.ClientID, secret: v.ClientSecret, token: tok.AccessToken}, nil
+}
+
+// refreshTokens renews the load clients' tokens at half their lifetime,
+// as a client does, until ctx ends; a failed renewal is retried every
+// second (the old token still has half its life).
+func (e *env) refreshTokens(ctx context.Context) {
+	for {
+		if err := sleep(ctx, max(e.lifetime/2, time.Second)); err != nil {
+			return
+		}
+		for i, c := range e.clients {
+			for ctx.Err() == nil {
+				tok, err := e.st.Token(ctx, c.id, c.secret)
+				if err == nil {
+					e.tokens[i].Store(&tok.AccessToken)
+					break
+				}
+				logf("renewing %s's token: %v", c.id, err)
+				_ = sleep(ctx, time.Second)
+			}
+		}
+	}
 }
 
 // revoke revokes a token at /oauth2/revoke (RFC 7009).
@@ -244,15 +279,6 @@ func errOrNil(err error) any {
 		return ""
 	}
 	return err
-}
-
-// tokens are the load clients' tokens.
-func (e *env) tokens() []string {
-	out := make([]string, len(e.clients))
-	for i, c := range e.clients {
-		out[i] = c.token
-	}
-	return out
 }
 
 var errLost = errors.New("data lost")

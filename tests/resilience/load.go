@@ -46,20 +46,26 @@ const requestTimeout = 5 * time.Second
 const maxInFlight = 20000
 
 // conn is one connection to Envoy: a gRPC ClientConn or an HTTP/2
-// transport of its own, and the token its requests carry.
+// transport of its own, and whose token its requests carry.
 type conn struct {
-	grpc  inference.GRPCInferenceServiceClient
-	cc    *grpc.ClientConn
-	rest  *http.Client
-	token string
+	grpc   inference.GRPCInferenceServiceClient
+	cc     *grpc.ClientConn
+	rest   *http.Client
+	client int // index in loadConfig.Tokens
 }
+
+// tokens are the OAuth clients' current access tokens, replaced as they
+// are refreshed (env.refreshTokens) while the load reads them.
+type tokens []atomic.Pointer[string]
+
+func (t tokens) get(i int) string { return *t[i].Load() }
 
 // loadConfig says where and how to send.
 type loadConfig struct {
 	Gateway string // host:port of Envoy's listener
 	CAPool  *x509.CertPool
-	Tokens  []string // one per OAuth client; connection i uses Tokens[i%len]
-	Conns   int      // connections in all
+	Tokens  tokens // one per OAuth client; connection i uses Tokens[i%len]
+	Conns   int    // connections in all
 	// RESTEvery: one connection in RESTEvery speaks REST (0: none).
 	RESTEvery int
 }
@@ -68,6 +74,7 @@ type loadConfig struct {
 // one-second buckets.
 type load struct {
 	conns    []*conn
+	tokens   tokens
 	restURL  string
 	request  *inference.ModelInferRequest
 	restBody []byte
@@ -92,9 +99,9 @@ type bucket struct{ sent, failed int }
 func newLoad(cfg loadConfig) (*load, error) {
 	tc := &tls.Config{RootCAs: cfg.CAPool, MinVersion: tls.VersionTLS12}
 	l := &load{restURL: "https://" + cfg.Gateway + wire.RESTModelPath(model, "", "infer"), request: simpleRequest(),
-		restBody: simpleRESTBody(), errs: map[string]int{}}
+		restBody: simpleRESTBody(), errs: map[string]int{}, tokens: cfg.Tokens}
 	for i := range cfg.Conns {
-		c := &conn{token: cfg.Tokens[i%len(cfg.Tokens)]}
+		c := &conn{client: i % len(cfg.Tokens)}
 		if cfg.RESTEvery > 0 && i%cfg.RESTEvery == cfg.RESTEvery-1 {
 			// A transport of its own: one HTTP/2 connection.
 			c.rest = &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
@@ -206,7 +213,7 @@ func (l *load) closedLoop(ctx context.Context, workers int, d time.Duration) {
 func (l *load) send(ctx context.Context, i int) error {
 	c := l.conns[i]
 	if c.rest == nil {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+l.tokens.get(c.client))
 		resp, err := c.grpc.ModelInfer(ctx, l.request)
 		if err != nil {
 			return err
@@ -220,7 +227,7 @@ func (l *load) send(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Authorization", "Bearer "+l.tokens.get(c.client))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.rest.Do(req)
 	if err != nil {

@@ -45,7 +45,7 @@ func soak(ctx context.Context, o *options) error {
 	defer e.close()
 
 	// Capacity: closed loop, 128 callers over 128 connections.
-	capLoad, err := newLoad(loadConfig{Gateway: e.st.GatewayAddr(), CAPool: e.pool, Tokens: e.tokens(), Conns: 128, RESTEvery: 8})
+	capLoad, err := newLoad(loadConfig{Gateway: e.st.GatewayAddr(), CAPool: e.pool, Tokens: e.tokens, Conns: 128, RESTEvery: 8})
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func soak(ctx context.Context, o *options) error {
 		logf("capacity run failures: %s", capLoad.takeErrors())
 	}
 
-	l, err := newLoad(loadConfig{Gateway: e.st.GatewayAddr(), CAPool: e.pool, Tokens: e.tokens(), Conns: o.soakConns, RESTEvery: 10})
+	l, err := newLoad(loadConfig{Gateway: e.st.GatewayAddr(), CAPool: e.pool, Tokens: e.tokens, Conns: o.soakConns, RESTEvery: 10})
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func soak(ctx context.Context, o *options) error {
 		missed = append(missed, fmt.Sprintf("%d of %d requests failed: %s", failed, sent, errs))
 	}
 	fmt.Printf("\nsoak: %v at %.0f requests/s (half of %.0f) over %d connections: %d requests, %d failed; the machine: %s\n",
-		o.soakDuration, rate, capacity, o.soakConns, sent, failed, machine())
+		times[len(times)-1].Round(time.Second), rate, capacity, o.soakConns, sent, failed, machine())
 	if len(missed) == 0 {
 		fmt.Println("goals met: memory within +10% of the warm-up, no growth in goroutines or file descriptors, no errors")
 	} else {
