@@ -19,14 +19,18 @@ var errBodyTooLarge = errors.New("request body too large")
 
 // readBody reads the whole request body, decompressing it when
 // Content-Encoding says gzip or deflate (zlib, as tritonclient sends it).
-// Both the body on the wire and the decompressed body are capped at limit.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// The body on the wire is capped at h.maxBytes, a decompressed body at
+// h.maxDecompressed: a compression bomb is refused (413) after at most
+// that much work, and the handler goes on serving.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := h.maxBytes
 	if r.ContentLength > limit {
-		return nil, tooLarge(limit)
+		return nil, tooLarge(limit, "")
 	}
 	wire := http.MaxBytesReader(w, r.Body, limit)
 	var src io.Reader = wire
 	sizeHint := r.ContentLength
+	compressed := ""
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
@@ -34,13 +38,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		if err != nil {
 			return nil, decompressError(err)
 		}
-		src, sizeHint = zr, -1
+		src, sizeHint, limit, compressed = zr, -1, h.maxDecompressed, enc
 	case "deflate":
 		zr, err := zlib.NewReader(wire)
 		if err != nil {
 			return nil, decompressError(err)
 		}
-		src, sizeHint = zr, -1
+		src, sizeHint, limit, compressed = zr, -1, h.maxDecompressed, enc
 	default:
 		// Triton answers UNSUPPORTED and lists what it accepts.
 		w.Header().Set("Accept-Encoding", "gzip, deflate")
@@ -49,8 +53,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	body, err := readAll(src, sizeHint, limit)
 	var maxErr *http.MaxBytesError
 	switch {
-	case errors.Is(err, errBodyTooLarge) || errors.As(err, &maxErr):
-		return nil, tooLarge(limit)
+	case errors.As(err, &maxErr):
+		return nil, tooLarge(h.maxBytes, "")
+	case errors.Is(err, errBodyTooLarge):
+		return nil, tooLarge(limit, compressed)
 	case err != nil && src != wire:
 		return nil, decompressError(err)
 	case err != nil:
@@ -59,12 +65,15 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
-func tooLarge(limit int64) error {
-	return &infer.Error{
-		Code: infer.CodeInvalidArgument,
-		Msg:  "request body exceeds the maximum allowed size of " + strconv.FormatInt(limit, 10) + " bytes",
-		Err:  errBodyTooLarge,
+// tooLarge names the limit a body passed; compressed is its
+// Content-Encoding when the limit was the one on decompressed bodies.
+func tooLarge(limit int64, compressed string) error {
+	msg := "request body exceeds the maximum allowed size of " + strconv.FormatInt(limit, 10) + " bytes"
+	if compressed != "" {
+		msg = "decompressed request body (Content-Encoding " + compressed + ") exceeds the maximum allowed size of " +
+			strconv.FormatInt(limit, 10) + " bytes for a compressed body"
 	}
+	return &infer.Error{Code: infer.CodeInvalidArgument, Msg: msg, Err: errBodyTooLarge}
 }
 
 func decompressError(err error) error {

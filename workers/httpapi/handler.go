@@ -27,14 +27,20 @@ type Options struct {
 	// MaxRequestBytes caps a request body, before and after decompression,
 	// and the decoded size of a JSON input. 0 means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// MaxDecompressedBytes caps what a compressed body (Content-Encoding
+	// gzip or deflate) decompresses to: tighter than MaxRequestBytes, as a
+	// few kilobytes on the wire can inflate a thousandfold. 0 means a
+	// quarter of MaxRequestBytes; it never exceeds MaxRequestBytes.
+	MaxDecompressedBytes int64
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 type handler struct {
-	svc      infer.Service
-	maxBytes int64
-	log      *slog.Logger
+	svc             infer.Service
+	maxBytes        int64
+	maxDecompressed int64
+	log             *slog.Logger
 }
 
 // NewHandler returns the KServe v2 HTTP handler for svc.
@@ -43,6 +49,11 @@ func NewHandler(svc infer.Service, opts Options) http.Handler {
 	if h.maxBytes <= 0 {
 		h.maxBytes = DefaultMaxRequestBytes
 	}
+	h.maxDecompressed = opts.MaxDecompressedBytes
+	if h.maxDecompressed <= 0 {
+		h.maxDecompressed = h.maxBytes / 4
+	}
+	h.maxDecompressed = min(h.maxDecompressed, h.maxBytes)
 	if h.log == nil {
 		h.log = slog.Default()
 	}

@@ -22,7 +22,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version s
 	if !h.allow(w, r, http.MethodPost) {
 		return
 	}
-	body, err := readBody(w, r, h.maxBytes)
+	body, err := h.readBody(w, r)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

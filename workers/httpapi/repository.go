@@ -46,7 +46,7 @@ func (h *handler) routeRepository(w http.ResponseWriter, r *http.Request, segs [
 // readJSONObject reads an optional JSON object body; an empty body gives
 // an empty object.
 func (h *handler) readJSONObject(w http.ResponseWriter, r *http.Request, what string) (map[string]json.RawMessage, error) {
-	body, err := readBody(w, r, h.maxBytes)
+	body, err := h.readBody(w, r)
 	if err != nil {
 		return nil, err
 	}
