@@ -286,6 +286,9 @@ func (g *strategy) GenerateAccessToken(ctx context.Context, req fosite.Requester
 	if err != nil {
 		return "", "", err
 	}
+	if err := waitPastCutoff(ctx, g.s.now, c.c.TokensValidAfter); err != nil {
+		return "", "", err
+	}
 	// Whole seconds, as the token carries them, so that the session and
 	// the token agree.
 	now := g.s.now().Truncate(time.Second)
@@ -375,4 +378,32 @@ func (h *revocationHandler) RevokeToken(ctx context.Context, raw string, _ fosit
 	}
 	h.s.log.InfoContext(ctx, "oauth: token revoked", "client_id", claims.ClientID, "jti", claims.JTI)
 	return nil
+}
+
+// maxCutoffWait bounds how long issuance waits for a client's cutoff second
+// to pass; a cutoff further ahead means this replica's clock is behind the
+// database's.
+const maxCutoffWait = 2 * time.Second
+
+// waitPastCutoff waits until a token issued now would count against the
+// client's cutoff (token.IssuedAfter). iat has whole seconds, so a token
+// issued in the same second as a rotate-secret or enable would be refused
+// for its whole life: the caller who just rotated gets a working token a
+// fraction of a second later instead.
+func waitPastCutoff(ctx context.Context, now func() time.Time, cutoff time.Time) error {
+	if token.IssuedAfter(now(), cutoff) {
+		return nil
+	}
+	wait := time.Unix(cutoff.Unix()+1, 0).Sub(now())
+	if wait > maxCutoffWait {
+		return unavailable("client cutoff", fmt.Errorf("the client's tokens count from %s, %s ahead of this replica's clock", cutoff.UTC().Format(time.RFC3339), wait.Round(time.Millisecond)))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("oauth: issue: %w", ctx.Err())
+	}
 }
