@@ -17,6 +17,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 func TestHandlerConfig(t *testing.T) {
@@ -371,7 +372,7 @@ func TestClientValidation(t *testing.T) {
 		{"model with a space", withScopes(`,"models":["a b"]`), 400, "model"},
 		{"empty model", withScopes(`,"models":[""]`), 400, "model"},
 		{"model with SQL", withScopes(`,"models":["x';DROP TABLE clients;--"]`), 400, "model"},
-		{"model name too long", withScopes(`,"models":["` + strings.Repeat("m", 129) + `"]`), 400, "model"},
+		{"model name too long", withScopes(`,"models":["` + strings.Repeat("m", wire.MaxModelNameBytes+1) + `"]`), 400, "model"},
 		{"model starting with a dot", withScopes(`,"models":[".hidden"]`), 400, "model"},
 		{"plan in upper case", withScopes(`,"plan":"Gold"`), 400, "plan"},
 		{"plan the gateway lacks", withScopes(`,"plan":"platinum"`), 400, "plan"},

@@ -9,14 +9,14 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
-var (
-	// modelNamePattern: what a model folder can be named (and what Envoy
-	// routes on); deliberately narrow.
-	modelNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	audiencePattern  = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
-)
+var audiencePattern = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
+
+// scopeTokenPattern: RFC 6749 section 3.3's scope-token (NQCHAR), so that a
+// granted scope can travel in a token request's space-separated list.
+var scopeTokenPattern = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,512}$`)
 
 // validScope reports whether s is models:infer, models:read,
 // models:<name>:infer or oauth.ScopeIntrospect.
@@ -24,12 +24,15 @@ func validScope(s string) bool {
 	if s == check.ScopeInfer || s == check.ScopeRead || s == oauth.ScopeIntrospect {
 		return true
 	}
+	if !scopeTokenPattern.MatchString(s) {
+		return false
+	}
 	name, ok := strings.CutPrefix(s, "models:")
 	if !ok {
 		return false
 	}
 	name, ok = strings.CutSuffix(name, ":infer")
-	return ok && modelNamePattern.MatchString(name)
+	return ok && wire.CheckModelName(name) == nil
 }
 
 func checkScopes(field string, scopes []string) error {
@@ -52,8 +55,11 @@ func checkModels(models []string) error {
 		return fmt.Errorf("models: at most 1024 entries")
 	}
 	for _, m := range models {
-		if m != "*" && !modelNamePattern.MatchString(m) {
-			return fmt.Errorf("models: %q is not a model name (letters, digits, '_', '.', '-'; or \"*\")", m)
+		if m == "*" {
+			continue
+		}
+		if err := wire.CheckModelName(m); err != nil {
+			return fmt.Errorf("models: %q: %w (or \"*\" for every model)", m, err)
 		}
 	}
 	return nil
