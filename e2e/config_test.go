@@ -61,6 +61,7 @@ func gatewayYAML(c gatewayConfig) []byte {
     ca_file: %s
     cert_file: %s
     key_file: %s
+    server_name: helix-authz
 plans:
   free:
     requests_per_second: 5

@@ -24,7 +24,7 @@ func runBootstrap(args []string, stdout io.Writer) error {
 	fs.StringVar(&t.CAFile, "xds-ca-file", "", "CA that signed helix-xds's certificate (mTLS; required unless helix-xds is on loopback)")
 	fs.StringVar(&t.CertFile, "xds-cert-file", "", "Envoy's client certificate for helix-xds")
 	fs.StringVar(&t.KeyFile, "xds-key-file", "", "Envoy's client key for helix-xds")
-	fs.StringVar(&t.ServerName, "xds-server-name", "", "SNI and required DNS SAN of helix-xds's certificate (empty: any certificate from the CA)")
+	fs.StringVar(&t.ServerName, "xds-server-name", "", "SNI and required DNS SAN of helix-xds's certificate (required with --xds-ca-file)")
 	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9901", "Envoy admin address, a loopback IP and port (0: any free port)")
 	fs.BoolVar(&c.Delta, "delta", false, "use incremental (delta) xDS")
 	fs.Uint64Var(&c.MaxConnections, "max-connections", bootstrap.DefaultMaxConnections, "cap on active downstream connections")

@@ -43,7 +43,8 @@ func TestParseFlags(t *testing.T) {
 
 func TestBootstrapSubcommand(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "envoy.yaml")
-	args := []string{"--node-id=n1", "--xds-address=10.0.0.1:18000", "--xds-ca-file=/ca", "--xds-cert-file=/c", "--xds-key-file=/k", "--admin-address=127.0.0.1:9901"}
+	args := []string{"--node-id=n1", "--xds-address=10.0.0.1:18000", "--xds-ca-file=/ca", "--xds-cert-file=/c", "--xds-key-file=/k",
+		"--xds-server-name=helix-xds", "--admin-address=127.0.0.1:9901"}
 	if err := runBootstrap(append(args, "--output="+out), &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestBootstrapSubcommand(t *testing.T) {
 	}
 	want, err := bootstrap.Render(bootstrap.Config{
 		NodeID: "n1", NodeCluster: "helix", XDSAddress: "10.0.0.1:18000", AdminAddress: "127.0.0.1:9901",
-		XDSTLS: &bootstrap.TLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}, MaxConnections: bootstrap.DefaultMaxConnections,
+		XDSTLS: &bootstrap.TLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k", ServerName: "helix-xds"}, MaxConnections: bootstrap.DefaultMaxConnections,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +65,10 @@ func TestBootstrapSubcommand(t *testing.T) {
 	var stdout bytes.Buffer
 	if err := runBootstrap(args, &stdout); err != nil || !bytes.Equal(stdout.Bytes(), want) {
 		t.Fatalf("to stdout: %v\n%s", err, stdout.String())
+	}
+	// TLS without a server name is refused, naming it.
+	if err := runBootstrap(args[:len(args)-2], &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "xds tls server name") {
+		t.Fatalf("no --xds-server-name: %v", err)
 	}
 	// Plaintext to a remote helix-xds is refused.
 	if err := runBootstrap([]string{"--xds-address=10.0.0.1:18000"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "TLS is required") {

@@ -73,7 +73,8 @@ type TLS struct {
 	CertFile string // Envoy's client certificate
 	KeyFile  string
 	// ServerName is sent as SNI and must be a DNS SAN of helix-xds's
-	// certificate; empty: any certificate signed by CAFile.
+	// certificate (required: without it any certificate signed by CAFile
+	// would do).
 	ServerName string
 }
 
@@ -92,7 +93,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: xds address %q: TLS is required unless helix-xds is on a loopback address", ErrInvalid, c.XDSAddress)
 	}
 	if t := c.XDSTLS; t != nil {
-		for field, v := range map[string]string{"xds tls ca file": t.CAFile, "xds tls cert file": t.CertFile, "xds tls key file": t.KeyFile} {
+		for field, v := range map[string]string{"xds tls ca file": t.CAFile, "xds tls cert file": t.CertFile, "xds tls key file": t.KeyFile,
+			"xds tls server name": t.ServerName} {
 			if v == "" {
 				return fmt.Errorf("%w: %s: required", ErrInvalid, field)
 			}
@@ -255,14 +257,13 @@ func fileSource(path string) *corev3.DataSource {
 }
 
 func validation(t *TLS) *tlsv3.CertificateValidationContext {
-	v := &tlsv3.CertificateValidationContext{TrustedCa: fileSource(t.CAFile)}
-	if t.ServerName != "" {
-		v.MatchTypedSubjectAltNames = []*tlsv3.SubjectAltNameMatcher{{
+	return &tlsv3.CertificateValidationContext{
+		TrustedCa: fileSource(t.CAFile),
+		MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
 			SanType: tlsv3.SubjectAltNameMatcher_DNS,
 			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: t.ServerName}},
-		}}
+		}},
 	}
-	return v
 }
 
 // Render returns the bootstrap as YAML, with a header saying how it was

@@ -33,7 +33,7 @@ func TestGolden(t *testing.T) {
 		{"plaintext-loopback", Config{NodeID: "dev", NodeCluster: "helix", XDSAddress: "127.0.0.1:18000", AdminAddress: "127.0.0.1:0"}},
 		{"delta-dns", func() Config {
 			c := mtls()
-			c.XDSAddress, c.Delta, c.MaxConnections, c.XDSTLS.ServerName = "helix-xds.helix.svc:18000", true, 1000, ""
+			c.XDSAddress, c.Delta, c.MaxConnections, c.XDSTLS.ServerName = "helix-xds.helix.svc:18000", true, 1000, "helix-xds.helix.svc"
 			return c
 		}()},
 	}
@@ -72,6 +72,9 @@ func TestInvalid(t *testing.T) {
 		{"xds bad port", func(c *Config) { c.XDSAddress = "10.0.0.7:99999" }, "xds address"},
 		{"plaintext off loopback", func(c *Config) { c.XDSTLS = nil }, "TLS is required"},
 		{"tls without key", func(c *Config) { c.XDSTLS.KeyFile = "" }, "xds tls key file"},
+		// Without it Envoy would take any certificate the CA signed as
+		// helix-xds's.
+		{"tls without server name", func(c *Config) { c.XDSTLS.ServerName = "" }, "xds tls server name"},
 		{"admin on all interfaces", func(c *Config) { c.AdminAddress = "0.0.0.0:9901" }, "admin address"},
 		{"admin on a name", func(c *Config) { c.AdminAddress = "localhost:9901" }, "admin address"},
 	}

@@ -52,8 +52,9 @@ type UpstreamTLS struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-	// ServerName is sent as SNI and, when set, must be a DNS SAN of the
-	// service's certificate; empty: any certificate from CAFile.
+	// ServerName is sent as SNI and must be a DNS SAN of the service's
+	// certificate (required: without it any certificate from CAFile would
+	// do).
 	ServerName string `yaml:"server_name,omitempty"`
 	WatchDir   string `yaml:"watch_dir,omitempty"`
 }

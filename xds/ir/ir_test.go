@@ -25,7 +25,7 @@ func validGateway() *Gateway {
 }
 
 func tlsFiles() *UpstreamTLS {
-	return &UpstreamTLS{CAFile: "/pki/ca.crt", CertFile: "/pki/c.crt", KeyFile: "/pki/c.key"}
+	return &UpstreamTLS{CAFile: "/pki/ca.crt", CertFile: "/pki/c.crt", KeyFile: "/pki/c.key", ServerName: "helix-worker"}
 }
 
 func TestValidateAccepts(t *testing.T) {
@@ -103,6 +103,12 @@ func TestValidateRejects(t *testing.T) {
 		{func(g *Gateway) {
 			g.Workers = &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k", ServerName: "a..b"}
 		}, "workers_tls.server_name"},
+		// Without a server name Envoy would take any certificate the CA
+		// signed (another worker's, helix-ratelimit's) as the service's.
+		{func(g *Gateway) { g.Workers = &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k"} }, "workers_tls.server_name"},
+		{func(g *Gateway) {
+			g.AuthZ.Upstream = Upstream{Address: "10.0.0.1", Port: 9001, TLS: &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}}
+		}, "authz.upstream.tls.server_name"},
 		{func(g *Gateway) { g.Timeouts.Request = -time.Second }, "timeouts.request"},
 		{func(g *Gateway) { g.Timeouts.Stream = -time.Second }, "timeouts.stream"},
 		{func(g *Gateway) { g.Retry.On = []string{"unavailable", "sometimes"} }, "retry.on[1]"},

@@ -267,7 +267,12 @@ func (v *validator) upstreamTLS(field string, t *UpstreamTLS) {
 	v.file(field+".ca_file", t.CAFile)
 	v.file(field+".cert_file", t.CertFile)
 	v.file(field+".key_file", t.KeyFile)
-	if t.ServerName != "" && !isHostname(t.ServerName) {
+	switch {
+	case t.ServerName == "":
+		// Without it Envoy would take any certificate the CA signed (a
+		// worker's, helix-ratelimit's) as the service's.
+		v.add(field+".server_name", "required with TLS: the DNS name Envoy sends as SNI and requires in the service's certificate")
+	case !isHostname(t.ServerName):
 		v.add(field+".server_name", "must be a DNS name, got %q", t.ServerName)
 	}
 	v.optionalDir(field+".watch_dir", t.WatchDir)

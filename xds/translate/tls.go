@@ -50,12 +50,13 @@ func downstreamTLS(alpn []string) (*corev3.TransportSocket, error) {
 // alpn must match the cluster's protocol: gRPC servers (grpc-go) refuse a
 // TLS connection that did not negotiate h2.
 func upstreamTLS(role string, t *ir.UpstreamTLS, alpn string) (*corev3.TransportSocket, error) {
-	validation := &tlsv3.CertificateValidationContext{}
-	if t.ServerName != "" {
-		validation.MatchTypedSubjectAltNames = []*tlsv3.SubjectAltNameMatcher{{
+	// ServerName is required (ir validates it): the service must present
+	// its own name, not just any certificate from the CA.
+	validation := &tlsv3.CertificateValidationContext{
+		MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
 			SanType: tlsv3.SubjectAltNameMatcher_DNS,
 			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: t.ServerName}},
-		}}
+		}},
 	}
 	return transportSocket(&tlsv3.UpstreamTlsContext{
 		Sni: t.ServerName,
