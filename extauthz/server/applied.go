@@ -19,18 +19,17 @@ const applyWait = 2 * time.Second
 // at once. Other replicas follow within the notification delay.
 func (s *Server) readYourWrites(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(sw, r)
-		// Only successful changes: a refused request (a wrong admin token)
-		// must cost no database work.
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || sw.status >= 300 {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), applyWait)
-		defer cancel()
-		if err := s.caughtUp(ctx); err != nil {
-			s.log.Warn("admin change not seen by this replica's copies yet", "error", err)
-		}
+		next.ServeHTTP(&applyingWriter{ResponseWriter: w, wait: func() {
+			ctx, cancel := context.WithTimeout(r.Context(), applyWait)
+			defer cancel()
+			if err := s.caughtUp(ctx); err != nil {
+				s.log.Warn("admin change not seen by this replica's copies yet", "error", err)
+			}
+		}}, r)
 	})
 }
 
@@ -61,13 +60,29 @@ func (s *Server) marked(id string) {
 	}
 }
 
-// statusWriter records the status code written.
-type statusWriter struct {
+// applyingWriter runs wait before a success status goes out, so that the
+// answer to a change reaches the admin only once the change is applied
+// here. Only successes wait: a refused request (a wrong admin token) must
+// cost no database work.
+type applyingWriter struct {
 	http.ResponseWriter
-	status int
+	wait    func()
+	decided bool
 }
 
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
+func (w *applyingWriter) WriteHeader(code int) {
+	if !w.decided {
+		w.decided = true
+		if code < 300 {
+			w.wait()
+		}
+	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *applyingWriter) Write(b []byte) (int, error) {
+	if !w.decided {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
