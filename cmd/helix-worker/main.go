@@ -59,6 +59,7 @@ type options struct {
 	httpPort, grpcPort, metricsPort    int
 	allowHTTP, allowGRPC, allowMetrics bool
 	maxRequestBytes                    int64
+	maxDecompressedBytes               int64
 	tls                                tlsOptions // tls.go
 
 	ortLibrary       string
@@ -98,6 +99,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.allowGRPC, "allow-grpc", true, "serve gRPC")
 	fs.BoolVar(&o.allowMetrics, "allow-metrics", true, "serve Prometheus metrics")
 	fs.Int64Var(&o.maxRequestBytes, "max-request-bytes", 64<<20, "largest request body (HTTP) or message (gRPC) accepted")
+	fs.Int64Var(&o.maxDecompressedBytes, "max-decompressed-bytes", 0,
+		"largest size a compressed HTTP body (Content-Encoding gzip or deflate) may decompress to (0: a quarter of --max-request-bytes)")
 	fs.StringVar(&o.ortLibrary, "onnxruntime-library", "", "path of libonnxruntime.so (default: found next to the binary, then in .deps/, then the system)")
 	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
 	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
@@ -143,6 +146,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.maxRequestBytes < 1<<10 || o.maxRequestBytes > 1<<31-1 {
 		return nil, fmt.Errorf("--max-request-bytes %d must be between 1 KiB and 2 GiB", o.maxRequestBytes)
+	}
+	if o.maxDecompressedBytes < 0 || o.maxDecompressedBytes > o.maxRequestBytes {
+		return nil, fmt.Errorf("--max-decompressed-bytes %d must be between 0 (a quarter of --max-request-bytes) and --max-request-bytes", o.maxDecompressedBytes)
 	}
 	if o.metricsInterval < 1 {
 		return nil, fmt.Errorf("--metrics-interval-ms %d must be at least 1", o.metricsInterval)
@@ -292,7 +298,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		httpPort = lis.Addr().(*net.TCPAddr).Port
-		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, Logger: log}), log)
+		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log}), log)
 		// Inference requests carry bodies up to --max-request-bytes and wait
 		// in the dynamic batcher's queue as long as the model's queue
 		// policy allows: a server-wide read or write deadline would cut

@@ -257,3 +257,22 @@ func TestWorkerID(t *testing.T) {
 		})
 	}
 }
+
+// --max-decompressed-bytes is the tighter limit of compressed HTTP bodies:
+// it cannot be above --max-request-bytes.
+func TestMaxDecompressedBytes(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{nil, ""},
+		{[]string{"--max-decompressed-bytes=1048576"}, ""},
+		{[]string{"--max-request-bytes=1048576", "--max-decompressed-bytes=2097152"}, "--max-decompressed-bytes 2097152"},
+		{[]string{"--max-decompressed-bytes=-1"}, "--max-decompressed-bytes -1"},
+	} {
+		_, err := parseFlags(append([]string{"--model-repository", "models"}, tc.args...))
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
