@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack # and helix-
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build build-main build-ratelimit proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway chaos soak gpu-check clean
+.PHONY: deps deps-run deps-bench build build-main build-ratelimit proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway chaos soak gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -86,20 +86,36 @@ test-alerts: ## alerts/ with promtool and amtool; grafana/'s dashboards and thei
 	promtool check config alerts/prometheus.yml
 	promtool test rules alerts/tests/*_test.yml
 	amtool check-config alerts/alertmanager.yml alerts/alertmanager.local.yml
-	cd grafana && $(GO) test -count=1 ./...
+	cd grafana && $(GO) test -count=1 $(GRAFANA_COVER) ./...
 
 dashboards: ## regenerate grafana/dashboards/*.json from the Go code in grafana/
 	cd grafana && $(GO) run . -out dashboards
 
-test: deps lint build models ## everything
-	$(GO) test $(GOTAGS) -count=1 ./...
-	cd cmd/helix-ratelimit && $(GO) test -count=1 ./...
-	$(MAKE) --no-print-directory test-alerts
+test: deps lint build models ## everything, with per-package coverage and govulncheck at the end
+	rm -rf $(COVER) && mkdir -p $(COVER)
+	HELIX_COVERDIR=$(CURDIR)/$(COVER)/binaries $(GO) test $(GOTAGS) -count=1 -coverprofile=$(COVER)/main.out ./...
+	cd cmd/helix-ratelimit && $(GO) test -count=1 -coverprofile=../../$(COVER)/ratelimit.out ./...
+	$(MAKE) --no-print-directory test-alerts GRAFANA_COVER=-coverprofile=$(CURDIR)/$(COVER)/grafana.out
 	bash deploy/check/test.sh
 	$(GO) test $(GOTAGS) -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
 	bash scripts/fuzz.sh 5s
 	$(VENV)/bin/pytest -q tests/interop
 	$(VENV)/bin/pytest -q tests/authz
+	$(VENV)/bin/pytest -q tests/tools
+	python3 scripts/covercheck.py $(COVER_ARGS)
+	python3 scripts/govulncheck.py
+
+# Per-package coverage (docs/coverage.md): make test's own go test runs write
+# these profiles, and e2e's binaries their counters (HELIX_COVERDIR).
+COVER      := .cover
+COVER_ARGS := --covdata $(COVER)/binaries $(COVER)/main.out $(COVER)/ratelimit.out $(COVER)/grafana.out
+
+coverage: ## print the last make test run's per-package coverage and write its table into docs/coverage.md
+	python3 scripts/covercheck.py --write docs/coverage.md $(COVER_ARGS)
+
+vulncheck: ## govulncheck over the three Go modules, offline, with the waivers in scripts/govulncheck-waivers.txt (docs/vulnerabilities.md)
+	bash scripts/deps.sh vuln
+	python3 scripts/govulncheck.py
 
 bench: bench-worker bench-authz bench-gateway
 

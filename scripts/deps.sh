@@ -8,9 +8,11 @@
 #                                .deps/onnxruntime/libonnxruntime.so
 #   bash scripts/deps.sh         everything `make test` needs: the above, the test
 #                                packages (protoc, compilers), the rest of .venv
-#                                (scripts/requirements.txt) and the deployment tools
+#                                (scripts/requirements.txt), the deployment tools and
+#                                govulncheck with its database
 #   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
 #   bash scripts/deps.sh deploy  only the deployment checks' tools (.tools/, .venv-deploy)
+#   bash scripts/deps.sh vuln    only govulncheck and its database (.tools/)
 #
 # Idempotent. Each part is checked first (dpkg status, stamp files holding the
 # pinned version or the requirements file's hash, a run of the installed tool),
@@ -320,6 +322,51 @@ deploy_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# Vulnerability scanning (make vulncheck, scripts/govulncheck.py):
+# govulncheck from its Go module, and its database built offline from the Go
+# module golang.org/x/vulndb at a pinned commit (its data/osv entries, indexed
+# by the module's own cmd/indexdb into the v1 layout govulncheck reads with
+# -db file://...). The database is a snapshot of that commit: to refresh it,
+# docs/vulnerabilities.md says how.
+GOVULNCHECK_VERSION=v1.9.0
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR=".tools/vulndb-$VULNDB_VERSION"
+
+vuln_deps() {
+  mkdir -p .tools
+  local govulncheck=".tools/govulncheck-$GOVULNCHECK_VERSION" tmp
+  if ! tool_ok "$govulncheck" -version "govulncheck@$GOVULNCHECK_VERSION"; then
+    log "building govulncheck $GOVULNCHECK_VERSION into $govulncheck"
+    tmp="$(new_tmpdir)"
+    GOBIN="$tmp" go install -trimpath "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION"
+    install -m 755 "$tmp/govulncheck" "$govulncheck"
+    tool_ok "$govulncheck" -version "govulncheck@$GOVULNCHECK_VERSION" \
+      || die "$govulncheck -version does not name govulncheck@$GOVULNCHECK_VERSION"
+  fi
+  if [[ -f "$VULNDB_DIR/VERSION" && "$(cat "$VULNDB_DIR/VERSION")" == "$VULNDB_VERSION" ]]; then
+    return 0
+  fi
+  log "building the vulnerability database from golang.org/x/vulndb@$VULNDB_VERSION into $VULNDB_DIR"
+  tmp="$(new_tmpdir)"
+  GOBIN="$tmp" go install -trimpath "golang.org/x/vulndb/cmd/indexdb@$VULNDB_VERSION"
+  local src
+  src="$(go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  rm -rf "$VULNDB_DIR"
+  "$tmp/indexdb" -vulns "$src/data/osv" -out "$tmp/db"
+  # The entries in the repository carry no dates (they are set when the
+  # database is published), so the index's "modified" is the commit's time,
+  # from the pseudo-version.
+  local ts="${VULNDB_VERSION#v0.0.0-}"
+  ts="${ts%%-*}"
+  printf '{"modified":"%s-%s-%sT%s:%s:%sZ"}' "${ts:0:4}" "${ts:4:2}" "${ts:6:2}" "${ts:8:2}" "${ts:10:2}" "${ts:12:2}" \
+    >"$tmp/db/index/db.json"
+  gzip -kf "$tmp/db/index/db.json"
+  [[ -s "$tmp/db/index/modules.json" && -d "$tmp/db/ID" ]] || die "indexdb wrote no index/modules.json or ID/"
+  echo "$VULNDB_VERSION" >"$tmp/db/VERSION"
+  mv "$tmp/db" "$VULNDB_DIR"
+}
+
+# ---------------------------------------------------------------------------
 
 [[ "$(uname -m)" == x86_64 ]] || die "only x86_64 is supported (pinned binaries are x86_64)"
 
@@ -343,17 +390,22 @@ case "${1:-}" in
     perf_analyzer_deps
     onnxruntime_deps
     deploy_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, deployment tools"
+    vuln_deps
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
     ;;
   deploy)
     deploy_deps
     log "ok: .tools (helm, tofu, tflint), .venv-deploy (checkov, hadolint)"
+    ;;
+  vuln)
+    vuln_deps
+    log "ok: .tools (govulncheck $GOVULNCHECK_VERSION, vulnerability database $VULNDB_VERSION)"
     ;;
   bench)
     bench_venv
     log "ok: .venv-bench (mlserver)"
     ;;
   *)
-    die "usage: bash scripts/deps.sh [run|bench|deploy]"
+    die "usage: bash scripts/deps.sh [run|bench|deploy|vuln]"
     ;;
 esac
