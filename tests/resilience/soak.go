@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,9 @@ const (
 type sample struct {
 	rssKiB, fds int
 	goroutines  int // -1: not a Go process or no metric
+	// Envoy's heap (/memory), to tell memory in use from memory its
+	// allocator keeps: -1 for the other processes.
+	allocatedKiB, heapKiB int
 }
 
 func soak(ctx context.Context, o *options) error {
@@ -93,6 +97,10 @@ func soak(ctx context.Context, o *options) error {
 		row := make([]sample, len(procs))
 		for i, p := range procs {
 			row[i] = measure(ctx, p.PID(), metrics[p.Name()])
+			row[i].allocatedKiB, row[i].heapKiB = -1, -1
+			if p.Name() == helixstack.Envoy {
+				row[i].allocatedKiB, row[i].heapKiB = envoyHeap(ctx, e.st)
+			}
 		}
 		rows, times = append(rows, row), append(times, time.Since(start))
 		s, f := l.totals()
@@ -118,6 +126,12 @@ func soak(ctx context.Context, o *options) error {
 				return "-"
 			}
 			return strconv.Itoa(s.goroutines)
+		}},
+		{"Envoy's heap, allocated / held by its allocator (MiB, /memory)", func(s sample) string {
+			if s.allocatedKiB < 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1f/%.1f", float64(s.allocatedKiB)/1024, float64(s.heapKiB)/1024)
 		}},
 	} {
 		fmt.Println(t.title + ":")
@@ -244,4 +258,23 @@ func goroutines(ctx context.Context, url string) int {
 		}
 	}
 	return -1
+}
+
+// envoyHeap reads Envoy's /memory: bytes in use and the heap its
+// allocator holds (KiB each), or -1s.
+func envoyHeap(ctx context.Context, st *helixstack.Stack) (allocatedKiB, heapKiB int) {
+	body, err := st.EnvoyAdmin(ctx, "/memory")
+	if err != nil {
+		return -1, -1
+	}
+	var m struct {
+		Allocated string `json:"allocated"`
+		HeapSize  string `json:"heap_size"`
+	}
+	if json.Unmarshal([]byte(body), &m) != nil {
+		return -1, -1
+	}
+	a, _ := strconv.Atoi(m.Allocated)
+	h, _ := strconv.Atoi(m.HeapSize)
+	return a / 1024, h / 1024
 }
