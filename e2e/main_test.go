@@ -12,12 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/testdeps"
 )
+
+// mains are the main module's binaries TestMain builds (helix-ratelimit is
+// a module of its own).
+var mains = []string{"./cmd/helix-authz", "./cmd/helix-worker", "./cmd/helix-xds", "./cmd/helixctl"}
 
 // binDir holds the binaries TestMain built from this tree.
 var binDir string
@@ -55,8 +60,18 @@ func run(m *testing.M) int {
 	}
 	// Built from this tree, so the test never runs stale binaries.
 	// Built as make builds them (the vtprotobuf tag: see the Makefile).
-	cmd := exec.Command("go", "build", "-tags=vtprotobuf", "-o", dir+string(os.PathSeparator),
-		"./cmd/helix-authz", "./cmd/helix-worker", "./cmd/helix-xds", "./cmd/helixctl")
+	args := []string{"build", "-tags=vtprotobuf", "-o", dir + string(os.PathSeparator)}
+	// Under make test's coverage run, the binaries count too: their main
+	// packages have few tests of their own and run here (docs/coverage.md).
+	if cover := os.Getenv("HELIX_COVERDIR"); cover != "" && testing.CoverMode() != "" {
+		if err := os.MkdirAll(cover, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		os.Setenv("GOCOVERDIR", cover) // the processes the tests start inherit it
+		args = append(args, "-cover", "-coverpkg="+strings.Join(mains, ","))
+	}
+	cmd := exec.Command("go", append(args, mains...)...)
 	cmd.Dir = repoRoot
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
