@@ -71,7 +71,7 @@ type options struct {
 func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("helix-authz", flag.ContinueOnError)
-	fs.StringVar(&o.databaseURL, "database-url", os.Getenv("HELIX_DATABASE_URL"), "Postgres URL (env HELIX_DATABASE_URL)")
+	fs.StringVar(&o.databaseURL, "database-url", "", "Postgres URL without a password (default: env HELIX_DATABASE_URL, which may hold one)")
 	fs.BoolVar(&o.migrate, "migrate", true, "apply database migrations at start")
 	fs.StringVar(&o.kekFile, "kek-file", "", "file holding the 32-byte key-encryption key for signing keys (raw, hex or base64); env HELIX_AUTHZ_KEK holds it instead")
 	fs.StringVar(&o.pepperFile, "secret-pepper-file", "", "file holding a server-side pepper (at least 32 characters) for client-secret and API-key hashes; required when any listener is off loopback; changing it invalidates every secret")
@@ -108,6 +108,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if secretfile.URLHoldsPassword(o.databaseURL) {
+		return nil, errors.New("--database-url holds a password, which the command line shows to every user of the machine; put the URL in HELIX_DATABASE_URL")
+	}
+	if o.databaseURL == "" {
+		o.databaseURL = os.Getenv("HELIX_DATABASE_URL")
 	}
 	if o.databaseURL == "" {
 		return nil, errors.New("--database-url or HELIX_DATABASE_URL is required")

@@ -5,12 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/helixflow/helixflow/internal/secretfile"
 	"github.com/helixflow/helixflow/migrations"
 )
 
@@ -26,7 +25,7 @@ func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) e
 	if _, err := parse(fs, args, 0, "migrate "+sub+" takes no argument"); err != nil {
 		return err
 	}
-	if hasPassword(*dsn) {
+	if secretfile.URLHoldsPassword(*dsn) {
 		return fmt.Errorf("%w: --database-url holds a password, which the command line shows to every user of the machine; put the URL in HELIX_DATABASE_URL", errUsage)
 	}
 	if *dsn == "" {
@@ -87,16 +86,4 @@ func runMigrate(ctx context.Context, sub string, args []string, out io.Writer) e
 			fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, applied)
 		}
 	})
-}
-
-// hasPassword reports whether a Postgres connection string holds a
-// password: in a URL's user part, or as password= (key=value form or a
-// URL's query).
-func hasPassword(dsn string) bool {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			return true
-		}
-	}
-	return strings.Contains(dsn, "password=")
 }

@@ -6,6 +6,7 @@ package secretfile
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -25,4 +26,17 @@ func Read(flag, file, env string) (string, error) {
 		return "", nil
 	}
 	return os.Getenv(env), nil
+}
+
+// URLHoldsPassword reports whether a Postgres connection string holds a
+// password (in a URL's user part, or as password= in key=value form or a
+// URL's query), which must then come from the environment rather than a
+// command-line flag.
+func URLHoldsPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return strings.Contains(dsn, "password=")
 }
