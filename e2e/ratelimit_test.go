@@ -36,10 +36,32 @@ func freshSecond() {
 	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
 }
 
+// inOneSecond runs send at the start of a second, again (up to three
+// tries) when it ran past that second: the plans count per second, and a
+// burst that spans two of them on a loaded machine is allowed twice.
+func inOneSecond(t *testing.T, send func() burst) burst {
+	t.Helper()
+	var b burst
+	for try := 1; try <= 3; try++ {
+		freshSecond()
+		start := time.Now()
+		b = send()
+		if time.Now().Unix() == start.Unix() {
+			return b
+		}
+		t.Logf("try %d: the burst took %s, past its second (%v); again", try, time.Since(start).Round(time.Millisecond), b)
+	}
+	return b
+}
+
 // restBurst sends n REST infers for the sample model, back to back.
 func (s *stack) restBurst(t *testing.T, c *http.Client, token string, n int) burst {
 	t.Helper()
-	freshSecond()
+	return inOneSecond(t, func() burst { return s.restBurstNow(t, c, token, n) })
+}
+
+func (s *stack) restBurstNow(t *testing.T, c *http.Client, token string, n int) burst {
+	t.Helper()
 	b := burst{limitHeaders: true}
 	for range n {
 		code, body, hdr, err := s.restInferHeaders(context.Background(), c, token)
@@ -90,7 +112,17 @@ func (h headerCapture) RoundTrip(r *http.Request) (*http.Response, error) {
 // grpcBurst sends n ModelInfer calls back to back and tallies their codes.
 func grpcBurst(t *testing.T, c inference.GRPCInferenceServiceClient, token string, n int) (burst, map[codes.Code]int) {
 	t.Helper()
-	freshSecond()
+	var seen map[codes.Code]int
+	b := inOneSecond(t, func() burst {
+		var b burst
+		b, seen = grpcBurstNow(t, c, token, n)
+		return b
+	})
+	return b, seen
+}
+
+func grpcBurstNow(t *testing.T, c inference.GRPCInferenceServiceClient, token string, n int) (burst, map[codes.Code]int) {
+	t.Helper()
 	b := burst{limitHeaders: true}
 	seen := map[codes.Code]int{}
 	for range n {
