@@ -51,6 +51,23 @@ def test_coverage_bars(tmp_path, pkg, covered, failing):
     assert f"| {pkg} | 100 | {covered:.1f}% |" in text
 
 
+@pytest.mark.parametrize(
+    "covered, status, failing",
+    [
+        (65, "under (listed, floor 60%)", False),
+        (59, "**under**", True),  # lost coverage below its floor
+        (70, "ok (delete its BELOW_BAR entry)", False),
+    ],
+)
+def test_coverage_below_bar_floor(tmp_path, monkeypatch, covered, status, failing):
+    monkeypatch.setattr(covercheck, "BELOW_BAR", {"internal/stack": (60.0, "why")})
+    lines = [f"{M}internal/stack/f.go:{i}.1,{i}.9 1 {1 if i < covered else 0}" for i in range(100)]
+    text, under = covercheck.table(covercheck.read_profiles([profile(tmp_path, "p.out", lines)]))
+    assert bool(under) == failing
+    assert f"| internal/stack | 100 | {covered:.1f}% | 70% | {status} |" in text
+    assert "- `internal/stack` (floor 60%): why" in text
+
+
 def test_coverage_rejects_garbage(tmp_path):
     with pytest.raises(ValueError, match="not a cover profile line"):
         covercheck.read_profiles([profile(tmp_path, "p.out", ["not a profile"])])
