@@ -121,7 +121,7 @@ func soak(ctx context.Context, o *options) error {
 	}{
 		{"RSS (MiB, the process and its children)", func(s sample) string { return fmt.Sprintf("%.1f", float64(s.rssKiB)/1024) }},
 		{"open file descriptors", func(s sample) string { return strconv.Itoa(s.fds) }},
-		{"goroutines (go_goroutines)", func(s sample) string {
+		{"goroutines (go_goroutines of the Go processes)", func(s sample) string {
 			if s.goroutines < 0 {
 				return "-"
 			}
@@ -142,11 +142,14 @@ func soak(ctx context.Context, o *options) error {
 		}
 		fmt.Fprintln(tw, header)
 		for i, p := range procs {
-			line := p.Name() + "\t"
+			line, measured := p.Name()+"\t", false
 			for _, row := range rows {
-				line += t.cell(row[i]) + "\t"
+				c := t.cell(row[i])
+				line, measured = line+c+"\t", measured || c != "-"
 			}
-			fmt.Fprintln(tw, line)
+			if measured { // a row of "-" says only that the figure is not this process's
+				fmt.Fprintln(tw, line)
+			}
 		}
 		tw.Flush()
 		fmt.Println()
