@@ -157,6 +157,12 @@ func (m *Manager) RepositoryIndex(_ context.Context, readyOnly bool) ([]infer.In
 func (m *Manager) lookup(name, ver string) (*version, error) {
 	mod := m.models[name]
 	if mod == nil || len(mod.versions) == 0 {
+		if !m.ready {
+			// Starting (its models still loading) or stopping: another
+			// worker may serve the model, and UNAVAILABLE (HTTP 503) is
+			// what the gateway retries on another host; NOT_FOUND is final.
+			return nil, infer.Errorf(infer.CodeUnavailable, "Request for model '%s': the server is not ready (starting or stopping)", name)
+		}
 		return nil, infer.Errorf(infer.CodeNotFound, "Request for unknown model: '%s' is not found", name)
 	}
 	if ver == "" {

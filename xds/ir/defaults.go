@@ -26,8 +26,12 @@ const (
 func DefaultALPN() []string { return []string{"h2", "http/1.1"} }
 
 // DefaultRetryOn retries what is safe for inference: the worker was not
-// reached, or said it is unavailable.
-func DefaultRetryOn() []string { return []string{"unavailable", "connect-failure", "reset"} }
+// reached, or said it cannot take the request (gRPC UNAVAILABLE, REST
+// 502/503/504 as "gateway-error": starting, stopping, overloaded), so it
+// did not run it and another worker may.
+func DefaultRetryOn() []string {
+	return []string{"unavailable", "gateway-error", "connect-failure", "reset"}
+}
 
 // ApplyDefaults fills zero fields with their defaults. Zero stays zero
 // where it has a meaning: Timeouts.Stream (no limit), Retry.NumRetries (no

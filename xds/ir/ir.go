@@ -146,7 +146,7 @@ type Timeouts struct {
 // Retry is the retry policy of unary routes; streams are never retried.
 type Retry struct {
 	// On lists Envoy retry conditions; default unavailable,
-	// connect-failure, reset.
+	// gateway-error, connect-failure, reset (DefaultRetryOn).
 	On         []string `yaml:"on,omitempty"`
 	NumRetries uint32   `yaml:"num_retries"`
 	// PerTryTimeout bounds each try; 0: the request timeout.

@@ -201,7 +201,7 @@ func TestApplyDefaults(t *testing.T) {
 	if g.Timeouts.Stream != 0 || g.Retry.NumRetries != 0 {
 		t.Errorf("zero must stay zero for stream timeout and retries: %+v %+v", g.Timeouts, g.Retry)
 	}
-	if !slices.Equal(g.Retry.On, []string{"unavailable", "connect-failure", "reset"}) || !slices.Equal(g.Listener.ALPN, []string{"h2", "http/1.1"}) {
+	if !slices.Equal(g.Retry.On, []string{"unavailable", "gateway-error", "connect-failure", "reset"}) || !slices.Equal(g.Listener.ALPN, []string{"h2", "http/1.1"}) {
 		t.Errorf("list defaults: %v %v", g.Retry.On, g.Listener.ALPN)
 	}
 	// Set values are kept.
