@@ -61,6 +61,7 @@ func run(m *testing.M) int {
 	// Built from this tree, so the test never runs stale binaries.
 	// Built as make builds them (the vtprotobuf tag: see the Makefile).
 	args := []string{"build", "-tags=vtprotobuf", "-o", dir + string(os.PathSeparator)}
+	rlArgs := []string{"build", "-o", dir + string(os.PathSeparator)}
 	// Under make test's coverage run, the binaries count too: their main
 	// packages have few tests of their own and run here (docs/coverage.md).
 	if cover := os.Getenv("HELIX_COVERDIR"); cover != "" && testing.CoverMode() != "" {
@@ -70,6 +71,7 @@ func run(m *testing.M) int {
 		}
 		os.Setenv("GOCOVERDIR", cover) // the processes the tests start inherit it
 		args = append(args, "-cover", "-coverpkg="+strings.Join(mains, ","))
+		rlArgs = append(rlArgs, "-cover") // its main package only
 	}
 	cmd := exec.Command("go", append(args, mains...)...)
 	cmd.Dir = repoRoot
@@ -79,7 +81,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	// helix-ratelimit is a module of its own (see its go.mod).
-	cmd = exec.Command("go", "build", "-o", dir+string(os.PathSeparator), ".")
+	cmd = exec.Command("go", append(rlArgs, ".")...)
 	cmd.Dir = filepath.Join(repoRoot, "cmd", "helix-ratelimit")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
