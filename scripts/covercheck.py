@@ -60,7 +60,7 @@ EXEMPT = {
 # listed here and in docs/coverage.md, and fails when one of them loses
 # coverage). An entry whose package meets its bar is reported for deletion.
 BELOW_BAR = {
-    "cmd/helix-stack": (0.0, "make run's launcher (flags and wiring); e2e runs internal/stack in-process instead"),
+    "cmd/helix-stack": (35.0, "make run's launcher: its tests stop before starting anything; e2e runs internal/stack in-process instead"),
     "internal/stack": (15.0, "the launcher make run and e2e use: every e2e test runs it in-process, which its own figure cannot see"),
     "internal/atomicfile": (65.0, "what is left are failed write, chmod and sync system calls"),
     "internal/freeport": (60.0, "what is left is the no-free-port-in-200-tries error"),
