@@ -66,14 +66,14 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 		return nil, err
 	}
 	adminToken := randomHex(32)
-	env := []string{"HELIX_AUTHZ_KEK=" + randomHex(32), "HELIX_ADMIN_TOKEN=" + adminToken}
+	env := []string{"HELIX_DATABASE_URL=" + dsn, "HELIX_AUTHZ_KEK=" + randomHex(32), "HELIX_ADMIN_TOKEN=" + adminToken}
 	if profile {
 		h.pprofAddr = fmt.Sprintf("127.0.0.1:%d", ports[4])
 		env = append(env, "HELIX_BENCH_PPROF="+h.pprofAddr)
 	}
 	h.p, err = g.Start(ctx, supervise.Spec{
 		Name: "helix-authz", Path: bin, Env: env,
-		Args: []string{"--database-url=" + dsn, "--gateway-config=" + gatewayConfig, "--issuer=" + issuer, "--audience=" + benchAudience,
+		Args: []string{"--gateway-config=" + gatewayConfig, "--issuer=" + issuer, "--audience=" + benchAudience,
 			"--http-listen=" + httpAddr, "--grpc-listen=" + h.grpcAddr, "--admin-listen=" + adminAddr,
 			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", ports[3]),
 			"--plaintext-loopback", "--secret-pepper-file=" + pepper, "--log-level=warn",
