@@ -80,6 +80,15 @@ func (v classValue) format() []byte {
 	case 'u':
 		return strconv.AppendUint(nil, v.u, 10)
 	}
+	// C's %f, which std::to_string uses, names the specials in lower case.
+	switch {
+	case math.IsNaN(v.f):
+		return []byte("nan")
+	case math.IsInf(v.f, 1):
+		return []byte("inf")
+	case math.IsInf(v.f, -1):
+		return []byte("-inf")
+	}
 	return strconv.AppendFloat(nil, v.f, 'f', 6, 64)
 }
 
