@@ -14,11 +14,12 @@ const (
 	endMarker   = "<!-- bench-authz:end -->"
 )
 
-// Goals of issue 3.
+// Goals: the throughput ratios are issue 12's (raised from issue 3's 0.5x
+// and 10x, with the hardening's protections in place); the p99 is issue 3's.
 const (
-	goalCheckRatio = 0.5
+	goalCheckRatio = 0.85
 	goalCheckP99   = time.Millisecond
-	goalTokenRatio = 10.0
+	goalTokenRatio = 25.0
 )
 
 // report renders the Markdown section, markers included.
@@ -94,7 +95,7 @@ func report(o *options, out *outcome) string {
 		}
 		h, n := pt.results["helix-authz"], pt.results["no-op"]
 		r := h.rate() / n.rate()
-		w("- %s: Check (%s) >= %.1fx the no-op server's throughput at %d callers: %s\n", benchdoc.MetOrMissed(r >= goalCheckRatio), pt.what, goalCheckRatio, maxC, benchdoc.Ratio(h.rate(), n.rate()))
+		w("- %s: Check (%s) >= %.2gx the no-op server's throughput at %d callers: %s\n", benchdoc.MetOrMissed(r >= goalCheckRatio), pt.what, goalCheckRatio, maxC, benchdoc.Ratio(h.rate(), n.rate()))
 		p99 := h.quantile(0.99)
 		w("- %s: Check (%s) p99 <= %s at %d callers: %s us (the no-op server's: %s us)\n", benchdoc.MetOrMissed(p99 <= goalCheckP99), pt.what, goalCheckP99, maxC, benchdoc.Commas(us(p99)), benchdoc.Commas(us(n.quantile(0.99))))
 		floorP99 = max(floorP99, n.quantile(0.99))
