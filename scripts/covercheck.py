@@ -64,8 +64,6 @@ BELOW_BAR = {
     "internal/stack": (15.0, "the launcher make run and e2e use: every e2e test runs it in-process, which its own figure cannot see"),
     "internal/atomicfile": (65.0, "what is left are failed write, chmod and sync system calls"),
     "internal/freeport": (60.0, "what is left is the no-free-port-in-200-tries error"),
-    "internal/identity": (60.0, "new with issue 12's worker identities; its owner raises it"),
-    "internal/secretfile": (60.0, "new with issue 12's secrets from files; its owner raises it"),
 }
 
 

@@ -30,3 +30,19 @@ func TestRead(t *testing.T) {
 		})
 	}
 }
+
+func TestURLHoldsPassword(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"postgres://helix:s3cret@db:5432/helix":         true,
+		"postgres://helix:@db/helix":                    true, // an empty password is still one
+		"postgres://helix@db/helix?password=s3cret":     true,
+		"host=db user=helix password=s3cret dbname=x":   true,
+		"postgres://helix@db/helix?sslmode=verify-full": false,
+		"host=/var/run/postgresql user=helix dbname=x":  false,
+		"": false,
+	} {
+		if got := URLHoldsPassword(dsn); got != want {
+			t.Errorf("URLHoldsPassword(%q) = %v, want %v", dsn, got, want)
+		}
+	}
+}
