@@ -93,7 +93,8 @@ dashboards: ## regenerate grafana/dashboards/*.json from the Go code in grafana/
 
 test: deps lint build models ## everything, with per-package coverage and govulncheck at the end
 	rm -rf $(COVER) && mkdir -p $(COVER)
-	HELIX_COVERDIR=$(CURDIR)/$(COVER)/binaries $(GO) test $(GOTAGS) -count=1 -coverprofile=$(COVER)/main.out ./...
+	$(GO) test $(GOTAGS) -count=1 -coverprofile=$(COVER)/main.out $$($(GO) list $(GOTAGS) ./... | grep -v '/e2e$$')
+	HELIX_COVERDIR=$(CURDIR)/$(COVER)/binaries $(GO) test $(GOTAGS) -count=1 -coverpkg=$(E2E_COVERPKG) -coverprofile=$(COVER)/e2e.out ./e2e
 	cd cmd/helix-ratelimit && $(GO) test -count=1 -coverprofile=../../$(COVER)/ratelimit.out ./...
 	$(MAKE) --no-print-directory test-alerts GRAFANA_COVER=-coverprofile=$(CURDIR)/$(COVER)/grafana.out
 	bash deploy/check/test.sh
@@ -107,8 +108,12 @@ test: deps lint build models ## everything, with per-package coverage and govuln
 
 # Per-package coverage (docs/coverage.md): make test's own go test runs write
 # these profiles, and e2e's binaries their counters (HELIX_COVERDIR).
-COVER      := .cover
-COVER_ARGS := --covdata $(COVER)/binaries $(COVER)/main.out $(COVER)/ratelimit.out $(COVER)/grafana.out
+# e2e runs the local stack in-process: what it runs of internal/stack and
+# internal/supervise counts for them, as its binaries' counters count for
+# the daemons.
+COVER        := .cover
+E2E_COVERPKG := ./internal/stack/...,./internal/supervise
+COVER_ARGS   := --covdata $(COVER)/binaries $(COVER)/main.out $(COVER)/e2e.out $(COVER)/ratelimit.out $(COVER)/grafana.out
 
 coverage: ## print the last make test run's per-package coverage and write its table into docs/coverage.md
 	python3 scripts/covercheck.py --write docs/coverage.md $(COVER_ARGS)
