@@ -97,7 +97,7 @@ func buildProfiled(ctx context.Context, tmp string) (string, error) {
 	}
 	bin := filepath.Join(root, ".tools", "helix-authz-pprof")
 	logf("building %s (helix-authz with a pprof listener)", bin)
-	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", ovPath, "-o", bin, "./cmd/helix-authz")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags=vtprotobuf", "-overlay", ovPath, "-o", bin, "./cmd/helix-authz") // as make build builds it
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build profiled helix-authz: %w\n%s", err, out)
 	}
