@@ -10,14 +10,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/xds/ir"
-)
-
-// Source addresses are counted as sourcelimit does in helix-authz: IPv4
-// per address, IPv6 per /64 (one subscriber's block).
-const (
-	sourceV4Bits = 32
-	sourceV6Bits = 64
 )
 
 // sourceLimitFilter is Envoy's local rate limit per source address, placed
@@ -43,8 +37,11 @@ func sourceLimitFilter(g *ir.Gateway) (proto.Message, error) {
 		RateLimits: []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{
 			ActionSpecifier: &routev3.RateLimit_Action_MaskedRemoteAddress_{
 				MaskedRemoteAddress: &routev3.RateLimit_Action_MaskedRemoteAddress{
-					V4PrefixMaskLen: u32(sourceV4Bits),
-					V6PrefixMaskLen: u32(sourceV6Bits),
+					// Sources counted as helix-authz counts them
+					// (internal/sourcelimit): IPv4 per address, IPv6
+					// per /64, one subscriber's block.
+					V4PrefixMaskLen: u32(32),
+					V6PrefixMaskLen: u32(sourcelimit.IPv6PrefixBits),
 				},
 			},
 		}}}},
