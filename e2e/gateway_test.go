@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
@@ -103,7 +104,7 @@ func TestGateway(t *testing.T) {
 	conn := s.grpcConn(t)
 	infer := inference.NewGRPCInferenceServiceClient(conn)
 	t.Run("gRPC ModelInfer with a token", func(t *testing.T) {
-		resp, err := infer.ModelInfer(withToken(t, all.token), simpleRequest())
+		resp, err := infer.ModelInfer(withToken(t, all.token), samplemodel.InferRequest())
 		if err != nil {
 			t.Fatalf("ModelInfer = %v", err)
 		}
@@ -112,7 +113,7 @@ func TestGateway(t *testing.T) {
 	t.Run("gRPC without a token is UNAUTHENTICATED", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := infer.ModelInfer(ctx, simpleRequest())
+		_, err := infer.ModelInfer(ctx, samplemodel.InferRequest())
 		if status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("ModelInfer without token = %v, want Unauthenticated", err)
 		}
@@ -120,7 +121,7 @@ func TestGateway(t *testing.T) {
 	t.Run("gRPC with the wrong scope and forged headers is PERMISSION_DENIED", func(t *testing.T) {
 		ctx := metadata.AppendToOutgoingContext(withToken(t, mlpOnly.token),
 			wire.HeaderModel, "mlp", wire.HeaderClient, all.id)
-		_, err := infer.ModelInfer(ctx, simpleRequest())
+		_, err := infer.ModelInfer(ctx, samplemodel.InferRequest())
 		if status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("ModelInfer on %s with models:mlp:infer = %v, want PermissionDenied", sampleModel, err)
 		}
@@ -311,22 +312,6 @@ func withToken(t *testing.T, token string) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-}
-
-func simpleRequest() *inference.ModelInferRequest {
-	in0, in1 := make([]byte, 64), make([]byte, 64)
-	for i := range 16 {
-		binary.LittleEndian.PutUint32(in0[4*i:], uint32(i))
-		binary.LittleEndian.PutUint32(in1[4*i:], 1)
-	}
-	return &inference.ModelInferRequest{
-		ModelName: sampleModel,
-		Inputs: []*inference.ModelInferRequest_InferInputTensor{
-			{Name: "INPUT0", Datatype: "INT32", Shape: []int64{1, 16}},
-			{Name: "INPUT1", Datatype: "INT32", Shape: []int64{1, 16}},
-		},
-		RawInputContents: [][]byte{in0, in1},
-	}
 }
 
 func checkGRPCOutputs(t *testing.T, r *inference.ModelInferResponse) {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/proto/inference"
 )
@@ -127,7 +128,7 @@ func grpcBurstNow(t *testing.T, c inference.GRPCInferenceServiceClient, token st
 	seen := map[codes.Code]int{}
 	for range n {
 		var hdr, trl metadata.MD
-		_, err := c.ModelInfer(withToken(t, token), simpleRequest(), grpc.Header(&hdr), grpc.Trailer(&trl))
+		_, err := c.ModelInfer(withToken(t, token), samplemodel.InferRequest(), grpc.Header(&hdr), grpc.Trailer(&trl))
 		code := status.Code(err)
 		seen[code]++
 		switch code {
@@ -236,7 +237,7 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 			return nil
 		})
 		fresh := inference.NewGRPCInferenceServiceClient(s.grpcConn(t))
-		if _, err := fresh.ModelInfer(withToken(t, free.token), simpleRequest()); status.Code(err) != codes.Unavailable {
+		if _, err := fresh.ModelInfer(withToken(t, free.token), samplemodel.InferRequest()); status.Code(err) != codes.Unavailable {
 			t.Fatalf("gRPC with Redis down, failing closed: %v, want UNAVAILABLE", err)
 		}
 	})

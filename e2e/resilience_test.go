@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
@@ -57,7 +58,7 @@ func TestResilience(t *testing.T) {
 
 	t.Run("a worker registered by its --xds-address flag is routed to", func(t *testing.T) {
 		waitFor(t, "first inference through Envoy", 30*time.Second, workerA.proc, func(ctx context.Context) error {
-			resp, err := infer.ModelInfer(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+all.token), simpleRequest())
+			resp, err := infer.ModelInfer(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+all.token), samplemodel.InferRequest())
 			if err != nil {
 				return err
 			}
@@ -142,7 +143,7 @@ func TestResilience(t *testing.T) {
 				t.Fatalf("send %d: %v", i, err)
 			}
 		}
-		other := simpleRequest()
+		other := samplemodel.InferRequest()
 		other.Id = "other"
 		if err := stream.Send(other); err != nil {
 			t.Fatalf("send the other model's request: %v", err)
@@ -406,7 +407,7 @@ func startLoad(c inference.GRPCInferenceServiceClient, token string, clients int
 		l.wg.Go(func() {
 			for ctx.Err() == nil {
 				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-				resp, err := c.ModelInfer(rctx, simpleRequest())
+				resp, err := c.ModelInfer(rctx, samplemodel.InferRequest())
 				rcancel()
 				if ctx.Err() != nil {
 					return // cut short by stop, not a failure

@@ -17,6 +17,7 @@ import (
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/supervise"
 	"github.com/helixflow/helixflow/workers/registration"
@@ -75,7 +76,7 @@ type stackOptions struct {
 
 type client struct{ id, secret, token string }
 
-const sampleModel = "simple"
+const sampleModel = samplemodel.Name
 
 func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()

@@ -61,7 +61,7 @@ EXEMPT = {
 # coverage). An entry whose package meets its bar is reported for deletion.
 BELOW_BAR = {
     "cmd/helix-stack": (35.0, "make run's launcher: its tests stop before starting anything; e2e runs internal/stack in-process instead"),
-    "internal/stack": (15.0, "the launcher make run and e2e use: every e2e test runs it in-process, which its own figure cannot see"),
+    "internal/stack": (50.0, "the launcher make run and e2e use (57% with e2e's in-process runs): what is left is make run's own path (welcome text, the demo client, Ctrl-C) and start-up failures"),
     "internal/atomicfile": (65.0, "what is left are failed write, chmod and sync system calls"),
     "internal/freeport": (60.0, "what is left is the no-free-port-in-200-tries error"),
 }

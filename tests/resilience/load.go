@@ -15,7 +15,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,12 +29,13 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/proto/inference"
 )
 
 // model is the sample model every request asks for.
-const model = "simple"
+const model = samplemodel.Name
 
 // requestTimeout bounds one request; a request still unanswered then is
 // a failure.
@@ -98,7 +98,7 @@ type bucket struct{ sent, failed int }
 
 func newLoad(cfg loadConfig) (*load, error) {
 	tc := &tls.Config{RootCAs: cfg.CAPool, MinVersion: tls.VersionTLS12}
-	l := &load{restURL: "https://" + cfg.Gateway + wire.RESTModelPath(model, "", "infer"), request: simpleRequest(),
+	l := &load{restURL: "https://" + cfg.Gateway + wire.RESTModelPath(model, "", "infer"), request: samplemodel.InferRequest(),
 		restBody: simpleRESTBody(), errs: map[string]int{}, tokens: cfg.Tokens}
 	for i := range cfg.Conns {
 		c := &conn{client: i % len(cfg.Tokens)}
@@ -336,22 +336,6 @@ func (l *load) takeErrors() string {
 // totals are every request's outcome so far.
 func (l *load) totals() (sent, failed int) {
 	return l.window(l.start, time.Now().Add(time.Hour))
-}
-
-func simpleRequest() *inference.ModelInferRequest {
-	in0, in1 := make([]byte, 64), make([]byte, 64)
-	for i := range 16 {
-		binary.LittleEndian.PutUint32(in0[4*i:], uint32(i))
-		binary.LittleEndian.PutUint32(in1[4*i:], 1)
-	}
-	return &inference.ModelInferRequest{
-		ModelName: model,
-		Inputs: []*inference.ModelInferRequest_InferInputTensor{
-			{Name: "INPUT0", Datatype: "INT32", Shape: []int64{1, 16}},
-			{Name: "INPUT1", Datatype: "INT32", Shape: []int64{1, 16}},
-		},
-		RawInputContents: [][]byte{in0, in1},
-	}
 }
 
 func simpleRESTBody() []byte {
