@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -65,23 +66,32 @@ func newVersion(n int64, cfg *pb.ModelConfig, sched *scheduler.Scheduler, rec *s
 }
 
 // close waits (bounded by ctx) for in-flight requests, then stops the
-// scheduler, which closes the backend instances.
+// scheduler, which closes the backend instances. When the wait runs out the
+// scheduler is stopped all the same: it answers what is still queued
+// UNAVAILABLE, cancels what is running and closes the instances once those
+// executions return; left open, nothing would ever close them. The
+// version's statistics go once its last request has left.
 func (v *version) close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		v.inflight.Wait()
 		close(done)
 	}()
+	var drainErr error
 	select {
 	case <-done:
+		defer v.stats.Close()
 	case <-ctx.Done():
-		return fmt.Errorf("model %q version %d: in-flight requests still running: %w", v.config.Name, v.number, ctx.Err())
+		drainErr = fmt.Errorf("model %q version %d: in-flight requests still running: %w", v.config.Name, v.number, ctx.Err())
+		go func() {
+			<-done
+			v.stats.Close()
+		}()
 	}
-	defer v.stats.Close()
 	if err := v.sched.Close(ctx); err != nil {
-		return fmt.Errorf("model %q version %d: %w", v.config.Name, v.number, err)
+		return errors.Join(drainErr, fmt.Errorf("model %q version %d: %w", v.config.Name, v.number, err))
 	}
-	return nil
+	return drainErr
 }
 
 // metadata describes the version's IO as KServe metadata shows it: the
