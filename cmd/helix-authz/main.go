@@ -10,10 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -61,11 +59,8 @@ type options struct {
 	tlsCert, tlsKey, clientCA                          string
 	plaintextLoopback                                  bool
 
-	// Per-source-address limit of /oauth2/* (sourcelimit).
-	oauthRate      float64
-	oauthBurst     int
-	oauthSources   int
-	trustedProxies []netip.Prefix
+	// Per-source-address limit of /oauth2/*; Rate 0: none.
+	oauthLimit sourcelimit.Config
 
 	logLevel string
 }
@@ -93,11 +88,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.tlsKey, "tls-key-file", "", "TLS private key")
 	fs.StringVar(&o.clientCA, "client-ca-file", "", "CA whose client certificates the gRPC listener requires (mTLS from Envoy)")
 	fs.BoolVar(&o.plaintextLoopback, "plaintext-loopback", false, "allow listeners on loopback addresses without TLS (local development only)")
-	fs.Float64Var(&o.oauthRate, "oauth-rate-limit", 100, "requests per second each source address may make to /oauth2/* (429 beyond); 0: no limit")
-	fs.IntVar(&o.oauthBurst, "oauth-rate-burst", 200, "requests a source address may make to /oauth2/* at once")
-	fs.IntVar(&o.oauthSources, "oauth-rate-sources", sourcelimit.DefaultMaxSources, "source addresses remembered by the /oauth2/* limit (least recently seen forgotten first)")
+	fs.Float64Var(&o.oauthLimit.Rate, "oauth-rate-limit", 100, "requests per second each source address may make to /oauth2/* (429 beyond); 0: no limit")
+	fs.IntVar(&o.oauthLimit.Burst, "oauth-rate-burst", 200, "requests a source address may make to /oauth2/* at once")
+	fs.IntVar(&o.oauthLimit.MaxSources, "oauth-rate-sources", sourcelimit.DefaultMaxSources, "source addresses remembered by the /oauth2/* limit (least recently seen forgotten first)")
 	fs.Func("trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For names the source address for the /oauth2/* limit (default none: the peer is the source)", func(v string) (err error) {
-		o.trustedProxies, err = sourcelimit.ParsePrefixes(v)
+		o.oauthLimit.TrustedProxies, err = sourcelimit.ParsePrefixes(v)
 		return err
 	})
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -126,11 +121,10 @@ func parseFlags(args []string) (*options, error) {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
 	}
-	if o.oauthRate < 0 || math.IsNaN(o.oauthRate) || math.IsInf(o.oauthRate, 0) {
-		return nil, fmt.Errorf("--oauth-rate-limit %v must be 0 (off) or a positive number", o.oauthRate)
-	}
-	if o.oauthRate > 0 && (o.oauthBurst < 1 || o.oauthSources < 1) {
-		return nil, fmt.Errorf("--oauth-rate-burst %d and --oauth-rate-sources %d must be at least 1", o.oauthBurst, o.oauthSources)
+	if o.oauthLimit.Rate != 0 {
+		if err := o.oauthLimit.Validate(); err != nil {
+			return nil, fmt.Errorf("--oauth-rate-limit, --oauth-rate-burst, --oauth-rate-sources: %w", err)
+		}
 	}
 	if o.tokenLifetime <= 0 || o.tokenLifetime > time.Hour {
 		return nil, fmt.Errorf("--token-lifetime %s must be in (0, 1h]", o.tokenLifetime)
@@ -258,11 +252,10 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return nil
 	}
 	oauthHandler := srv.OAuth
-	if o.oauthRate > 0 {
-		l, err := sourcelimit.New(sourcelimit.Config{
-			Rate: o.oauthRate, Burst: o.oauthBurst, MaxSources: o.oauthSources,
-			TrustedProxies: o.trustedProxies, Name: "oauth", Registerer: reg,
-		})
+	if o.oauthLimit.Rate > 0 {
+		cfg := o.oauthLimit
+		cfg.Name, cfg.Registerer = "oauth", reg
+		l, err := sourcelimit.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -272,7 +265,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil,
-		"per_source_rate", o.oauthRate, "per_source_burst", o.oauthBurst)
+		"per_source_rate", o.oauthLimit.Rate, "per_source_burst", o.oauthLimit.Burst)
 
 	gs, err := grpcServer(o, srv.Check, reg)
 	if err != nil {

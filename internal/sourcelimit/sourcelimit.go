@@ -72,17 +72,25 @@ type Limiter struct {
 	sources *lru.Cache[netip.Addr, *rate.Limiter]
 }
 
-// New checks cfg and returns a Limiter.
-func New(cfg Config) (*Limiter, error) {
+// Validate says what is wrong with cfg, or nil.
+func (cfg Config) Validate() error {
 	switch {
 	case !(cfg.Rate > 0) || math.IsInf(cfg.Rate, 0):
-		return nil, fmt.Errorf("sourcelimit: rate %v must be a positive number", cfg.Rate)
+		return fmt.Errorf("sourcelimit: rate %v must be a positive number", cfg.Rate)
 	case cfg.Burst < 1:
-		return nil, fmt.Errorf("sourcelimit: burst %d must be at least 1", cfg.Burst)
+		return fmt.Errorf("sourcelimit: burst %d must be at least 1", cfg.Burst)
 	case cfg.MaxSources < 0:
-		return nil, fmt.Errorf("sourcelimit: max sources %d is negative", cfg.MaxSources)
+		return fmt.Errorf("sourcelimit: max sources %d is negative", cfg.MaxSources)
 	case cfg.Registerer != nil && cfg.Name == "":
-		return nil, errors.New("sourcelimit: a name is required for the metrics")
+		return errors.New("sourcelimit: a name is required for the metrics")
+	}
+	return nil
+}
+
+// New checks cfg and returns a Limiter.
+func New(cfg Config) (*Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.MaxSources == 0 {
 		cfg.MaxSources = DefaultMaxSources
