@@ -112,7 +112,7 @@ func (a *APIKeys) CheckAPIKey(ctx context.Context, presented string) (*check.Pri
 	if k.ExpiresAt != nil && !k.ExpiresAt.After(a.now()) {
 		return nil, check.ErrInvalidKey
 	}
-	c, err := a.clients.Client(ctx, k.ClientID)
+	c, err := a.clients.GetClient(ctx, k.ClientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, check.ErrInvalidKey
 	}

@@ -45,17 +45,13 @@ func NewClients(s ClientStore, log *slog.Logger, lookups prometheus.Counter) *Cl
 // Load replaces the copy with the clients as they are now.
 func (c *Clients) Load(ctx context.Context) error { return c.dir.Load(ctx) }
 
-// Client returns the client with id, enabled or not: callers check Enabled.
-// The record is shared and read-only. An unknown or malformed id is an error
-// wrapping store.ErrNotFound, answered without a database query once the
-// directory is loaded; an error wrapping store.ErrUnavailable means the
-// database was needed and could not be reached.
-func (c *Clients) Client(ctx context.Context, id string) (*store.Client, error) {
-	return c.dir.Get(ctx, id)
-}
-
-// GetClient is Client, under the name of the store's method, so that the
-// directory stands in for the store where clients are read.
+// GetClient returns the client with id, enabled or not: callers check
+// Enabled. The record is shared and read-only. An unknown or malformed id
+// is an error wrapping store.ErrNotFound, answered without a database query
+// once the directory is loaded; an error wrapping store.ErrUnavailable
+// means the database was needed and could not be reached. It has the
+// store's method's name so that the directory stands in for the store
+// where clients are read (the OAuth2 endpoints).
 func (c *Clients) GetClient(ctx context.Context, id string) (*store.Client, error) {
 	return c.dir.Get(ctx, id)
 }

@@ -178,7 +178,7 @@ func TestClientDirectory(t *testing.T) {
 		f.clients["hxc_b"] = c
 	})
 	// Before the load: the database answers, and each lookup counts.
-	if c, err := e.clients.Client(ctx, "hxc_a"); err != nil || c.Plan != "gold" {
+	if c, err := e.clients.GetClient(ctx, "hxc_a"); err != nil || c.Plan != "gold" {
 		t.Fatalf("Client before Load: %+v, %v", c, err)
 	}
 	if _, err := e.clients.GetClient(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
@@ -202,7 +202,7 @@ func TestClientDirectory(t *testing.T) {
 		{"'; DROP TABLE clients; --", nil, check.ClientTokens{}},
 		{strings.Repeat("x", 10000), nil, check.ClientTokens{}},
 	} {
-		c, err := e.clients.Client(ctx, tt.id)
+		c, err := e.clients.GetClient(ctx, tt.id)
 		switch {
 		case tt.want == nil && !errors.Is(err, store.ErrNotFound):
 			t.Errorf("Client(%.20q): %+v, %v; want ErrNotFound", tt.id, c, err)
