@@ -34,6 +34,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/supervise"
 	"github.com/helixflow/helixflow/internal/testdeps"
@@ -237,9 +238,7 @@ func (o *observedStack) driveTraffic(t *testing.T) {
 // restInferPlain posts the sample request for model to a worker's plain
 // HTTP port (s.gateway).
 func (s *stack) restInferPlain(ctx context.Context, model string) (int, []byte, error) {
-	body := []byte(`{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},` +
-		`{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.gateway+wire.RESTModelPath(model, "", "infer"), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.gateway+wire.RESTModelPath(model, "", "infer"), bytes.NewReader(samplemodel.RESTBody()))
 	if err != nil {
 		return 0, nil, err
 	}

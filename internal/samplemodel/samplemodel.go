@@ -1,7 +1,7 @@
-// Package samplemodel is the request that e2e and the resilience suite send to
-// the sample model repository's `simple` model (models/, written by
-// scripts/make_models.py): two INT32 [1,16] inputs, and OUTPUT0 is their
-// sum, OUTPUT1 their difference.
+// Package samplemodel is the request (as protobuf and as JSON) that e2e
+// and the resilience suite send to the sample model repository's `simple`
+// model (models/, written by scripts/make_models.py): two INT32 [1,16]
+// inputs, and OUTPUT0 is their sum, OUTPUT1 their difference.
 package samplemodel
 
 import (
@@ -29,4 +29,12 @@ func InferRequest() *inference.ModelInferRequest {
 		},
 		RawInputContents: [][]byte{in0, in1},
 	}
+}
+
+// RESTBody is InferRequest as KServe v2 JSON, for POST
+// /v2/models/simple/infer.
+func RESTBody() []byte {
+	return []byte(`{"inputs":[` +
+		`{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},` +
+		`{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}`)
 }

@@ -2,6 +2,8 @@ package samplemodel
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -26,6 +28,36 @@ func TestInferRequest(t *testing.T) {
 		in1 := binary.LittleEndian.Uint32(r.RawInputContents[1][4*i:])
 		if in0 != uint32(i) || in1 != 1 {
 			t.Fatalf("element %d: %d, %d", i, in0, in1)
+		}
+	}
+}
+
+// The JSON body carries the same inputs as InferRequest.
+func TestRESTBody(t *testing.T) {
+	var body struct {
+		Inputs []struct {
+			Name     string  `json:"name"`
+			Shape    []int64 `json:"shape"`
+			Datatype string  `json:"datatype"`
+			Data     []int32 `json:"data"`
+		} `json:"inputs"`
+	}
+	if err := json.Unmarshal(RESTBody(), &body); err != nil {
+		t.Fatal(err)
+	}
+	r := InferRequest()
+	if len(body.Inputs) != len(r.Inputs) {
+		t.Fatalf("%d inputs, want %d", len(body.Inputs), len(r.Inputs))
+	}
+	for i, in := range body.Inputs {
+		want := r.Inputs[i]
+		if in.Name != want.Name || in.Datatype != want.Datatype || !slices.Equal(in.Shape, want.Shape) {
+			t.Fatalf("input %d: %+v, want %v", i, in, want)
+		}
+		for j, v := range in.Data {
+			if got := int32(binary.LittleEndian.Uint32(r.RawInputContents[i][4*j:])); got != v {
+				t.Fatalf("%s[%d] = %d, raw contents say %d", in.Name, j, v, got)
+			}
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/wire"
 )
@@ -231,7 +232,7 @@ func (e *env) issue(ctx context.Context, c client) int {
 // the status.
 func (e *env) infer(ctx context.Context, header, value string) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.st.GatewayURL()+wire.RESTModelPath(model, "", "infer"),
-		strings.NewReader(string(simpleRESTBody())))
+		strings.NewReader(string(samplemodel.RESTBody())))
 	if err != nil {
 		return 0, err
 	}

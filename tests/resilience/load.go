@@ -99,7 +99,7 @@ type bucket struct{ sent, failed int }
 func newLoad(cfg loadConfig) (*load, error) {
 	tc := &tls.Config{RootCAs: cfg.CAPool, MinVersion: tls.VersionTLS12}
 	l := &load{restURL: "https://" + cfg.Gateway + wire.RESTModelPath(model, "", "infer"), request: samplemodel.InferRequest(),
-		restBody: simpleRESTBody(), errs: map[string]int{}, tokens: cfg.Tokens}
+		restBody: samplemodel.RESTBody(), errs: map[string]int{}, tokens: cfg.Tokens}
 	for i := range cfg.Conns {
 		c := &conn{client: i % len(cfg.Tokens)}
 		if cfg.RESTEvery > 0 && i%cfg.RESTEvery == cfg.RESTEvery-1 {
@@ -336,10 +336,4 @@ func (l *load) takeErrors() string {
 // totals are every request's outcome so far.
 func (l *load) totals() (sent, failed int) {
 	return l.window(l.start, time.Now().Add(time.Hour))
-}
-
-func simpleRESTBody() []byte {
-	return []byte(`{"inputs":[` +
-		`{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},` +
-		`{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}`)
 }
