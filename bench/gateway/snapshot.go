@@ -81,7 +81,7 @@ func measureSnapshots(ctx context.Context, runs int) ([]*snapshotResult, error) 
 			t2 := time.Now()
 			if i == 0 {
 				r.firstTranslate, r.firstPublish = t1.Sub(t0), t2.Sub(t1)
-				r.resources = len(res.Listeners) + len(res.Routes) + len(res.Clusters) + len(res.Endpoints) + len(res.Secrets) + len(res.RateLimitConfigs)
+				r.resources = len(res.Listeners) + len(res.Routes) + len(res.Clusters) + len(res.Endpoints) + len(res.Secrets)
 				continue
 			}
 			r.translate = append(r.translate, t1.Sub(t0))

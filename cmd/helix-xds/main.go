@@ -157,9 +157,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 
 	adsOpts := server.Options{Logger: log.With("component", "ads"), Registerer: reg, NodeCluster: o.nodeCluster, WarmTimeout: o.warmTimeout}
 	if o.tlsCert != "" {
-		// Envoy reads its config (secrets included), helix-ratelimit its
-		// limits; workers, from the same CA, nothing.
-		adsOpts.Readers, adsOpts.RateLimitReaders = identity.ADSReaders(), identity.ADSRateLimitReaders()
+		// Envoy reads its config (secrets included); workers, from the
+		// same CA, nothing.
+		adsOpts.Readers = identity.ADSReaders()
 	}
 	ads, err := server.New(ctx, adsOpts)
 	if err != nil {

@@ -21,9 +21,8 @@ import (
 )
 
 // Over real mTLS with internal/pki's certificates, all from one CA: Envoy
-// reads its config, helix-ratelimit its ratelimit config only, and a
-// worker's certificate opens no stream at all (Envoy's config holds its
-// secrets).
+// reads its config, and a worker's certificate opens no stream at all
+// (Envoy's config holds its secrets).
 func TestStreamIdentities(t *testing.T) {
 	dir := t.TempDir()
 	worker, err := pki.WorkerClient("w1")
@@ -41,7 +40,7 @@ func TestStreamIdentities(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	srv, err := New(ctx, Options{Registerer: prometheus.NewRegistry(), Readers: identity.ADSReaders(), RateLimitReaders: identity.ADSRateLimitReaders()})
+	srv, err := New(ctx, Options{Registerer: prometheus.NewRegistry(), Readers: identity.ADSReaders()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +90,4 @@ func TestStreamIdentities(t *testing.T) {
 	w := as(pki.WorkerClientName("w1"))
 	_ = w.stream.Send(&discovery.DiscoveryRequest{Node: node("helix"), TypeUrl: resourcev3.ClusterType})
 	refused(w, "a worker's certificate")
-
-	// helix-ratelimit's identity cannot start with Envoy's types.
-	rl := as(pki.RateLimitXDSClient)
-	_ = rl.stream.Send(&discovery.DiscoveryRequest{Node: node("helix"), TypeUrl: resourcev3.SecretType})
-	refused(rl, "helix-ratelimit asking for secrets")
 }

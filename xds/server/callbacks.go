@@ -6,7 +6,6 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -21,14 +20,9 @@ type stream struct {
 	nodeID      string
 	nodeCluster string
 	// identity is the caller's (Options.Readers; "" unchecked).
-	identity string
-	// rateLimitOnly: the caller's identity may read the ratelimit config
-	// only, or (unchecked) the stream began with a ratelimit config request
-	// (the ratelimit service, whose node has no cluster); it gets nothing
-	// else.
-	rateLimitOnly bool
-	connectedAt   time.Time
-	types         map[string]*typeState // by type URL
+	identity    string
+	connectedAt time.Time
+	types       map[string]*typeState // by type URL
 }
 
 // typeState is one resource type on one stream: what the node subscribed
@@ -122,31 +116,24 @@ func (c *callbacks) open(ctx context.Context, id int64, delta bool) error {
 		st.peer = p.Addr.String()
 	}
 	var err error
-	if st.identity, st.rateLimitOnly, err = c.s.authorize(ctx); err != nil {
+	if st.identity, err = c.s.authorize(ctx); err != nil {
 		c.s.log.Warn("refusing an ADS stream", "stream", id, "peer", st.peer, "error", err)
 		return err
 	}
 	c.s.mu.Lock()
 	c.s.streams[id] = st
 	c.s.mu.Unlock()
-	if !st.rateLimitOnly {
-		c.s.metrics.connected.Inc()
-	}
+	c.s.metrics.connected.Inc()
 	c.s.log.Debug("ADS stream opened", "stream", id, "delta", delta, "peer", st.peer, "identity", st.identity)
 	return nil
 }
 
 func (c *callbacks) closed(id int64, node *core.Node) {
 	c.s.mu.Lock()
-	st, ok := c.s.streams[id]
-	rateLimitOnly := ok && st.rateLimitOnly
+	_, ok := c.s.streams[id]
 	delete(c.s.streams, id)
 	c.s.notifyLocked()
 	c.s.mu.Unlock()
-	if rateLimitOnly {
-		c.s.log.Info("ratelimit service disconnected", "stream", id, "node", node.GetId())
-		return
-	}
 	if ok {
 		c.s.metrics.connected.Dec()
 	}
@@ -166,15 +153,10 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 		return "", false, nil
 	}
 	firstSeen := node != nil && st.nodeID == ""
-	// byType: known as the ratelimit service by its first request (open
-	// counted it as an Envoy), not by its identity.
-	byType := false
 	if firstSeen {
 		st.nodeID, st.nodeCluster = node.GetId(), node.GetCluster()
-		byType = !st.rateLimitOnly && typeURL == resourcev3.RateLimitConfigType
-		st.rateLimitOnly = st.rateLimitOnly || byType
 	}
-	nodeID, cluster, peerAddr, delta, rateLimitOnly := st.nodeID, st.nodeCluster, st.peer, st.delta, st.rateLimitOnly
+	nodeID, cluster, peerAddr, delta := st.nodeID, st.nodeCluster, st.peer, st.delta
 	ts := st.state(typeURL)
 	ts.apply(sub)
 	known := nonce != "" && ts.sentNonce == nonce
@@ -204,16 +186,7 @@ func (c *callbacks) request(id int64, node *core.Node, typeURL, nonce, version s
 	s.notifyLocked()
 	s.mu.Unlock()
 
-	if rateLimitOnly && typeURL != resourcev3.RateLimitConfigType {
-		s.log.Warn("refusing a ratelimit config stream's request for another type", "node", nodeID, "type", typeURL, "peer", peerAddr)
-		return "", false, status.Errorf(codes.PermissionDenied, "this stream serves ratelimit config only, not %s", typeURL)
-	}
-	if firstSeen && rateLimitOnly {
-		if byType {
-			s.metrics.connected.Dec() // counted at open as an Envoy
-		}
-		s.log.Info("ratelimit service connected", "node", nodeID, "stream", id, "delta", delta, "peer", peerAddr)
-	} else if firstSeen {
+	if firstSeen {
 		if s.nodeCluster != "" && cluster != s.nodeCluster {
 			s.log.Warn("refusing Envoy of another node cluster", "node", nodeID, "cluster", cluster, "want", s.nodeCluster, "peer", peerAddr)
 			return "", false, status.Errorf(codes.PermissionDenied, "node cluster %q is not served here (want %q)", cluster, s.nodeCluster)

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "helix_xds_connected_envoys",
-			Help: "Open ADS streams of Envoys (one per connected Envoy; the ratelimit service's stream is not counted).",
+			Help: "Open ADS streams of Envoys (one per connected Envoy).",
 		}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helix_xds_nacks_total",
@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// The NACK alert takes increase() of this counter: a series that first
 	// appears at 1 would hide the first NACK after a start, so every type
 	// helix-xds serves starts at 0.
-	for _, t := range []string{"listener", "route", "cluster", "endpoint", "secret", "ratelimit_config"} {
+	for _, t := range []string{"listener", "route", "cluster", "endpoint", "secret"} {
 		m.nacks.WithLabelValues(t)
 	}
 	if reg == nil {

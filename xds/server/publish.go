@@ -25,8 +25,5 @@ func (s *Server) Publish(ctx context.Context, res *translate.Resources) error {
 		resourcev3.ClusterType:  res.Clusters,
 		resourcev3.EndpointType: res.Endpoints,
 		resourcev3.SecretType:   res.Secrets,
-		// Published even when empty: a ratelimit service then holds no
-		// limits, as the config says.
-		resourcev3.RateLimitConfigType: res.RateLimitConfigs,
 	})
 }

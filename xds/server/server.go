@@ -35,9 +35,6 @@ const (
 	CacheConfig    = "config"    // listeners, routes, clusters
 	CacheEndpoints = "endpoints" // cluster load assignments
 	CacheSecrets   = "secrets"   // SDS secrets
-	// CacheRateLimit holds the ratelimit service's config (envoyproxy/
-	// ratelimit in its xDS config mode), not Envoy's.
-	CacheRateLimit = "ratelimit"
 )
 
 // snapshotKey is the one key every node's snapshot is stored under (see
@@ -64,11 +61,10 @@ type Options struct {
 	// before going on without the laggards (logged). 0: DefaultWarmTimeout.
 	WarmTimeout time.Duration
 	// Readers, when set, are the identities (internal/identity) that may
-	// subscribe to every type, and RateLimitReaders those that may
-	// subscribe to the ratelimit config only; any other caller's stream is
-	// refused (PERMISSION_DENIED) as it opens. Both nil: streams are not
-	// checked (plaintext on loopback, development).
-	Readers, RateLimitReaders []string
+	// subscribe; any other caller's stream is refused (PERMISSION_DENIED)
+	// as it opens. nil: streams are not checked (plaintext on loopback,
+	// development).
+	Readers []string
 }
 
 // DefaultWarmTimeout is Options.WarmTimeout's default: ample for an Envoy
@@ -82,7 +78,7 @@ type Server struct {
 	nodeCluster string
 	metrics     *metrics
 
-	readers, rateLimitReaders []string
+	readers []string
 
 	caches map[string]cachev3.SnapshotCache
 	xds    serverv3.Server
@@ -116,7 +112,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{
 		log:         log,
 		nodeCluster: opts.NodeCluster,
-		readers:     slices.Clone(opts.Readers), rateLimitReaders: slices.Clone(opts.RateLimitReaders),
+		readers:     slices.Clone(opts.Readers),
 		metrics:     m,
 		versions:    make(map[string]CacheVersion),
 		published:   make(map[string]time.Time),
@@ -136,14 +132,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		// of listeners) with the names requested instead of not at all.
 		CacheEndpoints: cachev3.NewSnapshotCache(false, allNodes{}, cl),
 		CacheSecrets:   cachev3.NewSnapshotCache(false, allNodes{}, cl),
-		CacheRateLimit: cachev3.NewSnapshotCache(false, allNodes{}, cl),
 	}
 	mux := &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return cacheFor(r.GetTypeUrl()) },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return cacheFor(r.GetTypeUrl()) },
 		Caches: map[string]cachev3.Cache{
 			CacheConfig: s.caches[CacheConfig], CacheEndpoints: s.caches[CacheEndpoints], CacheSecrets: s.caches[CacheSecrets],
-			CacheRateLimit: s.caches[CacheRateLimit],
 		},
 	}
 	s.xds = serverv3.NewServer(ctx, mux, &callbacks{s: s})
@@ -156,8 +150,6 @@ func cacheFor(typeURL string) string {
 		return CacheEndpoints
 	case resourcev3.SecretType:
 		return CacheSecrets
-	case resourcev3.RateLimitConfigType:
-		return CacheRateLimit
 	default:
 		return CacheConfig
 	}
@@ -180,7 +172,6 @@ var cacheTypes = []struct {
 	{CacheSecrets, []string{resourcev3.SecretType}},
 	{CacheEndpoints, []string{resourcev3.EndpointType}},
 	{CacheConfig, []string{resourcev3.ClusterType, resourcev3.ListenerType, resourcev3.RouteType}},
-	{CacheRateLimit, []string{resourcev3.RateLimitConfigType}},
 }
 
 func (s *Server) publish(ctx context.Context, set resourceSet) error {

@@ -450,40 +450,15 @@ func TestStatusHandler(t *testing.T) {
 	}
 }
 
-// The ratelimit service's node has no cluster: a stream that starts with a
-// ratelimit config request is served that config, and nothing else.
-func TestServesRateLimitConfigOnly(t *testing.T) {
+// helix-ratelimit is retired (helix-authz decides rate limits): a set
+// holding a ratelimit config is refused as a type helix-xds does not
+// serve, and the last published snapshot stays in force.
+func TestRefusesRateLimitConfig(t *testing.T) {
 	h := start(t, Options{NodeCluster: "helix"})
 	set := gateway(t, 9001)
-	set[resourcev3.RateLimitConfigType] = []types.Resource{&rlsconfv3.RateLimitConfig{
-		Name: "helixflow", Domain: "helixflow",
-		Descriptors: []*rlsconfv3.RateLimitDescriptor{{Key: "window", Value: "second", Descriptors: []*rlsconfv3.RateLimitDescriptor{{
-			Key: "client", RateLimit: &rlsconfv3.RateLimitPolicy{Unit: rlsconfv3.RateLimitUnit_SECOND, RequestsPerUnit: 5},
-		}}}},
-	}}
-	mustPublish(t, h.srv, set)
-
-	rls := &core.Node{Id: "helix-ratelimit"}
-	c := h.sotw(t)
-	c.send(&discovery.DiscoveryRequest{Node: rls, TypeUrl: resourcev3.RateLimitConfigType})
-	r := c.recv(resourcev3.RateLimitConfigType)
-	var got rlsconfv3.RateLimitConfig
-	if len(r.GetResources()) != 1 || r.GetResources()[0].UnmarshalTo(&got) != nil || got.GetDomain() != "helixflow" {
-		t.Fatalf("ratelimit config response: %v", r)
-	}
-	if n := testutil.ToFloat64(h.srv.metrics.connected); n != 0 {
-		t.Errorf("helix_xds_connected_envoys = %v with only the ratelimit service connected, want 0", n)
-	}
-	c.send(&discovery.DiscoveryRequest{Node: rls, TypeUrl: resourcev3.ClusterType})
-	select {
-	case err := <-c.errs:
-		if status.Code(err) != codes.PermissionDenied {
-			t.Fatalf("stream ended with %v, want PermissionDenied", err)
-		}
-	case r := <-c.resps:
-		t.Fatalf("served %s on a ratelimit config stream", r.GetTypeUrl())
-	case <-time.After(5 * time.Second):
-		t.Fatal("cluster request on a ratelimit stream not refused")
+	set[resourcev3.RateLimitConfigType] = []types.Resource{&rlsconfv3.RateLimitConfig{Name: "helixflow", Domain: "helixflow"}}
+	if err := h.srv.publish(t.Context(), set); !errors.Is(err, ErrInvalidResource) {
+		t.Fatalf("publish with a ratelimit config = %v, want ErrInvalidResource", err)
 	}
 }
 

@@ -24,8 +24,6 @@ var messageNames = map[string]string{
 	resourcev3.ClusterType:  "envoy.config.cluster.v3.Cluster",
 	resourcev3.EndpointType: "envoy.config.endpoint.v3.ClusterLoadAssignment",
 	resourcev3.SecretType:   "envoy.extensions.transport_sockets.tls.v3.Secret",
-	// Served to the ratelimit service.
-	resourcev3.RateLimitConfigType: "ratelimit.config.ratelimit.v3.RateLimitConfig",
 }
 
 // validateSet checks that the set can be one snapshot: every resource of
@@ -185,8 +183,6 @@ func typeLabel(typeURL string) string {
 		return "runtime"
 	case resourcev3.ExtensionConfigType:
 		return "extension_config"
-	case resourcev3.RateLimitConfigType:
-		return "ratelimit_config"
 	}
 	return "other"
 }

@@ -60,7 +60,7 @@ func TestContentVersionStable(t *testing.T) {
 		got := map[string]string{}
 		for name, list := range map[string][]types.Resource{
 			"listeners": r.Listeners, "routes": r.Routes, "clusters": r.Clusters, "endpoints": r.Endpoints,
-			"secrets": r.Secrets, "ratelimit": r.RateLimitConfigs,
+			"secrets": r.Secrets,
 		} {
 			v, err := contentVersion(map[string][]types.Resource{name: list})
 			if err != nil {

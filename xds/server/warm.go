@@ -37,12 +37,11 @@ func (s *Server) makeBeforeBreak(ctx context.Context, prev, next resourceSet) er
 		return nil
 	}
 	bridge := resourceSet{
-		resourcev3.ClusterType:         union(next[resourcev3.ClusterType], prev[resourcev3.ClusterType]),
-		resourcev3.EndpointType:        withEndpointsOf(next[resourcev3.EndpointType], prev[resourcev3.EndpointType], removed),
-		resourcev3.SecretType:          union(next[resourcev3.SecretType], prev[resourcev3.SecretType]),
-		resourcev3.RateLimitConfigType: next[resourcev3.RateLimitConfigType],
-		resourcev3.ListenerType:        prev[resourcev3.ListenerType],
-		resourcev3.RouteType:           prev[resourcev3.RouteType],
+		resourcev3.ClusterType:  union(next[resourcev3.ClusterType], prev[resourcev3.ClusterType]),
+		resourcev3.EndpointType: withEndpointsOf(next[resourcev3.EndpointType], prev[resourcev3.EndpointType], removed),
+		resourcev3.SecretType:   union(next[resourcev3.SecretType], prev[resourcev3.SecretType]),
+		resourcev3.ListenerType: prev[resourcev3.ListenerType],
+		resourcev3.RouteType:    prev[resourcev3.RouteType],
 	}
 	if len(added) > 0 {
 		warmNames := edsNames(added)
@@ -122,12 +121,11 @@ func (ts *typeState) idle() bool {
 
 // waiting lists the running Envoys for which ready does not hold yet; s.mu
 // held. Running: it has acknowledged clusters before (one still starting
-// is ordered by Envoy itself), and it is an Envoy (not the ratelimit
-// service).
+// is ordered by Envoy itself).
 func (s *Server) waitingLocked(ready func(*stream) bool) []string {
 	var ids []string
 	for _, st := range s.streams {
-		if st.rateLimitOnly || st.nodeID == "" || st.state(resourcev3.ClusterType).acked == "" {
+		if st.nodeID == "" || st.state(resourcev3.ClusterType).acked == "" {
 			continue
 		}
 		if !ready(st) {

@@ -27,9 +27,6 @@ type Resources struct {
 	Clusters  []types.Resource // *clusterv3.Cluster
 	Endpoints []types.Resource // *endpointv3.ClusterLoadAssignment
 	Secrets   []types.Resource // *tlsv3.Secret
-	// RateLimitConfigs are for the ratelimit service, not Envoy:
-	// *rlsconfv3.RateLimitConfig, none without a ratelimit section.
-	RateLimitConfigs []types.Resource
 }
 
 // Translate turns a gateway model into Envoy resources. g must have had
@@ -57,9 +54,6 @@ func Translate(g *ir.Gateway) (*Resources, error) {
 		return nil, err
 	}
 	if r.Secrets, err = secrets(g); err != nil {
-		return nil, err
-	}
-	if r.RateLimitConfigs, err = rateLimitConfigs(g); err != nil {
 		return nil, err
 	}
 	return &r, nil
