@@ -19,11 +19,11 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 BIN     := bin
 MODELS  := models
-BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack # and helix-ratelimit, built from its own module
+BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build build-main build-ratelimit proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway chaos soak gpu-check coverage vulncheck clean
+.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway chaos soak gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -37,18 +37,10 @@ deps-bench: ## install the benchmark baseline (MLServer) venv
 proto: ## regenerate proto/inference from proto/*.proto
 	bash scripts/gen-proto.sh
 
-build: build-main build-ratelimit ## build binaries into bin/
-
-# Two go builds, so that `make -j` (make run) runs them side by side: each
-# has stretches (cgo, linking) where it leaves a core idle.
-build-main:
+build: ## build binaries into bin/
 	@mkdir -p $(BIN)
 	@echo "build: compiling $(strip $(BINARIES)) into $(BIN)/ (on a fresh machine with 2 cores: about 5 minutes)"
 	$(GO) build $(GOTAGS) -trimpath -ldflags "-X github.com/helixflow/helixflow/internal/version.Version=$(VERSION)" -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
-
-build-ratelimit: # a module of its own (see its go.mod)
-	@mkdir -p $(BIN)
-	cd cmd/helix-ratelimit && $(GO) build -trimpath -ldflags "-X main.Version=$(VERSION)" -o ../../$(BIN)/ .
 
 models: deps-run ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
@@ -63,12 +55,10 @@ run: ## install what running needs, build, and start the local stack behind Envo
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet $(GOTAGS) ./...
-	cd cmd/helix-ratelimit && $(GO) vet ./...
 	cd grafana && $(GO) vet ./... # a module of its own (see its go.mod)
 
 test-go: deps
 	$(GO) test $(GOTAGS) -count=1 ./...
-	cd cmd/helix-ratelimit && $(GO) test -count=1 ./...
 
 test-race: deps
 	$(GO) test $(GOTAGS) -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
@@ -95,7 +85,6 @@ test: deps lint build models ## everything, with per-package coverage and govuln
 	rm -rf $(COVER) && mkdir -p $(COVER)
 	$(GO) test $(GOTAGS) -count=1 -coverprofile=$(COVER)/main.out $$($(GO) list $(GOTAGS) ./... | grep -v '/e2e$$')
 	HELIX_COVERDIR=$(CURDIR)/$(COVER)/binaries $(GO) test $(GOTAGS) -count=1 -coverpkg=$(E2E_COVERPKG) -coverprofile=$(COVER)/e2e.out ./e2e
-	cd cmd/helix-ratelimit && $(GO) test -count=1 -coverprofile=../../$(COVER)/ratelimit.out ./...
 	$(MAKE) --no-print-directory test-alerts GRAFANA_COVER=-coverprofile=$(CURDIR)/$(COVER)/grafana.out
 	bash deploy/check/test.sh
 	$(GO) test $(GOTAGS) -count=1 -race ./workers/scheduler/... ./workers/models/... ./extauthz/...
@@ -113,12 +102,12 @@ test: deps lint build models ## everything, with per-package coverage and govuln
 # the daemons.
 COVER        := .cover
 E2E_COVERPKG := ./internal/stack/...,./internal/supervise
-COVER_ARGS   := --covdata $(COVER)/binaries $(COVER)/main.out $(COVER)/e2e.out $(COVER)/ratelimit.out $(COVER)/grafana.out
+COVER_ARGS   := --covdata $(COVER)/binaries $(COVER)/main.out $(COVER)/e2e.out $(COVER)/grafana.out
 
 coverage: ## print the last make test run's per-package coverage and write its table into docs/coverage.md
 	python3 scripts/covercheck.py --write docs/coverage.md $(COVER_ARGS)
 
-vulncheck: ## govulncheck over the three Go modules, offline, with the waivers in scripts/govulncheck-waivers.txt (docs/vulnerabilities.md)
+vulncheck: ## govulncheck over the two Go modules (main, grafana), offline, with the waivers in scripts/govulncheck-waivers.txt (docs/vulnerabilities.md)
 	bash scripts/deps.sh vuln
 	python3 scripts/govulncheck.py
 
@@ -134,7 +123,7 @@ bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance v
 	  cd bench/hydra && $(GO) build -trimpath -ldflags '-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0' -o ../../$(HYDRA) github.com/ory/hydra/v2; }
 	$(GO) run ./bench/authz --write docs/benchmarks.md
 
-bench-gateway: deps build models ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz + ratelimit), convergence, snapshot build (about 5 minutes)
+bench-gateway: deps build models ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz with rate limits), convergence, snapshot build (about 5 minutes)
 	$(GO) run $(GOTAGS) ./bench/gateway --write docs/benchmarks.md
 
 # Resilience (docs/resilience.md): the real stack on loopback under load;
@@ -152,7 +141,7 @@ gpu-check: deps models ## build the self-contained GPU check bundle into .gpu-ch
 # Deployment (docs/deploy.md): container images, the Helm chart
 # (deploy/helm/helixflow) and Terraform (terraform/).
 REGISTRY ?=
-IMAGES   := helix-worker helix-worker-cuda helix-authz helix-xds helixctl helix-ratelimit
+IMAGES   := helix-worker helix-worker-cuda helix-authz helix-xds helixctl
 
 .PHONY: images test-deploy deps-deploy
 

@@ -2,7 +2,7 @@
 """Per-package test coverage from the profiles `make test` writes, checked
 against the bars of docs/coverage.md.
 
-    python3 scripts/covercheck.py .cover/main.out .cover/ratelimit.out ...
+    python3 scripts/covercheck.py .cover/main.out .cover/e2e.out ...
     python3 scripts/covercheck.py --write docs/coverage.md .cover/*.out
 
 A profile is Go's cover profile (`go test -coverprofile`, or `go tool covdata

@@ -4,8 +4,8 @@ that scripts/deps.sh builds (make deps), with written waivers.
 
     python3 scripts/govulncheck.py
 
-It scans the main module (with the vtprotobuf tag, as it is built),
-cmd/helix-ratelimit and grafana, prints each vulnerability that the code
+It scans the main module (with the vtprotobuf tag, as it is built) and
+grafana, prints each vulnerability that the code
 can reach (a call path exists) and exits 1 when one is not waived in
 scripts/govulncheck-waivers.txt, or when a waiver matches no reachable
 finding any more (then delete it). Vulnerabilities in imported code that is
@@ -27,7 +27,6 @@ WAIVERS = ROOT / "scripts" / "govulncheck-waivers.txt"
 # (module folder, extra govulncheck flags)
 MODULES = (
     (".", ["-tags=vtprotobuf"]),
-    ("cmd/helix-ratelimit", []),
     ("grafana", []),
 )
 

@@ -34,7 +34,6 @@ func TestBinaries(t *testing.T) {
 	}
 	build(".", "github.com/helixflow/helixflow/internal/version.Version", "-tags=vtprotobuf",
 		"./cmd/helix-worker", "./cmd/helix-authz", "./cmd/helix-xds", "./cmd/helixctl", "./cmd/helix-stack")
-	build("cmd/helix-ratelimit", "main.Version", ".") // a module of its own
 
 	for _, tc := range []struct {
 		binary string
@@ -46,7 +45,6 @@ func TestBinaries(t *testing.T) {
 		{"helix-xds", []string{"bootstrap"}},
 		{"helixctl", nil},
 		{"helix-stack", nil},
-		{"helix-ratelimit", nil},
 	} {
 		name := strings.Join(append([]string{tc.binary}, tc.args...), " ")
 		for _, help := range []string{"-h", "--help"} {

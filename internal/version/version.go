@@ -4,8 +4,7 @@
 //
 //	go build -ldflags "-X github.com/helixflow/helixflow/internal/version.Version=v1.2.0" ./cmd/...
 //
-// (make build does this with $(VERSION).) helix-ratelimit, a module of its
-// own, cannot import it and has the same few lines (cmd/helix-ratelimit/version.go).
+// (make build does this with $(VERSION).)
 package version
 
 import (
