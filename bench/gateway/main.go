@@ -30,6 +30,7 @@
 //	--envoy-concurrency N   worker threads of both Envoys (default 0: one per core)
 //	--perf-analyzer PATH    default .venv/bin/perf_analyzer
 //	--keep                  keep the temporary folder: logs, CSVs, configs, Envoy stats
+//	--only PART             measure one part only, log it, write no report: convergence or snapshot
 //	-v                      log every convergence trial
 package main
 
@@ -66,6 +67,7 @@ type options struct {
 	perfAnalyzer     string
 	keep             bool
 	verbose          bool
+	only             string // "", "convergence" or "snapshot"
 	args             []string
 }
 
@@ -83,6 +85,7 @@ func main() {
 	fs.StringVar(&o.perfAnalyzer, "perf-analyzer", ".venv/bin/perf_analyzer", "perf_analyzer (make deps installs it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs, perf_analyzer CSVs, configs) and say where it is")
 	fs.BoolVar(&o.verbose, "v", false, "log every convergence trial")
+	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence or snapshot")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -144,8 +147,11 @@ func parseConcurrencies(s string) ([]int, error) {
 }
 
 func validate(o *options) error {
-	if o.write != "" && o.quick {
-		return errors.New("--write wants a full run: not with --quick")
+	if o.write != "" && (o.quick || o.only != "") {
+		return errors.New("--write wants a full run: not with --quick or --only")
+	}
+	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot {
+		return fmt.Errorf("--only %q: want %s or %s", o.only, onlyConvergence, onlySnapshot)
 	}
 	if o.window < 100*time.Millisecond || o.trials < 1 || o.snapshotRuns < 1 {
 		return errors.New("--window must be >= 100ms, --trials and --snapshot-runs >= 1")
@@ -182,6 +188,12 @@ func validate(o *options) error {
 	return nil
 }
 
+// Parts --only can pick.
+const (
+	onlyConvergence = "convergence"
+	onlySnapshot    = "snapshot"
+)
+
 // outcome is everything the report needs.
 type outcome struct {
 	started, finished time.Time
@@ -200,8 +212,13 @@ func run(ctx context.Context, o *options) error {
 
 	// The snapshot build first, with the servers not yet running.
 	var err error
-	if out.snaps, err = measureSnapshots(ctx, o.snapshotRuns); err != nil {
-		return err
+	if o.only != onlyConvergence {
+		if out.snaps, err = measureSnapshots(ctx, o.snapshotRuns); err != nil {
+			return err
+		}
+	}
+	if o.only == onlySnapshot {
+		return nil
 	}
 
 	envoyBin, err := envoytest.Find()
@@ -254,6 +271,9 @@ func run(ctx context.Context, o *options) error {
 	// The paths take turns at each point, the first one rotating, so that
 	// background load falls on all alike.
 	for ci, c := range o.concurrencies {
+		if o.only == onlyConvergence {
+			break
+		}
 		for k := range targets {
 			t := targets[(ci+k)%len(targets)]
 			logf("perf_analyzer: %s, concurrency %d", t.name, c)
@@ -285,6 +305,9 @@ func run(ctx context.Context, o *options) error {
 	logf("convergence: first request routed p50 %v p99 %v; stable p50 %v p99 %v; %d timeouts",
 		quantile(out.conv.first, 0.5).Round(time.Millisecond), quantile(out.conv.first, 0.99).Round(time.Millisecond),
 		quantile(out.conv.stable, 0.5).Round(time.Millisecond), quantile(out.conv.stable, 0.99).Round(time.Millisecond), out.conv.timeouts)
+	if o.only == onlyConvergence {
+		return nil
+	}
 
 	out.after, out.finished = sysinfo.LoadAvg(), time.Now().UTC()
 	logf("load average after: %.2f %.2f %.2f", out.after[0], out.after[1], out.after[2])
