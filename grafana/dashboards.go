@@ -45,7 +45,7 @@ func gatewayDashboard() *dashboard.DashboardBuilder {
 		WithPanel(single("Slower than 500 ms (1h)", "Share of requests slower than 500 ms over the last hour; the SLO allows 1%.", "percentunit", 0.01,
 			q{`helix:gateway_slow_requests:ratio_rate1h`, ""})).
 		WithPanel(single("Rate-limited", "Requests refused for being over their plan's limit, per second.", "reqps", 0,
-			q{`sum(rate(envoy_cluster_ratelimit_over_limit[$__rate_interval]))`, ""})).
+			q{`sum(rate(helix_authz_ratelimit_decisions_total{result="over_limit"}[$__rate_interval]))`, ""})).
 		WithRow(row("Traffic")).
 		WithPanel(graph("Requests by response class", "Gateway answers by HTTP status class. gRPC errors travel with HTTP 200; see the inference dashboard for those.", "reqps", 12,
 			q{`sum by (envoy_response_code_class) (rate(envoy_http_downstream_rq_xx{` + gatewayHCM + `}[$__rate_interval]))`, "{{envoy_response_code_class}}xx"})).
@@ -70,15 +70,11 @@ func gatewayDashboard() *dashboard.DashboardBuilder {
 		WithPanel(graph("Denied, by client and model", "Requests helix-authz denied; client _none: no valid credential.", "reqps", 12,
 			q{`topk(10, sum by (client, model) (rate(helix_authz_client_requests_total{result="denied"}[$__rate_interval])))`, "{{client}} {{model}}"})).
 		WithRow(row("Rate limits")).
-		WithPanel(graph("Over the limit, by model", "Requests Envoy refused with 429 after helix-ratelimit's answer, per model pool.", "reqps", 12,
-			q{`sum by (model, protocol) (` + byModel(`rate(envoy_cluster_ratelimit_over_limit{`+modelPools+`}[$__rate_interval])`) + `)`, "{{model}} {{protocol}}"})).
-		WithPanel(graph("Limit decisions, by plan", "helix-ratelimit's decisions per plan (key2 is plan_<name>) and window (key1).", "reqps", 12,
-			q{`sum by (key1, key2) (rate(ratelimit_service_rate_limit_over_limit[$__rate_interval]))`, "over {{key2}} {{key1}}"},
-			q{`sum by (key1, key2) (rate(ratelimit_service_rate_limit_within_limit[$__rate_interval]))`, "within {{key2}} {{key1}}"})).
-		WithPanel(graph("Rate-limit failures", "Decisions that failed: helix-ratelimit without Redis, or Envoy without helix-ratelimit (alert: HelixRateLimitBackendErrors).", "reqps", 24,
-			q{`sum by (err_type) (rate(ratelimit_service_should_rate_limit_error[$__rate_interval]))`, "helix-ratelimit {{err_type}}"},
-			q{`sum(rate(envoy_cluster_ratelimit_error[$__rate_interval]))`, "Envoy: no answer"},
-			q{`sum(rate(envoy_cluster_ratelimit_failure_mode_allowed[$__rate_interval]))`, "Envoy: let through (failure_mode open)"}))
+		WithPanel(graph("Rate-limit decisions by result", "helix-authz's decisions inside Check: allowed, over_limit (refused with 429 / RESOURCE_EXHAUSTED) and error: Redis failed or did not answer within ratelimit.timeout, and ratelimit.failure_mode decided (alert: HelixRateLimitBackendErrors).", "reqps", 12,
+			q{`sum by (result) (rate(helix_authz_ratelimit_decisions_total[$__rate_interval]))`, "{{result}}"})).
+		WithPanel(graph("Redis round trip", "One Redis round trip of helix-authz's limiter (both windows), which every inference waits for: p50 and p99 (alert: HelixRateLimitRedisSlow, p99 above 50 ms).", "s", 12,
+			q{`histogram_quantile(0.5, sum by (le) (rate(helix_authz_ratelimit_redis_seconds_bucket[$__rate_interval])))`, "p50"},
+			q{`histogram_quantile(0.99, sum by (le) (rate(helix_authz_ratelimit_redis_seconds_bucket[$__rate_interval])))`, "p99"}))
 }
 
 func inferenceDashboard() *dashboard.DashboardBuilder {
@@ -213,7 +209,7 @@ func authDashboard() *dashboard.DashboardBuilder {
 
 func controlPlaneDashboard() *dashboard.DashboardBuilder {
 	return newDashboard("helix-control-plane", "HelixFlow / Control plane",
-		"helix-xds: config versions pushed to Envoy, acknowledgements and rejections, the worker registry; helix-ratelimit's service.").
+		"helix-xds: config versions pushed to Envoy, acknowledgements and rejections, the worker registry.").
 		WithRow(row("Overview")).
 		WithPanel(single("Connected Envoys", "Open ADS streams.", "short", 0,
 			q{`sum(helix_xds_connected_envoys)`, ""})).
@@ -249,13 +245,5 @@ func controlPlaneDashboard() *dashboard.DashboardBuilder {
 		WithPanel(graph("Resources in the snapshot", "By type.", "short", 12,
 			q{`max by (type) (helix_xds_snapshot_resources)`, "{{type}}"})).
 		WithPanel(graph("Envoy's connection to helix-xds", "1 while each Envoy's ADS stream is up.", "short", 12,
-			q{`envoy_control_plane_connected_state`, "{{instance}}"})).
-		WithRow(row("helix-ratelimit")).
-		WithPanel(graph("Decisions", "ShouldRateLimit calls per second and their p99 time.", "reqps", 12,
-			q{`sum(rate(ratelimit_service_total_requests[$__rate_interval]))`, "calls"})).
-		WithPanel(graph("Decision time", "p99 of ShouldRateLimit.", "s", 12,
-			q{`histogram_quantile(0.99, sum by (le) (rate(ratelimit_service_response_time_seconds_bucket[$__rate_interval])))`, "p99"})).
-		WithPanel(graph("Config and Redis", "Limits loaded from helix-xds, and open Redis connections.", "short", 24,
-			q{`sum(increase(ratelimit_service_config_load_success[$__rate_interval]))`, "configs loaded"},
-			q{`sum(ratelimit_redis_pool_cx_active)`, "Redis connections"}))
+			q{`envoy_control_plane_connected_state`, "{{instance}}"}))
 }

@@ -170,7 +170,7 @@ func loadNames(t *testing.T) (*names, []ruleExpr) {
 		t.Fatal(err)
 	}
 	// Not vacuous: every process is catalogued.
-	for _, p := range []string{"helix-worker", "helix-authz", "helix-xds", "helix-ratelimit", "envoy"} {
+	for _, p := range []string{"helix-worker", "helix-authz", "helix-xds", "envoy"} {
 		if n.processes[p] == 0 {
 			t.Fatalf("%s lists nothing of %s", cataloguePath, p)
 		}
