@@ -113,7 +113,7 @@ vulncheck: ## govulncheck over the two Go modules (main, grafana), offline, with
 
 bench: bench-worker bench-authz bench-gateway
 
-bench-worker: deps deps-bench build models ## helix-worker vs MLServer vs direct ONNX Runtime
+bench-worker: deps deps-bench build models ## helix-worker vs its no-op floor (bench/kservenoop), MLServer and direct ONNX Runtime
 	$(PY) bench/bench_worker.py --write docs/benchmarks.md
 
 HYDRA := .tools/hydra-v2.3.0

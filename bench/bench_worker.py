@@ -1,7 +1,13 @@
-"""Benchmark helix-worker against Seldon MLServer and against ONNX Runtime
-called directly, on the same models, in one run (`make bench-worker`).
+"""Benchmark helix-worker against a no-op KServe v2 server (its floor),
+Seldon MLServer and ONNX Runtime called directly, on the same models, in one
+run (`make bench-worker`).
 
 - helix-worker: bin/helix-worker serving models/ on free 127.0.0.1 ports.
+- The no-op server (bench/kservenoop, built here into .tools/): the worker's
+  protos and gRPC options, ModelConfig/ModelMetadata from config.pbtxt, and
+  ModelInfer answered with zeros of each output's shape: no scheduler, no
+  backend. helix-worker's goals are ratios to it: what the worker adds on
+  top of gRPC and the client, which share the machine's cores.
 - MLServer: stock MLServer from .venv-bench with our runtime (bench/mlserver/
   onnx_model.py: the same model.onnx on onnxruntime, default session options)
   and MLServer's adaptive batching set like the model's dynamic_batching;
@@ -17,10 +23,13 @@ called directly, on the same models, in one run (`make bench-worker`).
 - Direct ORT (bench/direct_ort.py, run with .venv-bench's onnxruntime, the
   version the worker loads): one thread calling session.run, default session
   options, batch sizes 1, 8, 64, 256 up to max_batch_size, measured before and
-  after the servers; the best mean is the ceiling.
+  after the servers; information only (it shares no cores with a client).
+- --worker-variant LABEL=PATH (repeatable) adds another helix-worker binary,
+  measured in turn with the others (for A/B runs of a change).
 
     .venv/bin/python bench/bench_worker.py [--quick] [--models simple,mlp]
-        [--concurrency 1,8,64] [--write docs/benchmarks.md]
+        [--concurrency 1,8,64] [--worker-variant LABEL=PATH] [--no-mlserver]
+        [--write docs/benchmarks.md]
 """
 
 import argparse
@@ -44,10 +53,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2, service_pb2
+from tritonclient.grpc import InferenceServerClient, model_config_pb2, service_pb2
+from tritonclient.utils import InferenceServerException
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "bin" / "helix-worker"
+NOOP = ROOT / ".tools" / "kservenoop"
 PERF_ANALYZER = ROOT / ".venv" / "bin" / "perf_analyzer"
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 MLSERVER_DIR = ROOT / "bench" / "mlserver"
@@ -63,13 +74,16 @@ script named in it; rerun the script rather than editing the numbers.
 
 # Goals (docs/benchmarks.md states them next to the figures).
 GOAL_VS_MLSERVER = 3.0   # helix throughput >= 3x MLServer's at concurrency 64
-GOAL_VS_ORT = 0.9        # helix throughput >= 0.9x direct ORT at concurrency 64
+GOAL_VS_NOOP = 0.8       # simple: helix throughput >= 0.8x the no-op server's at concurrency 64
+GOAL_P50_OVER_NOOP_US = 100  # simple: helix p50 <= the no-op's + 100 us at concurrency 1
 GOAL_P50_US = 250        # simple: p50 latency at concurrency 1
 GOAL_CONCURRENCY = 64
+GOAL_MODEL = "simple"
 
 ORT_BATCH_SIZES = (1, 8, 64, 256)
 MAKE_COMMAND = ".venv/bin/python bench/bench_worker.py --write docs/benchmarks.md"
 HELIX = "helix-worker"
+NOOP_NAME = "no-op server"
 MLSERVER = "MLServer"                     # adaptive batching set like dynamic_batching
 MLSERVER_NB = "MLServer, no batching"     # the same without adaptive batching
 
@@ -186,7 +200,8 @@ class Server:
     def __init__(self, name, args, *, models, http_port, grpc_port, log_path, env=None, has_stats):
         self.name = name
         self.models = models  # the models it serves and is measured on
-        self.http_url = f"http://127.0.0.1:{http_port}"
+        # None: gRPC only (readiness is asked over gRPC).
+        self.http_url = f"http://127.0.0.1:{http_port}" if http_port else None
         self.grpc_url = f"127.0.0.1:{grpc_port}"
         self.has_stats = has_stats  # serves Triton's statistics extension
         self.log_path = log_path
@@ -200,10 +215,20 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if all(self._get_ok(p) for p in paths):
+            if self._grpc_ready() if self.http_url is None else all(self._get_ok(p) for p in paths):
                 return
             time.sleep(0.2)
         raise BenchError(f"{self.name} not ready after {timeout_s}s:\n{self.log_tail()}")
+
+    def _grpc_ready(self) -> bool:
+        try:
+            c = InferenceServerClient(self.grpc_url)
+            try:
+                return c.is_server_ready() and all(c.is_model_ready(m.name) for m in self.models)
+            finally:
+                c.close()
+        except InferenceServerException:
+            return False
 
     def _get_ok(self, path) -> bool:
         try:
@@ -245,16 +270,34 @@ class Server:
             pass
 
 
-def start_helix(models, tmp: Path) -> Server:
-    if not WORKER.is_file():
-        raise BenchError(f"{WORKER} is missing: run `make build`")
+def start_helix(models, tmp: Path, name=HELIX, binary=WORKER) -> Server:
+    if not binary.is_file():
+        raise BenchError(f"{binary} is missing: run `make build`")
     http, grpc_, metrics = free_port(), free_port(), free_port()
-    args = [str(WORKER), f"--model-repository={ROOT / 'models'}", "--model-control-mode=explicit",
+    args = [str(binary), f"--model-repository={ROOT / 'models'}", "--model-control-mode=explicit",
             *[f"--load-model={m.name}" for m in models],
             "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
             f"--http-port={http}", f"--grpc-port={grpc_}", f"--metrics-port={metrics}", "--log-level=warn"]
-    return Server(HELIX, args, models=models, http_port=http, grpc_port=grpc_,
-                  log_path=tmp / "helix-worker.log", has_stats=True)
+    slug = "".join(ch if ch.isalnum() else "-" for ch in name)
+    return Server(name, args, models=models, http_port=http, grpc_port=grpc_,
+                  log_path=tmp / f"{slug}.log", has_stats=True)
+
+
+def build_noop():
+    """Builds bench/kservenoop into .tools/ (go's cache makes a rebuild cheap)."""
+    go = os.environ.get("GO", "go")
+    res = subprocess.run([go, "build", "-tags=vtprotobuf", "-trimpath", "-o", str(NOOP), "./bench/kservenoop"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise BenchError(f"building bench/kservenoop failed:\n{res.stderr.strip()[-2000:]}")
+
+
+def start_noop(models, tmp: Path) -> Server:
+    grpc_ = free_port()
+    args = [str(NOOP), f"--model-repository={ROOT / 'models'}", f"--model={','.join(m.name for m in models)}",
+            f"--address=127.0.0.1:{grpc_}"]
+    return Server(NOOP_NAME, args, models=models, http_port=None, grpc_port=grpc_,
+                  log_path=tmp / "kservenoop.log", has_stats=False)
 
 
 def mlserver_model_settings(m: Model, adaptive_batching: bool) -> dict:
@@ -445,6 +488,8 @@ def versions() -> dict:
     except (OSError, IndexError):
         wheel = "unknown"
     out["perf_analyzer"] = f"{wheel} (binary: {built or 'unknown'})"
+    if not BENCH_PYTHON.is_file():
+        return out
     mls = subprocess.run([str(BENCH_PYTHON), "-c", "import mlserver, onnxruntime; "
                           "print(mlserver.__version__, onnxruntime.__version__)"], capture_output=True, text=True)
     if mls.returncode == 0:
@@ -460,6 +505,8 @@ def render(points, ort, models, concurrencies, ctx) -> str:
     by = {(p.model, p.server, p.concurrency): p for p in points if not p.error}
     failed = {(p.model, p.server, p.concurrency) for p in points if p.error}
     cmax = max(concurrencies)
+    helixes = [HELIX] + [label for label, _ in ctx["variants"]]  # helix-worker binaries measured
+    mlservers = [MLSERVER, MLSERVER_NB] if ctx["mlserver"] else []
 
     def thr(model, server, c):
         p = by.get((model, server, c))
@@ -475,9 +522,9 @@ def render(points, ort, models, concurrencies, ctx) -> str:
         f"Load average (1 min) {ctx['load_before']:.2f} before the run and {ctx['load_after']:.2f} after: "
         "the machine is shared with other work, and perf_analyzer runs on the same cores as the servers.",
         "",
-        f"Software: perf_analyzer {v.get('perf_analyzer', '?')}; MLServer {v.get('mlserver', '?')}; "
-        f"onnxruntime {v.get('onnxruntime', '?')} in MLServer and the direct runs, the version of the "
-        "libonnxruntime.so helix-worker loads.",
+        f"Software: perf_analyzer {v.get('perf_analyzer', '?')}"
+        + (f"; MLServer {v.get('mlserver', '?')}; onnxruntime {v.get('onnxruntime', '?')} in MLServer and the "
+           "direct runs, the version of the libonnxruntime.so helix-worker loads." if ctx["mlserver"] or ort else "."),
         "",
         "### How",
         "",
@@ -490,93 +537,121 @@ def render(points, ort, models, concurrencies, ctx) -> str:
         "so background load falls on all of them alike.",
         "- helix-worker: `bin/helix-worker --model-repository models` (explicit mode, loading the models "
         "measured), default flags otherwise (ONNX Runtime's default thread counts).",
-        f"- MLServer: stock `mlserver start` with parallel_workers {ctx['mlserver_workers']}"
-        f"{' (inference in the main process)' if ctx['mlserver_workers'] == 0 else ''} and debug (per-request) "
-        "logging off, serving a runtime of ours (bench/mlserver/onnx_model.py) that runs the same model.onnx "
-        "with onnxruntime's Python API, default session options, on a thread pool as large as the model's "
-        "instance count. `MLServer` has adaptive batching set from config.pbtxt where the model has "
-        "dynamic_batching (max_batch_size, max_batch_time = max_queue_delay_microseconds); "
-        "`MLServer, no batching` is the same without it. MLServer does not implement Triton's ModelConfig "
-        "RPC, which perf_analyzer calls once before sending load: bench/mlserver/serve.py adds that one RPC, "
-        "answering from config.pbtxt.",
-        "- Direct ORT (bench/direct_ort.py): one thread calling `session.run` in-process, default session "
-        f"options, batch sizes 1, 8, 64, 256 up to the model's max_batch_size, {win.ort_seconds:g} s each, "
-        "before and after the servers are measured; the best mean is the ceiling.",
+        "- no-op server: bench/kservenoop, the floor: the worker's KServe v2 protos and gRPC server options, "
+        "ModelConfig and ModelMetadata answered from config.pbtxt (read with workers/repository), ModelInfer "
+        "with zeros of each output's datatype and shape; no scheduler, no backend. What helix-worker adds to "
+        "it is the worker's own cost (decoding, scheduling, ONNX Runtime, encoding), measured with the same "
+        "client on the same cores.",
+    ]
+    for label, path in ctx["variants"]:
+        L.append(f"- {label}: helix-worker as above, binary `{path}` (an A/B variant).")
+    if ctx["mlserver"]:
+        L.append(
+            f"- MLServer: stock `mlserver start` with parallel_workers {ctx['mlserver_workers']}"
+            f"{' (inference in the main process)' if ctx['mlserver_workers'] == 0 else ''} and debug (per-request) "
+            "logging off, serving a runtime of ours (bench/mlserver/onnx_model.py) that runs the same model.onnx "
+            "with onnxruntime's Python API, default session options, on a thread pool as large as the model's "
+            "instance count. `MLServer` has adaptive batching set from config.pbtxt where the model has "
+            "dynamic_batching (max_batch_size, max_batch_time = max_queue_delay_microseconds); "
+            "`MLServer, no batching` is the same without it. MLServer does not implement Triton's ModelConfig "
+            "RPC, which perf_analyzer calls once before sending load: bench/mlserver/serve.py adds that one RPC, "
+            "answering from config.pbtxt.")
+    if ort:
+        L.append(
+            "- Direct ORT (bench/direct_ort.py), information only: one thread calling `session.run` in-process, "
+            f"default session options, batch sizes 1, 8, 64, 256 up to the model's max_batch_size, "
+            f"{win.ort_seconds:g} s each, before and after the servers are measured. It shares no cores with a "
+            "client, so it is no goal's yardstick (the no-op server is).")
+    L += [
         "",
         "### Results",
         "",
         "| model | server | concurrency | infer/s | p50 (us) | p99 (us) | server queue (us) | "
-        "server compute (us) | avg batch | server CPU | client CPU |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "server compute (us) | avg batch | server CPU | server CPU per infer (us) | client CPU |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in models:
-        for server in (HELIX, MLSERVER, MLSERVER_NB):
+        for server in helixes + [NOOP_NAME] + mlservers:
             for c in concurrencies:
                 if (m.name, server, c) in failed:
-                    L.append(f"| {m.name} | {server} | {c} | failed | | | | | | | |")
+                    L.append(f"| {m.name} | {server} | {c} | failed | | | | | | | | |")
                 p = by.get((m.name, server, c))
                 if p is None:
                     continue
+                per = p.server_cpu / p.throughput * 1e6 if p.throughput else None
                 L.append(f"| {m.name} | {server} | {c} | {fmt(p.throughput)} | {fmt(p.p50_us)} | "
                          f"{fmt(p.p99_us)} | {fmt(p.queue_us)} | {fmt(p.compute_us)} | {fmt(p.avg_batch, 1)} | "
-                         f"{p.server_cpu:.2f} | {p.client_cpu:.2f} |")
+                         f"{p.server_cpu:.2f} | {fmt(per)} | {p.client_cpu:.2f} |")
     L += [
         "",
         "Server queue and compute: per-request averages from the server's statistics extension, as "
         "perf_analyzer reports them (the rest of the latency is gRPC, loopback and the client); avg batch: "
-        "inferences per execution over the run, warm-up included (MLServer has no statistics). Server CPU "
-        "and client CPU (perf_analyzer): CPU-seconds per second while perf_analyzer ran, warm-up included "
-        "(2.00 would be both cores).",
-        "",
-        "Direct ONNX Runtime, no serving:",
-        "",
-        "| model | batch size | infer/s before the servers | after | mean |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "inferences per execution over the run, warm-up included (the no-op server and MLServer have no "
+        "statistics). Server CPU and client CPU (perf_analyzer): CPU-seconds per second while perf_analyzer ran, "
+        "warm-up included (2.00 would be both cores); server CPU per infer is server CPU over infer/s.",
     ]
-    for m in models:
-        d = ort[m.name]
-        for b in d.before:
-            best = " (best)" if b == d.best_batch else ""
-            L.append(f"| {m.name} | {b} | {fmt(d.before[b])} | {fmt(d.after[b])} | {fmt(d.mean(b))}{best} |")
+    if ort:
+        L += [
+            "",
+            "Direct ONNX Runtime, no serving (information):",
+            "",
+            "| model | batch size | infer/s before the servers | after | mean |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for m in models:
+            d = ort[m.name]
+            for b in d.before:
+                best = " (best)" if b == d.best_batch else ""
+                L.append(f"| {m.name} | {b} | {fmt(d.before[b])} | {fmt(d.after[b])} | {fmt(d.mean(b))}{best} |")
     L += [
         "",
         "### Ratios",
         "",
-        "| model | concurrency | helix / MLServer | helix / best MLServer | helix / direct ORT (best) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| model | server | concurrency | / no-op (throughput) | p50 - no-op's (us) | / MLServer | "
+        "/ best MLServer | / direct ORT (best) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    goals = []
     for m in models:
-        for c in concurrencies:
-            h = thr(m.name, HELIX, c)
-            mls = [t for t in (thr(m.name, MLSERVER, c), thr(m.name, MLSERVER_NB, c)) if t]
-            r_mls = ratio(h, thr(m.name, MLSERVER, c))
-            r_best = ratio(h, max(mls)) if mls else None
-            r_ort = ratio(h, ort[m.name].best)
-            L.append(f"| {m.name} | {c} | {fmt_ratio(r_mls)} | {fmt_ratio(r_best)} | {fmt_ratio(r_ort)} |")
-            if c == cmax:
-                goals.append((m.name, r_best, r_ort))
+        for server in helixes:
+            for c in concurrencies:
+                h = thr(m.name, server, c)
+                mls = [t for t in (thr(m.name, s, c) for s in mlservers) if t]
+                hp, np_ = by.get((m.name, server, c)), by.get((m.name, NOOP_NAME, c))
+                dp50 = f"{hp.p50_us - np_.p50_us:+,.0f}" if hp and np_ else "n/a"
+                r_ort = ratio(h, ort[m.name].best) if ort else None
+                L.append(f"| {m.name} | {server} | {c} | {fmt_ratio(ratio(h, thr(m.name, NOOP_NAME, c)))} | {dp50} | "
+                         f"{fmt_ratio(ratio(h, thr(m.name, MLSERVER, c)))} | "
+                         f"{fmt_ratio(ratio(h, max(mls)) if mls else None)} | {fmt_ratio(r_ort)} |")
     at = f"concurrency {GOAL_CONCURRENCY}"
     if cmax != GOAL_CONCURRENCY:
         at += f" (measured at {cmax}, this run's highest concurrency)"
     L += ["", "### Goals", ""]
-    for name, r_best, _ in goals:
-        L.append(goal_line(r_best >= GOAL_VS_MLSERVER if r_best else None,
-                           f"{name}: helix-worker >= {GOAL_VS_MLSERVER:g}x the throughput of MLServer (its faster "
-                           f"configuration) at {at}: {fmt_ratio(r_best)}"))
-    for name, _, r_ort in goals:
-        L.append(goal_line(r_ort >= GOAL_VS_ORT if r_ort else None,
-                           f"{name}: helix-worker >= {GOAL_VS_ORT:g}x the throughput of direct ORT (best batch "
-                           f"size) at {at}: {fmt_ratio(r_ort)}"))
-    p = by.get(("simple", HELIX, 1))
-    L.append(goal_line(p.p50_us <= GOAL_P50_US if p else None,
-                       f"simple: helix-worker p50 latency at concurrency 1 <= {GOAL_P50_US} us: "
-                       + (f"{fmt(p.p50_us)} us" if p else "not in this run")))
+    if mlservers:
+        for m in models:
+            mls = [t for t in (thr(m.name, s, cmax) for s in mlservers) if t]
+            r_best = ratio(thr(m.name, HELIX, cmax), max(mls)) if mls else None
+            L.append(goal_line(r_best >= GOAL_VS_MLSERVER if r_best else None,
+                               f"{m.name}: helix-worker >= {GOAL_VS_MLSERVER:g}x the throughput of MLServer (its "
+                               f"faster configuration) at {at}: {fmt_ratio(r_best)}"))
+    g = GOAL_MODEL
+    r_noop = ratio(thr(g, HELIX, cmax), thr(g, NOOP_NAME, cmax))
+    L.append(goal_line(r_noop >= GOAL_VS_NOOP if r_noop else None,
+                       f"{g}: helix-worker >= {GOAL_VS_NOOP:g}x the throughput of the no-op server at {at}: "
+                       f"{fmt_ratio(r_noop)}"))
+    hp, np_ = by.get((g, HELIX, 1)), by.get((g, NOOP_NAME, 1))
+    L.append(goal_line(hp.p50_us <= np_.p50_us + GOAL_P50_OVER_NOOP_US if hp and np_ else None,
+                       f"{g}: helix-worker p50 latency at concurrency 1 <= the no-op server's + "
+                       f"{GOAL_P50_OVER_NOOP_US} us: " + (f"{fmt(hp.p50_us)} us vs {fmt(np_.p50_us)} us "
+                                                          f"({hp.p50_us - np_.p50_us:+,.0f} us)" if hp and np_
+                                                          else "not in this run")))
+    L.append(goal_line(hp.p50_us <= GOAL_P50_US if hp else None,
+                       f"{g}: helix-worker p50 latency at concurrency 1 <= {GOAL_P50_US} us: "
+                       + (f"{fmt(hp.p50_us)} us" if hp else "not in this run")))
     return "\n".join(L) + "\n"
 
 
 def write_section(path: Path, body: str):
-    section = f"{BEGIN_MARK}\n## helix-worker vs MLServer vs ONNX Runtime\n\n{body}{END_MARK}\n"
+    section = f"{BEGIN_MARK}\n## helix-worker vs its no-op floor, MLServer and ONNX Runtime\n\n{body}{END_MARK}\n"
     text = path.read_text() if path.exists() else DOC_INTRO
     begin, end = text.find(BEGIN_MARK), text.find(END_MARK)
     if begin >= 0 and end > begin:
@@ -605,6 +680,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="short measurement windows (smoke run)")
     p.add_argument("--models", default="simple,mlp", help="comma-separated models from models/")
     p.add_argument("--concurrency", default="1,8,64", help="comma-separated perf_analyzer concurrencies")
+    p.add_argument("--worker-variant", action="append", default=[], metavar="LABEL=PATH",
+                   help="another helix-worker binary to measure in turn with the others, labelled LABEL "
+                        "(repeatable; for A/B runs of a change)")
+    p.add_argument("--no-mlserver", action="store_true", help="leave MLServer out (its goal is then not measured)")
+    p.add_argument("--no-ort", action="store_true", help="leave the direct ONNX Runtime runs out")
     p.add_argument("--mlserver-workers", type=int, default=0,
                    help="MLServer parallel_workers (default 0: inference in MLServer's main process; with "
                         "MLServer 1.7.1 and uvloop 0.23 the worker processes crash at start)")
@@ -615,8 +695,19 @@ def main(argv=None) -> int:
         p.error(f"--concurrency {args.concurrency!r}: want comma-separated whole numbers")
     if not concurrencies or min(concurrencies) < 1:
         p.error("--concurrency: want one or more numbers >= 1")
+    variants = []
+    for v in args.worker_variant:
+        label, sep, path = v.partition("=")
+        if not sep or not label.strip() or not path:
+            p.error(f"--worker-variant {v!r}: want LABEL=PATH")
+        if label in (HELIX, NOOP_NAME, MLSERVER, MLSERVER_NB) or label in (lb for lb, _ in variants):
+            p.error(f"--worker-variant {v!r}: the label {label!r} is taken")
+        variants.append((label, Path(path).resolve()))
     win = QUICK if args.quick else FULL
-    for tool, hint in ((PERF_ANALYZER, "make deps"), (BENCH_PYTHON, "make deps-bench"), (WORKER, "make build")):
+    needed = [(PERF_ANALYZER, "make deps"), (WORKER, "make build")]
+    if not (args.no_mlserver and args.no_ort):
+        needed.append((BENCH_PYTHON, "make deps-bench"))
+    for tool, hint in needed:
         if not tool.exists():
             print(f"bench_worker: {tool} is missing: run `{hint}`", file=sys.stderr)
             return 2
@@ -632,9 +723,12 @@ def main(argv=None) -> int:
                                    else sys.executable, "bench/bench_worker.py", *(argv or sys.argv[1:])]),
             "quick": args.quick, "windows": win, "machine": machine(), "versions": versions(),
             "mlserver_workers": args.mlserver_workers, "load_before": os.getloadavg()[0],
+            "mlserver": not args.no_mlserver, "variants": [(lb, os.path.relpath(p_, ROOT)) for lb, p_ in variants],
         }
+        print("building bench/kservenoop ...", file=sys.stderr, flush=True)
+        build_noop()
         ort_before = {}
-        for m in models:
+        for m in models if not args.no_ort else []:
             print(f"direct ORT: {m.name} ...", file=sys.stderr, flush=True)
             ort_before[m.name] = direct_ort(m, win)
         points = []
@@ -643,14 +737,19 @@ def main(argv=None) -> int:
             servers = []
             try:
                 servers.append(start_helix(models, tmp))
-                servers.append(start_mlserver(MLSERVER, models, tmp, args.mlserver_workers, adaptive_batching=True))
-                # MLServer's adaptive batching costs Python work per request; where
-                # it is on, MLServer without it is measured too, and the goal is
-                # checked against the faster of the two.
-                batching = [m for m in models if m.batches_dynamically]
-                if batching:
-                    servers.append(start_mlserver(MLSERVER_NB, batching, tmp, args.mlserver_workers,
-                                                  adaptive_batching=False))
+                for label, path in variants:
+                    servers.append(start_helix(models, tmp, name=label, binary=path))
+                servers.append(start_noop(models, tmp))
+                if not args.no_mlserver:
+                    servers.append(start_mlserver(MLSERVER, models, tmp, args.mlserver_workers,
+                                                  adaptive_batching=True))
+                    # MLServer's adaptive batching costs Python work per request; where
+                    # it is on, MLServer without it is measured too, and the goal is
+                    # checked against the faster of the two.
+                    batching = [m for m in models if m.batches_dynamically]
+                    if batching:
+                        servers.append(start_mlserver(MLSERVER_NB, batching, tmp, args.mlserver_workers,
+                                                      adaptive_batching=False))
                 for s in servers:
                     s.wait_ready(timeout_s=120)
                 for m in models:
@@ -668,7 +767,7 @@ def main(argv=None) -> int:
                     s.stop()
                 signal.signal(signal.SIGTERM, on_term)
         ort = {}
-        for m in models:
+        for m in models if not args.no_ort else []:
             print(f"direct ORT again: {m.name} ...", file=sys.stderr, flush=True)
             ort[m.name] = DirectORT(before=ort_before[m.name], after=direct_ort(m, win))
         ctx["load_after"] = os.getloadavg()[0]
