@@ -1,6 +1,7 @@
 package check
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,8 +12,9 @@ import (
 )
 
 // The chart's client certificates carry their identity (_identity.tpl,
-// generated from internal/identity), helix-ratelimit admits Envoy's, and a
-// client certificate without an identity is reported.
+// generated from internal/identity): Envoy's is the only one since
+// helix-ratelimit (and its certificate and --client-ids) retired. A client
+// certificate without an identity is reported.
 func TestClientIdentities(t *testing.T) {
 	base, err := ReadValues(filepath.Join(testValuesDir, "minimal.yaml"))
 	if err != nil {
@@ -20,25 +22,22 @@ func TestClientIdentities(t *testing.T) {
 	}
 	objs := renderObjects(t, base)
 	uris := map[string][]string{}
-	var clientIDs []string
 	for _, o := range objs {
 		switch c := o.Obj.(type) {
 		case *certmanagerv1.Certificate:
-			uris[c.Spec.CommonName] = c.Spec.URIs
+			if slices.Contains(c.Spec.Usages, certmanagerv1.UsageClientAuth) {
+				uris[c.Spec.CommonName] = c.Spec.URIs
+			}
 		case *appsv1.Deployment:
 			for _, a := range c.Spec.Template.Spec.Containers[0].Args {
-				if v, ok := strings.CutPrefix(a, "--client-ids="); ok {
-					clientIDs = append(clientIDs, v)
+				if strings.HasPrefix(a, "--client-ids=") {
+					t.Errorf("%s: %s (helix-ratelimit's flag)", o, a)
 				}
 			}
 		}
 	}
-	if !slices.Equal(uris["helixflow-envoy"], []string{"spiffe://helixflow.local/envoy"}) ||
-		!slices.Equal(uris["helixflow-ratelimit"], []string{"spiffe://helixflow.local/helix-ratelimit"}) {
-		t.Errorf("client certificates' URIs: %v", uris)
-	}
-	if !slices.Equal(clientIDs, []string{"spiffe://helixflow.local/envoy"}) {
-		t.Errorf("helix-ratelimit --client-ids: %v", clientIDs)
+	if want := map[string][]string{"helixflow-envoy": {"spiffe://helixflow.local/envoy"}}; !maps.EqualFunc(uris, want, slices.Equal) {
+		t.Errorf("client certificates' URIs: %v, want %v", uris, want)
 	}
 	for _, o := range objs {
 		if c, ok := o.Obj.(*certmanagerv1.Certificate); ok && c.Spec.CommonName == "helixflow-envoy" {

@@ -131,17 +131,14 @@ must name an existing one.
 {{- define "helixflow.authzHost" -}}
 {{- printf "%s.%s.svc" (include "helixflow.component" (list . "authz")) .Release.Namespace -}}
 {{- end -}}
-{{- define "helixflow.ratelimitHost" -}}
-{{- printf "%s.%s.svc" (include "helixflow.component" (list . "ratelimit")) .Release.Namespace -}}
-{{- end -}}
 {{- define "helixflow.redisHost" -}}
 {{- printf "%s.%s.svc" (include "helixflow.component" (list . "redis")) .Release.Namespace -}}
 {{- end -}}
 
-{{/* The Redis address helix-ratelimit uses. */}}
+{{/* The Redis helix-authz keeps its rate-limit counters in (helixflow.validate requires the external address). */}}
 {{- define "helixflow.redisAddress" -}}
 {{- if eq .Values.redis.mode "external" -}}
-{{- required "redis.external.address: required with redis.mode external (host:port)" .Values.redis.external.address -}}
+{{- .Values.redis.external.address -}}
 {{- else -}}
 {{- printf "%s:6379" (include "helixflow.redisHost" .) -}}
 {{- end -}}

@@ -6,7 +6,7 @@ name the value, win over any later failure. Renders nothing.
 {{- define "helixflow.validate" -}}
 {{- $v := .Values -}}
 {{- if not $v.images.registry -}}
-{{- range $k := list "worker" "authz" "xds" "helixctl" "ratelimit" -}}
+{{- range $k := list "worker" "authz" "xds" "helixctl" -}}
 {{- if not (index $v.images $k | default dict).repository -}}
 {{- fail (printf "images.registry: required (the registry that `make images REGISTRY=...` pushed to), or images.%s.repository" $k) -}}
 {{- end -}}
@@ -20,6 +20,10 @@ name the value, win over any later failure. Renders nothing.
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.pepper "authz.secrets.pepper") -}}
 {{- if $v.ratelimit.enabled -}}
+{{- /* helix-authz counts requests in Redis (--redis-address, --redis-password-file). */ -}}
+{{- if and (eq $v.redis.mode "external") (not $v.redis.external.address) -}}
+{{- fail "redis.external.address: required with redis.mode external (host:port of the Redis helix-authz keeps the rate-limit counters in)" -}}
+{{- end -}}
 {{- include "helixflow.requireSecret" (list $v.redis.auth "redis.auth") -}}
 {{- if not $v.ratelimit.defaultPlan -}}
 {{- fail (printf "ratelimit.defaultPlan: required: the plan of clients with none or one not listed (one of gateway.config.plans: %s)" (keys ($v.gateway.config.plans | default dict) | sortAlpha | join ", ")) -}}
