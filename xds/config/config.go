@@ -1,6 +1,7 @@
 // Package config reads the gateway config file (YAML) of helix-xds: the
-// listener, TLS files, helix-authz and ratelimit addresses, plans with
-// their rate limits, timeouts, retries, health checks and CORS. It turns
+// listener, TLS files, helix-authz's address, plans with their rate
+// limits (which helix-authz enforces), timeouts, retries, health checks
+// and CORS. It turns
 // the file into the static part of an ir.Gateway (Config.Gateway); the
 // worker sources fill the pools.
 //
@@ -98,25 +99,33 @@ type AuthZ struct {
 	TLS              *UpstreamTLS  `yaml:"tls"`
 }
 
-// Failure modes of the rate-limit service.
+// Failure modes of rate limiting when Redis cannot answer.
 const (
 	FailOpen   = "open"
 	FailClosed = "closed"
 )
 
-// RateLimit is the envoyproxy/ratelimit gRPC service.
+// RateLimit turns the plans' limits on: helix-authz counts them in Redis
+// (its --redis-address) inside its Check.
 type RateLimit struct {
-	Address string        `yaml:"address"` // host:port
-	Domain  string        `yaml:"domain"`
+	// Domain prefixes helix-authz's Redis keys.
+	Domain string `yaml:"domain"`
+	// Timeout of one Redis round trip for a decision.
 	Timeout time.Duration `yaml:"timeout"`
-	// FailureMode is what happens when the service cannot answer: "open"
-	// (default, as Envoy does: the request passes; it was authenticated
-	// already) or "closed" (the request is refused).
+	// FailureMode is what happens when Redis cannot answer in Timeout:
+	// "open" (default: the request passes; it was authenticated already)
+	// or "closed" (refused: 503, gRPC UNAVAILABLE).
 	FailureMode string `yaml:"failure_mode"`
 	// DefaultPlan is the plan (a key of plans) of clients that have none
 	// or one not listed; required, so that no client goes unlimited.
-	DefaultPlan string       `yaml:"default_plan"`
-	TLS         *UpstreamTLS `yaml:"tls"`
+	DefaultPlan string `yaml:"default_plan"`
+}
+
+// retiredFields are fields a file may still have from an older release;
+// each is refused with what replaced it, rather than as an unknown field.
+var retiredFields = []struct{ field, reason string }{
+	{"ratelimit.address", "helix-ratelimit is retired: helix-authz counts rate limits in Redis itself (its --redis-address flag); remove this field"},
+	{"ratelimit.tls", "helix-ratelimit is retired: helix-authz counts rate limits in Redis itself (TLS to Redis: its --redis-tls and --redis-ca-file flags); remove this field"},
 }
 
 // SourceLimit is Envoy's per-source-address limit in front of ext_authz,
@@ -192,7 +201,23 @@ func Parse(data []byte, path string) (*Config, error) {
 	if len(data) > MaxFileBytes {
 		return nil, &FieldError{File: path, Reason: fmt.Sprintf("larger than %d bytes", MaxFileBytes)}
 	}
-	c := &Config{path: path}
+	c := &Config{path: path, lines: map[string]int{}}
+	// Lines first: a retired field is named before strict decoding would
+	// call it unknown.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(path, err)
+	}
+	collectLines(&root, "", c.lines)
+	var retired []error
+	for _, r := range retiredFields {
+		if line, ok := c.lines[r.field]; ok {
+			retired = append(retired, &FieldError{File: path, Line: line, Field: r.field, Reason: r.reason})
+		}
+	}
+	if len(retired) > 0 {
+		return nil, errors.Join(retired...)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
@@ -205,12 +230,6 @@ func Parse(data []byte, path string) (*Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &FieldError{File: path, Reason: "more than one YAML document"}
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(path, err)
-	}
-	c.lines = map[string]int{}
-	collectLines(&root, "", c.lines)
 	c.resolvePaths(filepath.Dir(path))
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -298,8 +317,5 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&t.WatchDir)
 	}
 	upstream(c.AuthZ.TLS)
-	if c.RateLimit != nil {
-		upstream(c.RateLimit.TLS)
-	}
 	upstream(c.WorkersTLS)
 }

@@ -19,7 +19,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add(example)
 	f.Add([]byte(base))
-	f.Add([]byte(base + "plans:\n  free: {requests_per_second: 5}\nratelimit: {address: '127.0.0.1:8081', failure_mode: closed, default_plan: free}\n"))
+	f.Add([]byte(base + "plans:\n  free: {requests_per_second: 5}\nratelimit: {failure_mode: closed, default_plan: free}\n"))
 	f.Add([]byte(base + "cors: {allow_origins: ['*'], max_age: 1h}\nretry: {on: [unavailable], num_retries: 0}\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("listener: !!binary aGVsbG8=\n"))

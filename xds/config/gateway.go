@@ -52,7 +52,6 @@ func (c *Config) Gateway() *ir.Gateway {
 	}
 	if rl := c.RateLimit; rl != nil {
 		g.RateLimit = &ir.RateLimit{
-			Upstream:        upstream(rl.Address, rl.TLS),
 			Domain:          rl.Domain,
 			Timeout:         rl.Timeout,
 			FailureModeDeny: rl.FailureMode == FailClosed,
@@ -77,7 +76,7 @@ func (c *Config) Gateway() *ir.Gateway {
 	return g
 }
 
-// PlanList returns the plans sorted by name, for the ratelimit config.
+// PlanList returns the plans sorted by name.
 func (c *Config) PlanList() []ir.Plan {
 	out := make([]ir.Plan, 0, len(c.Plans))
 	for _, name := range c.PlanNames() {

@@ -54,9 +54,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	if rl := c.RateLimit; rl != nil {
-		if _, _, err := hostPort(rl.Address); err != nil {
-			add("ratelimit.address", "%v", err)
-		}
 		if rl.FailureMode != "" && rl.FailureMode != FailOpen && rl.FailureMode != FailClosed {
 			add("ratelimit.failure_mode", "must be %q or %q, got %q", FailOpen, FailClosed, rl.FailureMode)
 		}
@@ -104,14 +101,12 @@ func flatten(err error) []error {
 
 // fileField turns an ir field path into the config file's.
 func (c *Config) fileField(f string) string {
-	for _, svc := range []string{"authz", "ratelimit"} {
-		up := svc + ".upstream."
-		switch {
-		case strings.HasPrefix(f, up+"tls"):
-			return svc + "." + strings.TrimPrefix(f, up)
-		case strings.HasPrefix(f, up):
-			return svc + ".address"
-		}
+	const up = "authz.upstream."
+	switch {
+	case strings.HasPrefix(f, up+"tls"):
+		return "authz." + strings.TrimPrefix(f, up)
+	case strings.HasPrefix(f, up):
+		return "authz.address"
 	}
 	if rest, ok := strings.CutPrefix(f, "ratelimit.plans["); ok {
 		idx, tail, _ := strings.Cut(rest, "]")

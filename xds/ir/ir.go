@@ -4,9 +4,11 @@ import "time"
 
 // Gateway is everything translation needs to program Envoy.
 type Gateway struct {
-	Listener  Listener   `yaml:"listener"`
-	AuthZ     AuthZ      `yaml:"authz"`
-	RateLimit *RateLimit `yaml:"ratelimit,omitempty"` // nil: no rate-limit filter
+	Listener Listener `yaml:"listener"`
+	AuthZ    AuthZ    `yaml:"authz"`
+	// RateLimit holds the plans helix-authz enforces inside its Check;
+	// Envoy gets nothing of it (no filter, no cluster). nil: no limits.
+	RateLimit *RateLimit `yaml:"ratelimit,omitempty"`
 	// Workers is the TLS Envoy uses towards workers; nil: plaintext, allowed
 	// only when every endpoint is on loopback.
 	Workers     *UpstreamTLS `yaml:"workers_tls,omitempty"`
@@ -91,19 +93,18 @@ type AuthZ struct {
 	FailureModeAllow bool `yaml:"failure_mode_allow,omitempty"`
 }
 
-// RateLimit configures the rate-limit filter (envoyproxy/ratelimit).
+// RateLimit is the rate limiting helix-authz applies in its Check, with
+// counters in Redis (extauthz/ratelimit).
 type RateLimit struct {
-	Upstream Upstream `yaml:"upstream"`
-	// Domain is the ratelimit service's domain; default "helixflow".
+	// Domain prefixes helix-authz's Redis keys; default "helixflow".
 	Domain string `yaml:"domain,omitempty"`
-	// Timeout of one ShouldRateLimit call; default 100ms.
+	// Timeout of one Redis round trip for a decision; default 100ms.
 	Timeout time.Duration `yaml:"timeout,omitempty"`
-	// FailureModeDeny refuses requests when the service cannot answer;
-	// default false (fail open, as Envoy does). Authentication never fails
-	// open: ext_authz runs first.
+	// FailureModeDeny refuses requests (503, gRPC UNAVAILABLE) when Redis
+	// cannot answer in Timeout; default false (they pass). Authentication
+	// never fails open: it is decided first.
 	FailureModeDeny bool `yaml:"failure_mode_deny,omitempty"`
-	// Plans are the limits per client per model; translation does not read
-	// them (Envoy only sends descriptors), the ratelimit config does.
+	// Plans are the limits per client per model.
 	Plans []Plan `yaml:"plans,omitempty"`
 	// DefaultPlan names the plan of clients that have none or one not in
 	// Plans (required, one of Plans: no client goes unlimited).

@@ -42,7 +42,7 @@ func TestValidateAccepts(t *testing.T) {
 			g.DefaultPool.Endpoints[0].Address = "fd00::4"
 		}},
 		{"ratelimit and cors", func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "localhost", Port: 8081}, Plans: []Plan{{Name: "free", RequestsPerSecond: 5}}, DefaultPlan: "free"}
+			g.RateLimit = &RateLimit{Plans: []Plan{{Name: "free", RequestsPerSecond: 5}}, DefaultPlan: "free"}
 			g.CORS = &CORS{AllowOrigins: []string{"*", "https://a.example:8443", "http://[::1]:3000"}, AllowMethods: []string{"GET"}}
 			g.ApplyDefaults()
 		}},
@@ -81,30 +81,30 @@ func TestValidateRejects(t *testing.T) {
 		{func(g *Gateway) { g.AuthZ.Timeout = 2 * time.Hour }, "authz.timeout"},
 		{func(g *Gateway) { g.AuthZ.MaxRequestBytes = 8 }, "authz.max_request_bytes"},
 		{func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "helix", Timeout: time.Second,
+			g.RateLimit = &RateLimit{Domain: "helix", Timeout: time.Second,
 				Plans: []Plan{{Name: "a", RequestsPerSecond: 1}, {Name: "a", RequestsPerMinute: 1}}}
 		}, "ratelimit.plans[1].name"},
 		{func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "helix", Timeout: time.Second, Plans: []Plan{{Name: "a"}}}
+			g.RateLimit = &RateLimit{Domain: "helix", Timeout: time.Second, Plans: []Plan{{Name: "a"}}}
 		}, "ratelimit.plans[0]"},
 		{func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "a b", Timeout: time.Second}
+			g.RateLimit = &RateLimit{Domain: "a b", Timeout: time.Second}
 		}, "ratelimit.domain"},
 		// Without a default plan, a client with no plan or an unlisted one
 		// would not be limited at all.
 		{func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "helix", Timeout: time.Second,
+			g.RateLimit = &RateLimit{Domain: "helix", Timeout: time.Second,
 				Plans: []Plan{{Name: "free", RequestsPerSecond: 1}}}
 		}, "ratelimit.default_plan"},
 		{func(g *Gateway) {
-			g.RateLimit = &RateLimit{Upstream: Upstream{Address: "127.0.0.1", Port: 1}, Domain: "helix", Timeout: time.Second,
+			g.RateLimit = &RateLimit{Domain: "helix", Timeout: time.Second,
 				Plans: []Plan{{Name: "free", RequestsPerSecond: 1}}, DefaultPlan: "default"}
 		}, "ratelimit.default_plan"},
 		{func(g *Gateway) {
 			g.Workers = &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k", ServerName: "a..b"}
 		}, "workers_tls.server_name"},
 		// Without a server name Envoy would take any certificate the CA
-		// signed (another worker's, helix-ratelimit's) as the service's.
+		// signed (another worker's, another service's) as the service's.
 		{func(g *Gateway) { g.Workers = &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k"} }, "workers_tls.server_name"},
 		{func(g *Gateway) {
 			g.AuthZ.Upstream = Upstream{Address: "10.0.0.1", Port: 9001, TLS: &UpstreamTLS{CAFile: "/ca", CertFile: "/c", KeyFile: "/k"}}

@@ -98,7 +98,6 @@ func (g *Gateway) validateStatic(v *validator) {
 	}
 
 	if rl := g.RateLimit; rl != nil {
-		v.upstream("ratelimit.upstream", rl.Upstream)
 		if !isLabel(rl.Domain) {
 			v.add("ratelimit.domain", "must be letters, digits, '-', '_' or '.', got %q", rl.Domain)
 		}
@@ -270,7 +269,7 @@ func (v *validator) upstreamTLS(field string, t *UpstreamTLS) {
 	switch {
 	case t.ServerName == "":
 		// Without it Envoy would take any certificate the CA signed (a
-		// worker's, helix-ratelimit's) as the service's.
+		// worker's, another service's) as the service's.
 		v.add(field+".server_name", "required with TLS: the DNS name Envoy sends as SNI and requires in the service's certificate")
 	case !isHostname(t.ServerName):
 		v.add(field+".server_name", "must be a DNS name, got %q", t.ServerName)

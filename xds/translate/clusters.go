@@ -52,11 +52,6 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 	if err := add(serviceCluster(ClusterAuthZ, RoleAuthZ, g.AuthZ.Upstream, g.Timeouts.Connect)); err != nil {
 		return nil, err
 	}
-	if rl := g.RateLimit; rl != nil {
-		if err := add(serviceCluster(ClusterRateLimit, RoleRateLimit, rl.Upstream, g.Timeouts.Connect)); err != nil {
-			return nil, err
-		}
-	}
 	if err := add(b.grpcPool(ClusterDefaultGRPC, ""), nil); err != nil {
 		return nil, err
 	}
@@ -221,7 +216,7 @@ func protocolOptions(h2 bool) (map[string]*anypb.Any, error) {
 	return map[string]*anypb.Any{upstreamHTTPOptions: a}, nil
 }
 
-// serviceCluster is a gRPC side service (helix-authz, ratelimit) at fixed
+// serviceCluster is a gRPC side service (helix-authz) at fixed
 // addresses (its replicas'): STATIC for IPs, STRICT_DNS when one is a name.
 func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*clusterv3.Cluster, error) {
 	options, err := protocolOptions(true)

@@ -12,8 +12,7 @@
 // Translate checks g with the model's own rules (ir.Gateway.Validate) and
 // runs the one final check of every produced resource: ValidateAll,
 // including each typed config packed in an Any (ValidateAll does not look
-// inside Any), and the ratelimit config's rules (its proto has none). The
-// ADS server does not check them again; it checks only that the set is
+// inside Any). The ADS server does not check them again; it checks only that the set is
 // consistent. An error names the resource and wraps ErrInvalidResource
 // (or ir.ErrInvalid for the model). Resources may share sub-messages
 // (one LbEndpoint per worker serves every pool it is in): treat them as
@@ -27,10 +26,12 @@
 //     listener has TLS, ALPN h2 and http/1.1.
 //   - hcm.go: the connection manager and THE filter order (httpFilters):
 //     strip client x-helix-* headers, CORS, the per-source-address limit,
-//     ext_authz, ratelimit, router.
+//     ext_authz, router. Rate limits are no filter: helix-authz applies
+//     the client's plan inside its Check (one side call per request), so
+//     the plans (ir.RateLimit) make no Envoy resource at all.
 //     Routes come over RDS (RouteConfigName). Paths are normalized and
 //     escaped slashes refused, so routing and helix-authz see one path.
-//   - headers.go, sourcelimit.go, extauthz.go, ratelimit.go, cors.go,
+//   - headers.go, sourcelimit.go, extauthz.go, cors.go,
 //     accesslog.go: one file per filter or feature, with its per-route
 //     parts.
 //   - routes.go: the route table (see routes for the order): gRPC by
@@ -43,16 +44,13 @@
 //     worker's gRPC port, grpc.health.v1 checks with service = model;
 //     HTTPCluster: HTTP/1.1 to the REST port, checks on
 //     /v2/models/{m}/ready), the same pair for the default pool, and
-//     STATIC/STRICT_DNS clusters for helix-authz and ratelimit. Outlier
+//     a STATIC/STRICT_DNS cluster for helix-authz. Outlier
 //     detection, circuit breakers with the retry budget, mTLS via SDS.
 //   - endpoints.go: a ClusterLoadAssignment per pool cluster with the
 //     ready workers (possibly none).
 //   - secrets.go: SDS secrets that name files, which Envoy reads and
 //     watches itself (rotation without a new snapshot; see secrets).
 //   - names.go: every resource name, header and descriptor key.
-//
-// Rate-limit descriptors (for the ratelimit config built from the plans)
-// are documented with DescriptorWindow in names.go.
 //
 // Golden tests: testdata/*.in.yaml (an ir.Gateway as YAML) and
 // *.out.yaml (the resources as YAML); after an intended change run

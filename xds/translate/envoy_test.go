@@ -225,11 +225,7 @@ func pointTLSAt(g *ir.Gateway, f pkiFiles) {
 			t.WatchDir = f.dir
 		}
 	}
-	ups := []*ir.UpstreamTLS{g.Workers, g.AuthZ.Upstream.TLS}
-	if g.RateLimit != nil {
-		ups = append(ups, g.RateLimit.Upstream.TLS)
-	}
-	for _, u := range ups {
+	for _, u := range []*ir.UpstreamTLS{g.Workers, g.AuthZ.Upstream.TLS} {
 		if u == nil {
 			continue
 		}

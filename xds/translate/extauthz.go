@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"time"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
@@ -61,4 +63,12 @@ func extAuthzNoBody() (*anypb.Any, error) {
 			DisableRequestBodyBuffering: true,
 		}},
 	})
+}
+
+// grpcService is an Envoy gRPC client to a cluster.
+func grpcService(cluster string, timeout time.Duration) *corev3.GrpcService {
+	return &corev3.GrpcService{
+		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: cluster}},
+		Timeout:         dur(timeout),
+	}
 }

@@ -22,21 +22,21 @@ type httpFilter struct {
 
 // httpFilters is THE filter order. Why this order:
 //  1. header_mutation removes every client-sent x-helix-* header, before
-//     anything reads them (authz, rate limits, routing);
+//     anything reads them (authz, routing);
 //  2. cors answers browser preflights, which carry no credentials (cheap,
 //     answered here), and adds its headers to every local reply after it,
 //     so that a browser can read a 429;
 //  3. local_ratelimit refuses a source address over its rate before any
 //     Check is made;
-//  4. ext_authz authenticates, authorizes the model and sets x-helix-*;
-//  5. ratelimit counts only authenticated requests, by x-helix-* values;
-//  6. router, last by definition.
+//  4. ext_authz authenticates, authorizes the model, applies the client's
+//     plan (helix-authz counts its rate limits in Redis, in the same Check:
+//     one side call per request, no ratelimit filter) and sets x-helix-*;
+//  5. router, last by definition.
 var httpFilters = []httpFilter{
 	{filterHeaderMutation, always, stripHelixHeaders},
 	{filterCORS, func(g *ir.Gateway) bool { return g.CORS != nil }, corsFilter},
 	{filterSourceLimit, func(g *ir.Gateway) bool { return g.SourceLimit != nil }, sourceLimitFilter},
 	{filterExtAuthz, always, extAuthzFilter},
-	{filterRateLimit, func(g *ir.Gateway) bool { return g.RateLimit != nil }, rateLimitFilter},
 	{filterRouter, always, routerFilter},
 }
 

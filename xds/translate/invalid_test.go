@@ -29,8 +29,6 @@ func TestInvalidResourcesRefused(t *testing.T) {
 			endpoints, `endpoint "10.1.0.1:70000"`},
 		{"authz upstream port out of range", func(g *ir.Gateway) { g.AuthZ.Upstream.Port = 70000 },
 			clusters, `cluster "` + ClusterAuthZ + `"`},
-		{"ratelimit upstream address empty", func(g *ir.Gateway) { g.RateLimit.Upstream.Address = "" },
-			clusters, `cluster "` + ClusterRateLimit + `"`},
 		{"health check timeout zero", func(g *ir.Gateway) { g.HealthCheck.Timeout = 0 },
 			clusters, `cluster "` + ClusterDefaultGRPC + `"`},
 		{"retry budget over 100%", func(g *ir.Gateway) { g.Retry.BudgetPercent = 200 },

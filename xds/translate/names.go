@@ -19,8 +19,6 @@ const (
 
 	// ClusterAuthZ is helix-authz's ext_authz gRPC service.
 	ClusterAuthZ = "helix-authz"
-	// ClusterRateLimit is the ratelimit gRPC service.
-	ClusterRateLimit = "helix-ratelimit"
 	// ClusterDefaultGRPC and ClusterDefaultHTTP are the default pool (every
 	// worker). Model pools are named by GRPCCluster and HTTPCluster; a
 	// model name never contains '/', so the names cannot collide.
@@ -33,26 +31,8 @@ const (
 
 // Upstream roles, used in secret names.
 const (
-	RoleWorkers   = "workers"
-	RoleAuthZ     = "authz"
-	RoleRateLimit = "ratelimit"
-)
-
-// Rate-limit descriptor keys, in the order Envoy sends them:
-// (window, plan, client, model). The ratelimit config built from the plans
-// nests its descriptors in this order. DescriptorModel is left out when
-// the request names no model (ModelStreamInfer, server metadata), and
-// DescriptorPlan when the client has no plan: the ratelimit config should
-// hold limits for those shapes too, or they go unlimited.
-const (
-	DescriptorWindow = "window"
-	DescriptorPlan   = "plan"
-	DescriptorClient = "client"
-	DescriptorModel  = "model"
-	// WindowSecond and WindowMinute are the values of DescriptorWindow,
-	// one descriptor per window so each can carry its own limit.
-	WindowSecond = "second"
-	WindowMinute = "minute"
+	RoleWorkers = "workers"
+	RoleAuthZ   = "authz"
 )
 
 // DescriptorSource is the local rate limit's descriptor key for a source
@@ -66,7 +46,6 @@ const (
 	filterCORS           = "envoy.filters.http.cors"
 	filterSourceLimit    = "envoy.filters.http.local_ratelimit"
 	filterExtAuthz       = "envoy.filters.http.ext_authz"
-	filterRateLimit      = "envoy.filters.http.ratelimit"
 	filterRouter         = "envoy.filters.http.router"
 	transportSocketTLS   = "envoy.transport_sockets.tls"
 	accessLogStdout      = "envoy.access_loggers.stdout"

@@ -54,10 +54,9 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	rs = append(rs, b.grpcDefaultRoute(), b.restDefaultRoute())
 
 	vh := &routev3.VirtualHost{
-		Name:       VirtualHostName,
-		Domains:    []string{"*"},
-		Routes:     rs,
-		RateLimits: rateLimitActions(g),
+		Name:    VirtualHostName,
+		Domains: []string{"*"},
+		Routes:  rs,
 	}
 	cors, err := corsPolicy(g)
 	if err != nil {

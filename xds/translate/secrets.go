@@ -50,9 +50,6 @@ func upstreamRoles(g *ir.Gateway) []roleTLS {
 	if g.AuthZ.Upstream.TLS != nil {
 		out = append(out, roleTLS{RoleAuthZ, g.AuthZ.Upstream.TLS})
 	}
-	if g.RateLimit != nil && g.RateLimit.Upstream.TLS != nil {
-		out = append(out, roleTLS{RoleRateLimit, g.RateLimit.Upstream.TLS})
-	}
 	if g.Workers != nil {
 		out = append(out, roleTLS{RoleWorkers, g.Workers})
 	}

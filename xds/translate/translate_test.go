@@ -149,7 +149,7 @@ func lineDiff(want, got []byte) string {
 }
 
 func TestDeterministic(t *testing.T) {
-	for _, in := range []string{"testdata/three-models-shared-workers.in.yaml", "testdata/tls-on.in.yaml", "testdata/ratelimit-on.in.yaml"} {
+	for _, in := range []string{"testdata/three-models-shared-workers.in.yaml", "testdata/tls-on.in.yaml", "testdata/plans.in.yaml"} {
 		g := loadIR(t, in)
 		a, err := Translate(g)
 		if err != nil {
@@ -181,6 +181,22 @@ func TestDeterministic(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// helix-authz enforces the plans inside its Check: a gateway with plans
+// gives Envoy exactly what one without gives it (no ratelimit filter,
+// cluster or descriptors; no second side call per request).
+func TestPlansAddNothingToEnvoy(t *testing.T) {
+	in := "testdata/plans.in.yaml"
+	g := loadIR(t, in)
+	if g.RateLimit == nil || len(g.RateLimit.Plans) == 0 {
+		t.Fatalf("%s has no plans", in)
+	}
+	without := loadIR(t, in)
+	without.RateLimit = nil
+	if got, want := resourcesOf(t, g), resourcesOf(t, without); !bytes.Equal(got, want) {
+		t.Errorf("plans change Envoy's resources:\n%s", lineDiff(want, got))
 	}
 }
 
@@ -290,7 +306,7 @@ func TestFilterOrder(t *testing.T) {
 	for _, f := range httpFilters {
 		got = append(got, f.name)
 	}
-	want := []string{filterHeaderMutation, filterCORS, filterSourceLimit, filterExtAuthz, filterRateLimit, filterRouter}
+	want := []string{filterHeaderMutation, filterCORS, filterSourceLimit, filterExtAuthz, filterRouter}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("filter order = %v, want %v", got, want)
 	}

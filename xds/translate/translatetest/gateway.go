@@ -10,16 +10,15 @@ import (
 
 // Gateway is models models (model-0000, ...) on workers workers, each model
 // loaded on perModel of them, every worker with gRPC and REST, mTLS to the
-// workers, authz and ratelimit; ApplyDefaults done.
+// workers, authz and plans; ApplyDefaults done.
 func Gateway(models, workers, perModel int) *ir.Gateway {
 	tls := &ir.UpstreamTLS{CAFile: "/etc/helix/ca.crt", CertFile: "/etc/helix/tls.crt", KeyFile: "/etc/helix/tls.key", ServerName: "helix-worker"}
 	g := &ir.Gateway{
-		Listener: ir.Listener{Address: "0.0.0.0", Port: 443, TLS: &ir.ListenerTLS{CertFile: "/etc/helix/server.crt", KeyFile: "/etc/helix/server.key"}},
-		AuthZ:    ir.AuthZ{Upstream: ir.Upstream{Address: "10.0.0.2", Port: 9001, TLS: tls}},
-		RateLimit: &ir.RateLimit{Upstream: ir.Upstream{Address: "10.0.0.3", Port: 8081, TLS: tls},
-			Plans: []ir.Plan{{Name: "free", RequestsPerSecond: 5}}, DefaultPlan: "free"},
-		Workers: tls,
-		Retry:   ir.Retry{NumRetries: 2},
+		Listener:  ir.Listener{Address: "0.0.0.0", Port: 443, TLS: &ir.ListenerTLS{CertFile: "/etc/helix/server.crt", KeyFile: "/etc/helix/server.key"}},
+		AuthZ:     ir.AuthZ{Upstream: ir.Upstream{Address: "10.0.0.2", Port: 9001, TLS: tls}},
+		RateLimit: &ir.RateLimit{Plans: []ir.Plan{{Name: "free", RequestsPerSecond: 5}}, DefaultPlan: "free"},
+		Workers:   tls,
+		Retry:     ir.Retry{NumRetries: 2},
 	}
 	eps := make([]ir.Endpoint, workers)
 	for w := range eps {
