@@ -132,7 +132,7 @@ resource "random_password" "redis" {
 
 resource "aws_elasticache_replication_group" "this" {
   replication_group_id       = local.prefix
-  description                = "${local.prefix}: helix-ratelimit counters"
+  description                = "${local.prefix}: helix-authz rate-limit counters"
   engine                     = "redis"
   engine_version             = "7.1"
   node_type                  = var.redis_node_type

@@ -62,7 +62,7 @@ variable "api_public_access_cidrs" {
 }
 
 variable "cpu_instance_types" {
-  description = "Instance types of the CPU node group (Envoy, helix-xds, helix-authz, ratelimit, CPU workers)."
+  description = "Instance types of the CPU node group (Envoy, helix-xds, helix-authz, CPU workers)."
   type        = list(string)
   default     = ["m7i.2xlarge"]
 }

@@ -78,7 +78,7 @@ variable "system_vm_size" {
 }
 
 variable "cpu_vm_size" {
-  description = "VM size of the CPU node pool (Envoy, helix-xds, helix-authz, ratelimit, CPU workers)."
+  description = "VM size of the CPU node pool (Envoy, helix-xds, helix-authz, CPU workers)."
   type        = string
   default     = "Standard_D8ds_v5"
 }
