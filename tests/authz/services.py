@@ -124,7 +124,7 @@ class Authz:
         # The admin API gives clients only the plans of the gateway config file.
         gateway = tmp / "gateway.yaml"
         gateway.write_text("listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\n"
-                           "ratelimit: {address: '127.0.0.1:8081', default_plan: free}\n"
+                           "ratelimit: {default_plan: free}\n"
                            "plans:\n  free: {requests_per_second: 5}\n  gold: {requests_per_second: 100}\n")
         self.log = open(tmp / "helix-authz.log", "w+")
         env = dict(os.environ, HELIX_ADMIN_TOKEN=self.admin_token)
