@@ -122,7 +122,8 @@ func New(ctx context.Context, c Config) (*Builder, error) {
 }
 
 // Run watches the config file and the workers and rebuilds on each change
-// (debounced: server.DefaultHoldoff after the last change, at most
+// (debounced by server.Debouncer: at once after a quiet spell; during a
+// burst server.DefaultHoldoff after the last change, at most
 // server.DefaultMaxWait after the first), and publishes for the first time
 // when the startup grace is over. It returns ctx.Err() when ctx ends.
 func (b *Builder) Run(ctx context.Context) error {

@@ -5,9 +5,13 @@ import (
 	"time"
 )
 
-// Rebuild timing, as in Contour: wait for a quiet spell of DefaultHoldoff
-// after the last change, but never longer than DefaultMaxWait after the
-// first, so a steady trickle of changes cannot starve the rebuild.
+// Rebuild timing, as in Contour: a change that comes after a quiet spell
+// of DefaultHoldoff since the last rebuild is rebuilt at once (a lone
+// worker registering is routed without waiting out a hold-off: that was
+// most of registration-to-route); a change during a burst waits for a
+// quiet spell of DefaultHoldoff after the last change, but never longer
+// than DefaultMaxWait after the first, so a steady trickle of changes
+// cannot starve the rebuild, nor run it more than about once a hold-off.
 const (
 	DefaultHoldoff = 100 * time.Millisecond
 	DefaultMaxWait = 500 * time.Millisecond
@@ -21,8 +25,10 @@ type Debouncer struct {
 	kick             chan struct{}
 }
 
-// NewDebouncer returns a Debouncer calling fn holdoff after the last
-// Trigger, or maxWait after the first one of a burst, whichever is sooner.
+// NewDebouncer returns a Debouncer calling fn at once for a Trigger that
+// comes holdoff or more after the last call ended, and otherwise holdoff
+// after the last Trigger, or maxWait after the first one of the burst,
+// whichever is sooner.
 func NewDebouncer(holdoff, maxWait time.Duration, fn func(context.Context)) *Debouncer {
 	if maxWait < holdoff {
 		maxWait = holdoff
@@ -41,11 +47,17 @@ func (d *Debouncer) Trigger() {
 
 // Run calls fn as changes come, until ctx ends.
 func (d *Debouncer) Run(ctx context.Context) {
+	var lastEnd time.Time // when the last call of fn returned
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.kick:
+		}
+		if lastEnd.IsZero() || time.Since(lastEnd) >= d.holdoff {
+			d.fn(ctx)
+			lastEnd = time.Now()
+			continue
 		}
 		deadline := time.Now().Add(d.maxWait)
 		quiet := time.NewTimer(d.holdoff)
@@ -73,5 +85,6 @@ func (d *Debouncer) Run(ctx context.Context) {
 		}
 		quiet.Stop()
 		d.fn(ctx)
+		lastEnd = time.Now()
 	}
 }

@@ -27,8 +27,11 @@ func runDebouncer(t *testing.T, holdoff, maxWait time.Duration) (*Debouncer, fun
 	}
 }
 
+// A burst after a quiet spell: its first change at once, the rest in one
+// call a hold-off after the last.
 func TestDebouncerCoalescesABurst(t *testing.T) {
 	d, calls := runDebouncer(t, 100*time.Millisecond, 500*time.Millisecond)
+	start := time.Now()
 	var last time.Time
 	for range 10 {
 		d.Trigger()
@@ -37,11 +40,33 @@ func TestDebouncerCoalescesABurst(t *testing.T) {
 	}
 	time.Sleep(400 * time.Millisecond)
 	got := calls()
-	if len(got) != 1 {
-		t.Fatalf("%d calls for one burst, want 1", len(got))
+	if len(got) != 2 {
+		t.Fatalf("%d calls for one burst, want 2 (its first change, then the rest)", len(got))
 	}
-	if wait := got[0].Sub(last); wait < 90*time.Millisecond {
+	if wait := got[0].Sub(start); wait > 50*time.Millisecond {
+		t.Errorf("first call %v after the burst began, want at once", wait)
+	}
+	if wait := got[1].Sub(last); wait < 90*time.Millisecond {
 		t.Fatalf("called %v after the last change, want >= the 100ms hold-off", wait)
+	}
+}
+
+// A change after a quiet spell is not held back: registration to route
+// would otherwise take the hold-off every time (issue 13).
+func TestDebouncerRunsALoneChangeAtOnce(t *testing.T) {
+	const holdoff = 2 * time.Second
+	d, calls := runDebouncer(t, holdoff, 2*holdoff)
+	for range 2 { // the second after the first's quiet spell
+		n := len(calls())
+		start := time.Now()
+		d.Trigger()
+		for len(calls()) == n && time.Since(start) < holdoff {
+			time.Sleep(time.Millisecond)
+		}
+		if wait := time.Since(start); wait > holdoff/2 {
+			t.Fatalf("a lone change waited %v, want at once (not the %v hold-off)", wait, holdoff)
+		}
+		time.Sleep(holdoff + 100*time.Millisecond)
 	}
 }
 
