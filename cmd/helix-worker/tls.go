@@ -190,8 +190,8 @@ func tlsWarnings(o *options) []string {
 // serverTLS builds a listener's TLS configuration (nil for plaintext)
 // offering alpn; the files are read again when they change. With a client
 // CA, only Envoy's identity gets in (internal/identity): every component's
-// certificate comes from that CA, and a worker's or helix-ratelimit's must
-// not reach inference or the repository API.
+// certificate comes from that CA, and another worker's must not reach
+// inference or the repository API.
 func serverTLS(l listenerTLS, alpn string) (*tls.Config, error) {
 	if !l.on() {
 		return nil, nil

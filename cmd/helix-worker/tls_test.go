@@ -327,11 +327,10 @@ func TestTLSHandshake(t *testing.T) {
 		{"client certificate from the worker's CA", clientTLS(t, c.ours, c.ours), func(bool) bool { return true }},
 		{"no client certificate", clientTLS(t, "", c.ours), func(mtls bool) bool { return !mtls }},
 		{"client certificate from another CA", clientTLS(t, c.other, c.ours), func(mtls bool) bool { return !mtls }},
-		// Same CA, other identities: only Envoy may call a worker (it
+		// Same CA, another identity: only Envoy may call a worker (it
 		// would otherwise take inference and repository calls from
-		// another worker or from helix-ratelimit).
+		// another worker).
 		{"a worker's client certificate", clientTLSAs(t, pki.WorkerClientName(testWorker), c.ours, c.ours), func(mtls bool) bool { return !mtls }},
-		{"helix-ratelimit's client certificate", clientTLSAs(t, pki.RateLimitXDSClient, c.ours, c.ours), func(mtls bool) bool { return !mtls }},
 		{"plaintext", nil, func(bool) bool { return false }},
 	}
 	for _, w := range workers {

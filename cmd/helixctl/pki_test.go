@@ -29,9 +29,8 @@ func TestPKIInit(t *testing.T) {
 		}
 		return actions
 	}
-	want := []string{"ca", "envoy-server", "xds-server", "authz-server", "worker-server", "ratelimit-server",
-		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-w1-client",
-		"envoy-ratelimit-client", "ratelimit-xds-client"}
+	want := []string{"ca", "envoy-server", "xds-server", "authz-server", "worker-server",
+		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-w1-client"}
 	for _, step := range []struct {
 		flags  []string
 		action string

@@ -5,30 +5,28 @@
 //	spiffe://helixflow.local/envoy              Envoy's client certificates
 //	spiffe://helixflow.local/helix-xds          helix-xds
 //	spiffe://helixflow.local/helix-authz        helix-authz
-//	spiffe://helixflow.local/helix-ratelimit    helix-ratelimit
 //	spiffe://helixflow.local/worker/<name>      a worker, or a pool of them
 //
 // The rules, each enforced on a verified client certificate:
 //
 //	listener                              accepts
 //	workers (KServe v2 HTTP and gRPC)     Envoy
-//	helix-authz ext_authz (gRPC)          Envoy
-//	helix-ratelimit (gRPC)                Envoy (its --client-ids flag)
-//	helix-xds ADS                         Envoy; helix-ratelimit (ratelimit config only)
+//	helix-authz ext_authz (gRPC)          Envoy (a Check spends the client's
+//	                                      rate-limit quota)
+//	helix-xds ADS                         Envoy
 //	helix-xds worker registry             any worker identity, bound to the
 //	                                      worker ids it registered (xds/registry)
 //
 // A certificate's CA alone says nothing: every component's certificate
 // comes from the same CA, so without these checks a worker's certificate
-// could call another worker (model load and unload included) and
-// helix-ratelimit's could spend any client's quota.
+// could call another worker (model load and unload included) or spend any
+// client's rate-limit quota through ext_authz.
 //
 // internal/pki issues the local certificates with these IDs,
 // internal/tlsfiles applies PeerVerifier to the servers' TLS, xds/registry
-// and xds/server read the caller's ID with FromContext. helix-ratelimit, a
-// module of its own, gets RateLimitCallers as its --client-ids flag (from
-// internal/stack, and from the Helm chart's templates/_identity.tpl, which
-// TestHelmTemplate keeps equal to this package).
+// and xds/server read the caller's ID with FromContext. The Helm chart's
+// templates/_identity.tpl, which TestHelmTemplate keeps equal to this
+// package, gives its certificates the same IDs.
 package identity
 
 import (
@@ -56,10 +54,9 @@ const workerPath = "worker/"
 
 // The components' identities.
 const (
-	Envoy     = prefix + "envoy"
-	XDS       = prefix + "helix-xds"
-	Authz     = prefix + "helix-authz"
-	RateLimit = prefix + "helix-ratelimit"
+	Envoy = prefix + "envoy"
+	XDS   = prefix + "helix-xds"
+	Authz = prefix + "helix-authz"
 )
 
 // Component returns the identity of a component by its name (a path
@@ -187,17 +184,10 @@ func PeerVerifier(accepted ...string) func(tls.ConnectionState) error {
 // repository load and unload).
 func WorkerCallers() []string { return []string{Envoy} }
 
-// AuthzCallers may call helix-authz's ext_authz listener.
+// AuthzCallers may call helix-authz's ext_authz listener (a Check spends
+// the client's rate-limit quota).
 func AuthzCallers() []string { return []string{Envoy} }
-
-// RateLimitCallers may call helix-ratelimit (ShouldRateLimit spends a
-// client's quota); helix-ratelimit gets them as --client-ids.
-func RateLimitCallers() []string { return []string{Envoy} }
 
 // ADSReaders may subscribe to every resource type helix-xds serves
 // (Envoy's listeners, clusters and secrets included).
 func ADSReaders() []string { return []string{Envoy} }
-
-// ADSRateLimitReaders may subscribe to the ratelimit service's config
-// only.
-func ADSRateLimitReaders() []string { return []string{RateLimit} }

@@ -54,7 +54,7 @@ func TestFromCertAndRequire(t *testing.T) {
 		{"envoy", cert(Envoy), Envoy, ""},
 		{"with a non-SPIFFE URI too", cert("https://example.com/x", Envoy), Envoy, ""},
 		{"none", cert(), "", "carries no SPIFFE ID"},
-		{"two", cert(Envoy, RateLimit), "", "carries 2 SPIFFE IDs"},
+		{"two", cert(Envoy, Authz), "", "carries 2 SPIFFE IDs"},
 		{"other trust domain", cert("spiffe://evil.example/envoy"), "", "outside trust domain"},
 	}
 	for _, tc := range tests {
@@ -84,16 +84,14 @@ func TestFromCertAndRequire(t *testing.T) {
 var update = flag.Bool("update", false, "rewrite the Helm chart's _identity.tpl from this package")
 
 // helmTemplate is the Helm chart's view of the identities: its client
-// certificates' URI SANs and helix-ratelimit's --client-ids come from here,
-// so that the chart and the Go code cannot drift apart.
+// certificates' URI SANs come from here, so that the chart and the Go code
+// cannot drift apart.
 func helmTemplate() string {
 	def := func(name, value string) string {
 		return "{{- define \"helixflow.identity." + name + "\" -}}" + value + "{{- end }}\n"
 	}
 	return "{{- /* Generated from internal/identity; do not edit. Regenerate: go test ./internal/identity -run TestHelmTemplate -update */ -}}\n" +
-		def("envoy", Envoy) +
-		def("ratelimit", RateLimit) +
-		def("ratelimitCallers", strings.Join(RateLimitCallers(), ","))
+		def("envoy", Envoy)
 }
 
 func TestHelmTemplate(t *testing.T) {

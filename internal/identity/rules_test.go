@@ -23,9 +23,7 @@ func TestListenerRules(t *testing.T) {
 	}{
 		{"workers", WorkerCallers(), []string{Envoy}},
 		{"ext_authz", AuthzCallers(), []string{Envoy}},
-		{"helix-ratelimit", RateLimitCallers(), []string{Envoy}},
 		{"ADS, every type", ADSReaders(), []string{Envoy}},
-		{"ADS, ratelimit config", ADSRateLimitReaders(), []string{RateLimit}},
 	} {
 		if !slices.Equal(tt.got, tt.want) {
 			t.Errorf("%s accepts %v, want %v", tt.listener, tt.got, tt.want)
@@ -39,8 +37,8 @@ func TestListenerRules(t *testing.T) {
 }
 
 func TestComponentAndURI(t *testing.T) {
-	if Component("envoy") != Envoy || Component("helix-ratelimit") != RateLimit {
-		t.Fatalf("Component: %q %q", Component("envoy"), Component("helix-ratelimit"))
+	if Component("envoy") != Envoy || Component("helix-authz") != Authz {
+		t.Fatalf("Component: %q %q", Component("envoy"), Component("helix-authz"))
 	}
 	u := URI(Worker("pool-a"))
 	if u.Scheme != "spiffe" || u.Host != TrustDomain || u.Path != "/worker/pool-a" {

@@ -17,11 +17,6 @@ const (
 	EnvoyXDSClient    = "envoy-xds-client"    // Envoy -> helix-xds
 	EnvoyWorkerClient = "envoy-worker-client" // Envoy -> workers
 	EnvoyAuthzClient  = "envoy-authz-client"  // Envoy -> helix-authz ext_authz
-	// helix-ratelimit's gRPC; Envoy -> helix-ratelimit; helix-ratelimit ->
-	// helix-xds (its limits).
-	RateLimitServer      = "ratelimit-server"
-	EnvoyRateLimitClient = "envoy-ratelimit-client"
-	RateLimitXDSClient   = "ratelimit-xds-client"
 )
 
 // LocalSpecs are the certificates of a single-machine stack: a server
@@ -48,12 +43,9 @@ func LocalSpecs() []Spec {
 		server(XDSServer, "helix-xds", "helix-xds"),
 		server(AuthzServer, "helix-authz", "helix-authz"),
 		server(WorkerServer, "helix-worker", "helix-worker"),
-		server(RateLimitServer, "helix-ratelimit", "helix-ratelimit"),
 		client(EnvoyXDSClient, "envoy"),
 		client(EnvoyWorkerClient, "envoy"),
 		client(EnvoyAuthzClient, "envoy"),
-		client(EnvoyRateLimitClient, "envoy"),
-		client(RateLimitXDSClient, "helix-ratelimit"),
 	}
 }
 

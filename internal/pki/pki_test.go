@@ -133,8 +133,8 @@ func TestInitLocal(t *testing.T) {
 	}
 }
 
-// TestMutualTLS does real handshakes with the issued files: helix-ratelimit's
-// client certificate is accepted by helix-xds's server certificate and
+// TestMutualTLS does real handshakes with the issued files: a client
+// certificate is accepted by helix-xds's server certificate and
 // vice versa, and a server certificate is refused as a client certificate.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
@@ -177,9 +177,9 @@ func TestMutualTLS(t *testing.T) {
 		name, client, serverName string
 		ok                       bool
 	}{
-		{"helix-ratelimit by IP", pki.RateLimitXDSClient, "127.0.0.1", true},
+		{"by IP", pki.EnvoyWorkerClient, "127.0.0.1", true},
 		{"envoy by SNI", pki.EnvoyXDSClient, "helix-xds", true},
-		{"wrong server name", pki.RateLimitXDSClient, "helix-authz", false},
+		{"wrong server name", pki.EnvoyAuthzClient, "helix-authz", false},
 		{"server certificate as client", pki.WorkerServer, "127.0.0.1", false},
 	}
 	for _, tt := range tests {

@@ -129,7 +129,7 @@ func TestFilesRotateWithoutRestart(t *testing.T) {
 	}
 	shake := func(from string) error {
 		caFile, _ := pki.Files(from, "ca")
-		c, k := pki.Files(from, pki.RateLimitXDSClient)
+		c, k := pki.Files(from, pki.EnvoyXDSClient)
 		return handshake(t, conf, caFile, c, k)
 	}
 	if err := shake(pkis[0]); err != nil {
@@ -207,16 +207,20 @@ func TestExpiryMetricFollowsRotation(t *testing.T) {
 // below comes from the same CA.
 func TestAcceptPeers(t *testing.T) {
 	dir := t.TempDir()
-	worker, err := pki.WorkerClient("w1")
+	w1, err := pki.WorkerClient("w1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pki.Init(t.Context(), pki.Options{Dir: dir}, append(pki.LocalSpecs(), worker)); err != nil {
+	w2, err := pki.WorkerClient("w2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.Init(t.Context(), pki.Options{Dir: dir}, append(pki.LocalSpecs(), w1, w2)); err != nil {
 		t.Fatal(err)
 	}
 	cert, key := pki.Files(dir, pki.XDSServer)
 	ca, _ := pki.Files(dir, pki.CAName)
-	conf, err := ServerConfig(cert, key, ca, AcceptPeers(identity.Envoy, identity.RateLimit))
+	conf, err := ServerConfig(cert, key, ca, AcceptPeers(identity.Envoy, identity.Worker("w2")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +229,7 @@ func TestAcceptPeers(t *testing.T) {
 		ok     bool
 	}{
 		{pki.EnvoyXDSClient, true},
-		{pki.RateLimitXDSClient, true},
+		{pki.WorkerClientName("w2"), true},
 		{pki.WorkerClientName("w1"), false},
 	} {
 		c, k := pki.Files(dir, tc.client)
