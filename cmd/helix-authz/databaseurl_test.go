@@ -8,7 +8,7 @@ import (
 // TestDatabaseURLPasswordFromEnvironment: a password never rides on the
 // command line; the URL that holds one comes from HELIX_DATABASE_URL.
 func TestDatabaseURLPasswordFromEnvironment(t *testing.T) {
-	base := []string{"--issuer=https://auth.example.com", "--plaintext-loopback"}
+	base := []string{"--issuer=https://auth.example.com", "--gateway-config=gateway.yaml", "--plaintext-loopback"}
 	for _, tc := range []struct {
 		name, flag, env, want, err string
 	}{

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/server"
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
@@ -48,6 +50,10 @@ type options struct {
 	pepperFile     string
 	adminTokenFile string
 	gatewayConfig  string
+
+	// Redis holding the plans' rate-limit counters.
+	redisAddress, redisPasswordFile, redisCAFile string
+	redisTLS                                     bool
 
 	issuer, audience string
 	tokenLifetime    time.Duration
@@ -73,7 +79,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.kekFile, "kek-file", "", "file holding the 32-byte key-encryption key for signing keys (raw, hex or base64); env HELIX_AUTHZ_KEK holds it instead")
 	fs.StringVar(&o.pepperFile, "secret-pepper-file", "", "file holding a server-side pepper (at least 32 characters) for client-secret and API-key hashes; required when any listener is off loopback; changing it invalidates every secret")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the admin API token (env HELIX_ADMIN_TOKEN holds it instead); no token, no admin API")
-	fs.StringVar(&o.gatewayConfig, "gateway-config", "", "the gateway config file helix-xds reads: the admin API gives clients only its plans (a new one its default plan) and follows it as it changes; required with the admin API")
+	fs.StringVar(&o.gatewayConfig, "gateway-config", "", "the gateway config file helix-xds reads (required): Check counts every request against its plans' limits, the admin API gives clients only its plans (a new one its default plan), and both follow it as it changes")
+	fs.StringVar(&o.redisAddress, "redis-address", "", "Redis host:port holding the plans' rate-limit counters (a Redis Cluster is found from it); required when the gateway config has a ratelimit section. Replicas share it")
+	fs.StringVar(&o.redisPasswordFile, "redis-password-file", "", "file holding Redis's password (AUTH), if it has one; env HELIX_REDIS_PASSWORD holds it instead")
+	fs.BoolVar(&o.redisTLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.StringVar(&o.redisCAFile, "redis-ca-file", "", "CA of Redis's TLS certificate (with --redis-tls; default: the system roots)")
 	fs.StringVar(&o.issuer, "issuer", "", "issuer URL: the iss of tokens and the base of the OAuth2 endpoints as clients reach them (required)")
 	fs.StringVar(&o.audience, "audience", "helixflow", "audience tokens are issued for and checked against")
 	fs.DurationVar(&o.tokenLifetime, "token-lifetime", 5*time.Minute, "access token lifetime (at most 1h)")
@@ -118,6 +128,12 @@ func parseFlags(args []string) (*options, error) {
 	if o.issuer == "" {
 		return nil, errors.New("--issuer is required")
 	}
+	if o.gatewayConfig == "" {
+		return nil, errors.New("--gateway-config is required: it holds the plans and their limits")
+	}
+	if o.redisCAFile != "" && !o.redisTLS {
+		return nil, errors.New("--redis-ca-file needs --redis-tls")
+	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
 	}
@@ -152,6 +168,34 @@ func parseFlags(args []string) (*options, error) {
 		}
 	}
 	return o, nil
+}
+
+// redisOptions say how to reach the Redis of the rate-limit counters.
+func redisOptions(o *options) (ratelimit.RedisOptions, error) {
+	r := ratelimit.RedisOptions{Address: o.redisAddress}
+	password, err := secretfile.Read("--redis-password-file", o.redisPasswordFile, "HELIX_REDIS_PASSWORD")
+	if err != nil {
+		return r, err
+	}
+	r.Password = password
+	if o.redisTLS {
+		host, _, err := net.SplitHostPort(o.redisAddress)
+		if err != nil {
+			return r, fmt.Errorf("--redis-address %q: %w", o.redisAddress, err)
+		}
+		r.TLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+		if o.redisCAFile != "" {
+			pem, err := os.ReadFile(o.redisCAFile)
+			if err != nil {
+				return r, fmt.Errorf("--redis-ca-file: %w", err)
+			}
+			r.TLS.RootCAs = x509.NewCertPool()
+			if !r.TLS.RootCAs.AppendCertsFromPEM(pem) {
+				return r, fmt.Errorf("--redis-ca-file %s: no PEM certificate in it", o.redisCAFile)
+			}
+		}
+	}
+	return r, nil
 }
 
 // minPepper is the shortest pepper accepted: 32 characters (such as 16
@@ -211,12 +255,16 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
+	redis, err := redisOptions(o)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(ctx, server.Config{
 		DatabaseURL: o.databaseURL, Migrate: o.migrate, KEK: kek, Pepper: pepper, AdminToken: adminToken,
-		GatewayConfig: o.gatewayConfig,
-		Issuer:        o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
+		GatewayConfig: o.gatewayConfig, Redis: redis,
+		Issuer: o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, Registerer: reg, Logger: log,
 	})
 	if err != nil {

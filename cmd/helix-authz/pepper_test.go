@@ -11,7 +11,7 @@ import (
 // loopback needs --secret-pepper-file; a loopback-only one (make run, tests)
 // may run without.
 func TestPepperRequiredOffLoopback(t *testing.T) {
-	base := []string{"--database-url=postgres://x", "--issuer=https://auth.example.com"}
+	base := []string{"--database-url=postgres://x", "--issuer=https://auth.example.com", "--gateway-config=gateway.yaml"}
 	tls := []string{"--tls-cert-file=/c", "--tls-key-file=/k", "--client-ca-file=/ca"}
 	off := append(append([]string{}, tls...), "--http-listen=0.0.0.0:8090", "--grpc-listen=0.0.0.0:9001")
 	for _, tc := range []struct {
@@ -67,6 +67,32 @@ func TestReadPepperRefusesShortOrEmpty(t *testing.T) {
 				t.Fatalf("pepper %q", p)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--secret-pepper-file")):
 				t.Fatalf("got %v, want an error naming %q and --secret-pepper-file", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRedisFlags: the rate-limit counters' Redis flags are checked before
+// anything starts.
+func TestRedisFlags(t *testing.T) {
+	base := []string{"--database-url=postgres://x", "--issuer=https://auth.example.com", "--plaintext-loopback"}
+	tests := []struct {
+		name string
+		args []string
+		want string // "" = accepted
+	}{
+		{"no gateway config", nil, "--gateway-config is required"},
+		{"CA without TLS", []string{"--gateway-config=g.yaml", "--redis-ca-file=ca.crt"}, "--redis-ca-file needs --redis-tls"},
+		{"TLS with a CA", []string{"--gateway-config=g.yaml", "--redis-address=redis:6379", "--redis-tls", "--redis-ca-file=ca.crt"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(append(append([]string{}, base...), tt.args...))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error naming %q", err, tt.want)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package check
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -11,7 +12,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/internal/wire"
+)
+
+// Rate-limit headers of every answer on a limited plan.
+const (
+	HeaderRateLimitLimit     = "x-ratelimit-limit"
+	HeaderRateLimitRemaining = "x-ratelimit-remaining"
+	HeaderRateLimitReset     = "x-ratelimit-reset"
 )
 
 // outcome is the class of a denial.
@@ -21,6 +30,7 @@ const (
 	outcomeUnauthenticated outcome = iota + 1 // 401 / UNAUTHENTICATED
 	outcomeForbidden                          // 403 / PERMISSION_DENIED
 	outcomeUnavailable                        // 503 / UNAVAILABLE
+	outcomeRateLimited                        // 429 / RESOURCE_EXHAUSTED
 )
 
 // denial says why a request is refused. reason is for metrics and logs;
@@ -30,24 +40,30 @@ type denial struct {
 	reason  string
 	code    string
 	message string
+	// limit is the plan's decision of an outcomeRateLimited denial.
+	limit *ratelimit.Decision
 }
 
 func unauthenticated(reason string) denial {
-	return denial{outcomeUnauthenticated, reason, "invalid_token", "invalid_token"}
+	return denial{outcomeUnauthenticated, reason, "invalid_token", "invalid_token", nil}
 }
 
 func forbidden(reason, message string) denial {
-	return denial{outcomeForbidden, reason, "access_denied", message}
+	return denial{outcomeForbidden, reason, "access_denied", message, nil}
 }
 
 func unavailable(reason string) denial {
-	return denial{outcomeUnavailable, reason, "temporarily_unavailable", "temporarily_unavailable"}
+	return denial{outcomeUnavailable, reason, "temporarily_unavailable", "temporarily_unavailable", nil}
+}
+
+func rateLimited(d ratelimit.Decision) denial {
+	return denial{outcomeRateLimited, "rate_limited", "rate_limited", "rate limit exceeded", &d}
 }
 
 var (
-	denyNoCredential      = denial{outcomeUnauthenticated, "no_credential", "unauthorized", "credential required"}
-	denyInsufficientScope = denial{outcomeForbidden, "insufficient_scope", "insufficient_scope", "insufficient_scope"}
-	denyModelNotAllowed   = denial{outcomeForbidden, "model_not_allowed", "insufficient_scope", "insufficient_scope"}
+	denyNoCredential      = denial{outcomeUnauthenticated, "no_credential", "unauthorized", "credential required", nil}
+	denyInsufficientScope = denial{outcomeForbidden, "insufficient_scope", "insufficient_scope", "insufficient_scope", nil}
+	denyModelNotAllowed   = denial{outcomeForbidden, "model_not_allowed", "insufficient_scope", "insufficient_scope", nil}
 )
 
 // Metric results.
@@ -97,6 +113,10 @@ func deniedResponse(d denial, grpcCaller bool) *authv3.CheckResponse {
 		if d.code == "insufficient_scope" {
 			headers = append(headers, header("www-authenticate", `Bearer error="insufficient_scope"`))
 		}
+	case outcomeRateLimited:
+		httpCode, grpcCode = typev3.StatusCode_TooManyRequests, codes.ResourceExhausted
+		headers = append(headers, rateLimitHeaders(d.limit)...)
+		headers = append(headers, header("retry-after", resetSeconds(d.limit.Reset)))
 	default:
 		httpCode, grpcCode = typev3.StatusCode_ServiceUnavailable, codes.Unavailable
 		headers = append(headers, header("retry-after", "1"))
@@ -142,7 +162,7 @@ func errorBody(d denial) string {
 
 // okResponse lets the request through with the caller's identity for the
 // upstream and for rate limits, minus its credential.
-func okResponse(p *Principal, t target, h *reqHeaders, method string) *authv3.CheckResponse {
+func okResponse(p *Principal, t target, h *reqHeaders, method string, limit *ratelimit.Decision) *authv3.CheckResponse {
 	headers := make([]*corev3.HeaderValueOption, 0, 3)
 	remove := make([]string, 0, 4+len(h.helix))
 	remove = append(remove, hdrAuthorization, hdrAPIKey)
@@ -176,11 +196,37 @@ func okResponse(p *Principal, t target, h *reqHeaders, method string) *authv3.Ch
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         headers,
-			HeadersToRemove: remove,
+			Headers:              headers,
+			HeadersToRemove:      remove,
+			ResponseHeadersToAdd: rateLimitHeaders(limit),
 		}},
 		DynamicMetadata: &structpb.Struct{Fields: meta},
 	}
+}
+
+// rateLimitHeaders tell the client its plan's state as Envoy's ratelimit
+// filter did (draft-polli-ratelimit-headers-03): the limit of the window
+// closest to its limit with every window's quota policy, what is left in
+// it, and the seconds until it resets. None when there is no limit.
+func rateLimitHeaders(d *ratelimit.Decision) []*corev3.HeaderValueOption {
+	if d == nil || len(d.Windows) == 0 {
+		return nil
+	}
+	limit := strconv.FormatUint(uint64(d.Limit), 10)
+	for _, w := range d.Windows {
+		limit += ", " + strconv.FormatUint(uint64(w.Limit), 10) + ";w=" + strconv.FormatInt(int64(w.Length/time.Second), 10)
+	}
+	return []*corev3.HeaderValueOption{
+		header(HeaderRateLimitLimit, limit),
+		header(HeaderRateLimitRemaining, strconv.FormatUint(uint64(d.Remaining), 10)),
+		header(HeaderRateLimitReset, resetSeconds(d.Reset)),
+	}
+}
+
+// resetSeconds is a reset delay in whole seconds, rounded up (a client
+// that waits that long finds the window reset).
+func resetSeconds(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
 }
 
 func contains(list []string, s string) bool {

@@ -35,10 +35,15 @@
 // ext_authz filter should clear the route cache so that gRPC requests
 // route by x-helix-model.
 //
+// Rate limits: an authorized request is then counted against its client's
+// plan (Config.RateLimits, per client and model); the answer carries
+// x-ratelimit-limit, -remaining and -reset for the client.
+//
 // Denials: 401 with WWW-Authenticate (no or bad credential, revoked
-// token), 403 with a short JSON error (route, model, scope), 503 when a
-// backend needed for the decision is unreachable; gRPC callers get
-// UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE as grpc-status.
+// token), 403 with a short JSON error (route, model, scope), 429 with
+// retry-after over the plan's limit, 503 when a backend needed for the
+// decision is unreachable; gRPC callers get UNAUTHENTICATED,
+// PERMISSION_DENIED, RESOURCE_EXHAUSTED or UNAVAILABLE as grpc-status.
 package check
 
 import (
@@ -53,6 +58,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/token"
 )
 
@@ -127,6 +133,14 @@ type ClientTokens struct {
 	ValidAfter time.Time
 }
 
+// RateLimiter takes the plan's rate-limit decision for an authorized
+// request (ratelimit.Limiter). When the counters are unavailable it
+// returns an error wrapping ratelimit.ErrUnavailable with the failure
+// mode's decision.
+type RateLimiter interface {
+	Take(ctx context.Context, plan, client, model string) (ratelimit.Decision, error)
+}
+
 // Config configures a Service. A nil Verifier or APIKeys refuses that kind
 // of credential (401); a nil Revocations or Clients answers every token
 // 503, since revocation or the client's state cannot be checked.
@@ -135,6 +149,9 @@ type Config struct {
 	APIKeys     APIKeyChecker
 	Revocations RevocationChecker
 	Clients     ClientChecker
+	// RateLimits counts every authorized request against its client's
+	// plan; nil: no plan limits.
+	RateLimits RateLimiter
 	// Logger (slog.Default when nil). Denials are logged at debug level,
 	// backend failures at warn; never a credential.
 	Logger *slog.Logger
@@ -156,6 +173,7 @@ type Service struct {
 	apiKeys     APIKeyChecker
 	revocations RevocationChecker
 	clients     ClientChecker
+	rateLimits  RateLimiter
 	log         *slog.Logger
 	metrics     *metrics
 }
@@ -167,6 +185,7 @@ func New(cfg Config) *Service {
 		apiKeys:     cfg.APIKeys,
 		revocations: cfg.Revocations,
 		clients:     cfg.Clients,
+		rateLimits:  cfg.RateLimits,
 		log:         cfg.Logger,
 	}
 	if s.log == nil {
@@ -218,7 +237,19 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if d := authorize(p, t); d != nil {
 		return deny(*d, p, t, true)
 	}
-	return okResponse(p, t, &h, authMethod), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
+	var limit *ratelimit.Decision
+	if s.rateLimits != nil {
+		rl, err := s.rateLimits.Take(ctx, p.Plan, p.ClientID, t.model)
+		switch {
+		case err != nil && !rl.Allowed:
+			return deny(unavailable("ratelimit_unavailable"), p, t, true)
+		case !rl.Allowed:
+			return deny(rateLimited(rl), p, t, true)
+		case err == nil && len(rl.Windows) > 0:
+			limit = &rl
+		}
+	}
+	return okResponse(p, t, &h, authMethod, limit), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
 }
 
 // authenticate finds and checks the request's credential. It returns the

@@ -102,7 +102,8 @@ func oauthOnly(t *testing.T, dsn string, reg prometheus.Registerer) (*replica, c
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, Config{
 		DatabaseURL: dsn, Migrate: true, KEK: bytes.Repeat([]byte{9}, 32),
-		Issuer: "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
+		GatewayConfig: writeGatewayConfig(t, noLimitsGatewayConfig),
+		Issuer:        "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
 		Logger: slog.New(slog.DiscardHandler), Registerer: reg,
 	})
 	if err != nil {

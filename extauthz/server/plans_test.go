@@ -18,10 +18,15 @@ import (
 // (the default) and gold.
 const testGatewayConfig = `listener: {address: 127.0.0.1, port: 8443}
 authz: {address: '127.0.0.1:9001'}
-ratelimit: {address: '127.0.0.1:8081', default_plan: free}
+ratelimit: {default_plan: free}
 plans:
   free: {requests_per_second: 5}
   gold: {requests_per_second: 100}
+`
+
+// noLimitsGatewayConfig has no plans: no rate limits, so no Redis.
+const noLimitsGatewayConfig = `listener: {address: 127.0.0.1, port: 8443}
+authz: {address: '127.0.0.1:9001'}
 `
 
 func writeGatewayConfig(t *testing.T, content string) string {

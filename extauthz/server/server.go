@@ -20,6 +20,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/credentials"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
@@ -36,9 +37,13 @@ type Config struct {
 	KEK, Pepper []byte
 	AdminToken  string
 	// GatewayConfig is the gateway config file (xds/config), the home of
-	// the plans the admin API gives clients; required with AdminToken,
-	// and followed as it changes.
+	// the plans: the admin API gives clients only its plans, and Check
+	// counts requests against their limits. Required, and followed as it
+	// changes.
 	GatewayConfig string
+	// Redis holds the plans' counters; its Address is required when the
+	// gateway config has a ratelimit section.
+	Redis ratelimit.RedisOptions
 
 	Issuer, Audience string
 	TokenLifetime    time.Duration
@@ -68,7 +73,9 @@ type Server struct {
 	lookups *prometheus.CounterVec
 	// marks: mark id -> channel closed when the mark arrives.
 	marks       sync.Map
-	plans       *admin.Plans // nil without the admin API
+	plans       *admin.Plans       // nil without the admin API
+	limiter     *ratelimit.Limiter // nil without plan limits
+	redis       *ratelimit.Redis
 	gatewayFile string
 	log         *slog.Logger
 	wg          sync.WaitGroup
@@ -174,19 +181,29 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.OAuth = oauthServer.Handler()
-	s.Check = check.New(check.Config{
-		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Clients: s.clients, Logger: log, Metrics: cfg.Registerer,
-	})
+	gw, err := loadGateway(cfg.GatewayConfig)
+	if err != nil {
+		return nil, err
+	}
+	s.gatewayFile = cfg.GatewayConfig
 	if cfg.AdminToken != "" {
-		if s.plans, err = loadPlans(cfg.GatewayConfig); err != nil {
-			return nil, fmt.Errorf("admin API: %w", err)
-		}
-		s.gatewayFile = cfg.GatewayConfig
+		s.plans = admin.NewPlans(gw.PlanNames(), gw.DefaultPlan())
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken, Logger: log}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
 	}
+	// Last: nothing after it fails, so its connection never leaks.
+	if s.limiter, s.redis, err = newLimiter(gw, cfg); err != nil {
+		return nil, err
+	}
+	checkCfg := check.Config{
+		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Clients: s.clients, Logger: log, Metrics: cfg.Registerer,
+	}
+	if s.limiter != nil {
+		checkCfg.RateLimits = s.limiter
+	}
+	s.Check = check.New(checkCfg)
 	return s, nil
 }
 
@@ -199,10 +216,8 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.apiKeys.RunFlusher(ctx, time.Second) }()
 	go func() { defer s.wg.Done(); s.listen(ctx) }()
 	go func() { defer s.wg.Done(); s.pruneRevoked(ctx) }()
-	if s.plans != nil {
-		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.watchPlans(ctx) }()
-	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.watchGateway(ctx) }()
 }
 
 // listen applies change notifications: other replicas' revocations, key
@@ -258,6 +273,9 @@ func (s *Server) Close() {
 	defer cancel()
 	if err := s.apiKeys.FlushUses(flush); err != nil {
 		s.log.Warn("record API key use", "error", err)
+	}
+	if s.redis != nil {
+		s.redis.Close()
 	}
 	s.Store.Close()
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/redistest"
 	"github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -36,12 +39,33 @@ type replica struct {
 	check authv3.AuthorizationClient
 }
 
+// testRedis is the test's one Redis: the replicas of a test share their
+// rate-limit counters, as replicas in production do.
+func testRedis(t *testing.T) *redistest.Server {
+	t.Helper()
+	redisMu.Lock()
+	defer redisMu.Unlock()
+	if srv, ok := redisOf[t]; ok {
+		return srv
+	}
+	srv := redistest.Start(t)
+	redisOf[t] = srv
+	t.Cleanup(func() { redisMu.Lock(); delete(redisOf, t); redisMu.Unlock() })
+	return srv
+}
+
+var (
+	redisMu sync.Mutex
+	redisOf = map[*testing.T]*redistest.Server{}
+)
+
 func startReplica(t *testing.T, dsn string) *replica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := New(ctx, Config{
 		DatabaseURL: dsn, Migrate: true, KEK: bytes.Repeat([]byte{9}, 32), AdminToken: adminToken,
-		GatewayConfig: writeGatewayConfig(t, testGatewayConfig), Issuer: "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
+		GatewayConfig: writeGatewayConfig(t, testGatewayConfig), Redis: ratelimit.RedisOptions{Address: testRedis(t).Addr},
+		Issuer: "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
