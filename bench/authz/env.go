@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	_ "embed"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,70 +61,4 @@ func postgresCPU(dataDir string) func() time.Duration {
 		}
 		return total
 	}
-}
-
-// pprofOverlay is added to cmd/helix-authz by `go build -overlay` for
-// --profile only; the product build never has it.
-//
-//go:embed pprof.go.overlay
-var pprofOverlay []byte
-
-// buildProfiled builds helix-authz with a pprof listener (on the address
-// in HELIX_BENCH_PPROF) and returns the binary's path.
-func buildProfiled(ctx context.Context, tmp string) (string, error) {
-	root, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	src := filepath.Join(tmp, "pprof_bench.go")
-	if err := os.WriteFile(src, pprofOverlay, 0o644); err != nil {
-		return "", err
-	}
-	ov, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(root, "cmd", "helix-authz", "zz_pprof_bench.go"): src},
-	})
-	if err != nil {
-		return "", err
-	}
-	ovPath := filepath.Join(tmp, "overlay.json")
-	if err := os.WriteFile(ovPath, ov, 0o644); err != nil {
-		return "", err
-	}
-	bin := filepath.Join(root, ".tools", "helix-authz-pprof")
-	logf("building %s (helix-authz with a pprof listener)", bin)
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags=vtprotobuf", "-overlay", ovPath, "-o", bin, "./cmd/helix-authz") // as make build builds it
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build profiled helix-authz: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// captureProfile writes a CPU profile of d (whole seconds, at least 1)
-// taken from the pprof listener at addr.
-func captureProfile(ctx context.Context, addr string, d time.Duration, path string) error {
-	secs := max(1, int(d.Seconds()))
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile: HTTP %d", resp.StatusCode)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
+	"github.com/helixflow/helixflow/bench/internal/profiling"
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/supervise"
@@ -165,7 +166,8 @@ func run(ctx context.Context, o *options) (err error) {
 
 	helixBin := o.helixBin
 	if o.profile != "" {
-		if helixBin, err = buildProfiled(ctx, tmp); err != nil {
+		logf("building .tools/helix-authz-pprof (helix-authz with a pprof listener)")
+		if helixBin, err = profiling.BuildAuthz(ctx, ".", tmp); err != nil {
 			return err
 		}
 	}
@@ -363,7 +365,7 @@ func measure(ctx context.Context, o *options, pt *point, ops map[string]op, pids
 			var profDone chan error
 			if prof != "" && r == 0 && s == "helix-authz" {
 				profDone = make(chan error, 1)
-				go func() { profDone <- captureProfile(ctx, pprofAddr, o.duration, prof) }()
+				go func() { profDone <- profiling.Capture(ctx, pprofAddr, o.duration, prof) }()
 			}
 			db0 := time.Duration(0)
 			if dbCPU != nil {
