@@ -10,7 +10,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/internal/wire"
@@ -161,29 +160,22 @@ func errorBody(d denial) string {
 }
 
 // okResponse lets the request through with the caller's identity for the
-// upstream and for rate limits, minus its credential.
-func okResponse(p *Principal, t target, h *reqHeaders, method string, limit *ratelimit.Decision) *authv3.CheckResponse {
+// upstream and the access log, minus its credential, and the plan's state
+// for the client. No dynamic metadata: nothing in Envoy reads it, and
+// building and merging a Struct costs both sides on every request.
+func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision) *authv3.CheckResponse {
 	headers := make([]*corev3.HeaderValueOption, 0, 3)
 	remove := make([]string, 0, 4+len(h.helix))
 	remove = append(remove, hdrAuthorization, hdrAPIKey)
 
 	headers = append(headers, header(wire.HeaderClient, p.ClientID))
-	meta := map[string]*structpb.Value{
-		"client_id": structpb.NewStringValue(p.ClientID),
-		"auth":      structpb.NewStringValue(method),
-	}
 	if p.Plan != "" {
 		headers = append(headers, header(wire.HeaderPlan, p.Plan))
-		meta["plan"] = structpb.NewStringValue(p.Plan)
 	} else {
 		remove = append(remove, wire.HeaderPlan)
 	}
 	if t.reach == reachModel {
 		headers = append(headers, header(wire.HeaderModel, t.model))
-		meta["model"] = structpb.NewStringValue(t.model)
-		if t.version != "" {
-			meta["model_version"] = structpb.NewStringValue(t.version)
-		}
 	} else {
 		// No model known: a client-sent x-helix-model must not route.
 		remove = append(remove, wire.HeaderModel)
@@ -200,7 +192,6 @@ func okResponse(p *Principal, t target, h *reqHeaders, method string, limit *rat
 			HeadersToRemove:      remove,
 			ResponseHeadersToAdd: rateLimitHeaders(limit),
 		}},
-		DynamicMetadata: &structpb.Struct{Fields: meta},
 	}
 }
 

@@ -29,9 +29,8 @@
 // key's client) must hold the model or "*"; an empty list allows no model.
 //
 // The OK answer sets x-helix-client, x-helix-plan and x-helix-model
-// (overwriting), removes authorization, x-api-key and every other
-// x-helix-* header the client sent, and returns dynamic metadata
-// (client_id, plan, model, model_version, auth) for rate limits. Envoy's
+// (overwriting) and removes authorization, x-api-key and every other
+// x-helix-* header the client sent. Envoy's
 // ext_authz filter should clear the route cache so that gRPC requests
 // route by x-helix-model.
 //
@@ -222,7 +221,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		return deniedResponse(d, grpcCaller), decision{result: d.result(), reason: d.reason, principal: p, target: t, routed: routed}
 	}
 
-	p, authMethod, d := s.authenticate(ctx, &h)
+	p, d := s.authenticate(ctx, &h)
 	if d != nil {
 		return deny(*d, nil, target{}, false)
 	}
@@ -249,39 +248,36 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 			limit = &rl
 		}
 	}
-	return okResponse(p, t, &h, authMethod, limit), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
+	return okResponse(p, t, &h, limit), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
 }
 
 // authenticate finds and checks the request's credential. It returns the
-// principal and "jwt" or "api_key", or a denial.
-func (s *Service) authenticate(ctx context.Context, h *reqHeaders) (*Principal, string, *denial) {
+// principal or a denial.
+func (s *Service) authenticate(ctx context.Context, h *reqHeaders) (*Principal, *denial) {
 	kind, cred := credential(h)
 	var (
-		p      *Principal
-		method string
-		d      *denial
+		p *Principal
+		d *denial
 	)
 	switch kind {
 	case credNone:
-		return nil, "", &denyNoCredential
+		return nil, &denyNoCredential
 	case credBad:
 		d := unauthenticated("malformed_credential")
-		return nil, "", &d
+		return nil, &d
 	case credAPIKey:
 		p, d = s.checkAPIKey(ctx, cred)
-		method = "api_key"
 	default:
 		p, d = s.checkJWT(ctx, cred)
-		method = "jwt"
 	}
 	if d != nil {
-		return nil, "", d
+		return nil, d
 	}
 	if !validHeaderValue(p.ClientID) || (p.Plan != "" && !validHeaderValue(p.Plan)) {
 		d := forbidden("bad_principal", "client not allowed")
-		return nil, "", &d
+		return nil, &d
 	}
-	return p, method, nil
+	return p, nil
 }
 
 func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial) {
