@@ -9,15 +9,18 @@
 // translator's resources for the bench's gateway config minus the
 // ext_authz and rate-limit filters, served by an ADS server in this
 // process) and (c) through the full chain: helix-xds, helix-authz on
-// Postgres, helix-ratelimit on Redis, and Envoy, with a token of a client
-// whose plan's limit is never reached. Then the convergence of a worker
+// Postgres with its rate-limit counters in Redis, and Envoy, with a token
+// of a client whose plan's limit is never reached. Then the convergence of a worker
 // registration (registration -> first request routed to it through the
-// full chain), and the snapshot build for 1,000 models x 100 workers.
+// full chain), the snapshot build for 1,000 models x 100 workers, and the
+// plan's load target: open-loop load from ghz over 1,000 connections
+// through the full chain, then the rate at which its p95 passes 100 ms.
 //
 // Every process is started here on 127.0.0.1 free ports and stopped at the
 // end, on an error and on Ctrl-C / SIGTERM. It needs `make deps build
 // models` (bin/, .venv's Envoy and perf_analyzer, PostgreSQL, Redis,
-// models/simple and models/mlp).
+// models/simple and models/mlp) and ghz (`make bench-load` installs it
+// into .tools/).
 //
 // Flags:
 //
@@ -30,7 +33,18 @@
 //	--envoy-concurrency N   worker threads of both Envoys (default 0: one per core)
 //	--perf-analyzer PATH    default .venv/bin/perf_analyzer
 //	--keep                  keep the temporary folder: logs, CSVs, configs, Envoy stats
-//	--only PART             measure one part only, log it, write no report: convergence or snapshot
+//	--only PART             measure one part only, log it, write no report: convergence, snapshot or load
+//	--no-load               leave the load target out of a full run
+//	--load-rate R           the load target's offered rate, requests/s (default 1000)
+//	--load-connections N    connections ghz holds (default 1000)
+//	--load-duration D       the load target's length (default 60s)
+//	--load-step R           rate added per step while looking for the breaking point (default 500)
+//	--load-step-duration D  length of each step (default 20s; 0: no steps)
+//	--load-bisect N         bisections between the last good and the first broken step (default 2)
+//	--load-max R            highest rate stepped to (default 10000)
+//	--ghz PATH              default .tools/ghz-v0.120.0/ghz (make bench-load installs it)
+//	--profile DIR           CPU profiles of helix-authz (a build with a pprof listener, bench only) during
+//	                        the full chain's highest concurrency and the load target; not with --write
 //	-v                      log every convergence trial
 package main
 
@@ -45,6 +59,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,8 +82,26 @@ type options struct {
 	perfAnalyzer     string
 	keep             bool
 	verbose          bool
-	only             string // "", "convergence" or "snapshot"
+	only             string // "", "convergence", "snapshot" or "load"
+	noLoad           bool
+	loadRate         float64
+	loadConnections  int
+	loadDuration     time.Duration
+	loadStep         float64
+	stepDuration     time.Duration
+	loadBisect       int
+	loadMax          float64
+	ghz              string
+	profile          string
 	args             []string
+}
+
+// runs says whether the run measures part (one of the only* names).
+func (o *options) runs(part string) bool {
+	if o.only != "" {
+		return o.only == part
+	}
+	return part != onlyLoad || !o.noLoad
 }
 
 func main() {
@@ -85,7 +118,17 @@ func main() {
 	fs.StringVar(&o.perfAnalyzer, "perf-analyzer", ".venv/bin/perf_analyzer", "perf_analyzer (make deps installs it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs, perf_analyzer CSVs, configs) and say where it is")
 	fs.BoolVar(&o.verbose, "v", false, "log every convergence trial")
-	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence or snapshot")
+	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence, snapshot or load")
+	fs.BoolVar(&o.noLoad, "no-load", false, "leave the load target (ghz, several minutes) out of a full run")
+	fs.Float64Var(&o.loadRate, "load-rate", 1000, "the load target's offered rate, requests/s through the full chain")
+	fs.IntVar(&o.loadConnections, "load-connections", 1000, "connections ghz holds (one request worker each)")
+	fs.DurationVar(&o.loadDuration, "load-duration", 60*time.Second, "the load target's length")
+	fs.Float64Var(&o.loadStep, "load-step", 500, "requests/s added per step while looking for the rate at which p95 passes 100 ms")
+	fs.DurationVar(&o.stepDuration, "load-step-duration", 20*time.Second, "length of each step (0: the load target only)")
+	fs.IntVar(&o.loadBisect, "load-bisect", 2, "bisections between the last good and the first broken step")
+	fs.Float64Var(&o.loadMax, "load-max", 10000, "highest rate stepped to")
+	fs.StringVar(&o.ghz, "ghz", ghzDefault, "ghz "+ghzVersion+" (make bench-load installs it)")
+	fs.StringVar(&o.profile, "profile", "", "folder for CPU profiles of helix-authz (built with a pprof listener, bench only) at the full chain's highest concurrency and during the load target")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -108,6 +151,15 @@ func main() {
 		if !set["snapshot-runs"] {
 			o.snapshotRuns = 3
 		}
+		if !set["load-duration"] {
+			o.loadDuration = 10 * time.Second
+		}
+		if !set["load-step-duration"] {
+			o.stepDuration = 5 * time.Second
+		}
+		if !set["load-bisect"] {
+			o.loadBisect = 1
+		}
 	}
 	var err error
 	if o.concurrencies, err = parseConcurrencies(conc); err != nil {
@@ -118,6 +170,13 @@ func main() {
 		o.envoyConcurrency = runtime.NumCPU()
 	}
 	o.args = os.Args[1:]
+	if o.profile != "" {
+		// validate moves to the repository's root.
+		if o.profile, err = filepath.Abs(o.profile); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-gateway: --profile:", err)
+			os.Exit(2)
+		}
+	}
 	if err := validate(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(2)
@@ -147,11 +206,14 @@ func parseConcurrencies(s string) ([]int, error) {
 }
 
 func validate(o *options) error {
-	if o.write != "" && (o.quick || o.only != "") {
-		return errors.New("--write wants a full run: not with --quick or --only")
+	if o.write != "" && (o.quick || o.only != "" || o.profile != "") {
+		return errors.New("--write wants a full run: not with --quick, --only or --profile (the profiled helix-authz is not the product's)")
 	}
-	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot {
-		return fmt.Errorf("--only %q: want %s or %s", o.only, onlyConvergence, onlySnapshot)
+	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot && o.only != onlyLoad {
+		return fmt.Errorf("--only %q: want %s, %s or %s", o.only, onlyConvergence, onlySnapshot, onlyLoad)
+	}
+	if o.loadRate < 1 || o.loadConnections < 1 || o.loadDuration < time.Second || o.loadStep < 1 || o.stepDuration < 0 || o.loadBisect < 0 {
+		return errors.New("--load-rate, --load-connections and --load-step must be >= 1, --load-duration >= 1s, --load-step-duration and --load-bisect >= 0")
 	}
 	if o.window < 100*time.Millisecond || o.trials < 1 || o.snapshotRuns < 1 {
 		return errors.New("--window must be >= 100ms, --trials and --snapshot-runs >= 1")
@@ -163,7 +225,7 @@ func validate(o *options) error {
 	if err := os.Chdir(root); err != nil {
 		return err
 	}
-	for _, b := range []string{"helix-worker", "helix-authz", "helix-xds", "helix-ratelimit"} {
+	for _, b := range []string{"helix-worker", "helix-authz", "helix-xds"} {
 		if _, err := os.Stat(filepath.Join("bin", b)); err != nil {
 			return fmt.Errorf("bin/%s is missing: run `make build`", b)
 		}
@@ -175,6 +237,12 @@ func validate(o *options) error {
 	}
 	if _, err := os.Stat(o.perfAnalyzer); err != nil {
 		return fmt.Errorf("%s is missing: run `make deps`", o.perfAnalyzer)
+	}
+	if o.runs(onlyLoad) {
+		if _, err := os.Stat(o.ghz); err != nil {
+			return fmt.Errorf("%s is missing: run `make bench-load` (or GOBIN=$PWD/%s go install github.com/bojand/ghz/cmd/ghz@%s), or leave the load out with --no-load",
+				o.ghz, filepath.Dir(ghzDefault), ghzVersion)
+		}
 	}
 	if _, err := envoytest.Find(); err != nil {
 		return err
@@ -192,6 +260,8 @@ func validate(o *options) error {
 const (
 	onlyConvergence = "convergence"
 	onlySnapshot    = "snapshot"
+	onlyLoad        = "load"
+	onlyPerf        = "perf" // not a flag value: the perf_analyzer runs, part of every full run
 )
 
 // outcome is everything the report needs.
@@ -204,6 +274,7 @@ type outcome struct {
 	conv              *convergence
 	snaps             []*snapshotResult
 	perfCommands      map[string]string // path -> perf_analyzer arguments (token redacted)
+	load              *loadResult
 }
 
 func run(ctx context.Context, o *options) error {
@@ -212,7 +283,7 @@ func run(ctx context.Context, o *options) error {
 
 	// The snapshot build first, with the servers not yet running.
 	var err error
-	if o.only != onlyConvergence {
+	if o.runs(onlySnapshot) {
 		if out.snaps, err = measureSnapshots(ctx, o.snapshotRuns); err != nil {
 			return err
 		}
@@ -246,6 +317,11 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 	s := &stack{root: root, dir: tmp, envoyBin: envoyBin, envoyConcurrency: o.envoyConcurrency}
+	if o.profile != "" {
+		if err := s.profiled(ctx); err != nil {
+			return err
+		}
+	}
 	defer func() {
 		logf("stopping every process")
 		s.close()
@@ -258,9 +334,10 @@ func run(ctx context.Context, o *options) error {
 	targets := []*target{
 		{name: pathDirect, url: addr(s.workerGRPC), procs: []*proc{s.worker}},
 		{name: pathTLS, url: s.tlsAddr, tls: true, procs: []*proc{s.worker, s.tlsEnvoy.proc}, envoy: s.tlsEnvoy},
-		{name: pathFull, url: s.fullAddr, tls: true, token: s.token, envoy: s.fullEnvoy,
-			procs: []*proc{s.worker, s.fullEnvoy.proc, s.authz, s.ratelimit, s.redis}},
+		{name: pathFull, url: s.fullAddr, tls: true, token: s.token, envoy: s.fullEnvoy, authzMetrics: s.authzMetricsURL(),
+			procs: []*proc{s.worker, s.fullEnvoy.proc, s.authz, s.redis}},
 	}
+	full := targets[2]
 	for _, t := range targets {
 		tok := ""
 		if t.token != nil {
@@ -271,13 +348,17 @@ func run(ctx context.Context, o *options) error {
 	// The paths take turns at each point, the first one rotating, so that
 	// background load falls on all alike.
 	for ci, c := range o.concurrencies {
-		if o.only == onlyConvergence {
+		if !o.runs(onlyPerf) {
 			break
 		}
 		for k := range targets {
 			t := targets[(ci+k)%len(targets)]
 			logf("perf_analyzer: %s, concurrency %d", t.name, c)
+			profDone := s.profile(ctx, o, t == full && c == slices.Max(o.concurrencies), fmt.Sprintf("authz-full-c%d.pprof", c), 3*o.window)
 			r, err := runPerf(ctx, o, s, t, c)
+			if perr := <-profDone; perr != nil && err == nil {
+				err = perr
+			}
 			if err != nil {
 				return err
 			}
@@ -298,14 +379,33 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 
-	logf("convergence: %d trials", o.trials)
-	if out.conv, err = measureConvergence(ctx, o, s); err != nil {
-		return err
+	if o.runs(onlyConvergence) {
+		logf("convergence: %d trials", o.trials)
+		if out.conv, err = measureConvergence(ctx, o, s); err != nil {
+			return err
+		}
+		logf("convergence: first request routed p50 %v p99 %v; stable p50 %v p99 %v; %d timeouts",
+			quantile(out.conv.first, 0.5).Round(time.Millisecond), quantile(out.conv.first, 0.99).Round(time.Millisecond),
+			quantile(out.conv.stable, 0.5).Round(time.Millisecond), quantile(out.conv.stable, 0.99).Round(time.Millisecond), out.conv.timeouts)
 	}
-	logf("convergence: first request routed p50 %v p99 %v; stable p50 %v p99 %v; %d timeouts",
-		quantile(out.conv.first, 0.5).Round(time.Millisecond), quantile(out.conv.first, 0.99).Round(time.Millisecond),
-		quantile(out.conv.stable, 0.5).Round(time.Millisecond), quantile(out.conv.stable, 0.99).Round(time.Millisecond), out.conv.timeouts)
 	if o.only == onlyConvergence {
+		return nil
+	}
+
+	// The load last: its 1,000 connections and queues touch nothing else.
+	if o.runs(onlyLoad) {
+		profDone := s.profile(ctx, o, true, "authz-load.pprof", o.loadDuration)
+		out.load, err = measureLoad(ctx, o, s, full)
+		if perr := <-profDone; perr != nil && err == nil {
+			err = perr
+		}
+		if err != nil {
+			return err
+		}
+		logf("%s", loadGoal(o, out.load))
+		logf("%s", breakingPoint(o, out.load))
+	}
+	if o.only == onlyLoad {
 		return nil
 	}
 

@@ -39,6 +39,8 @@ type target struct {
 	// procs are the servers on the request's way, for CPU accounting.
 	procs []*proc
 	envoy *envoy // nil for direct
+	// authzMetrics is helix-authz's /metrics on the full chain; "" elsewhere.
+	authzMetrics string
 }
 
 // perfResult is one perf_analyzer run.
@@ -51,6 +53,7 @@ type perfResult struct {
 	clientCPU   time.Duration
 	cpu         map[string]time.Duration // per server process on the path
 	stats       map[string]int64         // Envoy counter deltas (full chain)
+	breakdown   *breakdown               // where the time went (paths through Envoy)
 }
 
 // serverCPU sums the CPU of the servers on the path.
@@ -112,42 +115,27 @@ func redactArgs(args []string) string {
 }
 
 // Counters of the full chain's rows, from Envoy's stats: every measured
-// request must have passed ext_authz and the rate-limit check.
+// request must have passed ext_authz (whose Check took the rate-limit
+// decision too: helix-authz's decisions count those).
 const (
 	ctrRequests     = "requests"
 	ctrAuthzOK      = "ext_authz.ok"
 	ctrAuthzDenied  = "ext_authz.denied"
 	ctrAuthzError   = "ext_authz.error"
 	ctrAuthzAllowed = "ext_authz.failure_mode_allowed"
-	ctrRLOK         = "ratelimit.ok"
-	ctrRLOver       = "ratelimit.over_limit"
-	ctrRLError      = "ratelimit.error"
-	ctrRLAllowed    = "ratelimit.failure_mode_allowed"
 )
 
 // chainCounters reads them from a stats dump: ext_authz's and the
-// connection manager's under http.<prefix>., the rate-limit filter's per
-// route target cluster (cluster.<name>.ratelimit.*), summed.
+// connection manager's under http.<prefix>.
 func chainCounters(stats map[string]int64) map[string]int64 {
 	hcm := "http." + translate.StatPrefix + "."
-	out := map[string]int64{
+	return map[string]int64{
 		ctrRequests:     stats[hcm+"downstream_rq_completed"],
 		ctrAuthzOK:      stats[hcm+ctrAuthzOK],
 		ctrAuthzDenied:  stats[hcm+ctrAuthzDenied],
 		ctrAuthzError:   stats[hcm+ctrAuthzError],
 		ctrAuthzAllowed: stats[hcm+ctrAuthzAllowed],
 	}
-	for k, v := range stats {
-		if !strings.HasPrefix(k, "cluster.") {
-			continue
-		}
-		for _, c := range []string{ctrRLOK, ctrRLOver, ctrRLError, ctrRLAllowed} {
-			if strings.HasSuffix(k, "."+c) {
-				out[c] += v
-			}
-		}
-	}
-	return out
 }
 
 func runPerf(ctx context.Context, o *options, s *stack, t *target, c int) (*perfResult, error) {
@@ -175,8 +163,12 @@ func runPerf(ctx context.Context, o *options, s *stack, t *target, c int) (*perf
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 
 	var before map[string]int64
-	if t.envoy != nil && t.token != nil {
+	var reading0 *reading
+	if t.envoy != nil {
 		if before, err = envoyStats(ctx, t.envoy); err != nil {
+			return nil, err
+		}
+		if reading0, err = read(ctx, t.envoy, t.authzMetrics); err != nil {
 			return nil, err
 		}
 	}
@@ -217,6 +209,11 @@ func runPerf(ctx context.Context, o *options, s *stack, t *target, c int) (*perf
 		for k := range a {
 			res.stats[k] = a[k] - b[k]
 		}
+		r, err := read(ctx, t.envoy, t.authzMetrics)
+		if err != nil {
+			return nil, err
+		}
+		res.breakdown = r.since(reading0)
 	}
 	return res, nil
 }

@@ -20,9 +20,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/bench/internal/profiling"
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/internal/pki"
+	"github.com/helixflow/helixflow/internal/samplemodel"
 	helixstack "github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/supervise"
 	"github.com/helixflow/helixflow/proto/inference"
@@ -47,6 +49,9 @@ type stack struct {
 	root, dir        string
 	envoyBin         string
 	envoyConcurrency int
+	// binDir replaces bin/ (--profile: helix-authz with a pprof listener
+	// on pprofAddr); "" is bin/.
+	binDir, pprofAddr string
 
 	st     *helixstack.Stack
 	caPool *x509.CertPool
@@ -55,7 +60,7 @@ type stack struct {
 	worker, mlp                   *proc
 	workerGRPC, workerHTTP        int
 	mlpGRPC, mlpHTTP              int
-	authz, redis, ratelimit       *proc
+	authz, redis                  *proc
 	xdsAddr                       string
 	issuer                        string
 	admin                         *admin.Client
@@ -64,7 +69,6 @@ type stack struct {
 	cfgPath                       string
 	cfg                           *config.Config
 	clientID, clientSecret        string
-	rlDebugURL                    string
 	directConn, tlsConn, fullConn *grpc.ClientConn
 }
 
@@ -110,14 +114,13 @@ func startStack(ctx context.Context, s *stack) error {
 	warn := []string{"--log-level=warn"}
 	var err error
 	s.st, err = helixstack.New(helixstack.Options{
-		Root: s.root, Dir: filepath.Join(s.dir, "stack"), EnvoyBin: s.envoyBin,
+		Root: s.root, Dir: filepath.Join(s.dir, "stack"), EnvoyBin: s.envoyBin, BinDir: s.binDir,
 		Workers: []helixstack.Worker{
 			{Name: procWorker, Models: []string{"simple"}, Plaintext: true, Args: warn},
 			{Name: procWorkerMLP, Repository: mlpRepo, Models: []string{"mlp"}, Plaintext: true, NoRegister: true, Args: warn},
 		},
 		Args: map[string][]string{
-			helixstack.Authz:     {fmt.Sprintf("--token-lifetime=%s", tokenLifetime), "--log-level=warn"},
-			helixstack.RateLimit: warn,
+			helixstack.Authz: {fmt.Sprintf("--token-lifetime=%s", tokenLifetime), "--log-level=warn"},
 			// Publish at once; the bench waits for its worker itself.
 			helixstack.XDS: {"--startup-grace=0s"},
 		},
@@ -135,14 +138,14 @@ func startStack(ctx context.Context, s *stack) error {
 	p := s.st.Ports
 	s.workerHTTP, s.workerGRPC = p.Workers[0].HTTP, p.Workers[0].GRPC
 	s.mlpHTTP, s.mlpGRPC = p.Workers[1].HTTP, p.Workers[1].GRPC
-	s.xdsAddr, s.issuer, s.rlDebugURL = addr(p.XDS), s.st.Issuer, s.st.RateLimitConfigURL()
+	s.xdsAddr, s.issuer = addr(p.XDS), s.st.Issuer
 	s.fullAddr, s.cfgPath = s.st.GatewayAddr(), s.st.ConfigPath()
-	logf("starting Postgres, helix-authz, helix-xds, Redis, helix-ratelimit, the workers (simple, registering itself; mlp, for the convergence trials) and the full chain's Envoy")
+	logf("starting Postgres, Redis, helix-authz (rate limits in Check, counters in Redis), helix-xds, the workers (simple, registering itself; mlp, for the convergence trials) and the full chain's Envoy")
 	if err := s.st.Start(ctx); err != nil {
 		return err
 	}
 	s.worker, s.mlp = s.st.Proc(procWorker), s.st.Proc(procWorkerMLP)
-	s.authz, s.redis, s.ratelimit = s.st.Proc(helixstack.Authz), s.st.Proc(helixstack.Redis), s.st.Proc(helixstack.RateLimit)
+	s.authz, s.redis = s.st.Proc(helixstack.Authz), s.st.Proc(helixstack.Redis)
 	s.fullEnvoy = &envoy{proc: s.st.Proc(helixstack.Envoy), adminURL: s.st.EnvoyAdminURL}
 	if s.caPool, err = s.st.CAPool(); err != nil {
 		return err
@@ -184,21 +187,61 @@ func startStack(ctx context.Context, s *stack) error {
 	}
 	s.clientID, s.clientSecret = c.ClientID, c.ClientSecret
 
-	// Ready: helix-ratelimit holds the bench plan, both Envoys are live,
-	// and every path answers a ModelInfer.
-	if err := waitFor(ctx, "helix-ratelimit holds the bench plan", 60*time.Second, s.ratelimit, func(ctx context.Context) error {
-		b, err := httpGet(ctx, http.DefaultClient, s.rlDebugURL)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(b), fmt.Sprint(benchPlanRPS)) {
-			return fmt.Errorf("rlconfig has no %d limit yet", benchPlanRPS)
-		}
-		return nil
-	}); err != nil {
+	// Ready: both Envoys are live and every path answers a ModelInfer
+	// (the full chain's helix-authz reads the bench plan from the same
+	// gateway config at start).
+	return s.connect(ctx)
+}
+
+// authzMetricsURL is helix-authz's /metrics.
+func (s *stack) authzMetricsURL() string {
+	return "http://" + addr(s.st.Ports.AuthzMetrics) + "/metrics"
+}
+
+// profiled makes the stack run helix-authz built with a pprof listener
+// (bench/internal/profiling): bin/ with that helix-authz instead, and the
+// listener's address in the environment the stack's processes inherit
+// (only that build reads it).
+func (s *stack) profiled(ctx context.Context) error {
+	logf("building .tools/helix-authz-pprof (helix-authz with a pprof listener)")
+	bin, err := profiling.BuildAuthz(ctx, s.root, s.dir)
+	if err != nil {
 		return err
 	}
-	return s.connect(ctx)
+	s.binDir = filepath.Join(s.dir, "bin")
+	if err := os.MkdirAll(s.binDir, 0o755); err != nil {
+		return err
+	}
+	for _, b := range []string{"helix-worker", "helix-xds"} {
+		if err := os.Symlink(filepath.Join(s.root, "bin", b), filepath.Join(s.binDir, b)); err != nil {
+			return err
+		}
+	}
+	if err := os.Symlink(bin, filepath.Join(s.binDir, "helix-authz")); err != nil {
+		return err
+	}
+	var pp ports
+	port, err := pp.pick()
+	if err != nil {
+		return err
+	}
+	s.pprofAddr = addr(port)
+	return os.Setenv(profiling.AddrEnv, s.pprofAddr)
+}
+
+// profile captures a CPU profile of helix-authz over d into
+// o.profile/name when profiling and when is true; the channel gives the
+// capture's error once it is over (at once, nil, otherwise).
+func (s *stack) profile(ctx context.Context, o *options, when bool, name string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	if o.profile == "" || !when {
+		done <- nil
+		return done
+	}
+	path := filepath.Join(o.profile, name)
+	logf("profiling helix-authz for %v into %s", d, path)
+	go func() { done <- profiling.Capture(ctx, s.pprofAddr, d, path) }()
+	return done
 }
 
 // connect opens one gRPC connection per path and waits until each
@@ -235,7 +278,7 @@ func (s *stack) connect(ctx context.Context) error {
 			if c.token != "" {
 				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
 			}
-			_, err := cl.ModelInfer(ctx, simpleRequest())
+			_, err := cl.ModelInfer(ctx, samplemodel.InferRequest())
 			return err
 		}); err != nil {
 			return err
@@ -243,7 +286,7 @@ func (s *stack) connect(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = inference.NewGRPCInferenceServiceClient(s.fullConn).ModelInfer(cctx, simpleRequest())
+	_, err = inference.NewGRPCInferenceServiceClient(s.fullConn).ModelInfer(cctx, samplemodel.InferRequest())
 	if status.Code(err) != codes.Unauthenticated {
 		return fmt.Errorf("full chain without a token: %v, want UNAUTHENTICATED (is ext_authz in the chain?)", err)
 	}
@@ -336,7 +379,6 @@ func (s *stack) startEnvoy(ctx context.Context, name, nodeID, nodeCluster, xdsAd
 func gatewayYAML(st *helixstack.Stack) string {
 	lc, lk := st.Cert(pki.EnvoyServer)
 	ac, ak := st.Cert(pki.EnvoyAuthzClient)
-	rc, rk := st.Cert(pki.EnvoyRateLimitClient)
 	return fmt.Sprintf(`# Written by bench/gateway for one run.
 listener:
   address: 127.0.0.1
@@ -353,15 +395,9 @@ authz:
     key_file: %s
     server_name: helix-authz
 ratelimit:
-  address: 127.0.0.1:%d
   timeout: 100ms
   failure_mode: open
   default_plan: free
-  tls:
-    ca_file: %s
-    cert_file: %s
-    key_file: %s
-    server_name: helix-ratelimit
 plans:
   free:
     requests_per_second: 5
@@ -377,21 +413,7 @@ health_check:
 source_limit:
   requests_per_second: 1000000
   burst: 2000000
-`, st.Ports.Gateway, lc, lk, st.Ports.ExtAuthz, st.CAFile(), ac, ak, st.Ports.RateLimit, st.CAFile(), rc, rk, benchPlan, benchPlanRPS)
-}
-
-// simpleRequest is a ModelInfer on simple, as perf_analyzer sends it
-// (two INT32 [1,16] inputs, raw contents).
-func simpleRequest() *inference.ModelInferRequest {
-	in := make([]byte, 64)
-	return &inference.ModelInferRequest{
-		ModelName: "simple",
-		Inputs: []*inference.ModelInferRequest_InferInputTensor{
-			{Name: "INPUT0", Datatype: "INT32", Shape: []int64{1, 16}},
-			{Name: "INPUT1", Datatype: "INT32", Shape: []int64{1, 16}},
-		},
-		RawInputContents: [][]byte{in, in},
-	}
+`, st.Ports.Gateway, lc, lk, st.Ports.ExtAuthz, st.CAFile(), ac, ak, benchPlan, benchPlanRPS)
 }
 
 // mlpRequest is a ModelInfer on mlp (one FP32 [1,256] input, zeros).

@@ -9,7 +9,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -33,7 +32,7 @@ var errNoFilter = errors.New("filter not in the translator's output")
 
 // tlsOnlyADS serves the TLS-only Envoy from this process: xds/server with
 // the translator's resources for the bench's gateway config and worker,
-// minus the ext_authz and rate-limit filters.
+// minus the ext_authz filter (which also applies the plans' rate limits).
 type tlsOnlyADS struct {
 	addr string
 	gs   *grpc.Server
@@ -46,7 +45,6 @@ func (a *tlsOnlyADS) stop() { a.gs.Stop() }
 func startTLSOnlyADS(ctx context.Context, s *stack, adsPort, listenPort int) (*tlsOnlyADS, error) {
 	g := s.cfg.Gateway()
 	g.Listener.Port = uint32(listenPort)
-	g.RateLimit = nil // no rate-limit filter, no rate-limit actions
 	ep := ir.Endpoint{
 		Address: "127.0.0.1", Port: uint32(s.workerGRPC), HTTPPort: uint32(s.workerHTTP),
 		Ready: true, Versions: []string{"1"}, Worker: "bench-worker-simple",
@@ -57,7 +55,7 @@ func startTLSOnlyADS(ctx context.Context, s *stack, adsPort, listenPort int) (*t
 	if err != nil {
 		return nil, fmt.Errorf("TLS-only gateway: %w", err)
 	}
-	if err := withoutAuthzAndRateLimit(res); err != nil {
+	if err := withoutAuthz(res); err != nil {
 		return nil, fmt.Errorf("TLS-only gateway: %w", err)
 	}
 	srv, err := xdsserver.New(ctx, xdsserver.Options{NodeCluster: tlsOnlyNodeCluster})
@@ -83,19 +81,17 @@ func startTLSOnlyADS(ctx context.Context, s *stack, adsPort, listenPort int) (*t
 }
 
 var (
-	extAuthzType  = "type.googleapis.com/" + string(proto.MessageName(&extauthzv3.ExtAuthz{}))
-	rateLimitType = "type.googleapis.com/" + string(proto.MessageName(&ratelimitv3.RateLimit{}))
-	hcmType       = "type.googleapis.com/" + string(proto.MessageName(&hcmv3.HttpConnectionManager{}))
+	extAuthzType = "type.googleapis.com/" + string(proto.MessageName(&extauthzv3.ExtAuthz{}))
+	hcmType      = "type.googleapis.com/" + string(proto.MessageName(&hcmv3.HttpConnectionManager{}))
 )
 
-// withoutAuthzAndRateLimit removes the ext_authz and rate-limit HTTP
-// filters from every connection manager in res, and their per-route
-// settings from the route configurations. Exactly one ext_authz filter
-// must go (the rate-limit filter may already be absent): anything else
-// means the translator changed under the bench.
-func withoutAuthzAndRateLimit(res *translate.Resources) error {
+// withoutAuthz removes the ext_authz HTTP filter from every connection
+// manager in res, and its per-route settings from the route
+// configurations. Exactly one must go: anything else means the translator
+// changed under the bench. (Envoy has no rate-limit filter any more:
+// helix-authz applies the plans inside Check.)
+func withoutAuthz(res *translate.Resources) error {
 	removed := map[string]bool{} // filter names
-	authz := 0
 	for _, r := range res.Listeners {
 		l, ok := r.(*listenerv3.Listener)
 		if !ok {
@@ -112,15 +108,14 @@ func withoutAuthzAndRateLimit(res *translate.Resources) error {
 				}
 				kept := hcm.HttpFilters[:0]
 				for _, hf := range hcm.HttpFilters {
-					switch hf.GetTypedConfig().GetTypeUrl() {
-					case extAuthzType:
-						authz++
+					if hf.GetTypedConfig().GetTypeUrl() == extAuthzType {
 						removed[hf.GetName()] = true
-					case rateLimitType:
-						removed[hf.GetName()] = true
-					default:
-						kept = append(kept, hf)
+						continue
 					}
+					kept = append(kept, hf)
+				}
+				if len(kept) == len(hcm.HttpFilters) {
+					continue
 				}
 				hcm.HttpFilters = kept
 				a, err := anypb.New(&hcm)
@@ -131,8 +126,8 @@ func withoutAuthzAndRateLimit(res *translate.Resources) error {
 			}
 		}
 	}
-	if authz != 1 {
-		return fmt.Errorf("%w: %d ext_authz filters, want 1", errNoFilter, authz)
+	if len(removed) != 1 {
+		return fmt.Errorf("%w: ext_authz filters named %v, want one", errNoFilter, removed)
 	}
 	for _, r := range res.Routes {
 		rc, ok := r.(*routev3.RouteConfiguration)
@@ -140,16 +135,10 @@ func withoutAuthzAndRateLimit(res *translate.Resources) error {
 			return fmt.Errorf("route resource is %T", r)
 		}
 		for _, vh := range rc.GetVirtualHosts() {
-			vh.RateLimits = nil
 			for name := range removed {
 				delete(vh.TypedPerFilterConfig, name)
-			}
-			for _, rt := range vh.GetRoutes() {
-				for name := range removed {
+				for _, rt := range vh.GetRoutes() {
 					delete(rt.TypedPerFilterConfig, name)
-				}
-				if a := rt.GetRoute(); a != nil {
-					a.RateLimits = nil
 				}
 			}
 		}
