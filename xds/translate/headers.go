@@ -14,7 +14,7 @@ import (
 // stripHelixHeaders removes every request header starting with x-helix-
 // (wire.HeaderPrefix)
 // as the first filter. helix-authz also overwrites the ones it sets, but
-// routing and rate limits must never see a forged value, whatever authz
+// routing and the workers must never see a forged value, whatever authz
 // does. (The route configuration's request_headers_to_remove would run in
 // the router, after authz, and remove authz's headers too.)
 func stripHelixHeaders(*ir.Gateway) (proto.Message, error) {
