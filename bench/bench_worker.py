@@ -28,7 +28,7 @@ run (`make bench-worker`).
   measured in turn with the others (for A/B runs of a change).
 
     .venv/bin/python bench/bench_worker.py [--quick] [--models simple,mlp]
-        [--concurrency 1,8,64] [--worker-variant LABEL=PATH] [--no-mlserver]
+        [--concurrency 1,8,64] [--model-repository DIR] [--worker-variant LABEL=PATH] [--no-mlserver]
         [--write docs/benchmarks.md]
 """
 
@@ -270,11 +270,11 @@ class Server:
             pass
 
 
-def start_helix(models, tmp: Path, name=HELIX, binary=WORKER) -> Server:
+def start_helix(models, repo: Path, tmp: Path, name=HELIX, binary=WORKER) -> Server:
     if not binary.is_file():
         raise BenchError(f"{binary} is missing: run `make build`")
     http, grpc_, metrics = free_port(), free_port(), free_port()
-    args = [str(binary), f"--model-repository={ROOT / 'models'}", "--model-control-mode=explicit",
+    args = [str(binary), f"--model-repository={repo}", "--model-control-mode=explicit",
             *[f"--load-model={m.name}" for m in models],
             "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
             f"--http-port={http}", f"--grpc-port={grpc_}", f"--metrics-port={metrics}", "--log-level=warn"]
@@ -292,9 +292,9 @@ def build_noop():
         raise BenchError(f"building bench/kservenoop failed:\n{res.stderr.strip()[-2000:]}")
 
 
-def start_noop(models, tmp: Path) -> Server:
+def start_noop(models, repo: Path, tmp: Path) -> Server:
     grpc_ = free_port()
-    args = [str(NOOP), f"--model-repository={ROOT / 'models'}", f"--model={','.join(m.name for m in models)}",
+    args = [str(NOOP), f"--model-repository={repo}", f"--model={','.join(m.name for m in models)}",
             f"--address=127.0.0.1:{grpc_}"]
     return Server(NOOP_NAME, args, models=models, http_port=None, grpc_port=grpc_,
                   log_path=tmp / "kservenoop.log", has_stats=False)
@@ -535,7 +535,7 @@ def render(points, ort, models, concurrencies, ctx) -> str:
         "CSV. `-s 1000` accepts the first 3 windows (on a shared machine a stricter stability check can fail "
         "and then nothing is recorded). The servers run side by side and are measured in turn at each point, "
         "so background load falls on all of them alike.",
-        "- helix-worker: `bin/helix-worker --model-repository models` (explicit mode, loading the models "
+        f"- helix-worker: `bin/helix-worker --model-repository {ctx['repository']}` (explicit mode, loading the models "
         "measured), default flags otherwise (ONNX Runtime's default thread counts).",
         "- no-op server: bench/kservenoop, the floor: the worker's KServe v2 protos and gRPC server options, "
         "ModelConfig and ModelMetadata answered from config.pbtxt (read with workers/repository), ModelInfer "
@@ -678,7 +678,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--write", type=Path, help="markdown file whose bench-worker section is replaced")
     p.add_argument("--quick", action="store_true", help="short measurement windows (smoke run)")
-    p.add_argument("--models", default="simple,mlp", help="comma-separated models from models/")
+    p.add_argument("--models", default="simple,mlp", help="comma-separated models from the model repository")
+    p.add_argument("--model-repository", type=lambda v: Path(v).resolve(), default=ROOT / "models",
+                   help="the model repository every server serves (default models/, `make models`)")
     p.add_argument("--concurrency", default="1,8,64", help="comma-separated perf_analyzer concurrencies")
     p.add_argument("--worker-variant", action="append", default=[], metavar="LABEL=PATH",
                    help="another helix-worker binary to measure in turn with the others, labelled LABEL "
@@ -714,7 +716,7 @@ def main(argv=None) -> int:
 
     started = time.monotonic()
     try:
-        models = [load_model(ROOT / "models", n) for n in parse_list(args.models)]
+        models = [load_model(args.model_repository, n) for n in parse_list(args.models)]
         if not models:
             p.error("--models: name at least one model")
         ctx = {
@@ -723,7 +725,7 @@ def main(argv=None) -> int:
                                    else sys.executable, "bench/bench_worker.py", *(argv or sys.argv[1:])]),
             "quick": args.quick, "windows": win, "machine": machine(), "versions": versions(),
             "mlserver_workers": args.mlserver_workers, "load_before": os.getloadavg()[0],
-            "mlserver": not args.no_mlserver, "variants": [(lb, os.path.relpath(p_, ROOT)) for lb, p_ in variants],
+            "mlserver": not args.no_mlserver, "repository": os.path.relpath(args.model_repository, ROOT), "variants": [(lb, os.path.relpath(p_, ROOT)) for lb, p_ in variants],
         }
         print("building bench/kservenoop ...", file=sys.stderr, flush=True)
         build_noop()
@@ -736,10 +738,11 @@ def main(argv=None) -> int:
             tmp = Path(d)
             servers = []
             try:
-                servers.append(start_helix(models, tmp))
+                repo = args.model_repository
+                servers.append(start_helix(models, repo, tmp))
                 for label, path in variants:
-                    servers.append(start_helix(models, tmp, name=label, binary=path))
-                servers.append(start_noop(models, tmp))
+                    servers.append(start_helix(models, repo, tmp, name=label, binary=path))
+                servers.append(start_noop(models, repo, tmp))
                 if not args.no_mlserver:
                     servers.append(start_mlserver(MLSERVER, models, tmp, args.mlserver_workers,
                                                   adaptive_batching=True))
