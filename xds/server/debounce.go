@@ -3,18 +3,22 @@ package server
 import (
 	"context"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// Rebuild timing, as in Contour: a change that comes after a quiet spell
-// of DefaultHoldoff since the last rebuild is rebuilt at once (a lone
-// worker registering is routed without waiting out a hold-off: that was
-// most of registration-to-route); a change during a burst waits for a
-// quiet spell of DefaultHoldoff after the last change, but never longer
-// than DefaultMaxWait after the first, so a steady trickle of changes
-// cannot starve the rebuild, nor run it more than about once a hold-off.
+// Rebuild timing. A change is rebuilt at once while rebuilds stay within a
+// rate of one per DefaultHoldoff, with bursts of atOnceBurst (a worker
+// registering is routed without waiting out a hold-off, which was most of
+// registration-to-route, even just after another worker left). Beyond that
+// rate, as in Contour, a change waits for a quiet spell of DefaultHoldoff
+// after the last change, but never longer than DefaultMaxWait after the
+// first, so a steady trickle of changes cannot starve the rebuild.
 const (
 	DefaultHoldoff = 100 * time.Millisecond
 	DefaultMaxWait = 500 * time.Millisecond
+	// atOnceBurst: how many rebuilds may run at once back to back.
+	atOnceBurst = 3
 )
 
 // Debouncer coalesces change notifications into calls of a rebuild
@@ -23,17 +27,20 @@ type Debouncer struct {
 	holdoff, maxWait time.Duration
 	fn               func(context.Context)
 	kick             chan struct{}
+	// atOnce admits the changes that need not wait.
+	atOnce *rate.Limiter
 }
 
-// NewDebouncer returns a Debouncer calling fn at once for a Trigger that
-// comes holdoff or more after the last call ended, and otherwise holdoff
-// after the last Trigger, or maxWait after the first one of the burst,
-// whichever is sooner.
+// NewDebouncer returns a Debouncer calling fn at once for a Trigger while
+// calls stay within one per holdoff (bursts of atOnceBurst), and otherwise
+// holdoff after the last Trigger, or maxWait after the first one of the
+// burst, whichever is sooner.
 func NewDebouncer(holdoff, maxWait time.Duration, fn func(context.Context)) *Debouncer {
 	if maxWait < holdoff {
 		maxWait = holdoff
 	}
-	return &Debouncer{holdoff: holdoff, maxWait: maxWait, fn: fn, kick: make(chan struct{}, 1)}
+	return &Debouncer{holdoff: holdoff, maxWait: maxWait, fn: fn, kick: make(chan struct{}, 1),
+		atOnce: rate.NewLimiter(rate.Every(holdoff), atOnceBurst)}
 }
 
 // Trigger notes a change; it never blocks. A change noted while fn runs
@@ -47,16 +54,14 @@ func (d *Debouncer) Trigger() {
 
 // Run calls fn as changes come, until ctx ends.
 func (d *Debouncer) Run(ctx context.Context) {
-	var lastEnd time.Time // when the last call of fn returned
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.kick:
 		}
-		if lastEnd.IsZero() || time.Since(lastEnd) >= d.holdoff {
+		if d.atOnce.Allow() {
 			d.fn(ctx)
-			lastEnd = time.Now()
 			continue
 		}
 		deadline := time.Now().Add(d.maxWait)
@@ -84,7 +89,7 @@ func (d *Debouncer) Run(ctx context.Context) {
 			}
 		}
 		quiet.Stop()
+		d.atOnce.Reserve() // counts against the rate too
 		d.fn(ctx)
-		lastEnd = time.Now()
 	}
 }

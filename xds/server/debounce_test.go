@@ -27,8 +27,8 @@ func runDebouncer(t *testing.T, holdoff, maxWait time.Duration) (*Debouncer, fun
 	}
 }
 
-// A burst after a quiet spell: its first change at once, the rest in one
-// call a hold-off after the last.
+// A burst after a quiet spell: its first changes at once (as many as the
+// rate allows), the rest in one call a hold-off after the last.
 func TestDebouncerCoalescesABurst(t *testing.T) {
 	d, calls := runDebouncer(t, 100*time.Millisecond, 500*time.Millisecond)
 	start := time.Now()
@@ -40,14 +40,32 @@ func TestDebouncerCoalescesABurst(t *testing.T) {
 	}
 	time.Sleep(400 * time.Millisecond)
 	got := calls()
-	if len(got) != 2 {
-		t.Fatalf("%d calls for one burst, want 2 (its first change, then the rest)", len(got))
+	if len(got) != atOnceBurst+1 {
+		t.Fatalf("%d calls for a burst of 10 changes, want %d (%d at once, then the rest)", len(got), atOnceBurst+1, atOnceBurst)
 	}
-	if wait := got[0].Sub(start); wait > 50*time.Millisecond {
-		t.Errorf("first call %v after the burst began, want at once", wait)
+	if wait := got[atOnceBurst-1].Sub(start); wait > 80*time.Millisecond {
+		t.Errorf("call %d came %v after the burst began, want at once", atOnceBurst, wait)
 	}
-	if wait := got[1].Sub(last); wait < 90*time.Millisecond {
+	if wait := got[atOnceBurst].Sub(last); wait < 90*time.Millisecond {
 		t.Fatalf("called %v after the last change, want >= the 100ms hold-off", wait)
+	}
+}
+
+// A change soon after another (a worker registering just after one left)
+// is not held back either, while the rate allows.
+func TestDebouncerRunsAChangeSoonAfterAnotherAtOnce(t *testing.T) {
+	const holdoff = 2 * time.Second
+	d, calls := runDebouncer(t, holdoff, 2*holdoff)
+	for i := range 2 {
+		start := time.Now()
+		d.Trigger()
+		for len(calls()) == i && time.Since(start) < holdoff {
+			time.Sleep(time.Millisecond)
+		}
+		if wait := time.Since(start); wait > holdoff/2 {
+			t.Fatalf("change %d waited %v, want at once (not the %v hold-off)", i+1, wait, holdoff)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
