@@ -378,8 +378,8 @@ func grpcServer(o *options, svc *check.Service, reg prometheus.Registerer) (*grp
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 	}
 	if o.tlsCert != "" {
-		// Only Envoy's identity: a worker's or helix-ratelimit's
-		// certificate, from the same CA, must not ask for verdicts.
+		// Only Envoy's identity: a worker's certificate, from the same CA,
+		// must not ask for verdicts.
 		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA, tlsfiles.AcceptPeers(identity.AuthzCallers()...))
 		if err != nil {
 			return nil, err
