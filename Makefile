@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway chaos soak gpu-check coverage vulncheck clean
+.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -123,8 +123,20 @@ bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance v
 	  cd bench/hydra && $(GO) build -trimpath -ldflags '-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0' -o ../../$(HYDRA) github.com/ory/hydra/v2; }
 	$(GO) run ./bench/authz --write docs/benchmarks.md
 
-bench-gateway: deps build models ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz with rate limits), convergence, snapshot build (about 5 minutes)
+# ghz (the load generator of bench-gateway's load target), installed once
+# into .tools/. Pinned: the module proxy's version list stops at v0.93.0,
+# so @latest is not the newest.
+GHZ_VERSION := v0.120.0
+GHZ := .tools/ghz-$(GHZ_VERSION)/ghz
+
+$(GHZ):
+	GOBIN=$(CURDIR)/$(dir $(GHZ)) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+bench-gateway: deps build models $(GHZ) ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz with rate limits), convergence, snapshot build, the load target (about 12 minutes)
 	$(GO) run $(GOTAGS) ./bench/gateway --write docs/benchmarks.md
+
+bench-load: deps build models $(GHZ) ## bench-gateway's load target only, logged: 1,000 requests/s over 1,000 connections for 60 s through the full chain, then the breaking point (about 4 minutes)
+	$(GO) run $(GOTAGS) ./bench/gateway --only load
 
 # Resilience (docs/resilience.md): the real stack on loopback under load;
 # not part of make test (minutes each, and the soak's figures want a quiet

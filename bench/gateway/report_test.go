@@ -12,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
+	helixstack "github.com/helixflow/helixflow/internal/stack"
 	xdsserver "github.com/helixflow/helixflow/xds/server"
 	"github.com/helixflow/helixflow/xds/translate"
 )
@@ -175,6 +176,93 @@ func TestParseConcurrencies(t *testing.T) {
 	for _, bad := range []string{"", "0", "1,x", "2000"} {
 		if _, err := parseConcurrencies(bad); err == nil {
 			t.Errorf("parseConcurrencies(%q) accepted", bad)
+		}
+	}
+}
+
+func TestChainGoals(t *testing.T) {
+	// 10 s runs; CPU per inference = CPU / (rate * 10 s).
+	run := func(path string, c int, rate, p50 float64, cpu map[string]time.Duration) *perfResult {
+		return &perfResult{path: path, concurrency: c, rate: rate, p50: p50, elapsed: 10 * time.Second, cpu: cpu}
+	}
+	gw := map[string]time.Duration{procWorker: time.Second, helixstack.Envoy: 1500 * time.Millisecond, helixstack.Authz: 800 * time.Millisecond, helixstack.Redis: 200 * time.Millisecond}
+	out := &outcome{perf: []*perfResult{
+		run(pathDirect, 1, 4000, 250, nil), run(pathFull, 1, 1000, 700, nil),
+		run(pathDirect, 64, 10000, 5000, nil), run(pathFull, 64, 6500, 9000, gw),
+	}}
+	got := chainGoals(out)
+	want := []string{
+		"met: full chain p50 <= direct + 500µs at concurrency 1: +450 us",
+		"met: full chain throughput >= 0.6x direct at concurrency 64: 0.65x",
+	}
+	if len(got) != 3 || !strings.HasPrefix(got[0], want[0]) || !strings.HasPrefix(got[1], want[1]) {
+		t.Fatalf("chainGoals =\n%s", strings.Join(got, "\n"))
+	}
+	// 2.5 s of gateway CPU over 65,000 inferences: 38 us, met.
+	if !strings.HasPrefix(got[2], "met: gateway-side CPU") || !strings.Contains(got[2], ": 38 us") {
+		t.Errorf("gateway CPU goal = %q", got[2])
+	}
+	out.perf[1].p50 = 800
+	out.perf[3].rate = 5000
+	got = chainGoals(out)
+	if !strings.HasPrefix(got[0], "MISSED") || !strings.HasPrefix(got[1], "MISSED") {
+		t.Errorf("missed goals read:\n%s", strings.Join(got, "\n"))
+	}
+	got = chainGoals(&outcome{perf: []*perfResult{run(pathDirect, 16, 1, 1, nil)}})
+	for _, g := range got {
+		if !strings.HasPrefix(g, "not measured") {
+			t.Errorf("goal without its concurrency: %q", g)
+		}
+	}
+}
+
+func TestFullyChecked(t *testing.T) {
+	ok := func() *perfResult {
+		return &perfResult{
+			stats:     map[string]int64{ctrRequests: 100, ctrAuthzOK: 100},
+			breakdown: &breakdown{authz: &authzMetrics{decisions: map[string]float64{decisionAllowed: 100}}},
+		}
+	}
+	if !fullyChecked(ok()) {
+		t.Error("every request checked and counted: not fully checked")
+	}
+	tests := []struct {
+		name  string
+		spoil func(*perfResult)
+	}{
+		{"a request passed without Check", func(r *perfResult) { r.stats[ctrAuthzOK] = 99 }},
+		{"Envoy's failure mode let one pass", func(r *perfResult) { r.stats[ctrAuthzAllowed] = 1 }},
+		{"one denied", func(r *perfResult) { r.stats[ctrAuthzDenied] = 1 }},
+		{"Redis failed once (failure mode open)", func(r *perfResult) { r.breakdown.authz.decisions[decisionError] = 1 }},
+		{"a request not counted", func(r *perfResult) { r.breakdown.authz.decisions[decisionAllowed] = 99 }},
+		{"helix-authz's metrics not read", func(r *perfResult) { r.breakdown = nil }},
+	}
+	for _, tt := range tests {
+		r := ok()
+		tt.spoil(r)
+		if fullyChecked(r) {
+			t.Errorf("%s: fully checked", tt.name)
+		}
+	}
+}
+
+func TestOptionsRuns(t *testing.T) {
+	tests := []struct {
+		o    options
+		part string
+		want bool
+	}{
+		{options{}, onlyPerf, true},
+		{options{}, onlyLoad, true},
+		{options{noLoad: true}, onlyLoad, false},
+		{options{noLoad: true}, onlyConvergence, true},
+		{options{only: onlyLoad}, onlyLoad, true},
+		{options{only: onlyLoad}, onlyPerf, false},
+		{options{only: onlyConvergence}, onlySnapshot, false},
+	}
+	for _, tt := range tests {
+		if got := tt.o.runs(tt.part); got != tt.want {
+			t.Errorf("%+v runs(%s) = %v, want %v", tt.o, tt.part, got, tt.want)
 		}
 	}
 }
