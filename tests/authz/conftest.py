@@ -1,10 +1,11 @@
 """Conformance of helix-authz with software nobody here wrote: an OAuth2
 client library (requests-oauthlib) gets tokens, PyJWT verifies them from
-the JWKS. Real Postgres, real helix-authz, TLS; nothing is skipped."""
+the JWKS. Real Postgres and Redis, real helix-authz, TLS; nothing is
+skipped."""
 
 import pytest
 
-from services import BIN, Authz, Postgres
+from services import BIN, Authz, Postgres, Redis
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +16,18 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
-def authz(tmp_path_factory, postgres):
+def redis(tmp_path_factory):
+    r = Redis(tmp_path_factory.mktemp("redis"))
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session")
+def authz(tmp_path_factory, postgres, redis):
     for b in ("helix-authz", "helixctl"):
         if not (BIN / b).exists():
             pytest.fail(f"{BIN / b} is missing: run `make build`")
-    a = Authz(tmp_path_factory.mktemp("authz"), postgres)
+    a = Authz(tmp_path_factory.mktemp("authz"), postgres, redis)
     yield a
     a.stop()
 

@@ -1,5 +1,6 @@
-"""Real processes for the authz conformance tests: a private Postgres from
-Debian's package and helix-authz with TLS, on free loopback ports."""
+"""Real processes for the authz conformance tests: a private Postgres and
+Redis from Debian's packages and helix-authz with TLS, on free loopback
+ports."""
 
 import datetime
 import glob
@@ -82,6 +83,36 @@ class Postgres:
         shutil.rmtree(self.top, ignore_errors=True)
 
 
+class Redis:
+    """redis-server on 127.0.0.1, nothing saved: helix-authz's rate-limit
+    counters."""
+
+    def __init__(self, tmp):
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server not found on PATH: run `make deps`")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                                      "--appendonly", "no", "--dir", str(tmp)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"redis-server not answering on {self.address} after 30s")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 def make_tls(tmp):
     """A throwaway CA and a server certificate for 127.0.0.1/localhost."""
     tmp = pathlib.Path(tmp)
@@ -111,7 +142,7 @@ def make_tls(tmp):
 class Authz:
     """helix-authz against a Postgres, with TLS on its OAuth2 endpoints."""
 
-    def __init__(self, tmp, pg):
+    def __init__(self, tmp, pg, redis):
         tmp = pathlib.Path(tmp)
         self.tls = make_tls(tmp)
         self.http_port, self.grpc_port, self.admin_port, self.metrics_port = (free_port() for _ in range(4))
@@ -121,7 +152,8 @@ class Authz:
         kek = tmp / "kek"
         kek.write_text(secrets.token_hex(32))
         kek.chmod(0o600)
-        # The admin API gives clients only the plans of the gateway config file.
+        # The admin API gives clients only the plans of the gateway config
+        # file, and Check counts requests against them in Redis.
         gateway = tmp / "gateway.yaml"
         gateway.write_text("listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\n"
                            "ratelimit: {default_plan: free}\n"
@@ -130,7 +162,7 @@ class Authz:
         env = dict(os.environ, HELIX_ADMIN_TOKEN=self.admin_token)
         self.proc = subprocess.Popen([
             str(BIN / "helix-authz"), f"--database-url={pg.dsn}", f"--kek-file={kek}", f"--gateway-config={gateway}",
-            f"--issuer={self.issuer}", f"--audience={self.audience}",
+            f"--redis-address={redis.address}", f"--issuer={self.issuer}", f"--audience={self.audience}",
             f"--http-listen=127.0.0.1:{self.http_port}", f"--grpc-listen=127.0.0.1:{self.grpc_port}",
             f"--admin-listen=127.0.0.1:{self.admin_port}", f"--metrics-listen=127.0.0.1:{self.metrics_port}",
             f"--tls-cert-file={self.tls['cert']}", f"--tls-key-file={self.tls['key']}",
