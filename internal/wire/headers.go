@@ -1,8 +1,9 @@
 package wire
 
-// Headers helix-authz sets on an authorized request and Envoy routes and
-// rate-limits by. They are trusted only because the gateway's first HTTP
-// filter removes every client-sent header starting with HeaderPrefix.
+// Headers helix-authz sets on an authorized request: Envoy routes by them,
+// workers and the access log read them. They are trusted only because the
+// gateway's first HTTP filter removes every client-sent header starting
+// with HeaderPrefix.
 const (
 	HeaderPrefix = "x-helix-"
 	HeaderClient = "x-helix-client"
