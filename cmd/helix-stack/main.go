@@ -122,7 +122,7 @@ func serve(ctx context.Context, s *stack.Stack) error {
 // checkBuilt says what to run when a binary or the sample models are
 // missing.
 func checkBuilt(root string) error {
-	for _, b := range []string{"helix-authz", "helix-xds", "helix-worker", "helixctl", "helix-ratelimit"} {
+	for _, b := range []string{"helix-authz", "helix-xds", "helix-worker", "helixctl"} {
 		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
 			return fmt.Errorf("bin/%s is missing (run make build)", b)
 		}

@@ -56,8 +56,6 @@ func TestCheckBuilt(t *testing.T) {
 	for _, b := range []string{"helix-authz", "helix-xds", "helix-worker", "helixctl"} {
 		touch(filepath.Join("bin", b))
 	}
-	want("bin/helix-ratelimit is missing (run make build)")
-	touch("bin/helix-ratelimit")
 	want("models/ is missing (run make models)")
 	touch("models/simple/config.pbtxt")
 	want("")

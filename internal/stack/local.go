@@ -141,8 +141,8 @@ func (s *Stack) Models() ([]string, error) {
 }
 
 // WaitServing waits until Envoy routes to every self-registering worker
-// (healthy in the default pool), every sample model answers ready through
-// Envoy with token, and helix-ratelimit holds the plans.
+// (healthy in the default pool) and every sample model answers ready
+// through Envoy with token.
 func (s *Stack) WaitServing(ctx context.Context, token string) error {
 	registering := 0
 	for _, w := range s.opts.Workers {
@@ -191,13 +191,7 @@ func (s *Stack) WaitServing(ctx context.Context, token string) error {
 			return err
 		}
 	}
-	return s.poll(ctx, RateLimit, "helix-ratelimit holding the plans", 30*time.Second, func(ctx context.Context) error {
-		body, err := get(ctx, plainClient, s.RateLimitConfigURL())
-		if err == nil && !strings.Contains(body, "window_second") {
-			err = errors.New("no limits yet")
-		}
-		return err
-	})
+	return nil
 }
 
 // poll checks cond every 200 ms until it holds or d passes; the error
@@ -246,7 +240,6 @@ func (s *Stack) WriteLocalEnv(demo Demo) error {
 		{"HELIX_DATABASE_URL", s.DatabaseURL},
 		{"HELIX_XDS_STATUS_URL", s.XDSStatusURL()},
 		{"HELIX_ENVOY_ADMIN_URL", s.EnvoyAdminURL},
-		{"HELIX_RATELIMIT_CONFIG_URL", s.RateLimitConfigURL()},
 		{"HELIX_PROMETHEUS_URL", "http://" + Addr(s.Ports.Prometheus)},
 		{"HELIX_ALERTMANAGER_URL", "http://" + Addr(s.Ports.Alertmanager)},
 	} {

@@ -19,11 +19,7 @@ type Ports struct {
 	ExtAuthz   int // helix-authz: ext_authz (mTLS from Envoy)
 	AuthzMetrics,
 	Postgres,
-	Redis int
-	RateLimit int // helix-ratelimit: gRPC (mTLS from Envoy)
-	RateLimitHTTP,
-	RateLimitDebug, // /rlconfig: the limits in force
-	RateLimitMetrics,
+	Redis, // helix-authz's rate-limit counters
 	Prometheus,
 	Alertmanager int
 	Workers []WorkerPorts // one per Options.Workers
@@ -69,9 +65,7 @@ func (p *Ports) table() []port {
 			port{fmt.Sprintf("AUTHZ%d_METRICS", n), base + 1001, &a.Metrics})
 	}
 	return append(t,
-		port{"REDIS", 6380, &p.Redis}, port{"RATELIMIT", 8081, &p.RateLimit},
-		port{"RATELIMIT_HTTP", 8082, &p.RateLimitHTTP}, port{"RATELIMIT_DEBUG", 6070, &p.RateLimitDebug},
-		port{"RATELIMIT_METRICS", 9092, &p.RateLimitMetrics},
+		port{"REDIS", 6380, &p.Redis},
 		port{"PROMETHEUS", 9090, &p.Prometheus}, port{"ALERTMANAGER", 9093, &p.Alertmanager})
 }
 

@@ -21,7 +21,6 @@ import (
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/freeport"
-	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/stack/envoybin"
@@ -149,7 +148,7 @@ func passwordAuth(data string) error {
 }
 
 // authz is helix-authz: TLS on every listener, mTLS (Envoy's client
-// certificate) on ext_authz.
+// certificate) on ext_authz; its rate-limit counters in the stack's Redis.
 func (s *Stack) authz() ([]supervise.Spec, error) {
 	kek, _, err := s.secretFile("kek")
 	if err != nil {
@@ -180,7 +179,7 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 			// command line, which every local user can read.
 			Env: []string{"HELIX_DATABASE_URL=" + s.DatabaseURL},
 			Args: []string{"--kek-file=" + kek, "--admin-token-file=" + tokenFile,
-				"--gateway-config=" + s.ConfigPath(), "--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
+				"--gateway-config=" + s.ConfigPath(), "--redis-address=" + Addr(s.Ports.Redis), "--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
 				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
 				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
 			// The JWKS answers once the first signing key exists: tokens
@@ -191,8 +190,7 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 	return specs, nil
 }
 
-// xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy, the workers and
-// helix-ratelimit.
+// xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy and the workers.
 func (s *Stack) xds() ([]supervise.Spec, error) {
 	cert, key := s.Cert(pki.XDSServer)
 	return []supervise.Spec{{
@@ -240,48 +238,35 @@ func (s *Stack) localGatewayConfig() ([]byte, error) {
 		"HELIX_GATEWAY_PORT":      strconv.Itoa(s.Ports.Gateway),
 		"HELIX_EXTAUTHZ_PORT":     strconv.Itoa(s.Ports.ExtAuthz),
 		"HELIX_EXTAUTHZ_REPLICAS": strings.Join(replicas, ", "),
-		"HELIX_RATELIMIT_PORT":    strconv.Itoa(s.Ports.RateLimit),
 	})
 }
 
-// redis holds helix-ratelimit's counters only: nothing saved.
+// redis holds helix-authz's rate-limit counters only (windows of a second
+// and a minute): nothing saved.
 func (s *Stack) redis() ([]supervise.Spec, error) {
-	dir := filepath.Join(s.opts.Dir, "redis")
+	spec, err := RedisSpec(filepath.Join(s.opts.Dir, "redis"), s.Ports.Redis)
+	if err != nil {
+		return nil, err
+	}
+	return []supervise.Spec{spec}, nil
+}
+
+// RedisSpec is the machine's redis-server on 127.0.0.1:port, saving
+// nothing (dir is its working folder), ready once it answers PING: the
+// stack's, and bench-authz's for helix-authz's counters.
+func RedisSpec(dir string, port int) (supervise.Spec, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("stack: %w", err)
+		return supervise.Spec{}, fmt.Errorf("stack: %w", err)
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, fmt.Errorf("stack: no redis-server (run make deps): %w", err)
+		return supervise.Spec{}, fmt.Errorf("stack: no redis-server (run make deps): %w", err)
 	}
-	return []supervise.Spec{{
+	return supervise.Spec{
 		Name: Redis, Path: bin,
-		Args:  []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.Ports.Redis), "--save", "", "--appendonly", "no", "--dir", dir},
-		Ready: redisPing(Addr(s.Ports.Redis)),
-	}}, nil
-}
-
-// ratelimit is helix-ratelimit: its limits from helix-xds, Envoy's client
-// certificate required.
-func (s *Stack) ratelimit() ([]supervise.Spec, error) {
-	cert, key := s.Cert(pki.RateLimitServer)
-	xcert, xkey := s.Cert(pki.RateLimitXDSClient)
-	return []supervise.Spec{{
-		Name: RateLimit, Path: s.bin("helix-ratelimit"),
-		Args: []string{"--grpc-listen=" + Addr(s.Ports.RateLimit), "--http-listen=" + Addr(s.Ports.RateLimitHTTP),
-			"--debug-listen=" + Addr(s.Ports.RateLimitDebug), "--metrics-listen=" + Addr(s.Ports.RateLimitMetrics),
-			"--redis-address=" + Addr(s.Ports.Redis),
-			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile(),
-			"--client-ids=" + strings.Join(identity.RateLimitCallers(), ","),
-			"--xds-address=" + Addr(s.Ports.XDS), "--xds-server-name=helix-xds", "--xds-ca-file=" + s.CAFile(),
-			"--xds-cert-file=" + xcert, "--xds-key-file=" + xkey},
-		Ready: httpOK(plainClient, s.RateLimitConfigURL()),
-	}}, nil
-}
-
-// RateLimitConfigURL shows the limits helix-ratelimit enforces.
-func (s *Stack) RateLimitConfigURL() string {
-	return "http://" + Addr(s.Ports.RateLimitDebug) + "/rlconfig"
+		Args:  []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no", "--dir", dir},
+		Ready: redisPing(Addr(port)),
+	}, nil
 }
 
 // workers are the helix-workers, registering with helix-xds over mTLS
@@ -498,8 +483,7 @@ func (s *Stack) writePrometheusConfig(mon string) error {
 	}
 	for job, ports := range map[string][]int{
 		"helix-worker": workers, "helix-authz": {s.Ports.AuthzMetrics}, "helix-xds": {s.Ports.XDSStatus},
-		"helix-ratelimit": {s.Ports.RateLimitMetrics}, "envoy": {s.Ports.EnvoyAdmin},
-		"alertmanager": {s.Ports.Alertmanager}, "prometheus": {s.Ports.Prometheus},
+		"envoy": {s.Ports.EnvoyAdmin}, "alertmanager": {s.Ports.Alertmanager}, "prometheus": {s.Ports.Prometheus},
 	} {
 		var targets []string
 		for _, p := range ports {

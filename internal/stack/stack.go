@@ -1,7 +1,6 @@
 // Package stack is HelixFlow's whole local stack as one typed description:
-// which processes run (Postgres, helix-authz, helix-xds, Redis,
-// helix-ratelimit, the helix-workers with their models, Envoy, and
-// optionally Prometheus and Alertmanager), on which ports, with which TLS
+// which processes run (Postgres, Redis, helix-authz, helix-xds, the
+// helix-workers with their models, Envoy, and optionally Prometheus and Alertmanager), on which ports, with which TLS
 // material (the development PKI of internal/pki, as `helixctl pki init`
 // makes it), in which order. `make run` (cmd/helix-stack), the end-to-end
 // tests (e2e) and the gateway benchmark (bench/gateway) all start it from
@@ -36,7 +35,6 @@ const (
 	Authz        = "helix-authz"
 	XDS          = "helix-xds"
 	Redis        = "redis"
-	RateLimit    = "helix-ratelimit"
 	Envoy        = "envoy"
 	Alertmanager = "alertmanager"
 	Prometheus   = "prometheus"
@@ -54,8 +52,8 @@ type Options struct {
 	// gateway.yaml, envoy.yaml, prometheus/, alertmanager/. What is there
 	// is kept and used again (make run's .helix/).
 	Dir string
-	// BinDir holds helix-authz, helix-xds, helix-worker and
-	// helix-ratelimit (default Root/bin).
+	// BinDir holds helix-authz, helix-xds and helix-worker (default
+	// Root/bin).
 	BinDir string
 	// EnvoyBin is Envoy (default: envoybin.Find(Root)).
 	EnvoyBin string
@@ -178,10 +176,9 @@ func New(opts Options) (*Stack, error) {
 func (s *Stack) description() []func() ([]supervise.Spec, error) {
 	return []func() ([]supervise.Spec, error){
 		s.postgres,
+		s.redis, // helix-authz's rate-limit counters
 		s.authz,
 		s.xds,
-		s.redis,
-		s.ratelimit,
 		s.workers, // register with helix-xds; started before Envoy, so its first config has them
 		s.envoy,
 		s.alertmanager,

@@ -1,12 +1,18 @@
 package stack
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/helixflow/helixflow/internal/pki"
 )
 
 func TestPortsDefaultsForcedAndFree(t *testing.T) {
@@ -37,8 +43,8 @@ func TestPortsDefaultsForcedAndFree(t *testing.T) {
 		}
 		seen[*e.p] = e.name
 	}
-	if n := len(p.table()); n != 22 {
-		t.Errorf("%d ports, want 22 (make run's)", n)
+	if n := len(p.table()); n != 18 {
+		t.Errorf("%d ports, want 18 (make run's)", n)
 	}
 }
 
@@ -91,5 +97,38 @@ func TestLocalEnvIsShellSyntax(t *testing.T) {
 	want := secret + "\n" + s.DatabaseURL + "\n" + s.GatewayAddr()
 	if string(out) != want {
 		t.Fatalf("sourced back:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestAuthzCountsInTheStacksRedis: helix-authz takes the rate-limit
+// decision with its counters in the stack's Redis, so Redis starts before
+// it, and every instance (replicas too) is given its address.
+func TestAuthzCountsInTheStacksRedis(t *testing.T) {
+	s, err := New(Options{Root: ".", Dir: t.TempDir(), AuthzReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, f := range s.description() {
+		name := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name() // pkg.(*Stack).redis-fm
+		order = append(order, strings.TrimSuffix(name[strings.LastIndex(name, ".")+1:], "-fm"))
+	}
+	if r, a := slices.Index(order, "redis"), slices.Index(order, "authz"); r < 0 || a < 0 || r > a {
+		t.Fatalf("start order %v: want redis before authz", order)
+	}
+	if err := s.issue(context.Background(), pki.LocalSpecs()); err != nil {
+		t.Fatal(err)
+	}
+	specs, err := s.authz()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != 2 {
+		t.Fatalf("%d helix-authz instances, want 2", len(specs))
+	}
+	for _, spec := range specs {
+		if want := "--redis-address=" + Addr(s.Ports.Redis); !slices.Contains(spec.Args, want) {
+			t.Errorf("%s: %v lacks %s", spec.Name, spec.Args, want)
+		}
 	}
 }

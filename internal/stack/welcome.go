@@ -26,11 +26,10 @@ func (s *Stack) PrintWelcome(w io.Writer, demo Demo) error {
 HelixFlow local stack (state and logs in .helix/; addresses and demo credentials in .helix/local.env):
   Envoy         https://127.0.0.1:%d (gRPC and REST, TLS; CA .helix/pki/ca.crt), admin 127.0.0.1:%d
   helix-xds     xDS + worker registry 127.0.0.1:%d (mTLS), status http://127.0.0.1:%d/status
-  helix-authz   token URL %s, ext_authz 127.0.0.1:%d (mTLS from Envoy),
-                admin API %s
+  helix-authz   token URL %s, ext_authz 127.0.0.1:%d (mTLS from Envoy: token or key,
+                scope, and the plan's rate limit), admin API %s
   helix-worker  %s, serving %s (HTTP %s, gRPC %s, mTLS from Envoy only)
-  helix-ratelimit  127.0.0.1:%d (mTLS from Envoy), limits in force %s
-  Postgres      127.0.0.1:%d; Redis 127.0.0.1:%d
+  Postgres      127.0.0.1:%d (clients, keys); Redis 127.0.0.1:%d (helix-authz's rate-limit counters)
   Prometheus    http://127.0.0.1:%d (rules: alerts/rules), Alertmanager http://127.0.0.1:%d
   demo client   %s, plan standard (1000 requests/s per model), scopes models:infer models:read;
                 the plans are in .helix/gateway.yaml (edits are hot-reloaded)
@@ -40,7 +39,7 @@ Try (tokens last 5 minutes; fetch a new one when calls answer 401):
 Ctrl-C stops everything.
 `, p.Gateway, p.EnvoyAdmin, p.XDS, p.XDSStatus, s.TokenURL(), p.ExtAuthz, s.AdminURL(),
 		workers, strings.Join(models, " "), strings.Join(http, "/"), strings.Join(grpc, "/"),
-		p.RateLimit, s.RateLimitConfigURL(), p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, demo.ID, examples)
+		p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, demo.ID, examples)
 	return err
 }
 
