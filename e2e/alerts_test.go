@@ -48,11 +48,10 @@ const metricsCatalogue = "alerts/metrics.txt"
 
 // Processes as the catalogue names them.
 const (
-	procWorker    = "helix-worker"
-	procAuthz     = "helix-authz"
-	procXDS       = "helix-xds"
-	procEnvoy     = "envoy"
-	procRateLimit = "helix-ratelimit"
+	procWorker = "helix-worker"
+	procAuthz  = "helix-authz"
+	procXDS    = "helix-xds"
+	procEnvoy  = "envoy"
 )
 
 // TestObservability starts the stack once: its scraped metric names must
@@ -93,7 +92,7 @@ func startObservedStack(t *testing.T) *observedStack {
 			o.cfg = gatewayConfig{
 				listen: st.Ports.Gateway, listenerCert: pair(st, pki.EnvoyServer),
 				authzPort: st.Ports.ExtAuthz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
-				ratelimitPort: st.Ports.RateLimit,
+				rateLimits: true,
 			}
 			return gatewayYAML(o.cfg), nil
 		},
@@ -104,7 +103,6 @@ func startObservedStack(t *testing.T) *observedStack {
 	o.metrics[procAuthz] = "http://" + addr(st.Ports.AuthzMetrics) + "/metrics"
 	o.metrics[procWorker] = "http://" + addr(st.Ports.Workers[0].Metrics) + "/metrics"
 	o.metrics[procXDS] = o.xdsURL + "/metrics"
-	o.metrics[procRateLimit] = "http://" + addr(st.Ports.RateLimitMetrics) + "/metrics"
 	o.metrics[procEnvoy] = st.EnvoyAdminURL + "/stats/prometheus"
 	o.authzTLS = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: o.caPool}}}
 	o.createClients(t, "obs-", map[string][2]string{
@@ -196,16 +194,15 @@ func (o *observedStack) driveTraffic(t *testing.T) {
 			t.Fatalf("%s: %d %s (%v), want %d", c.what, code, body, err, c.want)
 		}
 	}
-	// Over the free plan's 5/s: helix-ratelimit gets its limits from
-	// helix-xds shortly after it starts.
+	// Over the free plan's 5/s (helix-authz's over_limit decisions).
 	free := o.clients["free"]
-	waitFor(t, "a request over the free plan", 30*time.Second, o.proc(helixstack.RateLimit), func(context.Context) error {
+	waitFor(t, "a request over the free plan", 30*time.Second, o.proc(helixstack.Authz), func(context.Context) error {
 		if b := o.restBurst(t, https, free.token, 8); b.limited == 0 {
 			return fmt.Errorf("none limited: %v", b)
 		}
 		return nil
 	})
-	// Redis down: helix-ratelimit and Envoy count the failure (the
+	// Redis down: helix-authz counts the failure (result="error"; the
 	// gateway fails open).
 	o.stopRedis(t)
 	if b := o.restBurst(t, https, free.token, 2); b.ok != 2 {
@@ -355,11 +352,10 @@ func (o *observedStack) scrape(t *testing.T) map[string]map[string]string {
 }
 
 // ownProcess: the processes built here, whose every exported name is
-// catalogued. Of what Envoy and envoyproxy/ratelimit (inside
-// helix-ratelimit) export, hundreds of names that vary with their
-// versions and with what happened, only those the rules and dashboards
-// use are.
-func ownProcess(p string) bool { return p != procEnvoy && p != procRateLimit }
+// catalogued. Of what Envoy exports, hundreds of names that vary with its
+// version and with what happened, only those the rules and dashboards use
+// are.
+func ownProcess(p string) bool { return p != procEnvoy }
 
 // referencedNames are the identifiers in the rule files and dashboards,
 // with histogram and summary suffixes also cut off: a superset of the
@@ -399,12 +395,10 @@ func (o *observedStack) checkCatalogue(t *testing.T) {
 	var scraped map[string]map[string]string
 	// The xDS push latency and publish counters need Envoy's ACKs, which
 	// come shortly after it goes LIVE.
-	// helix-ratelimit flushes its counters to /metrics every 10 s.
 	waitFor(t, "the counters of the traffic", 40*time.Second, nil, func(context.Context) error {
 		scraped = o.scrape(t)
 		for _, n := range []struct{ proc, name string }{
 			{procXDS, "helix_xds_push_latency_seconds"}, {procXDS, "helix_xds_publishes_total"},
-			{procRateLimit, "ratelimit_service_rate_limit_over_limit"}, {procRateLimit, "ratelimit_service_should_rate_limit_error"},
 		} {
 			if _, ok := scraped[n.proc][n.name]; !ok {
 				return fmt.Errorf("%s: %s not exported yet", n.proc, n.name)
@@ -470,7 +464,7 @@ func (o *observedStack) checkCatalogue(t *testing.T) {
 }
 
 // updatedCatalogue lists what each own process exports now, and what
-// Envoy and helix-ratelimit export that the rules and dashboards name;
+// Envoy exports that the rules and dashboards name;
 // conditional entries that cannot be seen here are kept.
 func updatedCatalogue(t *testing.T, old []catalogueEntry, scraped map[string]map[string]string) []catalogueEntry {
 	t.Helper()
@@ -766,8 +760,7 @@ receivers:
 	writeRules(t, dir)
 	writePrometheusConfig(t, dir, map[string]string{
 		"helix-worker": hostOf(t, o.metrics[procWorker]), "helix-authz": hostOf(t, o.metrics[procAuthz]),
-		"helix-xds": hostOf(t, o.metrics[procXDS]), "helix-ratelimit": hostOf(t, o.metrics[procRateLimit]),
-		"envoy": hostOf(t, o.metrics[procEnvoy]), "alertmanager": addr(amPort), "prometheus": addr(promPort),
+		"helix-xds": hostOf(t, o.metrics[procXDS]), "envoy": hostOf(t, o.metrics[procEnvoy]), "alertmanager": addr(amPort), "prometheus": addr(promPort),
 	})
 	prom := o.startProc(t, "prometheus", promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), "--web.listen-address="+addr(promPort), "--log.level=warn")
@@ -793,8 +786,8 @@ receivers:
 		if err := promQuery(ctx, promURL, "/api/v1/query?query=up", &up); err != nil {
 			return err
 		}
-		if len(up.Result) != 7 {
-			return fmt.Errorf("%d targets scraped, want 7", len(up.Result))
+		if len(up.Result) != 6 {
+			return fmt.Errorf("%d targets scraped, want 6", len(up.Result))
 		}
 		for _, r := range up.Result {
 			if r.Value[1] != "1" {

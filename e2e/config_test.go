@@ -24,15 +24,16 @@ type gatewayConfig struct {
 	listenerWatchDir string
 	// corsOrigin, when set, turns CORS on for this origin.
 	corsOrigin string
-	// helix-ratelimit's port (0: no rate limits); failClosed refuses
-	// requests when it cannot answer.
-	ratelimitPort int
-	failClosed    bool
+	// rateLimits turns the plans' limits on (helix-authz counts them in
+	// the stack's Redis); failClosed refuses requests while Redis cannot
+	// answer.
+	rateLimits bool
+	failClosed bool
 }
 
 // writeGatewayConfig writes helix-xds's config: TLS on the listener, mTLS
-// to helix-authz, (when ratelimitPort is set) helix-ratelimit and (when
-// workersTLS) the workers, and the plans: free (5/s per client per model, and
+// to helix-authz and (when workersTLS) the workers, (when rateLimits) the
+// plans' limits, and the plans: free (5/s per client per model, and
 // clients without a plan) and standard (high enough that load tests never
 // meet it).
 func writeGatewayConfig(t *testing.T, path string, c gatewayConfig) {
@@ -71,18 +72,12 @@ health_check:
   interval: 1s
   no_traffic_interval: 1s
 `, c.authzPort, c.ca, c.envoyClient.CertFile, c.envoyClient.KeyFile)
-	if c.ratelimitPort != 0 {
+	if c.rateLimits {
 		y += fmt.Sprintf(`ratelimit:
-  address: 127.0.0.1:%d
   timeout: 500ms
   failure_mode: %s
   default_plan: free
-  tls:
-    ca_file: %s
-    cert_file: %s
-    key_file: %s
-    server_name: helix-ratelimit
-`, c.ratelimitPort, failureMode(c.failClosed), c.ca, c.envoyClient.CertFile, c.envoyClient.KeyFile)
+`, failureMode(c.failClosed))
 	}
 	if c.workersTLS {
 		y += fmt.Sprintf(`workers_tls:

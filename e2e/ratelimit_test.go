@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +23,8 @@ import (
 // burst is what a run of requests inside one second got.
 type burst struct {
 	ok, limited, other int
-	// limitHeaders: every 429 carried x-ratelimit-limit (and so on).
+	// limitHeaders: every 429 carried x-ratelimit-limit (and so on; REST:
+	// retry-after too).
 	limitHeaders bool
 	first        string // the first unexpected answer, for the failure message
 }
@@ -30,8 +33,8 @@ func (b burst) String() string {
 	return fmt.Sprintf("%d ok, %d limited, %d other (first: %s)", b.ok, b.limited, b.other, b.first)
 }
 
-// freshSecond waits until just after a second boundary: the ratelimit
-// service's windows are whole seconds, so a short burst then stays in one.
+// freshSecond waits until just after a second boundary: helix-authz's
+// windows are whole seconds, so a short burst then stays in one.
 func freshSecond() {
 	now := time.Now()
 	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
@@ -73,7 +76,7 @@ func (s *stack) restBurstNow(t *testing.T, c *http.Client, token string, n int) 
 			b.ok++
 		case code == http.StatusTooManyRequests:
 			b.limited++
-			for _, h := range []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} {
+			for _, h := range []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after"} {
 				if hdr.Get(h) == "" {
 					b.limitHeaders = false
 				}
@@ -150,7 +153,8 @@ func grpcBurstNow(t *testing.T, c inference.GRPCInferenceServiceClient, token st
 }
 
 // testRateLimits runs inside TestGateway: the plans of the gateway config
-// enforced by helix-ratelimit and Redis, and the Redis-down policy.
+// enforced by helix-authz inside its ext_authz Check, with the counters in
+// Redis, and the Redis-down policy.
 func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	free, standard := s.clients["free"], s.clients["all"]
 	grpcClient := inference.NewGRPCInferenceServiceClient(s.grpcConn(t))
@@ -162,10 +166,10 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	}()
 
 	t.Run("beyond the free plan is 429 with x-ratelimit headers", func(t *testing.T) {
-		// The ratelimit service gets its limits from helix-xds shortly
-		// after it starts; wait for the first 429.
+		// The first burst may meet Envoy before its first Check of this
+		// client; wait for the first 429.
 		var b burst
-		waitFor(t, "helix-ratelimit enforcing the free plan", 30*time.Second, s.proc(helixstack.RateLimit), func(context.Context) error {
+		waitFor(t, "the free plan enforced", 30*time.Second, s.proc(helixstack.Authz), func(context.Context) error {
 			b = s.restBurst(t, https, free.token, 12)
 			if b.limited == 0 {
 				return fmt.Errorf("no request limited: %v", b)
@@ -174,29 +178,22 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 		})
 		b = s.restBurst(t, https, free.token, 12)
 		if b.ok != 5 || b.limited != 7 || b.other != 0 || !b.limitHeaders {
-			t.Fatalf("12 requests in one second on a 5/s plan: %v, x-ratelimit headers on every 429: %v", b, b.limitHeaders)
+			t.Fatalf("12 requests in one second on a 5/s plan: %v, x-ratelimit headers and retry-after on every 429: %v", b, b.limitHeaders)
 		}
 	})
-	t.Run("helix-ratelimit's HTTP port has /healthcheck but no /json", func(t *testing.T) {
-		// /json would let anyone who reaches the port spend any client's
-		// quota (or learn it) without a certificate.
-		base := "http://" + helixstack.Addr(s.st.Ports.RateLimitHTTP)
-		resp, err := http.Get(base + "/healthcheck")
-		if err != nil {
-			t.Fatal(err)
+	t.Run("decisions are counted in helix_authz_ratelimit_decisions_total", func(t *testing.T) {
+		before := s.rateLimitDecisions(t)
+		b := s.restBurst(t, https, free.token, 8)
+		after := s.rateLimitDecisions(t)
+		// Other tests' traffic may add to them, never take away.
+		if got := after["allowed"] - before["allowed"]; got < float64(b.ok) || b.ok == 0 {
+			t.Errorf("allowed went up by %v for %v", got, b)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("/healthcheck: %d, want 200", resp.StatusCode)
+		if got := after["over_limit"] - before["over_limit"]; got < float64(b.limited) || b.limited == 0 {
+			t.Errorf("over_limit went up by %v for %v", got, b)
 		}
-		resp, err = http.Post(base+"/json", "application/json",
-			strings.NewReader(`{"domain":"helixflow","descriptors":[{"entries":[{"key":"x-helix-client","value":"c"}]}]}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("/json: %d, want 404", resp.StatusCode)
+		if after["error"] != before["error"] {
+			t.Errorf("error went from %v to %v with Redis up", before["error"], after["error"])
 		}
 	})
 	t.Run("the standard plan is not limited by that burst", func(t *testing.T) {
@@ -212,6 +209,7 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	})
 
 	t.Run("Redis down: fail open by default, never an auth bypass", func(t *testing.T) {
+		before := s.rateLimitDecisions(t)
 		s.stopRedis(t)
 		if b := s.restBurst(t, https, free.token, 8); b.ok != 8 {
 			t.Fatalf("with Redis down and failure_mode open, a 5/s client sending 8: %v", b)
@@ -219,15 +217,17 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 		if code, body, _, err := s.restInferHeaders(context.Background(), https, ""); err != nil || code != http.StatusUnauthorized {
 			t.Fatalf("no token with Redis down: %d %s (%v)", code, body, err)
 		}
+		if got := s.rateLimitDecisions(t)["error"] - before["error"]; got < 8 {
+			t.Errorf("error went up by %v for 8 requests with Redis down", got)
+		}
 	})
 	t.Run("Redis down with failure_mode closed: 503 / UNAVAILABLE", func(t *testing.T) {
 		c := s.cfg
 		c.failClosed = true
 		writeGatewayConfig(t, s.cfgPath, c)
-		// A listener change applies to new connections; open ones keep
-		// the config they began with while Envoy drains them. So each
-		// try, and the gRPC call, dials anew.
-		waitFor(t, "Envoy failing closed", 15*time.Second, nil, func(ctx context.Context) error {
+		// helix-authz follows the file (as helix-xds does); a fresh
+		// connection each try, as in the other reload tests.
+		waitFor(t, "helix-authz failing closed", 15*time.Second, nil, func(ctx context.Context) error {
 			fresh := &http.Client{Transport: https.Transport.(*http.Transport).Clone()}
 			defer fresh.CloseIdleConnections()
 			code, body, _, err := s.restInferHeaders(ctx, fresh, free.token)
@@ -244,7 +244,9 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 	t.Run("Redis back: limits again", func(t *testing.T) {
 		writeGatewayConfig(t, s.cfgPath, s.cfg)
 		s.startRedis(t)
-		waitFor(t, "limits enforced again", 30*time.Second, s.proc(helixstack.RateLimit), func(context.Context) error {
+		// helix-authz reconnects in the background: wait for the first
+		// 429 again.
+		waitFor(t, "limits enforced again", 30*time.Second, s.proc(helixstack.Authz), func(context.Context) error {
 			b := s.restBurst(t, https, free.token, 8)
 			if b.ok != 5 || b.limited != 3 {
 				return fmt.Errorf("8 requests: %v", b)
@@ -252,4 +254,35 @@ func (s *stack) testRateLimits(t *testing.T, https *http.Client) {
 			return nil
 		})
 	})
+}
+
+// decisionLine is one series of helix_authz_ratelimit_decisions_total in
+// the text exposition.
+var decisionLine = regexp.MustCompile(`^helix_authz_ratelimit_decisions_total\{result="([a-z_]+)"\} ([0-9.e+]+)$`)
+
+// rateLimitDecisions scrapes helix-authz's decisions by result.
+func (s *stack) rateLimitDecisions(t *testing.T) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	body, err := httpGet(ctx, http.DefaultClient, "http://"+addr(s.st.Ports.AuthzMetrics)+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for line := range strings.Lines(string(body)) {
+		if m := decisionLine.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			v, err := strconv.ParseFloat(m[2], 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			out[m[1]] = v
+		}
+	}
+	for _, r := range []string{"allowed", "over_limit", "error"} {
+		if _, ok := out[r]; !ok {
+			t.Fatalf("helix-authz exports no helix_authz_ratelimit_decisions_total{result=%q}:\n%s", r, body)
+		}
+	}
+	return out
 }

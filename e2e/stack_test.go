@@ -94,7 +94,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 			cfg = gatewayConfig{
 				listen: st.Ports.Gateway, listenerCert: s.gatewayTLS.pair(), listenerWatchDir: s.gatewayTLS.dir,
 				authzPort: st.Ports.ExtAuthz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
-				ratelimitPort: st.Ports.RateLimit, workersTLS: true,
+				rateLimits: true, workersTLS: true,
 			}
 			return gatewayYAML(cfg), nil
 		},
