@@ -67,6 +67,8 @@ func chaos(ctx context.Context, o *options) error {
 	failOpen := cfg.RateLimit == nil || cfg.RateLimit.FailureMode != config.FailClosed
 	worker := e.st.Workers()[0].Name
 	none := func(r *result) bool { return r.failed == 0 }
+	// Redis holds helix-authz's rate-limit counters: its outage is the
+	// rate-limit outage, and the failure mode decides.
 	rlGoal, rlMet := "0 failed (ratelimit.failure_mode: open)", none
 	if !failOpen {
 		rlGoal = "refused while down (ratelimit.failure_mode: closed), 0 failed after"
@@ -77,7 +79,6 @@ func chaos(ctx context.Context, o *options) error {
 		{helixstack.Envoy, "clients reconnect; failures only on the connections it held",
 			func(r *result) bool { return r.lastFailure < r.ready+3*time.Second }},
 		{helixstack.Authz, "0 failed (one of two replicas)", none},
-		{helixstack.RateLimit, rlGoal, rlMet},
 		{helixstack.Redis, rlGoal, rlMet},
 		{helixstack.Postgres, "0 failed (validation unaffected); issuance 200 from memory or 503, nothing else; no half-written rows",
 			func(r *result) bool { return r.failed == 0 && r.issuanceOther == 0 }},
@@ -135,7 +136,7 @@ func crash(ctx context.Context, e *env, l *load, f fault) (*result, error) {
 	for _, p := range e.st.Procs() {
 		pids[p.Name()] = p.PID()
 	}
-	statsBefore := envoyCounters(ctx, e)
+	statsBefore, decisionsBefore := envoyCounters(ctx, e), authzDecisions(ctx, e)
 	var pg *pgWatch
 	if f.proc == helixstack.Postgres {
 		pg = watchPostgres(ctx, e)
@@ -162,7 +163,10 @@ func crash(ctx context.Context, e *env, l *load, f fault) (*result, error) {
 	r.errs = l.takeErrors()
 	r.lost = append(r.lost, e.verify(ctx)...)
 	if f.proc != helixstack.Envoy { // a new Envoy starts its counters at 0
-		r.extra = strings.TrimSpace(r.extra + " " + counterDelta(statsBefore, envoyCounters(ctx, e)))
+		r.extra = strings.TrimSpace(r.extra + " " + counterDelta("Envoy", statsBefore, envoyCounters(ctx, e)))
+	}
+	if f.proc != helixstack.Authz { // nor does a new helix-authz
+		r.extra = strings.TrimSpace(r.extra + " " + counterDelta("helix-authz", decisionsBefore, authzDecisions(ctx, e)))
 	}
 	for _, p := range e.st.Procs() {
 		if p.Name() != f.proc && pids[p.Name()] != 0 && pids[p.Name()] != p.PID() {
@@ -337,9 +341,10 @@ func machine() string {
 }
 
 // envoyStats are the Envoy counters the report shows when they moved:
-// retries and connection failures towards the services, ext_authz and
-// ratelimit errors.
-var envoyStats = regexp.MustCompile(`^(cluster\.[^.]+\.(upstream_rq_retry|upstream_rq_retry_success|upstream_rq_retry_overflow|upstream_cx_connect_fail|upstream_rq_503|outlier_detection\.ejections_enforced_total)|http\.[^.]+\.ext_authz\.(error|failure_mode_allowed)|cluster\.[^.]+\.ratelimit\.(error|failure_mode_allowed))$`)
+// retries and connection failures towards the services, ext_authz errors
+// (helix-authz's own rate-limit errors are its result="error" decisions,
+// not Envoy's).
+var envoyStats = regexp.MustCompile(`^(cluster\.[^.]+\.(upstream_rq_retry|upstream_rq_retry_success|upstream_rq_retry_overflow|upstream_cx_connect_fail|upstream_rq_503|outlier_detection\.ejections_enforced_total)|http\.[^.]+\.ext_authz\.(error|failure_mode_allowed))$`)
 
 func envoyCounters(ctx context.Context, e *env) map[string]int64 {
 	body, err := e.st.EnvoyAdmin(ctx, "/stats?usedonly")
@@ -359,8 +364,32 @@ func envoyCounters(ctx context.Context, e *env) map[string]int64 {
 	return out
 }
 
-// counterDelta lists the counters that moved, as "Envoy: name +n, ...".
-func counterDelta(before, after map[string]int64) string {
+// decisionLine is one series of helix_authz_ratelimit_decisions_total.
+var decisionLine = regexp.MustCompile(`^helix_authz_ratelimit_decisions_total\{result="(error)"\} ([0-9.e+]+)$`)
+
+// authzDecisions sums helix-authz's rate-limit decisions that the failure
+// mode took (result="error": Redis did not answer) over every replica; a
+// replica that does not answer counts nothing.
+func authzDecisions(ctx context.Context, e *env) map[string]int64 {
+	urls := []string{"http://" + helixstack.Addr(e.st.Ports.AuthzMetrics) + "/metrics"}
+	for _, r := range e.st.Ports.AuthzReplicas {
+		urls = append(urls, "http://"+helixstack.Addr(r.Metrics)+"/metrics")
+	}
+	out := map[string]int64{}
+	for _, u := range urls {
+		for line := range strings.Lines(scrape(ctx, u)) {
+			if m := decisionLine.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+				if v, err := strconv.ParseFloat(m[2], 64); err == nil {
+					out["ratelimit decisions "+m[1]] += int64(v)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// counterDelta lists the counters that moved, as "who: name +n, ...".
+func counterDelta(who string, before, after map[string]int64) string {
 	var parts []string
 	for name, v := range after {
 		if d := v - before[name]; d > 0 {
@@ -371,5 +400,5 @@ func counterDelta(before, after map[string]int64) string {
 		return ""
 	}
 	sort.Strings(parts)
-	return "Envoy: " + strings.Join(parts, ", ")
+	return who + ": " + strings.Join(parts, ", ")
 }

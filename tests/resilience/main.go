@@ -1,6 +1,6 @@
 // Command resilience runs HelixFlow's chaos suite and soak test against
-// the real local stack (internal/stack: Postgres, two helix-authz, Redis,
-// helix-ratelimit, helix-xds, two helix-workers and Envoy, on loopback
+// the real local stack (internal/stack: Postgres, Redis, two helix-authz,
+// helix-xds, two helix-workers and Envoy, on loopback
 // ports of their own, state in a temporary folder):
 //
 //	go run -tags=vtprotobuf ./tests/resilience chaos   # make chaos

@@ -194,9 +194,8 @@ func grew(before, after int) bool {
 func goMetrics(st *helixstack.Stack) map[string]string {
 	p := st.Ports
 	m := map[string]string{
-		helixstack.Authz:     "http://" + helixstack.Addr(p.AuthzMetrics) + "/metrics",
-		helixstack.XDS:       st.XDSStatusURL() + "/metrics",
-		helixstack.RateLimit: "http://" + helixstack.Addr(p.RateLimitMetrics) + "/metrics",
+		helixstack.Authz: "http://" + helixstack.Addr(p.AuthzMetrics) + "/metrics",
+		helixstack.XDS:   st.XDSStatusURL() + "/metrics",
 	}
 	for i, w := range st.Workers() {
 		m[w.Name] = "http://" + helixstack.Addr(p.Workers[i].Metrics) + "/metrics"
@@ -240,19 +239,7 @@ func rssKiB(dir string) int {
 
 // goroutines reads go_goroutines, or -1.
 func goroutines(ctx context.Context, url string) int {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return -1
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(scrape(ctx, url), "\n") {
 		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err == nil {
@@ -261,6 +248,23 @@ func goroutines(ctx context.Context, url string) int {
 		}
 	}
 	return -1
+}
+
+// scrape returns a /metrics page ("" when it does not answer in 5 s).
+func scrape(ctx context.Context, url string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return string(b)
 }
 
 // envoyHeap reads Envoy's /memory: bytes in use and the heap its
