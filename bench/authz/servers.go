@@ -21,6 +21,7 @@ import (
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/internal/stack"
 	"github.com/helixflow/helixflow/internal/supervise"
 )
 
@@ -44,8 +45,18 @@ type helix struct {
 }
 
 func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, profile bool) (*helix, error) {
-	ports, err := freePorts(5)
+	ports, err := freePorts(6)
 	if err != nil {
+		return nil, err
+	}
+	// Check takes the plan's rate-limit decision with its counters in
+	// Redis, as the gateway runs it (deploy/local/gateway.yaml always
+	// limits): a real Redis, started as the local stack starts its own.
+	redis, err := stack.RedisSpec(filepath.Join(dir, "redis"), ports[5])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := g.Start(ctx, redis); err != nil {
 		return nil, err
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
@@ -58,10 +69,16 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 	if err := os.WriteFile(pepper, []byte(randomHex(32)), 0o600); err != nil {
 		return nil, err
 	}
-	// The admin API gives clients only the plans of a gateway config
-	// file; helix-authz reads nothing else of it.
+	// helix-authz reads the plans and the rate-limit settings of a
+	// gateway config file: the client's plan, gold, is never reached, so
+	// every Check is allowed after its Redis round trip. failure_mode
+	// closed makes a Redis failure a failed Check, which ends the run;
+	// the timeout is 1 s rather than the gateway's 100 ms because 64
+	// callers on a loaded 2-core machine queue longer than that, and
+	// this measures throughput, not the timeout policy.
 	gatewayConfig := filepath.Join(dir, "gateway.yaml")
-	const plans = "listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\nplans:\n  gold: {requests_per_second: 1000000}\n"
+	const plans = "listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\n" +
+		"ratelimit: {timeout: 1s, failure_mode: closed, default_plan: gold}\nplans:\n  gold: {requests_per_second: 1000000}\n"
 	if err := os.WriteFile(gatewayConfig, []byte(plans), 0o600); err != nil {
 		return nil, err
 	}
@@ -73,7 +90,7 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 	}
 	h.p, err = g.Start(ctx, supervise.Spec{
 		Name: "helix-authz", Path: bin, Env: env,
-		Args: []string{"--gateway-config=" + gatewayConfig, "--issuer=" + issuer, "--audience=" + benchAudience,
+		Args: []string{"--gateway-config=" + gatewayConfig, "--redis-address=" + stack.Addr(ports[5]), "--issuer=" + issuer, "--audience=" + benchAudience,
 			"--http-listen=" + httpAddr, "--grpc-listen=" + h.grpcAddr, "--admin-listen=" + adminAddr,
 			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", ports[3]),
 			"--plaintext-loopback", "--secret-pepper-file=" + pepper, "--log-level=warn",
