@@ -85,8 +85,11 @@ type Server struct {
 
 	warmTimeout time.Duration
 
-	pubMu   sync.Mutex  // serializes Publish; guards current
+	pubMu   sync.Mutex  // serializes Publish; guards current and sums
 	current resourceSet // last published in full (not a bridge)
+	// sums are the digests of current's resources, by identity: the next
+	// Publish hashes only the resources it does not share with current.
+	sums sums
 
 	mu        sync.Mutex // guards what follows
 	versions  map[string]CacheVersion
@@ -178,11 +181,11 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 	start := time.Now()
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
-	if err := validateSet(set); err != nil {
+	if err := validateSet(set, s.sums); err != nil {
 		s.metrics.publishErrors.Inc()
 		return err
 	}
-	digests, err := digestSet(set)
+	digests, sums, err := digestSet(set, s.sums)
 	if err != nil {
 		s.metrics.publishErrors.Inc()
 		return err
@@ -207,7 +210,7 @@ func (s *Server) publish(ctx context.Context, set resourceSet) error {
 	if _, err := s.setCaches(ctx, set, digests); err != nil {
 		return err
 	}
-	s.current = set
+	s.current, s.sums = set, sums
 	s.metrics.publishDuration.Observe(time.Since(start).Seconds())
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"maps"
 	"runtime"
 	"slices"
@@ -30,7 +31,9 @@ var messageNames = map[string]string{
 // the right message type, with a name that is set and unique within its
 // type. Each resource's own content was checked where it was made
 // (translate.Translate runs ValidateAll on every resource it returns).
-func validateSet(set resourceSet) error {
+// Resources in known were published, so checked, before: only their
+// names are counted.
+func validateSet(set resourceSet, known sums) error {
 	for typeURL, list := range set {
 		want, ok := messageNames[typeURL]
 		if !ok {
@@ -41,7 +44,8 @@ func validateSet(set resourceSet) error {
 			if r == nil {
 				return fmt.Errorf("%w: %s #%d is nil", ErrInvalidResource, typeLabel(typeURL), i)
 			}
-			if got := string(r.ProtoReflect().Descriptor().FullName()); got != want {
+			_, checked := known[r]
+			if got := string(r.ProtoReflect().Descriptor().FullName()); !checked && got != want {
 				return fmt.Errorf("%w: %s #%d is a %s", ErrInvalidResource, typeLabel(typeURL), i, got)
 			}
 			name := cachev3.GetResourceName(r)
@@ -66,9 +70,16 @@ type digest struct {
 	sum  sum
 }
 
-// digestSet marshals and hashes every resource of set, spread over the
-// cores: with a thousand models on a hundred workers this is most of a
-// publish. The digests come by type URL, sorted by name.
+// sums holds resources' digests by identity. Resources are immutable once
+// translated (translate's contract), so a resource published before has
+// the digest it had then: one worker's change among 1,000 models hashes
+// the assignments of that worker's pools, not all 4,000 resources.
+type sums map[types.Resource]sum
+
+// digestSet marshals and hashes every resource of set not in known,
+// spread over the cores: with a thousand models on a hundred workers this
+// is most of a full publish. The digests come by type URL, sorted by
+// name, with the sums of all of set's resources.
 //
 // Built with the vtprotobuf tag (make does), go-control-plane's generated
 // marshalling does the work about seven times faster than reflection (24
@@ -77,7 +88,7 @@ type digest struct {
 // entries in Go's map order, which is stable only for maps of one entry,
 // and that is all the translator's resources hold (their typed configs are
 // packed deterministically; TestContentVersionStable guards this).
-func digestSet(set resourceSet) (map[string][]digest, error) {
+func digestSet(set resourceSet, known sums) (map[string][]digest, sums, error) {
 	type item struct {
 		typeURL, name string
 		r             types.Resource
@@ -85,6 +96,7 @@ func digestSet(set resourceSet) (map[string][]digest, error) {
 		err           error
 	}
 	var items []item
+	var todo []int // indexes of items to hash
 	for _, t := range slices.Sorted(maps.Keys(set)) {
 		start := len(items)
 		for _, r := range set[t] {
@@ -92,15 +104,22 @@ func digestSet(set resourceSet) (map[string][]digest, error) {
 		}
 		slices.SortFunc(items[start:], func(a, b item) int { return cmp.Compare(a.name, b.name) })
 	}
+	for i := range items {
+		if s, ok := known[items[i].r]; ok {
+			items[i].sum = s
+		} else {
+			todo = append(todo, i)
+		}
+	}
 	opts := proto.MarshalOptions{Deterministic: true}
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(items)/64))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(todo)/64))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			var buf []byte
-			for i := int(next.Add(1) - 1); i < len(items); i = int(next.Add(1) - 1) {
-				it := &items[i]
+			for k := int(next.Add(1) - 1); k < len(todo); k = int(next.Add(1) - 1) {
+				it := &items[todo[k]]
 				var err error
 				if vt, ok := it.r.(vtMarshaler); ok {
 					n := vt.SizeVT()
@@ -125,13 +144,15 @@ func digestSet(set resourceSet) (map[string][]digest, error) {
 	for t := range set {
 		out[t] = []digest{} // a type without resources still counts
 	}
+	all := make(sums, len(items))
 	for _, it := range items {
 		if it.err != nil {
-			return nil, it.err
+			return nil, nil, it.err
 		}
 		out[it.typeURL] = append(out[it.typeURL], digest{name: it.name, sum: it.sum})
+		all[it.r] = it.sum
 	}
-	return out, nil
+	return out, all, nil
 }
 
 // versionOf hashes the digests of typeURLs (type, count, then each name
@@ -141,7 +162,8 @@ func versionOf(digests map[string][]digest, typeURLs []string) string {
 	for _, t := range slices.Sorted(slices.Values(typeURLs)) {
 		fmt.Fprintf(h, "%s\x00%d\x00", t, len(digests[t]))
 		for _, d := range digests[t] {
-			fmt.Fprintf(h, "%s\x00", d.name)
+			io.WriteString(h, d.name)
+			h.Write([]byte{0})
 			h.Write(d.sum[:])
 		}
 	}
@@ -150,7 +172,7 @@ func versionOf(digests map[string][]digest, typeURLs []string) string {
 
 // contentVersion is the version of set as a whole.
 func contentVersion(set map[string][]types.Resource) (string, error) {
-	digests, err := digestSet(set)
+	digests, _, err := digestSet(set, nil)
 	if err != nil {
 		return "", err
 	}

@@ -97,7 +97,7 @@ func (s *Server) setBridge(ctx context.Context, bridge resourceSet) (string, err
 		s.metrics.publishErrors.Inc()
 		return "", fmt.Errorf("%w: make-before-break step: %w", ErrInconsistent, err)
 	}
-	digests, err := digestSet(bridge)
+	digests, _, err := digestSet(bridge, s.sums)
 	if err != nil {
 		s.metrics.publishErrors.Inc()
 		return "", err
