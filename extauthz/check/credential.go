@@ -16,11 +16,11 @@ const APIKeyPrefix = "hx_"
 // maxCredentialBytes bounds the authorization and x-api-key values.
 const maxCredentialBytes = 8 << 10
 
-// Header names read or written.
+// Header names read or written (what Envoy sends Check: wire.CheckHeaders).
 const (
-	hdrAuthorization = "authorization"
-	hdrAPIKey        = "x-api-key"
-	hdrContentType   = "content-type"
+	hdrAuthorization = wire.HeaderAuthorization
+	hdrAPIKey        = wire.HeaderAPIKey
+	hdrContentType   = wire.HeaderContentType
 )
 
 // reqHeaders holds the request headers the check needs.

@@ -19,3 +19,17 @@ const (
 // messages, so without it a stream needs every model's scope and lands in
 // the default pool. It is not an x-helix-* header: Envoy strips those.
 const HeaderStreamModel = "helix-model"
+
+// Request headers helix-authz's Check reads besides the x-helix-* ones
+// (which it removes): the credential, either form, and the content type,
+// which picks the reply's format. Envoy sends Check these and no others
+// (ext_authz allowed_headers): a smaller request costs both sides less.
+const (
+	HeaderAuthorization = "authorization"
+	HeaderAPIKey        = "x-api-key"
+	HeaderContentType   = "content-type"
+)
+
+// CheckHeaders are the exact header names Check reads; with HeaderPrefix,
+// everything Envoy passes it.
+var CheckHeaders = []string{HeaderAuthorization, HeaderAPIKey, HeaderContentType, HeaderStreamModel}

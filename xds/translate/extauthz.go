@@ -6,10 +6,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -51,9 +53,23 @@ func extAuthzFilter(g *ir.Gateway) (proto.Message, error) {
 			AllowPartialMessage: true,
 			PackAsBytes:         true,
 		},
+		AllowedHeaders:  checkHeaders(),
 		ClearRouteCache: true,
 		StatusOnError:   &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}, nil
+}
+
+// checkHeaders are the request headers Check reads (the credential, the
+// content type, a stream's model) and the x-helix-* ones it removes: by
+// default Envoy sends every header, which each Check then encodes, sends
+// and decodes for nothing.
+func checkHeaders() *matcherv3.ListStringMatcher {
+	m := &matcherv3.ListStringMatcher{}
+	for _, h := range wire.CheckHeaders {
+		m.Patterns = append(m.Patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h}})
+	}
+	m.Patterns = append(m.Patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}})
+	return m
 }
 
 // extAuthzNoBody is the per-route override that checks without the body.
