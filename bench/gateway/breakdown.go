@@ -21,12 +21,16 @@ import (
 // the call to the worker, and helix-authz's (microseconds) of its Check
 // and of the Redis round trip inside it.
 
-// Envoy histograms the breakdown reads (names as in /stats).
+// Envoy histograms the breakdown reads (names as in /stats, where Envoy
+// writes a cluster name's '/' as '_').
 var (
 	histDownstream = "http." + translate.StatPrefix + ".downstream_rq_time"
-	histAuthzCall  = "cluster." + translate.ClusterAuthZ + ".upstream_rq_time"
-	histWorker     = "cluster." + translate.GRPCCluster("simple") + ".upstream_rq_time"
+	histAuthzCall  = "cluster." + statName(translate.ClusterAuthZ) + ".upstream_rq_time"
+	histWorker     = "cluster." + statName(translate.GRPCCluster("simple")) + ".upstream_rq_time"
 )
+
+// statName is a cluster name as Envoy's stats spell it.
+func statName(cluster string) string { return strings.ReplaceAll(cluster, "/", "_") }
 
 // bucket is one bucket of an Envoy histogram: values from lower to
 // lower+width (milliseconds), count of them.

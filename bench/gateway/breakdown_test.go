@@ -14,6 +14,13 @@ const envoyDetailed = `{"stats":[{"name":"http.helix.downstream_rq_completed","v
 {"name":"cluster.helix-authz.upstream_rq_time","totals":[{"lower_bound":2,"width":0.1,"count":10},{"lower_bound":0,"width":0,"count":30},{"lower_bound":12,"width":1,"count":20}],"intervals":[],"percentiles":[]},
 {"name":"http.helix.downstream_rq_time","totals":[{"lower_bound":150,"width":10,"count":4}],"intervals":[],"percentiles":[]}]}}]}`
 
+func TestStatName(t *testing.T) {
+	// As Envoy 1.40's /stats names the simple model's gRPC cluster.
+	if histWorker != "cluster.helix-model-grpc_simple.upstream_rq_time" {
+		t.Errorf("histWorker = %q", histWorker)
+	}
+}
+
 func TestParseHistograms(t *testing.T) {
 	hs, err := parseHistograms([]byte(envoyDetailed))
 	if err != nil {

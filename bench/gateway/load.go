@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/helixflow/helixflow/internal/samplemodel"
+	"github.com/helixflow/helixflow/xds/translate"
 )
 
 // The plan's load target (issue 13): open-loop load through the full
@@ -60,6 +61,10 @@ type loadStep struct {
 	cpu         map[string]time.Duration // servers on the path over the run
 	clientCPU   time.Duration
 	reqsForCPUs float64 // requests answered, for CPU per request
+	// Over the run: Envoy's counters that say why requests failed, and
+	// where the time went.
+	events    map[string]int64
+	breakdown *breakdown
 }
 
 // broken: the step passes the bound or has errors.
@@ -184,8 +189,9 @@ func measureLoad(ctx context.Context, o *options, s *stack, t *target) (*loadRes
 		if err != nil {
 			return nil, err
 		}
-		logf("  %s sent, %.0f/s; p50 %v p95 %v p99 %v; %d errors %v", fmtRate(float64(st.count)), st.achieved,
-			st.p50.Round(time.Microsecond), st.p95.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.errors, st.errorKinds)
+		logf("  %s sent, %.0f/s; p50 %v p95 %v p99 %v; %d errors %v; Envoy: %s; helix-authz: %s", fmtRate(float64(st.count)), st.achieved,
+			st.p50.Round(time.Microsecond), st.p95.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.errors, st.errorKinds,
+			eventSummary(st.events), authzSummary(st.breakdown))
 		res.steps = append(res.steps, st)
 		for _, p := range t.procs {
 			if p.Exited() {
@@ -272,6 +278,14 @@ func runGhz(ctx context.Context, o *options, s *stack, t *target, dir, dataFile 
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 
 	st := &loadStep{rate: rate, duration: d, cpu: map[string]time.Duration{}}
+	stats0, err := envoyStats(ctx, t.envoy)
+	if err != nil {
+		return nil, err
+	}
+	reading0, err := read(ctx, t.envoy, t.authzMetrics)
+	if err != nil {
+		return nil, err
+	}
 	cpu0 := map[string]time.Duration{}
 	for _, p := range t.procs {
 		cpu0[p.Name()] = cpu(p)
@@ -299,6 +313,16 @@ func runGhz(ctx context.Context, o *options, s *stack, t *target, dir, dataFile 
 		return nil, err
 	}
 	st.reqsForCPUs = float64(st.count)
+	stats1, err := envoyStats(ctx, t.envoy)
+	if err != nil {
+		return nil, err
+	}
+	st.events = failureEvents(stats0, stats1)
+	reading1, err := read(ctx, t.envoy, t.authzMetrics)
+	if err != nil {
+		return nil, err
+	}
+	st.breakdown = reading1.since(reading0)
 	// Let Envoy close the connections before the next step.
 	select {
 	case <-ctx.Done():
@@ -306,6 +330,30 @@ func runGhz(ctx context.Context, o *options, s *stack, t *target, dir, dataFile 
 	case <-time.After(2 * time.Second):
 	}
 	return st, nil
+}
+
+// failureEvents are the counters of Envoy's that went up between two
+// dumps and say why a request failed or was slow: ext_authz errors and
+// denials, 5xx answers, and any cluster's timeouts, overflows and resets
+// (circuit breakers, pending queues).
+func failureEvents(before, after map[string]int64) map[string]int64 {
+	hcm := "http." + translate.StatPrefix + "."
+	out := map[string]int64{}
+	for k, v := range after {
+		d := v - before[k]
+		if d <= 0 {
+			continue
+		}
+		switch {
+		case k == hcm+ctrAuthzError, k == hcm+ctrAuthzDenied, k == hcm+ctrAuthzAllowed, k == hcm+"downstream_rq_5xx",
+			k == hcm+"downstream_rq_timeout", k == hcm+"downstream_cx_overload_reject", k == hcm+"downstream_rq_overload_close":
+			out[strings.TrimPrefix(k, hcm)] = d
+		case strings.HasPrefix(k, "cluster.") && (strings.HasSuffix(k, "_overflow") || strings.HasSuffix(k, ".upstream_rq_timeout") ||
+			strings.HasSuffix(k, ".upstream_rq_per_try_timeout") || strings.HasSuffix(k, ".upstream_cx_connect_fail")):
+			out[k] = d
+		}
+	}
+	return out
 }
 
 // gatewayCPUPerRequest is the gateway side's CPU per request sent.
@@ -328,3 +376,28 @@ func (r *loadResult) sortedSteps() []*loadStep {
 }
 
 func fmtRate(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }
+
+// eventSummary is "name n, ..." of failure events, sorted; "none" without.
+func eventSummary(events map[string]int64) string {
+	if len(events) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(events))
+	for k, v := range events {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+// authzSummary is helix-authz's side of a run: mean Check and Redis
+// round trip, and rate-limit decisions that were not plain allowed ones.
+func authzSummary(b *breakdown) string {
+	if b == nil || b.authz == nil {
+		return "n/a"
+	}
+	a := b.authz
+	return fmt.Sprintf("Check %v, Redis %v on average; rate limit: %.0f allowed, %.0f over limit, %.0f without Redis (failure mode)",
+		a.meanCheck().Round(time.Microsecond), a.meanRedis().Round(time.Microsecond),
+		a.decisions[decisionAllowed], a.decisions[decisionOverLimit], a.decisions[decisionError])
+}

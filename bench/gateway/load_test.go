@@ -98,3 +98,29 @@ func TestBreakingPointAndLoadGoal(t *testing.T) {
 		t.Errorf("sortedSteps = %v %v %v %v", sorted[0].rate, sorted[1].rate, sorted[2].rate, sorted[3].rate)
 	}
 }
+
+func TestFailureEvents(t *testing.T) {
+	before := map[string]int64{"http.helix.ext_authz.error": 5, "http.helix.ext_authz.ok": 10}
+	after := map[string]int64{
+		"http.helix.ext_authz.error": 25, "http.helix.ext_authz.ok": 900, "http.helix.downstream_rq_5xx": 20,
+		"cluster.helix-authz.upstream_rq_pending_overflow": 3, "cluster.helix-authz.upstream_rq_timeout": 0,
+		"cluster.helix-model-grpc/simple.upstream_rq_timeout": 2, "cluster.helix-authz.upstream_rq_total": 900,
+	}
+	got := failureEvents(before, after)
+	want := map[string]int64{"ext_authz.error": 20, "downstream_rq_5xx": 20,
+		"cluster.helix-authz.upstream_rq_pending_overflow": 3, "cluster.helix-model-grpc/simple.upstream_rq_timeout": 2}
+	if len(got) != len(want) {
+		t.Fatalf("failureEvents = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+	if s := eventSummary(got); s != "cluster.helix-authz.upstream_rq_pending_overflow 3, cluster.helix-model-grpc/simple.upstream_rq_timeout 2, downstream_rq_5xx 20, ext_authz.error 20" {
+		t.Errorf("eventSummary = %q", s)
+	}
+	if eventSummary(nil) != "none" {
+		t.Error("no events should read none")
+	}
+}

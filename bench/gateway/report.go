@@ -333,7 +333,7 @@ func perInfer(cpu time.Duration, r *perfResult) string {
 func breakdownTable(b *strings.Builder, o *options, out *outcome) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("Per request, over each run (warm-up included), in microseconds as mean / p50 / p99. From Envoy's histograms: the request in Envoy (the connection manager's `downstream_rq_time`), the ext_authz call as Envoy sees it (cluster `%s`'s `upstream_rq_time`: connection pool, TLS, HTTP/2, helix-authz's Check and the way back), and the call to the worker (cluster `%s`'s `upstream_rq_time`); **rest of Envoy** is the request's mean less the two calls' means (TLS and HTTP/2 towards the client, the filters, routing, waiting for a worker thread). Envoy records these in whole milliseconds, truncated: each value counts as the middle of its millisecond, so below a few milliseconds these are estimates (within 500 us). From helix-authz's own histograms (`%s`, `%s`: sum / count, exact): its Check and the Redis round trip within it.\n\n",
-		translate.ClusterAuthZ, translate.GRPCCluster("simple"), metricCheck, metricRedis)
+		statName(translate.ClusterAuthZ), statName(translate.GRPCCluster("simple")), metricCheck, metricRedis)
 	w("| path | concurrency | requests | in Envoy | ext_authz call | worker call | rest of Envoy (mean) | Check in helix-authz (mean) | Redis in Check (mean) |\n")
 	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, c := range o.concurrencies {
@@ -368,17 +368,28 @@ func loadReport(b *strings.Builder, o *options, l *loadResult) {
 	w("ghz %s (`go install github.com/bojand/ghz/cmd/ghz@%s`; perf_analyzer's request-rate mode would need a connection per outstanding request, not a fixed %s) sends `ModelInfer` on `simple` (internal/samplemodel's request, serialized) through the full chain, with the same kind of token as perf_analyzer, over %s TLS connections, one request worker each, **open loop** (`--async`: each request leaves on its schedule whatever the answers to earlier ones; latencies count from the request's send, not from its scheduled time, so a client starved of CPU would understate them):\n\n",
 		ghzVersion, ghzVersion, benchdoc.Commas(float64(o.loadConnections)), benchdoc.Commas(float64(o.loadConnections)))
 	w("`ghz %s`\n\n", l.command)
-	w("First the target, %s requests/s for %v; then the breaking point: the rate stepped up by %s requests/s, %v a step, until p95 passes %v or a request fails (status other than OK, or no answer within %v), then %d bisections between the last good and the first broken step (rates rounded to %s). Latency percentiles are of the OK answers; CPU is the gateway side's (Envoy, helix-authz, Redis) per request sent, over the whole ghz run (connecting %s clients included).\n\n",
+	w("First the target, %s requests/s for %v; then the breaking point: the rate stepped up by %s requests/s, %v a step, until p95 passes %v or a request fails (status other than OK, or no answer within %v), then %d bisection(s) between the last good and the first broken step (rates rounded to %s). Latency percentiles are of the OK answers; CPU is the gateway side's (Envoy, helix-authz, Redis) per request sent, over the whole ghz run (connecting %s clients included).\n\n",
 		benchdoc.Commas(o.loadRate), o.loadDuration, benchdoc.Commas(o.loadStep), o.stepDuration, loadP95Bound, loadRequestTimeout, o.loadBisect, benchdoc.Commas(loadRateQuantum), benchdoc.Commas(float64(o.loadConnections)))
-	w("| offered (requests/s) | length | sent | achieved (requests/s) | p50 (ms) | p95 (ms) | p99 (ms) | errors | gateway CPU per request (us) | ghz CPU |\n")
-	w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	w("| offered (requests/s) | length | sent | achieved (requests/s) | p50 (ms) | p95 (ms) | p99 (ms) | errors | gateway CPU per request (us) | ghz CPU | ext_authz call mean / p99 (ms) | Check / Redis mean (us) |\n")
+	w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, st := range l.sortedSteps() {
 		errs := benchdoc.Commas(float64(st.errors))
 		if st.errors > 0 {
 			errs += " (" + statusSummary(st.statuses) + ")"
 		}
-		w("| %s | %v | %s | %s | %s | %s | %s | %s | %s | %.2f |\n", benchdoc.Commas(st.rate), st.duration, benchdoc.Commas(float64(st.count)),
-			benchdoc.Commas(st.achieved), ms(st.p50), ms(st.p95), ms(st.p99), errs, benchdoc.Commas(us(st.gatewayCPUPerRequest())), perSecond(st.clientCPU, st.elapsed))
+		call, check := "-", "-"
+		if bd := st.breakdown; bd != nil {
+			call = fmt.Sprintf("%s / %s", ms(msDuration(bd.authzCall.mean())), ms(msDuration(bd.authzCall.quantile(0.99))))
+			if bd.authz != nil {
+				check = fmt.Sprintf("%s / %s", benchdoc.Commas(us(bd.authz.meanCheck())), benchdoc.Commas(us(bd.authz.meanRedis())))
+			}
+		}
+		w("| %s | %v | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |\n", benchdoc.Commas(st.rate), st.duration, benchdoc.Commas(float64(st.count)),
+			benchdoc.Commas(st.achieved), ms(st.p50), ms(st.p95), ms(st.p99), errs, benchdoc.Commas(us(st.gatewayCPUPerRequest())), perSecond(st.clientCPU, st.elapsed), call, check)
+	}
+	w("\nWhat Envoy and helix-authz counted at each step besides successes (Envoy: ext_authz errors and denials, 5xx answers, clusters' timeouts and overflows; helix-authz: rate-limit decisions taken without Redis, which `failure_mode: open` lets pass):\n\n")
+	for _, st := range l.sortedSteps() {
+		w("- %s requests/s: Envoy: %s; helix-authz: %s\n", benchdoc.Commas(st.rate), eventSummary(st.events), authzSummary(st.breakdown))
 	}
 	w("\n%s.\n", breakingPoint(o, l))
 }
@@ -416,3 +427,6 @@ func loadGoal(o *options, l *loadResult) string {
 		benchdoc.MetOrMissed(!t.broken() && t.duration >= 60*time.Second && o.loadConnections >= 1000 && t.rate >= 1000), benchdoc.Commas(t.rate),
 		benchdoc.Commas(float64(o.loadConnections)), t.duration, loadP95Bound, ms(t.p95), ms(t.p50), ms(t.p99), benchdoc.Commas(float64(t.errors)), benchdoc.Commas(float64(t.count)))
 }
+
+// msDuration is a time in milliseconds (Envoy's histograms) as a Duration.
+func msDuration(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
