@@ -69,12 +69,15 @@ func BenchmarkScheduler(b *testing.B) {
 	}
 }
 
-// BenchmarkQueueDelay reports the median time lone requests spend queued
-// (queue-µs) against their max_queue_delay.
+// BenchmarkQueueDelay reports, for lone requests, the median time they
+// spend queued (queue-µs) against their max_queue_delay and the process's
+// CPU time per request (cpu-µs/op), waiting included.
 func BenchmarkQueueDelay(b *testing.B) {
 	for _, delay := range []time.Duration{200 * time.Microsecond, 1500 * time.Microsecond} {
 		b.Run(fmt.Sprint(delay), func(b *testing.B) {
+			cpu0 := processCPU(b)
 			median := loneRequests(b, delay, b.N)
+			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			b.ReportMetric(float64(median.Microseconds()), "queue-µs")
 		})
 	}

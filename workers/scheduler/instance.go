@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -38,6 +37,9 @@ func (s *Scheduler) serve(inst backend.Instance) {
 	}
 	s.live--
 	if s.live == 0 {
+		if s.alarm != nil {
+			s.alarm.stop()
+		}
 		close(s.stopped)
 	}
 }
@@ -76,48 +78,30 @@ func (s *Scheduler) next() *batch {
 	}
 }
 
-// spinBelow is the wait under which waitLocked spins instead of sleeping:
-// the Go runtime rounds an idle sleep up to a whole millisecond (epoll's
-// timeout unit), which would stretch a 200 µs max_queue_delay five-fold.
-const spinBelow = time.Millisecond
-
 // waitLocked releases s.mu until the queue changes or d passes (d <= 0:
-// no time limit). A wait of d >= spinBelow sleeps until spinBelow before
-// its end and returns early, for next to plan again and spin the rest.
+// no time limit). It may return early (an alarm's late firing); next then
+// plans again.
 func (s *Scheduler) waitLocked(d time.Duration) {
 	if s.wake == nil {
 		s.wake = make(chan struct{})
 	}
 	wake := s.wake
-	s.mu.Unlock()
-	defer s.mu.Lock()
-	switch {
-	case d <= 0:
+	if d <= 0 {
+		s.mu.Unlock()
 		<-wake
-	case d < spinBelow:
-		spinUntil(wake, time.Now().Add(d))
-	default:
-		t := time.NewTimer(d - spinBelow)
-		defer t.Stop()
-		select {
-		case <-wake:
-		case <-t.C:
-		}
+		s.mu.Lock()
+		return
 	}
-}
-
-// spinUntil returns when wake is closed or deadline passes, yielding the
-// processor to other goroutines between checks. It burns a core for at
-// most spinBelow, and only while a partial batch waits for company.
-func spinUntil(wake <-chan struct{}, deadline time.Time) {
-	for time.Now().Before(deadline) {
-		select {
-		case <-wake:
-			return
-		default:
-			runtime.Gosched()
-		}
+	// Only one instance goroutine waits with a time limit (s.timing), so
+	// one alarm serves the scheduler.
+	s.alarm.arm(d)
+	s.mu.Unlock()
+	select {
+	case <-wake:
+	case <-s.alarm.c:
 	}
+	s.alarm.disarm()
+	s.mu.Lock()
 }
 
 // at returns the i-th queued request, delayed ones last.

@@ -105,6 +105,7 @@ type Scheduler struct {
 	delayed   []*pending    // requests whose timeout expired under Delay
 	wake      chan struct{} // closed to wake instance goroutines waiting for work
 	timing    bool          // an instance goroutine waits out a max queue delay
+	alarm     *alarm        // ends that wait; nil without a max queue delay
 	closing   bool
 	live      int // instance goroutines still running
 	closeErrs []error
@@ -177,6 +178,9 @@ func New(cfg Config) (*Scheduler, error) {
 		s.pref = make(map[int]bool, len(cfg.Dynamic.PreferredBatchSizes))
 		for _, n := range cfg.Dynamic.PreferredBatchSizes {
 			s.pref[n] = true
+		}
+		if cfg.Dynamic.MaxQueueDelay > 0 {
+			s.alarm = newAlarm(s.log)
 		}
 	}
 	if cfg.Dynamic != nil && cfg.Dynamic.PreserveOrdering {

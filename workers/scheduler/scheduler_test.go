@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -908,4 +909,38 @@ func TestSubMillisecondQueueDelayIsHonoured(t *testing.T) {
 	if median < delay || median > 3*delay {
 		t.Errorf("median queue time %v with max_queue_delay %v; want within [%v, %v]", median, delay, delay, 3*delay)
 	}
+}
+
+func TestQueueDelayWaitsWithoutBurningACore(t *testing.T) {
+	// Lone requests wait out a sub-millisecond max_queue_delay: the wait
+	// must sleep, not spin (which cost a core for the whole delay, taken
+	// from the client and the other processes on a small machine). The
+	// same requests without a delay give the CPU they cost anyway.
+	const (
+		delay = 900 * time.Microsecond
+		n     = 40
+	)
+	cpu0 := processCPU(t)
+	loneRequests(t, 0, n)
+	cpu1 := processCPU(t)
+	median := loneRequests(t, delay, n)
+	waiting := processCPU(t) - cpu1 - (cpu1 - cpu0)
+	t.Logf("waiting out the delays cost %v of CPU; median queue time %v", waiting, median)
+	if limit := n * delay / 4; waiting > limit {
+		t.Errorf("%d requests waiting out %v each used %v more CPU than without the delay; want at most %v (a quarter of the waits)",
+			n, delay, waiting, limit)
+	}
+	if median < delay || median > delay+delay/2 {
+		t.Errorf("median queue time %v with max_queue_delay %v; want within [%v, %v]", median, delay, delay, delay+delay/2)
+	}
+}
+
+// processCPU is the CPU time (user and system) the test process used so far.
+func processCPU(t testing.TB) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
