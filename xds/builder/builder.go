@@ -2,7 +2,9 @@
 // good gateway config file with the workers of a Source (the gRPC worker
 // registry or Kubernetes), turning the workers into one pool per model
 // (pools.go), translates the result into Envoy resources and publishes
-// them, again on every change (debounced).
+// them, again on every change (debounced; a change to workers' endpoints
+// alone rebuilds only the assignments of the pools it touched,
+// incremental.go).
 //
 //	config file ─┐
 //	             ├─► ir.Gateway + pools ─► translate ─► Publisher (xds/server)
@@ -32,6 +34,8 @@ import (
 // Source is where the builder reads the workers from: *registry.Registry
 // (workers register over gRPC) or *kube.Source (EndpointSlices).
 type Source interface {
+	// Snapshot is the workers now; their Models are read-only (the
+	// registry shares them between snapshots).
 	Snapshot() []registry.Worker
 	// Subscribe signals (coalesced) after the workers changed, until ctx
 	// ends; the channel need not be closed then.
@@ -76,6 +80,9 @@ type Builder struct {
 	cfg *config.Config
 	// holding: translate (to check the inputs) but do not publish yet.
 	holding bool
+	// last is the last translation (rebuild's goroutine only: New, then
+	// Run's debouncer).
+	last *lastBuild
 
 	rebuilds *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -122,8 +129,8 @@ func New(ctx context.Context, c Config) (*Builder, error) {
 }
 
 // Run watches the config file and the workers and rebuilds on each change
-// (debounced by server.Debouncer: at once after a quiet spell; during a
-// burst server.DefaultHoldoff after the last change, at most
+// (debounced by server.Debouncer: at once while rebuilds stay within its
+// rate; beyond it server.DefaultHoldoff after the last change, at most
 // server.DefaultMaxWait after the first), and publishes for the first time
 // when the startup grace is over. It returns ctx.Err() when ctx ends.
 func (b *Builder) Run(ctx context.Context) error {
@@ -197,11 +204,14 @@ func (b *Builder) rebuild(ctx context.Context) error {
 	b.mu.Lock()
 	cfg, holding := b.cfg, b.holding
 	b.mu.Unlock()
-	g := cfg.Gateway()
-	addWorkers(g, b.c.Workers.Snapshot(), b.log)
-	res, err := translate.Translate(g)
-	if err == nil && !holding {
-		err = b.c.Publisher.Publish(ctx, res)
+	next, err := translateWorkers(b.last, cfg, b.c.Workers.Snapshot(), b.log)
+	if err == nil {
+		// Even when the publish fails: next is a correct translation of
+		// the inputs, and every Publish takes the whole set.
+		b.last = next
+		if !holding {
+			err = b.c.Publisher.Publish(ctx, next.res)
+		}
 	}
 	b.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -209,6 +219,6 @@ func (b *Builder) rebuild(ctx context.Context) error {
 		return err
 	}
 	b.rebuilds.WithLabelValues("ok").Inc()
-	b.log.Debug("rebuilt", "pools", len(g.Pools), "workers", len(g.DefaultPool.Endpoints), "published", !holding, "took", time.Since(start))
+	b.log.Debug("rebuilt", "pools", len(next.g.Pools), "workers", len(next.g.DefaultPool.Endpoints), "published", !holding, "took", time.Since(start))
 	return nil
 }

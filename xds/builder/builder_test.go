@@ -72,7 +72,7 @@ func (p *publisher) Publish(_ context.Context, res *translate.Resources) error {
 
 const gatewayYAML = "listener: {address: 127.0.0.1, port: 8443}\nauthz: {address: '127.0.0.1:9001'}\n"
 
-func writeConfig(t *testing.T, content string) string {
+func writeConfig(t testing.TB, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {

@@ -1,0 +1,167 @@
+package builder
+
+import (
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/helixflow/helixflow/xds/config"
+	"github.com/helixflow/helixflow/xds/ir"
+	"github.com/helixflow/helixflow/xds/registry"
+	"github.com/helixflow/helixflow/xds/translate"
+)
+
+// lastBuild is what the last rebuild translated. When the next one finds
+// the same config and workers that changed only in which existing pools
+// they are ready in (the usual churn: a worker turns ready, not ready,
+// leaves or comes back while its models keep other workers), it patches
+// those pools and translates their assignments alone
+// (translate.UpdateEndpoints); a pool that appears or goes, or a new
+// config, takes a full translation. With 1,000 models on 100 workers that
+// is the difference between rebuilding 4,000 resources and rebuilding the
+// assignments of one worker's pools.
+type lastBuild struct {
+	cfg     *config.Config
+	workers map[string]registry.Worker // by id, as the source gave them
+	g       *ir.Gateway                // sorted (ir.Gateway.Sorted)
+	res     *translate.Resources
+}
+
+// translateWorkers turns cfg and ws into resources, from last when it can
+// (see lastBuild), and returns what the next rebuild starts from.
+func translateWorkers(last *lastBuild, cfg *config.Config, ws []registry.Worker, log *slog.Logger) (*lastBuild, error) {
+	byID := make(map[string]registry.Worker, len(ws))
+	for _, w := range ws {
+		byID[w.ID] = w
+	}
+	if last != nil && last.cfg == cfg {
+		if g, models, def, ok := patchPools(last, byID, log); ok {
+			res, err := translate.UpdateEndpoints(last.res, g, models, def)
+			if err != nil {
+				return nil, err
+			}
+			return &lastBuild{cfg: cfg, workers: byID, g: g, res: res}, nil
+		}
+	}
+	g := cfg.Gateway()
+	addWorkers(g, ws, log)
+	g = g.Sorted()
+	res, err := translate.Translate(g)
+	if err != nil {
+		return nil, err
+	}
+	return &lastBuild{cfg: cfg, workers: byID, g: g, res: res}, nil
+}
+
+// patchPools is last's gateway with the endpoints of the workers that
+// changed since replaced, and the models of the pools that changed, and
+// whether the default pool did; ok is false when a pool would appear or
+// go (a full translation then).
+func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logger) (g *ir.Gateway, models []string, def, ok bool) {
+	var changed []string
+	for id, w := range now {
+		if old, ok := last.workers[id]; !ok || !sameWorker(old, w) {
+			changed = append(changed, id)
+		}
+	}
+	for id := range last.workers {
+		if _, ok := now[id]; !ok {
+			changed = append(changed, id)
+		}
+	}
+	g = last.g
+	if len(changed) == 0 {
+		return g, nil, false, true
+	}
+	slices.Sort(changed)
+	out := *last.g
+	g = &out
+	// What each changed worker had (old) and has (new) in each pool.
+	type entries struct{ old, new []ir.Endpoint }
+	byModel := map[string]*entries{}
+	at := func(m string) *entries {
+		e := byModel[m]
+		if e == nil {
+			e = &entries{}
+			byModel[m] = e
+		}
+		return e
+	}
+	var oldDefault, newDefault []ir.Endpoint
+	for _, id := range changed {
+		// The old worker was admitted when it was translated (or it has no
+		// endpoints to find); only the new one is checked (and logged).
+		if w, ok := last.workers[id]; ok {
+			oldDefault = append(oldDefault, defaultEndpoint(w))
+			for _, m := range w.Models {
+				if e, ok := modelEndpoint(w, m); ok {
+					at(m.Name).old = append(at(m.Name).old, e)
+				}
+			}
+		}
+		if w, ok := now[id]; ok && admitted(g, w, log) {
+			newDefault = append(newDefault, defaultEndpoint(w))
+			for _, m := range w.Models {
+				if e, ok := modelEndpoint(w, m); ok {
+					at(m.Name).new = append(at(m.Name).new, e)
+				}
+			}
+		}
+	}
+	g.Pools = slices.Clone(last.g.Pools)
+	for m, e := range byModel {
+		i, found := slices.BinarySearchFunc(g.Pools, m, func(p ir.Pool, m string) int { return strings.Compare(p.Model, m) })
+		if !found {
+			if len(e.new) > 0 {
+				return nil, nil, false, false // a pool appears
+			}
+			continue
+		}
+		eps := replaceEndpoints(g.Pools[i].Endpoints, e.old, e.new)
+		if len(eps) == 0 {
+			return nil, nil, false, false // a pool goes
+		}
+		g.Pools[i].Endpoints = eps
+		models = append(models, m)
+	}
+	g.DefaultPool.Endpoints = replaceEndpoints(last.g.DefaultPool.Endpoints, oldDefault, newDefault)
+	return g, models, true, true
+}
+
+// replaceEndpoints is eps (sorted by ir.CompareEndpoints, as
+// ir.Gateway.Sorted leaves them) without old and with add, still sorted;
+// eps is not modified.
+func replaceEndpoints(eps, old, add []ir.Endpoint) []ir.Endpoint {
+	out := slices.Clone(eps)
+	for _, o := range old {
+		if i, ok := slices.BinarySearchFunc(out, o, ir.CompareEndpoints); ok {
+			out = slices.Delete(out, i, i+1)
+		}
+	}
+	for _, a := range add {
+		if !slices.IsSorted(a.Versions) {
+			a.Versions = slices.Sorted(slices.Values(a.Versions))
+		}
+		i, _ := slices.BinarySearchFunc(out, a, ir.CompareEndpoints)
+		out = slices.Insert(out, i, a)
+	}
+	return out
+}
+
+// sameWorker: a and b give the same endpoints (what addWorkers reads).
+// Models are compared by backing array first: the registry's snapshots
+// share them until a worker's models change.
+func sameWorker(a, b registry.Worker) bool {
+	if a.ID != b.ID || a.Address != b.Address || a.GRPCPort != b.GRPCPort || a.HTTPPort != b.HTTPPort || a.Ready != b.Ready {
+		return false
+	}
+	if len(a.Models) != len(b.Models) {
+		return false
+	}
+	if len(a.Models) == 0 || &a.Models[0] == &b.Models[0] {
+		return true
+	}
+	return slices.EqualFunc(a.Models, b.Models, func(x, y registry.Model) bool {
+		return x.Name == y.Name && x.Ready == y.Ready && slices.Equal(x.Versions, y.Versions)
+	})
+}
