@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,7 +27,11 @@ import (
 var (
 	histDownstream = "http." + translate.StatPrefix + ".downstream_rq_time"
 	histAuthzCall  = "cluster." + statName(translate.ClusterAuthZ) + ".upstream_rq_time"
-	histWorker     = "cluster." + statName(translate.GRPCCluster("simple")) + ".upstream_rq_time"
+	// The worker is reached through simple's own cluster, or the default
+	// pool's when nothing names the model for routing (the TLS-only Envoy:
+	// the model's header comes from ext_authz).
+	histWorker        = "cluster." + statName(translate.GRPCCluster("simple")) + ".upstream_rq_time"
+	histWorkerDefault = "cluster." + statName(translate.ClusterDefaultGRPC) + ".upstream_rq_time"
 )
 
 // statName is a cluster name as Envoy's stats spell it.
@@ -82,15 +87,7 @@ func parseHistograms(b []byte) (map[string]histogram, error) {
 			for _, t := range d.Totals {
 				h = append(h, bucket{t.Lower, t.Width, t.Count})
 			}
-			slices.SortFunc(h, func(a, b bucket) int {
-				if a.lower < b.lower {
-					return -1
-				}
-				if a.lower > b.lower {
-					return 1
-				}
-				return 0
-			})
+			slices.SortFunc(h, func(a, b bucket) int { return cmp.Compare(a.lower, b.lower) })
 			out[d.Name] = h
 		}
 	}
@@ -111,6 +108,21 @@ func (h histogram) sub(earlier histogram) histogram {
 			out = append(out, bucket{b.lower, b.width, n})
 		}
 	}
+	return out
+}
+
+// add is the histogram of h's values and o's.
+func (h histogram) add(o histogram) histogram {
+	type key struct{ lower, width float64 }
+	n := map[key]uint64{}
+	for _, b := range append(slices.Clone(h), o...) {
+		n[key{b.lower, b.width}] += b.count
+	}
+	out := make(histogram, 0, len(n))
+	for k, c := range n {
+		out = append(out, bucket{k.lower, k.width, c})
+	}
+	slices.SortFunc(out, func(a, b bucket) int { return cmp.Compare(a.lower, b.lower) })
 	return out
 }
 
@@ -278,7 +290,8 @@ func (r *reading) since(earlier *reading) *breakdown {
 	b := &breakdown{
 		downstream: r.hists[histDownstream].sub(earlier.hists[histDownstream]),
 		authzCall:  r.hists[histAuthzCall].sub(earlier.hists[histAuthzCall]),
-		worker:     r.hists[histWorker].sub(earlier.hists[histWorker]),
+		worker: r.hists[histWorker].sub(earlier.hists[histWorker]).
+			add(r.hists[histWorkerDefault].sub(earlier.hists[histWorkerDefault])),
 	}
 	if r.authz != nil && earlier.authz != nil {
 		b.authz = r.authz.sub(earlier.authz)

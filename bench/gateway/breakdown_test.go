@@ -81,6 +81,19 @@ helix_authz_ratelimit_redis_seconds_sum 0.1
 helix_authz_ratelimit_redis_seconds_count 1000
 `
 
+func TestHistogramAdd(t *testing.T) {
+	got := histogram{{2, 0.1, 1}, {0, 0, 3}}.add(histogram{{0, 0, 2}, {1, 0.1, 4}})
+	want := histogram{{0, 0, 5}, {1, 0.1, 4}, {2, 0.1, 1}}
+	if len(got) != len(want) {
+		t.Fatalf("add = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("add = %+v, want %+v", got, want)
+		}
+	}
+}
+
 func TestParseAuthzMetrics(t *testing.T) {
 	m, err := parseAuthzMetrics(strings.NewReader(authzMetricsText))
 	if err != nil {
@@ -109,12 +122,13 @@ func TestParseAuthzMetrics(t *testing.T) {
 func TestReadingSince(t *testing.T) {
 	earlier := &reading{hists: map[string]histogram{histDownstream: {{1, 0.1, 10}}}}
 	now := &reading{hists: map[string]histogram{
-		histDownstream: {{1, 0.1, 30}},
-		histAuthzCall:  {{0, 0, 20}},
-		histWorker:     {{0, 0, 20}},
+		histDownstream:    {{1, 0.1, 30}},
+		histAuthzCall:     {{0, 0, 20}},
+		histWorker:        {{0, 0, 15}},
+		histWorkerDefault: {{0, 0, 5}}, // routed by the default pool
 	}}
 	b := now.since(earlier)
-	if b.downstream.count() != 20 || b.authz != nil {
+	if b.downstream.count() != 20 || b.worker.count() != 20 || b.authz != nil {
 		t.Fatalf("breakdown %+v", b)
 	}
 	// Request 1.5 ms on average, each call 0.5: the rest of Envoy 0.5.
