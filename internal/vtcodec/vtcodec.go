@@ -1,11 +1,14 @@
-// Package vtcodec is a gRPC codec that marshals messages with the
-// vtprotobuf code go-control-plane generates (built with -tags=vtprotobuf):
-// no reflection, one exact-size buffer. go-control-plane generates no
-// UnmarshalVT, so decoding, and any message without the generated code,
-// goes to gRPC's own proto codec: the bytes are the same either way.
+// Package vtcodec is helix-authz's gRPC codec. It marshals messages with
+// the vtprotobuf code go-control-plane generates (built with
+// -tags=vtprotobuf): no reflection, one exact-size buffer. go-control-plane
+// generates no UnmarshalVT, so Envoy's CheckRequest is decoded by hand
+// (checkrequest.go); any other message, and any message without the
+// generated code, goes to gRPC's own proto codec: the bytes are the same
+// either way.
 package vtcodec
 
 import (
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 
@@ -53,9 +56,20 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// Unmarshal implements encoding.CodecV2 with gRPC's proto codec.
+// Unmarshal implements encoding.CodecV2: a CheckRequest with
+// decodeCheckRequest (only the fields Check reads), anything else with
+// gRPC's proto codec.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	return fallback().Unmarshal(data, v)
+	m, ok := v.(*authv3.CheckRequest)
+	if !ok {
+		return fallback().Unmarshal(data, v)
+	}
+	if len(data) == 1 {
+		return decodeCheckRequest(data[0].ReadOnlyData(), m)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return decodeCheckRequest(buf.ReadOnlyData(), m)
 }
 
 // Name implements encoding.CodecV2: it is the proto codec, on the wire.

@@ -7,7 +7,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -75,4 +77,23 @@ func BenchmarkMarshal(b *testing.B) {
 			d.Free()
 		}
 	})
+}
+
+// BenchmarkUnmarshalCheckRequest decodes the CheckRequest of a gRPC
+// ModelInfer with a bearer JWT, as helix-authz receives it.
+func BenchmarkUnmarshalCheckRequest(b *testing.B) {
+	data := mem.BufferSlice{mem.SliceBuffer(marshal(b, inferRequest()))}
+	for _, c := range []struct {
+		name  string
+		codec encoding.CodecV2
+	}{{"vtcodec", Codec{}}, {"grpc proto codec", fallback()}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.codec.Unmarshal(data, new(authv3.CheckRequest)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
