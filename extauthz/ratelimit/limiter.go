@@ -187,6 +187,7 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		ttls = append(ttls, int64(w.Length/time.Second))
 	}
 
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, lm.timeout)
 	defer cancel()
 	began := time.Now()
@@ -196,8 +197,12 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		err = fmt.Errorf("%d counts for %d keys", len(counts), len(keys))
 	}
 	if err != nil {
-		l.metrics.decisions(resultError)
-		l.logUnavailable(err, lm.failOpen)
+		// A caller that went away (Envoy closed the stream) is no failure
+		// of the counters: neither counted nor logged as one.
+		if parent.Err() == nil {
+			l.metrics.decisions(resultError)
+			l.logUnavailable(err, lm.failOpen)
+		}
 		return Decision{Allowed: lm.failOpen}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 

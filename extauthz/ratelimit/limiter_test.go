@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/rueidis"
 
 	"github.com/helixflow/helixflow/internal/redistest"
@@ -316,5 +318,31 @@ func TestConcurrentCountsExact(t *testing.T) {
 	wg.Wait()
 	if allowed != 500 {
 		t.Fatalf("800 concurrent requests on 500/min: %d allowed, want exactly 500", allowed)
+	}
+}
+
+// TestCallerGone: a Check whose caller went away is not a counter failure
+// (no error counted, which an alert watches).
+func TestCallerGone(t *testing.T) {
+	srv := redistest.Start(t)
+	conn := NewRedis(RedisOptions{Address: srv.Addr})
+	defer conn.Close()
+	reg := prometheus.NewRegistry()
+	lim, err := New(conn, testPlans, Options{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, &env{conn: conn})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := lim.Take(ctx, "free", "hxc_gone", "m"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("cancelled: %v, want ErrUnavailable", err)
+	}
+	srv.Stop()
+	if _, err := lim.Take(context.Background(), "free", "hxc_down", "m"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Redis down: %v, want ErrUnavailable", err)
+	}
+	if got := testutil.ToFloat64(lim.metrics.byResult[resultError]); got != 1 {
+		t.Fatalf("errors counted: %v, want 1 (Redis down, not the cancelled caller)", got)
 	}
 }
