@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
 	"github.com/helixflow/helixflow/xds/translate/translatetest"
 )
@@ -17,26 +16,6 @@ const (
 	benchModels  = 1000
 	benchWorkers = 100
 )
-
-// benchTable is translatetest.Gateway's shape as a source's table: model
-// m on workers (m+i) mod workers for i < perModel, every worker ready with
-// gRPC and REST, on loopback (plaintext to workers).
-func benchTable(models, workers, perModel int) []registry.Worker {
-	ws := make([]registry.Worker, workers)
-	for w := range ws {
-		ws[w] = registry.Worker{
-			ID: fmt.Sprintf("worker-%03d", w), Address: fmt.Sprintf("127.1.%d.%d", w/250, w%250+1),
-			GRPCPort: 8001, HTTPPort: 8000, Ready: true,
-		}
-	}
-	for m := range models {
-		for i := range perModel {
-			w := &ws[(m+i)%workers]
-			w.Models = append(w.Models, registry.Model{Name: fmt.Sprintf("model-%04d", m), Versions: []string{"1"}, Ready: true})
-		}
-	}
-	return ws
-}
 
 // newBenchBuilder is a builder over table publishing into a real ADS
 // server (no Envoy connected), after its first build.
@@ -61,7 +40,7 @@ func newBenchBuilder(b *testing.B, src *workers) *Builder {
 func BenchmarkPublishOneWorkerChange(b *testing.B) {
 	for _, perModel := range []int{10, 100} {
 		b.Run(fmt.Sprintf("workers-per-model=%d", perModel), func(b *testing.B) {
-			src := &workers{table: benchTable(benchModels, benchWorkers, perModel)}
+			src := &workers{table: translatetest.Workers(benchModels, benchWorkers, perModel)}
 			bl := newBenchBuilder(b, src)
 			ctx := context.Background()
 			b.ReportAllocs()
