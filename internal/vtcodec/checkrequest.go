@@ -89,6 +89,7 @@ func (m *httpRequest) read(num protowire.Number, v []byte, f *fieldRule, depth i
 		var k, val string
 		if k, val, err = stringEntry(f.msg, v); err == nil {
 			if m.Headers == nil {
+				// Envoy sends a dozen headers or more: sized once.
 				m.Headers = make(map[string]string, 16)
 			}
 			m.Headers[k] = val
@@ -177,5 +178,30 @@ func str(f *fieldRule, v []byte) (string, error) {
 	if f.utf8 && !utf8.Valid(v) {
 		return "", errUTF8
 	}
+	if len(v) <= maxInterned {
+		if s, ok := interned[string(v)]; ok {
+			return s, nil
+		}
+	}
 	return string(v), nil
 }
+
+// interned are the header names and values (and methods) that Envoy
+// sends again and again: looking one up costs no allocation, copying it
+// would (a dozen per Check).
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		":authority", ":method", ":path", ":scheme", "accept", "accept-encoding", "authorization", "content-length",
+		"content-type", "grpc-accept-encoding", "grpc-timeout", "te", "user-agent", "x-api-key",
+		"x-envoy-expected-rq-timeout-ms", "x-envoy-internal", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
+		"GET", "POST", "http", "https", "trailers", "application/grpc", "application/json", "identity, deflate, gzip", "*/*",
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// maxInterned bounds the values looked up in interned, so that long ones
+// (tokens) are not hashed for nothing.
+const maxInterned = 32
