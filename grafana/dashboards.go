@@ -67,9 +67,11 @@ func gatewayDashboard() *dashboard.DashboardBuilder {
 		WithRow(row("Clients and models")).
 		WithPanel(graph("Inference requests allowed, by client and model", "helix-authz's business counter: inference calls let through, per client and model (label values beyond its limits show as _other).", "reqps", 12,
 			q{`topk(10, sum by (client, model) (rate(helix_authz_client_requests_total{kind="infer", result="ok"}[$__rate_interval])))`, "{{client}} {{model}}"})).
-		WithPanel(graph("Denied, by client and model", "Requests helix-authz denied, those over their plan's rate limit included; client _none: no valid credential.", "reqps", 12,
+		WithPanel(graph("Denied, by client and model", "Requests helix-authz denied (credential, scope, model); client _none: no valid credential.", "reqps", 12,
 			q{`topk(10, sum by (client, model) (rate(helix_authz_client_requests_total{result="denied"}[$__rate_interval])))`, "{{client}} {{model}}"})).
 		WithRow(row("Rate limits")).
+		WithPanel(graph("Over the limit, by client and model", "Requests refused with 429 / RESOURCE_EXHAUSTED because their client's plan was used up, the ten largest.", "reqps", 12,
+			q{`topk(10, sum by (client, model) (rate(helix_authz_client_requests_total{result="rate_limited"}[$__rate_interval])))`, "{{client}} {{model}}"})).
 		WithPanel(graph("Rate-limit decisions by result", "helix-authz's decisions inside Check: allowed, over_limit (refused with 429 / RESOURCE_EXHAUSTED) and error: Redis failed or did not answer within ratelimit.timeout, and ratelimit.failure_mode decided (alert: HelixRateLimitBackendErrors).", "reqps", 12,
 			q{`sum by (result) (rate(helix_authz_ratelimit_decisions_total[$__rate_interval]))`, "{{result}}"})).
 		WithPanel(graph("Redis round trip", "One Redis round trip of helix-authz's limiter (both windows), which every inference waits for: p50 and p99 (alert: HelixRateLimitRedisSlow, p99 above 50 ms).", "s", 12,
@@ -192,7 +194,7 @@ func authDashboard() *dashboard.DashboardBuilder {
 		WithRow(row("Checks")).
 		WithPanel(graph("Checks by result", "ok, denied, unavailable.", "reqps", 12,
 			q{`sum by (result) (rate(helix_authz_checks_total[$__rate_interval]))`, "{{result}}"})).
-		WithPanel(graph("Denials by reason", "Why checks were not ok; rate_limited: over the plan's limit; ratelimit_unavailable: Redis's counters unavailable with ratelimit.failure_mode closed.", "reqps", 12,
+		WithPanel(graph("Denials by reason", "Why checks were not ok; result rate_limited: over the plan's limit; reason ratelimit_unavailable: Redis's counters unavailable with ratelimit.failure_mode closed.", "reqps", 12,
 			q{`sum by (result, reason) (rate(helix_authz_checks_total{result!="ok"}[$__rate_interval]))`, "{{result}} {{reason}}"})).
 		WithPanel(graph("Check latency", "Time to answer Envoy's check.", "s", 12,
 			quantiles("helix_authz_check_duration_seconds_bucket", "", "le", "")...)).

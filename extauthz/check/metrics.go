@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger, maxClients, maxMode
 	m := &metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helix_authz_checks_total",
-			Help: "Envoy authorization checks by result (ok, denied, unavailable) and reason.",
+			Help: "Envoy authorization checks by result (ok, denied, rate_limited, unavailable) and reason.",
 		}, []string{"result", "reason"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "helix_authz_check_duration_seconds",
@@ -63,7 +63,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger, maxClients, maxMode
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helix_authz_client_requests_total",
-			Help: "Gateway requests by client, model, kind (infer, read, unknown) and result (ok, denied, unavailable). " +
+			Help: "Gateway requests by client, model, kind (infer, read, unknown) and result (ok, denied, rate_limited: over the plan's limit, unavailable). " +
 				"client is _none before authentication; client and model values past the label limits count as _other.",
 		}, []string{"client", "model", "kind", "result"}),
 		clients: newBoundedLabel("client", maxClients, log),

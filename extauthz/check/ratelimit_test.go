@@ -7,6 +7,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
@@ -119,6 +120,11 @@ func TestRateLimits(t *testing.T) {
 			}
 			if len(lim.calls) != 1 || lim.calls[0] != "gold/client-a/resnet" {
 				t.Fatalf("limiter calls %v, want one for gold/client-a/resnet", lim.calls)
+			}
+			if tt.status == 429 {
+				if n := testutil.ToFloat64(e.svc.metrics.requests.WithLabelValues("client-a", "resnet", kindInfer, resultRateLimited)); n != 1 {
+					t.Fatalf("client_requests_total{result=rate_limited} = %v, want 1: over the limit is not a denial of the client", n)
+				}
 			}
 		})
 	}

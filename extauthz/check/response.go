@@ -70,11 +70,16 @@ const (
 	resultOK          = "ok"
 	resultDenied      = "denied"
 	resultUnavailable = "unavailable"
+	// resultRateLimited: over the plan's limit; the client was fine.
+	resultRateLimited = "rate_limited"
 )
 
 func (d denial) result() string {
-	if d.outcome == outcomeUnavailable {
+	switch d.outcome {
+	case outcomeUnavailable:
 		return resultUnavailable
+	case outcomeRateLimited:
+		return resultRateLimited
 	}
 	return resultDenied
 }
