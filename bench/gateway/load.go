@@ -43,6 +43,7 @@ const (
 	loadP95Bound       = 100 * time.Millisecond
 	loadRequestTimeout = 10 * time.Second
 	loadRateQuantum    = 50.0 // bisection rounds rates to this
+	loadOnSchedule     = 0.9  // share of the scheduled requests a step must send
 )
 
 // loadStep is one ghz run at a fixed offered rate.
@@ -67,8 +68,16 @@ type loadStep struct {
 	breakdown *breakdown
 }
 
-// broken: the step passes the bound or has errors.
-func (s *loadStep) broken() bool { return s.errors > 0 || s.p95 > loadP95Bound }
+// broken: the step passes the bound, has errors, or the rate was not
+// offered at all (the client fell behind its schedule: what it measured is
+// not that rate's).
+func (s *loadStep) broken() bool { return s.errors > 0 || s.p95 > loadP95Bound || s.behind() }
+
+// behind: ghz sent under 90% of the requests the rate and length call
+// for (on a machine too busy for the client itself).
+func (s *loadStep) behind() bool {
+	return float64(s.count) < loadOnSchedule*s.rate*s.duration.Seconds()
+}
 
 // loadResult is the target run and the search for the breaking point.
 type loadResult struct {

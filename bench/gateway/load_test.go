@@ -45,9 +45,11 @@ func TestLoadStepBroken(t *testing.T) {
 		st   loadStep
 		want bool
 	}{
-		{loadStep{p95: 99 * time.Millisecond}, false},
-		{loadStep{p95: 101 * time.Millisecond}, true},
-		{loadStep{p95: time.Millisecond, errors: 1}, true},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, p95: 99 * time.Millisecond}, false},
+		{loadStep{rate: 1000, duration: time.Second, count: 900, p95: 99 * time.Millisecond}, false},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, p95: 101 * time.Millisecond}, true},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, p95: time.Millisecond, errors: 1}, true},
+		{loadStep{rate: 1000, duration: time.Second, count: 899, p95: time.Millisecond}, true}, // ghz behind its schedule
 	}
 	for _, tt := range tests {
 		if got := tt.st.broken(); got != tt.want {
@@ -83,7 +85,7 @@ func TestBreakingPointAndLoadGoal(t *testing.T) {
 	if got := loadGoal(o, l); !strings.HasPrefix(got, "met:") || !strings.Contains(got, "p95 20.0 ms") {
 		t.Errorf("loadGoal = %q", got)
 	}
-	short := &loadStep{rate: 1000, duration: 10 * time.Second, p95: time.Millisecond}
+	short := &loadStep{rate: 1000, duration: 10 * time.Second, count: 10000, p95: time.Millisecond}
 	if got := loadGoal(o, &loadResult{target: short, steps: []*loadStep{short}}); !strings.HasPrefix(got, "MISSED") {
 		t.Errorf("a 10 s run meets the 60 s goal: %q", got)
 	}

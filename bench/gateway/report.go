@@ -375,8 +375,8 @@ func loadReport(b *strings.Builder, o *options, l *loadResult) {
 	w("ghz %s (`go install github.com/bojand/ghz/cmd/ghz@%s`; perf_analyzer's request-rate mode would need a connection per outstanding request, not a fixed %s) sends `ModelInfer` on `simple` (internal/samplemodel's request, serialized) through the full chain, with the same kind of token as perf_analyzer, over %s TLS connections, one request worker each, **open loop** (`--async`: each request leaves on its schedule whatever the answers to earlier ones; latencies count from the request's send, not from its scheduled time, so a client starved of CPU would understate them):\n\n",
 		ghzVersion, ghzVersion, benchdoc.Commas(float64(o.loadConnections)), benchdoc.Commas(float64(o.loadConnections)))
 	w("`ghz %s`\n\n", l.command)
-	w("First the target, %s requests/s for %v; then the breaking point: the rate stepped up by %s requests/s, %v a step, until p95 passes %v or a request fails (status other than OK, or no answer within %v), then %d bisection(s) between the last good and the first broken step (rates rounded to %s). Latency percentiles are of the OK answers; CPU is the gateway side's (Envoy, helix-authz, Redis) per request sent, over the whole ghz run (connecting %s clients included).\n\n",
-		benchdoc.Commas(o.loadRate), o.loadDuration, benchdoc.Commas(o.loadStep), o.stepDuration, loadP95Bound, loadRequestTimeout, o.loadBisect, benchdoc.Commas(loadRateQuantum), benchdoc.Commas(float64(o.loadConnections)))
+	w("First the target, %s requests/s for %v; then the breaking point: the rate stepped up by %s requests/s, %v a step, until p95 passes %v or a request fails (status other than OK, or no answer within %v) or ghz falls behind its schedule (sends under %.0f%% of the requests the rate calls for: marked *behind*), then %d bisection(s) between the last good and the first broken step (rates rounded to %s). Latency percentiles are of the OK answers; CPU is the gateway side's (Envoy, helix-authz, Redis) per request sent, over the whole ghz run (connecting %s clients included).\n\n",
+		benchdoc.Commas(o.loadRate), o.loadDuration, benchdoc.Commas(o.loadStep), o.stepDuration, loadP95Bound, loadRequestTimeout, 100*loadOnSchedule, o.loadBisect, benchdoc.Commas(loadRateQuantum), benchdoc.Commas(float64(o.loadConnections)))
 	w("| offered (requests/s) | length | sent | achieved (requests/s) | p50 (ms) | p95 (ms) | p99 (ms) | errors | gateway CPU per request (us) | ghz CPU | ext_authz call mean / p99 (ms) | Check / Redis mean (us) |\n")
 	w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, st := range l.sortedSteps() {
@@ -391,7 +391,11 @@ func loadReport(b *strings.Builder, o *options, l *loadResult) {
 				check = fmt.Sprintf("%s / %s", benchdoc.Commas(us(bd.authz.meanCheck())), benchdoc.Commas(us(bd.authz.meanRedis())))
 			}
 		}
-		w("| %s | %v | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |\n", benchdoc.Commas(st.rate), st.duration, benchdoc.Commas(float64(st.count)),
+		sent := benchdoc.Commas(float64(st.count))
+		if st.behind() {
+			sent += " (*behind*)"
+		}
+		w("| %s | %v | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |\n", benchdoc.Commas(st.rate), st.duration, sent,
 			benchdoc.Commas(st.achieved), ms(st.p50), ms(st.p95), ms(st.p99), errs, benchdoc.Commas(us(st.gatewayCPUPerRequest())), perSecond(st.clientCPU, st.elapsed), call, check)
 	}
 	w("\nWhat Envoy and helix-authz counted at each step besides successes (Envoy: ext_authz errors and denials, 5xx answers, clusters' timeouts and overflows; helix-authz: rate-limit decisions taken without Redis, which `failure_mode: open` lets pass):\n\n")
