@@ -19,6 +19,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
+	"github.com/helixflow/helixflow/bench/internal/profiling"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/internal/stack"
@@ -86,7 +87,7 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 	env := []string{"HELIX_DATABASE_URL=" + dsn, "HELIX_AUTHZ_KEK=" + randomHex(32), "HELIX_ADMIN_TOKEN=" + adminToken}
 	if profile {
 		h.pprofAddr = fmt.Sprintf("127.0.0.1:%d", ports[4])
-		env = append(env, "HELIX_BENCH_PPROF="+h.pprofAddr)
+		env = append(env, profiling.AddrEnv+"="+h.pprofAddr)
 	}
 	h.p, err = g.Start(ctx, supervise.Spec{
 		Name: "helix-authz", Path: bin, Env: env,
