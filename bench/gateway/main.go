@@ -7,12 +7,14 @@
 // perf_analyzer (gRPC, model simple) at each concurrency against the same
 // helix-worker (a) directly, (b) through an Envoy with TLS only (the
 // translator's resources for the bench's gateway config minus the
-// ext_authz and rate-limit filters, served by an ADS server in this
-// process) and (c) through the full chain: helix-xds, helix-authz on
-// Postgres with its rate-limit counters in Redis, and Envoy, with a token
-// of a client whose plan's limit is never reached. Then the convergence of a worker
-// registration (registration -> first request routed to it through the
-// full chain), the snapshot build for 1,000 models x 100 workers, and the
+// ext_authz filter, served by an ADS server in this process) and (c)
+// through the full chain: helix-xds, helix-authz on Postgres taking the
+// plans' rate-limit decisions in Check with its counters in Redis, and
+// Envoy, with a token of a client whose plan's limit is never reached;
+// after each run, where the time went (Envoy's and helix-authz's
+// histograms). Then the convergence of a worker registration
+// (registration -> first request routed to it through the full chain),
+// the snapshot build for 1,000 models x 100 workers, and the
 // plan's load target: open-loop load from ghz over 1,000 connections
 // through the full chain, then the rate at which its p95 passes 100 ms.
 //
@@ -24,7 +26,8 @@
 //
 // Flags:
 //
-//	--quick                 1 s windows, 10 trials, 3 snapshot builds (a smoke run; not with --write)
+//	--quick                 1 s windows, 10 trials, 3 snapshot builds, a 10 s load target and 5 s steps
+//	                        (a smoke run; not with --write)
 //	--write FILE            replace the bench-gateway section of FILE (between its markers)
 //	--window D              perf_analyzer measurement window, 3 per point (default 5s)
 //	--concurrency LIST      perf_analyzer concurrencies (default 1,16,64)
