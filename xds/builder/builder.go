@@ -205,13 +205,12 @@ func (b *Builder) rebuild(ctx context.Context) error {
 	cfg, holding := b.cfg, b.holding
 	b.mu.Unlock()
 	next, err := translateWorkers(b.last, cfg, b.c.Workers.Snapshot(), b.log)
-	if err == nil {
-		// Even when the publish fails: next is a correct translation of
-		// the inputs, and every Publish takes the whole set.
-		b.last = next
-		if !holding {
-			err = b.c.Publisher.Publish(ctx, next.res)
-		}
+	// Even when the publish fails: next is a correct translation of the
+	// inputs, and every Publish takes the whole set. A failed translation
+	// may have patched last: the next rebuild starts afresh.
+	b.last = next
+	if err == nil && !holding {
+		err = b.c.Publisher.Publish(ctx, next.res)
 	}
 	b.duration.Observe(time.Since(start).Seconds())
 	if err != nil {

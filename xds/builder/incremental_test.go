@@ -102,3 +102,33 @@ func TestRebuildAfterAWorkerChangeEqualsAFullOne(t *testing.T) {
 		t.Error("a new config reused the last build's clusters")
 	}
 }
+
+// A change the model refuses (a version name no model may have) fails its
+// rebuild, after patching the last build's pools in place; the next
+// rebuild starts afresh and publishes what a full one would.
+func TestRebuildAfterAFailedOneStartsAfresh(t *testing.T) {
+	good := []registry.Worker{mw("a", "127.0.0.1", true, model("m1", true, "1")), mw("b", "127.0.0.2", true, model("m1", true, "1"))}
+	src := &workers{table: good}
+	pub := &publisher{got: make(chan []string, 10)}
+	b, err := New(t.Context(), Config{ConfigPath: writeConfig(t, gatewayYAML), Workers: src, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-pub.got
+	src.table = []registry.Worker{good[0], mw("b", "127.0.0.2", true, model("m1", true, "1/../2"))}
+	if err := b.rebuild(t.Context()); err == nil {
+		t.Fatal("a bad version name rebuilt")
+	}
+	if b.last != nil {
+		t.Fatal("a failed rebuild kept its patched last build")
+	}
+	src.table = []registry.Worker{good[0], mw("b", "127.0.0.2", false, model("m1", true, "1"))}
+	if err := b.rebuild(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	full, err := translateWorkers(nil, b.cfg, src.table, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalResources(t, "after a failed rebuild", b.last.res, full.res)
+}

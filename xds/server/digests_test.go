@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -30,9 +31,10 @@ func TestPublishHashesOnlyNewResources(t *testing.T) {
 	edsVersion := func() string { return srv.Status().Versions[CacheEndpoints].Version }
 	first := edsVersion()
 
-	// The same resources again, with the digest remembered for one
-	// assignment falsified: a Publish that hashed it again would not see
-	// the falsification, one that reuses it publishes another version.
+	// The assignments again, one of them a copy (so the type is hashed
+	// again), with the digest remembered for another falsified: a Publish
+	// that hashed that one again would not see the falsification, one that
+	// reuses it publishes another version.
 	cla := res.Endpoints[0]
 	srv.pubMu.Lock()
 	known, ok := srv.sums[cla]
@@ -42,6 +44,8 @@ func TestPublishHashesOnlyNewResources(t *testing.T) {
 		t.Fatalf("no digest remembered for the published assignment %q", cla.(*endpointv3.ClusterLoadAssignment).GetClusterName())
 	}
 	again := *res
+	again.Endpoints = slices.Clone(res.Endpoints)
+	again.Endpoints[1] = proto.Clone(res.Endpoints[1])
 	if err := srv.Publish(t.Context(), &again); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +59,7 @@ func TestPublishHashesOnlyNewResources(t *testing.T) {
 	srv.pubMu.Unlock()
 	copied := *res
 	copied.Endpoints = slices.Clone(res.Endpoints)
-	copied.Endpoints[0] = proto.Clone(cla.(*endpointv3.ClusterLoadAssignment))
+	copied.Endpoints[0] = proto.Clone(cla)
 	if err := srv.Publish(t.Context(), &copied); err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +76,39 @@ func TestPublishHashesOnlyNewResources(t *testing.T) {
 	}
 	if edsVersion() == first {
 		t.Fatal("a changed assignment kept the version")
+	}
+}
+
+// A publish whose clusters, listeners and routes are the last one's (the
+// same resources) still checks that the assignments' names match the
+// clusters: the shortcut applies only when those names are unchanged.
+func TestPublishChecksAssignmentNamesWhenOnlyThemChange(t *testing.T) {
+	srv, err := New(t.Context(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(fullGateway(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Publish(t.Context(), res); err != nil {
+		t.Fatal(err)
+	}
+	renamed := *res
+	renamed.Endpoints = slices.Clone(res.Endpoints)
+	cla := proto.Clone(res.Endpoints[0]).(*endpointv3.ClusterLoadAssignment)
+	cla.ClusterName = "no-such-cluster"
+	renamed.Endpoints[0] = cla
+	if err := srv.Publish(t.Context(), &renamed); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("an assignment no cluster asks for: %v, want ErrInconsistent", err)
+	}
+	// Resources published before are trusted (immutable): the same set
+	// again passes without being checked again, and changes nothing.
+	version := srv.Status().Versions[CacheConfig].Version
+	if err := srv.Publish(t.Context(), res); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Status().Versions[CacheConfig].Version; got != version {
+		t.Fatalf("the same set again: config version %s, want %s", got, version)
 	}
 }

@@ -155,6 +155,11 @@ func digestSet(set resourceSet, known sums) (map[string][]digest, sums, error) {
 	return out, all, nil
 }
 
+// sameNames: a and b name the same resources (both sorted by name).
+func sameNames(a, b []digest) bool {
+	return slices.EqualFunc(a, b, func(x, y digest) bool { return x.name == y.name })
+}
+
 // versionOf hashes the digests of typeURLs (type, count, then each name
 // and sum, in sorted order), so equal content gets an equal version.
 func versionOf(digests map[string][]digest, typeURLs []string) string {

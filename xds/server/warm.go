@@ -32,6 +32,9 @@ import (
 // listeners), nor, after Options.WarmTimeout, one that does not answer.
 // An endpoint-only change takes neither step.
 func (s *Server) makeBeforeBreak(ctx context.Context, prev, next resourceSet) error {
+	if slices.Equal(prev[resourcev3.ClusterType], next[resourcev3.ClusterType]) {
+		return nil // the same clusters: an endpoint-only change
+	}
 	added, removed := clusterChanges(prev[resourcev3.ClusterType], next[resourcev3.ClusterType])
 	if len(added) == 0 && len(removed) == 0 || !s.envoysRunning() {
 		return nil

@@ -52,7 +52,7 @@ func UpdateEndpoints(prev *Resources, g *ir.Gateway, models []string, defaultPoo
 		return nil, err
 	}
 	eps := slices.Clone(prev.Endpoints)
-	memo := endpointMemo{}
+	memo := newEndpointMemo()
 	set := func(i int, p ir.Pool, grpc, http string) error {
 		for k, c := range []struct {
 			name string
