@@ -56,8 +56,7 @@ type loadStep struct {
 	errors   int           // non-OK answers and failures
 	// statuses are the gRPC status codes of the answers (OK included).
 	statuses    map[string]int
-	errorKinds  map[string]int // ghz's error messages, for the log
-	p50, p95    time.Duration  // of the OK answers
+	p50, p95    time.Duration // of the OK answers
 	p99, slow   time.Duration
 	cpu         map[string]time.Duration // servers on the path over the run
 	clientCPU   time.Duration
@@ -94,7 +93,6 @@ type ghzReport struct {
 	Count               uint64         `json:"count"`
 	Rps                 float64        `json:"rps"`
 	Slowest             time.Duration  `json:"slowest"`
-	ErrorDist           map[string]int `json:"errorDistribution"`
 	StatusCodeDist      map[string]int `json:"statusCodeDistribution"`
 	LatencyDistribution []struct {
 		Percentage int           `json:"percentage"`
@@ -109,7 +107,7 @@ func parseGhzReport(b []byte, st *loadStep) error {
 		return fmt.Errorf("%w report: %w", errGhz, err)
 	}
 	st.count, st.achieved, st.slow = r.Count, r.Rps, r.Slowest
-	st.statuses, st.errorKinds = r.StatusCodeDist, r.ErrorDist
+	st.statuses = r.StatusCodeDist
 	st.errors = 0
 	for code, n := range r.StatusCodeDist {
 		if code != "OK" {
@@ -198,8 +196,8 @@ func measureLoad(ctx context.Context, o *options, s *stack, t *target) (*loadRes
 		if err != nil {
 			return nil, err
 		}
-		logf("  %s sent, %.0f/s; p50 %v p95 %v p99 %v; %d errors %v; Envoy: %s; helix-authz: %s", fmtRate(float64(st.count)), st.achieved,
-			st.p50.Round(time.Microsecond), st.p95.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.errors, st.errorKinds,
+		logf("  %s sent, %.0f/s; p50 %v p95 %v p99 %v; %d errors (%s); Envoy: %s; helix-authz: %s", fmtRate(float64(st.count)), st.achieved,
+			st.p50.Round(time.Microsecond), st.p95.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.errors, statusSummary(st.statuses),
 			eventSummary(st.events), authzSummary(st.breakdown))
 		res.steps = append(res.steps, st)
 		for _, p := range t.procs {
