@@ -8,6 +8,7 @@
 //	// r.Listeners, r.Routes, r.Clusters, r.Endpoints, r.Secrets are
 //	// []types.Resource, ready for cache.NewSnapshot by resource type.
 //	eps, err := translate.TranslateEndpoints(g) // EDS only, for endpoint churn
+//	r2, err := translate.UpdateEndpoints(r, g2, models, true) // r with those pools' assignments rebuilt
 //
 // Translate checks g with the model's own rules (ir.Gateway.Validate) and
 // runs the one final check of every produced resource: ValidateAll,
