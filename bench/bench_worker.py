@@ -480,6 +480,8 @@ def machine() -> dict:
 
 def versions() -> dict:
     out = {}
+    hw = subprocess.run([str(WORKER), "--version"], capture_output=True, text=True)
+    out["helix-worker"] = (hw.stdout + hw.stderr).strip().removeprefix("helix-worker ") or "unknown"
     # The binary reports "0.0.0 (commit ...)"; deps.sh records the wheel's version.
     pa = subprocess.run([str(PERF_ANALYZER), "--version"], capture_output=True, text=True)
     built = (pa.stdout + pa.stderr).strip().removeprefix("Perf Analyzer Version ")
@@ -522,7 +524,7 @@ def render(points, ort, models, concurrencies, ctx) -> str:
         f"Load average (1 min) {ctx['load_before']:.2f} before the run and {ctx['load_after']:.2f} after: "
         "the machine is shared with other work, and perf_analyzer runs on the same cores as the servers.",
         "",
-        f"Software: perf_analyzer {v.get('perf_analyzer', '?')}"
+        f"Software: helix-worker {v.get('helix-worker', '?')}; perf_analyzer {v.get('perf_analyzer', '?')}"
         + (f"; MLServer {v.get('mlserver', '?')}; onnxruntime {v.get('onnxruntime', '?')} in MLServer and the "
            "direct runs, the version of the libonnxruntime.so helix-worker loads." if ctx["mlserver"] or ort else "."),
         "",
@@ -545,6 +547,10 @@ def render(points, ort, models, concurrencies, ctx) -> str:
     ]
     for label, path in ctx["variants"]:
         L.append(f"- {label}: helix-worker as above, binary `{path}` (an A/B variant).")
+    left_out = [name for name, on in (("MLServer (--no-mlserver)", ctx["mlserver"]),
+                                      ("direct ONNX Runtime (--no-ort)", bool(ort))) if not on]
+    if left_out:
+        L.append(f"- Left out of this run: {' and '.join(left_out)}.")
     if ctx["mlserver"]:
         L.append(
             f"- MLServer: stock `mlserver start` with parallel_workers {ctx['mlserver_workers']}"
@@ -603,25 +609,32 @@ def render(points, ort, models, concurrencies, ctx) -> str:
             for b in d.before:
                 best = " (best)" if b == d.best_batch else ""
                 L.append(f"| {m.name} | {b} | {fmt(d.before[b])} | {fmt(d.after[b])} | {fmt(d.mean(b))}{best} |")
+    cols = ["/ no-op (throughput)", "p50 - no-op's (us)"]
+    if mlservers:
+        cols += ["/ MLServer", "/ best MLServer"]
+    if ort:
+        cols.append("/ direct ORT (best)")
     L += [
         "",
         "### Ratios",
         "",
-        "| model | server | concurrency | / no-op (throughput) | p50 - no-op's (us) | / MLServer | "
-        "/ best MLServer | / direct ORT (best) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | server | concurrency | " + " | ".join(cols) + " |",
+        "| --- | --- | ---: |" + " ---: |" * len(cols),
     ]
     for m in models:
         for server in helixes:
             for c in concurrencies:
                 h = thr(m.name, server, c)
-                mls = [t for t in (thr(m.name, s, c) for s in mlservers) if t]
                 hp, np_ = by.get((m.name, server, c)), by.get((m.name, NOOP_NAME, c))
-                dp50 = f"{hp.p50_us - np_.p50_us:+,.0f}" if hp and np_ else "n/a"
-                r_ort = ratio(h, ort[m.name].best) if ort else None
-                L.append(f"| {m.name} | {server} | {c} | {fmt_ratio(ratio(h, thr(m.name, NOOP_NAME, c)))} | {dp50} | "
-                         f"{fmt_ratio(ratio(h, thr(m.name, MLSERVER, c)))} | "
-                         f"{fmt_ratio(ratio(h, max(mls)) if mls else None)} | {fmt_ratio(r_ort)} |")
+                row = [fmt_ratio(ratio(h, thr(m.name, NOOP_NAME, c))),
+                       f"{hp.p50_us - np_.p50_us:+,.0f}" if hp and np_ else "n/a"]
+                if mlservers:
+                    mls = [t for t in (thr(m.name, s, c) for s in mlservers) if t]
+                    row += [fmt_ratio(ratio(h, thr(m.name, MLSERVER, c))),
+                            fmt_ratio(ratio(h, max(mls)) if mls else None)]
+                if ort:
+                    row.append(fmt_ratio(ratio(h, ort[m.name].best)))
+                L.append(f"| {m.name} | {server} | {c} | " + " | ".join(row) + " |")
     at = f"concurrency {GOAL_CONCURRENCY}"
     if cmax != GOAL_CONCURRENCY:
         at += f" (measured at {cmax}, this run's highest concurrency)"
