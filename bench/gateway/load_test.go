@@ -45,11 +45,15 @@ func TestLoadStepBroken(t *testing.T) {
 		st   loadStep
 		want bool
 	}{
-		{loadStep{rate: 1000, duration: time.Second, count: 1000, p95: 99 * time.Millisecond}, false},
-		{loadStep{rate: 1000, duration: time.Second, count: 900, p95: 99 * time.Millisecond}, false},
-		{loadStep{rate: 1000, duration: time.Second, count: 1000, p95: 101 * time.Millisecond}, true},
-		{loadStep{rate: 1000, duration: time.Second, count: 1000, p95: time.Millisecond, errors: 1}, true},
-		{loadStep{rate: 1000, duration: time.Second, count: 899, p95: time.Millisecond}, true}, // ghz behind its schedule
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, total: time.Second, p95: 99 * time.Millisecond}, false},
+		{loadStep{rate: 1000, duration: time.Second, count: 900, total: time.Second, p95: 99 * time.Millisecond}, false},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, total: time.Second, p95: 101 * time.Millisecond}, true},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, total: time.Second, p95: time.Millisecond, errors: 1}, true},
+		// ghz behind its schedule: too few requests, or sent over too long
+		// (the slowest answer's wait at the end does not count).
+		{loadStep{rate: 1000, duration: time.Second, count: 899, total: time.Second, p95: time.Millisecond}, true},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, total: 1200 * time.Millisecond, p95: time.Millisecond}, true},
+		{loadStep{rate: 1000, duration: time.Second, count: 1000, total: 1200 * time.Millisecond, slow: 200 * time.Millisecond, p95: time.Millisecond}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.st.broken(); got != tt.want {
@@ -62,7 +66,7 @@ func TestLoadStepBroken(t *testing.T) {
 func TestGhzArgs(t *testing.T) {
 	o := &options{loadConnections: 1000}
 	args := strings.Join(ghzArgs(o, "127.0.0.1:8443", 1500, 20*time.Second, "/t/ca.crt", "/t/simple.bin", "/t/token.json", "/t/out.json"), " ")
-	for _, want := range []string{"--async --rps 1500", "--connections 1000 -c 1000", "-z 20s", "-M /t/token.json", "-B /t/simple.bin", "--cacert /t/ca.crt", "127.0.0.1:8443"} {
+	for _, want := range []string{"--async --rps 1500", "--connections 1000 -c 1000", "-n 30000 -t 10s", "-M /t/token.json", "-B /t/simple.bin", "--cacert /t/ca.crt", "127.0.0.1:8443"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("ghz args %q lack %q", args, want)
 		}
@@ -70,14 +74,14 @@ func TestGhzArgs(t *testing.T) {
 	if strings.Contains(strings.ToLower(args), "bearer") {
 		t.Errorf("ghz args carry a token: %q", args)
 	}
-	if got := displayGhzArgs(o); !strings.Contains(got, "--rps RATE") || !strings.Contains(got, "-z DURATION") || !strings.Contains(got, "HOST:PORT") {
+	if got := displayGhzArgs(o); !strings.Contains(got, "--rps RATE") || !strings.Contains(got, "-n RATE*LENGTH -t 10s") || !strings.Contains(got, "HOST:PORT") {
 		t.Errorf("displayGhzArgs = %q", got)
 	}
 }
 
 func TestBreakingPointAndLoadGoal(t *testing.T) {
 	o := &options{loadConnections: 1000}
-	target := &loadStep{rate: 1000, duration: time.Minute, count: 60000, p50: 2 * time.Millisecond, p95: 20 * time.Millisecond, p99: 50 * time.Millisecond}
+	target := &loadStep{rate: 1000, duration: time.Minute, count: 60000, total: time.Minute, p50: 2 * time.Millisecond, p95: 20 * time.Millisecond, p99: 50 * time.Millisecond}
 	l := &loadResult{target: target, steps: []*loadStep{target, {rate: 1500}, {rate: 2000}}, lastGood: 1500, firstBad: 2000}
 	if got := breakingPoint(o, l); !strings.Contains(got, "between 1,500 and 2,000 requests/s") {
 		t.Errorf("breakingPoint = %q", got)
@@ -85,7 +89,7 @@ func TestBreakingPointAndLoadGoal(t *testing.T) {
 	if got := loadGoal(o, l); !strings.HasPrefix(got, "met:") || !strings.Contains(got, "p95 20.0 ms") {
 		t.Errorf("loadGoal = %q", got)
 	}
-	short := &loadStep{rate: 1000, duration: 10 * time.Second, count: 10000, p95: time.Millisecond}
+	short := &loadStep{rate: 1000, duration: 10 * time.Second, count: 10000, total: 10 * time.Second, p95: time.Millisecond}
 	if got := loadGoal(o, &loadResult{target: short, steps: []*loadStep{short}}); !strings.HasPrefix(got, "MISSED") {
 		t.Errorf("a 10 s run meets the 60 s goal: %q", got)
 	}
