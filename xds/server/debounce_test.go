@@ -30,7 +30,9 @@ func runDebouncer(t *testing.T, holdoff, maxWait time.Duration) (*Debouncer, fun
 // A burst after a quiet spell: its first changes at once (as many as the
 // rate allows), the rest in one call a hold-off after the last.
 func TestDebouncerCoalescesABurst(t *testing.T) {
-	d, calls := runDebouncer(t, 100*time.Millisecond, 500*time.Millisecond)
+	// A hold-off long beside the burst: the rate refills no change meanwhile.
+	const holdoff = time.Second
+	d, calls := runDebouncer(t, holdoff, 5*holdoff)
 	start := time.Now()
 	var last time.Time
 	for range 10 {
@@ -38,16 +40,19 @@ func TestDebouncerCoalescesABurst(t *testing.T) {
 		last = time.Now()
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(400 * time.Millisecond)
+	for len(calls()) < atOnceBurst+1 && time.Since(last) < 3*holdoff {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // a call too many would come now
 	got := calls()
 	if len(got) != atOnceBurst+1 {
 		t.Fatalf("%d calls for a burst of 10 changes, want %d (%d at once, then the rest)", len(got), atOnceBurst+1, atOnceBurst)
 	}
-	if wait := got[atOnceBurst-1].Sub(start); wait > 80*time.Millisecond {
+	if wait := got[atOnceBurst-1].Sub(start); wait > holdoff/2 {
 		t.Errorf("call %d came %v after the burst began, want at once", atOnceBurst, wait)
 	}
-	if wait := got[atOnceBurst].Sub(last); wait < 90*time.Millisecond {
-		t.Fatalf("called %v after the last change, want >= the 100ms hold-off", wait)
+	if wait := got[atOnceBurst].Sub(last); wait < holdoff*9/10 {
+		t.Fatalf("called %v after the last change, want >= the %v hold-off", wait, holdoff)
 	}
 }
 
