@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -207,9 +208,9 @@ func measureLoad(ctx context.Context, o *options, s *stack, t *target) (*loadRes
 		if err != nil {
 			return nil, err
 		}
-		logf("  %s sent, %.0f/s; p50 %v p95 %v p99 %v; %d errors (%s); Envoy: %s; helix-authz: %s", fmtRate(float64(st.count)), st.achieved,
+		logf("  %s sent, %.0f/s; p50 %v p95 %v p99 %v; %d errors (%s); Envoy: %s; helix-authz: %s; CPU-s/s: %s", fmtRate(float64(st.count)), st.achieved,
 			st.p50.Round(time.Microsecond), st.p95.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.errors, statusSummary(st.statuses),
-			eventSummary(st.events), authzSummary(st.breakdown))
+			eventSummary(st.events), authzSummary(st.breakdown), st.cpuSummary())
 		res.steps = append(res.steps, st)
 		for _, p := range t.procs {
 			if p.Exited() {
@@ -394,6 +395,17 @@ func (r *loadResult) sortedSteps() []*loadStep {
 }
 
 func fmtRate(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }
+
+// cpuSummary is each process's CPU-seconds per second over the step (1.00
+// is a whole core), ghz included.
+func (s *loadStep) cpuSummary() string {
+	names := slices.Sorted(maps.Keys(s.cpu))
+	parts := make([]string, 0, len(names)+1)
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %.2f", n, perSecond(s.cpu[n], s.elapsed)))
+	}
+	return strings.Join(append(parts, fmt.Sprintf("ghz %.2f", perSecond(s.clientCPU, s.elapsed))), ", ")
+}
 
 // eventSummary is "name n, ..." of failure events, sorted; "none" without.
 func eventSummary(events map[string]int64) string {

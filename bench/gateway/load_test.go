@@ -130,3 +130,11 @@ func TestFailureEvents(t *testing.T) {
 		t.Error("no events should read none")
 	}
 }
+
+func TestCPUSummary(t *testing.T) {
+	st := &loadStep{elapsed: 10 * time.Second, clientCPU: 2 * time.Second,
+		cpu: map[string]time.Duration{"helix-authz": time.Second, "envoy": 15 * time.Second}}
+	if got, want := st.cpuSummary(), "envoy 1.50, helix-authz 0.10, ghz 0.20"; got != want {
+		t.Errorf("cpuSummary = %q, want %q", got, want)
+	}
+}

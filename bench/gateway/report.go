@@ -167,7 +167,7 @@ func report(o *options, out *outcome) string {
 
 	if out.load != nil {
 		w("\n### The plan's load target: %s requests/s over %s connections\n\n", benchdoc.Commas(out.load.target.rate), benchdoc.Commas(float64(o.loadConnections)))
-		loadReport(&b, o, out.load)
+		loadReport(&b, o, out)
 	}
 
 	cv := out.conv
@@ -370,7 +370,8 @@ func histCell(h histogram) string {
 }
 
 // loadReport writes the load target's subsection.
-func loadReport(b *strings.Builder, o *options, l *loadResult) {
+func loadReport(b *strings.Builder, o *options, out *outcome) {
+	l := out.load
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("ghz %s (`go install github.com/bojand/ghz/cmd/ghz@%s`; perf_analyzer's request-rate mode would need a connection per outstanding request, not a fixed %s) sends `ModelInfer` on `simple` (internal/samplemodel's request, serialized) through the full chain, with the same kind of token as perf_analyzer, over %s TLS connections, one request worker each, **open loop** (`--async`: each request leaves on its schedule whatever the answers to earlier ones; latencies count from the request's send, not from its scheduled time, so a client starved of CPU would understate them):\n\n",
 		ghzVersion, ghzVersion, benchdoc.Commas(float64(o.loadConnections)), benchdoc.Commas(float64(o.loadConnections)))
@@ -398,9 +399,9 @@ func loadReport(b *strings.Builder, o *options, l *loadResult) {
 		w("| %s | %v | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |\n", benchdoc.Commas(st.rate), st.duration, sent,
 			benchdoc.Commas(st.achieved), ms(st.p50), ms(st.p95), ms(st.p99), errs, benchdoc.Commas(us(st.gatewayCPUPerRequest())), perSecond(st.clientCPU, st.elapsed), call, check)
 	}
-	w("\nWhat Envoy and helix-authz counted at each step besides successes (Envoy: ext_authz errors and denials, 5xx answers, clusters' timeouts and overflows; helix-authz: rate-limit decisions taken without Redis, which `failure_mode: open` lets pass):\n\n")
+	w("\nWhat Envoy and helix-authz counted at each step besides successes (Envoy: ext_authz errors and denials, 5xx answers, clusters' timeouts and overflows; helix-authz: rate-limit decisions taken without Redis, which `failure_mode: open` lets pass), and each process's CPU-seconds per second over the step (%d.00 would be every core):\n\n", out.machine.Cores)
 	for _, st := range l.sortedSteps() {
-		w("- %s requests/s: Envoy: %s; helix-authz: %s\n", benchdoc.Commas(st.rate), eventSummary(st.events), authzSummary(st.breakdown))
+		w("- %s requests/s: Envoy: %s; helix-authz: %s; CPU: %s\n", benchdoc.Commas(st.rate), eventSummary(st.events), authzSummary(st.breakdown), st.cpuSummary())
 	}
 	w("\n%s.\n", breakingPoint(o, l))
 }
