@@ -15,7 +15,10 @@ import (
 func TestUnloadPastDrainClosesInstances(t *testing.T) {
 	root := t.TempDir()
 	writeModel(t, root, "simple", simpleConfig, 1)
-	be := &fakeBackend{delay: 300 * time.Millisecond}
+	// Longer than a loaded machine can stall between the request starting
+	// and the unload, so the request is still executing when the drain
+	// times out.
+	be := &fakeBackend{delay: 2 * time.Second}
 	m, err := New(Config{
 		Repository: root, ControlMode: ModeExplicit, StartupModels: []string{"simple"},
 		Backends:     map[string]backend.Backend{"onnxruntime": be},
@@ -36,7 +39,9 @@ func TestUnloadPastDrainClosesInstances(t *testing.T) {
 		_, err := m.Infer(ctx, simpleRequest("simple"))
 		finished <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the request is executing
+	for be.executing.Load() == 0 { // the request is executing
+		time.Sleep(time.Millisecond)
+	}
 	if err := m.UnloadModel(ctx, "simple", false); err == nil {
 		t.Fatal("unload: no error, want the drain's timeout")
 	}

@@ -26,6 +26,7 @@ type fakeBackend struct {
 	mu        sync.Mutex
 	instances int // live instances
 	delay     time.Duration
+	executing atomic.Int32 // Execute calls under way
 }
 
 type fakeModel struct {
@@ -78,6 +79,8 @@ type fakeInstance struct {
 }
 
 func (i *fakeInstance) Execute(ctx context.Context, in []tensor.Tensor, outputs []string) ([]tensor.Tensor, error) {
+	i.b.executing.Add(1)
+	defer i.b.executing.Add(-1)
 	if i.b.delay > 0 {
 		time.Sleep(i.b.delay)
 	}
