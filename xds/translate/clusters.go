@@ -244,13 +244,22 @@ func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*c
 			}},
 		},
 	}
+	// Every request waits for this service's answer, so it may have as
+	// many in flight as the workers do: at Envoy's default of 1,024,
+	// 1,000 connections' requests overflowed the authz cluster first
+	// (UNAVAILABLE through ext_authz) while the workers had room.
+	limits := &clusterv3.CircuitBreakers_Thresholds{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxConnections:     u32(maxConnections),
+		MaxPendingRequests: u32(maxPendingRequests),
+		MaxRequests:        u32(maxRequests),
+	}
 	if len(u.Replicas) > 0 {
 		// A replica's death fails every call in flight on it at once; with
 		// Envoy's default of 3 retries at a time, the rest would fail too.
-		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			Priority: corev3.RoutingPriority_DEFAULT, MaxRetries: u32(maxRequests),
-		}}}
+		limits.MaxRetries = u32(maxRequests)
 	}
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{limits}}
 	if u.TLS != nil {
 		if c.TransportSocket, err = upstreamTLS(role, u.TLS, alpnH2); err != nil {
 			return nil, err
