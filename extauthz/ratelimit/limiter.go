@@ -4,17 +4,19 @@
 //
 // A plan (gateway config `plans`) allows requests per second and/or per
 // minute per client and model. Each window is a fixed-window counter in
-// Redis, one key per (client, model, window start), incremented by every
-// request that reaches it; a request is over the limit when any of its
-// counters passes the plan's limit. Both counters travel in one Redis round
-// trip (one Lua script, atomic: the increment and the key's expiry never
-// come apart). Keys carry the client in a hash tag, so a Redis Cluster
-// keeps a client's counters on one slot.
+// Redis, one key per (client, model, window start), which every request
+// counts in; a request is over the limit when any of its counters passes
+// the plan's limit. Counters live in Redis so that every replica counts
+// against the same limit; a key carries the client in a hash tag, and an
+// increment and the key's expiry are one Lua script (atomic: a counter
+// never outlives its window).
 //
-// Counters live in Redis, not in helix-authz, so that every replica counts
-// against the same limit. A counter known to be over its limit is also
-// remembered in memory until its window ends, so that a client hammering
-// past its limit costs no Redis call.
+// Redis is asked only where its answer can change the decision: a counter
+// well below its limit (syncMargin) counts in memory and reaches Redis in
+// batches every 10 ms (local.go), while the first request of a window and
+// those near the limit wait for Redis's count. A counter known to be over
+// its limit is remembered until its window ends, so a client hammering past
+// its limit costs no Redis call either.
 package ratelimit
 
 import (
@@ -43,11 +45,19 @@ const overLimitEntries = 100_000
 // unavailableLogEvery spaces the warnings of an outage.
 const unavailableLogEvery = 10 * time.Second
 
-// Counter increments fixed-window counters: for each key, INCR and, on the
-// window's first hit, an expiry of ttl seconds; it returns the counts.
-// Redis implements it (NewRedis); unit tests of the decision may not.
+// Increment is a count for one fixed-window counter: one request's, or
+// those counted in memory since the last flush.
+type Increment struct {
+	Key string
+	By  int64
+	TTL int64 // seconds: the counter's window, its expiry when it is new
+}
+
+// Counter adds increments to counters, giving a new counter its expiry,
+// and returns the counts, all in one round trip. Redis implements it
+// (NewRedis).
 type Counter interface {
-	Incr(ctx context.Context, keys []string, ttlSeconds []int64) ([]int64, error)
+	IncrBy(ctx context.Context, incs []Increment) ([]int64, error)
 }
 
 // Window is one limit of a plan.
@@ -78,6 +88,13 @@ type Limiter struct {
 	metrics *metrics
 	// lastLogged is when logUnavailable last logged (unix nanoseconds).
 	lastLogged atomic.Int64
+	// local holds the counts of counters far from their limits (local.go);
+	// healthy is false after Redis failed, until it answers again: then
+	// every request asks Redis, so the failure mode decides.
+	local   *localCounters
+	healthy atomic.Bool
+	stop    context.CancelFunc
+	flushed chan struct{}
 }
 
 // limits are the plans of one gateway config, swapped whole on reload.
@@ -103,7 +120,8 @@ func New(counter Counter, rl *ir.RateLimit, o Options) (*Limiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %w", err)
 	}
-	l := &Limiter{counter: counter, log: o.Logger, now: o.Now, over: over, metrics: newMetrics(o.Metrics)}
+	l := &Limiter{counter: counter, log: o.Logger, now: o.Now, over: over, metrics: newMetrics(o.Metrics),
+		local: newLocalCounters(), flushed: make(chan struct{})}
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -113,7 +131,17 @@ func New(counter Counter, rl *ir.RateLimit, o Options) (*Limiter, error) {
 	if err := l.SetPlans(rl); err != nil {
 		return nil, err
 	}
+	l.healthy.Store(true)
+	ctx, stop := context.WithCancel(context.Background())
+	l.stop = stop
+	go func() { defer close(l.flushed); l.runFlusher(ctx) }()
 	return l, nil
+}
+
+// Close sends the counts still held in memory and stops the flushes.
+func (l *Limiter) Close() {
+	l.stop()
+	<-l.flushed
 }
 
 // SetPlans replaces the plans (a reloaded gateway config). rl must have
@@ -170,9 +198,10 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 	}
 	now := l.now()
 	var (
-		keysBuf [2]string
-		ttlBuf  [2]int64
-		ends    [2]time.Time
+		keysBuf   [2]string
+		ttlBuf    [2]int64
+		countsBuf [2]int64
+		ends      [2]time.Time
 	)
 	keys, ttls := keysBuf[:0], ttlBuf[:0]
 	for i, w := range windows {
@@ -186,16 +215,24 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		keys = append(keys, key)
 		ttls = append(ttls, int64(w.Length/time.Second))
 	}
+	counts := countsBuf[:len(keys)]
+	if l.healthy.Load() && l.local.reserve(keys, windows, counts) {
+		return l.decide(windows, keys, counts, ends[:], now), nil
+	}
 
+	// Redis decides, counting with this request what was held here.
+	incs := l.local.beginSync(keys, ttls, ends[:])
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, lm.timeout)
 	defer cancel()
 	began := time.Now()
-	counts, err := l.counter.Incr(ctx, keys, ttls)
+	counts, err := l.counter.IncrBy(ctx, incs)
 	l.metrics.redisSeconds.Observe(time.Since(began).Seconds())
 	if err == nil && len(counts) != len(keys) {
 		err = fmt.Errorf("%d counts for %d keys", len(counts), len(keys))
 	}
+	l.local.settle(incs, counts, err, 1)
+	l.healthy.Store(err == nil)
 	if err != nil {
 		// A caller that went away (Envoy closed the stream) is no failure
 		// of the counters: neither counted nor logged as one.
@@ -205,7 +242,11 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		}
 		return Decision{Allowed: lm.failOpen}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	return l.decide(windows, keys, counts, ends[:], now), nil
+}
 
+// decide turns the counts with a request into its decision.
+func (l *Limiter) decide(windows []Window, keys []string, counts []int64, ends []time.Time, now time.Time) Decision {
 	// Reported: over the limit, the over window that ends last (the
 	// client must wait for it); otherwise the one with the least left.
 	d := Decision{Allowed: true, Windows: windows}
@@ -229,7 +270,7 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 	} else {
 		l.metrics.decisions(resultOverLimit)
 	}
-	return d, nil
+	return d
 }
 
 // logUnavailable logs a failure to reach the counters at most once per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(lim.Close)
 	e := &env{redis: srv, conn: conn, lim: lim, clock: c}
 	waitConnected(t, e)
 	return e
@@ -63,7 +65,7 @@ func waitConnected(t *testing.T, e *env) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := e.conn.Incr(context.Background(), []string{"probe"}, []int64{1}); err == nil {
+		if _, err := e.conn.IncrBy(context.Background(), []Increment{{Key: "probe", By: 1, TTL: 1}}); err == nil {
 			return
 		} else if time.Now().After(deadline) {
 			t.Fatalf("not connected to Redis: %v", err)
@@ -216,6 +218,7 @@ func TestStartsWithoutRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer lim.Close()
 	if _, err := lim.Take(context.Background(), "free", "hxc", "m"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("before Redis ever answered: %v, want ErrUnavailable", err)
 	}
@@ -332,6 +335,7 @@ func TestCallerGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer lim.Close()
 	waitConnected(t, &env{conn: conn})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -344,5 +348,129 @@ func TestCallerGone(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(lim.metrics.byResult[resultError]); got != 1 {
 		t.Fatalf("errors counted: %v, want 1 (Redis down, not the cancelled caller)", got)
+	}
+}
+
+// countingRedis counts the calls that reach Redis.
+type countingRedis struct {
+	*Redis
+	calls atomic.Int64
+}
+
+func (c *countingRedis) IncrBy(ctx context.Context, incs []Increment) ([]int64, error) {
+	c.calls.Add(1)
+	return c.Redis.IncrBy(ctx, incs)
+}
+
+func redisGet(t *testing.T, addr, key string) int64 {
+	t.Helper()
+	admin, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	n, err := admin.Do(context.Background(), admin.B().Get().Key(key).Build()).AsInt64()
+	if err != nil {
+		t.Fatalf("GET %s: %v", key, err)
+	}
+	return n
+}
+
+var bigPlans = &ir.RateLimit{
+	Domain: "test", Timeout: time.Second, DefaultPlan: "big",
+	Plans: []ir.Plan{{Name: "big", RequestsPerMinute: 1000}},
+}
+
+// TestFarFromLimitCountsLocally: far from its limit a request waits for
+// no Redis round trip, yet every request reaches Redis's counter (in
+// batches), and the limit holds exactly.
+func TestFarFromLimitCountsLocally(t *testing.T) {
+	e := newEnv(t)
+	counter := &countingRedis{Redis: e.conn}
+	lim, err := New(counter, bigPlans, Options{Now: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := 0
+	for range 1200 {
+		d, err := lim.Take(context.Background(), "big", "hxc_local", "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		}
+	}
+	calls := counter.calls.Load()
+	lim.Close()
+	if allowed != 1000 {
+		t.Fatalf("1,200 requests on 1,000/min: %d allowed, want exactly 1,000", allowed)
+	}
+	// Waiting: the first request of the window and those within the sync
+	// margin (100) of the limit, each one call; the rest are flushes.
+	if calls > 400 {
+		t.Fatalf("%d calls to Redis for 1,200 requests: far from the limit they should be counted here", calls)
+	}
+	key := counterKey("test", "hxc_local", "m", time.Minute, e.clock.now().Truncate(time.Minute))
+	if n := redisGet(t, e.redis.Addr, key); n < 1000 {
+		t.Fatalf("Redis's counter %d after Close, want every allowed request (1,000) in it", n)
+	}
+}
+
+// TestReplicasSeeEachOther: two replicas counting far from the limit in
+// memory still hold the limit together: near it, Redis decides.
+func TestReplicasSeeEachOther(t *testing.T) {
+	e := newEnv(t)
+	b, err := New(e.conn, bigPlans, Options{Now: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := e.lim.SetPlans(bigPlans); err != nil {
+		t.Fatal(err)
+	}
+	allowed := 0
+	for i := range 1400 {
+		lim := e.lim
+		if i%2 == 1 {
+			lim = b
+		}
+		d, err := lim.Take(context.Background(), "big", "hxc_two", "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		}
+		if i%2 == 1 {
+			time.Sleep(2 * time.Millisecond) // 1,000 requests/s: far below what the margin absorbs
+		}
+	}
+	if allowed != 1000 {
+		t.Fatalf("1,400 requests on 1,000/min over two replicas: %d allowed, want exactly 1,000", allowed)
+	}
+}
+
+// TestRedisDownWhileCountingLocally: a Redis that stops answering is
+// found by the next flush, and from then on the failure mode decides.
+func TestRedisDownWhileCountingLocally(t *testing.T) {
+	e := newEnv(t)
+	if err := e.lim.SetPlans(bigPlans); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		take(t, e, "big", "hxc_flush", "m")
+	}
+	e.redis.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.lim.Take(context.Background(), "big", "hxc_flush", "m")
+		if errors.Is(err, ErrUnavailable) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Redis down for 5s: requests still counted in memory only")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -14,17 +14,15 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// incrScript increments each key and gives a key its expiry on the
-// window's first hit, in one atomic step: a counter never outlives its
-// window for want of an EXPIRE that did not arrive.
+// incrScript adds ARGV[1] to the counter KEYS[1] and gives a new counter
+// its expiry (ARGV[2] seconds) in one atomic step: a counter never
+// outlives its window for want of an EXPIRE that did not arrive. One key
+// per call, so that counters of different clients may live on different
+// Redis Cluster slots; a request's calls travel in one round trip.
 var incrScript = rueidis.NewLuaScript(`
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
-  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
-  counts[i] = n
-end
-return counts`)
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return n`)
 
 // errNotConnected: Redis has not been reached since start.
 var errNotConnected = errors.New("not connected to Redis yet")
@@ -97,19 +95,30 @@ func (r *Redis) connect(ctx context.Context, o RedisOptions, log *slog.Logger) {
 	r.client = client
 }
 
-// Incr implements Counter.
-func (r *Redis) Incr(ctx context.Context, keys []string, ttlSeconds []int64) ([]int64, error) {
+// IncrBy implements Counter.
+func (r *Redis) IncrBy(ctx context.Context, incs []Increment) ([]int64, error) {
 	r.mu.RLock()
 	client := r.client
 	r.mu.RUnlock()
 	if client == nil {
 		return nil, errNotConnected
 	}
-	args := make([]string, len(ttlSeconds))
-	for i, ttl := range ttlSeconds {
-		args[i] = strconv.FormatInt(ttl, 10)
+	execs := make([]rueidis.LuaExec, len(incs))
+	for i, inc := range incs {
+		execs[i] = rueidis.LuaExec{
+			Keys: []string{inc.Key},
+			Args: []string{strconv.FormatInt(inc.By, 10), strconv.FormatInt(inc.TTL, 10)},
+		}
 	}
-	return incrScript.Exec(ctx, client, keys, args).AsIntSlice()
+	counts := make([]int64, len(incs))
+	for i, res := range incrScript.ExecMulti(ctx, client, execs...) {
+		n, err := res.AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		counts[i] = n
+	}
+	return counts, nil
 }
 
 // Close stops connecting and closes the connection.

@@ -275,6 +275,7 @@ func (s *Server) Close() {
 		s.log.Warn("record API key use", "error", err)
 	}
 	if s.redis != nil {
+		s.limiter.Close() // its last counts first
 		s.redis.Close()
 	}
 	s.Store.Close()
