@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
@@ -40,7 +38,6 @@ import (
 	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
-	"github.com/helixflow/helixflow/internal/vtcodec"
 )
 
 type options struct {
@@ -367,16 +364,7 @@ func serverTLS(o *options) (*tls.Config, error) {
 
 // grpcServer is the ext_authz gRPC server, with mTLS when configured.
 func grpcServer(o *options, svc *check.Service, reg prometheus.Registerer) (*grpc.Server, error) {
-	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(1 << 20),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		// Check is a small, hot call: its answers are marshalled without
-		// reflection, and its streams run on long-lived goroutines whose
-		// stacks have grown already (a goroutine per stream grows its
-		// stack anew every time: 9% of Check's CPU, profiled).
-		grpc.ForceServerCodecV2(vtcodec.Codec{}),
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-	}
+	opts := server.GRPCOptions()
 	if o.tlsCert != "" {
 		// Only Envoy's identity: a worker's certificate, from the same CA,
 		// must not ask for verdicts.
