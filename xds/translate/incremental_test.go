@@ -117,4 +117,38 @@ func TestUpdateEndpointsRefuses(t *testing.T) {
 	if _, err := UpdateEndpoints(prev, &more, []string{"model-new"}, false); err == nil {
 		t.Error("a pool prev was not translated with: no error")
 	}
+	// As many pools, but not the same ones: the assignments' names tell.
+	renamed := *g
+	renamed.Pools = slices.Clone(g.Pools)
+	renamed.Pools[1].Model += "x" // still sorted
+	if _, err := UpdateEndpoints(prev, &renamed, []string{renamed.Pools[1].Model}, false); err == nil {
+		t.Error("a pool renamed since the last translation: no error")
+	}
+	// Something else where an assignment should be.
+	odd := *prev
+	odd.Endpoints = slices.Clone(prev.Endpoints)
+	odd.Endpoints[0] = prev.Clusters[0]
+	if _, err := UpdateEndpoints(&odd, g, nil, true); err == nil {
+		t.Error("a cluster in the assignments' place: no error")
+	}
+}
+
+// Pools in any order are found as Translate sorts them.
+func TestUpdateEndpointsUnsortedPools(t *testing.T) {
+	g := translatetest.Gateway(5, 4, 2)
+	prev, err := Translate(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, models := withWorkerReady(g, g.Pools[2].Endpoints[0].Worker, false)
+	slices.Reverse(changed.Pools)
+	got, err := UpdateEndpoints(prev, changed, models, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Translate(changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameResources(t, "endpoints", got.Endpoints, want.Endpoints)
 }
