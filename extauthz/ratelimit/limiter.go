@@ -28,7 +28,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helixflow/helixflow/xds/ir"
@@ -37,10 +36,6 @@ import (
 // ErrUnavailable: the counters could not be read in time (Redis down,
 // slow or not yet connected). The caller's failure mode decides.
 var ErrUnavailable = errors.New("ratelimit: counters unavailable")
-
-// overLimitEntries bounds the memory of counters known to be over their
-// limit (about 100 bytes each).
-const overLimitEntries = 100_000
 
 // unavailableLogEvery spaces the warnings of an outage.
 const unavailableLogEvery = 10 * time.Second
@@ -84,7 +79,6 @@ type Limiter struct {
 	log     *slog.Logger
 	now     func() time.Time
 	limits  atomic.Pointer[limits]
-	over    *lru.Cache[string, time.Time] // key -> end of its window
 	metrics *metrics
 	// lastLogged is when logUnavailable last logged (unix nanoseconds).
 	lastLogged atomic.Int64
@@ -116,11 +110,7 @@ type Options struct {
 
 // New returns a Limiter over counter with the plans of rl.
 func New(counter Counter, rl *ir.RateLimit, o Options) (*Limiter, error) {
-	over, err := lru.New[string, time.Time](overLimitEntries)
-	if err != nil {
-		return nil, fmt.Errorf("ratelimit: %w", err)
-	}
-	l := &Limiter{counter: counter, log: o.Logger, now: o.Now, over: over, metrics: newMetrics(o.Metrics),
+	l := &Limiter{counter: counter, log: o.Logger, now: o.Now, metrics: newMetrics(o.Metrics),
 		local: newLocalCounters(), flushed: make(chan struct{})}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -208,7 +198,7 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		start := now.Truncate(w.Length)
 		ends[i] = start.Add(w.Length)
 		key := counterKey(lm.domain, client, model, w.Length, start)
-		if until, ok := l.over.Get(key); ok && now.Before(until) {
+		if until, ok := l.local.overLimit(key, w.Limit, now); ok {
 			l.metrics.decisions(resultOverLimit)
 			return Decision{Limit: w.Limit, Reset: until.Sub(now), Windows: windows}, nil
 		}
@@ -255,7 +245,6 @@ func (l *Limiter) decide(windows []Window, keys []string, counts []int64, ends [
 	for i, w := range windows {
 		left[i] = max(0, int64(w.Limit)-counts[i])
 		if counts[i] > int64(w.Limit) {
-			l.over.Add(keys[i], ends[i])
 			if d.Allowed || ends[i].After(ends[pick]) {
 				pick = i
 			}

@@ -18,7 +18,7 @@ import (
 const (
 	flushEvery = 10 * time.Millisecond
 	// maxLocalCounters bounds the counters held here (about 150 bytes
-	// each); past it, new counters are counted in Redis only.
+	// each); past it, new counters are counted and refused in Redis only.
 	maxLocalCounters = 200_000
 )
 
@@ -69,6 +69,19 @@ func (lc *localCounters) reserve(keys []string, windows []Window, counts []int64
 		counts[i] = c.count()
 	}
 	return true
+}
+
+// overLimit reports whether Redis's last count for key passed limit in a
+// window still under way, and when that window ends: such a request is
+// refused without asking Redis again.
+func (lc *localCounters) overLimit(key string, limit uint32, now time.Time) (time.Time, bool) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	c := lc.m[key]
+	if c == nil || !c.known || c.redis <= int64(limit) || !now.Before(c.end) {
+		return time.Time{}, false
+	}
+	return c.end, true
 }
 
 // beginSync takes the counts held for keys, plus this request, to send to
