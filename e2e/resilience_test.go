@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -40,6 +41,12 @@ const (
 	// with 8 clients a few may exceed it.
 	maxKillFailures = 5
 	loadClients     = 8
+	// loadRate paces the load (requests/s, all clients together) below
+	// the gateway's per-source limit (source_limit, default 1,000/s, which
+	// e2e keeps): every client is 127.0.0.1, and a closed loop on a quiet
+	// machine outran it, failing requests with local_rate_limited that no
+	// rotation or kill caused.
+	loadRate = 400
 )
 
 // TestResilience runs workers that register themselves (helix-worker
@@ -403,9 +410,13 @@ func startLoad(c inference.GRPCInferenceServiceClient, token string, clients int
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{cancel: cancel}
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	pace := rate.NewLimiter(loadRate, clients)
 	for range clients {
 		l.wg.Go(func() {
 			for ctx.Err() == nil {
+				if pace.Wait(ctx) != nil {
+					return // stopped
+				}
 				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 				resp, err := c.ModelInfer(rctx, samplemodel.InferRequest())
 				rcancel()
