@@ -296,7 +296,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		g.Add(daemon.HTTP(httpserver.New(h, log), lis, shutdownTimeout, log))
 		return nil
 	}
-	oauthHandler := srv.OAuth
+	oauthHandler := http.Handler(srv.Public)
 	if o.oauthLimit.Rate > 0 {
 		cfg := o.oauthLimit
 		cfg.Name, cfg.Registerer = "oauth", reg

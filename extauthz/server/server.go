@@ -67,6 +67,9 @@ type Server struct {
 	// OAuth serves the token, introspection, revocation, metadata and JWKS
 	// endpoints; Admin the admin API (nil without an admin token).
 	OAuth http.Handler
+	// Public is everything the public port serves: OAuth at its paths,
+	// and the people's JSON API (/api/v1) and pages beside it.
+	Public *http.ServeMux
 	Admin http.Handler
 	Check *check.Service
 
@@ -185,6 +188,8 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.OAuth = oauthServer.Handler()
+	s.Public = http.NewServeMux()
+	s.Public.Handle("/", s.OAuth)
 	gw, err := loadGateway(cfg.GatewayConfig)
 	if err != nil {
 		return nil, err
