@@ -100,6 +100,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	})
 }
 
+// Pool is the connection pool, for the packages that keep their own tables
+// in the same database (the people's sessions, accounts, orgs, audit).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Close closes the pool and stops every Listen.
 func (s *Store) Close() {
 	s.close()
