@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -62,14 +61,14 @@ type Config struct {
 type Limiter struct {
 	rate    rate.Limit
 	burst   int
-	trusted []netip.Prefix
+	sources Sources
 	now     func() time.Time
 	refused prometheus.Counter
 
 	// mu makes "get, or add a new bucket" one step; the buckets lock
 	// themselves.
 	mu      sync.Mutex
-	sources *lru.Cache[netip.Addr, *rate.Limiter]
+	buckets *lru.Cache[netip.Addr, *rate.Limiter]
 }
 
 // Validate says what is wrong with cfg, or nil.
@@ -95,16 +94,13 @@ func New(cfg Config) (*Limiter, error) {
 	if cfg.MaxSources == 0 {
 		cfg.MaxSources = DefaultMaxSources
 	}
-	sources, err := lru.New[netip.Addr, *rate.Limiter](cfg.MaxSources)
+	buckets, err := lru.New[netip.Addr, *rate.Limiter](cfg.MaxSources)
 	if err != nil {
 		return nil, fmt.Errorf("sourcelimit: %w", err)
 	}
 	l := &Limiter{
-		rate: rate.Limit(cfg.Rate), burst: cfg.Burst, now: cfg.Now, sources: sources,
-		trusted: make([]netip.Prefix, 0, len(cfg.TrustedProxies)),
-	}
-	for _, p := range cfg.TrustedProxies {
-		l.trusted = append(l.trusted, p.Masked())
+		rate: rate.Limit(cfg.Rate), burst: cfg.Burst, now: cfg.Now, buckets: buckets,
+		sources: Sources{Trusted: cfg.TrustedProxies},
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -147,12 +143,12 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 // Allow takes a token for source and, when there is none, says how long
 // until there will be.
 func (l *Limiter) Allow(source netip.Addr) (ok bool, retryAfter time.Duration) {
-	key := sourceKey(source)
+	key := Key(source)
 	l.mu.Lock()
-	b, found := l.sources.Get(key)
+	b, found := l.buckets.Get(key)
 	if !found {
 		b = rate.NewLimiter(l.rate, l.burst)
-		l.sources.Add(key, b)
+		l.buckets.Add(key, b)
 	}
 	l.mu.Unlock()
 	now := l.now()
@@ -166,8 +162,10 @@ func (l *Limiter) Allow(source netip.Addr) (ok bool, retryAfter time.Duration) {
 	return false, time.Duration(wait * float64(time.Second))
 }
 
-// sourceKey is the unit limited: the address, or its /64 for IPv6.
-func sourceKey(a netip.Addr) netip.Addr {
+// Key is the unit a source is counted as: the address, or its /64 for
+// IPv6 (one subscriber's block). Other per-source counters (throttles)
+// use it too, so an IPv6 attacker cannot spread over its block.
+func Key(a netip.Addr) netip.Addr {
 	a = a.Unmap()
 	if a.Is6() {
 		p, _ := a.Prefix(IPv6PrefixBits)
@@ -176,47 +174,10 @@ func sourceKey(a netip.Addr) netip.Addr {
 	return a
 }
 
-// Source is the request's source address: the peer, or, when the peer is
-// a trusted proxy, the rightmost X-Forwarded-For entry that is not one.
-// ok is false when the peer address cannot be parsed.
-func (l *Limiter) Source(r *http.Request) (netip.Addr, bool) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	peer = peer.WithZone("").Unmap()
-	if !l.isTrusted(peer) {
-		return peer, true
-	}
-	hops := r.Header.Values("X-Forwarded-For")
-	for i := len(hops) - 1; i >= 0; i-- {
-		list := strings.Split(hops[i], ",")
-		for j := len(list) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(list[j]))
-			if err != nil {
-				// A trusted proxy wrote garbage: count the proxy.
-				return peer, true
-			}
-			if a = a.WithZone("").Unmap(); !l.isTrusted(a) {
-				return a, true
-			}
-		}
-	}
-	return peer, true
-}
-
-func (l *Limiter) isTrusted(a netip.Addr) bool {
-	for _, p := range l.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
+// Source is the request's source address (Sources.Source with the
+// limiter's trusted proxies); ok is false when the peer address cannot be
+// parsed.
+func (l *Limiter) Source(r *http.Request) (netip.Addr, bool) { return l.sources.Source(r) }
 
 // Refuse writes the answer to a refused request; retryAfter is at least
 // one second.

@@ -106,7 +106,7 @@ func TestLRUBounded(t *testing.T) {
 	for _, s := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
 		l.Allow(netip.MustParseAddr(s))
 	}
-	if n := l.sources.Len(); n != 2 {
+	if n := l.buckets.Len(); n != 2 {
 		t.Fatalf("%d sources kept, want 2", n)
 	}
 	// The oldest was forgotten: it starts again with a full bucket.
@@ -120,11 +120,11 @@ func TestSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusting := mustNew(t, Config{Rate: 1, Burst: 1, TrustedProxies: proxies})
-	plain := mustNew(t, Config{Rate: 1, Burst: 1})
+	trusting := Sources{Trusted: proxies}
+	plain := Sources{}
 	tests := []struct {
 		name   string
-		l      *Limiter
+		l      Sources
 		remote string
 		xff    []string
 		want   string
@@ -159,6 +159,21 @@ func TestSource(t *testing.T) {
 	r.RemoteAddr = "not an address"
 	if _, ok := plain.Source(r); ok {
 		t.Fatal("unparsable peer accepted")
+	}
+}
+
+// The limiter tells sources by the same rule, with its trusted proxies.
+func TestLimiterSource(t *testing.T) {
+	proxies, err := ParsePrefixes("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := mustNew(t, Config{Rate: 1, Burst: 1, TrustedProxies: proxies})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.1.1.1:443"
+	r.Header.Set("X-Forwarded-For", "203.0.113.5")
+	if got, ok := l.Source(r); !ok || got.String() != "203.0.113.5" {
+		t.Fatalf("source %v (%v), want 203.0.113.5", got, ok)
 	}
 }
 
