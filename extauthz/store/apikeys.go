@@ -8,11 +8,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const apiKeyColumns = `id, prefix, hash, client_id, name, scopes, expires_at, last_used_at, use_count, revoked_at, created_at`
+const apiKeyColumns = `id, prefix, hash, client_id, name, scopes, expires_at, last_used_at, use_count, revoked_at, created_at, created_by, replaces`
 
 func scanAPIKey(row pgx.Row, k *APIKey) error {
-	return row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.ClientID, &k.Name, &k.Scopes,
-		&k.ExpiresAt, &k.LastUsedAt, &k.UseCount, &k.RevokedAt, &k.CreatedAt)
+	var createdBy, replaces *string
+	err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.ClientID, &k.Name, &k.Scopes,
+		&k.ExpiresAt, &k.LastUsedAt, &k.UseCount, &k.RevokedAt, &k.CreatedAt, &createdBy, &replaces)
+	k.CreatedBy, k.Replaces = deref(createdBy), deref(replaces)
+	return err
 }
 
 // CreateAPIKey inserts k (ID, Prefix, Hash and ClientID required). An id
@@ -20,6 +23,15 @@ func scanAPIKey(row pgx.Row, k *APIKey) error {
 // CreatedAt (set by the database when zero) is written back into k.
 // LastUsedAt, UseCount and RevokedAt start empty whatever k holds.
 func (s *Store) CreateAPIKey(ctx context.Context, k *APIKey) error {
+	if err := validateAPIKey(k); err != nil {
+		return err
+	}
+	return s.do(ctx, "create api key", false, func(ctx context.Context) error {
+		return insertAPIKey(ctx, s.pool, k)
+	})
+}
+
+func validateAPIKey(k *APIKey) error {
 	if k == nil {
 		return fmt.Errorf("store: nil api key: %w", ErrInvalid)
 	}
@@ -39,14 +51,19 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *APIKey) error {
 	if len(k.Hash) == 0 {
 		return fmt.Errorf("store: api key hash is empty: %w", ErrInvalid)
 	}
-	return s.do(ctx, "create api key", false, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, `
-			INSERT INTO api_keys (id, prefix, hash, client_id, name, scopes, expires_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()))
-			RETURNING created_at`,
-			k.ID, k.Prefix, k.Hash, k.ClientID, k.Name, orEmpty(k.Scopes), k.ExpiresAt, nullTime(k.CreatedAt),
-		).Scan(&k.CreatedAt)
-	})
+	return nil
+}
+
+// insertAPIKey inserts k (checked by the caller) through q, a pool or a
+// transaction. CreatedBy and Replaces "" are NULL.
+func insertAPIKey(ctx context.Context, q querier, k *APIKey) error {
+	return q.QueryRow(ctx, `
+		INSERT INTO api_keys (id, prefix, hash, client_id, name, scopes, expires_at, created_at, created_by, replaces)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now()), $9, $10)
+		RETURNING created_at`,
+		k.ID, k.Prefix, k.Hash, k.ClientID, k.Name, orEmpty(k.Scopes), k.ExpiresAt, nullTime(k.CreatedAt),
+		nullString(k.CreatedBy), nullString(k.Replaces),
+	).Scan(&k.CreatedAt)
 }
 
 // GetAPIKeyByPrefix returns the key with prefix, revoked or expired ones
@@ -120,9 +137,16 @@ func (s *Store) RecordAPIKeyUse(ctx context.Context, prefix string, at time.Time
 		return fmt.Errorf("store: use time is zero: %w", ErrInvalid)
 	}
 	// Not idempotent: a retry after an unknown outcome could count twice.
+	// One statement moves the key's totals and its day's row (the UTC day
+	// of at), so the two never disagree.
 	return s.do(ctx, "record api key use", false, func(ctx context.Context) error {
 		return execOne(ctx, s, `
-			UPDATE api_keys SET last_used_at = greatest(last_used_at, $2), use_count = use_count + $3
-			WHERE prefix = $1`, prefix, at, n)
+			WITH k AS (
+				UPDATE api_keys SET last_used_at = greatest(last_used_at, $2), use_count = use_count + $3
+				WHERE prefix = $1 RETURNING id)
+			INSERT INTO api_key_usage_daily (key_id, day, count)
+			SELECT id, ($2::timestamptz AT TIME ZONE 'UTC')::date, $3 FROM k
+			ON CONFLICT (key_id, day) DO UPDATE SET count = api_key_usage_daily.count + excluded.count`,
+			prefix, at, n)
 	})
 }

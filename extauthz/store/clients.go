@@ -8,13 +8,15 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, tokens_valid_after, created_at, updated_at`
+const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, tokens_valid_after, created_at, updated_at, org_id, created_by`
 
 func scanClient(row pgx.Row, c *Client) error {
 	var validAfter *time.Time
+	var orgID, createdBy *string
 	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Scopes, &c.Models, &c.Audience,
-		&c.Plan, &c.Enabled, &validAfter, &c.CreatedAt, &c.UpdatedAt)
+		&c.Plan, &c.Enabled, &validAfter, &c.CreatedAt, &c.UpdatedAt, &orgID, &createdBy)
 	c.TokensValidAfter = orZero(validAfter)
+	c.OrgID, c.CreatedBy = deref(orgID), deref(createdBy)
 	return err
 }
 
@@ -58,14 +60,22 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
 	}
 	return s.do(ctx, "create client", false, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, `
-			INSERT INTO clients (id, name, secret_hash, scopes, models, audience, plan, enabled, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), coalesce($10, $9, now()))
-			RETURNING created_at, updated_at`,
-			c.ID, c.Name, c.SecretHash, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience),
-			c.Plan, c.Enabled, nullTime(c.CreatedAt), nullTime(c.UpdatedAt),
-		).Scan(&c.CreatedAt, &c.UpdatedAt)
+		return insertClient(ctx, s.pool, c)
 	})
+}
+
+// insertClient inserts c (checked by the caller) through q, a pool or a
+// transaction, and writes the times back into c. OrgID and CreatedBy ""
+// are NULL.
+func insertClient(ctx context.Context, q querier, c *Client) error {
+	return q.QueryRow(ctx, `
+		INSERT INTO clients (id, name, secret_hash, scopes, models, audience, plan, enabled, created_at, updated_at,
+			org_id, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), coalesce($10, $9, now()), $11, $12)
+		RETURNING created_at, updated_at`,
+		c.ID, c.Name, c.SecretHash, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience),
+		c.Plan, c.Enabled, nullTime(c.CreatedAt), nullTime(c.UpdatedAt), nullString(c.OrgID), nullString(c.CreatedBy),
+	).Scan(&c.CreatedAt, &c.UpdatedAt)
 }
 
 // GetClient returns the client with id, or ErrNotFound.

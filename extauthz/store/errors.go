@@ -1,11 +1,14 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrInvalid: a value the database cannot or must not hold (empty id, NUL
@@ -53,6 +56,28 @@ func orEmpty(vs []string) []string {
 		return []string{}
 	}
 	return vs
+}
+
+// nullString is nil for "", so that an optional reference is SQL NULL.
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// deref is nullString's inverse.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// querier is what a pool and a transaction share, so that one insert
+// serves both.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // nullTime is nil for the zero time, so that the database fills its default.

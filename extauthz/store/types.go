@@ -39,8 +39,13 @@ type Client struct {
 	// change of Enabled by UpdateClient move it to the database's now();
 	// zero when neither ever happened.
 	TokensValidAfter time.Time
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// OrgID is the organization the client belongs to; "" for a platform
+	// client (made with the admin API). CreatedBy is the user who made it
+	// ("" when made with the admin token or the user was deleted).
+	OrgID     string
+	CreatedBy string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // APIKey is a long-lived credential of a client, looked up by its public
@@ -58,6 +63,10 @@ type APIKey struct {
 	UseCount   int64
 	RevokedAt  *time.Time
 	CreatedAt  time.Time
+	// CreatedBy is the user who made the key ("" for the admin token);
+	// Replaces the id of the key it was rotated from ("" if none).
+	CreatedBy string
+	Replaces  string
 }
 
 // SigningKey is one token-signing key pair. The private key is sealed
