@@ -41,6 +41,25 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_user_id_idx ON sessions (user_id);
 
+-- Single-use links mailed to a person: email verification, password
+-- reset, and the confirmation of a new address. The database keeps the
+-- SHA-256 of the link's 32 random bytes only.
+CREATE TABLE account_tokens (
+    token_hash bytea       PRIMARY KEY CHECK (octet_length(token_hash) = 32),
+    user_id    uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose    text        NOT NULL CHECK (purpose IN ('verify_email', 'reset_password', 'change_email')),
+    -- The address a change_email link confirms (lower-cased); personal,
+    -- gone with the row.
+    new_email  text        CHECK (new_email <> '' AND length(new_email) <= 254),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    used_at    timestamptz,
+    CHECK ((purpose = 'change_email') = (new_email IS NOT NULL))
+);
+CREATE INDEX account_tokens_user_id_idx ON account_tokens (user_id);
+CREATE INDEX account_tokens_expires_at_idx ON account_tokens (expires_at);
+
 -- +goose Down
+DROP TABLE IF EXISTS account_tokens;
 DROP TABLE IF EXISTS sessions;
 DROP TABLE IF EXISTS users;
