@@ -34,6 +34,7 @@ type wireClaims struct {
 	Scope     string           `json:"scope,omitempty"`
 	Plan      string           `json:"helix_plan,omitempty"`
 	Models    []string         `json:"helix_models,omitempty"`
+	SessionID string           `json:"sid,omitempty"`
 }
 
 // Sign returns claims as a compact JWS with header {"alg", "kid", "typ":
@@ -71,6 +72,7 @@ func Sign(claims Claims, key crypto.Signer, kid, alg string) (string, error) {
 		Scope:     strings.Join(claims.Scopes, " "),
 		Plan:      claims.Plan,
 		Models:    claims.Models,
+		SessionID: claims.SessionID,
 	})
 	if err != nil {
 		return "", fmt.Errorf("token: sign: encode claims: %w", err)

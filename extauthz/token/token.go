@@ -48,6 +48,11 @@ const (
 	ClaimModels = "helix_models"
 )
 
+// RevokedSessionPrefix + a session id is the revocation-list entry that
+// ends every token issued under that session (jti values are base64url
+// and never contain ':', so the two cannot collide).
+const RevokedSessionPrefix = "sid:"
+
 // KeySource finds the public key and its algorithm for a kid. It returns
 // ErrUnknownKey when no key has that kid; any other error means the lookup
 // itself failed. Implementations cache keys so that verification keeps
@@ -72,6 +77,10 @@ type Claims struct {
 	// Models the client may reach (private claim "helix_models"; "*" for
 	// all). Optional in the token; empty means no model.
 	Models []string
+	// SessionID ("sid") is the token session a person's token was issued
+	// under (an authorization-code grant); empty for a client's own token.
+	// Ending that session revokes "sid:"+SessionID, which Check honours.
+	SessionID string
 }
 
 // clone returns a deep copy, so that callers cannot change cached claims.

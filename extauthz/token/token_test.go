@@ -187,13 +187,19 @@ func TestVerifyAccepts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A person's token names the session it was issued under (sid).
+	person := want
+	person.Subject = "5f0c7a52-3c1e-4b5e-9a53-2f3b0f0e6a11"
+	person.SessionID = "0b7f2f4e-0c55-4d1e-8f56-8a0f8f1d9c22"
 	tests := []struct {
 		name string
 		raw  string
+		want Claims
 	}{
-		{"ES256", f.sign(t, want)},
-		{"RS256", rsTok},
-		{"opaque crypto.Signer", opaqueTok},
+		{"ES256", f.sign(t, want), want},
+		{"RS256", rsTok, want},
+		{"opaque crypto.Signer", opaqueTok, want},
+		{"person with sid", f.sign(t, person), person},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,7 +207,7 @@ func TestVerifyAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			w := want
+			w := tc.want
 			w.IssuedAt = w.IssuedAt.Local()
 			w.NotBefore = w.NotBefore.Local()
 			w.ExpiresAt = w.ExpiresAt.Local()

@@ -257,6 +257,7 @@ func (v *Verifier) checkClaims(w *wireClaims) (*Claims, error) {
 		ExpiresAt: exp,
 		Plan:      w.Plan,
 		Models:    w.Models,
+		SessionID: w.SessionID,
 	}, nil
 }
 
