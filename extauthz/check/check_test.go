@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/helixflow/helixflow/extauthz/token"
 	"github.com/helixflow/helixflow/proto/inference"
 )
 
@@ -158,6 +159,12 @@ func TestCheckAttacks(t *testing.T) {
 	revokedClaims.JTI = "jti-revoked"
 	e.revs.revoked["jti-revoked"] = true
 	revoked := e.mint(t, revokedClaims)
+	// A person's token whose session ended: its own jti is fine, its
+	// "sid:" entry is revoked.
+	endedClaims := claims([]string{"models:infer"}, []string{"*"})
+	endedClaims.SessionID = "0b7f2f4e-0c55-4d1e-8f56-8a0f8f1d9c22"
+	e.revs.revoked[token.RevokedSessionPrefix+endedClaims.SessionID] = true
+	ofEndedSession := e.mint(t, endedClaims)
 	disabledClaims := claims([]string{"models:infer"}, []string{"*"})
 	disabledClaims.ClientID = "client-disabled"
 	e.clis.disabled["client-disabled"] = true
@@ -189,6 +196,7 @@ func TestCheckAttacks(t *testing.T) {
 		{"wrong aud", restReq("POST", infer("resnet"), bearerHdr(craft(t, hdr, payload(func(p map[string]any) { p["aud"] = "other-api" }), es))), expect{status: 401, body: bodyInvalidToken}, ""},
 		{"typ JWT", restReq("POST", infer("resnet"), bearerHdr(craft(t, map[string]any{"alg": "ES256", "kid": testKID, "typ": "JWT"}, payload(nil), es))), expect{status: 401, body: bodyInvalidToken}, ""},
 		{"revoked jti", restReq("POST", infer("resnet"), bearerHdr(revoked)), expect{status: 401, body: bodyInvalidToken}, revoked},
+		{"ended session (sid revoked)", restReq("POST", infer("resnet"), bearerHdr(ofEndedSession)), expect{status: 401, body: bodyInvalidToken}, ofEndedSession},
 		{"disabled or deleted client", restReq("POST", infer("resnet"), bearerHdr(ofDisabled)), expect{status: 401, body: bodyInvalidToken}, ofDisabled},
 		{"tampered payload", restReq("POST", infer("resnet"), bearerHdr(tamperedPayload)), expect{status: 401, body: bodyInvalidToken}, tamperedPayload},
 		{"tampered signature", restReq("POST", infer("resnet"), bearerHdr(parts[0]+"."+parts[1]+"."+string(sig))), expect{status: 401, body: bodyInvalidToken}, ""},
@@ -293,6 +301,21 @@ func TestCheckAttacks(t *testing.T) {
 			e.check(t, tc.req, tc.want, tc.cred)
 		})
 	}
+}
+
+// A person's token (with sid) passes while its session lives and is
+// refused once "sid:"+sid is on the revocation list, whatever its jti.
+func TestCheckSessionEnded(t *testing.T) {
+	e := newEnv(t)
+	c := claims([]string{"models:infer"}, []string{"*"})
+	c.SessionID = "6d1b1f0a-5b1c-4f7e-9c0d-3e2a1b4c5d6e"
+	tok := e.mint(t, c)
+	req := restReq("POST", "/v2/models/resnet/infer", bearerHdr(tok))
+	e.check(t, req, expect{status: 200, model: "resnet"})
+	e.revs.mu.Lock()
+	e.revs.revoked[token.RevokedSessionPrefix+c.SessionID] = true
+	e.revs.mu.Unlock()
+	e.check(t, req, expect{status: 401, body: bodyInvalidToken})
 }
 
 func TestCheckChallenge(t *testing.T) {

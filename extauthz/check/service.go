@@ -7,7 +7,10 @@
 //
 // Credentials (exactly one per request):
 //   - "authorization: Bearer <jwt>": an RFC 9068 access token, verified by
-//     Config.Verifier, then its jti checked against Config.Revocations;
+//     Config.Verifier, then its jti checked against Config.Revocations, and
+//     for a person's token (claim sid) also "sid:"+sid, which ending the
+//     token's session revokes. The rate-limit principal stays the client
+//     (the app), as for any token;
 //   - "authorization: Bearer hx_..." or "x-api-key: hx_...": an API key
 //     (APIKeyPrefix), checked by Config.APIKeys.
 //
@@ -302,6 +305,11 @@ func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial
 		return nil, &d
 	}
 	revoked, err := s.revocations.IsRevoked(ctx, c.JTI)
+	if err == nil && !revoked && c.SessionID != "" {
+		// A person's token dies with its session: ending one revokes
+		// "sid:"+id, which reaches every replica by notification.
+		revoked, err = s.revocations.IsRevoked(ctx, token.RevokedSessionPrefix+c.SessionID)
+	}
 	if err != nil {
 		s.log.WarnContext(ctx, "authz: revocation check unavailable", "err", err)
 		d := unavailable("revocation_unavailable")
