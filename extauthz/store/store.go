@@ -153,8 +153,19 @@ var transientCodes = map[string]bool{
 	"53300": true, // too_many_connections
 }
 
+// answered reports whether err is one of the package's answers (a
+// decision, not a failure): never retried, passed on as it is.
+func answered(err error) bool {
+	for _, e := range []error{ErrNotFound, ErrInvalid, ErrConflict, ErrLimit, ErrLastOwner, ErrRevoked, ErrRotated} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 func retryable(err error, idempotent bool) bool {
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict) {
+	if answered(err) {
 		return false
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -179,7 +190,7 @@ func retryable(err error, idempotent bool) bool {
 // classify turns a final error into one wrapping a sentinel callers act on.
 // Messages name the operation and Postgres' reason, never field values.
 func classify(ctx context.Context, op string, err error) error {
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict) || errors.Is(err, ErrUnavailable) {
+	if answered(err) || errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
