@@ -5,7 +5,7 @@
 #                                stack runs (Postgres, Redis, Prometheus,
 #                                Alertmanager), .venv from scripts/requirements-run.txt
 #                                (Envoy, onnx, onnxruntime, numpy, tritonclient), perf_analyzer,
-#                                .deps/onnxruntime/libonnxruntime.so
+#                                .deps/onnxruntime/libonnxruntime.so, mailpit (.tools/)
 #   bash scripts/deps.sh         everything `make test` needs: the above, the test
 #                                packages (protoc, compilers), the rest of .venv
 #                                (scripts/requirements.txt), the deployment tools and
@@ -271,6 +271,30 @@ onnxruntime_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# mailpit: the SMTP server `make run` and the tests send helix-authz's mails
+# to (it keeps them readable through its HTTP API), built from its Go module
+# (checked against the checksum database) into .tools/mailpit/mailpit: a
+# path without the version, so that the pin lives here only; the version
+# check below rebuilds it when the pin moves. internal/mailpitbin and
+# tests/authz/services.py find it there (or at $HELIX_MAILPIT_BIN). The module
+# carries no build of mailpit's web UI (npm builds it for releases): the API
+# and SMTP work, the UI's page is bare.
+MAILPIT_VERSION=v1.33.1
+
+mailpit_deps() {
+  mkdir -p .tools
+  local mailpit=".tools/mailpit/mailpit" tmp
+  tool_ok "$mailpit" version --no-release-check "$MAILPIT_VERSION" && return 0
+  log "building mailpit $MAILPIT_VERSION into $mailpit (first time: a minute or two)"
+  tmp="$(new_tmpdir)"
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w -X github.com/axllent/mailpit/config.Version=$MAILPIT_VERSION" \
+    "github.com/axllent/mailpit@$MAILPIT_VERSION"
+  install -D -m 755 "$tmp/mailpit" "$mailpit"
+  tool_ok "$mailpit" version --no-release-check "$MAILPIT_VERSION" \
+    || die "$mailpit version does not print $MAILPIT_VERSION"
+}
+
+# ---------------------------------------------------------------------------
 # Deployment checks (make test-deploy, deploy/check/test.sh): Helm, OpenTofu
 # and tflint built from their Go modules (the Go module proxy checks them
 # against the checksum database) into .tools/<tool>-<version>, and
@@ -380,7 +404,8 @@ case "${1:-}" in
     run_venv
     perf_analyzer_deps
     onnxruntime_deps
-    log "ok: what make run needs (Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION)"
+    mailpit_deps
+    log "ok: what make run needs (Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION)"
     ;;
   "")
     apt_deps "${APT_RUN_PACKAGES[@]}" "${APT_TEST_PACKAGES[@]}"
@@ -389,9 +414,10 @@ case "${1:-}" in
     test_venv
     perf_analyzer_deps
     onnxruntime_deps
+    mailpit_deps
     deploy_deps
     vuln_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
     ;;
   deploy)
     deploy_deps
