@@ -2,19 +2,22 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
-const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, tokens_valid_after, created_at, updated_at, org_id, created_by`
+const clientColumns = `id, name, secret_hash, scopes, models, audience, plan, enabled, tokens_valid_after, created_at, updated_at, org_id, created_by, public, redirect_uris, grant_types`
 
 func scanClient(row pgx.Row, c *Client) error {
 	var validAfter *time.Time
 	var orgID, createdBy *string
 	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Scopes, &c.Models, &c.Audience,
-		&c.Plan, &c.Enabled, &validAfter, &c.CreatedAt, &c.UpdatedAt, &orgID, &createdBy)
+		&c.Plan, &c.Enabled, &validAfter, &c.CreatedAt, &c.UpdatedAt, &orgID, &createdBy,
+		&c.Public, &c.RedirectURIs, &c.GrantTypes)
 	c.TokensValidAfter = orZero(validAfter)
 	c.OrgID, c.CreatedBy = deref(orgID), deref(createdBy)
 	return err
@@ -46,35 +49,88 @@ func validateClient(c *Client) error {
 	if err := checkList("client models", c.Models); err != nil {
 		return err
 	}
+	if err := checkList("client redirect URIs", c.RedirectURIs); err != nil {
+		return err
+	}
+	if err := checkList("client grant types", c.GrantTypes); err != nil {
+		return err
+	}
 	return checkList("client audience", c.Audience)
 }
 
-// CreateClient inserts c (SecretHash required). A zero CreatedAt or
-// UpdatedAt is set by the database; both are written back into c. An
-// existing id gives ErrConflict.
+// CreateClient inserts c (SecretHash required unless c is Public, which
+// has none). A zero CreatedAt or UpdatedAt is set by the database; both
+// are written back into c, and GrantClientCredentials into an empty
+// GrantTypes. An existing id gives ErrConflict.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	if err := validateClient(c); err != nil {
 		return err
 	}
-	if len(c.SecretHash) == 0 {
-		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
+	if err := checkClientSecret(c); err != nil {
+		return err
 	}
 	return s.do(ctx, "create client", false, func(ctx context.Context) error {
 		return insertClient(ctx, s.pool, c)
 	})
 }
 
+// checkClientSecret: a confidential client has a secret hash, a public
+// one none.
+func checkClientSecret(c *Client) error {
+	switch {
+	case c.Public && len(c.SecretHash) != 0:
+		return fmt.Errorf("store: a public client has no secret: %w", ErrInvalid)
+	case !c.Public && len(c.SecretHash) == 0:
+		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// EnsureClient inserts c unless a client with its id exists, which is
+// left as it is (an admin may have changed it); it reports whether c was
+// inserted. helix-authz ensures its first-party clients with it at start.
+func (s *Store) EnsureClient(ctx context.Context, c *Client) (bool, error) {
+	if err := validateClient(c); err != nil {
+		return false, err
+	}
+	if err := checkClientSecret(c); err != nil {
+		return false, err
+	}
+	var inserted bool
+	err := s.do(ctx, "ensure client", true, func(ctx context.Context) error {
+		err := insertClient(ctx, s.pool, c)
+		if err == nil {
+			inserted = true
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation: it exists
+			return nil
+		}
+		return err
+	})
+	return inserted, err
+}
+
 // insertClient inserts c (checked by the caller) through q, a pool or a
 // transaction, and writes the times back into c. OrgID and CreatedBy ""
 // are NULL.
 func insertClient(ctx context.Context, q querier, c *Client) error {
+	if len(c.GrantTypes) == 0 {
+		c.GrantTypes = []string{GrantClientCredentials}
+	}
+	var secretHash []byte
+	if len(c.SecretHash) > 0 {
+		secretHash = c.SecretHash
+	}
 	return q.QueryRow(ctx, `
 		INSERT INTO clients (id, name, secret_hash, scopes, models, audience, plan, enabled, created_at, updated_at,
-			org_id, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), coalesce($10, $9, now()), $11, $12)
+			org_id, created_by, public, redirect_uris, grant_types)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), coalesce($10, $9, now()), $11, $12, $13, $14, $15)
 		RETURNING created_at, updated_at`,
-		c.ID, c.Name, c.SecretHash, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience),
+		c.ID, c.Name, secretHash, orEmpty(c.Scopes), orEmpty(c.Models), orEmpty(c.Audience),
 		c.Plan, c.Enabled, nullTime(c.CreatedAt), nullTime(c.UpdatedAt), nullString(c.OrgID), nullString(c.CreatedBy),
+		c.Public, orEmpty(c.RedirectURIs), c.GrantTypes,
 	).Scan(&c.CreatedAt, &c.UpdatedAt)
 }
 
@@ -152,11 +208,13 @@ func (s *Store) SetClientSecret(ctx context.Context, id string, hash []byte) err
 	if len(hash) == 0 {
 		return fmt.Errorf("store: client secret hash is empty: %w", ErrInvalid)
 	}
+	// A public client has no secret to rotate: not found among those that
+	// have one.
 	return s.do(ctx, "set client secret", true, func(ctx context.Context) error {
 		return execOne(ctx, s, `
 			UPDATE clients SET secret_hash = $2, updated_at = greatest(now(), updated_at),
 				tokens_valid_after = greatest(now(), tokens_valid_after)
-			WHERE id = $1`, id, hash)
+			WHERE id = $1 AND NOT public`, id, hash)
 	})
 }
 

@@ -20,12 +20,24 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 )
 
-// Client is an OAuth2 client (client-credentials grant).
+// Client is an OAuth2 client: a machine client (client-credentials
+// grant) or an app people sign in to (authorization-code grant).
 type Client struct {
 	ID   string
 	Name string
-	// SecretHash is the hash of the client secret (see extauthz/secret).
+	// SecretHash is the hash of the client secret (see extauthz/secret);
+	// nil for a public client.
 	SecretHash []byte
+	// Public: a client that cannot keep a secret (a native app such as
+	// helixctl); it has no SecretHash and never the client-credentials
+	// grant.
+	Public bool
+	// RedirectURIs registered for the authorization-code grant, matched
+	// exactly (see extauthz/oauth for the loopback port).
+	RedirectURIs []string
+	// GrantTypes the client may use (GrantClientCredentials when none is
+	// given at creation).
+	GrantTypes []string
 	// Scopes the client may ask for; Models the model names it may reach
 	// ("*" for all).
 	Scopes   []string
@@ -47,6 +59,13 @@ type Client struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
+
+// Grant types a client may have.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+)
 
 // APIKey is a long-lived credential of a client, looked up by its public
 // prefix and checked against its hash.
