@@ -69,8 +69,9 @@ fuzz: ## run each fuzz target briefly
 test-interop: deps build models ## tritonclient + perf_analyzer against a real helix-worker
 	$(VENV)/bin/pytest -q tests/interop
 
-test-authz: deps build ## requests-oauthlib + PyJWT against a real helix-authz on a real Postgres
+test-authz: deps build ## requests-oauthlib + PyJWT, and the people's API (authlib, api/openapi.yaml, mailpit), against a real helix-authz on a real Postgres
 	$(VENV)/bin/pytest -q tests/authz
+	$(VENV)/bin/pytest -q tests/accounts
 
 test-alerts: ## alerts/ with promtool and amtool; grafana/'s dashboards and their PromQL (docs/observability.md)
 	promtool check config alerts/prometheus.yml
@@ -91,6 +92,7 @@ test: deps lint build models ## everything, with per-package coverage and govuln
 	bash scripts/fuzz.sh 5s
 	$(VENV)/bin/pytest -q tests/interop
 	$(VENV)/bin/pytest -q tests/authz
+	$(VENV)/bin/pytest -q tests/accounts
 	$(VENV)/bin/pytest -q tests/tools
 	python3 scripts/covercheck.py $(COVER_ARGS)
 	python3 scripts/govulncheck.py

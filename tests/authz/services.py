@@ -1,10 +1,12 @@
-"""Real processes for the authz conformance tests: a private Postgres and
-Redis from Debian's packages and helix-authz with TLS, on free loopback
-ports."""
+"""Real processes for the authz conformance tests (and tests/accounts): a
+private Postgres and Redis from Debian's packages, helix-authz with TLS and
+mailpit (a real SMTP server whose mails are read back through its API), on
+free loopback ports."""
 
 import datetime
 import glob
 import ipaddress
+import json
 import os
 import pathlib
 import random
@@ -15,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import ssl
 
@@ -25,6 +28,7 @@ from cryptography.x509.oid import NameOID
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = ROOT / "bin"
+TOOLS = ROOT / ".tools"
 
 
 def free_port():
@@ -142,16 +146,24 @@ def make_tls(tmp):
 class Authz:
     """helix-authz against a Postgres, with TLS on its OAuth2 endpoints."""
 
-    def __init__(self, tmp, pg, redis):
+    def __init__(self, tmp, pg, redis, extra_args=(), replica_of=None):
+        """extra_args are more helix-authz flags (tests/accounts: mail,
+        trusted proxies, link lifetimes); replica_of, another Authz on the
+        same Postgres whose key-encryption key and admin token this one
+        shares (a second replica, with flags of its own)."""
         tmp = pathlib.Path(tmp)
         self.tls = make_tls(tmp)
         self.http_port, self.grpc_port, self.admin_port, self.metrics_port = (free_port() for _ in range(4))
         self.issuer = f"https://127.0.0.1:{self.http_port}"
         self.audience = "helixflow-test"
-        self.admin_token = secrets.token_urlsafe(32)
-        kek = tmp / "kek"
-        kek.write_text(secrets.token_hex(32))
-        kek.chmod(0o600)
+        if replica_of:
+            self.admin_token, kek = replica_of.admin_token, replica_of.kek
+        else:
+            self.admin_token = secrets.token_urlsafe(32)
+            kek = tmp / "kek"
+            kek.write_text(secrets.token_hex(32))
+            kek.chmod(0o600)
+        self.kek = kek
         # The admin API gives clients only the plans of the gateway config
         # file, and Check counts requests against them in Redis.
         gateway = tmp / "gateway.yaml"
@@ -165,7 +177,7 @@ class Authz:
             f"--redis-address={redis.address}", f"--issuer={self.issuer}", f"--audience={self.audience}",
             f"--http-listen=127.0.0.1:{self.http_port}", f"--grpc-listen=127.0.0.1:{self.grpc_port}",
             f"--admin-listen=127.0.0.1:{self.admin_port}", f"--metrics-listen=127.0.0.1:{self.metrics_port}",
-            f"--tls-cert-file={self.tls['cert']}", f"--tls-key-file={self.tls['key']}",
+            f"--tls-cert-file={self.tls['cert']}", f"--tls-key-file={self.tls['key']}", *extra_args,
         ], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.ssl = ssl.create_default_context(cafile=str(self.tls["ca"]))
         self._wait()
@@ -195,8 +207,85 @@ class Authz:
                              env=self.admin_env, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"helixctl {' '.join(args)} failed: {out.stderr}")
-        import json
         return json.loads(out.stdout)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def mailpit_binary():
+    """mailpit as `make deps` installs it (.tools/mailpit-<version>, or
+    bin/mailpit), or None."""
+    for c in [BIN / "mailpit", *sorted(TOOLS.glob("mailpit-*"), reverse=True)]:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    found = shutil.which("mailpit")
+    return pathlib.Path(found) if found else None
+
+
+class Mailpit:
+    """mailpit: SMTP on a loopback port (plain: helix-authz allows
+    --smtp-tls=none to loopback only), its HTTP API on another; every mail
+    is kept in memory and read back with messages() and link()."""
+
+    def __init__(self, binary, tmp):
+        self.smtp_port, self.http_port = free_port(), free_port()
+        self.smtp_address = f"127.0.0.1:{self.smtp_port}"
+        self.api = f"http://127.0.0.1:{self.http_port}/api/v1"
+        self.log = open(pathlib.Path(tmp) / "mailpit.log", "w+")
+        self.proc = subprocess.Popen([str(binary), "--smtp", self.smtp_address,
+                                      "--listen", f"127.0.0.1:{self.http_port}", "--disable-version-check",
+                                      "--database", str(pathlib.Path(tmp) / "mailpit.db")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailpit exited with {self.proc.returncode}:\n{self._logs()}")
+            try:
+                self._get("/info")
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"mailpit not answering on {self.api} after 30s:\n{self._logs()}")
+
+    def _logs(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def _get(self, path):
+        with urllib.request.urlopen(self.api + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def messages(self, to):
+        """The mails to address `to`, newest first, each with its Subject
+        and Text."""
+        q = urllib.parse.urlencode({"query": f'to:"{to}"', "limit": 200})
+        out = []
+        for m in self._get(f"/search?{q}").get("messages") or []:
+            out.append(self._get(f"/message/{m['ID']}"))
+        return out
+
+    def wait(self, to, predicate=lambda m: True, skip=(), timeout=15):
+        """The newest mail to `to` for which predicate holds and whose ID is
+        not in skip; waits up to timeout seconds (mail leaves helix-authz
+        from a background queue)."""
+        deadline = time.time() + timeout
+        while True:
+            for m in self.messages(to):
+                if m["ID"] not in skip and predicate(m):
+                    return m
+            if time.time() > deadline:
+                raise AssertionError(f"no mail to {to} within {timeout}s (mails: "
+                                     f"{[m.get('Subject') for m in self.messages(to)]})")
+            time.sleep(0.1)
 
     def stop(self):
         self.proc.terminate()
