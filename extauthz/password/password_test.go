@@ -135,8 +135,8 @@ func TestCheck(t *testing.T) {
 		{"Zq8!vR2#", "", true, ""},
 		{"short", "", false, "at least 8"},
 		{"sevennn", "", false, "at least 8"},
-		{"caff\u00e9\u00e9\u00e9\u00e9", "", true, ""},                      // 8 runes, 12 bytes
-		{"caffe\u0301\u00e9\u00e9\u00e9", "", true, ""},                     // 9 runes, NFC 8
+		{"caff\u00e9\u00e9\u00e9\u00e9", "", true, ""},                     // 8 runes, 12 bytes
+		{"caffe\u0301\u00e9\u00e9\u00e9", "", true, ""},                    // 9 runes, NFC 8
 		{"e\u0301e\u0301e\u0301e\u0301", "", false, "at least 8"},          // 8 runes, NFC 4
 		{strings.Repeat("x", 64) + "", "", true, ""},                       // no composition rules
 		{strings.Repeat("é", 65), "", false, "at most 64"},                 //
