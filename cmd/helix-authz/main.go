@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/oauth"
@@ -57,6 +58,7 @@ type options struct {
 	signingAlg       string
 	rotationPeriod   time.Duration
 	publishAhead     time.Duration
+	auditRetention   time.Duration
 
 	httpListen, grpcListen, adminListen, metricsListen string
 	tlsCert, tlsKey, clientCA                          string
@@ -87,6 +89,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.signingAlg, "signing-alg", keys.ES256, "algorithm of new signing keys: ES256 or RS256")
 	fs.DurationVar(&o.rotationPeriod, "key-rotation-period", 24*time.Hour, "how long a signing key signs before the next one takes over")
 	fs.DurationVar(&o.publishAhead, "key-publish-ahead", 5*time.Minute, "how long a new key is in the JWKS before it signs")
+	fs.DurationVar(&o.auditRetention, "audit-retention", audit.DefaultRetention, "how long audit rows are kept; older ones are pruned hourly, the chain kept verifiable from an anchor (0: kept for ever)")
 	fs.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8090", "OAuth2 endpoints (token, introspect, revoke, metadata, JWKS)")
 	fs.StringVar(&o.grpcListen, "grpc-listen", "127.0.0.1:9001", "Envoy ext_authz Authorization service (gRPC)")
 	fs.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8091", "admin API")
@@ -138,6 +141,9 @@ func parseFlags(args []string) (*options, error) {
 		if err := o.oauthLimit.Validate(); err != nil {
 			return nil, fmt.Errorf("--oauth-rate-limit, --oauth-rate-burst, --oauth-rate-sources: %w", err)
 		}
+	}
+	if o.auditRetention < 0 {
+		return nil, fmt.Errorf("--audit-retention %s must not be negative (0 keeps every row)", o.auditRetention)
 	}
 	if o.tokenLifetime <= 0 || o.tokenLifetime > time.Hour {
 		return nil, fmt.Errorf("--token-lifetime %s must be in (0, 1h]", o.tokenLifetime)
@@ -262,7 +268,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		DatabaseURL: o.databaseURL, Migrate: o.migrate, KEK: kek, Pepper: pepper, AdminToken: adminToken,
 		GatewayConfig: o.gatewayConfig, Redis: redis,
 		Issuer: o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
-		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, Registerer: reg, Logger: log,
+		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, AuditRetention: o.auditRetention,
+		Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return err

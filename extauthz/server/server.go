@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/credentials"
 	"github.com/helixflow/helixflow/extauthz/keys"
@@ -54,6 +55,9 @@ type Config struct {
 	SigningAlg       string
 	RotationPeriod   time.Duration
 	PublishAhead     time.Duration
+	// AuditRetention: audit rows older than it are pruned (0: kept for
+	// ever; audit.DefaultRetention is --audit-retention's default).
+	AuditRetention time.Duration
 
 	// Registerer receives the metrics (optional).
 	Registerer prometheus.Registerer
@@ -64,14 +68,16 @@ type Config struct {
 type Server struct {
 	Store *store.Store
 	Keys  *keys.Manager
+	// Audit is the audit trail every part records its actions in.
+	Audit *audit.Store
 	// OAuth serves the token, introspection, revocation, metadata and JWKS
 	// endpoints; Admin the admin API (nil without an admin token).
 	OAuth http.Handler
 	// Public is everything the public port serves: OAuth at its paths,
 	// and the people's JSON API (/api/v1) and pages beside it.
 	Public *http.ServeMux
-	Admin http.Handler
-	Check *check.Service
+	Admin  http.Handler
+	Check  *check.Service
 
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
@@ -84,6 +90,7 @@ type Server struct {
 	limiter     *ratelimit.Limiter // nil without plan limits
 	redis       *ratelimit.Redis
 	gatewayFile string
+	retention   time.Duration // of audit rows
 	log         *slog.Logger
 	wg          sync.WaitGroup
 }
@@ -165,15 +172,21 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		}
 	}
 	clients := credentials.NewClients(db, log, lookups.WithLabelValues("clients"))
+	trail, err := audit.New(audit.Config{Pool: db.Pool(), Registerer: cfg.Registerer, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		Store: db,
 		Keys:  km,
+		Audit: trail,
 		apiKeys: credentials.NewAPIKeys(credentials.APIKeysConfig{
 			Store: db, Clients: clients, Hasher: hasher, Logger: log, Lookups: lookups.WithLabelValues("api_keys"),
 		}),
 		revocations: credentials.NewRevocations(db, log, lookups.WithLabelValues("revoked_tokens")),
 		clients:     clients,
 		lookups:     lookups,
+		retention:   cfg.AuditRetention,
 		log:         log,
 	}
 	verifier, err := token.NewVerifier(token.VerifierConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: km})
@@ -242,6 +255,8 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.pruneRevoked(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.watchGateway(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.Audit.RunRetention(ctx, s.retention, time.Hour) }()
 }
 
 // listen applies change notifications: other replicas' revocations, key
