@@ -318,6 +318,19 @@ func (m *Manager) EndAll(ctx context.Context, userID string, except string) erro
 	return nil
 }
 
+// EndAllTx ends every session of userID inside tx, revoking their "sid:"
+// as End does: GDPR erasure ends them in its one transaction.
+func EndAllTx(ctx context.Context, tx pgx.Tx, userID string) error {
+	if !isUUID(userID) {
+		return nil
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(endAndRevoke, "user_id = $2::uuid"), RevocationLifetime.Seconds(), userID)
+	if err != nil {
+		return fmt.Errorf("session: end all: %w", err)
+	}
+	return nil
+}
+
 // Info describes one session to its user.
 type Info struct {
 	ID         string    `json:"id"`
