@@ -45,6 +45,10 @@ type Options struct {
 	// Username and Password, when set, are the one login the server
 	// accepts (with TLS only: mailpit refuses PLAIN in the clear).
 	Username, Password string
+	// AllowedRecipients, when set, is a regular expression: mail to other
+	// recipients is refused for good (550), as a real server refuses an
+	// unknown user.
+	AllowedRecipients string
 }
 
 // Server is one private mailpit.
@@ -84,6 +88,9 @@ func Start(t testing.TB, opts Options) *Server {
 	args, caFile, err := tlsArgs(dir, opts)
 	if err != nil {
 		t.Fatalf("mailtest: %v", err)
+	}
+	if opts.AllowedRecipients != "" {
+		args = append(args, "--smtp-allowed-recipients", opts.AllowedRecipients)
 	}
 	// Another picker may take a port between the pick and mailpit's
 	// bind: try again with new ports.
