@@ -23,6 +23,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/credentials"
 	"github.com/helixflow/helixflow/extauthz/keys"
+	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/secret"
@@ -58,6 +59,14 @@ type Config struct {
 	// AuditRetention: audit rows older than it are pruned (0: kept for
 	// ever; audit.DefaultRetention is --audit-retention's default).
 	AuditRetention time.Duration
+	// Mail delivers the people's mails (a *mail.SMTP); nil turns the
+	// people's API off, as sign-up cannot work without mail. The server
+	// sends through a mail.Queue around it (Server.Mail), so that no
+	// answer waits on SMTP.
+	Mail mail.Sender
+	// PublicURL is the base of the links in mails (the pages the public
+	// port serves); Issuer when "".
+	PublicURL string
 
 	// Registerer receives the metrics (optional).
 	Registerer prometheus.Registerer
@@ -78,6 +87,11 @@ type Server struct {
 	Public *http.ServeMux
 	Admin  http.Handler
 	Check  *check.Service
+	// Mail queues the people's mails for delivery (nil without
+	// Config.Mail: the people's API is off); Run starts its workers.
+	Mail *mail.Queue
+	// PublicURL is the base of mailed links (Config.PublicURL or Issuer).
+	PublicURL string
 
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
@@ -200,6 +214,15 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Mail != nil {
+		if s.Mail, err = mail.NewQueue(mail.QueueConfig{Sender: cfg.Mail, Registerer: cfg.Registerer, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	s.PublicURL = cfg.PublicURL
+	if s.PublicURL == "" {
+		s.PublicURL = cfg.Issuer
+	}
 	s.OAuth = oauthServer.Handler()
 	s.Public = http.NewServeMux()
 	s.Public.Handle("/", s.OAuth)
@@ -257,6 +280,10 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.watchGateway(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Audit.RunRetention(ctx, s.retention, time.Hour) }()
+	if s.Mail != nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.Mail.Run(ctx) }()
+	}
 }
 
 // listen applies change notifications: other replicas' revocations, key
