@@ -25,8 +25,9 @@ var ErrInvalidFilter = errors.New("audit: invalid filter")
 // Filter selects rows. Empty fields select everything.
 type Filter struct {
 	Actor, Target, Action string
-	// Subject selects rows whose actor or target is it (a person's rows).
-	Subject string
+	// Subjects selects rows whose actor or target is one of them (a
+	// person's rows: their user and session references).
+	Subjects []string
 	// Since and Until bound at: Since <= at < Until.
 	Since, Until time.Time
 	// Before selects rows with a smaller seq (List's next page: the last
@@ -55,11 +56,13 @@ func (f Filter) where() (string, []any, error) {
 		}
 		add(c.col+" = $?", c.v)
 	}
-	if f.Subject != "" {
-		if clean(f.Subject, maxRef) != f.Subject {
-			return "", nil, fmt.Errorf("%w: subject is not valid text of at most %d bytes", ErrInvalidFilter, maxRef)
+	if len(f.Subjects) > 0 {
+		for _, v := range f.Subjects {
+			if v == "" || clean(v, maxRef) != v {
+				return "", nil, fmt.Errorf("%w: a subject is empty, or not valid text of at most %d bytes", ErrInvalidFilter, maxRef)
+			}
 		}
-		add("(actor = $? OR target = $?)", f.Subject)
+		add("(actor = ANY($?) OR target = ANY($?))", f.Subjects)
 	}
 	if !f.Since.IsZero() {
 		add("at >= $?", f.Since)
@@ -118,8 +121,25 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+rowColumns+` FROM audit_log WHERE `+where+
+	return s.query(ctx, `SELECT `+rowColumns+` FROM audit_log WHERE `+where+
 		` ORDER BY seq DESC LIMIT `+strconv.Itoa(f.Limit), args...)
+}
+
+// About returns every row whose actor or target is one of refs, oldest
+// first: what the trail holds about a person (GDPR export).
+func (s *Store) About(ctx context.Context, refs ...string) ([]Row, error) {
+	if len(refs) == 0 {
+		return []Row{}, nil
+	}
+	where, args, err := Filter{Subjects: refs}.where()
+	if err != nil {
+		return nil, err
+	}
+	return s.query(ctx, `SELECT `+rowColumns+` FROM audit_log WHERE `+where+` ORDER BY seq`, args...)
+}
+
+func (s *Store) query(ctx context.Context, sql string, args ...any) ([]Row, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit: list: %w", err)
 	}

@@ -510,8 +510,8 @@ func TestListAndExport(t *testing.T) {
 		{Filter{}, "[9 8 7 6 5 4 3 2 1]"},
 		{Filter{Actor: "user:1"}, "[8 5 2]"},
 		{Filter{Target: "session:4"}, "[5]"},
-		{Filter{Subject: "session:4"}, "[5]"},
-		{Filter{Subject: "user:2"}, "[9 6 3]"},
+		{Filter{Subjects: []string{"session:4"}}, "[5]"},
+		{Filter{Subjects: []string{"user:2", "session:0"}}, "[9 6 3 1]"},
 		{Filter{Action: "account.logout"}, "[]"},
 		{Filter{Since: time.Date(2026, 1, 1, 0, 3, 0, 0, time.UTC), Until: time.Date(2026, 1, 1, 0, 6, 0, 0, time.UTC)}, "[6 5 4]"},
 		{Filter{Limit: 2}, "[9 8]"},
@@ -525,10 +525,14 @@ func TestListAndExport(t *testing.T) {
 			t.Errorf("List(%+v) = %s, want %s", tc.f, got, tc.want)
 		}
 	}
-	for _, f := range []Filter{{Limit: -1}, {Limit: MaxListLimit + 1}, {Before: -1}, {Actor: "a\x00"}, {Subject: strings.Repeat("x", maxRef+1)}} {
+	for _, f := range []Filter{{Limit: -1}, {Limit: MaxListLimit + 1}, {Before: -1}, {Actor: "a\x00"}, {Subjects: []string{strings.Repeat("x", maxRef+1)}}, {Subjects: []string{""}}} {
 		if _, err := e.s.List(testCtx(t), f); !errors.Is(err, ErrInvalidFilter) {
 			t.Errorf("List(%+v): %v, want ErrInvalidFilter", f, err)
 		}
+	}
+	about, err := e.s.About(testCtx(t), "user:2", "session:0")
+	if err != nil || fmt.Sprint(ids(about)) != "[1 3 6 9]" {
+		t.Fatalf("About: %v, %v", ids(about), err)
 	}
 	var buf bytes.Buffer
 	n, err := e.s.Export(testCtx(t), &buf, Filter{Actor: "user:1"})
