@@ -28,6 +28,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
+	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/server"
@@ -67,6 +68,12 @@ type options struct {
 	// Per-source-address limit of /oauth2/*; Rate 0: none.
 	oauthLimit sourcelimit.Config
 
+	// The people's mails; no SMTP address, no people's API. The password
+	// comes from a file or the environment, never a flag.
+	smtp             mail.SMTPConfig
+	smtpPasswordFile string
+	publicURL        string
+
 	logLevel string
 }
 
@@ -105,6 +112,13 @@ func parseFlags(args []string) (*options, error) {
 		o.oauthLimit.TrustedProxies, err = sourcelimit.ParsePrefixes(v)
 		return err
 	})
+	fs.StringVar(&o.smtp.Address, "smtp-address", "", "SMTP server (host:port) that sends the people's mails (address verification, password reset); none: the people's API (/api/v1, sign-up, login) is off")
+	fs.StringVar(&o.smtp.TLS, "smtp-tls", mail.TLSStartTLS, "SMTP TLS: starttls (required, port 587), tls (implicit, port 465) or none (only to a loopback server)")
+	fs.StringVar(&o.smtp.CAFile, "smtp-ca-file", "", "CA of the SMTP server's certificate (default: the system roots); read at each delivery")
+	fs.StringVar(&o.smtp.Username, "smtp-username", "", "SMTP login (AUTH); none: no login")
+	fs.StringVar(&o.smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP password (env HELIX_SMTP_PASSWORD holds it instead)")
+	fs.StringVar(&o.smtp.From, "mail-from", "", "sender address of the mails (required with --smtp-address)")
+	fs.StringVar(&o.publicURL, "public-url", "", "base URL of the links in mails, where people reach helix-authz's pages (default: --issuer)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -140,6 +154,14 @@ func parseFlags(args []string) (*options, error) {
 	if o.oauthLimit.Rate != 0 {
 		if err := o.oauthLimit.Validate(); err != nil {
 			return nil, fmt.Errorf("--oauth-rate-limit, --oauth-rate-burst, --oauth-rate-sources: %w", err)
+		}
+	}
+	if o.smtp.Address == "" {
+		for name, v := range map[string]string{"--smtp-ca-file": o.smtp.CAFile, "--smtp-username": o.smtp.Username,
+			"--smtp-password-file": o.smtpPasswordFile, "--mail-from": o.smtp.From} {
+			if v != "" {
+				return nil, fmt.Errorf("%s needs --smtp-address", name)
+			}
 		}
 	}
 	if o.auditRetention < 0 {
@@ -199,6 +221,25 @@ func redisOptions(o *options) (ratelimit.RedisOptions, error) {
 		}
 	}
 	return r, nil
+}
+
+// mailSender is the SMTP sender of the people's mails; nil without
+// --smtp-address.
+func mailSender(o *options) (mail.Sender, error) {
+	if o.smtp.Address == "" {
+		return nil, nil
+	}
+	cfg := o.smtp
+	password, err := secretfile.Read("--smtp-password-file", o.smtpPasswordFile, "HELIX_SMTP_PASSWORD")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Password = password
+	s, err := mail.NewSMTP(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--smtp-*, --mail-from: %w", err)
+	}
+	return s, nil
 }
 
 // minPepper is the shortest pepper accepted: 32 characters (such as 16
@@ -262,6 +303,15 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	mailer, err := mailSender(o)
+	if err != nil {
+		return err
+	}
+	if mailer == nil {
+		log.Warn("no --smtp-address: the people's API (sign-up, login, password reset) is off, as it cannot work without mail")
+	} else {
+		log.Info("mail", "smtp", o.smtp.Address, "tls", o.smtp.TLS, "from", o.smtp.From)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(ctx, server.Config{
@@ -269,6 +319,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		GatewayConfig: o.gatewayConfig, Redis: redis,
 		Issuer: o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, AuditRetention: o.auditRetention,
+		Mail: mailer, PublicURL: o.publicURL,
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
