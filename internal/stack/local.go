@@ -242,6 +242,7 @@ func (s *Stack) WriteLocalEnv(demo Demo) error {
 		{"HELIX_ENVOY_ADMIN_URL", s.EnvoyAdminURL},
 		{"HELIX_PROMETHEUS_URL", "http://" + Addr(s.Ports.Prometheus)},
 		{"HELIX_ALERTMANAGER_URL", "http://" + Addr(s.Ports.Alertmanager)},
+		{"HELIX_MAILPIT_URL", s.MailpitURL},
 	} {
 		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}

@@ -22,6 +22,10 @@ type Ports struct {
 	Redis, // helix-authz's rate-limit counters
 	Prometheus,
 	Alertmanager int
+	// MailpitSMTP takes helix-authz's mails; MailpitUI is mailpit's web
+	// UI and API.
+	MailpitSMTP, MailpitUI int
+
 	Workers []WorkerPorts // one per Options.Workers
 	// AuthzReplicas are the more helix-authz instances' (Options.AuthzReplicas).
 	AuthzReplicas []AuthzPorts
@@ -66,6 +70,7 @@ func (p *Ports) table() []port {
 	}
 	return append(t,
 		port{"REDIS", 6380, &p.Redis},
+		port{"MAILPIT_SMTP", 1025, &p.MailpitSMTP}, port{"MAILPIT_UI", 8025, &p.MailpitUI},
 		port{"PROMETHEUS", 9090, &p.Prometheus}, port{"ALERTMANAGER", 9093, &p.Alertmanager})
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/mailpitbin"
 	"github.com/helixflow/helixflow/internal/pgbin"
 	"github.com/helixflow/helixflow/internal/pki"
 	"github.com/helixflow/helixflow/internal/stack/envoybin"
@@ -147,8 +148,34 @@ func passwordAuth(data string) error {
 	return nil
 }
 
+// mailpit takes helix-authz's mails over plain SMTP on loopback (which
+// helix-authz allows to a loopback server only) and keeps them in
+// Dir/mailpit, readable in its UI and API.
+func (s *Stack) mailpit() ([]supervise.Spec, error) {
+	bin := s.opts.MailpitBin
+	if bin == "" {
+		var err error
+		if bin, err = mailpitbin.Find(s.opts.Root); err != nil {
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+	}
+	dir := filepath.Join(s.opts.Dir, "mailpit")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("stack: %w", err)
+	}
+	return []supervise.Spec{{
+		Name: Mailpit, Path: bin,
+		Args:  mailpitbin.Args(Addr(s.Ports.MailpitSMTP), Addr(s.Ports.MailpitUI), filepath.Join(dir, "mailpit.db")),
+		Ready: httpOK(plainClient, s.MailpitURL+"/readyz"),
+	}}, nil
+}
+
+// MailFrom is the sender of the local stack's mails.
+const MailFrom = "helixflow@localhost"
+
 // authz is helix-authz: TLS on every listener, mTLS (Envoy's client
-// certificate) on ext_authz; its rate-limit counters in the stack's Redis.
+// certificate) on ext_authz; its rate-limit counters in the stack's Redis;
+// its mails to the stack's mailpit, with links to its own public port.
 func (s *Stack) authz() ([]supervise.Spec, error) {
 	kek, _, err := s.secretFile("kek")
 	if err != nil {
@@ -181,7 +208,9 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 			Args: []string{"--kek-file=" + kek, "--admin-token-file=" + tokenFile,
 				"--gateway-config=" + s.ConfigPath(), "--redis-address=" + Addr(s.Ports.Redis), "--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
 				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
-				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
+				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile(),
+				"--smtp-address=" + Addr(s.Ports.MailpitSMTP), "--smtp-tls=none", "--mail-from=" + MailFrom,
+				"--public-url=" + s.Issuer},
 			// The JWKS answers once the first signing key exists: tokens
 			// can be issued.
 			Ready: httpOK(client, "https://"+Addr(p.Authz)+"/.well-known/jwks.json"),

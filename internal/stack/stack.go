@@ -1,6 +1,7 @@
 // Package stack is HelixFlow's whole local stack as one typed description:
 // which processes run (Postgres, Redis, helix-authz, helix-xds, the
-// helix-workers with their models, Envoy, and optionally Prometheus and Alertmanager), on which ports, with which TLS
+// helix-workers with their models, Envoy, mailpit (the SMTP server that
+// keeps helix-authz's mails readable), and optionally Prometheus and Alertmanager), on which ports, with which TLS
 // material (the development PKI of internal/pki, as `helixctl pki init`
 // makes it), in which order. `make run` (cmd/helix-stack), the end-to-end
 // tests (e2e) and the gateway benchmark (bench/gateway) all start it from
@@ -38,6 +39,7 @@ const (
 	Envoy        = "envoy"
 	Alertmanager = "alertmanager"
 	Prometheus   = "prometheus"
+	Mailpit      = "mailpit"
 )
 
 // AuthzReplica is the second helix-authz (Options.AuthzReplicas); the
@@ -57,6 +59,8 @@ type Options struct {
 	BinDir string
 	// EnvoyBin is Envoy (default: envoybin.Find(Root)).
 	EnvoyBin string
+	// MailpitBin is mailpit (default: mailpitbin.Find(Root)).
+	MailpitBin string
 	// DefaultPorts takes each port's default when it is free (make run);
 	// otherwise every port is a free one. HELIX_<NAME>_PORT forces a port
 	// either way.
@@ -130,6 +134,9 @@ type Stack struct {
 	AdminToken string
 	// EnvoyAdminURL is Envoy's admin interface.
 	EnvoyAdminURL string
+	// MailpitURL is mailpit's web UI and API (/api/v1/messages): the
+	// mails helix-authz sent.
+	MailpitURL string
 
 	group *supervise.Group
 	specs map[string]supervise.Spec // by name, for StartProcess
@@ -167,6 +174,7 @@ func New(opts Options) (*Stack, error) {
 	}
 	s.Issuer = "https://" + Addr(s.Ports.Authz)
 	s.EnvoyAdminURL = "http://" + Addr(s.Ports.EnvoyAdmin)
+	s.MailpitURL = "http://" + Addr(s.Ports.MailpitUI)
 	return s, nil
 }
 
@@ -176,7 +184,8 @@ func New(opts Options) (*Stack, error) {
 func (s *Stack) description() []func() ([]supervise.Spec, error) {
 	return []func() ([]supervise.Spec, error){
 		s.postgres,
-		s.redis, // helix-authz's rate-limit counters
+		s.redis,   // helix-authz's rate-limit counters
+		s.mailpit, // helix-authz's mails
 		s.authz,
 		s.xds,
 		s.workers, // register with helix-xds; started before Envoy, so its first config has them

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -43,8 +44,8 @@ func TestPortsDefaultsForcedAndFree(t *testing.T) {
 		}
 		seen[*e.p] = e.name
 	}
-	if n := len(p.table()); n != 18 {
-		t.Errorf("%d ports, want 18 (make run's)", n)
+	if n := len(p.table()); n != 20 {
+		t.Errorf("%d ports, want 20 (make run's)", n)
 	}
 }
 
@@ -129,6 +130,46 @@ func TestAuthzCountsInTheStacksRedis(t *testing.T) {
 	for _, spec := range specs {
 		if want := "--redis-address=" + Addr(s.Ports.Redis); !slices.Contains(spec.Args, want) {
 			t.Errorf("%s: %v lacks %s", spec.Name, spec.Args, want)
+		}
+	}
+}
+
+// TestAuthzMailsToTheStacksMailpit: mailpit starts before helix-authz,
+// and every instance sends its mails there (plain SMTP on loopback) with
+// links to its own public port.
+func TestAuthzMailsToTheStacksMailpit(t *testing.T) {
+	s, err := New(Options{Root: ".", Dir: t.TempDir(), AuthzReplicas: 1, MailpitBin: "/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, f := range s.description() {
+		name := runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
+		order = append(order, strings.TrimSuffix(name[strings.LastIndex(name, ".")+1:], "-fm"))
+	}
+	if m, a := slices.Index(order, "mailpit"), slices.Index(order, "authz"); m < 0 || a < 0 || m > a {
+		t.Fatalf("start order %v: want mailpit before authz", order)
+	}
+	mp, err := s.mailpit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "127.0.0.1:" + strconv.Itoa(s.Ports.MailpitSMTP); !slices.Contains(mp[0].Args, want) {
+		t.Errorf("mailpit %v does not listen on %s", mp[0].Args, want)
+	}
+	if err := s.issue(context.Background(), pki.LocalSpecs()); err != nil {
+		t.Fatal(err)
+	}
+	specs, err := s.authz()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range specs {
+		for _, want := range []string{"--smtp-address=" + Addr(s.Ports.MailpitSMTP), "--smtp-tls=none",
+			"--mail-from=" + MailFrom, "--public-url=" + s.Issuer} {
+			if !slices.Contains(spec.Args, want) {
+				t.Errorf("%s: %v lacks %s", spec.Name, spec.Args, want)
+			}
 		}
 	}
 }
