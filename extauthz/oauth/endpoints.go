@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +13,16 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/helixflow/helixflow/extauthz/store"
 )
 
-const grantClientCredentials = "client_credentials"
+// Grant types, as the token endpoint's grant_type names them.
+const (
+	grantClientCredentials = store.GrantClientCredentials
+	grantAuthorizationCode = store.GrantAuthorizationCode
+	grantRefreshToken      = store.GrantRefreshToken
+)
 
 // readForm parses the urlencoded body of a POST endpoint: at most
 // MaxBodyBytes, no query string (credentials and tokens stay out of URLs),
@@ -88,12 +96,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) string {
 	}
 	// fosite answers an unknown grant with invalid_request; RFC 6749 5.2
 	// wants unsupported_grant_type.
-	switch gt := r.PostForm.Get("grant_type"); gt {
+	gt := r.PostForm.Get("grant_type")
+	switch gt {
 	case "":
 		return s.writeError(w, r, invalidRequest("The grant_type parameter is missing."))
 	case grantClientCredentials:
+	case grantAuthorizationCode, grantRefreshToken:
+		if s.people == nil {
+			return s.writeError(w, r, rfcError(fosite.ErrUnsupportedGrantType, "Only the client_credentials grant is supported."))
+		}
 	default:
-		return s.writeError(w, r, rfcError(fosite.ErrUnsupportedGrantType, "Only the client_credentials grant is supported."))
+		return s.writeError(w, r, rfcError(fosite.ErrUnsupportedGrantType, "The grant_type must be "+strings.Join(s.grantTypes(), ", ")+"."))
 	}
 
 	ctx := r.Context()
@@ -101,26 +114,53 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		return s.writeError(w, r, err)
 	}
-	// fosite checked that requested scopes and audiences are the client's;
-	// without a scope parameter the client gets all its scopes (RFC 6749
-	// 3.3 lets the server choose; the response names them).
-	scopes := ar.GetRequestedScopes()
-	if len(scopes) == 0 {
-		scopes = ar.GetClient().GetScopes()
-	}
-	for _, sc := range scopes {
-		ar.GrantScope(sc)
-	}
-	aud := ar.GetRequestedAudience()
-	if len(aud) == 0 {
-		aud = []string{s.audience}
-	}
-	for _, a := range aud {
-		ar.GrantAudience(a)
+	var tokenSession string
+	switch gt {
+	case grantClientCredentials:
+		// fosite checked that requested scopes and audiences are the
+		// client's; without a scope parameter the client gets all its
+		// scopes (RFC 6749 3.3 lets the server choose; the response names
+		// them).
+		scopes := ar.GetRequestedScopes()
+		if len(scopes) == 0 {
+			scopes = ar.GetClient().GetScopes()
+		}
+		for _, sc := range scopes {
+			ar.GrantScope(sc)
+		}
+		aud := ar.GetRequestedAudience()
+		if len(aud) == 0 {
+			aud = []string{s.audience}
+		}
+		for _, a := range aud {
+			ar.GrantAudience(a)
+		}
+	case grantAuthorizationCode:
+		// The grant's scopes and audience are the code's; its tokens live
+		// in a new token session.
+		if tokenSession, err = s.startTokenSession(r, ar); err != nil {
+			return s.writeError(w, r, err)
+		}
 	}
 
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
+		if tokenSession != "" {
+			// Nothing was issued: the session goes.
+			if err := s.people.Sessions.End(context.WithoutCancel(ctx), tokenSession); err != nil {
+				s.log.WarnContext(ctx, "oauth: end unused token session", "err", err)
+			}
+		}
+		if errors.Is(err, errGrantRaced) {
+			if gt == grantRefreshToken {
+				// Two uses of one refresh token at once: reuse, as if
+				// one came after the other.
+				if err := s.revokeFamily(ctx, ar.GetID()); err != nil {
+					return s.writeError(w, r, err)
+				}
+			}
+			err = rfcError(fosite.ErrInvalidGrant, "The authorization code or refresh token was already used.")
+		}
 		return s.writeError(w, r, err)
 	}
 	resp.SetTokenType("Bearer")
@@ -132,8 +172,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) string {
 		}
 	}
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
-	s.log.DebugContext(ctx, "oauth: token issued", "client_id", ar.GetClient().GetID())
+	s.log.DebugContext(ctx, "oauth: token issued", "client_id", ar.GetClient().GetID(), "grant_type", gt)
 	return "issued"
+}
+
+// grantTypes are the grant types this server supports.
+func (s *Server) grantTypes() []string {
+	if s.people == nil {
+		return []string{grantClientCredentials}
+	}
+	return []string{grantClientCredentials, grantAuthorizationCode, grantRefreshToken}
 }
 
 // introspection is the RFC 7662 answer for an active token.
@@ -272,6 +320,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 // metadata is the RFC 8414 document.
 type metadata struct {
 	Issuer                           string   `json:"issuer"`
+	AuthorizationEndpoint            string   `json:"authorization_endpoint,omitempty"`
 	TokenEndpoint                    string   `json:"token_endpoint"`
 	JWKSURI                          string   `json:"jwks_uri"`
 	IntrospectionEndpoint            string   `json:"introspection_endpoint"`
@@ -283,10 +332,12 @@ type metadata struct {
 	IntrospectionEndpointAuthMethods []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpointAuthMethods    []string `json:"revocation_endpoint_auth_methods_supported"`
 	AccessTokenSigningAlgValues      []string `json:"access_token_signing_alg_values_supported"`
+	CodeChallengeMethods             []string `json:"code_challenge_methods_supported,omitempty"`
+	ResponseModesSupported           []string `json:"response_modes_supported,omitempty"`
 }
 
 func (s *Server) buildMetadata() ([]byte, error) {
-	b, err := json.Marshal(metadata{
+	m := metadata{
 		Issuer:                s.issuer,
 		TokenEndpoint:         s.issuer + PathToken,
 		JWKSURI:               s.issuer + PathJWKS,
@@ -295,12 +346,23 @@ func (s *Server) buildMetadata() ([]byte, error) {
 		ScopesSupported:       s.scopes,
 		// No authorization endpoint, hence no response types.
 		ResponseTypesSupported:           []string{},
-		GrantTypesSupported:              []string{grantClientCredentials},
+		GrantTypesSupported:              s.grantTypes(),
 		TokenEndpointAuthMethods:         []string{"client_secret_basic", "client_secret_post"},
 		IntrospectionEndpointAuthMethods: []string{"client_secret_basic"},
 		RevocationEndpointAuthMethods:    []string{"client_secret_basic", "client_secret_post"},
 		AccessTokenSigningAlgValues:      []string{"ES256", "RS256"},
-	})
+	}
+	if s.people != nil {
+		m.AuthorizationEndpoint = s.issuer + PathAuthorize
+		m.ResponseTypesSupported = []string{"code"}
+		m.ResponseModesSupported = []string{"query"}
+		m.CodeChallengeMethods = []string{"S256"}
+		// Public clients (helixctl) authenticate with their client_id
+		// alone, and prove the grant with PKCE or the refresh token.
+		m.TokenEndpointAuthMethods = append(m.TokenEndpointAuthMethods, "none")
+		m.RevocationEndpointAuthMethods = append(m.RevocationEndpointAuthMethods, "none")
+	}
+	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: metadata: %w", err)
 	}

@@ -20,8 +20,12 @@ const (
 	codeUnauthorizedClient   = "unauthorized_client"
 	codeUnsupportedGrantType = "unsupported_grant_type"
 	codeInvalidScope         = "invalid_scope"
-	codeUnavailable          = "temporarily_unavailable"
-	codeServerError          = "server_error"
+	// Authorization endpoint errors (RFC 6749 4.1.2.1), answered to the
+	// browser when the redirect URI cannot be trusted.
+	codeUnsupportedResponseType = "unsupported_response_type"
+	codeAccessDenied            = "access_denied"
+	codeUnavailable             = "temporarily_unavailable"
+	codeServerError             = "server_error"
 )
 
 type errorBody struct {
@@ -67,7 +71,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) s
 		// fosite's name for a failed introspection caller authentication.
 		status = http.StatusUnauthorized
 		body = errorBody{Error: codeInvalidClient, Description: fosite.ErrInvalidClient.DescriptionField}
-	case codeInvalidRequest, codeInvalidGrant, codeUnauthorizedClient, codeUnsupportedGrantType, codeInvalidScope:
+	case codeInvalidRequest, codeInvalidGrant, codeUnauthorizedClient, codeUnsupportedGrantType, codeInvalidScope,
+		codeUnsupportedResponseType, codeAccessDenied:
 	default:
 		s.log.ErrorContext(r.Context(), "oauth: request failed", "path", r.URL.Path, "err", err, "debug", rfc.Debug())
 		writeJSON(w, http.StatusInternalServerError, errorBody{

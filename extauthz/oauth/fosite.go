@@ -30,42 +30,91 @@ type client struct {
 	audience []string
 }
 
-var _ fosite.Client = (*client)(nil)
+var (
+	_ fosite.Client             = (*client)(nil)
+	_ fosite.ResponseModeClient = (*client)(nil)
+)
 
-func (c *client) GetID() string                      { return c.c.ID }
-func (c *client) GetHashedSecret() []byte            { return c.c.SecretHash }
-func (c *client) GetRedirectURIs() []string          { return nil }
-func (c *client) GetGrantTypes() fosite.Arguments    { return fosite.Arguments{"client_credentials"} }
-func (c *client) GetResponseTypes() fosite.Arguments { return nil }
-func (c *client) GetScopes() fosite.Arguments        { return c.c.Scopes }
-func (c *client) IsPublic() bool                     { return false }
-func (c *client) GetAudience() fosite.Arguments      { return c.audience }
+func (c *client) GetID() string               { return c.c.ID }
+func (c *client) GetHashedSecret() []byte     { return c.c.SecretHash }
+func (c *client) GetRedirectURIs() []string   { return c.c.RedirectURIs }
+func (c *client) GetScopes() fosite.Arguments { return c.c.Scopes }
+func (c *client) IsPublic() bool              { return c.c.Public }
+func (c *client) GetAudience() fosite.Arguments {
+	return c.audience
+}
 
-// session carries a token's claims through fosite: filled by
+// GetGrantTypes: a row without grant types (none written yet) is a
+// client-credentials client.
+func (c *client) GetGrantTypes() fosite.Arguments {
+	if len(c.c.GrantTypes) == 0 {
+		return fosite.Arguments{grantClientCredentials}
+	}
+	return c.c.GrantTypes
+}
+
+// GetResponseTypes: "code" for clients of the authorization-code grant.
+func (c *client) GetResponseTypes() fosite.Arguments {
+	if slices.Contains(c.c.GrantTypes, store.GrantAuthorizationCode) {
+		return fosite.Arguments{"code"}
+	}
+	return nil
+}
+
+// GetResponseModes: the code comes back in the redirect URI's query only.
+func (c *client) GetResponseModes() []fosite.ResponseModeType {
+	return []fosite.ResponseModeType{fosite.ResponseModeDefault, fosite.ResponseModeQuery}
+}
+
+// session carries a grant through fosite: a token's claims (filled by
 // GenerateAccessToken when issuing and by GetAccessTokenSession when
-// introspecting.
+// introspecting) and, for a person's grant, who and which token session.
 type session struct {
 	claims    token.Claims
 	expiresAt time.Time
+	// A person's grant: the user, the token session (sid) once the code is
+	// exchanged, whether the user is a platform admin now, and when the
+	// code and the refresh token expire.
+	userID           string
+	sessionID        string
+	platformAdmin    bool
+	codeExpiresAt    time.Time
+	refreshExpiresAt time.Time
 }
 
 var _ fosite.Session = (*session)(nil)
 
 func (s *session) SetExpiresAt(key fosite.TokenType, exp time.Time) {
-	if key == fosite.AccessToken {
+	switch key {
+	case fosite.AccessToken:
 		s.expiresAt = exp
+	case fosite.AuthorizeCode:
+		s.codeExpiresAt = exp
+	case fosite.RefreshToken:
+		s.refreshExpiresAt = exp
 	}
 }
 
 func (s *session) GetExpiresAt(key fosite.TokenType) time.Time {
-	if key == fosite.AccessToken {
+	switch key {
+	case fosite.AccessToken:
 		return s.expiresAt
+	case fosite.AuthorizeCode:
+		return s.codeExpiresAt
+	case fosite.RefreshToken:
+		return s.refreshExpiresAt
 	}
 	return time.Time{}
 }
 
 func (s *session) GetUsername() string { return "" }
-func (s *session) GetSubject() string  { return s.claims.Subject }
+
+func (s *session) GetSubject() string {
+	if s.userID != "" {
+		return s.userID
+	}
+	return s.claims.Subject
+}
 
 func (s *session) Clone() fosite.Session {
 	c := *s
@@ -98,9 +147,9 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form u
 }
 
 // storage is fosite's storage: clients come from the ClientStore; issued
-// tokens are not stored (the JWT carries its state), so looking one up
-// means verifying it and checking the revocation list. Refresh tokens and
-// authorization codes do not exist here.
+// access tokens are not stored (the JWT carries its state), so looking one
+// up means verifying it and checking the revocation list. Authorization
+// codes and refresh tokens of people's grants are (grants.go).
 type storage struct{ s *Server }
 
 var (
@@ -222,36 +271,8 @@ func (st *storage) GetAccessTokenSession(ctx context.Context, raw string, sess f
 
 func (st *storage) DeleteAccessTokenSession(context.Context, string) error { return nil }
 
-func (st *storage) CreateAuthorizeCodeSession(context.Context, string, fosite.Requester) error {
-	return errNotSupported
-}
-
-func (st *storage) GetAuthorizeCodeSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
-	return nil, fosite.ErrNotFound
-}
-
-func (st *storage) InvalidateAuthorizeCodeSession(context.Context, string) error {
-	return errNotSupported
-}
-
-func (st *storage) CreateRefreshTokenSession(context.Context, string, string, fosite.Requester) error {
-	return errNotSupported
-}
-
-func (st *storage) GetRefreshTokenSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
-	return nil, fosite.ErrNotFound
-}
-
-func (st *storage) DeleteRefreshTokenSession(context.Context, string) error {
-	return errNotSupported
-}
-
-func (st *storage) RotateRefreshToken(context.Context, string, string) error {
-	return errNotSupported
-}
-
-// strategy issues RFC 9068 access tokens with token.Sign. Refresh tokens
-// and authorization codes are never issued, and never valid.
+// strategy issues RFC 9068 access tokens with token.Sign, and random
+// authorization codes and refresh tokens (grants.go).
 type strategy struct{ s *Server }
 
 var _ oauth2.CoreStrategy = (*strategy)(nil)
@@ -305,6 +326,14 @@ func (g *strategy) GenerateAccessToken(ctx context.Context, req fosite.Requester
 		Plan:      c.c.Plan,
 		Models:    slices.Clone(c.c.Models),
 	}
+	if sess.userID != "" {
+		// A person's token: the person is the subject, the app the
+		// client (whose plan and models it gets), the token session sid.
+		if sess.sessionID == "" {
+			return "", "", errors.New("oauth: issue: a person's token without a session")
+		}
+		claims.Subject, claims.SessionID = sess.userID, sess.sessionID
+	}
 	raw, err := token.Sign(claims, key, kid, alg)
 	if err != nil {
 		return "", "", fmt.Errorf("oauth: issue: %w", err)
@@ -333,26 +362,6 @@ func (g *strategy) ValidateAccessToken(_ context.Context, req fosite.Requester, 
 	return nil
 }
 
-func (g *strategy) RefreshTokenSignature(context.Context, string) string { return "" }
-
-func (g *strategy) GenerateRefreshToken(context.Context, fosite.Requester) (string, string, error) {
-	return "", "", errNotSupported
-}
-
-func (g *strategy) ValidateRefreshToken(context.Context, fosite.Requester, string) error {
-	return fosite.ErrInactiveToken
-}
-
-func (g *strategy) AuthorizeCodeSignature(context.Context, string) string { return "" }
-
-func (g *strategy) GenerateAuthorizeCode(context.Context, fosite.Requester) (string, string, error) {
-	return "", "", errNotSupported
-}
-
-func (g *strategy) ValidateAuthorizeCode(context.Context, fosite.Requester, string) error {
-	return fosite.ErrInactiveToken
-}
-
 // revocationHandler revokes access tokens (RFC 7009) by recording their
 // jti until their exp.
 type revocationHandler struct{ s *Server }
@@ -361,8 +370,12 @@ var _ fosite.RevocationHandler = (*revocationHandler)(nil)
 
 // RevokeToken: tokens that do not verify (garbage, expired, foreign) are
 // nothing to revoke, and RFC 7009 2.2 wants 200 for them; a token of
-// another client is refused.
+// another client is refused. A refresh token revokes its family and ends
+// its session (logout).
 func (h *revocationHandler) RevokeToken(ctx context.Context, raw string, _ fosite.TokenType, c fosite.Client) error {
+	if isRefreshToken(raw) {
+		return h.s.revokeRefreshToken(ctx, raw, c)
+	}
 	claims, err := h.s.verify.verify(ctx, raw)
 	if err != nil {
 		if isUnavailable(err) {

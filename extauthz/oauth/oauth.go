@@ -1,6 +1,9 @@
 // Package oauth is helix-authz's OAuth2 authorization server: the
 // client-credentials grant (RFC 6749 4.4), token introspection (RFC 7662),
-// token revocation (RFC 7009), server metadata (RFC 8414) and the JWKS.
+// token revocation (RFC 7009), server metadata (RFC 8414) and the JWKS;
+// with Config.People, also OAuth for people: the authorization-code grant
+// with PKCE (S256 only) for first-party apps such as helixctl, and refresh
+// tokens that rotate on every use (see people.go).
 //
 // fosite does the protocol work: it parses token requests, authenticates
 // clients (client_secret_basic and client_secret_post, with secret.Hasher),
@@ -18,7 +21,8 @@
 //     asking Revocations whether its jti was revoked;
 //   - a revocation handler that records the jti with the token's exp, since
 //     fosite's handler revokes stored grants by request id, which a
-//     stateless token does not have.
+//     stateless token does not have; a refresh token revokes its family and
+//     ends its session.
 //
 // When a store reports store.ErrUnavailable (or the signing key cannot be
 // had) every endpoint answers 503 temporarily_unavailable: no token is
@@ -56,6 +60,7 @@ const MaxBodyBytes = 64 << 10
 
 // Endpoint paths, relative to the issuer.
 const (
+	PathAuthorize  = "/oauth2/authorize"
 	PathToken      = "/oauth2/token"
 	PathIntrospect = "/oauth2/introspect"
 	PathRevoke     = "/oauth2/revoke"
@@ -111,6 +116,9 @@ type Config struct {
 	Now func() time.Time
 	// Registerer receives the metrics when set.
 	Registerer prometheus.Registerer
+	// People turns on OAuth for people (authorization code, refresh
+	// tokens); nil: only the client-credentials grant.
+	People *People
 }
 
 // Server is the authorization server. It is safe for concurrent use.
@@ -128,6 +136,9 @@ type Server struct {
 	verify   *verifier
 	metrics  *metrics
 	metadata []byte
+	hasher   *secret.Hasher
+	// people is nil without OAuth for people.
+	people *People
 }
 
 // errUnavailable marks failures of a backing service (database, signing
@@ -176,6 +187,14 @@ func New(cfg Config) (*Server, error) {
 		scopes:   append([]string(nil), cfg.ScopesSupported...),
 		log:      cfg.Logger,
 		now:      cfg.Now,
+		hasher:   cfg.Hasher,
+	}
+	if cfg.People != nil {
+		p, err := cfg.People.withDefaults()
+		if err != nil {
+			return nil, err
+		}
+		s.people = p
 	}
 	if s.lifetime == 0 {
 		s.lifetime = DefaultTokenLifetime
@@ -201,7 +220,7 @@ func New(cfg Config) (*Server, error) {
 		ScopeStrategy:            fosite.ExactScopeStrategy,
 		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
 		ClientSecretsHasher:      cfg.Hasher.Fosite(),
-		// Only access tokens exist here.
+		// Introspection answers for access tokens only.
 		DisableRefreshTokenValidation: true,
 		SendDebugMessagesToClients:    false,
 	}
@@ -217,6 +236,9 @@ func New(cfg Config) (*Server, error) {
 		},
 		Config: fc,
 	})
+	if s.people != nil {
+		s.people.configure(fc, st, strategy)
+	}
 	fc.TokenIntrospectionHandlers.Append(&oauth2.CoreValidator{
 		CoreStrategy: strategy,
 		CoreStorage:  st,
@@ -247,6 +269,9 @@ func checkIssuer(raw string) (string, error) {
 // Handler serves the endpoints at the paths above.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if s.people != nil {
+		mux.Handle(PathAuthorize, s.people.Resolve(http.HandlerFunc(s.handleAuthorize)))
+	}
 	mux.HandleFunc(PathToken, s.handleToken)
 	mux.HandleFunc(PathIntrospect, s.handleIntrospect)
 	mux.HandleFunc(PathRevoke, s.handleRevoke)

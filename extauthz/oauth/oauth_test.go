@@ -187,7 +187,11 @@ func TestNoScopesGranted(t *testing.T) {
 
 func TestClientAuthFailures(t *testing.T) {
 	e := newEnv(t)
+	// One character off (never the secret itself, whatever it starts with).
 	wrong := "x" + e.secrets["alpha"][1:]
+	if wrong == e.secrets["alpha"] {
+		wrong = "y" + e.secrets["alpha"][1:]
+	}
 	tests := []struct {
 		name  string
 		basic []string

@@ -12,40 +12,41 @@ import (
 	"github.com/helixflow/helixflow/extauthz/store"
 )
 
-// Only access tokens exist: every storage and strategy method of the other
-// flows refuses, so that no fosite handler added later could make a
-// refresh token or an authorization code work by accident.
+// Without People only access tokens exist: every storage and strategy
+// method of the other flows refuses, so that no fosite handler could make
+// a refresh token or an authorization code work by accident.
 func TestOtherFlowsRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	st, g := &storage{s: e.srv}, &strategy{s: e.srv}
 	req := fosite.NewRequest()
+	sig := g.RefreshTokenSignature(ctx, "hxr_x")
+	tx, err := st.BeginTX(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	errs := map[string]error{
 		"SetClientAssertionJWT":          st.SetClientAssertionJWT(ctx, "jti", time.Now()),
 		"ClientAssertionJWTValid":        st.ClientAssertionJWTValid(ctx, "jti"),
-		"CreateAuthorizeCodeSession":     st.CreateAuthorizeCodeSession(ctx, "c", req),
-		"InvalidateAuthorizeCodeSession": st.InvalidateAuthorizeCodeSession(ctx, "c"),
-		"CreateRefreshTokenSession":      st.CreateRefreshTokenSession(ctx, "r", "a", req),
-		"DeleteRefreshTokenSession":      st.DeleteRefreshTokenSession(ctx, "r"),
-		"RotateRefreshToken":             st.RotateRefreshToken(ctx, "id", "r"),
+		"CreateAuthorizeCodeSession":     st.CreateAuthorizeCodeSession(ctx, sig, req),
+		"InvalidateAuthorizeCodeSession": st.InvalidateAuthorizeCodeSession(ctx, sig),
+		"CreateRefreshTokenSession":      st.CreateRefreshTokenSession(tx, sig, "a", req),
+		"RotateRefreshToken":             st.RotateRefreshToken(ctx, "id", sig),
 		"ValidateRefreshToken":           g.ValidateRefreshToken(ctx, req, "r"),
 		"ValidateAuthorizeCode":          g.ValidateAuthorizeCode(ctx, req, "c"),
 	}
-	_, err := st.GetAuthorizeCodeSession(ctx, "c", &session{})
+	_, err = st.GetAuthorizeCodeSession(ctx, sig, &session{})
 	errs["GetAuthorizeCodeSession"] = err
-	_, err = st.GetRefreshTokenSession(ctx, "r", &session{})
+	_, err = st.GetRefreshTokenSession(ctx, sig, &session{})
 	errs["GetRefreshTokenSession"] = err
-	_, _, err = g.GenerateRefreshToken(ctx, req)
-	errs["GenerateRefreshToken"] = err
-	_, _, err = g.GenerateAuthorizeCode(ctx, req)
-	errs["GenerateAuthorizeCode"] = err
 	for name, err := range errs {
 		if err == nil {
 			t.Errorf("%s succeeded", name)
 		}
 	}
-	if g.RefreshTokenSignature(ctx, "r") != "" || g.AuthorizeCodeSignature(ctx, "c") != "" {
-		t.Error("signatures of tokens that do not exist")
+	// Signatures are HMACs: never the token, different per token.
+	if sig == "hxr_x" || sig == g.AuthorizeCodeSignature(ctx, "hxc_x") || len(sig) != 64 {
+		t.Errorf("signature %q", sig)
 	}
 	// Nothing is stored per token, so there is nothing to delete.
 	if err := st.DeleteAccessTokenSession(ctx, "x"); err != nil {
@@ -70,15 +71,25 @@ func TestAdapters(t *testing.T) {
 		!c.GetGrantTypes().Has("client_credentials") || c.GetID() != "a" {
 		t.Fatalf("client adapter: %+v", c)
 	}
+	app := &client{c: &store.Client{ID: "app", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"},
+		GrantTypes: []string{store.GrantAuthorizationCode, store.GrantRefreshToken}}}
+	if !app.IsPublic() || !app.GetResponseTypes().ExactOne("code") || app.GetGrantTypes().Has("client_credentials") ||
+		len(app.GetRedirectURIs()) != 1 {
+		t.Fatalf("public client adapter: %+v", app)
+	}
 	exp := time.Unix(1000, 0)
 	s := &session{}
 	s.SetExpiresAt(fosite.AccessToken, exp)
 	s.SetExpiresAt(fosite.RefreshToken, time.Unix(5, 0))
+	s.SetExpiresAt(fosite.IDToken, time.Unix(7, 0))
 	s.claims.Subject = "a"
 	s.claims.Scopes = []string{"models:read"}
-	if !s.GetExpiresAt(fosite.AccessToken).Equal(exp) || !s.GetExpiresAt(fosite.RefreshToken).IsZero() ||
-		s.GetSubject() != "a" || s.GetUsername() != "" {
+	if !s.GetExpiresAt(fosite.AccessToken).Equal(exp) || !s.GetExpiresAt(fosite.RefreshToken).Equal(time.Unix(5, 0)) ||
+		!s.GetExpiresAt(fosite.IDToken).IsZero() || s.GetSubject() != "a" || s.GetUsername() != "" {
 		t.Fatalf("session: %+v", s)
+	}
+	if (&session{userID: "u", claims: s.claims}).GetSubject() != "u" {
+		t.Fatal("a person's session is not about the person")
 	}
 	cl := s.Clone().(*session)
 	cl.claims.Scopes[0] = "changed"
