@@ -19,6 +19,17 @@ name the value, win over any later failure. Renders nothing.
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.database "authz.secrets.database") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.pepper "authz.secrets.pepper") -}}
+{{- with $v.authz.mail.smtpAddress -}}
+{{- if not (regexMatch "^[^:\\s]+:[0-9]+$" .) -}}
+{{- fail (printf "authz.mail.smtpAddress: %q is not host:port" .) -}}
+{{- end -}}
+{{- if not $v.authz.mail.from -}}
+{{- fail "authz.mail.from: required with authz.mail.smtpAddress (the mails' sender address)" -}}
+{{- end -}}
+{{- if and $v.authz.secrets.smtpPassword.name (not $v.authz.mail.smtpUsername) -}}
+{{- fail "authz.secrets.smtpPassword: a password without authz.mail.smtpUsername" -}}
+{{- end -}}
+{{- end -}}
 {{- if $v.ratelimit.enabled -}}
 {{- /* helix-authz counts requests in Redis (--redis-address, --redis-password-file). */ -}}
 {{- if and (eq $v.redis.mode "external") (not $v.redis.external.address) -}}
@@ -55,6 +66,9 @@ name the value, win over any later failure. Renders nothing.
 {{- end -}}
 {{- if and $v.ratelimit.enabled (eq $v.redis.mode "external") (not $v.networkPolicy.externalRedis.cidrs) -}}
 {{- fail "networkPolicy.externalRedis.cidrs: required with redis.mode external while networkPolicy.enabled" -}}
+{{- end -}}
+{{- if and $v.authz.mail.smtpAddress (not $v.networkPolicy.smtp.cidrs) -}}
+{{- fail "networkPolicy.smtp.cidrs: required with authz.mail.smtpAddress while networkPolicy.enabled (the CIDRs of the SMTP server helix-authz mails through)" -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.tls.certManager.enabled (not $v.tls.certManager.createIssuer) (not $v.tls.certManager.issuerRef.name) -}}
