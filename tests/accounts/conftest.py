@@ -57,7 +57,7 @@ def redis(tmp_path_factory):
 def mailpit(tmp_path_factory):
     binary = mailpit_binary()
     if binary is None:
-        missing("mailpit (.tools/mailpit-*)")
+        missing("mailpit (.tools/mailpit/mailpit or $HELIX_MAILPIT_BIN)")
     m = Mailpit(binary, tmp_path_factory.mktemp("mailpit"))
     yield m
     m.stop()
