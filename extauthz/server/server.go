@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/helixflow/helixflow/extauthz/accounts"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/check"
@@ -25,10 +27,13 @@ import (
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/vtcodec"
 	"github.com/helixflow/helixflow/migrations"
 )
@@ -67,6 +72,16 @@ type Config struct {
 	// PublicURL is the base of the links in mails (the pages the public
 	// port serves); Issuer when "".
 	PublicURL string
+	// People's sessions (session.Config's fields; zero: its defaults),
+	// argon2id parameters of new password hashes (zero: the minimum), and
+	// the lifetimes of mailed verification/email-change and reset links
+	// (zero: accounts' defaults).
+	SessionIdleTimeout, SessionLifetime, TokenSessionLifetime time.Duration
+	Password                                                  password.Params
+	EmailVerifyLifetime, PasswordResetLifetime                time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names a people's
+	// API caller's source address (throttles, audit trail).
+	TrustedProxies []netip.Prefix
 
 	// Registerer receives the metrics (optional).
 	Registerer prometheus.Registerer
@@ -92,6 +107,11 @@ type Server struct {
 	Mail *mail.Queue
 	// PublicURL is the base of mailed links (Config.PublicURL or Issuer).
 	PublicURL string
+	// Sessions resolves people (cookie or bearer) and keeps their
+	// sessions; Accounts serves the people's API and pages on Public (nil
+	// without Config.Mail).
+	Sessions *session.Manager
+	Accounts *accounts.Service
 
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
@@ -226,6 +246,26 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	s.OAuth = oauthServer.Handler()
 	s.Public = http.NewServeMux()
 	s.Public.Handle("/", s.OAuth)
+	if s.Sessions, err = session.New(session.Config{
+		DB: db.Pool(), IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
+		TokenLifetime: cfg.TokenSessionLifetime, PublicOrigin: s.PublicURL, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	if s.Mail != nil {
+		passwords, err := password.New(password.Config{Params: cfg.Password})
+		if err != nil {
+			return nil, err
+		}
+		if s.Accounts, err = accounts.New(accounts.Config{
+			DB: db.Pool(), Sessions: s.Sessions, Passwords: passwords, Mail: s.Mail, Audit: trail,
+			Sources: sourcelimit.Sources{Trusted: cfg.TrustedProxies}, PublicURL: s.PublicURL,
+			VerifyLinkLifetime: cfg.EmailVerifyLifetime, ResetLinkLifetime: cfg.PasswordResetLifetime, Logger: log,
+		}); err != nil {
+			return nil, err
+		}
+		s.Accounts.Mount(s.Public)
+	}
 	gw, err := loadGateway(cfg.GatewayConfig)
 	if err != nil {
 		return nil, err
@@ -335,6 +375,9 @@ func (s *Server) pruneRevoked(ctx context.Context) {
 // pending API-key uses and closes the database.
 func (s *Server) Close() {
 	s.wg.Wait()
+	if s.Accounts != nil {
+		s.Accounts.Wait() // sign-up and reset work still writing
+	}
 	flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.apiKeys.FlushUses(flush); err != nil {
