@@ -22,8 +22,8 @@ type Ports struct {
 	Redis, // helix-authz's rate-limit counters
 	Prometheus,
 	Alertmanager int
-	// MailpitSMTP takes helix-authz's mails; MailpitUI is mailpit's web
-	// UI and API.
+	// MailpitSMTP takes helix-authz's mails; MailpitUI serves mailpit's
+	// API (/api/v1/messages) and its web UI's page.
 	MailpitSMTP, MailpitUI int
 
 	Workers []WorkerPorts // one per Options.Workers

@@ -32,7 +32,7 @@ HelixFlow local stack (state and logs in .helix/; addresses and demo credentials
   Postgres      127.0.0.1:%d (clients, keys); Redis 127.0.0.1:%d (helix-authz's rate-limit counters)
   Prometheus    http://127.0.0.1:%d (rules: alerts/rules), Alertmanager http://127.0.0.1:%d
   mailpit       SMTP 127.0.0.1:%d takes helix-authz's mails (sign-up, reset links);
-                read them at %s (API: %s/api/v1/messages)
+                read them through its API: curl %s/api/v1/messages
   demo client   %s, plan standard (1000 requests/s per model), scopes models:infer models:read;
                 the plans are in .helix/gateway.yaml (edits are hot-reloaded)
 
@@ -41,7 +41,7 @@ Try (tokens last 5 minutes; fetch a new one when calls answer 401):
 Ctrl-C stops everything.
 `, p.Gateway, p.EnvoyAdmin, p.XDS, p.XDSStatus, s.TokenURL(), p.ExtAuthz, s.AdminURL(),
 		workers, strings.Join(models, " "), strings.Join(http, "/"), strings.Join(grpc, "/"),
-		p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, p.MailpitSMTP, s.MailpitURL, s.MailpitURL, demo.ID, examples)
+		p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, p.MailpitSMTP, s.MailpitURL, demo.ID, examples)
 	return err
 }
 
