@@ -1,13 +1,15 @@
 // Package admin is helix-authz's administration API: OAuth2 clients, API
-// keys and signing-key rotation, as JSON over HTTP behind a bearer admin
-// token. Secrets it creates are shown once, in the creating response, and
-// stored only as hashes.
+// keys, signing-key rotation, people (the platform-admin flag) and
+// organizations (their policy), as JSON over HTTP. A call carries the admin
+// token with a Helix-Operator header naming the person acting, or a
+// platform admin's access token (see actor.go); every action is audited.
+// Secrets it creates are shown once, in the creating response, and stored
+// only as hashes.
 package admin
 
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
 )
@@ -47,8 +50,20 @@ type Config struct {
 	// Plans are the gateway's plans: a client gets only one of them, and
 	// a new client without one the default plan.
 	Plans *Plans
-	// Token is the admin bearer token; requests without it get 401.
-	Token  string
+	// Token is the admin bearer token; requests without it (or a platform
+	// admin's access token) get 401.
+	Token string
+	// People serves the users and organizations endpoints (nil: they
+	// answer 501).
+	People PeopleStore
+	// UserTokens verifies platform admins' access tokens (nil: only the
+	// admin token is accepted).
+	UserTokens UserTokenVerifier
+	// Audit receives every action (nil: none recorded).
+	Audit audit.Recorder
+	// Source returns a request's source address for the audit trail
+	// (nil: the TCP peer).
+	Source func(*http.Request) string
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -91,26 +106,17 @@ func Handler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/apikeys", a.listAPIKeys)
 	mux.HandleFunc("DELETE /admin/v1/apikeys/{id}", a.revokeAPIKey)
 	mux.HandleFunc("POST /admin/v1/keys/rotate", a.rotateKeys)
+	mux.HandleFunc("GET /admin/v1/users", a.listUsers)
+	mux.HandleFunc("GET /admin/v1/users/{id}", a.getUser)
+	mux.HandleFunc("PATCH /admin/v1/users/{id}", a.updateUser)
+	mux.HandleFunc("GET /admin/v1/orgs", a.listOrgs)
+	mux.HandleFunc("POST /admin/v1/orgs", a.createOrg)
+	mux.HandleFunc("GET /admin/v1/orgs/{org}", a.getOrg)
+	mux.HandleFunc("PUT /admin/v1/orgs/{org}/policy", a.setOrgPolicy)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin endpoint")
 	})
 	return a.authenticate(mux), nil
-}
-
-// authenticate compares the bearer token in constant time (of its hash, so
-// the length is not revealed either).
-func (a *api) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		presented, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		h := sha256.Sum256([]byte(presented))
-		if !ok || subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="helix-authz admin"`)
-			writeError(w, http.StatusUnauthorized, "admin token required")
-			return
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		next.ServeHTTP(w, r)
-	})
 }
 
 // ClientView is a client as the admin API shows it; ClientSecret is set
@@ -128,7 +134,8 @@ type ClientView struct {
 	UpdatedAt    time.Time `json:"updated_at"`
 }
 
-func clientView(c *store.Client) ClientView {
+// ViewClient returns c as the admin API shows it (no secret).
+func ViewClient(c *store.Client) ClientView {
 	return ClientView{
 		ClientID: c.ID, Name: c.Name, Scopes: nonNil(c.Scopes), Models: nonNil(c.Models), Audience: nonNil(c.Audience),
 		Plan: c.Plan, Enabled: c.Enabled, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
@@ -146,6 +153,11 @@ type ClientRequest struct {
 	Plan     *string   `json:"plan"`
 	Enabled  *bool     `json:"enabled"`
 }
+
+// Apply checks the fields set in r and writes them into c: the one home of
+// the rules for a client's name, scopes, models, audience and plan, which
+// the organizations' API applies too.
+func (r *ClientRequest) Apply(c *store.Client, plans *Plans) error { return r.apply(c, plans.get()) }
 
 func (r *ClientRequest) apply(c *store.Client, plans *planSet) error {
 	if r.Name != nil {
@@ -212,9 +224,11 @@ func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ID, c.SecretHash = id, a.cfg.Hasher.Hash(sec)
 	if err := a.cfg.Store.CreateClient(r.Context(), c); err != nil {
+		a.audit(r, "admin.clients.create", "client:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "create client", err)
 		return
 	}
+	a.audit(r, "admin.clients.create", "client:"+id, audit.ResultSuccess, map[string]string{"plan": c.Plan, "scopes": strings.Join(c.Scopes, " ")})
 	// The client exists now: its secret must reach the caller even if the
 	// read-back fails, or the caller retries and makes a second client.
 	created, err := a.cfg.Store.GetClient(r.Context(), id)
@@ -222,7 +236,7 @@ func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
 		a.cfg.Logger.Warn("read back created client", "client_id", id, "error", err)
 		created = c
 	}
-	v := clientView(created)
+	v := ViewClient(created)
 	v.ClientSecret = sec
 	a.cfg.Logger.Info("client created", "client_id", id, "plan", c.Plan)
 	writeJSON(w, http.StatusCreated, v)
@@ -236,7 +250,7 @@ func (a *api) listClients(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]ClientView, 0, len(cs))
 	for i := range cs {
-		out = append(out, clientView(&cs[i]))
+		out = append(out, ViewClient(&cs[i]))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -247,7 +261,7 @@ func (a *api) getClient(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "get client", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, clientView(c))
+	writeJSON(w, http.StatusOK, ViewClient(c))
 }
 
 func (a *api) updateClient(w http.ResponseWriter, r *http.Request) {
@@ -265,24 +279,29 @@ func (a *api) updateClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.cfg.Store.UpdateClient(r.Context(), c); err != nil {
+		a.audit(r, "admin.clients.update", "client:"+c.ID, audit.ResultFailure, nil)
 		a.storeError(w, "update client", err)
 		return
 	}
+	a.audit(r, "admin.clients.update", "client:"+c.ID, audit.ResultSuccess,
+		map[string]string{"plan": c.Plan, "scopes": strings.Join(c.Scopes, " "), "enabled": fmt.Sprint(c.Enabled)})
 	updated, err := a.cfg.Store.GetClient(r.Context(), c.ID)
 	if err != nil {
 		a.storeError(w, "read client", err)
 		return
 	}
 	a.cfg.Logger.Info("client updated", "client_id", c.ID)
-	writeJSON(w, http.StatusOK, clientView(updated))
+	writeJSON(w, http.StatusOK, ViewClient(updated))
 }
 
 func (a *api) deleteClient(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := a.cfg.Store.DeleteClient(r.Context(), id); err != nil {
+		a.audit(r, "admin.clients.delete", "client:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "delete client", err)
 		return
 	}
+	a.audit(r, "admin.clients.delete", "client:"+id, audit.ResultSuccess, nil)
 	a.cfg.Logger.Info("client deleted", "client_id", id)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -295,16 +314,18 @@ func (a *api) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.cfg.Store.SetClientSecret(r.Context(), id, a.cfg.Hasher.Hash(sec)); err != nil {
+		a.audit(r, "admin.clients.rotate_secret", "client:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "rotate client secret", err)
 		return
 	}
+	a.audit(r, "admin.clients.rotate_secret", "client:"+id, audit.ResultSuccess, nil)
 	// The old secret no longer works: the new one must reach the caller
 	// even if the read-back fails.
 	v := ClientView{ClientID: id, Scopes: []string{}, Models: []string{}, Audience: []string{}}
 	if c, err := a.cfg.Store.GetClient(r.Context(), id); err != nil {
 		a.cfg.Logger.Warn("read back client after secret rotation", "client_id", id, "error", err)
 	} else {
-		v = clientView(c)
+		v = ViewClient(c)
 	}
 	v.ClientSecret = sec
 	a.cfg.Logger.Info("client secret rotated", "client_id", id)
@@ -327,7 +348,8 @@ type APIKeyView struct {
 	CreatedAt  time.Time  `json:"created_at"`
 }
 
-func apiKeyView(k *store.APIKey) APIKeyView {
+// ViewAPIKey returns k as the admin API shows it (no key).
+func ViewAPIKey(k *store.APIKey) APIKeyView {
 	return APIKeyView{
 		ID: k.ID, Prefix: k.Prefix, ClientID: k.ClientID, Name: k.Name, Scopes: nonNil(k.Scopes),
 		ExpiresAt: k.ExpiresAt, LastUsedAt: k.LastUsedAt, UseCount: k.UseCount, RevokedAt: k.RevokedAt, CreatedAt: k.CreatedAt,
@@ -361,43 +383,75 @@ func (a *api) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "get client", err)
 		return
 	}
-	scopes := req.Scopes
-	if scopes == nil {
-		scopes = client.Scopes
-	}
-	if err := checkScopes("scopes", scopes); err != nil {
+	k, err := req.Check(client, a.cfg.Now())
+	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if !covered(scopes, client.Scopes) {
-		writeError(w, http.StatusBadRequest, "scopes: an API key cannot have scopes its client lacks")
-		return
-	}
-	k := &store.APIKey{ClientID: client.ID, Name: req.Name, Scopes: scopes}
-	if req.ExpiresIn != "" {
-		d, err := time.ParseDuration(req.ExpiresIn)
-		if err != nil || d <= 0 || d > 10*365*24*time.Hour {
-			writeError(w, http.StatusBadRequest, "expires_in: a positive Go duration of at most 10 years, e.g. \"720h\"")
-			return
-		}
-		at := a.cfg.Now().Add(d).UTC()
-		k.ExpiresAt = &at
-	}
-	key, prefix, err := secret.NewAPIKey()
+	key, err := NewAPIKeySecret(k, a.cfg.Hasher)
 	if err != nil {
 		a.internal(w, "generate API key", err)
 		return
 	}
-	k.ID, k.Prefix, k.Hash = prefix, prefix, a.cfg.Hasher.Hash(key)
+	prefix := k.Prefix
 	if err := a.cfg.Store.CreateAPIKey(r.Context(), k); err != nil {
+		a.audit(r, "admin.apikeys.create", "apikey:"+prefix, audit.ResultFailure, nil)
 		a.storeError(w, "create API key", err)
 		return
 	}
-	v := apiKeyView(k)
+	a.audit(r, "admin.apikeys.create", "apikey:"+prefix, audit.ResultSuccess,
+		map[string]string{"client": "client:" + client.ID, "scopes": strings.Join(k.Scopes, " ")})
+	v := ViewAPIKey(k)
 	v.Key = key
 	v.CreatedAt = a.cfg.Now().UTC()
 	a.cfg.Logger.Info("API key created", "client_id", client.ID, "prefix", prefix)
 	writeJSON(w, http.StatusCreated, v)
+}
+
+// MaxAPIKeyLifetime bounds expires_in.
+const MaxAPIKeyLifetime = 10 * 365 * 24 * time.Hour
+
+// Check applies the rules of an API key to r for client: a name without
+// control characters, scopes (the client's by default) that are scopes and
+// that the client grants (check.ScopeGranted), and expires_in a positive
+// Go duration of at most 10 years from now. It returns the key without
+// its secret (see NewAPIKeySecret). The admin API and the organizations'
+// API both create keys with it.
+func (r *APIKeyRequest) Check(client *store.Client, now time.Time) (*store.APIKey, error) {
+	if err := checkName("name", r.Name); err != nil {
+		return nil, err
+	}
+	scopes := r.Scopes
+	if scopes == nil {
+		scopes = client.Scopes
+	}
+	if err := checkScopes("scopes", scopes); err != nil {
+		return nil, err
+	}
+	if !covered(scopes, client.Scopes) {
+		return nil, errors.New("scopes: an API key cannot have scopes its client lacks")
+	}
+	k := &store.APIKey{ClientID: client.ID, Name: r.Name, Scopes: scopes}
+	if r.ExpiresIn != "" {
+		d, err := time.ParseDuration(r.ExpiresIn)
+		if err != nil || d <= 0 || d > MaxAPIKeyLifetime {
+			return nil, errors.New("expires_in: a positive Go duration of at most 10 years, e.g. \"720h\"")
+		}
+		at := now.Add(d).UTC()
+		k.ExpiresAt = &at
+	}
+	return k, nil
+}
+
+// NewAPIKeySecret gives k a new key: its id and prefix, and the hash of
+// the key it returns (to be shown once).
+func NewAPIKeySecret(k *store.APIKey, h *secret.Hasher) (string, error) {
+	key, prefix, err := secret.NewAPIKey()
+	if err != nil {
+		return "", err
+	}
+	k.ID, k.Prefix, k.Hash = prefix, prefix, h.Hash(key)
+	return key, nil
 }
 
 func (a *api) listAPIKeys(w http.ResponseWriter, r *http.Request) {
@@ -408,7 +462,7 @@ func (a *api) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]APIKeyView, 0, len(ks))
 	for i := range ks {
-		out = append(out, apiKeyView(&ks[i]))
+		out = append(out, ViewAPIKey(&ks[i]))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -416,9 +470,11 @@ func (a *api) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 func (a *api) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := a.cfg.Store.RevokeAPIKey(r.Context(), id); err != nil {
+		a.audit(r, "admin.apikeys.revoke", "apikey:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "revoke API key", err)
 		return
 	}
+	a.audit(r, "admin.apikeys.revoke", "apikey:"+id, audit.ResultSuccess, nil)
 	a.cfg.Logger.Info("API key revoked", "id", id)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -430,9 +486,11 @@ func (a *api) rotateKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	kid, err := a.cfg.Keys.Rotate(r.Context())
 	if err != nil {
+		a.audit(r, "admin.keys.rotate", "system", audit.ResultFailure, nil)
 		a.storeError(w, "rotate signing key", err)
 		return
 	}
+	a.audit(r, "admin.keys.rotate", "system", audit.ResultSuccess, map[string]string{"kid": kid})
 	writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
 }
 

@@ -111,6 +111,7 @@ func TestAuthentication(t *testing.T) {
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/admin/v1/clients", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set(admin.OperatorHeader, "alice@ops")
 	e.handler.ServeHTTP(rec, req)
 	if got := rec.Header().Get("Cache-Control"); got != "no-store" {
 		t.Errorf("Cache-Control = %q, want no-store", got)

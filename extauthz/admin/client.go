@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -18,8 +20,28 @@ import (
 // Client calls the admin API (helixctl uses it).
 type Client struct {
 	BaseURL string
-	Token   string
-	HTTP    *http.Client
+	// Token is the admin token or a platform admin's access token.
+	Token string
+	// Operator is sent as the Helix-Operator header: the person acting
+	// (NewClient sets DefaultOperator()).
+	Operator string
+	HTTP     *http.Client
+}
+
+// DefaultOperator names the person running this program for the
+// Helix-Operator header: $HELIX_OPERATOR, else the OS user@host.
+func DefaultOperator() string {
+	if op := strings.TrimSpace(os.Getenv("HELIX_OPERATOR")); op != "" {
+		return op
+	}
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		name += "@" + h
+	}
+	return name
 }
 
 // APIError is an error answer of the admin API.
@@ -47,7 +69,7 @@ func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: hc}, nil
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, Operator: DefaultOperator(), HTTP: hc}, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -64,6 +86,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Operator != "" {
+		req.Header.Set(OperatorHeader, c.Operator)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -156,4 +181,58 @@ func (c *Client) RotateKeys(ctx context.Context) (string, error) {
 		KID string `json:"kid"`
 	}
 	return v.KID, c.do(ctx, http.MethodPost, "/admin/v1/keys/rotate", nil, &v)
+}
+
+// ListUsers lists up to limit people (0: the server's default) whose id
+// sorts after after ("" for the first page).
+func (c *Client) ListUsers(ctx context.Context, after string, limit int) ([]UserView, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	path := "/admin/v1/users"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var v []UserView
+	return v, c.do(ctx, http.MethodGet, path, nil, &v)
+}
+
+// GetUser reads one person's account.
+func (c *Client) GetUser(ctx context.Context, id string) (*UserView, error) {
+	var v UserView
+	return &v, c.do(ctx, http.MethodGet, "/admin/v1/users/"+url.PathEscape(id), nil, &v)
+}
+
+// SetPlatformAdmin grants or withdraws a person's platform-admin flag.
+func (c *Client) SetPlatformAdmin(ctx context.Context, id string, admin bool) (*UserView, error) {
+	var v UserView
+	return &v, c.do(ctx, http.MethodPatch, "/admin/v1/users/"+url.PathEscape(id), PlatformAdminRequest{PlatformAdmin: &admin}, &v)
+}
+
+// ListOrgs lists organizations.
+func (c *Client) ListOrgs(ctx context.Context) ([]OrgView, error) {
+	var v []OrgView
+	return v, c.do(ctx, http.MethodGet, "/admin/v1/orgs", nil, &v)
+}
+
+// GetOrg reads one organization.
+func (c *Client) GetOrg(ctx context.Context, id string) (*OrgView, error) {
+	var v OrgView
+	return &v, c.do(ctx, http.MethodGet, "/admin/v1/orgs/"+url.PathEscape(id), nil, &v)
+}
+
+// CreateOrg creates an organization with the default policy.
+func (c *Client) CreateOrg(ctx context.Context, req OrgRequest) (*OrgView, error) {
+	var v OrgView
+	return &v, c.do(ctx, http.MethodPost, "/admin/v1/orgs", req, &v)
+}
+
+// SetOrgPolicy replaces an organization's policy.
+func (c *Client) SetOrgPolicy(ctx context.Context, id string, req PolicyRequest) (*OrgView, error) {
+	var v OrgView
+	return &v, c.do(ctx, http.MethodPut, "/admin/v1/orgs/"+url.PathEscape(id)+"/policy", req, &v)
 }

@@ -331,6 +331,7 @@ func (e *env) do(t testing.TB, method, path string, body io.Reader) (int, string
 	t.Helper()
 	req := httptest.NewRequest(method, path, body)
 	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set(admin.OperatorHeader, "alice@ops")
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.String()

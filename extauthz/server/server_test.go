@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/redistest"
@@ -107,6 +108,7 @@ func (r *replica) adminCall(t *testing.T, method, path string, body any, out any
 	}
 	req, _ := http.NewRequest(method, r.admin.URL+path, rd)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set(admin.OperatorHeader, "server tests")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,158 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/store"
+)
+
+// OperatorHeader names the person behind an admin-token call. The admin
+// token is shared by whoever holds it, so every call made with it says who
+// acted (helixctl sends --operator, $HELIX_OPERATOR or the OS user@host);
+// the name is recorded as the audit event's Operator.
+const OperatorHeader = "Helix-Operator"
+
+// ScopeAdmin is the scope a platform admin's access token needs for the
+// admin API.
+const ScopeAdmin = "helix:admin"
+
+// UserTokenVerifier verifies a person's access token (the OAuth package
+// provides one; session.BearerVerifier has the same method).
+type UserTokenVerifier interface {
+	VerifyUserToken(ctx context.Context, raw string) (userID, sessionID string, scopes []string, err error)
+}
+
+// Actor is who makes an admin call: the admin token with the operator it
+// named, or a platform admin with their access token.
+type Actor struct {
+	// Ref is the audit reference: "admin-token" or "user:<uuid>".
+	Ref string
+	// UserID is set for a platform admin's token.
+	UserID string
+	// Operator is the Helix-Operator header of an admin-token call.
+	Operator  string
+	Source    string
+	UserAgent string
+}
+
+type actorKey struct{}
+
+// ActorFrom returns the actor the admin API authenticated.
+func ActorFrom(ctx context.Context) (Actor, bool) {
+	a, ok := ctx.Value(actorKey{}).(Actor)
+	return a, ok
+}
+
+// Event returns an audit event of the actor with its operator, source and
+// user agent filled in.
+func (a Actor) Event(action, target, result string, detail map[string]string) audit.Event {
+	return audit.Event{
+		Actor: a.Ref, Action: action, Target: target, Result: result,
+		Operator: a.Operator, Source: a.Source, UserAgent: a.UserAgent, Detail: detail,
+	}
+}
+
+// maxOperator bounds the Helix-Operator header (a name, not a document).
+const maxOperator = 200
+
+// authenticate finds the actor: the admin token (compared in constant time,
+// of its hash, so the length is not revealed either) with a Helix-Operator
+// header, or a platform admin's access token with scope helix:admin, the
+// users.platform_admin flag read at each request.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		presented, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		h := sha256.Sum256([]byte(presented))
+		actor := Actor{Source: a.source(r), UserAgent: clip(r.UserAgent(), 512)}
+		switch {
+		case ok && subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) == 1:
+			op := strings.TrimSpace(r.Header.Get(OperatorHeader))
+			if op == "" {
+				writeError(w, http.StatusBadRequest, OperatorHeader+": required with the admin token: name the person acting "+
+					"(helixctl --operator or HELIX_OPERATOR)")
+				return
+			}
+			if err := checkName(OperatorHeader, op); err != nil || len(op) > maxOperator {
+				writeError(w, http.StatusBadRequest, OperatorHeader+": at most 200 characters, no control characters")
+				return
+			}
+			actor.Ref, actor.Operator = "admin-token", op
+		case ok && presented != "" && a.cfg.UserTokens != nil && a.cfg.People != nil:
+			userID, _, scopes, err := a.cfg.UserTokens.VerifyUserToken(r.Context(), presented)
+			if err != nil {
+				a.unauthorized(w)
+				return
+			}
+			actor.Ref, actor.UserID = "user:"+userID, userID
+			if !slices.Contains(scopes, ScopeAdmin) {
+				a.record(r.Context(), actor.Event("admin.access", "", audit.ResultDenied, map[string]string{"reason": "scope"}))
+				writeError(w, http.StatusForbidden, "the token lacks scope "+ScopeAdmin)
+				return
+			}
+			u, err := a.cfg.People.GetUser(r.Context(), userID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				a.storeError(w, "read user", err)
+				return
+			}
+			if err != nil || !u.PlatformAdmin || u.ErasedAt != nil {
+				a.record(r.Context(), actor.Event("admin.access", "", audit.ResultDenied, map[string]string{"reason": "not a platform admin"}))
+				writeError(w, http.StatusForbidden, "not a platform admin")
+				return
+			}
+		default:
+			a.unauthorized(w)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+	})
+}
+
+func (a *api) unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="helix-authz admin"`)
+	writeError(w, http.StatusUnauthorized, "admin token or a platform admin's access token required")
+}
+
+func (a *api) source(r *http.Request) string {
+	if a.cfg.Source != nil {
+		return a.cfg.Source(r)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// record appends e to the audit trail; a failure is logged (the recorder
+// counts it) and never fails the action, which is done.
+func (a *api) record(ctx context.Context, e audit.Event) {
+	if a.cfg.Audit == nil {
+		return
+	}
+	if err := a.cfg.Audit.Record(ctx, e); err != nil {
+		a.cfg.Logger.Error("audit", "action", e.Action, "error", err)
+	}
+}
+
+// audit records the request's actor doing action on target.
+func (a *api) audit(r *http.Request, action, target, result string, detail map[string]string) {
+	actor, _ := ActorFrom(r.Context())
+	a.record(r.Context(), actor.Event(action, target, result, detail))
+}
+
+// clip cuts s to at most n bytes, on a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
