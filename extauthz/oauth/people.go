@@ -189,6 +189,14 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodGet) {
 		return
 	}
+	// RFC 6749 3.1: no parameter more than once (which of two challenges
+	// or redirect URIs would count is exactly what an attacker plays on).
+	for k, v := range r.URL.Query() {
+		if len(v) > 1 {
+			s.writeError(w, r, invalidRequest(fmt.Sprintf("Parameter %s is included more than once.", quoteParam(k))))
+			return
+		}
+	}
 	ctx := r.Context()
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
