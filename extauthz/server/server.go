@@ -24,6 +24,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/credentials"
+	"github.com/helixflow/helixflow/extauthz/gdpr"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
@@ -210,6 +211,10 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	privacy, err := gdpr.New(gdpr.Config{Pool: db.Pool(), Audit: trail})
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		Store: db,
 		Keys:  km,
@@ -259,6 +264,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		}
 		if s.Accounts, err = accounts.New(accounts.Config{
 			DB: db.Pool(), Sessions: s.Sessions, Passwords: passwords, Mail: s.Mail, Audit: trail,
+			Eraser: privacy, Exporter: privacy,
 			Sources: sourcelimit.Sources{Trusted: cfg.TrustedProxies}, PublicURL: s.PublicURL,
 			VerifyLinkLifetime: cfg.EmailVerifyLifetime, ResetLinkLifetime: cfg.PasswordResetLifetime, Logger: log,
 		}); err != nil {
