@@ -74,11 +74,22 @@ def authz(tmp_path_factory, postgres, redis, mailpit):
 
 
 @pytest.fixture(scope="session")
+def authz2(tmp_path_factory, postgres, redis, mailpit, authz):
+    """A second replica on the same database. helix-authz sends at most one
+    sign-up or reset mail per address per minute, per replica: a test that
+    signs up and then asks for a reset link asks this one."""
+    a = Authz(tmp_path_factory.mktemp("authz2"), postgres, redis, people_flags(mailpit), replica_of=authz)
+    yield a
+    a.stop()
+
+
+@pytest.fixture(scope="session")
 def authz_short(tmp_path_factory, postgres, redis, mailpit, authz):
-    """A second replica on the same database whose mailed links expire
-    after SHORT_LINK_LIFETIME."""
+    """A replica on the same database whose mailed links expire after
+    SHORT_LINK_LIFETIME."""
     a = Authz(tmp_path_factory.mktemp("authz-short"), postgres, redis,
-              people_flags(mailpit) + [f"--email-link-lifetime={SHORT_LINK_LIFETIME}"], replica_of=authz)
+              people_flags(mailpit) + [f"--email-verify-lifetime={SHORT_LINK_LIFETIME}",
+                                       f"--password-reset-lifetime={SHORT_LINK_LIFETIME}"], replica_of=authz)
     yield a
     a.stop()
 

@@ -103,6 +103,19 @@ def new_email(tag="user"):
     return f"{tag}-{uuid.uuid4().hex[:12]}@example.test"
 
 
+def session(authz, spec, source=None, s=None):
+    """A requests session (or s, e.g. authlib's OAuth2Session) for authz:
+    its CA, every answer checked against the spec, its own source address.
+    trust_env off: REQUESTS_CA_BUNDLE and proxies of the environment must
+    not replace the test CA or reach loopback."""
+    s = s or requests.Session()
+    s.trust_env = False
+    s.verify = str(authz.tls["ca"])
+    s.hooks["response"].append(spec.hook)
+    s.headers["X-Forwarded-For"] = source or source_address()
+    return s
+
+
 class Client:
     """A person's client of helix-authz: a requests session (cookies kept)
     checked against the spec, with the session's CSRF token sent on
@@ -111,11 +124,8 @@ class Client:
     def __init__(self, authz, spec, source=None, base=None):
         self.authz = authz
         self.base = base or authz.issuer
-        self.s = requests.Session()
-        self.s.verify = str(authz.tls["ca"])
-        self.s.hooks["response"].append(spec.hook)
         self.source = source or source_address()
-        self.s.headers["X-Forwarded-For"] = self.source
+        self.s = session(authz, spec, self.source)
         self.csrf = None
         self.bearer = None
         self.user = None

@@ -15,12 +15,11 @@ import urllib.parse
 
 import jwt
 import pytest
-import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
-from people import PASSWORD, Client, source_address, submit_login_form, verified_user
+from people import PASSWORD, Client, session, submit_login_form, verified_user
 
 CLI = "helixctl"  # the first-party public client helix-authz ensures at start
 
@@ -30,11 +29,7 @@ def loopback(port=None):
 
 
 def browser(authz, spec):
-    s = requests.Session()
-    s.verify = str(authz.tls["ca"])
-    s.hooks["response"].append(spec.hook)
-    s.headers["X-Forwarded-For"] = source_address()
-    return s
+    return session(authz, spec)
 
 
 def authorize(authz, b, url, email, password=PASSWORD):
@@ -65,12 +60,8 @@ def location_params(r):
 
 
 def oauth_client(authz, spec, redirect_uri, client_id=CLI, scope="account models:read"):
-    c = OAuth2Session(client_id=client_id, scope=scope, redirect_uri=redirect_uri, code_challenge_method="S256",
-                      token_endpoint_auth_method="none")
-    c.verify = str(authz.tls["ca"])
-    c.hooks["response"].append(spec.hook)
-    c.headers["X-Forwarded-For"] = source_address()
-    return c
+    return session(authz, spec, s=OAuth2Session(client_id=client_id, scope=scope, redirect_uri=redirect_uri,
+                                                code_challenge_method="S256", token_endpoint_auth_method="none"))
 
 
 def grant(authz, spec, email, scope="account models:read", redirect_uri=None):
@@ -333,8 +324,7 @@ def test_login_return_to_stays_on_the_authorize_endpoint(authz, spec, mailpit, r
 
 def test_revoking_the_refresh_token_logs_out(authz, spec, person):
     c, token, _ = grant(authz, spec, person)
-    r = requests.post(f"{authz.issuer}/oauth2/revoke", verify=str(authz.tls["ca"]), hooks={"response": [spec.hook]},
-                      data={"token": token["refresh_token"], "token_type_hint": "refresh_token", "client_id": CLI})
+    r = browser(authz, spec).post(f"{authz.issuer}/oauth2/revoke", data={"token": token["refresh_token"], "token_type_hint": "refresh_token", "client_id": CLI})
     assert r.status_code == 200, r.text
     with pytest.raises(OAuthError):
         c.refresh_token(f"{authz.issuer}/oauth2/token")
@@ -357,9 +347,7 @@ def test_bearer_logout_and_the_account_scope(authz, spec, person):
 
 def test_a_machine_token_is_not_a_person(authz, spec):
     cl = authz.helixctl("clients", "create", "--name", "machine", "--scope", "models:read")
-    r = requests.post(f"{authz.issuer}/oauth2/token", data={"grant_type": "client_credentials",
-                                                             "client_id": cl["client_id"],
-                                                             "client_secret": cl["client_secret"]},
-                      verify=str(authz.tls["ca"]), hooks={"response": [spec.hook]})
+    r = browser(authz, spec).post(f"{authz.issuer}/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": cl["client_id"], "client_secret": cl["client_secret"]})
     assert r.status_code == 200, r.text
     assert bearer(authz, spec, r.json()["access_token"]).get("/api/v1/account").status_code == 401
