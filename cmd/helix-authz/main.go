@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -25,13 +26,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/helixflow/helixflow/extauthz/accounts"
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/server"
+	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/identity"
@@ -74,6 +78,13 @@ type options struct {
 	smtpPasswordFile string
 	publicURL        string
 
+	// People's sessions, passwords and mailed links.
+	sessionIdle, sessionLifetime, tokenSessionLifetime time.Duration
+	password                                           password.Params
+	passwordMemory, passwordIterations                 uint
+	passwordParallelism                                uint
+	emailVerifyLifetime, passwordResetLifetime         time.Duration
+
 	logLevel string
 }
 
@@ -108,7 +119,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.oauthLimit.Rate, "oauth-rate-limit", 100, "requests per second each source address may make to /oauth2/* (429 beyond); 0: no limit")
 	fs.IntVar(&o.oauthLimit.Burst, "oauth-rate-burst", 200, "requests a source address may make to /oauth2/* at once")
 	fs.IntVar(&o.oauthLimit.MaxSources, "oauth-rate-sources", sourcelimit.DefaultMaxSources, "source addresses remembered by the /oauth2/* limit (least recently seen forgotten first)")
-	fs.Func("trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For names the source address for the /oauth2/* limit (default none: the peer is the source)", func(v string) (err error) {
+	fs.Func("trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For names the source address, for the /oauth2/* limit and the people's API (throttles, audit trail) (default none: the peer is the source)", func(v string) (err error) {
 		o.oauthLimit.TrustedProxies, err = sourcelimit.ParsePrefixes(v)
 		return err
 	})
@@ -119,6 +130,14 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP password (env HELIX_SMTP_PASSWORD holds it instead)")
 	fs.StringVar(&o.smtp.From, "mail-from", "", "sender address of the mails (required with --smtp-address)")
 	fs.StringVar(&o.publicURL, "public-url", "", "base URL of the links in mails, where people reach helix-authz's pages (default: --issuer)")
+	fs.DurationVar(&o.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "a browser session (the __Host-helix_session cookie) nobody used for this long ends")
+	fs.DurationVar(&o.sessionLifetime, "session-lifetime", session.DefaultLifetime, "a browser session ends this long after its login, used or not")
+	fs.DurationVar(&o.tokenSessionLifetime, "token-session-lifetime", session.DefaultTokenLifetime, "an app's sign-in (helixctl login: its refresh-token chain) ends this long after it began")
+	fs.UintVar(&o.passwordMemory, "password-memory-kib", uint(password.Minimum.MemoryKiB), "argon2id memory of new password hashes in KiB (at least OWASP's minimum, the default); raising it rehashes each password at its next login")
+	fs.UintVar(&o.passwordIterations, "password-iterations", uint(password.Minimum.Iterations), "argon2id iterations of new password hashes (at least the default)")
+	fs.UintVar(&o.passwordParallelism, "password-parallelism", uint(password.Minimum.Parallelism), "argon2id parallelism of new password hashes (at least the default, at most 255)")
+	fs.DurationVar(&o.emailVerifyLifetime, "email-verify-lifetime", accounts.DefaultVerifyLinkLifetime, "how long a mailed address-verification or email-change link works")
+	fs.DurationVar(&o.passwordResetLifetime, "password-reset-lifetime", accounts.DefaultResetLinkLifetime, "how long a mailed password-reset link works")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -163,6 +182,23 @@ func parseFlags(args []string) (*options, error) {
 				return nil, fmt.Errorf("%s needs --smtp-address", name)
 			}
 		}
+	}
+	if o.passwordMemory > math.MaxUint32 || o.passwordIterations > math.MaxUint32 || o.passwordParallelism > math.MaxUint8 {
+		return nil, errors.New("--password-memory-kib, --password-iterations or --password-parallelism is out of range")
+	}
+	o.password = password.Params{MemoryKiB: uint32(o.passwordMemory), Iterations: uint32(o.passwordIterations), Parallelism: uint8(o.passwordParallelism)}
+	if err := o.password.Validate(); err != nil {
+		return nil, fmt.Errorf("--password-memory-kib, --password-iterations, --password-parallelism: %w", err)
+	}
+	for name, d := range map[string]time.Duration{"--session-idle-timeout": o.sessionIdle, "--session-lifetime": o.sessionLifetime,
+		"--token-session-lifetime": o.tokenSessionLifetime, "--email-verify-lifetime": o.emailVerifyLifetime,
+		"--password-reset-lifetime": o.passwordResetLifetime} {
+		if d <= 0 {
+			return nil, fmt.Errorf("%s %s must be positive", name, d)
+		}
+	}
+	if o.sessionIdle > o.sessionLifetime {
+		return nil, fmt.Errorf("--session-idle-timeout %s is longer than --session-lifetime %s", o.sessionIdle, o.sessionLifetime)
 	}
 	if o.auditRetention < 0 {
 		return nil, fmt.Errorf("--audit-retention %s must not be negative (0 keeps every row)", o.auditRetention)
@@ -320,6 +356,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		Issuer: o.issuer, Audience: o.audience, TokenLifetime: o.tokenLifetime, SigningAlg: o.signingAlg,
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, AuditRetention: o.auditRetention,
 		Mail: mailer, PublicURL: o.publicURL,
+		SessionIdleTimeout: o.sessionIdle, SessionLifetime: o.sessionLifetime, TokenSessionLifetime: o.tokenSessionLifetime,
+		Password: o.password, EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
