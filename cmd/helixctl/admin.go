@@ -16,7 +16,7 @@ import (
 
 // adminFlags are the flags every admin API command takes.
 type adminFlags struct {
-	url, tokenFile, output string
+	url, tokenFile, output, operator string
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
@@ -24,6 +24,8 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 		"admin API URL (env HELIX_ADMIN_URL); plain http only to a loopback address")
 	fs.StringVar(&a.tokenFile, "admin-token-file", "", "file holding the admin API token (default: env HELIX_ADMIN_TOKEN)")
 	fs.StringVar(&a.output, "output", "table", "table or json")
+	fs.StringVar(&a.operator, "operator", "", "the person acting, sent as the Helix-Operator header and kept in the audit trail "+
+		"(default: env HELIX_OPERATOR, else your OS user@host)")
 }
 
 func (a *adminFlags) client() (*admin.Client, error) {
@@ -34,7 +36,14 @@ func (a *adminFlags) client() (*admin.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return admin.NewClient(a.url, token, nil)
+	c, err := admin.NewClient(a.url, token, nil)
+	if err != nil {
+		return nil, err
+	}
+	if a.operator != "" {
+		c.Operator = a.operator
+	}
+	return c, nil
 }
 
 func (a *adminFlags) print(out io.Writer, v any, table func(*tabwriter.Writer)) error {

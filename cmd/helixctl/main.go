@@ -5,6 +5,8 @@
 //	helixctl clients create|list|get|update|delete|rotate-secret ...
 //	helixctl apikeys create|list|revoke ...
 //	helixctl keys rotate
+//	helixctl users list|get|set-admin ...
+//	helixctl orgs list|get|create|policy ...
 //	helixctl status                          [--xds-status-url URL]
 //	helixctl alerts list|silence             [--alertmanager-url URL]
 //	helixctl pki init                        [--dir .helix/pki] [--force]
@@ -12,7 +14,8 @@
 // The admin API is found through --admin-url or HELIX_ADMIN_URL, its token
 // in --admin-token-file or HELIX_ADMIN_TOKEN (never a flag's value: the
 // command line is visible to every user), and sent over plain http only to
-// a loopback address. The database is found through HELIX_DATABASE_URL, or
+// a loopback address. Every admin call names the person acting in the
+// Helix-Operator header: --operator, HELIX_OPERATOR or the OS user@host. The database is found through HELIX_DATABASE_URL, or
 // --database-url when the URL holds no password. --output json prints
 // machine-readable results.
 package main
@@ -59,6 +62,8 @@ commands:
   clients  create|list|get|update|delete|rotate-secret
   apikeys  create|list|revoke
   keys     rotate                             create the next token-signing key
+  users    list|get|set-admin                 people's accounts; the platform-admin flag
+  orgs     list|get|create|policy             organizations and the limits their members create within
   pki      init                               create the local development CA and certificates
   status                                      helix-xds: config versions, connected Envoys, rejected configs
   alerts   list|silence                       Alertmanager's alerts; silence some
@@ -93,6 +98,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runAPIKeys(ctx, sub, rest, out)
 	case "keys":
 		return runKeys(ctx, sub, rest, out)
+	case "users":
+		return runUsers(ctx, sub, rest, out)
+	case "orgs":
+		return runOrgs(ctx, sub, rest, out)
 	case "pki":
 		return runPKI(ctx, sub, rest, out)
 	case "alerts":
