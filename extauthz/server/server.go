@@ -83,6 +83,9 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names a people's
 	// API caller's source address (throttles, audit trail).
 	TrustedProxies []netip.Prefix
+	// RefreshTokenLifetime is the idle lifetime of people's refresh
+	// tokens (--refresh-token-lifetime; zero: oauth's default, 7 days).
+	RefreshTokenLifetime time.Duration
 
 	// Registerer receives the metrics (optional).
 	Registerer prometheus.Registerer
@@ -128,6 +131,9 @@ type Server struct {
 	retention   time.Duration // of audit rows
 	log         *slog.Logger
 	wg          sync.WaitGroup
+	// firstParty is helixctl's client, ensured at start (nil without
+	// OAuth for people).
+	firstParty *store.Client
 }
 
 // New connects to the database and builds every part; Run starts the
@@ -161,6 +167,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := s.Keys.Refresh(ctx); err != nil {
 		cfg.Logger.Warn("signing keys not loaded yet", "error", err)
+	}
+	if s.firstParty != nil {
+		// helixctl login's client; an admin's changes to it are kept.
+		if _, err := db.EnsureClient(ctx, s.firstParty); err != nil {
+			cfg.Logger.Warn("first-party client not ensured; helixctl login fails until a restart ensures it",
+				"client_id", s.firstParty.ID, "error", err)
+		}
 	}
 	return s, nil
 }
@@ -232,31 +245,50 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	oauthServer, err := oauth.New(oauth.Config{
+	s.PublicURL = cfg.PublicURL
+	if s.PublicURL == "" {
+		s.PublicURL = cfg.Issuer
+	}
+	// The session manager verifies people's bearer tokens with the OAuth
+	// server, which keeps its grants in the manager's token sessions.
+	bearer := &lateBearer{}
+	if s.Sessions, err = session.New(session.Config{
+		DB: db.Pool(), IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
+		TokenLifetime: cfg.TokenSessionLifetime, PublicOrigin: s.PublicURL, Bearer: bearer, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	oauthCfg := oauth.Config{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.Audience, TokenLifetime: cfg.TokenLifetime,
 		Clients: clients, Revocations: db, Keys: km, Hasher: hasher, Logger: log, Registerer: cfg.Registerer,
-	})
+	}
+	if cfg.Mail != nil {
+		// OAuth for people needs people, who need the accounts (mail).
+		sources := sourcelimit.Sources{Trusted: cfg.TrustedProxies}
+		oauthCfg.People = &oauth.People{
+			Grants: db, Sessions: s.Sessions, Resolve: s.Sessions.Middleware,
+			RefreshTokenLifetime: cfg.RefreshTokenLifetime,
+			Source: func(r *http.Request) string {
+				if a, ok := sources.Source(r); ok {
+					return a.String()
+				}
+				return ""
+			},
+		}
+	}
+	oauthServer, err := oauth.New(oauthCfg)
 	if err != nil {
 		return nil, err
 	}
+	bearer.v = oauthServer
 	if cfg.Mail != nil {
 		if s.Mail, err = mail.NewQueue(mail.QueueConfig{Sender: cfg.Mail, Registerer: cfg.Registerer, Logger: log}); err != nil {
 			return nil, err
 		}
 	}
-	s.PublicURL = cfg.PublicURL
-	if s.PublicURL == "" {
-		s.PublicURL = cfg.Issuer
-	}
 	s.OAuth = oauthServer.Handler()
 	s.Public = http.NewServeMux()
 	s.Public.Handle("/", s.OAuth)
-	if s.Sessions, err = session.New(session.Config{
-		DB: db.Pool(), IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
-		TokenLifetime: cfg.TokenSessionLifetime, PublicOrigin: s.PublicURL, Logger: log,
-	}); err != nil {
-		return nil, err
-	}
 	if s.Mail != nil {
 		passwords, err := password.New(password.Config{Params: cfg.Password})
 		if err != nil {
@@ -277,6 +309,9 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.gatewayFile = cfg.GatewayConfig
+	if oauthCfg.People != nil {
+		s.firstParty = oauth.HelixctlClient(gw.DefaultPlan())
+	}
 	if cfg.AdminToken != "" {
 		s.plans = admin.NewPlans(gw.PlanNames(), gw.DefaultPlan())
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken, Logger: log}); err != nil {
@@ -367,6 +402,9 @@ func (s *Server) pruneRevoked(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if _, err := s.Store.PruneGrants(ctx, time.Now()); err != nil {
+			s.log.Warn("prune expired authorization codes and refresh tokens", "error", err)
+		}
 		if _, err := s.Store.PruneRevoked(ctx, time.Now()); err != nil {
 			s.log.Warn("prune revoked tokens", "error", err)
 			continue
@@ -406,4 +444,15 @@ func migrate(ctx context.Context, dsn string) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+// lateBearer is the session manager's BearerVerifier, set once the OAuth
+// server (which needs the manager) exists.
+type lateBearer struct{ v session.BearerVerifier }
+
+func (b *lateBearer) VerifyUserToken(ctx context.Context, raw string) (string, string, []string, error) {
+	if b.v == nil {
+		return "", "", nil, errors.New("server: no bearer verifier")
+	}
+	return b.v.VerifyUserToken(ctx, raw)
 }
