@@ -61,6 +61,10 @@ type Config struct {
 	UserTokens UserTokenVerifier
 	// Audit receives every action (nil: none recorded).
 	Audit audit.Recorder
+	// Trail serves the audit endpoints, PersonalData the users' export
+	// and erasure (privacy.go; nil: they answer 501).
+	Trail        AuditTrail
+	PersonalData PersonalData
 	// Source returns a request's source address for the audit trail
 	// (nil: the TCP peer).
 	Source func(*http.Request) string
@@ -113,6 +117,7 @@ func Handler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("POST /admin/v1/orgs", a.createOrg)
 	mux.HandleFunc("GET /admin/v1/orgs/{org}", a.getOrg)
 	mux.HandleFunc("PUT /admin/v1/orgs/{org}/policy", a.setOrgPolicy)
+	a.privacyRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin endpoint")
 	})

@@ -72,6 +72,8 @@ func NewClient(baseURL, token string, hc *http.Client) (*Client, error) {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, Operator: DefaultOperator(), HTTP: hc}, nil
 }
 
+// do sends body as JSON and decodes the answer into out, or copies it to
+// out when out is an io.Writer.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -97,6 +99,14 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("admin API: %w", err)
 	}
 	defer resp.Body.Close()
+	if w, ok := out.(io.Writer); ok && resp.StatusCode < 300 {
+		// A stream (an export): copied as it comes, never held whole; a
+		// connection the server cut midway is an error here.
+		if _, err := io.Copy(w, resp.Body); err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		return nil
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)
