@@ -80,6 +80,7 @@ type options struct {
 
 	// People's sessions, passwords and mailed links.
 	sessionIdle, sessionLifetime, tokenSessionLifetime time.Duration
+	refreshTokenLifetime                               time.Duration
 	password                                           password.Params
 	passwordMemory, passwordIterations                 uint
 	passwordParallelism                                uint
@@ -133,6 +134,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "a browser session (the __Host-helix_session cookie) nobody used for this long ends")
 	fs.DurationVar(&o.sessionLifetime, "session-lifetime", session.DefaultLifetime, "a browser session ends this long after its login, used or not")
 	fs.DurationVar(&o.tokenSessionLifetime, "token-session-lifetime", session.DefaultTokenLifetime, "an app's sign-in (helixctl login: its refresh-token chain) ends this long after it began")
+	fs.DurationVar(&o.refreshTokenLifetime, "refresh-token-lifetime", oauth.DefaultRefreshTokenLifetime, "a person's refresh token unused this long expires (each refresh gives a new one; --token-session-lifetime bounds the chain)")
 	fs.UintVar(&o.passwordMemory, "password-memory-kib", uint(password.Minimum.MemoryKiB), "argon2id memory of new password hashes in KiB (at least OWASP's minimum, the default); raising it rehashes each password at its next login")
 	fs.UintVar(&o.passwordIterations, "password-iterations", uint(password.Minimum.Iterations), "argon2id iterations of new password hashes (at least the default)")
 	fs.UintVar(&o.passwordParallelism, "password-parallelism", uint(password.Minimum.Parallelism), "argon2id parallelism of new password hashes (at least the default, at most 255)")
@@ -192,7 +194,7 @@ func parseFlags(args []string) (*options, error) {
 	}
 	for name, d := range map[string]time.Duration{"--session-idle-timeout": o.sessionIdle, "--session-lifetime": o.sessionLifetime,
 		"--token-session-lifetime": o.tokenSessionLifetime, "--email-verify-lifetime": o.emailVerifyLifetime,
-		"--password-reset-lifetime": o.passwordResetLifetime} {
+		"--password-reset-lifetime": o.passwordResetLifetime, "--refresh-token-lifetime": o.refreshTokenLifetime} {
 		if d <= 0 {
 			return nil, fmt.Errorf("%s %s must be positive", name, d)
 		}
@@ -357,7 +359,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, AuditRetention: o.auditRetention,
 		Mail: mailer, PublicURL: o.publicURL,
 		SessionIdleTimeout: o.sessionIdle, SessionLifetime: o.sessionLifetime, TokenSessionLifetime: o.tokenSessionLifetime,
-		Password: o.password, EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
+		RefreshTokenLifetime: o.refreshTokenLifetime, Password: o.password,
+		EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
 		Registerer: reg, Logger: log,
 	})
 	if err != nil {
