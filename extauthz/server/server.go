@@ -314,7 +314,8 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.AdminToken != "" {
 		s.plans = admin.NewPlans(gw.PlanNames(), gw.DefaultPlan())
-		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken, Logger: log}); err != nil {
+		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken,
+			Audit: trail, Trail: trail, PersonalData: privacy, Logger: log}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
