@@ -78,8 +78,8 @@ func userView(u *store.User) UserView {
 
 // PolicyView is an organization's policy.
 type PolicyView struct {
-	Plans      []string `json:"plans"`
-	Scopes     []string `json:"scopes"`
+	Plans      []string `json:"allowed_plans"`
+	Scopes     []string `json:"allowed_scopes"`
 	MaxAPIKeys int      `json:"max_api_keys"`
 	MaxClients int      `json:"max_clients"`
 }
@@ -106,8 +106,8 @@ func ViewPolicy(o *store.Org) PolicyView {
 // PolicyRequest replaces an organization's policy: every field is
 // required (PUT), so that a forgotten one is not silently emptied.
 type PolicyRequest struct {
-	Plans      *[]string `json:"plans"`
-	Scopes     *[]string `json:"scopes"`
+	Plans      *[]string `json:"allowed_plans"`
+	Scopes     *[]string `json:"allowed_scopes"`
 	MaxAPIKeys *int      `json:"max_api_keys"`
 	MaxClients *int      `json:"max_clients"`
 }
@@ -119,9 +119,9 @@ const maxLimit = 100000
 func (p *PolicyRequest) apply(o *store.Org, plans *planSet) error {
 	switch {
 	case p.Plans == nil:
-		return errors.New("plans: required (a list of the gateway's plans, [] for none)")
+		return errors.New("allowed_plans: required (a list of the gateway's plans, [] for none)")
 	case p.Scopes == nil:
-		return errors.New("scopes: required")
+		return errors.New("allowed_scopes: required")
 	case p.MaxAPIKeys == nil:
 		return errors.New("max_api_keys: required")
 	case p.MaxClients == nil:
@@ -129,11 +129,11 @@ func (p *PolicyRequest) apply(o *store.Org, plans *planSet) error {
 	}
 	for _, pl := range *p.Plans {
 		if err := plans.check(pl); err != nil {
-			return fmt.Errorf("plans: %w", err)
+			return fmt.Errorf("allowed_plans: %w", err)
 		}
 	}
 	if len(*p.Scopes) > 0 {
-		if err := checkScopes("scopes", *p.Scopes); err != nil {
+		if err := checkScopes("allowed_scopes", *p.Scopes); err != nil {
 			return err
 		}
 	}

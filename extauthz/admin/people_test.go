@@ -209,7 +209,7 @@ func TestPeopleEndpoints(t *testing.T) {
 		{"POST", "/admin/v1/orgs", `{"name":"x","owner":"unverified@example.com"}`, http.StatusBadRequest, "verified"},
 		{"POST", "/admin/v1/orgs", `{"name":"x","owner":"' OR 1=1 --@x"}`, http.StatusBadRequest, "verified"},
 		{"POST", "/admin/v1/orgs", `{"name":"x","owner":"not-a-uuid"}`, http.StatusBadRequest, "verified"},
-		{"POST", "/admin/v1/orgs", `{"name":"Plain's org","owner":"PLAIN@example.com"}`, http.StatusCreated, `"plans":["free"]`},
+		{"POST", "/admin/v1/orgs", `{"name":"Plain's org","owner":"PLAIN@example.com"}`, http.StatusCreated, `"allowed_plans":["free"]`},
 		{"GET", "/admin/v1/orgs", "", http.StatusOK, "Plain's org"},
 	} {
 		if code, body := as(tc.method, tc.path, tc.body); code != tc.want || !strings.Contains(body, tc.naming) {
@@ -225,19 +225,19 @@ func TestPeopleEndpoints(t *testing.T) {
 		body, naming string
 		want         int
 	}{
-		{`{"plans":["gold"],"scopes":["models:infer"],"max_api_keys":3}`, "max_clients", http.StatusBadRequest},
-		{`{"plans":["platinum"],"scopes":["models:infer"],"max_api_keys":3,"max_clients":1}`, "platinum", http.StatusBadRequest},
-		{`{"plans":["gold"],"scopes":["root"],"max_api_keys":3,"max_clients":1}`, "root", http.StatusBadRequest},
-		{`{"plans":["gold"],"scopes":["models:infer"],"max_api_keys":-1,"max_clients":1}`, "max_api_keys", http.StatusBadRequest},
-		{`{"plans":["gold"],"scopes":["models:infer"],"max_api_keys":100001,"max_clients":1}`, "max_api_keys", http.StatusBadRequest},
-		{`{"plans":["gold","free","gold"],"scopes":["models:infer"],"max_api_keys":3,"max_clients":1}`, `"plans":["free","gold"]`, http.StatusOK},
+		{`{"allowed_plans":["gold"],"allowed_scopes":["models:infer"],"max_api_keys":3}`, "max_clients", http.StatusBadRequest},
+		{`{"allowed_plans":["platinum"],"allowed_scopes":["models:infer"],"max_api_keys":3,"max_clients":1}`, "platinum", http.StatusBadRequest},
+		{`{"allowed_plans":["gold"],"allowed_scopes":["root"],"max_api_keys":3,"max_clients":1}`, "root", http.StatusBadRequest},
+		{`{"allowed_plans":["gold"],"allowed_scopes":["models:infer"],"max_api_keys":-1,"max_clients":1}`, "max_api_keys", http.StatusBadRequest},
+		{`{"allowed_plans":["gold"],"allowed_scopes":["models:infer"],"max_api_keys":100001,"max_clients":1}`, "max_api_keys", http.StatusBadRequest},
+		{`{"allowed_plans":["gold","free","gold"],"allowed_scopes":["models:infer"],"max_api_keys":3,"max_clients":1}`, `"allowed_plans":["free","gold"]`, http.StatusOK},
 	} {
 		if code, body := as("PUT", policy, tc.body); code != tc.want || !strings.Contains(body, tc.naming) {
 			t.Fatalf("PUT policy %s: %d %s, want %d naming %q", tc.body, code, body, tc.want, tc.naming)
 		}
 	}
 	if code, _ := as("PUT", "/admin/v1/orgs/00000000-0000-0000-0000-000000000000/policy",
-		`{"plans":[],"scopes":[],"max_api_keys":0,"max_clients":0}`); code != http.StatusNotFound {
+		`{"allowed_plans":[],"allowed_scopes":[],"max_api_keys":0,"max_clients":0}`); code != http.StatusNotFound {
 		t.Fatalf("policy of an unknown organization: %d, want 404", code)
 	}
 	if ev := e.trail.last(); ev.Action != "admin.orgs.set_policy" || ev.Result != audit.ResultFailure {

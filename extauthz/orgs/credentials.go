@@ -30,13 +30,14 @@ func clientView(c *store.Client) ClientView {
 
 // ClientRequest creates or (with only some fields set) changes an
 // organization's client. Organizations' clients are confidential
-// client-credentials clients with the gateway's audience.
+// client-credentials clients.
 type ClientRequest struct {
-	Name    *string   `json:"name"`
-	Scopes  *[]string `json:"scopes"`
-	Models  *[]string `json:"models"`
-	Plan    *string   `json:"plan"`
-	Enabled *bool     `json:"enabled"`
+	Name     *string   `json:"name"`
+	Scopes   *[]string `json:"scopes"`
+	Models   *[]string `json:"models"`
+	Audience *[]string `json:"audience"`
+	Plan     *string   `json:"plan"`
+	Enabled  *bool     `json:"enabled"`
 }
 
 // KeyView is an organization's API key with its use: last_used_at and the
@@ -146,7 +147,7 @@ func (a *API) orgClient(w http.ResponseWriter, c *call) (*store.Client, bool) {
 }
 
 func (r *ClientRequest) admin() admin.ClientRequest {
-	return admin.ClientRequest{Name: r.Name, Scopes: r.Scopes, Models: r.Models, Plan: r.Plan, Enabled: r.Enabled}
+	return admin.ClientRequest{Name: r.Name, Scopes: r.Scopes, Models: r.Models, Audience: r.Audience, Plan: r.Plan, Enabled: r.Enabled}
 }
 
 func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
@@ -352,7 +353,7 @@ func (a *API) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "API key usage", err)
 		return
 	}
-	webapi.WriteJSON(w, http.StatusOK, map[string]any{"api_keys": out})
+	webapi.WriteJSON(w, http.StatusOK, map[string]any{"apikeys": out})
 }
 
 func (a *API) createAPIKey(w http.ResponseWriter, r *http.Request) {

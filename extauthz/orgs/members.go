@@ -60,7 +60,7 @@ func (a *API) listOrgs(w http.ResponseWriter, r *http.Request) {
 	for i := range list {
 		out = append(out, OrgView{OrgView: admin.ViewOrg(&list[i].Org), Role: list[i].Role})
 	}
-	webapi.WriteJSON(w, http.StatusOK, map[string]any{"organizations": out})
+	webapi.WriteJSON(w, http.StatusOK, map[string]any{"orgs": out})
 }
 
 func (a *API) createOrg(w http.ResponseWriter, r *http.Request) {

@@ -231,7 +231,7 @@ func TestPolicy(t *testing.T) {
 		t.Error("policy refusal not audited as denied")
 	}
 	var pol struct {
-		Plans      []string `json:"plans"`
+		Plans      []string `json:"allowed_plans"`
 		MaxAPIKeys int      `json:"max_api_keys"`
 	}
 	if code, body := e.call(t, owner, "GET", "/api/v1/orgs/"+org+"/policy", nil, &pol); code != http.StatusOK || !slices.Equal(pol.Plans, []string{"gold"}) || pol.MaxAPIKeys != 5 {
@@ -249,8 +249,8 @@ func TestNewOrgDefaults(t *testing.T) {
 		Name   string `json:"name"`
 		Role   string `json:"role"`
 		Policy struct {
-			Plans      []string `json:"plans"`
-			Scopes     []string `json:"scopes"`
+			Plans      []string `json:"allowed_plans"`
+			Scopes     []string `json:"allowed_scopes"`
 			MaxAPIKeys int      `json:"max_api_keys"`
 			MaxClients int      `json:"max_clients"`
 		} `json:"policy"`
@@ -263,11 +263,11 @@ func TestNewOrgDefaults(t *testing.T) {
 		t.Fatalf("new organization %+v", o)
 	}
 	var list struct {
-		Organizations []struct {
+		Orgs []struct {
 			ID, Role string
-		} `json:"organizations"`
+		} `json:"orgs"`
 	}
-	if code, body := e.call(t, u, "GET", "/api/v1/orgs", nil, &list); code != http.StatusOK || len(list.Organizations) != 1 || list.Organizations[0].ID != o.ID {
+	if code, body := e.call(t, u, "GET", "/api/v1/orgs", nil, &list); code != http.StatusOK || len(list.Orgs) != 1 || list.Orgs[0].ID != o.ID {
 		t.Fatalf("list: %d %s", code, body)
 	}
 	for _, bad := range []string{`{}`, `{"name":""}`, `{"name":"a\u0000b"}`, `{"name":"\u202e evil"}`, `{"name":"x","extra":1}`, `{"name":` + `"` + strings.Repeat("n", 201) + `"}`} {
@@ -431,7 +431,7 @@ func TestUsage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var list struct {
-		APIKeys []keyOut `json:"api_keys"`
+		APIKeys []keyOut `json:"apikeys"`
 	}
 	if code, body := e.call(t, owner, "GET", "/api/v1/orgs/"+org+"/apikeys", nil, &list); code != http.StatusOK || len(list.APIKeys) != 1 {
 		t.Fatalf("list: %d %s", code, body)
