@@ -139,12 +139,12 @@ class Client:
             headers.setdefault("Authorization", f"Bearer {self.bearer}")
         elif csrf and self.csrf and method.upper() not in ("GET", "HEAD", "OPTIONS"):
             headers.setdefault("X-CSRF-Token", self.csrf)
-        for _ in range(4 if patient else 1):
+        tries = 4 if patient else 1
+        for i in range(tries):
             r = self.s.request(method, self.base + path, json=json, headers=headers, timeout=60, **kw)
-            if r.status_code != 429:
-                break
+            if r.status_code != 429 or i == tries - 1:
+                return r
             time.sleep(min(float(r.headers.get("Retry-After", "1")), 5) + 0.05)
-        return r
 
     def get(self, path, **kw):
         return self.call("GET", path, **kw)
