@@ -5,7 +5,8 @@
 //	helixctl clients create|list|get|update|delete|rotate-secret ...
 //	helixctl apikeys create|list|revoke ...
 //	helixctl keys rotate
-//	helixctl users list|get|set-admin ...
+//	helixctl users list|get|set-admin|export|erase ...
+//	helixctl audit list|verify|export ...
 //	helixctl orgs list|get|create|policy ...
 //	helixctl status                          [--xds-status-url URL]
 //	helixctl alerts list|silence             [--alertmanager-url URL]
@@ -63,6 +64,8 @@ commands:
   apikeys  create|list|revoke
   keys     rotate                             create the next token-signing key
   users    list|get|set-admin                 people's accounts; the platform-admin flag
+  users    export|erase ID                    everything held about a person (JSON); GDPR erasure
+  audit    list|verify|export                 the audit trail; check its hash chain; JSON Lines
   orgs     list|get|create|policy             organizations and the limits their members create within
   pki      init                               create the local development CA and certificates
   status                                      helix-xds: config versions, connected Envoys, rejected configs
@@ -99,7 +102,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case "keys":
 		return runKeys(ctx, sub, rest, out)
 	case "users":
+		if sub == "export" || sub == "erase" {
+			return runUsersPrivacy(ctx, sub, rest, out)
+		}
 		return runUsers(ctx, sub, rest, out)
+	case "audit":
+		return runAudit(ctx, sub, rest, out)
 	case "orgs":
 		return runOrgs(ctx, sub, rest, out)
 	case "pki":

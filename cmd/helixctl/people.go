@@ -26,7 +26,7 @@ func runUsers(ctx context.Context, sub string, args []string, out io.Writer) err
 	switch sub {
 	case "list", "get", "set-admin":
 	default:
-		return fmt.Errorf("%w: unknown subcommand users %q (list, get, set-admin)", errUsage, sub)
+		return fmt.Errorf("%w: unknown subcommand users %q (list, get, set-admin, export, erase)", errUsage, sub)
 	}
 	var af adminFlags
 	fs := flag.NewFlagSet("users "+sub, flag.ContinueOnError)
