@@ -92,6 +92,7 @@ type env struct {
 
 type options struct {
 	mailSourceBurst int
+	password        password.Params // zero: the minimum
 }
 
 func newEnv(t *testing.T, opt options) *env {
@@ -136,7 +137,7 @@ func newEnv(t *testing.T, opt options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher, err := password.New(password.Config{})
+	hasher, err := password.New(password.Config{Params: opt.password})
 	if err != nil {
 		t.Fatal(err)
 	}

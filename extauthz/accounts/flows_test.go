@@ -2,10 +2,12 @@ package accounts_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/session"
 )
 
@@ -66,19 +68,10 @@ func TestSignupVerifyLoginLogout(t *testing.T) {
 		t.Errorf("audit trail %+v", e.audit.events)
 	}
 	for _, ev := range e.audit.events {
-		if ev.Actor == "" || contains(ev.Actor, "@") || contains(ev.Target, "@") {
+		if ev.Actor == "" || strings.Contains(ev.Actor, "@") || strings.Contains(ev.Target, "@") {
 			t.Errorf("audit event names a person instead of a reference: %+v", ev)
 		}
 	}
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // Sign-up and reset answer the same whether the address has an account.
@@ -215,7 +208,36 @@ func TestSessionsEndAndDelete(t *testing.T) {
 	if len(e.gdpr.erased) != 1 || e.gdpr.erased[0] != a2["id"] || e.gdpr.by[0].Actor != "user:"+a2["id"].(string) {
 		t.Errorf("erasure %v by %+v", e.gdpr.erased, e.gdpr.by)
 	}
-	if c := a3.header.Get("Set-Cookie"); !contains(c, session.CookieName+"=;") {
+	if c := a3.header.Get("Set-Cookie"); !strings.Contains(c, session.CookieName+"=;") {
 		t.Errorf("the cookie was not cleared: %q", c)
 	}
+}
+
+// A login under a hash weaker than the current parameters rehashes it.
+func TestLoginRehashes(t *testing.T) {
+	raised := password.Params{MemoryKiB: password.Minimum.MemoryKiB, Iterations: password.Minimum.Iterations + 1, Parallelism: 1}
+	e := newEnv(t, options{password: raised})
+	e.signedUp("old@example.test", "198.51.100.40")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	minimum, err := password.New(password.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak, err := minimum.Hash(ctx, goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec(ctx, `UPDATE users SET password_hash = $1`, weak); err != nil {
+		t.Fatal(err)
+	}
+	e.browser("198.51.100.41").login("old@example.test", goodPassword)
+	var stored string
+	if err := e.db.QueryRow(ctx, `SELECT password_hash FROM users`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stored, "$m=19456,t=3,p=1$") {
+		t.Errorf("the hash was not raised: %s", stored)
+	}
+	e.browser("198.51.100.42").login("old@example.test", goodPassword)
 }
