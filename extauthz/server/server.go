@@ -28,6 +28,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/extauthz/orgs"
 	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/secret"
@@ -124,7 +125,7 @@ type Server struct {
 	lookups *prometheus.CounterVec
 	// marks: mark id -> channel closed when the mark arrives.
 	marks       sync.Map
-	plans       *admin.Plans       // nil without the admin API
+	plans       *admin.Plans       // the gateway's, for the admin API and the organizations'
 	limiter     *ratelimit.Limiter // nil without plan limits
 	redis       *ratelimit.Redis
 	gatewayFile string
@@ -262,18 +263,18 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		Issuer: cfg.Issuer, DefaultAudience: cfg.Audience, TokenLifetime: cfg.TokenLifetime,
 		Clients: clients, Revocations: db, Keys: km, Hasher: hasher, Logger: log, Registerer: cfg.Registerer,
 	}
+	sources := sourcelimit.Sources{Trusted: cfg.TrustedProxies}
+	source := func(r *http.Request) string {
+		if a, ok := sources.Source(r); ok {
+			return a.String()
+		}
+		return ""
+	}
 	if cfg.Mail != nil {
 		// OAuth for people needs people, who need the accounts (mail).
-		sources := sourcelimit.Sources{Trusted: cfg.TrustedProxies}
 		oauthCfg.People = &oauth.People{
 			Grants: db, Sessions: s.Sessions, Resolve: s.Sessions.Middleware,
-			RefreshTokenLifetime: cfg.RefreshTokenLifetime,
-			Source: func(r *http.Request) string {
-				if a, ok := sources.Source(r); ok {
-					return a.String()
-				}
-				return ""
-			},
+			RefreshTokenLifetime: cfg.RefreshTokenLifetime, Source: source,
 		}
 	}
 	oauthServer, err := oauth.New(oauthCfg)
@@ -309,13 +310,23 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.gatewayFile = cfg.GatewayConfig
+	s.plans = admin.NewPlans(gw.PlanNames(), gw.DefaultPlan())
+	if s.Accounts != nil {
+		// Organizations are people's: on with the people's API.
+		orgsAPI, err := orgs.New(orgs.Config{Store: db, Hasher: hasher, Plans: s.plans, Audit: trail, Source: source, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		h := s.Sessions.Middleware(s.Sessions.Require(s.readYourWrites(orgsAPI)))
+		s.Public.Handle("/api/v1/orgs", h)
+		s.Public.Handle("/api/v1/orgs/", h)
+	}
 	if oauthCfg.People != nil {
 		s.firstParty = oauth.HelixctlClient(gw.DefaultPlan())
 	}
 	if cfg.AdminToken != "" {
-		s.plans = admin.NewPlans(gw.PlanNames(), gw.DefaultPlan())
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken,
-			Audit: trail, Trail: trail, PersonalData: privacy, Logger: log}); err != nil {
+			Audit: trail, Trail: trail, PersonalData: privacy, People: db, UserTokens: oauthServer, Source: source, Logger: log}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
