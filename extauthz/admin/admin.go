@@ -137,13 +137,22 @@ type ClientView struct {
 	Enabled      bool      `json:"enabled"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// A client people sign in to (AppFields).
+	Public       bool     `json:"public"`
+	RedirectURIs []string `json:"redirect_uris"`
+	GrantTypes   []string `json:"grant_types"`
 }
 
 // ViewClient returns c as the admin API shows it (no secret).
 func ViewClient(c *store.Client) ClientView {
+	gts := c.GrantTypes
+	if len(gts) == 0 {
+		gts = []string{store.GrantClientCredentials}
+	}
 	return ClientView{
 		ClientID: c.ID, Name: c.Name, Scopes: nonNil(c.Scopes), Models: nonNil(c.Models), Audience: nonNil(c.Audience),
 		Plan: c.Plan, Enabled: c.Enabled, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Public: c.Public, RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: gts,
 	}
 }
 
@@ -202,14 +211,21 @@ func (r *ClientRequest) apply(c *store.Client, plans *planSet) error {
 }
 
 func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
-	var req ClientRequest
+	var req struct {
+		ClientRequest
+		AppFields
+	}
 	if !decode(w, r, &req) {
 		return
 	}
 	// No model until granted (--model): a scope alone reaches nothing.
 	plans := a.cfg.Plans.get()
 	c := &store.Client{Plan: plans.def, Models: []string{}, Enabled: true}
-	if err := req.apply(c, plans); err != nil {
+	if err := req.ClientRequest.apply(c, plans); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := req.AppFields.apply(c); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -227,7 +243,12 @@ func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "generate client secret", err)
 		return
 	}
-	c.ID, c.SecretHash = id, a.cfg.Hasher.Hash(sec)
+	c.ID = id
+	if c.Public {
+		sec = "" // a public client has no secret
+	} else {
+		c.SecretHash = a.cfg.Hasher.Hash(sec)
+	}
 	if err := a.cfg.Store.CreateClient(r.Context(), c); err != nil {
 		a.audit(r, "admin.clients.create", "client:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "create client", err)

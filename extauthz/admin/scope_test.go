@@ -7,13 +7,16 @@ import (
 	"github.com/helixflow/helixflow/extauthz/oauth"
 )
 
-// A client can be given the introspection scope; nothing else under
+// A client can be given the introspection scope, and an app people sign
+// in to the people's scopes (account, helix:admin); nothing else under
 // "helix:" is a scope.
 func TestValidScopeIntrospect(t *testing.T) {
 	for s, want := range map[string]bool{
 		oauth.ScopeIntrospect: true,
+		oauth.ScopeAdmin:      true,
+		oauth.ScopeAccount:    true,
 		"helix:":              false,
-		"helix:admin":         false,
+		"helix:admins":        false,
 		"helix:introspect ":   false,
 	} {
 		if got := validScope(s); got != want {
