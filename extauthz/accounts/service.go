@@ -193,7 +193,7 @@ type caller struct {
 }
 
 func (s *Service) caller(r *http.Request) caller {
-	c := caller{userAgent: clip(r.UserAgent(), 512)}
+	c := caller{userAgent: session.Clip(r.UserAgent(), 512)}
 	if a, ok := s.cfg.Sources.Source(r); ok {
 		c.addr, c.source = a, a.String()
 	}
@@ -352,14 +352,4 @@ func (s *Service) send(ctx context.Context, m mail.Message) {
 
 func (s *Service) link(path, token string) string {
 	return s.public + path + "?token=" + token
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }

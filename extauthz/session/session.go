@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -210,7 +211,7 @@ func (m *Manager) CreateBrowserSession(ctx context.Context, userID, source, user
 		INSERT INTO sessions (secret_hash, user_id, kind, csrf_hash, source, user_agent, expires_at)
 		VALUES ($1, $2, 'browser', $3, $4, $5, now() + make_interval(secs => $6))
 		RETURNING id::text, expires_at`,
-		hash(secret), userID, hash(csrf), clip(source, 64), clip(userAgent, 512), m.life.Seconds(),
+		hash(secret), userID, hash(csrf), Clip(source, 64), Clip(userAgent, 512), m.life.Seconds(),
 	).Scan(&c.ID, &c.ExpiresAt)
 	if err != nil {
 		return Created{}, fmt.Errorf("session: create: %w", err)
@@ -230,7 +231,7 @@ func (m *Manager) CreateTokenSession(ctx context.Context, userID, clientID, sour
 		INSERT INTO sessions (secret_hash, user_id, kind, client_id, source, user_agent, expires_at)
 		VALUES ($1, $2, 'token', $3, $4, $5, now() + make_interval(secs => $6))
 		RETURNING id::text`,
-		hash(secret), userID, clientID, clip(source, 64), clip(userAgent, 512), m.tokenLife.Seconds(),
+		hash(secret), userID, clientID, Clip(source, 64), Clip(userAgent, 512), m.tokenLife.Seconds(),
 	).Scan(&id)
 	if err != nil {
 		return "", fmt.Errorf("session: create token session: %w", err)
@@ -592,15 +593,14 @@ func isUUID(s string) bool {
 // IsUUID reports whether s is a uuid in canonical form.
 func IsUUID(s string) bool { return isUUID(s) }
 
-func clip(s string, n int) string {
+// Clip cuts s to at most n bytes on a rune boundary, so a column with a
+// length limit stays valid UTF-8 (sources, user agents).
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	// Cut on a rune boundary so the column stays valid UTF-8.
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n]
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
