@@ -77,17 +77,24 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 		name, plan              string
 		scopes, models, aud     listFlag
 		disabled, enable, disab bool
+		app                     admin.AppFields
+		redirects, grants       listFlag
 	)
 	switch sub {
 	case "create", "update":
 		fs.StringVar(&name, "name", "", "client name")
 		fs.StringVar(&plan, "plan", "", "rate-limit plan: one of the plans in the gateway config file (create: its ratelimit.default_plan)")
-		fs.Var(&scopes, "scope", "scope (repeatable or comma-separated): models:infer, models:read, models:<model>:infer")
+		fs.Var(&scopes, "scope", "scope (repeatable or comma-separated): models:infer, models:read, models:<model>:infer, helix:introspect; for a client people sign in to also account, helix:admin")
 		fs.Var(&models, "model", "model the client may use (repeatable or comma-separated; \"*\" = every model). "+
 			"create: none unless given; grant later with \"helixctl clients update ID --model NAME\" (update replaces the list)")
 		fs.Var(&aud, "audience", "audience the client may ask tokens for (repeatable)")
 		if sub == "create" {
 			fs.BoolVar(&disabled, "disabled", false, "create the client disabled")
+			fs.BoolVar(&app.Public, "public", false, "a client people sign in to that cannot keep a secret (a native app): no secret, "+
+				"grant types authorization_code,refresh_token, PKCE S256")
+			fs.Var(&redirects, "redirect-uri", "redirect URI of the authorization-code grant (repeatable; https, or http://127.0.0.1/... "+
+				"whose port a public client may vary); matched exactly")
+			fs.Var(&grants, "grant-type", "grant types (comma-separated): client_credentials (the default), authorization_code, refresh_token")
 		} else {
 			fs.BoolVar(&enable, "enable", false, "enable the client (tokens issued before stay invalid: it gets new ones)")
 			fs.BoolVar(&disab, "disable", false, "disable the client: its tokens and API keys stop working at once, "+
@@ -131,13 +138,18 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 			f := false
 			req.Enabled = &f
 		}
-		v, err := c.CreateClient(ctx, req)
+		app.RedirectURIs, app.GrantTypes = redirects, grants
+		v, err := c.CreateAppClient(ctx, req, app)
 		if err != nil {
 			return err
 		}
 		return af.print(out, v, func(tw *tabwriter.Writer) {
 			clientRows(tw, *v)
-			fmt.Fprintf(tw, "\nclient_secret (shown once): %s\n", v.ClientSecret)
+			if v.Public {
+				fmt.Fprintf(tw, "\npublic client: no secret; redirect URIs %s\n", strings.Join(v.RedirectURIs, ", "))
+			} else {
+				fmt.Fprintf(tw, "\nclient_secret (shown once): %s\n", v.ClientSecret)
+			}
 			if len(v.Models) == 0 {
 				fmt.Fprintf(tw, "no model yet: grant with helixctl clients update %s --model NAME (or --model '*')\n", v.ClientID)
 			}

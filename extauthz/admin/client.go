@@ -131,8 +131,18 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 
 // CreateClient creates a client; the result carries its secret.
 func (c *Client) CreateClient(ctx context.Context, req ClientRequest) (*ClientView, error) {
+	return c.CreateAppClient(ctx, req, AppFields{})
+}
+
+// CreateAppClient creates a client people sign in to (app: public,
+// redirect URIs, grant types; zero: a client-credentials client).
+func (c *Client) CreateAppClient(ctx context.Context, req ClientRequest, app AppFields) (*ClientView, error) {
 	var v ClientView
-	return &v, c.do(ctx, http.MethodPost, "/admin/v1/clients", req, &v)
+	body := struct {
+		ClientRequest
+		AppFields
+	}{req, app}
+	return &v, c.do(ctx, http.MethodPost, "/admin/v1/clients", body, &v)
 }
 
 // ListClients lists clients.
