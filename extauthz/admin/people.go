@@ -41,11 +41,8 @@ var DefaultScopes = []string{check.ScopeInfer, check.ScopeRead}
 // gateway's default plan, models:infer and models:read, 10 keys, 5
 // clients. The organizations package and the admin API both create with it.
 func NewOrg(name string, plans *Plans) (*store.Org, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		return nil, errors.New("name: required")
-	}
-	if err := checkName("name", name); err != nil {
+	name, err := OrgName(name)
+	if err != nil {
 		return nil, err
 	}
 	o := &store.Org{Name: name, AllowedScopes: slices.Clone(DefaultScopes), MaxAPIKeys: DefaultMaxAPIKeys, MaxClients: DefaultMaxClients}
@@ -53,6 +50,19 @@ func NewOrg(name string, plans *Plans) (*store.Org, error) {
 		o.AllowedPlans = []string{def}
 	}
 	return o, nil
+}
+
+// OrgName checks an organization's name (not blank, at most 200
+// characters, no control characters) and returns it trimmed.
+func OrgName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return "", errors.New("name: required")
+	}
+	if err := checkName("name", name); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // DefaultPlan is the plan a new client gets when it names none ("" when

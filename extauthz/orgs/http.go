@@ -61,7 +61,7 @@ func (c *call) event(action, target, result string, detail map[string]string) au
 	}
 	return audit.Event{
 		Actor: "user:" + c.userID, Action: action, Target: target, Result: result,
-		Source: c.api.source(c.r), UserAgent: clip(c.r.UserAgent(), 512), Detail: detail,
+		Source: c.api.source(c.r), UserAgent: c.r.UserAgent(), Detail: detail,
 	}
 }
 
@@ -155,12 +155,4 @@ func limitDetail(err error) string {
 
 func badRequest(w http.ResponseWriter, err error) {
 	webapi.WriteError(w, http.StatusBadRequest, webapi.CodeInvalidRequest, err.Error())
-}
-
-// clip cuts s to at most n bytes, on a character boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }

@@ -143,12 +143,12 @@ func (a *API) updateOrg(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Name != nil {
-		o, err := admin.NewOrg(*req.Name, a.cfg.Plans) // the name's one rule
+		name, err := admin.OrgName(*req.Name)
 		if err != nil {
 			badRequest(w, err)
 			return
 		}
-		if err := a.cfg.Store.RenameOrg(r.Context(), c.orgID, o.Name); err != nil {
+		if err := a.cfg.Store.RenameOrg(r.Context(), c.orgID, name); err != nil {
 			c.record("org.update", "org:"+c.orgID, audit.ResultFailure, nil)
 			a.storeError(w, "rename organization", err)
 			return
