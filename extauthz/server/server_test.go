@@ -34,10 +34,11 @@ const adminToken = "admin-token-for-tests-0123456789abcdef"
 // replica is one running helix-authz (without its listeners' TLS, which
 // the binary adds) with the Check service on a real gRPC listener.
 type replica struct {
-	srv   *Server
-	oauth *httptest.Server
-	admin *httptest.Server
-	check authv3.AuthorizationClient
+	srv    *Server
+	oauth  *httptest.Server
+	public *httptest.Server // the whole public port (Server.Public)
+	admin  *httptest.Server
+	check  authv3.AuthorizationClient
 }
 
 // testRedis is the test's one Redis: the replicas of a test share their
@@ -60,20 +61,25 @@ var (
 	redisOf = map[*testing.T]*redistest.Server{}
 )
 
-func startReplica(t *testing.T, dsn string) *replica {
+// startReplica starts a replica on dsn; opts change its Config.
+func startReplica(t *testing.T, dsn string, opts ...func(*Config)) *replica {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, Config{
+	cfg := Config{
 		DatabaseURL: dsn, Migrate: true, KEK: bytes.Repeat([]byte{9}, 32), AdminToken: adminToken,
 		GatewayConfig: writeGatewayConfig(t, testGatewayConfig), Redis: ratelimit.RedisOptions{Address: testRedis(t).Addr},
 		Issuer: "http://127.0.0.1", Audience: "helixflow", TokenLifetime: 5 * time.Minute,
 		Logger: slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Run(ctx)
-	r := &replica{srv: srv, oauth: httptest.NewServer(srv.OAuth), admin: httptest.NewServer(srv.Admin)}
+	r := &replica{srv: srv, oauth: httptest.NewServer(srv.OAuth), public: httptest.NewServer(srv.Public), admin: httptest.NewServer(srv.Admin)}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +96,7 @@ func startReplica(t *testing.T, dsn string) *replica {
 		conn.Close()
 		gs.Stop()
 		r.oauth.Close()
+		r.public.Close()
 		r.admin.Close()
 		cancel()
 		srv.Close()
