@@ -203,7 +203,7 @@ func TestUserExportAndErase(t *testing.T) {
 type brokenTrail struct{ audit.Store }
 
 func (brokenTrail) List(context.Context, audit.Filter) ([]audit.Row, error) { return nil, nil }
-func (brokenTrail) Verify(context.Context) (*audit.Verification, error)      { return nil, nil }
+func (brokenTrail) Verify(context.Context) (*audit.Verification, error)     { return nil, nil }
 func (brokenTrail) Export(_ context.Context, w io.Writer, _ audit.Filter) (int64, error) {
 	_, _ = io.WriteString(w, `{"seq":1}`+"\n")
 	if f, ok := w.(http.Flusher); ok {
