@@ -9,6 +9,7 @@
 //	helixctl audit list|verify|export ...
 //	helixctl orgs list|get|create|policy ...
 //	helixctl status                          [--xds-status-url URL]
+//	helixctl login [--issuer URL] | logout | whoami
 //	helixctl alerts list|silence             [--alertmanager-url URL]
 //	helixctl pki init                        [--dir .helix/pki] [--force]
 //
@@ -69,6 +70,9 @@ commands:
   orgs     list|get|create|policy             organizations and the limits their members create within
   pki      init                               create the local development CA and certificates
   status                                      helix-xds: config versions, connected Envoys, rejected configs
+  login    [--issuer URL]                     sign in as a person (browser, loopback redirect + PKCE)
+  logout                                      end that sign-in and delete its tokens
+  whoami                                      who is signed in
   alerts   list|silence                       Alertmanager's alerts; silence some
 
 Run "helixctl <command> <subcommand> -h" for the flags of one;
@@ -85,8 +89,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	if len(args) >= 1 && args[0] == "status" {
-		return runStatus(ctx, args[1:], out)
+	if len(args) >= 1 {
+		switch args[0] {
+		case "status":
+			return runStatus(ctx, args[1:], out)
+		case "login":
+			return runLogin(ctx, args[1:], out)
+		case "logout":
+			return runLogout(ctx, args[1:], out)
+		case "whoami":
+			return runWhoami(ctx, args[1:], out)
+		}
 	}
 	if len(args) < 2 {
 		return fmt.Errorf("%w: %s", errUsage, usage)
