@@ -1,14 +1,17 @@
 // Command bench-authz is `make bench-authz`: in one run on this machine it
 // measures helix-authz's Envoy Check service beside a no-op Authorization
-// server (the floor), and its token endpoint beside Ory Hydra v2.3.0 (the
-// peer), and writes the figures into docs/benchmarks.md.
+// server (the floor), its token endpoint beside Ory Hydra v2.3.0 (the
+// peer), and the people's side: logins (argon2id at the production
+// parameters) and refresh-token grants beside client-credentials grants;
+// and writes the figures into docs/benchmarks.md.
 //
-//	go run ./bench/authz [--quick] [--write docs/benchmarks.md] [--profile DIR]
+//	go run ./bench/authz [--quick] [--only people] [--write docs/benchmarks.md] [--profile DIR]
 //
 // Every server is started here on 127.0.0.1 free ports, under
 // internal/supervise, on one private Postgres (internal/pgtest), and
 // stopped at the end. Hydra is the binary
-// `make bench-authz` builds from bench/hydra into .tools/.
+// `make bench-authz` builds from bench/hydra into .tools/; mailpit (the
+// people's API is off without mail) the one `make deps` builds.
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,10 +51,16 @@ type options struct {
 	rounds       int
 	hydraConns   int
 	keep         bool
+	only         string
 	checkCallers []int
 	tokenCallers []int
+	loginCallers []int
 	args         []string
 }
+
+// onlyPeople: --only people measures the logins and grants alone (no
+// Hydra, no no-op server) and writes their section only.
+const onlyPeople = "people"
 
 func main() {
 	var o options
@@ -65,6 +75,7 @@ func main() {
 	fs.IntVar(&o.rounds, "rounds", 8, "windows per server and point, taken in turn with the other server")
 	fs.IntVar(&o.hydraConns, "hydra-max-conns", 32, "Hydra's database pool size (its DSN max_conns and max_idle_conns); 0 keeps Hydra's default, 2x the cores")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (server logs, Postgres) and say where it is")
+	fs.StringVar(&o.only, "only", "", `"people": only the logins and the refresh vs client-credentials grants (their section alone is written)`)
 	fs.StringVar(&serveNoopAddr, "serve-noop", "", "internal: serve the no-op Authorization server on this address")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -85,7 +96,7 @@ func main() {
 	if o.quick {
 		o.duration, o.rounds, o.warmup = time.Second, 1, 300*time.Millisecond
 	}
-	o.checkCallers, o.tokenCallers = []int{1, 64}, []int{1, 16}
+	o.checkCallers, o.tokenCallers, o.loginCallers = []int{1, 64}, []int{1, 16}, []int{1, loginCallers}
 	o.args = os.Args[1:]
 	if err := validate(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-authz:", err)
@@ -104,6 +115,9 @@ func validate(o *options) error {
 	if o.rounds < 1 || o.duration < 100*time.Millisecond {
 		return errors.New("--rounds must be >= 1 and --duration >= 100ms")
 	}
+	if o.only != "" && o.only != onlyPeople {
+		return fmt.Errorf("--only %q: the one choice is %q", o.only, onlyPeople)
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -111,10 +125,11 @@ func validate(o *options) error {
 	if err := os.Chdir(root); err != nil {
 		return err
 	}
-	for _, b := range []struct{ path, hint string }{
-		{o.helixBin, "run `make build`"},
-		{o.hydraBin, "run `make bench-authz`, which builds it from bench/hydra"},
-	} {
+	bins := []struct{ path, hint string }{{o.helixBin, "run `make build`"}}
+	if o.only != onlyPeople {
+		bins = append(bins, struct{ path, hint string }{o.hydraBin, "run `make bench-authz`, which builds it from bench/hydra"})
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(b.path); err != nil {
 			return fmt.Errorf("%s is missing: %s", b.path, b.hint)
 		}
@@ -140,6 +155,7 @@ type outcome struct {
 	hydraTokenHeader  map[string]any
 	postgres          string
 	checks, tokens    []*point
+	logins, grants    []*point
 	profiles          []string
 }
 
@@ -184,22 +200,71 @@ func run(ctx context.Context, o *options) (err error) {
 	if err != nil {
 		return err
 	}
-	hydraDSN, err := pgtest.CreateDatabase(ctx, pg.DSN(), "hydra")
-	if err != nil {
-		return err
-	}
-
-	logf("starting helix-authz, Ory Hydra %s and the no-op server", hydraVersion)
+	logf("starting mailpit and helix-authz")
 	// Their logs go into tmp; Close stops them newest first.
 	g, err := supervise.New(supervise.Options{LogDir: tmp})
 	if err != nil {
 		return err
 	}
 	defer g.Close()
-	hx, err := startHelix(ctx, g, helixBin, helixDSN, tmp, o.profile != "")
+	smtp, err := startMailpit(ctx, g, tmp)
 	if err != nil {
 		return err
 	}
+	hx, err := startHelix(ctx, g, helixBin, helixDSN, tmp, smtp, o.profile != "")
+	if err != nil {
+		return err
+	}
+	maxTok := o.tokenCallers[len(o.tokenCallers)-1]
+	hxTok := newTokenClient(hx.tokenURL, hx.clientID, hx.clientSecret, maxTok)
+	jwt, err := firstToken(ctx, hx, hxTok)
+	if err != nil {
+		return fmt.Errorf("helix-authz token: %w\n%s", err, hx.p.Tail(tailLines))
+	}
+	if out.helixTokenHeader, err = jwtHeader(jwt.AccessToken); err != nil {
+		return fmt.Errorf("helix-authz token: %w", err)
+	}
+	if o.only != onlyPeople {
+		if err := measureServices(ctx, o, out, g, pg.DSN(), hx, hxTok, jwt, pgCPU); err != nil {
+			return err
+		}
+	}
+	if err := measurePeople(ctx, o, out, hx, hxTok, helixDSN, pgCPU); err != nil {
+		return err
+	}
+
+	out.after, out.finished = sysinfo.LoadAvg(), time.Now().UTC()
+	logf("load average after: %.2f %.2f %.2f", out.after[0], out.after[1], out.after[2])
+	sections := []struct{ begin, end, text string }{{peopleBegin, peopleEnd, peopleReport(o, out)}}
+	if o.only != onlyPeople {
+		sections = append([]struct{ begin, end, text string }{{beginMarker, endMarker, report(o, out)}}, sections...)
+	}
+	for _, sec := range sections {
+		fmt.Println(sec.text)
+		if o.write != "" {
+			if err := benchdoc.WriteSection(o.write, sec.begin, sec.end, sec.text); err != nil {
+				return err
+			}
+		}
+	}
+	if o.write != "" {
+		logf("wrote %s", o.write)
+	}
+	for _, p := range out.profiles {
+		logf("profile: go tool pprof -top %s %s", helixBin, p)
+	}
+	return nil
+}
+
+// measureServices is the Check and token sections: helix-authz's Check
+// beside the no-op server, its client-credentials grants beside Hydra's.
+func measureServices(ctx context.Context, o *options, out *outcome, g *supervise.Group, pgDSN string, hx *helix,
+	hxTok *tokenClient, jwt *tokenResponse, pgCPU func() time.Duration) error {
+	hydraDSN, err := pgtest.CreateDatabase(ctx, pgDSN, "hydra")
+	if err != nil {
+		return err
+	}
+	logf("starting Ory Hydra %s and the no-op server", hydraVersion)
 	hy, err := startHydra(ctx, g, o.hydraBin, hydraDSN, o.hydraConns)
 	if err != nil {
 		return err
@@ -213,15 +278,7 @@ func run(ctx context.Context, o *options) (err error) {
 	// One token from each, to check that both answer the same request with
 	// a JWT; helix-authz's is the one the Check runs present.
 	maxTok := o.tokenCallers[len(o.tokenCallers)-1]
-	hxTok := newTokenClient(hx.tokenURL, hx.clientID, hx.clientSecret, maxTok)
 	hyTok := newTokenClient(hy.tokenURL, hy.clientID, hy.clientSecret, maxTok)
-	jwt, err := firstToken(ctx, hx, hxTok)
-	if err != nil {
-		return fmt.Errorf("helix-authz token: %w\n%s", err, hx.p.Tail(tailLines))
-	}
-	if out.helixTokenHeader, err = jwtHeader(jwt.AccessToken); err != nil {
-		return fmt.Errorf("helix-authz token: %w", err)
-	}
 	hyJWT, err := hyTok.token(ctx)
 	if err != nil {
 		return fmt.Errorf("hydra token: %w\n%s", err, hy.p.Tail(tailLines))
@@ -293,20 +350,6 @@ func run(ctx context.Context, o *options) (err error) {
 			out.profiles = append(out.profiles, prof)
 		}
 	}
-
-	out.after, out.finished = sysinfo.LoadAvg(), time.Now().UTC()
-	logf("load average after: %.2f %.2f %.2f", out.after[0], out.after[1], out.after[2])
-	section := report(o, out)
-	fmt.Println(section)
-	if o.write != "" {
-		if err := benchdoc.WriteSection(o.write, beginMarker, endMarker, section); err != nil {
-			return err
-		}
-		logf("wrote %s", o.write)
-	}
-	for _, p := range out.profiles {
-		logf("profile: go tool pprof -top %s %s", helixBin, p)
-	}
 	return nil
 }
 
@@ -345,7 +388,8 @@ func firstToken(ctx context.Context, hx *helix, tc *tokenClient) (*tokenResponse
 
 // measure runs pt: a warm-up of each server, then o.rounds windows each,
 // servers taken in turn (order reversed every round) so that background
-// load falls on both alike. dbCPU, when set, measures Postgres too. With
+// load falls on all alike. A "server" is one kind of request: two may be
+// the same process (pids). dbCPU, when set, measures Postgres too. With
 // prof set, a CPU profile of helix-authz is taken over its first window.
 func measure(ctx context.Context, o *options, pt *point, ops map[string]op, pids map[string]int,
 	dbCPU func() time.Duration, pprofAddr, prof string) error {
@@ -357,9 +401,9 @@ func measure(ctx context.Context, o *options, pt *point, ops map[string]op, pids
 		pt.results[s] = &sample{}
 	}
 	for r := range o.rounds {
-		order := pt.servers
+		order := slices.Clone(pt.servers)
 		if r%2 == 1 {
-			order = []string{pt.servers[1], pt.servers[0]}
+			slices.Reverse(order)
 		}
 		for _, s := range order {
 			var profDone chan error

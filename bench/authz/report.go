@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/helixflow/helixflow/bench/internal/benchdoc"
+	"github.com/helixflow/helixflow/extauthz/password"
 )
 
 const (
@@ -141,4 +143,106 @@ func callersText(n int) string {
 		return "1 caller"
 	}
 	return fmt.Sprintf("%d callers", n)
+}
+
+const (
+	peopleBegin = "<!-- bench-authz-people:begin -->"
+	peopleEnd   = "<!-- bench-authz-people:end -->"
+)
+
+// Issue 14's goals.
+const (
+	goalLoginP99     = 100 * time.Millisecond
+	goalRefreshRatio = 0.5
+	loginGoalCallers = loginCallers
+)
+
+// peopleReport renders the people's section (logins, refresh vs
+// client-credentials grants), markers included.
+func peopleReport(o *options, out *outcome) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := out.machine
+	w("%s\n## helix-authz: people's logins (argon2id) and refresh-token grants\n\n", peopleBegin)
+	cmd := strings.TrimSpace("go run ./bench/authz " + strings.Join(o.args, " "))
+	w("Run %s with `%s` (`make bench-authz`); the whole run took %.0f s.\n\n", out.started.Format("2006-01-02 15:04 MST"), cmd, out.finished.Sub(out.started).Seconds())
+	w("Machine: %s, %d cores, %.1f GiB memory, %s, Linux %s. Load average (1 min) %.2f before the run and %.2f after; the load generator runs on the same cores as helix-authz and Postgres.\n\n",
+		m.CPU, m.Cores, m.MemGiB, m.OS, m.Kernel, out.before[0], out.after[0])
+	w("Software: helix-authz (%s) at commit %s, built with %s; PostgreSQL %s (internal/pgtest, fsync off); mailpit from `make deps` (helix-authz serves the people's API only with mail; nothing measured sends any).\n\n",
+		o.helixBin, benchdoc.GitCommit("cmd/helix-authz", "extauthz", "internal", "migrations", "go.mod", "go.sum"), runtime.Version(), out.postgres)
+	w("### How\n\n")
+	w("- Load as in the section above: C closed-loop callers, a %s warm-up, then %d windows of %s; with two kinds of request, the kinds taken in turn (order reversed every round) on the same helix-authz. Spread: (max-min)/mean of the windows' rates.\n",
+		o.warmup, o.rounds, o.duration)
+	w("- Login: `POST /api/v1/login` with `{\"email\", \"password\"}` as the portal sends it, each caller as its own verified user (made in the database beforehand, password hashed at helix-authz's default parameters: argon2id %s, OWASP's minimum, `password.Minimum`); every answer must be 200 with a CSRF token and a session cookie. A login reads the user, verifies the hash (one argon2id derivation), ends no session and writes a new one (a `sessions` row) and an audit row. helix-authz runs at most GOMAXPROCS (here %d) hashes at once; the others wait (2 s at most, then 503).\n",
+		password.Minimum, m.Cores)
+	w("- Grants: `%s` is `POST /oauth2/token` with `grant_type=refresh_token&refresh_token=...&client_id=%s` (the first-party public client, no secret), each caller on its own chain (a person's grant made beforehand: login, `/oauth2/authorize` with PKCE S256, code exchange; scope `%s`); every grant rotates the refresh token (the old one marked used, the new one stored, in Postgres), checks the token session is live and signs an access token. `%s` is the token section's request (`client_secret_basic`, HMAC-peppered secret, nothing written). Both over HTTP/1.1 keep-alive, one connection per caller.\n\n",
+		grantRefresh, peopleClient, peopleScope, grantClient)
+
+	w("### Login\n\n")
+	w("| callers | logins/s | p50 (ms) | p99 (ms) | server CPU | server CPU per login (ms) | Postgres CPU per login (ms) | client CPU | spread | errors |\n")
+	w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, pt := range out.logins {
+		r := pt.results["helix-authz"]
+		w("| %d | %s | %.1f | %.1f | %.2f | %s | %s | %.2f | %.0f%% | %d |\n", pt.callers, benchdoc.Commas(r.rate()),
+			ms(r.quantile(0.5)), ms(r.quantile(0.99)), cpuPerSecond(r.serverCPU, r.elapsed), perOpMS(r.serverCPU, r.ok),
+			perOpMS(r.dbCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
+	}
+	w("\n### Refresh-token grants vs client-credentials grants\n\n")
+	w("| callers | grant | tokens/s | p50 (us) | p99 (us) | server CPU | server CPU per token (us) | Postgres CPU per token (us) | client CPU | spread | errors |\n")
+	w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, pt := range out.grants {
+		for _, s := range pt.servers {
+			r := pt.results[s]
+			w("| %d | %s | %s | %s | %s | %.2f | %s | %s | %.2f | %.0f%% | %d |\n", pt.callers, s, benchdoc.Commas(r.rate()),
+				benchdoc.Commas(us(r.quantile(0.5))), benchdoc.Commas(us(r.quantile(0.99))), cpuPerSecond(r.serverCPU, r.elapsed),
+				perOp(r.serverCPU, r.ok), perOp(r.dbCPU, r.ok), cpuPerSecond(r.clientCPU, r.elapsed), 100*r.spread(), r.errs)
+		}
+	}
+	w("\nServer CPU is helix-authz's for both grants (one process). Postgres CPU: the postmaster and its backends, 10 ms resolution.\n\n")
+
+	w("### Ratios\n\n| measure | callers | throughput | p50 | p99 |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for _, pt := range out.grants {
+		r, c := pt.results[grantRefresh], pt.results[grantClient]
+		w("| grants: %s / %s | %d | %s | %s | %s |\n", grantRefresh, grantClient, pt.callers, benchdoc.Ratio(r.rate(), c.rate()),
+			benchdoc.Ratio(us(r.quantile(0.5)), us(c.quantile(0.5))), benchdoc.Ratio(us(r.quantile(0.99)), us(c.quantile(0.99))))
+	}
+
+	w("\n### Goals\n\n")
+	var at *point
+	for _, pt := range out.logins {
+		if pt.callers == loginGoalCallers {
+			at = pt
+		}
+	}
+	if at != nil {
+		r := at.results["helix-authz"]
+		p99 := r.quantile(0.99)
+		w("- %s: login p99 <= %s at %d callers with the production argon2id parameters: %.1f ms\n", benchdoc.MetOrMissed(p99 <= goalLoginP99), goalLoginP99, loginGoalCallers, ms(p99))
+		for _, pt := range out.grants {
+			g, c := pt.results[grantRefresh], pt.results[grantClient]
+			w("- %s: refresh-token grants >= %.1fx the client-credentials rate at %s: %s\n", benchdoc.MetOrMissed(g.rate() >= goalRefreshRatio*c.rate()), goalRefreshRatio, callersText(pt.callers), benchdoc.Ratio(g.rate(), c.rate()))
+		}
+		if p99 > goalLoginP99 && r.ok > 0 {
+			// Little's law: C callers always waiting give a mean latency of
+			// C / throughput, and throughput is at most cores / CPU per login.
+			cpu := r.serverCPU / time.Duration(r.ok)
+			floor := time.Duration(float64(loginGoalCallers) * float64(cpu) / float64(m.Cores))
+			cores := math.Ceil(float64(loginGoalCallers) * float64(cpu) / float64(goalLoginP99))
+			w("\nThe login goal is out of reach of these parameters on this machine: one login costs helix-authz %.1f ms of CPU (the argon2id derivation nearly all of it), so %d callers always waiting on %d cores cannot have a mean latency below %d x %.1f ms / %d = %.0f ms (Little's law), let alone a p99. What can reach it: %.0f cores or more for helix-authz alone at these parameters (p99 sits above the mean), or fewer callers per replica (%d at most on %d cores); lower parameters than OWASP's minimum are refused by design (`--password-memory-kib`, `--password-iterations`).\n",
+				ms(cpu), loginGoalCallers, m.Cores, loginGoalCallers, ms(cpu), m.Cores, ms(floor), cores,
+				int(float64(goalLoginP99)*float64(m.Cores)/float64(cpu)), m.Cores)
+		}
+	}
+	w("%s\n", peopleEnd)
+	return b.String()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// perOpMS is CPU milliseconds per request.
+func perOpMS(cpu time.Duration, n int64) string {
+	if n == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", ms(cpu)/float64(n))
 }

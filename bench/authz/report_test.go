@@ -54,3 +54,33 @@ func TestJWTHeader(t *testing.T) {
 		t.Errorf("headerDesc = %q", headerDesc(h))
 	}
 }
+
+func TestPeopleReportExplainsAMissedLoginGoal(t *testing.T) {
+	login := &sample{ok: 100, elapsed: 5 * time.Second, serverCPU: 4 * time.Second}
+	for i := range 100 {
+		login.lat = append(login.lat, time.Duration(300+i)*time.Millisecond)
+	}
+	grant := func(ok int64) *sample {
+		return &sample{ok: ok, elapsed: time.Second, lat: []time.Duration{time.Millisecond}}
+	}
+	out := &outcome{
+		started: time.Now(), finished: time.Now(),
+		logins: []*point{{what: "login", callers: loginCallers, servers: []string{"helix-authz"},
+			results: map[string]*sample{"helix-authz": login}}},
+		grants: []*point{{what: "grant", callers: 16, servers: []string{grantRefresh, grantClient},
+			results: map[string]*sample{grantRefresh: grant(600), grantClient: grant(1000)}}},
+	}
+	out.machine.Cores = 2
+	got := peopleReport(&options{rounds: 1, duration: time.Second}, out)
+	for _, want := range []string{
+		peopleBegin, peopleEnd,
+		"MISSED: login p99 <= 100ms at 8 callers",
+		"met: refresh-token grants >= 0.5x the client-credentials rate at 16 callers: 0.60x",
+		// 40 ms of CPU per login, 8 callers, 2 cores: a mean of at least 160 ms.
+		"8 x 40.0 ms / 2 = 160 ms", "4 cores or more", "5 at most on 2 cores",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}

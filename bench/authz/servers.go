@@ -38,6 +38,7 @@ var (
 // helix is a running helix-authz with a client and an API key.
 type helix struct {
 	p                      *proc
+	issuer                 string
 	tokenURL, grpcAddr     string
 	clientID, clientSecret string
 	apiKey                 string
@@ -45,7 +46,9 @@ type helix struct {
 	admin                  *admin.Client
 }
 
-func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, profile bool) (*helix, error) {
+// startHelix starts helix-authz with its mails to smtp (mailpit): the
+// people's API is on only with mail.
+func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir, smtp string, profile bool) (*helix, error) {
 	ports, err := freePorts(6)
 	if err != nil {
 		return nil, err
@@ -64,6 +67,7 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	h := &helix{grpcAddr: fmt.Sprintf("127.0.0.1:%d", ports[1])}
 	issuer := "http://" + httpAddr
+	h.issuer = issuer
 	// A pepper turns the secret hashes into HMAC-SHA-256, as production
 	// should run.
 	pepper := filepath.Join(dir, "pepper")
@@ -97,7 +101,10 @@ func startHelix(ctx context.Context, g *supervise.Group, bin, dsn, dir string, p
 			"--plaintext-loopback", "--secret-pepper-file=" + pepper, "--log-level=warn",
 			// The per-source limit stays in place (its cost is measured) with
 			// a rate no single load generator on loopback reaches.
-			"--oauth-rate-limit=1e9", "--oauth-rate-burst=1000000000"},
+			"--oauth-rate-limit=1e9", "--oauth-rate-burst=1000000000",
+			// Mail to a loopback mailpit in plain SMTP (allowed to loopback
+			// only); nothing measured sends mail.
+			"--smtp-address=" + smtp, "--smtp-tls=none", "--mail-from=bench@example.test"},
 		// The JWKS answers once the first signing key exists.
 		Ready: httpReady(issuer + "/.well-known/jwks.json"),
 	})
