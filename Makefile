@@ -120,7 +120,7 @@ bench-worker: deps deps-bench build models ## helix-worker vs its no-op floor (b
 
 HYDRA := .tools/hydra-v2.3.0
 
-bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance vs Ory Hydra (built once into .tools/)
+bench-authz: deps build ## helix-authz Check vs a no-op server, token issuance vs Ory Hydra (built once into .tools/), logins (argon2id) and refresh vs client-credentials grants
 	@test -x $(HYDRA) || { echo "building Ory Hydra v2.3.0 from bench/hydra into $(HYDRA) (first time: several minutes)"; \
 	  cd bench/hydra && $(GO) build -trimpath -ldflags '-X github.com/ory/hydra/v2/driver/config.Version=v2.3.0' -o ../../$(HYDRA) github.com/ory/hydra/v2; }
 	$(GO) run ./bench/authz --write docs/benchmarks.md
