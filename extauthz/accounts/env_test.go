@@ -313,15 +313,36 @@ func expect(t *testing.T, a answer, status int, code string) {
 	}
 }
 
-// link waits for the newest mail to addr whose subject has subject, and
-// returns the token of its link to path.
+// link waits for a mail to addr whose subject has subject, and returns
+// the token of its link to path.
 func (e *env) link(addr, subject, path string) string {
+	e.t.Helper()
+	return e.nthLink(addr, subject, path, 1)
+}
+
+// nthLink is link from the n-th such mail (waiting for it).
+func (e *env) nthLink(addr, subject, path string, n int) string {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	m, err := e.mailpit.API.WaitFor(ctx, addr, subject)
-	if err != nil {
-		e.t.Fatalf("no mail %q to %s: %v", subject, addr, err)
+	var m mailtest.Mail
+	for {
+		list, err := e.mailpit.API.Messages(ctx, addr)
+		var matching []mailtest.Mail
+		for _, l := range list {
+			if strings.Contains(l.Subject, subject) {
+				matching = append(matching, l)
+			}
+		}
+		if err == nil && len(matching) >= n {
+			m = matching[len(matching)-n] // newest first
+			break
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("no mail %d %q to %s: %v", n, subject, addr, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	l := mailtest.Link(m, path)
 	u, err := url.Parse(l)
@@ -331,11 +352,15 @@ func (e *env) link(addr, subject, path string) string {
 	return u.Query().Get("token")
 }
 
-// mails counts the mails to addr whose subject has subject.
+// mails waits for a mail to addr whose subject has subject (delivery is
+// asynchronous), then counts those mails.
 func (e *env) mails(addr, subject string) int {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	if _, err := e.mailpit.API.WaitFor(ctx, addr, subject); err != nil {
+		return 0
+	}
 	list, err := e.mailpit.API.Messages(ctx, addr)
 	if err != nil {
 		e.t.Fatal(err)
