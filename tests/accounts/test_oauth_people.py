@@ -172,9 +172,11 @@ def test_code_is_single_use_and_bound_to_its_redirect_uri(authz, spec, person):
     with pytest.raises(OAuthError) as exc:
         oauth_client(authz, spec, redirect).fetch_token(token_url, code=params["code"], code_verifier=verifier)
     assert exc.value.error == "invalid_grant"
-    # RFC 6749 4.1.2: a reused code should revoke what it issued.
+    # RFC 6749 4.1.2 / RFC 9700 4.5: a reused code revokes what it issued.
     r = bearer(authz, spec, tok["access_token"]).get("/api/v1/account")
-    assert r.status_code in (200, 401), r.text
+    assert r.status_code == 401, "the tokens of a code used twice must be revoked"
+    with pytest.raises(OAuthError):
+        c3.refresh_token(f"{authz.issuer}/oauth2/token")
 
 
 def authorize_raw(authz, spec, email, **params):
@@ -246,12 +248,9 @@ def test_redirect_uri_variants_are_refused_without_redirecting(authz, spec, pers
     verifier = generate_token(64)
     r = authorize_raw(authz, spec, person, response_type="code", client_id=CLI, redirect_uri=variant, scope="account",
                       state="abcdefgh", code_challenge=challenge(verifier), code_challenge_method="S256")
-    if variant == "":
-        # No redirect_uri: the client's one registered URI may be used
-        # (RFC 6749 3.1.2.3), but never a code to somewhere else.
-        if r.status_code in (302, 303):
-            assert r.headers["Location"].startswith("http://127.0.0.1/callback"), r.headers["Location"]
-        return
+    # "": this server wants the redirect URI in every request (RFC 6749
+    # 3.1.2.3 allows leaving it out with one registered URI; a loopback one
+    # needs its port).
     assert 400 <= r.status_code < 500, f"{variant}: {r.status_code} {r.headers.get('Location')}"
 
 
