@@ -152,12 +152,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) string {
 			}
 		}
 		if errors.Is(err, errGrantRaced) {
-			if gt == grantRefreshToken {
-				// Two uses of one refresh token at once: reuse, as if
-				// one came after the other.
-				if err := s.revokeFamily(ctx, ar.GetID()); err != nil {
-					return s.writeError(w, r, err)
-				}
+			// Two uses of one code or refresh token at once: reuse, as if
+			// one came after the other; what the first use gave is
+			// revoked (RFC 6749 4.1.2, RFC 9700 4.14).
+			if err := s.revokeFamily(ctx, ar.GetID()); err != nil {
+				return s.writeError(w, r, err)
 			}
 			err = rfcError(fosite.ErrInvalidGrant, "The authorization code or refresh token was already used.")
 		}

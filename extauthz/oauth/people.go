@@ -191,11 +191,19 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	// RFC 6749 3.1: no parameter more than once (which of two challenges
 	// or redirect URIs would count is exactly what an attacker plays on).
-	for k, v := range r.URL.Query() {
+	q := r.URL.Query()
+	for k, v := range q {
 		if len(v) > 1 {
 			s.writeError(w, r, invalidRequest(fmt.Sprintf("Parameter %s is included more than once.", quoteParam(k))))
 			return
 		}
+	}
+	// The code comes back in the redirect URI's query only: fosite's
+	// form_post page runs inline script, and the fragment and JWT modes
+	// are not for the code flow here.
+	if rm := q.Get("response_mode"); rm != "" && rm != string(fosite.ResponseModeQuery) {
+		s.writeError(w, r, invalidRequest("The response_mode must be query (or left out)."))
+		return
 	}
 	ctx := r.Context()
 	ar, err := s.provider.NewAuthorizeRequest(ctx, r)

@@ -598,3 +598,77 @@ func TestPeopleAdminScope(t *testing.T) {
 		t.Fatalf("non-admin's scopes: %q", tr.Scope)
 	}
 }
+
+// Requests the code flow here does not serve: other response modes (no
+// form_post page, no fragment) are refused without a redirect; other
+// response types, unknown scopes and a weak state go back to the client
+// as errors; an unknown client is never redirected to.
+func TestPeopleAuthorizeOddRequests(t *testing.T) {
+	e := newPeopleEnv(t)
+	_, challenge := pkcePair("v")
+	redirect := "http://127.0.0.1:5000/callback"
+	for name, tc := range map[string]struct {
+		key, value string
+		status     int
+		redirected string // the error sent back to the client
+	}{
+		"form_post":      {"response_mode", "form_post", 400, ""},
+		"fragment":       {"response_mode", "fragment", 400, ""},
+		"jwt":            {"response_mode", "jwt", 400, ""},
+		"query":          {"response_mode", "query", 303, ""},
+		"token":          {"response_type", "token", 303, "unsupported_response_type"},
+		"code token":     {"response_type", "code token", 303, "unsupported_response_type"},
+		"unknown scope":  {"scope", "models:write", 303, "invalid_scope"},
+		"openid":         {"scope", "openid account", 303, "invalid_scope"},
+		"short state":    {"state", "abc", 303, "invalid_state"},
+		"unknown client": {"client_id", "nobody", 401, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			q := authorizeQuery(redirect, challenge)
+			q.Set(tc.key, tc.value)
+			w := e.authorize(t, q, e.cookie)
+			loc, _ := url.Parse(w.Header().Get("Location"))
+			if w.Code != tc.status || (tc.status == 303 && !strings.HasPrefix(loc.String(), redirect+"?")) ||
+				(tc.status != 303 && loc.String() != "") || loc.Query().Get("error") != tc.redirected {
+				t.Fatalf("%d %q %s", w.Code, w.Header().Get("Location"), w.Body)
+			}
+			if strings.Contains(w.Body.String(), "<script") || strings.Contains(w.Body.String(), "javascript:") {
+				t.Fatalf("a page with script: %s", w.Body)
+			}
+		})
+	}
+}
+
+// Two uses of one refresh token at the same moment: one wins, the other
+// is refused as reuse, and the family ends (the winner's new token too).
+func TestPeopleRefreshRace(t *testing.T) {
+	e := newPeopleEnv(t)
+	for round := range 3 {
+		tr := e.login(t)
+		type result struct {
+			code int
+			tr   peopleTokens
+		}
+		results := make(chan result, 2)
+		for range 2 {
+			go func() {
+				w, next := e.refresh(t, tr.RefreshToken)
+				results <- result{w.Code, next}
+			}()
+		}
+		r1, r2 := <-results, <-results
+		if r1.code == r2.code {
+			t.Fatalf("round %d: both answered %d", round, r1.code)
+		}
+		winner := r1
+		if r2.code == http.StatusOK {
+			winner = r2
+		}
+		if w, _ := e.refresh(t, winner.tr.RefreshToken); w.Code != http.StatusBadRequest {
+			t.Fatalf("round %d: the winner's token outlived the reuse: %d", round, w.Code)
+		}
+		if !e.sidRevoked(t, e.claims(t, tr.AccessToken).SessionID) {
+			t.Fatalf("round %d: the session lives on", round)
+		}
+	}
+}
