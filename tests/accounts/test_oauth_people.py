@@ -350,3 +350,22 @@ def test_a_machine_token_is_not_a_person(authz, spec):
         "grant_type": "client_credentials", "client_id": cl["client_id"], "client_secret": cl["client_secret"]})
     assert r.status_code == 200, r.text
     assert bearer(authz, spec, r.json()["access_token"]).get("/api/v1/account").status_code == 401
+
+
+def test_introspection_says_a_logged_out_persons_token_is_inactive(authz, spec, person):
+    """Check refuses a person's access token once its session ended (the
+    sid rule); introspection (RFC 7662) must agree, or a resource server
+    that introspects keeps serving a logged-out person."""
+    resource = authz.helixctl("clients", "create", "--name", "resource-server", "--scope", "helix:introspect")
+    _, token, _ = grant(authz, spec, person)
+    b = browser(authz, spec)
+
+    def active():
+        r = b.post(f"{authz.issuer}/oauth2/introspect", data={"token": token["access_token"]},
+                   auth=(resource["client_id"], resource["client_secret"]))
+        assert r.status_code == 200, r.text
+        return r.json()["active"]
+
+    assert active() is True
+    assert bearer(authz, spec, token["access_token"]).post("/api/v1/logout").status_code == 204
+    assert active() is False
