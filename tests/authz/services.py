@@ -220,13 +220,11 @@ class Authz:
 
 
 def mailpit_binary():
-    """mailpit as `make deps` installs it (.tools/mailpit-<version>, or
-    bin/mailpit), or None."""
-    for c in [BIN / "mailpit", *sorted(TOOLS.glob("mailpit-*"), reverse=True)]:
-        if c.is_file() and os.access(c, os.X_OK):
-            return c
-    found = shutil.which("mailpit")
-    return pathlib.Path(found) if found else None
+    """mailpit where internal/mailpitbin finds it: $HELIX_MAILPIT_BIN, else
+    .tools/mailpit/mailpit (`make deps` builds it); None when absent."""
+    p = os.environ.get("HELIX_MAILPIT_BIN")
+    p = pathlib.Path(p) if p else TOOLS / "mailpit" / "mailpit"
+    return p if p.is_file() and os.access(p, os.X_OK) else None
 
 
 class Mailpit:
@@ -239,9 +237,11 @@ class Mailpit:
         self.smtp_address = f"127.0.0.1:{self.smtp_port}"
         self.api = f"http://127.0.0.1:{self.http_port}/api/v1"
         self.log = open(pathlib.Path(tmp) / "mailpit.log", "w+")
+        # internal/mailpitbin.Args: nothing asked of the internet, errors only.
         self.proc = subprocess.Popen([str(binary), "--smtp", self.smtp_address,
-                                      "--listen", f"127.0.0.1:{self.http_port}", "--disable-version-check",
-                                      "--database", str(pathlib.Path(tmp) / "mailpit.db")],
+                                      "--listen", f"127.0.0.1:{self.http_port}",
+                                      "--database", str(pathlib.Path(tmp) / "mailpit.db"),
+                                      "--disable-version-check", "--smtp-disable-rdns", "--quiet"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
