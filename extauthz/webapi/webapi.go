@@ -5,6 +5,7 @@
 package webapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,27 +62,52 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
 			return false
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err == nil {
-		// Only white space may follow the value (Decoder.More says false
-		// for a stray ']' or '}').
-		if _, err = dec.Token(); errors.Is(err, io.EOF) {
-			return true
-		}
-		if err == nil {
-			err = errors.New("data after the first JSON value")
-		}
+		err = decodeObject(body, v)
+	}
+	if err == nil {
+		return true
 	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		WriteError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the request body is over %d bytes", MaxBodyBytes))
-	case errors.Is(err, io.EOF):
+	case errors.Is(err, errEmpty):
 		WriteError(w, http.StatusBadRequest, CodeInvalidRequest, "the request body is empty; a JSON object is required")
+	case errors.Is(err, errNotObject):
+		WriteError(w, http.StatusBadRequest, CodeInvalidRequest, "the request body must be a JSON object")
 	default:
 		WriteError(w, http.StatusBadRequest, CodeInvalidRequest, "malformed JSON: "+err.Error())
 	}
 	return false
+}
+
+var (
+	errEmpty     = errors.New("empty body")
+	errNotObject = errors.New("not a JSON object")
+)
+
+// decodeObject decodes body, which must hold exactly one JSON object, into
+// v. Anything else is refused, null included: decoding null into a struct
+// leaves it as it was, which would read as an empty request.
+func decodeObject(body []byte, v any) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	switch {
+	case len(trimmed) == 0:
+		return errEmpty
+	case trimmed[0] != '{':
+		return errNotObject
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	// Only white space may follow the value (Decoder.More says false for a
+	// stray ']' or '}').
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the first JSON value")
+	}
+	return nil
 }
