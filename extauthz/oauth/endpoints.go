@@ -14,6 +14,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/store"
 )
 
@@ -82,7 +83,7 @@ func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) boo
 // handleToken is the token endpoint (RFC 6749 3.2, 4.4).
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	result := s.token(w, r)
+	result := s.token(w, s.withCaller(r))
 	s.metrics.observe(result, time.Since(start))
 }
 
@@ -155,7 +156,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) string {
 			// Two uses of one code or refresh token at once: reuse, as if
 			// one came after the other; what the first use gave is
 			// revoked (RFC 6749 4.1.2, RFC 9700 4.14).
-			if err := s.revokeFamily(ctx, ar.GetID()); err != nil {
+			if err := s.revokeFamily(ctx, ar.GetID(), ActionReuse); err != nil {
 				return s.writeError(w, r, err)
 			}
 			err = rfcError(fosite.ErrInvalidGrant, "The authorization code or refresh token was already used.")
@@ -171,6 +172,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) string {
 		}
 	}
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+	if tokenSession != "" {
+		s.record(ctx, audit.Event{Actor: "user:" + ar.GetSession().(*session).userID, Action: ActionGrant,
+			Target: "session:" + tokenSession, Result: audit.ResultSuccess,
+			Detail: map[string]string{"client_id": ar.GetClient().GetID(), "scope": strings.Join(ar.GetGrantedScopes(), " ")}})
+	}
 	s.log.DebugContext(ctx, "oauth: token issued", "client_id", ar.GetClient().GetID(), "grant_type", gt)
 	return "issued"
 }
@@ -307,6 +313,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, invalidRequest("The token parameter is missing."))
 		return
 	}
+	r = s.withCaller(r)
 	if err := s.provider.NewRevocationRequest(r.Context(), r); err != nil {
 		s.writeError(w, r, err)
 		return

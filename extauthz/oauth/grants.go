@@ -395,7 +395,7 @@ func (st *storage) RevokeRefreshToken(ctx context.Context, requestID string) err
 	if st.s.people == nil {
 		return nil
 	}
-	return st.s.revokeFamily(ctx, requestID)
+	return st.s.revokeFamily(ctx, requestID, ActionReuse)
 }
 
 // RevokeAccessToken: a grant's access tokens end with its token session,
@@ -419,5 +419,5 @@ func (s *Server) revokeRefreshToken(ctx context.Context, raw string, c fosite.Cl
 	case t.ClientID != c.GetID():
 		return rfcError(fosite.ErrUnauthorizedClient, "The token was not issued to this client.")
 	}
-	return s.revokeFamily(ctx, t.FamilyID)
+	return s.revokeFamily(ctx, t.FamilyID, ActionLogout)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/pkce"
 
+	"github.com/helixflow/helixflow/extauthz/audit"
 	psession "github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
@@ -87,7 +88,7 @@ type GrantStore interface {
 	RedeemAuthCode(ctx context.Context, sig []byte, rt *store.RefreshToken) error
 	GetRefreshToken(ctx context.Context, sig []byte) (*store.RefreshToken, error)
 	RotateRefreshToken(ctx context.Context, old []byte, next *store.RefreshToken) error
-	RevokeRefreshFamily(ctx context.Context, familyID string) ([]string, error)
+	RevokeRefreshFamily(ctx context.Context, familyID string) ([]store.RevokedGrant, error)
 }
 
 // TokenSessions keeps the sessions grants live in (session.Manager).
@@ -113,6 +114,8 @@ type People struct {
 	// Source is the caller's address as the deployment sees it
 	// (sourcelimit.Sources); the TCP peer when nil.
 	Source func(*http.Request) string
+	// Audit records grants, logouts and reuse (nil: none).
+	Audit audit.Recorder
 }
 
 func (p *People) withDefaults() (*People, error) {
@@ -327,19 +330,65 @@ func (s *Server) startTokenSession(r *http.Request, ar fosite.AccessRequester) (
 }
 
 // revokeFamily revokes every refresh token of a grant and ends its token
-// session, which ends its access tokens (sid) too.
-func (s *Server) revokeFamily(ctx context.Context, familyID string) error {
-	sessions, err := s.people.Grants.RevokeRefreshFamily(ctx, familyID)
+// session, which ends its access tokens (sid) too. action names why, for
+// the audit trail: ActionLogout, or ActionReuse (denied: a spent code or
+// refresh token came back).
+func (s *Server) revokeFamily(ctx context.Context, familyID, action string) error {
+	grants, err := s.people.Grants.RevokeRefreshFamily(ctx, familyID)
 	if err != nil {
 		return unavailable("revoke refresh tokens", err)
 	}
-	for _, sid := range sessions {
-		if err := s.people.Sessions.End(ctx, sid); err != nil {
+	for _, g := range grants {
+		if err := s.people.Sessions.End(ctx, g.SessionID); err != nil {
 			return unavailable("end token session", err)
 		}
+		result := audit.ResultSuccess
+		if action == ActionReuse {
+			result = audit.ResultDenied
+		}
+		s.record(ctx, audit.Event{Actor: "user:" + g.UserID, Action: action, Target: "session:" + g.SessionID,
+			Result: result, Detail: map[string]string{"client_id": g.ClientID}})
 	}
-	s.log.InfoContext(ctx, "oauth: refresh token family revoked", "family", familyID, "sessions", len(sessions))
+	s.log.InfoContext(ctx, "oauth: refresh token family revoked", "family", familyID, "sessions", len(grants), "why", action)
 	return nil
+}
+
+// Audit actions of people's grants.
+const (
+	// ActionGrant: a code was exchanged; a token session began.
+	ActionGrant = "oauth.grant"
+	// ActionLogout: a refresh token was revoked; its session ended.
+	ActionLogout = "oauth.logout"
+	// ActionReuse: a spent code or refresh token came back; its grant
+	// ended (RFC 6749 4.1.2, RFC 9700 4.14).
+	ActionReuse = "oauth.reuse"
+)
+
+// callerKey carries the token or revocation request's source and user
+// agent to the audit events fosite's storage calls lead to.
+type callerKey struct{}
+
+type caller struct{ source, userAgent string }
+
+func (s *Server) withCaller(r *http.Request) *http.Request {
+	if s.people == nil {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), callerKey{}, caller{s.people.Source(r), r.UserAgent()}))
+}
+
+// record appends e to the audit trail; a failure is logged, never the
+// caller's failure (the grant already happened).
+func (s *Server) record(ctx context.Context, e audit.Event) {
+	if s.people == nil || s.people.Audit == nil {
+		return
+	}
+	if c, ok := ctx.Value(callerKey{}).(caller); ok {
+		e.Source, e.UserAgent = c.source, c.userAgent
+	}
+	if err := s.people.Audit.Record(ctx, e); err != nil {
+		s.log.WarnContext(ctx, "oauth: audit event not recorded", "action", e.Action, "err", err)
+	}
 }
 
 // VerifyUserToken implements session.BearerVerifier: raw is a person's

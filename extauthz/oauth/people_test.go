@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/credentials"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	psession "github.com/helixflow/helixflow/extauthz/session"
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 // clients helixctl (public, loopback), web (confidential, https) and dev
 // (confidential, loopback with a port).
 type peopleEnv struct {
+	trail    *audit.Store
 	srv      *Server
 	h        http.Handler
 	db       *store.Store
@@ -101,6 +103,11 @@ func newPeopleEnv(t testing.TB) *peopleEnv {
 		t.Fatal(err)
 	}
 	e.cookie = created.Secret
+	trail, err := audit.New(audit.Config{Pool: pool, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.trail = trail
 	// Clients from memory, as helix-authz serves them.
 	clients := credentials.NewClients(db, quiet, nil)
 	if err := clients.Load(ctx); err != nil {
@@ -109,7 +116,7 @@ func newPeopleEnv(t testing.TB) *peopleEnv {
 	srv, err := New(Config{
 		Issuer: testIssuer, DefaultAudience: testAudience, Clients: clients, Revocations: db,
 		Keys: newFakeKeys(t, "ES256"), Hasher: hasher, Logger: quiet,
-		People: &People{Grants: db, Sessions: mgr, Resolve: mgr.Middleware},
+		People: &People{Grants: db, Sessions: mgr, Resolve: mgr.Middleware, Audit: trail},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -507,6 +514,21 @@ func TestPeopleRefreshRotationAndReuse(t *testing.T) {
 			t.Fatal("an access token of the revoked family still verifies")
 		}
 	}
+	e.audited(t, ActionGrant, audit.ResultSuccess, sid)
+	e.audited(t, ActionReuse, audit.ResultDenied, sid)
+}
+
+// audited fails t unless the trail holds action with result about the
+// token session sid, by the person, naming the app.
+func (e *peopleEnv) audited(t *testing.T, action, result, sid string) {
+	t.Helper()
+	rows, err := e.trail.List(context.Background(), audit.Filter{Action: action, Target: "session:" + sid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) == 0 || rows[0].Result != result || rows[0].Actor != "user:"+e.userID || rows[0].Detail["client_id"] != HelixctlClientID {
+		t.Fatalf("audit trail for %s on %s: %+v", action, sid, rows)
+	}
 }
 
 // waitMark waits until the listener is up (its own mark came back).
@@ -561,6 +583,7 @@ func TestPeopleLogoutRevokes(t *testing.T) {
 	if _, _, _, err := e.srv.VerifyUserToken(context.Background(), tr.AccessToken); err == nil {
 		t.Fatal("the access token outlived the logout")
 	}
+	e.audited(t, ActionLogout, audit.ResultSuccess, sid)
 }
 
 // helix:admin goes to platform admins only, at the grant and at refresh.

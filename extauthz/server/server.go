@@ -273,7 +273,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	if cfg.Mail != nil {
 		// OAuth for people needs people, who need the accounts (mail).
 		oauthCfg.People = &oauth.People{
-			Grants: db, Sessions: s.Sessions, Resolve: s.Sessions.Middleware,
+			Grants: db, Sessions: s.Sessions, Resolve: s.Sessions.Middleware, Audit: trail,
 			RefreshTokenLifetime: cfg.RefreshTokenLifetime, Source: source,
 		}
 	}

@@ -203,31 +203,40 @@ func (s *Store) RotateRefreshToken(ctx context.Context, old []byte, next *Refres
 	})
 }
 
+// RevokedGrant is a token session whose refresh tokens were revoked.
+type RevokedGrant struct {
+	SessionID, UserID, ClientID string
+}
+
 // RevokeRefreshFamily revokes every refresh token of family familyID and
 // returns the token sessions they lived in (for the caller to end).
-func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string) ([]string, error) {
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string) ([]RevokedGrant, error) {
 	if err := checkID("refresh token family", familyID); err != nil {
 		return nil, err
 	}
-	var sessions []string
+	var out []RevokedGrant
 	err := s.do(ctx, "revoke refresh token family", true, func(ctx context.Context) error {
 		rows, err := s.pool.Query(ctx, `
 			WITH revoked AS (
 				UPDATE oauth_refresh_tokens SET revoked_at = coalesce(revoked_at, now())
 				WHERE family_id = $1
-				RETURNING session_id
+				RETURNING session_id, user_id, client_id
 			)
-			SELECT DISTINCT session_id::text FROM revoked`, familyID)
+			SELECT DISTINCT session_id::text, user_id::text, client_id FROM revoked`, familyID)
 		if err != nil {
 			return err
 		}
-		sessions, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RevokedGrant, error) {
+			var g RevokedGrant
+			err := row.Scan(&g.SessionID, &g.UserID, &g.ClientID)
+			return g, err
+		})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return sessions, nil
+	return out, nil
 }
 
 // PruneGrants deletes codes that expired before before, and refresh tokens

@@ -126,7 +126,7 @@ func TestGrants(t *testing.T) {
 		t.Fatalf("spent token of a live family pruned: %v", err)
 	}
 	sessions, err := s.RevokeRefreshFamily(ctx(t), "fam")
-	if err != nil || !slices.Equal(sessions, []string{sess}) {
+	if err != nil || !slices.Equal(sessions, []store.RevokedGrant{{SessionID: sess, UserID: user, ClientID: "cli"}}) {
 		t.Fatalf("revoke family: %v %v", sessions, err)
 	}
 	if got, _ := s.GetRefreshToken(ctx(t), sig(4)); got.RevokedAt == nil {
