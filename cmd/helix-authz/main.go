@@ -84,6 +84,7 @@ type options struct {
 	password                                           password.Params
 	passwordMemory, passwordIterations                 uint
 	passwordParallelism                                uint
+	passwordMaxConcurrent                              int
 	emailVerifyLifetime, passwordResetLifetime         time.Duration
 
 	logLevel string
@@ -138,6 +139,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.UintVar(&o.passwordMemory, "password-memory-kib", uint(password.Minimum.MemoryKiB), "argon2id memory of new password hashes in KiB (at least OWASP's minimum, the default); raising it rehashes each password at its next login")
 	fs.UintVar(&o.passwordIterations, "password-iterations", uint(password.Minimum.Iterations), "argon2id iterations of new password hashes (at least the default)")
 	fs.UintVar(&o.passwordParallelism, "password-parallelism", uint(password.Minimum.Parallelism), "argon2id parallelism of new password hashes (at least the default, at most 255)")
+	fs.IntVar(&o.passwordMaxConcurrent, "password-max-concurrent", 0, "password hashes computed at once (each takes --password-memory-kib of memory; more wait, up to 2 s, then 503); 0: one per CPU (GOMAXPROCS)")
 	fs.DurationVar(&o.emailVerifyLifetime, "email-verify-lifetime", accounts.DefaultVerifyLinkLifetime, "how long a mailed address-verification or email-change link works")
 	fs.DurationVar(&o.passwordResetLifetime, "password-reset-lifetime", accounts.DefaultResetLinkLifetime, "how long a mailed password-reset link works")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -187,6 +189,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.passwordMemory > math.MaxUint32 || o.passwordIterations > math.MaxUint32 || o.passwordParallelism > math.MaxUint8 {
 		return nil, errors.New("--password-memory-kib, --password-iterations or --password-parallelism is out of range")
+	}
+	if o.passwordMaxConcurrent < 0 {
+		return nil, errors.New("--password-max-concurrent must not be negative (0: one per CPU)")
 	}
 	o.password = password.Params{MemoryKiB: uint32(o.passwordMemory), Iterations: uint32(o.passwordIterations), Parallelism: uint8(o.passwordParallelism)}
 	if err := o.password.Validate(); err != nil {
@@ -359,7 +364,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, AuditRetention: o.auditRetention,
 		Mail: mailer, PublicURL: o.publicURL,
 		SessionIdleTimeout: o.sessionIdle, SessionLifetime: o.sessionLifetime, TokenSessionLifetime: o.tokenSessionLifetime,
-		RefreshTokenLifetime: o.refreshTokenLifetime, Password: o.password,
+		RefreshTokenLifetime: o.refreshTokenLifetime, Password: o.password, PasswordMaxConcurrent: o.passwordMaxConcurrent,
 		EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
 		Registerer: reg, Logger: log,
 	})

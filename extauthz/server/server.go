@@ -80,7 +80,10 @@ type Config struct {
 	// (zero: accounts' defaults).
 	SessionIdleTimeout, SessionLifetime, TokenSessionLifetime time.Duration
 	Password                                                  password.Params
-	EmailVerifyLifetime, PasswordResetLifetime                time.Duration
+	// PasswordMaxConcurrent bounds the password hashes computed at once
+	// (0: GOMAXPROCS); each takes Password.MemoryKiB of memory.
+	PasswordMaxConcurrent                      int
+	EmailVerifyLifetime, PasswordResetLifetime time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For names a people's
 	// API caller's source address (throttles, audit trail).
 	TrustedProxies []netip.Prefix
@@ -291,7 +294,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	s.Public = http.NewServeMux()
 	s.Public.Handle("/", s.OAuth)
 	if s.Mail != nil {
-		passwords, err := password.New(password.Config{Params: cfg.Password})
+		passwords, err := password.New(password.Config{Params: cfg.Password, MaxConcurrent: cfg.PasswordMaxConcurrent})
 		if err != nil {
 			return nil, err
 		}
