@@ -304,11 +304,11 @@ func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial
 		d := unavailable("revocation_unavailable")
 		return nil, &d
 	}
+	// A person's token also dies with its session: ending one revokes
+	// "sid:"+id, which reaches every replica by notification.
 	revoked, err := s.revocations.IsRevoked(ctx, c.JTI)
-	if err == nil && !revoked && c.SessionID != "" {
-		// A person's token dies with its session: ending one revokes
-		// "sid:"+id, which reaches every replica by notification.
-		revoked, err = s.revocations.IsRevoked(ctx, token.RevokedSessionPrefix+c.SessionID)
+	if sid := c.SessionRevocationID(); err == nil && !revoked && sid != "" {
+		revoked, err = s.revocations.IsRevoked(ctx, sid)
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "authz: revocation check unavailable", "err", err)

@@ -234,12 +234,12 @@ func (st *storage) GetAccessTokenSession(ctx context.Context, raw string, sess f
 		}
 		return nil, fosite.ErrNotFound.WithWrap(err)
 	}
-	revoked, err := st.s.revoked.IsRevoked(ctx, claims.JTI)
+	revoked, err := st.s.isRevoked(ctx, claims)
 	if err != nil {
-		return nil, unavailable("revocation store", err)
+		return nil, err
 	}
 	if revoked {
-		return nil, fosite.ErrInactiveToken.WithHint("The token was revoked.")
+		return nil, fosite.ErrInactiveToken.WithHint("The token was revoked, or the session it was issued under ended.")
 	}
 	// A disabled or deleted client's tokens are dead, and so are those
 	// issued before its secret was rotated or it was disabled, as Check
@@ -270,6 +270,25 @@ func (st *storage) GetAccessTokenSession(ctx context.Context, raw string, sess f
 }
 
 func (st *storage) DeleteAccessTokenSession(context.Context, string) error { return nil }
+
+// isRevoked reports whether any of the token's revocation entries (its
+// jti, and its session's for a person's token) is on the list, as Check
+// asks.
+func (s *Server) isRevoked(ctx context.Context, c *token.Claims) (bool, error) {
+	for _, id := range []string{c.JTI, c.SessionRevocationID()} {
+		if id == "" {
+			continue
+		}
+		revoked, err := s.revoked.IsRevoked(ctx, id)
+		if err != nil {
+			return false, unavailable("revocation store", err)
+		}
+		if revoked {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 // strategy issues RFC 9068 access tokens with token.Sign, and random
 // authorization codes and refresh tokens (grants.go).

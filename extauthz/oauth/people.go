@@ -410,14 +410,11 @@ func (s *Server) VerifyUserToken(ctx context.Context, raw string) (userID, sessi
 	case !slices.Contains(c.Scopes, ScopeAccount):
 		return "", "", nil, fmt.Errorf("%w: no scope %s", token.ErrInvalidToken, ScopeAccount)
 	}
-	for _, id := range []string{c.JTI, token.RevokedSessionPrefix + c.SessionID} {
-		revoked, err := s.revoked.IsRevoked(ctx, id)
-		if err != nil {
-			return "", "", nil, unavailable("revocation store", err)
-		}
-		if revoked {
-			return "", "", nil, fmt.Errorf("%w: revoked", token.ErrInvalidToken)
-		}
+	switch revoked, err := s.isRevoked(ctx, c); {
+	case err != nil:
+		return "", "", nil, err
+	case revoked:
+		return "", "", nil, fmt.Errorf("%w: revoked", token.ErrInvalidToken)
 	}
 	cl, err := s.client(ctx, c.ClientID)
 	switch {

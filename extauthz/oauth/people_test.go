@@ -87,6 +87,7 @@ func newPeopleEnv(t testing.TB) *peopleEnv {
 		{ID: "dev", RedirectURIs: []string{"http://127.0.0.1:8123/cb"}, Scopes: []string{ScopeAccount},
 			GrantTypes: []string{store.GrantAuthorizationCode}, Enabled: true},
 		{ID: "machine", Scopes: []string{"models:infer"}, Models: []string{"*"}, Enabled: true},
+		{ID: "resource", Scopes: []string{ScopeIntrospect}, Enabled: true},
 	} {
 		s, err := secret.NewClientSecret()
 		if err != nil {
@@ -571,6 +572,21 @@ func TestPeopleLogoutRevokes(t *testing.T) {
 	if w := revoke(url.Values{"token": {refreshPrefix + "unknown"}, "client_id": {HelixctlClientID}}, nil); w.Code != http.StatusOK {
 		t.Fatalf("unknown token: %d %s", w.Code, w.Body)
 	}
+	introspect := func() bool {
+		r := httptest.NewRequest(http.MethodPost, PathIntrospect, strings.NewReader(url.Values{"token": {tr.AccessToken}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.SetBasicAuth("resource", e.secrets["resource"])
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, r)
+		var out struct{ Active bool }
+		if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &out) != nil {
+			t.Fatalf("introspect: %d %s", w.Code, w.Body)
+		}
+		return out.Active
+	}
+	if !introspect() {
+		t.Fatal("a live person's token is inactive")
+	}
 	if w := revoke(url.Values{"token": {tr.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {HelixctlClientID}}, nil); w.Code != http.StatusOK {
 		t.Fatalf("logout: %d %s", w.Code, w.Body)
 	}
@@ -582,6 +598,10 @@ func TestPeopleLogoutRevokes(t *testing.T) {
 	}
 	if _, _, _, err := e.srv.VerifyUserToken(context.Background(), tr.AccessToken); err == nil {
 		t.Fatal("the access token outlived the logout")
+	}
+	// Introspection agrees with Check (RFC 7662): the session ended.
+	if introspect() {
+		t.Fatal("introspection calls a logged-out person's token active")
 	}
 	e.audited(t, ActionLogout, audit.ResultSuccess, sid)
 }

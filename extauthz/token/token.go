@@ -83,6 +83,17 @@ type Claims struct {
 	SessionID string
 }
 
+// SessionRevocationID is the revocation-list entry that ends a person's
+// token with its session (RevokedSessionPrefix+sid), "" for a client's
+// own token. A token is revoked when its jti or this entry is listed:
+// Check, introspection and the people's API all ask about both.
+func (c *Claims) SessionRevocationID() string {
+	if c.SessionID == "" {
+		return ""
+	}
+	return RevokedSessionPrefix + c.SessionID
+}
+
 // clone returns a deep copy, so that callers cannot change cached claims.
 func (c *Claims) clone() *Claims {
 	out := *c
