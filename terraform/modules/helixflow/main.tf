@@ -10,8 +10,10 @@ locals {
   issuer     = "https://${var.auth_host}"
   # Whether there is a CA bundle is no secret (nor is a CA certificate);
   # count cannot depend on a sensitive value.
-  postgres_ca = nonsensitive(var.postgres.ca_pem != "")
-  redis_ca    = nonsensitive(var.redis.ca_pem != "")
+  postgres_ca   = nonsensitive(var.postgres.ca_pem != "")
+  redis_ca      = nonsensitive(var.redis.ca_pem != "")
+  mail_password = nonsensitive(var.mail != null && try(var.mail.password, "") != "")
+  mail_ca       = nonsensitive(var.mail != null && try(var.mail.ca_pem, "") != "")
 
   database_url = format("postgres://%s:%s@%s:%d/%s?sslmode=%s",
     urlencode(var.postgres.username), urlencode(var.postgres.password),
@@ -60,6 +62,16 @@ locals {
         kek        = { name = kubernetes_secret_v1.kek.metadata[0].name, key = "kek" }
         adminToken = { name = kubernetes_secret_v1.admin_token.metadata[0].name, key = "token" }
         postgresCA = { name = local.postgres_ca ? kubernetes_secret_v1.postgres_ca[0].metadata[0].name : "", key = "ca.crt" }
+        smtpPassword = {
+          name = local.mail_password ? kubernetes_secret_v1.smtp_password[0].metadata[0].name : "", key = "password"
+        }
+        smtpCA = { name = local.mail_ca ? kubernetes_secret_v1.smtp_ca[0].metadata[0].name : "", key = "ca.crt" }
+      }
+      mail = var.mail == null ? { smtpAddress = "", smtpTLS = "starttls", smtpUsername = "", from = "" } : {
+        smtpAddress  = var.mail.address
+        smtpTLS      = var.mail.tls
+        smtpUsername = var.mail.username
+        from         = var.mail.from
       }
     }
     redis = {
@@ -86,6 +98,7 @@ locals {
       enabled       = true
       postgres      = { cidrs = var.postgres.cidrs, port = var.postgres.port }
       externalRedis = { cidrs = var.redis.cidrs, port = tonumber(split(":", var.redis.address)[1]) }
+      smtp          = { cidrs = var.mail == null ? [] : var.mail.cidrs }
     }
     monitoring = {
       serviceMonitor = { enabled = var.install_monitoring, labels = { release = "kube-prometheus-stack" } }
@@ -146,6 +159,24 @@ resource "kubernetes_secret_v1" "redis" {
     namespace = kubernetes_namespace_v1.this.metadata[0].name
   }
   data = { password = var.redis.password }
+}
+
+resource "kubernetes_secret_v1" "smtp_password" {
+  count = local.mail_password ? 1 : 0
+  metadata {
+    name      = "helixflow-smtp-password"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  data = { password = var.mail.password }
+}
+
+resource "kubernetes_secret_v1" "smtp_ca" {
+  count = local.mail_ca ? 1 : 0
+  metadata {
+    name      = "helixflow-smtp-ca"
+    namespace = kubernetes_namespace_v1.this.metadata[0].name
+  }
+  data = { "ca.crt" = var.mail.ca_pem }
 }
 
 resource "kubernetes_secret_v1" "postgres_ca" {

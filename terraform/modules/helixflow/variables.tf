@@ -208,3 +208,26 @@ variable "extra_values" {
   type        = string
   default     = ""
 }
+
+variable "mail" {
+  description = "The SMTP server of the people's mails (address verification, password reset): host:port, starttls (port 587) or tls (465), login, sender, the password, the server's CA (PEM, empty: system roots) and the CIDRs helix-authz may reach it at. null: the people's API (sign-up, login) is off."
+  type = object({
+    address  = string
+    tls      = optional(string, "starttls")
+    username = optional(string, "")
+    password = optional(string, "")
+    from     = string
+    ca_pem   = optional(string, "")
+    cidrs    = list(string)
+  })
+  default   = null
+  sensitive = true
+
+  validation {
+    condition = var.mail == null || (
+      can(regex("^[^:]+:[0-9]+$", var.mail.address)) && contains(["starttls", "tls"], var.mail.tls) &&
+      var.mail.from != "" && length(var.mail.cidrs) > 0 && alltrue([for c in var.mail.cidrs : can(cidrhost(c, 0))])
+    )
+    error_message = "mail: address must be host:port, tls starttls or tls, from set, and cidrs at least one CIDR."
+  }
+}
