@@ -341,6 +341,11 @@ func (a *api) rotateSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := a.cfg.Store.SetClientSecret(r.Context(), id, a.cfg.Hasher.Hash(sec)); err != nil {
 		a.audit(r, "admin.clients.rotate_secret", "client:"+id, audit.ResultFailure, nil)
+		// The store finds no secret to set on a public client.
+		if c, gerr := a.cfg.Store.GetClient(r.Context(), id); errors.Is(err, store.ErrNotFound) && gerr == nil && c.Public {
+			writeError(w, http.StatusBadRequest, "client "+id+" is public: it has no secret to rotate")
+			return
+		}
 		a.storeError(w, "rotate client secret", err)
 		return
 	}

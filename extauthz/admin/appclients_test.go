@@ -71,6 +71,9 @@ func TestAppClients(t *testing.T) {
 		t.Fatalf("public client stored with a secret: %+v", stored)
 	}
 
+	if code, body := e.doString(t, "POST", "/admin/v1/clients/"+v.ClientID+"/rotate-secret", ""); code != http.StatusBadRequest || !strings.Contains(body, "public") {
+		t.Fatalf("rotate a public client's secret: %d %s", code, body)
+	}
 	code, body = e.doString(t, "POST", "/admin/v1/clients",
 		`{"scopes":["account"],"redirect_uris":["https://app.test/cb","http://[::1]:8080/cb"],"grant_types":["authorization_code"]}`)
 	if code != http.StatusCreated || !strings.Contains(body, `"client_secret":"`) {

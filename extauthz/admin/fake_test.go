@@ -161,7 +161,7 @@ func (f *fakeStore) SetClientSecret(_ context.Context, id string, hash []byte) e
 		return err
 	}
 	c, ok := f.clients[id]
-	if !ok {
+	if !ok || c.Public { // as the store: a public client has no secret to set
 		return store.ErrNotFound
 	}
 	c.SecretHash = slices.Clone(hash)
