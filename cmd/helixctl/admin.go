@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/internal/cliauth"
 	"github.com/helixflow/helixflow/internal/secretfile"
 )
 
@@ -28,13 +31,22 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 		"(default: env HELIX_OPERATOR, else your OS user@host)")
 }
 
-func (a *adminFlags) client() (*admin.Client, error) {
+// client returns the admin API client. Its credential is the admin token
+// when one is given; else the person signed in with helixctl login, whose
+// access token (refreshed when due) the admin API accepts from a platform
+// admin (scope helix:admin) and records as that person's action.
+func (a *adminFlags) client(ctx context.Context) (*admin.Client, error) {
 	if a.output != "table" && a.output != "json" {
 		return nil, fmt.Errorf("%w: --output %q: want table or json", errUsage, a.output)
 	}
 	token, err := secretfile.Read("--admin-token-file", a.tokenFile, "HELIX_ADMIN_TOKEN")
 	if err != nil {
 		return nil, err
+	}
+	if token == "" {
+		if token, err = personToken(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c, err := admin.NewClient(a.url, token, nil)
 	if err != nil {
@@ -109,7 +121,7 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -241,7 +253,7 @@ func runAPIKeys(ctx context.Context, sub string, args []string, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -283,7 +295,7 @@ func runKeys(ctx context.Context, sub string, args []string, out io.Writer) erro
 	if _, err := parse(fs, args, 0, "keys "+sub+" takes no argument"); err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -294,4 +306,24 @@ func runKeys(ctx context.Context, sub string, args []string, out io.Writer) erro
 	return af.print(out, map[string]string{"kid": kid}, func(tw *tabwriter.Writer) {
 		fmt.Fprintf(tw, "new signing key %s (published now, signs after the publish-ahead period)\n", kid)
 	})
+}
+
+// personToken is the access token of the person helixctl login signed in
+// (the credentials file of HELIX_CREDENTIALS or the config folder).
+func personToken(ctx context.Context) (string, error) {
+	path := os.Getenv("HELIX_CREDENTIALS")
+	if path == "" {
+		var err error
+		if path, err = cliauth.DefaultPath(); err != nil {
+			return "", err
+		}
+	}
+	c, err := (&cliauth.Session{Path: path}).Current(ctx)
+	if err != nil {
+		if errors.Is(err, cliauth.ErrNotLoggedIn) {
+			return "", errors.New("no admin token (--admin-token-file or HELIX_ADMIN_TOKEN) and nobody signed in (helixctl login, as a platform admin)")
+		}
+		return "", err
+	}
+	return c.AccessToken, nil
 }

@@ -105,3 +105,43 @@ func TestLoginUsage(t *testing.T) {
 		t.Errorf("plain http off loopback: %v", err)
 	}
 }
+
+// TestAdminAsSignedInPerson: without an admin token, admin commands carry
+// the signed-in person's access token (the admin API takes a platform
+// admin's), refreshed first when it is due.
+func TestAdminAsSignedInPerson(t *testing.T) {
+	authz, refreshes, _ := fakeAuthz(t)
+	var got atomic.Value
+	adminAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Authorization"))
+		_, _ = w.Write([]byte("[]"))
+	}))
+	t.Cleanup(adminAPI.Close)
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	t.Setenv("HELIX_ADMIN_TOKEN", "")
+	t.Setenv("HELIX_CREDENTIALS", path)
+
+	var out strings.Builder
+	err := run(context.Background(), []string{"clients", "list", "--admin-url", adminAPI.URL}, &out)
+	if err == nil || !strings.Contains(err.Error(), "helixctl login") {
+		t.Fatalf("nobody signed in: %v, want an error naming helixctl login", err)
+	}
+	if err := cliauth.Save(path, &cliauth.Credentials{Issuer: authz.URL, ClientID: cliauth.ClientID,
+		AccessToken: "old-access", RefreshToken: "hxr_old", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"clients", "list", "--admin-url", adminAPI.URL}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != "Bearer new-access" || refreshes.Load() != 1 {
+		t.Fatalf("admin call sent %q after %d refreshes; want the refreshed person's token", got.Load(), refreshes.Load())
+	}
+	// An admin token, when given, wins.
+	t.Setenv("HELIX_ADMIN_TOKEN", "an-admin-token-of-at-least-32-characters")
+	if err := run(context.Background(), []string{"clients", "list", "--admin-url", adminAPI.URL}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != "Bearer an-admin-token-of-at-least-32-characters" {
+		t.Fatalf("admin call sent %q; want the admin token", got.Load())
+	}
+}

@@ -369,6 +369,7 @@ func TestUsageErrors(t *testing.T) {
 func TestMissingAdminToken(t *testing.T) {
 	c := newCLI(t)
 	t.Setenv("HELIX_ADMIN_TOKEN", "")
+	t.Setenv("HELIX_CREDENTIALS", filepath.Join(t.TempDir(), "nobody-signed-in.json"))
 	_, err := c.run(t, "clients", "list")
 	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "admin token") {
 		t.Fatalf("no token: %v, want an error naming the admin token", err)

@@ -49,7 +49,7 @@ func runUsers(ctx context.Context, sub string, args []string, out io.Writer) err
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func runOrgs(ctx context.Context, sub string, args []string, out io.Writer) erro
 			setMaxClis = true
 		}
 	})
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func runAudit(ctx context.Context, sub string, args []string, out io.Writer) err
 	if err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func runUsersPrivacy(ctx context.Context, sub string, args []string, out io.Writ
 		return fmt.Errorf("%w: users erase %s cannot be undone (sessions ended, tokens and the API keys they created revoked, "+
 			"personal fields removed, audit rows pseudonymised): add --yes", errUsage, pos[0])
 	}
-	c, err := af.client()
+	c, err := af.client(ctx)
 	if err != nil {
 		return err
 	}
