@@ -31,6 +31,7 @@ const ScopeAccount = "account"
 //	GET    /api/v1/account/sessions        principal  200 {"sessions": [...]}
 //	DELETE /api/v1/account/sessions/{id}   principal  204
 func (s *Service) Mount(mux *http.ServeMux) {
+	var routes []webapi.Route
 	for _, r := range []struct {
 		pattern string
 		signed  bool // needs a principal
@@ -51,12 +52,13 @@ func (s *Service) Mount(mux *http.ServeMux) {
 		{"GET /api/v1/account/sessions", true, s.handleSessions},
 		{"DELETE /api/v1/account/sessions/{id}", true, s.handleEndSession},
 	} {
+		h := s.sameOrigin(r.h)
 		if r.signed {
-			mux.Handle(r.pattern, s.sessions.Middleware(s.sessions.Require(requireScope(r.h))))
-		} else {
-			mux.Handle(r.pattern, s.sameOrigin(r.h))
+			h = s.sessions.Middleware(s.sessions.Require(requireScope(r.h)))
 		}
+		routes = append(routes, webapi.Route{Pattern: r.pattern, Handler: h})
 	}
+	webapi.Handle(mux, routes...)
 	s.mountPages(mux)
 }
 

@@ -15,28 +15,29 @@ import (
 )
 
 func (a *API) routes() {
-	m := a.mux
-	m.HandleFunc("GET /api/v1/orgs", a.listOrgs)
-	m.HandleFunc("POST /api/v1/orgs", a.createOrg)
-	m.HandleFunc("GET /api/v1/orgs/{org}", a.getOrg)
-	m.HandleFunc("PATCH /api/v1/orgs/{org}", a.updateOrg)
-	m.HandleFunc("DELETE /api/v1/orgs/{org}", a.deleteOrg)
-	m.HandleFunc("GET /api/v1/orgs/{org}/policy", a.getPolicy)
-	m.HandleFunc("GET /api/v1/orgs/{org}/members", a.listMembers)
-	m.HandleFunc("POST /api/v1/orgs/{org}/members", a.addMember)
-	m.HandleFunc("PATCH /api/v1/orgs/{org}/members/{user}", a.updateMember)
-	m.HandleFunc("DELETE /api/v1/orgs/{org}/members/{user}", a.removeMember)
-	m.HandleFunc("GET /api/v1/orgs/{org}/clients", a.listClients)
-	m.HandleFunc("POST /api/v1/orgs/{org}/clients", a.createClient)
-	m.HandleFunc("GET /api/v1/orgs/{org}/clients/{id}", a.getClient)
-	m.HandleFunc("PATCH /api/v1/orgs/{org}/clients/{id}", a.updateClient)
-	m.HandleFunc("DELETE /api/v1/orgs/{org}/clients/{id}", a.deleteClient)
-	m.HandleFunc("POST /api/v1/orgs/{org}/clients/{id}/rotate-secret", a.rotateSecret)
-	m.HandleFunc("GET /api/v1/orgs/{org}/apikeys", a.listAPIKeys)
-	m.HandleFunc("POST /api/v1/orgs/{org}/apikeys", a.createAPIKey)
-	m.HandleFunc("POST /api/v1/orgs/{org}/apikeys/{id}/rotate", a.rotateAPIKey)
-	m.HandleFunc("DELETE /api/v1/orgs/{org}/apikeys/{id}", a.revokeAPIKey)
-	m.HandleFunc("/api/v1/orgs/", func(w http.ResponseWriter, r *http.Request) {
+	webapi.Handle(a.mux,
+		webapi.Route{Pattern: "GET /api/v1/orgs", Handler: http.HandlerFunc(a.listOrgs)},
+		webapi.Route{Pattern: "POST /api/v1/orgs", Handler: http.HandlerFunc(a.createOrg)},
+		webapi.Route{Pattern: "GET /api/v1/orgs/{org}", Handler: http.HandlerFunc(a.getOrg)},
+		webapi.Route{Pattern: "PATCH /api/v1/orgs/{org}", Handler: http.HandlerFunc(a.updateOrg)},
+		webapi.Route{Pattern: "DELETE /api/v1/orgs/{org}", Handler: http.HandlerFunc(a.deleteOrg)},
+		webapi.Route{Pattern: "GET /api/v1/orgs/{org}/policy", Handler: http.HandlerFunc(a.getPolicy)},
+		webapi.Route{Pattern: "GET /api/v1/orgs/{org}/members", Handler: http.HandlerFunc(a.listMembers)},
+		webapi.Route{Pattern: "POST /api/v1/orgs/{org}/members", Handler: http.HandlerFunc(a.addMember)},
+		webapi.Route{Pattern: "PATCH /api/v1/orgs/{org}/members/{user}", Handler: http.HandlerFunc(a.updateMember)},
+		webapi.Route{Pattern: "DELETE /api/v1/orgs/{org}/members/{user}", Handler: http.HandlerFunc(a.removeMember)},
+		webapi.Route{Pattern: "GET /api/v1/orgs/{org}/clients", Handler: http.HandlerFunc(a.listClients)},
+		webapi.Route{Pattern: "POST /api/v1/orgs/{org}/clients", Handler: http.HandlerFunc(a.createClient)},
+		webapi.Route{Pattern: "GET /api/v1/orgs/{org}/clients/{id}", Handler: http.HandlerFunc(a.getClient)},
+		webapi.Route{Pattern: "PATCH /api/v1/orgs/{org}/clients/{id}", Handler: http.HandlerFunc(a.updateClient)},
+		webapi.Route{Pattern: "DELETE /api/v1/orgs/{org}/clients/{id}", Handler: http.HandlerFunc(a.deleteClient)},
+		webapi.Route{Pattern: "POST /api/v1/orgs/{org}/clients/{id}/rotate-secret", Handler: http.HandlerFunc(a.rotateSecret)},
+		webapi.Route{Pattern: "GET /api/v1/orgs/{org}/apikeys", Handler: http.HandlerFunc(a.listAPIKeys)},
+		webapi.Route{Pattern: "POST /api/v1/orgs/{org}/apikeys", Handler: http.HandlerFunc(a.createAPIKey)},
+		webapi.Route{Pattern: "POST /api/v1/orgs/{org}/apikeys/{id}/rotate", Handler: http.HandlerFunc(a.rotateAPIKey)},
+		webapi.Route{Pattern: "DELETE /api/v1/orgs/{org}/apikeys/{id}", Handler: http.HandlerFunc(a.revokeAPIKey)},
+	)
+	a.mux.HandleFunc("/api/v1/orgs/", func(w http.ResponseWriter, r *http.Request) {
 		webapi.WriteError(w, http.StatusNotFound, webapi.CodeNotFound, "no such endpoint")
 	})
 }

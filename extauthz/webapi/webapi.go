@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 )
 
 // MaxBodyBytes bounds request bodies of the JSON API.
@@ -19,16 +20,17 @@ const MaxBodyBytes = 64 << 10
 
 // Error codes, the "error" member of an error body.
 const (
-	CodeInvalidRequest  = "invalid_request"   // 400: malformed or invalid input; the description names the field
-	CodeUnauthorized    = "unauthorized"      // 401: no or bad session or token
-	CodeForbidden       = "forbidden"         // 403: authenticated, not allowed
-	CodeCSRF            = "csrf_failed"       // 403: cookie-authenticated change without a matching CSRF token
-	CodeNotFound        = "not_found"         // 404
-	CodeConflict        = "conflict"          // 409
-	CodeTooLarge        = "request_too_large" // 413
-	CodeUnsupportedType = "unsupported_media_type"
-	CodeTooManyRequests = "too_many_requests" // 429, with Retry-After
-	CodeUnavailable     = "temporarily_unavailable"
+	CodeInvalidRequest   = "invalid_request"    // 400: malformed or invalid input; the description names the field
+	CodeUnauthorized     = "unauthorized"       // 401: no or bad session or token
+	CodeForbidden        = "forbidden"          // 403: authenticated, not allowed
+	CodeCSRF             = "csrf_failed"        // 403: cookie-authenticated change without a matching CSRF token
+	CodeNotFound         = "not_found"          // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405, with Allow
+	CodeConflict         = "conflict"           // 409
+	CodeTooLarge         = "request_too_large"  // 413
+	CodeUnsupportedType  = "unsupported_media_type"
+	CodeTooManyRequests  = "too_many_requests" // 429, with Retry-After
+	CodeUnavailable      = "temporarily_unavailable"
 )
 
 // ErrorBody is what every error answer carries.
@@ -110,4 +112,44 @@ func decodeObject(body []byte, v any) error {
 		return errors.New("data after the first JSON value")
 	}
 	return nil
+}
+
+// Route is one method and path of the JSON API ("POST /api/v1/login").
+type Route struct {
+	Pattern string
+	Handler http.Handler
+}
+
+// Handle registers routes on mux and, for each of their paths, a 405
+// answer (Allow, the error body) for the methods it lacks: without it a
+// wrong method would fall through to a catch-all pattern (the public
+// port's OAuth handler, a 404 in another handler's shape).
+func Handle(mux *http.ServeMux, routes ...Route) {
+	allowed := map[string][]string{}
+	var paths []string
+	for _, r := range routes {
+		mux.Handle(r.Pattern, r.Handler)
+		method, path, ok := strings.Cut(r.Pattern, " ")
+		if !ok {
+			panic("webapi: route " + r.Pattern + " names no method")
+		}
+		if _, seen := allowed[path]; !seen {
+			paths = append(paths, path)
+		}
+		allowed[path] = append(allowed[path], method)
+		if method == http.MethodGet {
+			allowed[path] = append(allowed[path], http.MethodHead)
+		}
+	}
+	for _, path := range paths {
+		mux.Handle(path, methodNotAllowed(allowed[path]))
+	}
+}
+
+func methodNotAllowed(allowed []string) http.Handler {
+	allow := strings.Join(allowed, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		WriteError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed here; allowed: %s", r.Method, allow))
+	})
 }

@@ -109,3 +109,34 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestHandleAnswers405(t *testing.T) {
+	mux := http.NewServeMux()
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	Handle(mux, Route{"POST /api/v1/thing", ok}, Route{"GET /api/v1/thing", ok}, Route{"DELETE /api/v1/thing/{id}", ok})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	for _, tt := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{http.MethodPost, "/api/v1/thing", 204, ""},
+		{http.MethodGet, "/api/v1/thing", 204, ""},
+		{http.MethodHead, "/api/v1/thing", 204, ""},
+		{http.MethodPut, "/api/v1/thing", 405, "POST, GET, HEAD"},
+		{http.MethodGet, "/api/v1/thing/7", 405, "DELETE"},
+		{http.MethodGet, "/api/v1/other", 418, ""},
+	} {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(tt.method, tt.path, nil))
+		if w.Code != tt.want {
+			t.Fatalf("%s %s: %d, want %d", tt.method, tt.path, w.Code, tt.want)
+		}
+		if tt.want == 405 {
+			var e ErrorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error != CodeMethodNotAllowed || w.Header().Get("Allow") != tt.allow {
+				t.Fatalf("%s %s: %q Allow %q", tt.method, tt.path, w.Body, w.Header().Get("Allow"))
+			}
+		}
+	}
+}
