@@ -175,7 +175,10 @@ func full(t *testing.T, wait time.Duration) (h *Hasher, release func()) {
 func TestQueue(t *testing.T) {
 	stored := rawHash("a long enough password", Minimum, keyBytes)
 	work := map[string]func(context.Context, *Hasher) error{
-		"Hash": func(ctx context.Context, h *Hasher) error { _, err := h.Hash(ctx, "a long enough password"); return err },
+		"Hash": func(ctx context.Context, h *Hasher) error {
+			_, err := h.Hash(ctx, "a long enough password")
+			return err
+		},
 		"Verify": func(ctx context.Context, h *Hasher) error {
 			ok, _, err := h.Verify(ctx, stored, "a long enough password")
 			if err == nil && !ok {
