@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 func TestMain(m *testing.M) {
@@ -59,20 +58,7 @@ type env struct {
 // newEnv opens a Store on a fresh, migrated database of the shared server.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := migrations.Up(testCtx(t), db); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(testCtx(t), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.Pool(t, pgtest.Migrated(t))
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC)}
 	s, err := New(Config{Pool: pool, Logger: quiet, Now: c.now})
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 func TestMain(m *testing.M) {
@@ -55,20 +54,7 @@ type env struct {
 // table that holds some, and some of other people's.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := migrations.Up(testCtx(t), db); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(testCtx(t), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := pgtest.Pool(t, pgtest.Migrated(t))
 	trail, err := audit.New(audit.Config{Pool: pool, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
