@@ -10,20 +10,18 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
-	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/orgs"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 func TestMain(m *testing.M) {
@@ -34,61 +32,23 @@ func TestMain(m *testing.M) {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// recorder keeps audit events (a fake: the audit store has its own tests).
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Record(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-	return nil
-}
-
-func (r *recorder) find(action, result string) (audit.Event, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := len(r.events) - 1; i >= 0; i-- {
-		if e := r.events[i]; e.Action == action && e.Result == result {
-			return e, true
-		}
-	}
-	return audit.Event{}, false
-}
-
 // env is the organizations' API on a real Postgres, with the caller chosen
 // per request (the session middleware is the session package's and tested
 // there; here the principal is put in the context as it would).
 type env struct {
 	st     *store.Store
-	dsn    string
+	pool   *pgxpool.Pool
 	api    http.Handler
-	audit  *recorder
+	audit  *peopletest.Recorder
 	hasher *secret.Hasher
 	plans  *admin.Plans
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := migrations.Up(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	e := &env{st: st, dsn: dsn, audit: &recorder{}, hasher: secret.NewHasher([]byte("pepper for the orgs tests")),
+	dsn := pgtest.Migrated(t)
+	st := peopletest.Store(t, dsn)
+	e := &env{st: st, pool: pgtest.Pool(t, dsn), audit: &peopletest.Recorder{}, hasher: secret.NewHasher([]byte("pepper for the orgs tests")),
 		plans: admin.NewPlans([]string{"free", "standard", "gold"}, "free")}
 	api, err := orgs.New(orgs.Config{Store: st, Hasher: e.hasher, Plans: e.plans, Audit: e.audit, Logger: quiet})
 	if err != nil {
@@ -104,20 +64,11 @@ func ctx(t testing.TB) context.Context {
 	return c
 }
 
-// user adds a verified user as the accounts package would.
+// user adds a verified user named by its address, as the accounts package
+// would.
 func (e *env) user(t testing.TB, email string) string {
 	t.Helper()
-	conn, err := pgx.Connect(ctx(t), e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var id string
-	if err := conn.QueryRow(ctx(t), `INSERT INTO users (email, email_verified_at, display_name) VALUES (lower($1), now(), $1) RETURNING id`,
-		email).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	return id
+	return peopletest.AddUser(t, e.pool, peopletest.User{Email: strings.ToLower(email), DisplayName: email, Verified: true})
 }
 
 // call sends a request as userID ("" for nobody) with bearer scopes
@@ -146,18 +97,6 @@ func (e *env) call(t testing.TB, userID, method, path string, body any, out any)
 		}
 	}
 	return rec.Code, rec.Body.String()
-}
-
-// org makes an organization owned by owner with a policy, through the store.
-func (e *env) org(t testing.TB, owner string, policy store.Org) string {
-	t.Helper()
-	if policy.Name == "" {
-		policy.Name = "org"
-	}
-	if err := e.st.CreateOrg(ctx(t), &policy, owner); err != nil {
-		t.Fatal(err)
-	}
-	return policy.ID
 }
 
 // openPolicy allows the test plans and scopes, a few of each count.

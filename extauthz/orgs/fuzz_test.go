@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/peopletest"
 )
 
 // FuzzRequests sends arbitrary bodies to every endpoint that decodes one,
@@ -39,7 +40,7 @@ func FuzzRequests(f *testing.F) {
 	e := newEnv(f)
 	owner := e.user(f, "fuzz-owner@example.com")
 	e.user(f, "a@example.com")
-	org := e.org(f, owner, openPolicy())
+	org := peopletest.AddOrg(f, e.st, owner, openPolicy())
 	cl := e.client(f, owner, org)
 	base := "/api/v1/orgs/" + org
 	f.Fuzz(func(t *testing.T, endpoint uint8, body string) {
