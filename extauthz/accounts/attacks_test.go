@@ -114,7 +114,7 @@ func TestBruteForce(t *testing.T) {
 	victim.login("victim@example.test", goodPassword)
 	// The attacker still waits.
 	expect(t, guess("guess again"), 429, "too_many_requests")
-	if len(e.audit.find("account.login", audit.ResultDenied)) == 0 {
+	if len(e.audit.Find("account.login", audit.ResultDenied)) == 0 {
 		t.Error("throttled attempts are not audited")
 	}
 }

@@ -25,9 +25,9 @@ import (
 	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/internal/mailtest"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 func TestMain(m *testing.M) {
@@ -51,31 +51,6 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// recorder keeps audit events (a fake: the audit store has tests of its own).
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Record(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-	return nil
-}
-
-func (r *recorder) find(action, result string) []audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []audit.Event
-	for _, e := range r.events {
-		if e.Action == action && e.Result == result {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // env is helix-authz's accounts on a real Postgres and a real mailpit,
 // behind an HTTPS test server.
 type env struct {
@@ -85,7 +60,7 @@ type env struct {
 	sessions *session.Manager
 	db       *pgxpool.Pool
 	mailpit  *mailtest.Server
-	audit    *recorder
+	audit    *peopletest.Recorder
 	clock    *clock
 	gdpr     *fakeGDPR
 }
@@ -97,22 +72,7 @@ type options struct {
 
 func newEnv(t *testing.T, opt options) *env {
 	t.Helper()
-	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sqlDB, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Up(ctx, sqlDB); err != nil {
-		t.Fatal(err)
-	}
-	sqlDB.Close()
-	db, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := pgtest.Pool(t, pgtest.Migrated(t))
 
 	mp := mailtest.Start(t, mailtest.Options{})
 	smtp, err := mail.NewSMTP(mail.SMTPConfig{Address: mp.SMTP, TLS: mail.TLSNone, From: "helixflow@example.test"})
@@ -141,7 +101,7 @@ func newEnv(t *testing.T, opt options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, srv: srv, db: db, mailpit: mp, audit: &recorder{}, sessions: sessions,
+	e := &env{t: t, srv: srv, db: db, mailpit: mp, audit: &peopletest.Recorder{}, sessions: sessions,
 		clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, gdpr: &fakeGDPR{}}
 	burst := opt.mailSourceBurst
 	if burst == 0 {
@@ -259,13 +219,7 @@ func (b *browser) call(method, path string, body any, hdr ...string) answer {
 			req.Header.Set(hdr[i], hdr[i+1])
 		}
 	}
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, header: resp.Header, body: data}
+	return b.do(req)
 }
 
 // form posts an HTML form.
@@ -282,6 +236,12 @@ func (b *browser) form(path string, v url.Values, hdr ...string) answer {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	return b.do(req)
+}
+
+// do sends req with the browser's cookies.
+func (b *browser) do(req *http.Request) answer {
+	b.e.t.Helper()
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.e.t.Fatal(err)

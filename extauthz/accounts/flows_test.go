@@ -65,11 +65,11 @@ func TestSignupVerifyLoginLogout(t *testing.T) {
 	expect(t, b.call("POST", "/api/v1/logout", nil), 204, "")
 	expect(t, b.call("GET", "/api/v1/account", nil), 401, "unauthorized")
 
-	if len(e.audit.find("account.signup", audit.ResultSuccess)) != 1 || len(e.audit.find("account.login", audit.ResultSuccess)) != 1 ||
-		len(e.audit.find("account.logout", audit.ResultSuccess)) != 1 || len(e.audit.find("account.login", audit.ResultFailure)) != 1 {
-		t.Errorf("audit trail %+v", e.audit.events)
+	if len(e.audit.Find("account.signup", audit.ResultSuccess)) != 1 || len(e.audit.Find("account.login", audit.ResultSuccess)) != 1 ||
+		len(e.audit.Find("account.logout", audit.ResultSuccess)) != 1 || len(e.audit.Find("account.login", audit.ResultFailure)) != 1 {
+		t.Errorf("audit trail %+v", e.audit.Events())
 	}
-	for _, ev := range e.audit.events {
+	for _, ev := range e.audit.Events() {
 		if ev.Actor == "" || strings.Contains(ev.Actor, "@") || strings.Contains(ev.Target, "@") {
 			t.Errorf("audit event names a person instead of a reference: %+v", ev)
 		}
@@ -171,7 +171,7 @@ func TestPasswordAndEmailChange(t *testing.T) {
 	if v := a.json(t); v["email"] != "new@example.test" || v["email_verified"] != true {
 		t.Errorf("after confirming: %v", v)
 	}
-	if len(e.audit.find("account.email_change", audit.ResultSuccess)) != 1 {
+	if len(e.audit.Find("account.email_change", audit.ResultSuccess)) != 1 {
 		t.Error("email change not audited")
 	}
 }
