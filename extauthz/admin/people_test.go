@@ -8,40 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
-
-type trail struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (t *trail) Record(_ context.Context, e audit.Event) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.events = append(t.events, e)
-	return nil
-}
-
-func (t *trail) last() audit.Event {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.events) == 0 {
-		return audit.Event{}
-	}
-	return t.events[len(t.events)-1]
-}
 
 // tokens is a fake verifier of people's access tokens (the OAuth package
 // has the real one, tested there): raw token -> user and scopes.
@@ -61,7 +36,7 @@ func (ts tokens) VerifyUserToken(_ context.Context, raw string) (string, string,
 type peopleEnv struct {
 	st      *store.Store
 	handler http.Handler
-	trail   *trail
+	trail   *peopletest.Recorder
 	admin   string // a platform admin's id
 	plain   string // a user who is not
 }
@@ -69,40 +44,13 @@ type peopleEnv struct {
 func newPeopleEnv(t *testing.T) (*peopleEnv, tokens) {
 	t.Helper()
 	dsn := pgtest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Up(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	st, err := store.Open(ctx, store.Config{DSN: dsn, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	e := &peopleEnv{st: st, trail: &trail{}}
-	for _, u := range []struct {
-		id    *string
-		email string
-		admin bool
-	}{{&e.admin, "root@example.com", true}, {&e.plain, "plain@example.com", false}} {
-		if err := conn.QueryRow(ctx, `INSERT INTO users (email, email_verified_at, platform_admin) VALUES ($1, now(), $2) RETURNING id`,
-			u.email, u.admin).Scan(u.id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := conn.Exec(ctx, `INSERT INTO users (email) VALUES ('unverified@example.com')`); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.Migrate(t, dsn)
+	st := peopletest.Store(t, dsn)
+	pool := pgtest.Pool(t, dsn)
+	e := &peopleEnv{st: st, trail: &peopletest.Recorder{}}
+	e.admin = peopletest.AddUser(t, pool, peopletest.User{Email: "root@example.com", Verified: true, Admin: true})
+	e.plain = peopletest.AddUser(t, pool, peopletest.User{Email: "plain@example.com", Verified: true})
+	peopletest.AddUser(t, pool, peopletest.User{Email: "unverified@example.com"})
 	toks := tokens{
 		"admin-with-scope":    {e.admin, []string{"account", admin.ScopeAdmin}},
 		"admin-without-scope": {e.admin, []string{"account"}},
@@ -163,16 +111,16 @@ func TestActorRule(t *testing.T) {
 		})
 	}
 	e.do("GET", "/admin/v1/users/"+e.plain, testToken, "alice@ops", "")
-	if ev := e.trail.last(); ev.Actor != "admin-token" || ev.Operator != "alice@ops" || ev.Target != "user:"+e.plain ||
+	if ev := e.trail.Last(); ev.Actor != "admin-token" || ev.Operator != "alice@ops" || ev.Target != "user:"+e.plain ||
 		ev.Source != "192.0.2.7" || ev.UserAgent != "people-test" || ev.Result != audit.ResultSuccess {
 		t.Fatalf("admin-token event %+v", ev)
 	}
 	e.do("GET", "/admin/v1/users/"+e.plain, "admin-with-scope", "", "")
-	if ev := e.trail.last(); ev.Actor != "user:"+e.admin || ev.Operator != "" {
+	if ev := e.trail.Last(); ev.Actor != "user:"+e.admin || ev.Operator != "" {
 		t.Fatalf("platform admin's event %+v", ev)
 	}
 	e.do("GET", "/admin/v1/users", "plain-with-scope", "", "")
-	if ev := e.trail.last(); ev.Actor != "user:"+e.plain || ev.Result != audit.ResultDenied {
+	if ev := e.trail.Last(); ev.Actor != "user:"+e.plain || ev.Result != audit.ResultDenied {
 		t.Fatalf("refused person's event %+v", ev)
 	}
 	// Withdrawing the flag takes effect at the next request.
@@ -240,7 +188,7 @@ func TestPeopleEndpoints(t *testing.T) {
 		`{"allowed_plans":[],"allowed_scopes":[],"max_api_keys":0,"max_clients":0}`); code != http.StatusNotFound {
 		t.Fatalf("policy of an unknown organization: %d, want 404", code)
 	}
-	if ev := e.trail.last(); ev.Action != "admin.orgs.set_policy" || ev.Result != audit.ResultFailure {
+	if ev := e.trail.Last(); ev.Action != "admin.orgs.set_policy" || ev.Result != audit.ResultFailure {
 		t.Fatalf("failed policy change's event %+v", ev)
 	}
 }

@@ -13,14 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/gdpr"
 	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 type privacyEnv struct {
@@ -36,19 +34,8 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dsn := pgtest.Start(t)
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Up(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pgtest.Migrate(t, dsn)
+	pool := pgtest.Pool(t, dsn)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tr, err := audit.New(audit.Config{Pool: pool, Logger: quiet})
 	if err != nil {
@@ -59,9 +46,7 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 		t.Fatal(err)
 	}
 	e := &privacyEnv{trail: tr}
-	if err := pool.QueryRow(ctx, `INSERT INTO users (email, display_name) VALUES ('dana@example.com', 'Dana') RETURNING id`).Scan(&e.user); err != nil {
-		t.Fatal(err)
-	}
+	e.user = peopletest.AddUser(t, pool, peopletest.User{Email: "dana@example.com", DisplayName: "Dana"})
 	for _, ev := range []audit.Event{
 		{Actor: "user:" + e.user, Action: "account.login", Result: audit.ResultSuccess, Source: "192.0.2.1", UserAgent: "ua"},
 		{Actor: "user:" + e.user, Action: "account.login", Result: audit.ResultFailure, Source: "192.0.2.1", UserAgent: "ua"},
