@@ -260,8 +260,11 @@ func isUUID(s string) bool {
 func IsUUID(s string) bool { return isUUID(s) }
 
 // Clip cuts s to at most n bytes on a rune boundary, so a column with a
-// length limit stays valid UTF-8 (sources, user agents).
+// length limit stays valid UTF-8 (sources, user agents). A header may
+// carry any byte, and Postgres refuses text that is not UTF-8: each run of
+// such bytes becomes one U+FFFD first.
 func Clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\ufffd")
 	if len(s) <= n {
 		return s
 	}
