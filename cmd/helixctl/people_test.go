@@ -8,68 +8,26 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/helixflow/helixflow/extauthz/admin"
-	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/secret"
-	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
-
-type events struct {
-	mu  sync.Mutex
-	got []audit.Event
-}
-
-func (e *events) Record(_ context.Context, ev audit.Event) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.got = append(e.got, ev)
-	return nil
-}
-
-func (e *events) last() audit.Event {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.got[len(e.got)-1]
-}
 
 // TestUsersAndOrgs drives helixctl users and orgs against the admin API on
 // a real Postgres, and checks that each call named its operator.
 func TestUsersAndOrgs(t *testing.T) {
-	dsn := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Up(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	st, err := store.Open(ctx, store.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var uid string
-	if err := conn.QueryRow(ctx, `INSERT INTO users (email, email_verified_at) VALUES ('ada@example.com', now()) RETURNING id`).Scan(&uid); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
+	dsn := pgtest.Start(t)
+	pgtest.Migrate(t, dsn)
+	st := peopletest.Store(t, dsn)
+	uid := peopletest.AddUser(t, pgtest.Pool(t, dsn), peopletest.User{Email: "ada@example.com", Verified: true})
 
-	trail := &events{}
+	trail := &peopletest.Recorder{}
 	h, err := admin.Handler(admin.Config{
 		Store: st, People: st, Audit: trail, Hasher: secret.NewHasher(nil), Token: adminToken,
 		Plans: admin.NewPlans([]string{"free", "gold"}, "free"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -91,7 +49,7 @@ func TestUsersAndOrgs(t *testing.T) {
 	if o.Name != "Acme" || !slices.Equal(o.Policy.Plans, []string{"free"}) || o.Policy.MaxAPIKeys != 10 {
 		t.Fatalf("created %+v", o)
 	}
-	if ev := trail.last(); ev.Action != "admin.orgs.create" || ev.Actor != "admin-token" || ev.Operator != "ada from the environment" || ev.Target != "org:"+o.ID {
+	if ev := trail.Last(); ev.Action != "admin.orgs.create" || ev.Actor != "admin-token" || ev.Operator != "ada from the environment" || ev.Target != "org:"+o.ID {
 		t.Fatalf("audit event %+v", ev)
 	}
 
@@ -104,7 +62,7 @@ func TestUsersAndOrgs(t *testing.T) {
 		!slices.Equal(got.AllowedScopes, []string{"models:infer", "models:read"}) {
 		t.Fatalf("policy after helixctl orgs policy: %+v, %v", got, err)
 	}
-	if ev := trail.last(); ev.Operator != "grace" || ev.Action != "admin.orgs.set_policy" {
+	if ev := trail.Last(); ev.Operator != "grace" || ev.Action != "admin.orgs.set_policy" {
 		t.Fatalf("--operator not sent: %+v", ev)
 	}
 	if _, err := c.run(t, "orgs", "policy", o.ID, "--plans", "platinum"); err == nil || !strings.Contains(err.Error(), "platinum") {

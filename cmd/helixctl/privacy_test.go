@@ -13,35 +13,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/gdpr"
 	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 // TestAuditAndErasure drives helixctl audit and users export|erase against
 // the admin API over the real trail and gdpr service on Postgres.
 func TestAuditAndErasure(t *testing.T) {
-	dsn := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Up(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	dsn := pgtest.Start(t)
+	pgtest.Migrate(t, dsn)
+	pool := pgtest.Pool(t, dsn)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	trail, err := audit.New(audit.Config{Pool: pool, Logger: quiet})
 	if err != nil {
@@ -51,10 +38,7 @@ func TestAuditAndErasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var uid string
-	if err := pool.QueryRow(ctx, `INSERT INTO users (email) VALUES ('eve@example.com') RETURNING id`).Scan(&uid); err != nil {
-		t.Fatal(err)
-	}
+	uid := peopletest.AddUser(t, pool, peopletest.User{Email: "eve@example.com"})
 	if err := trail.Record(ctx, audit.Event{Actor: "user:" + uid, Action: "account.login", Result: audit.ResultSuccess, Source: "192.0.2.5"}); err != nil {
 		t.Fatal(err)
 	}
