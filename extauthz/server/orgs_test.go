@@ -2,21 +2,18 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
 	"github.com/helixflow/helixflow/extauthz/mail"
-	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/internal/mailtest"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
 )
 
@@ -55,25 +52,8 @@ func (p *person) call(t *testing.T, method, path string, body, out any) (int, st
 // sign-up and verification) and logs in through the public port.
 func signIn(t *testing.T, dsn string, r *replica, email string) *person {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	const pw = "a long enough passphrase for tests"
-	hasher, err := password.New(password.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	phc, err := hasher.Hash(ctx, pw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `INSERT INTO users (email, email_verified_at, password_hash) VALUES ($1, now(), $2)`, email, phc); err != nil {
-		t.Fatal(err)
-	}
+	peopletest.AddUser(t, pgtest.Pool(t, dsn), peopletest.User{Email: email, Verified: true, Password: pw})
 	b, _ := json.Marshal(map[string]string{"email": email, "password": pw})
 	resp, err := http.Post(r.public.URL+"/api/v1/login", "application/json", bytes.NewReader(b))
 	if err != nil {
@@ -98,11 +78,10 @@ func signIn(t *testing.T, dsn string, r *replica, email string) *person {
 	return p
 }
 
-// TestOrganizationKeysAtCheck: a person signs in, makes an organization,
-// a client and an API key on the public port; the key works at Check on
-// that replica when the answer arrives and on another within a second; a
-// rotation with no overlap ends the old key on both within a second.
-func TestOrganizationKeysAtCheck(t *testing.T) {
+// peopleReplicas starts two replicas serving people (mail to a mailpit)
+// on one fresh database, and signs email in on the first.
+func peopleReplicas(t *testing.T, email string) (a, b *replica, p *person) {
+	t.Helper()
 	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
 	mp := mailtest.Start(t, mailtest.Options{})
 	smtp, err := mail.NewSMTP(mail.SMTPConfig{Address: mp.SMTP, TLS: mail.TLSNone, From: "helix@example.test"})
@@ -110,8 +89,16 @@ func TestOrganizationKeysAtCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	withPeople := func(c *Config) { c.Mail = smtp }
-	a, b := startReplica(t, dsn, withPeople), startReplica(t, dsn, withPeople)
-	p := signIn(t, dsn, a, "dev@example.test")
+	a, b = startReplica(t, dsn, withPeople), startReplica(t, dsn, withPeople)
+	return a, b, signIn(t, dsn, a, email)
+}
+
+// TestOrganizationKeysAtCheck: a person signs in, makes an organization,
+// a client and an API key on the public port; the key works at Check on
+// that replica when the answer arrives and on another within a second; a
+// rotation with no overlap ends the old key on both within a second.
+func TestOrganizationKeysAtCheck(t *testing.T) {
+	a, b, p := peopleReplicas(t, "dev@example.test")
 
 	var org struct{ ID string }
 	if code, body := p.call(t, "POST", "/api/v1/orgs", map[string]any{"name": "Acme"}, &org); code != http.StatusCreated {

@@ -12,11 +12,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/session"
-	"github.com/helixflow/helixflow/internal/mailtest"
-	"github.com/helixflow/helixflow/internal/pgtest"
 )
 
 // helixctlLogin runs helixctl's code grant for a signed-in person on r's
@@ -71,15 +68,7 @@ func tokenCall(t *testing.T, r *replica, form url.Values) map[string]string {
 // tokens within the notification delay (goal: 1 s; measured by polling).
 // Logout (revoking the refresh token) does the same.
 func TestPeopleTokensAtCheck(t *testing.T) {
-	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
-	mp := mailtest.Start(t, mailtest.Options{})
-	smtp, err := mail.NewSMTP(mail.SMTPConfig{Address: mp.SMTP, TLS: mail.TLSNone, From: "helix@example.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	withPeople := func(c *Config) { c.Mail = smtp }
-	a, b := startReplica(t, dsn, withPeople), startReplica(t, dsn, withPeople)
-	p := signIn(t, dsn, a, "ada@example.test")
+	a, b, p := peopleReplicas(t, "ada@example.test")
 
 	access, refresh := helixctlLogin(t, a, p)
 	if access == "" || refresh == "" {
