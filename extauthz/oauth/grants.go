@@ -276,19 +276,29 @@ func (st *storage) GetAuthorizeCodeSession(ctx context.Context, sig string, s fo
 
 // InvalidateAuthorizeCodeSession marks the code used at Commit.
 func (st *storage) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
-	if _, err := st.grants(); err != nil {
-		return err
-	}
-	p, err := pendingOf(ctx)
+	p, b, err := st.pendingUse(ctx, sig)
 	if err != nil {
 		return err
 	}
-	b, ok := sigBytes(sig)
-	if !ok {
-		return fosite.ErrNotFound
-	}
 	p.code = b
 	return nil
+}
+
+// pendingUse returns the request's pending change and the decoded sig of
+// the code or refresh token that Commit is to mark used.
+func (st *storage) pendingUse(ctx context.Context, sig string) (*pending, []byte, error) {
+	if _, err := st.grants(); err != nil {
+		return nil, nil, err
+	}
+	p, err := pendingOf(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, ok := sigBytes(sig)
+	if !ok {
+		return nil, nil, fosite.ErrNotFound
+	}
+	return p, b, nil
 }
 
 // The PKCE challenge is stored with its code (checkPKCE made sure there is
@@ -370,16 +380,9 @@ func (st *storage) GetRefreshTokenSession(ctx context.Context, sig string, s fos
 
 // RotateRefreshToken marks the presented token used at Commit.
 func (st *storage) RotateRefreshToken(ctx context.Context, _ string, sig string) error {
-	if _, err := st.grants(); err != nil {
-		return err
-	}
-	p, err := pendingOf(ctx)
+	p, b, err := st.pendingUse(ctx, sig)
 	if err != nil {
 		return err
-	}
-	b, ok := sigBytes(sig)
-	if !ok {
-		return fosite.ErrNotFound
 	}
 	p.rotated = b
 	return nil
