@@ -22,15 +22,13 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/session"
-	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/internal/cliauth"
+	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
-	"github.com/helixflow/helixflow/migrations"
 )
 
 // keys is a fixed signing key.
@@ -68,25 +66,10 @@ func startAuthz(t *testing.T) *authz {
 	t.Helper()
 	ctx := context.Background()
 	dsn := pgtest.Start(t)
-	sqldb, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrations.Up(ctx, sqldb); err != nil {
-		t.Fatal(err)
-	}
-	_ = sqldb.Close()
+	pgtest.Migrate(t, dsn)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := store.Open(ctx, store.Config{DSN: dsn, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	db := peopletest.Store(t, dsn)
+	pool := pgtest.Pool(t, dsn)
 	ts := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + ts.Listener.Addr().String()
 	mgr, err := session.New(session.Config{DB: pool, PublicOrigin: issuer, Logger: quiet})
@@ -96,10 +79,7 @@ func startAuthz(t *testing.T) *authz {
 	if _, err := db.EnsureClient(ctx, oauth.HelixctlClient("free")); err != nil {
 		t.Fatal(err)
 	}
-	var userID string
-	if err := pool.QueryRow(ctx, `INSERT INTO users (email, email_verified_at) VALUES ('ada@example.test', now()) RETURNING id::text`).Scan(&userID); err != nil {
-		t.Fatal(err)
-	}
+	userID := peopletest.AddUser(t, pool, peopletest.User{Email: "ada@example.test", Verified: true})
 	browser, err := mgr.CreateBrowserSession(ctx, userID, "127.0.0.1", "test")
 	if err != nil {
 		t.Fatal(err)
