@@ -394,7 +394,13 @@ func (s *Server) record(ctx context.Context, e audit.Event) {
 // VerifyUserToken implements session.BearerVerifier: raw is a person's
 // access token for this server's audience, not revoked (jti, sid), with
 // scope account, whose client is enabled and whose token session lives.
+// A store it cannot ask makes the error wrap session.ErrUnavailable too.
 func (s *Server) VerifyUserToken(ctx context.Context, raw string) (userID, sessionID string, scopes []string, err error) {
+	defer func() {
+		if isUnavailable(err) {
+			err = fmt.Errorf("%w: %w", psession.ErrUnavailable, err)
+		}
+	}()
 	if s.people == nil {
 		return "", "", nil, fmt.Errorf("%w: people's tokens are off", token.ErrInvalidToken)
 	}

@@ -47,9 +47,13 @@ type peopleEnv struct {
 	userID   string
 	cookie   string
 	secrets  map[string]string
+	clients  *credentials.Clients
+	keys     *fakeKeys
 }
 
-func newPeopleEnv(t testing.TB) *peopleEnv {
+// newPeopleEnv builds the env; opts may change the Server's Config (wrap a
+// store) before New.
+func newPeopleEnv(t testing.TB, opts ...func(*Config)) *peopleEnv {
 	t.Helper()
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t, pgtest.StartShared(t))
@@ -114,11 +118,16 @@ func newPeopleEnv(t testing.TB) *peopleEnv {
 	if err := clients.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{
+	e.clients, e.keys = clients, newFakeKeys(t, "ES256")
+	cfg := Config{
 		Issuer: testIssuer, DefaultAudience: testAudience, Clients: clients, Revocations: db,
-		Keys: newFakeKeys(t, "ES256"), Hasher: hasher, Logger: quiet,
+		Keys: e.keys, Hasher: hasher, Logger: quiet,
 		People: &People{Grants: db, Sessions: mgr, Resolve: mgr.Middleware, Audit: trail},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

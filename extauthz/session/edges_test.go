@@ -196,6 +196,13 @@ func (s stubBearer) VerifyUserToken(context.Context, string) (string, string, []
 	return s.user, "00000000-0000-0000-0000-000000000009", []string{"account"}, nil
 }
 
+// errBearer fails every token with err.
+type errBearer struct{ err error }
+
+func (b errBearer) VerifyUserToken(context.Context, string) (string, string, []string, error) {
+	return "", "", nil, b.err
+}
+
 func serveWith(m *session.Manager, h http.Handler, c call) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(c.method, "/api/v1/account", nil)
 	if c.cookie != "" {
@@ -382,6 +389,21 @@ func TestUnavailableFailsClosed(t *testing.T) {
 				t.Errorf("a principal without a database: %s", w.Body)
 			}
 		})
+	}
+	// A verifier that cannot judge the token (its stores are down) gets
+	// the same 503; one that refuses it, 401.
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("oauth: token session: %w", session.ErrUnavailable), 503},
+		{errors.New("oauth: invalid token: session ended"), 401},
+	} {
+		m := newManager(t, deadPool(t), errBearer{tc.err})
+		reached = false
+		if w := serveWith(m, next, call{method: "GET", auth: "Bearer t"}); w.Code != tc.code || reached {
+			t.Errorf("verifier error %v: %d (handler ran: %v), want %d", tc.err, w.Code, reached, tc.code)
+		}
 	}
 	// The store's calls report the failure; none says yes.
 	const id = "0b4c2f1e-5d6a-4b7c-8d9e-0f1a2b3c4d5e"

@@ -36,7 +36,9 @@ func (m *Manager) ClearCookie(w http.ResponseWriter) {
 // unsafe methods need X-CSRF-Token equal to the session's token; any unsafe
 // request that sends an Origin other than the public origin is refused
 // (403 csrf_failed). A request with neither goes on without a principal
-// (Require refuses it); a bad token or a dead cookie is no principal either.
+// (Require refuses it); a bad token is 401, a dead cookie no principal.
+// When the database (or the verifier's stores) cannot answer, the answer is
+// 503 temporarily_unavailable: never an anonymous pass nor a 401.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		unsafe := !isSafe(r.Method)
@@ -51,6 +53,10 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 				return
 			}
 			userID, sid, scopes, err := m.bearer.VerifyUserToken(r.Context(), strings.TrimSpace(raw))
+			if errors.Is(err, ErrUnavailable) {
+				m.unavailable(w, err)
+				return
+			}
 			if err != nil {
 				webapi.WriteError(w, http.StatusUnauthorized, webapi.CodeUnauthorized, "the bearer token is not valid for this API")
 				return

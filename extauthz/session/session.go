@@ -74,6 +74,11 @@ const secretBytes = 32
 // ErrNotFound: no such session (or not the caller's).
 var ErrNotFound = errors.New("session: not found")
 
+// ErrUnavailable is what a BearerVerifier's error wraps when it could not
+// judge the token (a store it asks is down): the answer is 503, as for a
+// cookie, not 401, which would tell a client that its good token is bad.
+var ErrUnavailable = errors.New("session: credentials cannot be checked now")
+
 // Principal is who is calling.
 type Principal struct {
 	UserID    string // uuid
@@ -112,7 +117,8 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 
 // BearerVerifier verifies a person's access token (the OAuth package
 // provides one): it verifies, is not revoked, names a live token session
-// (sid) and carries scope "account".
+// (sid) and carries scope "account". An error wrapping ErrUnavailable
+// means the token could not be judged; any other refuses it.
 type BearerVerifier interface {
 	VerifyUserToken(ctx context.Context, raw string) (userID, sessionID string, scopes []string, err error)
 }
