@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -29,22 +27,14 @@ func TestAuditAndErasure(t *testing.T) {
 	dsn := pgtest.Start(t)
 	pgtest.Migrate(t, dsn)
 	pool := pgtest.Pool(t, dsn)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	trail, err := audit.New(audit.Config{Pool: pool, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := gdpr.New(gdpr.Config{Pool: pool, Audit: trail})
-	if err != nil {
-		t.Fatal(err)
-	}
+	trail, svc := peopletest.Privacy(t, pool)
 	uid := peopletest.AddUser(t, pool, peopletest.User{Email: "eve@example.com"})
 	if err := trail.Record(ctx, audit.Event{Actor: "user:" + uid, Action: "account.login", Result: audit.ResultSuccess, Source: "192.0.2.5"}); err != nil {
 		t.Fatal(err)
 	}
 	h, err := admin.Handler(admin.Config{
 		Store: &memStore{}, Hasher: secret.NewHasher(nil), Token: adminToken, Plans: admin.NewPlans([]string{"free"}, "free"),
-		Audit: trail, Trail: trail, PersonalData: svc, Logger: quiet,
+		Audit: trail, Trail: trail, PersonalData: svc, Logger: peopletest.Quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
-	"github.com/helixflow/helixflow/extauthz/gdpr"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
@@ -36,15 +35,7 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 	dsn := pgtest.Start(t)
 	pgtest.Migrate(t, dsn)
 	pool := pgtest.Pool(t, dsn)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tr, err := audit.New(audit.Config{Pool: pool, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := gdpr.New(gdpr.Config{Pool: pool, Audit: tr})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, svc := peopletest.Privacy(t, pool)
 	e := &privacyEnv{trail: tr}
 	e.user = peopletest.AddUser(t, pool, peopletest.User{Email: "dana@example.com", DisplayName: "Dana"})
 	for _, ev := range []audit.Event{
@@ -58,7 +49,7 @@ func newPrivacyEnv(t *testing.T) *privacyEnv {
 	}
 	h, err := admin.Handler(admin.Config{
 		Store: newFakeStore(), Hasher: secret.NewHasher(nil), Token: testToken, Plans: admin.NewPlans(testPlans, "free"),
-		Audit: tr, Trail: tr, PersonalData: svc, Logger: quiet,
+		Audit: tr, Trail: tr, PersonalData: svc, Logger: peopletest.Quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

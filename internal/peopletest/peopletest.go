@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/gdpr"
 	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/store"
 )
@@ -38,6 +40,21 @@ func Store(t testing.TB, dsn string) *store.Store {
 	}
 	t.Cleanup(st.Close)
 	return st
+}
+
+// Privacy returns the real audit trail and GDPR service on pool, as
+// helix-authz wires them (the service records erasures in that trail).
+func Privacy(t testing.TB, pool *pgxpool.Pool) (*audit.Store, *gdpr.Service) {
+	t.Helper()
+	trail, err := audit.New(audit.Config{Pool: pool, Logger: Quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := gdpr.New(gdpr.Config{Pool: pool, Audit: trail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trail, svc
 }
 
 // Querier is a *pgx.Conn or a *pgxpool.Pool.
