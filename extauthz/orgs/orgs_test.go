@@ -135,7 +135,7 @@ func TestRoleMatrix(t *testing.T) {
 func TestOwnersAndMembers(t *testing.T) {
 	e := newEnv(t)
 	owner, adm, viewer := e.user(t, "o@example.com"), e.user(t, "a@example.com"), e.user(t, "v@example.com")
-	e.user(t, "unverified@example.com")
+	peopletest.AddUser(t, e.pool, peopletest.User{Email: "unverified@example.com"}) // never verified
 	org := peopletest.AddOrg(t, e.st, owner, openPolicy())
 	base := "/api/v1/orgs/" + org + "/members"
 	for _, tc := range []struct {
@@ -147,6 +147,7 @@ func TestOwnersAndMembers(t *testing.T) {
 		{owner, "POST", base, map[string]any{"email": "v@example.com", "role": "viewer"}, http.StatusCreated},
 		{owner, "POST", base, map[string]any{"email": "v@example.com", "role": "viewer"}, http.StatusConflict},
 		{owner, "POST", base, map[string]any{"email": "nobody@example.com", "role": "viewer"}, http.StatusBadRequest},
+		{owner, "POST", base, map[string]any{"email": "unverified@example.com", "role": "viewer"}, http.StatusBadRequest},
 		{owner, "POST", base, map[string]any{"email": "v@example.com", "role": "superuser"}, http.StatusBadRequest},
 		// The last owner can neither leave nor step down.
 		{owner, "DELETE", base + "/" + owner, nil, http.StatusConflict},
