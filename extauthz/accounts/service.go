@@ -38,6 +38,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/throttle"
 	"github.com/helixflow/helixflow/extauthz/webapi"
+	"github.com/helixflow/helixflow/internal/pgtext"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
 )
 
@@ -193,7 +194,7 @@ type caller struct {
 }
 
 func (s *Service) caller(r *http.Request) caller {
-	c := caller{userAgent: session.Clip(r.UserAgent(), 512)}
+	c := caller{userAgent: pgtext.Clip(r.UserAgent(), 512)}
 	if a, ok := s.cfg.Sources.Source(r); ok {
 		c.addr, c.source = a, a.String()
 	}

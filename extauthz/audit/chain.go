@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/helixflow/helixflow/internal/pgtext"
 )
 
 // Digest is a SHA-256 value, shown as hex in JSON.
@@ -142,21 +142,6 @@ const (
 	maxDetailVal = 1024
 )
 
-// clean makes v storable text: valid UTF-8, no NUL (Postgres text and
-// jsonb refuse both), at most max bytes cut on a rune boundary.
-func clean(v string, max int) string {
-	v = strings.ToValidUTF8(v, "\uFFFD")
-	v = strings.ReplaceAll(v, "\x00", "\uFFFD")
-	if len(v) <= max {
-		return v
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(v[cut]) {
-		cut--
-	}
-	return v[:cut]
-}
-
 // Results an event may have.
 var results = map[string]bool{ResultSuccess: true, ResultFailure: true, ResultDenied: true}
 
@@ -164,9 +149,9 @@ var results = map[string]bool{ResultSuccess: true, ResultFailure: true, ResultDe
 // times are the appender's).
 func prepare(e Event) (*Row, error) {
 	r := &Row{
-		Actor: clean(e.Actor, maxRef), Action: clean(e.Action, maxAction), Target: clean(e.Target, maxRef),
+		Actor: pgtext.Clip(e.Actor, maxRef), Action: pgtext.Clip(e.Action, maxAction), Target: pgtext.Clip(e.Target, maxRef),
 		Result: e.Result, Detail: map[string]string{},
-		Operator: clean(e.Operator, maxOperator), Source: clean(e.Source, maxSource), UserAgent: clean(e.UserAgent, maxUserAgent),
+		Operator: pgtext.Clip(e.Operator, maxOperator), Source: pgtext.Clip(e.Source, maxSource), UserAgent: pgtext.Clip(e.UserAgent, maxUserAgent),
 	}
 	switch {
 	case r.Actor == "":
@@ -179,7 +164,7 @@ func prepare(e Event) (*Row, error) {
 		return nil, fmt.Errorf("audit: event %q: %d detail entries, at most %d", e.Action, len(e.Detail), maxDetail)
 	}
 	for k, v := range e.Detail {
-		r.Detail[clean(k, maxDetailKey)] = clean(v, maxDetailVal)
+		r.Detail[pgtext.Clip(k, maxDetailKey)] = pgtext.Clip(v, maxDetailVal)
 	}
 	return r, nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/helixflow/helixflow/internal/pgtext"
 )
 
 // Limits of List.
@@ -51,14 +53,14 @@ func (f Filter) where() (string, []any, error) {
 		if c.v == "" {
 			continue
 		}
-		if clean(c.v, maxRef) != c.v {
+		if pgtext.Clip(c.v, maxRef) != c.v {
 			return "", nil, fmt.Errorf("%w: %s is not valid text of at most %d bytes", ErrInvalidFilter, c.name, maxRef)
 		}
 		add(c.col+" = $?", c.v)
 	}
 	if len(f.Subjects) > 0 {
 		for _, v := range f.Subjects {
-			if v == "" || clean(v, maxRef) != v {
+			if v == "" || pgtext.Clip(v, maxRef) != v {
 				return "", nil, fmt.Errorf("%w: a subject is empty, or not valid text of at most %d bytes", ErrInvalidFilter, maxRef)
 			}
 		}

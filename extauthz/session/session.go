@@ -33,7 +33,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -264,18 +263,3 @@ func isUUID(s string) bool {
 
 // IsUUID reports whether s is a uuid in canonical form.
 func IsUUID(s string) bool { return isUUID(s) }
-
-// Clip cuts s to at most n bytes on a rune boundary, so a column with a
-// length limit stays valid UTF-8 (sources, user agents). A header may
-// carry any byte, and Postgres refuses text that is not UTF-8: each run of
-// such bytes becomes one U+FFFD first.
-func Clip(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\ufffd")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}

@@ -304,28 +304,3 @@ func TestRequire(t *testing.T) {
 		t.Errorf("with a principal: %d, want 200", w.Code)
 	}
 }
-
-func TestClip(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"abc", 5, "abc"},
-		{"abc", 2, "ab"},
-		{"h\u00e9llo", 2, "h"}, // é is two bytes: not cut in half
-		{"h\u00e9llo", 3, "h\u00e9"},
-		{"\u00e9", 1, ""},
-		// Bytes that are no UTF-8 (a header may carry them): each run
-		// becomes one U+FFFD, so the column takes the value.
-		{"a\xffb", 10, "a\ufffdb"},
-		{"\xff\xfe", 10, "\ufffd"},
-		{"\xc3", 5, "\ufffd"},
-		{"ab\xff", 3, "ab"},
-		{"ab\xff", 5, "ab\ufffd"},
-	} {
-		if got := session.Clip(tc.in, tc.n); got != tc.want {
-			t.Errorf("Clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
-		}
-	}
-}

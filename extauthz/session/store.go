@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/helixflow/helixflow/internal/pgtext"
 )
 
 // The sessions table: creating, using, listing and ending sessions.
@@ -33,7 +35,7 @@ func (m *Manager) CreateBrowserSession(ctx context.Context, userID, source, user
 		INSERT INTO sessions (secret_hash, user_id, kind, csrf_hash, source, user_agent, expires_at)
 		VALUES ($1, $2, 'browser', $3, $4, $5, now() + make_interval(secs => $6))
 		RETURNING id::text, expires_at`,
-		hash(secret), userID, hash(csrf), Clip(source, 64), Clip(userAgent, 512), m.life.Seconds(),
+		hash(secret), userID, hash(csrf), pgtext.Clip(source, 64), pgtext.Clip(userAgent, 512), m.life.Seconds(),
 	).Scan(&c.ID, &c.ExpiresAt)
 	if err != nil {
 		return Created{}, fmt.Errorf("session: create: %w", err)
@@ -53,7 +55,7 @@ func (m *Manager) CreateTokenSession(ctx context.Context, userID, clientID, sour
 		INSERT INTO sessions (secret_hash, user_id, kind, client_id, source, user_agent, expires_at)
 		VALUES ($1, $2, 'token', $3, $4, $5, now() + make_interval(secs => $6))
 		RETURNING id::text`,
-		hash(secret), userID, clientID, Clip(source, 64), Clip(userAgent, 512), m.tokenLife.Seconds(),
+		hash(secret), userID, clientID, pgtext.Clip(source, 64), pgtext.Clip(userAgent, 512), m.tokenLife.Seconds(),
 	).Scan(&id)
 	if err != nil {
 		return "", fmt.Errorf("session: create token session: %w", err)
