@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 )
 
@@ -88,6 +89,13 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			actor.Ref, actor.Operator = "admin-token", op
 		case ok && presented != "" && a.cfg.UserTokens != nil && a.cfg.People != nil:
 			userID, _, scopes, err := a.cfg.UserTokens.VerifyUserToken(r.Context(), presented)
+			if errors.Is(err, session.ErrUnavailable) {
+				// The token could not be judged, which is not "bad token".
+				a.cfg.Logger.Error("verify a platform admin's token", "error", err)
+				w.Header().Set("Retry-After", "1")
+				writeError(w, http.StatusServiceUnavailable, "the access token cannot be checked right now; try again shortly")
+				return
+			}
 			if err != nil {
 				a.unauthorized(w)
 				return

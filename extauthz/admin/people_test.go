@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
@@ -26,6 +28,9 @@ type tokens map[string]struct {
 }
 
 func (ts tokens) VerifyUserToken(_ context.Context, raw string) (string, string, []string, error) {
+	if raw == "store-down" {
+		return "", "", nil, fmt.Errorf("%w: revocation store", session.ErrUnavailable)
+	}
 	t, ok := ts[raw]
 	if !ok {
 		return "", "", nil, errors.New("invalid token")
@@ -101,6 +106,7 @@ func TestActorRule(t *testing.T) {
 		{"platform admin's token without helix:admin", "admin-without-scope", "", http.StatusForbidden, admin.ScopeAdmin},
 		{"another person's token with helix:admin", "plain-with-scope", "", http.StatusForbidden, "platform admin"},
 		{"unknown token", "nope", "", http.StatusUnauthorized, ""},
+		{"a token that cannot be checked now", "store-down", "", http.StatusServiceUnavailable, "right now"},
 		{"no token, operator alone", "", "alice@ops", http.StatusUnauthorized, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

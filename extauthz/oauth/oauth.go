@@ -46,13 +46,14 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/extauthz/token"
 	"github.com/helixflow/helixflow/internal/netaddr"
 )
 
 // Token lifetimes.
 const (
 	DefaultTokenLifetime = 5 * time.Minute
-	MaxTokenLifetime     = time.Hour
+	MaxTokenLifetime     = token.MaxLifetime
 )
 
 // MaxBodyBytes bounds request bodies of the POST endpoints.

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/helixflow/helixflow/extauthz/token"
 )
 
 // Names on the wire.
@@ -63,9 +65,9 @@ const (
 )
 
 // RevocationLifetime is how long an ended session's "sid:<id>" stays in
-// revoked_tokens: the longest access-token lifetime (oauth.MaxTokenLifetime),
-// after which every token minted for the session has expired anyway.
-const RevocationLifetime = time.Hour
+// revoked_tokens: the longest access-token lifetime, after which every
+// token minted for the session has expired anyway.
+const RevocationLifetime = token.MaxLifetime
 
 // secretBytes is the size of a cookie's secret.
 const secretBytes = 32

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/helixflow/helixflow/extauthz/token"
 	"github.com/helixflow/helixflow/internal/pgtext"
 )
 
@@ -89,7 +90,8 @@ func (m *Manager) Live(ctx context.Context, sessionID string) (userID string, ok
 }
 
 // endAndRevoke ends the sessions the WHERE clause picks and revokes their
-// "sid:" in one statement (one transaction).
+// "sid:<id>" (token.RevokedSessionPrefix, which Check reads) in one
+// statement (one transaction). The prefix is a constant without quotes.
 const endAndRevoke = `
 	WITH ended AS (
 		UPDATE sessions SET ended_at = now()
@@ -97,7 +99,7 @@ const endAndRevoke = `
 		RETURNING id
 	)
 	INSERT INTO revoked_tokens (jti, expires_at)
-	SELECT 'sid:' || id::text, now() + make_interval(secs => $1) FROM ended
+	SELECT '` + token.RevokedSessionPrefix + `' || id::text, now() + make_interval(secs => $1) FROM ended
 	ON CONFLICT (jti) DO NOTHING`
 
 // End ends one session; ending one already ended or unknown does nothing.

@@ -53,6 +53,11 @@ const (
 // and never contain ':', so the two cannot collide).
 const RevokedSessionPrefix = "sid:"
 
+// MaxLifetime bounds an access token's life. A revocation-list entry that
+// ends tokens by something other than their jti (a session) must outlive
+// every token it ends, so it lives this long.
+const MaxLifetime = time.Hour
+
 // KeySource finds the public key and its algorithm for a kid. It returns
 // ErrUnknownKey when no key has that kid; any other error means the lookup
 // itself failed. Implementations cache keys so that verification keeps
