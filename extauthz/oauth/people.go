@@ -37,6 +37,7 @@ import (
 	psession "github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // Scopes of people's tokens.
@@ -62,7 +63,7 @@ const (
 const DefaultLoginPath = "/login"
 
 // HelixctlClientID is the first-party public client of helixctl login.
-const HelixctlClientID = "helixctl"
+const HelixctlClientID = wire.HelixctlClientID
 
 // HelixctlClient is helixctl's client as helix-authz ensures it at start
 // (store.EnsureClient), with the gateway's default plan: public, loopback
@@ -72,7 +73,7 @@ func HelixctlClient(plan string) *store.Client {
 		ID:           HelixctlClientID,
 		Name:         "helixctl (command line)",
 		Public:       true,
-		RedirectURIs: []string{"http://127.0.0.1/callback"},
+		RedirectURIs: []string{"http://127.0.0.1" + wire.HelixctlCallbackPath},
 		GrantTypes:   []string{store.GrantAuthorizationCode, store.GrantRefreshToken},
 		Scopes:       []string{ScopeAccount, "models:infer", "models:read", ScopeAdmin},
 		Models:       []string{"*"},

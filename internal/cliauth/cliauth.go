@@ -38,10 +38,11 @@ import (
 
 	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/netaddr"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // ClientID is the first-party public client helix-authz ensures.
-const ClientID = "helixctl"
+const ClientID = wire.HelixctlClientID
 
 // DefaultScopes are what login asks for; helix-authz grants helix:admin
 // to platform admins only and leaves it out for everyone else.
@@ -211,7 +212,7 @@ func (l *Login) Run(ctx context.Context) (*Credentials, error) {
 		return nil, fmt.Errorf("cliauth: loopback listener: %w", err)
 	}
 	defer ln.Close()
-	redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", ln.Addr().(*net.TCPAddr).Port)
+	redirect := fmt.Sprintf("http://127.0.0.1:%d%s", ln.Addr().(*net.TCPAddr).Port, wire.HelixctlCallbackPath)
 	state, err := random()
 	if err != nil {
 		return nil, err
@@ -276,7 +277,7 @@ func awaitCallback(ctx context.Context, ln net.Listener, state string) (string, 
 	}
 	done := make(chan result, 1)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /callback", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+wire.HelixctlCallbackPath, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
 			http.Error(w, "This is not the sign-in helixctl is waiting for.", http.StatusBadRequest)
