@@ -73,6 +73,9 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("infer with a forged signature = %d %s (%v), want 401", code, body, err)
 		}
 	})
+	t.Run("a person's token infers, and is refused within 1 s of logout", func(t *testing.T) {
+		s.checkPersonThroughGateway(t, https)
+	})
 	t.Run("REST with the wrong scope is 403", func(t *testing.T) {
 		code, body, err := s.restInfer(context.Background(), https, sampleModel, mlpOnly.token, nil)
 		if err != nil || code != http.StatusForbidden {
