@@ -4,10 +4,9 @@ read the links from. Every answer of the API is checked against
 api/openapi.yaml (people.SpecChecker), and the last test checks that every
 operation of the spec was exercised.
 
-A missing mailpit fails the run under CI=true and skips it elsewhere (as
-internal/testdeps does for the Go tests); `make deps` installs it."""
+A missing mailpit fails the run, as a missing binary does in tests/authz;
+`make deps` (run by `make test`) installs it."""
 
-import os
 import pathlib
 import sys
 
@@ -21,13 +20,6 @@ from people import SpecChecker  # noqa: E402
 # Short enough to wait out in a test, long enough for a loaded machine to
 # mail the link and the test to read it (the expired-link tests).
 SHORT_LINK_LIFETIME = "3s"
-
-
-def missing(what):
-    msg = f"{what} is missing: run `make deps`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
 
 
 def people_flags(mailpit):
@@ -57,7 +49,7 @@ def redis(tmp_path_factory):
 def mailpit(tmp_path_factory):
     binary = mailpit_binary()
     if binary is None:
-        missing("mailpit (.tools/mailpit/mailpit or $HELIX_MAILPIT_BIN)")
+        pytest.fail("mailpit (.tools/mailpit/mailpit or $HELIX_MAILPIT_BIN) is missing: run `make deps`", pytrace=False)
     m = Mailpit(binary, tmp_path_factory.mktemp("mailpit"))
     yield m
     m.stop()
