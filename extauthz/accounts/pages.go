@@ -184,7 +184,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 func (s *Service) verifyPage(w http.ResponseWriter, r *http.Request) {
 	p := page{Title: "Confirm your email address", CSRF: s.csrf(w, r), Token: r.URL.Query().Get("token")}
 	if tokenField(p.Token) != nil {
-		p.Token, p.Error = "", errInvalidToken.desc+"."
+		p.Token, p.Error = "", upperFirst(errInvalidToken.desc)+"."
 		s.render(w, http.StatusBadRequest, "verify", p)
 		return
 	}
@@ -208,7 +208,7 @@ func (s *Service) verifyPost(w http.ResponseWriter, r *http.Request) {
 func (s *Service) resetPage(w http.ResponseWriter, r *http.Request) {
 	p := page{Title: "Reset your password", CSRF: s.csrf(w, r), Token: r.URL.Query().Get("token")}
 	if p.Token != "" && tokenField(p.Token) != nil {
-		p.Token, p.Error, p.Done = "", errInvalidToken.desc+".", true
+		p.Token, p.Error, p.Done = "", upperFirst(errInvalidToken.desc)+".", true
 		s.render(w, http.StatusBadRequest, "reset", p)
 		return
 	}
