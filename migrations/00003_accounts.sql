@@ -31,7 +31,6 @@ CREATE TABLE sessions (
     -- app (client_id), whose refresh tokens live while it does.
     kind         text        NOT NULL CHECK (kind IN ('browser', 'token')),
     client_id    text        CHECK (length(client_id) <= 256),
-    csrf_hash    bytea       CHECK (octet_length(csrf_hash) = 32),
     source       text        NOT NULL DEFAULT '' CHECK (length(source) <= 64),
     user_agent   text        NOT NULL DEFAULT '' CHECK (length(user_agent) <= 512),
     created_at   timestamptz NOT NULL DEFAULT now(),

@@ -68,10 +68,10 @@ func newEnv(t *testing.T) *env {
 			('` + alice + `', 'alice@example.com', now(), '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', 'Alice A', 'Acme', '{"theme":"dark"}', true),
 			('` + bob + `', 'bob@example.com', now(), NULL, 'Bob', '', '{}', false),
 			('` + carol + `', 'carol@example.com', now(), NULL, 'Carol', '', '{}', false)`,
-		`INSERT INTO sessions (id, secret_hash, user_id, kind, client_id, csrf_hash, source, user_agent, expires_at) VALUES
-			('` + sessA + `', sha256('a'), '` + alice + `', 'browser', NULL, sha256('c'), '192.0.2.10', 'Firefox/140', now() + interval '1 hour'),
-			('` + sessT + `', sha256('t'), '` + alice + `', 'token', 'helixctl', NULL, '192.0.2.11', 'helixctl/1.0', now() + interval '30 days'),
-			('` + sessB + `', sha256('b'), '` + bob + `', 'browser', NULL, sha256('d'), '198.51.100.7', 'Chrome/140', now() + interval '1 hour')`,
+		`INSERT INTO sessions (id, secret_hash, user_id, kind, client_id, source, user_agent, expires_at) VALUES
+			('` + sessA + `', sha256('a'), '` + alice + `', 'browser', NULL, '192.0.2.10', 'Firefox/140', now() + interval '1 hour'),
+			('` + sessT + `', sha256('t'), '` + alice + `', 'token', 'helixctl', '192.0.2.11', 'helixctl/1.0', now() + interval '30 days'),
+			('` + sessB + `', sha256('b'), '` + bob + `', 'browser', NULL, '198.51.100.7', 'Chrome/140', now() + interval '1 hour')`,
 		`INSERT INTO account_tokens (token_hash, user_id, purpose, new_email, expires_at) VALUES
 			(sha256('x'), '` + alice + `', 'change_email', 'alice@new.example', now() + interval '1 day')`,
 		`INSERT INTO organizations (id, name) VALUES ('` + org1 + `', 'One'), ('` + org2 + `', 'Two'), ('` + org3 + `', 'Three')`,

@@ -225,8 +225,7 @@ func hash(secret string) []byte {
 }
 
 // csrfToken derives the session's CSRF token from its secret, so it needs
-// no column of its own in clear: the database keeps only its hash
-// (csrf_hash), and a dump yields neither the session nor the token.
+// no column of its own: a dump yields neither the session nor the token.
 func csrfToken(secret string) string {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte("helix csrf"))

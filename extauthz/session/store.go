@@ -30,13 +30,12 @@ func (m *Manager) CreateBrowserSession(ctx context.Context, userID, source, user
 	if err != nil {
 		return Created{}, err
 	}
-	csrf := csrfToken(secret)
-	c := Created{Secret: secret, CSRFToken: csrf}
+	c := Created{Secret: secret, CSRFToken: csrfToken(secret)}
 	err = m.db.QueryRow(ctx, `
-		INSERT INTO sessions (secret_hash, user_id, kind, csrf_hash, source, user_agent, expires_at)
-		VALUES ($1, $2, 'browser', $3, $4, $5, now() + make_interval(secs => $6))
+		INSERT INTO sessions (secret_hash, user_id, kind, source, user_agent, expires_at)
+		VALUES ($1, $2, 'browser', $3, $4, now() + make_interval(secs => $5))
 		RETURNING id::text, expires_at`,
-		hash(secret), userID, hash(csrf), pgtext.Clip(source, 64), pgtext.Clip(userAgent, 512), m.life.Seconds(),
+		hash(secret), userID, pgtext.Clip(source, 64), pgtext.Clip(userAgent, 512), m.life.Seconds(),
 	).Scan(&c.ID, &c.ExpiresAt)
 	if err != nil {
 		return Created{}, fmt.Errorf("session: create: %w", err)
