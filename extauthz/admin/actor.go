@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 )
 
 // OperatorHeader names the person behind an admin-token call. The admin
@@ -134,11 +134,7 @@ func (a *api) source(r *http.Request) string {
 	if a.cfg.Source != nil {
 		return a.cfg.Source(r)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return sourcelimit.Sources{}.String(r) // the peer: no proxy is trusted
 }
 
 // record appends e to the audit trail; a failure is logged (the recorder

@@ -29,7 +29,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 )
 
 // Store is the part of the database the organizations' API reads and
@@ -135,11 +135,7 @@ func (a *API) source(r *http.Request) string {
 	if a.cfg.Source != nil {
 		return a.cfg.Source(r)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return sourcelimit.Sources{}.String(r) // the peer: no proxy is trusted
 }
 
 // Roles ranked: a role may do what the ones below it may.

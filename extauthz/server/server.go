@@ -267,12 +267,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		Clients: clients, Revocations: db, Keys: km, Hasher: hasher, Logger: log, Registerer: cfg.Registerer,
 	}
 	sources := sourcelimit.Sources{Trusted: cfg.TrustedProxies}
-	source := func(r *http.Request) string {
-		if a, ok := sources.Source(r); ok {
-			return a.String()
-		}
-		return ""
-	}
+	source := sources.String
 	if cfg.Mail != nil {
 		// OAuth for people needs people, who need the accounts (mail).
 		oauthCfg.People = &oauth.People{
@@ -301,7 +296,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		if s.Accounts, err = accounts.New(accounts.Config{
 			DB: db.Pool(), Sessions: s.Sessions, Passwords: passwords, Mail: s.Mail, Audit: trail,
 			Eraser: privacy, Exporter: privacy,
-			Sources: sourcelimit.Sources{Trusted: cfg.TrustedProxies}, PublicURL: s.PublicURL,
+			Sources: sources, PublicURL: s.PublicURL,
 			VerifyLinkLifetime: cfg.EmailVerifyLifetime, ResetLinkLifetime: cfg.PasswordResetLifetime, Logger: log,
 		}); err != nil {
 			return nil, err

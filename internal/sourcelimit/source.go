@@ -58,3 +58,12 @@ func (s Sources) trusted(a netip.Addr) bool {
 	}
 	return false
 }
+
+// String is Source as text, for the audit trail and the sessions list ("" when
+// the peer address cannot be parsed).
+func (s Sources) String(r *http.Request) string {
+	if a, ok := s.Source(r); ok {
+		return a.String()
+	}
+	return ""
+}

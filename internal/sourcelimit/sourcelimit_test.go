@@ -249,3 +249,17 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestSourcesString(t *testing.T) {
+	for _, tt := range []struct{ remote, want string }{
+		{"192.0.2.7:4242", "192.0.2.7"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"not an address", ""},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tt.remote
+		if got := (Sources{}).String(r); got != tt.want {
+			t.Errorf("String(%q) = %q, want %q", tt.remote, got, tt.want)
+		}
+	}
+}
