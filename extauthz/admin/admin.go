@@ -233,22 +233,12 @@ func (a *api) createClient(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "scopes: at least one scope is required")
 		return
 	}
-	id, err := secret.NewClientID()
+	sec, err := NewClientCredentials(c, a.cfg.Hasher)
 	if err != nil {
-		a.internal(w, "generate client id", err)
+		a.internal(w, "generate client credentials", err)
 		return
 	}
-	sec, err := secret.NewClientSecret()
-	if err != nil {
-		a.internal(w, "generate client secret", err)
-		return
-	}
-	c.ID = id
-	if c.Public {
-		sec = "" // a public client has no secret
-	} else {
-		c.SecretHash = a.cfg.Hasher.Hash(sec)
-	}
+	id := c.ID
 	if err := a.cfg.Store.CreateClient(r.Context(), c); err != nil {
 		a.audit(r, "admin.clients.create", "client:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "create client", err)
@@ -472,6 +462,26 @@ func (r *APIKeyRequest) Check(client *store.Client, now time.Time) (*store.APIKe
 		k.ExpiresAt = &at
 	}
 	return k, nil
+}
+
+// NewClientCredentials gives c a new id and, unless it is public, a new
+// secret, whose hash it keeps and which it returns (to be shown once; ""
+// for a public client).
+func NewClientCredentials(c *store.Client, h *secret.Hasher) (string, error) {
+	id, err := secret.NewClientID()
+	if err != nil {
+		return "", err
+	}
+	c.ID = id
+	if c.Public {
+		return "", nil
+	}
+	sec, err := secret.NewClientSecret()
+	if err != nil {
+		return "", err
+	}
+	c.SecretHash = h.Hash(sec)
+	return sec, nil
 }
 
 // NewAPIKeySecret gives k a new key: its id and prefix, and the hash of

@@ -178,17 +178,12 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) {
 		c.denyPolicy(w, "org.client.create", "org:"+c.orgID, err)
 		return
 	}
-	id, err := secret.NewClientID()
+	sec, err := admin.NewClientCredentials(cl, a.cfg.Hasher)
 	if err != nil {
-		a.storeError(w, "generate client id", err)
+		a.storeError(w, "generate client credentials", err)
 		return
 	}
-	sec, err := secret.NewClientSecret()
-	if err != nil {
-		a.storeError(w, "generate client secret", err)
-		return
-	}
-	cl.ID, cl.SecretHash = id, a.cfg.Hasher.Hash(sec)
+	id := cl.ID
 	if err := a.cfg.Store.CreateOrgClient(r.Context(), cl); err != nil {
 		c.record("org.client.create", "client:"+id, audit.ResultFailure, nil)
 		a.storeError(w, "create client", err)
