@@ -13,7 +13,8 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "authz"))
-from services import BIN, Authz, Mailpit, Postgres, Redis, mailpit_binary  # noqa: E402
+from fixtures import postgres, redis  # noqa: E402,F401 (shared fixtures)
+from services import BIN, Authz, Mailpit, mailpit_binary  # noqa: E402
 
 from people import SpecChecker  # noqa: E402
 
@@ -29,20 +30,6 @@ def people_flags(mailpit):
     address (throttles are per source)."""
     return [f"--smtp-address={mailpit.smtp_address}", "--smtp-tls=none", "--mail-from=noreply@example.test",
             "--trusted-proxies=127.0.0.1/32"]
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    pg = Postgres()
-    yield pg
-    pg.stop()
-
-
-@pytest.fixture(scope="session")
-def redis(tmp_path_factory):
-    r = Redis(tmp_path_factory.mktemp("redis"))
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="session")

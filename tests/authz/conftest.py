@@ -5,21 +5,8 @@ skipped."""
 
 import pytest
 
-from services import BIN, Authz, Postgres, Redis
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    pg = Postgres()
-    yield pg
-    pg.stop()
-
-
-@pytest.fixture(scope="session")
-def redis(tmp_path_factory):
-    r = Redis(tmp_path_factory.mktemp("redis"))
-    yield r
-    r.stop()
+from fixtures import postgres, redis  # noqa: F401 (shared fixtures)
+from services import BIN, Authz
 
 
 @pytest.fixture(scope="session")
