@@ -132,3 +132,15 @@ func (m *Manager) unavailable(w http.ResponseWriter, err error) {
 	m.log.Error("resolving the caller failed", "error", err)
 	webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "sessions cannot be checked right now; try again shortly")
 }
+
+// FromCookie resolves r's browser session alone (no bearer token, no CSRF
+// check): for the portal's pages, whose forms carry their CSRF token in a
+// field and which check it themselves. ok is false without a live session;
+// err means the database could not answer.
+func (m *Manager) FromCookie(r *http.Request) (p Principal, ok bool, err error) {
+	c, cerr := r.Cookie(CookieName)
+	if cerr != nil {
+		return Principal{}, false, nil
+	}
+	return m.byCookie(r.Context(), c.Value)
+}

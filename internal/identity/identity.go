@@ -16,6 +16,10 @@
 //	helix-xds ADS                         Envoy
 //	helix-xds worker registry             any worker identity, bound to the
 //	                                      worker ids it registered (xds/registry)
+//	helix-xds model catalogue             helix-authz (it filters the list by
+//	                                      each caller's scopes)
+//	helix-authz usage ledger (gRPC, the   any worker identity (a worker reports
+//	ext_authz listener)                   what it served; Check stays Envoy's)
 //
 // A certificate's CA alone says nothing: every component's certificate
 // comes from the same CA, so without these checks a worker's certificate
@@ -187,6 +191,33 @@ func WorkerCallers() []string { return []string{Envoy} }
 // AuthzCallers may call helix-authz's ext_authz listener (a Check spends
 // the client's rate-limit quota).
 func AuthzCallers() []string { return []string{Envoy} }
+
+// CatalogReaders may call helix-xds's Catalog service: helix-authz, which
+// serves the list to people and clients filtered by their scopes (the
+// unfiltered list is not for them).
+func CatalogReaders() []string { return []string{Authz} }
+
+// LedgerReporter reports whether id may call helix-authz's usage Ledger:
+// any worker identity. The ext_authz listener's handshake admits Envoy and
+// workers (AuthzListenerPeer); each service then admits only its own
+// callers, so a worker still cannot call Check.
+func LedgerReporter(id string) bool {
+	_, ok := WorkerName(id)
+	return ok
+}
+
+// AuthzListenerPeer is the handshake rule of helix-authz's gRPC listener,
+// which serves Check (AuthzCallers) and the usage Ledger (LedgerReporter).
+func AuthzListenerPeer(cs tls.ConnectionState) error {
+	id, err := FromState(cs)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(AuthzCallers(), id) || LedgerReporter(id) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may not call helix-authz's gRPC listener (accepted: %s, or a worker identity)", ErrDenied, id, strings.Join(AuthzCallers(), ", "))
+}
 
 // ADSReaders may subscribe to every resource type helix-xds serves
 // (Envoy's listeners, clusters and secrets included).

@@ -30,7 +30,11 @@ type Model struct {
 	// Versions loaded and serving: non-negative decimal integers ("1", "2").
 	Versions []string `protobuf:"bytes,2,rep,name=versions,proto3" json:"versions,omitempty"`
 	// Whether requests for the model may be sent to this worker.
-	Ready         bool `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	Ready bool `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	// What the model takes and returns, for the model catalogue (helix-xds's
+	// Catalog service). Optional: a worker that sends none is listed by name
+	// and versions only.
+	Info          *ModelInfo `protobuf:"bytes,4,opt,name=info,proto3" json:"info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +90,158 @@ func (x *Model) GetReady() bool {
 	return false
 }
 
+func (x *Model) GetInfo() *ModelInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// ModelInfo describes a model as Triton's model metadata and config do.
+type ModelInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Triton's platform or backend ("onnxruntime_onnx", "cuda").
+	Platform string `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// Triton's max_batch_size: 0 when the model does not batch, else the
+	// largest batch (the first dimension of every input and output).
+	MaxBatchSize int32         `protobuf:"varint,2,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
+	Inputs       []*TensorInfo `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Outputs      []*TensorInfo `protobuf:"bytes,4,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	// The model's config as the worker's GET /v2/models/{m}/config answers
+	// it (Triton's ModelConfig as JSON), at most 64 KiB; empty when larger.
+	ConfigJson    string `protobuf:"bytes,5,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelInfo) Reset() {
+	*x = ModelInfo{}
+	mi := &file_registry_v1_registry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelInfo) ProtoMessage() {}
+
+func (x *ModelInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_registry_v1_registry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
+func (*ModelInfo) Descriptor() ([]byte, []int) {
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ModelInfo) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetMaxBatchSize() int32 {
+	if x != nil {
+		return x.MaxBatchSize
+	}
+	return 0
+}
+
+func (x *ModelInfo) GetInputs() []*TensorInfo {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetOutputs() []*TensorInfo {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+func (x *ModelInfo) GetConfigJson() string {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return ""
+}
+
+// TensorInfo is one input or output, as in KServe v2 model metadata.
+type TensorInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// KServe v2 datatype ("FP32", "INT64", "BYTES").
+	Datatype string `protobuf:"bytes,2,opt,name=datatype,proto3" json:"datatype,omitempty"`
+	// Dimensions without the batch dimension; -1 for a variable one.
+	Shape         []int64 `protobuf:"varint,3,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TensorInfo) Reset() {
+	*x = TensorInfo{}
+	mi := &file_registry_v1_registry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TensorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TensorInfo) ProtoMessage() {}
+
+func (x *TensorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_registry_v1_registry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TensorInfo.ProtoReflect.Descriptor instead.
+func (*TensorInfo) Descriptor() ([]byte, []int) {
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TensorInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TensorInfo) GetDatatype() string {
+	if x != nil {
+		return x.Datatype
+	}
+	return ""
+}
+
+func (x *TensorInfo) GetShape() []int64 {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Stable name of the worker. Registering again with the same id replaces
@@ -106,7 +262,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_registry_v1_registry_proto_msgTypes[1]
+	mi := &file_registry_v1_registry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +274,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_registry_v1_registry_proto_msgTypes[1]
+	mi := &file_registry_v1_registry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +287,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterRequest) GetWorkerId() string {
@@ -188,7 +344,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_registry_v1_registry_proto_msgTypes[2]
+	mi := &file_registry_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +356,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_registry_v1_registry_proto_msgTypes[2]
+	mi := &file_registry_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +369,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_registry_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterResponse) GetLeaseId() string {
@@ -243,7 +399,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_registry_v1_registry_proto_msgTypes[3]
+	mi := &file_registry_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +411,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_registry_v1_registry_proto_msgTypes[3]
+	mi := &file_registry_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +424,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_registry_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RenewRequest) GetLeaseId() string {
@@ -301,7 +457,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_registry_v1_registry_proto_msgTypes[4]
+	mi := &file_registry_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +469,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_registry_v1_registry_proto_msgTypes[4]
+	mi := &file_registry_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +482,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_registry_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RenewResponse) GetLeaseTtl() *durationpb.Duration {
@@ -345,7 +501,7 @@ type DeregisterRequest struct {
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_registry_v1_registry_proto_msgTypes[5]
+	mi := &file_registry_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +513,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_registry_v1_registry_proto_msgTypes[5]
+	mi := &file_registry_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +526,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_registry_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeregisterRequest) GetLeaseId() string {
@@ -388,7 +544,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_registry_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +556,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_registry_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,18 +569,31 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_registry_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_registry_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 var File_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x1aregistry/v1/registry.proto\x12\x15helixflow.registry.v1\x1a\x1egoogle/protobuf/duration.proto\"M\n" +
+	"\x1aregistry/v1/registry.proto\x12\x15helixflow.registry.v1\x1a\x1egoogle/protobuf/duration.proto\"\x83\x01\n" +
 	"\x05Model\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bversions\x18\x02 \x03(\tR\bversions\x12\x14\n" +
-	"\x05ready\x18\x03 \x01(\bR\x05ready\"\xce\x01\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x124\n" +
+	"\x04info\x18\x04 \x01(\v2 .helixflow.registry.v1.ModelInfoR\x04info\"\xe6\x01\n" +
+	"\tModelInfo\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12$\n" +
+	"\x0emax_batch_size\x18\x02 \x01(\x05R\fmaxBatchSize\x129\n" +
+	"\x06inputs\x18\x03 \x03(\v2!.helixflow.registry.v1.TensorInfoR\x06inputs\x12;\n" +
+	"\aoutputs\x18\x04 \x03(\v2!.helixflow.registry.v1.TensorInfoR\aoutputs\x12\x1f\n" +
+	"\vconfig_json\x18\x05 \x01(\tR\n" +
+	"configJson\"R\n" +
+	"\n" +
+	"TensorInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bdatatype\x18\x02 \x01(\tR\bdatatype\x12\x14\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xce\x01\n" +
 	"\x0fRegisterRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1b\n" +
@@ -462,33 +631,38 @@ func file_registry_v1_registry_proto_rawDescGZIP() []byte {
 	return file_registry_v1_registry_proto_rawDescData
 }
 
-var file_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_registry_v1_registry_proto_goTypes = []any{
 	(*Model)(nil),               // 0: helixflow.registry.v1.Model
-	(*RegisterRequest)(nil),     // 1: helixflow.registry.v1.RegisterRequest
-	(*RegisterResponse)(nil),    // 2: helixflow.registry.v1.RegisterResponse
-	(*RenewRequest)(nil),        // 3: helixflow.registry.v1.RenewRequest
-	(*RenewResponse)(nil),       // 4: helixflow.registry.v1.RenewResponse
-	(*DeregisterRequest)(nil),   // 5: helixflow.registry.v1.DeregisterRequest
-	(*DeregisterResponse)(nil),  // 6: helixflow.registry.v1.DeregisterResponse
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*ModelInfo)(nil),           // 1: helixflow.registry.v1.ModelInfo
+	(*TensorInfo)(nil),          // 2: helixflow.registry.v1.TensorInfo
+	(*RegisterRequest)(nil),     // 3: helixflow.registry.v1.RegisterRequest
+	(*RegisterResponse)(nil),    // 4: helixflow.registry.v1.RegisterResponse
+	(*RenewRequest)(nil),        // 5: helixflow.registry.v1.RenewRequest
+	(*RenewResponse)(nil),       // 6: helixflow.registry.v1.RenewResponse
+	(*DeregisterRequest)(nil),   // 7: helixflow.registry.v1.DeregisterRequest
+	(*DeregisterResponse)(nil),  // 8: helixflow.registry.v1.DeregisterResponse
+	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
 }
 var file_registry_v1_registry_proto_depIdxs = []int32{
-	0, // 0: helixflow.registry.v1.RegisterRequest.models:type_name -> helixflow.registry.v1.Model
-	7, // 1: helixflow.registry.v1.RegisterResponse.lease_ttl:type_name -> google.protobuf.Duration
-	0, // 2: helixflow.registry.v1.RenewRequest.models:type_name -> helixflow.registry.v1.Model
-	7, // 3: helixflow.registry.v1.RenewResponse.lease_ttl:type_name -> google.protobuf.Duration
-	1, // 4: helixflow.registry.v1.Registry.Register:input_type -> helixflow.registry.v1.RegisterRequest
-	3, // 5: helixflow.registry.v1.Registry.Renew:input_type -> helixflow.registry.v1.RenewRequest
-	5, // 6: helixflow.registry.v1.Registry.Deregister:input_type -> helixflow.registry.v1.DeregisterRequest
-	2, // 7: helixflow.registry.v1.Registry.Register:output_type -> helixflow.registry.v1.RegisterResponse
-	4, // 8: helixflow.registry.v1.Registry.Renew:output_type -> helixflow.registry.v1.RenewResponse
-	6, // 9: helixflow.registry.v1.Registry.Deregister:output_type -> helixflow.registry.v1.DeregisterResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1,  // 0: helixflow.registry.v1.Model.info:type_name -> helixflow.registry.v1.ModelInfo
+	2,  // 1: helixflow.registry.v1.ModelInfo.inputs:type_name -> helixflow.registry.v1.TensorInfo
+	2,  // 2: helixflow.registry.v1.ModelInfo.outputs:type_name -> helixflow.registry.v1.TensorInfo
+	0,  // 3: helixflow.registry.v1.RegisterRequest.models:type_name -> helixflow.registry.v1.Model
+	9,  // 4: helixflow.registry.v1.RegisterResponse.lease_ttl:type_name -> google.protobuf.Duration
+	0,  // 5: helixflow.registry.v1.RenewRequest.models:type_name -> helixflow.registry.v1.Model
+	9,  // 6: helixflow.registry.v1.RenewResponse.lease_ttl:type_name -> google.protobuf.Duration
+	3,  // 7: helixflow.registry.v1.Registry.Register:input_type -> helixflow.registry.v1.RegisterRequest
+	5,  // 8: helixflow.registry.v1.Registry.Renew:input_type -> helixflow.registry.v1.RenewRequest
+	7,  // 9: helixflow.registry.v1.Registry.Deregister:input_type -> helixflow.registry.v1.DeregisterRequest
+	4,  // 10: helixflow.registry.v1.Registry.Register:output_type -> helixflow.registry.v1.RegisterResponse
+	6,  // 11: helixflow.registry.v1.Registry.Renew:output_type -> helixflow.registry.v1.RenewResponse
+	8,  // 12: helixflow.registry.v1.Registry.Deregister:output_type -> helixflow.registry.v1.DeregisterResponse
+	10, // [10:13] is the sub-list for method output_type
+	7,  // [7:10] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_registry_v1_registry_proto_init() }
@@ -502,7 +676,7 @@ func file_registry_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_registry_v1_registry_proto_rawDesc), len(file_registry_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,5 @@
+package portal
+
+// explorerRoutes: the pages of this file (owned by H6 in the issue-15 design; a
+// placeholder until they land).
+func (p *Portal) explorerRoutes() []route { return nil }

@@ -1,0 +1,5 @@
+package portal
+
+// homeRoutes: the pages of this file (owned by H5 in the issue-15 design; a
+// placeholder until they land).
+func (p *Portal) homeRoutes() []route { return nil }
