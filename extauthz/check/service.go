@@ -51,6 +51,7 @@ package check
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -450,4 +451,36 @@ func (s *Service) logDenial(ctx context.Context, d denial, p *Principal, t targe
 		attrs = append(attrs, "model", t.model)
 	}
 	s.log.DebugContext(ctx, "authz: denied", attrs...)
+}
+
+// Errors of Authenticate.
+var (
+	// ErrUnauthenticated: no credential, a malformed one, or one that is
+	// invalid, expired or revoked (answer 401). The error names the reason.
+	ErrUnauthenticated = errors.New("check: not authenticated")
+	// ErrUnavailable: a backend needed to judge the credential could not
+	// answer (answer 503, never 401: the credential may be good).
+	ErrUnavailable = errors.New("check: credentials cannot be checked now")
+)
+
+// Authenticate checks a machine caller's credential outside Envoy, for
+// helix-authz's own APIs (the model catalogue, usage): authorization is the
+// Authorization header's value ("Bearer <client JWT>" or "Bearer hx_...")
+// and apiKey the x-api-key header's, "" when absent; exactly one may be
+// set. It applies Check's rules (revocation, the client's state, key
+// validity) but takes no route, scope or model decision and spends no
+// rate-limit quota. Errors wrap ErrUnauthenticated or ErrUnavailable.
+func (s *Service) Authenticate(ctx context.Context, authorization, apiKey string) (*Principal, error) {
+	h := reqHeaders{
+		authorization: authorization, hasAuthorization: authorization != "",
+		apiKey: apiKey, hasAPIKey: apiKey != "",
+	}
+	p, d := s.authenticate(ctx, &h)
+	if d == nil {
+		return p, nil
+	}
+	if d.outcome == outcomeUnavailable {
+		return nil, fmt.Errorf("%w (%s)", ErrUnavailable, d.reason)
+	}
+	return nil, fmt.Errorf("%w (%s)", ErrUnauthenticated, d.reason)
 }
