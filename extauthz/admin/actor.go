@@ -46,6 +46,24 @@ type Actor struct {
 
 type actorKey struct{}
 
+// portalUserKey marks a request the developer portal makes in process for
+// a signed-in person (WithPortalUser).
+type portalUserKey struct{}
+
+// PortalOperator is the Operator of audit events of admin calls made
+// through the developer portal.
+const PortalOperator = "portal"
+
+// WithPortalUser returns ctx for an admin call that the developer portal
+// makes in process, calling the handler directly, on behalf of userID,
+// the person of the browser session it resolved. The admin API still
+// reads users.platform_admin at each call and refuses anyone else, as it
+// does for a platform admin's access token. No HTTP request can carry a
+// context value, so this opens nothing on the admin listener.
+func WithPortalUser(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, portalUserKey{}, userID)
+}
+
 // ActorFrom returns the actor the admin API authenticated.
 func ActorFrom(ctx context.Context) (Actor, bool) {
 	a, ok := ctx.Value(actorKey{}).(Actor)
@@ -74,7 +92,17 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		h := sha256.Sum256([]byte(presented))
 		// The audit store cuts and cleans text to fit; nothing to do here.
 		actor := Actor{Source: a.source(r), UserAgent: r.UserAgent()}
+		portalUser, viaPortal := r.Context().Value(portalUserKey{}).(string)
 		switch {
+		case viaPortal:
+			if a.cfg.People == nil {
+				writeError(w, http.StatusNotImplemented, "people and organizations are not available on this server")
+				return
+			}
+			actor.Ref, actor.UserID, actor.Operator = "user:"+portalUser, portalUser, PortalOperator
+			if !a.platformAdmin(w, r, actor) {
+				return
+			}
 		case ok && subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) == 1:
 			op := strings.TrimSpace(r.Header.Get(OperatorHeader))
 			if op == "" {
@@ -106,14 +134,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 				writeError(w, http.StatusForbidden, "the token lacks scope "+ScopeAdmin)
 				return
 			}
-			u, err := a.cfg.People.GetUser(r.Context(), userID)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				a.storeError(w, "read user", err)
-				return
-			}
-			if err != nil || !u.PlatformAdmin || u.ErasedAt != nil {
-				a.record(r.Context(), actor.Event("admin.access", "", audit.ResultDenied, map[string]string{"reason": "not a platform admin"}))
-				writeError(w, http.StatusForbidden, "not a platform admin")
+			if !a.platformAdmin(w, r, actor) {
 				return
 			}
 		default:
@@ -123,6 +144,22 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
 	})
+}
+
+// platformAdmin says whether actor's user is a platform admin now (read
+// from users at each request); when not, it has answered.
+func (a *api) platformAdmin(w http.ResponseWriter, r *http.Request, actor Actor) bool {
+	u, err := a.cfg.People.GetUser(r.Context(), actor.UserID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid) {
+		a.storeError(w, "read user", err)
+		return false
+	}
+	if err != nil || !u.PlatformAdmin || u.ErasedAt != nil {
+		a.record(r.Context(), actor.Event("admin.access", "", audit.ResultDenied, map[string]string{"reason": "not a platform admin"}))
+		writeError(w, http.StatusForbidden, "not a platform admin")
+		return false
+	}
+	return true
 }
 
 func (a *api) unauthorized(w http.ResponseWriter) {

@@ -53,13 +53,18 @@ type Config struct {
 	// API is helix-authz's public handler (its mux), which the portal
 	// calls in process for every read and change.
 	API http.Handler
+	// Admin is helix-authz's admin API (server.Server.Admin), which the
+	// admin pages call in process for a signed-in platform admin; nil:
+	// the admin pages say the admin API is off.
+	Admin http.Handler
 	// Sessions resolves the browser session of a page request.
 	Sessions *session.Manager
 	// PublicOrigin is the scheme://host[:port] people reach the portal on
 	// (helix-authz's --public-url): POSTs must come from it.
 	PublicOrigin string
-	// Plans are the gateway's plans, for the home page.
-	Plans []Plan
+	// Plans returns the gateway's plans, for the home page (a func: they
+	// follow the gateway config file as it changes); nil: none listed.
+	Plans func() []Plan
 	// Demo runs the home page's live inference; nil: no demo.
 	Demo DemoTokens
 	// DemoModel is the model the demo calls.
