@@ -144,6 +144,12 @@ type RateLimiter interface {
 	Take(ctx context.Context, plan, client, model string) (ratelimit.Decision, error)
 }
 
+// UsageCounter counts, for the usage ledger, a request refused over its
+// client's plan limit. It is called on Check's path: it must not block.
+type UsageCounter interface {
+	Throttled(client, model string)
+}
+
 // Config configures a Service. A nil Verifier or APIKeys refuses that kind
 // of credential (401); a nil Revocations or Clients answers every token
 // 503, since revocation or the client's state cannot be checked.
@@ -155,6 +161,9 @@ type Config struct {
 	// RateLimits counts every authorized request against its client's
 	// plan; nil: no plan limits.
 	RateLimits RateLimiter
+	// Usage counts the requests refused over the plan's limit for the
+	// usage ledger (extauthz/usage.Throttles); nil: not counted.
+	Usage UsageCounter
 	// Logger (slog.Default when nil). Denials are logged at debug level,
 	// backend failures at warn; never a credential.
 	Logger *slog.Logger
@@ -177,6 +186,7 @@ type Service struct {
 	revocations RevocationChecker
 	clients     ClientChecker
 	rateLimits  RateLimiter
+	usage       UsageCounter
 	log         *slog.Logger
 	metrics     *metrics
 }
@@ -189,6 +199,7 @@ func New(cfg Config) *Service {
 		revocations: cfg.Revocations,
 		clients:     cfg.Clients,
 		rateLimits:  cfg.RateLimits,
+		usage:       cfg.Usage,
 		log:         cfg.Logger,
 	}
 	if s.log == nil {
@@ -247,6 +258,9 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		case err != nil && !rl.Allowed:
 			return deny(unavailable("ratelimit_unavailable"), p, t, true)
 		case !rl.Allowed:
+			if s.usage != nil {
+				s.usage.Throttled(p.ClientID, t.model)
+			}
 			return deny(rateLimited(rl), p, t, true)
 		case err == nil && len(rl.Windows) > 0:
 			limit = &rl
