@@ -57,6 +57,7 @@ func BenchmarkScheduler(b *testing.B) {
 				b.SetParallelism((callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
+					req := rowsRequest(1, 0) // Do writes req.Usage: one per caller
 					for pb.Next() {
 						if _, err := s.Do(ctx, req); err != nil {
 							b.Error(err)

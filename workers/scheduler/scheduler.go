@@ -82,6 +82,20 @@ type Request struct {
 	// Timeout, when positive, is the request's queue timeout; it applies
 	// only where Config.AllowTimeoutOverride is set.
 	Timeout time.Duration
+	// Usage is filled by Do, for the usage ledger.
+	Usage Usage
+}
+
+// Usage is what one request used, as the usage ledger counts it.
+type Usage struct {
+	// Rows is the request's batch size (1 for a model that does not batch)
+	// when it succeeded, 0 when it failed.
+	Rows int
+	// Compute is the request's share of its execution's time (input
+	// batching, Execute and output splitting): the execution's time x the
+	// request's rows / the batch's rows. It is set when the request was
+	// executed, even if the execution failed; 0 when it never ran.
+	Compute time.Duration
 }
 
 // Scheduler queues requests of one model version and runs them on its
@@ -143,6 +157,7 @@ type outcome struct {
 	input   time.Duration
 	infer   time.Duration
 	output  time.Duration
+	compute time.Duration // the request's share of the execution time
 }
 
 // New starts a Scheduler with one goroutine per instance. On error the
@@ -223,9 +238,11 @@ func validate(cfg *Config) error {
 }
 
 // Do queues r, waits for its execution and returns its outputs, in the
-// order r.Outputs names them. Errors are *infer.Error.
+// order r.Outputs names them, and fills r.Usage (so concurrent calls must
+// not share r). Errors are *infer.Error.
 func (s *Scheduler) Do(ctx context.Context, r *Request) ([]tensor.Tensor, error) {
 	start := time.Now()
+	r.Usage = Usage{}
 	p, err := s.admit(ctx, r)
 	if err != nil {
 		reason := FailureRejected
@@ -239,6 +256,10 @@ func (s *Scheduler) Do(ctx context.Context, r *Request) ([]tensor.Tensor, error)
 		return nil, err
 	}
 	res, reason := s.wait(ctx, p)
+	r.Usage = Usage{Compute: res.compute}
+	if res.err == nil {
+		r.Usage.Rows = p.size
+	}
 	st := RequestStats{
 		Success:       res.err == nil,
 		FailureReason: reason,
