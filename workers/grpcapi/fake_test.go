@@ -155,9 +155,15 @@ type testClients struct {
 // options and returns clients connected to it.
 func startServer(t testing.TB, svc infer.Service, opts ...grpc.ServerOption) testClients {
 	t.Helper()
+	return startServerOptions(t, svc, Options{}, opts...)
+}
+
+// startServerOptions is startServer with the front end's Options.
+func startServerOptions(t testing.TB, svc infer.Service, o Options, opts ...grpc.ServerOption) testClients {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(opts...)
-	NewServer(svc, Options{}).Register(gs)
+	NewServer(svc, o).Register(gs)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 

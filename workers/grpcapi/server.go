@@ -15,8 +15,11 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/usage"
+	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
 )
@@ -25,13 +28,17 @@ import (
 type Options struct {
 	// Logger receives failed calls; nil discards logs.
 	Logger *slog.Logger
+	// Usage, when set, counts every inference request (unary and stream)
+	// that carries wire.HeaderClient (see infer.RecordUsage).
+	Usage *usage.Aggregator
 }
 
 // Server implements pb.GRPCInferenceServiceServer on top of an infer.Service.
 type Server struct {
 	pb.UnimplementedGRPCInferenceServiceServer
-	svc infer.Service
-	log *slog.Logger
+	svc   infer.Service
+	log   *slog.Logger
+	usage *usage.Aggregator
 }
 
 // NewServer returns a front end for svc.
@@ -40,7 +47,7 @@ func NewServer(svc infer.Service, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{svc: svc, log: log}
+	return &Server{svc: svc, log: log, usage: opts.Usage}
 }
 
 // Register registers the inference service and the gRPC health service on s.
@@ -152,20 +159,42 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return resp, nil
 }
 
-// infer decodes, runs and encodes one request; shared by both infer RPCs.
+// infer decodes, runs and encodes one request, counting its usage;
+// shared by both infer RPCs.
 func (s *Server) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	if err := checkGatewayModel(ctx, req.GetModelName()); err != nil {
-		return nil, err
+	authorized := metadata.ValueFromIncomingContext(ctx, wire.HeaderModel)
+	var client string
+	if s.usage != nil {
+		if c := metadata.ValueFromIncomingContext(ctx, wire.HeaderClient); len(c) == 1 {
+			client = c[0]
+		}
+	}
+	if client == "" {
+		resp, _, err := s.run(ctx, authorized, req)
+		return resp, err
+	}
+	start := time.Now()
+	resp, ireq, err := s.run(ctx, authorized, req)
+	infer.RecordUsage(s.usage, client, authorized, req.GetModelName(), ireq, err != nil, start)
+	return resp, err
+}
+
+// run decodes, runs and encodes one request; ireq is nil when decoding
+// failed.
+func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInferRequest) (_ *pb.ModelInferResponse, ireq *infer.Request, _ error) {
+	if err := infer.CheckGatewayModel(authorized, req.GetModelName()); err != nil {
+		return nil, nil, err
 	}
 	ireq, err := decodeInferRequest(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	iresp, err := s.svc.Infer(ctx, ireq)
 	if err != nil {
-		return nil, err
+		return nil, ireq, err
 	}
-	return encodeInferResponse(ireq, iresp)
+	resp, err := encodeInferResponse(ireq, iresp)
+	return resp, ireq, err
 }
 
 // ModelConfig returns a model's configuration.

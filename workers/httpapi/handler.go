@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/infer"
 )
@@ -34,6 +35,9 @@ type Options struct {
 	MaxDecompressedBytes int64
 	// Logger receives request errors; nil means slog.Default().
 	Logger *slog.Logger
+	// Usage, when set, counts every inference request that carries
+	// wire.HeaderClient (see infer.RecordUsage).
+	Usage *usage.Aggregator
 }
 
 type handler struct {
@@ -41,11 +45,12 @@ type handler struct {
 	maxBytes        int64
 	maxDecompressed int64
 	log             *slog.Logger
+	usage           *usage.Aggregator
 }
 
 // NewHandler returns the KServe v2 HTTP handler for svc.
 func NewHandler(svc infer.Service, opts Options) http.Handler {
-	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger}
+	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger, usage: opts.Usage}
 	if h.maxBytes <= 0 {
 		h.maxBytes = DefaultMaxRequestBytes
 	}

@@ -5,6 +5,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/helixflow/helixflow/internal/wire"
+	"github.com/helixflow/helixflow/workers/infer"
 )
 
 // headerLengthHeader is the binary data extension's header: the size of the
@@ -17,26 +21,49 @@ var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); re
 
 const maxPooledBuffer = 1 << 20
 
-// infer serves POST /v2/models/{m}[/versions/{v}]/infer.
+// clientHeaderKey is wire.HeaderClient as net/http stores it; indexing the
+// header map with it spares Header.Get's canonicalization per request.
+var clientHeaderKey = http.CanonicalHeaderKey(wire.HeaderClient)
+
+// infer serves POST /v2/models/{m}[/versions/{v}]/infer, counting its
+// usage.
 func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string) {
-	if !h.allow(w, r, http.MethodPost) {
+	var client string
+	if h.usage != nil {
+		if c := r.Header[clientHeaderKey]; len(c) == 1 {
+			client = c[0]
+		}
+	}
+	if client == "" {
+		h.serveInfer(w, r, model, version)
 		return
+	}
+	start := time.Now()
+	req, failed := h.serveInfer(w, r, model, version)
+	infer.RecordUsage(h.usage, client, r.Header.Values(wire.HeaderModel), model, req, failed, start)
+}
+
+// serveInfer answers one inference request; req is nil when it was not
+// decoded, failed reports an error answer.
+func (h *handler) serveInfer(w http.ResponseWriter, r *http.Request, model, version string) (req *infer.Request, failed bool) {
+	if !h.allow(w, r, http.MethodPost) {
+		return nil, true
 	}
 	body, err := h.readBody(w, r)
 	if err != nil {
 		h.writeError(w, r, err)
-		return
+		return nil, true
 	}
 	headerLen := len(body)
 	if v := r.Header.Get(headerLengthHeader); v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
 			h.writeError(w, r, invalidArg("Unable to parse %s, got: %s", headerLengthHeader, v))
-			return
+			return nil, true
 		}
 		if n < 0 || n > len(body) {
 			h.writeError(w, r, invalidArg("inference header size should be in range (0, %d), got: %s", len(body), v))
-			return
+			return nil, true
 		}
 		headerLen = n
 	}
@@ -49,25 +76,25 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version s
 		cfg, err := h.svc.ModelConfig(ctx, model, version)
 		if err != nil {
 			h.writeError(w, r, err)
-			return
+			return nil, true
 		}
 		call, err = decodeRawInput(model, version, cfg, body)
 		if err != nil {
 			h.writeError(w, r, err)
-			return
+			return nil, true
 		}
 	} else {
 		call, err = decodeInferRequest(model, version, body, headerLen, h.maxBytes)
 		if err != nil {
 			h.writeError(w, r, err)
-			return
+			return nil, true
 		}
 	}
 
 	resp, err := h.svc.Infer(ctx, call.req)
 	if err != nil {
 		h.writeError(w, r, err)
-		return
+		return call.req, true
 	}
 
 	bufp := responseBuffers.Get().(*[]byte)
@@ -80,9 +107,10 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version s
 	*bufp = header[:0]
 	if err != nil {
 		h.writeError(w, r, err)
-		return
+		return call.req, true
 	}
 	h.writeInferResponse(w, r, header, binaries)
+	return call.req, false
 }
 
 // writeInferResponse sends the JSON header and then each binary output

@@ -28,6 +28,8 @@ type Request struct {
 	Timeout time.Duration
 	// Priority is the request's priority level; 0 means the model's default.
 	Priority uint64
+	// Usage is filled by Service.Infer, for the usage ledger.
+	Usage Usage
 }
 
 // RequestedOutput is an output the client asked for.
@@ -116,5 +118,6 @@ type Service interface {
 	RepositoryIndex(ctx context.Context, readyOnly bool) ([]IndexEntry, error)
 	LoadModel(ctx context.Context, model string, opts LoadOptions) error
 	UnloadModel(ctx context.Context, model string, unloadDependents bool) error
+	// Infer runs req and fills req.Usage (also when it fails).
 	Infer(ctx context.Context, req *Request) (*Response, error)
 }

@@ -36,7 +36,9 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 	if timeout < 0 {
 		timeout = 0
 	}
-	results, err := v.sched.Do(ctx, &scheduler.Request{Inputs: inputs, Outputs: outputs, Timeout: timeout})
+	sreq := &scheduler.Request{Inputs: inputs, Outputs: outputs, Timeout: timeout}
+	results, err := v.sched.Do(ctx, sreq)
+	req.Usage = infer.Usage{Rows: sreq.Usage.Rows, Compute: sreq.Usage.Compute}
 	if err != nil {
 		return nil, err
 	}
