@@ -1,0 +1,299 @@
+package portal
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/helixflow/helixflow/extauthz/accounts"
+	"github.com/helixflow/helixflow/extauthz/admin"
+	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/mail"
+	"github.com/helixflow/helixflow/extauthz/orgs"
+	"github.com/helixflow/helixflow/extauthz/password"
+	"github.com/helixflow/helixflow/extauthz/secret"
+	"github.com/helixflow/helixflow/extauthz/session"
+	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/extauthz/usage"
+	"github.com/helixflow/helixflow/extauthz/webapi"
+	"github.com/helixflow/helixflow/internal/peopletest"
+	"github.com/helixflow/helixflow/internal/pgtest"
+)
+
+// dataEnv is helix-authz's public API as the server wires it (accounts,
+// organizations, the usage reports, the admin API) on a real Postgres,
+// with the portal mounted, behind an HTTPS test server. The model
+// catalogue's JSON API is a small stand-in with the catalogue's shape
+// (catalogue below) until the real one is wired here.
+type dataEnv struct {
+	t        *testing.T
+	srv      *httptest.Server
+	db       *pgxpool.Pool
+	st       *store.Store
+	sessions *session.Manager
+	trail    *audit.Store
+	usage    *usage.Store
+	portal   *Portal
+	catalog  *catalogue
+	admin    http.Handler
+}
+
+type dataOptions struct {
+	noAdmin bool // helix-authz without an admin token
+}
+
+// noMail is the accounts' mail sender: these pages send none.
+type noMail struct{}
+
+func (noMail) Send(context.Context, mail.Message) error { return nil }
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
+	t.Helper()
+	dsn := pgtest.Migrated(t)
+	db := pgtest.Pool(t, dsn)
+	st := peopletest.Store(t, dsn)
+	trail, privacy := peopletest.Privacy(t, db)
+	mux := http.NewServeMux()
+	srv := httptest.NewUnstartedServer(mux)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	sessions, err := session.New(session.Config{DB: db, PublicOrigin: srv.URL, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := password.New(password.Config{Params: password.Minimum})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := accounts.New(accounts.Config{DB: db, Sessions: sessions, Passwords: hasher, Mail: noMail{}, Audit: trail,
+		Eraser: privacy, Exporter: privacy, PublicURL: srv.URL, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(acc.Wait)
+	acc.Mount(mux)
+	plans := admin.NewPlans([]string{"free", "pro"}, "free")
+	orgsAPI, err := orgs.New(orgs.Config{Store: st, Hasher: secret.NewHasher(nil), Plans: plans, Audit: trail, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	people := func(h http.Handler) http.Handler { return sessions.Middleware(sessions.Require(h)) }
+	mux.Handle("/api/v1/orgs", people(orgsAPI))
+	mux.Handle("/api/v1/orgs/", people(orgsAPI))
+	e := &dataEnv{t: t, srv: srv, db: db, st: st, sessions: sessions, trail: trail, usage: usage.NewStore(db), catalog: &catalogue{}}
+	usage.NewAPI(usage.APIConfig{Store: e.usage, Members: st, Logger: quietLog}).Mount(mux, people)
+	mux.Handle("GET /api/v1/models", people(http.HandlerFunc(e.catalog.list)))
+	mux.Handle("GET /api/v1/models/{model}", people(http.HandlerFunc(e.catalog.get)))
+	if !opt.noAdmin {
+		if e.admin, err = admin.Handler(admin.Config{Store: st, Hasher: secret.NewHasher(nil), Plans: plans,
+			Token: strings.Repeat("t", 40), People: st, Audit: trail, Trail: trail, PersonalData: privacy, Logger: quietLog}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.portal, err = New(Config{API: mux, Admin: e.admin, Sessions: sessions, PublicOrigin: srv.URL, Logger: quietLog,
+		Plans: func() []Plan { return []Plan{{Name: "free", Default: true}, {Name: "pro"}} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.portal.Mount(mux)
+	return e
+}
+
+// catalogue stands in for GET /api/v1/models[/{model}] with the
+// catalogue's JSON (extauthz/catalog serves it in helix-authz): a signed-in
+// person sees every model, or 503 while down.
+type catalogue struct {
+	mu     sync.Mutex
+	models []Model
+	down   bool
+}
+
+func (c *catalogue) set(down bool, models ...Model) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down, c.models = down, models
+}
+
+func (c *catalogue) snapshot() ([]Model, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.models, c.down
+}
+
+func (c *catalogue) list(w http.ResponseWriter, r *http.Request) {
+	ms, down := c.snapshot()
+	if down {
+		webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "the model catalogue is not configured")
+		return
+	}
+	if ms == nil {
+		ms = []Model{}
+	}
+	webapi.WriteJSON(w, http.StatusOK, map[string]any{"models": ms})
+}
+
+func (c *catalogue) get(w http.ResponseWriter, r *http.Request) {
+	ms, down := c.snapshot()
+	if down {
+		webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "the model catalogue is not configured")
+		return
+	}
+	for _, m := range ms {
+		if m.Name == r.PathValue("model") {
+			webapi.WriteJSON(w, http.StatusOK, m)
+			return
+		}
+	}
+	webapi.WriteError(w, http.StatusNotFound, webapi.CodeNotFound, "no such model")
+}
+
+// user adds a verified person (a platform admin when admin) with an
+// organization of their own, and returns their id and the org's.
+func (e *dataEnv) user(email string, isAdmin bool, orgName string) (userID, orgID string) {
+	e.t.Helper()
+	userID = peopletest.AddUser(e.t, e.db, peopletest.User{Email: email, Verified: true, Admin: isAdmin, DisplayName: "Tester"})
+	if orgName != "" {
+		orgID = peopletest.AddOrg(e.t, e.st, userID, store.Org{Name: orgName, AllowedScopes: []string{"models:infer"}})
+	}
+	return userID, orgID
+}
+
+// dataBrowser is one browser: its cookies, signed in as a person or not.
+type dataBrowser struct {
+	e *dataEnv
+	c *http.Client
+}
+
+func (e *dataEnv) browser(userID string) *dataBrowser {
+	e.t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c := *e.srv.Client()
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if userID != "" {
+		created, err := e.sessions.CreateBrowserSession(context.Background(), userID, "127.0.0.1", "test")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		e.sessions.SetCookie(rec, created)
+		u, _ := url.Parse(e.srv.URL)
+		jar.SetCookies(u, rec.Result().Cookies())
+	}
+	return &dataBrowser{e: e, c: &c}
+}
+
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (b *dataBrowser) get(path string) page {
+	b.e.t.Helper()
+	return b.do(http.MethodGet, path, nil, "")
+}
+
+// post sends form from this site with the browser's portal CSRF token
+// (csrf "" in form: the cookie's; set it to send another).
+func (b *dataBrowser) post(path string, form url.Values) page {
+	b.e.t.Helper()
+	if _, ok := form["csrf"]; !ok {
+		form.Set("csrf", b.csrf())
+	}
+	return b.do(http.MethodPost, path, strings.NewReader(form.Encode()), b.e.srv.URL)
+}
+
+func (b *dataBrowser) csrf() string {
+	b.e.t.Helper()
+	u, _ := url.Parse(b.e.srv.URL)
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == csrfCookie {
+			return c.Value
+		}
+	}
+	b.get("/portal/models") // sets it
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == csrfCookie {
+			return c.Value
+		}
+	}
+	b.e.t.Fatal("no CSRF cookie")
+	return ""
+}
+
+func (b *dataBrowser) do(method, path string, body io.Reader, origin string) page {
+	b.e.t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, b.e.srv.URL+path, body)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	return page{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+}
+
+// expect fails unless p has status and contains every want.
+func (p page) expect(t *testing.T, status int, want ...string) {
+	t.Helper()
+	if p.status != status {
+		t.Fatalf("status %d, want %d; body:\n%s", p.status, status, p.body)
+	}
+	for _, w := range want {
+		if !strings.Contains(p.body, w) {
+			t.Errorf("the page lacks %q; body:\n%s", w, p.body)
+		}
+	}
+}
+
+// lacks fails when p contains any of bad.
+func (p page) lacks(t *testing.T, bad ...string) {
+	t.Helper()
+	for _, b := range bad {
+		if strings.Contains(p.body, b) {
+			t.Errorf("the page contains %q", b)
+		}
+	}
+}
+
+// jsonOf re-marshals v (for checks on decoded JSON).
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+var _ = time.Second
