@@ -17,15 +17,16 @@ const (
 	chartRight   = 8
 	chartTop     = 12
 	chartBottom  = 36 // room for the period labels
-	maxXLabels   = 8
+	maxXLabels   = 6
 	chartBarFill = 0.8 // the share of a slot a bar fills
 )
 
-// Point is one bar: its period's label and value, and the value as text.
+// Point is one bar: its period's label (Short under the axis, Label in
+// its tooltip) and value, and the value as text ("": formatNumber).
 type Point struct {
-	Label string
-	Value float64
-	Text  string
+	Label, Short string
+	Value        float64
+	Text         string
 }
 
 // Chart is a bar chart ready for the template.
@@ -87,7 +88,11 @@ func BarChart(id, title, unit string, points []Point) Chart {
 		c.Bars = append(c.Bars, Bar{X: round2(x + slot*(1-chartBarFill)/2), Y: round2(c.Y0 - h), W: round2(slot * chartBarFill),
 			H: round2(h), Title: p.Label + ": " + text + " " + unit})
 		if i%labelEvery == 0 {
-			c.XLabels = append(c.XLabels, Tick{Pos: round2(x + slot/2), Label: p.Label})
+			short := p.Short
+			if short == "" {
+				short = p.Label
+			}
+			c.XLabels = append(c.XLabels, Tick{Pos: round2(x + slot/2), Label: short})
 		}
 	}
 	return c

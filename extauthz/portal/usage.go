@@ -68,7 +68,7 @@ type usageData struct {
 
 // usagePeriod is one period's sums over clients and models.
 type usagePeriod struct {
-	Label string
+	Label, Short string
 	UsageRow
 }
 
@@ -114,9 +114,9 @@ func (p *Portal) usagePage(w http.ResponseWriter, r *http.Request, v *View) {
 	d.Periods = periods(&ans)
 	req, comp, bad := make([]Point, len(d.Periods)), make([]Point, len(d.Periods)), make([]Point, len(d.Periods))
 	for i, pd := range d.Periods {
-		req[i] = Point{Label: pd.Label, Value: float64(pd.Requests), Text: strconv.FormatInt(pd.Requests, 10)}
-		comp[i] = Point{Label: pd.Label, Value: pd.ComputeSeconds}
-		bad[i] = Point{Label: pd.Label, Value: float64(pd.Errors + pd.Throttled), Text: strconv.FormatInt(pd.Errors+pd.Throttled, 10)}
+		req[i] = Point{Label: pd.Label, Short: pd.Short, Value: float64(pd.Requests), Text: strconv.FormatInt(pd.Requests, 10)}
+		comp[i] = Point{Label: pd.Label, Short: pd.Short, Value: pd.ComputeSeconds}
+		bad[i] = Point{Label: pd.Label, Short: pd.Short, Value: float64(pd.Errors + pd.Throttled), Text: strconv.FormatInt(pd.Errors+pd.Throttled, 10)}
 	}
 	per := "per " + ans.Granularity
 	d.Charts = []Chart{
@@ -139,7 +139,7 @@ func periods(ans *UsageAnswer) []usagePeriod {
 	add := func(key string) *usagePeriod {
 		pd, ok := sums[key]
 		if !ok {
-			pd = &usagePeriod{Label: showTime(key, ans.Granularity), UsageRow: UsageRow{Start: key}}
+			pd = &usagePeriod{Label: showTime(key, ans.Granularity), Short: shortTime(key, ans.Granularity), UsageRow: UsageRow{Start: key}}
 			sums[key] = pd
 			order = append(order, key)
 		}
@@ -192,4 +192,17 @@ func showTime(s, granularity string) string {
 		return t.UTC().Format("2006-01-02")
 	}
 	return t.UTC().Format("2006-01-02 15:04") + " UTC"
+}
+
+// shortTime is showTime for under a chart's axis: "Jan 2" for days,
+// "Jan 2 15h" for hours.
+func shortTime(s, granularity string) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return s
+	}
+	if granularity == "day" {
+		return t.UTC().Format("Jan 2")
+	}
+	return t.UTC().Format("Jan 2 15h")
 }
