@@ -81,6 +81,7 @@ type options struct {
 	// People's sessions, passwords and mailed links.
 	sessionIdle, sessionLifetime, tokenSessionLifetime time.Duration
 	refreshTokenLifetime                               time.Duration
+	portalDemoModel                                    string
 	password                                           password.Params
 	passwordMemory, passwordIterations                 uint
 	passwordParallelism                                uint
@@ -135,6 +136,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "a browser session (the __Host-helix_session cookie) nobody used for this long ends")
 	fs.DurationVar(&o.sessionLifetime, "session-lifetime", session.DefaultLifetime, "a browser session ends this long after its login, used or not")
 	fs.DurationVar(&o.tokenSessionLifetime, "token-session-lifetime", session.DefaultTokenLifetime, "an app's sign-in (helixctl login: its refresh-token chain) ends this long after it began")
+	fs.StringVar(&o.portalDemoModel, "portal-demo-model", "simple", "model the developer portal's home page demo calls with a 5-minute token of the first-party client helix-portal-demo (ensured at start; scope models:<model>:infer, default plan); \"\" turns the demo off")
 	fs.DurationVar(&o.refreshTokenLifetime, "refresh-token-lifetime", oauth.DefaultRefreshTokenLifetime, "a person's refresh token unused this long expires (each refresh gives a new one; --token-session-lifetime bounds the chain)")
 	fs.UintVar(&o.passwordMemory, "password-memory-kib", uint(password.Minimum.MemoryKiB), "argon2id memory of new password hashes in KiB (at least OWASP's minimum, the default); raising it rehashes each password at its next login")
 	fs.UintVar(&o.passwordIterations, "password-iterations", uint(password.Minimum.Iterations), "argon2id iterations of new password hashes (at least the default)")
@@ -364,7 +366,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		RotationPeriod: o.rotationPeriod, PublishAhead: o.publishAhead, AuditRetention: o.auditRetention,
 		Mail: mailer, PublicURL: o.publicURL,
 		SessionIdleTimeout: o.sessionIdle, SessionLifetime: o.sessionLifetime, TokenSessionLifetime: o.tokenSessionLifetime,
-		RefreshTokenLifetime: o.refreshTokenLifetime, Password: o.password, PasswordMaxConcurrent: o.passwordMaxConcurrent,
+		RefreshTokenLifetime: o.refreshTokenLifetime, PortalDemoModel: o.portalDemoModel, Password: o.password, PasswordMaxConcurrent: o.passwordMaxConcurrent,
 		EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
 		Registerer: reg, Logger: log,
 	})

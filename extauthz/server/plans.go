@@ -48,6 +48,9 @@ func (s *Server) watchGateway(ctx context.Context) {
 		if s.plans != nil {
 			s.plans.Set(c.PlanNames(), c.DefaultPlan())
 		}
+		if s.portalPlans != nil {
+			s.portalPlans.set(c)
+		}
 		if s.limiter != nil {
 			if err := s.limiter.SetPlans(c.Gateway().RateLimit); err != nil {
 				s.log.Warn("gateway config without rate limits refused; the last good limits stay (restart helix-authz to turn them off)", "error", err)

@@ -30,6 +30,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/orgs"
 	"github.com/helixflow/helixflow/extauthz/password"
+	"github.com/helixflow/helixflow/extauthz/portal"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/session"
@@ -90,6 +91,10 @@ type Config struct {
 	// RefreshTokenLifetime is the idle lifetime of people's refresh
 	// tokens (--refresh-token-lifetime; zero: oauth's default, 7 days).
 	RefreshTokenLifetime time.Duration
+	// PortalDemoModel is the model of the portal home page's live demo
+	// (--portal-demo-model); "" turns the demo off. The portal itself is on
+	// with the people's API.
+	PortalDemoModel string
 
 	// Registerer receives the metrics (optional).
 	Registerer prometheus.Registerer
@@ -120,6 +125,9 @@ type Server struct {
 	// without Config.Mail).
 	Sessions *session.Manager
 	Accounts *accounts.Service
+	// Portal serves the developer portal's pages on Public (nil without
+	// the people's API).
+	Portal *portal.Portal
 
 	apiKeys     *credentials.APIKeys
 	revocations *credentials.Revocations
@@ -138,6 +146,10 @@ type Server struct {
 	// firstParty is helixctl's client, ensured at start (nil without
 	// OAuth for people).
 	firstParty *store.Client
+	// demoClient is the portal demo's client, ensured at start (nil
+	// without the demo); portalPlans the plans the portal lists.
+	demoClient  *store.Client
+	portalPlans *planList
 }
 
 // New connects to the database and builds every part; Run starts the
@@ -162,6 +174,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := s.revocations.Load(ctx); err != nil {
 		cfg.Logger.Warn("revoked tokens not loaded yet; checking them in the database", "error", err)
+	}
+	// Before the clients are loaded, so that the demo works at once.
+	if s.demoClient != nil {
+		// An admin's changes to it (plan, disabled) are kept.
+		if _, err := db.EnsureClient(ctx, s.demoClient); err != nil {
+			cfg.Logger.Warn("portal demo client not ensured; the home page's demo fails until a restart ensures it",
+				"client_id", s.demoClient.ID, "error", err)
+		}
 	}
 	if err := s.clients.Load(ctx); err != nil {
 		cfg.Logger.Warn("clients not loaded yet; checking them in the database", "error", err)
@@ -328,6 +348,12 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
+	}
+	if s.Accounts != nil {
+		// The portal is presentation over the people's API: on with it.
+		if err := s.mountPortal(cfg, gw); err != nil {
+			return nil, err
+		}
 	}
 	// Last: nothing after it fails, so its connection never leaks.
 	if s.limiter, s.redis, err = newLimiter(gw, cfg); err != nil {
