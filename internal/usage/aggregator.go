@@ -174,14 +174,13 @@ func (a *Aggregator) Drain() []*usagev1.UsageRow {
 	for i := range a.shards {
 		s := &a.shards[i]
 		s.mu.Lock()
-		m := s.m
-		if len(m) > 0 {
-			s.m = make(map[key]*counts, len(m))
-		}
-		s.mu.Unlock()
-		if len(m) == 0 {
+		if len(s.m) == 0 {
+			s.mu.Unlock()
 			continue
 		}
+		m := s.m
+		s.m = make(map[key]*counts, len(m))
+		s.mu.Unlock()
 		a.keys.Add(-int64(len(m)))
 		for k, c := range m {
 			rows = append(rows, &usagev1.UsageRow{
