@@ -19,6 +19,10 @@ import (
 // MaxClientIDBytes bounds a row's client id (helix-authz refuses longer).
 const MaxClientIDBytes = 200
 
+// MaxModelBytes bounds a row's model name (the ledger's column), tighter
+// than wire.MaxModelNameBytes.
+const MaxModelBytes = 200
+
 // DefaultMaxKeys is a sensible bound on an Aggregator's keys: rows per
 // batch, and so memory and message size while the ledger is unreachable.
 const DefaultMaxKeys = 10000
@@ -150,7 +154,7 @@ func (a *Aggregator) lock(now time.Time, client, model string) (*counts, *shard)
 		return c, s
 	}
 	// A new key: checked once here, not on every add.
-	if CheckClientID(client) != nil || wire.CheckModelName(model) != nil {
+	if CheckClientID(client) != nil || len(model) > MaxModelBytes || wire.CheckModelName(model) != nil {
 		s.mu.Unlock()
 		a.dropped.Add(1)
 		return nil, nil

@@ -97,6 +97,7 @@ func TestAggregatorDropsNamesTheLedgerRefuses(t *testing.T) {
 		{"acme", "../etc"},
 		{"acme", "a/b"},
 		{"acme", "*"},
+		{"acme", strings.Repeat("m", MaxModelBytes+1)},
 	}
 	for _, b := range bad {
 		a.AddRequest(t0, b.client, b.model, 1, false, 0, time.Millisecond)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -42,9 +43,17 @@ func (s grpcSink) Record(ctx context.Context, req *usagev1.RecordRequest) (bool,
 }
 
 // NewReporterID returns a reporter id unique per process run:
-// kind/name/<random boot id>. A restarted process numbers its batches
+// kind/name/<random boot id>, at most 268 bytes. A restarted process numbers its batches
 // from 1 again under a new id.
 func NewReporterID(kind, name string) string {
+	// The ledger keeps at most 300 bytes; cut a long name at a rune.
+	for len(kind)+len(name) > 250 {
+		_, n := utf8.DecodeLastRuneInString(name)
+		if n == 0 {
+			break
+		}
+		name = name[:len(name)-n]
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return kind + "/" + name + "/" + hex.EncodeToString(b[:])

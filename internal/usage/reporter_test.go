@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -256,5 +258,8 @@ func TestNewReporterID(t *testing.T) {
 	}
 	if id1 == id2 {
 		t.Error("two runs got the same reporter id")
+	}
+	if long := NewReporterID("worker", strings.Repeat("é", 300)); len(long) > 300 || !utf8.ValidString(long) {
+		t.Errorf("a long name gives a %d-byte id (valid UTF-8: %v)", len(long), utf8.ValidString(long))
 	}
 }
