@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	workers, endpoints prometheus.Gauge
 	expirations        prometheus.Counter
+	infoDrops          prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -25,8 +26,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "helix_xds_registry_lease_expirations_total",
 			Help: "Worker leases that lapsed without renewal.",
 		}),
+		infoDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "helix_xds_registry_model_info_dropped_total",
+			Help: "Model descriptions (ModelInfo) in Register and Renew requests left out of the catalogue because they failed a check; the models are still routed.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.workers, m.endpoints, m.expirations} {
+	for _, c := range []prometheus.Collector{m.workers, m.endpoints, m.expirations, m.infoDrops} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register registry metrics: %w", err)
 		}
@@ -49,4 +54,11 @@ func (m *metrics) expired(n int) {
 		return
 	}
 	m.expirations.Add(float64(n))
+}
+
+func (m *metrics) infoDropped(n int) {
+	if m == nil {
+		return
+	}
+	m.infoDrops.Add(float64(n))
 }

@@ -62,6 +62,10 @@ type Model struct {
 	Name     string
 	Versions []string
 	Ready    bool
+	// Info describes the model for the catalogue (xds/catalog): what the
+	// worker reported, checked (checkInfo); nil when it sent none or one
+	// that failed the check, and always from Kubernetes. Read-only.
+	Info *registryv1.ModelInfo
 }
 
 // Worker is one registered worker as seen in a Snapshot.
@@ -205,7 +209,8 @@ func (r *Registry) Snapshot() []Worker {
 
 // Subscribe returns a channel that receives a value after the table changes
 // in anything but lease times: a worker added or removed, its address, ports,
-// readiness or models. Signals are coalesced (buffer of one): a reader that
+// readiness or models. A change in a model's Info alone is not signalled
+// (nothing is routed by it; the catalogue reads Snapshot when asked). Signals are coalesced (buffer of one): a reader that
 // falls behind sees one signal for many changes and then reads Snapshot. The
 // subscription ends when ctx does.
 func (r *Registry) Subscribe(ctx context.Context) <-chan struct{} {
@@ -343,6 +348,12 @@ func (r *Registry) renew(lease, caller string, models []Model, ready bool) (stri
 	}
 	e.worker.Expires = r.cfg.Now().Add(r.cfg.TTL)
 	if e.worker.Ready == ready && slices.EqualFunc(e.worker.Models, models, equalModel) {
+		// The same routing; a new Info replaces the models without a
+		// signal. Unchanged, they stay the same array, by which the
+		// builder tells an unchanged worker.
+		if !slices.EqualFunc(e.worker.Models, models, func(a, b Model) bool { return equalInfo(a.Info, b.Info) }) {
+			e.worker.Models = models
+		}
 		return e.worker.ID, nil
 	}
 	r.endpoints -= e.worker.readyEndpoints()

@@ -15,7 +15,7 @@ import (
 
 // Register implements registryv1.RegistryServer.
 func (r *Registry) Register(ctx context.Context, req *registryv1.RegisterRequest) (*registryv1.RegisterResponse, error) {
-	w, err := workerFromRequest(req)
+	w, dropped, err := workerFromRequest(req)
 	if err != nil {
 		return nil, r.grpcError("Register", err)
 	}
@@ -28,6 +28,7 @@ func (r *Registry) Register(ctx context.Context, req *registryv1.RegisterRequest
 	}
 	r.log.Info("worker registered", "worker_id", w.ID, "identity", w.Identity, "address", w.Address, "grpc_port", w.GRPCPort,
 		"http_port", w.HTTPPort, "ready", w.Ready, "models", len(w.Models))
+	r.infoDropped(w.ID, dropped, slog.LevelWarn)
 	return &registryv1.RegisterResponse{LeaseId: lease, LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
 }
 
@@ -36,7 +37,7 @@ func (r *Registry) Renew(ctx context.Context, req *registryv1.RenewRequest) (*re
 	if err := validLeaseID(req.GetLeaseId()); err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
-	models, err := convertModels(req.GetModels())
+	models, dropped, err := convertModels(req.GetModels())
 	if err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
@@ -44,9 +45,11 @@ func (r *Registry) Renew(ctx context.Context, req *registryv1.RenewRequest) (*re
 	if err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
-	if _, err := r.renew(req.GetLeaseId(), caller, models, req.GetReady()); err != nil {
+	id, err := r.renew(req.GetLeaseId(), caller, models, req.GetReady())
+	if err != nil {
 		return nil, r.grpcError("Renew", err)
 	}
+	r.infoDropped(id, dropped, slog.LevelDebug) // renewals repeat what Register logged
 	return &registryv1.RenewResponse{LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
 }
 
@@ -67,22 +70,22 @@ func (r *Registry) Deregister(ctx context.Context, req *registryv1.DeregisterReq
 	return &registryv1.DeregisterResponse{}, nil
 }
 
-func workerFromRequest(req *registryv1.RegisterRequest) (Worker, error) {
+func workerFromRequest(req *registryv1.RegisterRequest) (Worker, []error, error) {
 	if err := validWorkerID(req.GetWorkerId()); err != nil {
-		return Worker{}, err
+		return Worker{}, nil, err
 	}
 	if err := validAddress(req.GetAddress()); err != nil {
-		return Worker{}, err
+		return Worker{}, nil, err
 	}
 	if err := validPort("grpc_port", req.GetGrpcPort(), false); err != nil {
-		return Worker{}, err
+		return Worker{}, nil, err
 	}
 	if err := validPort("http_port", req.GetHttpPort(), true); err != nil {
-		return Worker{}, err
+		return Worker{}, nil, err
 	}
-	models, err := convertModels(req.GetModels())
+	models, dropped, err := convertModels(req.GetModels())
 	if err != nil {
-		return Worker{}, err
+		return Worker{}, nil, err
 	}
 	return Worker{
 		ID:       req.GetWorkerId(),
@@ -91,7 +94,18 @@ func workerFromRequest(req *registryv1.RegisterRequest) (Worker, error) {
 		HTTPPort: req.GetHttpPort(),
 		Ready:    req.GetReady(),
 		Models:   models,
-	}, nil
+	}, dropped, nil
+}
+
+// infoDropped logs the model infos a request carried that failed checkInfo
+// (the worker still serves those models; the catalogue lists them without
+// their description) and counts them.
+func (r *Registry) infoDropped(workerID string, dropped []error, level slog.Level) {
+	if len(dropped) == 0 {
+		return
+	}
+	r.metrics.infoDropped(len(dropped))
+	r.log.Log(context.Background(), level, "model info left out of the catalogue", "worker_id", workerID, "models", len(dropped), "first", dropped[0])
 }
 
 // identify is the caller's identity ("" without Config.Identify).

@@ -132,10 +132,12 @@ func validLeaseID(id string) error {
 
 // convertModels validates the models of a request and returns them in
 // canonical order (by name, versions ascending), so that a renewal listing
-// the same models in another order is no change.
-func convertModels(in []*registryv1.Model) ([]Model, error) {
+// the same models in another order is no change. A model's info that
+// fails checkInfo is left out, and named in dropped: the model is still
+// routed, and the catalogue lists it by name and versions.
+func convertModels(in []*registryv1.Model) (models []Model, dropped []error, err error) {
 	if len(in) > MaxModelsPerWorker {
-		return nil, fmt.Errorf("%w: models: %d models, at most %d per worker", ErrTooMany, len(in), MaxModelsPerWorker)
+		return nil, nil, fmt.Errorf("%w: models: %d models, at most %d per worker", ErrTooMany, len(in), MaxModelsPerWorker)
 	}
 	out := make([]Model, 0, len(in))
 	seen := make(map[string]struct{}, len(in))
@@ -145,42 +147,49 @@ func convertModels(in []*registryv1.Model) ([]Model, error) {
 		name := m.GetName()
 		// A name the gateway cannot route would fail every rebuild.
 		if err := wire.CheckModelName(name); err != nil {
-			return nil, fmt.Errorf("%w: %s.name %q: %w", ErrInvalid, field, clip(name), err)
+			return nil, nil, fmt.Errorf("%w: %s.name %q: %w", ErrInvalid, field, clip(name), err)
 		}
 		if _, dup := seen[name]; dup {
-			return nil, fmt.Errorf("%w: %s.name %q: listed twice", ErrInvalid, field, name)
+			return nil, nil, fmt.Errorf("%w: %s.name %q: listed twice", ErrInvalid, field, name)
 		}
 		seen[name] = struct{}{}
 		vs := m.GetVersions()
 		if len(vs) > MaxVersionsPerModel {
-			return nil, fmt.Errorf("%w: %s.versions: %d versions, at most %d per model", ErrTooMany, field, len(vs), MaxVersionsPerModel)
+			return nil, nil, fmt.Errorf("%w: %s.versions: %d versions, at most %d per model", ErrTooMany, field, len(vs), MaxVersionsPerModel)
 		}
 		if total += len(vs); total > MaxVersionsPerWorker {
-			return nil, fmt.Errorf("%w: models: more than %d versions in all", ErrTooMany, MaxVersionsPerWorker)
+			return nil, nil, fmt.Errorf("%w: models: more than %d versions in all", ErrTooMany, MaxVersionsPerWorker)
 		}
 		nums := make([]int64, 0, len(vs))
 		for j, v := range vs {
 			n, err := parseVersion(v)
 			if err != nil {
-				return nil, fmt.Errorf("%w: %s.versions[%d] %q: %w", ErrInvalid, field, j, clip(v), err)
+				return nil, nil, fmt.Errorf("%w: %s.versions[%d] %q: %w", ErrInvalid, field, j, clip(v), err)
 			}
 			if slices.Contains(nums, n) {
-				return nil, fmt.Errorf("%w: %s.versions[%d] %q: listed twice", ErrInvalid, field, j, v)
+				return nil, nil, fmt.Errorf("%w: %s.versions[%d] %q: listed twice", ErrInvalid, field, j, v)
 			}
 			nums = append(nums, n)
 		}
 		if m.GetReady() && len(vs) == 0 {
-			return nil, fmt.Errorf("%w: %s: ready without a version", ErrInvalid, field)
+			return nil, nil, fmt.Errorf("%w: %s: ready without a version", ErrInvalid, field)
 		}
 		slices.Sort(nums)
 		versions := make([]string, len(nums))
 		for j, n := range nums {
 			versions[j] = strconv.FormatInt(n, 10)
 		}
-		out = append(out, Model{Name: name, Versions: versions, Ready: m.GetReady()})
+		info := m.GetInfo()
+		if info != nil {
+			if err := checkInfo(info); err != nil {
+				dropped = append(dropped, fmt.Errorf("%s (%q).%w", field, name, err))
+				info = nil
+			}
+		}
+		out = append(out, Model{Name: name, Versions: versions, Ready: m.GetReady(), Info: info})
 	}
 	slices.SortFunc(out, func(a, b Model) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out, dropped, nil
 }
 
 func isAlnum(c byte) bool {
