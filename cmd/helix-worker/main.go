@@ -28,6 +28,7 @@ import (
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
+	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/version"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/backend"
@@ -71,6 +72,10 @@ type options struct {
 	logLevel, logFmt string
 
 	xdsAddress, xdsCAFile, xdsCertFile, xdsKeyFile, advertiseAddress string
+
+	usageAddress, usageCAFile, usageCertFile, usageKeyFile string
+	usageFlushInterval                                     time.Duration
+	usageMaxKeys                                           int
 }
 
 // stringList is a repeatable flag.
@@ -114,6 +119,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.xdsCertFile, "xds-cert-file", "", "client certificate (PEM) this worker presents to helix-xds; re-read on each connection")
 	fs.StringVar(&o.xdsKeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "IP or DNS name Envoy reaches this worker at (required with --xds-address)")
+	fs.StringVar(&o.usageAddress, "usage-address", "", "host:port of helix-authz's gRPC listener (its --grpc-listen), where the worker reports usage per client and model to the usage ledger over mTLS; empty: usage is not counted")
+	fs.StringVar(&o.usageCAFile, "usage-ca-file", "", "CA bundle (PEM) that signs helix-authz's certificate (default: --xds-ca-file)")
+	fs.StringVar(&o.usageCertFile, "usage-cert-file", "", "client certificate (PEM, a worker identity) presented to helix-authz; re-read on each connection (default: --xds-cert-file)")
+	fs.StringVar(&o.usageKeyFile, "usage-key-file", "", "private key (PEM) of --usage-cert-file (default: --xds-key-file)")
+	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", usage.DefaultInterval, "how often counted usage is sent to the ledger; a worker killed without its last flush loses at most this much")
+	fs.IntVar(&o.usageMaxKeys, "usage-max-keys", usage.DefaultMaxKeys, "most (hour, client, model) keys counted between flushes; requests of further keys are dropped and counted in helix_usage_dropped_total")
 	o.tls.register(fs)
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -161,6 +172,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.xdsAddress != "" && !o.allowGRPC {
 		return nil, errors.New("--xds-address needs --allow-grpc: Envoy reaches and health-checks workers over gRPC")
+	}
+	if err := o.checkUsage(); err != nil {
+		return nil, err
 	}
 	if o.logFmt != "text" && o.logFmt != "json" {
 		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFmt)
@@ -255,6 +269,13 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	counts, stopUsage, err := startUsage(ctx, o, reg, log)
+	if err != nil {
+		return err
+	}
+	// Deferred before mgr.Close, so it runs after it, once the servers have
+	// drained: the last flush holds the last request's counts.
+	defer stopUsage()
 	for listener, conf := range map[string]*tls.Config{"grpc": grpcTLS, "http": httpTLS} {
 		if conf == nil {
 			continue
@@ -287,7 +308,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			gopts = append(gopts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 		}
 		gs := grpc.NewServer(gopts...)
-		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log}).Register(gs)
+		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log, Usage: counts}).Register(gs)
 		grpcPort = lis.Addr().(*net.TCPAddr).Port
 		servers = append(servers, func() { g.Add(daemon.GRPC(gs, lis, exitTimeout, log)) })
 		log.Info("serving gRPC", "address", lis.Addr().String(), "tls", o.tls.grpc().mode(), "why", o.grpcAddrWhy)
@@ -298,7 +319,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		httpPort = lis.Addr().(*net.TCPAddr).Port
-		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log}), log)
+		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log, Usage: counts}), log)
 		// Inference requests carry bodies up to --max-request-bytes and wait
 		// in the dynamic batcher's queue as long as the model's queue
 		// policy allows: a server-wide read or write deadline would cut
