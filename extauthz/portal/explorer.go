@@ -58,12 +58,12 @@ func (p *Portal) explorerPage(w http.ResponseWriter, r *http.Request, v *View) {
 		d.InferPath = "/v2/models/" + url.PathEscape(m.Name) + "/infer"
 		var req inferRequest
 		req, d.Truncated = prefill(m)
-		b, err := json.MarshalIndent(req, "", "  ")
+		body, err := requestText(req)
 		if err != nil {
 			p.apiFailure(w, r, v, fmt.Errorf("portal: explorer request: %w", err))
 			return
 		}
-		d.Request = string(b)
+		d.Request = body
 		origin := strings.TrimSuffix(p.cfg.PublicOrigin, "/")
 		d.Curl = curlSnippet(origin, d.InferPath, d.Request)
 		d.Python = pythonSnippet(origin, m)
@@ -83,6 +83,29 @@ type inferInput struct {
 	Shape    []int64 `json:"shape"`
 	Datatype string  `json:"datatype"`
 	Data     []any   `json:"data"`
+}
+
+// requestText writes req with one input a line: readable, where indenting
+// every value would put each zero on a line of its own.
+func requestText(req inferRequest) (string, error) {
+	var b strings.Builder
+	b.WriteString("{\n  \"inputs\": [")
+	for i, in := range req.Inputs {
+		line, err := json.Marshal(in)
+		if err != nil {
+			return "", err
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("\n    ")
+		b.Write(line)
+	}
+	if len(req.Inputs) > 0 {
+		b.WriteString("\n  ")
+	}
+	b.WriteString("]\n}")
+	return b.String(), nil
 }
 
 // fullShape is t's shape as a request sends it: the batch dimension (1)

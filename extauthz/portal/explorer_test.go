@@ -44,7 +44,7 @@ func TestExplorerPage(t *testing.T) {
 
 	q := b.get("/portal/explorer?model=echo%27s")
 	q.expect(t, http.StatusOK, `data-infer-path="/v2/models/echo%27s/infer"`, `&#39;`+e.srv.URL+`/v2/models/echo%27s/infer&#39;`,
-		`np.full([2], b&#34;&#34;, dtype=np.object_)`, `&#34;data&#34;: [`)
+		`np.full([2], b&#34;&#34;, dtype=np.object_)`, `&#34;data&#34;:[&#34;&#34;,&#34;&#34;]`)
 
 	b.get("/portal/explorer?model=%3Cb%3Enope").expect(t, http.StatusNotFound, "There is no model &#34;&lt;b&gt;nope&#34; that you may use")
 
@@ -118,6 +118,26 @@ func TestSnippets(t *testing.T) {
 	for _, want := range []string{`url="127.0.0.1:8080", ssl=False`, `np.zeros([2], dtype=np.uint8)`, `print(result.get_response())`} {
 		if !strings.Contains(py, want) {
 			t.Errorf("python snippet lacks %q:\n%s", want, py)
+		}
+	}
+}
+
+func TestRequestText(t *testing.T) {
+	for _, tc := range []struct {
+		req  inferRequest
+		want string
+	}{
+		{inferRequest{}, "{\n  \"inputs\": []\n}"},
+		{inferRequest{Inputs: []inferInput{{Name: "A", Shape: []int64{1}, Datatype: "INT8", Data: []any{0}}, {Name: "B", Shape: []int64{}, Datatype: "BOOL", Data: []any{}}}},
+			"{\n  \"inputs\": [\n    {\"name\":\"A\",\"shape\":[1],\"datatype\":\"INT8\",\"data\":[0]},\n    {\"name\":\"B\",\"shape\":[],\"datatype\":\"BOOL\",\"data\":[]}\n  ]\n}"},
+	} {
+		got, err := requestText(tc.req)
+		if err != nil || got != tc.want {
+			t.Errorf("got %q, %v; want %q", got, err, tc.want)
+		}
+		var back inferRequest
+		if err := json.Unmarshal([]byte(got), &back); err != nil {
+			t.Errorf("not JSON: %v", err)
 		}
 	}
 }

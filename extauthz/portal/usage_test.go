@@ -3,7 +3,6 @@ package portal
 import (
 	"context"
 	"math"
-	"os"
 	"net/http"
 	"regexp"
 	"strings"
@@ -37,9 +36,6 @@ func TestUsagePage(t *testing.T) {
 		`<dt>Requests</dt><dd>50</dd>`, `<dt>Throttled</dt><dd>3</dd>`, `<dt>Compute</dt><dd>1.500 s</dd>`,
 		"<code>acme-app</code>", "Per client and model", `href="/api/v1/orgs/`+org+`/usage?format=csv"`)
 	p.lacks(t, "rival-app", "secret-model", "999")
-	if dump := os.Getenv("PORTAL_DUMP"); dump != "" {
-		_ = os.WriteFile(dump, []byte(p.body), 0o644)
-	}
 	noInlineCode(t, p.body)
 	// Every hour of the default range is a bar (empty ones too) and a row
 	// of the table beside the chart.
