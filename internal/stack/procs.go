@@ -298,6 +298,9 @@ func RedisSpec(dir string, port int) (supervise.Spec, error) {
 	}, nil
 }
 
+// UsageFlushInterval is how often the stack's workers report usage.
+const UsageFlushInterval = 2 * time.Second
+
 // workers are the helix-workers, registering with helix-xds over mTLS
 // unless told not to.
 func (s *Stack) workers() ([]supervise.Spec, error) {
@@ -344,6 +347,10 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 		cert, key := s.WorkerCert(i)
 		args = append(args, "--xds-address="+Addr(s.Ports.XDS), "--xds-ca-file="+s.CAFile(),
 			"--xds-cert-file="+cert, "--xds-key-file="+key, "--advertise-address=127.0.0.1")
+		// Usage to helix-authz's ledger on its gRPC listener, with the
+		// same worker certificate (the --usage-* files default to the
+		// --xds-* ones); flushed every 2s so the portal shows it soon.
+		args = append(args, "--usage-address="+Addr(s.Ports.ExtAuthz), "--usage-flush-interval="+UsageFlushInterval.String())
 	}
 	return supervise.Spec{
 		Name: w.Name, Path: s.bin("helix-worker"), Args: append(args, w.Args...),
