@@ -19,6 +19,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/accounts"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/catalog"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/orgs"
 	"github.com/helixflow/helixflow/extauthz/password"
@@ -26,16 +27,14 @@ import (
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/usage"
-	"github.com/helixflow/helixflow/extauthz/webapi"
 	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
 )
 
 // dataEnv is helix-authz's public API as the server wires it (accounts,
 // organizations, the usage reports, the admin API) on a real Postgres,
-// with the portal mounted, behind an HTTPS test server. The model
-// catalogue's JSON API is a small stand-in with the catalogue's shape
-// (catalogue below) until the real one is wired here.
+// and the model catalogue's JSON API over a stand-in for helix-xds, with
+// the portal mounted, behind an HTTPS test server.
 type dataEnv struct {
 	t        *testing.T
 	srv      *httptest.Server
@@ -96,8 +95,8 @@ func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
 	mux.Handle("/api/v1/orgs/", people(orgsAPI))
 	e := &dataEnv{t: t, srv: srv, db: db, st: st, sessions: sessions, trail: trail, usage: usage.NewStore(db), catalog: &catalogue{}}
 	usage.NewAPI(usage.APIConfig{Store: e.usage, Members: st, Logger: quietLog}).Mount(mux, people)
-	mux.Handle("GET /api/v1/models", people(http.HandlerFunc(e.catalog.list)))
-	mux.Handle("GET /api/v1/models/{model}", people(http.HandlerFunc(e.catalog.get)))
+	catalog.NewHandler(catalog.HandlerConfig{Source: e.catalog, Cookies: sessions, People: catalog.PeopleDB{Pool: db},
+		Logger: quietLog}).Mount(mux)
 	if !opt.noAdmin {
 		if e.admin, err = admin.Handler(admin.Config{Store: st, Hasher: secret.NewHasher(nil), Plans: plans,
 			Token: strings.Repeat("t", 40), People: st, Audit: trail, Trail: trail, PersonalData: privacy, Logger: quietLog}); err != nil {
@@ -113,9 +112,8 @@ func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
 	return e
 }
 
-// catalogue stands in for GET /api/v1/models[/{model}] with the
-// catalogue's JSON (extauthz/catalog serves it in helix-authz): a signed-in
-// person sees every model, or 503 while down.
+// catalogue stands in for helix-xds's Catalog (the source behind
+// extauthz/catalog's real JSON API): the models it lists, or down.
 type catalogue struct {
 	mu     sync.Mutex
 	models []Model
@@ -128,46 +126,35 @@ func (c *catalogue) set(down bool, models ...Model) {
 	c.down, c.models = down, models
 }
 
-func (c *catalogue) snapshot() ([]Model, bool) {
+// Models implements catalog.Source: the portal's models, which have the
+// JSON API's shape, as the catalogue's.
+func (c *catalogue) Models(context.Context) ([]catalog.Model, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.models, c.down
-}
-
-func (c *catalogue) list(w http.ResponseWriter, r *http.Request) {
-	ms, down := c.snapshot()
-	if down {
-		webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "the model catalogue is not configured")
-		return
+	if c.down {
+		return nil, catalog.ErrUnavailable
 	}
-	if ms == nil {
-		ms = []Model{}
+	b, err := json.Marshal(c.models)
+	if err != nil {
+		return nil, err
 	}
-	webapi.WriteJSON(w, http.StatusOK, map[string]any{"models": ms})
-}
-
-func (c *catalogue) get(w http.ResponseWriter, r *http.Request) {
-	ms, down := c.snapshot()
-	if down {
-		webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "the model catalogue is not configured")
-		return
+	var out []catalog.Model
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
 	}
-	for _, m := range ms {
-		if m.Name == r.PathValue("model") {
-			webapi.WriteJSON(w, http.StatusOK, m)
-			return
-		}
-	}
-	webapi.WriteError(w, http.StatusNotFound, webapi.CodeNotFound, "no such model")
+	return out, nil
 }
 
 // user adds a verified person (a platform admin when admin) with an
 // organization of their own, and returns their id and the org's.
-func (e *dataEnv) user(email string, isAdmin bool, orgName string) (userID, orgID string) {
+func (e *dataEnv) user(email string, isAdmin bool, orgName string, scopes ...string) (userID, orgID string) {
 	e.t.Helper()
 	userID = peopletest.AddUser(e.t, e.db, peopletest.User{Email: email, Verified: true, Admin: isAdmin, DisplayName: "Tester"})
+	if len(scopes) == 0 {
+		scopes = []string{"models:infer"}
+	}
 	if orgName != "" {
-		orgID = peopletest.AddOrg(e.t, e.st, userID, store.Org{Name: orgName, AllowedScopes: []string{"models:infer"}})
+		orgID = peopletest.AddOrg(e.t, e.st, userID, store.Org{Name: orgName, AllowedScopes: scopes})
 	}
 	return userID, orgID
 }

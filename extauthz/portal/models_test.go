@@ -38,11 +38,22 @@ func TestModelPages(t *testing.T) {
 	b.get("/portal/models/.hidden").expect(t, http.StatusNotFound, "There is no model by that name.")
 
 	e.catalog.set(true)
-	b.get("/portal/models").expect(t, http.StatusOK, "The model catalogue is unavailable right now: the model catalogue is not configured")
+	b.get("/portal/models").expect(t, http.StatusOK, "The model catalogue is unavailable right now: the model catalogue cannot be read right now")
 	b.get("/portal/models/simple").expect(t, http.StatusServiceUnavailable, "unavailable right now")
 
 	e.catalog.set(false)
 	b.get("/portal/models").expect(t, http.StatusOK, "No model is open to you yet")
+
+	// The catalogue shows each person what their organizations allow.
+	e.catalog.set(false, simpleModel, Model{Name: "private"})
+	narrow, _ := e.user("narrow@example.test", false, "Narrow", "models:simple:infer")
+	nb := e.browser(narrow)
+	nb.get("/portal/models").expect(t, http.StatusOK, `<a href="/portal/models/simple">simple</a>`)
+	nb.get("/portal/models").lacks(t, "private")
+	nb.get("/portal/models/private").expect(t, http.StatusNotFound, "There is no model private that you may use.")
+	nb.get("/portal/explorer?model=private").expect(t, http.StatusNotFound)
+	none, _ := e.user("none@example.test", false, "")
+	e.browser(none).get("/portal/models").expect(t, http.StatusOK, "No model is open to you yet")
 
 	anon := e.browser("").get("/portal/models")
 	if anon.status != http.StatusSeeOther || !strings.HasPrefix(anon.header.Get("Location"), "/portal/signin?next=") {
