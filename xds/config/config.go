@@ -1,5 +1,6 @@
 // Package config reads the gateway config file (YAML) of helix-xds: the
-// listener, TLS files, helix-authz's address, plans with their rate
+// listener, TLS files, helix-authz's addresses (ext_authz, and optionally
+// its public port, which Envoy then serves on its listener), plans with their rate
 // limits (which helix-authz enforces), timeouts, retries, health checks
 // and CORS. It turns
 // the file into the static part of an ir.Gateway (Config.Gateway); the
@@ -97,6 +98,28 @@ type AuthZ struct {
 	MaxRequestBytes  uint32        `yaml:"max_request_bytes"`
 	FailureModeAllow bool          `yaml:"failure_mode_allow"`
 	TLS              *UpstreamTLS  `yaml:"tls"`
+	// Public is helix-authz's public port (OAuth2, the people's API, its
+	// pages, the developer portal): with it, Envoy serves those paths on
+	// its listener too (xds/translate). Optional.
+	Public *PublicUpstream `yaml:"public"`
+}
+
+// PublicUpstream is helix-authz's public HTTPS port (its --http-listen),
+// where Envoy sends the public paths (wire.PublicPathPrefixes,
+// wire.PublicExactPaths) without ext_authz.
+type PublicUpstream struct {
+	Address string `yaml:"address"` // host:port
+	// Replicas are the other helix-authz instances' public ports.
+	Replicas []string   `yaml:"replicas"`
+	TLS      *PublicTLS `yaml:"tls"`
+}
+
+// PublicTLS is how Envoy checks helix-authz's public certificate; the
+// public port asks for no client certificate, so there is none here.
+type PublicTLS struct {
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+	WatchDir   string `yaml:"watch_dir"`
 }
 
 // Failure modes of rate limiting when Redis cannot answer.
@@ -318,4 +341,8 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	upstream(c.AuthZ.TLS)
 	upstream(c.WorkersTLS)
+	if p := c.AuthZ.Public; p != nil && p.TLS != nil {
+		abs(&p.TLS.CAFile)
+		abs(&p.TLS.WatchDir)
+	}
 }

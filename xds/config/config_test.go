@@ -36,6 +36,9 @@ func TestLoadExample(t *testing.T) {
 	if g.Retry.NumRetries != 2 || g.Timeouts.Stream != 0 || g.Timeouts.Request != time.Minute {
 		t.Errorf("retry/timeouts = %+v %+v", g.Retry, g.Timeouts)
 	}
+	if p := g.AuthZ.Public; p == nil || p.Port != 8090 || p.TLS == nil || p.TLS.ServerName != "helix-authz" || p.TLS.CertFile != "" {
+		t.Errorf("authz public = %+v", p)
+	}
 	if g.Workers == nil || g.Workers.ServerName != "helix-worker" {
 		t.Errorf("workers tls = %+v", g.Workers)
 	}

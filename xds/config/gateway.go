@@ -44,6 +44,13 @@ func (c *Config) Gateway() *ir.Gateway {
 			HealthyThreshold:   c.HealthCheck.HealthyThreshold,
 		},
 	}
+	if p := c.AuthZ.Public; p != nil {
+		u := upstream(p.Address, nil, p.Replicas...)
+		if t := p.TLS; t != nil {
+			u.TLS = &ir.UpstreamTLS{CAFile: t.CAFile, ServerName: t.ServerName, WatchDir: t.WatchDir}
+		}
+		g.AuthZ.Public = &u
+	}
 	if t := c.Listener.TLS; t != nil {
 		g.Listener.TLS = &ir.ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, WatchDir: t.WatchDir}
 	}

@@ -53,6 +53,16 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("authz.replicas[%d]", i), "%v", err)
 		}
 	}
+	if p := c.AuthZ.Public; p != nil {
+		if _, _, err := hostPort(p.Address); err != nil {
+			add("authz.public.address", "%v", err)
+		}
+		for i, r := range p.Replicas {
+			if _, _, err := hostPort(r); err != nil {
+				add(fmt.Sprintf("authz.public.replicas[%d]", i), "%v", err)
+			}
+		}
+	}
 	if rl := c.RateLimit; rl != nil {
 		if rl.FailureMode != "" && rl.FailureMode != FailOpen && rl.FailureMode != FailClosed {
 			add("ratelimit.failure_mode", "must be %q or %q, got %q", FailOpen, FailClosed, rl.FailureMode)
@@ -102,7 +112,17 @@ func flatten(err error) []error {
 // fileField turns an ir field path into the config file's.
 func (c *Config) fileField(f string) string {
 	const up = "authz.upstream."
+	const pub = "authz.public."
 	switch {
+	case strings.HasPrefix(f, pub+"tls"):
+		return f
+	case strings.HasPrefix(f, pub+"replicas["):
+		// authz.public.replicas[i].address (or .port): the file's
+		// authz.public.replicas[i] is "host:port".
+		idx, _, _ := strings.Cut(strings.TrimPrefix(f, pub+"replicas["), "]")
+		return pub + "replicas[" + idx + "]"
+	case strings.HasPrefix(f, pub):
+		return pub + "address"
 	case strings.HasPrefix(f, up+"tls"):
 		return "authz." + strings.TrimPrefix(f, up)
 	case strings.HasPrefix(f, up):

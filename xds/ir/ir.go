@@ -91,6 +91,14 @@ type AuthZ struct {
 	// FailureModeAllow lets requests through when helix-authz cannot be
 	// reached. Off by default and in every shipped config.
 	FailureModeAllow bool `yaml:"failure_mode_allow,omitempty"`
+	// Public is helix-authz's public port (HTTPS: OAuth2, the people's
+	// API, its pages, the developer portal). With it, Envoy routes
+	// wire.PublicPathPrefixes and wire.PublicExactPaths there, ahead of the
+	// model routes and without ext_authz, so that models, tokens and the
+	// portal share one origin. nil: Envoy does not route those paths. Its
+	// TLS checks the server (CAFile, ServerName); a client certificate
+	// (CertFile, KeyFile) is optional, as the public port asks for none.
+	Public *Upstream `yaml:"public,omitempty"`
 }
 
 // RateLimit is the rate limiting helix-authz applies in its Check, with

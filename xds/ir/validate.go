@@ -92,6 +92,9 @@ func (g *Gateway) validateStatic(v *validator) {
 	}
 
 	v.upstream("authz.upstream", g.AuthZ.Upstream)
+	if p := g.AuthZ.Public; p != nil {
+		v.publicUpstream("authz.public", *p)
+	}
 	v.duration("authz.timeout", g.AuthZ.Timeout, time.Millisecond, time.Minute)
 	if b := g.AuthZ.MaxRequestBytes; b < 16 || b > 64<<10 {
 		v.add("authz.max_request_bytes", "must be 16..65536, got %d", b)
@@ -289,6 +292,42 @@ func (v *validator) upstream(field string, u Upstream) {
 	if !loopback {
 		v.add(field+".tls", "required unless the address is loopback")
 	}
+}
+
+// publicUpstream checks helix-authz's public port: as upstream, but the
+// client certificate is optional (the port serves browsers and asks for
+// none); the CA and the server name are not.
+func (v *validator) publicUpstream(field string, u Upstream) {
+	loopback := v.endpoint(field, u.Address, u.Port)
+	for i, r := range u.Replicas {
+		loopback = v.endpoint(fmt.Sprintf("%s.replicas[%d]", field, i), r.Address, r.Port) && loopback
+	}
+	t := u.TLS
+	if t == nil {
+		if !loopback {
+			v.add(field+".tls", "required unless the address is loopback")
+		}
+		return
+	}
+	f := field + ".tls"
+	v.file(f+".ca_file", t.CAFile)
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.CertFile == "":
+		v.add(f+".cert_file", "required with key_file")
+	case t.KeyFile == "":
+		v.add(f+".key_file", "required with cert_file")
+	default:
+		v.file(f+".cert_file", t.CertFile)
+		v.file(f+".key_file", t.KeyFile)
+	}
+	switch {
+	case t.ServerName == "":
+		v.add(f+".server_name", "required with TLS: the DNS name Envoy sends as SNI and requires in helix-authz's certificate")
+	case !isHostname(t.ServerName):
+		v.add(f+".server_name", "must be a DNS name, got %q", t.ServerName)
+	}
+	v.optionalDir(f+".watch_dir", t.WatchDir)
 }
 
 // endpoint checks one address of an upstream and reports whether it is

@@ -52,6 +52,11 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 	if err := add(serviceCluster(ClusterAuthZ, RoleAuthZ, g.AuthZ.Upstream, g.Timeouts.Connect)); err != nil {
 		return nil, err
 	}
+	if g.AuthZ.Public != nil {
+		if err := add(publicCluster(g)); err != nil {
+			return nil, err
+		}
+	}
 	if err := add(b.grpcPool(ClusterDefaultGRPC, ""), nil); err != nil {
 		return nil, err
 	}
@@ -87,10 +92,10 @@ type clusterBuilder struct {
 func newClusterBuilder(g *ir.Gateway) (*clusterBuilder, error) {
 	b := &clusterBuilder{g: g, edsConfig: adsSource()}
 	var err error
-	if b.grpcOptions, err = protocolOptions(true); err != nil {
+	if b.grpcOptions, err = protocolOptions(true, connectionIdleTimeout); err != nil {
 		return nil, err
 	}
-	if b.httpOptions, err = protocolOptions(false); err != nil {
+	if b.httpOptions, err = protocolOptions(false, connectionIdleTimeout); err != nil {
 		return nil, err
 	}
 	if g.Workers != nil {
@@ -189,8 +194,8 @@ func (b *clusterBuilder) healthCheck(tls *corev3.HealthCheck_TlsOptions) *corev3
 }
 
 // protocolOptions pins the upstream protocol: HTTP/2 for gRPC ports,
-// HTTP/1.1 for REST ports.
-func protocolOptions(h2 bool) (map[string]*anypb.Any, error) {
+// HTTP/1.1 for REST ports; idle closes unused upstream connections.
+func protocolOptions(h2 bool, idle time.Duration) (map[string]*anypb.Any, error) {
 	explicit := &httpv3.HttpProtocolOptions_ExplicitHttpConfig{}
 	if h2 {
 		explicit.ProtocolConfig = &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
@@ -207,7 +212,7 @@ func protocolOptions(h2 bool) (map[string]*anypb.Any, error) {
 	a, err := typed(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: explicit},
 		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
-			IdleTimeout: dur(connectionIdleTimeout),
+			IdleTimeout: dur(idle),
 		},
 	})
 	if err != nil {
@@ -219,10 +224,22 @@ func protocolOptions(h2 bool) (map[string]*anypb.Any, error) {
 // serviceCluster is a gRPC side service (helix-authz) at fixed
 // addresses (its replicas'): STATIC for IPs, STRICT_DNS when one is a name.
 func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*clusterv3.Cluster, error) {
-	options, err := protocolOptions(true)
+	options, err := protocolOptions(true, connectionIdleTimeout)
 	if err != nil {
 		return nil, err
 	}
+	c := fixedCluster(name, u, connect, options)
+	if u.TLS != nil {
+		if c.TransportSocket, err = upstreamTLS(role, u.TLS, alpnH2); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// fixedCluster is a cluster of an upstream's fixed addresses (its
+// replicas'): STATIC for IPs, STRICT_DNS when one is a name.
+func fixedCluster(name string, u ir.Upstream, connect time.Duration, options map[string]*anypb.Any) *clusterv3.Cluster {
 	endpoints := append([]ir.Replica{{Address: u.Address, Port: u.Port}}, u.Replicas...)
 	kind := clusterv3.Cluster_STATIC
 	lbs := make([]*endpointv3.LbEndpoint, 0, len(endpoints))
@@ -260,10 +277,5 @@ func serviceCluster(name, role string, u ir.Upstream, connect time.Duration) (*c
 		limits.MaxRetries = u32(maxRequests)
 	}
 	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{limits}}
-	if u.TLS != nil {
-		if c.TransportSocket, err = upstreamTLS(role, u.TLS, alpnH2); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
+	return c
 }

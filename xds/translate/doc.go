@@ -41,11 +41,18 @@
 //     unless Timeouts.Stream is set (to its model's pool when the client
 //     named the model in the helix-model header, else the default pool),
 //     the default pool for the rest.
+//   - publicroutes.go: with ir.AuthZ.Public, helix-authz's public surface
+//     (wire.PublicPathPrefixes, wire.PublicExactPaths: the portal, the
+//     people's API, OAuth2, its pages) routed first to the
+//     helix-authz-public cluster (HTTP/1.1, TLS checking helix-authz's
+//     name), with ext_authz and CORS off per route and retries only of
+//     requests that never reached it.
 //   - clusters.go: per model two EDS clusters (GRPCCluster: HTTP/2 to the
 //     worker's gRPC port, grpc.health.v1 checks with service = model;
 //     HTTPCluster: HTTP/1.1 to the REST port, checks on
 //     /v2/models/{m}/ready), the same pair for the default pool, and
-//     a STATIC/STRICT_DNS cluster for helix-authz. Outlier
+//     a STATIC/STRICT_DNS cluster for helix-authz (and its public port).
+//     Outlier
 //     detection, circuit breakers with the retry budget, mTLS via SDS.
 //   - endpoints.go: a ClusterLoadAssignment per pool cluster with the
 //     ready workers (possibly none).

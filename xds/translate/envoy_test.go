@@ -234,6 +234,15 @@ func pointTLSAt(g *ir.Gateway, f pkiFiles) {
 			u.WatchDir = f.dir
 		}
 	}
+	if p := g.AuthZ.Public; p != nil && p.TLS != nil {
+		p.TLS.CAFile = f.cert
+		if p.TLS.CertFile != "" {
+			p.TLS.CertFile, p.TLS.KeyFile = f.cert, f.key
+		}
+		if p.TLS.WatchDir != "" {
+			p.TLS.WatchDir = f.dir
+		}
+	}
 }
 
 // writeTestPKI writes a self-signed CA certificate usable as server,

@@ -19,6 +19,9 @@ const (
 
 	// ClusterAuthZ is helix-authz's ext_authz gRPC service.
 	ClusterAuthZ = "helix-authz"
+	// ClusterAuthZPublic is helix-authz's public HTTPS port (the public
+	// routes, publicroutes.go).
+	ClusterAuthZPublic = "helix-authz-public"
 	// ClusterDefaultGRPC and ClusterDefaultHTTP are the default pool (every
 	// worker). Model pools are named by GRPCCluster and HTTPCluster; a
 	// model name never contains '/', so the names cannot collide.
@@ -31,8 +34,9 @@ const (
 
 // Upstream roles, used in secret names.
 const (
-	RoleWorkers = "workers"
-	RoleAuthZ   = "authz"
+	RoleWorkers     = "workers"
+	RoleAuthZ       = "authz"
+	RoleAuthZPublic = "authz-public"
 )
 
 // DescriptorSource is the local rate limit's descriptor key for a source

@@ -16,6 +16,8 @@ import (
 // routes builds the one route configuration. Order of the routes, first
 // match wins:
 //
+//  0. with ir.AuthZ.Public: helix-authz's public paths (publicroutes.go),
+//     without ext_authz;
 //  1. per model m: gRPC ModelStreamInfer with x-helix-model == m -> m's
 //     gRPC cluster, and
 //  2. gRPC ModelStreamInfer -> default pool; both without body buffering
@@ -40,7 +42,12 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := make([]*routev3.Route, 0, 3*len(g.Pools)+3)
+	public, err := publicRoutes(g)
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]*routev3.Route, 0, len(public)+3*len(g.Pools)+3)
+	rs = append(rs, public...)
 	for _, p := range g.Pools {
 		rs = append(rs, b.streamRoute(p.Model))
 	}

@@ -29,8 +29,10 @@ func secrets(g *ir.Gateway) ([]types.Resource, error) {
 		}
 	}
 	for _, u := range upstreamRoles(g) {
-		if err := add(certSecret(ClientCertSecret(u.role), u.tls.CertFile, u.tls.KeyFile, u.tls.WatchDir)); err != nil {
-			return nil, err
+		if u.tls.CertFile != "" {
+			if err := add(certSecret(ClientCertSecret(u.role), u.tls.CertFile, u.tls.KeyFile, u.tls.WatchDir)); err != nil {
+				return nil, err
+			}
 		}
 		if err := add(caSecret(CASecret(u.role), u.tls.CAFile, u.tls.WatchDir)); err != nil {
 			return nil, err
@@ -49,6 +51,9 @@ func upstreamRoles(g *ir.Gateway) []roleTLS {
 	var out []roleTLS
 	if g.AuthZ.Upstream.TLS != nil {
 		out = append(out, roleTLS{RoleAuthZ, g.AuthZ.Upstream.TLS})
+	}
+	if p := g.AuthZ.Public; p != nil && p.TLS != nil {
+		out = append(out, roleTLS{RoleAuthZPublic, p.TLS})
 	}
 	if g.Workers != nil {
 		out = append(out, roleTLS{RoleWorkers, g.Workers})

@@ -44,7 +44,7 @@ func downstreamTLS(alpn []string) (*corev3.TransportSocket, error) {
 	})
 }
 
-// upstreamTLS is mTLS from Envoy to one upstream role: Envoy's client
+// upstreamTLS is (m)TLS from Envoy to one upstream role: Envoy's client
 // certificate and the trusted CA come from SDS (so both rotate without a
 // cluster update); the SAN check stays here because it is not a secret.
 // alpn must match the cluster's protocol: gRPC servers (grpc-go) refuse a
@@ -58,20 +58,22 @@ func upstreamTLS(role string, t *ir.UpstreamTLS, alpn string) (*corev3.Transport
 			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: t.ServerName}},
 		}},
 	}
-	return transportSocket(&tlsv3.UpstreamTlsContext{
-		Sni: t.ServerName,
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			TlsParams: &tlsv3.TlsParameters{
-				TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2,
-			},
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(ClientCertSecret(role))},
-			ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
-				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-					DefaultValidationContext:         validation,
-					ValidationContextSdsSecretConfig: sdsSecret(CASecret(role)),
-				},
-			},
-			AlpnProtocols: []string{alpn},
+	common := &tlsv3.CommonTlsContext{
+		TlsParams: &tlsv3.TlsParameters{
+			TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2,
 		},
-	})
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
+			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext:         validation,
+				ValidationContextSdsSecretConfig: sdsSecret(CASecret(role)),
+			},
+		},
+		AlpnProtocols: []string{alpn},
+	}
+	// No client certificate only where ir allows it (helix-authz's public
+	// port, which asks for none).
+	if t.CertFile != "" {
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{sdsSecret(ClientCertSecret(role))}
+	}
+	return transportSocket(&tlsv3.UpstreamTlsContext{Sni: t.ServerName, CommonTlsContext: common})
 }
