@@ -34,6 +34,12 @@ func TestModelPages(t *testing.T) {
 	one.expect(t, http.StatusOK, "<h1>simple</h1>", "<code>INPUT0</code>", "<code>[16]</code>", "<code>[-1]</code>", "OUTPUT0",
 		"1, 2", "8 (the first dimension", `&#34;backend&#34;: &#34;onnxruntime&#34;`)
 
+	// A name with '?' and '#' (allowed in model names) is one path segment.
+	e.catalog.set(false, simpleModel, Model{Name: "q?a#b", Ready: true})
+	b.get("/portal/models").expect(t, http.StatusOK, `<a href="/portal/models/q%3Fa%23b">q?a#b</a>`, `href="/portal/explorer?model=q%3fa%23b"`)
+	b.get("/portal/models/q%3Fa%23b").expect(t, http.StatusOK, "<h1>q?a#b</h1>")
+	b.get("/portal/explorer?model=q%3Fa%23b").expect(t, http.StatusOK, `data-infer-path="/v2/models/q%3Fa%23b/infer"`)
+
 	b.get("/portal/models/nosuch").expect(t, http.StatusNotFound, "There is no model nosuch that you may use.")
 	b.get("/portal/models/.hidden").expect(t, http.StatusNotFound, "There is no model by that name.")
 

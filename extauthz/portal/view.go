@@ -65,6 +65,9 @@ func (v *View) OrgQuery() string {
 
 var funcs = template.FuncMap{
 	"portal": func(p string) string { return wire.PortalPrefix + strings.TrimPrefix(p, "/") },
+	// segment escapes a name for one path segment: html/template leaves
+	// '?' and '#' of a path as they are, and a model name may hold them.
+	"segment": url.PathEscape,
 }
 
 // page wraps a page handler: security headers, the CSRF cookie, the
