@@ -310,7 +310,7 @@ func (p *Portal) rotateKeyPost(w http.ResponseWriter, r *http.Request, v *View) 
 		p.credentialsView(w, r, v, p.failed(v, err), nil)
 		return
 	}
-	v.Notice = "The API key " + k.Name + " is rotated: the old key keeps working for the overlap you chose. Copy the new one now: it is shown only once."
+	v.Notice = "The API key " + k.Name + " is rotated: the old key keeps working for 24 hours. Copy the new one now: it is shown only once."
 	p.credentialsView(w, r, v, http.StatusCreated, &credentialsData{Secret: &secretShown{What: "API key", ClientID: k.ClientID, Value: k.Key}})
 }
 
