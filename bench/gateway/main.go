@@ -278,6 +278,7 @@ type outcome struct {
 	snaps             []*snapshotResult
 	perfCommands      map[string]string // path -> perf_analyzer arguments (token redacted)
 	load              *loadResult
+	usageBatches      string // the worker's helix_usage_batches_total after the perf runs
 }
 
 func run(ctx context.Context, o *options) error {
@@ -339,6 +340,7 @@ func run(ctx context.Context, o *options) error {
 		{name: pathTLS, url: s.tlsAddr, tls: true, procs: []*proc{s.worker, s.tlsEnvoy.proc}, envoy: s.tlsEnvoy},
 		{name: pathFull, url: s.fullAddr, tls: true, token: s.token, envoy: s.fullEnvoy, authzMetrics: s.authzMetricsURL(),
 			procs: []*proc{s.worker, s.fullEnvoy.proc, s.authz, s.redis}},
+		{name: pathUsage, url: addr(s.workerGRPC), headers: []string{usageHeader}, procs: []*proc{s.worker}},
 	}
 	full := targets[2]
 	for _, t := range targets {
@@ -373,6 +375,13 @@ func run(ctx context.Context, o *options) error {
 				}
 			}
 		}
+		if line := usageCostLine(out.perf, c); line != "" {
+			logf("%s", line)
+		}
+	}
+	if o.runs(onlyPerf) {
+		out.usageBatches = usageBatches(ctx, s)
+		logf("usage ledger: the measured worker's batches: %s", out.usageBatches)
 	}
 
 	// Both Envoys' stats, for --keep.

@@ -27,6 +27,9 @@ const (
 	pathDirect = "direct"
 	pathTLS    = "Envoy, TLS only"
 	pathFull   = "full chain"
+	// pathUsage is pathDirect with the gateway's x-helix-client header:
+	// the worker counts each request for the usage ledger.
+	pathUsage = "direct, usage counted"
 )
 
 // target is one way to reach the worker.
@@ -41,6 +44,8 @@ type target struct {
 	envoy *envoy // nil for direct
 	// authzMetrics is helix-authz's /metrics on the full chain; "" elsewhere.
 	authzMetrics string
+	// headers are sent with every request ("name:value").
+	headers []string
 }
 
 // perfResult is one perf_analyzer run.
@@ -66,7 +71,7 @@ func (r *perfResult) serverCPU() time.Duration {
 }
 
 // perfArgs are perf_analyzer's arguments: the same for every path but for
-// TLS and the token.
+// TLS, the token and the usage path's header.
 func perfArgs(o *options, t *target, c int, csvPath, token, caFile string) []string {
 	args := []string{"-m", "simple", "-u", t.url, "-i", "grpc", "-a",
 		"--concurrency-range", fmt.Sprintf("%d:%d", c, c),
@@ -81,6 +86,9 @@ func perfArgs(o *options, t *target, c int, csvPath, token, caFile string) []str
 	}
 	if token != "" {
 		args = append(args, "-H", "authorization:Bearer "+token)
+	}
+	for _, h := range t.headers {
+		args = append(args, "-H", h)
 	}
 	return args
 }

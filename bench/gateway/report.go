@@ -62,7 +62,7 @@ func report(o *options, out *outcome) string {
 		v.commit, runtime.Version(), v.envoy, v.perfAnalyzer, v.redis, v.postgres)
 
 	w("### How\n\n")
-	w("- One helix-worker serves `simple` (`bin/helix-worker --model-control-mode=explicit --load-model=simple --log-level=warn`, registered with helix-xds by its own `--xds-address` flags); all three paths reach this one process:\n")
+	w("- One helix-worker serves `simple` (`bin/helix-worker --model-control-mode=explicit --load-model=simple --log-level=warn`, registered with helix-xds by its own `--xds-address` flags, counting usage for the ledger with `--usage-address`); every path reaches this one process:\n")
 	w("  - **direct**: perf_analyzer to the worker's gRPC port (plaintext, loopback).\n")
 	w("  - **Envoy, TLS only**: an Envoy whose resources are the translator's (xds/translate) for the same gateway config and the same worker, with the ext_authz HTTP filter (and its per-route settings) removed, served by xds/server in the benchmark process over mTLS; bootstrap from envoy/bootstrap. So it keeps what every request through HelixFlow gets besides authorization and the plans' rate limits (both decided in helix-authz's Check): the TLS listener (server certificate; clients authenticate with tokens, not certificates), the header filter that strips client `x-helix-*` headers, routing, retries, the JSON access log, and active health checks. The worker is reached in plaintext on loopback on every path, so the paths differ by Envoy and the chain only (`make run`'s workers serve mTLS to Envoy; that hop is not in these figures).\n")
 	w("  - **full chain**: helix-xds (gateway config below, `--startup-grace=0s`), helix-authz on Postgres (`--token-lifetime=%s`, TLS, mTLS from Envoy; the plans' rate limits counted in Redis, `--redis-address`), and an Envoy bootstrapped for helix-xds; perf_analyzer sends `authorization: Bearer` with a client-credentials token (fetched fresh before each run) of a client with scopes `models:infer models:read`, every model, and plan `%s` (%s requests/s per model: never reached). Every request goes through ext_authz: one Check in helix-authz, which verifies the token and the model and counts the request against the plan's limits in Redis (one round trip for both windows).\n",
@@ -70,7 +70,7 @@ func report(o *options, out *outcome) string {
 	w("- Gateway config: deploy/local/gateway.yaml's settings (authz timeout 1s, ratelimit timeout 100ms and failure mode open, default plan free; health checks every 2s, 5s without traffic) with this run's ports, a development PKI from internal/pki, and the plans free (5/s), standard (1,000/s) and %s.\n", benchPlan)
 	w("- Both Envoys: `--concurrency %d`, stdout (the access log) discarded: each line is formatted and written, no disk is in the measurement.\n", o.envoyConcurrency)
 	w("- Load: perf_analyzer with the same arguments on every path but TLS and the token; C = %s:\n", joinInts(o.concurrencies))
-	for _, p := range []string{pathDirect, pathTLS, pathFull} {
+	for _, p := range []string{pathDirect, pathTLS, pathFull, pathUsage} {
 		w("  - %s: `perf_analyzer %s`\n", p, out.perfCommands[p])
 	}
 	w("- Async gRPC requests, batch 1, random inputs; figures are those of 3 windows of %s together; p50/p99 come from the CSV. `-s 1000` accepts the first 3 windows (on a shared machine a stricter stability check can fail, and then nothing is recorded). The three paths are measured in turn at each concurrency, the first one rotating, so that background load falls on all alike.\n", o.window)
@@ -161,6 +161,8 @@ func report(o *options, out *outcome) string {
 			n(ctrAuthzAllowed), d(decisionAllowed), d(decisionOverLimit), d(decisionError))
 	}
 
+	usageReport(&b, o, out)
+
 	if bad := uncheckedRuns(o, out); bad != "" {
 		w("\nWARNING: %s: the full chain's figures are not those of fully checked requests.\n", bad)
 	}
@@ -206,6 +208,7 @@ func goals(b *strings.Builder, o *options, out *outcome) {
 	for _, g := range chainGoals(out) {
 		w("- %s\n", g)
 	}
+	w("- %s\n", usageGoal(out))
 	if out.load != nil {
 		w("- %s\n", loadGoal(o, out.load))
 	}
