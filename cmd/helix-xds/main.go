@@ -31,8 +31,10 @@ import (
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
+	catalogv1 "github.com/helixflow/helixflow/proto/catalog/v1"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/xds/builder"
+	"github.com/helixflow/helixflow/xds/catalog"
 	"github.com/helixflow/helixflow/xds/config"
 	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/server"
@@ -193,6 +195,17 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if workerRegistry != nil {
 		registryv1.RegisterRegistryServer(gs, workerRegistry)
 	}
+	// The model catalogue, from the same workers Envoy is programmed
+	// from, for helix-authz alone (it filters the list per caller).
+	catOpts := catalog.Config{Source: workers, Registerer: reg, Logger: log.With("component", "catalog")}
+	if o.tlsCert != "" {
+		catOpts.Readers = identity.CatalogReaders()
+	}
+	cat, err := catalog.New(catOpts)
+	if err != nil {
+		return err
+	}
+	catalogv1.RegisterCatalogServer(gs, cat)
 	lis, err := net.Listen("tcp", o.xdsListen)
 	if err != nil {
 		return fmt.Errorf("--xds-listen: %w", err)

@@ -22,6 +22,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/helixflow/helixflow/xds/catalog"
 	"github.com/helixflow/helixflow/xds/kube"
 	"github.com/helixflow/helixflow/xds/registry"
 )
@@ -201,6 +202,13 @@ func TestOpenWorkersKubernetes(t *testing.T) {
 		Models: []registry.Model{{Name: "mlp", Ready: true}, {Name: "simple", Ready: true}}}}
 	if got := src.Snapshot(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("workers after the start:\n got %+v\nwant %+v", got, want)
+	}
+	// The catalogue of Kubernetes workers: names and counts only (the
+	// contract names models, not versions; no descriptions).
+	cat := catalog.Build(src.Snapshot())
+	if len(cat.GetModels()) != 2 || cat.GetModels()[1].GetName() != "simple" || cat.GetModels()[1].GetReadyWorkers() != 1 ||
+		len(cat.GetModels()[1].GetVersions()) != 0 || cat.GetModels()[1].GetInfo() != nil {
+		t.Errorf("catalogue of the Kubernetes workers: %v", cat)
 	}
 	api.mu.Lock()
 	defer api.mu.Unlock()

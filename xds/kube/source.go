@@ -206,8 +206,9 @@ func (s *Source) Done() <-chan struct{} { return s.done }
 
 // Snapshot returns a copy of the table, ordered by worker id. A worker's
 // Ready is its endpoint's (ready, not terminating); its models are those
-// its Services declare, each Ready, without versions (the contract names
-// models only).
+// its Services declare, each Ready, without versions or Info (the contract
+// names models only): the model catalogue (xds/catalog) lists Kubernetes
+// workers' models by name, with their worker counts.
 func (s *Source) Snapshot() []registry.Worker {
 	s.mu.Lock()
 	defer s.mu.Unlock()
