@@ -222,6 +222,10 @@ func (s *Stack) poll(ctx context.Context, proc, what string, d time.Duration, co
 func (s *Stack) GatewayURL() string  { return "https://" + s.GatewayAddr() }
 func (s *Stack) GatewayAddr() string { return Addr(s.Ports.Gateway) }
 
+// PortalURL is the developer portal, which Envoy serves from helix-authz's
+// public port (the gateway config's authz.public).
+func (s *Stack) PortalURL() string { return s.GatewayURL() + wire.PortalPrefix }
+
 // WriteLocalEnv writes Dir/local.env (0600, shell syntax: `source` it):
 // the addresses and the demo client's credentials.
 func (s *Stack) WriteLocalEnv(demo Demo) error {
@@ -233,6 +237,7 @@ func (s *Stack) WriteLocalEnv(demo Demo) error {
 		{"HELIX_CA_FILE", s.CAFile()},
 		{"HELIX_TOKEN_URL", s.TokenURL()},
 		{"HELIX_ISSUER", s.Issuer},
+		{"HELIX_PORTAL_URL", s.PortalURL()},
 		{"HELIX_CLIENT_ID", demo.ID},
 		{"HELIX_CLIENT_SECRET", demo.Secret},
 		{"HELIX_ADMIN_URL", s.AdminURL()},

@@ -173,9 +173,14 @@ func (s *Stack) mailpit() ([]supervise.Spec, error) {
 // MailFrom is the sender of the local stack's mails.
 const MailFrom = "helixflow@localhost"
 
+// EnvoyProxies is what helix-authz's --trusted-proxies names in the stack:
+// Envoy, on loopback.
+const EnvoyProxies = "127.0.0.1/32"
+
 // authz is helix-authz: TLS on every listener, mTLS (Envoy's client
 // certificate) on ext_authz; its rate-limit counters in the stack's Redis;
-// its mails to the stack's mailpit, with links to its own public port.
+// its mails to the stack's mailpit, with links to the gateway, which
+// serves its public port (deploy/local/gateway.yaml, authz.public).
 func (s *Stack) authz() ([]supervise.Spec, error) {
 	kek, _, err := s.secretFile("kek")
 	if err != nil {
@@ -210,7 +215,11 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
 				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile(),
 				"--smtp-address=" + Addr(s.Ports.MailpitSMTP), "--smtp-tls=none", "--mail-from=" + MailFrom,
-				"--public-url=" + s.Issuer},
+				// People reach the public surface through Envoy (the
+				// gateway config's authz.public): links, the CSRF origin
+				// and the session cookie are the gateway's; Envoy's
+				// X-Forwarded-For names the client for the throttles.
+				"--public-url=" + s.GatewayURL(), "--trusted-proxies=" + EnvoyProxies},
 			// The JWKS answers once the first signing key exists: tokens
 			// can be issued.
 			Ready: httpOK(client, "https://"+Addr(p.Authz)+"/.well-known/jwks.json"),
@@ -259,14 +268,17 @@ func (s *Stack) localGatewayConfig() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
-	var replicas []string
+	var replicas, public []string
 	for _, p := range s.Ports.AuthzReplicas {
 		replicas = append(replicas, Addr(p.ExtAuthz))
+		public = append(public, Addr(p.Authz))
 	}
 	return fillPlaceholders(tmpl, b, map[string]string{
-		"HELIX_GATEWAY_PORT":      strconv.Itoa(s.Ports.Gateway),
-		"HELIX_EXTAUTHZ_PORT":     strconv.Itoa(s.Ports.ExtAuthz),
-		"HELIX_EXTAUTHZ_REPLICAS": strings.Join(replicas, ", "),
+		"HELIX_GATEWAY_PORT":          strconv.Itoa(s.Ports.Gateway),
+		"HELIX_EXTAUTHZ_PORT":         strconv.Itoa(s.Ports.ExtAuthz),
+		"HELIX_EXTAUTHZ_REPLICAS":     strings.Join(replicas, ", "),
+		"HELIX_AUTHZ_PORT":            strconv.Itoa(s.Ports.Authz),
+		"HELIX_AUTHZ_PUBLIC_REPLICAS": strings.Join(public, ", "),
 	})
 }
 

@@ -166,7 +166,7 @@ func TestAuthzMailsToTheStacksMailpit(t *testing.T) {
 	}
 	for _, spec := range specs {
 		for _, want := range []string{"--smtp-address=" + Addr(s.Ports.MailpitSMTP), "--smtp-tls=none",
-			"--mail-from=" + MailFrom, "--public-url=" + s.Issuer} {
+			"--mail-from=" + MailFrom, "--public-url=" + s.GatewayURL(), "--trusted-proxies=" + EnvoyProxies} {
 			if !slices.Contains(spec.Args, want) {
 				t.Errorf("%s: %v lacks %s", spec.Name, spec.Args, want)
 			}

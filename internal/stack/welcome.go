@@ -25,6 +25,8 @@ func (s *Stack) PrintWelcome(w io.Writer, demo Demo) error {
 	_, err = fmt.Fprintf(w, `
 HelixFlow local stack (state and logs in .helix/; addresses and demo credentials in .helix/local.env):
   Envoy         https://127.0.0.1:%d (gRPC and REST, TLS; CA .helix/pki/ca.crt), admin 127.0.0.1:%d
+  portal        %s (sign up, models, API keys, usage; helix-authz's public
+                port behind Envoy, with /api/v1 and /oauth2)
   helix-xds     xDS + worker registry 127.0.0.1:%d (mTLS), status http://127.0.0.1:%d/status
   helix-authz   token URL %s, ext_authz 127.0.0.1:%d (mTLS from Envoy: token or key,
                 scope, and the plan's rate limit), admin API %s
@@ -39,7 +41,7 @@ HelixFlow local stack (state and logs in .helix/; addresses and demo credentials
 Try (tokens last 5 minutes; fetch a new one when calls answer 401):
 %s
 Ctrl-C stops everything.
-`, p.Gateway, p.EnvoyAdmin, p.XDS, p.XDSStatus, s.TokenURL(), p.ExtAuthz, s.AdminURL(),
+`, p.Gateway, p.EnvoyAdmin, s.PortalURL(), p.XDS, p.XDSStatus, s.TokenURL(), p.ExtAuthz, s.AdminURL(),
 		workers, strings.Join(models, " "), strings.Join(http, "/"), strings.Join(grpc, "/"),
 		p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, p.MailpitSMTP, s.MailpitURL, demo.ID, examples)
 	return err
