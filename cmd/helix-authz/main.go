@@ -28,7 +28,6 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/accounts"
 	"github.com/helixflow/helixflow/extauthz/audit"
-	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
@@ -88,6 +87,9 @@ type options struct {
 	passwordMaxConcurrent                              int
 	emailVerifyLifetime, passwordResetLifetime         time.Duration
 
+	// How often helix-authz's own usage counts go into the ledger.
+	usageFlushInterval time.Duration
+
 	logLevel string
 }
 
@@ -144,6 +146,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.passwordMaxConcurrent, "password-max-concurrent", 0, "password hashes computed at once (each takes --password-memory-kib of memory; more wait, up to 2 s, then 503); 0: one per CPU (GOMAXPROCS)")
 	fs.DurationVar(&o.emailVerifyLifetime, "email-verify-lifetime", accounts.DefaultVerifyLinkLifetime, "how long a mailed address-verification or email-change link works")
 	fs.DurationVar(&o.passwordResetLifetime, "password-reset-lifetime", accounts.DefaultResetLinkLifetime, "how long a mailed password-reset link works")
+	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", server.DefaultUsageFlushInterval, "how often helix-authz writes its own usage counts (requests refused over a plan's limit) into the usage ledger; a kill -9 loses at most this much of them")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -208,6 +211,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.sessionIdle > o.sessionLifetime {
 		return nil, fmt.Errorf("--session-idle-timeout %s is longer than --session-lifetime %s", o.sessionIdle, o.sessionLifetime)
+	}
+	if o.usageFlushInterval <= 0 {
+		return nil, fmt.Errorf("--usage-flush-interval %s must be positive", o.usageFlushInterval)
 	}
 	if o.auditRetention < 0 {
 		return nil, fmt.Errorf("--audit-retention %s must not be negative (0 keeps every row)", o.auditRetention)
@@ -368,7 +374,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		SessionIdleTimeout: o.sessionIdle, SessionLifetime: o.sessionLifetime, TokenSessionLifetime: o.tokenSessionLifetime,
 		RefreshTokenLifetime: o.refreshTokenLifetime, PortalDemoModel: o.portalDemoModel, Password: o.password, PasswordMaxConcurrent: o.passwordMaxConcurrent,
 		EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
-		Registerer: reg, Logger: log,
+		UsageFlushInterval: o.usageFlushInterval,
+		Registerer:         reg, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -418,7 +425,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	log.Info("serving OAuth2", "address", o.httpListen, "issuer", o.issuer, "tls", tlsConf != nil,
 		"per_source_rate", o.oauthLimit.Rate, "per_source_burst", o.oauthLimit.Burst)
 
-	gs, err := grpcServer(o, srv.Check, reg)
+	gs, err := grpcServer(o, srv, reg)
 	if err != nil {
 		return err
 	}
@@ -427,7 +434,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return fmt.Errorf("--grpc-listen: %w", err)
 	}
 	g.Add(daemon.GRPC(gs, lis, shutdownTimeout, log))
-	log.Info("serving ext_authz", "address", o.grpcListen, "mtls", o.clientCA != "")
+	log.Info("serving ext_authz and the usage ledger", "address", o.grpcListen, "mtls", o.clientCA != "")
 
 	if srv.Admin != nil {
 		adminTLS := tlsConf
@@ -468,13 +475,19 @@ func serverTLS(o *options) (*tls.Config, error) {
 	return tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, "")
 }
 
-// grpcServer is the ext_authz gRPC server, with mTLS when configured.
-func grpcServer(o *options, svc *check.Service, reg prometheus.Registerer) (*grpc.Server, error) {
+// grpcServer serves ext_authz (Check) and the usage Ledger, with mTLS when
+// configured. The handshake admits Envoy and workers
+// (identity.AuthzListenerPeer); each call is then admitted only from its
+// service's callers (server.Admission): a worker's certificate, from the
+// same CA, must not ask for verdicts, nor Envoy's write the ledger.
+// Without TLS no caller has an identity: Check serves (loopback
+// development) and the Ledger refuses every call.
+func grpcServer(o *options, srv *server.Server, reg prometheus.Registerer) (*grpc.Server, error) {
 	opts := server.GRPCOptions()
 	if o.tlsCert != "" {
-		// Only Envoy's identity: a worker's certificate, from the same CA,
-		// must not ask for verdicts.
-		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA, tlsfiles.AcceptPeers(identity.AuthzCallers()...))
+		conf, err := tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA, func(c *tls.Config) {
+			c.VerifyConnection = identity.AuthzListenerPeer
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -482,8 +495,10 @@ func grpcServer(o *options, svc *check.Service, reg prometheus.Registerer) (*grp
 			return nil, err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
+		opts = append(opts, server.Admission()...)
 	}
 	gs := grpc.NewServer(opts...)
-	svc.Register(gs)
+	srv.Check.Register(gs)
+	srv.Ledger.Register(gs)
 	return gs, nil
 }

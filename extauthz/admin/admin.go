@@ -68,6 +68,9 @@ type Config struct {
 	// Source returns a request's source address for the audit trail
 	// (nil: the TCP peer).
 	Source func(*http.Request) string
+	// Usage serves GET /admin/v1/usage (the usage ledger's report over
+	// every organization; extauthz/usage); nil: 501.
+	Usage  http.Handler
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -118,6 +121,13 @@ func Handler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/orgs/{org}", a.getOrg)
 	mux.HandleFunc("PUT /admin/v1/orgs/{org}/policy", a.setOrgPolicy)
 	a.privacyRoutes(mux)
+	if cfg.Usage != nil {
+		mux.Handle("GET /admin/v1/usage", cfg.Usage)
+	} else {
+		mux.HandleFunc("GET /admin/v1/usage", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotImplemented, "the usage ledger is not configured")
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin endpoint")
 	})
