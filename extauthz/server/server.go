@@ -22,6 +22,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/accounts"
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/catalog"
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/credentials"
 	"github.com/helixflow/helixflow/extauthz/gdpr"
@@ -36,7 +37,6 @@ import (
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
-	"github.com/helixflow/helixflow/extauthz/usage"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/vtcodec"
 	"github.com/helixflow/helixflow/migrations"
@@ -92,10 +92,10 @@ type Config struct {
 	// RefreshTokenLifetime is the idle lifetime of people's refresh
 	// tokens (--refresh-token-lifetime; zero: oauth's default, 7 days).
 	RefreshTokenLifetime time.Duration
-	// UsageFlushInterval is how often helix-authz's own usage counts
-	// (requests refused over a plan's limit) go into the ledger
-	// (--usage-flush-interval; zero: DefaultUsageFlushInterval).
-	UsageFlushInterval time.Duration
+	// Catalog reaches helix-xds's model catalogue (--xds-*), which
+	// GET /api/v1/models serves filtered by caller; no Address: the
+	// catalogue answers 503 "not configured".
+	Catalog catalog.DialConfig
 	// PortalDemoModel is the model of the portal home page's live demo
 	// (--portal-demo-model); "" turns the demo off. The portal itself is on
 	// with the people's API.
@@ -130,10 +130,9 @@ type Server struct {
 	// without Config.Mail).
 	Sessions *session.Manager
 	Accounts *accounts.Service
-	// Usage is the usage ledger; Ledger its gRPC service, for workers on
-	// the gRPC listener beside Check.
-	Usage  *usage.Store
-	Ledger *usage.Ledger
+	// Catalog is the client of helix-xds's model catalogue (nil without
+	// Config.Catalog).
+	Catalog *catalog.Client
 	// Portal serves the developer portal's pages on Public (nil without
 	// the people's API).
 	Portal *portal.Portal
@@ -155,7 +154,6 @@ type Server struct {
 	// firstParty is helixctl's client, ensured at start (nil without
 	// OAuth for people).
 	firstParty *store.Client
-	usage      *usageParts
 	// demoClient is the portal demo's client, ensured at start (nil
 	// without the demo); portalPlans the plans the portal lists.
 	demoClient  *store.Client
@@ -333,9 +331,6 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		}
 		s.Accounts.Mount(s.Public)
 	}
-	if err := s.buildUsage(cfg); err != nil {
-		return nil, err
-	}
 	gw, err := loadGateway(cfg.GatewayConfig)
 	if err != nil {
 		return nil, err
@@ -357,8 +352,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.AdminToken != "" {
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken,
-			Audit: trail, Trail: trail, PersonalData: privacy, People: db, UserTokens: oauthServer, Source: source, Logger: log,
-			Usage: s.usageAdmin()}); err != nil {
+			Audit: trail, Trail: trail, PersonalData: privacy, People: db, UserTokens: oauthServer, Source: source, Logger: log}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
@@ -369,18 +363,22 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if s.Catalog, err = dialCatalog(cfg.Catalog); err != nil {
+		return nil, err
+	}
 	// Last: nothing after it fails, so its connection never leaks.
 	if s.limiter, s.redis, err = newLimiter(gw, cfg); err != nil {
+		s.closeCatalog()
 		return nil, err
 	}
 	checkCfg := check.Config{
 		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Clients: s.clients, Logger: log, Metrics: cfg.Registerer,
-		Usage: s.throttles(),
 	}
 	if s.limiter != nil {
 		checkCfg.RateLimits = s.limiter
 	}
 	s.Check = check.New(checkCfg)
+	s.mountCatalog(oauthServer)
 	return s, nil
 }
 
@@ -412,7 +410,6 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.watchGateway(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Audit.RunRetention(ctx, s.retention, time.Hour) }()
-	s.runUsage(ctx)
 	if s.Mail != nil {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.Mail.Run(ctx) }()
@@ -483,6 +480,7 @@ func (s *Server) Close() {
 		s.limiter.Close() // its last counts first
 		s.redis.Close()
 	}
+	s.closeCatalog()
 	s.Store.Close()
 }
 
