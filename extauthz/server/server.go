@@ -37,6 +37,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
+	"github.com/helixflow/helixflow/extauthz/usage"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/vtcodec"
 	"github.com/helixflow/helixflow/migrations"
@@ -96,6 +97,10 @@ type Config struct {
 	// GET /api/v1/models serves filtered by caller; no Address: the
 	// catalogue answers 503 "not configured".
 	Catalog catalog.DialConfig
+	// UsageFlushInterval is how often helix-authz's own usage counts
+	// (requests refused over a plan's limit) go into the ledger
+	// (--usage-flush-interval; zero: DefaultUsageFlushInterval).
+	UsageFlushInterval time.Duration
 	// PortalDemoModel is the model of the portal home page's live demo
 	// (--portal-demo-model); "" turns the demo off. The portal itself is on
 	// with the people's API.
@@ -133,6 +138,10 @@ type Server struct {
 	// Catalog is the client of helix-xds's model catalogue (nil without
 	// Config.Catalog).
 	Catalog *catalog.Client
+	// Usage is the usage ledger; Ledger its gRPC service, for workers on
+	// the gRPC listener beside Check.
+	Usage  *usage.Store
+	Ledger *usage.Ledger
 	// Portal serves the developer portal's pages on Public (nil without
 	// the people's API).
 	Portal *portal.Portal
@@ -154,6 +163,7 @@ type Server struct {
 	// firstParty is helixctl's client, ensured at start (nil without
 	// OAuth for people).
 	firstParty *store.Client
+	usage      *usageParts
 	// demoClient is the portal demo's client, ensured at start (nil
 	// without the demo); portalPlans the plans the portal lists.
 	demoClient  *store.Client
@@ -331,6 +341,9 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		}
 		s.Accounts.Mount(s.Public)
 	}
+	if err := s.buildUsage(cfg); err != nil {
+		return nil, err
+	}
 	gw, err := loadGateway(cfg.GatewayConfig)
 	if err != nil {
 		return nil, err
@@ -352,7 +365,8 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	if cfg.AdminToken != "" {
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken,
-			Audit: trail, Trail: trail, PersonalData: privacy, People: db, UserTokens: oauthServer, Source: source, Logger: log}); err != nil {
+			Audit: trail, Trail: trail, PersonalData: privacy, People: db, UserTokens: oauthServer, Source: source, Logger: log,
+			Usage: s.usageAdmin()}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
@@ -373,6 +387,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	checkCfg := check.Config{
 		Verifier: verifier, APIKeys: s.apiKeys, Revocations: s.revocations, Clients: s.clients, Logger: log, Metrics: cfg.Registerer,
+		Usage: s.throttles(),
 	}
 	if s.limiter != nil {
 		checkCfg.RateLimits = s.limiter
@@ -410,6 +425,7 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer s.wg.Done(); s.watchGateway(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Audit.RunRetention(ctx, s.retention, time.Hour) }()
+	s.runUsage(ctx)
 	if s.Mail != nil {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.Mail.Run(ctx) }()
