@@ -19,7 +19,11 @@ func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
 func benchmarkInfer(b *testing.B, body []byte, header map[string]string) {
-	h := NewHandler(newFakeService(), quiet)
+	benchmarkInferOptions(b, body, header, quiet)
+}
+
+func benchmarkInferOptions(b *testing.B, body []byte, header map[string]string, opts Options) {
+	h := NewHandler(newFakeService(), opts)
 	req := httptest.NewRequest("POST", "/v2/models/simple/infer", nil)
 	for k, v := range header {
 		req.Header.Set(k, v)

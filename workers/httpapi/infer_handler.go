@@ -21,9 +21,13 @@ var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); re
 
 const maxPooledBuffer = 1 << 20
 
-// clientHeaderKey is wire.HeaderClient as net/http stores it; indexing the
-// header map with it spares Header.Get's canonicalization per request.
-var clientHeaderKey = http.CanonicalHeaderKey(wire.HeaderClient)
+// wire.HeaderClient and wire.HeaderModel as net/http stores them: indexing
+// the header map with them spares canonicalizing (an allocation) per
+// request.
+var (
+	clientHeaderKey = http.CanonicalHeaderKey(wire.HeaderClient)
+	modelHeaderKey  = http.CanonicalHeaderKey(wire.HeaderModel)
+)
 
 // infer serves POST /v2/models/{m}[/versions/{v}]/infer, counting its
 // usage.
@@ -40,7 +44,7 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version s
 	}
 	start := time.Now()
 	req, failed := h.serveInfer(w, r, model, version)
-	infer.RecordUsage(h.usage, client, r.Header.Values(wire.HeaderModel), model, req, failed, start)
+	infer.RecordUsage(h.usage, client, r.Header[modelHeaderKey], model, req, failed, start)
 }
 
 // serveInfer answers one inference request; req is nil when it was not

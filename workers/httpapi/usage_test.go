@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,24 @@ func TestUsageIsCounted(t *testing.T) {
 		if timed != r.Requests {
 			t.Errorf("row %d: %d requests timed, want %d", i, timed, r.Requests)
 		}
+	}
+}
+
+// BenchmarkInferUsage is a small binary request with usage off and on
+// (counted under x-helix-client): what counting adds to the front end.
+func BenchmarkInferUsage(b *testing.B) {
+	header := `{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":64}}],` +
+		`"outputs":[{"name":"INPUT0","parameters":{"binary_data":true}}]}`
+	body := append([]byte(header), make([]byte, 64)...)
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			opts := quiet
+			hdr := map[string]string{headerLengthHeader: strconv.Itoa(len(header)), wire.HeaderModel: "simple"}
+			if on {
+				opts.Usage = usage.NewAggregator(0)
+				hdr[wire.HeaderClient] = "acme"
+			}
+			benchmarkInferOptions(b, body, hdr, opts)
+		})
 	}
 }
