@@ -2,8 +2,10 @@ package portal
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -109,5 +111,35 @@ func TestAdminOff(t *testing.T) {
 	b := e.browser(root)
 	for _, p := range []string{"/portal/admin", "/portal/admin/users", "/portal/admin/audit"} {
 		b.get(p).expect(t, http.StatusOK, "The admin API is off on this server")
+	}
+}
+
+func TestAdminPaging(t *testing.T) {
+	e := newDataEnv(t, dataOptions{})
+	root, _ := e.user("root@example.test", true, "")
+	if _, err := e.db.Exec(context.Background(), `INSERT INTO users (email, email_verified_at)
+		SELECT 'u' || g || '@example.test', now() FROM generate_series(1, 120) g`); err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser(root)
+	first := b.get("/portal/admin/users")
+	first.expect(t, http.StatusOK, `/portal/admin/users?after=`)
+	next := regexp.MustCompile(`href="(/portal/admin/users\?after=[^"]+)">Next page`).FindStringSubmatch(first.body)
+	if next == nil {
+		t.Fatal("no next page link")
+	}
+	second := b.get(html.UnescapeString(next[1]))
+	second.expect(t, http.StatusOK)
+	second.lacks(t, "Next page")
+	if n1, n2 := strings.Count(first.body, "platform-admin\""), strings.Count(second.body, "platform-admin\""); n1 != adminPageSize || n1+n2 != 121 {
+		t.Errorf("%d + %d people on the pages, want %d + %d", n1, n2, adminPageSize, 121-adminPageSize)
+	}
+	b.get("/portal/admin/users?after=nobody").expect(t, http.StatusBadRequest, "after: a user id")
+}
+
+func TestNextAuditLink(t *testing.T) {
+	d := &adminData{AuditFilter: map[string]string{"actor": "user:x", "action": "a&b"}, NextAudit: 42}
+	if got, want := d.NextAuditLink(), "/portal/admin/audit?action=a%26b&actor=user%3Ax&before=42"; got != want {
+		t.Errorf("NextAuditLink = %s, want %s", got, want)
 	}
 }
