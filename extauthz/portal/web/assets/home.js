@@ -63,7 +63,9 @@ if (form) {
       const ms = Math.round(performance.now() - started);
       const text = await res.text();
       try {
-        output.textContent = JSON.stringify(JSON.parse(text), null, 2);
+        // Indented, with arrays of numbers kept on one line.
+        output.textContent = JSON.stringify(JSON.parse(text), null, 2)
+          .replace(/\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]/g, (_, items) => "[" + items.split(/,\s*/).join(", ") + "]");
       } catch {
         output.textContent = text;
       }
