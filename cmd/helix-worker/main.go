@@ -394,6 +394,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 				GRPCPort:   grpcPort,
 				HTTPPort:   httpPort,
 				Models:     registration.ModelsFrom(mgr),
+				Info:       registration.InfoFrom(mgr), // for helix-xds's model catalogue
 				Ready:      mgr.Ready,
 				Logger:     log,
 			})

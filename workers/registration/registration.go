@@ -37,6 +37,9 @@ type Model struct {
 	// Versions are the loaded versions ("1", "2").
 	Versions []string
 	Ready    bool
+	// Info describes the model for the catalogue (Config.Info fills it;
+	// nil: listed by name and versions). Read-only once set.
+	Info *registryv1.ModelInfo
 }
 
 // Config configures Run.
@@ -64,6 +67,12 @@ type Config struct {
 	Models func(context.Context) ([]Model, error)
 	// Ready reports the worker's overall readiness.
 	Ready func() bool
+	// Info, when set, describes a ready model for helix-xds's model
+	// catalogue (InfoFrom). It is asked when a model or its versions
+	// change, and for every model at each periodic renewal (so that a
+	// model reloaded with a new config is described again within an
+	// Interval); an error leaves that model undescribed.
+	Info func(ctx context.Context, model string) (*registryv1.ModelInfo, error)
 
 	// Interval is the time between renewals (default: a third of the lease
 	// TTL the registry grants; at most half of it).
@@ -205,7 +214,7 @@ func (s state) equal(o state) bool {
 func (s state) proto() []*registryv1.Model {
 	out := make([]*registryv1.Model, len(s.models))
 	for i, m := range s.models {
-		out[i] = &registryv1.Model{Name: m.Name, Versions: m.Versions, Ready: m.Ready}
+		out[i] = &registryv1.Model{Name: m.Name, Versions: m.Versions, Ready: m.Ready, Info: m.Info}
 	}
 	return out
 }
@@ -221,6 +230,15 @@ type client struct {
 	sent       state
 	sentOnce   bool
 	backoff    time.Duration
+	// infos caches Config.Info's answers by model, for the versions they
+	// were asked for (polls between renewals ask only for what changed).
+	infos       map[string]cachedInfo
+	warnedBound bool
+}
+
+type cachedInfo struct {
+	versions []string
+	info     *registryv1.ModelInfo
 }
 
 func (c *client) run(ctx context.Context) {
@@ -258,7 +276,7 @@ func (c *client) run(ctx context.Context) {
 		if failing && !force {
 			continue
 		}
-		cur, err := c.current(ctx)
+		cur, err := c.current(ctx, force)
 		if err != nil {
 			if !force {
 				continue
@@ -287,8 +305,9 @@ func (c *client) run(ctx context.Context) {
 	}
 }
 
-// current reads the worker's state in canonical order.
-func (c *client) current(ctx context.Context) (state, error) {
+// current reads the worker's state in canonical order, with the models'
+// descriptions (asked again for every model when refresh is set).
+func (c *client) current(ctx context.Context, refresh bool) (state, error) {
 	tctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)
 	defer cancel()
 	models, err := c.cfg.Models(tctx)
@@ -303,11 +322,44 @@ func (c *client) current(ctx context.Context) (state, error) {
 		out[i] = Model{Name: m.Name, Versions: vs, Ready: m.Ready && len(vs) > 0}
 	}
 	slices.SortFunc(out, func(a, b Model) int { return cmp.Compare(a.Name, b.Name) })
+	c.describe(tctx, out, refresh)
 	return state{models: out, ready: c.cfg.Ready()}, nil
 }
 
+// describe fills the ready models' Info from the cache, asking Config.Info
+// for those that are new, whose versions changed, or all when refresh.
+func (c *client) describe(ctx context.Context, models []Model, refresh bool) {
+	if c.cfg.Info == nil {
+		return
+	}
+	next := make(map[string]cachedInfo, len(models))
+	for i := range models {
+		m := &models[i]
+		if !m.Ready {
+			continue
+		}
+		if ci, ok := c.infos[m.Name]; ok && !refresh && slices.Equal(ci.versions, m.Versions) {
+			m.Info = ci.info
+			next[m.Name] = ci
+			continue
+		}
+		info, err := c.cfg.Info(ctx, m.Name)
+		if err != nil {
+			// Unloaded meanwhile, usually: the next change asks again.
+			c.log.Debug("describing a model for the catalogue failed", "model", m.Name, "error", err)
+		}
+		m.Info = info
+		next[m.Name] = cachedInfo{versions: m.Versions, info: info}
+	}
+	c.infos = next
+	if boundInfos(models, maxInfoBytes) && !c.warnedBound {
+		c.warnedBound = true
+		c.log.Warn("model descriptions over the registration's bound; some models' config (then description) left out of the catalogue", "models", len(models), "bound_bytes", maxInfoBytes)
+	}
+}
+
 func (c *client) register(ctx context.Context) error {
-	cur, err := c.current(ctx)
+	cur, err := c.current(ctx, true)
 	if err != nil {
 		if !c.sentOnce {
 			c.log.Warn("cannot register: listing models failed", "error", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 	"github.com/helixflow/helixflow/workers/registration"
 	"github.com/helixflow/helixflow/xds/registry"
 	"github.com/helixflow/helixflow/xds/registry/registrytest"
@@ -318,5 +319,62 @@ func TestManyModels(t *testing.T) {
 	run(t, cfg)
 	waitFor(t, srv.Registry, "registration", 5*time.Second, func(ws []registry.Worker) bool {
 		return len(ws) == 1 && len(ws[0].Models) == registry.MaxModelsPerWorker
+	})
+}
+
+// The models' descriptions reach helix-xds; between renewals only a model
+// whose versions changed is described again, and each renewal describes
+// every model afresh (a reload with a new config).
+func TestSendsModelInfo(t *testing.T) {
+	srv := startServer(t, registrytest.Options{Config: registry.Config{TTL: 3 * time.Second}})
+	w := &worker{}
+	w.set(true, registration.Model{Name: "simple", Versions: []string{"1"}, Ready: true},
+		registration.Model{Name: "mlp", Versions: []string{"1"}, Ready: true})
+	var mu sync.Mutex
+	asked := map[string]int{}
+	batch := int32(8)
+	cfg := config(srv, w)
+	cfg.WorkerID = "w1"
+	cfg.CheckInterval = 20 * time.Millisecond
+	cfg.Info = func(_ context.Context, name string) (*registryv1.ModelInfo, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[name]++
+		if name == "mlp" {
+			return nil, errors.New("unloaded meanwhile")
+		}
+		return &registryv1.ModelInfo{Platform: "onnxruntime_onnx", MaxBatchSize: batch,
+			Inputs: []*registryv1.TensorInfo{{Name: "INPUT0", Datatype: "INT32", Shape: []int64{16}}}}, nil
+	}
+	run(t, cfg)
+	info := func(ws []registry.Worker, model string) *registryv1.ModelInfo {
+		for _, m := range ws[0].Models {
+			if m.Name == model {
+				return m.Info
+			}
+		}
+		return nil
+	}
+	waitFor(t, srv.Registry, "registration with info", 5*time.Second, func(ws []registry.Worker) bool {
+		return len(ws) == 1 && info(ws, "simple").GetMaxBatchSize() == 8 && info(ws, "mlp") == nil
+	})
+	time.Sleep(200 * time.Millisecond) // polls, no renewal yet (every second)
+	mu.Lock()
+	if asked["simple"] != 1 {
+		t.Errorf("simple described %d times before the first renewal, want 1", asked["simple"])
+	}
+	batch = 16
+	mu.Unlock()
+	// A new version: described again at once.
+	w.set(true, registration.Model{Name: "simple", Versions: []string{"1", "2"}, Ready: true})
+	waitFor(t, srv.Registry, "new version's info", 500*time.Millisecond, func(ws []registry.Worker) bool {
+		return len(ws) == 1 && info(ws, "simple").GetMaxBatchSize() == 16
+	})
+	mu.Lock()
+	batch = 32
+	mu.Unlock()
+	// Same versions, new config: the next renewal carries it.
+	waitFor(t, srv.Registry, "renewal's info", 3*time.Second, func(ws []registry.Worker) bool {
+		return len(ws) == 1 && info(ws, "simple").GetMaxBatchSize() == 32
 	})
 }
