@@ -28,6 +28,7 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/accounts"
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/extauthz/catalog"
 	"github.com/helixflow/helixflow/extauthz/keys"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
@@ -90,6 +91,9 @@ type options struct {
 	// How often helix-authz's own usage counts go into the ledger.
 	usageFlushInterval time.Duration
 
+	// helix-xds's model catalogue (mTLS with helix-authz's identity).
+	xds catalog.DialConfig
+
 	logLevel string
 }
 
@@ -146,6 +150,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.passwordMaxConcurrent, "password-max-concurrent", 0, "password hashes computed at once (each takes --password-memory-kib of memory; more wait, up to 2 s, then 503); 0: one per CPU (GOMAXPROCS)")
 	fs.DurationVar(&o.emailVerifyLifetime, "email-verify-lifetime", accounts.DefaultVerifyLinkLifetime, "how long a mailed address-verification or email-change link works")
 	fs.DurationVar(&o.passwordResetLifetime, "password-reset-lifetime", accounts.DefaultResetLinkLifetime, "how long a mailed password-reset link works")
+	fs.StringVar(&o.xds.Address, "xds-address", "", "helix-xds's gRPC address (host:port), whose model catalogue GET /api/v1/models serves filtered by caller; none: the catalogue answers 503")
+	fs.StringVar(&o.xds.CAFile, "xds-ca-file", "", "CA bundle (PEM) that signs helix-xds's certificate (required with --xds-address)")
+	fs.StringVar(&o.xds.CertFile, "xds-cert-file", "", "client certificate (PEM) helix-authz presents to helix-xds: it must carry helix-authz's identity; re-read on each connection (required with --xds-address)")
+	fs.StringVar(&o.xds.KeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", server.DefaultUsageFlushInterval, "how often helix-authz writes its own usage counts (requests refused over a plan's limit) into the usage ledger; a kill -9 loses at most this much of them")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	showVersion := version.AddFlag(fs)
@@ -211,6 +219,13 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.sessionIdle > o.sessionLifetime {
 		return nil, fmt.Errorf("--session-idle-timeout %s is longer than --session-lifetime %s", o.sessionIdle, o.sessionLifetime)
+	}
+	if o.xds.Address != "" {
+		if err := o.xds.Validate(); err != nil {
+			return nil, errors.New("--xds-address needs --xds-ca-file, --xds-cert-file and --xds-key-file")
+		}
+	} else if o.xds.CAFile != "" || o.xds.CertFile != "" || o.xds.KeyFile != "" {
+		return nil, errors.New("--xds-ca-file, --xds-cert-file and --xds-key-file need --xds-address")
 	}
 	if o.usageFlushInterval <= 0 {
 		return nil, fmt.Errorf("--usage-flush-interval %s must be positive", o.usageFlushInterval)
@@ -374,13 +389,18 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		SessionIdleTimeout: o.sessionIdle, SessionLifetime: o.sessionLifetime, TokenSessionLifetime: o.tokenSessionLifetime,
 		RefreshTokenLifetime: o.refreshTokenLifetime, PortalDemoModel: o.portalDemoModel, Password: o.password, PasswordMaxConcurrent: o.passwordMaxConcurrent,
 		EmailVerifyLifetime: o.emailVerifyLifetime, PasswordResetLifetime: o.passwordResetLifetime, TrustedProxies: o.oauthLimit.TrustedProxies,
-		UsageFlushInterval: o.usageFlushInterval,
-		Registerer:         reg, Logger: log,
+		UsageFlushInterval: o.usageFlushInterval, Catalog: o.xds,
+		Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	defer srv.Close() // after every server has drained
+	if o.xds.Address == "" {
+		log.Warn("no --xds-address: the model catalogue (GET /api/v1/models) answers 503 not configured")
+	} else {
+		log.Info("model catalogue", "xds_address", o.xds.Address)
+	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	srv.Run(runCtx)
