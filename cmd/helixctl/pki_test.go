@@ -30,7 +30,7 @@ func TestPKIInit(t *testing.T) {
 		return actions
 	}
 	want := []string{"ca", "envoy-server", "xds-server", "authz-server", "worker-server",
-		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "worker-w1-client"}
+		"envoy-xds-client", "envoy-worker-client", "envoy-authz-client", "authz-xds-client", "worker-w1-client"}
 	for _, step := range []struct {
 		flags  []string
 		action string

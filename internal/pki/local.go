@@ -17,6 +17,7 @@ const (
 	EnvoyXDSClient    = "envoy-xds-client"    // Envoy -> helix-xds
 	EnvoyWorkerClient = "envoy-worker-client" // Envoy -> workers
 	EnvoyAuthzClient  = "envoy-authz-client"  // Envoy -> helix-authz ext_authz
+	AuthzXDSClient    = "authz-xds-client"    // helix-authz -> helix-xds (the model catalogue)
 )
 
 // LocalSpecs are the certificates of a single-machine stack: a server
@@ -46,6 +47,7 @@ func LocalSpecs() []Spec {
 		client(EnvoyXDSClient, "envoy"),
 		client(EnvoyWorkerClient, "envoy"),
 		client(EnvoyAuthzClient, "envoy"),
+		client(AuthzXDSClient, "helix-authz"),
 	}
 }
 
