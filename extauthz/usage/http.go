@@ -60,14 +60,15 @@ func NewAPI(cfg APIConfig) *API {
 	return a
 }
 
-// Mount registers GET /api/v1/orgs/{org}/usage (people, behind people,
-// the session middleware and Require) and GET /api/v1/usage (machine
-// callers) on the public mux.
+// Mount registers GET /api/v1/usage (machine callers) and, when people is
+// not nil (the people's API is on), GET /api/v1/orgs/{org}/usage behind
+// people (the session middleware and Require) on the public mux.
 func (a *API) Mount(mux *http.ServeMux, people func(http.Handler) http.Handler) {
-	webapi.Handle(mux,
-		webapi.Route{Pattern: "GET /api/v1/orgs/{org}/usage", Handler: people(http.HandlerFunc(a.OrgUsage))},
-		webapi.Route{Pattern: "GET /api/v1/usage", Handler: http.HandlerFunc(a.ClientUsage)},
-	)
+	routes := []webapi.Route{{Pattern: "GET /api/v1/usage", Handler: http.HandlerFunc(a.ClientUsage)}}
+	if people != nil {
+		routes = append(routes, webapi.Route{Pattern: "GET /api/v1/orgs/{org}/usage", Handler: people(http.HandlerFunc(a.OrgUsage))})
+	}
+	webapi.Handle(mux, routes...)
 }
 
 // OrgUsage answers GET /api/v1/orgs/{org}/usage: any member of the
