@@ -196,6 +196,7 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 		return nil, err
 	}
 	cert, key := s.Cert(pki.AuthzServer)
+	xdsCert, xdsKey := s.Cert(pki.AuthzXDSClient)
 	// Replicas share the first's issuer (the tokens' iss), Postgres and
 	// secrets; each listens on ports of its own.
 	instances := append([]AuthzPorts{{s.Ports.Authz, s.Ports.Admin, s.Ports.ExtAuthz, s.Ports.AuthzMetrics}}, s.Ports.AuthzReplicas...)
@@ -219,7 +220,11 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 				// gateway config's authz.public): links, the CSRF origin
 				// and the session cookie are the gateway's; Envoy's
 				// X-Forwarded-For names the client for the throttles.
-				"--public-url=" + s.GatewayURL(), "--trusted-proxies=" + EnvoyProxies},
+				"--public-url=" + s.GatewayURL(), "--trusted-proxies=" + EnvoyProxies,
+				// The model catalogue (GET /api/v1/models), from helix-xds
+				// with helix-authz's own client certificate.
+				"--xds-address=" + Addr(s.Ports.XDS), "--xds-ca-file=" + s.CAFile(),
+				"--xds-cert-file=" + xdsCert, "--xds-key-file=" + xdsKey},
 			// The JWKS answers once the first signing key exists: tokens
 			// can be issued.
 			Ready: httpOK(client, "https://"+Addr(p.Authz)+"/.well-known/jwks.json"),

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/pki"
 )
 
@@ -171,5 +173,39 @@ func TestAuthzMailsToTheStacksMailpit(t *testing.T) {
 				t.Errorf("%s: %v lacks %s", spec.Name, spec.Args, want)
 			}
 		}
+	}
+}
+
+// TestAuthzReadsTheCatalogueFromXDS: every helix-authz instance is told
+// where helix-xds is and presents authz-xds-client, a certificate the
+// stack's PKI issues with helix-authz's identity (the one helix-xds's
+// Catalog admits).
+func TestAuthzReadsTheCatalogueFromXDS(t *testing.T) {
+	s, err := New(Options{Root: ".", Dir: t.TempDir(), AuthzReplicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.issue(context.Background(), pki.LocalSpecs()); err != nil {
+		t.Fatal(err)
+	}
+	specs, err := s.authz()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := s.Cert(pki.AuthzXDSClient)
+	for _, spec := range specs {
+		for _, want := range []string{"--xds-address=" + Addr(s.Ports.XDS), "--xds-ca-file=" + s.CAFile(),
+			"--xds-cert-file=" + cert, "--xds-key-file=" + key} {
+			if !slices.Contains(spec.Args, want) {
+				t.Errorf("%s: %v lacks %s", spec.Name, spec.Args, want)
+			}
+		}
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := identity.FromCert(pair.Leaf); err != nil || id != identity.Authz || !slices.Contains(identity.CatalogReaders(), id) {
+		t.Fatalf("authz-xds-client's identity %q (%v): want %s, a catalogue reader", id, err, identity.Authz)
 	}
 }
