@@ -10,6 +10,7 @@
 //	helixctl orgs list|get|create|policy ...
 //	helixctl status                          [--xds-status-url URL]
 //	helixctl login [--issuer URL] | logout | whoami
+//	helixctl models list|get NAME            [--json] [--client-id ID]
 //	helixctl alerts list|silence             [--alertmanager-url URL]
 //	helixctl pki init                        [--dir .helix/pki] [--force]
 //
@@ -73,6 +74,7 @@ commands:
   login    [--issuer URL]                     sign in as a person (browser, loopback redirect + PKCE)
   logout                                      end that sign-in and delete its tokens
   whoami                                      who is signed in
+  models   list|get NAME                      the model catalogue as you (or --client-id, HELIX_API_KEY) see it
   alerts   list|silence                       Alertmanager's alerts; silence some
 
 Run "helixctl <command> <subcommand> -h" for the flags of one;
@@ -125,6 +127,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runOrgs(ctx, sub, rest, out)
 	case "pki":
 		return runPKI(ctx, sub, rest, out)
+	case "models":
+		return runModels(ctx, sub, rest, out)
 	case "alerts":
 		return runAlerts(ctx, sub, rest, out)
 	}
@@ -155,7 +159,9 @@ func envOr(name, fallback string) string {
 // instead: a value on the command line is visible to every user of the
 // machine (ps, /proc) and kept in shell history.
 var secretFlags = map[string]string{
-	"admin-token": "--admin-token-file FILE or HELIX_ADMIN_TOKEN",
+	"admin-token":   "--admin-token-file FILE or HELIX_ADMIN_TOKEN",
+	"client-secret": "--client-secret-file FILE or HELIX_CLIENT_SECRET",
+	"api-key":       "--api-key-file FILE or HELIX_API_KEY",
 }
 
 // refuseSecretFlags refuses secretFlags before the flag package sees them:
