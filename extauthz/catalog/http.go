@@ -111,12 +111,12 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 // visible authenticates the caller and returns the catalogue filtered for
 // them; on failure it has answered.
 func (h *Handler) visible(w http.ResponseWriter, r *http.Request) ([]Model, bool) {
-	if h.cfg.Source == nil {
-		webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "the model catalogue is not configured")
-		return nil, false
-	}
 	a, ok := h.access(w, r)
 	if !ok {
+		return nil, false
+	}
+	if h.cfg.Source == nil {
+		webapi.WriteError(w, http.StatusServiceUnavailable, webapi.CodeUnavailable, "the model catalogue is not configured")
 		return nil, false
 	}
 	models, err := h.cfg.Source.Models(r.Context())
