@@ -75,6 +75,7 @@ commands:
   logout                                      end that sign-in and delete its tokens
   whoami                                      who is signed in
   models   list|get NAME                      the model catalogue as you (or --client-id, HELIX_API_KEY) see it
+  usage    [--org ID]                         the usage ledger: an organization's, or your client's own (--csv)
   alerts   list|silence                       Alertmanager's alerts; silence some
 
 Run "helixctl <command> <subcommand> -h" for the flags of one;
@@ -101,6 +102,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return runLogout(ctx, args[1:], out)
 		case "whoami":
 			return runWhoami(ctx, args[1:], out)
+		case "usage":
+			return runUsage(ctx, args[1:], out)
 		}
 	}
 	if len(args) < 2 {
