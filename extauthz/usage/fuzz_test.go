@@ -1,12 +1,15 @@
 package usage_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/usage"
+	usagev1 "github.com/helixflow/helixflow/proto/usage/v1"
 )
 
 // FuzzParseQuery: any query string is parsed or refused with ErrBadQuery;
@@ -41,6 +44,38 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("%q: format %q", raw, q.Format)
 		case q.Org != "" && !withOrg:
 			t.Fatalf("%q: org accepted without withOrg", raw)
+		}
+	})
+}
+
+// FuzzValidateMatchesSchema: a batch Validate accepts is one Postgres
+// stores (no CHECK or type refuses it, which would make a reporter resend
+// it for ever); one it refuses is ErrInvalid and changes nothing.
+func FuzzValidateMatchesSchema(f *testing.F) {
+	f.Add("worker/w/b", uint64(1), int64(1764583200), "client-a", "resnet", uint64(3), 16)
+	f.Add("", uint64(0), int64(-3600), "", "", uint64(1<<63), 1)
+	f.Add("w", uint64(1<<62), int64(253402297200), "c\x00", "m/../x", uint64(0), 0)
+	st, _ := newStore(f)
+	var seq uint64
+	f.Fuzz(func(t *testing.T, reporter string, seqIn uint64, hour int64, client, model string, n uint64, nb int) {
+		req := &usagev1.RecordRequest{Reporter: reporter, Seq: seqIn, Rows: []*usagev1.UsageRow{{
+			HourUnix: hour, ClientId: client, Model: model, Requests: n, Inferences: n, ComputeNs: n,
+		}}}
+		if nb >= 0 && nb < 40 {
+			req.Rows[0].LatencyBuckets = make([]uint64, nb)
+		}
+		err := usage.Validate(req)
+		if err != nil {
+			if !errors.Is(err, usage.ErrInvalid) {
+				t.Fatalf("refusal %v is not ErrInvalid", err)
+			}
+			return
+		}
+		// A fresh mark per run, so that the rows are applied.
+		seq++
+		req.Reporter = fmt.Sprintf("fuzz/%d", seq)
+		if _, err := st.Apply(context.Background(), req, nil); err != nil {
+			t.Fatalf("Validate accepted %v, Postgres refused it: %v", req, err)
 		}
 	})
 }

@@ -258,12 +258,43 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := st.Prune(ctx(t), now)
-	if err != nil || n != 1 {
-		t.Fatalf("prune: %d rows, %v; want 1", n, err)
+	if _, err := pool.Exec(ctx(t), `INSERT INTO clients (id, secret_hash) VALUES ('c1', '\x01');
+		INSERT INTO api_keys (id, prefix, hash, client_id) VALUES ('k1', 'hx_k1', '\x01', 'c1')`); err != nil {
+		t.Fatal(err)
 	}
-	var left int
-	if err := pool.QueryRow(ctx(t), `SELECT count(*) FROM usage_batches`).Scan(&left); err != nil || left != 1 {
-		t.Fatalf("%d marks left (%v), want 1", left, err)
+	for _, age := range []time.Duration{usage.KeyUseRetention + 48*time.Hour, usage.KeyUseRetention - 48*time.Hour} {
+		if _, err := pool.Exec(ctx(t), `INSERT INTO api_key_usage_daily (key_id, day, count) VALUES ('k1', $1::date, 1)`,
+			now.Add(-age).UTC().Format(time.DateOnly)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.Prune(ctx(t), now)
+	if err != nil || n != 2 {
+		t.Fatalf("prune: %d rows, %v; want 2 (a mark, a day count)", n, err)
+	}
+	for table, want := range map[string]int{"usage_batches": 1, "api_key_usage_daily": 1} {
+		var left int
+		if err := pool.QueryRow(ctx(t), `SELECT count(*) FROM `+table).Scan(&left); err != nil || left != want {
+			t.Fatalf("%s: %d rows left (%v), want %d", table, left, err, want)
+		}
+	}
+}
+
+// TestThrottles: Check's hook counts into the aggregator, under the hour
+// of its clock; a request without a model, or with one the ledger cannot
+// hold, is not counted (it would make helix-authz refuse its own batch).
+func TestThrottles(t *testing.T) {
+	agg := counts.NewAggregator(100)
+	th := usage.Throttles{Aggregator: agg, Now: func() time.Time { return hour0.Add(90 * time.Minute) }}
+	th.Throttled("c1", "simple")
+	th.Throttled("c1", "simple")
+	th.Throttled("c1", "")
+	th.Throttled("c1", fmt.Sprintf("m%0200d", 0))
+	rows := agg.Drain()
+	if len(rows) != 1 || rows[0].GetThrottled() != 2 || rows[0].GetHourUnix() != hour0.Add(time.Hour).Unix() || rows[0].GetModel() != "simple" {
+		t.Fatalf("rows %v", rows)
+	}
+	if err := usage.Validate(&usagev1.RecordRequest{Reporter: "authz/h/b", Seq: 1, Rows: rows}); err != nil {
+		t.Fatalf("the hook's rows are refused by the ledger: %v", err)
 	}
 }
