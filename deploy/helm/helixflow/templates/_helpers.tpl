@@ -153,6 +153,16 @@ must name an existing one.
 {{- regexReplaceAll ":[0-9]+$" $u.host "" -}}
 {{- end -}}
 
+{{/* helix-authz's --public-url: authz.publicURL, else the gateway's origin when Envoy serves the public surface (gateway.publicSurface), else none (the issuer). */}}
+{{- define "helixflow.publicURL" -}}
+{{- if .Values.authz.publicURL -}}
+{{- .Values.authz.publicURL -}}
+{{- else if .Values.gateway.publicSurface.enabled -}}
+{{- $port := int .Values.gateway.service.port -}}
+{{- printf "https://%s%s" (first .Values.gateway.hosts) (eq $port 443 | ternary "" (printf ":%d" $port)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Paths where certificates are mounted. */}}
 {{- define "helixflow.tlsDir" -}}/etc/helixflow/tls/{{ . }}{{- end -}}
 

@@ -16,6 +16,9 @@ name the value, win over any later failure. Renders nothing.
 {{- fail "gateway.hosts: required (the public DNS names clients use for the gateway)" -}}
 {{- end -}}
 {{- $_ := include "helixflow.issuerHost" . -}}
+{{- if and $v.gateway.publicSurface.enabled (not $v.authz.oauthRateLimit.trustedProxies) -}}
+{{- fail "authz.oauthRateLimit.trustedProxies: required with gateway.publicSurface.enabled (the gateway pods' CIDR): helix-authz must believe Envoy's X-Forwarded-For, or every person reaching the portal, /api/v1 and /oauth2 through the gateway counts as one of Envoy's pods in its throttles and limits" -}}
+{{- end -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.database "authz.secrets.database") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.pepper "authz.secrets.pepper") -}}
