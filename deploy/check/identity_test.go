@@ -12,9 +12,9 @@ import (
 )
 
 // The chart's client certificates carry their identity (_identity.tpl,
-// generated from internal/identity): Envoy's is the only one since
-// helix-ratelimit (and its certificate and --client-ids) retired. A client
-// certificate without an identity is reported.
+// generated from internal/identity): Envoy's, and helix-authz's towards
+// helix-xds (the model catalogue). A client certificate without an
+// identity is reported.
 func TestClientIdentities(t *testing.T) {
 	base, err := ReadValues(filepath.Join(testValuesDir, "minimal.yaml"))
 	if err != nil {
@@ -36,7 +36,11 @@ func TestClientIdentities(t *testing.T) {
 			}
 		}
 	}
-	if want := map[string][]string{"helixflow-envoy": {"spiffe://helixflow.local/envoy"}}; !maps.EqualFunc(uris, want, slices.Equal) {
+	want := map[string][]string{
+		"helixflow-envoy": {"spiffe://helixflow.local/envoy"},
+		"helixflow-authz": {"spiffe://helixflow.local/helix-authz"}, // towards helix-xds's model catalogue
+	}
+	if !maps.EqualFunc(uris, want, slices.Equal) {
 		t.Errorf("client certificates' URIs: %v, want %v", uris, want)
 	}
 	for _, o := range objs {

@@ -91,7 +91,8 @@ func helmTemplate() string {
 		return "{{- define \"helixflow.identity." + name + "\" -}}" + value + "{{- end }}\n"
 	}
 	return "{{- /* Generated from internal/identity; do not edit. Regenerate: go test ./internal/identity -run TestHelmTemplate -update */ -}}\n" +
-		def("envoy", Envoy)
+		def("envoy", Envoy) +
+		def("authz", Authz)
 }
 
 func TestHelmTemplate(t *testing.T) {
