@@ -166,7 +166,10 @@ func TestModelCatalogue(t *testing.T) {
 		t.Fatalf("client token: %d %v %s", code, names, body)
 	}
 	key := newKey(t, a, c.ClientID)
-	waitFor(t, func() bool { code, _, _ := getModels(t, p.base, "/api/v1/models", "", "X-Api-Key", key); return code == 200 })
+	waitFor(t, func() bool {
+		code, _, _ := getModels(t, p.base, "/api/v1/models", "", "X-Api-Key", key)
+		return code == 200
+	})
 	for _, h := range [][]string{{"X-Api-Key", key}, {"Authorization", "Bearer " + key}} {
 		if code, names, body := getModels(t, p.base, "/api/v1/models", "", h...); code != 200 || !slices.Equal(names, []string{"densenet", "simple"}) {
 			t.Fatalf("API key in %s: %d %v %s", h[0], code, names, body)
