@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/check"
+	"github.com/helixflow/helixflow/extauthz/token"
 	"github.com/helixflow/helixflow/extauthz/usage"
 	counts "github.com/helixflow/helixflow/internal/usage"
 )
@@ -53,7 +54,16 @@ func (s *Server) buildUsage(cfg Config) error {
 	s.usage = &usageParts{throttles: agg, reporter: rep}
 	// Machine callers authenticate as Check does; s.Check is built last,
 	// so the handler reaches it through s.
-	s.usage.api = usage.NewAPI(usage.APIConfig{Store: s.Usage, Members: s.Store, Machines: lateAuth{s}, Logger: s.log})
+	verifier, err := token.NewVerifier(token.VerifierConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, Keys: s.Keys})
+	if err != nil {
+		return err
+	}
+	isPerson := func(ctx context.Context, raw string) bool {
+		c, err := verifier.Verify(ctx, raw)
+		return err == nil && c.SessionID != ""
+	}
+	s.usage.api = usage.NewAPI(usage.APIConfig{Store: s.Usage, Members: s.Store, Machines: lateAuth{s},
+		IsPersonToken: isPerson, Logger: s.log})
 	var people func(http.Handler) http.Handler
 	if s.Accounts != nil {
 		people = func(h http.Handler) http.Handler { return s.Sessions.Middleware(s.Sessions.Require(h)) }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +137,44 @@ func TestThrottledReachesLedger(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("no credential: %d", resp.StatusCode)
+	}
+}
+
+// TestUsageForPeople: with the people's API on, a member reads the
+// organization's report with the session cookie or a person's token
+// (helixctl login); the machine callers' endpoint refuses a person's token
+// (its client, helixctl's, is every person's).
+func TestUsageForPeople(t *testing.T) {
+	a, _, p := peopleReplicas(t, "usage@example.test")
+	var org struct {
+		ID string `json:"id"`
+	}
+	if code, body := p.call(t, "POST", "/api/v1/orgs", map[string]string{"name": "Usage"}, &org); code != http.StatusCreated {
+		t.Fatalf("create org: %d %s", code, body)
+	}
+	var rep usage.Report
+	if code, body := p.call(t, "GET", "/api/v1/orgs/"+org.ID+"/usage?granularity=day", nil, &rep); code != 200 || rep.Granularity != "day" {
+		t.Fatalf("org usage with the cookie: %d %s", code, body)
+	}
+	access, _ := helixctlLogin(t, a, p)
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", a.public.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+access)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var eb struct {
+			Description string `json:"error_description"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&eb)
+		return resp.StatusCode, eb.Description
+	}
+	if code, desc := get("/api/v1/orgs/" + org.ID + "/usage"); code != 200 {
+		t.Fatalf("org usage with a person's token: %d %s", code, desc)
+	}
+	if code, desc := get("/api/v1/usage"); code != http.StatusForbidden || !strings.Contains(desc, "per organization") {
+		t.Fatalf("machine usage with a person's token: %d %s", code, desc)
 	}
 }

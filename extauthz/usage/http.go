@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/check"
@@ -34,6 +35,7 @@ type API struct {
 	store   *Store
 	members Members
 	auth    Authenticator
+	person  func(ctx context.Context, bearer string) bool
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -44,13 +46,18 @@ type APIConfig struct {
 	Store    *Store
 	Members  Members
 	Machines Authenticator
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// IsPersonToken reports whether a bearer token (not an API key) is a
+	// valid person's token (claim sid): GET /api/v1/usage refuses those,
+	// since a person's app client (helixctl's, shared by every person)
+	// would show everyone's use of it. nil: none is recognized.
+	IsPersonToken func(ctx context.Context, bearer string) bool
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // NewAPI returns the reports' handlers.
 func NewAPI(cfg APIConfig) *API {
-	a := &API{store: cfg.Store, members: cfg.Members, auth: cfg.Machines, log: cfg.Logger, now: cfg.Now}
+	a := &API{store: cfg.Store, members: cfg.Members, auth: cfg.Machines, person: cfg.IsPersonToken, log: cfg.Logger, now: cfg.Now}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -108,6 +115,11 @@ func (a *API) ClientUsage(w http.ResponseWriter, r *http.Request) {
 	if authz == "" && key == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="helixflow"`)
 		webapi.WriteError(w, http.StatusUnauthorized, webapi.CodeUnauthorized, "send a client access token or API key (Authorization: Bearer, or x-api-key)")
+		return
+	}
+	if raw, ok := strings.CutPrefix(authz, "Bearer "); ok && a.person != nil && !strings.HasPrefix(raw, check.APIKeyPrefix) && a.person(r.Context(), raw) {
+		webapi.WriteError(w, http.StatusForbidden, webapi.CodeForbidden,
+			"a person's token reads usage per organization: GET /api/v1/orgs/{org}/usage; this endpoint is for a client's token or API key")
 		return
 	}
 	p, err := a.auth.Authenticate(r.Context(), authz, key)

@@ -77,7 +77,8 @@ func newAPIEnv(t *testing.T) *apiEnv {
 		t.Fatal(err)
 	}
 	e.api = usage.NewAPI(usage.APIConfig{Store: us, Members: st, Machines: machines{},
-		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return e.now }})
+		IsPersonToken: func(_ context.Context, raw string) bool { return raw == "good-helixctl-person" },
+		Logger:        slog.New(slog.DiscardHandler), Now: func() time.Time { return e.now }})
 	e.mux = http.NewServeMux()
 	// The principal comes from the test (the session middleware is tested
 	// in extauthz/session): header X-Test-User, X-Test-Scopes for a bearer.
@@ -272,6 +273,11 @@ func TestClientUsage(t *testing.T) {
 	// A filter naming another client finds nothing: the scope is the caller's.
 	if rep := decodeReport(t, e.get(t, "/api/v1/usage?client=client-b", "X-Api-Key", "hx_good-client-a")); len(rep.Rows) != 0 {
 		t.Fatalf("client filter escaped the caller's scope: %+v", rep.Rows)
+	}
+	// A person's token (its client, helixctl's, is every person's) is sent
+	// to the organizations' report.
+	if code, _, desc := errorOf(t, e.get(t, "/api/v1/usage", "Authorization", "Bearer good-helixctl-person")); code != 403 || !strings.Contains(desc, "/api/v1/orgs/{org}/usage") {
+		t.Fatalf("a person's token: %d %s", code, desc)
 	}
 	for _, tt := range []struct {
 		hdr  []string
