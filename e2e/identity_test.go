@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -20,12 +21,15 @@ import (
 	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/pki"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
+	usagev1 "github.com/helixflow/helixflow/proto/usage/v1"
 )
 
 // checkIdentities calls each mTLS listener of the running stack with the
 // certificates of the stack's own CA: Envoy's get in; a worker's does not
-// (internal/identity's table), and a second
-// worker identity cannot take over the registered worker id.
+// (internal/identity's table), except on helix-authz's gRPC listener,
+// where a worker reports usage but may not call Check (nor Envoy the
+// Ledger); and a second worker identity cannot take over the registered
+// worker id.
 func (s *stack) checkIdentities(t *testing.T) {
 	intruder, err := pki.WorkerClient("intruder")
 	if err != nil {
@@ -40,7 +44,6 @@ func (s *stack) checkIdentities(t *testing.T) {
 		envoy                  envoytest.Pair
 	}{
 		{"a worker's gRPC", s.workers[0].endpoint(), "helix-worker", pair(s.st, pki.EnvoyWorkerClient)},
-		{"helix-authz's ext_authz", addr(s.st.Ports.ExtAuthz), "helix-authz", pair(s.st, pki.EnvoyAuthzClient)},
 	}
 	for _, l := range listeners {
 		if err := s.tlsVerdict(t, l.addr, l.serverName, l.envoy); err != nil {
@@ -51,10 +54,29 @@ func (s *stack) checkIdentities(t *testing.T) {
 		}
 	}
 
-	// ADS: a worker's certificate opens no stream.
-	conn := s.dialXDS(t, worker)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
+
+	// helix-authz's gRPC listener: Envoy's and a worker's certificates get
+	// through the handshake, then each service admits only its own callers.
+	authzAddr := addr(s.st.Ports.ExtAuthz)
+	for name, p := range map[string]envoytest.Pair{"Envoy's": pair(s.st, pki.EnvoyAuthzClient), "a worker's": worker} {
+		if err := s.tlsVerdict(t, authzAddr, "helix-authz", p); err != nil {
+			t.Errorf("helix-authz's gRPC listener with %s certificate: %v", name, err)
+		}
+	}
+	check := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v2/health/ready"}}}}
+	if _, err := authv3.NewAuthorizationClient(s.dialAuthz(t, worker)).Check(ctx, check); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Check with a worker's certificate: %v, want PERMISSION_DENIED", err)
+	}
+	batch := &usagev1.RecordRequest{Reporter: "e2e/intruder/1", Seq: 1}
+	if _, err := usagev1.NewLedgerClient(s.dialAuthz(t, pair(s.st, pki.EnvoyAuthzClient))).Record(ctx, batch); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the usage Ledger with Envoy's certificate: %v, want PERMISSION_DENIED", err)
+	}
+
+	// ADS: a worker's certificate opens no stream.
+	conn := s.dialXDS(t, worker)
 	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err == nil {
 		_ = stream.Send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType})
@@ -93,6 +115,19 @@ func (s *stack) tlsVerdict(t *testing.T, address, serverName string, p envoytest
 		return err
 	}
 	return nil
+}
+
+// dialAuthz connects to helix-authz's gRPC listener presenting p.
+func (s *stack) dialAuthz(t *testing.T, p envoytest.Pair) *grpc.ClientConn {
+	t.Helper()
+	conf := s.clientTLS(t, p)
+	conf.ServerName = "helix-authz"
+	conn, err := grpc.NewClient(addr(s.st.Ports.ExtAuthz), grpc.WithTransportCredentials(credentials.NewTLS(conf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
 
 // dialXDS connects to helix-xds presenting p.
