@@ -91,7 +91,7 @@ func startObservedStack(t *testing.T) *observedStack {
 		GatewayConfig: func(st *helixstack.Stack) ([]byte, error) {
 			o.cfg = gatewayConfig{
 				listen: st.Ports.Gateway, listenerCert: pair(st, pki.EnvoyServer),
-				authzPort: st.Ports.ExtAuthz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
+				authzPort: st.Ports.ExtAuthz, publicPort: st.Ports.Authz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
 				rateLimits: true,
 			}
 			return gatewayYAML(o.cfg), nil

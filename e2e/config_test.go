@@ -16,6 +16,9 @@ type gatewayConfig struct {
 	authzPort    int
 	ca           string
 	envoyClient  envoytest.Pair
+	// publicPort, when set, is helix-authz's public port, which Envoy
+	// then serves (authz.public: the portal, /api/v1, /oauth2).
+	publicPort int
 	// workersTLS: Envoy reaches the workers over mTLS with envoyClient,
 	// checking their certificates for the name helix-worker.
 	workersTLS bool
@@ -63,7 +66,7 @@ func gatewayYAML(c gatewayConfig) []byte {
     cert_file: %s
     key_file: %s
     server_name: helix-authz
-plans:
+%splans:
   free:
     requests_per_second: 5
   standard:
@@ -71,7 +74,7 @@ plans:
 health_check:
   interval: 1s
   no_traffic_interval: 1s
-`, c.authzPort, c.ca, c.envoyClient.CertFile, c.envoyClient.KeyFile)
+`, c.authzPort, c.ca, c.envoyClient.CertFile, c.envoyClient.KeyFile, publicYAML(c))
 	if c.rateLimits {
 		y += fmt.Sprintf(`ratelimit:
   timeout: 500ms
@@ -91,6 +94,14 @@ health_check:
 		y += fmt.Sprintf("cors:\n  allow_origins: [%q]\n", c.corsOrigin)
 	}
 	return []byte(y)
+}
+
+// publicYAML is authz.public, or nothing without a public port.
+func publicYAML(c gatewayConfig) string {
+	if c.publicPort == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  public:\n    address: 127.0.0.1:%d\n    tls: {ca_file: %s, server_name: helix-authz}\n", c.publicPort, c.ca)
 }
 
 func failureMode(closed bool) string {

@@ -73,6 +73,9 @@ func TestGateway(t *testing.T) {
 			t.Fatalf("infer with a forged signature = %d %s (%v), want 401", code, body, err)
 		}
 	})
+	t.Run("the public surface through Envoy: sign-up, token, portal", func(t *testing.T) {
+		s.checkPublicSurface(t, https)
+	})
 	t.Run("a person's token infers, and is refused within 1 s of logout", func(t *testing.T) {
 		s.checkPersonThroughGateway(t, https)
 	})

@@ -93,7 +93,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 			s.gatewayTLS = newSecretDir(t, st.Dir(), envoytest.Pair{CertFile: crt, KeyFile: key})
 			cfg = gatewayConfig{
 				listen: st.Ports.Gateway, listenerCert: s.gatewayTLS.pair(), listenerWatchDir: s.gatewayTLS.dir,
-				authzPort: st.Ports.ExtAuthz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
+				authzPort: st.Ports.ExtAuthz, publicPort: st.Ports.Authz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
 				rateLimits: true, workersTLS: true,
 			}
 			return gatewayYAML(cfg), nil
