@@ -17,7 +17,7 @@ import (
 // flush of a bounded aggregator holds).
 const (
 	MaxReporterLen = 300
-	MaxModelLen    = 200
+	MaxModelLen    = counts.MaxModelBytes
 	MaxRows        = 100_000
 )
 
