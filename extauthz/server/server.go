@@ -297,6 +297,9 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	if s.Sessions, err = session.New(session.Config{
 		DB: db.Pool(), IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
 		TokenLifetime: cfg.TokenSessionLifetime, PublicOrigin: s.PublicURL, Bearer: bearer, Logger: log,
+		// The issuer's origin is this server's too (helixctl login's
+		// /oauth2/authorize and /login) when --public-url is the gateway's.
+		OtherOrigins: []string{cfg.Issuer},
 	}); err != nil {
 		return nil, err
 	}

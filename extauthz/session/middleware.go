@@ -107,10 +107,19 @@ func (m *Manager) Require(next http.Handler) http.Handler {
 	})
 }
 
-// SameOrigin says whether r sent no Origin or the public origin.
+// SameOrigin says whether r sent no Origin, the public origin or one of
+// Config.OtherOrigins.
 func (m *Manager) SameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
-	return o == "" || strings.EqualFold(o, m.origin)
+	if o == "" || strings.EqualFold(o, m.origin) {
+		return true
+	}
+	for _, other := range m.others {
+		if strings.EqualFold(o, other) {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) loadUser(ctx context.Context, p *Principal) (bool, error) {

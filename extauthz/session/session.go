@@ -135,6 +135,10 @@ type Config struct {
 	// PublicOrigin is the public port's origin (scheme://host[:port]): an
 	// unsafe request that sends another Origin is refused (CSRF).
 	PublicOrigin string
+	// OtherOrigins are more origins that are this server's own, accepted
+	// as PublicOrigin is: its issuer's, where people also reach it when
+	// PublicOrigin is the gateway's (OAuth2's /login for helixctl).
+	OtherOrigins []string
 	// Bearer verifies people's access tokens; nil refuses every bearer.
 	Bearer BearerVerifier
 	Logger *slog.Logger
@@ -145,6 +149,7 @@ type Manager struct {
 	db                    *pgxpool.Pool
 	idle, life, tokenLife time.Duration
 	origin                string
+	others                []string // OtherOrigins, normalized
 	bearer                BearerVerifier
 	log                   *slog.Logger
 }
@@ -173,12 +178,22 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	var others []string
+	for _, o := range cfg.OtherOrigins {
+		n, err := Origin(o)
+		if err != nil {
+			return nil, err
+		}
+		if n != origin {
+			others = append(others, n)
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	return &Manager{
 		db: cfg.DB, idle: cfg.IdleTimeout, life: cfg.Lifetime, tokenLife: cfg.TokenLifetime,
-		origin: origin, bearer: cfg.Bearer, log: cfg.Logger,
+		origin: origin, others: others, bearer: cfg.Bearer, log: cfg.Logger,
 	}, nil
 }
 
