@@ -129,14 +129,16 @@ func TestThrottledReachesLedger(t *testing.T) {
 	if st := r.adminCall(t, "GET", "/admin/v1/usage?client="+c.ClientID, nil, &all); st != 200 || all.Totals.Throttled != int64(throttled) {
 		t.Fatalf("admin usage: %d %+v", st, all)
 	}
-	// Without a credential: 401.
-	resp, err := http.Get(r.public.URL + "/api/v1/usage")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("no credential: %d", resp.StatusCode)
+	// Without a credential: 401, on both.
+	for _, u := range []string{r.public.URL + "/api/v1/usage", r.admin.URL + "/admin/v1/usage"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("%s without a credential: %d", u, resp.StatusCode)
+		}
 	}
 }
 
