@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 	"unicode"
@@ -102,10 +103,20 @@ func safeNext(next string) string {
 	u, err := url.Parse(next)
 	if err != nil || next == "" || u.Scheme != "" || u.Host != "" || u.User != nil ||
 		strings.ContainsAny(next, "\\\r\n\t") || strings.HasPrefix(next, "//") ||
-		!strings.HasPrefix(u.Path, wire.PortalPrefix) || strings.Contains(u.Path, "/../") || strings.HasSuffix(u.Path, "/..") {
+		!strings.HasPrefix(u.Path, wire.PortalPrefix) || !cleanPath(u.Path) {
 		return wire.PortalPrefix
 	}
 	return u.RequestURI()
+}
+
+// cleanPath: p has no dot segments and no empty ones (what path.Clean
+// would change, a trailing slash aside).
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // formText is a trimmed form field.
