@@ -45,8 +45,8 @@
 //     (wire.PublicPathPrefixes, wire.PublicExactPaths: the portal, the
 //     people's API, OAuth2, its pages) routed first to the
 //     helix-authz-public cluster (HTTP/1.1, TLS checking helix-authz's
-//     name), with ext_authz and CORS off per route and retries only of
-//     requests that never reached it.
+//     name), with ext_authz off per route and retries only of requests
+//     that never reached it.
 //   - clusters.go: per model two EDS clusters (GRPCCluster: HTTP/2 to the
 //     worker's gRPC port, grpc.health.v1 checks with service = model;
 //     HTTPCluster: HTTP/1.1 to the REST port, checks on

@@ -4,12 +4,9 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/helixflow/helixflow/internal/wire"
@@ -28,9 +25,12 @@ import (
 //     reached before anyone has a token. The x-helix-* headers are still
 //     stripped first and the per-source limit still applies (filters
 //     before ext_authz).
-//   - CORS is off: the surface is same-origin (a cookie with a CSRF token);
-//     the gateway's CORS policy is for browsers on other origins calling
-//     models, and must not let them read a person's API with credentials.
+//   - the gateway's CORS policy applies as on every route: a browser app on
+//     a listed origin may use /oauth2/token (PKCE). helix-authz still
+//     refuses an unsafe /api/v1 request from any other Origin (CSRF), and
+//     its session cookie (SameSite=Lax) does not go along cross-site. (One
+//     per-route entry only: the ADS server hashes routes as vtprotobuf
+//     writes them, which does not order a map's entries.)
 //   - the request timeout, no body buffering; retried only when the
 //     request never reached helix-authz (connect-failure, refused-stream,
 //     reset-before-request), on another replica: a POST (sign-up, token)
@@ -74,16 +74,7 @@ func publicRoutes(g *ir.Gateway) ([]*routev3.Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	noCORS, err := typed(&corsv3.CorsPolicy{FilterEnabled: &corev3.RuntimeFractionalPercent{
-		DefaultValue: &typev3.FractionalPercent{Numerator: 0, Denominator: typev3.FractionalPercent_HUNDRED},
-	}})
-	if err != nil {
-		return nil, err
-	}
 	perFilter := map[string]*anypb.Any{filterExtAuthz: off}
-	if g.CORS != nil {
-		perFilter[filterCORS] = noCORS
-	}
 	retry, err := publicRetry(p)
 	if err != nil {
 		return nil, err

@@ -59,8 +59,8 @@ func (b *publicBackend) count() int {
 }
 
 // The real Envoy with the translated listener, routes and clusters: the
-// public paths reach helix-authz's public port without a Check, without
-// CORS (the gateway's policy is for models), with client x-helix-*
+// public paths reach helix-authz's public port without a Check, under the
+// gateway's CORS policy, with client x-helix-*
 // headers stripped and Envoy's entry appended to X-Forwarded-For;
 // a model path still asks ext_authz, and other paths are Envoy's 404.
 func TestEnvoyPublicRoutes(t *testing.T) {
@@ -134,8 +134,8 @@ func TestEnvoyPublicRoutes(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || backend.count() != n+1 {
 			t.Fatalf("GET %s: %d, backend reached %d times", p, resp.StatusCode, backend.count()-n)
 		}
-		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
-			t.Errorf("GET %s: CORS answered (Access-Control-Allow-Origin %q) on a public path", p, got)
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != origin {
+			t.Errorf("GET %s: Access-Control-Allow-Origin %q, want the gateway's CORS policy (%s)", p, got, origin)
 		}
 		got := backend.last()
 		if got.URL.Path != p {
@@ -151,10 +151,11 @@ func TestEnvoyPublicRoutes(t *testing.T) {
 			t.Errorf("GET %s: X-Forwarded-For %q: want the client's 203.0.113.9 and then Envoy's entry", p, hops)
 		}
 	}
-	// A browser's preflight is helix-authz's to answer, not Envoy's CORS.
+	// A listed origin's preflight (a browser app's PKCE token request) is
+	// answered by Envoy's CORS filter, as on the model routes.
 	n := backend.count()
-	resp := do(http.MethodOptions, "/api/v1/account", http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"DELETE"}})
-	if backend.count() != n+1 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+	resp := do(http.MethodOptions, "/oauth2/token", http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"POST"}})
+	if backend.count() != n || resp.Header.Get("Access-Control-Allow-Origin") != origin {
 		t.Errorf("preflight: %d, backend reached %d times, headers %v", resp.StatusCode, backend.count()-n, resp.Header)
 	}
 	if got := authz.calls.Load() - before; got != 0 {
@@ -167,8 +168,7 @@ func TestEnvoyPublicRoutes(t *testing.T) {
 			t.Errorf("GET %s: %d, backend reached %d times; want Envoy's 404", p, resp.StatusCode, backend.count()-n)
 		}
 	}
-	// Model routes keep their Check (and CORS: the preflight above was
-	// not refused for lack of a policy).
+	// Model routes keep their Check.
 	resp = do(http.MethodGet, wire.RESTServerReady, http.Header{"Origin": {origin}})
 	if got := authz.calls.Load() - before; got != 1 {
 		t.Fatalf("GET %s: ext_authz asked %d times, want 1", wire.RESTServerReady, got)
