@@ -210,3 +210,26 @@ func publicRoutesBootstrap(t *testing.T, r *Resources) []byte {
 	}
 	return js
 }
+
+// The ADS server hashes routes as vtprotobuf writes them, which does not
+// order a map's entries: a route or virtual host with two per-filter
+// entries would change version from one translation to the next.
+func TestAtMostOnePerFilterEntry(t *testing.T) {
+	inputs, _ := filepath.Glob("testdata/*.in.yaml")
+	for _, in := range inputs {
+		r, err := Translate(loadIR(t, in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vh := range r.Routes[0].(*routev3.RouteConfiguration).VirtualHosts {
+			if len(vh.TypedPerFilterConfig) > 1 {
+				t.Errorf("%s: virtual host %s has %d per-filter entries", in, vh.Name, len(vh.TypedPerFilterConfig))
+			}
+			for _, rt := range vh.Routes {
+				if len(rt.TypedPerFilterConfig) > 1 {
+					t.Errorf("%s: route %s has %d per-filter entries", in, rt.Name, len(rt.TypedPerFilterConfig))
+				}
+			}
+		}
+	}
+}
