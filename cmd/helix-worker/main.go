@@ -73,9 +73,9 @@ type options struct {
 
 	xdsAddress, xdsCAFile, xdsCertFile, xdsKeyFile, advertiseAddress string
 
-	usageAddress, usageCAFile, usageCertFile, usageKeyFile string
-	usageFlushInterval                                     time.Duration
-	usageMaxKeys                                           int
+	usageAddress, usageCAFile, usageCertFile, usageKeyFile, usageServerName string
+	usageFlushInterval                                                      time.Duration
+	usageMaxKeys                                                            int
 }
 
 // stringList is a repeatable flag.
@@ -123,6 +123,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.usageCAFile, "usage-ca-file", "", "CA bundle (PEM) that signs helix-authz's certificate (default: --xds-ca-file)")
 	fs.StringVar(&o.usageCertFile, "usage-cert-file", "", "client certificate (PEM, a worker identity) presented to helix-authz; re-read on each connection (default: --xds-cert-file)")
 	fs.StringVar(&o.usageKeyFile, "usage-key-file", "", "private key (PEM) of --usage-cert-file (default: --xds-key-file)")
+	fs.StringVar(&o.usageServerName, "usage-server-name", "", "name helix-authz's certificate is checked for (default: the host of --usage-address); e.g. the OAuth2 issuer's host when that certificate is publicly issued")
 	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", usage.DefaultInterval, "how often counted usage is sent to the ledger; a worker killed without its last flush loses at most this much")
 	fs.IntVar(&o.usageMaxKeys, "usage-max-keys", usage.DefaultMaxKeys, "most (hour, client, model) keys counted between flushes; requests of further keys are dropped and counted in helix_usage_dropped_total")
 	o.tls.register(fs)

@@ -59,6 +59,8 @@ func startUsage(ctx context.Context, o *options, reg prometheus.Registerer, log 
 	if err != nil {
 		return nil, nil, fmt.Errorf("--usage-ca-file/--usage-cert-file/--usage-key-file: %w", err)
 	}
+	// Empty: gRPC checks the certificate for the host of --usage-address.
+	tlsCfg.ServerName = o.usageServerName
 	conn, err := grpc.NewClient(o.usageAddress, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--usage-address: %w", err)
