@@ -12,8 +12,9 @@ import (
 )
 
 // The chart's client certificates carry their identity (_identity.tpl,
-// generated from internal/identity): Envoy's, and helix-authz's towards
-// helix-xds (the model catalogue). A client certificate without an
+// generated from internal/identity): Envoy's, helix-authz's towards
+// helix-xds (the model catalogue) and each worker pool's towards
+// helix-authz (the usage ledger). A client certificate without an
 // identity is reported.
 func TestClientIdentities(t *testing.T) {
 	base, err := ReadValues(filepath.Join(testValuesDir, "minimal.yaml"))
@@ -37,8 +38,9 @@ func TestClientIdentities(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"helixflow-envoy": {"spiffe://helixflow.local/envoy"},
-		"helixflow-authz": {"spiffe://helixflow.local/helix-authz"}, // towards helix-xds's model catalogue
+		"helixflow-envoy":      {"spiffe://helixflow.local/envoy"},
+		"helixflow-authz":      {"spiffe://helixflow.local/helix-authz"}, // towards helix-xds's model catalogue
+		"helixflow-worker-cpu": {"spiffe://helixflow.local/worker/cpu"},  // pool cpu towards helix-authz's usage ledger
 	}
 	if !maps.EqualFunc(uris, want, slices.Equal) {
 		t.Errorf("client certificates' URIs: %v, want %v", uris, want)

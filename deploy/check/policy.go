@@ -380,10 +380,44 @@ func networkPolicyCoverage(objs []Object, wls []workload) []error {
 						}
 					}
 				}
+				errs = append(errs, workerEgressPolicy(w, np)...)
 			}
 		}
 		if !ingress || !egress {
 			errs = append(errs, fmt.Errorf("%s: not covered by NetworkPolicies for both ingress (%t) and egress (%t)", w.obj, ingress, egress))
+		}
+	}
+	return errs
+}
+
+// workerEgressPolicy: a worker reaches helix-authz's pods (the usage
+// ledger on its gRPC port) and DNS in another namespace; nothing else, so
+// a compromised model cannot call out.
+func workerEgressPolicy(w workload, np *networkingv1.NetworkPolicy) []error {
+	var errs []error
+	for _, rule := range np.Spec.Egress {
+		if len(rule.To) == 0 {
+			errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach anyone", w.obj, np.Name))
+		}
+		for _, peer := range rule.To {
+			switch {
+			case peer.IPBlock != nil:
+				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach an IP block", w.obj, np.Name))
+			case peer.PodSelector != nil && peer.PodSelector.MatchLabels["app.kubernetes.io/component"] != "authz":
+				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach pods other than helix-authz's", w.obj, np.Name))
+			case peer.PodSelector == nil && (len(rule.Ports) == 0 || slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port == nil || p.Port.IntVal != 53 || p.EndPort != nil })):
+				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach a namespace on ports other than DNS", w.obj, np.Name))
+			}
+		}
+		if slices.ContainsFunc(rule.To, func(p networkingv1.NetworkPolicyPeer) bool { return p.PodSelector != nil }) {
+			for _, p := range rule.Ports {
+				if p.Port == nil || p.Port.IntVal != 9001 || p.EndPort != nil {
+					errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach helix-authz on a port other than its gRPC port 9001", w.obj, np.Name))
+				}
+			}
+			if len(rule.Ports) == 0 {
+				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach helix-authz on any port", w.obj, np.Name))
+			}
 		}
 	}
 	return errs

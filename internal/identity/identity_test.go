@@ -92,7 +92,9 @@ func helmTemplate() string {
 	}
 	return "{{- /* Generated from internal/identity; do not edit. Regenerate: go test ./internal/identity -run TestHelmTemplate -update */ -}}\n" +
 		def("envoy", Envoy) +
-		def("authz", Authz)
+		def("authz", Authz) +
+		// Called with a worker pool's name: (include "helixflow.identity.worker" "cpu").
+		def("worker", Worker("{{ . }}"))
 }
 
 func TestHelmTemplate(t *testing.T) {

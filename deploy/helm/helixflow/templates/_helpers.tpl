@@ -113,6 +113,25 @@ must name an existing one.
 {{- end -}}
 {{- end -}}
 
+{{/*
+helixflow.workerUsageSecret: the Secret of a worker pool's client certificate
+towards helix-authz's usage ledger; call with (list $ "cpu"). With
+cert-manager it is the Certificate's secret; without, tls.secrets.workerUsage.<pool>.
+*/}}
+{{- define "helixflow.workerUsageSecret" -}}
+{{- $root := index . 0 -}}
+{{- $pool := index . 1 -}}
+{{- if $root.Values.tls.certManager.enabled -}}
+{{- printf "%s-tls" (include "helixflow.component" (list $root (printf "worker-%s-usage" $pool))) -}}
+{{- else -}}
+{{- $s := index ($root.Values.tls.secrets.workerUsage | default dict) $pool -}}
+{{- if not $s -}}
+{{- fail (printf "tls.secrets.workerUsage.%s: required when tls.certManager.enabled is false and usage.enabled is true (an existing Secret with tls.crt, tls.key and ca.crt: the client certificate of pool %s, URI SAN spiffe://helixflow.local/worker/%s)" $pool $pool $pool) -}}
+{{- end -}}
+{{- $s -}}
+{{- end -}}
+{{- end -}}
+
 {{/* helixflow.requireSecret: fail unless a secret reference has a name; call with (list $ref "authz.secrets.database"). */}}
 {{- define "helixflow.requireSecret" -}}
 {{- $ref := index . 0 -}}
