@@ -28,9 +28,17 @@ PYTHON="${PYTHON:-python3}"
 # Debian packages. To run the stack: the servers it starts; libssl3 and
 # zlib1g, which perf_analyzer links. For the tests besides: protoc (make
 # proto), g++ and clang-14 (the cuda backend's tests compile its generated
-# kernels as C++, run on the CPU, and as CUDA to PTX; no CUDA toolkit needed).
+# kernels as C++, run on the CPU, and as CUDA to PTX; no CUDA toolkit needed);
+# chromium, the headless browser the portal's tests drive (e2e, chromedp).
 APT_RUN_PACKAGES=(postgresql redis-server prometheus prometheus-alertmanager libssl3 zlib1g)
-APT_TEST_PACKAGES=(protobuf-compiler g++ clang-14)
+APT_TEST_PACKAGES=(protobuf-compiler g++ clang-14 chromium)
+
+# axe-core, the accessibility checker the portal's browser test runs in each
+# page: axe.min.js from the npm package (fetched with `npm pack`, nothing
+# installed, no scripts run). sha256 of axe-core-4.14.1.tgz:
+AXE_NPM_VERSION=4.14.1
+AXE_NPM_SHA256=e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745
+AXE_DIR=.deps/axe-core
 
 # libonnxruntime.so, from the npm package onnxruntime-node (fetched with `npm pack`,
 # nothing installed, no scripts run). sha256 of onnxruntime-node-1.30.0.tgz:
@@ -271,6 +279,27 @@ onnxruntime_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# axe-core (the portal's accessibility check; e2e reads $AXE_DIR/axe.min.js)
+
+axe_deps() {
+  local want="axe-core@$AXE_NPM_VERSION $AXE_NPM_SHA256"
+  if [[ -f "$AXE_DIR/VERSION" && "$(cat "$AXE_DIR/VERSION")" == "$want" && -s "$AXE_DIR/axe.min.js" ]]; then
+    return 0
+  fi
+  log "fetching axe.min.js from axe-core@$AXE_NPM_VERSION into $AXE_DIR"
+  local tmp tgz="axe-core-$AXE_NPM_VERSION.tgz"
+  tmp="$(new_tmpdir)"
+  (cd "$tmp" && npm pack --silent --ignore-scripts "axe-core@$AXE_NPM_VERSION" >/dev/null)
+  [[ -f "$tmp/$tgz" ]] || die "npm pack did not write $tgz"
+  [[ "$(sha256 "$tmp/$tgz")" == "$AXE_NPM_SHA256" ]] || die "$tgz: sha256 mismatch"
+  tar -xzf "$tmp/$tgz" -C "$tmp" package/axe.min.js
+  rm -rf "$AXE_DIR"
+  mkdir -p "$AXE_DIR"
+  install -m 644 "$tmp/package/axe.min.js" "$AXE_DIR/axe.min.js"
+  echo "$want" >"$AXE_DIR/VERSION"
+}
+
+# ---------------------------------------------------------------------------
 # mailpit: the SMTP server `make run` and the tests send helix-authz's mails
 # to (it keeps them readable through its HTTP API), built from its Go module
 # (checked against the checksum database) into .tools/mailpit/mailpit: a
@@ -415,9 +444,10 @@ case "${1:-}" in
     perf_analyzer_deps
     onnxruntime_deps
     mailpit_deps
+    axe_deps
     deploy_deps
     vuln_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
     ;;
   deploy)
     deploy_deps
