@@ -69,7 +69,11 @@ func (s *Service) render(w http.ResponseWriter, status int, name string, p page)
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: the link tokens in these pages' URLs
+	// still never leave for another site, and browsers keep sending the
+	// real Origin on the forms' POSTs (under no-referrer they send
+	// "Origin: null", which the CSRF check rightly refuses).
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

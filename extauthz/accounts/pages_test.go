@@ -30,7 +30,7 @@ func TestPagesHeaders(t *testing.T) {
 		for h, want := range map[string]string{
 			"Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 			"X-Frame-Options":         "DENY",
-			"Referrer-Policy":         "no-referrer",
+			"Referrer-Policy":         "same-origin",
 			"Content-Type":            "text/html; charset=utf-8",
 			"Cache-Control":           "no-store",
 		} {

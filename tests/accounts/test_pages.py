@@ -23,7 +23,7 @@ def test_pages_carry_the_browser_protections(authz, spec, page):
         assert directive in csp, (directive, csp)
     assert "unsafe-inline" not in csp
     assert h["X-Frame-Options"] == "DENY"
-    assert h["Referrer-Policy"] == "no-referrer"
+    assert h["Referrer-Policy"] == "same-origin"
     assert h.get("Cache-Control") == "no-store"
     assert not re.search(r"<script|\sstyle=|\son[a-z]+=", r.text, re.I), "no inline script or style"
     posts = [f for f in forms(r.text) if f["method"] == "post"]
