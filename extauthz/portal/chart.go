@@ -123,7 +123,8 @@ func niceScale(maxV float64) (step, top float64) {
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 // formatNumber writes v shortly: whole numbers without decimals, large
-// ones with k and M, small fractions with up to three decimals.
+// ones with k and M, fractions with up to three decimals, and those
+// below 0.001 with two significant digits.
 func formatNumber(v float64) string {
 	a := math.Abs(v)
 	switch {
@@ -137,7 +138,13 @@ func formatNumber(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
-	default:
+	case a == 0 || a >= 0.001:
 		return strconv.FormatFloat(math.Round(v*1000)/1000, 'f', -1, 64)
+	default:
+		// Two significant digits, so that an axis of compute seconds
+		// below a millisecond does not read 0, 0, 0.
+		d := min(1-int(math.Floor(math.Log10(a))), 12)
+		p := math.Pow(10, float64(d))
+		return strconv.FormatFloat(math.Round(v*p)/p, 'f', -1, 64)
 	}
 }
