@@ -405,7 +405,9 @@ func workerEgressPolicy(w workload, np *networkingv1.NetworkPolicy) []error {
 				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach an IP block", w.obj, np.Name))
 			case peer.PodSelector != nil && peer.PodSelector.MatchLabels["app.kubernetes.io/component"] != "authz":
 				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach pods other than helix-authz's", w.obj, np.Name))
-			case peer.PodSelector == nil && (len(rule.Ports) == 0 || slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool { return p.Port == nil || p.Port.IntVal != 53 || p.EndPort != nil })):
+			case peer.PodSelector == nil && (len(rule.Ports) == 0 || slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool {
+				return p.Port == nil || p.Port.IntVal != 53 || p.EndPort != nil
+			})):
 				errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach a namespace on ports other than DNS", w.obj, np.Name))
 			}
 		}

@@ -272,7 +272,7 @@ func TestPortalSafeNext(t *testing.T) {
 		"":                             "/portal/",
 	} {
 		b := newBrowser(t, e.r)
-		p := b.get("/portal/signin?next=" + url.QueryEscape(next)).must(t, "sign-in page", http.StatusOK)
+		p := b.get("/portal/signin?next="+url.QueryEscape(next)).must(t, "sign-in page", http.StatusOK)
 		if !strings.Contains(p.body, `name="next" value="`+strings.ReplaceAll(want, "&", "&amp;")+`"`) {
 			t.Errorf("next %q: the form goes on to something else than %q", next, want)
 		}
@@ -333,7 +333,6 @@ func TestPortalProfileAndSessions(t *testing.T) {
 		must(t, "wrong current password", http.StatusUnauthorized, `role="alert"`)
 	b.post("/portal/profile/password", url.Values{"current_password": {pw}, "new_password": {"another long passphrase"}, "new_password_confirm": {"different"}}).
 		must(t, "new passwords differ", http.StatusBadRequest, "differ")
-
 
 	exp := b.get("/portal/profile/export").must(t, "export", http.StatusOK, email)
 	if !strings.Contains(exp.header.Get("Content-Disposition"), "attachment") || !json.Valid([]byte(exp.body)) {
@@ -445,7 +444,10 @@ func TestPortalCredentials(t *testing.T) {
 		t.Fatal("rotation showed no new key")
 	}
 	b.post("/portal/credentials/keys/revoke"+q, url.Values{"id": {keyID}}).redirect(t, "revoke", "/portal/credentials?done=key-revoked&org="+orgID)
-	waitFor(t, func() bool { code, _ := checkCode(t, e.r, inferCheck(t, key, "simple")); return code == codes.Unauthenticated })
+	waitFor(t, func() bool {
+		code, _ := checkCode(t, e.r, inferCheck(t, key, "simple"))
+		return code == codes.Unauthenticated
+	})
 	b.post("/portal/credentials/keys/revoke"+q, url.Values{"id": {""}}).must(t, "revoke nothing", http.StatusBadRequest, "Choose")
 
 	p = b.post("/portal/credentials/clients/rotate"+q, url.Values{"id": {clientID}}).must(t, "rotate secret", http.StatusOK, "new secret")
