@@ -12,6 +12,9 @@
 # Model catalogue (helix-xds -> helix-authz) and usage ledger (workers -> helix-authz):
 #   Inputs:  proto/catalog/v1/catalog.proto, proto/usage/v1/usage.proto
 #   Outputs: proto/catalog/v1/*.pb.go, proto/usage/v1/*.pb.go
+# Plan limits per stream message (workers -> helix-authz):
+#   Input:   proto/limits/v1/limits.proto
+#   Output:  proto/limits/v1/*.pb.go
 # ONNX model format (read by the cuda backend):
 #   Input:   proto/onnx/onnx.proto, the official file as onnx 1.23.2 ships it
 #            (byte for byte; it names no go_package, so the Go package is
@@ -79,6 +82,7 @@ generate proto/inference proto/inference grpc_service.proto model_config.proto
 generate proto proto/registry/v1 registry/v1/registry.proto
 generate proto proto/catalog/v1 catalog/v1/catalog.proto
 generate proto proto/usage/v1 usage/v1/usage.proto
+generate proto proto/limits/v1 limits/v1/limits.proto
 
 rm -f proto/onnx/*.pb.go
 PATH="$tools:$PATH" protoc --proto_path=proto --plugin=protoc-gen-go=.tools/bin/protoc-gen-go \
