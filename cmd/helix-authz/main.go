@@ -495,13 +495,14 @@ func serverTLS(o *options) (*tls.Config, error) {
 	return tlsfiles.ServerConfig(o.tlsCert, o.tlsKey, "")
 }
 
-// grpcServer serves ext_authz (Check) and the usage Ledger, with mTLS when
+// grpcServer serves ext_authz (Check), the usage Ledger and Limits (workers'
+// per-message plan limits), with mTLS when
 // configured. The handshake admits Envoy and workers
 // (identity.AuthzListenerPeer); each call is then admitted only from its
 // service's callers (server.Admission): a worker's certificate, from the
 // same CA, must not ask for verdicts, nor Envoy's write the ledger.
 // Without TLS no caller has an identity: Check serves (loopback
-// development) and the Ledger refuses every call.
+// development) and the Ledger and Limits refuse every call.
 func grpcServer(o *options, srv *server.Server, reg prometheus.Registerer) (*grpc.Server, error) {
 	opts := server.GRPCOptions()
 	if o.tlsCert != "" {
@@ -520,5 +521,6 @@ func grpcServer(o *options, srv *server.Server, reg prometheus.Registerer) (*grp
 	gs := grpc.NewServer(opts...)
 	srv.Check.Register(gs)
 	srv.Ledger.Register(gs)
+	srv.Limits.Register(gs)
 	return gs, nil
 }

@@ -128,6 +128,15 @@ func (a *APIKeys) CheckAPIKey(ctx context.Context, presented string) (*check.Pri
 	return &check.Principal{ClientID: c.ID, Plan: c.Plan, Scopes: intersect(k.Scopes, c.Scopes), Models: c.Models}, nil
 }
 
+// Key returns the key with prefix while it is not revoked (a revoked or
+// unknown key is an error wrapping store.ErrNotFound), without its secret:
+// for helix-authz's Limits, which re-checks a stream's key by its prefix
+// (the gateway authenticated the secret when the stream opened). Callers
+// check ExpiresAt and ClientID; the record is shared and read-only.
+func (a *APIKeys) Key(ctx context.Context, prefix string) (*store.APIKey, error) {
+	return a.keys.Get(ctx, prefix)
+}
+
 // intersect returns the scopes of key that client's scopes grant (key
 // itself, shared, when they grant them all: the usual case costs no
 // allocation). A key's "models:m:infer" survives under a client's

@@ -11,17 +11,21 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/helixflow/helixflow/internal/identity"
+	limitsv1 "github.com/helixflow/helixflow/proto/limits/v1"
 	usagev1 "github.com/helixflow/helixflow/proto/usage/v1"
 )
 
-// helix-authz's gRPC listener serves two services to two kinds of caller:
+// helix-authz's gRPC listener serves three services to two kinds of caller:
 // its handshake admits both (identity.AuthzListenerPeer), and Admission
 // then admits each call only from its service's callers, so that a worker
-// (which reports usage) cannot ask for verdicts or spend a client's quota,
-// and Envoy cannot write the ledger.
+// (which reports usage and counts its streams' messages with Limits)
+// cannot ask for verdicts, and Envoy cannot write the ledger.
 var admitted = map[string]func(id string) bool{
 	authv3.Authorization_ServiceDesc.ServiceName: func(id string) bool { return slices.Contains(identity.AuthzCallers(), id) },
 	usagev1.Ledger_ServiceDesc.ServiceName:       identity.LedgerReporter,
+	// Workers count their streams' messages (never Envoy: its requests
+	// are counted by Check).
+	limitsv1.Limits_ServiceDesc.ServiceName: identity.LedgerReporter,
 }
 
 // admit checks the caller of fullMethod ("/pkg.Service/Method"); any

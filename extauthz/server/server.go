@@ -27,6 +27,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/credentials"
 	"github.com/helixflow/helixflow/extauthz/gdpr"
 	"github.com/helixflow/helixflow/extauthz/keys"
+	"github.com/helixflow/helixflow/extauthz/limits"
 	"github.com/helixflow/helixflow/extauthz/mail"
 	"github.com/helixflow/helixflow/extauthz/oauth"
 	"github.com/helixflow/helixflow/extauthz/orgs"
@@ -125,6 +126,9 @@ type Server struct {
 	Public *http.ServeMux
 	Admin  http.Handler
 	Check  *check.Service
+	// Limits counts the messages of streams (ModelStreamInfer, WebSocket)
+	// on Check's counters, for workers on the gRPC listener.
+	Limits *limits.Service
 	// Mail queues the people's mails for delivery (nil without
 	// Config.Mail: the people's API is off); Run starts its workers.
 	Mail *mail.Queue
@@ -396,6 +400,10 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 		checkCfg.RateLimits = s.limiter
 	}
 	s.Check = check.New(checkCfg)
+	s.Limits = limits.New(limits.Config{
+		Clients: s.clients, Revocations: s.revocations, APIKeys: s.apiKeys, RateLimits: checkCfg.RateLimits,
+		Usage: checkCfg.Usage, Logger: log,
+	})
 	s.mountCatalog(oauthServer)
 	return s, nil
 }
