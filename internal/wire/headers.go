@@ -31,5 +31,6 @@ const (
 )
 
 // CheckHeaders are the exact header names Check reads; with HeaderPrefix,
-// everything Envoy passes it.
-var CheckHeaders = []string{HeaderAuthorization, HeaderAPIKey, HeaderContentType, HeaderStreamModel}
+// everything Envoy passes it. HeaderWSProtocol carries a browser's
+// WebSocket credential (websocket.go).
+var CheckHeaders = []string{HeaderAuthorization, HeaderAPIKey, HeaderContentType, HeaderStreamModel, HeaderWSProtocol}

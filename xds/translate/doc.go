@@ -40,7 +40,12 @@
 //     ModelStreamInfer without body buffering and without a timeout
 //     unless Timeouts.Stream is set (to its model's pool when the client
 //     named the model in the helix-model header, else the default pool),
-//     the default pool for the rest.
+//     WebSocket (/v2/models/{m}[/versions/{v}]/infer/ws, wire.WSPathSuffix)
+//     to the model's REST cluster with no route timeout, the idle
+//     timeout and no retries, the default pool for the rest. The
+//     WebSocket routes are the only ones that allow an upgrade
+//     (route-level upgrade_configs; the connection manager has none), so
+//     Envoy refuses an upgrade anywhere else before any Check.
 //   - publicroutes.go: with ir.AuthZ.Public, helix-authz's public surface
 //     (wire.PublicPathPrefixes, wire.PublicExactPaths: the portal, the
 //     people's API, OAuth2, its pages) routed first to the

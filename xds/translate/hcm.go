@@ -105,8 +105,9 @@ func connectionManager(g *ir.Gateway) (*hcmv3.HttpConnectionManager, error) {
 		RequestHeadersTimeout: dur(requestHeadersTimeout),
 		// RequestTimeout stays 0 (off): it would cut streams. Unary
 		// requests are bounded per route.
-		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
-		ServerName:     "helixflow",
+		// No UpgradeConfigs: the WebSocket routes (routes.go, wsRoute)
+		// allow the upgrade themselves; any other route refuses it.
+		ServerName: "helixflow",
 	}, nil
 }
 

@@ -55,6 +55,7 @@ const (
 	accessLogStdout      = "envoy.access_loggers.stdout"
 	retryPreviousHosts   = "envoy.retry_host_predicates.previous_hosts"
 	upstreamHTTPOptions  = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	upgradeWebSocket     = "websocket"
 )
 
 // healthCheckAuthority is the Host/:authority of active health checks.

@@ -181,8 +181,8 @@ func TestEnvoyPublicRoutes(t *testing.T) {
 // publicRoutesBootstrap serves the translated listener with the
 // translated route configuration inline and the helix-authz clusters;
 // the worker pools' (EDS) clusters are left out, so their routes answer
-// 503.
-func publicRoutesBootstrap(t *testing.T, r *Resources) []byte {
+// 503, unless extra stands in for them.
+func publicRoutesBootstrap(t *testing.T, r *Resources, extra ...*clusterv3.Cluster) []byte {
 	t.Helper()
 	l := r.Listeners[0].(*listenerv3.Listener)
 	f := l.FilterChains[0].Filters[0]
@@ -197,7 +197,7 @@ func publicRoutesBootstrap(t *testing.T, r *Resources) []byte {
 	b := &bootstrapv3.Bootstrap{
 		Node:            &corev3.Node{Id: "public-routes", Cluster: "helix"},
 		Admin:           &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", 0)},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{l}},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{l}, Clusters: extra},
 	}
 	for _, c := range r.Clusters {
 		if c := c.(*clusterv3.Cluster); c.Name == ClusterAuthZ || c.Name == ClusterAuthZPublic {

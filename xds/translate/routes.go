@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"regexp"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -29,14 +30,22 @@ import (
 //     header exists only after ext_authz set it and cleared the route
 //     cache; before that the request matches route 5, whose (absent)
 //     per-route config leaves body buffering on so authz sees the model.
-//  4. per model m: REST /v2/models/{m} and below (versions included) ->
+//  4. per model m: the WebSocket path /v2/models/{m}[/versions/{v}]/infer/ws
+//     -> m's REST cluster (HTTP/1.1), and
+//  5. any other model's WebSocket path -> default pool's REST cluster; both
+//     the only routes that allow the upgrade (route-level upgrade_configs;
+//     the connection manager allows none), no route timeout (a stream),
+//     the idle timeout, no retries. Before route 6, whose prefix they are
+//     under.
+//  6. per model m: REST /v2/models/{m} and below (versions included) ->
 //     m's REST cluster, without body buffering.
-//  5. any other gRPC method (server metadata and health, a model without a
+//  7. any other gRPC method (server metadata and health, a model without a
 //     pool) -> default pool, where a worker answers as Triton would.
-//  6. any other /v2 path -> default pool's REST cluster.
+//  8. any other /v2 path -> default pool's REST cluster.
 //
 // Everything else gets Envoy's 404. Unary routes have the request timeout
-// (Envoy's 15s default is replaced) and the retry policy.
+// (Envoy's 15s default is replaced) and the retry policy. An upgrade on
+// any route but 4 and 5 is refused by Envoy (403) before any Check.
 func routes(g *ir.Gateway) ([]types.Resource, error) {
 	b, err := newRouteBuilder(g)
 	if err != nil {
@@ -46,7 +55,7 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := make([]*routev3.Route, 0, len(public)+3*len(g.Pools)+3)
+	rs := make([]*routev3.Route, 0, len(public)+4*len(g.Pools)+4)
 	rs = append(rs, public...)
 	for _, p := range g.Pools {
 		rs = append(rs, b.streamRoute(p.Model))
@@ -55,6 +64,10 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	for _, p := range g.Pools {
 		rs = append(rs, b.grpcModelRoute(p.Model))
 	}
+	for _, p := range g.Pools {
+		rs = append(rs, b.wsRoute(p.Model))
+	}
+	rs = append(rs, b.wsRoute(""))
 	for _, p := range g.Pools {
 		rs = append(rs, b.restModelRoute(p.Model))
 	}
@@ -144,6 +157,47 @@ func (b *routeBuilder) grpcModelRoute(model string) *routev3.Route {
 			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 		},
 		Action: &routev3.Route_Route{Route: b.unaryGRPC(GRPCCluster(model))},
+	}
+}
+
+// wsPathRegex is the shape of a WebSocket path (with any query), matched on
+// :path as Envoy normalized it. One small regex for every model: a model's
+// name is matched by the route's prefix, since a long quoted name would
+// pass Envoy's regex program size limit.
+var wsPathRegex = "^" + regexp.QuoteMeta(wire.RESTModelsPrefix) + `[^/?]+(/versions/[0-9]+)?` +
+	regexp.QuoteMeta(wire.WSPathSuffix) + `(\?.*)?$`
+
+// wsRoute is model's WebSocket route, or with model "" the default pool's
+// for any model without one. Only these routes allow the upgrade.
+func (b *routeBuilder) wsRoute(model string) *routev3.Route {
+	name, cluster, prefix := "ws-default", ClusterDefaultHTTP, strings.TrimSuffix(wire.RESTModelsPrefix, "/")
+	if model != "" {
+		name, cluster, prefix = "ws-model/"+model, HTTPCluster(model), wire.RESTModelPath(model, "")
+	}
+	return &routev3.Route{
+		Name: name,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: ":path",
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: wsPathRegex}},
+				}},
+			}},
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			// A connection lives as long as its client wants: no route
+			// timeout, the idle timeout only (the worker pings). No
+			// retries: an upgrade is not replayed.
+			Timeout:     dur(0),
+			IdleTimeout: dur(b.g.Timeouts.Idle),
+			UpgradeConfigs: []*routev3.RouteAction_UpgradeConfig{{
+				UpgradeType: upgradeWebSocket,
+				Enabled:     wrapBool(true),
+			}},
+		}},
+		TypedPerFilterConfig: b.noBody,
 	}
 }
 
