@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ import (
 	"github.com/helixflow/helixflow/workers/models"
 	"github.com/helixflow/helixflow/workers/registration"
 	"github.com/helixflow/helixflow/workers/stats"
+	"github.com/helixflow/helixflow/workers/wsapi"
 )
 
 type options struct {
@@ -76,6 +78,11 @@ type options struct {
 	usageAddress, usageCAFile, usageCertFile, usageKeyFile, usageServerName string
 	usageFlushInterval                                                      time.Duration
 	usageMaxKeys                                                            int
+
+	// WebSocket inference (workers/wsapi, docs/websocket.md).
+	wsMaxMessageBytes                             int64
+	wsMaxInFlight                                 int
+	wsPingInterval, wsIdleTimeout, wsWriteTimeout time.Duration
 }
 
 // stringList is a repeatable flag.
@@ -126,6 +133,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.usageServerName, "usage-server-name", "", "name helix-authz's certificate is checked for (default: the host of --usage-address); e.g. the OAuth2 issuer's host when that certificate is publicly issued")
 	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", usage.DefaultInterval, "how often counted usage is sent to the ledger; a worker killed without its last flush loses at most this much")
 	fs.IntVar(&o.usageMaxKeys, "usage-max-keys", usage.DefaultMaxKeys, "most (hour, client, model) keys counted between flushes; requests of further keys are dropped and counted in helix_usage_dropped_total")
+	fs.Int64Var(&o.wsMaxMessageBytes, "ws-max-message-bytes", wsapi.DefaultMaxMessageBytes, "largest WebSocket inference message accepted; a bigger one closes the connection with 1009")
+	fs.IntVar(&o.wsMaxInFlight, "ws-max-in-flight", wsapi.DefaultMaxInFlight, "most messages of one WebSocket connection served at once; beyond it the worker stops reading that connection (backpressure)")
+	fs.DurationVar(&o.wsPingInterval, "ws-ping-interval", wsapi.DefaultPingInterval, "how often the worker pings each WebSocket client")
+	fs.DurationVar(&o.wsIdleTimeout, "ws-idle-timeout", wsapi.DefaultIdleTimeout, "a WebSocket connection with no message and no pong for this long is closed")
+	fs.DurationVar(&o.wsWriteTimeout, "ws-write-timeout", wsapi.DefaultWriteTimeout, "a WebSocket client that does not read an answer within this long loses its connection")
 	o.tls.register(fs)
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -161,6 +173,15 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.maxDecompressedBytes < 0 || o.maxDecompressedBytes > o.maxRequestBytes {
 		return nil, fmt.Errorf("--max-decompressed-bytes %d must be between 0 (a quarter of --max-request-bytes) and --max-request-bytes", o.maxDecompressedBytes)
+	}
+	if o.wsMaxMessageBytes < 1<<10 || o.wsMaxMessageBytes > 1<<31-1 {
+		return nil, fmt.Errorf("--ws-max-message-bytes %d must be between 1 KiB and 2 GiB", o.wsMaxMessageBytes)
+	}
+	if o.wsMaxInFlight < 1 {
+		return nil, fmt.Errorf("--ws-max-in-flight %d must be at least 1", o.wsMaxInFlight)
+	}
+	if o.wsPingInterval <= 0 || o.wsIdleTimeout <= 0 || o.wsWriteTimeout <= 0 {
+		return nil, errors.New("--ws-ping-interval, --ws-idle-timeout and --ws-write-timeout must be positive")
 	}
 	if o.metricsInterval < 1 {
 		return nil, fmt.Errorf("--metrics-interval-ms %d must be at least 1", o.metricsInterval)
@@ -320,14 +341,27 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		httpPort = lis.Addr().(*net.TCPAddr).Port
-		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log, Usage: counts}), log)
+		ws := wsapi.New(mgr, wsapi.Options{
+			MaxMessageBytes: o.wsMaxMessageBytes,
+			MaxInFlight:     o.wsMaxInFlight,
+			PingInterval:    o.wsPingInterval,
+			IdleTimeout:     o.wsIdleTimeout,
+			WriteTimeout:    o.wsWriteTimeout,
+			MaxDecodedBytes: o.maxRequestBytes,
+			Usage:           counts,
+			Logger:          log,
+		})
+		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log, Usage: counts, WebSocket: ws}), log)
 		// Inference requests carry bodies up to --max-request-bytes and wait
 		// in the dynamic batcher's queue as long as the model's queue
 		// policy allows: a server-wide read or write deadline would cut
 		// them off midway. The client (or Envoy's route timeout) owns the
 		// deadline; slow headers and idle connections stay bounded.
 		srv.ReadTimeout, srv.WriteTimeout = 0, 0
-		servers = append(servers, func() { g.Add(daemon.HTTP(srv, lis, exitTimeout, log)) })
+		// Hijacked WebSocket connections are not the HTTP server's to
+		// drain: their actor closes them with 1012 once their messages in
+		// flight are answered, and the models unload only after that.
+		servers = append(servers, func() { g.Add(daemon.HTTP(srv, lis, exitTimeout, log)) }, func() { g.Add(wsDrainActor(ws, exitTimeout, log)) })
 		log.Info("serving HTTP", "address", lis.Addr().String(), "tls", o.tls.http().mode(), "why", o.httpAddrWhy)
 	}
 	if o.allowMetrics {
@@ -414,6 +448,24 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	err = daemon.Run(&g)
 	log.Info("helix-worker stopped")
 	return err
+}
+
+// wsDrainActor waits for the interrupt, then drains ws within timeout;
+// its execute returns only once the connections have ended.
+func wsDrainActor(ws *wsapi.Server, timeout time.Duration, log *slog.Logger) (func() error, func(error)) {
+	stop := make(chan struct{})
+	var once sync.Once
+	return func() error {
+			<-stop
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			if err := ws.Drain(ctx); err != nil {
+				log.Warn("shutdown", "error", err)
+			}
+			return nil
+		}, func(error) {
+			once.Do(func() { close(stop) })
+		}
 }
 
 // openGPUs finds the GPUs through NVML. No NVML or no GPU is one log line

@@ -38,6 +38,16 @@ type Options struct {
 	// Usage, when set, counts every inference request that carries
 	// wire.HeaderClient (see infer.RecordUsage).
 	Usage *usage.Aggregator
+	// WebSocket, when set, serves GET /v2/models/{m}[/versions/{v}]/infer/ws
+	// (workers/wsapi); without it that path is 404.
+	WebSocket WebSocketHandler
+}
+
+// WebSocketHandler serves a model's WebSocket inference endpoint; the
+// handler has already checked the path's model against the gateway's and
+// normalized the version.
+type WebSocketHandler interface {
+	ServeInferWS(w http.ResponseWriter, r *http.Request, model, version string)
 }
 
 type handler struct {
@@ -46,11 +56,12 @@ type handler struct {
 	maxDecompressed int64
 	log             *slog.Logger
 	usage           *usage.Aggregator
+	ws              WebSocketHandler
 }
 
 // NewHandler returns the KServe v2 HTTP handler for svc.
 func NewHandler(svc infer.Service, opts Options) http.Handler {
-	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger, usage: opts.Usage}
+	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger, usage: opts.Usage, ws: opts.WebSocket}
 	if h.maxBytes <= 0 {
 		h.maxBytes = DefaultMaxRequestBytes
 	}
@@ -143,6 +154,8 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 		h.withVersion(w, r, version, func(v string) { h.modelStats(w, r, model, v) })
 	case len(rest) == 1 && rest[0] == "infer":
 		h.withVersion(w, r, version, func(v string) { h.infer(w, r, model, v) })
+	case len(rest) == 2 && rest[0] == "infer" && rest[1] == "ws" && h.ws != nil:
+		h.withVersion(w, r, version, func(v string) { h.ws.ServeInferWS(w, r, model, v) })
 	case len(rest) == 1 && (rest[0] == "generate" || rest[0] == "generate_stream"):
 		if h.allow(w, r, http.MethodPost) {
 			h.writeError(w, r, infer.Errorf(infer.CodeUnimplemented, "the generate extension is not supported by helix-worker"))
