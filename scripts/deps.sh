@@ -142,7 +142,7 @@ run_venv() {
 
 test_venv() {
   venv_deps .venv scripts/requirements.txt \
-    'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy, pytest, jwt, requests_oauthlib'
+    'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy, pytest, jwt, requests_oauthlib, websockets'
 }
 
 bench_venv() {
