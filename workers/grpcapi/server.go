@@ -31,14 +31,24 @@ type Options struct {
 	// Usage, when set, counts every inference request (unary and stream)
 	// that carries wire.HeaderClient (see infer.RecordUsage).
 	Usage *usage.Aggregator
+	// Limiter, when set, counts every ModelStreamInfer message that came
+	// through the gateway against its client's plan (stream.go); nil: a
+	// stream's messages are not counted (Check counted none of them).
+	Limiter infer.MessageLimiter
+	// LimitRecheck is how often an idle stream's credential is asked about
+	// again (Spend of 0), which bounds how long a revoked client's stream
+	// stays open; 0 means 10s.
+	LimitRecheck time.Duration
 }
 
 // Server implements pb.GRPCInferenceServiceServer on top of an infer.Service.
 type Server struct {
 	pb.UnimplementedGRPCInferenceServiceServer
-	svc   infer.Service
-	log   *slog.Logger
-	usage *usage.Aggregator
+	svc     infer.Service
+	log     *slog.Logger
+	usage   *usage.Aggregator
+	limiter infer.MessageLimiter
+	recheck time.Duration
 }
 
 // NewServer returns a front end for svc.
@@ -47,7 +57,11 @@ func NewServer(svc infer.Service, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{svc: svc, log: log, usage: opts.Usage}
+	recheck := opts.LimitRecheck
+	if recheck <= 0 {
+		recheck = 10 * time.Second
+	}
+	return &Server{svc: svc, log: log, usage: opts.Usage, limiter: opts.Limiter, recheck: recheck}
 }
 
 // Register registers the inference service and the gRPC health service on s.
