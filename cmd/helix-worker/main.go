@@ -78,6 +78,8 @@ type options struct {
 	usageAddress, usageCAFile, usageCertFile, usageKeyFile, usageServerName string
 	usageFlushInterval                                                      time.Duration
 	usageMaxKeys                                                            int
+	limitsAddress                                                           string
+	limitsTimeout                                                           time.Duration
 
 	// WebSocket inference (workers/wsapi, docs/websocket.md).
 	wsMaxMessageBytes                             int64
@@ -127,12 +129,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.xdsKeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "IP or DNS name Envoy reaches this worker at (required with --xds-address)")
 	fs.StringVar(&o.usageAddress, "usage-address", "", "host:port of helix-authz's gRPC listener (its --grpc-listen), where the worker reports usage per client and model to the usage ledger over mTLS; empty: usage is not counted")
-	fs.StringVar(&o.usageCAFile, "usage-ca-file", "", "CA bundle (PEM) that signs helix-authz's certificate (default: --xds-ca-file)")
+	fs.StringVar(&o.usageCAFile, "usage-ca-file", "", "CA bundle (PEM) that signs helix-authz's certificate, for --usage-address and --limits-address (default: --xds-ca-file)")
 	fs.StringVar(&o.usageCertFile, "usage-cert-file", "", "client certificate (PEM, a worker identity) presented to helix-authz; re-read on each connection (default: --xds-cert-file)")
 	fs.StringVar(&o.usageKeyFile, "usage-key-file", "", "private key (PEM) of --usage-cert-file (default: --xds-key-file)")
 	fs.StringVar(&o.usageServerName, "usage-server-name", "", "name helix-authz's certificate is checked for (default: the host of --usage-address); e.g. the OAuth2 issuer's host when that certificate is publicly issued")
 	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", usage.DefaultInterval, "how often counted usage is sent to the ledger; a worker killed without its last flush loses at most this much")
 	fs.IntVar(&o.usageMaxKeys, "usage-max-keys", usage.DefaultMaxKeys, "most (hour, client, model) keys counted between flushes; requests of further keys are dropped and counted in helix_usage_dropped_total")
+	o.limitsFlags(fs)
 	fs.Int64Var(&o.wsMaxMessageBytes, "ws-max-message-bytes", wsapi.DefaultMaxMessageBytes, "largest WebSocket inference message accepted; a bigger one closes the connection with 1009")
 	fs.IntVar(&o.wsMaxInFlight, "ws-max-in-flight", wsapi.DefaultMaxInFlight, "most messages of one WebSocket connection served at once; beyond it the worker stops reading that connection (backpressure)")
 	fs.DurationVar(&o.wsPingInterval, "ws-ping-interval", wsapi.DefaultPingInterval, "how often the worker pings each WebSocket client")
@@ -298,6 +301,11 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	// Deferred before mgr.Close, so it runs after it, once the servers have
 	// drained: the last flush holds the last request's counts.
 	defer stopUsage()
+	limiter, stopLimits, err := startLimits(o, log)
+	if err != nil {
+		return err
+	}
+	defer stopLimits()
 	for listener, conf := range map[string]*tls.Config{"grpc": grpcTLS, "http": httpTLS} {
 		if conf == nil {
 			continue
@@ -330,7 +338,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			gopts = append(gopts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 		}
 		gs := grpc.NewServer(gopts...)
-		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log, Usage: counts}).Register(gs)
+		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log, Usage: counts, Limiter: limiter}).Register(gs)
 		grpcPort = lis.Addr().(*net.TCPAddr).Port
 		servers = append(servers, func() { g.Add(daemon.GRPC(gs, lis, exitTimeout, log)) })
 		log.Info("serving gRPC", "address", lis.Addr().String(), "tls", o.tls.grpc().mode(), "why", o.grpcAddrWhy)
@@ -349,6 +357,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			WriteTimeout:    o.wsWriteTimeout,
 			MaxDecodedBytes: o.maxRequestBytes,
 			Usage:           counts,
+			Limiter:         limiter,
 			Logger:          log,
 		})
 		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log, Usage: counts, WebSocket: ws}), log)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,11 +25,21 @@ func (o *options) checkUsage() error {
 	if o.usageMaxKeys < 1 {
 		return fmt.Errorf("--usage-max-keys %d must be at least 1", o.usageMaxKeys)
 	}
-	if o.usageAddress == "" {
+	if err := o.checkLimits(); err != nil {
+		return err
+	}
+	// The Limits service is on the same helix-authz listener, reached with
+	// the same files.
+	if o.usageAddress == "" && o.limitsAddress == "" {
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(o.usageAddress); err != nil {
-		return fmt.Errorf("--usage-address %q: %w", o.usageAddress, err)
+	for _, a := range []struct{ flag, addr string }{{"--usage-address", o.usageAddress}, {"--limits-address", o.limitsAddress}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q: %w", a.flag, a.addr, err)
+		}
 	}
 	for _, f := range []struct {
 		dst  *string
@@ -43,7 +52,11 @@ func (o *options) checkUsage() error {
 		}
 	}
 	if o.usageCAFile == "" || o.usageCertFile == "" || o.usageKeyFile == "" {
-		return errors.New("--usage-address needs --usage-ca-file, --usage-cert-file and --usage-key-file (or the --xds-* ones): helix-authz admits workers by their client certificate")
+		flag := "--usage-address"
+		if o.usageAddress == "" {
+			flag = "--limits-address"
+		}
+		return fmt.Errorf("%s needs --usage-ca-file, --usage-cert-file and --usage-key-file (or the --xds-* ones): helix-authz admits workers by their client certificate", flag)
 	}
 	return nil
 }
@@ -55,15 +68,9 @@ func startUsage(ctx context.Context, o *options, reg prometheus.Registerer, log 
 	if o.usageAddress == "" {
 		return nil, func() {}, nil
 	}
-	tlsCfg, err := registration.LoadClientTLS(o.usageCAFile, o.usageCertFile, o.usageKeyFile)
+	conn, err := dialAuthz(o, "--usage-address", o.usageAddress)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--usage-ca-file/--usage-cert-file/--usage-key-file: %w", err)
-	}
-	// Empty: gRPC checks the certificate for the host of --usage-address.
-	tlsCfg.ServerName = o.usageServerName
-	conn, err := grpc.NewClient(o.usageAddress, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		return nil, nil, fmt.Errorf("--usage-address: %w", err)
+		return nil, nil, err
 	}
 	name := o.workerID
 	if name == "" {
@@ -93,4 +100,21 @@ func startUsage(ctx context.Context, o *options, reg prometheus.Registerer, log 
 		<-done
 		_ = conn.Close()
 	}, nil
+}
+
+// dialAuthz connects to helix-authz's gRPC listener at address (named by
+// flag in errors) with the --usage-* TLS files: the usage Ledger and the
+// Limits service both admit workers by their certificate.
+func dialAuthz(o *options, flag, address string) (*grpc.ClientConn, error) {
+	tlsCfg, err := registration.LoadClientTLS(o.usageCAFile, o.usageCertFile, o.usageKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--usage-ca-file/--usage-cert-file/--usage-key-file: %w", err)
+	}
+	// Empty: gRPC checks the certificate for the host of the address.
+	tlsCfg.ServerName = o.usageServerName
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return conn, nil
 }
