@@ -33,6 +33,10 @@ type conn struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	// work is the messages' context: ended at once when the server closes
+	// the connection, while ctx lives on for the close handshake.
+	work       context.Context
+	cancelWork context.CancelFunc
 	// slots holds one token per message being served (and one for the
 	// read loop's next message): when full, the read loop waits.
 	slots    chan struct{}
@@ -114,6 +118,7 @@ func (c *conn) serve() {
 func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		c.s.log.DebugContext(c.ctx, "closing websocket", "model", c.model, "code", int(code), "reason", reason)
+		c.cancelWork()
 		go func() {
 			_ = c.ws.Close(code, truncateReason(reason))
 			c.cancel()
@@ -123,8 +128,8 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 
 // abort ends the connection at once, without a close handshake.
 func (c *conn) abort() {
+	c.cancel() // first: CloseNow waits for a close handshake under way
 	_ = c.ws.CloseNow()
-	c.cancel()
 }
 
 // drain answers further messages 503, waits for those in flight, then
@@ -137,8 +142,7 @@ func (c *conn) drain(ctx context.Context) {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			c.closeWith(websocket.StatusServiceRestart, "worker draining")
-			return
+			return // Drain aborts the connection
 		case <-c.ctx.Done():
 			return
 		}
@@ -236,14 +240,18 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 		return
 	}
 	defer c.unclaim(*id)
-	status, msg := c.admit()
+	status, msg, limited := c.admit()
 	if status != 0 {
-		c.recordUsage(call.Request(), true, start)
+		if !limited {
+			// A message the limiter refused is counted by helix-authz
+			// (throttled), as a refused REST request never reaches here.
+			c.recordUsage(call.Request(), true, start)
+		}
 		c.writeError(id, status, msg)
 		return
 	}
 	req := call.Request()
-	resp, err := c.s.svc.Infer(c.ctx, req)
+	resp, err := c.s.svc.Infer(c.work, req)
 	if err != nil {
 		c.recordUsage(req, true, start)
 		c.writeError(id, httpapi.HTTPStatus(err), err.Error())
@@ -262,33 +270,33 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 }
 
 // admit asks the limiter for the message: 0 lets it run, else the status
-// and message to answer it with. A revoked credential closes the
-// connection.
-func (c *conn) admit() (int, string) {
+// and message to answer it with, and whether the limiter refused it. A
+// revoked credential closes the connection.
+func (c *conn) admit() (status int, msg string, limited bool) {
 	if c.draining.Load() {
-		return http.StatusServiceUnavailable, "the worker is draining; send this message again on a new connection"
+		return http.StatusServiceUnavailable, "the worker is draining; send this message again on a new connection", false
 	}
 	if !c.counted() {
-		return 0, ""
+		return 0, "", false
 	}
-	v, err := c.s.opts.Limiter.Spend(c.ctx, c.cred, 1)
+	v, err := c.s.opts.Limiter.Spend(c.work, c.cred, 1)
 	if err != nil {
 		c.s.log.WarnContext(c.ctx, "websocket message limit check failed", "model", c.model, "error", err)
-		return http.StatusServiceUnavailable, "the plan's limits could not be checked; try again"
+		return http.StatusServiceUnavailable, "the plan's limits could not be checked; try again", true
 	}
 	c.lastSpend.Store(time.Now().UnixNano())
 	switch {
 	case v.Revoked:
 		c.closeWith(websocket.StatusPolicyViolation, revokedReason(v))
-		return http.StatusForbidden, revokedReason(v)
+		return http.StatusForbidden, revokedReason(v), true
 	case v.OverLimit || !v.Allowed:
-		msg := "rate limit exceeded"
+		msg = "rate limit exceeded"
 		if v.Reason != "" {
 			msg += ": " + v.Reason
 		}
-		return http.StatusTooManyRequests, msg
+		return http.StatusTooManyRequests, msg, true
 	}
-	return 0, ""
+	return 0, "", false
 }
 
 func (c *conn) claim(id string) bool {

@@ -161,6 +161,7 @@ func (s *Server) ServeInferWS(w http.ResponseWriter, r *http.Request, model, ver
 	// The connection outlives the request's context rules; it ends when
 	// the read loop does.
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	c.work, c.cancelWork = context.WithCancel(c.ctx)
 	ws.SetReadLimit(s.opts.MaxMessageBytes)
 	if !s.track(c) {
 		// Drain began during the upgrade.
