@@ -19,9 +19,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/wire"
+	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/httpapi"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/tensor"
@@ -102,7 +102,7 @@ func (f *fakeService) RepositoryIndex(context.Context, bool) ([]infer.IndexEntry
 	return nil, nil
 }
 func (f *fakeService) LoadModel(context.Context, string, infer.LoadOptions) error { return nil }
-func (f *fakeService) UnloadModel(context.Context, string, bool) error          { return nil }
+func (f *fakeService) UnloadModel(context.Context, string, bool) error            { return nil }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -680,7 +680,9 @@ func TestLimiterVerdicts(t *testing.T) {
 		t.Errorf("usage counted %d requests, %d errors; want 2, 0", requests, errs)
 	}
 
-	lim.set(func(uint32) (infer.Verdict, error) { return infer.Verdict{Revoked: true, Reason: "credential revoked"}, nil })
+	lim.set(func(uint32) (infer.Verdict, error) {
+		return infer.Verdict{Revoked: true, Reason: "credential revoked"}, nil
+	})
 	send(t, c, websocket.MessageText, msg("r"))
 	if code := closeCode(t, c); code != websocket.StatusPolicyViolation {
 		t.Fatalf("revoked: close %v, want 1008", code)
