@@ -3,6 +3,8 @@ package portal
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -17,6 +19,9 @@ import (
 const (
 	csrfCookie = "__Host-helix_portal_csrf"
 	csrfField  = "csrf"
+	// maxFormBytes bounds a POSTed form: the largest is a model list or a
+	// profile, far below it.
+	maxFormBytes = 64 << 10
 )
 
 // View is what the layout and every page template get.
@@ -82,7 +87,14 @@ func (p *Portal) page(h pageHandler, signedIn bool) http.Handler {
 				p.fail(w, r, v, http.StatusForbidden, "This form was not sent from this site. Reload the page and try again.")
 				return
 			}
+			// A form is a few fields; net/http would read 10 MB of one.
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
+				var tooBig *http.MaxBytesError
+				if errors.As(err, &tooBig) {
+					p.fail(w, r, v, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is larger than %d KiB; shorten what you entered.", maxFormBytes>>10))
+					return
+				}
 				p.fail(w, r, v, http.StatusBadRequest, "The form could not be read: "+err.Error())
 				return
 			}
