@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak gpu-check coverage vulncheck clean
+.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -152,6 +152,9 @@ chaos: deps-run build models ## kill -9 and restart each process under load: fai
 
 soak: deps-run build models ## half the measured capacity over 1,000 connections for SOAK_DURATION (default 10m): memory, goroutines, fds per minute
 	$(GO) run $(GOTAGS) ./tests/resilience soak
+
+soak-ws: deps-run build models ## SOAK_WS_CONNS (1,000) WebSocket connections through Envoy, 1 message/s each, for SOAK_WS_DURATION (default 5m): no errors, each process's memory within +10% of the warm-up
+	$(GO) run $(GOTAGS) ./tests/wssoak
 
 gpu-check: deps models ## build the self-contained GPU check bundle into .gpu-check/ (run it on a GPU machine: scripts/gpu-check/README.md)
 	bash scripts/gpu-check/bundle.sh

@@ -17,6 +17,8 @@
 // the snapshot build for 1,000 models x 100 workers, and the
 // plan's load target: open-loop load from ghz over 1,000 connections
 // through the full chain, then the rate at which its p95 passes 100 ms.
+// And inferences/s over WebSocket vs gRPC streaming vs unary gRPC through
+// the full chain at each concurrency (streams.go), with their ratios.
 //
 // Every process is started here on 127.0.0.1 free ports and stopped at the
 // end, on an error and on Ctrl-C / SIGTERM. It needs `make deps build
@@ -36,7 +38,7 @@
 //	--envoy-concurrency N   worker threads of both Envoys (default 0: one per core)
 //	--perf-analyzer PATH    default .venv/bin/perf_analyzer
 //	--keep                  keep the temporary folder: logs, CSVs, configs, Envoy stats
-//	--only PART             measure one part only, log it, write no report: convergence, snapshot or load
+//	--only PART             measure one part only, log it, write no report: convergence, snapshot, load or streams
 //	--no-load               leave the load target out of a full run
 //	--load-rate R           the load target's offered rate, requests/s (default 1000)
 //	--load-connections N    connections ghz holds (default 1000)
@@ -121,7 +123,7 @@ func main() {
 	fs.StringVar(&o.perfAnalyzer, "perf-analyzer", ".venv/bin/perf_analyzer", "perf_analyzer (make deps installs it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs, perf_analyzer CSVs, configs) and say where it is")
 	fs.BoolVar(&o.verbose, "v", false, "log every convergence trial")
-	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence, snapshot or load")
+	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence, snapshot, load or streams")
 	fs.BoolVar(&o.noLoad, "no-load", false, "leave the load target (ghz, several minutes) out of a full run")
 	fs.Float64Var(&o.loadRate, "load-rate", 1000, "the load target's offered rate, requests/s through the full chain")
 	fs.IntVar(&o.loadConnections, "load-connections", 1000, "connections ghz holds (one request worker each)")
@@ -212,8 +214,8 @@ func validate(o *options) error {
 	if o.write != "" && (o.quick || o.only != "" || o.profile != "") {
 		return errors.New("--write wants a full run: not with --quick, --only or --profile (the profiled helix-authz is not the product's)")
 	}
-	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot && o.only != onlyLoad {
-		return fmt.Errorf("--only %q: want %s, %s or %s", o.only, onlyConvergence, onlySnapshot, onlyLoad)
+	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot && o.only != onlyLoad && o.only != onlyStreams {
+		return fmt.Errorf("--only %q: want %s, %s, %s or %s", o.only, onlyConvergence, onlySnapshot, onlyLoad, onlyStreams)
 	}
 	if o.loadRate < 1 || o.loadConnections < 1 || o.loadDuration < time.Second || o.loadStep < 1 || o.stepDuration < 0 || o.loadBisect < 0 {
 		return errors.New("--load-rate, --load-connections and --load-step must be >= 1, --load-duration >= 1s, --load-step-duration and --load-bisect >= 0")
@@ -264,6 +266,7 @@ const (
 	onlyConvergence = "convergence"
 	onlySnapshot    = "snapshot"
 	onlyLoad        = "load"
+	onlyStreams     = "streams"
 	onlyPerf        = "perf" // not a flag value: the perf_analyzer runs, part of every full run
 )
 
@@ -279,6 +282,7 @@ type outcome struct {
 	perfCommands      map[string]string // path -> perf_analyzer arguments (token redacted)
 	load              *loadResult
 	usageBatches      string // the worker's helix_usage_batches_total after the perf runs
+	streams           []*streamsPoint
 }
 
 func run(ctx context.Context, o *options) error {
@@ -389,6 +393,16 @@ func run(ctx context.Context, o *options) error {
 		if b, err := httpGet(ctx, http.DefaultClient, e.adminURL+"/stats"); err == nil {
 			_ = os.WriteFile(filepath.Join(tmp, e.Name()+".stats"), b, 0o644)
 		}
+	}
+
+	if o.runs(onlyStreams) {
+		if out.streams, err = measureStreams(ctx, o, s); err != nil {
+			return err
+		}
+		logf("%s", streamsGoal(out.streams))
+	}
+	if o.only == onlyStreams {
+		return nil
 	}
 
 	if o.runs(onlyConvergence) {

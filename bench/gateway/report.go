@@ -197,6 +197,10 @@ func report(o *options, out *outcome) string {
 		w("\nOne worker's change: the same size as helix-xds serves it, from a worker source's table (xds/translate/translatetest.Workers, as the registry's snapshot gives it; workers on loopback) through xds/builder into one xds/server, no Envoy connected; worker-000 turns not ready and ready again in turn (the assignments of every pool it is in change, the pools do not), %d times per size, %v apart (each is then rebuilt at once, within the debouncer's rate); wall time from the source's change signal to `Publish`'s return.\n", o.snapshotRuns, changeGap)
 	}
 
+	if len(out.streams) > 0 {
+		streamsReport(&b, o, out.streams)
+	}
+
 	w("\n### Goals\n\n")
 	goals(&b, o, out)
 	w("%s\n", endMarker)
@@ -211,6 +215,9 @@ func goals(b *strings.Builder, o *options, out *outcome) {
 	w("- %s\n", usageGoal(out))
 	if out.load != nil {
 		w("- %s\n", loadGoal(o, out.load))
+	}
+	if len(out.streams) > 0 {
+		w("- %s\n", streamsGoal(out.streams))
 	}
 	if out.conv != nil {
 		p99 := quantile(out.conv.first, 0.99)
