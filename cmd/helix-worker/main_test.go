@@ -22,6 +22,7 @@ import (
 	"github.com/helixflow/helixflow/internal/testdeps"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/gpu"
+	"github.com/helixflow/helixflow/workers/wsapi"
 )
 
 // syncBuffer collects the worker's log lines.
@@ -274,5 +275,51 @@ func TestMaxDecompressedBytes(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// The --ws-* flags: defaults as docs/websocket.md says, bad values refused.
+func TestWebSocketFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--model-repository", "models"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.wsMaxMessageBytes != 16<<20 || o.wsMaxInFlight != 64 || o.wsPingInterval != 20*time.Second ||
+		o.wsIdleTimeout != 5*time.Minute || o.wsWriteTimeout != 10*time.Second {
+		t.Errorf("defaults %d %d %v %v %v", o.wsMaxMessageBytes, o.wsMaxInFlight, o.wsPingInterval, o.wsIdleTimeout, o.wsWriteTimeout)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"--ws-max-message-bytes=1048576", "--ws-max-in-flight=8", "--ws-ping-interval=5s", "--ws-idle-timeout=1m", "--ws-write-timeout=2s"}, ""},
+		{[]string{"--ws-max-message-bytes=100"}, "--ws-max-message-bytes 100"},
+		{[]string{"--ws-max-in-flight=0"}, "--ws-max-in-flight 0"},
+		{[]string{"--ws-ping-interval=0s"}, "--ws-ping-interval"},
+		{[]string{"--ws-idle-timeout=-1s"}, "--ws-idle-timeout"},
+	} {
+		_, err := parseFlags(append([]string{"--model-repository", "models"}, tc.args...))
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// The WebSocket drain actor waits for its interrupt and returns once the
+// connections are drained (none here).
+func TestWSDrainActor(t *testing.T) {
+	ws := wsapi.New(nil, wsapi.Options{})
+	execute, interrupt := wsDrainActor(ws, time.Second, slog.New(slog.DiscardHandler))
+	done := make(chan error, 1)
+	go func() { done <- execute() }()
+	select {
+	case <-done:
+		t.Fatal("returned before the interrupt")
+	case <-time.After(50 * time.Millisecond):
+	}
+	interrupt(nil)
+	interrupt(nil) // twice is fine
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
