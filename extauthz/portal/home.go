@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/wire"
 )
 
@@ -66,6 +67,17 @@ func (p *Portal) demoToken(w http.ResponseWriter, r *http.Request, _ *View) {
 		w.WriteHeader(http.StatusNotFound)
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "not_found", "error_description": "the demo is off on this server"})
 		return
+	}
+	if l := p.cfg.DemoLimit; l != nil {
+		if src, ok := l.Source(r); ok {
+			if allowed, retry := l.Allow(src); !allowed {
+				w.Header().Set("Retry-After", sourcelimit.RetryAfter(retry))
+				w.WriteHeader(http.StatusTooManyRequests)
+				_ = json.NewEncoder(w).Encode(map[string]string{"error": "too_many_requests",
+					"error_description": "too many demo tokens from your address; wait a few seconds"})
+				return
+			}
+		}
 	}
 	tok, exp, err := p.cfg.Demo.DemoToken(r)
 	if err != nil {

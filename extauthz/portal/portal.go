@@ -29,6 +29,7 @@ import (
 	"strings"
 
 	"github.com/helixflow/helixflow/extauthz/session"
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/wire"
 )
 
@@ -69,6 +70,9 @@ type Config struct {
 	Demo DemoTokens
 	// DemoModel is the model the demo calls.
 	DemoModel string
+	// DemoLimit bounds the demo tokens minted per source address (nil:
+	// none).
+	DemoLimit *sourcelimit.Limiter
 	Logger    *slog.Logger
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
+	"github.com/helixflow/helixflow/internal/sourcelimit"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/config"
 )
@@ -152,6 +153,14 @@ func (s *Server) mountPortal(cfg Config, gw *config.Config) error {
 				return token.Sign(c, key, kid, alg)
 			},
 			clients: s.clients, issuer: cfg.Issuer, audience: cfg.Audience, now: time.Now,
+		}
+	}
+	if pc.Demo != nil {
+		// Minting is cheap, but not free: a source gets a demo token every
+		// 5 s after a burst of 5 (one per page view is plenty).
+		if pc.DemoLimit, err = sourcelimit.New(sourcelimit.Config{Rate: 0.2, Burst: 5, TrustedProxies: cfg.TrustedProxies,
+			Name: "portal_demo", Registerer: cfg.Registerer}); err != nil {
+			return err
 		}
 	}
 	p, err := portal.New(pc)
