@@ -41,7 +41,7 @@ import (
 const rssGrowth = 0.10
 
 type options struct {
-	root             string
+	root, binDir     string
 	conns            int
 	rate             float64 // messages per second per connection
 	duration, warmup time.Duration
@@ -53,6 +53,7 @@ func main() {
 	var o options
 	fs := flag.NewFlagSet("wssoak", flag.ExitOnError)
 	fs.StringVar(&o.root, "root", ".", "the repository (bin/, models/, deploy/local/)")
+	fs.StringVar(&o.binDir, "bin-dir", "", "helix-authz, helix-xds and helix-worker (default ROOT/bin)")
 	fs.IntVar(&o.conns, "conns", envInt("SOAK_WS_CONNS", 1000), "WebSocket connections (env SOAK_WS_CONNS)")
 	fs.Float64Var(&o.rate, "rate", 1, "messages per second on each connection")
 	fs.DurationVar(&o.duration, "duration", envDuration("SOAK_WS_DURATION", 5*time.Minute), "how long the load runs (env SOAK_WS_DURATION)")
@@ -92,7 +93,7 @@ func soak(ctx context.Context, o options) (bool, error) {
 		}
 	}()
 	st, err := helixstack.New(helixstack.Options{
-		Root: root, Dir: dir, EnvoyDiscardStdout: true,
+		Root: root, Dir: dir, BinDir: o.binDir, EnvoyDiscardStdout: true,
 		// Tokens outlive the soak: a connection closes (1008) when its
 		// token expires, which is not what this measures.
 		Args:   map[string][]string{helixstack.Authz: {"--token-lifetime=1h"}},
