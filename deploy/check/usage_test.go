@@ -173,7 +173,8 @@ func checkAuthzGRPCService(t *testing.T, objs []Object) {
 // TestUsagePath: with NetworkPolicies on, the workers reach helix-authz's
 // gRPC port and nothing else of the chart (nor any address outside it);
 // helix-authz's gRPC port admits Envoy and the workers alone. With
-// usage.enabled false the path is closed and nothing of it is rendered.
+// usage.enabled and limits.enabled false the path is closed and nothing of
+// it is rendered.
 func TestUsagePath(t *testing.T) {
 	base, err := ReadValues(filepath.Join(testValuesDir, "minimal.yaml"))
 	if err != nil {
@@ -182,7 +183,8 @@ func TestUsagePath(t *testing.T) {
 	for _, enabled := range []bool{true, false} {
 		name := map[bool]string{true: "enabled", false: "disabled"}[enabled]
 		t.Run(name, func(t *testing.T) {
-			objs := renderObjects(t, mergeValues(base, map[string]any{"usage": map[string]any{"enabled": enabled}}))
+			// The per-message plan limits use the same path: off too.
+			objs := renderObjects(t, mergeValues(base, map[string]any{"usage": map[string]any{"enabled": enabled}, "limits": map[string]any{"enabled": enabled}}))
 			if errs := Policy(objs); len(errs) > 0 {
 				t.Fatalf("policy: %v", errs)
 			}

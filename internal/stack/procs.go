@@ -368,6 +368,9 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 		// same worker certificate (the --usage-* files default to the
 		// --xds-* ones); flushed every 2s so the portal shows it soon.
 		args = append(args, "--usage-address="+Addr(s.Ports.ExtAuthz), "--usage-flush-interval="+UsageFlushInterval.String())
+		// Stream messages (ModelStreamInfer, WebSocket) count against the
+		// client's plan on helix-authz's counters, on the same listener.
+		args = append(args, "--limits-address="+Addr(s.Ports.ExtAuthz))
 	}
 	return supervise.Spec{
 		Name: w.Name, Path: s.bin("helix-worker"), Args: append(args, w.Args...),

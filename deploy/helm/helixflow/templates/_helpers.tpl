@@ -118,6 +118,14 @@ helixflow.workerUsageSecret: the Secret of a worker pool's client certificate
 towards helix-authz's usage ledger; call with (list $ "cpu"). With
 cert-manager it is the Certificate's secret; without, tls.secrets.workerUsage.<pool>.
 */}}
+{{/* helixflow.workersReachAuthz: non-empty when workers call helix-authz's
+gRPC listener (the usage ledger, usage.enabled; the per-message plan limits,
+limits.enabled): their client certificate, its volume and the NetworkPolicy
+path to port 9001 exist then. */}}
+{{- define "helixflow.workersReachAuthz" -}}
+{{- if or .Values.usage.enabled .Values.limits.enabled -}}true{{- end -}}
+{{- end -}}
+
 {{- define "helixflow.workerUsageSecret" -}}
 {{- $root := index . 0 -}}
 {{- $pool := index . 1 -}}
@@ -126,7 +134,7 @@ cert-manager it is the Certificate's secret; without, tls.secrets.workerUsage.<p
 {{- else -}}
 {{- $s := index ($root.Values.tls.secrets.workerUsage | default dict) $pool -}}
 {{- if not $s -}}
-{{- fail (printf "tls.secrets.workerUsage.%s: required when tls.certManager.enabled is false and usage.enabled is true (an existing Secret with tls.crt, tls.key and ca.crt: the client certificate of pool %s, URI SAN spiffe://helixflow.local/worker/%s)" $pool $pool $pool) -}}
+{{- fail (printf "tls.secrets.workerUsage.%s: required when tls.certManager.enabled is false and usage.enabled or limits.enabled is true (an existing Secret with tls.crt, tls.key and ca.crt: the client certificate of pool %s, URI SAN spiffe://helixflow.local/worker/%s)" $pool $pool $pool) -}}
 {{- end -}}
 {{- $s -}}
 {{- end -}}
