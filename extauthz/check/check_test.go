@@ -415,7 +415,12 @@ func TestCheckGrants(t *testing.T) {
 			if r.headers["x-helix-client"] != tc.client || r.headers["x-helix-plan"] != tc.plan {
 				t.Fatalf("identity headers %v", r.headers)
 			}
-			if len(r.headers) != map[bool]int{true: 3, false: 2}[tc.model != ""] {
+			want := map[bool]int{true: 3, false: 2}[tc.model != ""]
+			if strings.HasSuffix(tc.req.GetAttributes().GetRequest().GetHttp().GetPath(), "/ModelStreamInfer") {
+				// A stream's credential for the worker (TestCheckStreamCredential).
+				want += 2
+			}
+			if len(r.headers) != want {
 				t.Fatalf("unexpected headers %v", r.headers)
 			}
 			for _, h := range tc.removed {

@@ -32,6 +32,16 @@ type reqHeaders struct {
 	contentType      string
 	streamModel      string
 	hasStreamModel   bool
+	// wsProtocol is Sec-WebSocket-Protocol (repeated headers joined by
+	// ","), the subprotocols a WebSocket client offers.
+	wsProtocol    string
+	hasWSProtocol bool
+	// wsPath: the request path ends with wire.WSPathSuffix, so a
+	// credential may come in wsProtocol (set before authenticate).
+	wsPath bool
+	// credKind and cred are the credential authenticate used.
+	credKind credKind
+	cred     string
 	// repeated: a header we read came more than once, so which one the
 	// upstream would use is unclear.
 	repeated bool
@@ -72,6 +82,12 @@ func (h *reqHeaders) add(key, value string) {
 	case hdrContentType:
 		// Only picks the reply format; a repeated value is not a risk.
 		h.contentType = value
+	case wire.HeaderWSProtocol:
+		// A list header: repeats are one list (RFC 9110 5.3).
+		if h.hasWSProtocol {
+			value = h.wsProtocol + "," + value
+		}
+		h.wsProtocol, h.hasWSProtocol = value, true
 	case wire.HeaderStreamModel:
 		if h.hasStreamModel {
 			// Two models named: no valid model name holds a newline, so
@@ -104,12 +120,17 @@ const (
 )
 
 // credential picks the one credential of a request: "authorization: Bearer
-// <jwt>", "authorization: Bearer hx_<key>" or "x-api-key: hx_<key>". Two
-// credentials, a repeated header, an oversized or malformed value are
-// credBad.
+// <jwt>", "authorization: Bearer hx_<key>" or "x-api-key: hx_<key>", or on
+// a WebSocket path without either header "helix.bearer.<jwt or key>"
+// among the subprotocols (wsCredential). Two credentials, a repeated
+// header, an oversized or malformed value are credBad. The headers win
+// over the subprotocol, which is then ignored (and never forwarded).
 func credential(h *reqHeaders) (credKind, string) {
 	switch {
 	case !h.hasAuthorization && !h.hasAPIKey:
+		if h.wsPath && h.hasWSProtocol {
+			return wsCredential(h.wsProtocol)
+		}
 		return credNone, ""
 	case h.repeated || (h.hasAuthorization && h.hasAPIKey):
 		return credBad, ""
@@ -126,10 +147,95 @@ func credential(h *reqHeaders) (credKind, string) {
 	if !ok {
 		return credBad, ""
 	}
+	return bearerKind(tok), tok
+}
+
+// bearerKind: an API key by its prefix, else a JWT.
+func bearerKind(tok string) credKind {
 	if strings.HasPrefix(tok, APIKeyPrefix) {
-		return credAPIKey, tok
+		return credAPIKey
 	}
-	return credJWT, tok
+	return credJWT
+}
+
+// wsCredential is the credential of a WebSocket's subprotocol list:
+// credNone without a helix.bearer. entry, credBad for a malformed list or
+// more than one entry.
+func wsCredential(v string) (credKind, string) {
+	o := parseWSProtocols(v)
+	switch {
+	case o.bad:
+		return credBad, ""
+	case o.tokens == 0:
+		return credNone, ""
+	}
+	return bearerKind(o.token), o.token
+}
+
+// maxWSProtocolBytes bounds Sec-WebSocket-Protocol: a credential and a
+// few protocol names.
+const maxWSProtocolBytes = maxCredentialBytes + 1024
+
+// wsOffer is what a client's Sec-WebSocket-Protocol says.
+type wsOffer struct {
+	// helix: it offers wire.WSProtocol.
+	helix bool
+	// token is the credential of the helix.bearer.<token> entry and
+	// tokens the number of such entries.
+	token  string
+	tokens int
+	// bad: not a list of tokens (RFC 6455 4.1, RFC 9110 5.6.2), an
+	// empty, oversized or malformed credential, or more than one.
+	bad bool
+}
+
+// parseWSProtocols reads a Sec-WebSocket-Protocol value: a comma-separated
+// list of tokens, empty elements and whitespace around them ignored.
+// Names are case-sensitive (RFC 6455 11.3.4). It does not allocate.
+func parseWSProtocols(v string) wsOffer {
+	var o wsOffer
+	if len(v) > maxWSProtocolBytes {
+		o.bad = true
+		return o
+	}
+	for rest := v; rest != ""; {
+		var elem string
+		elem, rest, _ = strings.Cut(rest, ",")
+		elem = strings.Trim(elem, " \t")
+		switch {
+		case elem == "":
+			continue
+		case !isHTTPToken(elem):
+			return wsOffer{bad: true}
+		case elem == wire.WSProtocol:
+			o.helix = true
+		case strings.HasPrefix(elem, wire.WSTokenProtocolPrefix):
+			tok := elem[len(wire.WSTokenProtocolPrefix):]
+			o.tokens++
+			if o.tokens > 1 || len(tok) > maxCredentialBytes || !isToken68(tok) {
+				return wsOffer{bad: true}
+			}
+			o.token = tok
+		}
+	}
+	return o
+}
+
+// isHTTPToken: 1*tchar (RFC 9110 5.6.2), what a subprotocol name is.
+func isHTTPToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // bearer returns the token of "Bearer <token68>" (scheme case-insensitive,

@@ -168,8 +168,18 @@ func errorBody(d denial) string {
 // upstream and the access log, minus its credential, and the plan's state
 // for the client. No dynamic metadata: nothing in Envoy reads it, and
 // building and merging a Struct costs both sides on every request.
-func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision) *authv3.CheckResponse {
-	headers := make([]*corev3.HeaderValueOption, 0, 3)
+//
+// A stream (ModelStreamInfer, a WebSocket) also gets its credential's id
+// and expiry for the worker's per-message checks. Sec-WebSocket-Protocol
+// never goes on as the client sent it, since it may hold a credential: on
+// a WebSocket that offered wire.WSProtocol it becomes exactly that, else
+// it is removed.
+func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision, sc streamCredential) *authv3.CheckResponse {
+	n := 3
+	if t.stream {
+		n = 6
+	}
+	headers := make([]*corev3.HeaderValueOption, 0, n)
 	remove := make([]string, 0, 4+len(h.helix))
 	remove = append(remove, hdrAuthorization, hdrAPIKey)
 
@@ -185,8 +195,23 @@ func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision
 		// No model known: a client-sent x-helix-model must not route.
 		remove = append(remove, wire.HeaderModel)
 	}
+	if t.stream {
+		headers = append(headers, header(wire.HeaderCredential, sc.id))
+		if sc.expires != "" {
+			headers = append(headers, header(wire.HeaderExpires, sc.expires))
+		} else {
+			remove = append(remove, wire.HeaderExpires)
+		}
+	}
+	if h.hasWSProtocol {
+		if t.ws && parseWSProtocols(h.wsProtocol).helix {
+			headers = append(headers, header(wire.HeaderWSProtocol, wire.WSProtocol))
+		} else {
+			remove = append(remove, wire.HeaderWSProtocol)
+		}
+	}
 	for _, name := range h.helix {
-		if name != wire.HeaderClient && name != wire.HeaderPlan && name != wire.HeaderModel && !contains(remove, name) {
+		if !setsHeader(headers, name) && !contains(remove, name) {
 			remove = append(remove, name)
 		}
 	}
@@ -198,6 +223,16 @@ func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision
 			ResponseHeadersToAdd: rateLimitHeaders(limit),
 		}},
 	}
+}
+
+// setsHeader reports whether headers set name.
+func setsHeader(headers []*corev3.HeaderValueOption, name string) bool {
+	for _, hv := range headers {
+		if hv.GetHeader().GetKey() == name {
+			return true
+		}
+	}
+	return false
 }
 
 // rateLimitHeaders tell the client its plan's state as Envoy's ratelimit

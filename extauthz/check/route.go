@@ -36,6 +36,10 @@ type target struct {
 	version string
 	// rpc names the gRPC method, empty for REST (logs only).
 	rpc string
+	// stream: a long-lived stream whose messages the worker counts one by
+	// one (ModelStreamInfer, a WebSocket); ws: the WebSocket upgrade
+	// (/v2/models/{m}[/versions/{v}]/infer/ws).
+	stream, ws bool
 }
 
 // Denials of parseTarget.
@@ -74,7 +78,7 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 		// whose client named its model is for that model (the worker
 		// refuses messages for any other); one that did not may touch any,
 		// so only a client allowed every model may open it.
-		t.action, t.reach = actionInfer, reachAllModels
+		t.action, t.reach, t.stream = actionInfer, reachAllModels, true
 		if streamModel != "" {
 			if wire.CheckModelName(streamModel) != nil {
 				return target{}, errBadModel
@@ -150,6 +154,9 @@ func restTarget(rawPath string) (target, error) {
 		t.action = actionRead
 	case len(rest) == 1 && rest[0] == "infer":
 		t.action = actionInfer
+	case len(rest) == 2 && rest[0] == "infer" && rest[1] == "ws":
+		// The WebSocket upgrade (wire.WSPathSuffix): inference on the model.
+		t.action, t.stream, t.ws = actionInfer, true, true
 	default:
 		return target{}, errUnknownRoute
 	}
@@ -163,4 +170,12 @@ func restTarget(rawPath string) (target, error) {
 // version policy.
 func validTarget(model, version string) bool {
 	return wire.CheckModelName(model) == nil && (version == "" || wire.CheckVersion(version) == nil)
+}
+
+// isWSPath reports whether a raw request target (path and query) ends
+// with wire.WSPathSuffix: only there may a credential come in the
+// WebSocket subprotocols. parseTarget decides whether it is one.
+func isWSPath(rawPath string) bool {
+	path, _, _ := strings.Cut(rawPath, "?")
+	return strings.HasSuffix(path, wire.WSPathSuffix)
 }

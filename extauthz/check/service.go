@@ -101,6 +101,13 @@ type Principal struct {
 	Scopes   []string
 	// Models the client may reach ("*" for all).
 	Models []string
+	// Expires is when the credential expires (zero: never): Check sets a
+	// token's exp, an APIKeyChecker the key's expiry. A stream's worker
+	// closes it then (wire.HeaderExpires).
+	Expires time.Time
+
+	// jti is a token's id, for a stream's wire.HeaderCredential.
+	jti string
 }
 
 // APIKeyChecker checks a presented API key.
@@ -230,6 +237,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		return deniedResponse(d, false), decision{result: d.result(), reason: d.reason}
 	}
 	h := readHeaders(r)
+	h.wsPath = isWSPath(r.GetPath())
 	grpcCaller := isGRPC(h.contentType)
 	deny := func(d denial, p *Principal, t target, routed bool) (*authv3.CheckResponse, decision) {
 		s.logDenial(ctx, d, p, t)
@@ -248,11 +256,24 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if err != nil {
 		return deny(targetDenial(err), p, t, false)
 	}
+	if h.fromWSProtocol() && !t.ws {
+		// isWSPath let the subprotocols carry it, but this is no upgrade.
+		return deny(forbidden("unknown_route", "route not allowed"), p, t, false)
+	}
 	if d := authorize(p, t); d != nil {
 		return deny(*d, p, t, true)
 	}
+	var stream streamCredential
+	if t.stream {
+		var d *denial
+		if stream, d = streamCredentialOf(p, &h); d != nil {
+			return deny(*d, p, t, true)
+		}
+	}
 	var limit *ratelimit.Decision
-	if s.rateLimits != nil {
+	// A stream's open spends nothing: the worker counts each of its
+	// messages on the same counters (helix-authz's Limits.Spend).
+	if s.rateLimits != nil && !t.stream {
 		rl, err := s.rateLimits.Take(ctx, p.Plan, p.ClientID, t.model)
 		switch {
 		case err != nil && !rl.Allowed:
@@ -266,13 +287,14 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 			limit = &rl
 		}
 	}
-	return okResponse(p, t, &h, limit), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
+	return okResponse(p, t, &h, limit, stream), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
 }
 
 // authenticate finds and checks the request's credential. It returns the
 // principal or a denial.
 func (s *Service) authenticate(ctx context.Context, h *reqHeaders) (*Principal, *denial) {
 	kind, cred := credential(h)
+	h.credKind, h.cred = kind, cred
 	var (
 		p *Principal
 		d *denial
@@ -353,7 +375,7 @@ func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial
 		d := unauthenticated("issued_before_client_change")
 		return nil, &d
 	}
-	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models}, nil
+	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models, Expires: c.ExpiresAt, jti: c.JTI}, nil
 }
 
 func (s *Service) checkAPIKey(ctx context.Context, key string) (*Principal, *denial) {

@@ -125,7 +125,12 @@ func (a *APIKeys) CheckAPIKey(ctx context.Context, presented string) (*check.Pri
 	a.mu.Lock()
 	a.uses[prefix]++
 	a.mu.Unlock()
-	return &check.Principal{ClientID: c.ID, Plan: c.Plan, Scopes: intersect(k.Scopes, c.Scopes), Models: c.Models}, nil
+	p := &check.Principal{ClientID: c.ID, Plan: c.Plan, Scopes: intersect(k.Scopes, c.Scopes), Models: c.Models}
+	if k.ExpiresAt != nil {
+		// A stream opened with the key ends then (wire.HeaderExpires).
+		p.Expires = *k.ExpiresAt
+	}
+	return p, nil
 }
 
 // Key returns the key with prefix while it is not revoked (a revoked or

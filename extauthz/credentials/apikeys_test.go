@@ -423,8 +423,12 @@ func TestKeyStates(t *testing.T) {
 	e := newKeyEnv(t)
 	key, prefix := e.addKey(t, "hxc_a", "models:infer")
 	e.load(t)
-	e.updateKey(prefix, func(k *store.APIKey) { at := e.clock.Now().Add(30 * time.Second); k.ExpiresAt = &at })
-	e.mustAccept(t, key)
+	expires := e.clock.Now().Add(30 * time.Second)
+	e.updateKey(prefix, func(k *store.APIKey) { at := expires; k.ExpiresAt = &at })
+	if p := e.mustAccept(t, key); !p.Expires.Equal(expires) {
+		// What a stream opened with it is told (wire.HeaderExpires).
+		t.Errorf("principal expires %v, want the key's %v", p.Expires, expires)
+	}
 	e.clock.Add(30 * time.Second)
 	calls := e.store.calls()
 	e.mustRefuse(t, key)
