@@ -157,11 +157,14 @@ func (c *conn) keep() {
 	o := c.s.opts
 	ping := time.NewTicker(o.PingInterval)
 	defer ping.Stop()
+	// The re-check fires RecheckInterval after the last limiter answer
+	// (a message's Spend answers too), so a revocation is seen within it.
 	var recheck <-chan time.Time
+	var recheckTimer *time.Timer
 	if c.counted() {
-		t := time.NewTicker(o.RecheckInterval)
-		defer t.Stop()
-		recheck = t.C
+		recheckTimer = time.NewTimer(o.RecheckInterval)
+		defer recheckTimer.Stop()
+		recheck = recheckTimer.C
 	}
 	var expiry <-chan time.Time
 	if !c.cred.Expires.IsZero() {
@@ -190,10 +193,12 @@ func (c *conn) keep() {
 				_ = c.ws.Ping(ctx)
 			}()
 		case <-recheck:
-			if time.Since(time.Unix(0, c.lastSpend.Load())) < o.RecheckInterval {
-				continue // a message asked recently
+			if since := time.Since(time.Unix(0, c.lastSpend.Load())); since < o.RecheckInterval {
+				recheckTimer.Reset(o.RecheckInterval - since) // a message asked recently
+				continue
 			}
-			v, err := o.Limiter.Spend(c.ctx, c.cred, 0)
+			v, err := o.Limiter.Spend(c.work, c.cred, 0)
+			recheckTimer.Reset(o.RecheckInterval)
 			if err != nil {
 				// The limiter's trouble, not the client's: keep the
 				// connection; messages are refused 503 meanwhile.
