@@ -730,3 +730,25 @@ func BenchmarkCheckAPIKey(b *testing.B) {
 		}
 	})
 }
+
+// TestKeyByPrefix: Key (helix-authz's Limits re-checking a stream's key)
+// answers a live key without its secret, and a revoked or unknown one as
+// not found, from the copy.
+func TestKeyByPrefix(t *testing.T) {
+	e := newKeyEnv(t)
+	_, p := e.addKey(t, "hxc_a", "models:infer")
+	e.load(t)
+	k, err := e.keys.Key(context.Background(), p)
+	if err != nil || k.ClientID != "hxc_a" || k.RevokedAt != nil {
+		t.Fatalf("Key: %+v %v", k, err)
+	}
+	e.updateKey(p, func(k *store.APIKey) { at := e.clock.Now(); k.RevokedAt = &at })
+	for _, prefix := range []string{p, "nosuch"} {
+		if _, err := e.keys.Key(context.Background(), prefix); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Key(%q): %v, want ErrNotFound", prefix, err)
+		}
+	}
+	if testutil.ToFloat64(e.lookups) != 0 {
+		t.Errorf("%v lookups", testutil.ToFloat64(e.lookups))
+	}
+}
