@@ -669,13 +669,16 @@ func TestLimiterVerdicts(t *testing.T) {
 	lim.mu.Unlock()
 	// Usage: the two that ran; refusals are helix-authz's to count.
 	var requests, errs uint64
-	for _, r := range agg.Drain() {
-		if r.GetClientId() != "acme" || r.GetModel() != "echo" {
-			t.Errorf("usage row %v", r)
+	waitFor(t, func() bool {
+		for _, r := range agg.Drain() {
+			if r.GetClientId() != "acme" || r.GetModel() != "echo" {
+				t.Errorf("usage row %v", r)
+			}
+			requests += r.GetRequests()
+			errs += r.GetErrors()
 		}
-		requests += r.GetRequests()
-		errs += r.GetErrors()
-	}
+		return requests >= 2
+	})
 	if requests != 2 || errs != 0 {
 		t.Errorf("usage counted %d requests, %d errors; want 2, 0", requests, errs)
 	}
@@ -733,5 +736,52 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestAbruptDisconnect: a client gone mid-message cancels the message's
+// inference and frees the connection.
+func TestAbruptDisconnect(t *testing.T) {
+	f := newFake()
+	ws, url := start(t, f, wsapi.Options{})
+	c := dial(t, url, nil)
+	for i := range 3 {
+		send(t, c, websocket.MessageText, []byte(`{"id":"`+strconv.Itoa(i)+`","parameters":{"block":true},"inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1]}]}`))
+	}
+	waitFor(t, func() bool { return f.running.Load() == 3 })
+	_ = c.CloseNow()
+	waitFor(t, func() bool { return f.running.Load() == 0 && wsapi.Conns(ws) == 0 })
+}
+
+// TestUsage: each message carrying the gateway's client is one request in
+// the usage ledger, a failed one an error, as REST counts them.
+func TestUsage(t *testing.T) {
+	agg := usage.NewAggregator(100)
+	_, url := start(t, newFake(), wsapi.Options{Usage: agg})
+	c := dial(t, url, gateway)
+	send(t, c, websocket.MessageText, []byte(`{"id":"ok","inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1]}]}`))
+	send(t, c, websocket.MessageText, []byte(`{"id":"bad",`))
+	read(t, c)
+	read(t, c)
+	anon := dial(t, url, nil) // no gateway: not counted
+	send(t, anon, websocket.MessageText, []byte(`{"id":"ok","inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1]}]}`))
+	read(t, anon)
+	// A message is counted just after its answer is written.
+	var requests, inferences, errs uint64
+	waitFor(t, func() bool {
+		for _, r := range agg.Drain() {
+			if r.GetClientId() != "acme" || r.GetModel() != "echo" {
+				t.Errorf("usage row %v", r)
+			}
+			requests, inferences, errs = requests+r.GetRequests(), inferences+r.GetInferences(), errs+r.GetErrors()
+		}
+		return requests >= 2
+	})
+	time.Sleep(50 * time.Millisecond) // the anonymous message, had it been counted
+	for _, r := range agg.Drain() {
+		t.Errorf("usage row %v", r)
+	}
+	if requests != 2 || inferences != 1 || errs != 1 {
+		t.Errorf("counted %d requests, %d inferences, %d errors; want 2, 1, 1", requests, inferences, errs)
 	}
 }
