@@ -2,7 +2,9 @@ package wsapi
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -41,4 +43,14 @@ func FuzzBinaryFrame(f *testing.F) {
 		}
 		_ = total
 	})
+}
+
+// Close reasons fit the 123 bytes of a close frame, cut on a rune boundary.
+func TestTruncateReason(t *testing.T) {
+	for _, s := range []string{"short", strings.Repeat("a", 200), strings.Repeat("é", 100)} {
+		got := truncateReason(s)
+		if len(got) > 123 || !utf8.ValidString(got) || !strings.HasPrefix(s, got) || (len(s) <= 123 && got != s) {
+			t.Errorf("truncateReason(%d bytes) = %d bytes %q", len(s), len(got), got)
+		}
+	}
 }
