@@ -11,6 +11,8 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
+
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // benchChecks runs b.N checks from c concurrent callers and reports p50
@@ -89,4 +91,14 @@ func BenchmarkCheckAPIKey(b *testing.B) {
 	key := "hx_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 	e.apik.add(key, Principal{ClientID: "client-k", Plan: "free", Scopes: []string{"models:resnet:infer"}, Models: []string{"resnet"}})
 	benchCheck(b, grpcReq("ModelInfer", inferBody(b, "resnet", "1", 64), map[string]string{"x-api-key": key}), e)
+}
+
+// BenchmarkCheckWebSocket: a browser's upgrade, the token among the
+// subprotocols (no plan unit spent; the stream's credential headers set).
+func BenchmarkCheckWebSocket(b *testing.B) {
+	e := newEnv(b)
+	tok := e.mint(b, claims([]string{"models:resnet:infer"}, []string{"resnet"}))
+	benchCheck(b, restReq("GET", "/v2/models/resnet/infer/ws", map[string]string{
+		wire.HeaderWSProtocol: wire.WSProtocol + ", " + wire.WSTokenProtocolPrefix + tok,
+	}), e)
 }

@@ -39,9 +39,11 @@ type reqHeaders struct {
 	// wsPath: the request path ends with wire.WSPathSuffix, so a
 	// credential may come in wsProtocol (set before authenticate).
 	wsPath bool
-	// credKind and cred are the credential authenticate used.
+	// credKind and cred are the credential authenticate used, jti the
+	// token's id.
 	credKind credKind
 	cred     string
+	jti      string
 	// repeated: a header we read came more than once, so which one the
 	// upstream would use is unclear.
 	repeated bool

@@ -105,9 +105,6 @@ type Principal struct {
 	// token's exp, an APIKeyChecker the key's expiry. A stream's worker
 	// closes it then (wire.HeaderExpires).
 	Expires time.Time
-
-	// jti is a token's id, for a stream's wire.HeaderCredential.
-	jti string
 }
 
 // APIKeyChecker checks a presented API key.
@@ -308,7 +305,7 @@ func (s *Service) authenticate(ctx context.Context, h *reqHeaders) (*Principal, 
 	case credAPIKey:
 		p, d = s.checkAPIKey(ctx, cred)
 	default:
-		p, d = s.checkJWT(ctx, cred)
+		p, d = s.checkJWT(ctx, cred, h)
 	}
 	if d != nil {
 		return nil, d
@@ -320,7 +317,8 @@ func (s *Service) authenticate(ctx context.Context, h *reqHeaders) (*Principal, 
 	return p, nil
 }
 
-func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial) {
+// checkJWT verifies a token; h gets its id for a stream's credential.
+func (s *Service) checkJWT(ctx context.Context, raw string, h *reqHeaders) (*Principal, *denial) {
 	if s.verifier == nil {
 		d := unauthenticated("jwt_not_accepted")
 		return nil, &d
@@ -375,7 +373,8 @@ func (s *Service) checkJWT(ctx context.Context, raw string) (*Principal, *denial
 		d := unauthenticated("issued_before_client_change")
 		return nil, &d
 	}
-	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models, Expires: c.ExpiresAt, jti: c.JTI}, nil
+	h.jti = c.JTI
+	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models, Expires: c.ExpiresAt}, nil
 }
 
 func (s *Service) checkAPIKey(ctx context.Context, key string) (*Principal, *denial) {

@@ -27,8 +27,8 @@ func streamCredentialOf(p *Principal, h *reqHeaders) (streamCredential, *denial)
 	var c streamCredential
 	switch h.credKind {
 	case credJWT:
-		if p.jti != "" {
-			c.id = CredentialTokenPrefix + p.jti
+		if h.jti != "" {
+			c.id = CredentialTokenPrefix + h.jti
 		}
 	case credAPIKey:
 		// The checker accepted the key, so it parses; its prefix is the
