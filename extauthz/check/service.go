@@ -31,15 +31,28 @@
 // scope, the client's model list (token claim helix_models, or the API
 // key's client) must hold the model or "*"; an empty list allows no model.
 //
+// WebSocket upgrades (/v2/models/{m}[/versions/{v}]/infer/ws) are
+// inference on m. Their credential may also come, when neither header is
+// sent, as the subprotocol "helix.bearer.<token or key>" in
+// Sec-WebSocket-Protocol (wire.WSTokenProtocolPrefix): browsers cannot set
+// headers on a WebSocket, and a URL would put the token in logs.
+//
 // The OK answer sets x-helix-client, x-helix-plan and x-helix-model
 // (overwriting) and removes authorization, x-api-key and every other
-// x-helix-* header the client sent. Envoy's
+// x-helix-* header the client sent. A stream (ModelStreamInfer, a
+// WebSocket) also gets x-helix-credential ("jti:<jti>" or "key:<prefix>")
+// and x-helix-expires (Unix seconds; absent: never), for the worker's
+// per-message checks. Sec-WebSocket-Protocol becomes exactly
+// wire.WSProtocol on an upgrade that offered it and is removed otherwise,
+// so a credential in it never reaches the worker. Envoy's
 // ext_authz filter should clear the route cache so that gRPC requests
 // route by x-helix-model.
 //
 // Rate limits: an authorized request is then counted against its client's
 // plan (Config.RateLimits, per client and model); the answer carries
-// x-ratelimit-limit, -remaining and -reset for the client.
+// x-ratelimit-limit, -remaining and -reset for the client. Opening a stream
+// costs nothing: the worker counts each of its messages on the same
+// counters (helix-authz's Limits.Spend).
 //
 // Denials: 401 with WWW-Authenticate (no or bad credential, revoked
 // token), 403 with a short JSON error (route, model, scope), 429 with
