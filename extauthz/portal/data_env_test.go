@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/usage"
+	"github.com/helixflow/helixflow/internal/mailtest"
 	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
 )
@@ -46,13 +48,20 @@ type dataEnv struct {
 	portal   *Portal
 	catalog  *catalogue
 	admin    http.Handler
+	tap      *apiTap
+	mail     *mailtest.Server // with dataOptions.mail
 }
 
 type dataOptions struct {
 	noAdmin bool // helix-authz without an admin token
+	// mail sends the accounts' mails to a private mailpit (dataEnv.mail)
+	// instead of nowhere.
+	mail bool
+	// config changes the portal's Config before New.
+	config func(*Config)
 }
 
-// noMail is the accounts' mail sender: these pages send none.
+// noMail is the accounts' mail sender when a test reads no mail.
 type noMail struct{}
 
 func (noMail) Send(context.Context, mail.Message) error { return nil }
@@ -65,6 +74,16 @@ func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
 	db := pgtest.Pool(t, dsn)
 	st := peopletest.Store(t, dsn)
 	trail, privacy := peopletest.Privacy(t, db)
+	var mailer mail.Sender = noMail{}
+	var mp *mailtest.Server
+	if opt.mail {
+		mp = mailtest.Start(t, mailtest.Options{})
+		smtp, err := mail.NewSMTP(mail.SMTPConfig{Address: mp.SMTP, TLS: mail.TLSNone, From: "helix@example.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mailer = smtp
+	}
 	mux := http.NewServeMux()
 	srv := httptest.NewUnstartedServer(mux)
 	srv.StartTLS()
@@ -78,7 +97,7 @@ func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc, err := accounts.New(accounts.Config{DB: db, Sessions: sessions, Passwords: hasher, Mail: noMail{}, Audit: trail,
+	acc, err := accounts.New(accounts.Config{DB: db, Sessions: sessions, Passwords: hasher, Mail: mailer, Audit: trail,
 		Eraser: privacy, Exporter: privacy, PublicURL: srv.URL, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +112,8 @@ func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
 	people := func(h http.Handler) http.Handler { return sessions.Middleware(sessions.Require(h)) }
 	mux.Handle("/api/v1/orgs", people(orgsAPI))
 	mux.Handle("/api/v1/orgs/", people(orgsAPI))
-	e := &dataEnv{t: t, srv: srv, db: db, st: st, sessions: sessions, trail: trail, usage: usage.NewStore(db), catalog: &catalogue{}}
+	e := &dataEnv{t: t, srv: srv, db: db, st: st, sessions: sessions, trail: trail, usage: usage.NewStore(db), catalog: &catalogue{},
+		tap: &apiTap{next: mux}, mail: mp}
 	usage.NewAPI(usage.APIConfig{Store: e.usage, Members: st, Logger: quietLog}).Mount(mux, people)
 	catalog.NewHandler(catalog.HandlerConfig{Source: e.catalog, Cookies: sessions, People: catalog.PeopleDB{Pool: db},
 		Logger: quietLog}).Mount(mux)
@@ -103,13 +123,121 @@ func newDataEnv(t *testing.T, opt dataOptions) *dataEnv {
 			t.Fatal(err)
 		}
 	}
-	e.portal, err = New(Config{API: mux, Admin: e.admin, Sessions: sessions, PublicOrigin: srv.URL, Logger: quietLog,
-		Plans: func() []Plan { return []Plan{{Name: "free", Default: true}, {Name: "pro"}} }})
+	cfg := Config{API: e.tap, Admin: e.admin, Sessions: sessions, PublicOrigin: srv.URL, Logger: quietLog,
+		Plans: func() []Plan { return []Plan{{Name: "free", Default: true}, {Name: "pro"}} }}
+	if opt.config != nil {
+		opt.config(&cfg)
+	}
+	e.portal, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.portal.Mount(mux)
 	return e
+}
+
+// apiTap stands between the portal and helix-authz's API (the portal's
+// Config.API): it records every in-process sub-request the portal makes,
+// and answers those a test overrides in the API's place, to see what the
+// portal renders for answers the real API gives rarely (a 5xx, a body
+// that is not JSON, an oversized one).
+type apiTap struct {
+	next  http.Handler
+	mu    sync.Mutex
+	calls []apiCall
+	over  map[string]http.HandlerFunc // by "METHOD /path"
+}
+
+// apiCall is one sub-request as the API got it.
+type apiCall struct {
+	Method, Path string // Path with its query
+	Header       http.Header
+	Body         string
+}
+
+func (a *apiTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	a.mu.Lock()
+	a.calls = append(a.calls, apiCall{Method: r.Method, Path: r.URL.RequestURI(), Header: r.Header.Clone(), Body: string(body)})
+	h := a.over[r.Method+" "+r.URL.Path]
+	a.mu.Unlock()
+	if h != nil {
+		h(w, r)
+		return
+	}
+	a.next.ServeHTTP(w, r)
+}
+
+// override answers "METHOD /path" with h until the test ends (nil: the
+// real API again).
+func (a *apiTap) override(t *testing.T, route string, h http.HandlerFunc) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.over == nil {
+		a.over = map[string]http.HandlerFunc{}
+	}
+	a.over[route] = h
+	t.Cleanup(func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		delete(a.over, route)
+	})
+}
+
+// answer is an override that answers status with body as contentType.
+func answer(status int, contentType, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if contentType != "" {
+			w.Header().Set("Content-Type", contentType)
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+// last is the latest sub-request "METHOD /path" (the path without its
+// query); it fails the test when there was none.
+func (a *apiTap) last(t *testing.T, route string) apiCall {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := len(a.calls) - 1; i >= 0; i-- {
+		c := a.calls[i]
+		if p, _, _ := strings.Cut(c.Path, "?"); c.Method+" "+p == route {
+			return c
+		}
+	}
+	t.Fatalf("the portal did not call %s", route)
+	return apiCall{}
+}
+
+// count is how many sub-requests "METHOD /path" there were.
+func (a *apiTap) count(route string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, c := range a.calls {
+		if p, _, _ := strings.Cut(c.Path, "?"); c.Method+" "+p == route {
+			n++
+		}
+	}
+	return n
+}
+
+// json decodes the call's body into a map of its fields.
+func (c apiCall) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(c.Body), &m); err != nil {
+		t.Fatalf("%s %s sent %q: %v", c.Method, c.Path, c.Body, err)
+	}
+	return m
 }
 
 // catalogue stands in for helix-xds's Catalog (the source behind
@@ -159,6 +287,15 @@ func (e *dataEnv) user(email string, isAdmin bool, orgName string, scopes ...str
 	return userID, orgID
 }
 
+// testPassword is the password of the people person adds.
+const testPassword = "a long enough passphrase for tests"
+
+// person adds a verified person with testPassword and no organization.
+func (e *dataEnv) person(email string) string {
+	e.t.Helper()
+	return peopletest.AddUser(e.t, e.db, peopletest.User{Email: email, Verified: true, Password: testPassword})
+}
+
 // dataBrowser is one browser: its cookies, signed in as a person or not.
 type dataBrowser struct {
 	e *dataEnv
@@ -191,6 +328,14 @@ type page struct {
 	status int
 	header http.Header
 	body   string
+}
+
+// redirect fails unless p is a 303 to location.
+func (p page) redirect(t *testing.T, location string) {
+	t.Helper()
+	if p.status != http.StatusSeeOther || p.header.Get("Location") != location {
+		t.Fatalf("%d to %q, want 303 to %q; body:\n%s", p.status, p.header.Get("Location"), location, p.body)
+	}
 }
 
 func (b *dataBrowser) get(path string) page {
@@ -238,6 +383,12 @@ func (b *dataBrowser) do(method, path string, body io.Reader, origin string) pag
 	if origin != "" {
 		req.Header.Set("Origin", origin)
 	}
+	return b.send(req)
+}
+
+// send sends req as it is, with the browser's cookies.
+func (b *dataBrowser) send(req *http.Request) page {
+	b.e.t.Helper()
 	resp, err := b.c.Do(req)
 	if err != nil {
 		b.e.t.Fatal(err)
@@ -251,7 +402,7 @@ func (b *dataBrowser) do(method, path string, body io.Reader, origin string) pag
 }
 
 // expect fails unless p has status and contains every want.
-func (p page) expect(t *testing.T, status int, want ...string) {
+func (p page) expect(t *testing.T, status int, want ...string) page {
 	t.Helper()
 	if p.status != status {
 		t.Fatalf("status %d, want %d; body:\n%s", p.status, status, p.body)
@@ -261,6 +412,7 @@ func (p page) expect(t *testing.T, status int, want ...string) {
 			t.Errorf("the page lacks %q; body:\n%s", w, p.body)
 		}
 	}
+	return p
 }
 
 // lacks fails when p contains any of bad.
