@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -215,6 +216,13 @@ func (a *apiTap) last(t *testing.T, route string) apiCall {
 	}
 	t.Fatalf("the portal did not call %s", route)
 	return apiCall{}
+}
+
+// list is every sub-request so far.
+func (a *apiTap) list() []apiCall {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.calls)
 }
 
 // count is how many sub-requests "METHOD /path" there were.

@@ -220,8 +220,8 @@ func TestAPIUnsendable(t *testing.T) {
 	if err := e.portal.api(nil, r, nil, "BAD METHOD", "/api/v1/orgs", nil, nil); err == nil {
 		t.Error("a bad method was sent")
 	}
-	if len(e.tap.calls) != 0 {
-		t.Fatalf("the API was called: %+v", e.tap.calls)
+	if calls := e.tap.list(); len(calls) != 0 {
+		t.Fatalf("the API was called: %+v", calls)
 	}
 	var apiErr *APIError
 	err := error(&APIError{Status: http.StatusNotFound, Code: "not_found", Description: "no such organization"})
