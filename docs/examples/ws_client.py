@@ -145,14 +145,13 @@ class HelixWS:
                     self._answer(msg)
             except ConnectionClosed:
                 pass
-            rcvd = self.ws.close_rcvd
-            code = rcvd.code if rcvd else 1006
+            code, reason = self.ws.close_code or 1006, self.ws.close_reason or ""
             self.on_event("closed", code)
             self.ws = None
             if self._closed:
                 return
             if code in FATAL_CLOSE:
-                self._fail_all(ConnectionError(f"closed {code}: {rcvd.reason if rcvd else ''}"))
+                self._fail_all(ConnectionError(f"closed {code}: {reason}"))
                 return
             await self._backoff(0)
 

@@ -7,6 +7,7 @@ TOKEN_LIFETIME so that the expiry test can wait one out.
 Every connection asks for a fresh token. A missing binary, Envoy or
 Python package fails the run (never a skip): `make build models deps`.
 
+HELIX_WS_BIN_DIR replaces bin/ for helix-authz, helix-xds and helix-worker.
 HELIX_WS_STACK_INFO=path/info.json reuses a stack already started with
 stackd (while writing tests) instead of starting one."""
 
@@ -95,9 +96,12 @@ def stack(tmp_path_factory):
     if os.environ.get("HELIX_WS_STACK_INFO"):
         yield Stack(json.loads(pathlib.Path(os.environ["HELIX_WS_STACK_INFO"]).read_text()))
         return
-    for b in ("helix-authz", "helix-xds", "helix-worker", "helixctl"):
-        if not (BIN / b).exists():
-            pytest.fail(f"{BIN / b} is missing: run `make build`", pytrace=False)
+    bin_dir = pathlib.Path(os.environ.get("HELIX_WS_BIN_DIR", str(BIN)))
+    for b in ("helix-authz", "helix-xds", "helix-worker"):
+        if not (bin_dir / b).exists():
+            pytest.fail(f"{bin_dir / b} is missing: run `make build`", pytrace=False)
+    if not (BIN / "helixctl").exists():
+        pytest.fail(f"{BIN / 'helixctl'} is missing: run `make build`", pytrace=False)
     if not (ROOT / "models" / "simple" / "config.pbtxt").exists():
         pytest.fail("models/ is missing: run `make models`", pytrace=False)
     go = shutil.which("go")
@@ -114,7 +118,7 @@ def stack(tmp_path_factory):
     (d / "state").mkdir(mode=0o711)
     log = open(d / "stackd.log", "w")
     proc = subprocess.Popen([str(stackd), "--root", str(ROOT), "--dir", str(d / "state"), "--out", str(info_path),
-                             f"--token-lifetime={TOKEN_LIFETIME}s"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                             f"--token-lifetime={TOKEN_LIFETIME}s", "--bin-dir", os.environ.get("HELIX_WS_BIN_DIR", str(BIN))], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
     while not info_path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -9,6 +9,7 @@ import queue
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import ml_dtypes
@@ -271,10 +272,20 @@ def test_error_answers_one_message_and_keeps_the_connection(stack, clients):
 
 
 def test_unknown_model(stack, clients):
+    """A model nobody serves: refused on the upgrade (403/404), or each
+    message answered 404 with the connection kept."""
     async def go():
-        with pytest.raises(InvalidStatus) as e:
-            await connect(stack, clients["all"], "no_such_model")
-        assert e.value.response.status_code in (403, 404), e.value.response.status_code
+        try:
+            ws = await connect(stack, clients["all"], "no_such_model")
+        except InvalidStatus as e:
+            assert e.response.status_code in (403, 404), e.response.status_code
+            return
+        async with ws:
+            await ws.send(json.dumps(dict(simple_request(1), id="u1")))
+            a = (await answers(ws, 1))["u1"]
+            assert a.get("code") == 404 and "no_such_model" in a["error"], a
+            await ws.send(json.dumps(dict(simple_request(1), id="u2")))
+            assert (await answers(ws, 1))["u2"].get("code") == 404
     run(go())
 
 
@@ -401,30 +412,42 @@ def test_token_expiry_closes_1008(stack, clients):
 
 
 def test_drain_closes_1012_and_the_example_client_loses_nothing(stack, clients):
-    """docs/examples/ws_client.py sends 300 requests, 4 in flight, while each
+    """docs/examples/ws_client.py sends 900 requests, 4 in flight, while each
     worker in turn drains (1012) and comes back: it reconnects with backoff,
     sends the unanswered ids again, and every request is answered right."""
     tok_file = ROOT / ".artifacts" / "ws-token"
     tok_file.parent.mkdir(exist_ok=True)
     tok_file.write_text(clients["all"].token())
+    # What a real client's refresher does: the tokens live TOKEN_LIFETIME,
+    # and the client reads the file on every connect.
+    stop_refresh = threading.Event()
+
+    def refresh():
+        while not stop_refresh.wait(TOKEN_LIFETIME / 4):
+            tmp = tok_file.with_suffix(".tmp")
+            tmp.write_text(clients["all"].token())
+            tmp.replace(tok_file)
+
+    refresher = threading.Thread(target=refresh, daemon=True)
+    refresher.start()
     env = dict(os.environ, HELIX_TOKEN_FILE=str(tok_file))
     p = subprocess.Popen([sys.executable, str(ROOT / "docs" / "examples" / "ws_client.py"), "--url", stack.url,
-                          "--ca-file", stack.ca_file, "--count", "300", "--concurrency", "4", "--interval", "0.1"],
+                          "--ca-file", stack.ca_file, "--count", "900", "--concurrency", "4", "--interval", "0.1"],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.5)
         for w in stack.info["workers"]:
-            tok_file.write_text(clients["all"].token())  # what a real client's refresher does
             stack.control("stop", w)  # SIGTERM: the worker drains
             stack.control("start", w)
-            time.sleep(1)
+            time.sleep(3)  # registered again and healthy in Envoy before the other drains
         out, err = p.communicate(timeout=90)
     finally:
+        stop_refresh.set()
         if p.poll() is None:
             p.kill()
         tok_file.unlink(missing_ok=True)
     assert p.returncode == 0, f"{out}\n{err}"
-    assert "answered 300 errors 0" in out, out
+    assert "answered 900 errors 0" in out, out
     assert "event: closed 1012" in err, err
     assert int(out.split("connects ")[1]) >= 2, out
 
