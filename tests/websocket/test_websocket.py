@@ -589,3 +589,60 @@ def test_abrupt_disconnects_mid_batch(stack, clients):
     now = stack.pids()
     for w in stack.info["workers"]:
         assert now.get(w) == pids.get(w), f"{w} restarted:\n{stack.log_tail(w)}"
+
+
+# --- credentials --------------------------------------------------------------
+
+def test_api_key_in_the_subprotocol(stack):
+    """An API key travels in helix.bearer.<key> as a token does."""
+    c = stack.client(f"ws-key-{time.time_ns()}", "models:infer")
+    key = json.loads(stack.helixctl("apikeys", "create", "--client", c.id, "--name", "ws", "--output", "json"))["key"]
+
+    async def go():
+        async with await connect(stack, c, token=key) as ws:
+            await ws.send(json.dumps(dict(simple_request(4), id="k")))
+            assert "outputs" in (await answers(ws, 1))["k"]
+    run(go())
+
+
+def test_a_disabled_clients_connections_close(stack):
+    """Disabling a client closes its idle WebSocket with 1008 within the
+    worker's re-check interval (10 s), and ends its gRPC stream at the next
+    message."""
+    c = stack.client(f"ws-revoked-{time.time_ns()}", "models:infer")
+    tok = c.token()
+    results = queue.Queue()
+    g = grpcclient.InferenceServerClient(stack.gateway, ssl=True, root_certificates=stack.ca_file)
+
+    def send(i):
+        a = grpcclient.InferInput("INPUT0", [1, 16], "INT32")
+        a.set_data_from_numpy(np.full((1, 16), i, dtype=np.int32))
+        b = grpcclient.InferInput("INPUT1", [1, 16], "INT32")
+        b.set_data_from_numpy(np.ones((1, 16), dtype=np.int32))
+        g.async_stream_infer("simple", [a, b], request_id=str(i))
+
+    async def go():
+        async with await connect(stack, c, token=tok) as ws:
+            await ws.send(json.dumps(dict(simple_request(1), id="before")))
+            assert "outputs" in (await answers(ws, 1))["before"]
+            g.start_stream(callback=lambda result, error: results.put((result, error)), headers={"authorization": "Bearer " + tok})
+            send(1)
+            r, e = results.get(timeout=30)
+            assert e is None, e
+            stack.helixctl("clients", "update", c.id, "--disable")
+            t0 = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(20):
+                    while True:
+                        await ws.recv()
+            took = time.monotonic() - t0
+            assert ws.close_code == 1008, (ws.close_code, ws.close_reason)
+            assert took <= 15, f"closed {took:.1f} s after the client was disabled"
+            send(2)
+            r, e = results.get(timeout=30)
+            assert e is not None and any(s in str(e) for s in ("PERMISSION_DENIED", "UNAUTHENTICATED", "revoked", "disabled")), (r, e)
+    try:
+        run(go(), timeout=60)
+    finally:
+        g.stop_stream()
+        g.close()
