@@ -113,7 +113,7 @@ func soak(ctx context.Context, o options) (bool, error) {
 	}
 	tokens := make([]string, o.clients)
 	for i := range tokens {
-		name, plan, scopes, models := fmt.Sprintf("wssoak-%d", i), "standard", []string{"models:infer"}, []string{"*"}
+		name, plan, scopes, models := fmt.Sprintf("wssoak-%d", i), "standard", []string{"models:infer", "models:read"}, []string{"*"}
 		c, err := ac.CreateClient(ctx, admin.ClientRequest{Name: &name, Plan: &plan, Scopes: &scopes, Models: &models})
 		if err != nil {
 			return false, fmt.Errorf("create client: %w", err)
