@@ -48,6 +48,7 @@
 //	--load-bisect N         bisections between the last good and the first broken step (default 2)
 //	--load-max R            highest rate stepped to (default 10000)
 //	--ghz PATH              default .tools/ghz-v0.120.0/ghz (make bench-load installs it)
+//	--bin-dir DIR           helix-authz, helix-xds and helix-worker from DIR instead of bin/ (not with --profile)
 //	--profile DIR           CPU profiles of helix-authz (a build with a pprof listener, bench only) during
 //	                        the full chain's highest concurrency and the load target; not with --write
 //	-v                      log every convergence trial
@@ -98,6 +99,7 @@ type options struct {
 	loadMax          float64
 	ghz              string
 	profile          string
+	binDir           string // replaces bin/ for helix-authz, helix-xds and helix-worker
 	args             []string
 }
 
@@ -133,6 +135,7 @@ func main() {
 	fs.IntVar(&o.loadBisect, "load-bisect", 2, "bisections between the last good and the first broken step")
 	fs.Float64Var(&o.loadMax, "load-max", 10000, "highest rate stepped to")
 	fs.StringVar(&o.ghz, "ghz", ghzDefault, "ghz "+ghzVersion+" (make bench-load installs it)")
+	fs.StringVar(&o.binDir, "bin-dir", "", "helix-authz, helix-xds and helix-worker from this folder instead of bin/ (not with --profile)")
 	fs.StringVar(&o.profile, "profile", "", "folder for CPU profiles of helix-authz (built with a pprof listener, bench only) at the full chain's highest concurrency and during the load target")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -230,9 +233,19 @@ func validate(o *options) error {
 	if err := os.Chdir(root); err != nil {
 		return err
 	}
+	if o.binDir != "" && o.profile != "" {
+		return errors.New("--bin-dir and --profile both choose helix-authz: pick one")
+	}
+	binDir := "bin"
+	if o.binDir != "" {
+		if binDir, err = filepath.Abs(o.binDir); err != nil {
+			return err
+		}
+		o.binDir = binDir
+	}
 	for _, b := range []string{"helix-worker", "helix-authz", "helix-xds"} {
-		if _, err := os.Stat(filepath.Join("bin", b)); err != nil {
-			return fmt.Errorf("bin/%s is missing: run `make build`", b)
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return fmt.Errorf("%s is missing: run `make build`", filepath.Join(binDir, b))
 		}
 	}
 	for _, m := range []string{"simple", "mlp"} {
@@ -324,7 +337,7 @@ func run(ctx context.Context, o *options) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	s := &stack{root: root, dir: tmp, envoyBin: envoyBin, envoyConcurrency: o.envoyConcurrency}
+	s := &stack{root: root, dir: tmp, envoyBin: envoyBin, envoyConcurrency: o.envoyConcurrency, binDir: o.binDir}
 	if o.profile != "" {
 		if err := s.profiled(ctx); err != nil {
 			return err

@@ -243,6 +243,7 @@ func runWebSockets(ctx context.Context, s *stack, tok string, c int, d time.Dura
 	url := "wss://" + s.fullAddr + wire.RESTModelPath(samplemodel.Name, "") + wire.WSPathSuffix
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool, MinVersion: tls.VersionTLS12},
 		MaxIdleConnsPerHost: c}}
+	var firstErr sync.Once
 	return closedLoop(ctx, c, d, func(ctx context.Context, i int) (func() (bool, error), func(), error) {
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -254,9 +255,12 @@ func runWebSockets(ctx context.Context, s *stack, tok string, c int, d time.Dura
 			}
 			return nil, nil, fmt.Errorf("upgrade: %w", err)
 		}
-		frame := wsFrame(i)
+		n := 0
 		return func() (bool, error) {
-			if err := ws.Write(ctx, websocket.MessageBinary, frame); err != nil {
+			// A fresh id per message, as a client with several in flight
+			// needs (the answer may come before the worker forgets the id).
+			n++
+			if err := ws.Write(ctx, websocket.MessageBinary, wsFrame(i<<32|n)); err != nil {
 				return false, fmt.Errorf("websocket write: %w", err)
 			}
 			typ, b, err := ws.Read(ctx)
@@ -264,7 +268,11 @@ func runWebSockets(ctx context.Context, s *stack, tok string, c int, d time.Dura
 				return false, fmt.Errorf("websocket read: %w", err)
 			}
 			// Binary: an answer (errors come as text frames).
-			return typ == websocket.MessageBinary && len(b) > 4, nil
+			if typ != websocket.MessageBinary {
+				firstErr.Do(func() { logf("  WebSocket: the first error answer: %.300s", b) })
+				return false, nil
+			}
+			return len(b) > 4, nil
 		}, func() { ws.CloseNow() }, nil
 	})
 }
