@@ -646,3 +646,15 @@ def test_a_disabled_clients_connections_close(stack):
     finally:
         g.stop_stream()
         g.close()
+
+
+def test_an_id_may_be_used_again_once_answered(stack, clients):
+    """Ids are unique among the messages in flight only: a client may send
+    an id again as soon as its answer arrived."""
+    async def go():
+        async with await connect(stack, clients["all"]) as ws:
+            for i in range(100):
+                await ws.send(json.dumps(dict(simple_request(i), id="same")))
+                a = (await answers(ws, 1))["same"]
+                assert "outputs" in a, (i, a)
+    run(go())
