@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import queue
+import shutil
 import struct
 import subprocess
 import sys
@@ -658,3 +659,28 @@ def test_an_id_may_be_used_again_once_answered(stack, clients):
                 a = (await answers(ws, 1))["same"]
                 assert "outputs" in a, (i, a)
     run(go())
+
+
+def test_the_browser_example_runs(stack, clients, tmp_path):
+    """The browser JavaScript of docs/websocket.md, run by Node (whose
+    WebSocket is the browser's API): the token in the subprotocol, answers
+    matched by id."""
+    node = shutil.which("node")
+    version = (0, 0)
+    if node:
+        v = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip().lstrip("v").split(".")
+        version = (int(v[0]), int(v[1]))
+    if version < (20, 10):
+        # Node's WebSocket came in 20.10 (behind a flag until 22); Debian
+        # 12's nodejs is 18. The image the tests run on has 20 (nodesource).
+        msg = f"node with a WebSocket (20.10 or later) is missing (found {node} {version})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    flags = [] if version >= (22, 0) else ["--experimental-websocket"]
+    tok = tmp_path / "token"
+    tok.write_text(clients["all"].token())
+    out = subprocess.run([node, *flags, str(ROOT / "tests" / "websocket" / "browser_example.mjs"), str(ROOT / "docs" / "websocket.md"),
+                          stack.url, "40"], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, HELIX_TOKEN_FILE=str(tok), NODE_EXTRA_CA_CERTS=stack.ca_file))
+    assert out.returncode == 0 and "answered 40" in out.stdout, out.stdout + out.stderr
