@@ -40,10 +40,11 @@ type reqHeaders struct {
 	// credential may come in wsProtocol (set before authenticate).
 	wsPath bool
 	// credKind and cred are the credential authenticate used, jti the
-	// token's id.
+	// token's id and sid a person's token's session.
 	credKind credKind
 	cred     string
 	jti      string
+	sid      string
 	// repeated: a header we read came more than once, so which one the
 	// upstream would use is unclear.
 	repeated bool

@@ -386,7 +386,7 @@ func (s *Service) checkJWT(ctx context.Context, raw string, h *reqHeaders) (*Pri
 		d := unauthenticated("issued_before_client_change")
 		return nil, &d
 	}
-	h.jti = c.JTI
+	h.jti, h.sid = c.JTI, c.SessionID
 	return &Principal{ClientID: c.ClientID, Plan: c.Plan, Scopes: c.Scopes, Models: c.Models, Expires: c.ExpiresAt}, nil
 }
 

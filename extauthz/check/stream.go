@@ -4,13 +4,7 @@ import (
 	"strconv"
 
 	"github.com/helixflow/helixflow/extauthz/secret"
-)
-
-// Prefixes of a stream's credential id (wire.HeaderCredential), which
-// helix-authz's Limits.Spend re-checks on every message.
-const (
-	CredentialTokenPrefix  = "jti:"
-	CredentialAPIKeyPrefix = "key:"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // streamCredential is what an authorized stream's worker is told of its
@@ -20,21 +14,21 @@ type streamCredential struct {
 	id, expires string
 }
 
-// streamCredentialOf names the credential that opened a stream: "jti:<jti>"
-// for a token, "key:<prefix>" for an API key. A credential without a
-// usable id cannot open a stream: its messages could not be re-checked.
+// streamCredentialOf names the credential that opened a stream
+// (wire.CredentialID: a token's jti and, for a person's token, its
+// session; an API key's prefix), which helix-authz's Limits.Spend
+// re-checks on every message. A credential without a usable id cannot
+// open a stream: its messages could not be re-checked.
 func streamCredentialOf(p *Principal, h *reqHeaders) (streamCredential, *denial) {
 	var c streamCredential
 	switch h.credKind {
 	case credJWT:
-		if h.jti != "" {
-			c.id = CredentialTokenPrefix + h.jti
-		}
+		c.id = wire.CredentialID{Token: h.jti, Session: h.sid}.String()
 	case credAPIKey:
 		// The checker accepted the key, so it parses; its prefix is the
 		// key's id in the store.
 		if prefix, ok := secret.ParseAPIKey(h.cred); ok {
-			c.id = CredentialAPIKeyPrefix + prefix
+			c.id = wire.CredentialID{APIKey: prefix}.String()
 		}
 	}
 	if !validHeaderValue(c.id) {

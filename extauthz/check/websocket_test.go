@@ -205,6 +205,15 @@ func TestCheckStreamCredential(t *testing.T) {
 	if r.headers[wire.HeaderCredential] != "jti:jti-1" || r.headers[wire.HeaderExpires] != strconv.FormatInt(testNow.Add(10*time.Minute).Unix(), 10) {
 		t.Errorf("stream headers %v", r.headers)
 	}
+	// A person's token names its session too: ending the session ends
+	// the stream at its next message.
+	person := claims([]string{"models:infer"}, []string{"*"})
+	person.JTI, person.SessionID = "jti-2", "s-1"
+	r = e.check(t, grpcReq("ModelStreamInfer", nil, map[string]string{"authorization": "Bearer " + e.mint(t, person), "helix-model": "resnet"}),
+		expect{status: 200, model: "resnet", grpc: true})
+	if r.headers[wire.HeaderCredential] != "jti:jti-2;sid:s-1" {
+		t.Errorf("a person's stream: %s = %q", wire.HeaderCredential, r.headers[wire.HeaderCredential])
+	}
 	r = e.check(t, restReq("POST", "/v2/models/resnet/infer", map[string]string{"authorization": "Bearer " + tok, "sec-websocket-protocol": wire.WSProtocol}),
 		expect{status: 200, model: "resnet"})
 	if _, ok := r.headers[wire.HeaderCredential]; ok {

@@ -13,7 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"strings"
+
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,14 +22,9 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/check"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/extauthz/token"
 	"github.com/helixflow/helixflow/internal/wire"
 	limitsv1 "github.com/helixflow/helixflow/proto/limits/v1"
-)
-
-// Credential id prefixes (wire.HeaderCredential).
-const (
-	PrefixToken  = "jti:"
-	PrefixAPIKey = "key:"
 )
 
 // maxIDLen bounds the ids a request may name (client, credential): longer
@@ -105,9 +100,9 @@ func (s *Service) Spend(ctx context.Context, req *limitsv1.SpendRequest) (*limit
 	case req.GetCount() > maxCount:
 		return nil, status.Errorf(codes.InvalidArgument, "count %d is over %d", req.GetCount(), maxCount)
 	}
-	kind, id, ok := parseCredential(cred)
+	id, ok := wire.ParseCredentialID(cred)
 	if !ok {
-		return nil, status.Error(codes.InvalidArgument, `credential must be "jti:<token id>" or "key:<API key prefix>"`)
+		return nil, status.Error(codes.InvalidArgument, `credential must be "jti:<token id>[;sid:<session id>]" or "key:<API key prefix>"`)
 	}
 
 	c, err := s.cfg.Clients.GetClient(ctx, client)
@@ -123,17 +118,21 @@ func (s *Service) Spend(ctx context.Context, req *limitsv1.SpendRequest) (*limit
 		return revoked("model no longer allowed for this client"), nil
 	}
 
-	switch kind {
-	case PrefixToken:
-		gone, err := s.cfg.Revocations.IsRevoked(ctx, id)
+	switch {
+	case id.Token != "":
+		gone, err := s.cfg.Revocations.IsRevoked(ctx, id.Token)
+		if err == nil && !gone && id.Session != "" {
+			// A person's token dies with its session, as in Check.
+			gone, err = s.cfg.Revocations.IsRevoked(ctx, token.RevokedSessionPrefix+id.Session)
+		}
 		if err != nil {
 			return nil, s.unavailable(ctx, "revocation", err)
 		}
 		if gone {
 			return revoked("token revoked"), nil
 		}
-	case PrefixAPIKey:
-		k, err := s.cfg.APIKeys.Key(ctx, id)
+	case id.APIKey != "":
+		k, err := s.cfg.APIKeys.Key(ctx, id.APIKey)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return revoked("API key revoked or deleted"), nil
@@ -195,14 +194,4 @@ func (s *Service) unavailable(ctx context.Context, what string, err error) error
 
 func revoked(reason string) *limitsv1.SpendResponse {
 	return &limitsv1.SpendResponse{Verdict: limitsv1.SpendResponse_REVOKED, Reason: reason}
-}
-
-// parseCredential splits "jti:<id>" or "key:<prefix>".
-func parseCredential(cred string) (kind, id string, ok bool) {
-	for _, p := range []string{PrefixToken, PrefixAPIKey} {
-		if rest, found := strings.CutPrefix(cred, p); found && rest != "" {
-			return p, rest, true
-		}
-	}
-	return "", "", false
 }

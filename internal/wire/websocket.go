@@ -1,5 +1,7 @@
 package wire
 
+import "strings"
+
 // WebSocket inference (docs/websocket.md): the worker serves it, Envoy
 // allows the upgrade on these paths only, helix-authz checks the upgrade.
 const (
@@ -22,9 +24,55 @@ const (
 // worker's per-message checks: the credential's revocable id and when it
 // expires. Trusted for the same reason as the other x-helix-* headers.
 const (
-	// HeaderCredential is "jti:<token id>" or "key:<API key prefix>".
+	// HeaderCredential is a CredentialID's text.
 	HeaderCredential = "x-helix-credential"
 	// HeaderExpires is the credential's expiry, Unix seconds; absent when it
 	// does not expire.
 	HeaderExpires = "x-helix-expires"
 )
+
+// CredentialID is a stream's credential as HeaderCredential names it, so
+// that helix-authz's Limits re-checks on every message what Check checked
+// when the stream opened: the token's id (and, for a person's token, the
+// session it dies with) or the API key's prefix.
+type CredentialID struct {
+	Token   string // a token's jti
+	Session string // a person's token's session id; "" otherwise
+	APIKey  string // an API key's prefix
+}
+
+// The parts of a CredentialID's text: "jti:<jti>[;sid:<session>]" or
+// "key:<prefix>".
+const (
+	credentialToken   = "jti:"
+	credentialSession = ";sid:"
+	credentialAPIKey  = "key:"
+)
+
+// String is the header's value; "" when c names nothing usable.
+func (c CredentialID) String() string {
+	switch {
+	case c.Token != "" && c.APIKey == "":
+		if c.Session != "" {
+			return credentialToken + c.Token + credentialSession + c.Session
+		}
+		return credentialToken + c.Token
+	case c.APIKey != "" && c.Token == "" && c.Session == "":
+		return credentialAPIKey + c.APIKey
+	}
+	return ""
+}
+
+// ParseCredentialID reads a HeaderCredential value; ok is false for
+// anything String would not have written.
+func ParseCredentialID(s string) (c CredentialID, ok bool) {
+	if key, found := strings.CutPrefix(s, credentialAPIKey); found {
+		c.APIKey = key
+	} else if tok, found := strings.CutPrefix(s, credentialToken); found {
+		c.Token, c.Session, _ = strings.Cut(tok, credentialSession)
+	}
+	if s == "" || c.String() != s || strings.ContainsAny(c.Token+c.Session+c.APIKey, "; \t") {
+		return CredentialID{}, false
+	}
+	return c, true
+}

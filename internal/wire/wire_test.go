@@ -142,3 +142,45 @@ func TestSplitPathAndParseModelRoute(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialID(t *testing.T) {
+	for _, c := range []struct {
+		id   CredentialID
+		text string
+	}{
+		{CredentialID{Token: "t1"}, "jti:t1"},
+		{CredentialID{Token: "t1", Session: "s1"}, "jti:t1;sid:s1"},
+		{CredentialID{APIKey: "abc"}, "key:abc"},
+		{CredentialID{}, ""},
+		{CredentialID{Token: "t", APIKey: "k"}, ""},
+		{CredentialID{APIKey: "k", Session: "s"}, ""},
+		{CredentialID{Session: "s"}, ""},
+	} {
+		if got := c.id.String(); got != c.text {
+			t.Errorf("%+v.String() = %q, want %q", c.id, got, c.text)
+		}
+		if c.text == "" {
+			continue
+		}
+		if back, ok := ParseCredentialID(c.text); !ok || back != c.id {
+			t.Errorf("ParseCredentialID(%q) = %+v, %v; want %+v", c.text, back, ok, c.id)
+		}
+	}
+	for _, bad := range []string{"", "jti:", "key:", "sid:x", "jti:a;sid:", "jti:a;sid:b;sid:c", "key:a;sid:b", "jti:a b", "JTI:a", "jti:a;;sid:b"} {
+		if c, ok := ParseCredentialID(bad); ok {
+			t.Errorf("ParseCredentialID(%q) = %+v, accepted", bad, c)
+		}
+	}
+}
+
+func FuzzCredentialID(f *testing.F) {
+	for _, s := range []string{"jti:t", "jti:t;sid:s", "key:k", "sid:x", "jti:a;sid:b;sid:c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, ok := ParseCredentialID(s)
+		if ok && c.String() != s {
+			t.Fatalf("ParseCredentialID(%q) = %+v, which writes %q", s, c, c.String())
+		}
+	})
+}
