@@ -244,7 +244,10 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 		c.writeError(id, http.StatusBadRequest, "id '"+*id+"' is already in flight on this connection")
 		return
 	}
-	defer c.unclaim(*id)
+	// The id is free again before its answer is written: a client may
+	// send it again as soon as it reads the answer.
+	release := sync.OnceFunc(func() { c.unclaim(*id) })
+	defer release()
 	status, msg, limited := c.admit()
 	if status != 0 {
 		if !limited {
@@ -252,6 +255,7 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 			// (throttled), as a refused REST request never reaches here.
 			c.recordUsage(call.Request(), true, start)
 		}
+		release()
 		c.writeError(id, status, msg)
 		return
 	}
@@ -259,10 +263,12 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 	resp, err := c.s.svc.Infer(c.work, req)
 	if err != nil {
 		c.recordUsage(req, true, start)
+		release()
 		c.writeError(id, httpapi.HTTPStatus(err), err.Error())
 		return
 	}
 	resp.ID = *id
+	release()
 	if err := c.writeResponse(resp, call); err != nil {
 		c.recordUsage(req, true, start)
 		var ie *infer.Error

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -783,5 +784,27 @@ func TestUsage(t *testing.T) {
 	}
 	if requests != 2 || inferences != 1 || errs != 1 {
 		t.Errorf("counted %d requests, %d inferences, %d errors; want 2, 1, 1", requests, inferences, errs)
+	}
+}
+
+// TestIDFreeOnceAnswered: an id may be sent again as soon as its answer is
+// read (the id is released before the answer is written), for answers and
+// for errors alike.
+func TestIDFreeOnceAnswered(t *testing.T) {
+	_, url := start(t, newFake(), wsapi.Options{})
+	c := dial(t, url, nil)
+	for i := range 300 {
+		msg := `{"id":"same","inputs":[{"name":"X","datatype":"INT8","shape":[1],"data":[1]}]}`
+		if i%3 == 0 {
+			msg = `{"id":"same","inputs":[{"name":"X","datatype":"NOPE","shape":[1],"data":[1]}]}`
+		}
+		send(t, c, websocket.MessageText, []byte(msg))
+		a := read(t, c)
+		if a.id() != "same" || (i%3 != 0 && a.code() != 0) {
+			t.Fatalf("message %d: %v", i, a.json)
+		}
+		if code := a.code(); code == 400 && strings.Contains(fmt.Sprint(a.json["error"]), "in flight") {
+			t.Fatalf("message %d: the id was still in flight after its answer: %v", i, a.json)
+		}
 	}
 }
