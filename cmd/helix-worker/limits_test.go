@@ -3,7 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/helixflow/helixflow/workers/limits"
 )
 
 // TestLimitsFlags: --limits-address uses the --usage-* files (defaulting to
@@ -32,7 +33,7 @@ func TestLimitsFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags([]string{"--model-repository", "models"})
-	if err != nil || o.limitsTimeout != 200*time.Millisecond || o.limitsAddress != "" {
+	if err != nil || o.limitsTimeout != limits.DefaultTimeout || o.limitsAddress != "" {
 		t.Fatalf("defaults: %+v %v", o, err)
 	}
 }

@@ -21,8 +21,11 @@ import (
 
 // DefaultTimeout bounds one Spend: a message waits at most this long for
 // its verdict before it is refused (UNAVAILABLE / 503), so that a slow
-// helix-authz cannot stall streams.
-const DefaultTimeout = 200 * time.Millisecond
+// helix-authz cannot stall streams. It is the gateway's default Check
+// timeout (authz.timeout), so a stream's message and a unary request are
+// refused alike when helix-authz is slow: 200 ms refused messages under
+// load that Check let through (make soak-ws on 2 busy cores).
+const DefaultTimeout = time.Second
 
 // Client implements infer.MessageLimiter over a connection to
 // helix-authz's gRPC listener (mTLS, a worker identity).
