@@ -690,3 +690,32 @@ def test_the_browser_example_runs(stack, clients, tmp_path):
                           stack.url, "40"], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, HELIX_TOKEN_FILE=str(tok), NODE_EXTRA_CA_CERTS=stack.ca_file))
     assert out.returncode == 0 and "answered 40" in out.stdout, out.stdout + out.stderr
+
+
+# --- the OpenAPI description ------------------------------------------------
+
+def test_openapi_describes_the_upgrade(stack, clients):
+    """api/inference.yaml is valid OpenAPI 3.1, and the upgrade's answers
+    (101 with kserve.v2.helix, 401, 403) are among those it documents."""
+    from openapi_spec_validator import OpenAPIV31SpecValidator
+    from openapi_spec_validator.readers import read_from_filename
+
+    doc, _ = read_from_filename(str(ROOT / "api" / "inference.yaml"))
+    assert [e.message for e in OpenAPIV31SpecValidator(doc).iter_errors()] == []
+    op = doc["paths"]["/v2/models/{model}/infer/ws"]["get"]
+    documented = set(op["responses"])
+    assert doc["paths"]["/v2/models/{model}/versions/{version}/infer/ws"]["get"]["responses"] == op["responses"]
+
+    async def go():
+        async with await connect(stack, clients["simple_only"], "simple") as ws:
+            assert "101" in documented
+            assert ws.subprotocol == op["responses"]["101"]["headers"]["Sec-WebSocket-Protocol"]["schema"]["const"]
+        for client, model, status in ((None, "simple", 401), (clients["simple_only"], "mlp", 403)):
+            with pytest.raises(InvalidStatus) as e:
+                if client is None:
+                    await websockets.connect(stack.url + path(model), ssl=stack.ssl, subprotocols=[PROTOCOL])
+                else:
+                    await connect(stack, client, model)
+            assert e.value.response.status_code == status
+            assert str(status) in documented
+    run(go())
