@@ -17,7 +17,7 @@ import (
 )
 
 // workerIdentityPrefix: internal/identity.Worker(name) is this + name, the
-// only identities helix-authz's Ledger admits (identity.LedgerReporter).
+// only identities helix-authz's Ledger admits (identity.AuthzWorkerCaller).
 const workerIdentityPrefix = "spiffe://helixflow.local/worker/"
 
 // workerDeployments maps each worker pool's name to its Deployment.

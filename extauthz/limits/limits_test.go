@@ -256,4 +256,3 @@ func TestSpendWithoutPlans(t *testing.T) {
 		}
 	}
 }
-

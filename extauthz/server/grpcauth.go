@@ -22,10 +22,10 @@ import (
 // cannot ask for verdicts, and Envoy cannot write the ledger.
 var admitted = map[string]func(id string) bool{
 	authv3.Authorization_ServiceDesc.ServiceName: func(id string) bool { return slices.Contains(identity.AuthzCallers(), id) },
-	usagev1.Ledger_ServiceDesc.ServiceName:       identity.LedgerReporter,
+	usagev1.Ledger_ServiceDesc.ServiceName:       identity.AuthzWorkerCaller,
 	// Workers count their streams' messages (never Envoy: its requests
 	// are counted by Check).
-	limitsv1.Limits_ServiceDesc.ServiceName: identity.LedgerReporter,
+	limitsv1.Limits_ServiceDesc.ServiceName: identity.AuthzWorkerCaller,
 }
 
 // admit checks the caller of fullMethod ("/pkg.Service/Method"); any

@@ -15,7 +15,7 @@ import (
 
 // Ledger is the usage Ledger gRPC service (helixflow.usage.v1.Ledger) on
 // helix-authz's gRPC listener. Only workers may report
-// (identity.LedgerReporter): any other caller, Envoy included, gets
+// (identity.AuthzWorkerCaller): any other caller, Envoy included, gets
 // PERMISSION_DENIED, whatever the listener's handshake admitted.
 type Ledger struct {
 	usagev1.UnimplementedLedgerServer
@@ -43,7 +43,7 @@ func (l *Ledger) Record(ctx context.Context, req *usagev1.RecordRequest) (*usage
 	if err != nil {
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
-	if !identity.LedgerReporter(id) {
+	if !identity.AuthzWorkerCaller(id) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not report usage: only worker identities may", id)
 	}
 	dup, err := l.store.Apply(ctx, req, l.orgOf)

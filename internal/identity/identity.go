@@ -18,8 +18,9 @@
 //	                                      worker ids it registered (xds/registry)
 //	helix-xds model catalogue             helix-authz (it filters the list by
 //	                                      each caller's scopes)
-//	helix-authz usage ledger (gRPC, the   any worker identity (a worker reports
-//	ext_authz listener)                   what it served; Check stays Envoy's)
+//	helix-authz usage Ledger and Limits   any worker identity (a worker reports
+//	(gRPC, the ext_authz listener)        what it served and asks per stream
+//	                                      message; Check stays Envoy's)
 //
 // A certificate's CA alone says nothing: every component's certificate
 // comes from the same CA, so without these checks a worker's certificate
@@ -197,23 +198,24 @@ func AuthzCallers() []string { return []string{Envoy} }
 // unfiltered list is not for them).
 func CatalogReaders() []string { return []string{Authz} }
 
-// LedgerReporter reports whether id may call helix-authz's usage Ledger:
-// any worker identity. The ext_authz listener's handshake admits Envoy and
-// workers (AuthzListenerPeer); each service then admits only its own
-// callers, so a worker still cannot call Check.
-func LedgerReporter(id string) bool {
+// AuthzWorkerCaller reports whether id may call helix-authz's services for
+// workers, the usage Ledger and the per-message Limits: any worker
+// identity. The ext_authz listener's handshake admits Envoy and workers
+// (AuthzListenerPeer); each service then admits only its own callers, so a
+// worker still cannot call Check.
+func AuthzWorkerCaller(id string) bool {
 	_, ok := WorkerName(id)
 	return ok
 }
 
 // AuthzListenerPeer is the handshake rule of helix-authz's gRPC listener,
-// which serves Check (AuthzCallers) and the usage Ledger (LedgerReporter).
+// which serves Check (AuthzCallers) and the workers' services (AuthzWorkerCaller).
 func AuthzListenerPeer(cs tls.ConnectionState) error {
 	id, err := FromState(cs)
 	if err != nil {
 		return err
 	}
-	if slices.Contains(AuthzCallers(), id) || LedgerReporter(id) {
+	if slices.Contains(AuthzCallers(), id) || AuthzWorkerCaller(id) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s may not call helix-authz's gRPC listener (accepted: %s, or a worker identity)", ErrDenied, id, strings.Join(AuthzCallers(), ", "))
