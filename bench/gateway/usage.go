@@ -84,6 +84,9 @@ func usageReport(b *strings.Builder, o *options, out *outcome) {
 		w("| %d | %s | %s | %s | %+.1f%% | %s | %s | %s | %s |\n", c, benchdoc.Commas(a.rate), benchdoc.Commas(u.rate), benchdoc.Ratio(u.rate, a.rate), 100*cost,
 			benchdoc.Commas(a.p50), benchdoc.Commas(u.p50), perInfer(a.cpu[procWorker], a), perInfer(u.cpu[procWorker], u))
 	}
+	// One window per path and concurrency on shared cores moves by more than
+	// the cost measured: the counting alone is the microbenchmark's figure.
+	w("\nOne run per concurrency: on 2 shared cores a window moves by more than the few percent at stake (the sign of the cost flips between concurrencies). What counting adds per request is `BenchmarkAddRequest` (`internal/usage`, `go test -bench AddRequest -benchmem ./internal/usage`): about 50 ns and no allocation, against tens of microseconds of worker CPU per inference in the table.\n")
 }
 
 // usageGoal is the goal line, judged at goalRateConcurrency.
