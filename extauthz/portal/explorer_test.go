@@ -98,7 +98,7 @@ func FuzzPrefill(f *testing.F) {
 	f.Add(int64(16), int64(-1), int64(3), int32(0))
 	f.Add(int64(1<<62), int64(1<<62), int64(2), int32(8))
 	f.Fuzz(func(t *testing.T, a, b, c int64, batch int32) {
-		m := Model{MaxBatchSize: int(batch), Inputs: []Tensor{{Name: "X", Datatype: "FP32", Shape: []int64{a, b, c}}}}
+		m := Model{MaxBatchSize: int32(batch), Inputs: []Tensor{{Name: "X", Datatype: "FP32", Shape: []int64{a, b, c}}}}
 		req, _ := prefill(&m)
 		if n := len(req.Inputs[0].Data); n > maxPrefill {
 			t.Fatalf("%d values prefilled, over %d", n, maxPrefill)

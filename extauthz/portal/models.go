@@ -8,30 +8,17 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/helixflow/helixflow/extauthz/catalog"
 	"github.com/helixflow/helixflow/internal/wire"
 )
 
-// Model is a model of the catalogue as GET /api/v1/models answers it.
-type Model struct {
-	Name         string          `json:"name"`
-	Versions     []string        `json:"versions"`
-	Ready        bool            `json:"ready"`
-	Workers      int             `json:"workers"`
-	ReadyWorkers int             `json:"ready_workers"`
-	Platform     string          `json:"platform"`
-	MaxBatchSize int             `json:"max_batch_size"`
-	Inputs       []Tensor        `json:"inputs"`
-	Outputs      []Tensor        `json:"outputs"`
-	Config       json.RawMessage `json:"config"`
-}
+// Model is a model of the catalogue as GET /api/v1/models answers it: the
+// API's own type (extauthz/catalog), which the portal decodes the
+// in-process answer into.
+type Model = catalog.Model
 
-// Tensor is one input or output of a model: its shape leaves out the
-// batch dimension (present when MaxBatchSize > 0); -1 is a variable one.
-type Tensor struct {
-	Name     string  `json:"name"`
-	Datatype string  `json:"datatype"`
-	Shape    []int64 `json:"shape"`
-}
+// Tensor is one of a model's inputs or outputs (extauthz/catalog's).
+type Tensor = catalog.Tensor
 
 // modelsData is the models page's.
 type modelsData struct {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/helixflow/helixflow/extauthz/session"
 	counts "github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/wire"
 )
@@ -100,7 +101,7 @@ func ParseQuery(v url.Values, now time.Time, withOrg bool) (Query, error) {
 			return Query{}, fmt.Errorf("%w: model: %w", ErrBadQuery, err)
 		}
 	}
-	if q.Org != "" && !isUUID(q.Org) {
+	if q.Org != "" && !session.IsUUID(q.Org) {
 		return Query{}, fmt.Errorf("%w: org %q: want an organization id (a UUID)", ErrBadQuery, clip(q.Org))
 	}
 	var err error
@@ -170,25 +171,6 @@ func clip(s string) string {
 		return strings.ToValidUTF8(s[:64], "") + "..."
 	}
 	return s
-}
-
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Row is one line of a report: one client's use of one model in one hour
