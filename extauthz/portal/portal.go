@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/helixflow/helixflow/extauthz/session"
@@ -153,21 +154,33 @@ func (p *Portal) routes() []route {
 	return rs
 }
 
+// assets serves web/assets: whole files from the binary, never a listing
+// and never a byte range (http.FileServer parses Range headers, whose
+// unbounded parsing in Go 1.26.8 is GO-2026-6609: a few small files need
+// none of it).
 func assets() http.Handler {
-	sub, err := fs.Sub(web, "web")
-	if err != nil {
-		panic(err) // embedded at build time
-	}
-	files := http.FileServerFS(sub)
+	types := map[string]string{".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		typ, ok := types[path.Ext(name)]
+		if !ok || !strings.HasPrefix(name, "assets/") || !fs.ValidPath(name) {
+			http.NotFound(w, r)
+			return
+		}
+		body, err := web.ReadFile("web/" + name)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
 		h := w.Header()
+		h.Set("Content-Type", typ)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
 		h.Set("Cache-Control", "public, max-age=300")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", ContentSecurityPolicy)
-		if strings.HasSuffix(r.URL.Path, "/") {
-			http.NotFound(w, r) // no directory listings
+		if r.Method == http.MethodHead {
 			return
 		}
-		files.ServeHTTP(w, r)
+		_, _ = w.Write(body)
 	})
 }

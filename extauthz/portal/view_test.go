@@ -271,4 +271,24 @@ func TestNewAndAssets(t *testing.T) {
 		t.Fatalf("asset headers %v", js.header)
 	}
 	b.get("/portal/assets/").expect(t, http.StatusNotFound)
+	if ct := js.header.Get("Content-Type"); ct != "text/javascript; charset=utf-8" {
+		t.Errorf("home.js Content-Type %q", ct)
+	}
+	for _, missing := range []string{"/portal/assets/nope.js", "/portal/assets/x.html", "/portal/assets/sub/x.css"} {
+		b.get(missing).expect(t, http.StatusNotFound)
+	}
+	// Whole files only: a Range header is not parsed (GO-2026-6609).
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/portal/assets/portal.css", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Range", "bytes=0-1,2-3,4-5")
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/css; charset=utf-8" {
+		t.Errorf("ranged asset request: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
 }
