@@ -34,7 +34,7 @@ deps-run: ## install only what running the stack needs (make run)
 deps-bench: ## install the benchmark baseline (MLServer) venv
 	bash scripts/deps.sh bench
 
-proto: ## regenerate proto/inference from proto/*.proto
+proto: ## regenerate the Go code of proto/ (scripts/gen-proto.sh)
 	bash scripts/gen-proto.sh
 
 build: ## build binaries into bin/
