@@ -56,7 +56,7 @@ EXEMPT = {
     "bench/": "measurement programs (make bench-*): their report, docs/benchmarks.md, is their check; the parsing they share is unit-tested",
     "tests/resilience": "measurement program (make chaos, make soak): its own report is its check",
     "tests/wssoak": "measurement program (make soak-ws): its own report is its check",
-    "tests/websocket/stackd": "test support only: the stack tests/websocket starts (its pytest tests fail if it breaks); no tests of its own",
+    "tests/stackd": "test support only: the stack the Python suites start (tests/helixstack.py) (its pytest tests fail if it breaks); no tests of its own",
     "scripts/gpu-check/client": "runs on a GPU machine only, driven by scripts/gpu-check (make gpu-check)",
 }
 

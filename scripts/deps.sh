@@ -142,7 +142,14 @@ run_venv() {
 
 test_venv() {
   venv_deps .venv scripts/requirements.txt \
-    'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy, pytest, jwt, requests_oauthlib, websockets'
+    'import tritonclient.grpc, tritonclient.http, onnx, onnxruntime, numpy, pytest, jwt, requests_oauthlib, websockets, schemathesis, mkdocs, material, httpx, mypy'
+  # The Python SDK (sdk/python), editable: the tests and the documentation's
+  # runnable examples import the repository's copy, as a user who ran
+  # `pip install -e sdk/python` would. Its dependencies are pinned above.
+  if ! .venv/bin/python -c 'import helixflow' >/dev/null 2>&1; then
+    log "installing the Python SDK (sdk/python) into .venv, editable"
+    .venv/bin/pip install --disable-pip-version-check --no-input -q --progress-bar off --no-deps -e sdk/python
+  fi
 }
 
 bench_venv() {

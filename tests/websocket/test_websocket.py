@@ -1,6 +1,6 @@
 """WebSocket inference through Envoy (docs/websocket.md): the protocol,
 authentication on the upgrade, limits per message on WebSocket and on
-gRPC streams, expiry, drain and bad input. See conftest.py for the stack."""
+gRPC streams, expiry, drain and bad input. tests/helixstack.py starts the stack."""
 
 import asyncio
 import json
@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import ROOT, TOKEN_LIFETIME, rss_kib
+from helixstack import ROOT, TOKEN_LIFETIME, rss_kib
 from ws_client import PROTOCOL, TOKEN_PREFIX, HelixWS, InferError, decode_binary, encode_binary, simple_request
 
 DTYPES = {"BOOL": np.bool_, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,

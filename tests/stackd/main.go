@@ -1,8 +1,9 @@
-// Command stackd runs the stack tests/websocket drives (internal/stack:
-// Postgres, Redis, helix-authz, helix-xds, Envoy and two helix-workers
-// serving every sample model), writes what the tests need to reach it as
-// JSON, and serves a loopback control API through which a test stops and
-// starts a process (a worker's drain). It runs until SIGTERM or SIGINT.
+// Command stackd runs the stack the Python suites drive (tests/helixstack.py;
+// internal/stack: Postgres, Redis, mailpit, helix-authz, helix-xds, Envoy and
+// two helix-workers serving every sample model), writes what the tests need
+// to reach it as JSON and as the local.env a `make run` user sources, and
+// serves a loopback control API through which a test stops and starts a
+// process (a worker's drain). It runs until SIGTERM or SIGINT.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,14 +25,17 @@ import (
 	"github.com/helixflow/helixflow/internal/stack"
 )
 
-// Info is the JSON the tests read (tests/websocket/conftest.py).
+// Info is the JSON the tests read (tests/helixstack.py).
 type Info struct {
 	Gateway    string         `json:"gateway"` // host:port of Envoy's TLS listener
 	CAFile     string         `json:"ca_file"`
 	TokenURL   string         `json:"token_url"`
+	Issuer     string         `json:"issuer"`
 	AdminURL   string         `json:"admin_url"`
 	AdminToken string         `json:"admin_token"`
-	Control    string         `json:"control"` // http://host:port of this process's control API
+	MailpitURL string         `json:"mailpit_url"`
+	EnvFile    string         `json:"env_file"` // local.env, as make run writes it (stack.WriteLocalEnv)
+	Control    string         `json:"control"`  // http://host:port of this process's control API
 	Workers    []string       `json:"workers"`
 	PIDs       map[string]int `json:"pids"`
 	LogDir     string         `json:"log_dir"`
@@ -100,8 +105,12 @@ func serve(ctx context.Context, log *slog.Logger, root, dir, binDir, out string,
 	if err != nil {
 		return err
 	}
-	info := Info{Gateway: s.GatewayAddr(), CAFile: s.CAFile(), TokenURL: s.TokenURL(), AdminURL: s.AdminURL(),
-		AdminToken: s.AdminToken, Control: "http://" + ln.Addr().String(), LogDir: s.LogDir(), PIDs: map[string]int{}}
+	if err := s.WriteLocalEnv(demo); err != nil {
+		return err
+	}
+	info := Info{Gateway: s.GatewayAddr(), CAFile: s.CAFile(), TokenURL: s.TokenURL(), Issuer: s.Issuer,
+		AdminURL: s.AdminURL(), AdminToken: s.AdminToken, MailpitURL: s.MailpitURL,
+		EnvFile: filepath.Join(dir, "local.env"), Control: "http://" + ln.Addr().String(), LogDir: s.LogDir(), PIDs: map[string]int{}}
 	for _, w := range s.Workers() {
 		info.Workers = append(info.Workers, w.Name)
 	}
