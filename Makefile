@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-alerts dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
+.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -76,6 +76,16 @@ test-authz: deps build ## requests-oauthlib + PyJWT, and the people's API (authl
 test-websocket: deps build models ## WebSocket inference through Envoy, limits per message on WebSocket and gRPC streams (tests/websocket, about 2 minutes)
 	$(VENV)/bin/pytest -q tests/websocket
 
+# The suites that run against the whole stack share one (tests/helixstack.py):
+# one pytest process starts it once for all of them.
+STACK_SUITES := tests/websocket tests/openapi tests/sdk tests/docs
+
+test-stack: deps build models ## the suites that share one running stack: WebSocket, the OpenAPI files (schemathesis), the SDKs, the documentation site and its runnable examples
+	$(VENV)/bin/pytest -q $(STACK_SUITES)
+
+docs: deps ## build the documentation site (mkdocs-material: mkdocs.yml, docs/) into site/
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 test-alerts: ## alerts/ with promtool and amtool; grafana/'s dashboards and their PromQL (docs/observability.md)
 	promtool check config alerts/prometheus.yml
 	promtool test rules alerts/tests/*_test.yml
@@ -96,7 +106,7 @@ test: deps lint build models ## everything, with per-package coverage and govuln
 	$(VENV)/bin/pytest -q tests/interop
 	$(VENV)/bin/pytest -q tests/authz
 	$(VENV)/bin/pytest -q tests/accounts
-	$(VENV)/bin/pytest -q tests/websocket
+	$(VENV)/bin/pytest -q $(STACK_SUITES)
 	$(VENV)/bin/pytest -q tests/tools
 	python3 scripts/covercheck.py $(COVER_ARGS)
 	python3 scripts/govulncheck.py
