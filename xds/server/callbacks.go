@@ -56,6 +56,17 @@ func (ts *typeState) has(want []string) bool {
 	return true
 }
 
+// hasAny reports whether any name in want is subscribed by name (a
+// wildcard subscription names none).
+func (ts *typeState) hasAny(want []string) bool {
+	for _, n := range want {
+		if ts.names[n] {
+			return true
+		}
+	}
+	return false
+}
+
 func (st *stream) state(typeURL string) *typeState {
 	ts, ok := st.types[typeURL]
 	if !ok {

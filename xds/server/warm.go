@@ -48,6 +48,20 @@ func (s *Server) makeBeforeBreak(ctx context.Context, prev, next resourceSet) er
 	}
 	if len(added) > 0 {
 		warmNames := edsNames(added)
+		// A cluster removed a moment ago and added back now: the Envoy may
+		// not yet have said it dropped the cluster's endpoints. Added back
+		// before it does, the drop and the new subscription cancel out in
+		// what Envoy sends (delta), so nothing asks the server to resend
+		// endpoints it thinks the Envoy has, and the cluster starves until
+		// its initial fetch times out; and the wait below would pass on the
+		// stale subscription and route to a cluster still warming. So the
+		// drop is waited for first.
+		err := s.waitEnvoys(ctx, fmt.Sprintf("endpoints of %d re-added cluster(s) to be dropped", len(added)), func(st *stream) bool {
+			return !st.state(resourcev3.EndpointType).hasAny(warmNames)
+		})
+		if err != nil {
+			return err
+		}
 		version, err := s.setBridge(ctx, bridge)
 		if err != nil {
 			return err

@@ -319,6 +319,9 @@ func TestTypeStateBookkeeping(t *testing.T) {
 	if d.has([]string{"a"}) || !d.has([]string{"b"}) || d.subscription != 2 {
 		t.Fatalf("delta names %v, subscription %d", d.names, d.subscription)
 	}
+	if !d.hasAny([]string{"a", "b"}) || d.hasAny([]string{"a", "c"}) || (&typeState{}).hasAny([]string{"a"}) {
+		t.Fatalf("hasAny over names %v (a wildcard subscription names none)", d.names)
+	}
 	d.apply(subscription{})
 	if d.subscription != 2 {
 		t.Fatal("an ACK without subscription changes counted as a change")
