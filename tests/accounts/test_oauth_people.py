@@ -107,6 +107,9 @@ def test_metadata_names_the_code_flow(authz, spec):
     assert meta["response_types_supported"] == ["code"]
     assert meta["code_challenge_methods_supported"] == ["S256"]
     assert {"authorization_code", "refresh_token", "client_credentials"} <= set(meta["grant_types_supported"])
+    # The key set it names answers as api/openapi.yaml says.
+    keys = browser(authz, spec).get(meta["jwks_uri"])
+    assert keys.status_code == 200 and keys.json()["keys"], keys.text
 
 
 def test_authorization_code_pkce_and_refresh_with_authlib(authz, spec, person):
