@@ -6,6 +6,10 @@
 # KServe v2 / Triton protocol:
 #   Inputs:  proto/grpc_service.proto, proto/model_config.proto
 #   Outputs: proto/inference/{grpc_service.pb.go,model_config.pb.go,grpc_service_grpc.pb.go}
+#   and, from the same two files, the Go SDK's copy (a module of its own, so
+#   its users do not import the platform): sdk/go/inference/*.pb.go, package
+#   github.com/helixflow/helixflow/sdk/go/inference (given with M options;
+#   the protos' own go_package stays the platform's)
 # Worker registry (helix-xds):
 #   Inputs:  proto/registry/v1/registry.proto
 #   Outputs: proto/registry/v1/{registry.pb.go,registry_grpc.pb.go}
@@ -79,6 +83,10 @@ generate() {
 }
 
 generate proto/inference proto/inference grpc_service.proto model_config.proto
+sdk_pkg=github.com/helixflow/helixflow/sdk/go/inference
+generate sdk/go/inference sdk/go/inference grpc_service.proto model_config.proto \
+  --go_opt=Mgrpc_service.proto=$sdk_pkg --go_opt=Mmodel_config.proto=$sdk_pkg \
+  --go-grpc_opt=Mgrpc_service.proto=$sdk_pkg --go-grpc_opt=Mmodel_config.proto=$sdk_pkg
 generate proto proto/registry/v1 registry/v1/registry.proto
 generate proto proto/catalog/v1 catalog/v1/catalog.proto
 generate proto proto/usage/v1 usage/v1/usage.proto
