@@ -240,6 +240,9 @@ def gen_grpc() -> str:
         "its processes, on mTLS listeners.",
         "",
     ]
+    # Well-known types are not on the page: link protobuf's reference.
+    body = re.sub(r"\(#google-protobuf-(\w+)\)",
+                  lambda m: f"(https://protobuf.dev/reference/protobuf/google.protobuf/#{m.group(1).lower()})", body)
     # protoc-gen-doc ends lines of its tables with spaces; strip them.
     lines = [line.rstrip() for line in body.splitlines()]
     return "\n".join(intro + lines).rstrip() + "\n"
