@@ -1,0 +1,168 @@
+"""Helpers of test_openapi_authz.py and test_openapi_admin.py: run
+schemathesis (its Python API) on every operation of an OpenAPI file against
+the shared stack, positive and negative cases, with the response checks the
+issue asks for, and remember which operations the server answered.
+
+Each operation gets a fixed number of examples per generation mode
+(derandomized, no shrinking), so a file's run time is bounded and the same
+from run to run."""
+
+import json
+import random
+import ssl
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.checks import not_a_server_error
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, response_headers_conformance]
+MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+# A password no list calls common, 8..64 characters.
+PASSWORD = "violet-Harbor-93-lantern"
+
+
+def load(path):
+    """The schema at path, generating no security parameters (the tests
+    authenticate each case themselves)."""
+    schema = schemathesis.openapi.from_path(path)
+    schema.config.generation.update(with_security_parameters=False)
+    return schema
+
+
+def operations(schema):
+    """{label: APIOperation} of every operation of schema, e.g.
+    "POST /oauth2/token"."""
+    return {op.label: op for op in (r.ok() for r in schema.get_all_operations())}
+
+
+class Fuzzer:
+    """Runs an operation's cases: prepare(case, mode) authenticates and
+    points the case at real objects, send(case) calls it; the answer is
+    validated with CHECKS. `answered` holds the labels the server answered
+    at least once."""
+
+    def __init__(self, base_url, verify):
+        self.base_url = base_url
+        self.verify = verify
+        self.answered = set()
+        self.calls = 0
+        # label -> {status: count}, for a look at what the cases reached.
+        self.statuses = {}
+
+    def run(self, op, prepare, examples, modes=MODES, kwargs=None, after=None):
+        for mode in modes:
+            try:
+                strategy = op.as_strategy(generation_mode=mode)
+            except Unsatisfiable:
+                continue
+
+            @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+            @given(case=strategy)
+            def one(case):
+                extra = prepare(case, mode) or {}
+                extra = {**(kwargs or {}), **extra}
+                resp = case.call(base_url=self.base_url, verify=self.verify, timeout=30, **extra)
+                self.calls += 1
+                self.answered.add(op.label)
+                counts = self.statuses.setdefault(op.label, {})
+                counts[resp.status_code] = counts.get(resp.status_code, 0) + 1
+                if after is not None:
+                    after(case, resp)
+                case.validate_response(resp, checks=CHECKS, headers=extra.get("headers"))
+
+            try:
+                one()
+            except Unsatisfiable:
+                # Nothing in this operation can be made invalid (no
+                # parameters, no body): the positive cases cover it.
+                continue
+
+
+def source_address():
+    """An X-Forwarded-For source from 198.18.0.0/15 (RFC 2544; helix-authz
+    trusts loopback as a proxy in the stack), so that per-source throttles
+    of one case or test do not carry to the next."""
+    return f"198.{18 + random.randrange(2)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+def new_email(tag):
+    return f"{tag}-{uuid.uuid4().hex[:12]}@example.test"
+
+
+class PublicAPI:
+    """A person's side of helix-authz's public port, for set-up (not
+    fuzzed): sign-up, the mailed verification link, login."""
+
+    def __init__(self, base, ca_file, mailpit):
+        self.base = base
+        self.mailpit = mailpit
+        self.s = requests.Session()
+        self.s.trust_env = False
+        self.s.verify = ca_file
+
+    def call(self, method, path, body=None, cookie=None, csrf=None, bearer=None, **kw):
+        headers = {"X-Forwarded-For": source_address()}
+        if cookie:
+            headers["Cookie"] = f"__Host-helix_session={cookie}"
+        if csrf:
+            headers["X-CSRF-Token"] = csrf
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        for _ in range(6):
+            r = self.s.request(method, self.base + path, json=body, headers=headers, timeout=30,
+                               allow_redirects=False, **kw)
+            if r.status_code not in (429, 503):
+                return r
+            time.sleep(min(float(r.headers.get("Retry-After", "1")), 5) + 0.1)
+        return r
+
+    def mail_token(self, email, path, deadline=30):
+        """The token of the newest mailed link to path for email."""
+        end = time.monotonic() + deadline
+        q = urllib.parse.quote(f"to:{email}")
+        while time.monotonic() < end:
+            with urllib.request.urlopen(f"{self.mailpit}/api/v1/search?query={q}", timeout=10) as r:
+                msgs = json.load(r).get("messages") or []
+            for m in msgs:
+                with urllib.request.urlopen(f"{self.mailpit}/api/v1/message/{m['ID']}", timeout=10) as r:
+                    text = json.load(r).get("Text", "")
+                marker = path + "?token="
+                if marker in text:
+                    tok = text.split(marker, 1)[1].split()[0]
+                    return urllib.parse.unquote(tok)
+            time.sleep(0.3)
+        raise AssertionError(f"no {path} mail for {email} within {deadline}s")
+
+    def person(self, tag):
+        """A new verified, logged-in person: {email, password, id, cookie,
+        csrf}."""
+        email = new_email(tag)
+        r = self.call("POST", "/api/v1/signup", {"email": email, "password": PASSWORD, "display_name": tag})
+        assert r.status_code == 202, r.text
+        token = self.mail_token(email, "/verify-email")
+        r = self.call("POST", "/api/v1/verify-email", {"token": token})
+        assert r.status_code == 200, r.text
+        r = self.call("POST", "/api/v1/login", {"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return {"email": email, "password": PASSWORD, "id": body["user"]["id"],
+                "cookie": r.cookies.get("__Host-helix_session"), "csrf": body["csrf_token"]}
+
+
+def ssl_context(ca_file):
+    return ssl.create_default_context(cafile=ca_file)
