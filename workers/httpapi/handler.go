@@ -155,7 +155,11 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 	case len(rest) == 1 && rest[0] == "infer":
 		h.withVersion(w, r, version, func(v string) { h.infer(w, r, model, v) })
 	case len(rest) == 2 && rest[0] == "infer" && rest[1] == "ws" && h.ws != nil:
-		h.withVersion(w, r, version, func(v string) { h.ws.ServeInferWS(w, r, model, v) })
+		// A handshake is a GET (RFC 6455 4.1); any other method is 405
+		// with Allow, not the WebSocket library's 426.
+		if h.allow(w, r, http.MethodGet) {
+			h.withVersion(w, r, version, func(v string) { h.ws.ServeInferWS(w, r, model, v) })
+		}
 	case len(rest) == 1 && (rest[0] == "generate" || rest[0] == "generate_stream"):
 		if h.allow(w, r, http.MethodPost) {
 			h.writeError(w, r, infer.Errorf(infer.CodeUnimplemented, "the generate extension is not supported by helix-worker"))

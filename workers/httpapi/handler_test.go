@@ -429,3 +429,55 @@ func TestErrorStatusMapping(t *testing.T) {
 		})
 	}
 }
+
+// wsRecorder is a WebSocketHandler that records the calls it gets.
+type wsRecorder struct{ calls []string }
+
+func (w *wsRecorder) ServeInferWS(rw http.ResponseWriter, _ *http.Request, model, version string) {
+	w.calls = append(w.calls, model+"/"+version)
+	rw.WriteHeader(http.StatusSwitchingProtocols)
+}
+
+// TestWebSocketRouteMethods: only a GET reaches the WebSocket handler;
+// every other method on an /infer/ws path is 405 with Allow: GET, as on
+// every other route (schemathesis found TRACE answered 426 by the
+// WebSocket library).
+func TestWebSocketRouteMethods(t *testing.T) {
+	tests := []struct {
+		method, path string
+		want         int
+		call         string
+	}{
+		{"GET", "/v2/models/simple/infer/ws", http.StatusSwitchingProtocols, "simple/"},
+		{"GET", "/v2/models/simple/versions/007/infer/ws", http.StatusSwitchingProtocols, "simple/7"},
+		{"POST", "/v2/models/simple/infer/ws", http.StatusMethodNotAllowed, ""},
+		{"TRACE", "/v2/models/simple/infer/ws", http.StatusMethodNotAllowed, ""},
+		{"PUT", "/v2/models/simple/versions/1/infer/ws", http.StatusMethodNotAllowed, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			ws := &wsRecorder{}
+			opts := quiet
+			opts.WebSocket = ws
+			r := do(t, NewHandler(newFakeService(), opts), tt.method, tt.path, nil, nil)
+			if r.status != tt.want {
+				t.Fatalf("status %d (%s), want %d", r.status, r.body, tt.want)
+			}
+			if tt.want == http.StatusMethodNotAllowed {
+				if got := r.header.Get("Allow"); got != "GET" {
+					t.Errorf("Allow %q, want GET", got)
+				}
+				if msg := errorMessage(t, r); msg != "Method Not Allowed" {
+					t.Errorf("message %q", msg)
+				}
+			}
+			want := []string(nil)
+			if tt.call != "" {
+				want = []string{tt.call}
+			}
+			if strings.Join(ws.calls, ",") != strings.Join(want, ",") {
+				t.Errorf("WebSocket handler calls %v, want %v", ws.calls, want)
+			}
+		})
+	}
+}

@@ -1,0 +1,274 @@
+"""api/inference.yaml against the running stack, through the gateway
+(issue 19): schemathesis generates positive and negative requests for every
+operation and checks that the gateway and the workers answer as the file
+says (no 5xx, documented status codes, content types, bodies and headers),
+that every operation was exercised, and that the gateway's own answers
+(401, 403, 429) are the documented ones.
+
+Bounded: MAX_EXAMPLES per operation and generation mode (plus the explicit
+examples and schemathesis' coverage cases) keeps the file well under 60 s
+on the shared stack."""
+
+import collections
+import threading
+import time
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+
+from helixstack import ROOT, TOKEN_LIFETIME
+
+SPEC = ROOT / "api" / "inference.yaml"
+MAX_EXAMPLES = 10
+# A token is refreshed well before its TOKEN_LIFETIME ends.
+REFRESH_S = TOKEN_LIFETIME // 2
+
+
+def unsupported_method_but_query(ctx, response, case):
+    """schemathesis' unsupported_method, except for QUERY: Envoy refuses a
+    QUERY without Content-Type with 400 (query_missing_content_type)
+    before any route, as the QUERY method's draft requires a body's type;
+    every other undeclared method gets the worker's 405 with Allow."""
+    if response.request.method == "QUERY" and response.status_code == 400:
+        return None
+    return unsupported_method(ctx, response, case)
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+    ignored_auth,
+    unsupported_method_but_query,
+]
+# 413 (body too large), 426 (a WebSocket GET that is no handshake) and 501
+# (an unsupported Content-Encoding) are refusals too.
+NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "426", "428", "429", "501"]
+# WebSocket upgrades are exercised by tests/websocket (a real upgrade);
+# here they are plain GETs with the documented headers, which the worker
+# refuses as "not an upgrade" (400), still through the gateway's check.
+READ, INFER = "models:read", "models:infer"
+
+# operation label -> statuses it answered (filled by test_inference_api).
+_seen = collections.defaultdict(collections.Counter)
+
+
+def _load():
+    schema = schemathesis.openapi.from_path(SPEC)
+    schema.config.generation.update(
+        modes=list(GenerationMode),  # positive and negative
+        max_examples=MAX_EXAMPLES,
+        # The credential comes from the auth provider only: a generated
+        # x-api-key beside it would be a second credential (401).
+        with_security_parameters=False,
+        deterministic=True,
+    )
+    schema.config.checks.negative_data_rejection.expected_statuses = NEGATIVE_STATUSES
+    return schema
+
+
+def _target(schema, stack):
+    schema.config.update(base_url=stack.https_url, tls_verify=stack.ca_file, request_timeout=20)
+
+
+class _Tokens:
+    """Access tokens of one client, fetched again before they expire
+    (thread-safe: schemathesis may call from several threads)."""
+
+    def __init__(self, client):
+        self.client, self.lock, self.token, self.at = client, threading.Lock(), None, 0.0
+
+    def get(self):
+        with self.lock:
+            if self.token is None or time.monotonic() - self.at > REFRESH_S:
+                self.token, self.at = self.client.token(), time.monotonic()
+            return self.token
+
+
+# The schema is loaded when the module is (schemathesis' lazy
+# from_fixture loader does not work with pytest 9: it sets
+# request.node._nodeid), and its coverage cases are built at collection,
+# long before a 20 s token would be sent: so no auth provider, the token
+# goes in with each call instead (schemathesis counts headers passed to
+# call_and_validate as explicit authentication, for ignored_auth).
+schema = _load()
+_tokens = {}
+
+
+@pytest.fixture(scope="module")
+def inference_stack(helix_stack):
+    """Points the schema at the stack, with a client allowed every
+    operation of the file: both scopes, every model."""
+    _tokens["client"] = _Tokens(helix_stack.client("openapi-inference", f"{INFER},{READ}"))
+    yield helix_stack
+    _tokens.clear()
+
+
+@schema.parametrize()
+def test_inference_api(inference_stack, case):
+    token = _tokens["client"].get()
+    response = case.call_and_validate(base_url=inference_stack.https_url, verify=inference_stack.ca_file,
+                                      timeout=20, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+    _seen[case.operation.label][response.status_code] += 1
+
+
+def _operations():
+    import yaml
+
+    doc = yaml.safe_load(SPEC.read_text())
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in ("get", "post", "put", "delete", "patch"):
+                yield method.upper(), path, op
+
+
+def test_every_operation_exercised():
+    """Every operation of the file was called by test_inference_api, and
+    each was answered by a worker at least once with success: 2xx, and for
+    a WebSocket operation (a plain GET here, no handshake) the worker's
+    400 or 426, past the gateway's check. The file's examples name the
+    stack's models (simple, version 1)."""
+    ops = {f"{m} {p}" for m, p, _ in _operations()}
+    if not _seen:
+        pytest.fail("test_inference_api did not run (run the whole file)")
+    assert ops - set(_seen) == set()
+    assert set(_seen) - ops == set()
+
+    def reached(op, statuses):
+        if op.endswith("/infer/ws"):
+            return bool({400, 426} & set(statuses))
+        return any(200 <= s < 300 for s in statuses)
+
+    assert {op: dict(st) for op, st in _seen.items() if not reached(op, st)} == {}
+
+
+def _concrete(path):
+    return path.replace("{model}", "simple").replace("{version}", "1")
+
+
+def _request(method, path, op):
+    kw = {"headers": {}}
+    if op.get("requestBody"):
+        kw["json"] = op["requestBody"]["content"]["application/json"]["examples"]["simple"]["value"]
+    for p in op.get("parameters", []):
+        if p.get("in") == "header" and p.get("required"):
+            kw["headers"][p["name"]] = "kserve.v2.helix" if p["name"] == "Sec-WebSocket-Protocol" else "websocket"
+    return kw
+
+
+def _validate(schema, method, path, response):
+    """Validate a raw httpx response with schemathesis' checks."""
+    op = schema[path][method]
+    case = op.Case(path_parameters={k: v for k, v in (("model", "simple"), ("version", "1")) if "{" + k + "}" in path})
+    case.validate_response(response, checks=[not_a_server_error, status_code_conformance, content_type_conformance,
+                                             response_schema_conformance, response_headers_conformance])
+
+
+@pytest.fixture(scope="module")
+def plain_schema(helix_stack):
+    """The file without an auth provider, for validating answers."""
+    plain = _load()
+    _target(plain, helix_stack)
+    return plain
+
+
+def test_unauthenticated_and_wrong_scope(helix_stack, plain_schema):
+    """No credential: 401 with WWW-Authenticate: Bearer; a bad one: 401
+    invalid_token; a client without the operation's scope: 403
+    insufficient_scope. Each answer is validated against the file."""
+    read_only = helix_stack.client("openapi-inference-read", READ)
+    infer_only = helix_stack.client("openapi-inference-infer", INFER)
+    tokens = {READ: read_only.token(), INFER: infer_only.token()}
+    with httpx.Client(base_url=helix_stack.https_url, verify=helix_stack.ssl, timeout=20) as http:
+        for method, path, op in _operations():
+            kw = _request(method, path, op)
+            url = _concrete(path)
+            r = http.request(method, url, **kw)
+            assert r.status_code == 401, (method, url, r.status_code, r.text)
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert r.json() == {"error": "unauthorized", "error_description": "credential required"}
+            _validate(plain_schema, method, path, r)
+
+            r = http.request(method, url, **{**kw, "headers": {**kw["headers"], "Authorization": "Bearer not-a-jwt"}})
+            assert r.status_code == 401, (method, url, r.status_code, r.text)
+            assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+            assert r.json() == {"error": "invalid_token"}
+            _validate(plain_schema, method, path, r)
+
+            needed = op.get("security", [{"bearer": [READ]}])[0]["bearer"][0]
+            wrong = INFER if needed == READ else READ
+            r = http.request(method, url, **{**kw, "headers": {**kw["headers"], "Authorization": f"Bearer {tokens[wrong]}"}})
+            assert r.status_code == 403, (method, url, wrong, r.status_code, r.text)
+            assert r.json() == {"error": "insufficient_scope"}
+            assert r.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+            _validate(plain_schema, method, path, r)
+
+
+def test_rate_limited_answer(helix_stack, plain_schema):
+    """Over its plan (free: 5 requests per second) a client gets the
+    documented 429 with x-ratelimit-* and Retry-After; its allowed
+    answers carry x-ratelimit-* too."""
+    client = helix_stack.client("openapi-inference-free", READ, plan="free")
+    headers = {"Authorization": f"Bearer {client.token()}"}
+    with httpx.Client(base_url=helix_stack.https_url, verify=helix_stack.ssl, timeout=20) as http:
+        answers = [http.get("/v2/models/simple", headers=headers) for _ in range(12)]
+    statuses = [r.status_code for r in answers]
+    assert 200 in statuses and 429 in statuses, statuses
+    for r in answers:
+        _validate(plain_schema, "GET", "/v2/models/{model}", r)
+        assert int(r.headers["x-ratelimit-remaining"]) >= 0
+        assert r.headers["x-ratelimit-limit"].startswith("5, 5;w=1")
+    limited = next(r for r in answers if r.status_code == 429)
+    assert limited.json() == {"error": "rate_limited", "error_description": "rate limit exceeded"}
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_binary_data_extension(helix_stack, plain_schema):
+    """Triton's binary tensor data extension as the file describes it: a
+    JSON header of Inference-Header-Content-Length bytes and the raw
+    inputs, an output asked for in binary coming back as
+    application/octet-stream with its own header length."""
+    import json
+    import struct
+
+    header = json.dumps({
+        "inputs": [{"name": n, "datatype": "INT32", "shape": [1, 16], "parameters": {"binary_data_size": 64}}
+                   for n in ("INPUT0", "INPUT1")],
+        "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}, {"name": "OUTPUT1"}],
+    }).encode()
+    body = header + struct.pack("<16i", *range(16)) + struct.pack("<16i", *[1] * 16)
+    client = helix_stack.client("openapi-inference-binary", INFER)
+    headers = {"Authorization": f"Bearer {client.token()}", "Inference-Header-Content-Length": str(len(header)),
+               "Content-Type": "application/octet-stream", "Accept-Encoding": "identity"}
+    with httpx.Client(base_url=helix_stack.https_url, verify=helix_stack.ssl, timeout=20) as http:
+        for path in ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"):
+            r = http.post(_concrete(path), content=body, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == "application/octet-stream"
+            n = int(r.headers["inference-header-content-length"])
+            out = json.loads(r.content[:n])
+            _validate(plain_schema, "POST", path, r)
+            assert out["outputs"][0]["parameters"] == {"binary_data_size": 64}
+            assert list(struct.unpack("<16i", r.content[n:])) == [i + 1 for i in range(16)]
+            assert out["outputs"][1]["data"] == [i - 1 for i in range(16)]
+
+            bad = http.post(_concrete(path), content=body, headers={**headers, "Inference-Header-Content-Length": "x"})
+            assert bad.status_code == 400
+            assert bad.json() == {"error": "Unable to parse Inference-Header-Content-Length, got: x"}
+            _validate(plain_schema, "POST", path, bad)
