@@ -319,7 +319,8 @@ def gen_http() -> str:
                 if not isinstance(op, dict):
                     continue
                 sec = _security(op.get("security")) if "security" in op else default_sec
-                codes = " ".join(str(c) for c in (op.get("responses") or {}))
+                codes = " ".join(sorted((str(c) for c in op.get("responses") or {}),
+                                        key=lambda c: (not c.isdigit(), c)))
                 tag = (op.get("tags") or [""])[0]
                 summary = op.get("summary") or _first_sentence(op.get("description"))
                 if op.get("deprecated"):

@@ -237,3 +237,63 @@ def test_extraction_sees_rewording():
     assert placeholders("model %q: input %q is missing") == 'model "…": input "…" is missing'
     assert unquote(r'"a \"b\" c"') == 'a "b" c'
     assert "request body too large" in literals("workers/httpapi")
+
+
+# --------------------------------------------------------------- the stack
+
+
+def _documented(tables, name, message):
+    """Whether message is one the table lists, … matching any text."""
+    for k in keyed(tables[name]):
+        if re.fullmatch(".+?".join(re.escape(p) for p in k.split("…")), message):
+            return True
+    return False
+
+
+def test_answers_through_the_gateway_are_listed(helix_stack, tables):
+    """Mistakes sent through the gateway get answers this page lists, with
+    the error code and status it says."""
+    import httpx
+
+    st = helix_stack
+    token = st.client("h6-troubleshooting", "models:infer,models:read").token()
+    read_only = st.client("h6-troubleshooting-ro", "models:read").token()
+    check = keyed(tables["check"])
+
+    def body(dt="INT32", shape=(1, 16), n=16, inputs=2):
+        ins = [{"name": f"INPUT{i}", "datatype": dt if i == 0 else "INT32", "shape": list(shape) if i == 0 else [1, 16],
+                "data": [0] * (n if i == 0 else 16)} for i in range(inputs)]
+        return {"inputs": ins}
+
+    bearer = {"authorization": f"Bearer {token}"}
+    cases = [
+        # (path, headers, body, status, table)
+        ("/v2/models/simple/infer", {}, body(), 401, "check"),
+        ("/v2/models/simple/infer", {"authorization": "Bearer a.b.c"}, body(), 401, "check"),
+        ("/v2/models/simple/infer", {"authorization": "Basic abc"}, body(), 401, "check"),
+        ("/v2/models/simple/infer", {"authorization": f"Bearer {read_only}"}, body(), 403, "check"),
+        ("/v2/models/simple/versions/x/infer", bearer, body(), 403, "check"),
+        ("/v2/models/h6_no_such_model/infer", bearer, body(), 404, "worker"),
+        ("/v2/models/simple/versions/7/infer", bearer, body(), 404, "worker"),
+        ("/v2/models/simple/infer", bearer, body("FP32"), 400, "worker"),
+        ("/v2/models/simple/infer", bearer, body(shape=(1, 15), n=15), 400, "worker"),
+        ("/v2/models/simple/infer", bearer, body(shape=(9, 16), n=144), 400, "worker"),
+        ("/v2/models/simple/infer", bearer, body(inputs=1), 400, "worker"),
+        ("/v2/models/simple/infer", bearer, "{", 400, "worker"),
+    ]
+    with httpx.Client(base_url=st.https_url, verify=st.ssl, timeout=30) as c:
+        for path, headers, payload, status, table in cases:
+            if isinstance(payload, str):
+                r = c.post(path, content=payload, headers={**headers, "content-type": "application/json"})
+            else:
+                r = c.post(path, json=payload, headers=headers)
+            what = f"POST {path} ({headers.get('authorization', 'no credential')[:12]}…)"
+            assert r.status_code == status, f"{what}: {r.status_code} {r.text}"
+            got = r.json()
+            if table == "check":
+                msg = got.get("error_description", got["error"])
+                assert msg in check, f"{what}: {got} is not in the page's gateway denials"
+                assert got["error"] in keys(check[msg][2]), f"{what}: error {got['error']!r}, the page says {check[msg][2]}"
+                assert str(status) in check[msg][1], f"{what}: status {status}, the page says {check[msg][1]}"
+            else:
+                assert _documented(tables, table, got["error"]), f"{what}: {got['error']!r} is not on the page (table {table})"
