@@ -197,10 +197,21 @@ def _fill_reference_nav(config: Any) -> None:
         if isinstance(entry, dict) and REFERENCE_SECTION in entry:
             listed = [e for e in entry[REFERENCE_SECTION] if not (isinstance(e, str) and e.startswith(REFERENCE_DIR + "/"))]
             if pages or listed:
-                entry[REFERENCE_SECTION] = pages + listed
+                entry[REFERENCE_SECTION] = [_titled(docs_dir, p) for p in pages] + listed
             else:
                 del nav[i]  # nothing generated yet: no empty section
             return
+
+
+def _titled(docs_dir: Path, page: str) -> Any:
+    """A nav entry with the page's first H1 as its title: mkdocs takes the
+    title from the H1 only when it is the page's first element, and
+    generated pages start with a comment saying so."""
+    for line in _outside_fences((docs_dir / page).read_text(encoding="utf-8").splitlines()):
+        m = re.match(r"^#\s+(.*?)\s*#*\s*$", line)
+        if m:
+            return {m.group(1): page}
+    return page
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, **_: Any) -> str:
