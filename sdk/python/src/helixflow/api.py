@@ -21,7 +21,8 @@ from typing import Any, Literal, TypedDict
 import httpx
 
 from .credentials import Credentials, from_env, ssl_context
-from .errors import APIError, ConfigurationError, HelixError, UnavailableError, denied, unauthenticated
+from .errors import (APIError, ConfigurationError, HelixError, PermissionDeniedError, UnavailableError, denied,
+                     unauthenticated)
 from .retry import Attempts, RetryPolicy, http_kind, reset_seconds
 
 
@@ -117,8 +118,9 @@ def _error(r: httpx.Response, what: str, attempts: Attempts) -> HelixError:
     if r.status_code == 401:
         return unauthenticated(what, st, code)
     if r.status_code == 403:
-        scope = "models:read or models:infer" if "models" in what else "a client's own credential (not a person's)"
-        return denied(what, scope, st, f"{code}: {desc}" if desc else code)
+        if code == "insufficient_scope" or not desc:
+            return denied(what, "models:read or models:infer", st, code)
+        return PermissionDeniedError(f"{what}: forbidden ({code}): {desc}", st)
     kind = http_kind(r.status_code)
     if kind is not None:
         return UnavailableError(f"{what}: HTTP {r.status_code} {code} {attempts.describe()}: {desc or 'try again later'}",

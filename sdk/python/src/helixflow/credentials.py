@@ -141,6 +141,7 @@ class _TokenSource(Credentials):
         self._clock = clock
         self._lock = threading.Lock()
         self._tok: _Token | None = None
+        self._rejected = ""  # the token last invalidated: never taken back from a file
         self.fetches = 0  # tokens fetched so far (tests, metrics)
 
     @abc.abstractmethod
@@ -192,6 +193,7 @@ class _TokenSource(Credentials):
     def invalidate(self, token: str | None = None) -> None:
         with self._lock:
             if self._tok is not None and (token is None or self._tok.value == token):
+                self._rejected = self._tok.value
                 self._tok = None
 
 
@@ -243,14 +245,15 @@ class ClientCredentials(_TokenSource):
     def __init__(self, client_id: str | None = None, client_secret: str | None = None, token_url: str | None = None,
                  *, ca_file: str | None = None, scopes: list[str] | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 20.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, http: httpx.Client | None = None) -> None:
         super().__init__(clock)
         self.client_id = env("HELIX_CLIENT_ID", client_id, "the client id")
         self._secret = env("HELIX_CLIENT_SECRET", client_secret, "the client secret")
         self.token_url = env("HELIX_TOKEN_URL", token_url, "the token endpoint")
         self.scopes = scopes
         self._retry = retry or RetryPolicy(max_attempts=6, deadline=30.0)
-        self._http = httpx.Client(verify=ssl_context(ca_file), timeout=timeout)
+        # http: an httpx.Client of your own (proxies, a test transport).
+        self._http = http or httpx.Client(verify=ssl_context(ca_file), timeout=timeout)
 
     @classmethod
     def from_env(cls, **kw: Any) -> ClientCredentials:
@@ -434,7 +437,7 @@ class PersonLogin(_TokenSource):
                 stack.enter_context(_file_lock(self.token_file))
                 self._reload()  # another process may have refreshed meanwhile
                 t = self._tok
-                if t is not None and self._fresh(t):
+                if t is not None and self._fresh(t) and t.value != self._rejected:
                     return t.value, t.expires_at - self._clock()
             started = time.time()
             try:
@@ -459,7 +462,7 @@ class PersonLogin(_TokenSource):
             self._refresh = c["refresh_token"]
         if c.get("access_token") and c.get("expires_at"):
             left = _parse_time(c["expires_at"]).timestamp() - time.time()
-            if left > 0:
+            if left > 0 and c["access_token"] != self._rejected:
                 self._tok = _Token(c["access_token"], left, self._clock())
 
     def _save(self, access: str | None = None, expires_wall: float | None = None) -> None:

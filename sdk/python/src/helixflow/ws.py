@@ -195,8 +195,8 @@ class HelixWS:
             if code in FATAL_CLOSE:
                 self._fail_all(ConnectionError(f"closed {code}: {reason}"))
                 return
-            if code == 1008 and isinstance(self.token, Credentials):
-                self.token.invalidate()  # expired or revoked: ask for another
+            # 1008 (the token expired): the next connect asks for a token
+            # again, and Credentials hands out a new one well before expiry.
             await self._backoff(0)
 
     async def _backoff(self, attempt: int) -> None:

@@ -119,6 +119,14 @@ class InferenceServerClient(_TritonClient):
     RetryPolicy of unary calls (helixflow.retry.NO_RETRY: none). The other
     arguments are tritonclient's."""
 
+    def __del__(self) -> None:
+        # A constructor that raised (bad configuration) leaves a half-made
+        # client, which tritonclient's __del__ would trip over.
+        try:
+            super().__del__()
+        except AttributeError:
+            pass
+
     def __init__(self, url: str | None = None, verbose: bool = False, ssl: bool = True,
                  root_certificates: str | None = None, *args: Any, credentials: Credentials | None = None,
                  api_key_env: str | None = None, ca_file: str | None = None, retry: RetryPolicy | None = None,

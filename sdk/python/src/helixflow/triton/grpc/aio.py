@@ -86,6 +86,14 @@ class InferenceServerClient(_TritonClient):
     """tritonclient.grpc.aio.InferenceServerClient through HelixFlow's
     gateway; arguments as helixflow.triton.grpc.InferenceServerClient's."""
 
+    def __del__(self) -> None:
+        # A constructor that raised (bad configuration) leaves a half-made
+        # client, which tritonclient's __del__ would trip over.
+        try:
+            super().__del__()
+        except AttributeError:
+            pass
+
     def __init__(self, url: str | None = None, verbose: bool = False, ssl: bool = True,
                  root_certificates: str | None = None, *args: Any, credentials: Credentials | None = None,
                  api_key_env: str | None = None, ca_file: str | None = None, retry: RetryPolicy | None = None,

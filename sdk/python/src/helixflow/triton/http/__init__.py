@@ -43,6 +43,14 @@ class InferenceServerClient(_TritonClient):
     helixflow.triton.grpc.InferenceServerClient's. ssl defaults to True
     (False for an http:// url), with the CA in ssl_options."""
 
+    def __del__(self) -> None:
+        # A constructor that raised (bad configuration) leaves a half-made
+        # client, which tritonclient's __del__ would trip over.
+        try:
+            super().__del__()
+        except AttributeError:
+            pass
+
     def __init__(self, url: str | None = None, verbose: bool = False, *args: Any,
                  credentials: Credentials | None = None, api_key_env: str | None = None,
                  ca_file: str | None = None, retry: RetryPolicy | None = None, anonymous: bool = False,
