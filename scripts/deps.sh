@@ -40,6 +40,15 @@ AXE_NPM_VERSION=4.14.1
 AXE_NPM_SHA256=e6b0ce02b84d892e2e33e403485e7f3d6c29e2be6df65daf44d89ba564139745
 AXE_DIR=.deps/axe-core
 
+# Mermaid, the diagrams of the documentation site: mermaid.min.js from the npm
+# package (fetched with `npm pack`, nothing installed, no scripts run), which
+# scripts/mkdocs_hooks.py serves with the site so that diagrams render offline
+# (mkdocs-material otherwise loads Mermaid 11 from unpkg.com).
+# sha256 of mermaid-11.17.2.tgz:
+MERMAID_NPM_VERSION=11.17.2
+MERMAID_NPM_SHA256=6ad2f42c3fc26bbf9e45cbb6d11898972573ea52b33a5f4ff51952899f950ffd
+MERMAID_DIR=.deps/mermaid
+
 # libonnxruntime.so, from the npm package onnxruntime-node (fetched with `npm pack`,
 # nothing installed, no scripts run). sha256 of onnxruntime-node-1.30.0.tgz:
 ORT_NPM_VERSION=1.30.0
@@ -306,6 +315,24 @@ axe_deps() {
   echo "$want" >"$AXE_DIR/VERSION"
 }
 
+mermaid_deps() {
+  local want="mermaid@$MERMAID_NPM_VERSION $MERMAID_NPM_SHA256"
+  if [[ -f "$MERMAID_DIR/VERSION" && "$(cat "$MERMAID_DIR/VERSION")" == "$want" && -s "$MERMAID_DIR/mermaid.min.js" ]]; then
+    return 0
+  fi
+  log "fetching mermaid.min.js from mermaid@$MERMAID_NPM_VERSION into $MERMAID_DIR"
+  local tmp tgz="mermaid-$MERMAID_NPM_VERSION.tgz"
+  tmp="$(new_tmpdir)"
+  (cd "$tmp" && npm pack --silent --ignore-scripts "mermaid@$MERMAID_NPM_VERSION" >/dev/null)
+  [[ -f "$tmp/$tgz" ]] || die "npm pack did not write $tgz"
+  [[ "$(sha256 "$tmp/$tgz")" == "$MERMAID_NPM_SHA256" ]] || die "$tgz: sha256 mismatch"
+  tar -xzf "$tmp/$tgz" -C "$tmp" package/dist/mermaid.min.js
+  rm -rf "$MERMAID_DIR"
+  mkdir -p "$MERMAID_DIR"
+  install -m 644 "$tmp/package/dist/mermaid.min.js" "$MERMAID_DIR/mermaid.min.js"
+  echo "$want" >"$MERMAID_DIR/VERSION"
+}
+
 # ---------------------------------------------------------------------------
 # mailpit: the SMTP server `make run` and the tests send helix-authz's mails
 # to (it keeps them readable through its HTTP API), built from its Go module
@@ -452,9 +479,10 @@ case "${1:-}" in
     onnxruntime_deps
     mailpit_deps
     axe_deps
+    mermaid_deps
     deploy_deps
     vuln_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
     ;;
   deploy)
     deploy_deps
