@@ -10,6 +10,7 @@ examples and schemathesis' coverage cases) keeps the file well under 60 s
 on the shared stack."""
 
 import collections
+import os
 import threading
 import time
 
@@ -31,7 +32,8 @@ from schemathesis.specs.openapi.checks import (
 from helixstack import ROOT, TOKEN_LIFETIME
 
 SPEC = ROOT / "api" / "inference.yaml"
-MAX_EXAMPLES = 10
+# HELIX_OPENAPI_MAX_EXAMPLES=200 searches deeper (minutes, not for make test).
+MAX_EXAMPLES = int(os.environ.get("HELIX_OPENAPI_MAX_EXAMPLES", "10"))
 # A token is refreshed well before its TOKEN_LIFETIME ends.
 REFRESH_S = TOKEN_LIFETIME // 2
 
@@ -46,11 +48,34 @@ def unsupported_method_but_query(ctx, response, case):
     return unsupported_method(ctx, response, case)
 
 
+def _envoy_path_rejection(response):
+    """Envoy's own 400 for a request target it cannot normalize (an
+    escaped slash or backslash, %2F or %5C, in a generated path
+    parameter: path_normalization_failed): no body and no Content-Type,
+    answered before any route, so not from a worker."""
+    return (response.status_code == 400 and not response.content and "content-type" not in response.headers
+            and "x-envoy-upstream-service-time" not in response.headers)
+
+
+def _unless_envoy_path_rejection(check):
+    """A waiver: OpenAPI cannot say that a 400 may have no body at all, so
+    the body checks skip Envoy's empty path rejection (its status is still
+    checked: 400 is documented)."""
+
+    def wrapped(ctx, response, case):
+        if _envoy_path_rejection(response):
+            return None
+        return check(ctx, response, case)
+
+    wrapped.__name__ = check.__name__
+    return wrapped
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
+    _unless_envoy_path_rejection(content_type_conformance),
+    _unless_envoy_path_rejection(response_schema_conformance),
     response_headers_conformance,
     negative_data_rejection,
     ignored_auth,
@@ -188,12 +213,15 @@ def plain_schema(helix_stack):
 
 
 def test_unauthenticated_and_wrong_scope(helix_stack, plain_schema):
-    """No credential: 401 with WWW-Authenticate: Bearer; a bad one: 401
-    invalid_token; a client without the operation's scope: 403
-    insufficient_scope. Each answer is validated against the file."""
+    """No credential: 401 with WWW-Authenticate: Bearer; a bad token or
+    API key: 401 invalid_token; a token or API key of a client without the
+    operation's scope: 403 insufficient_scope. Each answer is validated
+    against the file. (Tokens live 20 s: these are fetched just before
+    use.)"""
     read_only = helix_stack.client("openapi-inference-read", READ)
     infer_only = helix_stack.client("openapi-inference-infer", INFER)
     tokens = {READ: read_only.token(), INFER: infer_only.token()}
+    keys = {READ: helix_stack.api_key(read_only), INFER: helix_stack.api_key(infer_only)}
     with httpx.Client(base_url=helix_stack.https_url, verify=helix_stack.ssl, timeout=20) as http:
         for method, path, op in _operations():
             kw = _request(method, path, op)
@@ -210,12 +238,22 @@ def test_unauthenticated_and_wrong_scope(helix_stack, plain_schema):
             assert r.json() == {"error": "invalid_token"}
             _validate(plain_schema, method, path, r)
 
+            r = http.request(method, url, **{**kw, "headers": {**kw["headers"], "x-api-key": "hx_not-a-key"}})
+            assert r.status_code == 401, (method, url, r.status_code, r.text)
+            assert r.json() == {"error": "invalid_token"}
+            _validate(plain_schema, method, path, r)
+
             needed = op.get("security", [{"bearer": [READ]}])[0]["bearer"][0]
             wrong = INFER if needed == READ else READ
             r = http.request(method, url, **{**kw, "headers": {**kw["headers"], "Authorization": f"Bearer {tokens[wrong]}"}})
             assert r.status_code == 403, (method, url, wrong, r.status_code, r.text)
             assert r.json() == {"error": "insufficient_scope"}
             assert r.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
+            _validate(plain_schema, method, path, r)
+
+            r = http.request(method, url, **{**kw, "headers": {**kw["headers"], "x-api-key": keys[wrong]}})
+            assert r.status_code == 403, (method, url, wrong, r.status_code, r.text)
+            assert r.json() == {"error": "insufficient_scope"}
             _validate(plain_schema, method, path, r)
 
 
