@@ -144,3 +144,13 @@ class InferenceServerClient(_TritonClient):
 
 def _ca(given: str | None) -> str | None:
     return ca_file(given)
+
+
+def __getattr__(name: str) -> Any:
+    """Every other name of tritonclient.grpc (service_pb2, np_to_triton_dtype...),
+    as it is there."""
+    if name == "aio":  # ours, wrapped
+        import importlib
+        return importlib.import_module(__name__ + ".aio")
+    import tritonclient.grpc as _theirs
+    return getattr(_theirs, name)

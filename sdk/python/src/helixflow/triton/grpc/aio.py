@@ -117,3 +117,10 @@ class InferenceServerClient(_TritonClient):
 
 def _ca(given: str | None) -> str | None:
     return ca_file(given)
+
+
+def __getattr__(name: str) -> Any:
+    """Every other name of tritonclient.grpc.aio (service_pb2, np_to_triton_dtype...),
+    as it is there."""
+    import tritonclient.grpc.aio as _theirs
+    return getattr(_theirs, name)

@@ -107,3 +107,13 @@ def _copy(headers: Any) -> Any:
 
 def _ca(given: str | None) -> str | None:
     return ca_file(given)
+
+
+def __getattr__(name: str) -> Any:
+    """Every other name of tritonclient.http (service_pb2, np_to_triton_dtype...),
+    as it is there."""
+    if name == "aio":  # ours, wrapped
+        import importlib
+        return importlib.import_module(__name__ + ".aio")
+    import tritonclient.http as _theirs
+    return getattr(_theirs, name)
