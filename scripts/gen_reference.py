@@ -349,6 +349,46 @@ def gen_http() -> str:
 # ---------------------------------------------------------------- metrics
 
 
+_GO_STRING = r'"(?:[^"\\\n]|\\.)*"'
+_GO_STRINGS = rf"{_GO_STRING}(?:\s*\+\s*{_GO_STRING})*"
+# Where the processes' metrics are defined (their help text).
+METRIC_SOURCES = ["workers", "extauthz", "xds", "internal", "cmd"]
+
+
+def _go_string(expr: str) -> str:
+    """The value of Go string literals joined with +."""
+    parts = re.findall(_GO_STRING, expr)
+    return "".join(re.sub(r"\\(.)", lambda m: {"n": " ", "t": " "}.get(m.group(1), m.group(1)), p[1:-1]) for p in parts)
+
+
+def metric_help(names: set[str]) -> dict[str, str]:
+    """Each metric's help text, read from the Go code that defines it: the
+    string right after its name (`Name: "x", Help: "..."`,
+    `prometheus.NewDesc("x", "...", ...)`, `{"x", "..."}`), or after
+    `Name: C` where C is a constant holding the name."""
+    files = sorted(f for d in METRIC_SOURCES for f in (ROOT / d).rglob("*.go") if not f.name.endswith("_test.go"))
+    src = "\n".join(f.read_text() for f in files)
+    out: dict[str, str] = {}
+    after = re.compile(rf",\s*(?:Help:\s*)?({_GO_STRINGS})")
+    for n in names:
+        q = f'"{n}"'
+        m = None
+        i = src.find(q)
+        while i >= 0 and not m:
+            m = after.match(src, i + len(q))
+            if not m:
+                line = src[src.rfind("\n", 0, i) + 1:i]
+                const = re.search(r"\b(\w+)\s*=\s*$", line)
+                if const:
+                    m = re.search(rf"Name:\s*(?:\w+\.)?{const.group(1)},\s*Help:\s*({_GO_STRINGS})", src)
+            i = src.find(q, i + 1)
+        help_ = _go_string(m.group(1)) if m else ""
+        if re.fullmatch(r"[A-Za-z_:][A-Za-z0-9_:]*", help_):
+            help_ = ""  # another metric's name in a list, not a help text
+        out[n] = help_
+    return out
+
+
 def gen_metrics() -> str:
     by_proc: dict[str, list[tuple[str, str, str]]] = {}
     for n, line in enumerate(METRICS.read_text().splitlines(), 1):
@@ -360,23 +400,33 @@ def gen_metrics() -> str:
         when = " ".join(p.removeprefix("when=") for p in parts[3:])
         by_proc.setdefault(parts[0], []).append((parts[1], parts[2], when))
     out = [
-        HEADER.format(src="alerts/metrics.txt"),
+        HEADER.format(src="alerts/metrics.txt and the help texts in the Go code"),
         "# Metrics",
         "",
         "Every metric name helix-worker, helix-authz and helix-xds export, and the",
         "Envoy names the alert rules and dashboards use, with their types: the",
         "inventory [`alerts/metrics.txt`](../../alerts/metrics.txt), which",
-        "`TestObservability` (e2e) checks against the running processes. What they",
-        "mean, their labels, the alerts and the dashboards:",
+        "`TestObservability` (e2e) checks against the running processes. *meaning*",
+        "is the help text the code registers each with. Their labels, the alerts",
+        "and the dashboards:",
         "[Observability](../observability.md); GPU metrics:",
         "[GPU metrics](../gpu-metrics.md). *when* `gpu`: exported only on a host",
         "with an NVIDIA GPU.",
         "",
     ]
+    helps = metric_help({name for rows in by_proc.values() for name, _, _ in rows})
     order = ["helix-worker", "helix-authz", "helix-xds", "envoy"]
     for proc in sorted(by_proc, key=lambda p: (order.index(p) if p in order else len(order), p)):
-        out += [f"## {proc}", "", "| metric | type | when |", "| --- | --- | --- |"]
-        out += [f"| `{name}` | {typ} | {when} |" for name, typ, when in by_proc[proc]]
+        out += [f"## {proc}", ""]
+        if proc == "envoy":
+            out += ["Envoy's own statistics, as `/stats/prometheus` names them; see",
+                    "[Envoy's statistics](https://www.envoyproxy.io/docs/envoy/latest/operations/stats_overview).", ""]
+        out += ["| metric | type | when | meaning |", "| --- | --- | --- | --- |"]
+        for name, typ, when in by_proc[proc]:
+            meaning = helps.get(name, "")
+            if not meaning and name.startswith(("go_", "process_", "promhttp_")):
+                meaning = "the Go client library's runtime and process metrics"
+            out.append(f"| `{name}` | {typ} | {when} | {_cell(meaning)} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -80,3 +80,15 @@ def test_flag_help_parsed():
         {"name": "c", "type": "duration", "default": "2h0m0s", "usage": "first line\nsecond line"},
         {"name": "d", "type": "value", "default": "", "usage": "repeatable"},
     ]
+
+
+def test_every_helixflow_metric_has_its_help():
+    """metrics.md's meanings come from the Go code's help texts; a metric
+    whose definition the generator cannot read fails here, not silently."""
+    names = {line.split()[1] for line in (ROOT / "alerts" / "metrics.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#") and not line.startswith("envoy ")}
+    ours = {n for n in names if not n.startswith(("go_", "process_", "promhttp_"))}
+    helps = gen_reference.metric_help(ours)
+    assert len(ours) > 50
+    missing = sorted(n for n in ours if not helps[n])
+    assert not missing, f"no help text found in the Go code for {missing}"
