@@ -7,6 +7,7 @@ binaries: bin/ (which `make test-stack` builds first), or HELIX_BIN_DIR.
 """
 
 import os
+import re
 import pathlib
 import subprocess
 import sys
@@ -92,3 +93,16 @@ def test_every_helixflow_metric_has_its_help():
     assert len(ours) > 50
     missing = sorted(n for n in ours if not helps[n])
     assert not missing, f"no help text found in the Go code for {missing}"
+
+
+def test_every_helixctl_command_is_in_its_usage():
+    """flags.md follows helixctl's usage text; a command its dispatcher
+    knows but the usage leaves out would be missing from the reference."""
+    src = (ROOT / "cmd" / "helixctl" / "main.go").read_text()
+    run = src[src.index("func run("):]
+    run = run[:run.index("\n}\n")]
+    dispatched = set(re.findall(r'case "([a-z-]+)":\s*\n\s*(?:if|return)', run))
+    assert {"migrate", "clients", "status", "login"} <= dispatched, dispatched
+    usage = src[src.index("const usage = `"):]
+    listed = {cmd for cmd, _ in gen_reference.helixctl_commands(usage[len("const usage = `"):usage.index("`", 20)])}
+    assert dispatched - listed == set(), f"helixctl commands missing from its usage text: {dispatched - listed}"
