@@ -35,24 +35,42 @@ def test_site_builds_strictly(tmp_path):
         assert (site / page).is_file(), f"{page} is missing from the built site"
     arch = (site / "architecture" / "index.html").read_text()
     assert arch.count('class="mermaid"') >= 2, "architecture.md's Mermaid diagrams are not rendered as diagrams"
+    # Mermaid from make deps's copy, so that diagrams render offline; without
+    # it mkdocs-material loads Mermaid from a CDN (allowed only outside CI).
+    if (ROOT / mkdocs_hooks.MERMAID_SRC).is_file() or os.environ.get("CI") == "true":
+        assert (site / mkdocs_hooks.MERMAID_DEST).is_file(), \
+            f"{mkdocs_hooks.MERMAID_SRC} is missing or not served: run `make deps`"
+        assert f'src="../{mkdocs_hooks.MERMAID_DEST}"' in arch
     # A link to a repository file outside docs/ points at the repository.
     gw = (site / "gateway-config" / "index.html").read_text()
     assert "https://github.com/helixflow/helixflow/blob/main/deploy/local/gateway.yaml" in gw
 
 
-@pytest.fixture
-def docs_copy(tmp_path):
+@pytest.fixture(scope="module")
+def docs_repo(tmp_path_factory):
     """A repository whose docs/ and mkdocs.yml are copies (to break) and
     whose other top-level entries link to the real ones (the hook checks
-    repository links against them)."""
-    repo = tmp_path / "repo"
+    repository links against them). The copy must build as it is."""
+    repo = tmp_path_factory.mktemp("docs-copy") / "repo"
     repo.mkdir()
     for entry in ROOT.iterdir():
         if entry.name not in ("docs", "mkdocs.yml", "site", ".git"):
             (repo / entry.name).symlink_to(entry)
     subprocess.run(["cp", "-r", str(ROOT / "docs"), str(repo / "docs")], check=True)
     (repo / "mkdocs.yml").write_text((ROOT / "mkdocs.yml").read_text())
+    ok = build(repo / "mkdocs.yml", repo.parent / "ok", cwd=repo)
+    assert ok.returncode == 0, f"the unbroken copy must build:\n{ok.stderr[-4000:]}"
     return repo
+
+
+@pytest.fixture
+def docs_copy(docs_repo):
+    """docs_repo, with docs/faq.md and any new page put back after the test."""
+    faq = docs_repo / "docs" / "faq.md"
+    text = faq.read_text()
+    yield docs_repo
+    faq.write_text(text)
+    (docs_repo / "docs" / "orphan.md").unlink(missing_ok=True)
 
 
 def append(repo, page, text):
@@ -68,8 +86,6 @@ def append(repo, page, text):
     ("See [the README](../README.md#no-such-heading).", "has no heading with anchor #no-such-heading"),
 ], ids=["page", "anchor", "own-anchor", "repo-file", "repo-anchor"])
 def test_broken_link_fails_the_build(docs_copy, tmp_path, text, says):
-    ok = build(docs_copy / "mkdocs.yml", tmp_path / "ok", cwd=docs_copy)
-    assert ok.returncode == 0, f"the unbroken copy must build:\n{ok.stderr[-4000:]}"
     append(docs_copy, "faq.md", text)
     out = build(docs_copy / "mkdocs.yml", tmp_path / "broken", cwd=docs_copy)
     assert out.returncode != 0, f"a build with {text!r} passed"
