@@ -297,3 +297,28 @@ def test_answers_through_the_gateway_are_listed(helix_stack, tables):
                 assert str(status) in check[msg][1], f"{what}: status {status}, the page says {check[msg][1]}"
             else:
                 assert _documented(tables, table, got["error"]), f"{what}: {got['error']!r} is not on the page (table {table})"
+
+
+def test_oauth_and_api_answers_are_listed(helix_stack, tables):
+    """The token endpoint's and the people's API's errors, as sent through
+    the gateway, carry codes and statuses the page lists."""
+    import httpx
+
+    st = helix_stack
+    oauth, webapi = keyed(tables["oauth"]), keyed(tables["webapi"])
+    with httpx.Client(base_url=st.https_url, verify=st.ssl, timeout=30) as c:
+        for data, auth, status in [
+            ({"grant_type": "client_credentials"}, ("h6-no-such-client", "wrong"), 401),
+            ({"grant_type": "password"}, ("h6-no-such-client", "wrong"), 400),
+            ({}, ("h6-no-such-client", "wrong"), 400),
+        ]:
+            r = c.post(st.token_url, data=data, auth=auth)
+            got = r.json()
+            assert r.status_code == status and got["error"] in oauth, f"/oauth2/token {data}: {r.status_code} {got}"
+            assert str(status) in oauth[got["error"]][1], f"{got['error']}: {status}, the page says {oauth[got['error']][1]}"
+        for method, path, status in [("GET", "/api/v1/account", 401), ("POST", "/api/v1/login", 415)]:
+            r = c.request(method, path, content=b"x" if method == "POST" else None,
+                          headers={"content-type": "text/plain"} if method == "POST" else {})
+            got = r.json()
+            assert r.status_code == status and got["error"] in webapi, f"{method} {path}: {r.status_code} {got}"
+            assert str(status) in webapi[got["error"]][1], f"{got['error']}: {status}, the page says {webapi[got['error']][1]}"
