@@ -322,3 +322,31 @@ def test_oauth_and_api_answers_are_listed(helix_stack, tables):
             got = r.json()
             assert r.status_code == status and got["error"] in webapi, f"{method} {path}: {r.status_code} {got}"
             assert str(status) in webapi[got["error"]][1], f"{got['error']}: {status}, the page says {webapi[got['error']][1]}"
+
+
+def test_grpc_answers_are_listed(helix_stack, tables):
+    """gRPC callers get the same messages as grpc-message, with the codes
+    the page gives."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    st = helix_stack
+    token = st.client("h6-troubleshooting", "models:infer,models:read").token()
+    check = keyed(tables["check"])
+    c = grpcclient.InferenceServerClient(url=st.gateway, ssl=True, root_certificates=st.ca_file)
+    try:
+        for model, headers, code, table in [
+            ("simple", None, "UNAUTHENTICATED", "check"),
+            ("simple", {"authorization": "Bearer a.b.c"}, "UNAUTHENTICATED", "check"),
+            ("h6_no_such_model", {"authorization": f"Bearer {token}"}, "NOT_FOUND", "worker"),
+        ]:
+            with pytest.raises(InferenceServerException) as e:
+                c.get_model_metadata(model, headers=headers)
+            assert e.value.status() == f"StatusCode.{code}", e.value
+            msg = e.value.message()
+            if table == "check":
+                assert msg in check and code in check[msg][1], f"{msg!r} ({code}) is not on the page as such"
+            else:
+                assert _documented(tables, table, msg), f"{msg!r} is not on the page"
+    finally:
+        c.close()
