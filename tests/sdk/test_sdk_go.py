@@ -45,3 +45,16 @@ def test_go_sdk_is_gofmt_and_vet_clean():
     env.pop("GOFLAGS", None)
     out = run([go(), "vet", "./..."], env=env)
     assert out.returncode == 0, out.stderr
+
+
+def test_go_sdk_stubs_are_the_platforms():
+    """scripts/gen-proto.sh generates sdk/go/inference from the same protos as
+    proto/inference, only under another import path: the files are the same
+    (both are package inference and import no other package of ours), so a
+    proto change regenerated for one and not the other shows here."""
+    platform = ROOT / "proto" / "inference"
+    sdk = SDK_GO / "inference"
+    names = sorted(p.name for p in platform.glob("*.pb.go"))
+    assert names == sorted(p.name for p in sdk.glob("*.pb.go"))
+    for name in names:
+        assert (sdk / name).read_text() == (platform / name).read_text(), f"sdk/go/inference/{name} is stale: run make proto"
