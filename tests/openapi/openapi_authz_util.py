@@ -7,9 +7,10 @@ Each operation gets a fixed number of examples per generation mode
 (derandomized, no shrinking), so a file's run time is bounded and the same
 from run to run."""
 
+import base64
+import hashlib
 import json
 import random
-import ssl
 import time
 import urllib.parse
 import urllib.request
@@ -126,6 +127,9 @@ class PublicAPI:
         for _ in range(6):
             r = self.s.request(method, self.base + path, json=body, headers=headers, timeout=30,
                                allow_redirects=False, **kw)
+            # No cookie carries to the next call: a login that sent one
+            # would end that session (fixation defence).
+            self.s.cookies.clear()
             if r.status_code not in (429, 503):
                 return r
             time.sleep(min(float(r.headers.get("Retry-After", "1")), 5) + 0.1)
@@ -164,5 +168,53 @@ class PublicAPI:
                 "cookie": r.cookies.get("__Host-helix_session"), "csrf": body["csrf_token"]}
 
 
-def ssl_context(ca_file):
-    return ssl.create_default_context(cafile=ca_file)
+HELIXCTL = "helixctl"  # the first-party public client (internal/wire)
+HELIXCTL_REDIRECT = "http://127.0.0.1:45123/callback"
+
+
+def pkce():
+    """A PKCE verifier and its S256 challenge (RFC 7636)."""
+    verifier = base64.urlsafe_b64encode(random.randbytes(32)).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+class PersonToken:
+    """A person's access token (scope account), refreshed with its
+    rotating refresh token before it expires (tokens live 20 s in the
+    stack)."""
+
+    def __init__(self, pub, person):
+        self.pub = pub
+        self.access, self.refresh = person_token(pub, person)
+        self.at = time.monotonic()
+
+    def get(self):
+        if time.monotonic() - self.at > 10:
+            r = self.pub.s.post(self.pub.base + "/oauth2/token", timeout=30, data={
+                "grant_type": "refresh_token", "refresh_token": self.refresh, "client_id": HELIXCTL})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            self.access, self.refresh, self.at = body["access_token"], body["refresh_token"], time.monotonic()
+        return self.access
+
+
+def authorize_query(challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"):
+    """A well-formed authorization request of helixctl."""
+    return {"response_type": "code", "client_id": HELIXCTL, "redirect_uri": HELIXCTL_REDIRECT, "scope": "account",
+            "state": "openapi-state-1234", "code_challenge": challenge, "code_challenge_method": "S256"}
+
+
+def person_token(pub, person, scope="account"):
+    """A person's access token with scope, by helixctl's flow: the
+    authorization code with PKCE at /oauth2/authorize (the person's
+    session), then the token endpoint."""
+    verifier, challenge = pkce()
+    r = pub.call("GET", "/oauth2/authorize", cookie=person["cookie"], params={**authorize_query(challenge), "scope": scope})
+    assert r.status_code in (302, 303), r.text
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(r.headers["Location"]).query)["code"][0]
+    r = pub.s.post(pub.base + "/oauth2/token", timeout=30, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": HELIXCTL_REDIRECT,
+        "client_id": HELIXCTL, "code_verifier": verifier})
+    assert r.status_code == 200, r.text
+    return r.json()["access_token"], r.json()["refresh_token"]
