@@ -56,10 +56,12 @@ func newTokenServer(t *testing.T, pki testPKI, lifetime time.Duration) *tokenSer
 
 func TestClientCredentialsRefreshBeforeExpiry(t *testing.T) {
 	pki := newTestPKI(t)
-	ts := newTokenServer(t, pki, 3*time.Second)
+	// A margin over oauth2's own 10 s, so that a second cache in between
+	// would show.
+	ts := newTokenServer(t, pki, 12*time.Second)
 	creds, err := NewClientCredentials(ClientCredentialsConfig{
 		ClientID: "id", ClientSecret: "secret", TokenURL: ts.URL + "/oauth2/token", CAFile: pki.caFile,
-		RefreshBefore: 2 * time.Second,
+		RefreshBefore: 11 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +85,7 @@ func TestClientCredentialsRefreshBeforeExpiry(t *testing.T) {
 	if got := get(); got != "Bearer tok-1" || ts.issued.Load() != 1 {
 		t.Fatalf("%q after %d fetches, want one token", got, ts.issued.Load())
 	}
-	// 3 s tokens replaced 2 s before expiry: a new one after 1 s.
+	// 12 s tokens replaced 11 s before expiry: a new one after 1 s.
 	time.Sleep(1200 * time.Millisecond)
 	if got := get(); got != "Bearer tok-2" {
 		t.Fatalf("%q, want a refreshed token", got)

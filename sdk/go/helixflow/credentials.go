@@ -88,6 +88,8 @@ func NewClientCredentials(cfg ClientCredentialsConfig) (Credentials, error) {
 	}
 	// The context only carries the HTTP client for every later refresh.
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, hc)
+	// ReuseTokenSourceWithExpiry takes over cc.TokenSource's own cache (and
+	// its fixed 10 s margin) rather than stacking a second one on it.
 	return NewTokenCredentials(oauth2.ReuseTokenSourceWithExpiry(nil, cc.TokenSource(ctx), before)), nil
 }
 
