@@ -258,3 +258,26 @@ func TestClientEndToEnd(t *testing.T) {
 		t.Fatalf("%v, want a 401 APIError", err)
 	}
 }
+
+func TestTokenFetchHonoursTheContext(t *testing.T) {
+	pki := newTestPKI(t)
+	release := make(chan struct{})
+	slow := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	slow.TLS = pki.serverTLS()
+	slow.StartTLS()
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	creds, err := NewClientCredentials(ClientCredentialsConfig{ClientID: "id", ClientSecret: "s", TokenURL: slow.URL, CAFile: pki.caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = creds.GetRequestMetadata(ctx)
+	if status.Code(err) != codes.DeadlineExceeded || time.Since(start) > 2*time.Second {
+		t.Fatalf("%v after %v, want DEADLINE_EXCEEDED at the context's deadline", err, time.Since(start))
+	}
+}
