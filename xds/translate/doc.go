@@ -34,7 +34,9 @@
 //     escaped slashes refused, so routing and helix-authz see one path.
 //   - headers.go, sourcelimit.go, extauthz.go, cors.go,
 //     accesslog.go: one file per filter or feature, with its per-route
-//     parts.
+//     parts; localreply.go: the one rewritten local reply (ext_authz's
+//     bodiless 503 when helix-authz is unreachable gets helix-authz's
+//     JSON).
 //   - routes.go: the route table (see routes for the order): gRPC by
 //     x-helix-model after ext_authz (clear_route_cache), REST by path,
 //     ModelStreamInfer without body buffering and without a timeout

@@ -108,6 +108,9 @@ func connectionManager(g *ir.Gateway) (*hcmv3.HttpConnectionManager, error) {
 		// No UpgradeConfigs: the WebSocket routes (routes.go, wsRoute)
 		// allow the upgrade themselves; any other route refuses it.
 		ServerName: "helixflow",
+		// ext_authz's 503 when helix-authz is unreachable gets
+		// helix-authz's own JSON body (localreply.go).
+		LocalReplyConfig: localReplies(),
 	}, nil
 }
 
