@@ -86,6 +86,8 @@ class MachineToken:
 
 
 TOKEN = MachineToken()
+# The kinds of credentials the cases carried.
+AUTH_USED = set()
 
 
 def _targets(ctx, label):
@@ -132,18 +134,23 @@ def prepare(ctx, label, op):
         if "bearer" in schemes and person is ctx["main"] and 0.5 <= pick < 0.75:
             # The person's access token with scope account (no CSRF token).
             headers["Authorization"] = f"Bearer {ctx['bearer'].get()}"
+            AUTH_USED.add("person token")
         elif "session" in schemes and not (machine and pick < 0.5):
             headers["Cookie"] = f"{SESSION}={person['cookie']}"
             if method in UNSAFE:
                 headers["X-CSRF-Token"] = person["csrf"]
+            AUTH_USED.add("session cookie")
         elif machine:
             if pick < 0.75:
                 headers["Authorization"] = f"Bearer {TOKEN.get(ctx['machine'])}"
+                AUTH_USED.add("client token")
             else:
                 headers["x-api-key"] = ctx["machine_key"]
+                AUTH_USED.add("API key")
         elif "clientBasic" in schemes and (label == "POST /oauth2/introspect" or pick < 0.6):
             m = ctx["machine"]
             kw["auth"] = (m.id, m.secret)
+            AUTH_USED.add("HTTP Basic")
         case.headers = headers
         if rnd.random() < 0.3:
             return kw
@@ -199,3 +206,5 @@ def test_every_public_operation_was_answered():
         print(f"{label}: {dict(sorted(counts.items()))}")
     missing = sorted(set(OPS) - FUZZ.answered)
     assert not missing, f"operations of api/openapi.yaml never answered: {missing}"
+    kinds = {"session cookie", "person token", "client token", "API key", "HTTP Basic"}
+    assert AUTH_USED == kinds, f"credentials no case carried: {sorted(kinds - AUTH_USED)}"
