@@ -20,8 +20,10 @@ import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
     ignored_auth,
+    missing_required_header,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
@@ -80,6 +82,8 @@ CHECKS = [
     negative_data_rejection,
     ignored_auth,
     unsupported_method_but_query,
+    missing_required_header,
+    allow_header_conformance,
 ]
 # 413 (body too large), 426 (a WebSocket GET that is no handshake) and 501
 # (an unsupported Content-Encoding) are refusals too.
@@ -104,6 +108,9 @@ def _load():
         deterministic=True,
     )
     schema.config.checks.negative_data_rejection.expected_statuses = NEGATIVE_STATUSES
+    # A WebSocket GET without Upgrade is 426 (RFC 9110 15.5.22), without
+    # the kserve.v2.helix subprotocol 400.
+    schema.config.checks.missing_required_header.expected_statuses = ["400", "426"]
     return schema
 
 
