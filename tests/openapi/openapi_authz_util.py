@@ -180,13 +180,13 @@ def pkce():
 
 
 class PersonToken:
-    """A person's access token (scope account), refreshed with its
+    """A person's access token (scope account by default), refreshed with its
     rotating refresh token before it expires (tokens live 20 s in the
     stack)."""
 
-    def __init__(self, pub, person):
+    def __init__(self, pub, person, scope="account"):
         self.pub = pub
-        self.access, self.refresh = person_token(pub, person)
+        self.access, self.refresh = person_token(pub, person, scope)
         self.at = time.monotonic()
 
     def get(self):

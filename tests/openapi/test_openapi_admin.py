@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 from schemathesis import GenerationMode
 
-from openapi_authz_util import MODES, Fuzzer, PublicAPI, load, operations
+from openapi_authz_util import MODES, Fuzzer, PersonToken, PublicAPI, load, operations
 
 SCHEMA = load(pathlib.Path(__file__).resolve().parents[2] / "api" / "admin.yaml")
 OPS = operations(SCHEMA)
@@ -61,9 +61,13 @@ def admin_ctx(helix_stack):
     person = pub.person("openapi-admin")
     victim = pub.person("openapi-erase")
     org = adm.call("POST", "/admin/v1/orgs", {"name": "openapi-admin-org", "owner": person["id"]})
+    # A platform admin's token (scope helix:admin) and a person's without it.
+    boss = pub.person("openapi-platform-admin")
+    adm.call("PATCH", f"/admin/v1/users/{boss['id']}", {"platform_admin": True})
     ctx = {"client": client["client_id"], "spare_client": spare["client_id"], "key": key["id"],
            "spare_key": spare_key["id"], "user": person["id"], "email": person["email"],
-           "victim": victim["id"], "org": org["id"]}
+           "victim": victim["id"], "org": org["id"],
+           "admin_person": PersonToken(pub, boss, "account helix:admin"), "person": PersonToken(pub, person)}
     yield ctx
     # The module's clients go (the erased person and the orgs stay: an
     # erasure is final, and the admin API deletes no organization).
@@ -87,6 +91,8 @@ def _targets(ctx):
 
 
 FUZZ = Fuzzer(None, None)
+# The kinds of credentials the cases carried.
+AUTH_USED = set()
 
 
 def prepare(ctx, label):
@@ -95,7 +101,19 @@ def prepare(ctx, label):
 
     def f(case, mode):
         headers = case.headers if case.headers is not None else {}
-        headers["Authorization"] = f"Bearer {ctx['token']}"
+        pick = rnd.random()
+        if pick < 0.65:
+            headers["Authorization"] = f"Bearer {ctx['token']}"
+            AUTH_USED.add("admin token")
+        elif pick < 0.85:
+            headers["Authorization"] = f"Bearer {ctx['admin_person'].get()}"
+            AUTH_USED.add("platform admin token")
+        elif pick < 0.93:
+            headers["Authorization"] = f"Bearer {ctx['person'].get()}"  # 403: no helix:admin
+            AUTH_USED.add("person token")
+        else:
+            headers.pop("Authorization", None)  # 401
+            AUTH_USED.add("none")
         # Mostly a valid operator, so that negative cases reach more than
         # the header check; now and then the generated one.
         if "Helix-Operator" not in headers or rnd.random() < 0.85:
@@ -148,3 +166,5 @@ def test_every_admin_operation_was_answered():
         print(f"{label}: {dict(sorted(counts.items()))}")
     missing = sorted(set(OPS) - FUZZ.answered)
     assert not missing, f"operations of api/admin.yaml never answered: {missing}"
+    kinds = {"admin token", "platform admin token", "person token", "none"}
+    assert AUTH_USED == kinds, f"credentials no case carried: {sorted(kinds - AUTH_USED)}"
