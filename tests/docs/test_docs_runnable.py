@@ -26,13 +26,27 @@ def page_dirs():
     for d in _workdirs.values():
         shutil.rmtree(d, ignore_errors=True)
     _workdirs.clear()
+    _ran.clear()
+
+
+_ran: set[str] = set()
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_runnable_block(block, helix_stack, page_dirs):
     if block.page not in page_dirs:
         page_dirs[block.page] = pathlib.Path(tempfile.mkdtemp(prefix="helix-docs-" + block.page.replace("/", "-") + "-"))
-    result = docs_util.run_block(block, page_dirs[block.page], docs_util.block_env(helix_stack.env))
+    env = docs_util.block_env(helix_stack.env)
+    # A block may need what the page's earlier blocks left (`-k page:line`
+    # selects one): run those that have not run first.
+    for before in BLOCKS:
+        if before.page == block.page and before.line < block.line and before.id not in _ran:
+            _ran.add(before.id)
+            r = docs_util.run_block(before, page_dirs[block.page], env)
+            if r.returncode != 0:
+                pytest.fail("an earlier block of the page failed:\n" + docs_util.describe(before, r), pytrace=False)
+    _ran.add(block.id)
+    result = docs_util.run_block(block, page_dirs[block.page], env)
     if result.returncode != 0:
         pytest.fail(docs_util.describe(block, result), pytrace=False)
 
