@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import gevent
+
 from tritonclient.http import *  # noqa: F401,F403 (the one-line change: everything tritonclient.http has)
 from tritonclient.http import InferenceServerClient as _TritonClient
 
@@ -87,7 +89,9 @@ class InferenceServerClient(_TritonClient):
             if w is None:
                 what, scope = scope_for_http(method, uri)
                 raise refusal(str(status), kind, what, scope, error_text(body), headers, attempts)
-            attempts.sleep(w)
+            # gevent's sleep: tritonclient.http runs async_infer in greenlets
+            # of this thread, which a time.sleep would hold up.
+            gevent.sleep(w)
 
     def _get(self, request_uri: str, headers: Any, query_params: Any) -> Any:
         return self._send("GET", request_uri, lambda: super(InferenceServerClient, self)._get(
