@@ -24,7 +24,9 @@ import os
 import posixpath
 import re
 import shutil
+import subprocess
 import unicodedata
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,30 @@ _INLINE = re.compile(r"(!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\()(\s*<?)([^)\s>]+)(>?(?
 _REFDEF = re.compile(r"^(\s{0,3}\[[^\]]+\]:\s*<?)([^\s>]+)(.*)$")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+@lru_cache(maxsize=4)
+def repository_files(root: Path) -> frozenset[str] | None:
+    """The files of the checkout at root that belong in the repository:
+    tracked, or new and not ignored (`git ls-files`), so that a link to a
+    build output (bin/, .venv/) fails although the file is here. None when
+    root is not a git checkout: then existence is all that is checked."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                             capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return frozenset(f for f in out.decode("utf-8", "replace").split("\0") if f)
+
+
+def _in_repository(root: Path, rel: str, is_dir: bool) -> bool:
+    files = repository_files(root)
+    if files is None:
+        return True
+    if is_dir:
+        prefix = rel.rstrip("/") + "/"
+        return any(f.startswith(prefix) for f in files)
+    return rel in files
 
 
 def _repo_root(config: Any) -> Path:
@@ -121,6 +147,9 @@ class RepoLinks:
             return url
         if not resolved.exists():
             self.errors.append(f"{url}: {rel.as_posix()} does not exist in the repository")
+            return url
+        if not _in_repository(self.root, rel.as_posix(), resolved.is_dir()):
+            self.errors.append(f"{url}: {rel.as_posix()} is ignored by git: not in the repository")
             return url
         if anchor and resolved.suffix.lower() == ".md" and resolved.is_file():
             if anchor not in markdown_anchors(resolved.read_text(encoding="utf-8")):

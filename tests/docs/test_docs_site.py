@@ -123,6 +123,7 @@ def test_repo_links_rewrite(tmp_path):
     assert f"[x\ny]({base}/blob/main/README.md#helix-xds)" in out
     assert f"[ref]: {base}/blob/main/Makefile" in out
     bad = mkdocs_hooks.RepoLinks(ROOT, ROOT / "docs", "https://github.com/helixflow/helixflow", "x.md")
-    bad.rewrite("[a](../nope.txt) [b](../../../etc/passwd)")
+    bad.rewrite("[a](../nope.txt) [b](../../../etc/passwd) [c](../.venv/bin/python)")
     assert bad.errors == ["../nope.txt: nope.txt does not exist in the repository",
-                          "../../../etc/passwd: points outside the repository"]
+                          "../../../etc/passwd: points outside the repository",
+                          "../.venv/bin/python: .venv/bin/python is ignored by git: not in the repository"]
