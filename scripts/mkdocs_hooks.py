@@ -174,9 +174,9 @@ class RepoLinks:
             if prose:
                 out.append(self._rewrite_prose("\n".join(prose)))
                 prose = []
-            if fence is None:
-                fence = m.group(2)[0] * len(m.group(2))  # type: ignore[union-attr]
-            elif line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
+            if fence is None and m:
+                fence = m.group(2)[0] * len(m.group(2))
+            elif fence is not None and line.strip().startswith(fence) and line.strip().strip(fence[0]) == "":
                 fence = None
             out.append(line)
         if prose:
