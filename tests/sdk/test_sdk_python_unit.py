@@ -299,3 +299,13 @@ def test_mypy_strict():
     out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "src/helixflow"], cwd=SDK, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_scope_the_gateway_names_wins():
+    from helixflow.triton._common import refusal
+    from helixflow.retry import RetryPolicy as P
+    e = refusal("403", None, "inference on model 'm'", "models:infer or models:m:infer", "insufficient_scope",
+                {"www-authenticate": 'Bearer error="insufficient_scope", scope="models:m:infer"'}, P().start())
+    assert e.scope == "models:m:infer" and "needs scope models:m:infer" in str(e)
+    e = refusal("403", None, "x", "models:read", "insufficient_scope", {}, P().start())
+    assert e.scope == "models:read"

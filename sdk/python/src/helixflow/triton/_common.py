@@ -94,6 +94,13 @@ def scope_for_grpc(method: str, request: Any) -> tuple[str, str]:
     return method + (f" of model {model!r}" if model else ""), "models:read"
 
 
+def challenged_scope(headers: Mapping[str, str]) -> str:
+    """The scope a 403's WWW-Authenticate names (RFC 6750 3: scope="..."),
+    when the gateway names one."""
+    m = re.search(r'scope="([^"]*)"', headers.get("www-authenticate", ""))
+    return m.group(1) if m else ""
+
+
 def refusal(status: str, kind: str | None, what: str, scope: str, says: str, headers: Mapping[str, str],
             attempts: Attempts) -> HelixError:
     """The exception for a final refusal: 401, 403, or a retryable one whose
@@ -110,4 +117,4 @@ def refusal(status: str, kind: str | None, what: str, scope: str, says: str, hea
                                 "a worker may be draining or the model loading; try again later", status)
     if status in ("401", "StatusCode.UNAUTHENTICATED"):
         return unauthenticated(what, status, says)
-    return denied(what, scope, status, says)
+    return denied(what, challenged_scope(headers) or scope, status, says)
