@@ -17,6 +17,10 @@ import (
 // answered with 413.
 var errBodyTooLarge = errors.New("request body too large")
 
+// errUnsupportedEncoding marks a Content-Encoding other than gzip, deflate
+// or identity; it is answered with 415, as Triton does.
+var errUnsupportedEncoding = errors.New("unsupported content encoding")
+
 // readBody reads the whole request body, decompressing it when
 // Content-Encoding says gzip or deflate (zlib, as tritonclient sends it).
 // The body on the wire is capped at h.maxBytes, a decompressed body at
@@ -46,9 +50,11 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		}
 		src, sizeHint, limit, compressed = zr, -1, h.maxDecompressed, enc
 	default:
-		// Triton answers UNSUPPORTED and lists what it accepts.
+		// Triton answers 415 and lists what it accepts (HandleInfer's
+		// DataCompressor::Type::UNKNOWN; RFC 9110 15.5.16).
 		w.Header().Set("Accept-Encoding", "gzip, deflate")
-		return nil, infer.Errorf(infer.CodeUnimplemented, "Unsupported compression type '%s'", enc)
+		return nil, &infer.Error{Code: infer.CodeInvalidArgument,
+			Msg: "Unsupported compression type '" + enc + "'", Err: errUnsupportedEncoding}
 	}
 	body, err := readAll(src, sizeHint, limit)
 	var maxErr *http.MaxBytesError

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -67,5 +68,27 @@ func TestCompressedBodiesHaveATighterLimit(t *testing.T) {
 	// By default the compressed limit is a quarter of the other.
 	if got := NewHandler(newFakeService(), Options{MaxRequestBytes: 1 << 20}).(*handler).maxDecompressed; got != 256<<10 {
 		t.Errorf("default MaxDecompressedBytes = %d, want %d", got, 256<<10)
+	}
+}
+
+// TestUnsupportedContentEncoding: a Content-Encoding other than gzip,
+// deflate or identity is 415 with Accept-Encoding listing those Triton
+// reads, as Triton's HandleInfer answers (schemathesis found 501, a server
+// error, for a client's mistake).
+func TestUnsupportedContentEncoding(t *testing.T) {
+	for _, enc := range []string{"br", "zstd", "{}", "gzip, br"} {
+		t.Run(enc, func(t *testing.T) {
+			r := do(t, NewHandler(newFakeService(), quiet), "POST", "/v2/models/simple/infer", []byte(`{"inputs":[]}`),
+				map[string]string{"Content-Encoding": enc})
+			if r.status != http.StatusUnsupportedMediaType {
+				t.Fatalf("status %d (%s), want 415", r.status, r.body)
+			}
+			if got := r.header.Get("Accept-Encoding"); got != "gzip, deflate" {
+				t.Errorf("Accept-Encoding %q, want \"gzip, deflate\"", got)
+			}
+			if msg := errorMessage(t, r); !strings.Contains(msg, "Unsupported compression type") {
+				t.Errorf("message %q", msg)
+			}
+		})
 	}
 }

@@ -223,12 +223,16 @@ func (h *handler) unavailableFeature(w http.ResponseWriter, r *http.Request, msg
 }
 
 // httpStatus maps an error to the status Triton's HttpCodeFromError gives
-// its code. ResourceExhausted (our queue is full) is 429; a request that
+// its code; a body too large is 413 and an unsupported Content-Encoding
+// 415, as Triton answers them outside that mapping. ResourceExhausted (our queue is full) is 429; a request that
 // timed out in the queue is 503, as Triton's UNAVAILABLE "Request timeout
 // expired" is.
 func httpStatus(err error) int {
-	if errors.Is(err, errBodyTooLarge) {
+	switch {
+	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errUnsupportedEncoding):
+		return http.StatusUnsupportedMediaType
 	}
 	var e *infer.Error
 	if !errors.As(err, &e) {

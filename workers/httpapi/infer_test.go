@@ -354,7 +354,7 @@ func TestInferErrors(t *testing.T) {
 		{name: "bad binary_data", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"binary_data":"yes"}}]}`, status: 400, want: "Unable to parse 'binary_data'"},
 		{name: "bad classification", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"classification":-2}}]}`, status: 400, want: "Unable to set 'classification'"},
 		{name: "shared memory output", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"shared_memory_region":"r"}}]}`, status: 501, want: "shared memory is not supported"},
-		{name: "unknown encoding", body: `{"inputs":[]}`, header: map[string]string{"Content-Encoding": "br"}, status: 501, want: "Unsupported compression type 'br'"},
+		{name: "unknown encoding", body: `{"inputs":[]}`, header: map[string]string{"Content-Encoding": "br"}, status: 415, want: "Unsupported compression type 'br'"},
 		{name: "corrupt gzip", body: `{"inputs":[]}`, header: map[string]string{"Content-Encoding": "gzip"}, status: 400, want: "unable to decompress the request body"},
 	}
 	for _, tt := range tests {
