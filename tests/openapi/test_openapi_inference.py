@@ -122,13 +122,13 @@ class _Tokens:
     """Access tokens of one client, fetched again before they expire
     (thread-safe: schemathesis may call from several threads)."""
 
-    def __init__(self, client):
-        self.client, self.lock, self.token, self.at = client, threading.Lock(), None, 0.0
+    def __init__(self, client, clock=time.monotonic):
+        self.client, self.clock, self.lock, self.token, self.at = client, clock, threading.Lock(), None, 0.0
 
     def get(self):
         with self.lock:
-            if self.token is None or time.monotonic() - self.at > REFRESH_S:
-                self.token, self.at = self.client.token(), time.monotonic()
+            if self.token is None or self.clock() - self.at > REFRESH_S:
+                self.token, self.at = self.client.token(), self.clock()
             return self.token
 
 
@@ -317,3 +317,35 @@ def test_binary_data_extension(helix_stack, plain_schema):
             assert bad.status_code == 400
             assert bad.json() == {"error": "Unable to parse Inference-Header-Content-Length, got: x"}
             _validate(plain_schema, "POST", path, bad)
+
+
+def test_tokens_refresh_before_expiry(helix_stack):
+    """The run's tokens are fetched again once REFRESH_S (half their
+    TOKEN_LIFETIME) has passed, so a long run never sends an expired one."""
+    now = [0.0]
+    tokens = _Tokens(helix_stack.client("openapi-inference-refresh", READ), clock=lambda: now[0])
+    first = tokens.get()
+    now[0] = REFRESH_S
+    assert tokens.get() == first
+    now[0] = REFRESH_S + 0.1
+    second = tokens.get()
+    assert second != first
+    with httpx.Client(base_url=helix_stack.https_url, verify=helix_stack.ssl, timeout=20) as http:
+        assert http.get("/v2", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+
+
+def test_model_list(helix_stack, plain_schema):
+    """A client whose model list is [simple] reads simple, is refused
+    another model and the statistics of all models (they need `*`), with
+    the documented 403."""
+    client = helix_stack.client("openapi-inference-simple-only", READ, models="simple")
+    headers = {"Authorization": f"Bearer {client.token()}"}
+    with httpx.Client(base_url=helix_stack.https_url, verify=helix_stack.ssl, timeout=20) as http:
+        for url, path, want in (("/v2/models/simple", "/v2/models/{model}", 200),
+                                ("/v2/models/mlp", "/v2/models/{model}", 403),
+                                ("/v2/models/stats", "/v2/models/stats", 403)):
+            r = http.get(url, headers=headers)
+            assert r.status_code == want, (url, r.status_code, r.text)
+            if want == 403:
+                assert r.json() == {"error": "insufficient_scope"}
+            _validate(plain_schema, "GET", path, r)
