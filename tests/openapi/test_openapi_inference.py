@@ -17,6 +17,7 @@ import time
 import httpx
 import pytest
 import schemathesis
+import yaml
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -90,7 +91,8 @@ CHECKS = [
 NEGATIVE_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "426", "428", "429"]
 # WebSocket upgrades are exercised by tests/websocket (a real upgrade);
 # here they are plain GETs with the documented headers, which the worker
-# refuses as "not an upgrade" (400), still through the gateway's check.
+# refuses as no handshake (426, or 400 without the subprotocol), past the
+# gateway's check.
 READ, INFER = "models:read", "models:infer"
 
 # operation label -> statuses it answered (filled by test_inference_api).
@@ -102,8 +104,8 @@ def _load():
     schema.config.generation.update(
         modes=list(GenerationMode),  # positive and negative
         max_examples=MAX_EXAMPLES,
-        # The credential comes from the auth provider only: a generated
-        # x-api-key beside it would be a second credential (401).
+        # The credential is the call's Authorization header only: a
+        # generated x-api-key beside it would be a second one (401).
         with_security_parameters=False,
         deterministic=True,
     )
@@ -144,8 +146,8 @@ _tokens = {}
 
 @pytest.fixture(scope="module")
 def inference_stack(helix_stack):
-    """Points the schema at the stack, with a client allowed every
-    operation of the file: both scopes, every model."""
+    """The stack, and a client allowed every operation of the file (both
+    scopes, every model) whose tokens test_inference_api sends."""
     _tokens["client"] = _Tokens(helix_stack.client("openapi-inference", f"{INFER},{READ}"))
     yield helix_stack
     _tokens.clear()
@@ -160,8 +162,6 @@ def test_inference_api(inference_stack, case):
 
 
 def _operations():
-    import yaml
-
     doc = yaml.safe_load(SPEC.read_text())
     for path, item in doc["paths"].items():
         for method, op in item.items():
