@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
+.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -56,6 +56,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
 	$(GO) vet $(GOTAGS) ./...
 	cd grafana && $(GO) vet ./... # a module of its own (see its go.mod)
+	cd sdk/go && $(GO) vet ./... # the Go SDK, a module of its own
 
 test-go: deps
 	$(GO) test $(GOTAGS) -count=1 ./...
@@ -85,6 +86,9 @@ test-stack: deps build models ## the suites that share one running stack: WebSoc
 
 docs: deps ## build the documentation site (mkdocs-material: mkdocs.yml, docs/) into site/
 	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-reference: deps build ## regenerate docs/reference/ from the binaries' flags, the protos (protoc-gen-doc), api/*.yaml and alerts/metrics.txt (tests/docs fails when they are stale)
+	$(PY) scripts/gen_reference.py
 
 test-alerts: ## alerts/ with promtool and amtool; grafana/'s dashboards and their PromQL (docs/observability.md)
 	promtool check config alerts/prometheus.yml
@@ -123,7 +127,7 @@ COVER_ARGS   := --covdata $(COVER)/binaries $(COVER)/main.out $(COVER)/e2e.out $
 coverage: ## print the last make test run's per-package coverage and write its table into docs/coverage.md
 	python3 scripts/covercheck.py --write docs/coverage.md $(COVER_ARGS)
 
-vulncheck: ## govulncheck over the two Go modules (main, grafana), offline, with the waivers in scripts/govulncheck-waivers.txt (docs/vulnerabilities.md)
+vulncheck: ## govulncheck over the three Go modules (main, grafana, sdk/go), offline, with the waivers in scripts/govulncheck-waivers.txt (docs/vulnerabilities.md)
 	bash scripts/deps.sh vuln
 	python3 scripts/govulncheck.py
 

@@ -295,42 +295,47 @@ onnxruntime_deps() {
 }
 
 # ---------------------------------------------------------------------------
-# axe-core (the portal's accessibility check; e2e reads $AXE_DIR/axe.min.js)
+# One file from an npm package, pinned by the package's sha256 (npm pack, no
+# install scripts): axe-core for the portal's accessibility check (e2e reads
+# $AXE_DIR/axe.min.js) and Mermaid for the documentation site's diagrams
+# (scripts/mkdocs_hooks.py serves $MERMAID_DIR/mermaid.min.js).
 
-axe_deps() {
-  local want="axe-core@$AXE_NPM_VERSION $AXE_NPM_SHA256"
-  if [[ -f "$AXE_DIR/VERSION" && "$(cat "$AXE_DIR/VERSION")" == "$want" && -s "$AXE_DIR/axe.min.js" ]]; then
+# npm_file PACKAGE VERSION SHA256 FILE_IN_PACKAGE DIR: DIR/basename(FILE).
+npm_file() {
+  local pkg="$1" version="$2" sum="$3" file="$4" dir="$5"
+  local want="$pkg@$version $sum" out
+  out="$dir/$(basename "$file")"
+  if [[ -f "$dir/VERSION" && "$(cat "$dir/VERSION")" == "$want" && -s "$out" ]]; then
     return 0
   fi
-  log "fetching axe.min.js from axe-core@$AXE_NPM_VERSION into $AXE_DIR"
-  local tmp tgz="axe-core-$AXE_NPM_VERSION.tgz"
+  log "fetching $(basename "$file") from $pkg@$version into $dir"
+  local tmp tgz="$pkg-$version.tgz"
   tmp="$(new_tmpdir)"
-  (cd "$tmp" && npm pack --silent --ignore-scripts "axe-core@$AXE_NPM_VERSION" >/dev/null)
+  (cd "$tmp" && npm pack --silent --ignore-scripts "$pkg@$version" >/dev/null)
   [[ -f "$tmp/$tgz" ]] || die "npm pack did not write $tgz"
-  [[ "$(sha256 "$tmp/$tgz")" == "$AXE_NPM_SHA256" ]] || die "$tgz: sha256 mismatch"
-  tar -xzf "$tmp/$tgz" -C "$tmp" package/axe.min.js
-  rm -rf "$AXE_DIR"
-  mkdir -p "$AXE_DIR"
-  install -m 644 "$tmp/package/axe.min.js" "$AXE_DIR/axe.min.js"
-  echo "$want" >"$AXE_DIR/VERSION"
+  [[ "$(sha256 "$tmp/$tgz")" == "$sum" ]] || die "$tgz: sha256 mismatch"
+  tar -xzf "$tmp/$tgz" -C "$tmp" "package/$file"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  install -m 644 "$tmp/package/$file" "$out"
+  echo "$want" >"$dir/VERSION"
 }
 
-mermaid_deps() {
-  local want="mermaid@$MERMAID_NPM_VERSION $MERMAID_NPM_SHA256"
-  if [[ -f "$MERMAID_DIR/VERSION" && "$(cat "$MERMAID_DIR/VERSION")" == "$want" && -s "$MERMAID_DIR/mermaid.min.js" ]]; then
+axe_deps() { npm_file axe-core "$AXE_NPM_VERSION" "$AXE_NPM_SHA256" axe.min.js "$AXE_DIR"; }
+mermaid_deps() { npm_file mermaid "$MERMAID_NPM_VERSION" "$MERMAID_NPM_SHA256" dist/mermaid.min.js "$MERMAID_DIR"; }
+
+# sdk/js's dependencies (package-lock.json; tests/sdk and the documentation's
+# runnable JavaScript import them), installed with npm ci when the lock file
+# changed.
+sdk_js_deps() {
+  local want stamp=sdk/js/node_modules/.helix-stamp
+  want="$(sha256 sdk/js/package-lock.json)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
-  log "fetching mermaid.min.js from mermaid@$MERMAID_NPM_VERSION into $MERMAID_DIR"
-  local tmp tgz="mermaid-$MERMAID_NPM_VERSION.tgz"
-  tmp="$(new_tmpdir)"
-  (cd "$tmp" && npm pack --silent --ignore-scripts "mermaid@$MERMAID_NPM_VERSION" >/dev/null)
-  [[ -f "$tmp/$tgz" ]] || die "npm pack did not write $tgz"
-  [[ "$(sha256 "$tmp/$tgz")" == "$MERMAID_NPM_SHA256" ]] || die "$tgz: sha256 mismatch"
-  tar -xzf "$tmp/$tgz" -C "$tmp" package/dist/mermaid.min.js
-  rm -rf "$MERMAID_DIR"
-  mkdir -p "$MERMAID_DIR"
-  install -m 644 "$tmp/package/dist/mermaid.min.js" "$MERMAID_DIR/mermaid.min.js"
-  echo "$want" >"$MERMAID_DIR/VERSION"
+  log "installing sdk/js's dependencies (npm ci)"
+  (cd sdk/js && npm ci --silent --ignore-scripts --no-audit --no-fund)
+  echo "$want" >"$stamp"
 }
 
 # ---------------------------------------------------------------------------
@@ -480,6 +485,7 @@ case "${1:-}" in
     mailpit_deps
     axe_deps
     mermaid_deps
+    sdk_js_deps
     deploy_deps
     vuln_deps
     log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"

@@ -28,6 +28,7 @@ WAIVERS = ROOT / "scripts" / "govulncheck-waivers.txt"
 MODULES = (
     (".", ["-tags=vtprotobuf"]),
     ("grafana", []),
+    ("sdk/go", []),
 )
 
 
