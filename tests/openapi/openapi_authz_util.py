@@ -93,6 +93,28 @@ class Fuzzer:
                 # parameters, no body): the positive cases cover it.
                 continue
 
+    def coverage(self, op, prepare, limit, kwargs=None, after=None):
+        """schemathesis' coverage phase for op: deterministic cases at the
+        schema's edges (each field missing, of the wrong type, at and past
+        its bounds; unexpected methods), at most limit of them, evenly
+        spread over the list so that every field keeps some."""
+        schema = op.schema
+        cfg = schema.config.generation_for(operation=op, phase="coverage")
+        cases = list(schema.iter_coverage_cases(op, generation_modes=list(MODES), generation_config=cfg))
+        if len(cases) > limit:
+            step = len(cases) / limit
+            cases = [cases[int(i * step)] for i in range(limit)]
+        for case in cases:
+            extra = {**(kwargs or {}), **(prepare(case, case.meta.generation.mode) or {})}
+            resp = case.call(base_url=self.base_url, verify=self.verify, timeout=30, **extra)
+            self.calls += 1
+            self.answered.add(op.label)
+            counts = self.statuses.setdefault(op.label, {})
+            counts[resp.status_code] = counts.get(resp.status_code, 0) + 1
+            if after is not None:
+                after(case, resp)
+            case.validate_response(resp, checks=CHECKS, headers=extra.get("headers"))
+
 
 def source_address():
     """An X-Forwarded-For source from 198.18.0.0/15 (RFC 2544; helix-authz
