@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -54,7 +55,7 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		// DataCompressor::Type::UNKNOWN; RFC 9110 15.5.16).
 		w.Header().Set("Accept-Encoding", "gzip, deflate")
 		return nil, &infer.Error{Code: infer.CodeInvalidArgument,
-			Msg: "Unsupported compression type '" + enc + "'", Err: errUnsupportedEncoding}
+			Msg: fmt.Sprintf("Unsupported compression type '%s'", enc), Err: errUnsupportedEncoding}
 	}
 	body, err := readAll(src, sizeHint, limit)
 	var maxErr *http.MaxBytesError
