@@ -93,6 +93,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // UnaryRetryInterceptor retries unary calls as p says (see RetryPolicy).
 // The error returned is the last attempt's, its status code unchanged.
+// Neither gRPC's own retries (service config) nor go-grpc-middleware's can
+// make a wait depend on the refused answer's x-ratelimit-reset, hence this.
 func UnaryRetryInterceptor(p RetryPolicy) grpc.UnaryClientInterceptor {
 	p = p.withDefaults()
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {

@@ -13,6 +13,10 @@ not come back together; after a 429 that carried `x-ratelimit-reset`
 never less. Attempts are bounded (max_attempts, the first included) and so
 is the whole call (deadline seconds from its first attempt): a wait that
 would end past the deadline is not started and the error is raised instead.
+
+Written here rather than taken from a retry library: the wait depends on
+the refused answer (its x-ratelimit-reset), the same policy drives gRPC
+trailers, HTTP headers, threads, gevent and asyncio, and it is forty lines.
 """
 
 from __future__ import annotations

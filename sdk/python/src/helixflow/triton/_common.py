@@ -25,9 +25,21 @@ from tritonclient._plugin import InferenceServerClientPlugin
 
 from ..credentials import Credentials
 from ..errors import ConfigurationError, HelixError, RateLimitedError, UnavailableError, denied, unauthenticated
-from ..retry import RATE_LIMITED, Attempts
+from ..retry import RATE_LIMITED, Attempts, reset_seconds
 
 AUTH_HEADERS = ("authorization", "x-api-key")
+
+
+class SafeDel:
+    """Mixed in before tritonclient's client: a constructor that raised (bad
+    configuration) leaves a half-made client, which tritonclient's __del__
+    would trip over."""
+
+    def __del__(self) -> None:
+        try:
+            super().__del__()  # type: ignore[misc]
+        except AttributeError:
+            pass
 
 
 class CredentialPlugin(InferenceServerClientPlugin):
@@ -66,7 +78,8 @@ def http_url(url: str | None) -> tuple[str, bool | None]:
     return (p.netloc + p.path).rstrip("/"), tls
 
 
-def ca_file(given: str | None) -> str | None:
+def resolve_ca_file(given: str | None) -> str | None:
+    """The CA file: given, else HELIX_CA_FILE, else None (the system's roots)."""
     ca = given if given is not None else os.environ.get("HELIX_CA_FILE") or None
     if ca is not None and not os.path.exists(ca):
         raise ConfigurationError(f"CA file {ca!r} (ca_file / HELIX_CA_FILE) does not exist")
@@ -106,7 +119,6 @@ def refusal(status: str, kind: str | None, what: str, scope: str, says: str, hea
     """The exception for a final refusal: 401, 403, or a retryable one whose
     retries ran out."""
     if kind == RATE_LIMITED:
-        from ..retry import reset_seconds
         return RateLimitedError(
             f"{what}: over the plan's rate limit ({says or 'rate limit exceeded'}; x-ratelimit-limit: "
             f"{headers.get('x-ratelimit-limit', '?')}) {attempts.describe()}: send fewer requests per second, "

@@ -18,8 +18,8 @@ from tritonclient.grpc import *  # noqa: F401,F403 (the one-line change: everyth
 from tritonclient.grpc import InferenceServerClient as _TritonClient
 
 from ...credentials import Credentials, from_env
-from ...retry import Attempts, RetryPolicy, grpc_kind
-from .._common import AUTH_HEADERS, CredentialPlugin, ca_file, grpc_url, refusal, scope_for_grpc
+from ...retry import Attempts, RetryPolicy, grpc_kind, reset_seconds
+from .._common import AUTH_HEADERS, CredentialPlugin, SafeDel, resolve_ca_file, grpc_url, refusal, scope_for_grpc
 
 __all__ = ["InferenceServerClient", "InferInput", "InferRequestedOutput", "InferResult",  # noqa: F405
            "InferenceServerException", "KeepAliveOptions", "InferenceServerClientPlugin", "Request"]  # noqa: F405
@@ -81,7 +81,7 @@ class _Unary:
                 if code not in ("UNAUTHENTICATED", "PERMISSION_DENIED") and kind is None:
                     raise
                 trailers = _trailers(e)
-                w = attempts.next_wait(trailers_reset(trailers)) if kind else None
+                w = attempts.next_wait(reset_seconds(trailers)) if kind else None
                 if w is None:
                     what, scope = scope_for_grpc(self.name, request)
                     raise refusal(f"StatusCode.{code}", kind, what, scope, str(e.details() or ""), trailers,
@@ -91,11 +91,6 @@ class _Unary:
 
     def __getattr__(self, attr: str) -> Any:  # future, with_call: as grpc's
         return getattr(self.call, attr)
-
-
-def trailers_reset(trailers: dict[str, str]) -> float | None:
-    from ...retry import reset_seconds
-    return reset_seconds(trailers)
 
 
 class _Stub:
@@ -109,7 +104,7 @@ class _Stub:
         return _Unary(name, call, self._credentials, self._policy)
 
 
-class InferenceServerClient(_TritonClient):
+class InferenceServerClient(SafeDel, _TritonClient):
     """tritonclient.grpc.InferenceServerClient through HelixFlow's gateway.
 
     url: host:port (default HELIX_GRPC_ADDR); credentials: a
@@ -119,20 +114,12 @@ class InferenceServerClient(_TritonClient):
     RetryPolicy of unary calls (helixflow.retry.NO_RETRY: none). The other
     arguments are tritonclient's."""
 
-    def __del__(self) -> None:
-        # A constructor that raised (bad configuration) leaves a half-made
-        # client, which tritonclient's __del__ would trip over.
-        try:
-            super().__del__()
-        except AttributeError:
-            pass
-
     def __init__(self, url: str | None = None, verbose: bool = False, ssl: bool = True,
                  root_certificates: str | None = None, *args: Any, credentials: Credentials | None = None,
                  api_key_env: str | None = None, ca_file: str | None = None, retry: RetryPolicy | None = None,
                  anonymous: bool = False, **kw: Any) -> None:
         if ssl and root_certificates is None:
-            root_certificates = _ca(ca_file)
+            root_certificates = resolve_ca_file(ca_file)
         super().__init__(grpc_url(url), verbose, ssl, root_certificates, *args, **kw)
         self.credentials: Credentials | None = None if anonymous else from_env(credentials, api_key_env)
         self.retry_policy = retry or RetryPolicy()
@@ -140,10 +127,6 @@ class InferenceServerClient(_TritonClient):
             self.register_plugin(CredentialPlugin(self.credentials))
         stub: Any = getattr(self, "_client_stub")  # tritonclient's stub, wrapped
         self._client_stub = _Stub(stub, self.credentials, self.retry_policy)
-
-
-def _ca(given: str | None) -> str | None:
-    return ca_file(given)
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from tritonclient.grpc.aio import InferenceServerClient as _TritonClient
 
 from ...credentials import Credentials, from_env
 from ...retry import RetryPolicy, grpc_kind, reset_seconds
-from .._common import CredentialPlugin, ca_file, grpc_url, refusal, scope_for_grpc
+from .._common import CredentialPlugin, SafeDel, resolve_ca_file, grpc_url, refusal, scope_for_grpc
 from . import _STREAMS, _code_name, _metadata, _token_of
 
 __all__ = ["InferenceServerClient", "InferInput", "InferRequestedOutput", "InferResult",  # noqa: F405
@@ -82,24 +82,16 @@ class _Stub:
         return _Unary(name, call, self._credentials, self._policy)
 
 
-class InferenceServerClient(_TritonClient):
+class InferenceServerClient(SafeDel, _TritonClient):
     """tritonclient.grpc.aio.InferenceServerClient through HelixFlow's
     gateway; arguments as helixflow.triton.grpc.InferenceServerClient's."""
-
-    def __del__(self) -> None:
-        # A constructor that raised (bad configuration) leaves a half-made
-        # client, which tritonclient's __del__ would trip over.
-        try:
-            super().__del__()
-        except AttributeError:
-            pass
 
     def __init__(self, url: str | None = None, verbose: bool = False, ssl: bool = True,
                  root_certificates: str | None = None, *args: Any, credentials: Credentials | None = None,
                  api_key_env: str | None = None, ca_file: str | None = None, retry: RetryPolicy | None = None,
                  anonymous: bool = False, **kw: Any) -> None:
         if ssl and root_certificates is None:
-            root_certificates = _ca(ca_file)
+            root_certificates = resolve_ca_file(ca_file)
         super().__init__(grpc_url(url), verbose, ssl, root_certificates, *args, **kw)
         self.credentials: Credentials | None = None if anonymous else from_env(credentials, api_key_env)
         self.retry_policy = retry or RetryPolicy()
@@ -113,10 +105,6 @@ class InferenceServerClient(_TritonClient):
         otherwise fetches it on the loop)."""
         if self.credentials is not None:
             await self.credentials.atoken()
-
-
-def _ca(given: str | None) -> str | None:
-    return ca_file(given)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,7 +20,7 @@ from tritonclient.http import InferenceServerClient as _TritonClient
 
 from ...credentials import Credentials, from_env
 from ...retry import RetryPolicy, http_kind, reset_seconds
-from .._common import AUTH_HEADERS, CredentialPlugin, ca_file, http_url, refusal, scope_for_http
+from .._common import AUTH_HEADERS, CredentialPlugin, SafeDel, resolve_ca_file, http_url, refusal, scope_for_http
 
 __all__ = ["InferenceServerClient", "InferInput", "InferRequestedOutput", "InferResult",  # noqa: F405
            "InferenceServerException", "InferAsyncRequest", "InferenceServerClientPlugin", "Request"]  # noqa: F405
@@ -37,21 +37,13 @@ def error_text(body: bytes) -> str:
     return body[:200].decode(errors="replace")
 
 
-class InferenceServerClient(_TritonClient):
+class InferenceServerClient(SafeDel, _TritonClient):
     """tritonclient.http.InferenceServerClient through HelixFlow's gateway.
 
     url: host:port or https://host:port (default HELIX_HTTPS_URL);
     credentials, api_key_env, ca_file, retry, anonymous: as
     helixflow.triton.grpc.InferenceServerClient's. ssl defaults to True
     (False for an http:// url), with the CA in ssl_options."""
-
-    def __del__(self) -> None:
-        # A constructor that raised (bad configuration) leaves a half-made
-        # client, which tritonclient's __del__ would trip over.
-        try:
-            super().__del__()
-        except AttributeError:
-            pass
 
     def __init__(self, url: str | None = None, verbose: bool = False, *args: Any,
                  credentials: Credentials | None = None, api_key_env: str | None = None,
@@ -60,7 +52,7 @@ class InferenceServerClient(_TritonClient):
         u, tls = http_url(url)
         kw.setdefault("ssl", True if tls is None else tls)
         if kw["ssl"] and kw.get("ssl_options") is None and kw.get("ssl_context_factory") is None:
-            ca = _ca(ca_file)
+            ca = resolve_ca_file(ca_file)
             if ca:
                 kw["ssl_options"] = {"ca_certs": ca}
         super().__init__(u, verbose, *args, **kw)
@@ -107,10 +99,6 @@ def _copy(headers: Any) -> Any:
     if headers is None:
         return None
     return {k: v for k, v in dict(headers).items() if k.lower() not in AUTH_HEADERS}
-
-
-def _ca(given: str | None) -> str | None:
-    return ca_file(given)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,14 +13,14 @@ from tritonclient.http.aio import InferenceServerClient as _TritonClient
 
 from ...credentials import Credentials, from_env
 from ...retry import RetryPolicy, http_kind, reset_seconds
-from .._common import CredentialPlugin, ca_file, http_url, refusal, scope_for_http
+from .._common import CredentialPlugin, SafeDel, resolve_ca_file, http_url, refusal, scope_for_http
 from . import _copy, error_text
 
 __all__ = ["InferenceServerClient", "InferInput", "InferRequestedOutput", "InferResult",  # noqa: F405
            "InferenceServerException"]
 
 
-class InferenceServerClient(_TritonClient):
+class InferenceServerClient(SafeDel, _TritonClient):
     """tritonclient.http.aio.InferenceServerClient through HelixFlow's
     gateway; arguments as helixflow.triton.http.InferenceServerClient's
     (the CA goes into ssl_context)."""
@@ -32,7 +32,7 @@ class InferenceServerClient(_TritonClient):
         u, tls = http_url(url)
         kw.setdefault("ssl", True if tls is None else tls)
         if kw["ssl"] and kw.get("ssl_context") is None:
-            kw["ssl_context"] = _ssl.create_default_context(cafile=_ca(ca_file))
+            kw["ssl_context"] = _ssl.create_default_context(cafile=resolve_ca_file(ca_file))
         super().__init__(u, verbose, *args, **kw)
         self.credentials: Credentials | None = None if anonymous else from_env(credentials, api_key_env)
         self.retry_policy = retry or RetryPolicy()
@@ -70,10 +70,6 @@ class InferenceServerClient(_TritonClient):
     async def _post(self, request_uri: str, request_body: Any, headers: Any, query_params: Any) -> Any:
         return await self._send("POST", request_uri, lambda: super(InferenceServerClient, self)._post(
             request_uri, request_body, _copy(headers), query_params))
-
-
-def _ca(given: str | None) -> str | None:
-    return ca_file(given)
 
 
 def __getattr__(name: str) -> Any:
