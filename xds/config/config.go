@@ -1,8 +1,8 @@
 // Package config reads the gateway config file (YAML) of helix-xds: the
 // listener, TLS files, helix-authz's addresses (ext_authz, and optionally
 // its public port, which Envoy then serves on its listener), plans with their rate
-// limits (which helix-authz enforces), timeouts, retries, health checks
-// and CORS. It turns
+// limits (which helix-authz enforces), timeouts, retries, health checks,
+// CORS and tracing (Envoy's OpenTelemetry tracer). It turns
 // the file into the static part of an ir.Gateway (Config.Gateway); the
 // worker sources fill the pools.
 //
@@ -52,6 +52,8 @@ type Config struct {
 	HealthCheck HealthCheck     `yaml:"health_check"`
 	CORS        *CORS           `yaml:"cors"`
 	SourceLimit SourceLimit     `yaml:"source_limit"`
+	// Tracing turns Envoy's OpenTelemetry tracer on; absent: off.
+	Tracing *Tracing `yaml:"tracing"`
 	// WorkerIdentities optionally restricts, per worker identity (a SPIFFE
 	// ID, internal/identity), which models it may advertise when it
 	// registers (identities.go).
@@ -158,6 +160,24 @@ type SourceLimit struct {
 	Burst             uint32 `yaml:"burst"`
 	MaxSources        uint32 `yaml:"max_sources"`
 	Disabled          bool   `yaml:"disabled"`
+}
+
+// Tracing is where Envoy sends its spans and how many requests it samples
+// (head sampling: helix-authz and the workers follow Envoy's decision).
+type Tracing struct {
+	// Collector is the OTLP/gRPC receiver, host:port.
+	Collector string `yaml:"collector"`
+	// Sampling is the share of requests sampled, 0..1; absent:
+	// ir.DefaultTracingSampling (0 is kept: no request is sampled).
+	Sampling *float64 `yaml:"sampling"`
+	// ServiceName is the spans' service.name; default helix-gateway.
+	ServiceName string `yaml:"service_name"`
+	// CAFile turns TLS to the collector on (server checked against it);
+	// empty: plaintext, allowed only to a loopback collector.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the SNI and the DNS name required in the collector's
+	// certificate; default: the collector's host when it is a name.
+	ServerName string `yaml:"server_name"`
 }
 
 // Plan is a set of limits per client per model.
@@ -344,5 +364,8 @@ func (c *Config) resolvePaths(dir string) {
 	if p := c.AuthZ.Public; p != nil && p.TLS != nil {
 		abs(&p.TLS.CAFile)
 		abs(&p.TLS.WatchDir)
+	}
+	if t := c.Tracing; t != nil {
+		abs(&t.CAFile)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"slices"
 
 	"github.com/helixflow/helixflow/xds/ir"
@@ -79,8 +80,29 @@ func (c *Config) Gateway() *ir.Gateway {
 	if sl := c.SourceLimit; !sl.Disabled {
 		g.SourceLimit = &ir.SourceLimit{RequestsPerSecond: sl.RequestsPerSecond, Burst: sl.Burst, MaxSources: sl.MaxSources}
 	}
+	if t := c.Tracing; t != nil {
+		g.Tracing = tracing(t)
+	}
 	g.ApplyDefaults()
 	return g
+}
+
+// tracing is the tracer's model: the default sampling where the file has
+// none, and TLS when a CA is named, its server name defaulting to the
+// collector's host name (an IP address needs server_name).
+func tracing(t *Tracing) *ir.Tracing {
+	tr := &ir.Tracing{Collector: upstream(t.Collector, nil), Sampling: ir.DefaultTracingSampling, ServiceName: t.ServiceName}
+	if t.Sampling != nil {
+		tr.Sampling = *t.Sampling
+	}
+	if t.CAFile != "" {
+		name := t.ServerName
+		if _, err := netip.ParseAddr(tr.Collector.Address); name == "" && err != nil {
+			name = tr.Collector.Address
+		}
+		tr.Collector.TLS = &ir.UpstreamTLS{CAFile: t.CAFile, ServerName: name}
+	}
+	return tr
 }
 
 // PlanList returns the plans sorted by name.

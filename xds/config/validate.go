@@ -68,6 +68,14 @@ func (c *Config) Validate() error {
 			add("ratelimit.failure_mode", "must be %q or %q, got %q", FailOpen, FailClosed, rl.FailureMode)
 		}
 	}
+	if t := c.Tracing; t != nil {
+		if _, _, err := hostPort(t.Collector); err != nil {
+			add("tracing.collector", "%v", err)
+		}
+		if t.ServerName != "" && t.CAFile == "" {
+			add("tracing.server_name", "needs ca_file: without TLS there is no certificate to check")
+		}
+	}
 	c.validateWorkerIdentities(add)
 	if len(errs) == 0 {
 		model := c.Gateway().ValidateStatic()
@@ -113,7 +121,14 @@ func flatten(err error) []error {
 func (c *Config) fileField(f string) string {
 	const up = "authz.upstream."
 	const pub = "authz.public."
+	const col = "tracing.collector."
 	switch {
+	case f == col+"tls":
+		return "tracing.ca_file"
+	case strings.HasPrefix(f, col+"tls."):
+		return "tracing." + strings.TrimPrefix(f, col+"tls.")
+	case strings.HasPrefix(f, col):
+		return "tracing.collector"
 	case strings.HasPrefix(f, pub+"tls"):
 		return f
 	case strings.HasPrefix(f, pub+"replicas["):

@@ -20,6 +20,8 @@ const (
 	DefaultHealthyThreshold     = 1
 	DefaultSourceRate           = 1000
 	DefaultSourceMaxSources     = 10000
+	DefaultTracingSampling      = 0.01
+	DefaultTracingServiceName   = "helix-gateway"
 )
 
 // DefaultALPN is offered by the listener: gRPC needs h2.
@@ -60,6 +62,9 @@ func (g *Gateway) ApplyDefaults() {
 		if sl.MaxSources == 0 {
 			sl.MaxSources = DefaultSourceMaxSources
 		}
+	}
+	if tr := g.Tracing; tr != nil && tr.ServiceName == "" {
+		tr.ServiceName = DefaultTracingServiceName
 	}
 	setDur(&g.Timeouts.Request, DefaultRequestTimeout)
 	setDur(&g.Timeouts.Idle, DefaultIdleTimeout)

@@ -19,6 +19,8 @@ type Gateway struct {
 	// SourceLimit is the per-source-address limit in front of ext_authz;
 	// nil: none.
 	SourceLimit *SourceLimit `yaml:"source_limit,omitempty"`
+	// Tracing sends Envoy's spans to an OTLP collector; nil: no tracing.
+	Tracing *Tracing `yaml:"tracing,omitempty"`
 	// Pools has one pool per model that at least one worker has loaded.
 	Pools []Pool `yaml:"pools"`
 	// DefaultPool holds every worker once; it serves server metadata and
@@ -131,6 +133,22 @@ type SourceLimit struct {
 	// MaxSources bounds the sources Envoy tracks (least recently seen
 	// forgotten first); default 10000.
 	MaxSources uint32 `yaml:"max_sources,omitempty"`
+}
+
+// Tracing is Envoy's OpenTelemetry tracer: the gateway makes the head
+// sampling decision for every request (helix-authz and the workers follow
+// the parent's), and exports its spans over OTLP/gRPC to Collector.
+type Tracing struct {
+	// Collector is the OTLP/gRPC receiver. Its TLS checks the server only
+	// (CAFile, ServerName; a client certificate is optional); nil TLS:
+	// plaintext, allowed only to a loopback collector.
+	Collector Upstream `yaml:"collector"`
+	// Sampling is the share of requests the gateway samples, 0..1. Zero is
+	// a meaning (no trace), so the default (DefaultTracingSampling) is
+	// applied by the config file, not by ApplyDefaults.
+	Sampling float64 `yaml:"sampling"`
+	// ServiceName is the spans' service.name; default "helix-gateway".
+	ServiceName string `yaml:"service_name,omitempty"`
 }
 
 // Plan is a named set of limits, applied per client and per model.

@@ -163,6 +163,51 @@ func (g *Gateway) validateStatic(v *validator) {
 			v.add("source_limit.max_sources", "must be 1..1000000, got %d", sl.MaxSources)
 		}
 	}
+	if tr := g.Tracing; tr != nil {
+		v.tracing(tr)
+	}
+}
+
+// tracing checks the tracer: a collector reached with TLS (server
+// checked) unless it is on loopback, a sampling share and a service name.
+func (v *validator) tracing(tr *Tracing) {
+	const f = "tracing.collector"
+	loopback := v.endpoint(f, tr.Collector.Address, tr.Collector.Port)
+	if len(tr.Collector.Replicas) > 0 {
+		v.add(f+".replicas", "not supported: one collector address (put a load balancer or a collector in front)")
+	}
+	if t := tr.Collector.TLS; t != nil {
+		v.file(f+".tls.ca_file", t.CAFile)
+		switch {
+		case t.CertFile == "" && t.KeyFile == "":
+		case t.CertFile == "":
+			v.add(f+".tls.cert_file", "required with key_file")
+		case t.KeyFile == "":
+			v.add(f+".tls.key_file", "required with cert_file")
+		default:
+			v.file(f+".tls.cert_file", t.CertFile)
+			v.file(f+".tls.key_file", t.KeyFile)
+		}
+		switch {
+		case t.ServerName == "":
+			v.add(f+".tls.server_name", "required with TLS: the DNS name Envoy sends as SNI and requires in the collector's certificate")
+		case !isHostname(t.ServerName):
+			v.add(f+".tls.server_name", "must be a DNS name, got %q", t.ServerName)
+		}
+		v.optionalDir(f+".tls.watch_dir", t.WatchDir)
+	} else if !loopback {
+		// Spans carry paths, model names and client ids.
+		v.add(f+".tls", "required unless the collector is on loopback")
+	}
+	if s := tr.Sampling; math.IsNaN(s) || s < 0 || s > 1 {
+		v.add("tracing.sampling", "must be 0..1, got %v", s)
+	}
+	switch n := tr.ServiceName; {
+	case n == "":
+		v.add("tracing.service_name", "required")
+	case len(n) > 128 || strings.IndexFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		v.add("tracing.service_name", "must be at most 128 printable characters, got %q", n)
+	}
 }
 
 // ValidatePlans checks rate-limit plans on their own, as a config file may
