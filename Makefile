@@ -23,13 +23,16 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
+.PHONY: deps deps-run jaeger deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
 
 deps-run: ## install only what running the stack needs (make run)
 	bash scripts/deps.sh run
+
+jaeger: ## build Jaeger, the local trace backend, into .tools/ (make run does it in the background on its first run)
+	bash scripts/deps.sh jaeger
 
 deps-bench: ## install the benchmark baseline (MLServer) venv
 	bash scripts/deps.sh bench

@@ -8,8 +8,10 @@
 #                                .deps/onnxruntime/libonnxruntime.so, mailpit (.tools/)
 #   bash scripts/deps.sh         everything `make test` needs: the above, the test
 #                                packages (protoc, compilers), the rest of .venv
-#                                (scripts/requirements.txt), the deployment tools and
+#                                (scripts/requirements.txt), Jaeger, the deployment tools and
 #                                govulncheck with its database
+#   bash scripts/deps.sh jaeger  only Jaeger (.tools/jaeger-<version>/jaeger), the trace
+#                                backend; make run builds it in the background
 #   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
 #   bash scripts/deps.sh deploy  only the deployment checks' tools (.tools/, .venv-deploy)
 #   bash scripts/deps.sh vuln    only govulncheck and its database (.tools/)
@@ -363,6 +365,28 @@ mailpit_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# Jaeger: the trace backend of `make run` and the tests (internal/stack,
+# Options.Tracing), Jaeger v2 (cmd/jaeger, an OpenTelemetry Collector with
+# Jaeger's storage and query extensions) built from tools/jaeger, a module of
+# its own (its go.sum pins every dependency) into .tools/jaeger-<version>/jaeger.
+# The build takes several minutes, so `bash scripts/deps.sh run` leaves it
+# out: make run's first run builds it in the background once the stack serves
+# (`bash scripts/deps.sh jaeger`, logs in .helix/logs/jaeger-build.log).
+JAEGER_VERSION=v1.75.0
+
+jaeger_deps() {
+  local jaeger=".tools/jaeger-$JAEGER_VERSION/jaeger" tmp
+  grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" tools/jaeger/go.mod \
+    || die "tools/jaeger/go.mod does not require Jaeger $JAEGER_VERSION (update JAEGER_VERSION and internal/stack's JaegerPath with it)"
+  [[ -x "$jaeger" ]] && return 0
+  log "building Jaeger $JAEGER_VERSION into $jaeger (first time: several minutes)"
+  tmp="$(new_tmpdir)"
+  (cd tools/jaeger && go build -trimpath -ldflags "-s -w" -o "$tmp/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+  "$tmp/jaeger" --help >/dev/null || die "the Jaeger built from tools/jaeger does not run"
+  install -D -m 755 "$tmp/jaeger" "$jaeger"
+}
+
+# ---------------------------------------------------------------------------
 # Deployment checks (make test-deploy, deploy/check/test.sh): Helm, OpenTofu
 # and tflint built from their Go modules (the Go module proxy checks them
 # against the checksum database) into .tools/<tool>-<version>, and
@@ -486,9 +510,10 @@ case "${1:-}" in
     axe_deps
     mermaid_deps
     sdk_js_deps
+    jaeger_deps
     deploy_deps
     vuln_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
+    log "ok: Jaeger $JAEGER_VERSION, Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
     ;;
   deploy)
     deploy_deps
@@ -498,11 +523,15 @@ case "${1:-}" in
     vuln_deps
     log "ok: .tools (govulncheck $GOVULNCHECK_VERSION, vulnerability database $VULNDB_VERSION)"
     ;;
+  jaeger)
+    jaeger_deps
+    log "ok: .tools/jaeger-$JAEGER_VERSION/jaeger"
+    ;;
   bench)
     bench_venv
     log "ok: .venv-bench (mlserver)"
     ;;
   *)
-    die "usage: bash scripts/deps.sh [run|bench|deploy|vuln]"
+    die "usage: bash scripts/deps.sh [run|jaeger|bench|deploy|vuln]"
     ;;
 esac

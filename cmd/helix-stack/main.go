@@ -28,6 +28,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("helix-stack", flag.ContinueOnError)
 	root := fs.String("root", ".", "the repository: bin/, models/, deploy/local/gateway.yaml, alerts/, .venv")
 	dir := fs.String("dir", "", "state and logs, kept across runs (default ROOT/.helix)")
+	tracing := fs.Bool("tracing", true, "run Jaeger and trace every request (first run: Jaeger is built in the background and starts when built)")
 	showVersion := version.AddFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: helix-stack [flags]\n\n"+
@@ -64,7 +65,8 @@ func run(args []string) int {
 	}
 	defer lock.Close()
 
-	s, err := stack.New(stack.Options{Root: *root, Dir: *dir, DefaultPorts: true, Monitoring: true, Restart: true, Logger: log})
+	s, err := stack.New(stack.Options{Root: *root, Dir: *dir, DefaultPorts: true, Monitoring: true, Restart: true, Logger: log,
+		Tracing: *tracing, JaegerLater: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helix-stack:", err)
 		return 1
@@ -115,6 +117,15 @@ func serve(ctx context.Context, s *stack.Stack) error {
 	}
 	if err := s.WriteLocalEnv(demo); err != nil {
 		return err
+	}
+	if s.JaegerPending() {
+		// The stack serves already; traces follow once Jaeger is built
+		// (a failed build leaves the stack running without it).
+		go func() {
+			if err := s.BuildJaeger(ctx); err != nil {
+				slog.Error("jaeger", "err", err)
+			}
+		}()
 	}
 	return s.PrintWelcome(os.Stdout, demo)
 }

@@ -248,13 +248,26 @@ func (s *Stack) WriteLocalEnv(demo Demo) error {
 		{"HELIX_PROMETHEUS_URL", "http://" + Addr(s.Ports.Prometheus)},
 		{"HELIX_ALERTMANAGER_URL", "http://" + Addr(s.Ports.Alertmanager)},
 		{"HELIX_MAILPIT_URL", s.MailpitURL},
+		{"HELIX_JAEGER_URL", s.jaegerEnv()},
 	} {
+		if kv[1] == "" {
+			continue
+		}
 		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
 	if err := atomicfile.Write(filepath.Join(s.opts.Dir, "local.env"), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("stack: %w", err)
 	}
 	return nil
+}
+
+// jaegerEnv is HELIX_JAEGER_URL's value: Jaeger's UI and query API, or
+// nothing without tracing.
+func (s *Stack) jaegerEnv() string {
+	if !s.opts.Tracing {
+		return ""
+	}
+	return s.JaegerURL()
 }
 
 // shellQuote quotes v for a POSIX shell, leaving plain words as they are.

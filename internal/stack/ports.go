@@ -25,6 +25,9 @@ type Ports struct {
 	// MailpitSMTP takes helix-authz's mails; MailpitUI serves mailpit's
 	// API (/api/v1/messages) and its web UI's page.
 	MailpitSMTP, MailpitUI int
+	// JaegerOTLP takes spans (OTLP/gRPC); JaegerUI serves Jaeger's UI and
+	// HTTP query API, JaegerGRPC its gRPC query API.
+	JaegerOTLP, JaegerUI, JaegerGRPC int
 
 	Workers []WorkerPorts // one per Options.Workers
 	// AuthzReplicas are the more helix-authz instances' (Options.AuthzReplicas).
@@ -71,7 +74,9 @@ func (p *Ports) table() []port {
 	return append(t,
 		port{"REDIS", 6380, &p.Redis},
 		port{"MAILPIT_SMTP", 1025, &p.MailpitSMTP}, port{"MAILPIT_UI", 8025, &p.MailpitUI},
-		port{"PROMETHEUS", 9090, &p.Prometheus}, port{"ALERTMANAGER", 9093, &p.Alertmanager})
+		port{"PROMETHEUS", 9090, &p.Prometheus}, port{"ALERTMANAGER", 9093, &p.Alertmanager},
+		port{"JAEGER_OTLP", 4317, &p.JaegerOTLP}, port{"JAEGER_UI", 16686, &p.JaegerUI},
+		port{"JAEGER_GRPC", 16685, &p.JaegerGRPC})
 }
 
 // pick fills every port: HELIX_<NAME>_PORT when set, else the default

@@ -211,7 +211,7 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 			// The URL holds Postgres's password: the environment, not the
 			// command line, which every local user can read.
 			Env: []string{"HELIX_DATABASE_URL=" + s.DatabaseURL},
-			Args: []string{"--kek-file=" + kek, "--admin-token-file=" + tokenFile,
+			Args: append([]string{"--kek-file=" + kek, "--admin-token-file=" + tokenFile,
 				"--gateway-config=" + s.ConfigPath(), "--redis-address=" + Addr(s.Ports.Redis), "--issuer=" + s.Issuer, "--http-listen=" + Addr(p.Authz), "--admin-listen=" + Addr(p.Admin),
 				"--grpc-listen=" + Addr(p.ExtAuthz), "--metrics-listen=" + Addr(p.Metrics),
 				"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile(),
@@ -224,7 +224,7 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 				// The model catalogue (GET /api/v1/models), from helix-xds
 				// with helix-authz's own client certificate.
 				"--xds-address=" + Addr(s.Ports.XDS), "--xds-ca-file=" + s.CAFile(),
-				"--xds-cert-file=" + xdsCert, "--xds-key-file=" + xdsKey},
+				"--xds-cert-file=" + xdsCert, "--xds-key-file=" + xdsKey}, s.otlpArgs()...),
 			// The JWKS answers once the first signing key exists: tokens
 			// can be issued.
 			Ready: httpOK(client, "https://"+Addr(p.Authz)+"/.well-known/jwks.json"),
@@ -238,9 +238,9 @@ func (s *Stack) xds() ([]supervise.Spec, error) {
 	cert, key := s.Cert(pki.XDSServer)
 	return []supervise.Spec{{
 		Name: XDS, Path: s.bin("helix-xds"),
-		Args: []string{"--config=" + s.ConfigPath(), "--xds-listen=" + Addr(s.Ports.XDS),
+		Args: append([]string{"--config=" + s.ConfigPath(), "--xds-listen=" + Addr(s.Ports.XDS),
 			"--status-listen=" + Addr(s.Ports.XDSStatus),
-			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()},
+			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()}, s.otlpArgs()...),
 		Ready: httpOK(plainClient, s.XDSStatusURL()+"/healthz"),
 	}}, nil
 }
@@ -284,6 +284,7 @@ func (s *Stack) localGatewayConfig() ([]byte, error) {
 		"HELIX_EXTAUTHZ_REPLICAS":     strings.Join(replicas, ", "),
 		"HELIX_AUTHZ_PORT":            strconv.Itoa(s.Ports.Authz),
 		"HELIX_AUTHZ_PUBLIC_REPLICAS": strings.Join(public, ", "),
+		"HELIX_TRACING":               s.tracingSection(),
 	})
 }
 
@@ -350,6 +351,7 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 	args = append(args, "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
 		fmt.Sprintf("--http-port=%d", p.HTTP), fmt.Sprintf("--grpc-port=%d", p.GRPC),
 		fmt.Sprintf("--metrics-port=%d", p.Metrics), "--exit-timeout-secs=10")
+	args = append(args, s.otlpArgs()...)
 	health := httpOK(plainClient, s.WorkerURL(i)+wire.RESTServerReady)
 	if !w.Plaintext {
 		cert, key := s.Cert(pki.WorkerServer)
@@ -506,7 +508,11 @@ func (s *Stack) prometheus() ([]supervise.Spec, error) {
 	return []supervise.Spec{{
 		Name: Prometheus, Path: bin,
 		Args: []string{"--config.file=" + filepath.Join(mon, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(mon, "data"),
-			"--storage.tsdb.retention.time=7d", "--web.listen-address=" + Addr(s.Ports.Prometheus)},
+			"--storage.tsdb.retention.time=7d", "--web.listen-address=" + Addr(s.Ports.Prometheus),
+			// Exemplars (trace ids on the latency histograms, scraped as
+			// OpenMetrics, which Prometheus asks for first) are kept, so
+			// Grafana's latency panels link to Jaeger.
+			"--enable-feature=exemplar-storage"},
 		Ready: httpOK(plainClient, "http://"+Addr(s.Ports.Prometheus)+"/-/ready"),
 	}}, nil
 }

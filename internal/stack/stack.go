@@ -1,7 +1,8 @@
 // Package stack is HelixFlow's whole local stack as one typed description:
 // which processes run (Postgres, Redis, helix-authz, helix-xds, the
 // helix-workers with their models, Envoy, mailpit (the SMTP server that
-// keeps helix-authz's mails readable), and optionally Prometheus and Alertmanager), on which ports, with which TLS
+// keeps helix-authz's mails readable), and optionally Jaeger (traces),
+// Prometheus and Alertmanager), on which ports, with which TLS
 // material (the development PKI of internal/pki, as `helixctl pki init`
 // makes it), in which order. `make run` (cmd/helix-stack), the end-to-end
 // tests (e2e) and the gateway benchmark (bench/gateway) all start it from
@@ -24,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/helixflow/helixflow/internal/pki"
@@ -40,6 +42,7 @@ const (
 	Alertmanager = "alertmanager"
 	Prometheus   = "prometheus"
 	Mailpit      = "mailpit"
+	// Jaeger is in jaeger.go.
 )
 
 // AuthzReplica is the second helix-authz (Options.AuthzReplicas); the
@@ -75,6 +78,21 @@ type Options struct {
 	AuthzReplicas int
 	// Monitoring adds Prometheus and Alertmanager, configured by alerts/.
 	Monitoring bool
+	// Tracing runs Jaeger (jaeger.go; deploy/local/jaeger.yaml, memory
+	// storage) and sends every daemon's spans to it (--otlp-endpoint) and
+	// Envoy's (the gateway config's tracing section, unless GatewayConfig
+	// is given: then that config says).
+	Tracing bool
+	// TraceSampling is the share of requests the gateway samples (the
+	// tracing section's sampling) with Tracing; 0 means 1, every request.
+	TraceSampling float64
+	// JaegerBin is Jaeger (default: FindJaeger(Root)).
+	JaegerBin string
+	// JaegerLater: with Tracing and no Jaeger built, the stack starts
+	// without it (the flags and the gateway config name its port all the
+	// same) and BuildJaeger builds and starts it (make run's first run).
+	// Otherwise a missing Jaeger is an error.
+	JaegerLater bool
 	// Restart: a process that dies is restarted with bounded backoff
 	// (make run); otherwise a death ends Wait with an error naming it.
 	Restart bool
@@ -140,6 +158,8 @@ type Stack struct {
 
 	group *supervise.Group
 	specs map[string]supervise.Spec // by name, for StartProcess
+	// jaegerPending: Tracing, but Jaeger waits for BuildJaeger.
+	jaegerPending atomic.Bool
 }
 
 // New describes the stack and picks its ports; it starts nothing.
@@ -186,6 +206,7 @@ func (s *Stack) description() []func() ([]supervise.Spec, error) {
 		s.postgres,
 		s.redis,   // helix-authz's rate-limit counters
 		s.mailpit, // helix-authz's mails
+		s.jaeger,  // the daemons' and Envoy's spans, from their start
 		s.authz,
 		s.xds,
 		s.workers, // register with helix-xds; started before Envoy, so its first config has them

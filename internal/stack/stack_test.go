@@ -46,8 +46,8 @@ func TestPortsDefaultsForcedAndFree(t *testing.T) {
 		}
 		seen[*e.p] = e.name
 	}
-	if n := len(p.table()); n != 20 {
-		t.Errorf("%d ports, want 20 (make run's)", n)
+	if n := len(p.table()); n != 23 {
+		t.Errorf("%d ports, want 23 (make run's)", n)
 	}
 }
 

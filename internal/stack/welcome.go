@@ -35,7 +35,7 @@ HelixFlow local stack (state and logs in .helix/; addresses and demo credentials
   Prometheus    http://127.0.0.1:%d (rules: alerts/rules), Alertmanager http://127.0.0.1:%d
   mailpit       SMTP 127.0.0.1:%d takes helix-authz's mails (sign-up, reset links);
                 read them through its API: curl %s/api/v1/messages
-  demo client   %s, plan standard (1000 requests/s per model), scopes models:infer models:read;
+%s  demo client   %s, plan standard (1000 requests/s per model), scopes models:infer models:read;
                 the plans are in .helix/gateway.yaml (edits are hot-reloaded)
 
 Try (tokens last 5 minutes; fetch a new one when calls answer 401):
@@ -43,7 +43,7 @@ Try (tokens last 5 minutes; fetch a new one when calls answer 401):
 Ctrl-C stops everything.
 `, p.Gateway, p.EnvoyAdmin, s.PortalURL(), p.XDS, p.XDSStatus, s.TokenURL(), p.ExtAuthz, s.AdminURL(),
 		workers, strings.Join(models, " "), strings.Join(http, "/"), strings.Join(grpc, "/"),
-		p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, p.MailpitSMTP, s.MailpitURL, demo.ID, examples)
+		p.Postgres, p.Redis, p.Prometheus, p.Alertmanager, p.MailpitSMTP, s.MailpitURL, s.jaegerWelcome(), demo.ID, examples)
 	return err
 }
 
@@ -78,3 +78,16 @@ PY
   bin/helixctl clients list
   bin/helixctl alerts list
 `
+
+// jaegerWelcome is the summary's Jaeger line, or nothing without tracing.
+func (s *Stack) jaegerWelcome() string {
+	if !s.opts.Tracing {
+		return ""
+	}
+	state := fmt.Sprintf("the gateway samples %g of requests; OTLP/gRPC in on 127.0.0.1:%d", s.traceSampling(), s.Ports.JaegerOTLP)
+	if s.JaegerPending() {
+		state = "building in the background (.helix/logs/jaeger-build.log, a few minutes\n" +
+			"                the first time); it starts when built, until then spans are dropped"
+	}
+	return fmt.Sprintf("  Jaeger        %s (traces: HELIX_JAEGER_URL; %s)\n", s.JaegerURL(), state)
+}
