@@ -42,6 +42,7 @@ import (
 	"github.com/helixflow/helixflow/internal/netaddr"
 	"github.com/helixflow/helixflow/internal/secretfile"
 	"github.com/helixflow/helixflow/internal/sourcelimit"
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
 )
@@ -94,7 +95,8 @@ type options struct {
 	// helix-xds's model catalogue (mTLS with helix-authz's identity).
 	xds catalog.DialConfig
 
-	logLevel string
+	log       telemetry.LogConfig
+	telemetry telemetry.Config
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -155,7 +157,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.xds.CertFile, "xds-cert-file", "", "client certificate (PEM) helix-authz presents to helix-xds: it must carry helix-authz's identity; re-read on each connection (required with --xds-address)")
 	fs.StringVar(&o.xds.KeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.DurationVar(&o.usageFlushInterval, "usage-flush-interval", server.DefaultUsageFlushInterval, "how often helix-authz writes its own usage counts (requests refused over a plan's limit) into the usage ledger; a kill -9 loses at most this much of them")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.log.RegisterFlags(fs)
+	o.telemetry.RegisterFlags(fs)
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -165,6 +168,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := o.log.Validate(); err != nil {
+		return nil, err
+	}
+	if err := o.telemetry.Validate(); err != nil {
+		return nil, err
 	}
 	if secretfile.URLHoldsPassword(o.databaseURL) {
 		return nil, errors.New("--database-url holds a password, which the command line shows to every user of the machine; put the URL in HELIX_DATABASE_URL")
@@ -330,15 +339,21 @@ func readPepper(file string) ([]byte, error) {
 func main() {
 	o, err := parseFlags(os.Args[1:])
 	version.ExitOnFlagError("helix-authz", err)
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "helix-authz: --log-level:", err)
+	log, err := o.log.NewLogger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helix-authz:", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, o, log); err != nil {
+	shutdownTracing, err := telemetry.Setup(ctx, "helix-authz", o.telemetry)
+	if err != nil {
+		log.Error("helix-authz stopped", "error", err)
+		os.Exit(1)
+	}
+	err = serve(ctx, o, log)
+	telemetry.Shutdown(shutdownTracing, telemetry.FlushTimeout, log)
+	if err != nil {
 		log.Error("helix-authz stopped", "error", err)
 		os.Exit(1)
 	}

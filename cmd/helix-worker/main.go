@@ -28,6 +28,7 @@ import (
 
 	"github.com/helixflow/helixflow/internal/daemon"
 	"github.com/helixflow/helixflow/internal/httpserver"
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/version"
@@ -65,13 +66,14 @@ type options struct {
 	maxDecompressedBytes               int64
 	tls                                tlsOptions // tls.go
 
-	ortLibrary       string
-	nvmlLibrary      string
-	allowGPUMetrics  bool
-	metricsInterval  int
-	intraOpThreads   int
-	interOpThreads   int
-	logLevel, logFmt string
+	ortLibrary      string
+	nvmlLibrary     string
+	allowGPUMetrics bool
+	metricsInterval int
+	intraOpThreads  int
+	interOpThreads  int
+	log             telemetry.LogConfig
+	telemetry       telemetry.Config
 
 	xdsAddress, xdsCAFile, xdsCertFile, xdsKeyFile, advertiseAddress string
 
@@ -121,8 +123,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of NVML, libnvidia-ml.so.1 (default: the dynamic loader's search); without it the worker has 0 GPUs")
 	fs.BoolVar(&o.allowGPUMetrics, "allow-gpu-metrics", true, "export GPU metrics (dcgm-exporter's DCGM_FI_DEV_*, Triton's nv_gpu_*) on /metrics")
 	fs.IntVar(&o.metricsInterval, "metrics-interval-ms", 2000, "a scrape re-reads GPU metrics from NVML when its last reading is older than this")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.logFmt, "log-format", "text", "text or json")
+	o.log.RegisterFlags(fs)
+	o.telemetry.RegisterFlags(fs)
 	fs.StringVar(&o.xdsAddress, "xds-address", "", "host:port of helix-xds's worker registry; empty: do not register")
 	fs.StringVar(&o.xdsCAFile, "xds-ca-file", "", "CA bundle (PEM) that signs helix-xds's certificate")
 	fs.StringVar(&o.xdsCertFile, "xds-cert-file", "", "client certificate (PEM) this worker presents to helix-xds; re-read on each connection")
@@ -201,8 +203,11 @@ func parseFlags(args []string) (*options, error) {
 	if err := o.checkUsage(); err != nil {
 		return nil, err
 	}
-	if o.logFmt != "text" && o.logFmt != "json" {
-		return nil, fmt.Errorf("--log-format %q: want text or json", o.logFmt)
+	if err := o.log.Validate(); err != nil {
+		return nil, err
+	}
+	if err := o.telemetry.Validate(); err != nil {
+		return nil, err
 	}
 	if err := o.tls.check(); err != nil {
 		return nil, err
@@ -216,29 +221,24 @@ func parseFlags(args []string) (*options, error) {
 	return o, nil
 }
 
-func newLogger(o *options) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	if o.logFmt == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, hopts)), nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, hopts)), nil
-}
-
 func main() {
 	o, err := parseFlags(os.Args[1:])
 	version.ExitOnFlagError("helix-worker", err)
-	log, err := newLogger(o)
+	log, err := o.log.NewLogger(os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helix-worker:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, o, log); err != nil {
+	shutdownTracing, err := telemetry.Setup(ctx, "helix-worker", o.telemetry)
+	if err != nil {
+		log.Error("helix-worker stopped", "error", err)
+		os.Exit(1)
+	}
+	err = serve(ctx, o, log)
+	telemetry.Shutdown(shutdownTracing, telemetry.FlushTimeout, log)
+	if err != nil {
 		log.Error("helix-worker stopped", "error", err)
 		os.Exit(1)
 	}
@@ -375,7 +375,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	if o.allowMetrics {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 		// Liveness and readiness here too: kubelet probes present no client
 		// certificate, so they cannot reach the mTLS listeners. The answers
 		// carry no model data, as the KServe v2 endpoints they mirror.

@@ -29,6 +29,7 @@ import (
 	"github.com/helixflow/helixflow/internal/httpserver"
 	"github.com/helixflow/helixflow/internal/identity"
 	"github.com/helixflow/helixflow/internal/netaddr"
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/internal/tlsfiles"
 	"github.com/helixflow/helixflow/internal/version"
 	catalogv1 "github.com/helixflow/helixflow/proto/catalog/v1"
@@ -49,7 +50,8 @@ type options struct {
 	leaseTTL                  time.Duration
 	startupGrace              time.Duration
 	warmTimeout               time.Duration
-	logLevel                  string
+	log                       telemetry.LogConfig
+	telemetry                 telemetry.Config
 	// The worker source (workers.go).
 	workersSource, kubeconfig, kubeNamespace string
 	kubeNamespaceFile                        string // not a flag: tests point it elsewhere
@@ -70,7 +72,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", registry.DefaultTTL, "worker lease duration: a worker that does not renew within it is removed")
 	fs.DurationVar(&o.startupGrace, "startup-grace", 6*time.Second, "after a start, wait this long for workers to register before serving Envoy any config (Envoy keeps its last config meanwhile); longer than the workers' 5 s retry backoff. 0: publish at once")
 	fs.DurationVar(&o.warmTimeout, "warm-timeout", server.DefaultWarmTimeout, "when models (clusters) come or go, how long each make-before-break step waits for every Envoy to warm the new clusters or drop routes to the old, before going on without a silent one")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.log.RegisterFlags(fs)
+	o.telemetry.RegisterFlags(fs)
 	workerFlags(fs, o)
 	showVersion := version.AddFlag(fs)
 	fs.Usage = func() {
@@ -91,6 +94,12 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.configPath == "" {
 		return nil, errors.New("--config is required")
+	}
+	if err := o.log.Validate(); err != nil {
+		return nil, err
+	}
+	if err := o.telemetry.Validate(); err != nil {
+		return nil, err
 	}
 	if o.warmTimeout <= 0 {
 		return nil, fmt.Errorf("--warm-timeout %v: must be positive", o.warmTimeout)
@@ -128,16 +137,22 @@ func main() {
 	}
 	o, err := parseFlags(args)
 	version.ExitOnFlagError("helix-xds", err)
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "helix-xds: --log-level:", err)
+	log, err := o.log.NewLogger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helix-xds:", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	logClientGo(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, o, log); err != nil {
+	shutdownTracing, err := telemetry.Setup(ctx, "helix-xds", o.telemetry)
+	if err != nil {
+		log.Error("helix-xds stopped", "error", err)
+		os.Exit(1)
+	}
+	err = serve(ctx, o, log)
+	telemetry.Shutdown(shutdownTracing, telemetry.FlushTimeout, log)
+	if err != nil {
 		log.Error("helix-xds stopped", "error", err)
 		os.Exit(1)
 	}

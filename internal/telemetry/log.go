@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,44 @@ const (
 	LogTraceID = "trace_id"
 	LogSpanID  = "span_id"
 )
+
+// LogConfig is every daemon's --log-format and --log-level.
+type LogConfig struct {
+	// Format is "json" (the default: one object a line, for a log
+	// collector) or "text" (slog's key=value, for a terminal).
+	Format string
+	// Level is debug, info, warn or error.
+	Level string
+}
+
+// RegisterFlags adds --log-format and --log-level, the same in every
+// daemon.
+func (c *LogConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Format, "log-format", "json", "json (one object a line, with trace_id and span_id on a traced request's lines) or text")
+	fs.StringVar(&c.Level, "log-level", "info", "debug, info, warn or error")
+}
+
+// Validate checks the flags' values, so that a daemon refuses a bad one
+// with the other flag errors.
+func (c LogConfig) Validate() error {
+	if c.Format != "json" && c.Format != "text" {
+		return fmt.Errorf("--log-format %q: want json or text", c.Format)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	return nil
+}
+
+// NewLogger is the logger the flags ask for, writing to w.
+func (c LogConfig) NewLogger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return NewLogger(w, c.Format, level)
+}
 
 // NewLogger is every daemon's logger: JSON (format "json") or text on w,
 // at level, with trace_id and span_id added to each record logged with a

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -125,6 +126,23 @@ func Setup(ctx context.Context, service string, c Config) (shutdown func(context
 	)
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+// FlushTimeout is how long a stopping daemon waits for its last spans to
+// reach the collector: long enough for one export, short enough that a
+// collector that is down does not hold up a restart.
+const FlushTimeout = 5 * time.Second
+
+// Shutdown calls the shutdown function Setup returned with a deadline of
+// timeout, after the daemon's servers have drained (so that the spans of
+// the requests they finished go out too). Spans not sent by then are lost,
+// which goes to log.
+func Shutdown(shutdown func(context.Context) error, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("trace spans not sent to the collector", "error", err)
+	}
 }
 
 // Tracer is the tracer of a package (name: its import path).
