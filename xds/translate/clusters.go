@@ -57,6 +57,12 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 			return nil, err
 		}
 	}
+	if tr := g.Tracing; tr != nil {
+		// OTLP/gRPC: HTTP/2, TLS (h2) unless the collector is on loopback.
+		if err := add(serviceCluster(ClusterTracing, RoleTracing, tr.Collector, g.Timeouts.Connect)); err != nil {
+			return nil, err
+		}
+	}
 	if err := add(b.grpcPool(ClusterDefaultGRPC, ""), nil); err != nil {
 		return nil, err
 	}

@@ -243,6 +243,9 @@ func pointTLSAt(g *ir.Gateway, f pkiFiles) {
 			p.TLS.WatchDir = f.dir
 		}
 	}
+	if tr := g.Tracing; tr != nil && tr.Collector.TLS != nil {
+		tr.Collector.TLS.CAFile = f.cert
+	}
 }
 
 // writeTestPKI writes a self-signed CA certificate usable as server,

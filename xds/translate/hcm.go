@@ -74,6 +74,16 @@ func connectionManager(g *ir.Gateway) (*hcmv3.HttpConnectionManager, error) {
 	if err != nil {
 		return nil, err
 	}
+	early, err := earlyHeaderMutations()
+	if err != nil {
+		return nil, err
+	}
+	var tracing *hcmv3.HttpConnectionManager_Tracing
+	if g.Tracing != nil {
+		if tracing, err = connectionTracing(g.Tracing); err != nil {
+			return nil, err
+		}
+	}
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: StatPrefix,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -111,6 +121,11 @@ func connectionManager(g *ir.Gateway) (*hcmv3.HttpConnectionManager, error) {
 		// ext_authz's 503 when helix-authz is unreachable gets
 		// helix-authz's own JSON body (localreply.go).
 		LocalReplyConfig: localReplies(),
+		// A client's trace context is dropped before the request's span
+		// starts; with tracing on, the gateway starts the trace
+		// (tracing.go).
+		EarlyHeaderMutationExtensions: early,
+		Tracing:                       tracing,
 	}, nil
 }
 

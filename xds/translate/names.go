@@ -27,6 +27,8 @@ const (
 	// model name never contains '/', so the names cannot collide.
 	ClusterDefaultGRPC = "helix-default-grpc"
 	ClusterDefaultHTTP = "helix-default-http"
+	// ClusterTracing is the OTLP/gRPC collector Envoy sends its spans to.
+	ClusterTracing = "helix-tracing"
 
 	// SecretListenerCert is the listener's server certificate and key.
 	SecretListenerCert = "helix-listener-cert"
@@ -37,6 +39,7 @@ const (
 	RoleWorkers     = "workers"
 	RoleAuthZ       = "authz"
 	RoleAuthZPublic = "authz-public"
+	RoleTracing     = "tracing"
 )
 
 // DescriptorSource is the local rate limit's descriptor key for a source
@@ -56,6 +59,8 @@ const (
 	retryPreviousHosts   = "envoy.retry_host_predicates.previous_hosts"
 	upstreamHTTPOptions  = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 	upgradeWebSocket     = "websocket"
+	earlyHeaderMutation  = "envoy.http.early_header_mutation.header_mutation"
+	tracerOpenTelemetry  = "envoy.tracers.opentelemetry"
 )
 
 // healthCheckAuthority is the Host/:authority of active health checks.

@@ -58,6 +58,9 @@ func upstreamRoles(g *ir.Gateway) []roleTLS {
 	if g.Workers != nil {
 		out = append(out, roleTLS{RoleWorkers, g.Workers})
 	}
+	if tr := g.Tracing; tr != nil && tr.Collector.TLS != nil {
+		out = append(out, roleTLS{RoleTracing, tr.Collector.TLS})
+	}
 	return out
 }
 
