@@ -1,12 +1,15 @@
 package check
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helixflow/helixflow/internal/telemetry"
 )
 
 // Label limits of helix_authz_client_requests_total. Client ids come from
@@ -108,12 +111,14 @@ type decision struct {
 	routed bool
 }
 
-func (m *metrics) observe(d decision, elapsed time.Duration) {
+// observe counts a decision; the duration carries the trace id of ctx's
+// span as an exemplar when the request is sampled.
+func (m *metrics) observe(ctx context.Context, d decision, elapsed time.Duration) {
 	if m == nil {
 		return
 	}
 	m.checks.WithLabelValues(d.result, d.reason).Inc()
-	m.duration.Observe(elapsed.Seconds())
+	telemetry.Observe(ctx, m.duration, elapsed.Seconds())
 
 	client, model, kind := labelNone, labelNone, kindUnknown
 	if d.principal != nil {

@@ -236,7 +236,8 @@ func (s *Service) Register(gs grpc.ServiceRegistrar) {
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	resp, dec := s.check(ctx, req)
-	s.metrics.observe(dec, time.Since(start))
+	s.metrics.observe(ctx, dec, time.Since(start))
+	annotate(ctx, dec)
 	return resp, nil
 }
 
@@ -284,7 +285,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	// A stream's open spends nothing: the worker counts each of its
 	// messages on the same counters (helix-authz's Limits.Spend).
 	if s.rateLimits != nil && !t.stream {
-		rl, err := s.rateLimits.Take(ctx, p.Plan, p.ClientID, t.model)
+		rl, err := s.takeRateLimit(ctx, p.Plan, p.ClientID, t.model)
 		switch {
 		case err != nil && !rl.Allowed:
 			return deny(unavailable("ratelimit_unavailable"), p, t, true)

@@ -84,7 +84,7 @@ func allowMethods(w http.ResponseWriter, r *http.Request, methods ...string) boo
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	result := s.token(w, s.withCaller(r))
-	s.metrics.observe(result, time.Since(start))
+	s.metrics.observe(r.Context(), result, time.Since(start))
 }
 
 // token serves one token request and returns the metrics result.

@@ -1,10 +1,13 @@
 package oauth
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helixflow/helixflow/internal/telemetry"
 )
 
 // metrics of the token endpoint; a nil *metrics records nothing.
@@ -36,10 +39,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) observe(result string, d time.Duration) {
+// observe counts a token request; its duration carries the trace id of
+// ctx's span as an exemplar when the request is sampled.
+func (m *metrics) observe(ctx context.Context, result string, d time.Duration) {
 	if m == nil {
 		return
 	}
 	m.issued.WithLabelValues(result).Inc()
-	m.duration.Observe(d.Seconds())
+	telemetry.Observe(ctx, m.duration, d.Seconds())
 }

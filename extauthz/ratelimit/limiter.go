@@ -69,6 +69,9 @@ type Decision struct {
 	Limit     uint32
 	Remaining uint32
 	Reset     time.Duration
+	// Key is the counter of that window (its Redis key: domain, client,
+	// model, window and its start), for traces; empty when none was read.
+	Key string
 	// Windows are all the plan's limits, for the x-ratelimit-limit header.
 	Windows []Window
 }
@@ -200,7 +203,7 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		key := counterKey(lm.domain, client, model, w.Length, start)
 		if until, ok := l.local.overLimit(key, w.Limit, now); ok {
 			l.metrics.decisions(resultOverLimit)
-			return Decision{Limit: w.Limit, Reset: until.Sub(now), Windows: windows}, nil
+			return Decision{Limit: w.Limit, Reset: until.Sub(now), Key: key, Windows: windows}, nil
 		}
 		keys = append(keys, key)
 		ttls = append(ttls, int64(w.Length/time.Second))
@@ -228,7 +231,7 @@ func (l *Limiter) Take(ctx context.Context, plan, client, model string) (Decisio
 		// of the counters: neither counted nor logged as one.
 		if parent.Err() == nil {
 			l.metrics.decisions(resultError)
-			l.logUnavailable(err, lm.failOpen)
+			l.logUnavailable(parent, err, lm.failOpen)
 		}
 		return Decision{Allowed: lm.failOpen}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -253,7 +256,7 @@ func (l *Limiter) decide(windows []Window, keys []string, counts []int64, ends [
 			pick = i
 		}
 	}
-	d.Limit, d.Remaining, d.Reset = windows[pick].Limit, uint32(left[pick]), ends[pick].Sub(now)
+	d.Limit, d.Remaining, d.Reset, d.Key = windows[pick].Limit, uint32(left[pick]), ends[pick].Sub(now), keys[pick]
 	if d.Allowed {
 		l.metrics.decisions(resultAllowed)
 	} else {
@@ -265,7 +268,7 @@ func (l *Limiter) decide(windows []Window, keys []string, counts []int64, ends [
 // logUnavailable logs a failure to reach the counters at most once per
 // unavailableLogEvery: an outage under load would otherwise log every
 // request. The metric counts each one.
-func (l *Limiter) logUnavailable(err error, failOpen bool) {
+func (l *Limiter) logUnavailable(ctx context.Context, err error, failOpen bool) {
 	now := time.Now().UnixNano()
 	last := l.lastLogged.Load()
 	if now-last < int64(unavailableLogEvery) || !l.lastLogged.CompareAndSwap(last, now) {
@@ -275,7 +278,7 @@ func (l *Limiter) logUnavailable(err error, failOpen bool) {
 	if failOpen {
 		mode = "open: requests pass"
 	}
-	l.log.Warn("ratelimit: counters unavailable", "failure_mode", mode, "error", err)
+	l.log.WarnContext(ctx, "ratelimit: counters unavailable", "failure_mode", mode, "error", err)
 }
 
 // counterKey is "<domain>:{<client>}:<model length>:<model>:<s|m>:<window

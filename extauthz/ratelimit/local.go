@@ -178,6 +178,6 @@ func (l *Limiter) flush(ctx context.Context) {
 	l.local.settle(incs, counts, err, 0)
 	l.healthy.Store(err == nil)
 	if err != nil {
-		l.logUnavailable(err, l.limits.Load().failOpen)
+		l.logUnavailable(ctx, err, l.limits.Load().failOpen)
 	}
 }

@@ -408,9 +408,11 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// GRPCOptions are the Check listener's gRPC server options, TLS aside.
+// GRPCOptions are the Check listener's gRPC server options, TLS aside,
+// with a server span per call when tracing is on (call after
+// telemetry.Setup; grpcTracing).
 func GRPCOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	return append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(1 << 20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// Check is a small, hot call: its requests are decoded and its
@@ -420,7 +422,7 @@ func GRPCOptions() []grpc.ServerOption {
 		// Check's CPU, profiled).
 		grpc.ForceServerCodecV2(vtcodec.Codec{}),
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
-	}
+	}, grpcTracing()...)
 }
 
 // Run starts the background work (key rotation, change notifications,
