@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -84,12 +85,14 @@ func (w *worker) waitReady(t *testing.T) {
 	})
 }
 
-// registeredLine matches the worker's log line for a successful
-// registration (slog's text format) and captures its time.
-var registeredLine = regexp.MustCompile(`(?m)^time=(\S+) level=INFO msg="registered with helix-xds"`)
+// registeredText matches the worker's log line for a successful
+// registration in slog's text format (--log-format=text) and captures its
+// time; in JSON (the default) the line is {"time":...,"msg":"registered
+// with helix-xds",...}.
+var registeredText = regexp.MustCompile(`^time=(\S+) level=INFO msg="registered with helix-xds"`)
 
 // registrations returns the times of the worker's registrations so far,
-// from its log.
+// from its log, in either format.
 func (w *worker) registrations(t *testing.T) []time.Time {
 	t.Helper()
 	b, err := os.ReadFile(w.proc.LogPath())
@@ -97,12 +100,24 @@ func (w *worker) registrations(t *testing.T) []time.Time {
 		t.Fatal(err)
 	}
 	var out []time.Time
-	for _, m := range registeredLine.FindAllStringSubmatch(string(b), -1) {
-		at, err := time.Parse(time.RFC3339Nano, m[1])
-		if err != nil {
-			t.Fatalf("%s: registration time %q: %v", w.name, m[1], err)
+	for _, line := range strings.Split(string(b), "\n") {
+		var at string
+		if strings.HasPrefix(line, "{") {
+			var rec struct{ Time, Level, Msg string }
+			if json.Unmarshal([]byte(line), &rec) != nil || rec.Level != "INFO" || rec.Msg != "registered with helix-xds" {
+				continue
+			}
+			at = rec.Time
+		} else if m := registeredText.FindStringSubmatch(line); m != nil {
+			at = m[1]
+		} else {
+			continue
 		}
-		out = append(out, at)
+		ts, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			t.Fatalf("%s: registration time %q: %v", w.name, at, err)
+		}
+		out = append(out, ts)
 	}
 	return out
 }
