@@ -156,7 +156,8 @@ func TestEnvoySourceLimit(t *testing.T) {
 // sourceLimitBootstrap serves the translated listener with the translated
 // virtual host's settings (CORS) and one inline route to a backend on
 // 127.0.0.1:backendPort instead of the worker pools (Envoy's CORS filter
-// skips direct responses), and the helix-authz cluster; nothing comes over
+// skips direct responses), and the helix-authz cluster (and the tracing
+// collector's, when on); nothing comes over
 // ADS.
 func sourceLimitBootstrap(t *testing.T, r *Resources, backendPort uint32) []byte {
 	t.Helper()
@@ -194,7 +195,7 @@ func sourceLimitBootstrap(t *testing.T, r *Resources, backendPort uint32) []byte
 		}}},
 	})
 	for _, c := range r.Clusters {
-		if c := c.(*clusterv3.Cluster); c.Name == ClusterAuthZ {
+		if c := c.(*clusterv3.Cluster); c.Name == ClusterAuthZ || c.Name == ClusterTracing {
 			b.StaticResources.Clusters = append(b.StaticResources.Clusters, c)
 		}
 	}
