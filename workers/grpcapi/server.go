@@ -166,8 +166,11 @@ func tensorMetadata(ts []infer.TensorMetadata) []*pb.ModelMetadataResponse_Tenso
 
 // ModelInfer runs one inference request.
 func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	ctx, span := startSpan(ctx, spanModelInfer)
+	defer span.End()
 	resp, err := s.infer(ctx, req)
 	if err != nil {
+		infer.SpanError(span, err)
 		return nil, s.fail(ctx, "ModelInfer", err)
 	}
 	return resp, nil
@@ -199,6 +202,7 @@ func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInfe
 	if err := infer.CheckGatewayModel(authorized, req.GetModelName()); err != nil {
 		return nil, nil, err
 	}
+	infer.SetModel(ctx, req.GetModelName())
 	ireq, err := decodeInferRequest(req)
 	if err != nil {
 		return nil, nil, err
@@ -207,7 +211,11 @@ func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInfe
 	if err != nil {
 		return nil, ireq, err
 	}
+	// The span covers building the response message; gRPC marshals it
+	// after the handler returns.
+	t := infer.EncodeStart(ctx)
 	resp, err := encodeInferResponse(ireq, iresp)
+	infer.EncodeDone(ctx, t)
 	return resp, ireq, err
 }
 

@@ -114,6 +114,8 @@ func streamEnd(ctx context.Context) error {
 // with the request id, as Triton reports it. It returns nil when the
 // stream must end (its credential was revoked).
 func (s *Server) streamResponse(ctx context.Context, lim *streamLimit, req *pb.ModelInferRequest) *pb.ModelStreamInferResponse {
+	ctx, span := startSpan(ctx, spanModelStreamInfer)
+	defer span.End()
 	if msg, ok := lim.spend(ctx, req.GetModelName()); !ok {
 		return nil
 	} else if msg != "" {
@@ -121,6 +123,7 @@ func (s *Server) streamResponse(ctx context.Context, lim *streamLimit, req *pb.M
 	}
 	resp, err := s.infer(ctx, req)
 	if err != nil {
+		infer.SpanError(span, err)
 		st := grpcStatus(err)
 		s.logFailure(ctx, "ModelStreamInfer", st)
 		return &pb.ModelStreamInferResponse{

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/infer"
 )
@@ -14,6 +17,10 @@ import (
 // headerLengthHeader is the binary data extension's header: the size of the
 // JSON that starts the body.
 const headerLengthHeader = "Inference-Header-Content-Length"
+
+// spanInfer names an HTTP inference request's server span (method and
+// route, as otelhttp's semantic conventions do).
+const spanInfer = "POST /v2/models/{model}/infer"
 
 // responseBuffers recycles the buffers response JSON is built in; they are
 // fully written out before being put back.
@@ -32,6 +39,12 @@ var (
 // infer serves POST /v2/models/{m}[/versions/{v}]/infer, counting its
 // usage.
 func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string) {
+	if infer.Tracing() {
+		ctx, span := infer.StartSpan(r.Context(), spanInfer, propagation.HeaderCarrier(r.Header))
+		defer span.End()
+		infer.SetModel(ctx, model)
+		r = r.WithContext(ctx)
+	}
 	var client string
 	if h.usage != nil {
 		if c := r.Header[clientHeaderKey]; len(c) == 1 {
@@ -97,9 +110,11 @@ func (h *handler) serveInfer(w http.ResponseWriter, r *http.Request, model, vers
 
 	resp, err := h.svc.Infer(ctx, call.req)
 	if err != nil {
+		infer.SpanError(trace.SpanFromContext(ctx), err)
 		h.writeError(w, r, err)
 		return call.req, true
 	}
+	encodeStart := infer.EncodeStart(ctx)
 
 	bufp := responseBuffers.Get().(*[]byte)
 	defer func() {
@@ -114,6 +129,7 @@ func (h *handler) serveInfer(w http.ResponseWriter, r *http.Request, model, vers
 		return call.req, true
 	}
 	h.writeInferResponse(w, r, header, binaries)
+	infer.EncodeDone(ctx, encodeStart)
 	return call.req, false
 }
 

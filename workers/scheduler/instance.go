@@ -225,6 +225,10 @@ func (s *Scheduler) execute(inst backend.Instance, b *batch) {
 			infer:   t2.Sub(t1),
 			output:  t3.Sub(t2),
 			compute: computeShare(exec, p.size, total),
+
+			execStart: t0,
+			requests:  len(b.reqs),
+			rows:      total,
 		}
 		if err == nil {
 			res.outputs = pieces[i]

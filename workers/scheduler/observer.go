@@ -1,6 +1,10 @@
 package scheduler
 
-import "time"
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
 
 // Failure reasons, spelled as the reason label of Triton's
 // nv_inference_request_failure metric.
@@ -39,6 +43,9 @@ type RequestStats struct {
 	ComputeOutput time.Duration
 	// Total is the whole Do call.
 	Total time.Duration
+	// Trace is the request's trace when it is sampled (for exemplars),
+	// zero otherwise.
+	Trace trace.TraceID
 }
 
 // ExecutionStats describes one call of an instance's Execute.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/tensor"
@@ -158,6 +160,11 @@ type outcome struct {
 	infer   time.Duration
 	output  time.Duration
 	compute time.Duration // the request's share of the execution time
+	// For the request's trace: when its batch's execution started (input
+	// batching), the requests in that batch and their rows.
+	execStart time.Time
+	requests  int
+	rows      int
 }
 
 // New starts a Scheduler with one goroutine per instance. On error the
@@ -269,6 +276,13 @@ func (s *Scheduler) Do(ctx context.Context, r *Request) ([]tensor.Tensor, error)
 		ComputeInfer:  res.infer,
 		ComputeOutput: res.output,
 		Total:         time.Since(start),
+	}
+	// One context lookup; the spans cost nothing unless sampled.
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		s.traceRequest(ctx, p, &res)
+		if sc := span.SpanContext(); sc.IsSampled() {
+			st.Trace = sc.TraceID()
+		}
 	}
 	s.obs.RequestDone(st)
 	return res.outputs, res.err

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/scheduler"
 )
@@ -99,8 +102,8 @@ func (r *Recorder) RequestDone(s scheduler.RequestStats) {
 	m.inputUS.WithLabelValues(r.model, r.version).Add(micros(s.ComputeInput))
 	m.inferUS.WithLabelValues(r.model, r.version).Add(micros(s.ComputeInfer))
 	m.outputUS.WithLabelValues(r.model, r.version).Add(micros(s.ComputeOutput))
-	m.requestSeconds.WithLabelValues(r.model, r.version).Observe(s.Total.Seconds())
-	m.queueSeconds.WithLabelValues(r.model, r.version).Observe(s.Queue.Seconds())
+	observe(m.requestSeconds.WithLabelValues(r.model, r.version), s.Total.Seconds(), s.Trace)
+	observe(m.queueSeconds.WithLabelValues(r.model, r.version), s.Queue.Seconds(), s.Trace)
 }
 
 // ExecutionDone records one model execution (a whole batch).
@@ -174,6 +177,19 @@ func (r *Recorder) Close() {
 	if r.metrics != nil {
 		r.metrics.forget(r.model, r.version)
 	}
+}
+
+// observe records v with a trace_id exemplar when the request was sampled,
+// so that a latency spike on a dashboard links to a trace (served in the
+// OpenMetrics format only).
+func observe(o prometheus.Observer, v float64, id trace.TraceID) {
+	if id.IsValid() {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": id.String()})
+			return
+		}
+	}
+	o.Observe(v)
 }
 
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/helixflow/helixflow/workers/httpapi"
 	"github.com/helixflow/helixflow/workers/infer"
@@ -224,6 +225,10 @@ func revokedReason(v infer.Verdict) string {
 	return "credential revoked"
 }
 
+// spanMessage names the server span of one WebSocket inference message; its
+// parent is the upgrade request's trace context.
+const spanMessage = "websocket infer message"
+
 // handle serves one message.
 func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 	defer func() {
@@ -260,8 +265,16 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 		return
 	}
 	req := call.Request()
-	resp, err := c.s.svc.Infer(c.work, req)
+	ctx := c.work
+	if infer.Tracing() {
+		var span trace.Span
+		ctx, span = infer.StartSpan(ctx, spanMessage, nil)
+		defer span.End()
+		infer.SetModel(ctx, c.model)
+	}
+	resp, err := c.s.svc.Infer(ctx, req)
 	if err != nil {
+		infer.SpanError(trace.SpanFromContext(ctx), err)
 		c.recordUsage(req, true, start)
 		release()
 		c.writeError(id, httpapi.HTTPStatus(err), err.Error())
@@ -269,7 +282,10 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 	}
 	resp.ID = *id
 	release()
-	if err := c.writeResponse(resp, call); err != nil {
+	encodeStart := infer.EncodeStart(ctx)
+	err = c.writeResponse(resp, call)
+	infer.EncodeDone(ctx, encodeStart)
+	if err != nil {
 		c.recordUsage(req, true, start)
 		var ie *infer.Error
 		if errors.As(err, &ie) { // encoding failed, the connection is fine

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/wire"
@@ -160,7 +161,13 @@ func (s *Server) ServeInferWS(w http.ResponseWriter, r *http.Request, model, ver
 	c.ws = ws
 	// The connection outlives the request's context rules; it ends when
 	// the read loop does.
-	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	base := context.WithoutCancel(r.Context())
+	if infer.Tracing() {
+		// The upgrade request's traceparent (the gateway's) parents every
+		// message's span.
+		base = infer.Extract(base, propagation.HeaderCarrier(r.Header))
+	}
+	c.ctx, c.cancel = context.WithCancel(base)
 	c.work, c.cancelWork = context.WithCancel(c.ctx)
 	ws.SetReadLimit(s.opts.MaxMessageBytes)
 	if !s.track(c) {
