@@ -72,6 +72,9 @@ type stackOptions struct {
 	// flags, so it registers itself over mTLS; otherwise the test registers
 	// on its behalf (s.register), which lets a test end and resume it.
 	selfRegister bool
+	// tracing runs the stack's Jaeger, every daemon's spans sent to it,
+	// and the gateway config's tracing section sampling every request.
+	tracing bool
 }
 
 type client struct{ id, secret, token string }
@@ -86,6 +89,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		NodeID:  "e2e-envoy",
 		Workers: []helixstack.Worker{{Name: "helix-worker", Models: []string{sampleModel}, NoRegister: !opts.selfRegister}},
 		Args:    map[string][]string{helixstack.XDS: {"--lease-ttl=5s", "--log-level=debug"}},
+		Tracing: opts.tracing,
 		GatewayConfig: func(st *helixstack.Stack) ([]byte, error) {
 			// Envoy's listener certificate, in a folder it watches,
 			// rotated by TestResilience.
@@ -96,7 +100,11 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 				authzPort: st.Ports.ExtAuthz, publicPort: st.Ports.Authz, ca: st.CAFile(), envoyClient: pair(st, pki.EnvoyAuthzClient),
 				rateLimits: true, workersTLS: true,
 			}
-			return gatewayYAML(cfg), nil
+			y := gatewayYAML(cfg)
+			if opts.tracing {
+				y = fmt.Appendf(y, "tracing:\n  collector: %s\n  sampling: 1\n", st.OTLPEndpoint())
+			}
+			return y, nil
 		},
 	})
 	s.attach(t, st)

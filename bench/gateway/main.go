@@ -18,13 +18,15 @@
 // plan's load target: open-loop load from ghz over 1,000 connections
 // through the full chain, then the rate at which its p95 passes 100 ms.
 // And inferences/s over WebSocket vs gRPC streaming vs unary gRPC through
-// the full chain at each concurrency (streams.go), with their ratios.
+// the full chain at each concurrency (streams.go), with their ratios; and
+// the full chain's throughput with the gateway's tracing off, at 1 % and
+// at 100 % sampling, as ratios to off (tracing.go; the stack runs Jaeger).
 //
 // Every process is started here on 127.0.0.1 free ports and stopped at the
 // end, on an error and on Ctrl-C / SIGTERM. It needs `make deps build
 // models` (bin/, .venv's Envoy and perf_analyzer, PostgreSQL, Redis,
-// models/simple and models/mlp) and ghz (`make bench-load` installs it
-// into .tools/).
+// models/simple and models/mlp), ghz (`make bench-load` installs it
+// into .tools/) and Jaeger (`make jaeger`, for the tracing part).
 //
 // Flags:
 //
@@ -38,8 +40,9 @@
 //	--envoy-concurrency N   worker threads of both Envoys (default 0: one per core)
 //	--perf-analyzer PATH    default .venv/bin/perf_analyzer
 //	--keep                  keep the temporary folder: logs, CSVs, configs, Envoy stats
-//	--only PART             measure one part only, log it, write no report: convergence, snapshot, load or streams
+//	--only PART             measure one part only, log it, write no report: convergence, snapshot, load, streams or tracing
 //	--no-load               leave the load target out of a full run
+//	--no-tracing            leave the tracing part (and Jaeger) out of a full run
 //	--load-rate R           the load target's offered rate, requests/s (default 1000)
 //	--load-connections N    connections ghz holds (default 1000)
 //	--load-duration D       the load target's length (default 60s)
@@ -75,6 +78,7 @@ import (
 	"github.com/helixflow/helixflow/bench/internal/sysinfo"
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/pgbin"
+	helixstack "github.com/helixflow/helixflow/internal/stack"
 )
 
 type options struct {
@@ -88,8 +92,9 @@ type options struct {
 	perfAnalyzer     string
 	keep             bool
 	verbose          bool
-	only             string // "", "convergence", "snapshot" or "load"
+	only             string // "", "convergence", "snapshot", "load", "streams" or "tracing"
 	noLoad           bool
+	noTracing        bool
 	loadRate         float64
 	loadConnections  int
 	loadDuration     time.Duration
@@ -108,7 +113,13 @@ func (o *options) runs(part string) bool {
 	if o.only != "" {
 		return o.only == part
 	}
-	return part != onlyLoad || !o.noLoad
+	switch part {
+	case onlyLoad:
+		return !o.noLoad
+	case onlyTracing:
+		return !o.noTracing
+	}
+	return true
 }
 
 func main() {
@@ -125,8 +136,9 @@ func main() {
 	fs.StringVar(&o.perfAnalyzer, "perf-analyzer", ".venv/bin/perf_analyzer", "perf_analyzer (make deps installs it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary folder (logs, perf_analyzer CSVs, configs) and say where it is")
 	fs.BoolVar(&o.verbose, "v", false, "log every convergence trial")
-	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence, snapshot, load or streams")
+	fs.StringVar(&o.only, "only", "", "measure one part only and log it (no report): convergence, snapshot, load, streams or tracing")
 	fs.BoolVar(&o.noLoad, "no-load", false, "leave the load target (ghz, several minutes) out of a full run")
+	fs.BoolVar(&o.noTracing, "no-tracing", false, "leave the tracing part (off vs 1 % vs 100 % sampling, with Jaeger) out of a full run")
 	fs.Float64Var(&o.loadRate, "load-rate", 1000, "the load target's offered rate, requests/s through the full chain")
 	fs.IntVar(&o.loadConnections, "load-connections", 1000, "connections ghz holds (one request worker each)")
 	fs.DurationVar(&o.loadDuration, "load-duration", 60*time.Second, "the load target's length")
@@ -217,8 +229,8 @@ func validate(o *options) error {
 	if o.write != "" && (o.quick || o.only != "" || o.profile != "") {
 		return errors.New("--write wants a full run: not with --quick, --only or --profile (the profiled helix-authz is not the product's)")
 	}
-	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot && o.only != onlyLoad && o.only != onlyStreams {
-		return fmt.Errorf("--only %q: want %s, %s, %s or %s", o.only, onlyConvergence, onlySnapshot, onlyLoad, onlyStreams)
+	if o.only != "" && o.only != onlyConvergence && o.only != onlySnapshot && o.only != onlyLoad && o.only != onlyStreams && o.only != onlyTracing {
+		return fmt.Errorf("--only %q: want %s, %s, %s, %s or %s", o.only, onlyConvergence, onlySnapshot, onlyLoad, onlyStreams, onlyTracing)
 	}
 	if o.loadRate < 1 || o.loadConnections < 1 || o.loadDuration < time.Second || o.loadStep < 1 || o.stepDuration < 0 || o.loadBisect < 0 {
 		return errors.New("--load-rate, --load-connections and --load-step must be >= 1, --load-duration >= 1s, --load-step-duration and --load-bisect >= 0")
@@ -262,6 +274,11 @@ func validate(o *options) error {
 				o.ghz, filepath.Dir(ghzDefault), ghzVersion)
 		}
 	}
+	if o.runs(onlyTracing) {
+		if _, err := helixstack.FindJaeger(root); err != nil {
+			return fmt.Errorf("%w; or leave the tracing part out with --no-tracing", err)
+		}
+	}
 	if _, err := envoytest.Find(); err != nil {
 		return err
 	}
@@ -296,6 +313,7 @@ type outcome struct {
 	load              *loadResult
 	usageBatches      string // the worker's helix_usage_batches_total after the perf runs
 	streams           []*streamsPoint
+	tracing           *tracingResult
 }
 
 func run(ctx context.Context, o *options) error {
@@ -337,7 +355,7 @@ func run(ctx context.Context, o *options) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	s := &stack{root: root, dir: tmp, envoyBin: envoyBin, envoyConcurrency: o.envoyConcurrency, binDir: o.binDir}
+	s := &stack{root: root, dir: tmp, envoyBin: envoyBin, envoyConcurrency: o.envoyConcurrency, binDir: o.binDir, tracing: o.runs(onlyTracing)}
 	if o.profile != "" {
 		if err := s.profiled(ctx); err != nil {
 			return err
@@ -415,6 +433,16 @@ func run(ctx context.Context, o *options) error {
 		logf("%s", streamsGoal(out.streams))
 	}
 	if o.only == onlyStreams {
+		return nil
+	}
+
+	if o.runs(onlyTracing) {
+		if out.tracing, err = measureTracing(ctx, o, s); err != nil {
+			return err
+		}
+		logf("%s", tracingGoal(out.tracing))
+	}
+	if o.only == onlyTracing {
 		return nil
 	}
 

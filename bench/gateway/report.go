@@ -200,6 +200,9 @@ func report(o *options, out *outcome) string {
 	if len(out.streams) > 0 {
 		streamsReport(&b, o, out.streams)
 	}
+	if out.tracing != nil {
+		tracingReport(&b, out.tracing)
+	}
 
 	w("\n### Goals\n\n")
 	goals(&b, o, out)
@@ -218,6 +221,9 @@ func goals(b *strings.Builder, o *options, out *outcome) {
 	}
 	if len(out.streams) > 0 {
 		w("- %s\n", streamsGoal(out.streams))
+	}
+	if out.tracing != nil {
+		w("- %s\n", tracingGoal(out.tracing))
 	}
 	if out.conv != nil {
 		p99 := quantile(out.conv.first, 0.99)

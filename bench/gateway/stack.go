@@ -52,6 +52,9 @@ type stack struct {
 	// binDir replaces bin/ (--profile: helix-authz with a pprof listener
 	// on pprofAddr); "" is bin/.
 	binDir, pprofAddr string
+	// tracing runs Jaeger with the stack, every daemon sending it spans
+	// (the tracing part switches Envoy's tracing in the gateway config).
+	tracing bool
 
 	st     *helixstack.Stack
 	caPool *x509.CertPool
@@ -125,6 +128,7 @@ func startStack(ctx context.Context, s *stack) error {
 			helixstack.XDS: {"--startup-grace=0s"},
 		},
 		GatewayConfig:    func(st *helixstack.Stack) ([]byte, error) { return []byte(gatewayYAML(st)), nil },
+		Tracing:          s.tracing,
 		NodeID:           "bench-envoy-full",
 		EnvoyConcurrency: s.envoyConcurrency,
 		// The access log is formatted and written, but no disk is in the
