@@ -391,11 +391,15 @@ func networkPolicyCoverage(objs []Object, wls []workload) []error {
 }
 
 // workerEgressPolicy: a worker reaches helix-authz's pods (the usage
-// ledger on its gRPC port) and DNS in another namespace; nothing else, so
-// a compromised model cannot call out.
+// ledger on its gRPC port), DNS in another namespace and, with tracing, the
+// OpenTelemetry Collector on its one OTLP port (the chart's -otlp policy);
+// nothing else, so a compromised model cannot call out.
 func workerEgressPolicy(w workload, np *networkingv1.NetworkPolicy) []error {
 	var errs []error
 	for _, rule := range np.Spec.Egress {
+		if otlpCollectorRule(np, rule) {
+			continue
+		}
 		if len(rule.To) == 0 {
 			errs = append(errs, fmt.Errorf("%s: NetworkPolicy %s lets a worker reach anyone", w.obj, np.Name))
 		}
@@ -522,4 +526,14 @@ func gpuLimit(p *corev1.PodTemplateSpec) int64 {
 		}
 	}
 	return n
+}
+
+// otlpCollectorRule: the chart's tracing egress (NetworkPolicy <release>-otlp):
+// named peers (IP blocks or namespaces, never everyone) on one TCP port.
+func otlpCollectorRule(np *networkingv1.NetworkPolicy, rule networkingv1.NetworkPolicyEgressRule) bool {
+	if !strings.HasSuffix(np.Name, "-otlp") || len(rule.To) == 0 || len(rule.Ports) != 1 {
+		return false
+	}
+	p := rule.Ports[0]
+	return p.Port != nil && p.Port.IntVal > 0 && p.EndPort == nil && (p.Protocol == nil || *p.Protocol == "TCP")
 }

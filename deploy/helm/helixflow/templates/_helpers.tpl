@@ -216,3 +216,41 @@ app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 app.kubernetes.io/part-of: helixflow
 {{- end -}}
+
+{{/*
+Tracing (values tracing): the daemons' OpenTelemetry flags, and the volume
+and mount of the collector's CA (tracing.caSecret). Empty while tracing is
+off. The collector is reached over TLS: its certificate is checked against
+tracing.caSecret, else the system's roots (the daemons allow plaintext only
+to a loopback collector).
+*/}}
+{{- define "helixflow.otlpCAFile" -}}
+{{- with .Values.tracing.caSecret -}}
+{{- if .name -}}/etc/helixflow/otlp-ca/{{ .key }}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- define "helixflow.otlpArgs" -}}
+{{- if .Values.tracing.enabled -}}
+- --otlp-endpoint={{ .Values.tracing.endpoint }}
+{{- with include "helixflow.otlpCAFile" . }}
+- --otlp-ca-file={{ . }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+{{- define "helixflow.otlpVolumeMount" -}}
+{{- if and .Values.tracing.enabled .Values.tracing.caSecret.name -}}
+- name: otlp-ca
+  mountPath: /etc/helixflow/otlp-ca
+  readOnly: true
+{{- end -}}
+{{- end -}}
+{{- define "helixflow.otlpVolume" -}}
+{{- if and .Values.tracing.enabled .Values.tracing.caSecret.name -}}
+- name: otlp-ca
+  secret:
+    secretName: {{ .Values.tracing.caSecret.name }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .Values.tracing.caSecret.key }}, path: {{ .Values.tracing.caSecret.key }}}
+{{- end -}}
+{{- end -}}

@@ -19,6 +19,17 @@ name the value, win over any later failure. Renders nothing.
 {{- if and $v.gateway.publicSurface.enabled (not $v.authz.oauthRateLimit.trustedProxies) -}}
 {{- fail "authz.oauthRateLimit.trustedProxies: required with gateway.publicSurface.enabled (the gateway pods' CIDR): helix-authz must believe Envoy's X-Forwarded-For, or every person reaching the portal, /api/v1 and /oauth2 through the gateway counts as one of Envoy's pods in its throttles and limits" -}}
 {{- end -}}
+{{- if $v.tracing.enabled -}}
+{{- if not (regexMatch "^[^:\\s/]+:[0-9]+$" $v.tracing.endpoint) -}}
+{{- fail (printf "tracing.endpoint: %q is not host:port (the OpenTelemetry Collector's OTLP/gRPC receiver, e.g. otel-collector.observability.svc:4317)" $v.tracing.endpoint) -}}
+{{- end -}}
+{{- if and $v.tracing.caSecret.name (not $v.tracing.caSecret.key) -}}
+{{- fail "tracing.caSecret.key: required with tracing.caSecret.name" -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.otlpCollector.cidrs) (not $v.networkPolicy.otlpCollector.namespaceSelector) -}}
+{{- fail "networkPolicy.otlpCollector: cidrs or namespaceSelector required with tracing.enabled while networkPolicy.enabled (where the collector runs: the pods may reach nothing else)" -}}
+{{- end -}}
+{{- end -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.database "authz.secrets.database") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.kek "authz.secrets.kek") -}}
 {{- include "helixflow.requireSecret" (list $v.authz.secrets.pepper "authz.secrets.pepper") -}}
