@@ -27,6 +27,12 @@ func TestParseFlags(t *testing.T) {
 		{"client CA without TLS", []string{"--config=g.yaml", "--plaintext-loopback", "--client-ca-file=ca"}, "needs --tls-cert-file"},
 		{"zero warm timeout", []string{"--config=g.yaml", "--plaintext-loopback", "--warm-timeout=0s"}, "--warm-timeout 0s: must be positive"},
 		{"stray argument", []string{"--config=g.yaml", "--plaintext-loopback", "serve"}, "unexpected arguments"},
+		{"text logs", []string{"--config=g.yaml", "--plaintext-loopback", "--log-format=text"}, ""},
+		{"unknown log format", []string{"--config=g.yaml", "--plaintext-loopback", "--log-format=yaml"}, "--log-format \"yaml\""},
+		{"unknown log level", []string{"--config=g.yaml", "--plaintext-loopback", "--log-level=loud"}, "--log-level"},
+		{"traces to a loopback collector", []string{"--config=g.yaml", "--plaintext-loopback", "--otlp-endpoint=127.0.0.1:4317", "--otlp-plaintext-loopback"}, ""},
+		{"plaintext traces off loopback", []string{"--config=g.yaml", "--plaintext-loopback", "--otlp-endpoint=collector:4317", "--otlp-plaintext-loopback"}, "--otlp-plaintext-loopback"},
+		{"sample ratio over 1", []string{"--config=g.yaml", "--plaintext-loopback", "--trace-root-sample-ratio=2"}, "--trace-root-sample-ratio"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

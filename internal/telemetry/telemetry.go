@@ -114,7 +114,9 @@ func Setup(ctx context.Context, service string, c Config) (shutdown func(context
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: OTLP exporter: %w", err)
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
+	// Schemaless: resource.Default() carries the SDK's own semconv schema,
+	// and merging two different schema URLs is an error.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName(service), semconv.ServiceVersion(version.Version)))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
