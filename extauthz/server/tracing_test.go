@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/helixflow/helixflow/extauthz/check"
+	"github.com/helixflow/helixflow/internal/telemetry"
+)
+
+// withGlobalTracing installs tp (nil: the no-op provider telemetry.Setup
+// installs with tracing off) and the W3C propagator as the globals, as
+// telemetry.Setup does, for the test.
+func withGlobalTracing(t *testing.T, tp trace.TracerProvider) {
+	t.Helper()
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	t.Cleanup(func() { otel.SetTracerProvider(prevTP); otel.SetTextMapPropagator(prevProp) })
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+}
+
+// TestGRPCTracing: with tracing on, the Check listener's options continue
+// the caller's trace in a server span that Check annotates; with it off
+// they add nothing to the hot path.
+func TestGRPCTracing(t *testing.T) {
+	withGlobalTracing(t, nil)
+	off := len(GRPCOptions())
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	withGlobalTracing(t, tp)
+	opts := GRPCOptions()
+	if len(opts) != off+1 {
+		t.Fatalf("%d options with tracing on, %d off: want one more (the stats handler)", len(opts), off)
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(opts...)
+	check.New(check.Config{}).Register(gs)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gs.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); gs.Stop(); <-done })
+
+	const traceID, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+traceID+"-"+parent+"-01")
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source:  &authv3.AttributeContext_Peer{Address: &corev3.Address{}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/v2/models/m", Headers: map[string]string{}}},
+	}}
+	if _, err := authv3.NewAuthorizationClient(conn).Check(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	var spans []sdktrace.ReadOnlySpan
+	for deadline := time.Now().Add(5 * time.Second); len(spans) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		spans = rec.Ended() // the server span ends after the answer is sent
+	}
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the Check's", len(spans))
+	}
+	s := spans[0]
+	if s.Name() != "envoy.service.auth.v3.Authorization/Check" || s.SpanContext().TraceID().String() != traceID || s.Parent().SpanID().String() != parent {
+		t.Fatalf("span %q in trace %s under %s, want Check in %s under %s", s.Name(), s.SpanContext().TraceID(), s.Parent().SpanID(), traceID, parent)
+	}
+	var decision, reason string
+	for _, kv := range s.Attributes() {
+		switch kv.Key {
+		case telemetry.AttrDecision:
+			decision = kv.Value.AsString()
+		case telemetry.AttrReason:
+			reason = kv.Value.AsString()
+		}
+	}
+	if decision != telemetry.DecisionDeny || reason != "no_credential" {
+		t.Fatalf("decision %q reason %q, want deny no_credential", decision, reason)
+	}
+}
+
+// TestMetricsHandlerExemplars: a scraper asking for OpenMetrics gets the
+// exemplars; the text format has none to give.
+func TestMetricsHandlerExemplars(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x"})
+	reg.MustRegister(h)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled,
+	})
+	telemetry.Observe(trace.ContextWithSpanContext(context.Background(), sc), h, 0.02)
+
+	srv := httptest.NewServer(MetricsHandler(reg))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Fatalf("content type %q, want OpenMetrics", ct)
+	}
+	if want := `# {trace_id="` + sc.TraceID().String() + `"} 0.02`; !strings.Contains(string(body), want) {
+		t.Fatalf("no exemplar %s in:\n%s", want, string(body))
+	}
+}
