@@ -131,13 +131,20 @@ func queryVar(name, label, query string) *dashboard.QueryVariableBuilder {
 // q is one PromQL query with its legend.
 type q struct{ expr, legend string }
 
-func targets(qs []q) []cog.Builder[variants.Dataquery] {
+func targets(qs []q) []cog.Builder[variants.Dataquery] { return targetsOf(qs, false) }
+
+// targetsOf are the panel's queries; with exemplars, Grafana shows the
+// histograms' exemplars (a trace_id each) as dots linking to the trace.
+func targetsOf(qs []q, exemplars bool) []cog.Builder[variants.Dataquery] {
 	out := make([]cog.Builder[variants.Dataquery], 0, len(qs))
 	for i, x := range qs {
 		b := prometheus.NewDataqueryBuilder().
 			Expr(x.expr).
 			RefId(string(rune('A' + i))).
 			Datasource(datasource())
+		if exemplars {
+			b = b.Exemplar(true)
+		}
 		if x.legend != "" {
 			b = b.LegendFormat(x.legend)
 		}
@@ -161,6 +168,15 @@ func graph(title, description, unit string, w uint32, qs ...q) *timeseries.Panel
 			DisplayMode(common.LegendDisplayModeList).
 			Placement(common.LegendPlacementBottom).
 			ShowLegend(true))
+}
+
+// latency is a time series panel over histograms that carry trace ids
+// as exemplars (helix-authz's and helix-worker's, served as OpenMetrics):
+// a dot on the graph links to the trace in Jaeger (the Prometheus data
+// source's exemplarTraceIdDestinations, provisioning/datasources).
+func latency(title, description, unit string, w uint32, qs ...q) *timeseries.PanelBuilder {
+	return graph(title, description+" Dots: exemplars, each a sampled request's trace.", unit, w).
+		Targets(targetsOf(qs, true))
 }
 
 // single is a stat panel showing one number (the last), red from the

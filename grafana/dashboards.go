@@ -103,10 +103,10 @@ func inferenceDashboard() *dashboard.DashboardBuilder {
 		WithPanel(graph("Queue vs compute time per request", "Average per successful request, from Triton's cumulative counters: time queued, and time computing (input, infer, output).", "µs", 12,
 			q{`sum by (model) (rate(nv_inference_queue_duration_us{` + sel + `}[$__rate_interval])) / sum by (model) (rate(nv_inference_request_success{` + sel + `}[$__rate_interval]))`, "{{model}} queue"},
 			q{`(sum by (model) (rate(nv_inference_compute_input_duration_us{` + sel + `}[$__rate_interval])) + sum by (model) (rate(nv_inference_compute_infer_duration_us{` + sel + `}[$__rate_interval])) + sum by (model) (rate(nv_inference_compute_output_duration_us{` + sel + `}[$__rate_interval]))) / sum by (model) (rate(nv_inference_request_success{` + sel + `}[$__rate_interval]))`, "{{model}} compute"})).
-		WithPanel(graph("p99 queue and compute time", "From helix-worker's histograms: p99 time in the queue, and of one model execution.", "s", 12,
+		WithPanel(latency("p99 queue and compute time", "From helix-worker's histograms: p99 time in the queue, and of one model execution.", "s", 12,
 			q{`histogram_quantile(0.99, sum by (le, model) (rate(helix_inference_queue_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "{{model}} queue"},
 			q{`histogram_quantile(0.99, sum by (le, model) (rate(helix_inference_compute_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "{{model}} compute"})).
-		WithPanel(graph("Request latency in the worker", "End-to-end time inside helix-worker, p50 and p99.", "s", 12,
+		WithPanel(latency("Request latency in the worker", "End-to-end time inside helix-worker, p50 and p99.", "s", 12,
 			q{`histogram_quantile(0.5, sum by (le, model) (rate(helix_inference_request_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "{{model}} p50"},
 			q{`histogram_quantile(0.99, sum by (le, model) (rate(helix_inference_request_duration_seconds_bucket{` + sel + `}[$__rate_interval])))`, "{{model}} p99"})).
 		WithPanel(graph("Share of time queued", "Above 50% for 10 minutes raises HelixQueueSaturation.", "percentunit", 12,
@@ -196,7 +196,7 @@ func authDashboard() *dashboard.DashboardBuilder {
 			q{`sum by (result) (rate(helix_authz_checks_total[$__rate_interval]))`, "{{result}}"})).
 		WithPanel(graph("Denials by reason", "Why checks were not ok; result rate_limited: over the plan's limit; reason ratelimit_unavailable: Redis's counters unavailable with ratelimit.failure_mode closed.", "reqps", 12,
 			q{`sum by (result, reason) (rate(helix_authz_checks_total{result!="ok"}[$__rate_interval]))`, "{{result}} {{reason}}"})).
-		WithPanel(graph("Check latency", "Time to answer Envoy's check.", "s", 12,
+		WithPanel(latency("Check latency", "Time to answer Envoy's check.", "s", 12,
 			quantiles("helix_authz_check_duration_seconds_bucket", "", "le", "")...)).
 		WithPanel(graph("Envoy's ext_authz", "Checks as Envoy saw them; error: no answer from helix-authz (the request is denied).", "reqps", 12,
 			q{`sum(rate(envoy_http_ext_authz_ok{` + gatewayHCM + `}[$__rate_interval]))`, "ok"},

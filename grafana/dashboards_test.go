@@ -325,3 +325,79 @@ func readStrictYAML(t *testing.T, path string, v any) {
 		t.Fatalf("%s: %v", path, err)
 	}
 }
+
+// The latency panels over histograms with trace-id exemplars show them,
+// and the provisioned Prometheus data source links an exemplar's trace_id
+// to the provisioned Jaeger data source.
+func TestExemplarsLinkToJaeger(t *testing.T) {
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Name, UID, Type, URL string
+			Access               string `yaml:"access"`
+			Editable             bool   `yaml:"editable"`
+		} `yaml:"datasources"`
+	}
+	readStrictYAML(t, "provisioning/datasources/jaeger.yml", &ds)
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 || ds.Datasources[0].Type != "jaeger" || ds.Datasources[0].UID != "jaeger" || ds.Datasources[0].URL == "" {
+		t.Fatalf("jaeger data source: %+v", ds)
+	}
+	b, err := os.ReadFile("provisioning/datasources/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prom struct {
+		Datasources []struct {
+			JSONData struct {
+				Destinations []struct {
+					Name          string `yaml:"name"`
+					DatasourceUID string `yaml:"datasourceUid"`
+				} `yaml:"exemplarTraceIdDestinations"`
+			} `yaml:"jsonData"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(b, &prom); err != nil {
+		t.Fatal(err)
+	}
+	if d := prom.Datasources[0].JSONData.Destinations; len(d) != 1 || d[0].Name != "trace_id" || d[0].DatasourceUID != ds.Datasources[0].UID {
+		t.Errorf("prometheus exemplarTraceIdDestinations = %+v, want trace_id to uid %s", d, ds.Datasources[0].UID)
+	}
+	for file, titles := range map[string][]string{
+		"inference.json": {"p99 queue and compute time", "Request latency in the worker"},
+		"auth.json":      {"Check latency"},
+	} {
+		b, err := os.ReadFile(filepath.Join("dashboards", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Exemplar bool `json:"exemplar"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, title := range titles {
+			found := false
+			for _, p := range d.Panels {
+				if p.Title != title {
+					continue
+				}
+				found = true
+				for _, tg := range p.Targets {
+					if tg.Exemplar {
+						continue
+					}
+					t.Errorf("%s: %q has a query without exemplars", file, title)
+				}
+			}
+			if !found {
+				t.Errorf("%s: no panel %q", file, title)
+			}
+		}
+	}
+}
