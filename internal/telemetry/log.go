@@ -10,10 +10,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Log attribute names of a record's trace context.
+// Log attribute names of a record's trace context. A request the gateway
+// did not sample still has a trace id (the same in every process's lines
+// about it, so a search for it finds them all), but no trace in the
+// collector: trace_sampled says which.
 const (
-	LogTraceID = "trace_id"
-	LogSpanID  = "span_id"
+	LogTraceID      = "trace_id"
+	LogSpanID       = "span_id"
+	LogTraceSampled = "trace_sampled"
 )
 
 // LogConfig is every daemon's --log-format and --log-level.
@@ -72,14 +76,15 @@ func NewLogger(w io.Writer, format string, level slog.Leveler) (*slog.Logger, er
 	return slog.New(TraceHandler{h}), nil
 }
 
-// TraceHandler adds the trace and span ids of the record's context to
-// every record it passes on.
+// TraceHandler adds the trace and span ids of the record's context, and
+// whether that trace is sampled, to every record it passes on.
 type TraceHandler struct{ slog.Handler }
 
 // Handle implements slog.Handler.
 func (h TraceHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		r.AddAttrs(slog.String(LogTraceID, sc.TraceID().String()), slog.String(LogSpanID, sc.SpanID().String()))
+		r.AddAttrs(slog.String(LogTraceID, sc.TraceID().String()), slog.String(LogSpanID, sc.SpanID().String()),
+			slog.Bool(LogTraceSampled, sc.IsSampled()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

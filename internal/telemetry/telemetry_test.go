@@ -57,7 +57,7 @@ func TestLoggerAddsTraceContext(t *testing.T) {
 	}
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
-	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
 	log.With("component", "x").InfoContext(ctx, "with a span")
 	log.Info("without")
 	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
@@ -71,7 +71,7 @@ func TestLoggerAddsTraceContext(t *testing.T) {
 	if err := json.Unmarshal(lines[1], &without); err != nil {
 		t.Fatal(err)
 	}
-	if with[LogTraceID] != tid.String() || with[LogSpanID] != sid.String() || with["component"] != "x" {
+	if with[LogTraceID] != tid.String() || with[LogSpanID] != sid.String() || with[LogTraceSampled] != true || with["component"] != "x" {
 		t.Errorf("record with a span: %v", with)
 	}
 	if _, ok := without[LogTraceID]; ok {
@@ -138,6 +138,9 @@ func TestTextLoggerAddsTraceContext(t *testing.T) {
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
 	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
 	log.WithGroup("g").InfoContext(ctx, "x", "k", "v")
+	if !strings.Contains(buf.String(), "trace_sampled=false") {
+		t.Errorf("an unsampled trace's line does not say so: %s", buf.String())
+	}
 	// Added after WithGroup, the ids land in the group: still found by
 	// their value, which is what an operator greps for.
 	if got := buf.String(); !strings.Contains(got, tid.String()) || !strings.Contains(got, sid.String()) {
