@@ -21,6 +21,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(base + "plans:\n  free: {requests_per_second: 5}\nratelimit: {failure_mode: closed, default_plan: free}\n"))
 	f.Add([]byte(base + "cors: {allow_origins: ['*'], max_age: 1h}\nretry: {on: [unavailable], num_retries: 0}\n"))
+	f.Add([]byte(base + "tracing: {collector: 127.0.0.1:4317, sampling: 0.5, service_name: edge}\n"))
+	f.Add([]byte(base + "tracing: {collector: otel:4317, ca_file: ca.crt, sampling: 1}\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("listener: !!binary aGVsbG8=\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -74,6 +74,21 @@ func TestTracing(t *testing.T) {
 	}
 }
 
+// The example file's tracing section: TLS to a collector by name.
+func TestLoadExampleTracing(t *testing.T) {
+	c, err := Load("testdata/gateway.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := c.Gateway().Tracing
+	dir, _ := filepath.Abs("testdata")
+	if tr == nil || tr.Sampling != 0.01 || tr.ServiceName != "helix-gateway" || tr.Collector.Port != 4317 ||
+		tr.Collector.TLS == nil || tr.Collector.TLS.CAFile != filepath.Join(dir, "pki/ca.crt") ||
+		tr.Collector.TLS.ServerName != "otel-collector.helixflow.example" {
+		t.Fatalf("tracing = %+v", tr)
+	}
+}
+
 // Tracing is hot-reloaded like the rest: turning it on, changing the
 // sampling and turning it off each reach the watcher; a bad sampling is
 // reported and the last good config stays.

@@ -28,10 +28,16 @@ var accessLogFields = map[string]string{
 	"upstream_host":         "%UPSTREAM_HOST%",
 	"downstream_addr":       "%DOWNSTREAM_REMOTE_ADDRESS%",
 	"request_id":            "%REQ(X-REQUEST-ID)%",
-	"client":                "%REQ(X-HELIX-CLIENT)%",
-	"plan":                  "%REQ(X-HELIX-PLAN)%",
-	"model":                 "%REQ(X-HELIX-MODEL)%",
-	"user_agent":            "%REQ(USER-AGENT)%",
+	// With tracing on: the gateway's trace id (in the trace backend
+	// only when sampled), and the traceparent sent to the worker, whose
+	// last field says whether it was (-01); null when nothing went
+	// upstream (a refused request) or tracing is off.
+	"trace_id":    "%TRACE_ID%",
+	"traceparent": "%REQ(TRACEPARENT)%",
+	"client":      "%REQ(X-HELIX-CLIENT)%",
+	"plan":        "%REQ(X-HELIX-PLAN)%",
+	"model":       "%REQ(X-HELIX-MODEL)%",
+	"user_agent":  "%REQ(USER-AGENT)%",
 }
 
 func accessLogs() ([]*accesslogv3.AccessLog, error) {
