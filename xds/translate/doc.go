@@ -37,6 +37,12 @@
 //     parts; localreply.go: the one rewritten local reply (ext_authz's
 //     bodiless 503 when helix-authz is unreachable gets helix-authz's
 //     JSON).
+//   - tracing.go: with ir.Tracing, Envoy's OpenTelemetry tracer on the
+//     connection manager (random_sampling from Tracing.Sampling,
+//     client_sampling 0) exporting to the ClusterTracing collector
+//     (HTTP/2; TLS, or plaintext to loopback); always, an early header
+//     mutation that drops a client's traceparent and tracestate before
+//     the request's span starts, so the gateway starts every trace.
 //   - routes.go: the route table (see routes for the order): gRPC by
 //     x-helix-model after ext_authz (clear_route_cache), REST by path,
 //     ModelStreamInfer without body buffering and without a timeout
@@ -58,7 +64,8 @@
 //     worker's gRPC port, grpc.health.v1 checks with service = model;
 //     HTTPCluster: HTTP/1.1 to the REST port, checks on
 //     /v2/models/{m}/ready), the same pair for the default pool, and
-//     a STATIC/STRICT_DNS cluster for helix-authz (and its public port).
+//     a STATIC/STRICT_DNS cluster for helix-authz (and its public port,
+//     and the tracing collector).
 //     Outlier
 //     detection, circuit breakers with the retry budget, mTLS via SDS.
 //   - endpoints.go: a ClusterLoadAssignment per pool cluster with the
