@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/helixflow/helixflow/internal/atomicfile"
@@ -166,6 +167,10 @@ func (s *Stack) BuildJaeger(ctx context.Context) error {
 	defer log.Close()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(s.opts.Root, "scripts", "deps.sh"), "jaeger")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.opts.Root, log, log
+	// Its own process group, stopped whole when ctx ends: go build's
+	// compilers must not outlive the stack.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	if err := cmd.Run(); err != nil {

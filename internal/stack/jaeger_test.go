@@ -154,6 +154,38 @@ func TestJaegerMissing(t *testing.T) {
 	}
 }
 
+// BuildJaeger runs scripts/deps.sh jaeger; a failed build is an error
+// naming its log, and Jaeger stays pending.
+func TestBuildJaegerFails(t *testing.T) {
+	t.Setenv(JaegerEnv, "")
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "scripts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "[ \"$1\" = jaeger ] && echo no Go here >&2; exit 1\n"
+	if err := os.WriteFile(filepath.Join(root, "scripts", "deps.sh"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Root: root, Dir: t.TempDir(), Tracing: true, JaegerLater: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.LogDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.jaeger(); err != nil {
+		t.Fatal(err)
+	}
+	err = s.BuildJaeger(context.Background())
+	logPath := filepath.Join(s.LogDir(), "jaeger-build.log")
+	if err == nil || !strings.Contains(err.Error(), logPath) || !s.JaegerPending() {
+		t.Fatalf("BuildJaeger: %v (pending %v), want an error naming %s", err, s.JaegerPending(), logPath)
+	}
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "no Go here") {
+		t.Errorf("the build's log holds %q", b)
+	}
+}
+
 // HELIX_JAEGER_URL is in local.env with tracing, absent without.
 func TestLocalEnvJaegerURL(t *testing.T) {
 	for _, tracing := range []bool{false, true} {
