@@ -217,6 +217,7 @@ func TestEnvoyTracing(t *testing.T) {
 				wantFlags = "-01"
 			}
 			traceIDs := map[string]bool{}
+			upstreamParent := map[string]string{} // trace id -> parent id the backend got
 			for i, tp := range got {
 				id, ok := parseTraceparent(tp)
 				if !ok || !strings.HasSuffix(tp, wantFlags) {
@@ -227,6 +228,7 @@ func TestEnvoyTracing(t *testing.T) {
 					t.Errorf("request %d: the gateway continued the client's trace %s", i, id)
 				}
 				traceIDs[id] = true
+				upstreamParent[id] = strings.Split(tp, "-")[2]
 				if cid, ok := parseTraceparent(checks[i]); !ok || cid != id {
 					t.Errorf("request %d: helix-authz got traceparent %q, the backend %q: not the same trace", i, checks[i], tp)
 				}
@@ -250,13 +252,25 @@ func TestEnvoyTracing(t *testing.T) {
 				spans := recv.received()
 				missing := missingTraces(spans, traceIDs)
 				if len(missing) == 0 {
+					parented := 0
 					for _, s := range spans {
 						if s.service != "helix-gateway-test" {
 							t.Errorf("span %q has service.name %q", s.span.GetName(), s.service)
 						}
-						if hex.EncodeToString(s.span.GetTraceId()) == clientTraceID {
+						id := hex.EncodeToString(s.span.GetTraceId())
+						if id == clientTraceID {
 							t.Errorf("span %q continues the client's trace", s.span.GetName())
 						}
+						// The worker's spans are children of the server span.
+						if s.span.GetKind() == tracev1.Span_SPAN_KIND_SERVER && upstreamParent[id] != "" &&
+							hex.EncodeToString(s.span.GetSpanId()) != upstreamParent[id] {
+							t.Errorf("trace %s: the backend's parent %s is not the server span %x", id, upstreamParent[id], s.span.GetSpanId())
+						} else if s.span.GetKind() == tracev1.Span_SPAN_KIND_SERVER {
+							parented++
+						}
+					}
+					if parented != len(traceIDs) {
+						t.Errorf("%d of %d traces have a server span the backend's request is a child of", parented, len(traceIDs))
 					}
 					return
 				}
