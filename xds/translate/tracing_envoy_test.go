@@ -265,7 +265,7 @@ func TestEnvoyTracing(t *testing.T) {
 						if s.span.GetKind() == tracev1.Span_SPAN_KIND_SERVER && upstreamParent[id] != "" &&
 							hex.EncodeToString(s.span.GetSpanId()) != upstreamParent[id] {
 							t.Errorf("trace %s: the backend's parent %s is not the server span %x", id, upstreamParent[id], s.span.GetSpanId())
-						} else if s.span.GetKind() == tracev1.Span_SPAN_KIND_SERVER {
+						} else if s.span.GetKind() == tracev1.Span_SPAN_KIND_SERVER && upstreamParent[id] != "" {
 							parented++
 						}
 					}
