@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -112,7 +113,10 @@ func dialAuthz(o *options, flag, address string) (*grpc.ClientConn, error) {
 	}
 	// Empty: gRPC checks the certificate for the host of the address.
 	tlsCfg.ServerName = o.usageServerName
-	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	// The trace context goes along: a stream message's Spend shows in its
+	// request's trace, and helix-authz's side of it below.
+	conn, err := grpc.NewClient(address, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
