@@ -15,10 +15,11 @@ import (
 	pb "github.com/helixflow/helixflow/proto/inference"
 )
 
-// TestCompressedMessagesRefused: the worker registers no gRPC decompressor,
-// so a compressed message, which could inflate far beyond what it cost to
-// send, is refused with UNIMPLEMENTED naming the encoding before anything
-// is decompressed; uncompressed calls go on being served.
+// TestCompressedMessagesRefused: the worker decompresses no gRPC message
+// (compression.go), so a compressed message, which could inflate far beyond
+// what it cost to send, is refused naming the encoding before anything is
+// decompressed; uncompressed calls go on being served. The test binary
+// links the OTLP exporter's gzip, as the worker does.
 func TestCompressedMessagesRefused(t *testing.T) {
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer(ServerOptions(0)...)
@@ -36,12 +37,10 @@ func TestCompressedMessagesRefused(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 		return pb.NewGRPCInferenceServiceClient(conn)
 	}
-	// The client-side gzip of grpc.WithCompressor registers nothing in this
-	// process, so the server is as the worker runs: without a decompressor.
 	gzipped := dial(grpc.WithCompressor(grpc.NewGZIPCompressor())) // deprecated, but client-only
 	_, err := gzipped.ModelInfer(t.Context(), int32Request("simple", 1<<16))
-	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "gzip") {
-		t.Fatalf("gzip-compressed ModelInfer: %v, want UNIMPLEMENTED naming gzip", err)
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), errCompressed.Error()) {
+		t.Fatalf("gzip-compressed ModelInfer: %v, want INTERNAL: %v", err, errCompressed)
 	}
 	if _, err := dial().ModelInfer(t.Context(), int32Request("simple", 16)); err != nil {
 		t.Fatalf("uncompressed ModelInfer after it: %v", err)

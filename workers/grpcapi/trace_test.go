@@ -42,7 +42,8 @@ func TestTraceBatchedRequests(t *testing.T) {
 	}
 	calls := make([]call, n)
 	for i := range calls {
-		calls[i] = call{id: trace.TraceID{0xa, byte(i + 1)}, caller: trace.SpanID{0xb, byte(i + 1)}, err: make(chan error, 1)}
+		id, caller := schedtest.IDs()
+		calls[i] = call{id: id, caller: caller, err: make(chan error, 1)}
 		ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", schedtest.Traceparent(calls[i].id, calls[i].caller, true))
 		go func() { _, err := c.ModelInfer(ctx, int32Request("simple", 4)); calls[i].err <- err }()
 	}
@@ -65,7 +66,7 @@ func TestTraceUnsampledAndMalformedRecordNothing(t *testing.T) {
 	rec := schedtest.Tracing()
 	svc := schedtest.New(t)
 	c := startServer(t, svc).infer
-	id := trace.TraceID{0xc, 1}
+	id, _ := schedtest.IDs()
 	for _, tp := range []string{
 		schedtest.Traceparent(id, trace.SpanID{1}, false),
 		"00-not-a-trace-01",
@@ -85,7 +86,7 @@ func TestTraceStreamMessages(t *testing.T) {
 	rec := schedtest.Tracing()
 	svc := schedtest.New(t)
 	c := startServer(t, svc).infer
-	id, caller := trace.TraceID{0xd, 1}, trace.SpanID{0xd, 1}
+	id, caller := schedtest.IDs()
 	ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", schedtest.Traceparent(id, caller, true))
 	stream, err := c.ModelStreamInfer(ctx)
 	if err != nil {

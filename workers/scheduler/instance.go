@@ -226,9 +226,8 @@ func (s *Scheduler) execute(inst backend.Instance, b *batch) {
 			output:  t3.Sub(t2),
 			compute: computeShare(exec, p.size, total),
 
-			execStart: t0,
-			requests:  len(b.reqs),
-			rows:      total,
+			requests: int32(len(b.reqs)),
+			rows:     int32(total),
 		}
 		if err == nil {
 			res.outputs = pieces[i]

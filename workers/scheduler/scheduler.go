@@ -160,11 +160,9 @@ type outcome struct {
 	infer   time.Duration
 	output  time.Duration
 	compute time.Duration // the request's share of the execution time
-	// For the request's trace: when its batch's execution started (input
-	// batching), the requests in that batch and their rows.
-	execStart time.Time
-	requests  int
-	rows      int
+	// For the request's trace: the requests in its batch and their rows
+	// (int32 keeps the done channel's allocation in a small size class).
+	requests, rows int32
 }
 
 // New starts a Scheduler with one goroutine per instance. On error the

@@ -20,17 +20,20 @@ func (s *Scheduler) traceRequest(ctx context.Context, p *pending, res *outcome) 
 	if p.enqueued.IsZero() {
 		return // never queued
 	}
-	if res.execStart.IsZero() {
-		// Withdrawn, timed out or dropped before running: only the wait.
+	if res.requests == 0 {
+		// No outcome from an execution (timed out, cancelled, dropped at
+		// unload): the span covers the wait until then.
 		infer.ChildSpan(ctx, telemetry.SpanQueue, p.enqueued, time.Now(), res.err)
 		return
 	}
+	// The batch starts when it leaves the queue; its execution begins
+	// there too (a few allocations later).
 	batchStart := p.enqueued.Add(res.queue)
-	inferStart := res.execStart.Add(res.input)
+	inferStart := batchStart.Add(res.input)
 	end := inferStart.Add(res.infer + res.output)
 	infer.ChildSpan(ctx, telemetry.SpanQueue, p.enqueued, batchStart, nil)
 	infer.ChildSpan(ctx, telemetry.SpanBatch, batchStart, inferStart, nil,
-		trace.WithAttributes(telemetry.AttrBatchSize.Int(res.requests), attrBatchRows.Int(res.rows)))
+		trace.WithAttributes(telemetry.AttrBatchSize.Int(int(res.requests)), attrBatchRows.Int(int(res.rows))))
 	infer.ChildSpan(ctx, telemetry.SpanExecute, inferStart, end, res.err)
 }
 

@@ -6,6 +6,7 @@ package schedtest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -210,4 +211,14 @@ func CheckRequest(t testing.TB, rec *tracetest.SpanRecorder, id trace.TraceID, c
 			t.Errorf("trace %s: %s = %d, want %d", id, telemetry.AttrBatchSize, got, batchSize)
 		}
 	}
+}
+
+// IDs returns a random trace id and caller span id, so that runs of a test
+// (-count) and tests sharing the global recorder do not mix their spans.
+func IDs() (trace.TraceID, trace.SpanID) {
+	var id trace.TraceID
+	var span trace.SpanID
+	_, _ = rand.Read(id[:])
+	_, _ = rand.Read(span[:])
+	return id, span
 }
