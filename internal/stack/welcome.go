@@ -89,5 +89,5 @@ func (s *Stack) jaegerWelcome() string {
 		state = "building in the background (.helix/logs/jaeger-build.log, a few minutes\n" +
 			"                the first time); it starts when built, until then spans are dropped"
 	}
-	return fmt.Sprintf("  Jaeger        %s (traces: HELIX_JAEGER_URL; %s)\n", s.JaegerURL(), state)
+	return fmt.Sprintf("  Jaeger        %s (HELIX_JAEGER_URL: the query API, /api/traces; %s)\n", s.JaegerURL(), state)
 }
