@@ -17,9 +17,6 @@ import (
 // that span records: an unsampled request or tracing off costs a context
 // lookup and allocates nothing.
 
-// tracerName names the spans Check makes (the rate-limit span).
-const tracerName = "github.com/helixflow/helixflow/extauthz/check"
-
 // annotate puts the decision on the request's span: helix.decision, and
 // for a denial helix.reason (a reason of docs/troubleshooting.md's
 // check-reasons table); helix.client, helix.plan and helix.model when
@@ -54,26 +51,5 @@ func annotate(ctx context.Context, d decision) {
 // takeRateLimit is RateLimits.Take, in a child span "ratelimit" with the
 // answer when the request's span records.
 func (s *Service) takeRateLimit(ctx context.Context, plan, client, model string) (ratelimit.Decision, error) {
-	parent := trace.SpanFromContext(ctx)
-	if !parent.IsRecording() {
-		return s.rateLimits.Take(ctx, plan, client, model)
-	}
-	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(ctx, telemetry.SpanRateLimit)
-	defer span.End()
-	rl, err := s.rateLimits.Take(ctx, plan, client, model)
-	attrs := []attribute.KeyValue{telemetry.AttrRateLimitAllowed.Bool(rl.Allowed)}
-	if rl.Key != "" {
-		attrs = append(attrs, telemetry.AttrRateLimitKey.String(rl.Key))
-	}
-	if rl.Limit > 0 {
-		attrs = append(attrs, telemetry.AttrRateLimitLimit.Int64(int64(rl.Limit)),
-			telemetry.AttrRateLimitRemaining.Int64(int64(rl.Remaining)))
-	}
-	span.SetAttributes(attrs...)
-	if err != nil {
-		// The failure mode decided (allowed says how): the counters did not.
-		span.RecordError(err)
-		span.SetStatus(otelcodes.Error, "rate-limit counters unavailable")
-	}
-	return rl, err
+	return ratelimit.TakeTraced(ctx, s.rateLimits, plan, client, model)
 }

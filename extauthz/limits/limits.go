@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/helixflow/helixflow/extauthz/check"
+	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/extauthz/token"
 	"github.com/helixflow/helixflow/internal/wire"
@@ -157,7 +158,7 @@ func (s *Service) Spend(ctx context.Context, req *limitsv1.SpendRequest) (*limit
 func (s *Service) take(ctx context.Context, plan, client, model string, count uint32) (*limitsv1.SpendResponse, error) {
 	var d rlDecision
 	for range count {
-		rl, err := s.cfg.RateLimits.Take(ctx, plan, client, model)
+		rl, err := ratelimit.TakeTraced(ctx, s.cfg.RateLimits, plan, client, model)
 		switch {
 		case err != nil && !rl.Allowed:
 			// The failure mode is closed: the message is refused.
