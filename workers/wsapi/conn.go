@@ -253,7 +253,16 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 	// send it again as soon as it reads the answer.
 	release := sync.OnceFunc(func() { c.unclaim(*id) })
 	defer release()
-	status, msg, limited := c.admit()
+	// The message's span starts before the limiter is asked, so that the
+	// Spend call to helix-authz joins the message's trace.
+	ctx := c.work
+	if infer.Tracing() {
+		var span trace.Span
+		ctx, span = infer.StartSpan(ctx, spanMessage, nil)
+		defer span.End()
+		infer.SetModel(ctx, c.model)
+	}
+	status, msg, limited := c.admit(ctx)
 	if status != 0 {
 		if !limited {
 			// A message the limiter refused is counted by helix-authz
@@ -265,13 +274,6 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 		return
 	}
 	req := call.Request()
-	ctx := c.work
-	if infer.Tracing() {
-		var span trace.Span
-		ctx, span = infer.StartSpan(ctx, spanMessage, nil)
-		defer span.End()
-		infer.SetModel(ctx, c.model)
-	}
 	resp, err := c.s.svc.Infer(ctx, req)
 	if err != nil {
 		infer.SpanError(trace.SpanFromContext(ctx), err)
@@ -299,16 +301,16 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 // admit asks the limiter for the message: 0 lets it run, else the status
 // and message to answer it with, and whether the limiter refused it. A
 // revoked credential closes the connection.
-func (c *conn) admit() (status int, msg string, limited bool) {
+func (c *conn) admit(ctx context.Context) (status int, msg string, limited bool) {
 	if c.draining.Load() {
 		return http.StatusServiceUnavailable, "the worker is draining; send this message again on a new connection", false
 	}
 	if !c.counted() {
 		return 0, "", false
 	}
-	v, err := c.s.opts.Limiter.Spend(c.work, c.cred, 1)
+	v, err := c.s.opts.Limiter.Spend(ctx, c.cred, 1)
 	if err != nil {
-		c.s.log.WarnContext(c.ctx, "websocket message limit check failed", "model", c.model, "error", err)
+		c.s.log.WarnContext(ctx, "websocket message limit check failed", "model", c.model, "error", err)
 		return http.StatusServiceUnavailable, "the plan's limits could not be checked; try again", true
 	}
 	c.lastSpend.Store(time.Now().UnixNano())
