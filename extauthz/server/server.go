@@ -332,7 +332,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	}
 	s.OAuth = oauthServer.Handler()
 	s.Public = http.NewServeMux()
-	s.Public.Handle("/", s.OAuth)
+	s.Public.Handle("/", oauthTracing(s.OAuth))
 	if s.Mail != nil {
 		passwords, err := password.New(password.Config{Params: cfg.Password, MaxConcurrent: cfg.PasswordMaxConcurrent})
 		if err != nil {

@@ -138,3 +138,44 @@ func TestMetricsHandlerExemplars(t *testing.T) {
 		t.Fatalf("no exemplar %s in:\n%s", want, string(body))
 	}
 }
+
+// TestOAuthTracing: with tracing on, OAuth2 requests get a server span in
+// the caller's trace, named by endpoint whatever the path or method sent;
+// with it off the handler is untouched.
+func TestOAuthTracing(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !trace.SpanContextFromContext(r.Context()).IsSampled() {
+			t.Error("handler's context carries no sampled span")
+		}
+	})
+	withGlobalTracing(t, nil)
+	if _, same := oauthTracing(h).(http.HandlerFunc); !same {
+		t.Fatal("tracing off: the OAuth handler was wrapped")
+	}
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	withGlobalTracing(t, tp)
+	wrapped := oauthTracing(h)
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	for _, tt := range []struct{ method, path, name string }{
+		{"POST", "/oauth2/token", "POST /oauth2/token"},
+		{"GET", "/.well-known/jwks.json", "GET /.well-known/jwks.json"},
+		{"POST", "/oauth2/made-up-" + strings.Repeat("x", 40), "POST oauth (unknown path)"},
+		{"BREW", "/oauth2/token", "HTTP /oauth2/token"},
+	} {
+		rec.Reset()
+		r := httptest.NewRequest(tt.method, tt.path, nil)
+		r.Header.Set("traceparent", "00-"+traceID+"-b7ad6b7169203331-01")
+		wrapped.ServeHTTP(httptest.NewRecorder(), r)
+		spans := rec.Ended()
+		if len(spans) != 1 || spans[0].Name() != tt.name || spans[0].SpanContext().TraceID().String() != traceID {
+			var got []string
+			for _, s := range spans {
+				got = append(got, s.Name()+" in "+s.SpanContext().TraceID().String())
+			}
+			t.Errorf("%s %s: spans %v, want %q in the caller's trace", tt.method, tt.path, got, tt.name)
+		}
+	}
+}
