@@ -36,7 +36,7 @@ const (
 // otelgrpc's server handler (here with its own provider and the W3C
 // propagator, not the globals) and helix-authz's codec. The provider
 // follows the caller's sampling decision and samples every root.
-func startTracedServer(t *testing.T, e *env) (authv3.AuthorizationClient, *tracetest.SpanRecorder) {
+func startTracedServer(t testing.TB, e *env) (authv3.AuthorizationClient, *tracetest.SpanRecorder) {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec),
@@ -341,4 +341,26 @@ func exemplarTraceID(ex *dto.Exemplar) []string {
 		}
 	}
 	return []string{"(no trace_id label)"}
+}
+
+// BenchmarkCheckTraced: Check over gRPC with the stats handler (tracing
+// on), Envoy's traceparent unsampled (most requests at a 1% gateway
+// sampling) and sampled (spans recorded in memory, none exported). Compare
+// with BenchmarkCheckJWT/grpc/c=1, tracing off.
+func BenchmarkCheckTraced(b *testing.B) {
+	for _, flags := range []string{"00", "01"} {
+		b.Run("sampled="+flags, func(b *testing.B) {
+			e := newEnv(b)
+			client, _ := startTracedServer(b, e)
+			req := grpcReq("ModelInfer", inferBody(b, "resnet", "1", 64), bearerHdr(e.mint(b, claims([]string{"models:resnet:infer"}, []string{"resnet"}))))
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+envoyTraceID+"-"+envoySpanID+"-"+flags)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := client.Check(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
