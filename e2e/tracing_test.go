@@ -65,7 +65,7 @@ func TestTracing(t *testing.T) {
 			t.Fatalf("infer = %d %s (%v)", code, body, err)
 		}
 		checkRESTOutputs(t, body)
-		tr := oneTrace(t, j, since, allowedChain)
+		tr := oneTrace(t, j, since, allowedChain(true, 1))
 		checkOnlyTrace(t, j, since, tr.TraceID, svcAuthz, svcWorker)
 	})
 	t.Run("gRPC: one trace, Envoy, helix-authz and the worker", func(t *testing.T) {
@@ -75,7 +75,7 @@ func TestTracing(t *testing.T) {
 			t.Fatalf("ModelInfer = %v", err)
 		}
 		checkGRPCOutputs(t, resp)
-		tr := oneTrace(t, j, since, allowedChain)
+		tr := oneTrace(t, j, since, allowedChain(true, 1))
 		checkOnlyTrace(t, j, since, tr.TraceID, svcAuthz, svcWorker)
 	})
 	t.Run("a ModelStreamInfer stream: one trace for the stream", func(t *testing.T) {
@@ -102,7 +102,10 @@ func TestTracing(t *testing.T) {
 			}
 			checkGRPCOutputs(t, resp.GetInferResponse())
 		}
-		tr := oneTrace(t, j, since, allowedChain)
+		// A stream naming no model is checked for every model: its
+		// Check span has no helix.model. Each message is queued and
+		// executed on its own.
+		tr := oneTrace(t, j, since, allowedChain(false, n))
 		checkOnlyTrace(t, j, since, tr.TraceID, svcAuthz, svcWorker)
 	})
 	t.Run("a refused request's trace shows the decision and the reason", func(t *testing.T) {
@@ -194,7 +197,7 @@ func TestTracing(t *testing.T) {
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("infer = %d %s (%v)", code, body, err)
 		}
-		oneTrace(t, j, since, allowedChain)
+		oneTrace(t, j, since, allowedChain(true, 1))
 	})
 }
 
@@ -248,11 +251,17 @@ func checkOnlyTrace(t *testing.T, j jaeger, since time.Time, id string, services
 	}
 }
 
-// allowedChain is the trace of an allowed inference: one root, Envoy's;
-// helix-authz's Check span with helix.decision=allow under Envoy's ext_authz
-// span; the worker's queue and execute spans under another Envoy span (the
-// request to the worker), not the ext_authz one.
-func allowedChain(tr jTrace) error {
+// allowedChain checks the trace of n allowed inferences (n > 1: messages of
+// one stream): one root, Envoy's; helix-authz's Check span with
+// helix.decision=allow, the client, the plan and (withModel) the model,
+// under Envoy's ext_authz span; n of the worker's queue and execute spans,
+// under another Envoy span (the request to the worker), not the ext_authz
+// one.
+func allowedChain(withModel bool, n int) func(jTrace) error {
+	return func(tr jTrace) error { return checkAllowed(tr, withModel, n) }
+}
+
+func checkAllowed(tr jTrace, withModel bool, n int) error {
 	roots := tr.roots()
 	if len(roots) != 1 || tr.service(roots[0]) != svcGateway {
 		return fmt.Errorf("want one root span, Envoy's; have %d (services %v)", len(roots), tr.services())
@@ -264,7 +273,11 @@ func allowedChain(tr jTrace) error {
 	if err := wantTags(check, telemetry.AttrDecision, telemetry.DecisionAllow); err != nil {
 		return err
 	}
-	for _, k := range []string{string(telemetry.AttrClient), string(telemetry.AttrModel), string(telemetry.AttrPlan)} {
+	keys := []string{string(telemetry.AttrClient), string(telemetry.AttrPlan)}
+	if withModel {
+		keys = append(keys, string(telemetry.AttrModel))
+	}
+	for _, k := range keys {
 		if v, _ := check.tag(k); v == "" {
 			return fmt.Errorf("the Check span lacks %s", k)
 		}
@@ -278,8 +291,8 @@ func allowedChain(tr jTrace) error {
 	}
 	for _, op := range []string{telemetry.SpanQueue, telemetry.SpanExecute} {
 		ws := tr.find(svcWorker, op)
-		if len(ws) == 0 {
-			return fmt.Errorf("no %q span from %s", op, svcWorker)
+		if len(ws) != n {
+			return fmt.Errorf("%d %q spans from %s, want %d", len(ws), op, svcWorker, n)
 		}
 		for _, w := range ws {
 			up, err := tr.nearest(w, svcGateway)
