@@ -84,7 +84,7 @@ func (s *Stack) jaegerWelcome() string {
 	if !s.opts.Tracing {
 		return ""
 	}
-	state := fmt.Sprintf("the gateway samples %g of requests; OTLP/gRPC in on 127.0.0.1:%d", s.traceSampling(), s.Ports.JaegerOTLP)
+	state := fmt.Sprintf("gateway sampling %g; spans in over OTLP/gRPC on 127.0.0.1:%d", s.traceSampling(), s.Ports.JaegerOTLP)
 	if s.JaegerPending() {
 		state = "building in the background (.helix/logs/jaeger-build.log, a few minutes\n" +
 			"                the first time); it starts when built, until then spans are dropped"
