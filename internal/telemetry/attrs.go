@@ -33,7 +33,8 @@ const SpanRateLimit = "ratelimit"
 
 // Attributes of the SpanRateLimit span.
 const (
-	// AttrRateLimitKey is the counter's key (plan, client and model).
+	// AttrRateLimitKey is the counter of the window reported (its Redis key:
+	// "<domain>:{<client>}:<len(model)>:<model>:<s|m>:<window start>").
 	AttrRateLimitKey = attribute.Key("helix.ratelimit.key")
 	// AttrRateLimitLimit is the requests allowed per window.
 	AttrRateLimitLimit = attribute.Key("helix.ratelimit.limit")
