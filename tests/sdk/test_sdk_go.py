@@ -2,48 +2,32 @@
 `go test ./...` with HELIX_STACK_ENV set to the stack's local.env runs the
 unit tests and the stack tests (sdk/go/helixflow/stack_test.go), which make
 their own clients through the admin API (HELIX_ADMIN_URL/TOKEN in local.env).
-About 50 s: one test calls the gateway for two token lifetimes."""
+About 50 s, which run in the background beside the Python SDK's tests
+(conftest.py): one test calls the gateway for two token lifetimes."""
 
-import os
-import shutil
 import subprocess
 
-import pytest
-
 from helixstack import ROOT
-
-SDK_GO = ROOT / "sdk" / "go"
-
-
-def go():
-    g = shutil.which("go")
-    if g is None:
-        pytest.fail("go is missing: the Go SDK's tests need Go 1.26", pytrace=False)
-    return g
+from sdk_jobs import SDK_GO, go_env, tool
 
 
 def run(args, env=None, timeout=600):
     return subprocess.run(args, cwd=SDK_GO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_go_sdk_against_the_stack(helix_stack):
-    env = dict(os.environ, HELIX_STACK_ENV=helix_stack.info["env_file"], CI="true")
-    # GOFLAGS of the platform (-tags=vtprotobuf) mean nothing here.
-    env.pop("GOFLAGS", None)
-    out = run([go(), "test", "-count=1", "-v", "./..."], env=env)
-    passed = [line for line in out.stdout.splitlines() if line.startswith("--- PASS: TestStack")]
-    assert out.returncode == 0, f"go test ./... in sdk/go failed:\n{out.stdout[-8000:]}\n{out.stderr[-4000:]}"
+def test_go_sdk_against_the_stack(sdk_background):
+    code, stdout, stderr = sdk_background["go"].result(timeout=600)
+    passed = [line for line in stdout.splitlines() if line.startswith("--- PASS: TestStack")]
+    assert code == 0, f"go test ./... in sdk/go failed:\n{stdout[-8000:]}\n{stderr[-4000:]}"
     # Each stack test ran (none skipped for want of the stack).
     assert len(passed) >= 7, "\n".join(passed)
-    assert "--- SKIP" not in out.stdout
+    assert "--- SKIP" not in stdout
 
 
 def test_go_sdk_is_gofmt_and_vet_clean():
     out = run(["gofmt", "-l", "."])
     assert out.returncode == 0 and out.stdout == "", f"not gofmt-clean:\n{out.stdout}{out.stderr}"
-    env = dict(os.environ)
-    env.pop("GOFLAGS", None)
-    out = run([go(), "vet", "./..."], env=env)
+    out = run([tool("go", "the Go SDK needs Go 1.26"), "vet", "./..."], env=go_env())
     assert out.returncode == 0, out.stderr
 
 
