@@ -513,7 +513,7 @@ case "${1:-}" in
     jaeger_deps
     deploy_deps
     vuln_deps
-    log "ok: Jaeger $JAEGER_VERSION, Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, Jaeger $JAEGER_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
     ;;
   deploy)
     deploy_deps
