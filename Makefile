@@ -155,7 +155,7 @@ GHZ := .tools/ghz-$(GHZ_VERSION)/ghz
 $(GHZ):
 	GOBIN=$(CURDIR)/$(dir $(GHZ)) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-bench-gateway: deps build models $(GHZ) ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz with rate limits), convergence, snapshot build, the load target (about 9 minutes)
+bench-gateway: deps jaeger build models $(GHZ) ## perf_analyzer direct vs through Envoy (TLS) vs the full chain (authz with rate limits), tracing off vs 1% vs 100%, convergence, snapshot build, the load target (about 10 minutes)
 	$(GO) run $(GOTAGS) ./bench/gateway --write docs/benchmarks.md
 
 bench-load: deps build models $(GHZ) ## bench-gateway's load target only, logged: 1,000 requests/s over 1,000 connections for 60 s through the full chain, then the breaking point (about 4 minutes)
