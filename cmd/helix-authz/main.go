@@ -484,7 +484,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", server.MetricsHandler(reg)) // OpenMetrics: the exemplars
+	mux.Handle("/metrics", telemetry.MetricsHandler(reg)) // OpenMetrics: the exemplars
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := srv.Store.Ping(r.Context()); err != nil {
 			http.Error(w, "database unavailable", http.StatusServiceUnavailable)

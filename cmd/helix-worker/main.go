@@ -22,7 +22,6 @@ import (
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -375,7 +374,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	if o.allowMetrics {
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
+		mux.Handle("/metrics", telemetry.MetricsHandler(reg))
 		// Liveness and readiness here too: kubelet probes present no client
 		// certificate, so they cannot reach the mTLS listeners. The answers
 		// carry no model data, as the KServe v2 endpoints they mirror.

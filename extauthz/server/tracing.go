@@ -3,24 +3,13 @@ package server
 import (
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 
 	"github.com/helixflow/helixflow/extauthz/oauth"
+	"github.com/helixflow/helixflow/internal/telemetry"
 )
-
-// tracingOn reports whether telemetry.Setup installed an exporting tracer
-// provider (--otlp-endpoint set). Setup runs first in main, before any
-// listener is built.
-func tracingOn() bool {
-	_, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider)
-	return ok
-}
 
 // grpcTracing is the gRPC listener's server span per call, continued from
 // the traceparent in the call's metadata (Envoy sends its ext_authz span's;
@@ -32,7 +21,7 @@ func tracingOn() bool {
 // events, otelgrpc parses the method and reads the metadata), and Check is
 // the hot path.
 func grpcTracing() []grpc.ServerOption {
-	if !tracingOn() {
+	if !telemetry.Enabled() {
 		return nil
 	}
 	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler())}
@@ -43,7 +32,7 @@ func grpcTracing() []grpc.ServerOption {
 // endpoint's latency exemplars link to traces. Only with tracing on; these
 // endpoints sign and hash, so the span's cost is small beside them.
 func oauthTracing(h http.Handler) http.Handler {
-	if !tracingOn() {
+	if !telemetry.Enabled() {
 		return h
 	}
 	return otelhttp.NewHandler(h, "oauth", otelhttp.WithSpanNameFormatter(oauthSpanName))
@@ -61,11 +50,4 @@ func oauthSpanName(_ string, r *http.Request) string {
 		return method + " " + p
 	}
 	return method + " oauth (unknown path)"
-}
-
-// MetricsHandler serves reg's metrics, in OpenMetrics to a scraper that
-// asks for it (Prometheus does): only that format carries the exemplars
-// (trace ids) of the latency histograms.
-func MetricsHandler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,7 +11,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -104,38 +102,6 @@ func TestGRPCTracing(t *testing.T) {
 	}
 	if decision != telemetry.DecisionDeny || reason != "no_credential" {
 		t.Fatalf("decision %q reason %q, want deny no_credential", decision, reason)
-	}
-}
-
-// TestMetricsHandlerExemplars: a scraper asking for OpenMetrics gets the
-// exemplars; the text format has none to give.
-func TestMetricsHandlerExemplars(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x"})
-	reg.MustRegister(h)
-	sc := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled,
-	})
-	telemetry.Observe(trace.ContextWithSpanContext(context.Background(), sc), h, 0.02)
-
-	srv := httptest.NewServer(MetricsHandler(reg))
-	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
-		t.Fatalf("content type %q, want OpenMetrics", ct)
-	}
-	if want := `# {trace_id="` + sc.TraceID().String() + `"} 0.02`; !strings.Contains(string(body), want) {
-		t.Fatalf("no exemplar %s in:\n%s", want, string(body))
 	}
 }
 

@@ -2,8 +2,10 @@ package telemetry
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -15,7 +17,7 @@ const ExemplarLabel = "trace_id"
 // an exemplar when that span is sampled, so that a latency spike on a
 // dashboard links to a trace of it. An unsampled or absent span costs one
 // context lookup and no allocation. Exemplars are exposed only in the
-// OpenMetrics format (promhttp.HandlerOpts{EnableOpenMetrics: true}).
+// OpenMetrics format (MetricsHandler).
 func Observe(ctx context.Context, o prometheus.Observer, v float64) {
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		if eo, ok := o.(prometheus.ExemplarObserver); ok {
@@ -24,4 +26,10 @@ func Observe(ctx context.Context, o prometheus.Observer, v float64) {
 		}
 	}
 	o.Observe(v)
+}
+
+// MetricsHandler serves reg's metrics, in OpenMetrics to a scraper that
+// asks for it (Prometheus does): only that format carries the exemplars.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }

@@ -147,5 +147,15 @@ func Shutdown(shutdown func(context.Context) error, timeout time.Duration, log *
 	}
 }
 
+// Enabled reports whether Setup installed an exporting tracer provider
+// (--otlp-endpoint set; tests install their own SDK provider). Servers ask
+// it before adding per-request tracing work that would cost even with a
+// no-op tracer (a gRPC stats handler, extracting trace context): off, it
+// is one atomic load.
+func Enabled() bool {
+	_, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider)
+	return ok
+}
+
 // Tracer is the tracer of a package (name: its import path).
 func Tracer(name string) trace.Tracer { return otel.Tracer(name) }

@@ -6,6 +6,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/workers/infer"
 )
 
@@ -21,7 +22,7 @@ const (
 // message gets its own span in the stream's trace. Without tracing it
 // returns ctx and a no-op span and allocates nothing.
 func startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
-	if !infer.Tracing() {
+	if !telemetry.Enabled() {
 		return ctx, trace.SpanFromContext(ctx)
 	}
 	return infer.StartSpan(ctx, name, mdCarrier{ctx})

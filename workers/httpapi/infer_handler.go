@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/infer"
 )
@@ -39,7 +40,7 @@ var (
 // infer serves POST /v2/models/{m}[/versions/{v}]/infer, counting its
 // usage.
 func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string) {
-	if infer.Tracing() {
+	if telemetry.Enabled() {
 		ctx, span := infer.StartSpan(r.Context(), spanInfer, propagation.HeaderCarrier(r.Header))
 		defer span.End()
 		infer.SetModel(ctx, model)

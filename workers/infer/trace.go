@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/helixflow/helixflow/internal/telemetry"
 )
@@ -16,27 +15,10 @@ import (
 // tracerName names the worker's spans' instrumentation scope.
 const tracerName = "github.com/helixflow/helixflow/workers"
 
-// defaultProvider is the global provider before any daemon installs one
-// (telemetry.Setup): tracing counts as off while it is in place.
-var defaultProvider = otel.GetTracerProvider()
-
-// Tracing reports whether spans can be recorded at all: telemetry.Setup
-// installed a real provider. The front ends check it before extracting
-// trace context, so a worker without --otlp-endpoint pays one atomic load
-// per request and allocates nothing.
-func Tracing() bool {
-	tp := otel.GetTracerProvider()
-	if tp == defaultProvider {
-		return false
-	}
-	_, off := tp.(noop.TracerProvider)
-	return !off
-}
-
 // StartSpan continues the W3C trace context found in carrier (a malformed
 // traceparent is ignored: the span then starts a new trace, sampled as a
 // root) with the server span of one inference request. Callers check
-// Tracing first and End the span.
+// telemetry.Enabled first and End the span.
 // A nil carrier keeps ctx's trace context (a WebSocket message's, taken
 // from its upgrade request with Extract).
 func StartSpan(ctx context.Context, name string, carrier propagation.TextMapCarrier) (context.Context, trace.Span) {

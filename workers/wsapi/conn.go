@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/workers/httpapi"
 	"github.com/helixflow/helixflow/workers/infer"
 )
@@ -256,7 +257,7 @@ func (c *conn) handle(typ websocket.MessageType, buf *bytes.Buffer) {
 	// The message's span starts before the limiter is asked, so that the
 	// Spend call to helix-authz joins the message's trace.
 	ctx := c.work
-	if infer.Tracing() {
+	if telemetry.Enabled() {
 		var span trace.Span
 		ctx, span = infer.StartSpan(ctx, spanMessage, nil)
 		defer span.End()

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/infer"
@@ -162,7 +163,7 @@ func (s *Server) ServeInferWS(w http.ResponseWriter, r *http.Request, model, ver
 	// The connection outlives the request's context rules; it ends when
 	// the read loop does.
 	base := context.WithoutCancel(r.Context())
-	if infer.Tracing() {
+	if telemetry.Enabled() {
 		// The upgrade request's traceparent (the gateway's) parents every
 		// message's span.
 		base = infer.Extract(base, propagation.HeaderCarrier(r.Header))
