@@ -50,6 +50,7 @@ EXEMPT = {
     "envoy/envoytest": "test support only (runs Envoy for other packages' tests, which fail if it breaks); no tests of its own",
     "xds/registry/registrytest": "test support only (a registry server for other packages' tests); no tests of its own",
     "xds/translate/translatetest": "test support only (fixtures for xds/translate's and helix-xds's tests); no tests of its own",
+    "workers/scheduler/schedtest": "test support only (a real scheduler behind infer.Service and a span recorder for the front ends' tracing tests); no tests of its own",
     "workers/backend/cuda/internal/cpusim": "test support only (the CPU device the cuda packages' tests run kernels on); no tests of its own",
     "workers/backend/cuda/driver": "bindings to the CUDA driver, cuBLAS and NVRTC: runs only on an NVIDIA GPU (make gpu-check, docs/cuda.md)",
     "workers/backend/cuda": "the backend over the CUDA driver: beyond model inspection it runs only on an NVIDIA GPU (make gpu-check)",
