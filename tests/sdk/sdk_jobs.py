@@ -62,11 +62,11 @@ def go_env(stack=None):
 
 
 def start_go(stack):
-    """sdk/go's go test ./... with HELIX_STACK_ENV: its unit tests and its
-    stack tests, which make their own clients through the admin API
+    """sdk/go's go test -tags=stack ./... with HELIX_STACK_ENV: its unit
+    tests and its stack tests, which make their own clients through the admin API
     (HELIX_ADMIN_URL/TOKEN in local.env)."""
     go = tool("go", "the Go SDK's tests need Go 1.26")
-    return Job([go, "test", "-count=1", "-v", "./..."], SDK_GO, go_env(stack))
+    return Job([go, "test", "-tags=stack", "-count=1", "-v", "./..."], SDK_GO, go_env(stack))
 
 
 def js_env(stack):

@@ -1,3 +1,5 @@
+//go:build stack
+
 package helixflow_test
 
 import (
