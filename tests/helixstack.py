@@ -109,6 +109,24 @@ class Client:
             return json.load(r)["access_token"]
 
 
+def mail_token(mailpit_url, email, path, deadline=30):
+    """The token of the newest link to path (e.g. "/verify-email") that
+    helix-authz mailed to email, read through mailpit's API."""
+    end = time.monotonic() + deadline
+    q = urllib.parse.quote(f"to:{email}")
+    marker = path + "?token="
+    while time.monotonic() < end:
+        with urllib.request.urlopen(f"{mailpit_url}/api/v1/search?query={q}", timeout=10) as r:
+            msgs = json.load(r).get("messages") or []
+        for m in msgs:
+            with urllib.request.urlopen(f"{mailpit_url}/api/v1/message/{m['ID']}", timeout=10) as r:
+                text = json.load(r).get("Text", "")
+            if marker in text:
+                return urllib.parse.unquote(text.split(marker, 1)[1].split()[0])
+        time.sleep(0.3)
+    raise AssertionError(f"no {path} mail for {email} within {deadline}s")
+
+
 def rss_kib(pid):
     """A process's resident memory in KiB (Linux)."""
     with open(f"/proc/{pid}/status") as f:

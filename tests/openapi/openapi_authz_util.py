@@ -9,13 +9,13 @@ from run to run."""
 
 import base64
 import hashlib
-import json
 import random
 import time
 import urllib.parse
 import urllib.request
 import uuid
 
+import helixstack
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -159,20 +159,7 @@ class PublicAPI:
 
     def mail_token(self, email, path, deadline=30):
         """The token of the newest mailed link to path for email."""
-        end = time.monotonic() + deadline
-        q = urllib.parse.quote(f"to:{email}")
-        while time.monotonic() < end:
-            with urllib.request.urlopen(f"{self.mailpit}/api/v1/search?query={q}", timeout=10) as r:
-                msgs = json.load(r).get("messages") or []
-            for m in msgs:
-                with urllib.request.urlopen(f"{self.mailpit}/api/v1/message/{m['ID']}", timeout=10) as r:
-                    text = json.load(r).get("Text", "")
-                marker = path + "?token="
-                if marker in text:
-                    tok = text.split(marker, 1)[1].split()[0]
-                    return urllib.parse.unquote(tok)
-            time.sleep(0.3)
-        raise AssertionError(f"no {path} mail for {email} within {deadline}s")
+        return helixstack.mail_token(self.mailpit, email, path, deadline)
 
     def person(self, tag):
         """A new verified, logged-in person: {email, password, id, cookie,

@@ -4,17 +4,14 @@ who signs up, verifies through mailpit and signs in (the browser's part of
 `PersonLogin.login`, driven with httpx against helix-authz's API)."""
 
 import ipaddress
-import json
 import random
-import re
 import ssl
-import time
-import urllib.parse
-import urllib.request
 import uuid
 
 import httpx
 import numpy as np
+
+from helixstack import mail_token
 
 PASSWORD = "violet-Harbor-93-lantern"
 
@@ -62,11 +59,10 @@ class Person:
         self.visits = []
 
     def signup_and_verify(self):
-        skip = {m["ID"] for m in self._mails()}
         r = self.http.post(self.issuer + "/api/v1/signup",
                            json={"email": self.email, "password": PASSWORD, "display_name": "Ada SDK"})
         assert r.status_code == 202, r.text
-        token = self._verification_token(skip)
+        token = mail_token(self.stack.info["mailpit_url"], self.email, "/verify-email")
         r = self.http.post(self.issuer + "/api/v1/verify-email", json={"token": token})
         assert r.status_code == 200 and r.json()["email_verified"] is True, r.text
         r = self.http.post(self.issuer + "/api/v1/login", json={"email": self.email, "password": PASSWORD})
@@ -84,25 +80,3 @@ class Person:
         cb = httpx.get(loc, timeout=10)  # the SDK's loopback listener
         assert cb.status_code == 200, cb.text
 
-    def _mails(self):
-        api = self.stack.info["mailpit_url"] + "/api/v1"
-        q = urllib.parse.urlencode({"query": f'to:"{self.email}"', "limit": 50})
-        with urllib.request.urlopen(f"{api}/search?{q}", timeout=10) as r:
-            found = json.load(r).get("messages") or []
-        out = []
-        for m in found:
-            with urllib.request.urlopen(f"{api}/message/{m['ID']}", timeout=10) as r:
-                out.append(json.load(r))
-        return out
-
-    def _verification_token(self, skip, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for m in self._mails():
-                if m["ID"] in skip:
-                    continue
-                link = re.search(r"/verify-email\?token=([A-Za-z0-9_\-%.~]+)", m.get("Text", ""))
-                if link:
-                    return urllib.parse.unquote(link.group(1))
-            time.sleep(0.2)
-        raise AssertionError(f"no verification mail to {self.email} within {timeout}s")
