@@ -75,3 +75,16 @@ type Instance interface {
 	// last Execute has returned.
 	Close() error
 }
+
+// DecoupledInstance is an Instance of a decoupled model (Triton's
+// model_transaction_policy { decoupled: true }): one request gets zero or
+// more responses. The scheduler runs decoupled requests one at a time per
+// instance and without batching.
+type DecoupledInstance interface {
+	Instance
+	// ExecuteDecoupled runs the model on one request's inputs and calls send
+	// with each response's outputs (those asked, in that order) as it is
+	// produced. It returns after the last one; an error from send (the
+	// client went away) ends it early and is returned.
+	ExecuteDecoupled(ctx context.Context, inputs []tensor.Tensor, outputs []string, send func([]tensor.Tensor) error) error
+}

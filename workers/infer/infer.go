@@ -121,3 +121,18 @@ type Service interface {
 	// Infer runs req and fills req.Usage (also when it fails).
 	Infer(ctx context.Context, req *Request) (*Response, error)
 }
+
+// StreamService is implemented by services that serve decoupled models
+// (Triton's model_transaction_policy { decoupled: true }), which answer one
+// request with zero or more responses. The front ends' streaming endpoints
+// (gRPC ModelStreamInfer, HTTP generate and generate_stream) use it.
+type StreamService interface {
+	// InferStream runs req and calls send for each response, in order, from
+	// one goroutine. The last call has final set; its Response may carry no
+	// outputs (Triton's empty final response, which front ends forward only
+	// when the client asked for it). A model that is not decoupled makes
+	// exactly one call, with final set. An error returned by send ends the
+	// request (the client went away) and InferStream returns it. Like Infer
+	// it fills req.Usage.
+	InferStream(ctx context.Context, req *Request, send func(resp *Response, final bool) error) error
+}

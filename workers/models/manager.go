@@ -316,6 +316,9 @@ func (m *Manager) loadVersions(ctx context.Context, name, dir string, opts infer
 	if err := repository.Normalize(cfg, name); err != nil {
 		return nil, nil, err
 	}
+	if cfg.Platform == repository.PlatformEnsemble {
+		return m.loadEnsemble(ctx, name, dir, cfg)
+	}
 	be, ok := m.cfg.Backends[cfg.Backend]
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: backend %q is not available in this worker", repository.ErrInvalidConfig, cfg.Backend)
@@ -393,7 +396,12 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		instances = append(instances, inst)
 	}
 	rec := stats.NewRecorder(name, n, m.cfg.Metrics)
-	sched, err := scheduler.New(schedulerConfig(cfg, n, instances, rec, m.log))
+	var sched runner
+	if cfg.GetSequenceBatching() != nil {
+		sched, err = newSequenceRunner(cfg, n, instances, rec, m.log)
+	} else {
+		sched, err = scheduler.New(schedulerConfig(cfg, n, instances, rec, m.log))
+	}
 	if err != nil {
 		for _, i := range instances {
 			_ = i.Close()

@@ -18,7 +18,7 @@ import (
 type version struct {
 	number  int64
 	config  *pb.ModelConfig
-	sched   *scheduler.Scheduler
+	sched   runner
 	stats   *stats.Recorder
 	inputs  map[string]ioSpec
 	outputs map[string]ioSpec
@@ -31,6 +31,16 @@ type version struct {
 	inflight sync.WaitGroup
 }
 
+// runner runs a version's requests: the dynamic batcher
+// (scheduler.Scheduler), the sequence batcher (workers/sequence) or an
+// ensemble's steps (workers/ensemble).
+type runner interface {
+	Do(ctx context.Context, r *scheduler.Request) ([]tensor.Tensor, error)
+	// Close answers what is still queued UNAVAILABLE and releases the
+	// instances once running executions return (bounded by ctx).
+	Close(ctx context.Context) error
+}
+
 // ioSpec is an input or output as requests see it: dims exclude the batch
 // dimension; reshape is what the backend sees instead, if set.
 type ioSpec struct {
@@ -41,7 +51,7 @@ type ioSpec struct {
 	optional bool
 }
 
-func newVersion(n int64, cfg *pb.ModelConfig, sched *scheduler.Scheduler, rec *stats.Recorder) (*version, error) {
+func newVersion(n int64, cfg *pb.ModelConfig, sched runner, rec *stats.Recorder) (*version, error) {
 	v := &version{
 		number: n, config: cfg, sched: sched, stats: rec,
 		inputs:  make(map[string]ioSpec, len(cfg.Input)),

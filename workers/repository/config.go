@@ -66,6 +66,12 @@ const (
 	// BackendCUDA runs ONNX models on NVIDIA GPUs (workers/backend/cuda);
 	// its platform is empty or onnxruntime_onnx (the model format).
 	BackendCUDA = "cuda"
+	// PlatformEnsemble is Triton's ensemble: steps of other models, no
+	// backend and no model file (workers/ensemble).
+	PlatformEnsemble = "ensemble"
+	// BackendRepeat is Triton's decoupled example backend "repeat"
+	// (workers/backend/repeat): no model file.
+	BackendRepeat = "repeat"
 )
 
 // Normalize fills what Triton derives from the folder before looking at the
@@ -88,9 +94,11 @@ func Normalize(cfg *pb.ModelConfig, folderName string) error {
 		cfg.Platform = PlatformONNX
 	case cfg.Backend == BackendONNX && cfg.Platform == PlatformONNX:
 	case cfg.Backend == BackendCUDA && (cfg.Platform == "" || cfg.Platform == PlatformONNX):
+	case cfg.Backend == "" && cfg.Platform == PlatformEnsemble:
+	case cfg.Backend == BackendRepeat && cfg.Platform == "":
 	default:
-		return fmt.Errorf("%w: backend %q / platform %q is not supported (supported: backend %q or %q, platform %q)",
-			ErrInvalidConfig, cfg.Backend, cfg.Platform, BackendONNX, BackendCUDA, PlatformONNX)
+		return fmt.Errorf("%w: backend %q / platform %q is not supported (supported: backend %q, %q or %q, platform %q or %q)",
+			ErrInvalidConfig, cfg.Backend, cfg.Platform, BackendONNX, BackendCUDA, BackendRepeat, PlatformONNX, PlatformEnsemble)
 	}
 	if cfg.DefaultModelFilename == "" {
 		cfg.DefaultModelFilename = DefaultONNXFile
@@ -101,8 +109,11 @@ func Normalize(cfg *pb.ModelConfig, folderName string) error {
 	if cfg.MaxBatchSize < 0 {
 		return fmt.Errorf("%w: max_batch_size %d is negative", ErrInvalidConfig, cfg.MaxBatchSize)
 	}
-	if cfg.GetSequenceBatching() != nil || cfg.GetEnsembleScheduling() != nil {
-		return fmt.Errorf("%w: sequence_batching and ensemble_scheduling are not supported yet", ErrInvalidConfig)
+	if err := checkSequenceBatching(cfg); err != nil {
+		return err
+	}
+	if err := checkEnsembleScheduling(cfg); err != nil {
+		return err
 	}
 	return nil
 }

@@ -84,6 +84,13 @@ type Request struct {
 	// Timeout, when positive, is the request's queue timeout; it applies
 	// only where Config.AllowTimeoutOverride is set.
 	Timeout time.Duration
+	// Sequence is the request's sequence (zero outside one). The dynamic
+	// batcher ignores it; workers/sequence schedules by it.
+	Sequence infer.Sequence
+	// Send, when set, makes the request decoupled: it runs alone on an
+	// instance that implements backend.DecoupledInstance, each response's
+	// outputs go to Send as they are produced, and Do returns no outputs.
+	Send func(outputs []tensor.Tensor) error
 	// Usage is filled by Do, for the usage ledger.
 	Usage Usage
 }
