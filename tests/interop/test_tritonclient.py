@@ -134,14 +134,24 @@ def test_simple_one_output(clients, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_bytes_model(clients, protocol, http_client):
-    md = http_client.get_model_metadata("simple_string")
-    words = np.array([[f"item-{i}-é".encode() for i in range(16)]] * 2, dtype=np.object_)
-    feeds = {md["inputs"][0]["name"]: words}
+def test_bytes_model(clients, protocol):
+    # simple_string is Triton's: decimal integers as strings -> their sum
+    # and difference as strings.
+    rng = np.random.default_rng(8)
+    a = rng.integers(-10**6, 10**6, size=(2, 16), dtype=np.int32)
+    b = rng.integers(-10**6, 10**6, size=(2, 16), dtype=np.int32)
+    a[0, :2] = [0, -7]
+
+    def text(x):
+        return np.vectorize(lambda v: str(v).encode(), otypes=[np.object_])(x)
+
+    feeds = {"INPUT0": text(a), "INPUT1": text(b)}
     got = infer(clients, protocol, "simple_string", feeds)
-    want = reference("simple_string", {k: np.vectorize(bytes.decode)(v) for k, v in feeds.items()})
+    want = reference("simple_string", {k: np.vectorize(bytes.decode, otypes=[np.object_])(v) for k, v in feeds.items()})
     for name, arr in want.items():
         assert [x.decode() if isinstance(x, bytes) else x for x in got[name].ravel()] == list(arr.ravel())
+    assert got["OUTPUT0"].tolist() == text(a + b).tolist()
+    assert got["OUTPUT1"].tolist() == text(a - b).tolist()
 
 
 def identity_inputs(http_client, protocol):
@@ -279,7 +289,7 @@ def test_load_unload(grpc_client, http_client):
     assert not grpc_client.is_model_ready("simple_string")
     with pytest.raises(InferenceServerException):
         infer((grpc_client, http_client), "grpc", "simple_string",
-              {"INPUT0": np.array([[b"x"] * 16], dtype=np.object_)})
+              {"INPUT0": np.array([[b"1"] * 16], dtype=np.object_), "INPUT1": np.array([[b"2"] * 16], dtype=np.object_)})
     grpc_client.load_model("simple_string")
     assert http_client.is_model_ready("simple_string")
     # Other models served throughout.
