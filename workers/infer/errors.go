@@ -20,6 +20,9 @@ const (
 	CodeDeadlineExceeded
 	CodeCancelled
 	CodeAlreadyExists
+	// CodeFailedPrecondition: the request cannot work in the state or
+	// setting it arrived in (shared memory through the gateway).
+	CodeFailedPrecondition
 )
 
 func (c Code) String() string {
@@ -40,6 +43,8 @@ func (c Code) String() string {
 		return "cancelled"
 	case CodeAlreadyExists:
 		return "already exists"
+	case CodeFailedPrecondition:
+		return "failed precondition"
 	default:
 		return "internal"
 	}
