@@ -395,6 +395,12 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		}
 		instances = append(instances, inst)
 	}
+	if err := checkDecoupled(cfg, instances); err != nil {
+		for _, i := range instances {
+			_ = i.Close()
+		}
+		return nil, err
+	}
 	rec := stats.NewRecorder(name, n, m.cfg.Metrics)
 	var sched runner
 	if cfg.GetSequenceBatching() != nil {

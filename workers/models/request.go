@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/repository"
 	"github.com/helixflow/helixflow/workers/scheduler"
 	"github.com/helixflow/helixflow/workers/tensor"
 )
@@ -19,6 +20,10 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 	if err != nil {
 		m.mu.RUnlock()
 		return nil, err
+	}
+	if repository.IsDecoupled(v.config) {
+		m.mu.RUnlock()
+		return nil, decoupledUnaryError(req.Model)
 	}
 	v.inflight.Add(1)
 	m.mu.RUnlock()

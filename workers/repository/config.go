@@ -115,5 +115,8 @@ func Normalize(cfg *pb.ModelConfig, folderName string) error {
 	if err := checkEnsembleScheduling(cfg); err != nil {
 		return err
 	}
+	if err := checkTransactionPolicy(cfg); err != nil {
+		return err
+	}
 	return nil
 }

@@ -116,7 +116,8 @@ func (s *Scheduler) at(i int) *pending {
 // from the head of the queue to run now; 0 means wait up to the returned
 // duration for more to arrive.
 func (s *Scheduler) planLocked(now time.Time) (n int, wait time.Duration) {
-	if !s.batching {
+	if !s.batching || s.at(0).req.Send != nil {
+		// A decoupled request runs alone.
 		return 1, 0
 	}
 	var (
@@ -134,7 +135,7 @@ func (s *Scheduler) planLocked(now time.Time) (n int, wait time.Duration) {
 			if total+p.size > s.maxPref && bestN == 0 {
 				bestN = n
 			}
-			if total+p.size > s.cfg.MaxBatchSize || p.key != key {
+			if total+p.size > s.cfg.MaxBatchSize || p.key != key || p.req.Send != nil {
 				full = true
 				break
 			}
@@ -181,6 +182,10 @@ func (s *Scheduler) takeLocked(n int, now time.Time) *batch {
 
 // execute runs b on inst and hands every request its outcome.
 func (s *Scheduler) execute(inst backend.Instance, b *batch) {
+	if b.reqs[0].req.Send != nil {
+		s.executeDecoupled(inst, b)
+		return
+	}
 	reqs := make([]*Request, len(b.reqs))
 	sizes := make([]int64, len(b.reqs))
 	total := 0

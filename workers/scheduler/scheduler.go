@@ -141,6 +141,7 @@ type Scheduler struct {
 // pending is a queued or running request.
 type pending struct {
 	req      *Request
+	ctx      context.Context // the caller's, for a decoupled request (Send set)
 	size     int    // batch size
 	key      string // requests batch together only when keys are equal
 	enqueued time.Time
@@ -296,6 +297,9 @@ func (s *Scheduler) Do(ctx context.Context, r *Request) ([]tensor.Tensor, error)
 // admit checks r and queues it.
 func (s *Scheduler) admit(ctx context.Context, r *Request) (*pending, error) {
 	p := &pending{req: r}
+	if r.Send != nil {
+		p.ctx = ctx
+	}
 	if err := ctx.Err(); err != nil {
 		return p, s.ctxError(err)
 	}
@@ -304,7 +308,7 @@ func (s *Scheduler) admit(ctx context.Context, r *Request) (*pending, error) {
 		return p, err
 	}
 	p.size = size
-	if s.batching {
+	if s.batching && r.Send == nil {
 		p.key = batchKey(r)
 	}
 	p.done = make(chan outcome, 1)
@@ -350,7 +354,16 @@ func (s *Scheduler) wait(ctx context.Context, p *pending) (outcome, string) {
 		case <-ctx.Done():
 			// A request already running has its result discarded: done is
 			// buffered, so the instance never waits for this caller.
-			s.withdraw(p)
+			if !s.withdraw(p) && p.req.Send != nil {
+				// A running decoupled request may still call Send: its
+				// execution sees ctx end (see executeDecoupled), and Do
+				// returns only after it, so Send is never called late.
+				res := <-p.done
+				if res.err == nil {
+					res.err = s.ctxError(ctx.Err())
+				}
+				return res, FailureCanceled
+			}
 			return outcome{err: s.ctxError(ctx.Err())}, FailureCanceled
 		case <-expired:
 			expired = nil
@@ -369,8 +382,9 @@ func (s *Scheduler) ctxError(err error) error {
 	return infer.Errorf(infer.CodeCancelled, "request for model '%s' was cancelled: %w", s.cfg.Model, err)
 }
 
-// withdraw takes p out of the queue if it has not been dispatched yet.
-func (s *Scheduler) withdraw(p *pending) {
+// withdraw takes p out of the queue if it has not been dispatched yet and
+// reports whether it did (or p was already withdrawn).
+func (s *Scheduler) withdraw(p *pending) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch p.state {
@@ -378,11 +392,14 @@ func (s *Scheduler) withdraw(p *pending) {
 		s.queue = remove(s.queue, p)
 	case delayed:
 		s.delayed = remove(s.delayed, p)
+	case withdrawn:
+		return true
 	default:
-		return
+		return false
 	}
 	p.state = withdrawn
 	s.pendingChangedLocked()
+	return true
 }
 
 // expire applies the timeout action to p and reports whether p was
