@@ -26,15 +26,22 @@ func (s *Scheduler) traceRequest(ctx context.Context, p *pending, res *outcome) 
 		infer.ChildSpan(ctx, telemetry.SpanQueue, p.enqueued, time.Now(), res.err)
 		return
 	}
-	// The batch starts when it leaves the queue; its execution begins
-	// there too (a few allocations later).
-	batchStart := p.enqueued.Add(res.queue)
-	inferStart := batchStart.Add(res.input)
-	end := inferStart.Add(res.infer + res.output)
-	infer.ChildSpan(ctx, telemetry.SpanQueue, p.enqueued, batchStart, nil)
+	TraceExecution(ctx, p.enqueued, res.queue, res.input, res.infer+res.output, int(res.requests), int(res.rows), res.err)
+}
+
+// TraceExecution records a request's queue, batch and execute spans, for
+// batchers other than this package's (workers/sequence): the request was
+// queued at enqueued and waited queue; its batch of requests requests and
+// rows rows spent input batching its inputs and execute running the model
+// and splitting its outputs.
+func TraceExecution(ctx context.Context, enqueued time.Time, queue, input, execute time.Duration, requests, rows int, err error) {
+	batchStart := enqueued.Add(queue)
+	inferStart := batchStart.Add(input)
+	end := inferStart.Add(execute)
+	infer.ChildSpan(ctx, telemetry.SpanQueue, enqueued, batchStart, nil)
 	infer.ChildSpan(ctx, telemetry.SpanBatch, batchStart, inferStart, nil,
-		trace.WithAttributes(telemetry.AttrBatchSize.Int(int(res.requests)), attrBatchRows.Int(int(res.rows))))
-	infer.ChildSpan(ctx, telemetry.SpanExecute, inferStart, end, res.err)
+		trace.WithAttributes(telemetry.AttrBatchSize.Int(requests), attrBatchRows.Int(rows)))
+	infer.ChildSpan(ctx, telemetry.SpanExecute, inferStart, end, err)
 }
 
 // attrBatchRows is the batch's rows (Triton's batch size: the sum of the
