@@ -30,6 +30,7 @@ const (
 	outcomeForbidden                          // 403 / PERMISSION_DENIED
 	outcomeUnavailable                        // 503 / UNAVAILABLE
 	outcomeRateLimited                        // 429 / RESOURCE_EXHAUSTED
+	outcomeFailedPrecondition                 // 400 / FAILED_PRECONDITION
 )
 
 // denial says why a request is refused. reason is for metrics and logs;
@@ -63,6 +64,11 @@ var (
 	denyNoCredential      = denial{outcomeUnauthenticated, "no_credential", "unauthorized", "credential required", nil}
 	denyInsufficientScope = denial{outcomeForbidden, "insufficient_scope", "insufficient_scope", "insufficient_scope", nil}
 	denyModelNotAllowed   = denial{outcomeForbidden, "model_not_allowed", "insufficient_scope", "insufficient_scope", nil}
+	// denySharedMemory answers Triton's shared-memory calls: the region
+	// is on the client's host, never the worker's. Its code is the
+	// message, so that a REST client gets {"error": message}, the KServe
+	// error shape tritonclient shows.
+	denySharedMemory = denial{outcomeFailedPrecondition, "shared_memory", wire.SharedMemoryThroughGateway, wire.SharedMemoryThroughGateway, nil}
 )
 
 // Metric results.
@@ -117,6 +123,8 @@ func deniedResponse(d denial, grpcCaller bool) *authv3.CheckResponse {
 		if d.code == "insufficient_scope" {
 			headers = append(headers, header("www-authenticate", `Bearer error="insufficient_scope"`))
 		}
+	case outcomeFailedPrecondition:
+		httpCode, grpcCode = typev3.StatusCode_BadRequest, codes.FailedPrecondition
 	case outcomeRateLimited:
 		httpCode, grpcCode = typev3.StatusCode_TooManyRequests, codes.ResourceExhausted
 		headers = append(headers, rateLimitHeaders(d.limit)...)
@@ -175,7 +183,7 @@ func errorBody(d denial) string {
 // a WebSocket that offered wire.WSProtocol it becomes exactly that, else
 // it is removed.
 func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision, sc streamCredential) *authv3.CheckResponse {
-	n := 3
+	n := 4
 	if t.stream {
 		n = 6
 	}
@@ -194,6 +202,10 @@ func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision
 	} else {
 		// No model known: a client-sent x-helix-model must not route.
 		remove = append(remove, wire.HeaderModel)
+	}
+	if t.sequence != "" {
+		// Envoy routes it to the model's consistent-hash clusters.
+		headers = append(headers, header(wire.HeaderSequence, t.sequence))
 	}
 	if t.stream {
 		headers = append(headers, header(wire.HeaderCredential, sc.id))

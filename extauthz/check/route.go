@@ -40,6 +40,9 @@ type target struct {
 	// one (ModelStreamInfer, a WebSocket); ws: the WebSocket upgrade
 	// (/v2/models/{m}[/versions/{v}]/infer/ws).
 	stream, ws bool
+	// sequence is wire.HeaderSequence's value: the request's Triton
+	// sequence_id ("" when it has none or it was not seen).
+	sequence string
 }
 
 // Denials of parseTarget.
@@ -48,12 +51,16 @@ var (
 	errBadModel     = errors.New("invalid model name")
 	errNoModel      = errors.New("model name not found in request")
 	errNotGRPC      = errors.New("gRPC method without gRPC content type")
+	// errSharedMemory: Triton's shared-memory calls cannot work through
+	// the gateway (wire.SharedMemoryThroughGateway).
+	errSharedMemory = errors.New("shared memory through the gateway")
 )
 
 // parseTarget finds what the request asks for from the method, the request
-// target as Envoy saw it (path and query, not decoded), for gRPC the first
-// bytes of the body, and for a stream the model the client named in
-// wire.HeaderStreamModel ("" if none).
+// target as Envoy saw it (path and query, not decoded), the first bytes of
+// the body (gRPC: the model and a ModelInfer's sequence_id; REST: an
+// inference's sequence_id, when the route sends a body), and for a stream
+// the model the client named in wire.HeaderStreamModel ("" if none).
 func parseTarget(method, rawPath string, body []byte, grpcCaller bool, streamModel string) (target, error) {
 	if rpc, ok := strings.CutPrefix(rawPath, wire.GRPCServicePrefix); ok {
 		if !grpcCaller || method != "POST" {
@@ -61,7 +68,7 @@ func parseTarget(method, rawPath string, body []byte, grpcCaller bool, streamMod
 		}
 		return grpcTarget(rpc, body, streamModel)
 	}
-	return restTarget(rawPath)
+	return restTarget(rawPath, body)
 }
 
 // grpcTarget maps a GRPCInferenceService method to a target. Every model
@@ -90,6 +97,9 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 		t.action = actionRead
 	case "ModelInfer":
 		t.action = actionInfer
+	case "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+		"CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister":
+		return target{rpc: rpc}, errSharedMemory
 	default:
 		return target{}, errUnknownRoute
 	}
@@ -97,7 +107,7 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 		// Envoy sent no body: with_request_body is not configured.
 		return target{}, errNoModel
 	}
-	bm, err := modelFromGRPCBody(body)
+	bm, err := readGRPCBody(body, t.action == actionInfer)
 	if err != nil {
 		return target{}, err
 	}
@@ -112,14 +122,15 @@ func grpcTarget(rpc string, body []byte, streamModel string) (target, error) {
 	if !validTarget(bm.name, bm.version) {
 		return target{}, errBadModel
 	}
-	t.reach, t.model, t.version = reachModel, bm.name, bm.version
+	t.reach, t.model, t.version, t.sequence = reachModel, bm.name, bm.version, bm.sequence
 	return t, nil
 }
 
 // restTarget maps a KServe v2 REST path. It splits and decodes the path
 // as the worker does (wire.SplitPath), so both agree on which model a path
-// names.
-func restTarget(rawPath string) (target, error) {
+// names. An inference's body, when the route sent one, gives its
+// sequence_id.
+func restTarget(rawPath string, body []byte) (target, error) {
 	path, _, _ := strings.Cut(rawPath, "?")
 	segs, err := wire.SplitPath(path)
 	if err != nil || segs[0] != "v2" {
@@ -130,6 +141,8 @@ func restTarget(rawPath string) (target, error) {
 	switch {
 	case len(segs) == 0:
 		return read, nil
+	case segs[0] == "systemsharedmemory" || segs[0] == "cudasharedmemory":
+		return target{}, errSharedMemory
 	case segs[0] == "health":
 		if len(segs) == 2 && (segs[1] == "live" || segs[1] == "ready") {
 			return read, nil
@@ -152,7 +165,15 @@ func restTarget(rawPath string) (target, error) {
 		t.action = actionRead
 	case len(rest) == 1 && (rest[0] == "ready" || rest[0] == "config" || rest[0] == "stats"):
 		t.action = actionRead
-	case len(rest) == 1 && rest[0] == "infer":
+	case len(rest) == 1 && (rest[0] == "infer" || rest[0] == "generate"):
+		// Both carry "parameters" at the top of their JSON object.
+		t.action = actionInfer
+		if len(body) > 0 {
+			t.sequence = sequenceFromJSONBody(body)
+		}
+	case len(rest) == 1 && rest[0] == "generate_stream":
+		// Triton's generate extension: one request, answered as
+		// server-sent events; counted as one request.
 		t.action = actionInfer
 	case len(rest) == 2 && rest[0] == "infer" && rest[1] == "ws":
 		// The WebSocket upgrade (wire.WSPathSuffix): inference on the model.

@@ -422,6 +422,8 @@ func targetDenial(err error) denial {
 		return forbidden("bad_body", "malformed request message")
 	case errors.Is(err, errNotGRPC):
 		return forbidden("not_grpc", "route not allowed")
+	case errors.Is(err, errSharedMemory):
+		return denySharedMemory
 	default:
 		return forbidden("unknown_route", "route not allowed")
 	}

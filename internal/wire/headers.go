@@ -34,3 +34,12 @@ const (
 // everything Envoy passes it. HeaderWSProtocol carries a browser's
 // WebSocket credential (websocket.go).
 var CheckHeaders = []string{HeaderAuthorization, HeaderAPIKey, HeaderContentType, HeaderStreamModel, HeaderWSProtocol}
+
+// HeaderSequence is the Triton sequence (correlation id) a ModelInfer
+// request belongs to, as helix-authz read it from the request's
+// parameters (sequence_id): Envoy routes a request that has it to the
+// model's consistent-hash clusters, hashing on its value, so that every
+// request of one sequence reaches the same worker. Set only by helix-authz
+// (SequenceHeaderValue); a client-sent one is stripped like every
+// x-helix-* header. Workers do not read it.
+const HeaderSequence = "x-helix-sequence"

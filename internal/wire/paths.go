@@ -12,12 +12,27 @@ const (
 	// method.
 	GRPCServicePrefix    = "/inference.GRPCInferenceService/"
 	GRPCModelStreamInfer = GRPCServicePrefix + "ModelStreamInfer"
+	GRPCModelInfer       = GRPCServicePrefix + "ModelInfer"
 
 	RESTPrefix       = "/v2"
 	RESTModelsPrefix = "/v2/models/"
 	RESTServerLive   = "/v2/health/live"
 	RESTServerReady  = "/v2/health/ready"
+
+	// RESTSystemSharedMemory and RESTCudaSharedMemory are Triton's shared
+	// memory extensions (status, register, unregister below them).
+	RESTSystemSharedMemory = "/v2/systemsharedmemory"
+	RESTCudaSharedMemory   = "/v2/cudasharedmemory"
+	// GenerateStreamSuffix ends Triton's generate_stream path
+	// (/v2/models/{m}[/versions/{v}]/generate_stream), answered as
+	// server-sent events.
+	GenerateStreamSuffix = "/generate_stream"
 )
+
+// SharedMemoryThroughGateway is why a shared-memory call or a tensor in a
+// shared-memory region is refused through the gateway: the region lives
+// on the client's host, which is not the worker's.
+const SharedMemoryThroughGateway = "shared memory works only for a client on the worker's host; through the gateway send tensors in the request"
 
 // ErrPath is returned by SplitPath for a path no service routes.
 var ErrPath = errors.New("not a routable path")
