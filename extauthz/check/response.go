@@ -26,11 +26,11 @@ const (
 type outcome uint8
 
 const (
-	outcomeUnauthenticated outcome = iota + 1 // 401 / UNAUTHENTICATED
-	outcomeForbidden                          // 403 / PERMISSION_DENIED
-	outcomeUnavailable                        // 503 / UNAVAILABLE
-	outcomeRateLimited                        // 429 / RESOURCE_EXHAUSTED
-	outcomeFailedPrecondition                 // 400 / FAILED_PRECONDITION
+	outcomeUnauthenticated    outcome = iota + 1 // 401 / UNAUTHENTICATED
+	outcomeForbidden                             // 403 / PERMISSION_DENIED
+	outcomeUnavailable                           // 503 / UNAVAILABLE
+	outcomeRateLimited                           // 429 / RESOURCE_EXHAUSTED
+	outcomeFailedPrecondition                    // 400 / FAILED_PRECONDITION
 )
 
 // denial says why a request is refused. reason is for metrics and logs;
