@@ -78,6 +78,9 @@ type Manager struct {
 	mu     sync.RWMutex
 	models map[string]*model
 	ready  bool
+	// loading names the models whose load is under way (under opMu), so
+	// that ensembles that include each other fail instead of recursing.
+	loading map[string]bool
 }
 
 // model is one model name and the versions of it that serve.
@@ -118,7 +121,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.ServerName == "" {
 		cfg.ServerName = "helix-worker"
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, models: make(map[string]*model)}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, models: make(map[string]*model), loading: make(map[string]bool)}, nil
 }
 
 // Start loads the models the control mode asks for and, in poll mode, keeps
@@ -136,7 +139,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	default:
 		load = m.cfg.StartupModels
 	}
-	for _, name := range load {
+	for _, name := range m.loadOrder(load) {
 		if err := m.load(ctx, name, infer.LoadOptions{}); err != nil {
 			m.log.Error("model failed to load", "model", name, "error", err)
 		}
@@ -190,7 +193,7 @@ func (m *Manager) pollOnce(ctx context.Context) {
 	m.mu.RLock()
 	known := maps.Clone(m.models)
 	m.mu.RUnlock()
-	for _, name := range names {
+	for _, name := range m.loadOrder(names) {
 		fp, err := repository.Fingerprint(filepath.Join(m.cfg.Repository, name))
 		if err != nil {
 			m.log.Warn("poll model", "model", name, "error", err)
@@ -234,7 +237,17 @@ func (m *Manager) load(ctx context.Context, name string, opts infer.LoadOptions)
 	}
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	return m.loadLocked(ctx, name, opts)
+}
 
+// loadLocked is load for a caller that holds m.opMu (an ensemble loading
+// its step models).
+func (m *Manager) loadLocked(ctx context.Context, name string, opts infer.LoadOptions) error {
+	if err := wire.CheckModelName(name); err != nil {
+		return infer.Errorf(infer.CodeInvalidArgument, "model %q: %v", name, err)
+	}
+	m.loading[name] = true
+	defer delete(m.loading, name)
 	dir := filepath.Join(m.cfg.Repository, name)
 	fp, _ := repository.Fingerprint(dir)
 	loaded, cfg, err := m.loadVersions(ctx, name, dir, opts)
@@ -265,12 +278,23 @@ func (m *Manager) load(ctx context.Context, name string, opts infer.LoadOptions)
 	return m.retire(ctx, slices.Collect(maps.Values(old)))
 }
 
-// UnloadModel unloads every version of a model (explicit mode).
-func (m *Manager) UnloadModel(ctx context.Context, name string, _ bool) error {
+// UnloadModel unloads every version of a model (explicit mode); with
+// unloadDependents, an ensemble's step models too (Triton's
+// unload_dependents).
+func (m *Manager) UnloadModel(ctx context.Context, name string, unloadDependents bool) error {
 	if m.cfg.ControlMode != ModeExplicit {
 		return infer.Errorf(infer.CodeUnavailable, "explicit model load / unload is not allowed if model control mode is %s", m.cfg.ControlMode)
 	}
-	return m.unload(ctx, name)
+	m.mu.RLock()
+	steps := m.stepModels(name)
+	m.mu.RUnlock()
+	if err := m.unload(ctx, name); err != nil {
+		return err
+	}
+	if unloadDependents {
+		return m.unloadDependents(ctx, steps, map[string]bool{name: true})
+	}
+	return nil
 }
 
 func (m *Manager) unload(ctx context.Context, name string) error {
