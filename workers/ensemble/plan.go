@@ -164,6 +164,13 @@ func (p *Plan) buildGraph(steps []*pb.ModelEnsembling_Step) error {
 	for i := range p.steps {
 		slices.Sort(p.steps[i].consumers)
 	}
+	if cycle := p.findCycle(); cycle != nil {
+		names := make([]string, len(cycle))
+		for k, i := range cycle {
+			names[k] = p.steps[i].String()
+		}
+		return invalid("ensemble '%s': steps form a cycle: %s", p.name, strings.Join(names, " -> "))
+	}
 	for _, out := range p.outputs {
 		if _, ok := p.producer[out]; !ok {
 			return invalid("ensemble '%s': output '%s' is not produced by any step (no output_map maps to it)", p.name, out)
@@ -173,13 +180,6 @@ func (p *Plan) buildGraph(steps []*pb.ModelEnsembling_Step) error {
 		if !used[in] {
 			return invalid("ensemble '%s': input '%s' is not read by any step (no input_map maps from it)", p.name, in)
 		}
-	}
-	if cycle := p.findCycle(); cycle != nil {
-		names := make([]string, len(cycle))
-		for k, i := range cycle {
-			names[k] = p.steps[i].String()
-		}
-		return invalid("ensemble '%s': steps form a cycle: %s", p.name, strings.Join(names, " -> "))
 	}
 	return nil
 }

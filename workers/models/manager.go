@@ -428,7 +428,7 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 	rec := stats.NewRecorder(name, n, m.cfg.Metrics)
 	var sched runner
 	if cfg.GetSequenceBatching() != nil {
-		sched, err = newSequenceRunner(cfg, n, instances, rec, m.log)
+		sched, err = newSequenceRunner(cfg, dir, n, instances, rec, m.log)
 	} else {
 		sched, err = scheduler.New(schedulerConfig(cfg, n, instances, rec, m.log))
 	}
@@ -528,6 +528,11 @@ type notFoundError struct{ msg string }
 func (e notFoundError) Error() string { return e.msg }
 
 func codeFor(err error) infer.Code {
+	// An ensemble's failed step load keeps that load's code.
+	var ie *infer.Error
+	if errors.As(err, &ie) {
+		return ie.Code
+	}
 	switch {
 	case errors.As(err, new(notFoundError)):
 		return infer.CodeNotFound
