@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/limits"
@@ -21,11 +24,25 @@ import (
 // past it the stream stops reading, so HTTP/2 flow control slows the client.
 const maxStreamInFlight = 256
 
-// ModelStreamInfer serves a bidirectional stream. Requests run concurrently,
-// but, as Triton does for non-decoupled models, each gets exactly one
-// response and responses leave in request order. A failed request is
-// answered with error_message set and the stream stays open. The stream ends
-// with OK once the client half-closes and every response has been sent.
+// paramFinalResponse and paramEmptyFinal are Triton's parameters of
+// decoupled streams: a request that sets triton_enable_empty_final_response
+// gets, after its last response, an empty one whose triton_final_response
+// is true (its other responses carry it false).
+const (
+	paramEmptyFinal    = "triton_enable_empty_final_response"
+	paramFinalResponse = "triton_final_response"
+)
+
+// ModelStreamInfer serves a bidirectional stream. Requests run concurrently.
+// As Triton does for models that are not decoupled, each gets exactly one
+// response and those responses leave in request order. A decoupled model's
+// responses (infer.StreamService) leave as the model produces them. A failed
+// request is answered with error_message set and the stream stays open.
+// Requests that carry a sequence_id run one after the other per sequence
+// (each waits for the previous one of its sequence on this stream), so the
+// sequence batcher sees them in the order sent. The stream ends with OK once
+// the client half-closes and every response has been sent; a client that
+// goes away cancels the requests still running.
 //
 // With a Limiter, each message of a stream that came through the gateway
 // is counted against its client's plan first (see limitStream): over the
@@ -40,10 +57,19 @@ func (s *Server) ModelStreamInfer(stream grpc.BidiStreamingServer[pb.ModelInferR
 		return err
 	}
 	defer lim.stop()
-	// Each pending slot receives its request's response; the slots queue
-	// in request order.
-	pending := make(chan chan *pb.ModelStreamInferResponse, maxStreamInFlight)
+	out := &streamWriter{stream: stream}
+	// Registered after end: runs first, so no response is sent once the
+	// handler has returned.
+	defer out.close()
+	// Each pending slot receives its request's in-order answer; the slots
+	// queue in request order.
+	pending := make(chan chan slotAnswer, maxStreamInFlight)
+	running := make(chan struct{}, maxStreamInFlight)
 	recvErr := make(chan error, 1)
+	var (
+		wg   sync.WaitGroup
+		seqs sequenceOrder
+	)
 
 	go func() {
 		defer close(pending)
@@ -55,18 +81,38 @@ func (s *Server) ModelStreamInfer(stream grpc.BidiStreamingServer[pb.ModelInferR
 				}
 				return
 			}
-			slot := make(chan *pb.ModelStreamInferResponse, 1)
+			select {
+			case running <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			slot := make(chan slotAnswer, 1)
 			select {
 			case pending <- slot:
 			case <-ctx.Done():
 				return
 			}
-			go func() { slot <- s.streamResponse(ctx, lim, req) }()
+			prev, done := seqs.next(sequenceKey(req))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-running }()
+				defer done()
+				if prev != nil {
+					select {
+					case <-prev:
+					case <-ctx.Done():
+						slot <- slotAnswer{}
+						return
+					}
+				}
+				s.streamRequest(ctx, lim, req, slot, out)
+			}()
 		}
 	}()
 
 	for {
-		var slot chan *pb.ModelStreamInferResponse
+		var slot chan slotAnswer
 		select {
 		case slot = <-pending:
 		case <-ctx.Done():
@@ -78,17 +124,30 @@ func (s *Server) ModelStreamInfer(stream grpc.BidiStreamingServer[pb.ModelInferR
 			break // pending closed: the client half-closed
 		}
 		select {
-		case resp := <-slot:
-			if resp == nil {
+		case a := <-slot:
+			if a.end {
 				// The stream was ended (revoked credential).
 				return streamEnd(ctx)
 			}
-			if err := stream.Send(resp); err != nil {
-				return err
+			if a.resp != nil {
+				if err := out.send(a.resp); err != nil {
+					return err
+				}
 			}
 		case <-ctx.Done():
 			return streamEnd(ctx)
 		}
+	}
+	// Decoupled requests may still be sending.
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		return streamEnd(ctx)
 	}
 	select {
 	case err := <-recvErr:
@@ -101,6 +160,92 @@ func (s *Server) ModelStreamInfer(stream grpc.BidiStreamingServer[pb.ModelInferR
 	}
 }
 
+// slotAnswer is what a request leaves in its slot: the in-order response
+// (nil: none, its responses went out as they came or there are none), or
+// end when the stream must end.
+type slotAnswer struct {
+	resp *pb.ModelStreamInferResponse
+	end  bool
+}
+
+// streamWriter serializes a stream's sends (the in-order loop and decoupled
+// requests share it) and refuses them once the handler is returning.
+type streamWriter struct {
+	mu     sync.Mutex
+	stream grpc.BidiStreamingServer[pb.ModelInferRequest, pb.ModelStreamInferResponse]
+	closed bool
+}
+
+var errStreamClosed = status.Error(codes.Canceled, "the stream has ended")
+
+func (w *streamWriter) send(resp *pb.ModelStreamInferResponse) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errStreamClosed
+	}
+	return w.stream.Send(resp)
+}
+
+func (w *streamWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// sequenceOrder chains the requests of each sequence within one stream.
+type sequenceOrder struct {
+	mu   sync.Mutex
+	last map[string]chan struct{} // closed when that request has finished
+}
+
+// next registers a request of sequence key ("" for none) and returns the
+// channel of the previous one to wait for (nil: none) and the function to
+// call when this one has finished.
+func (o *sequenceOrder) next(key string) (prev <-chan struct{}, done func()) {
+	if key == "" {
+		return nil, func() {}
+	}
+	mine := make(chan struct{})
+	o.mu.Lock()
+	if o.last == nil {
+		o.last = make(map[string]chan struct{})
+	}
+	if p, ok := o.last[key]; ok {
+		prev = p
+	}
+	o.last[key] = mine
+	o.mu.Unlock()
+	return prev, func() {
+		close(mine)
+		o.mu.Lock()
+		if o.last[key] == mine {
+			delete(o.last, key)
+		}
+		o.mu.Unlock()
+	}
+}
+
+// sequenceKey is the request's sequence id as a map key, "" when it has
+// none (or 0, which names no sequence).
+func sequenceKey(req *pb.ModelInferRequest) string {
+	switch v := req.GetParameters()["sequence_id"].GetParameterChoice().(type) {
+	case *pb.InferParameter_Int64Param:
+		if v.Int64Param != 0 {
+			return "n" + strconv.FormatInt(v.Int64Param, 10)
+		}
+	case *pb.InferParameter_Uint64Param:
+		if v.Uint64Param != 0 {
+			return "n" + strconv.FormatUint(v.Uint64Param, 10)
+		}
+	case *pb.InferParameter_StringParam:
+		if v.StringParam != "" {
+			return "s" + v.StringParam
+		}
+	}
+	return ""
+}
+
 // streamEnd is the status a stream ended with: the limiter's cause
 // (PERMISSION_DENIED, UNAUTHENTICATED) or the client's context's.
 func streamEnd(ctx context.Context) error {
@@ -110,28 +255,123 @@ func streamEnd(ctx context.Context) error {
 	return status.FromContextError(ctx.Err()).Err()
 }
 
-// streamResponse runs one stream request; a failure becomes error_message
-// with the request id, as Triton reports it. It returns nil when the
-// stream must end (its credential was revoked).
-func (s *Server) streamResponse(ctx context.Context, lim *streamLimit, req *pb.ModelInferRequest) *pb.ModelStreamInferResponse {
+// streamRequest runs one stream request. Its one in-order answer goes to
+// slot; a decoupled model's responses go straight to out as they come (the
+// slot is then released empty at the first one). A failure becomes
+// error_message with the request id, as Triton reports it.
+func (s *Server) streamRequest(ctx context.Context, lim *streamLimit, req *pb.ModelInferRequest, slot chan<- slotAnswer, out *streamWriter) {
 	ctx, span := startSpan(ctx, spanModelStreamInfer)
 	defer span.End()
 	if msg, ok := lim.spend(ctx, req.GetModelName()); !ok {
-		return nil
+		slot <- slotAnswer{end: true}
+		return
 	} else if msg != "" {
-		return &pb.ModelStreamInferResponse{ErrorMessage: msg, InferResponse: &pb.ModelInferResponse{Id: req.GetId()}}
+		slot <- slotAnswer{resp: &pb.ModelStreamInferResponse{ErrorMessage: msg, InferResponse: &pb.ModelInferResponse{Id: req.GetId()}}}
+		return
 	}
-	resp, err := s.infer(ctx, req)
-	if err != nil {
+	emptyFinal := req.GetParameters()[paramEmptyFinal].GetBoolParam()
+	released := false
+	// answer sends resp in order while the slot is held, straight out once
+	// it was released.
+	answer := func(resp *pb.ModelStreamInferResponse) error {
+		if released {
+			if resp == nil {
+				return nil
+			}
+			return out.send(resp)
+		}
+		released = true
+		slot <- slotAnswer{resp: resp}
+		return nil
+	}
+	send := func(ireq *infer.Request, resp *infer.Response, final bool) error {
+		var msg *pb.ModelStreamInferResponse
+		if !final || len(resp.Outputs) > 0 {
+			t := infer.EncodeStart(ctx)
+			enc, err := encodeInferResponse(ireq, resp)
+			infer.EncodeDone(ctx, t)
+			if err != nil {
+				return infer.Errorf(infer.CodeInternal, "encoding a response: %w", err)
+			}
+			if emptyFinal {
+				setFinal(enc, final)
+			}
+			msg = &pb.ModelStreamInferResponse{InferResponse: enc}
+		} else if emptyFinal {
+			enc := &pb.ModelInferResponse{ModelName: resp.Model, ModelVersion: resp.Version, Id: resp.ID}
+			if enc.ModelName == "" {
+				enc.ModelName = ireq.Model
+			}
+			if enc.Id == "" {
+				enc.Id = ireq.ID
+			}
+			setFinal(enc, true)
+			msg = &pb.ModelStreamInferResponse{InferResponse: enc}
+		}
+		if !final && !released {
+			// A decoupled model: this request's responses no longer wait
+			// for the ones before it.
+			_ = answer(nil)
+		}
+		return answer(msg)
+	}
+	if err := s.inferStream(ctx, req, send); err != nil {
 		infer.SpanError(span, err)
 		st := grpcStatus(err)
 		s.logFailure(ctx, "ModelStreamInfer", st)
-		return &pb.ModelStreamInferResponse{
-			ErrorMessage:  st.Message(),
-			InferResponse: &pb.ModelInferResponse{Id: req.GetId()},
+		_ = answer(&pb.ModelStreamInferResponse{ErrorMessage: st.Message(), InferResponse: &pb.ModelInferResponse{Id: req.GetId()}})
+	}
+	if !released {
+		slot <- slotAnswer{}
+	}
+}
+
+func setFinal(resp *pb.ModelInferResponse, final bool) {
+	if resp.Parameters == nil {
+		resp.Parameters = make(map[string]*pb.InferParameter, 1)
+	}
+	resp.Parameters[paramFinalResponse] = &pb.InferParameter{ParameterChoice: &pb.InferParameter_BoolParam{BoolParam: final}}
+}
+
+// inferStream decodes and runs one stream request, calling send for each
+// response (infer.StreamService where the service has it, else one final
+// Infer answer), and counts its usage like ModelInfer.
+func (s *Server) inferStream(ctx context.Context, req *pb.ModelInferRequest, send func(*infer.Request, *infer.Response, bool) error) error {
+	authorized := metadata.ValueFromIncomingContext(ctx, wire.HeaderModel)
+	var client string
+	if s.usage != nil {
+		if c := metadata.ValueFromIncomingContext(ctx, wire.HeaderClient); len(c) == 1 {
+			client = c[0]
 		}
 	}
-	return &pb.ModelStreamInferResponse{InferResponse: resp}
+	start := time.Now()
+	ireq, err := s.runStream(ctx, authorized, req, send)
+	if client != "" {
+		infer.RecordUsage(s.usage, client, authorized, req.GetModelName(), ireq, err != nil, start)
+	}
+	return err
+}
+
+// runStream is run for a stream request; ireq is nil when decoding failed.
+func (s *Server) runStream(ctx context.Context, authorized []string, req *pb.ModelInferRequest, send func(*infer.Request, *infer.Response, bool) error) (ireq *infer.Request, _ error) {
+	if err := infer.CheckGatewayModel(authorized, req.GetModelName()); err != nil {
+		return nil, err
+	}
+	infer.SetModel(ctx, req.GetModelName())
+	ireq, err := decodeInferRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	if ss, ok := s.svc.(infer.StreamService); ok {
+		return ireq, ss.InferStream(ctx, ireq, func(resp *infer.Response, final bool) error {
+			return send(ireq, resp, final)
+		})
+	}
+	resp, err := s.svc.Infer(ctx, ireq)
+	if err != nil {
+		return ireq, err
+	}
+	return ireq, send(ireq, resp, true)
 }
 
 // streamLimit counts one stream's messages (nil: not counted: no Limiter,
