@@ -35,6 +35,7 @@ import (
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
+	"github.com/helixflow/helixflow/workers/backend/repeat"
 	"github.com/helixflow/helixflow/workers/gpu"
 	"github.com/helixflow/helixflow/workers/grpcapi"
 	"github.com/helixflow/helixflow/workers/httpapi"
@@ -277,7 +278,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		ControlMode:     models.ControlMode(o.controlMode),
 		StartupModels:   o.loadModels,
 		PollInterval:    time.Duration(o.pollSecs) * time.Second,
-		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus})},
+		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus}), repeat.Name: repeat.New()},
 		Metrics:         metrics,
 		StrictReadiness: o.strictReadiness,
 		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,
