@@ -8,16 +8,11 @@ import (
 
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/shm"
 	"github.com/helixflow/helixflow/workers/tensor"
 )
 
-// Parameters that Triton reserves for shared memory. helix-worker has no
-// shared memory, so a request that names a region is refused up front
-// rather than served with the wrong data.
-const (
-	paramSharedMemoryRegion = "shared_memory_region"
-	paramClassification     = "classification"
-)
+const paramClassification = "classification"
 
 // allowedTritonParams are the "triton_"-prefixed request parameters Triton
 // accepts; every other key with that prefix is reserved.
@@ -25,8 +20,18 @@ var allowedTritonParams = map[string]bool{"triton_enable_empty_final_response": 
 
 // decodeInferRequest checks a ModelInferRequest and converts it into an
 // infer.Request. Raw contents and shapes alias the message, which the caller
-// owns and does not reuse.
+// owns and does not reuse. Tensors in shared memory are refused: paths that
+// serve shared memory call decodeRequest.
 func decodeInferRequest(req *pb.ModelInferRequest) (*infer.Request, error) {
+	out, _, err := decodeRequest(req, nil)
+	return out, err
+}
+
+// decodeRequest is decodeInferRequest with shared memory served by sm
+// (nil: refused). Inputs in shared memory are copied out of their regions;
+// outputs asked for in shared memory come back bound in shmOut, which the
+// caller releases after writing them (shmOut.Release is safe on nil).
+func decodeRequest(req *pb.ModelInferRequest, sm *sharedMemory) (_ *infer.Request, shmOut shm.Outputs, _ error) {
 	model := req.GetModelName()
 	out := &infer.Request{
 		Model:   model,
@@ -34,19 +39,19 @@ func decodeInferRequest(req *pb.ModelInferRequest) (*infer.Request, error) {
 		ID:      req.GetId(),
 	}
 	if err := decodeRequestParameters(out, req.GetParameters()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	inputs, err := decodeInputs(req)
+	inputs, err := decodeInputs(req, sm)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out.Inputs = inputs
-	outputs, err := decodeRequestedOutputs(model, req.GetOutputs())
+	outputs, shmOut, err := decodeRequestedOutputs(model, req.GetOutputs(), sm)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out.Outputs = outputs
-	return out, nil
+	return out, shmOut, nil
 }
 
 // decodeRequestParameters moves "priority" and "timeout" into their fields
@@ -132,7 +137,10 @@ func parameterValue(key string, p *pb.InferParameter) (any, error) {
 	return nil, invalidf("invalid value type for '%s' parameter, expected int64_param, bool_param, string_param or double_param.", key)
 }
 
-func decodeInputs(req *pb.ModelInferRequest) ([]tensor.Tensor, error) {
+// decodeInputs decodes the inputs. raw_input_contents holds one entry per
+// input that is not in shared memory, in order (tritonclient sends none for
+// shared-memory inputs).
+func decodeInputs(req *pb.ModelInferRequest, sm *sharedMemory) ([]tensor.Tensor, error) {
 	model := req.GetModelName()
 	inputs := req.GetInputs()
 	raw := req.GetRawInputContents()
@@ -141,6 +149,7 @@ func decodeInputs(req *pb.ModelInferRequest) ([]tensor.Tensor, error) {
 			model, len(raw), len(inputs))
 	}
 	out := make([]tensor.Tensor, len(inputs))
+	rawIndex := 0
 	var names nameSet
 	for i, in := range inputs {
 		name := in.GetName()
@@ -161,20 +170,27 @@ func decodeInputs(req *pb.ModelInferRequest) ([]tensor.Tensor, error) {
 		if len(shape) == 0 {
 			return nil, invalidf("input '%s' for model '%s' has no shape", name, model)
 		}
-		if _, ok := in.GetParameters()[paramSharedMemoryRegion]; ok {
-			return nil, infer.Errorf(infer.CodeUnimplemented,
-				"input '%s' for model '%s' uses shared memory, which helix-worker does not support; send tensors in raw_input_contents", name, model)
+		ref, inShm, err := tensorRef("input '"+name+"' for model '"+model+"'", in.GetParameters())
+		if err != nil {
+			return nil, err
 		}
 
 		var data []byte
 		switch {
+		case inShm && in.GetContents() != nil:
+			return nil, invalidf("input '%s' for model '%s' has both contents and a shared memory region; send one", name, model)
+		case inShm:
+			if data, err = sm.input(model, name, ref); err != nil {
+				return nil, err
+			}
 		case len(raw) > 0 && in.GetContents() != nil:
 			return nil, invalidf("contents field must not be specified when using raw_input_contents for '%s' for model '%s'", name, model)
 		case len(raw) > 0:
-			if i >= len(raw) {
+			if rawIndex >= len(raw) {
 				return nil, invalidf("unable to find data for input tensor '%s' for model '%s' in request.", name, model)
 			}
-			data = raw[i]
+			data = raw[rawIndex]
+			rawIndex++
 		case in.GetContents() != nil:
 			data, err = typedContents(model, name, dt, in.GetContents())
 			if err != nil {
@@ -395,34 +411,54 @@ func appendNarrow(b []byte, x uint32, size int) []byte {
 	return binary.LittleEndian.AppendUint16(b, uint16(x))
 }
 
-func decodeRequestedOutputs(model string, outs []*pb.ModelInferRequest_InferRequestedOutputTensor) ([]infer.RequestedOutput, error) {
+// decodeRequestedOutputs decodes the requested outputs, binding those asked
+// for in shared memory (released again when it fails).
+func decodeRequestedOutputs(model string, outs []*pb.ModelInferRequest_InferRequestedOutputTensor, sm *sharedMemory) (_ []infer.RequestedOutput, shmOut shm.Outputs, err error) {
 	if len(outs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
+	defer func() {
+		if err != nil {
+			shmOut.Release()
+		}
+	}()
 	res := make([]infer.RequestedOutput, len(outs))
 	var names nameSet
 	for i, o := range outs {
 		name := o.GetName()
 		if name == "" {
-			return nil, invalidf("requested output %d for model '%s' has no name", i, model)
+			return nil, shmOut, invalidf("requested output %d for model '%s' has no name", i, model)
 		}
 		if !names.add(name) {
-			return nil, invalidf("output '%s' for model '%s' is requested more than once", name, model)
+			return nil, shmOut, invalidf("output '%s' for model '%s' is requested more than once", name, model)
 		}
 		res[i].Name = name
+		ref, inShm, err := tensorRef("output '"+name+"' for model '"+model+"'", o.GetParameters())
+		if err != nil {
+			return nil, shmOut, err
+		}
+		if inShm {
+			bound, err := sm.output(model, name, ref)
+			if err != nil {
+				return nil, shmOut, err
+			}
+			if shmOut == nil {
+				shmOut = make(shm.Outputs, len(outs))
+			}
+			shmOut[name] = bound
+		}
 		for key, p := range o.GetParameters() {
-			switch key {
-			case paramSharedMemoryRegion:
-				return nil, infer.Errorf(infer.CodeUnimplemented,
-					"output '%s' for model '%s' asks for shared memory, which helix-worker does not support; outputs come back in raw_output_contents", name, model)
-			case paramClassification:
+			if shm.IsParam(key) {
+				continue // the front end writes the output; the model need not know
+			}
+			if key == paramClassification {
 				if err := checkClassification(p); err != nil {
-					return nil, err
+					return nil, shmOut, err
 				}
 			}
 			v, err := parameterValue(key, p)
 			if err != nil {
-				return nil, invalidf("output '%s' for model '%s': %w", name, model, err)
+				return nil, shmOut, invalidf("output '%s' for model '%s': %w", name, model, err)
 			}
 			if res[i].Parameters == nil {
 				res[i].Parameters = make(map[string]any, len(o.GetParameters()))
@@ -430,7 +466,7 @@ func decodeRequestedOutputs(model string, outs []*pb.ModelInferRequest_InferRequ
 			res[i].Parameters[key] = v
 		}
 	}
-	return res, nil
+	return res, shmOut, nil
 }
 
 // checkClassification validates the parameter as Triton does; the service

@@ -5,12 +5,32 @@ import (
 
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/shm"
 )
 
 // encodeInferResponse builds the wire response. Like Triton, every output's
 // data goes in raw_output_contents (aliasing the tensors' bytes), and
 // outputs[] carries only name, datatype and shape.
 func encodeInferResponse(req *infer.Request, resp *infer.Response) (*pb.ModelInferResponse, error) {
+	return encodeResponse(req, resp, nil)
+}
+
+// encodeResponse is encodeInferResponse that first writes the outputs bound
+// in shmOut into their regions (all or none: a window too small fails the
+// request before anything is written). Those outputs carry their
+// shared-memory parameters and an empty raw_output_contents entry, which
+// keeps the entries lined up with outputs[].
+func encodeResponse(req *infer.Request, resp *infer.Response, shmOut shm.Outputs) (*pb.ModelInferResponse, error) {
+	if len(shmOut) > 0 {
+		names := make([]string, len(resp.Outputs))
+		data := make([][]byte, len(resp.Outputs))
+		for i := range resp.Outputs {
+			names[i], data[i] = resp.Outputs[i].Name, resp.Outputs[i].Data
+		}
+		if err := shmOut.WriteAll(names, data); err != nil {
+			return nil, err
+		}
+	}
 	out := &pb.ModelInferResponse{
 		ModelName:    resp.Model,
 		ModelVersion: resp.Version,
@@ -42,9 +62,25 @@ func encodeInferResponse(req *infer.Request, resp *infer.Response) (*pb.ModelInf
 		tensors[i].Datatype = string(t.DataType)
 		tensors[i].Shape = t.Shape
 		out.Outputs[i] = &tensors[i]
+		if o, ok := shmOut[t.Name]; ok {
+			tensors[i].Parameters = shmParameters(o.Ref)
+			continue
+		}
 		out.RawOutputContents[i] = t.Data
 	}
 	return out, nil
+}
+
+// shmParameters tells the client where an output was written.
+func shmParameters(ref shm.Ref) map[string]*pb.InferParameter {
+	p := map[string]*pb.InferParameter{
+		shm.ParamRegion:   {ParameterChoice: &pb.InferParameter_StringParam{StringParam: ref.Region}},
+		shm.ParamByteSize: {ParameterChoice: &pb.InferParameter_Int64Param{Int64Param: int64(ref.ByteSize)}},
+	}
+	if ref.Offset != 0 {
+		p[shm.ParamOffset] = &pb.InferParameter{ParameterChoice: &pb.InferParameter_Int64Param{Int64Param: int64(ref.Offset)}}
+	}
+	return p
 }
 
 // inferParameter converts a Go parameter value from the service.

@@ -22,6 +22,7 @@ import (
 	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/shm"
 )
 
 // Options configures a Server.
@@ -39,6 +40,11 @@ type Options struct {
 	// again (Spend of 0), which bounds how long a revoked client's stream
 	// stays open; 0 means 10s.
 	LimitRecheck time.Duration
+	// SharedMemory, when set, serves Triton's system shared memory
+	// extension from this registry (share one with the HTTP front end, as
+	// Triton does); nil: registration is UNIMPLEMENTED and the status lists
+	// no regions.
+	SharedMemory *shm.Registry
 }
 
 // Server implements pb.GRPCInferenceServiceServer on top of an infer.Service.
@@ -49,6 +55,7 @@ type Server struct {
 	usage   *usage.Aggregator
 	limiter infer.MessageLimiter
 	recheck time.Duration
+	shm     *shm.Registry
 }
 
 // NewServer returns a front end for svc.
@@ -61,7 +68,7 @@ func NewServer(svc infer.Service, opts Options) *Server {
 	if recheck <= 0 {
 		recheck = 10 * time.Second
 	}
-	return &Server{svc: svc, log: log, usage: opts.Usage, limiter: opts.Limiter, recheck: recheck}
+	return &Server{svc: svc, log: log, usage: opts.Usage, limiter: opts.Limiter, recheck: recheck, shm: opts.SharedMemory}
 }
 
 // Register registers the inference service and the gRPC health service on s.
@@ -203,10 +210,11 @@ func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInfe
 		return nil, nil, err
 	}
 	infer.SetModel(ctx, req.GetModelName())
-	ireq, err := decodeInferRequest(req)
+	ireq, shmOut, err := decodeRequest(req, s.sharedMemory(ctx))
 	if err != nil {
 		return nil, nil, err
 	}
+	defer shmOut.Release()
 	iresp, err := s.svc.Infer(ctx, ireq)
 	if err != nil {
 		return nil, ireq, err
@@ -214,7 +222,7 @@ func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInfe
 	// The span covers building the response message; gRPC marshals it
 	// after the handler returns.
 	t := infer.EncodeStart(ctx)
-	resp, err := encodeInferResponse(ireq, iresp)
+	resp, err := encodeResponse(ireq, iresp, shmOut)
 	infer.EncodeDone(ctx, t)
 	return resp, ireq, err
 }
@@ -323,48 +331,6 @@ func (s *Server) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryMo
 		return nil, s.fail(ctx, "RepositoryModelUnload", err)
 	}
 	return &pb.RepositoryModelUnloadResponse{}, nil
-}
-
-const (
-	noSystemSharedMemory = "helix-worker does not support system shared memory; send tensors in raw_input_contents"
-	noCudaSharedMemory   = "helix-worker does not support CUDA shared memory; send tensors in raw_input_contents"
-)
-
-// SystemSharedMemoryStatus lists no regions, since none can be registered;
-// clients that list or clean up regions before they infer keep working.
-func (s *Server) SystemSharedMemoryStatus(_ context.Context, req *pb.SystemSharedMemoryStatusRequest) (*pb.SystemSharedMemoryStatusResponse, error) {
-	if req.GetName() != "" {
-		return nil, status.Errorf(codes.NotFound, "Unable to find system shared memory region: '%s'", req.GetName())
-	}
-	return &pb.SystemSharedMemoryStatusResponse{}, nil
-}
-
-// SystemSharedMemoryRegister is not supported.
-func (s *Server) SystemSharedMemoryRegister(context.Context, *pb.SystemSharedMemoryRegisterRequest) (*pb.SystemSharedMemoryRegisterResponse, error) {
-	return nil, status.Error(codes.Unimplemented, noSystemSharedMemory)
-}
-
-// SystemSharedMemoryUnregister is not supported.
-func (s *Server) SystemSharedMemoryUnregister(context.Context, *pb.SystemSharedMemoryUnregisterRequest) (*pb.SystemSharedMemoryUnregisterResponse, error) {
-	return nil, status.Error(codes.Unimplemented, noSystemSharedMemory)
-}
-
-// CudaSharedMemoryStatus lists no regions, since none can be registered.
-func (s *Server) CudaSharedMemoryStatus(_ context.Context, req *pb.CudaSharedMemoryStatusRequest) (*pb.CudaSharedMemoryStatusResponse, error) {
-	if req.GetName() != "" {
-		return nil, status.Errorf(codes.NotFound, "Unable to find cuda shared memory region: '%s'", req.GetName())
-	}
-	return &pb.CudaSharedMemoryStatusResponse{}, nil
-}
-
-// CudaSharedMemoryRegister is not supported.
-func (s *Server) CudaSharedMemoryRegister(context.Context, *pb.CudaSharedMemoryRegisterRequest) (*pb.CudaSharedMemoryRegisterResponse, error) {
-	return nil, status.Error(codes.Unimplemented, noCudaSharedMemory)
-}
-
-// CudaSharedMemoryUnregister is not supported.
-func (s *Server) CudaSharedMemoryUnregister(context.Context, *pb.CudaSharedMemoryUnregisterRequest) (*pb.CudaSharedMemoryUnregisterResponse, error) {
-	return nil, status.Error(codes.Unimplemented, noCudaSharedMemory)
 }
 
 // TraceSetting is not supported.

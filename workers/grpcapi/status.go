@@ -13,15 +13,16 @@ import (
 // grpcCodes maps infer codes to the gRPC codes Triton sends for the same
 // TRITONSERVER_Error codes (src/grpc/grpc_utils.cc), plus the scheduler's.
 var grpcCodes = map[infer.Code]codes.Code{
-	infer.CodeInternal:          codes.Internal,
-	infer.CodeInvalidArgument:   codes.InvalidArgument,
-	infer.CodeNotFound:          codes.NotFound,
-	infer.CodeUnavailable:       codes.Unavailable,
-	infer.CodeUnimplemented:     codes.Unimplemented,
-	infer.CodeResourceExhausted: codes.ResourceExhausted,
-	infer.CodeDeadlineExceeded:  codes.DeadlineExceeded,
-	infer.CodeCancelled:         codes.Canceled,
-	infer.CodeAlreadyExists:     codes.AlreadyExists,
+	infer.CodeInternal:           codes.Internal,
+	infer.CodeInvalidArgument:    codes.InvalidArgument,
+	infer.CodeNotFound:           codes.NotFound,
+	infer.CodeUnavailable:        codes.Unavailable,
+	infer.CodeUnimplemented:      codes.Unimplemented,
+	infer.CodeResourceExhausted:  codes.ResourceExhausted,
+	infer.CodeDeadlineExceeded:   codes.DeadlineExceeded,
+	infer.CodeCancelled:          codes.Canceled,
+	infer.CodeAlreadyExists:      codes.AlreadyExists,
+	infer.CodeFailedPrecondition: codes.FailedPrecondition,
 }
 
 // grpcStatus turns an error from the service or the decoder into a gRPC
