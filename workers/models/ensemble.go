@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -71,6 +72,10 @@ func (m *Manager) loadSteps(ctx context.Context, cfg *pb.ModelConfig) error {
 		if m.loading[s.ModelName] {
 			return fmt.Errorf("%w: ensemble '%s' step %d ('%s'): model '%s' is being loaded already (ensembles that include each other)",
 				repository.ErrInvalidConfig, cfg.Name, i, s.ModelName, s.ModelName)
+		}
+		if st, err := os.Stat(filepath.Join(m.cfg.Repository, s.ModelName)); err != nil || !st.IsDir() {
+			return notFoundError{fmt.Sprintf("ensemble '%s' step %d ('%s'): model '%s' is not in the model repository",
+				cfg.Name, i, s.ModelName, s.ModelName)}
 		}
 		m.log.Info("loading an ensemble's step model", "ensemble", cfg.Name, "step", i, "model", s.ModelName)
 		if err := m.loadLocked(ctx, s.ModelName, infer.LoadOptions{}); err != nil {

@@ -207,7 +207,7 @@ func TestEnsembleLoadErrors(t *testing.T) {
 	}{
 		{"no_version", infer.CodeNotFound, "no version is available (an ensemble needs a numeric version folder, which may be empty)"},
 		{"ring_a", infer.CodeInvalidArgument, "model 'ring_a' is being loaded already"},
-		{"missing_step", infer.CodeNotFound, "ensemble 'missing_step' step 1 ('nosuch'): failed to load 'nosuch'"},
+		{"missing_step", infer.CodeNotFound, "ensemble 'missing_step' step 1 ('nosuch'): model 'nosuch' is not in the model repository"},
 		{"old_version", infer.CodeNotFound, "ensemble 'old_version' step 1 ('simple'): model 'simple' version 2 is not loaded (loaded: [1])"},
 		{"cycle", infer.CodeInvalidArgument, "steps form a cycle: step 0 ('simple') -> step 1 ('simple') -> step 0 ('simple')"},
 	}
@@ -221,6 +221,9 @@ func TestEnsembleLoadErrors(t *testing.T) {
 	}
 	idx, _ := m.RepositoryIndex(ctx, false)
 	for _, e := range idx {
+		if e.Name == "nosuch" {
+			t.Errorf("the index lists %+v, which the repository lacks", e)
+		}
 		if e.Name == "cycle" && (e.State != infer.StateUnavailable || !strings.Contains(e.Reason, "cycle")) {
 			t.Errorf("index entry %+v", e)
 		}
