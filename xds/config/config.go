@@ -95,11 +95,14 @@ type AuthZ struct {
 	// Replicas are more helix-authz instances (host:port each) beside
 	// Address: Envoy balances Checks across all and retries one that could
 	// not reach a replica on another.
-	Replicas         []string      `yaml:"replicas"`
-	Timeout          time.Duration `yaml:"timeout"`
-	MaxRequestBytes  uint32        `yaml:"max_request_bytes"`
-	FailureModeAllow bool          `yaml:"failure_mode_allow"`
-	TLS              *UpstreamTLS  `yaml:"tls"`
+	Replicas        []string      `yaml:"replicas"`
+	Timeout         time.Duration `yaml:"timeout"`
+	MaxRequestBytes uint32        `yaml:"max_request_bytes"`
+	// RESTBodyBytes: the REST body bytes sent with a model route's Check
+	// (an inference's sequence_id); default 4096.
+	RESTBodyBytes    uint32       `yaml:"rest_body_bytes"`
+	FailureModeAllow bool         `yaml:"failure_mode_allow"`
+	TLS              *UpstreamTLS `yaml:"tls"`
 	// Public is helix-authz's public port (OAuth2, the people's API, its
 	// pages, the developer portal): with it, Envoy serves those paths on
 	// its listener too (xds/translate). Optional.

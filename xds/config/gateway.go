@@ -21,6 +21,7 @@ func (c *Config) Gateway() *ir.Gateway {
 			Upstream:         upstream(c.AuthZ.Address, c.AuthZ.TLS, c.AuthZ.Replicas...),
 			Timeout:          c.AuthZ.Timeout,
 			MaxRequestBytes:  c.AuthZ.MaxRequestBytes,
+			RESTBodyBytes:    c.AuthZ.RESTBodyBytes,
 			FailureModeAllow: c.AuthZ.FailureModeAllow,
 		},
 		Workers: upstreamTLS(c.WorkersTLS),

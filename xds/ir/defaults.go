@@ -6,6 +6,7 @@ import "time"
 const (
 	DefaultAuthZTimeout         = time.Second
 	DefaultAuthZMaxRequestBytes = 256
+	DefaultAuthZRESTBodyBytes   = 4096
 	DefaultRateLimitDomain      = "helixflow"
 	DefaultRateLimitTimeout     = 100 * time.Millisecond
 	DefaultRequestTimeout       = 60 * time.Second
@@ -45,6 +46,9 @@ func (g *Gateway) ApplyDefaults() {
 	setDur(&g.AuthZ.Timeout, DefaultAuthZTimeout)
 	if g.AuthZ.MaxRequestBytes == 0 {
 		g.AuthZ.MaxRequestBytes = DefaultAuthZMaxRequestBytes
+	}
+	if g.AuthZ.RESTBodyBytes == 0 {
+		g.AuthZ.RESTBodyBytes = DefaultAuthZRESTBodyBytes
 	}
 	if rl := g.RateLimit; rl != nil {
 		if rl.Domain == "" {

@@ -90,6 +90,11 @@ type AuthZ struct {
 	// MaxRequestBytes is how much of a unary gRPC body is sent with the
 	// check so helix-authz can read the model name; default 256.
 	MaxRequestBytes uint32 `yaml:"max_request_bytes,omitempty"`
+	// RESTBodyBytes is how much of a REST request's body on a model's
+	// routes is sent with the check, so helix-authz can read an
+	// inference's parameters.sequence_id (sequence routing; tritonclient
+	// writes it after the inputs' JSON head); default 4096.
+	RESTBodyBytes uint32 `yaml:"rest_body_bytes,omitempty"`
 	// FailureModeAllow lets requests through when helix-authz cannot be
 	// reached. Off by default and in every shipped config.
 	FailureModeAllow bool `yaml:"failure_mode_allow,omitempty"`

@@ -99,6 +99,9 @@ func (g *Gateway) validateStatic(v *validator) {
 	if b := g.AuthZ.MaxRequestBytes; b < 16 || b > 64<<10 {
 		v.add("authz.max_request_bytes", "must be 16..65536, got %d", b)
 	}
+	if b := g.AuthZ.RESTBodyBytes; b < 16 || b > 64<<10 {
+		v.add("authz.rest_body_bytes", "must be 16..65536, got %d", b)
+	}
 
 	if rl := g.RateLimit; rl != nil {
 		if !isLabel(rl.Domain) {

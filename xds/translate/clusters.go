@@ -2,6 +2,7 @@ package translate
 
 import (
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"net/netip"
 	"time"
 
@@ -29,16 +30,23 @@ const (
 	outlierMaxEjectPercent = 50
 	outlierConsecutive5xx  = 5
 	outlierConsecutiveGW   = 3
+
+	// maglevTableSize is a sequence cluster's Maglev table (a prime): at
+	// least ten entries per worker up to 100 workers in a pool, and 16 KiB
+	// per cluster rather than Envoy's default 65,537 entries (1 MiB), which
+	// with 1,000 models would be 2 GiB.
+	maglevTableSize = 1031
 )
 
 // clusters builds the side services first, then the default pool, then
-// two clusters per model pool (gRPC and REST ports), in model order.
+// four clusters per model pool, in model order: gRPC and REST ports, and
+// their consistent-hash twins for sequences (sequencePool).
 func clusters(g *ir.Gateway) ([]types.Resource, error) {
 	b, err := newClusterBuilder(g)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]types.Resource, 0, 4+2*len(g.Pools))
+	out := make([]types.Resource, 0, 4+4*len(g.Pools))
 	add := func(c *clusterv3.Cluster, err error) error {
 		if err != nil {
 			return err
@@ -76,6 +84,12 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 		if err := add(b.httpPool(HTTPCluster(p.Model), wire.RESTModelPath(p.Model, "", "ready")), nil); err != nil {
 			return nil, err
 		}
+		if err := add(b.sequencePool(GRPCSequenceCluster(p.Model), GRPCCluster(p.Model), b.grpcOptions, b.grpcTLS), nil); err != nil {
+			return nil, err
+		}
+		if err := add(b.sequencePool(HTTPSequenceCluster(p.Model), HTTPCluster(p.Model), b.httpOptions, b.httpTLS), nil); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -93,10 +107,13 @@ type clusterBuilder struct {
 	edsConfig      *corev3.ConfigSource
 	grpcHealthALPN *corev3.HealthCheck_TlsOptions
 	httpHealthALPN *corev3.HealthCheck_TlsOptions
+	maglev         *clusterv3.Cluster_MaglevLbConfig_
 }
 
 func newClusterBuilder(g *ir.Gateway) (*clusterBuilder, error) {
-	b := &clusterBuilder{g: g, edsConfig: adsSource()}
+	b := &clusterBuilder{g: g, edsConfig: adsSource(), maglev: &clusterv3.Cluster_MaglevLbConfig_{
+		MaglevLbConfig: &clusterv3.Cluster_MaglevLbConfig{TableSize: wrapperspb.UInt64(maglevTableSize)},
+	}}
 	var err error
 	if b.grpcOptions, err = protocolOptions(true, connectionIdleTimeout); err != nil {
 		return nil, err
@@ -185,6 +202,25 @@ func (b *clusterBuilder) pool(name string, options map[string]*anypb.Any, tls *c
 		// long enough to exhaust the retry budget.
 		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{UpdateMergeWindow: durationpb.New(0)},
 	}
+}
+
+// sequencePool is the consistent-hash twin of the pool cluster of, with
+// the same endpoints (of's EDS assignment: no resource more to send or
+// rebuild when a worker changes) and a Maglev balancer hashing
+// wire.HeaderSequence (the route's hash policy): every request of one
+// sequence reaches the same worker while the pool does not change. When
+// it does, a share of the sequences moves (Maglev moves few), and their
+// next step gets the new worker's "unknown sequence" error.
+//
+// No active health check of its own (the twin would double the checks
+// every worker answers): EDS lists ready workers only, and outlier
+// detection ejects one that stops answering.
+func (b *clusterBuilder) sequencePool(name, of string, options map[string]*anypb.Any, tls *corev3.TransportSocket) *clusterv3.Cluster {
+	c := b.pool(name, options, tls)
+	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: b.edsConfig, ServiceName: of}
+	c.LbPolicy = clusterv3.Cluster_MAGLEV
+	c.LbConfig = b.maglev
+	return c
 }
 
 func (b *clusterBuilder) healthCheck(tls *corev3.HealthCheck_TlsOptions) *corev3.HealthCheck {

@@ -20,9 +20,11 @@ import (
 // The connection-manager-level config sends the first MaxRequestBytes of
 // the body, partial and as raw bytes: unary gRPC calls (ModelInfer and the
 // per-model metadata RPCs) carry the model name in protobuf field 1, which
-// authz reads. Routes that must not wait for a body (REST, whose model is
-// in the path, and ModelStreamInfer, whose body never ends) turn buffering
-// off with extAuthzNoBody. clear_route_cache makes the router match again
+// authz reads, and ModelInfer its parameters (sequence_id) in field 4.
+// Routes that must not wait for a body (ModelStreamInfer, whose body never
+// ends, WebSockets, generate_stream, REST paths of no pool) turn buffering
+// off with extAuthzNoBody; a model's REST routes send ir.AuthZ.RESTBodyBytes
+// (extAuthzRESTBody) for an inference's sequence_id. clear_route_cache makes the router match again
 // after authz sets x-helix-model. Failure to reach authz denies (503).
 // With replicas, a Check that could not reach one (refused, reset, or
 // UNAVAILABLE as a replica shuts down) is retried on another: a crashed
@@ -70,6 +72,22 @@ func checkHeaders() *matcherv3.ListStringMatcher {
 	}
 	m.Patterns = append(m.Patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: wire.HeaderPrefix}})
 	return m
+}
+
+// extAuthzRESTBody is the per-route override of a model's REST routes:
+// the first bytes of the body, where helix-authz reads an inference's
+// parameters.sequence_id. A request without a body (GET) is checked at
+// once.
+func extAuthzRESTBody(maxBytes uint32) (*anypb.Any, error) {
+	return typed(&extauthzv3.ExtAuthzPerRoute{
+		Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: &extauthzv3.CheckSettings{
+			WithRequestBody: &extauthzv3.BufferSettings{
+				MaxRequestBytes:     maxBytes,
+				AllowPartialMessage: true,
+				PackAsBytes:         true,
+			},
+		}},
+	})
 }
 
 // extAuthzNoBody is the per-route override that checks without the body.

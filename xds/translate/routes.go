@@ -26,26 +26,48 @@ import (
 //     stream's messages: it sets x-helix-model only when the client named
 //     the model in the helix-model header (and the worker then refuses
 //     messages for another model); every stream first matches route 2.
-//  3. per model m: gRPC with x-helix-model == m -> m's gRPC cluster. The
-//     header exists only after ext_authz set it and cleared the route
-//     cache; before that the request matches route 5, whose (absent)
-//     per-route config leaves body buffering on so authz sees the model.
-//  4. per model m: the WebSocket path /v2/models/{m}[/versions/{v}]/infer/ws
+//     A stream is not routed per message: all its sequences stay on the
+//     worker the stream reached.
+//  3. per model m: gRPC ModelInfer with x-helix-model == m and
+//     x-helix-sequence (a Triton sequence's step) -> m's gRPC sequence
+//     cluster (GRPCSequenceCluster: Maglev on x-helix-sequence, so every
+//     step of a sequence reaches the same worker), no retries: a step
+//     changes the sequence's state, and another worker does not know it.
+//  4. per model m: gRPC with x-helix-model == m -> m's gRPC cluster. The
+//     headers exist only after ext_authz set them and cleared the route
+//     cache; before that the request matches route 11, whose (absent)
+//     per-route config leaves body buffering on so authz sees the model
+//     and the parameters (sequence_id).
+//  5. per model m: the WebSocket path /v2/models/{m}[/versions/{v}]/infer/ws
 //     -> m's REST cluster (HTTP/1.1), and
-//  5. any other model's WebSocket path -> default pool's REST cluster; both
+//  6. any other model's WebSocket path -> default pool's REST cluster; both
 //     the only routes that allow the upgrade (route-level upgrade_configs;
 //     the connection manager allows none), no route timeout (a stream),
-//     the idle timeout, no retries. Before route 6, whose prefix they are
+//     the idle timeout, no retries. Before route 10, whose prefix they are
 //     under.
-//  6. per model m: REST /v2/models/{m} and below (versions included) ->
-//     m's REST cluster, without body buffering.
-//  7. any other gRPC method (server metadata and health, a model without a
-//     pool) -> default pool, where a worker answers as Triton would.
-//  8. any other /v2 path -> default pool's REST cluster.
+//  7. per model m: Triton's generate_stream path
+//     /v2/models/{m}[/versions/{v}]/generate_stream -> m's REST cluster,
+//     and
+//  8. any other model's generate_stream path -> default pool's REST
+//     cluster; both answered as server-sent events: the stream timeout
+//     (0: none) and the idle timeout instead of the request timeout, no
+//     retries, no body buffering. Envoy passes each event on as it comes
+//     (no filter buffers responses).
+//  9. per model m: REST /v2/models/{m} and below with x-helix-sequence
+//     (set by authz after route 10's check) -> m's REST sequence cluster,
+//     as route 3.
+//  10. per model m: REST /v2/models/{m} and below (versions included) ->
+//     m's REST cluster. Its check gets the first ir.AuthZ.RESTBodyBytes of
+//     the body, where authz reads an inference's parameters.sequence_id.
+//  11. any other gRPC method (server metadata and health, shared memory,
+//     a model without a pool) -> default pool, where a worker answers as
+//     Triton would (authz refuses shared memory before).
+//  12. any other /v2 path -> default pool's REST cluster.
 //
 // Everything else gets Envoy's 404. Unary routes have the request timeout
-// (Envoy's 15s default is replaced) and the retry policy. An upgrade on
-// any route but 4 and 5 is refused by Envoy (403) before any Check.
+// (Envoy's 15s default is replaced) and the retry policy but for the
+// sequence routes. An upgrade on any route but 5 and 6 is refused by
+// Envoy (403) before any Check.
 func routes(g *ir.Gateway) ([]types.Resource, error) {
 	b, err := newRouteBuilder(g)
 	if err != nil {
@@ -55,12 +77,15 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := make([]*routev3.Route, 0, len(public)+4*len(g.Pools)+4)
+	rs := make([]*routev3.Route, 0, len(public)+7*len(g.Pools)+5)
 	rs = append(rs, public...)
 	for _, p := range g.Pools {
 		rs = append(rs, b.streamRoute(p.Model))
 	}
 	rs = append(rs, b.streamRoute(""))
+	for _, p := range g.Pools {
+		rs = append(rs, b.grpcSequenceRoute(p.Model))
+	}
 	for _, p := range g.Pools {
 		rs = append(rs, b.grpcModelRoute(p.Model))
 	}
@@ -68,6 +93,13 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 		rs = append(rs, b.wsRoute(p.Model))
 	}
 	rs = append(rs, b.wsRoute(""))
+	for _, p := range g.Pools {
+		rs = append(rs, b.sseRoute(p.Model))
+	}
+	rs = append(rs, b.sseRoute(""))
+	for _, p := range g.Pools {
+		rs = append(rs, b.restSequenceRoute(p.Model))
+	}
 	for _, p := range g.Pools {
 		rs = append(rs, b.restModelRoute(p.Model))
 	}
@@ -97,9 +129,14 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 
 // routeBuilder holds the parts shared by every route, built once.
 type routeBuilder struct {
-	g      *ir.Gateway
-	noBody map[string]*anypb.Any
-	retry  *routev3.RetryPolicy
+	g        *ir.Gateway
+	noBody   map[string]*anypb.Any
+	restBody map[string]*anypb.Any
+	retry    *routev3.RetryPolicy
+	// bySequence hashes wire.HeaderSequence (the sequence routes).
+	bySequence []*routev3.RouteAction_HashPolicy
+	// hasSequence matches a request authz gave wire.HeaderSequence.
+	hasSequence *routev3.HeaderMatcher
 }
 
 func newRouteBuilder(g *ir.Gateway) (*routeBuilder, error) {
@@ -107,11 +144,26 @@ func newRouteBuilder(g *ir.Gateway) (*routeBuilder, error) {
 	if err != nil {
 		return nil, err
 	}
+	restBody, err := extAuthzRESTBody(g.AuthZ.RESTBodyBytes)
+	if err != nil {
+		return nil, err
+	}
 	retry, err := retryPolicy(g.Retry)
 	if err != nil {
 		return nil, err
 	}
-	return &routeBuilder{g: g, noBody: map[string]*anypb.Any{filterExtAuthz: noBody}, retry: retry}, nil
+	return &routeBuilder{
+		g: g, retry: retry,
+		noBody:   map[string]*anypb.Any{filterExtAuthz: noBody},
+		restBody: map[string]*anypb.Any{filterExtAuthz: restBody},
+		bySequence: []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+			Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: wire.HeaderSequence},
+		}}},
+		hasSequence: &routev3.HeaderMatcher{
+			Name:                 wire.HeaderSequence,
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+		},
+	}, nil
 }
 
 // streamRoute is model's ModelStreamInfer route, or with model "" the
@@ -157,6 +209,72 @@ func (b *routeBuilder) grpcModelRoute(model string) *routev3.Route {
 			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 		},
 		Action: &routev3.Route_Route{Route: b.unaryGRPC(GRPCCluster(model))},
+	}
+}
+
+// grpcSequenceRoute sends model's ModelInfer calls that belong to a
+// sequence to its consistent-hash cluster, without retries.
+func (b *routeBuilder) grpcSequenceRoute(model string) *routev3.Route {
+	a := b.unaryGRPC(GRPCSequenceCluster(model))
+	a.RetryPolicy, a.HashPolicy = nil, b.bySequence
+	return &routev3.Route{
+		Name: "grpc-sequence/" + model,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Path{Path: wire.GRPCModelInfer},
+			Headers:       []*routev3.HeaderMatcher{modelHeader(model), b.hasSequence},
+			Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
+		},
+		Action: &routev3.Route_Route{Route: a},
+	}
+}
+
+// restSequenceRoute is grpcSequenceRoute for model's REST paths. It
+// needs no x-helix-model match: authz sets x-helix-sequence only with
+// the model the path names.
+func (b *routeBuilder) restSequenceRoute(model string) *routev3.Route {
+	a := b.unary(HTTPSequenceCluster(model))
+	a.RetryPolicy, a.HashPolicy = nil, b.bySequence
+	return &routev3.Route{
+		Name: "rest-sequence/" + model,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: wire.RESTModelPath(model, "")},
+			Headers:       []*routev3.HeaderMatcher{b.hasSequence},
+		},
+		Action:               &routev3.Route_Route{Route: a},
+		TypedPerFilterConfig: b.noBody,
+	}
+}
+
+// ssePathRegex is the shape of a generate_stream path (with any query),
+// as wsPathRegex.
+var ssePathRegex = "^" + regexp.QuoteMeta(wire.RESTModelsPrefix) + `[^/?]+(/versions/[0-9]+)?` +
+	regexp.QuoteMeta(wire.GenerateStreamSuffix) + `(\?.*)?$`
+
+// sseRoute is model's generate_stream route, or with model "" the default
+// pool's for any model without one: server-sent events for as long as
+// the model sends them.
+func (b *routeBuilder) sseRoute(model string) *routev3.Route {
+	name, cluster, prefix := "sse-default", ClusterDefaultHTTP, strings.TrimSuffix(wire.RESTModelsPrefix, "/")
+	if model != "" {
+		name, cluster, prefix = "sse-model/"+model, HTTPCluster(model), wire.RESTModelPath(model, "")
+	}
+	return &routev3.Route{
+		Name: name,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: ":path",
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ssePathRegex}},
+				}},
+			}},
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+			Timeout:          dur(b.g.Timeouts.Stream), // 0: none
+			IdleTimeout:      dur(b.g.Timeouts.Idle),
+		}},
+		TypedPerFilterConfig: b.noBody,
 	}
 }
 
@@ -209,7 +327,7 @@ func (b *routeBuilder) restModelRoute(model string) *routev3.Route {
 			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: wire.RESTModelPath(model, "")},
 		},
 		Action:               &routev3.Route_Route{Route: b.unary(HTTPCluster(model))},
-		TypedPerFilterConfig: b.noBody,
+		TypedPerFilterConfig: b.restBody,
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -283,12 +284,21 @@ func TestTranslateEndpointsMatchesTranslate(t *testing.T) {
 			t.Errorf("assignment %d differs", i)
 		}
 	}
-	// Every EDS cluster has its assignment, in the same order.
+	// Every EDS cluster has its assignment, in the same order; a
+	// sequence twin shares its pool's (EDS service name).
 	var eds []string
 	for _, c := range r.Clusters {
-		if c := c.(*clusterv3.Cluster); c.GetEdsClusterConfig() != nil {
-			eds = append(eds, c.Name)
+		c := c.(*clusterv3.Cluster)
+		if c.GetEdsClusterConfig() == nil {
+			continue
 		}
+		if n := c.GetEdsClusterConfig().GetServiceName(); n != c.Name {
+			if !slices.Contains(eds, n) || c.LbPolicy != clusterv3.Cluster_MAGLEV {
+				t.Fatalf("cluster %q takes %q's assignment, which comes after it or is not its pool's twin", c.Name, n)
+			}
+			continue
+		}
+		eds = append(eds, c.Name)
 	}
 	for i, e := range r.Endpoints {
 		if name := e.(*endpointv3.ClusterLoadAssignment).ClusterName; i >= len(eds) || name != eds[i] {
