@@ -187,3 +187,12 @@ func (m *Manager) unloadDependents(ctx context.Context, steps []string, seen map
 	}
 	return nil
 }
+
+// isEnsemble reports whether a model's serving versions are an ensemble's.
+// The caller holds m.mu.
+func isEnsemble(mod *model) bool {
+	for _, v := range mod.versions {
+		return v.config.Platform == repository.PlatformEnsemble
+	}
+	return false
+}

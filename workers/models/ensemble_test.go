@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/infer"
@@ -259,5 +260,44 @@ func TestEnsembleNoneModeStepMissing(t *testing.T) {
 	}
 	if ok, _ := m.ModelReady(t.Context(), "simple", ""); !ok {
 		t.Error("simple does not serve")
+	}
+}
+
+// TestCloseDrainsEnsemblesFirst: a shutdown lets an ensemble request that
+// is in flight finish its later steps: the step models stop serving only
+// after the ensembles have drained.
+func TestCloseDrainsEnsemblesFirst(t *testing.T) {
+	root := t.TempDir()
+	writeModel(t, root, "simple", simpleConfig, 1)
+	writeEnsemble(t, root, "aa_twice", twiceConfig, "1")
+	be := &fakeBackend{delay: 100 * time.Millisecond}
+	m := newManager(t, root, ModeNone, be)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Infer(context.Background(), twiceRequest("aa_twice", "A", "B"))
+		errc <- err
+	}()
+	waitFor(t, func() bool { return be.executing.Load() > 0 }) // step 0 runs
+	if err := m.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("the in-flight ensemble request failed at shutdown: %v", err)
+	}
+}
+
+// TestEnsemblePollMode: an ensemble that appears in the repository is
+// loaded by the next poll once its step model serves.
+func TestEnsemblePollMode(t *testing.T) {
+	root := t.TempDir()
+	writeModel(t, root, "simple", simpleConfig, 1)
+	m := newManager(t, root, ModePoll, &fakeBackend{})
+	writeEnsemble(t, root, "aa_twice", twiceConfig, "1")
+	waitFor(t, func() bool {
+		ok, _ := m.ModelReady(t.Context(), "aa_twice", "")
+		return ok
+	})
+	if _, err := m.Infer(t.Context(), twiceRequest("aa_twice", "A", "B")); err != nil {
+		t.Fatal(err)
 	}
 }

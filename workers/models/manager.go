@@ -157,17 +157,26 @@ func (m *Manager) Start(ctx context.Context) error {
 func (m *Manager) Close(ctx context.Context) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
-	m.mu.Lock()
-	m.ready = false
-	var retired []*version
-	for _, mod := range m.models {
-		for _, v := range mod.versions {
-			retired = append(retired, v)
+	// Ensembles go first, so that their in-flight requests finish their
+	// steps on the models that are still serving.
+	var errs []error
+	for _, ensembles := range []bool{true, false} {
+		m.mu.Lock()
+		m.ready = false
+		var retired []*version
+		for _, mod := range m.models {
+			if len(mod.versions) == 0 || isEnsemble(mod) != ensembles {
+				continue
+			}
+			for _, v := range mod.versions {
+				retired = append(retired, v)
+			}
+			mod.versions = nil
 		}
-		mod.versions = nil
+		m.mu.Unlock()
+		errs = append(errs, m.retire(ctx, retired))
 	}
-	m.mu.Unlock()
-	return m.retire(ctx, retired)
+	return errors.Join(errs...)
 }
 
 func (m *Manager) poll(ctx context.Context) {
