@@ -18,6 +18,7 @@ import (
 	"github.com/helixflow/helixflow/internal/usage"
 	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/shm"
 )
 
 // DefaultMaxRequestBytes is Triton's default --http-max-input-size (64 MiB).
@@ -41,6 +42,10 @@ type Options struct {
 	// WebSocket, when set, serves GET /v2/models/{m}[/versions/{v}]/infer/ws
 	// (workers/wsapi); without it that path is 404.
 	WebSocket WebSocketHandler
+	// SharedMemory, when set, serves Triton's system shared memory
+	// extension from this registry (share one with the gRPC front end);
+	// nil: registration is 501 and the status lists no regions.
+	SharedMemory *shm.Registry
 }
 
 // WebSocketHandler serves a model's WebSocket inference endpoint; the
@@ -57,11 +62,12 @@ type handler struct {
 	log             *slog.Logger
 	usage           *usage.Aggregator
 	ws              WebSocketHandler
+	shm             *shm.Registry
 }
 
 // NewHandler returns the KServe v2 HTTP handler for svc.
 func NewHandler(svc infer.Service, opts Options) http.Handler {
-	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger, usage: opts.Usage, ws: opts.WebSocket}
+	h := &handler{svc: svc, maxBytes: opts.MaxRequestBytes, log: opts.Logger, usage: opts.Usage, ws: opts.WebSocket, shm: opts.SharedMemory}
 	if h.maxBytes <= 0 {
 		h.maxBytes = DefaultMaxRequestBytes
 	}
@@ -245,7 +251,7 @@ func httpStatus(err error) int {
 		return http.StatusInternalServerError
 	}
 	switch e.Code {
-	case infer.CodeInvalidArgument, infer.CodeAlreadyExists, infer.CodeCancelled:
+	case infer.CodeInvalidArgument, infer.CodeAlreadyExists, infer.CodeCancelled, infer.CodeFailedPrecondition:
 		return http.StatusBadRequest
 	case infer.CodeNotFound:
 		return http.StatusNotFound
@@ -425,41 +431,4 @@ func (h *handler) modelStats(w http.ResponseWriter, r *http.Request, model, vers
 		return
 	}
 	h.writeJSON(w, r, statsJSON(stats))
-}
-
-// routeSharedMemory answers Triton's shared-memory endpoints for a worker
-// that has none: status lists no regions, unregister has nothing to do,
-// register is UNSUPPORTED (501), as in a Triton with client shared memory
-// disabled.
-func (h *handler) routeSharedMemory(w http.ResponseWriter, r *http.Request, kind string, segs []string) bool {
-	region := ""
-	if len(segs) == 3 && segs[0] == "region" && segs[1] != "" {
-		region, segs = segs[1], segs[2:]
-	}
-	if len(segs) != 1 {
-		return false
-	}
-	switch segs[0] {
-	case "status":
-		if !h.allow(w, r, http.MethodGet) {
-			return true
-		}
-		if region != "" {
-			h.writeError(w, r, infer.Errorf(infer.CodeNotFound, "Unable to find %s shared memory region: '%s'", kind, region))
-			return true
-		}
-		h.writeRaw(w, []byte("[]"))
-	case "register":
-		if h.allow(w, r, http.MethodPost) {
-			h.writeError(w, r, infer.Errorf(infer.CodeUnimplemented,
-				"%s shared memory is not supported by helix-worker; send tensor data in the request body", kind))
-		}
-	case "unregister":
-		if h.allow(w, r, http.MethodPost) {
-			h.writeRaw(w, nil)
-		}
-	default:
-		return false
-	}
-	return true
 }

@@ -14,6 +14,7 @@ import (
 
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/shm"
 	"github.com/helixflow/helixflow/workers/tensor"
 )
 
@@ -50,6 +51,9 @@ type inferCall struct {
 	req           *infer.Request
 	defaultBinary bool
 	outputs       map[string]outputOptions
+	// shmOut are the outputs asked for in shared memory; the caller
+	// releases them once the response is encoded (Release is nil-safe).
+	shmOut shm.Outputs
 }
 
 func (c *inferCall) optionsFor(name string) outputOptions {
@@ -63,15 +67,22 @@ func invalidArg(format string, args ...any) *infer.Error {
 	return infer.Errorf(infer.CodeInvalidArgument, format, args...)
 }
 
-// Per-tensor parameters of Triton's shared-memory extension, which this
-// worker does not implement.
-var sharedMemoryParams = []string{"shared_memory_region", "shared_memory_offset", "shared_memory_byte_size"}
+// Per-tensor parameters of Triton's shared-memory extension.
+var sharedMemoryParams = []string{shm.ParamRegion, shm.ParamOffset, shm.ParamByteSize}
 
 // decodeInferRequest decodes an inference request body. The first headerLen
 // bytes are the JSON header; the rest are the binary inputs, in input order,
 // for inputs with a binary_data_size. Binary input data aliases body.
-// maxBytes bounds the decoded size of each JSON-encoded input.
+// maxBytes bounds the decoded size of each JSON-encoded input. Tensors in
+// shared memory are refused: the REST infer route calls decodeRequest.
 func decodeInferRequest(model, version string, body []byte, headerLen int, maxBytes int64) (*inferCall, error) {
+	return decodeRequest(model, version, body, headerLen, maxBytes, nil)
+}
+
+// decodeRequest is decodeInferRequest with shared memory served by sm (nil:
+// refused). Inputs in shared memory are copied out of their regions; the
+// outputs asked for in shared memory are bound in the call's shmOut.
+func decodeRequest(model, version string, body []byte, headerLen int, maxBytes int64, sm *sharedMemory) (_ *inferCall, err error) {
 	if headerLen < 0 || headerLen > len(body) {
 		return nil, invalidArg("inference header size should be in range [0, %d], got %d", len(body), headerLen)
 	}
@@ -81,6 +92,11 @@ func decodeInferRequest(model, version string, body []byte, headerLen int, maxBy
 	}
 	req := &infer.Request{Model: model, Version: version}
 	call := &inferCall{req: req}
+	defer func() {
+		if err != nil {
+			call.shmOut.Release()
+		}
+	}()
 	if rj.ID != nil {
 		req.ID = *rj.ID
 	}
@@ -94,7 +110,7 @@ func decodeInferRequest(model, version string, body []byte, headerLen int, maxBy
 	req.Inputs = make([]tensor.Tensor, 0, len(rj.Inputs))
 	seen := make(map[string]bool, len(rj.Inputs))
 	for i := range rj.Inputs {
-		t, err := decodeInput(&rj.Inputs[i], i, &binaryData, model, maxBytes)
+		t, err := decodeInput(&rj.Inputs[i], i, &binaryData, model, maxBytes, sm)
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +123,7 @@ func decodeInferRequest(model, version string, body []byte, headerLen int, maxBy
 	if len(binaryData) != 0 {
 		return nil, invalidArg("unexpected additional input data for model '%s': %d bytes after the last binary input", model, len(binaryData))
 	}
-	if err := decodeRequestedOutputs(rj.Outputs, call); err != nil {
+	if err := decodeRequestedOutputs(rj.Outputs, call, sm); err != nil {
 		return nil, err
 	}
 	return call, nil
@@ -228,7 +244,7 @@ func jsonUint(raw json.RawMessage) (uint64, bool) {
 
 // decodeInput decodes one input. Binary inputs take their bytes from the
 // front of *binaryData.
-func decodeInput(in *inputJSON, index int, binaryData *[]byte, model string, maxBytes int64) (tensor.Tensor, error) {
+func decodeInput(in *inputJSON, index int, binaryData *[]byte, model string, maxBytes int64, sm *sharedMemory) (tensor.Tensor, error) {
 	if in.Name == nil {
 		return tensor.Tensor{}, invalidArg("input %d has no 'name'", index)
 	}
@@ -252,7 +268,15 @@ func decodeInput(in *inputJSON, index int, binaryData *[]byte, model string, max
 		return tensor.Tensor{}, err
 	}
 	t := tensor.Tensor{Name: name, DataType: dt, Shape: in.Shape}
-	if isBinary {
+	ref, inShm, err := tensorRef("input '"+name+"'", in.Parameters)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	if inShm {
+		if t.Data, err = sm.input(model, name, ref); err != nil {
+			return tensor.Tensor{}, err
+		}
+	} else if isBinary {
 		rest := *binaryData
 		if binarySize > uint64(len(rest)) {
 			return tensor.Tensor{}, invalidArg(
@@ -302,10 +326,6 @@ func inputContent(in *inputJSON, name string) (size uint64, isBinary bool, err e
 		return 0, false, invalidArg("input '%s' must set only one of the following fields: 'data', "+
 			"'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But %s", name, got)
 	}
-	if hasShm {
-		return 0, false, infer.Errorf(infer.CodeUnimplemented,
-			"input '%s': shared memory is not supported by helix-worker; send the data in the request body", name)
-	}
 	if hasBinary {
 		size, ok := jsonUint(rawSize)
 		if !ok {
@@ -316,7 +336,7 @@ func inputContent(in *inputJSON, name string) (size uint64, isBinary bool, err e
 	return 0, false, nil
 }
 
-func decodeRequestedOutputs(outs []outputJSON, call *inferCall) error {
+func decodeRequestedOutputs(outs []outputJSON, call *inferCall, sm *sharedMemory) error {
 	if len(outs) == 0 {
 		return nil
 	}
@@ -331,6 +351,20 @@ func decodeRequestedOutputs(outs []outputJSON, call *inferCall) error {
 			return invalidArg("output '%s' is requested more than once", name)
 		}
 		opts := outputOptions{binary: call.defaultBinary}
+		ref, inShm, err := tensorRef("output '"+name+"'", o.Parameters)
+		if err != nil {
+			return err
+		}
+		if inShm {
+			bound, err := sm.output(call.req.Model, name, ref)
+			if err != nil {
+				return err
+			}
+			if call.shmOut == nil {
+				call.shmOut = make(shm.Outputs, len(outs))
+			}
+			call.shmOut[name] = bound
+		}
 		var pass map[string]any
 		for _, key := range sortedKeys(o.Parameters) {
 			raw := o.Parameters[key]
@@ -355,8 +389,7 @@ func decodeRequestedOutputs(outs []outputJSON, call *inferCall) error {
 					pass[key] = int64(min(n, math.MaxInt64))
 				}
 			case slices.Contains(sharedMemoryParams, key):
-				return infer.Errorf(infer.CodeUnimplemented,
-					"output '%s': shared memory is not supported by helix-worker", name)
+				// Written by the front end; the model need not know.
 			default:
 				v, ok := scalarValue(raw)
 				if !ok {
@@ -463,6 +496,16 @@ func encodeInferResponse(dst []byte, resp *infer.Response, call *inferCall) ([]b
 			return dst, nil, err
 		}
 	}
+	if len(call.shmOut) > 0 {
+		names := make([]string, len(resp.Outputs))
+		data := make([][]byte, len(resp.Outputs))
+		for i := range resp.Outputs {
+			names[i], data[i] = resp.Outputs[i].Name, resp.Outputs[i].Data
+		}
+		if err := call.shmOut.WriteAll(names, data); err != nil {
+			return dst, nil, err
+		}
+	}
 	dst = append(dst, `,"outputs":[`...)
 	var binaries [][]byte
 	for i := range resp.Outputs {
@@ -486,7 +529,18 @@ func encodeInferResponse(dst []byte, resp *infer.Response, call *inferCall) ([]b
 			dst = strconv.AppendInt(dst, d, 10)
 		}
 		dst = append(dst, ']')
-		if opts.binary {
+		if o, ok := call.shmOut[out.Name]; ok {
+			// Written to the region: only say where.
+			dst = append(dst, `,"parameters":{"shared_memory_region":`...)
+			dst = appendJSONString(dst, []byte(o.Ref.Region))
+			dst = append(dst, `,"shared_memory_byte_size":`...)
+			dst = strconv.AppendUint(dst, o.Ref.ByteSize, 10)
+			if o.Ref.Offset != 0 {
+				dst = append(dst, `,"shared_memory_offset":`...)
+				dst = strconv.AppendUint(dst, o.Ref.Offset, 10)
+			}
+			dst = append(dst, '}')
+		} else if opts.binary {
 			dst = append(dst, `,"parameters":{"binary_data_size":`...)
 			dst = strconv.AppendInt(dst, int64(len(out.Data)), 10)
 			dst = append(dst, '}')

@@ -102,11 +102,12 @@ func (h *handler) serveInfer(w http.ResponseWriter, r *http.Request, model, vers
 			return nil, true
 		}
 	} else {
-		call, err = decodeInferRequest(model, version, body, headerLen, h.maxBytes)
+		call, err = decodeRequest(model, version, body, headerLen, h.maxBytes, h.sharedMemory(r))
 		if err != nil {
 			h.writeError(w, r, err)
 			return nil, true
 		}
+		defer call.shmOut.Release()
 	}
 
 	resp, err := h.svc.Infer(ctx, call.req)

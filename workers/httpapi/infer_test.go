@@ -331,7 +331,7 @@ func TestInferErrors(t *testing.T) {
 		{name: "data and binary", body: `{"inputs":[{` + fp + `,"data":[1,2],"parameters":{"binary_data_size":8}}]}`, status: 400, want: "must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But set 'data' 'binary_data_size'"},
 		{name: "no data", body: `{"inputs":[{` + fp + `}]}`, status: 400, want: "But no field is set"},
 		{name: "duplicate input", body: `{"inputs":[{` + fp + `,"data":[1,2]},{` + fp + `,"data":[1,2]}]}`, status: 400, want: "input 'X' is given more than once"},
-		{name: "shared memory input", body: `{"inputs":[{` + fp + `,"parameters":{"shared_memory_region":"r0","shared_memory_byte_size":8}}]}`, status: 501, want: "shared memory is not supported by helix-worker"},
+		{name: "shared memory input", body: `{"inputs":[{` + fp + `,"parameters":{"shared_memory_region":"r0","shared_memory_byte_size":8}}]}`, status: 501, want: "shared memory is not supported on this endpoint"},
 		{name: "binary truncated", body: `{"inputs":[{` + fp + `,"parameters":{"binary_data_size":8}}]}`, blobs: [][]byte{f32s(1)}, status: 400, want: "unexpected size for input 'X': binary_data_size is 8 bytes but only 4 bytes of binary data are left for model 'simple'"},
 		{name: "binary without header", body: `{"inputs":[{` + fp + `,"parameters":{"binary_data_size":8}}]}`, header: map[string]string{}, status: 400, want: "unexpected size for input 'X'"},
 		{name: "binary extra", body: `{"inputs":[{` + fp + `,"parameters":{"binary_data_size":8}}]}`, blobs: [][]byte{f32s(1, 2, 3)}, status: 400, want: "unexpected additional input data for model 'simple': 4 bytes"},
@@ -353,7 +353,8 @@ func TestInferErrors(t *testing.T) {
 		{name: "duplicate output", body: `{"inputs":[],"outputs":[{"name":"Y"},{"name":"Y"}]}`, status: 400, want: "output 'Y' is requested more than once"},
 		{name: "bad binary_data", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"binary_data":"yes"}}]}`, status: 400, want: "Unable to parse 'binary_data'"},
 		{name: "bad classification", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"classification":-2}}]}`, status: 400, want: "Unable to set 'classification'"},
-		{name: "shared memory output", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"shared_memory_region":"r"}}]}`, status: 501, want: "shared memory is not supported"},
+		{name: "shared memory output", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"shared_memory_region":"r","shared_memory_byte_size":4}}]}`, status: 501, want: "shared memory is not supported"},
+		{name: "shared memory output without byte size", body: `{"inputs":[],"outputs":[{"name":"Y","parameters":{"shared_memory_region":"r"}}]}`, status: 400, want: "output 'Y' uses shared memory region 'r' but has no 'shared_memory_byte_size'"},
 		{name: "unknown encoding", body: `{"inputs":[]}`, header: map[string]string{"Content-Encoding": "br"}, status: 415, want: "Unsupported compression type 'br'"},
 		{name: "corrupt gzip", body: `{"inputs":[]}`, header: map[string]string{"Content-Encoding": "gzip"}, status: 400, want: "unable to decompress the request body"},
 	}
