@@ -25,6 +25,17 @@
 // x-helix-model. ModelStreamInfer has no body at check time: it needs
 // "models:infer" and a model list of "*", and gets no x-helix-model.
 //
+// Sequences: a ModelInfer's parameters (field 4, also in those first
+// bytes) and a REST inference's JSON "parameters" (the route sends the
+// first bytes of its body) give Triton's sequence_id, set as
+// x-helix-sequence (wire.HeaderSequence) for Envoy to hash on, so that
+// every step of a sequence reaches one worker. It is never a reason to
+// deny. Triton's shared-memory calls (gRPC SystemSharedMemory* and
+// CudaSharedMemory*, REST /v2/systemsharedmemory and /v2/cudasharedmemory)
+// cannot work through the gateway and are answered FAILED_PRECONDITION /
+// 400 with wire.SharedMemoryThroughGateway. Triton's generate and
+// generate_stream are inference on their model.
+//
 // Scopes: "models:infer" (inference on every model), "models:<m>:infer"
 // (on model m), "models:read" (health, server and model metadata, ready,
 // config, statistics). Inference scopes do not imply models:read. Besides
