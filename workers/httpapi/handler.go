@@ -167,9 +167,7 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 			h.withVersion(w, r, version, func(v string) { h.ws.ServeInferWS(w, r, model, v) })
 		}
 	case len(rest) == 1 && (rest[0] == "generate" || rest[0] == "generate_stream"):
-		if h.allow(w, r, http.MethodPost) {
-			h.writeError(w, r, infer.Errorf(infer.CodeUnimplemented, "the generate extension is not supported by helix-worker"))
-		}
+		h.withVersion(w, r, version, func(v string) { h.generate(w, r, model, v, rest[0] == "generate_stream") })
 	case len(rest) == 2 && rest[0] == "trace" && rest[1] == "setting" && version == "":
 		h.unavailableFeature(w, r, "trace settings are not supported by helix-worker")
 	default:
