@@ -41,6 +41,7 @@ import (
 	"github.com/helixflow/helixflow/workers/httpapi"
 	"github.com/helixflow/helixflow/workers/models"
 	"github.com/helixflow/helixflow/workers/registration"
+	"github.com/helixflow/helixflow/workers/shm"
 	"github.com/helixflow/helixflow/workers/stats"
 	"github.com/helixflow/helixflow/workers/wsapi"
 )
@@ -87,6 +88,9 @@ type options struct {
 	wsMaxMessageBytes                             int64
 	wsMaxInFlight                                 int
 	wsPingInterval, wsIdleTimeout, wsWriteTimeout time.Duration
+
+	// System shared memory (workers/shm, docs/worker.md).
+	shmMaxRegions int
 }
 
 // stringList is a repeatable flag.
@@ -143,6 +147,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.wsPingInterval, "ws-ping-interval", wsapi.DefaultPingInterval, "how often the worker pings each WebSocket client")
 	fs.DurationVar(&o.wsIdleTimeout, "ws-idle-timeout", wsapi.DefaultIdleTimeout, "a WebSocket connection with no message and no pong for this long is closed")
 	fs.DurationVar(&o.wsWriteTimeout, "ws-write-timeout", wsapi.DefaultWriteTimeout, "a WebSocket client that does not read an answer within this long loses its connection")
+	fs.IntVar(&o.shmMaxRegions, "shm-max-regions", shm.DefaultMaxRegions, "most system shared-memory regions registered at once (Triton's shared memory extension, for clients on this host); 0 turns system shared memory off")
 	o.tls.register(fs)
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -290,6 +295,13 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 
+	// One registry for both front ends, as Triton shares its manager.
+	var shmRegions *shm.Registry
+	if o.shmMaxRegions > 0 {
+		shmRegions = shm.New(shm.Options{MaxRegions: o.shmMaxRegions})
+		defer shmRegions.Close()
+	}
+
 	grpcTLS, httpTLS, err := listenerTLSConfigs(o, log)
 	if err != nil {
 		return err
@@ -338,7 +350,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			gopts = append(gopts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 		}
 		gs := grpc.NewServer(gopts...)
-		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log, Usage: counts, Limiter: limiter}).Register(gs)
+		grpcapi.NewServer(mgr, grpcapi.Options{Logger: log, Usage: counts, Limiter: limiter, SharedMemory: shmRegions}).Register(gs)
 		grpcPort = lis.Addr().(*net.TCPAddr).Port
 		servers = append(servers, func() { g.Add(daemon.GRPC(gs, lis, exitTimeout, log)) })
 		log.Info("serving gRPC", "address", lis.Addr().String(), "tls", o.tls.grpc().mode(), "why", o.grpcAddrWhy)
@@ -360,7 +372,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			Limiter:         limiter,
 			Logger:          log,
 		})
-		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log, Usage: counts, WebSocket: ws}), log)
+		srv := httpserver.New(httpapi.NewHandler(mgr, httpapi.Options{MaxRequestBytes: o.maxRequestBytes, MaxDecompressedBytes: o.maxDecompressedBytes, Logger: log, Usage: counts, WebSocket: ws, SharedMemory: shmRegions}), log)
 		// Inference requests carry bodies up to --max-request-bytes and wait
 		// in the dynamic batcher's queue as long as the model's queue
 		// policy allows: a server-wide read or write deadline would cut

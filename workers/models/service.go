@@ -17,6 +17,7 @@ import (
 var Extensions = []string{
 	"classification", "model_configuration", "model_repository",
 	"model_repository(unload_dependents)", "schedule_policy", "statistics", "binary_tensor_data",
+	"system_shared_memory",
 }
 
 // ServerMetadata implements infer.Service.
