@@ -167,11 +167,27 @@ func (m *Manager) loadOrder(names []string) []string {
 	return out
 }
 
+// ensemblesUsing lists the loaded ensembles that have a step running
+// model name.
+func (m *Manager) ensemblesUsing(name string) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []string
+	for other := range m.models {
+		if other != name && slices.Contains(m.stepModels(other), name) {
+			out = append(out, other)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // unloadDependents unloads the step models of an ensemble that was just
-// unloaded (Triton's unload_dependents), recursively for nested ensembles.
+// unloaded (Triton's unload_dependents), recursively for nested ensembles;
+// a step model that another loaded ensemble still runs stays, as in Triton.
 func (m *Manager) unloadDependents(ctx context.Context, steps []string, seen map[string]bool) error {
 	for _, s := range steps {
-		if seen[s] {
+		if seen[s] || len(m.ensemblesUsing(s)) > 0 {
 			continue
 		}
 		seen[s] = true
@@ -195,4 +211,18 @@ func isEnsemble(mod *model) bool {
 		return v.config.Platform == repository.PlatformEnsemble
 	}
 	return false
+}
+
+// idleEnsemble reports whether model name is an ensemble (by its config on
+// disk) with no serving version.
+func (m *Manager) idleEnsemble(name string) bool {
+	m.mu.RLock()
+	mod := m.models[name]
+	serving := mod != nil && len(mod.versions) > 0
+	m.mu.RUnlock()
+	if serving {
+		return false
+	}
+	cfg, err := repository.ReadConfig(filepath.Join(m.cfg.Repository, name))
+	return err == nil && cfg.Platform == repository.PlatformEnsemble
 }

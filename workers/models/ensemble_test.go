@@ -131,12 +131,13 @@ func TestEnsembleNoneMode(t *testing.T) {
 	}
 }
 
-// TestEnsembleExplicitMode: loading an ensemble loads its step models;
-// with a step model unloaded the ensemble's requests fail naming the step;
-// unload_dependents unloads the step models too.
+// TestEnsembleExplicitMode: loading an ensemble loads its step models; a
+// step whose version is gone fails the request naming the step;
+// unloading a step model unloads the ensembles that run it (as Triton
+// does); unload_dependents unloads the step models too.
 func TestEnsembleExplicitMode(t *testing.T) {
 	root := t.TempDir()
-	writeModel(t, root, "simple", simpleConfig, 1)
+	writeModel(t, root, "simple", simpleConfig+"version_policy { all {} }\n", 1, 2)
 	writeEnsemble(t, root, "aa_twice", twiceConfig, "1")
 	writeEnsemble(t, root, "a0_outer", outerConfig, "1")
 	be := &fakeBackend{}
@@ -151,15 +152,21 @@ func TestEnsembleExplicitMode(t *testing.T) {
 			t.Errorf("%s is not ready after loading a0_outer", name)
 		}
 	}
-	if _, err := m.Infer(ctx, twiceRequest("a0_outer", "X", "Y")); err != nil {
+	resp, err := m.Infer(ctx, twiceRequest("a0_outer", "X", "Y"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	// Step 0 runs simple's latest version (2), step 1 pins version 1.
+	if got := resp.Outputs[0].Data; string(got) != string(int32s(3002, 3004, 3006, 3008)) {
+		t.Errorf("OUT = %v", got)
 	}
 
-	if err := m.UnloadModel(ctx, "simple", false); err != nil {
+	// simple reloaded without version 1: aa_twice's step 1 fails, named.
+	if err := m.LoadModel(ctx, "simple", infer.LoadOptions{ConfigJSON: `{"max_batch_size": 8}`}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := m.Infer(ctx, twiceRequest("a0_outer", "X", "Y"))
-	want := "ensemble 'a0_outer' step 0 ('aa_twice'): ensemble 'aa_twice' step 0 ('simple'): Request for unknown model: 'simple' is not found"
+	_, err = m.Infer(ctx, twiceRequest("a0_outer", "X", "Y"))
+	want := "ensemble 'a0_outer' step 0 ('aa_twice'): ensemble 'aa_twice' step 1 ('simple'): Request for unknown model: 'simple' version 1 is not found"
 	if infer.CodeOf(err) != infer.CodeNotFound || err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant %s", err, want)
 	}
@@ -168,23 +175,44 @@ func TestEnsembleExplicitMode(t *testing.T) {
 		t.Errorf("outer statistics %v, want one failure", st[0])
 	}
 
-	// Loading the ensemble again loads the missing step model.
-	if err := m.LoadModel(ctx, "aa_twice", infer.LoadOptions{}); err != nil {
+	// Unloading simple unloads both ensembles, outer first.
+	if err := m.UnloadModel(ctx, "simple", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Infer(ctx, twiceRequest("a0_outer", "X", "Y")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.UnloadModel(ctx, "a0_outer", true); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"a0_outer", "aa_twice", "simple"} {
-		if ok, _ := m.ModelReady(ctx, name, ""); ok {
-			t.Errorf("%s still ready after unloading a0_outer with unload_dependents", name)
+	idx, _ := m.RepositoryIndex(ctx, false)
+	for _, e := range idx {
+		if e.Name == "aa_twice" && (e.State != infer.StateUnavailable || e.Reason != "unloaded: its step model 'simple' was unloaded") {
+			t.Errorf("index entry %+v", e)
+		}
+		if e.Name == "a0_outer" && e.Reason != "unloaded: its step model 'aa_twice' was unloaded" {
+			t.Errorf("index entry %+v", e)
 		}
 	}
 	if n := be.live(); n != 0 {
 		t.Errorf("%d instances of simple left", n)
+	}
+
+	// unload_dependents: the steps go too, except those another loaded
+	// ensemble still runs.
+	writeEnsemble(t, root, "other", strings.ReplaceAll(twiceConfig, "model_version: 1", "model_version: -1"), "1")
+	for _, name := range []string{"a0_outer", "other"} {
+		if err := m.LoadModel(ctx, name, infer.LoadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.UnloadModel(ctx, "a0_outer", true); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"a0_outer": false, "aa_twice": false, "simple": true, "other": true} {
+		if ok, _ := m.ModelReady(ctx, name, ""); ok != want {
+			t.Errorf("after unloading a0_outer with unload_dependents, %s ready = %v, want %v", name, ok, want)
+		}
+	}
+	if err := m.UnloadModel(ctx, "other", true); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := m.ModelReady(ctx, "simple", ""); ok {
+		t.Error("simple still ready after unloading its last ensemble with unload_dependents")
 	}
 }
 
@@ -300,4 +328,21 @@ func TestEnsemblePollMode(t *testing.T) {
 	if _, err := m.Infer(t.Context(), twiceRequest("aa_twice", "A", "B")); err != nil {
 		t.Fatal(err)
 	}
+
+	// Its step model leaves the repository: the ensemble is unloaded with
+	// it; once the step model is back, the ensemble serves again.
+	if err := os.Rename(filepath.Join(root, "simple"), filepath.Join(root, ".simple")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		ok, _ := m.ModelReady(t.Context(), "aa_twice", "")
+		return !ok
+	})
+	if err := os.Rename(filepath.Join(root, ".simple"), filepath.Join(root, "simple")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		ok, _ := m.ModelReady(t.Context(), "aa_twice", "")
+		return ok
+	})
 }

@@ -202,18 +202,23 @@ func (m *Manager) pollOnce(ctx context.Context) {
 	m.mu.RLock()
 	known := maps.Clone(m.models)
 	m.mu.RUnlock()
+	loaded := false
 	for _, name := range m.loadOrder(names) {
 		fp, err := repository.Fingerprint(filepath.Join(m.cfg.Repository, name))
 		if err != nil {
 			m.log.Warn("poll model", "model", name, "error", err)
 			continue
 		}
-		if mod, ok := known[name]; ok && mod.fingerprint == fp {
+		// An ensemble that does not serve is retried once other models
+		// loaded: its step models may be among them.
+		if mod, ok := known[name]; ok && mod.fingerprint == fp && !(loaded && m.idleEnsemble(name)) {
 			continue
 		}
 		m.log.Info("model changed on disk, loading", "model", name)
 		if err := m.load(ctx, name, infer.LoadOptions{}); err != nil {
 			m.log.Error("model failed to load", "model", name, "error", err)
+		} else {
+			loaded = true
 		}
 	}
 	for name, mod := range known {
@@ -309,6 +314,17 @@ func (m *Manager) UnloadModel(ctx context.Context, name string, unloadDependents
 func (m *Manager) unload(ctx context.Context, name string) error {
 	m.opMu.Lock()
 	defer m.opMu.Unlock()
+	return m.unloadLocked(ctx, name, "unloaded")
+}
+
+// unloadLocked is unload for a caller that holds m.opMu. The ensembles
+// that run the model are unloaded first, as Triton unloads them, so that
+// their in-flight requests finish their steps.
+func (m *Manager) unloadLocked(ctx context.Context, name, reason string) error {
+	var errs []error
+	for _, e := range m.ensemblesUsing(name) {
+		errs = append(errs, m.unloadLocked(ctx, e, fmt.Sprintf("unloaded: its step model '%s' was unloaded", name)))
+	}
 	m.mu.Lock()
 	mod := m.models[name]
 	if mod == nil {
@@ -321,10 +337,12 @@ func (m *Manager) unload(ctx context.Context, name string) error {
 	}
 	old := mod.versions
 	mod.versions = nil
-	mod.state, mod.reason, mod.wanted = infer.StateUnavailable, "unloaded", false
+	mod.state, mod.reason, mod.wanted = infer.StateUnavailable, reason, false
+	// A poll that finds the folder again loads it, changed or not.
+	mod.fingerprint = ""
 	m.mu.Unlock()
-	m.log.Info("model unloaded", "model", name)
-	return m.retire(ctx, slices.Collect(maps.Values(old)))
+	m.log.Info("model unloaded", "model", name, "reason", reason)
+	return errors.Join(append(errs, m.retire(ctx, slices.Collect(maps.Values(old))))...)
 }
 
 // retire waits for the versions' in-flight requests, then stops them.
