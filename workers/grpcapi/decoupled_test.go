@@ -243,8 +243,12 @@ func TestStreamSequencesInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	num := func(n int64) *pb.InferParameter { return &pb.InferParameter{ParameterChoice: &pb.InferParameter_Int64Param{Int64Param: n}} }
-	str := func(s string) *pb.InferParameter { return &pb.InferParameter{ParameterChoice: &pb.InferParameter_StringParam{StringParam: s}} }
+	num := func(n int64) *pb.InferParameter {
+		return &pb.InferParameter{ParameterChoice: &pb.InferParameter_Int64Param{Int64Param: n}}
+	}
+	str := func(s string) *pb.InferParameter {
+		return &pb.InferParameter{ParameterChoice: &pb.InferParameter_StringParam{StringParam: s}}
+	}
 	send("a1", num(7))
 	send("a2", num(7))
 	send("a3", num(7))

@@ -81,6 +81,16 @@ func (m *Manager) InferStream(ctx context.Context, req *infer.Request, send func
 	return send(&infer.Response{Model: req.Model, Version: fmt.Sprint(v.number), ID: req.ID}, true)
 }
 
+// ModelDecoupled reports whether the version of model that a request would
+// reach is decoupled (false when none serves), for front ends that refuse
+// decoupled models up front (the WebSocket API).
+func (m *Manager) ModelDecoupled(model, version string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, err := m.lookup(model, version)
+	return err == nil && repository.IsDecoupled(v.config)
+}
+
 // response builds the client's view of one response's outputs (named as
 // asked, reshaped back to the configured dims, classified where asked).
 func (v *version) response(req *infer.Request, names []string, outs []tensor.Tensor) (*infer.Response, error) {

@@ -142,8 +142,8 @@ type Scheduler struct {
 type pending struct {
 	req      *Request
 	ctx      context.Context // the caller's, for a decoupled request (Send set)
-	size     int    // batch size
-	key      string // requests batch together only when keys are equal
+	size     int             // batch size
+	key      string          // requests batch together only when keys are equal
 	enqueued time.Time
 	state    pendingState // guarded by Scheduler.mu
 	done     chan outcome // buffered: sending never blocks

@@ -73,6 +73,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// decoupledReporter is implemented by services that serve decoupled models
+// (models.Manager): connections to those are refused at the upgrade.
+type decoupledReporter interface {
+	ModelDecoupled(model, version string) bool
+}
+
 // Server serves WebSocket inference connections and drains them.
 type Server struct {
 	svc  infer.Service
@@ -131,6 +137,14 @@ func (s *Server) ServeInferWS(w http.ResponseWriter, r *http.Request, model, ver
 	cred, err := credentialOf(r, model)
 	if err != nil {
 		writeHTTPError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if d, ok := s.svc.(decoupledReporter); ok && d.ModelDecoupled(model, version) {
+		// One answer per id is the protocol (docs/websocket.md); a decoupled
+		// model answers zero or more times.
+		writeHTTPError(w, http.StatusNotImplemented, fmt.Sprintf(
+			"model '%s' is decoupled (it answers a request with zero or more responses), which WebSocket inference does not serve; use gRPC ModelStreamInfer or POST /v2/models/%s/generate_stream",
+			model, model))
 		return
 	}
 	s.mu.Lock()
