@@ -220,6 +220,7 @@ func FuzzReadGRPCBodySequence(f *testing.F) {
 	for _, m := range []*inference.ModelInferRequest{
 		seqInfer("s", intParam(5), nil), seqInfer("s", strParam("id"), nil), seqInfer("s", uintParam(9), nil), seqInfer("s", nil, nil),
 	} {
+		m.RawInputContents = [][]byte{{1, 2, 3, 4}}
 		b, err := proto.Marshal(m)
 		if err != nil {
 			f.Fatal(err)
