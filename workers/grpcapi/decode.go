@@ -206,6 +206,10 @@ func decodeInputs(req *pb.ModelInferRequest, sm *sharedMemory) ([]tensor.Tensor,
 		}
 		out[i] = t
 	}
+	if rawIndex < len(raw) {
+		return nil, invalidf("request for model '%s' has %d raw_input_contents entries but %d inputs not in shared memory; send exactly one entry per such input, in order",
+			model, len(raw), rawIndex)
+	}
 	return out, nil
 }
 

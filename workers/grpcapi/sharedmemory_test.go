@@ -257,6 +257,8 @@ func TestModelInferSharedMemoryBadInput(t *testing.T) {
 		{"shared memory and contents", &pb.ModelInferRequest{Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "X", Datatype: "INT32", Shape: []int64{1},
 			Parameters: shmParams("r", 4, 0), Contents: &pb.InferTensorContents{IntContents: []int32{1}}}}},
 			codes.InvalidArgument, "has both contents and a shared memory region"},
+		{"raw entry for a shared-memory input", &pb.ModelInferRequest{Inputs: okIn, RawInputContents: [][]byte{int32s(1, 2, 3, 4)}},
+			codes.InvalidArgument, "has 1 raw_input_contents entries but 0 inputs not in shared memory"},
 		{"unregistered output region", &pb.ModelInferRequest{Inputs: okIn, Outputs: outs(shmParams("gone", 16, 0))},
 			codes.InvalidArgument, "output 'X': Unable to find shared memory region: 'gone'"},
 		{"output offset past end", &pb.ModelInferRequest{Inputs: okIn, Outputs: outs(shmParams("r", 1, 64))},
