@@ -181,6 +181,15 @@ func (p *Plan) buildGraph(steps []*pb.ModelEnsembling_Step) error {
 			return invalid("ensemble '%s': input '%s' is not read by any step (no input_map maps from it)", p.name, in)
 		}
 	}
+	for i := range p.steps {
+		s := &p.steps[i]
+		for _, o := range s.outputs {
+			if !used[o.tensor] && !slices.Contains(p.outputs, o.tensor) {
+				return invalid("ensemble '%s' %s: output '%s' is mapped to tensor '%s', which no step reads and is not an output of the ensemble",
+					p.name, s, o.model, o.tensor)
+			}
+		}
+	}
 	return nil
 }
 

@@ -118,6 +118,8 @@ output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }]
 		{"step writes an ensemble input", head + steps(scale, step("small", kv("X", "F"), kv("Y", "IMG")), step("small", kv("X", "F"), kv("Y", "OUT"))),
 			[]string{"step 1 ('small')", "'IMG', which is an input of the ensemble"}},
 		{"output not produced", head + steps(scale), []string{"output 'OUT' is not produced by any step"}},
+		{"step output unused", head + steps(scale, step("add", kv("A", "F")+","+kv("B", "F"), kv("SUM", "OUT")), step("small", kv("X", "F"), kv("Y", "LOST"))),
+			[]string{"step 2 ('small')", "output 'Y' is mapped to tensor 'LOST', which no step reads and is not an output of the ensemble"}},
 		{"input not read", `name: "ens" platform: "ensemble" max_batch_size: 8
 input [{ name: "IMG" data_type: TYPE_UINT8 dims: [4] }, { name: "EXTRA" data_type: TYPE_UINT8 dims: [4] }]
 output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }]
@@ -173,6 +175,8 @@ func TestNormalizeEnsemble(t *testing.T) {
 		{"no scheduling", `platform: "ensemble" ` + io, `platform "ensemble" needs ensemble_scheduling`},
 		{"scheduling without platform", `backend: "onnxruntime" ` + io + oneStep, `ensemble_scheduling is set but platform is "onnxruntime_onnx"`},
 		{"no steps", `platform: "ensemble" ` + io + `ensemble_scheduling {}`, "ensemble_scheduling has no step"},
+		{"optimization", `platform: "ensemble" optimization { priority: PRIORITY_MAX } ` + io + oneStep, "optimization is not allowed for ensemble 'ens'"},
+		{"warmup", `platform: "ensemble" model_warmup [{ name: "w" batch_size: 1 }] ` + io + oneStep, "model_warmup is not allowed for ensemble 'ens'"},
 		{"instance group", `platform: "ensemble" instance_group [{ count: 2 }] ` + io + oneStep, "instance_group is not allowed for ensemble 'ens'"},
 		{"no input", `platform: "ensemble" output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, "ensemble 'ens' declares no input"},
 		{"no dims", `platform: "ensemble" input [{ name: "IMG" data_type: TYPE_UINT8 }] output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, `input "IMG" has no dims`},

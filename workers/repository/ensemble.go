@@ -26,6 +26,12 @@ func checkEnsembleScheduling(cfg *pb.ModelConfig) error {
 	if len(cfg.InstanceGroup) > 0 {
 		return fmt.Errorf("%w: instance_group is not allowed for ensemble '%s'; its step models have their own", ErrInvalidConfig, cfg.Name)
 	}
+	if cfg.Optimization != nil {
+		return fmt.Errorf("%w: optimization is not allowed for ensemble '%s'; set it on the step models", ErrInvalidConfig, cfg.Name)
+	}
+	if len(cfg.ModelWarmup) > 0 {
+		return fmt.Errorf("%w: model_warmup is not allowed for ensemble '%s'", ErrInvalidConfig, cfg.Name)
+	}
 	if cfg.GetModelTransactionPolicy().GetDecoupled() {
 		return fmt.Errorf("%w: ensemble '%s': decoupled ensembles are not supported", ErrInvalidConfig, cfg.Name)
 	}
