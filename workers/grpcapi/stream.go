@@ -284,11 +284,11 @@ func (s *Server) streamRequest(ctx context.Context, lim *streamLimit, req *pb.Mo
 		slot <- slotAnswer{resp: resp}
 		return nil
 	}
-	send := func(ireq *infer.Request, resp *infer.Response, final bool) error {
+	send := func(ireq *infer.Request, resp *infer.Response, final bool, encode func() (*pb.ModelInferResponse, error)) error {
 		var msg *pb.ModelStreamInferResponse
 		if !final || len(resp.Outputs) > 0 {
 			t := infer.EncodeStart(ctx)
-			enc, err := encodeInferResponse(ireq, resp)
+			enc, err := encode()
 			infer.EncodeDone(ctx, t)
 			if err != nil {
 				return infer.Errorf(infer.CodeInternal, "encoding a response: %w", err)
@@ -336,7 +336,7 @@ func setFinal(resp *pb.ModelInferResponse, final bool) {
 // inferStream decodes and runs one stream request, calling send for each
 // response (infer.StreamService where the service has it, else one final
 // Infer answer), and counts its usage like ModelInfer.
-func (s *Server) inferStream(ctx context.Context, req *pb.ModelInferRequest, send func(*infer.Request, *infer.Response, bool) error) error {
+func (s *Server) inferStream(ctx context.Context, req *pb.ModelInferRequest, send streamSend) error {
 	authorized := metadata.ValueFromIncomingContext(ctx, wire.HeaderModel)
 	var client string
 	if s.usage != nil {
@@ -352,26 +352,32 @@ func (s *Server) inferStream(ctx context.Context, req *pb.ModelInferRequest, sen
 	return err
 }
 
+// streamSend takes one response of a stream request; encode builds its
+// message (writing outputs asked for in shared memory there).
+type streamSend func(ireq *infer.Request, resp *infer.Response, final bool, encode func() (*pb.ModelInferResponse, error)) error
+
 // runStream is run for a stream request; ireq is nil when decoding failed.
-func (s *Server) runStream(ctx context.Context, authorized []string, req *pb.ModelInferRequest, send func(*infer.Request, *infer.Response, bool) error) (ireq *infer.Request, _ error) {
+func (s *Server) runStream(ctx context.Context, authorized []string, req *pb.ModelInferRequest, send streamSend) (ireq *infer.Request, _ error) {
 	if err := infer.CheckGatewayModel(authorized, req.GetModelName()); err != nil {
 		return nil, err
 	}
 	infer.SetModel(ctx, req.GetModelName())
-	ireq, err := decodeInferRequest(req)
+	ireq, shmOut, err := decodeRequest(req, s.sharedMemory(ctx))
 	if err != nil {
 		return nil, err
 	}
+	defer shmOut.Release()
+	deliver := func(resp *infer.Response, final bool) error {
+		return send(ireq, resp, final, func() (*pb.ModelInferResponse, error) { return encodeResponse(ireq, resp, shmOut) })
+	}
 	if ss, ok := s.svc.(infer.StreamService); ok {
-		return ireq, ss.InferStream(ctx, ireq, func(resp *infer.Response, final bool) error {
-			return send(ireq, resp, final)
-		})
+		return ireq, ss.InferStream(ctx, ireq, deliver)
 	}
 	resp, err := s.svc.Infer(ctx, ireq)
 	if err != nil {
 		return ireq, err
 	}
-	return ireq, send(ireq, resp, true)
+	return ireq, deliver(resp, true)
 }
 
 // streamLimit counts one stream's messages (nil: not counted: no Limiter,
