@@ -236,18 +236,37 @@ func (p *Plan) findCycle() []int {
 type end struct {
 	what     string // e.g. "input 'x' of step 1 ('mlp')"
 	dataType pb.DataType
+	dims     []int64 // without the batch dimension
 	shape    []int64 // full shape, batch dimension (-1) first where batched
+}
+
+func newEnd(what string, dt pb.DataType, dims []int64, batched bool) end {
+	e := end{what: what, dataType: dt, dims: dims, shape: slices.Clone(dims)}
+	if batched {
+		e.shape = append([]int64{-1}, dims...)
+	}
+	return e
 }
 
 func (e end) String() string {
 	return fmt.Sprintf("%s (%s %v)", e.what, strings.TrimPrefix(e.dataType.String(), "TYPE_"), e.shape)
 }
 
-func fullShape(dims []int64, batched bool) []int64 {
-	if batched {
-		return append([]int64{-1}, dims...)
+// agrees: the same data type, and the same dims or the same full shape (a
+// batching model's [4] is a non-batching model's [-1, 4]; Triton accepts
+// either), -1 matching any size.
+func (e end) agrees(o end) bool {
+	return e.dataType == o.dataType && (shapesAgree(e.dims, o.dims) || shapesAgree(e.shape, o.shape))
+}
+
+// ensembleDims are an ensemble input's or output's dims as its steps see
+// them: the reshape where one is set (the worker reshapes requests before
+// the steps and outputs after them).
+func ensembleDims(dims []int64, reshape *pb.ModelTensorReshape) []int64 {
+	if reshape != nil {
+		return reshape.Shape
 	}
-	return slices.Clone(dims)
+	return dims
 }
 
 // checkTypes checks each step against its model's config and each tensor's
@@ -256,10 +275,10 @@ func (p *Plan) checkTypes(cfg *pb.ModelConfig, lookup Lookup) error {
 	producers := make(map[string]end)
 	consumers := make(map[string][]end)
 	for _, in := range cfg.Input {
-		producers[in.Name] = end{fmt.Sprintf("ensemble input '%s'", in.Name), in.DataType, fullShape(in.Dims, p.batched)}
+		producers[in.Name] = newEnd(fmt.Sprintf("ensemble input '%s'", in.Name), in.DataType, ensembleDims(in.Dims, in.Reshape), p.batched)
 	}
 	for _, out := range cfg.Output {
-		consumers[out.Name] = append(consumers[out.Name], end{fmt.Sprintf("ensemble output '%s'", out.Name), out.DataType, fullShape(out.Dims, p.batched)})
+		consumers[out.Name] = append(consumers[out.Name], newEnd(fmt.Sprintf("ensemble output '%s'", out.Name), out.DataType, ensembleDims(out.Dims, out.Reshape), p.batched))
 	}
 	for i := range p.steps {
 		s := &p.steps[i]
@@ -284,7 +303,7 @@ func (p *Plan) checkTypes(cfg *pb.ModelConfig, lookup Lookup) error {
 					p.name, s, in.model, s.model, inputNames(mc))
 			}
 			mapped[in.model] = true
-			consumers[in.tensor] = append(consumers[in.tensor], end{fmt.Sprintf("input '%s' of %s", in.model, s), mi.DataType, fullShape(mi.Dims, stepBatched)})
+			consumers[in.tensor] = append(consumers[in.tensor], newEnd(fmt.Sprintf("input '%s' of %s", in.model, s), mi.DataType, mi.Dims, stepBatched))
 		}
 		for _, mi := range mc.Input {
 			if !mapped[mi.Name] && !mi.Optional {
@@ -297,13 +316,13 @@ func (p *Plan) checkTypes(cfg *pb.ModelConfig, lookup Lookup) error {
 				return invalid("ensemble '%s' %s: output_map names '%s', which is not an output of model '%s' (its outputs: %v)",
 					p.name, s, out.model, s.model, outputNames(mc))
 			}
-			producers[out.tensor] = end{fmt.Sprintf("output '%s' of %s", out.model, s), mo.DataType, fullShape(mo.Dims, stepBatched)}
+			producers[out.tensor] = newEnd(fmt.Sprintf("output '%s' of %s", out.model, s), mo.DataType, mo.Dims, stepBatched)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(consumers)) {
 		prod := producers[name]
 		for _, c := range consumers[name] {
-			if c.dataType != prod.dataType || !shapesAgree(c.shape, prod.shape) {
+			if !c.agrees(prod) {
 				return invalid("ensemble '%s': tensor '%s' does not match: %s is produced by %s", p.name, name, c, prod)
 			}
 		}

@@ -87,6 +87,30 @@ func TestNewValid(t *testing.T) {
 	}
 }
 
+// TestNewShapesAsTriton: a tensor may pass between a batching and a
+// non-batching model when the dims agree ([4] and [4]) or the full shapes
+// do ([-1, 4] and [-1, 4]); an ensemble input's reshape is what its steps
+// see.
+func TestNewShapesAsTriton(t *testing.T) {
+	saved := stepModels["flat"]
+	t.Cleanup(func() { stepModels["flat"] = saved })
+	for _, flat := range []string{"[4]", "[-1, 4]"} {
+		stepModels["flat"] = `name: "flat" max_batch_size: 0
+input [{ name: "X" data_type: TYPE_FP32 dims: ` + flat + ` }]
+output [{ name: "Y" data_type: TYPE_FP32 dims: ` + flat + ` }]`
+		_, err := New(ensembleConfig(t, `name: "ens" platform: "ensemble" max_batch_size: 8
+input [{ name: "IMG" data_type: TYPE_UINT8 dims: [2, 2] reshape { shape: [4] } }]
+output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }]
+ensemble_scheduling { step [
+  { model_name: "scale" model_version: -1 input_map { key: "X" value: "IMG" } output_map { key: "Y" value: "F" } },
+  { model_name: "flat" model_version: -1 input_map { key: "X" value: "F" } output_map { key: "Y" value: "OUT" } }
+] }`), fakeLookup)
+		if err != nil {
+			t.Errorf("flat dims %s: %v", flat, err)
+		}
+	}
+}
+
 // TestNewErrors: each bad DAG is refused at load with an error that wraps
 // ErrInvalidConfig (or the lookup's error) and names the step and tensor.
 func TestNewErrors(t *testing.T) {
@@ -181,7 +205,7 @@ func TestNormalizeEnsemble(t *testing.T) {
 		{"no input", `platform: "ensemble" output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, "ensemble 'ens' declares no input"},
 		{"no dims", `platform: "ensemble" input [{ name: "IMG" data_type: TYPE_UINT8 }] output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, `input "IMG" has no dims`},
 		{"no data type", `platform: "ensemble" input [{ name: "IMG" dims: [4] }] output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, `input "IMG" has data_type TYPE_INVALID`},
-		{"reshape", `platform: "ensemble" input [{ name: "IMG" data_type: TYPE_UINT8 dims: [4] reshape { shape: [2, 2] } }] output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, "reshape is not supported"},
+		{"bad reshape", `platform: "ensemble" input [{ name: "IMG" data_type: TYPE_UINT8 dims: [4] reshape { shape: [0, 4] } }] output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, "has reshape [0 4]"},
 		{"input and output share a name", `platform: "ensemble" input [{ name: "IMG" data_type: TYPE_UINT8 dims: [4] }] output [{ name: "IMG" data_type: TYPE_FP32 dims: [4] }] ` + oneStep, "'IMG' is declared twice"},
 		{"step without model", `platform: "ensemble" ` + io + `ensemble_scheduling { step [{ input_map { key: "X" value: "IMG" } output_map { key: "Y" value: "OUT" } }] }`, "step 0: model_name is empty"},
 		{"step names the ensemble", `platform: "ensemble" ` + io + `ensemble_scheduling { step [{ model_name: "ens" input_map { key: "X" value: "IMG" } output_map { key: "Y" value: "OUT" } }] }`, "step 0 names the ensemble itself"},

@@ -346,3 +346,24 @@ func TestEnsemblePollMode(t *testing.T) {
 		return ok
 	})
 }
+
+// TestEnsembleReshape: an ensemble's reshape is applied before its steps
+// and undone on its outputs, as for any model.
+func TestEnsembleReshape(t *testing.T) {
+	root := t.TempDir()
+	writeModel(t, root, "simple", simpleConfig, 1)
+	cfg := strings.ReplaceAll(twiceConfig, `dims: [ 4 ] }`, `dims: [ 2, 2 ] reshape { shape: [ 4 ] } }`)
+	writeEnsemble(t, root, "aa_twice", cfg, "1")
+	m := newManager(t, root, ModeNone, &fakeBackend{})
+	req := twiceRequest("aa_twice", "A", "B")
+	for i := range req.Inputs {
+		req.Inputs[i].Shape = []int64{1, 2, 2}
+	}
+	resp, err := m.Infer(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Outputs[0]; !slices.Equal(got.Shape, []int64{1, 2, 2}) || string(got.Data) != string(int32s(2002, 2004, 2006, 2008)) {
+		t.Fatalf("TWICE = %v %v", got.Shape, got.Data)
+	}
+}

@@ -101,7 +101,11 @@ func checkEnsembleTensor(ensemble, kind, name string, dt pb.DataType, dims []int
 		return fmt.Errorf("%w: ensemble '%s': %s %q has no dims; an ensemble declares its IO in full", ErrInvalidConfig, ensemble, kind, name)
 	}
 	if reshape != nil {
-		return fmt.Errorf("%w: ensemble '%s': %s %q: reshape is not supported on an ensemble's IO", ErrInvalidConfig, ensemble, kind, name)
+		for _, d := range reshape.Shape {
+			if d < -1 || d == 0 {
+				return fmt.Errorf("%w: ensemble '%s': %s %q has reshape %v: each dimension must be positive or -1", ErrInvalidConfig, ensemble, kind, name, reshape.Shape)
+			}
+		}
 	}
 	return nil
 }
