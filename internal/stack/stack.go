@@ -329,6 +329,26 @@ func (s *Stack) StartProcess(ctx context.Context, name string) error {
 	return err
 }
 
+// SetDatabaseURL points helix-authz (every replica) at another Postgres
+// from its next start (StopProcess, then StartProcess): the restore
+// drill's restored server (tests/drill).
+func (s *Stack) SetDatabaseURL(dsn string) {
+	s.DatabaseURL = dsn
+	for name, spec := range s.specs {
+		if name != Authz && !strings.HasPrefix(name, Authz+"-") {
+			continue
+		}
+		env := make([]string, 0, len(spec.Env))
+		for _, kv := range spec.Env {
+			if !strings.HasPrefix(kv, "HELIX_DATABASE_URL=") {
+				env = append(env, kv)
+			}
+		}
+		spec.Env = append(env, "HELIX_DATABASE_URL="+dsn)
+		s.specs[name] = spec
+	}
+}
+
 // Dir is the state folder; LogDir holds each process's log.
 func (s *Stack) Dir() string    { return s.opts.Dir }
 func (s *Stack) LogDir() string { return filepath.Join(s.opts.Dir, "logs") }
