@@ -28,9 +28,12 @@ func (s *Scheduler) executeDecoupled(inst backend.Instance, b *batch) {
 
 	if err != nil {
 		s.log.Debug("decoupled execution failed", "error", err)
-		if p.ctx.Err() != nil {
+		switch {
+		case p.ctx.Err() != nil:
 			err = s.ctxError(p.ctx.Err())
-		} else {
+		case s.execCtx.Err() != nil:
+			err = infer.Errorf(infer.CodeUnavailable, "model '%s' was unloaded while the request ran", s.cfg.Model)
+		default:
 			err = s.backendError(err)
 		}
 	}

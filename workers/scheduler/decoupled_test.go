@@ -189,3 +189,34 @@ func TestDecoupledNeedsDecoupledInstance(t *testing.T) {
 	_, err := s.Do(t.Context(), decoupledRequest(func([]tensor.Tensor) error { return nil }, 1))
 	mustContain(t, err, "mlp", "cannot serve a decoupled request")
 }
+
+// TestDecoupledCloseCancelsRunning checks that a Close that runs out of
+// time cancels a running decoupled execution (its Do returns) and that a
+// queued one is answered UNAVAILABLE.
+func TestDecoupledCloseCancelsRunning(t *testing.T) {
+	checkNoLeaks(t)
+	inst := &decoupledInstance{step: make(chan struct{})}
+	s, err := New(Config{Model: "mlp", Instances: []backend.Instance{inst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := goDo(t.Context(), s, decoupledRequest(func([]tensor.Tensor) error { return nil }, 1))
+	waitFor(t, "the first execution", func() bool {
+		inst.mu.Lock()
+		defer inst.mu.Unlock()
+		return inst.running == 1
+	})
+	queued := goDo(t.Context(), s, decoupledRequest(func([]tensor.Tensor) error { return nil }, 2))
+	waitFor(t, "the second request to queue", func() bool { return s.Pending() == 1 })
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Close(ctx); err == nil {
+		t.Error("Close returned no error although an execution was still running")
+	}
+	if r := get(t, queued); infer.CodeOf(r.err) != infer.CodeUnavailable {
+		t.Errorf("queued request: %v, want UNAVAILABLE", r.err)
+	}
+	if r := get(t, running); infer.CodeOf(r.err) != infer.CodeUnavailable {
+		t.Errorf("running request: %v, want UNAVAILABLE (unloaded)", r.err)
+	}
+}
