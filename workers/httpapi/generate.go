@@ -186,6 +186,25 @@ func (h *handler) generateStream(w http.ResponseWriter, r *http.Request, req *in
 	return true
 }
 
+// decoupledReporter is implemented by services that serve decoupled models
+// (models.Manager).
+type decoupledReporter interface {
+	ModelDecoupled(model, version string) bool
+}
+
+// decoupledInferError gives /infer's refusal of a decoupled model Triton's
+// HTTP wording (the service words it for gRPC's ModelInfer). Only the
+// error path pays for the check.
+func (h *handler) decoupledInferError(model, version string, err error) error {
+	d, ok := h.svc.(decoupledReporter)
+	if !ok || infer.CodeOf(err) != infer.CodeUnimplemented || !d.ModelDecoupled(model, version) {
+		return err
+	}
+	return infer.Errorf(infer.CodeUnimplemented,
+		"HTTP end point doesn't support models with decoupled transaction policy (model '%s' answers a request with zero or more responses: use POST /v2/models/%s/generate_stream or gRPC ModelStreamInfer)",
+		model, model)
+}
+
 // inferStream runs req through the service's streaming call, or through
 // Infer (one final response) for a service without one.
 func (h *handler) inferStream(r *http.Request, req *infer.Request, send func(*infer.Response, bool) error) error {

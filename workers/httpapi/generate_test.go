@@ -116,6 +116,29 @@ func TestGenerate(t *testing.T) {
 	}
 }
 
+func (s *streamFake) ModelDecoupled(model, _ string) bool { return model == "repeat" }
+
+// TestInferOnDecoupledModel checks /infer's refusal of a decoupled model
+// in Triton's HTTP words.
+func TestInferOnDecoupledModel(t *testing.T) {
+	fake := newStreamFake()
+	fake.inferFn = func(req *infer.Request) (*infer.Response, error) {
+		return nil, infer.Errorf(infer.CodeUnimplemented, "ModelInfer RPC doesn't support models with decoupled transaction policy")
+	}
+	h := NewHandler(fake, quiet)
+	body := []byte(`{"inputs": [{"name": "IN", "datatype": "INT32", "shape": [1], "data": [1]}]}`)
+	r := do(t, h, "POST", "/v2/models/repeat/infer", body, nil)
+	if msg := errorMessage(t, r); r.status != 501 || !strings.HasPrefix(msg, "HTTP end point doesn't support models with decoupled transaction policy") {
+		t.Errorf("status %d error %q", r.status, msg)
+	}
+	// Another model's UNIMPLEMENTED is left alone.
+	fake.models["plain"] = &fakeModel{ready: true, config: &pb.ModelConfig{Name: "plain"}}
+	r = do(t, h, "POST", "/v2/models/plain/infer", body, nil)
+	if msg := errorMessage(t, r); !strings.HasPrefix(msg, "ModelInfer RPC") {
+		t.Errorf("plain: error %q", msg)
+	}
+}
+
 func TestGenerateErrors(t *testing.T) {
 	h := NewHandler(newStreamFake(), quiet)
 	tests := []struct {

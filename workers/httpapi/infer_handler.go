@@ -112,6 +112,7 @@ func (h *handler) serveInfer(w http.ResponseWriter, r *http.Request, model, vers
 
 	resp, err := h.svc.Infer(ctx, call.req)
 	if err != nil {
+		err = h.decoupledInferError(model, version, err)
 		infer.SpanError(trace.SpanFromContext(ctx), err)
 		h.writeError(w, r, err)
 		return call.req, true
