@@ -41,7 +41,14 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 	if timeout < 0 {
 		timeout = 0
 	}
-	sreq := &scheduler.Request{Inputs: inputs, Outputs: outputs, Timeout: timeout}
+	seq, err := infer.SequenceOf(req.Parameters)
+	if err != nil {
+		return nil, err
+	}
+	if v.config.GetSequenceBatching() != nil && seq.ID.IsZero() {
+		return nil, infer.Errorf(infer.CodeInvalidArgument, "inference request to model '%s' must specify a non-zero or non-empty correlation ID", req.Model)
+	}
+	sreq := &scheduler.Request{Inputs: inputs, Outputs: outputs, Timeout: timeout, Sequence: seq}
 	results, err := v.sched.Do(ctx, sreq)
 	req.Usage = infer.Usage{Rows: sreq.Usage.Rows, Compute: sreq.Usage.Compute}
 	if err != nil {

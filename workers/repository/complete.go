@@ -24,7 +24,11 @@ func AutoComplete(cfg *pb.ModelConfig, inputs, outputs []backend.IO) {
 		}
 	}
 	batched := cfg.MaxBatchSize > 0
+	seqIn, seqOut := sequenceIO(cfg)
 	for _, io := range inputs {
+		if seqIn[io.Name] {
+			continue // a control or state: the sequence batcher fills it
+		}
 		in := findInput(cfg, io.Name)
 		if in == nil {
 			in = &pb.ModelInput{Name: io.Name}
@@ -38,6 +42,9 @@ func AutoComplete(cfg *pb.ModelConfig, inputs, outputs []backend.IO) {
 		}
 	}
 	for _, io := range outputs {
+		if seqOut[io.Name] {
+			continue
+		}
 		out := findOutput(cfg, io.Name)
 		if out == nil {
 			out = &pb.ModelOutput{Name: io.Name}
@@ -95,8 +102,9 @@ func Validate(cfg *pb.ModelConfig, inputs, outputs []backend.IO) error {
 			return err
 		}
 	}
+	seqIn, _ := sequenceIO(cfg)
 	for _, io := range inputs {
-		if findInput(cfg, io.Name) == nil {
+		if findInput(cfg, io.Name) == nil && !seqIn[io.Name] {
 			return fmt.Errorf("%w: model input %q is missing from the config", ErrInvalidConfig, io.Name)
 		}
 	}
@@ -112,6 +120,9 @@ func Validate(cfg *pb.ModelConfig, inputs, outputs []backend.IO) error {
 		if err := matchIO("output", out.Name, out.DataType, out.Dims, out.Reshape, io, batched); err != nil {
 			return err
 		}
+	}
+	if err := checkSequenceIO(cfg, inputs, outputs); err != nil {
+		return err
 	}
 	if db := cfg.GetDynamicBatching(); db != nil {
 		if !batched {

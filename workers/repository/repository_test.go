@@ -91,7 +91,8 @@ func TestNormalize(t *testing.T) {
 		{"cuda with another platform", &pb.ModelConfig{Backend: BackendCUDA, Platform: "tensorrt_plan"}, "not supported"},
 		{"path filename", &pb.ModelConfig{DefaultModelFilename: "../x.onnx"}, "must be a file name"},
 		{"negative batch", &pb.ModelConfig{MaxBatchSize: -1}, "negative"},
-		{"sequence", &pb.ModelConfig{SchedulingChoice: &pb.ModelConfig_SequenceBatching{SequenceBatching: &pb.ModelSequenceBatching{}}}, "sequence_batching"},
+		{"sequence", &pb.ModelConfig{SchedulingChoice: &pb.ModelConfig_SequenceBatching{SequenceBatching: &pb.ModelSequenceBatching{}}}, ""},
+		{"iterative sequence", &pb.ModelConfig{SchedulingChoice: &pb.ModelConfig_SequenceBatching{SequenceBatching: &pb.ModelSequenceBatching{IterativeSequence: true}}}, "sequence_batching: iterative_sequence is not supported"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
