@@ -118,5 +118,5 @@ func Normalize(cfg *pb.ModelConfig, folderName string) error {
 	if err := checkTransactionPolicy(cfg); err != nil {
 		return err
 	}
-	return nil
+	return checkFields(cfg)
 }
