@@ -1,0 +1,166 @@
+package main
+
+// The backup and the restore, with the PostgreSQL client programs as an
+// operator runs them (docs/deploy.md, "Self-managed Postgres: pg_dump and
+// pg_restore").
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/helixflow/helixflow/internal/pgbin"
+)
+
+// pgTools are pg_dump and pg_restore, from the folder of the server
+// binaries the stack runs (internal/pgbin), so that their version
+// matches the server's.
+type pgTools struct{ dump, restore string }
+
+func findTools() (pgTools, error) {
+	bins, err := pgbin.Find()
+	if err != nil {
+		return pgTools{}, err
+	}
+	dir := filepath.Dir(bins.Postgres)
+	t := pgTools{dump: filepath.Join(dir, "pg_dump"), restore: filepath.Join(dir, "pg_restore")}
+	for _, p := range []string{t.dump, t.restore} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+			return pgTools{}, fmt.Errorf("%s is missing next to %s (Debian: apt-get install postgresql-client)", filepath.Base(p), bins.Postgres)
+		}
+	}
+	return t, nil
+}
+
+// backup is a pg_dump and what its snapshot held.
+type backup struct {
+	file string
+	// snapshot is when the dump's snapshot was taken: writes
+	// acknowledged before it are in the dump, writes sent after it not.
+	snapshot time.Time
+	took     time.Duration // pg_dump's run
+	size     int64
+	counts   map[string]int64 // rows per table in the dump's snapshot
+}
+
+// takeBackup runs pg_dump in the custom format on dsn's database, the way
+// docs/deploy.md says, with one addition: --snapshot, a snapshot this
+// function exports from a REPEATABLE READ transaction in which it also
+// counts every table's rows, so that the counts are exactly the dump's.
+func takeBackup(ctx context.Context, tools pgTools, dsn, file string) (*backup, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Postgres: %w", err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	b := &backup{file: file, snapshot: time.Now()}
+	var snap string
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snap); err != nil {
+		return nil, fmt.Errorf("export a snapshot: %w", err)
+	}
+	if b.counts, err = countRows(ctx, tx); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := runPG(ctx, tools.dump, dsn, "--format=custom", "--file="+file, "--snapshot="+snap); err != nil {
+		return nil, err
+	}
+	b.took = time.Since(start)
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	b.size = fi.Size()
+	return b, nil
+}
+
+// restoreInto runs pg_restore of b into dsn's (empty) database.
+// --no-owner: the restored server's user owns the objects, whatever the
+// old server's roles were.
+func restoreInto(ctx context.Context, tools pgTools, dsn string, b *backup) error {
+	return runPG(ctx, tools.restore, dsn, "--no-owner", "--exit-on-error", "--single-transaction", b.file)
+}
+
+// runPG runs a PostgreSQL client program on dsn's database: the password
+// travels in PGPASSWORD (the environment), not on the command line, which
+// every local user can read.
+func runPG(ctx context.Context, prog, dsn string, args ...string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("database URL: %w", err)
+	}
+	pw, _ := u.User.Password()
+	u.User = url.User(u.User.Username())
+	cmd := exec.CommandContext(ctx, prog, append([]string{"--dbname=" + u.String()}, args...)...)
+	cmd.Env = append(pgFreeEnv(), "PGPASSWORD="+pw)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w\n%s", filepath.Base(prog), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// pgFreeEnv is our environment without PG* settings that would point the
+// programs elsewhere.
+func pgFreeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// querier is a pgx.Tx or a *pgx.Conn.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// countRows counts the rows of every table in the public schema.
+func countRows(ctx context.Context, q querier) (map[string]int64, error) {
+	rows, err := q.Query(ctx, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	if len(tables) == 0 {
+		return nil, errors.New("the database has no tables")
+	}
+	counts := make(map[string]int64, len(tables))
+	for _, t := range tables {
+		var n int64
+		if err := q.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{"public", t}.Sanitize()).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t, err)
+		}
+		counts[t] = n
+	}
+	return counts, nil
+}
+
+// countsFrom counts dsn's tables.
+func countsFrom(ctx context.Context, dsn string) (map[string]int64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Postgres: %w", err)
+	}
+	defer conn.Close(context.Background())
+	return countRows(ctx, conn)
+}
