@@ -173,6 +173,12 @@ soak: deps-run build models ## half the measured capacity over 1,000 connections
 soak-ws: deps-run build models ## SOAK_WS_CONNS (1,000) WebSocket connections through Envoy, 1 message/s each, for SOAK_WS_DURATION (default 5m): no errors, each process's memory within +10% of the warm-up
 	$(GO) run $(GOTAGS) ./tests/wssoak
 
+# Restore drill (docs/operations/restore-drill.md): backup, destroy,
+# restore and check on the real stack; not part of make test.
+.PHONY: drill
+drill: deps-run build models ## restore drill: pg_dump, Postgres destroyed, pg_restore into a fresh one, helix-authz repointed; checks tokens, revocations, keys, counts; prints RPO and RTO (about 1 minute)
+	$(GO) run $(GOTAGS) ./tests/drill
+
 gpu-check: deps models ## build the self-contained GPU check bundle into .gpu-check/ (run it on a GPU machine: scripts/gpu-check/README.md)
 	bash scripts/gpu-check/bundle.sh
 
