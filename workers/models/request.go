@@ -41,12 +41,16 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 	if timeout < 0 {
 		timeout = 0
 	}
-	seq, err := infer.SequenceOf(req.Parameters)
-	if err != nil {
-		return nil, err
-	}
-	if v.config.GetSequenceBatching() != nil && seq.ID.IsZero() {
-		return nil, infer.Errorf(infer.CodeInvalidArgument, "inference request to model '%s' must specify a non-zero or non-empty correlation ID", req.Model)
+	// Models without sequence_batching ignore the sequence parameters, as
+	// in Triton.
+	var seq infer.Sequence
+	if v.config.GetSequenceBatching() != nil {
+		if seq, err = infer.SequenceOf(req.Parameters); err != nil {
+			return nil, err
+		}
+		if seq.ID.IsZero() {
+			return nil, infer.Errorf(infer.CodeInvalidArgument, "inference request to model '%s' must specify a non-zero or non-empty correlation ID", req.Model)
+		}
 	}
 	sreq := &scheduler.Request{Inputs: inputs, Outputs: outputs, Timeout: timeout, Sequence: seq}
 	results, err := v.sched.Do(ctx, sreq)
