@@ -239,7 +239,8 @@ def test_shm_simple(grpc_client, http_client, regions, protocol):
     np.testing.assert_array_equal(diff[0], a - b)
     # Answered in the region, not in the response.
     if protocol == "grpc":
-        assert not results.get_response().raw_output_contents
+        # (Empty entries may keep raw_output_contents aligned with outputs.)
+        assert not any(results.get_response().raw_output_contents)
     else:
         assert "data" not in o0 and "binary_data_size" not in o0.get("parameters", {}), o0
 
