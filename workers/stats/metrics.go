@@ -10,11 +10,12 @@ import (
 // Triton names them (nv_inference_*) so existing dashboards work, plus
 // latency histograms that Triton lacks.
 type Metrics struct {
-	success, failure, count, execCount             *prometheus.CounterVec
-	requestUS, queueUS, inputUS, inferUS, outputUS *prometheus.CounterVec
-	pending                                        *prometheus.GaugeVec
-	requestSeconds, queueSeconds, computeSeconds   *prometheus.HistogramVec
-	batchSize                                      *prometheus.HistogramVec
+	success, failure, count, execCount              *prometheus.CounterVec
+	requestUS, queueUS, inputUS, inferUS, outputUS  *prometheus.CounterVec
+	cacheHits, cacheMisses, cacheHitUS, cacheMissUS *prometheus.CounterVec
+	pending                                         *prometheus.GaugeVec
+	requestSeconds, queueSeconds, computeSeconds    *prometheus.HistogramVec
+	batchSize                                       *prometheus.HistogramVec
 }
 
 var modelLabels = []string{"model", "version"}
@@ -38,6 +39,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		inputUS:   counter("nv_inference_compute_input_duration_us", "Cumulative compute input duration in microseconds"),
 		inferUS:   counter("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds"),
 		outputUS:  counter("nv_inference_compute_output_duration_us", "Cumulative inference compute output duration in microseconds"),
+		// Triton's response cache metrics, per model version.
+		cacheHits:   counter("nv_cache_num_hits_per_model", "Number of response cache hits per model"),
+		cacheMisses: counter("nv_cache_num_misses_per_model", "Number of response cache misses per model"),
+		cacheHitUS:  counter("nv_cache_hit_duration_per_model", "Total cache hit duration per model, in microseconds"),
+		cacheMissUS: counter("nv_cache_miss_duration_per_model", "Total cache miss (insert+lookup) duration per model, in microseconds"),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "nv_inference_pending_request_count",
 			Help: "Instantaneous number of pending requests awaiting execution per-model.",
@@ -49,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.success, m.failure, m.count, m.execCount, m.requestUS, m.queueUS, m.inputUS, m.inferUS, m.outputUS,
-		m.pending, m.requestSeconds, m.queueSeconds, m.computeSeconds, m.batchSize,
+		m.cacheHits, m.cacheMisses, m.cacheHitUS, m.cacheMissUS, m.pending, m.requestSeconds, m.queueSeconds, m.computeSeconds, m.batchSize,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register inference metrics: %w", err)
@@ -64,7 +70,8 @@ var failureReasons = []string{"REJECTED", "CANCELED", "BACKEND", "OTHER"}
 // forget removes a model version's series, as Triton does on unload.
 func (m *Metrics) forget(model, version string) {
 	labels := prometheus.Labels{"model": model, "version": version}
-	for _, v := range []*prometheus.CounterVec{m.success, m.failure, m.count, m.execCount, m.requestUS, m.queueUS, m.inputUS, m.inferUS, m.outputUS} {
+	for _, v := range []*prometheus.CounterVec{m.success, m.failure, m.count, m.execCount, m.requestUS, m.queueUS, m.inputUS, m.inferUS, m.outputUS,
+		m.cacheHits, m.cacheMisses, m.cacheHitUS, m.cacheMissUS} {
 		v.DeletePartialMatch(labels)
 	}
 	m.pending.Delete(labels)

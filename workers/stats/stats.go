@@ -34,6 +34,8 @@ type Recorder struct {
 	computeInput  duration
 	computeInfer  duration
 	computeOutput duration
+	cacheHit      duration
+	cacheMiss     duration
 	batches       map[int]*batchStats
 }
 
@@ -106,6 +108,38 @@ func (r *Recorder) RequestDone(s scheduler.RequestStats) {
 	observe(m.queueSeconds.WithLabelValues(r.model, r.version), s.Queue.Seconds(), s.Trace)
 }
 
+// CacheHit records a request answered from the response cache: it
+// succeeded in total, of which lookup went to finding and copying the
+// result. As in Triton, it counts in success and queue (with no wait) but
+// not in the inference, execution and compute figures: no model ran.
+func (r *Recorder) CacheHit(total, lookup time.Duration) {
+	r.mu.Lock()
+	r.success.add(total)
+	r.queue.add(0)
+	r.cacheHit.add(lookup)
+	r.lastInference = time.Now()
+	r.mu.Unlock()
+	if m := r.metrics; m != nil {
+		m.success.WithLabelValues(r.model, r.version).Inc()
+		m.requestUS.WithLabelValues(r.model, r.version).Add(micros(total))
+		m.cacheHits.WithLabelValues(r.model, r.version).Inc()
+		m.cacheHitUS.WithLabelValues(r.model, r.version).Add(micros(lookup))
+		m.requestSeconds.WithLabelValues(r.model, r.version).Observe(total.Seconds())
+	}
+}
+
+// CacheMiss records a response-cache miss: d is the time spent looking the
+// request up and storing its result.
+func (r *Recorder) CacheMiss(d time.Duration) {
+	r.mu.Lock()
+	r.cacheMiss.add(d)
+	r.mu.Unlock()
+	if m := r.metrics; m != nil {
+		m.cacheMisses.WithLabelValues(r.model, r.version).Inc()
+		m.cacheMissUS.WithLabelValues(r.model, r.version).Add(micros(d))
+	}
+}
+
 // ExecutionDone records one model execution (a whole batch).
 func (r *Recorder) ExecutionDone(e scheduler.ExecutionStats) {
 	r.mu.Lock()
@@ -155,8 +189,8 @@ func (r *Recorder) Snapshot() *pb.ModelStatistics {
 			ComputeInput:  r.computeInput.proto(),
 			ComputeInfer:  r.computeInfer.proto(),
 			ComputeOutput: r.computeOutput.proto(),
-			CacheHit:      &pb.StatisticDuration{},
-			CacheMiss:     &pb.StatisticDuration{},
+			CacheHit:      r.cacheHit.proto(),
+			CacheMiss:     r.cacheMiss.proto(),
 		},
 	}
 	for _, size := range slices.Sorted(maps.Keys(r.batches)) {
