@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -166,4 +167,28 @@ func TestSequenceIOErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzSequenceConfig: any sequence_batching text either fails with
+// ErrInvalidConfig or normalizes, completes and validates without panic.
+func FuzzSequenceConfig(f *testing.F) {
+	f.Add([]byte(seqConfig))
+	f.Add([]byte(`max_batch_size: 0 sequence_batching { direct { max_queue_delay_microseconds: 5 minimum_slot_utilization: 0.5 } control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] } ] }`))
+	f.Add([]byte(`sequence_batching { state [ { input_name: "A" output_name: "B" data_type: TYPE_STRING dims: [ -1 ] initial_state { data_type: TYPE_STRING dims: [ 2 ] data_file: "x" } } ] }`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		if err := Normalize(cfg, cfg.Name); err != nil {
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("error %v does not wrap ErrInvalidConfig", err)
+			}
+			return
+		}
+		AutoComplete(cfg, seqInputs, seqOutputs)
+		if err := Validate(cfg, seqInputs, seqOutputs); err != nil && !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("error %v does not wrap ErrInvalidConfig", err)
+		}
+	})
 }

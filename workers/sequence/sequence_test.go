@@ -217,13 +217,13 @@ func TestStartRestartsARunningSequence(t *testing.T) {
 // TestIdleTimeout: a sequence idle for longer than the timeout is
 // released, and its next request is told so.
 func TestIdleTimeout(t *testing.T) {
-	b := start(t, Config{MaxBatchSize: 1, IdleTimeout: 30 * time.Millisecond})
+	b := start(t, Config{MaxBatchSize: 1, IdleTimeout: 300 * time.Millisecond})
 	if _, err := do(t, b, step(num(5), 1, true, false, true)); err != nil {
 		t.Fatal(err)
 	}
 	// Requests within the timeout keep it alive.
 	for range 5 {
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(30 * time.Millisecond)
 		if _, err := do(t, b, step(num(5), 1, false, false, true)); err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +236,7 @@ func TestIdleTimeout(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	_, err := do(t, b, step(num(5), 1, false, false, true))
-	if infer.CodeOf(err) != infer.CodeInvalidArgument || !strings.Contains(err.Error(), "sequence 5 was released after it was idle for more than 30ms") {
+	if infer.CodeOf(err) != infer.CodeInvalidArgument || !strings.Contains(err.Error(), "sequence 5 was released after it was idle for more than 300ms") {
 		t.Fatalf("err = %v", err)
 	}
 	// The freed slot serves a new sequence at once.
