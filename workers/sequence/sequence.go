@@ -25,6 +25,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/helixflow/helixflow/internal/telemetry"
+
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/scheduler"
@@ -372,6 +374,10 @@ func (b *Batcher) Do(ctx context.Context, r *scheduler.Request) ([]tensor.Tensor
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		if res.requests > 0 {
 			scheduler.TraceExecution(ctx, p.enqueued, res.queue, res.input, res.infer+res.output, res.requests, res.rows, res.err)
+		} else {
+			// Never executed (cancelled, dropped at unload): the queue span
+			// covers the wait until then.
+			infer.ChildSpan(ctx, telemetry.SpanQueue, p.enqueued, time.Now(), res.err)
 		}
 		if sc := span.SpanContext(); sc.IsSampled() {
 			st.Trace = sc.TraceID()

@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/helixflow/helixflow/internal/telemetry"
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/scheduler"
@@ -576,4 +580,29 @@ func FuzzCorridValue(f *testing.F) {
 			t.Fatalf("corridValue(%s, %v) = %x: %v", dt, id, v, err)
 		}
 	})
+}
+
+// TestTraceSpans: a sampled request gets the queue, batch and execute
+// spans, as with the dynamic batcher.
+func TestTraceSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	b := start(t, Config{MaxBatchSize: 2})
+	ctx, span := tp.Tracer("test").Start(context.Background(), "request")
+	if _, err := b.Do(ctx, step(num(1), 1, true, true, true)); err != nil {
+		t.Fatal(err)
+	}
+	span.End()
+	names := map[string]bool{}
+	for _, s := range rec.Ended() {
+		if s.Parent().SpanID() == span.SpanContext().SpanID() {
+			names[s.Name()] = true
+		}
+	}
+	for _, want := range []string{telemetry.SpanQueue, telemetry.SpanBatch, telemetry.SpanExecute} {
+		if !names[want] {
+			t.Errorf("no %q span (got %v)", want, names)
+		}
+	}
 }
