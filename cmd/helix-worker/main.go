@@ -36,6 +36,7 @@ import (
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
 	"github.com/helixflow/helixflow/workers/backend/repeat"
+	"github.com/helixflow/helixflow/workers/cache"
 	"github.com/helixflow/helixflow/workers/gpu"
 	"github.com/helixflow/helixflow/workers/grpcapi"
 	"github.com/helixflow/helixflow/workers/httpapi"
@@ -91,6 +92,8 @@ type options struct {
 
 	// System shared memory (workers/shm, docs/worker.md).
 	shmMaxRegions int
+	// responseCacheBytes sizes the response cache (0: off).
+	responseCacheBytes int64
 }
 
 // stringList is a repeatable flag.
@@ -148,6 +151,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.wsIdleTimeout, "ws-idle-timeout", wsapi.DefaultIdleTimeout, "a WebSocket connection with no message and no pong for this long is closed")
 	fs.DurationVar(&o.wsWriteTimeout, "ws-write-timeout", wsapi.DefaultWriteTimeout, "a WebSocket client that does not read an answer within this long loses its connection")
 	fs.IntVar(&o.shmMaxRegions, "shm-max-regions", shm.DefaultMaxRegions, "most system shared-memory regions registered at once (Triton's shared memory extension, for clients on this host); 0 turns system shared memory off")
+	fs.Int64Var(&o.responseCacheBytes, "response-cache-bytes", 0, "size of the response cache in bytes, shared by the models whose config sets response_cache { enable: true } (Triton's --cache-config local,size=N); 0 turns it off")
 	o.tls.register(fs)
 	showVersion := version.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
@@ -192,6 +196,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.wsPingInterval <= 0 || o.wsIdleTimeout <= 0 || o.wsWriteTimeout <= 0 {
 		return nil, errors.New("--ws-ping-interval, --ws-idle-timeout and --ws-write-timeout must be positive")
+	}
+	if o.responseCacheBytes < 0 {
+		return nil, fmt.Errorf("--response-cache-bytes %d must not be negative", o.responseCacheBytes)
 	}
 	if o.metricsInterval < 1 {
 		return nil, fmt.Errorf("--metrics-interval-ms %d must be at least 1", o.metricsInterval)
@@ -278,6 +285,10 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		gc.Start(ctx)
 		defer gc.Close() // before gpus.Close
 	}
+	var responseCache *cache.Cache
+	if o.responseCacheBytes > 0 {
+		responseCache = cache.New(o.responseCacheBytes)
+	}
 	mgr, err := models.New(models.Config{
 		Repository:      o.repository,
 		ControlMode:     models.ControlMode(o.controlMode),
@@ -287,6 +298,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		Metrics:         metrics,
 		StrictReadiness: o.strictReadiness,
 		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,
+		ResponseCache:   responseCache,
 		ServerName:      o.serverID,
 		ServerVersion:   version.Version,
 		Logger:          log,

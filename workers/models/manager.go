@@ -19,6 +19,7 @@ import (
 	"github.com/helixflow/helixflow/internal/wire"
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/backend"
+	"github.com/helixflow/helixflow/workers/cache"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/repository"
 	"github.com/helixflow/helixflow/workers/scheduler"
@@ -60,6 +61,9 @@ type Config struct {
 	// StrictReadiness makes the server ready only while every model that
 	// should be loaded is ready (Triton's --strict-readiness).
 	StrictReadiness bool
+	// ResponseCache, when set, caches the answers of the models whose
+	// config enables response_cache (--response-cache-bytes); nil: off.
+	ResponseCache *cache.Cache
 	// DrainTimeout bounds how long an unload waits for in-flight requests.
 	DrainTimeout  time.Duration
 	ServerName    string
@@ -354,6 +358,7 @@ func (m *Manager) retire(ctx context.Context, versions []*version) error {
 		if err := v.close(ctx); err != nil {
 			errs = append(errs, err)
 		}
+		v.dropCache()
 	}
 	return errors.Join(errs...)
 }
@@ -452,6 +457,14 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		}
 		return nil, err
 	}
+	// Warm-up runs before the version is in the model table: the model is
+	// not READY until its samples ran (Triton's model_warmup).
+	if err := warmUp(ctx, cfg, dir, inputs, instances); err != nil {
+		for _, i := range instances {
+			_ = i.Close()
+		}
+		return nil, err
+	}
 	rec := stats.NewRecorder(name, n, m.cfg.Metrics)
 	var sched runner
 	if cfg.GetSequenceBatching() != nil {
@@ -465,7 +478,13 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		}
 		return nil, err
 	}
-	return newVersion(n, cfg, sched, rec)
+	v, err := newVersion(n, cfg, sched, rec)
+	if err != nil {
+		_ = sched.Close(ctx)
+		return nil, err
+	}
+	m.useCache(v)
+	return v, nil
 }
 
 // placements lists where each instance goes: -1 for the CPU, else a GPU

@@ -52,6 +52,11 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 			return nil, infer.Errorf(infer.CodeInvalidArgument, "inference request to model '%s' must specify a non-zero or non-empty correlation ID", req.Model)
 		}
 	}
+	classes := classCounts(req.Outputs)
+	lookup := v.lookupCache(inputs, outputs, classes)
+	if resp := lookup.hit(req, inputs); resp != nil {
+		return resp, nil
+	}
 	sreq := &scheduler.Request{Inputs: inputs, Outputs: outputs, Timeout: timeout, Sequence: seq}
 	results, err := v.sched.Do(ctx, sreq)
 	req.Usage = infer.Usage{Rows: sreq.Usage.Rows, Compute: sreq.Usage.Compute}
@@ -59,7 +64,6 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 		return nil, err
 	}
 	resp := &infer.Response{Model: req.Model, Version: fmt.Sprint(v.number), ID: req.ID, Outputs: results}
-	classes := classCounts(req.Outputs)
 	for i := range resp.Outputs {
 		out := &resp.Outputs[i]
 		out.Name = outputs[i]
@@ -73,6 +77,7 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 			}
 		}
 	}
+	lookup.store(resp.Outputs)
 	return resp, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	pb "github.com/helixflow/helixflow/proto/inference"
+	"github.com/helixflow/helixflow/workers/cache"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/repository"
 	"github.com/helixflow/helixflow/workers/scheduler"
@@ -24,6 +25,11 @@ type version struct {
 	outputs map[string]ioSpec
 	// outputOrder lists outputs as the config declares them.
 	outputOrder []string
+
+	// cache is the response cache when the config enables it (nil: off);
+	// cacheOwner tells this load's answers apart (models/cache.go).
+	cache      *cache.Cache
+	cacheOwner uint64
 
 	// inflight counts requests that found this version in the model table;
 	// Add happens under Manager.mu read lock, so once a version is removed

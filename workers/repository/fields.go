@@ -95,6 +95,9 @@ func checkFields(cfg *pb.ModelConfig) error {
 			return fmt.Errorf("%w: response_cache cannot be enabled for a decoupled model (model_transaction_policy.decoupled)", ErrInvalidConfig)
 		case cfg.GetSequenceBatching() != nil:
 			return fmt.Errorf("%w: response_cache cannot be enabled for a model with sequence_batching", ErrInvalidConfig)
+		case cfg.Platform == PlatformEnsemble:
+			// A step model reloaded under it would leave stale answers.
+			return fmt.Errorf("%w: response_cache is not supported for ensembles; enable it on the step models", ErrInvalidConfig)
 		}
 	}
 	return nil

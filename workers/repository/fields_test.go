@@ -45,6 +45,7 @@ func TestCheckFields(t *testing.T) {
 		{"host policy", io + `instance_group [{ count: 1 host_policy: "numa0" }]`, "instance_group[0].host_policy is not supported"},
 		{"cache decoupled", io + `response_cache { enable: true } model_transaction_policy { decoupled: true }`, "response_cache cannot be enabled for a decoupled model"},
 		{"cache sequence", io + `response_cache { enable: true } sequence_batching { }`, "response_cache cannot be enabled for a model with sequence_batching"},
+		{"cache ensemble", io + `platform: "ensemble" response_cache { enable: true }`, "response_cache is not supported for ensembles"},
 		{"cache off decoupled", io + `response_cache { enable: false } model_transaction_policy { decoupled: true }`, ""},
 	}
 	for _, tt := range tests {
