@@ -126,7 +126,7 @@ func readInitialState(dir, file string, dt tensor.DataType, shape []int64) ([]by
 	}
 	t := tensor.Tensor{Name: file, DataType: dt, Shape: shape, Data: data}
 	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("%s does not hold a %s tensor of shape %v: %w", path, dt, shape, err)
+		return nil, fmt.Errorf("%s does not hold %s elements of shape %v: %w", path, dt, shape, err)
 	}
 	return data, nil
 }
