@@ -606,3 +606,53 @@ func TestTraceSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseTimesOut: when Close's context ends first, queued requests fail
+// UNAVAILABLE, the running execution is cancelled and Close says so.
+func TestCloseTimesOut(t *testing.T) {
+	inst := &accumulator{gate: make(chan struct{})}
+	b, err := New(Config{Model: "seq", MaxBatchSize: 1, Instances: []backend.Instance{inst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := make(chan error, 1)
+	go func() {
+		_, err := b.Do(context.Background(), step(num(1), 1, true, false, true))
+		running <- err
+	}()
+	waitFor(t, func() bool { return b.Pending() == 0 && b.Sequences() == 1 })
+	queued := make(chan error, 1)
+	go func() {
+		_, err := b.Do(context.Background(), step(num(1), 2, false, false, true))
+		queued <- err
+	}()
+	waitFor(t, func() bool { return b.Pending() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := b.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-queued; infer.CodeOf(err) != infer.CodeUnavailable {
+		t.Fatalf("queued request: %v", err)
+	}
+	if err := <-running; err == nil {
+		t.Fatal("the cancelled execution succeeded")
+	}
+	waitFor(t, func() bool { inst.mu.Lock(); defer inst.mu.Unlock(); return inst.closed == 1 })
+}
+
+func TestReleasedIsBounded(t *testing.T) {
+	var r released
+	for i := range 3 * maxReleased {
+		r.add(num(uint64(i+1)), reasonEnded)
+	}
+	if len(r.reasons) > maxReleased || len(r.order) > 2*maxReleased {
+		t.Fatalf("%d reasons, %d ids kept", len(r.reasons), len(r.order))
+	}
+	if got := r.explain(num(3*maxReleased), time.Second); !strings.Contains(got, "already ended") {
+		t.Fatalf("newest id: %s", got)
+	}
+	if got := r.explain(num(1), time.Second); !strings.Contains(got, "unknown to this worker") {
+		t.Fatalf("oldest id: %s", got)
+	}
+}
