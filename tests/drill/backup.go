@@ -164,3 +164,23 @@ func countsFrom(ctx context.Context, dsn string) (map[string]int64, error) {
 	defer conn.Close(context.Background())
 	return countRows(ctx, conn)
 }
+
+// addHistory inserts n rows of past usage into the ledger (usage_hourly:
+// 100 clients, one row per client and hour, going back n/100 hours), so
+// that the dump and the restore are timed at a size closer to a
+// deployment's than the drill's own few rows.
+func addHistory(ctx context.Context, dsn string, n int) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to Postgres: %w", err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `INSERT INTO usage_hourly (hour, client_id, model, requests, inferences, compute_ns, latency_buckets)
+		SELECT (date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') - (i / 100 + 1) * interval '1 hour',
+		       'history-' || (i % 100), 'simple', 1000 + i % 7, 1000 + i % 7, 1000000 * (i % 13), '{3,5,1,0}'
+		FROM generate_series(0, $1::int - 1) AS i`, n)
+	if err != nil {
+		return fmt.Errorf("add %d rows of usage history: %w", n, err)
+	}
+	return nil
+}

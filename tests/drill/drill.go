@@ -81,6 +81,14 @@ func drill(ctx context.Context, o *options) error {
 	logf("state made and checked through Envoy: %d tokens (kids %s), %d revoked tokens, %d API keys + 1 revoked, %d people",
 		len(s.tokens), strings.Join(tokenKids(s.tokens), ", "), len(s.revoked), len(s.apiKeys), len(s.people))
 
+	if o.history > 0 {
+		t := time.Now()
+		if err := addHistory(ctx, st.DatabaseURL, o.history); err != nil {
+			return err
+		}
+		logf("added %d rows of usage history in %s", o.history, time.Since(t).Round(time.Millisecond))
+	}
+
 	// Writes go on through the backup and until the failure.
 	w := startWriter(ctx, s.admin, o.writeEvery)
 	if err := sleep(ctx, time.Second); err != nil {
@@ -134,14 +142,13 @@ func drill(ctx context.Context, o *options) error {
 		probe.stopProbe(time.Now())
 		return err
 	}
-	serverUp := time.Since(t)
-	t = time.Now()
+	serverUp := time.Now()
 	if err := restoreInto(ctx, tools, dsn, b); err != nil {
 		probe.stopProbe(time.Now())
 		return err
 	}
-	restoreTook := time.Since(t)
-	logf("restored into a fresh Postgres (%s) in %s (server up in %s)", redact(dsn), restoreTook.Round(time.Millisecond), serverUp.Round(time.Millisecond))
+	restored := time.Now()
+	logf("restored into a fresh Postgres (%s): pg_restore took %s, the server %s", redact(dsn), restored.Sub(serverUp).Round(time.Millisecond), serverUp.Sub(t).Round(time.Millisecond))
 	// Counted before helix-authz writes anything there.
 	restoredCounts, err := countsFrom(ctx, dsn)
 	if err != nil {
@@ -158,7 +165,6 @@ func drill(ctx context.Context, o *options) error {
 		probe.stopProbe(time.Now())
 		return err
 	}
-	authzTook := time.Since(t)
 	restarted := time.Now()
 	firstWrite, err := s.firstWrite(ctx)
 	if err != nil {
@@ -171,8 +177,8 @@ func drill(ctx context.Context, o *options) error {
 		return err
 	}
 	rto := firstCheck.Sub(failure)
-	logf("helix-authz restarted on the restored database in %s; first request admitted by Check at +%s after the failure, first write at +%s",
-		authzTook.Round(time.Millisecond), rto.Round(time.Millisecond), firstWrite.Sub(failure).Round(time.Millisecond))
+	logf("helix-authz restarted on the restored database in %s; first request admitted by Check at +%s after the failure",
+		restarted.Sub(t).Round(time.Millisecond), rto.Round(time.Millisecond))
 
 	var problems []string
 	problems = append(problems, compareCounts(b.counts, restoredCounts)...)
@@ -214,9 +220,10 @@ func drill(ctx context.Context, o *options) error {
 		fmt.Printf("     %d in flight at the snapshot: %d restored, %d lost\n", len(rpo.straddling), straddleKept, len(rpo.straddling)-straddleKept)
 	}
 	fmt.Printf("RTO: %s from the failure to the first request Check admits on the restored database\n", rto.Round(time.Millisecond))
-	fmt.Printf("     the first write (a new client through the admin API) at %s\n", firstWrite.Sub(failure).Round(time.Millisecond))
-	fmt.Printf("     fresh Postgres %s, pg_restore %s, helix-authz restart %s (no human in the loop: add the time to notice and decide)\n",
-		serverUp.Round(time.Millisecond), restoreTook.Round(time.Millisecond), authzTook.Round(time.Millisecond))
+	since := func(at time.Time) string { return "+" + at.Sub(failure).Round(time.Millisecond).String() }
+	fmt.Printf("     after the failure: fresh Postgres up %s, pg_restore done %s, helix-authz up on it %s, first write (admin API) %s, first Check admitted %s\n",
+		since(serverUp), since(restored), since(restarted), since(firstWrite), since(firstCheck))
+	fmt.Println("     (no human in the loop: add the time to notice the failure and decide to restore)")
 	fmt.Printf("     until helix-authz's restart, a pre-backup token's requests: %d admitted, %d refused (helix-authz's in-memory copies)\n", outageOK, outageRefused)
 	fmt.Printf("backup: %d bytes, pg_dump %s; machine: %d CPUs, %s\n", b.size, b.took.Round(time.Millisecond), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
 	fmt.Println()

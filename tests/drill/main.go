@@ -37,7 +37,10 @@ type options struct {
 	// writeEvery is the pace of the writes that measure the RPO; after is
 	// how long they go on between the backup and the failure.
 	writeEvery, after time.Duration
-	keep              bool
+	// history is how many rows of past usage the ledger gets before the
+	// backup.
+	history int
+	keep    bool
 }
 
 func main() {
@@ -50,9 +53,10 @@ func main() {
 	fs.StringVar(&o.root, "root", ".", "the repository (bin/, models/, deploy/local/)")
 	fs.DurationVar(&o.writeEvery, "write-every", 100*time.Millisecond, "pace of the writes (new OAuth clients) that measure what the failure loses")
 	fs.DurationVar(&o.after, "after", 3*time.Second, "how long the writes go on between the backup and the failure")
+	fs.IntVar(&o.history, "history", 0, "rows of past usage (usage_hourly) to add before the backup, to time the dump and the restore at a deployment's size (1000000: 100 clients, 14 months)")
 	fs.BoolVar(&o.keep, "keep", os.Getenv("KEEP_STATE") != "", "keep the stack's folder and the backup (env KEEP_STATE)")
 	_ = fs.Parse(os.Args[1:])
-	if fs.NArg() != 0 || o.writeEvery <= 0 || o.after <= 0 {
+	if fs.NArg() != 0 || o.writeEvery <= 0 || o.after <= 0 || o.history < 0 {
 		fs.Usage()
 		os.Exit(2)
 	}
