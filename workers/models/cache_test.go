@@ -64,10 +64,12 @@ func TestResponseCache(t *testing.T) {
 
 	// What changes the answer changes the key.
 	variants := map[string]func(*infer.Request){
-		"input data":  func(r *infer.Request) { r.Inputs[1].Data = int32s(2, 2, 2, 2) },
-		"batch":       func(r *infer.Request) { *r = *batchOf2(r) },
-		"outputs":     func(r *infer.Request) { r.Outputs = []infer.RequestedOutput{{Name: "OUTPUT1"}} },
-		"classified":  func(r *infer.Request) { r.Outputs = []infer.RequestedOutput{{Name: "OUTPUT1", Parameters: map[string]any{"classification": int64(2)}}} },
+		"input data": func(r *infer.Request) { r.Inputs[1].Data = int32s(2, 2, 2, 2) },
+		"batch":      func(r *infer.Request) { *r = *batchOf2(r) },
+		"outputs":    func(r *infer.Request) { r.Outputs = []infer.RequestedOutput{{Name: "OUTPUT1"}} },
+		"classified": func(r *infer.Request) {
+			r.Outputs = []infer.RequestedOutput{{Name: "OUTPUT1", Parameters: map[string]any{"classification": int64(2)}}}
+		},
 		"input order": func(r *infer.Request) { r.Inputs[0], r.Inputs[1] = r.Inputs[1], r.Inputs[0] },
 	}
 	misses := 1

@@ -459,11 +459,14 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 	}
 	// Warm-up runs before the version is in the model table: the model is
 	// not READY until its samples ran (Triton's model_warmup).
-	if err := warmUp(ctx, cfg, dir, inputs, instances); err != nil {
+	start := time.Now()
+	if runs, err := warmUp(ctx, cfg, dir, inputs, instances); err != nil {
 		for _, i := range instances {
 			_ = i.Close()
 		}
 		return nil, err
+	} else if runs > 0 {
+		m.log.Info("model warmed up", "model", name, "version", n, "samples", len(cfg.ModelWarmup), "executions", runs, "took", time.Since(start))
 	}
 	rec := stats.NewRecorder(name, n, m.cfg.Metrics)
 	var sched runner

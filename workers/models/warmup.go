@@ -37,15 +37,16 @@ type warmupSample struct {
 // the version serves, as Triton does: each sample's batch_size rows go to
 // the instance as one execution, repeated count times (once when count is
 // 0). A sample that cannot be built or fails makes the load fail, naming
-// the sample.
-func warmUp(ctx context.Context, cfg *pb.ModelConfig, dir string, modelInputs []backend.IO, instances []backend.Instance) error {
+// the sample. It returns the number of executions it ran.
+func warmUp(ctx context.Context, cfg *pb.ModelConfig, dir string, modelInputs []backend.IO, instances []backend.Instance) (int, error) {
 	if len(cfg.ModelWarmup) == 0 {
-		return nil
+		return 0, nil
 	}
 	samples, err := warmupSamples(cfg, dir, modelInputs)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	runs := 0
 	decoupled := repository.IsDecoupled(cfg)
 	discard := func([]tensor.Tensor) error { return nil }
 	for _, s := range samples {
@@ -58,12 +59,13 @@ func warmUp(ctx context.Context, cfg *pb.ModelConfig, dir string, modelInputs []
 					_, err = inst.Execute(ctx, s.inputs, s.outputs)
 				}
 				if err != nil {
-					return fmt.Errorf("warm-up sample '%s' failed on instance %d: %w", s.name, i, err)
+					return runs, fmt.Errorf("warm-up sample '%s' failed on instance %d: %w", s.name, i, err)
 				}
+				runs++
 			}
 		}
 	}
-	return nil
+	return runs, nil
 }
 
 // warmupSamples builds the config's samples, checking each against the
