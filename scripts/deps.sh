@@ -8,13 +8,14 @@
 #                                .deps/onnxruntime/libonnxruntime.so, mailpit (.tools/)
 #   bash scripts/deps.sh         everything `make test` needs: the above, the test
 #                                packages (protoc, compilers), the rest of .venv
-#                                (scripts/requirements.txt), Jaeger, the deployment tools and
-#                                govulncheck with its database
+#                                (scripts/requirements.txt), Jaeger, the deployment tools,
+#                                govulncheck with its database and make gates' tools
 #   bash scripts/deps.sh jaeger  only Jaeger (.tools/jaeger-<version>/jaeger), the trace
 #                                backend; make run builds it in the background
 #   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
 #   bash scripts/deps.sh deploy  only the deployment checks' tools (.tools/, .venv-deploy)
 #   bash scripts/deps.sh vuln    only govulncheck and its database (.tools/)
+#   bash scripts/deps.sh gates   only make gates' tools: benchstat, buf, oasdiff (.tools/gates/)
 #
 # Idempotent. Each part is checked first (dpkg status, stamp files holding the
 # pinned version or the requirements file's hash, a run of the installed tool),
@@ -387,6 +388,34 @@ jaeger_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# Regression gates (make gates, bench/gates): benchstat, buf and oasdiff, each
+# built from a module of its own under tools/ (its go.mod's tool directive
+# and go.sum pin the version and every dependency) into .tools/gates/<tool>,
+# with a stamp file holding the version it was built at. To move a tool on:
+# `cd tools/<tool> && go get -tool <package>@<version>`; the next run rebuilds.
+
+# gates_tool NAME PACKAGE MODULE: build PACKAGE from tools/NAME unless the
+# stamp already names the version tools/NAME/go.mod requires of MODULE.
+gates_tool() {
+  local name="$1" pkg="$2" mod="$3" want bin=".tools/gates/$1" tmp
+  want="$(awk -v m="$mod" '$1 == m { print $2 } $1 == "require" && $2 == m { print $3 }' "tools/$name/go.mod")"
+  [[ -n "$want" ]] || die "tools/$name/go.mod does not require $mod"
+  [[ -x "$bin" && -f "$bin.version" && "$(cat "$bin.version")" == "$want" ]] && return 0
+  log "building $name $want from tools/$name into $bin"
+  tmp="$(new_tmpdir)"
+  (cd "tools/$name" && go build -trimpath -ldflags "-s -w" -o "$tmp/$name" "$pkg")
+  install -D -m 755 "$tmp/$name" "$bin"
+  echo "$want" >"$bin.version"
+}
+
+gates_deps() {
+  gates_tool benchstat golang.org/x/perf/cmd/benchstat golang.org/x/perf
+  gates_tool buf github.com/bufbuild/buf/cmd/buf github.com/bufbuild/buf
+  gates_tool oasdiff github.com/oasdiff/oasdiff github.com/oasdiff/oasdiff
+  .tools/gates/buf --version >/dev/null || die ".tools/gates/buf does not run"
+}
+
+# ---------------------------------------------------------------------------
 # Deployment checks (make test-deploy, deploy/check/test.sh): Helm, OpenTofu
 # and tflint built from their Go modules (the Go module proxy checks them
 # against the checksum database) into .tools/<tool>-<version>, and
@@ -513,7 +542,8 @@ case "${1:-}" in
     jaeger_deps
     deploy_deps
     vuln_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, Jaeger $JAEGER_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database"
+    gates_deps
+    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, Jaeger $JAEGER_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database, make gates' tools"
     ;;
   deploy)
     deploy_deps
@@ -522,6 +552,10 @@ case "${1:-}" in
   vuln)
     vuln_deps
     log "ok: .tools (govulncheck $GOVULNCHECK_VERSION, vulnerability database $VULNDB_VERSION)"
+    ;;
+  gates)
+    gates_deps
+    log "ok: .tools/gates (benchstat, buf, oasdiff)"
     ;;
   jaeger)
     jaeger_deps
@@ -532,6 +566,6 @@ case "${1:-}" in
     log "ok: .venv-bench (mlserver)"
     ;;
   *)
-    die "usage: bash scripts/deps.sh [run|jaeger|bench|deploy|vuln]"
+    die "usage: bash scripts/deps.sh [run|jaeger|bench|deploy|vuln|gates]"
     ;;
 esac

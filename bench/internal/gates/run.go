@@ -1,0 +1,124 @@
+package gates
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Procs is GOMAXPROCS for every benchmark (-test.cpu): the 2 cores of the
+// machine the baseline comes from, pinned so that the names (their -2
+// suffix) and the parallel benchmarks' allocations match on any machine.
+const Procs = "2"
+
+// Runner builds and runs the benchmarks of a Config.
+type Runner struct {
+	Root string // the main module's root
+	Go   string // the go command
+	Tags string // -tags for the build (vtprotobuf)
+	Log  io.Writer
+}
+
+// Build compiles the test binary of each of the config's packages into
+// dir, in one go command (the packages link side by side), and returns
+// them by package.
+func (r *Runner) Build(ctx context.Context, c *Config, dir string) (map[string]string, error) {
+	bins := map[string]string{}
+	byBase := map[string]string{}
+	for _, p := range c.Pkgs() {
+		base := path.Base(p)
+		if other, ok := byBase[base]; ok {
+			return nil, fmt.Errorf("packages %s and %s both build %s.test: go test -c -o DIR cannot build both", other, p, base)
+		}
+		byBase[base] = p
+		bins[p] = filepath.Join(dir, base+".test")
+	}
+	args := []string{"test", "-c", "-o", dir + string(filepath.Separator)}
+	if r.Tags != "" {
+		args = append(args, "-tags="+r.Tags)
+	}
+	cmd := exec.CommandContext(ctx, r.Go, append(args, c.Pkgs()...)...)
+	cmd.Dir = r.Root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go test -c: %w\n%s", err, out)
+	}
+	return bins, nil
+}
+
+// Run runs every benchmark Count times, in rounds (each round runs each
+// line of the config once), so that a burst of load elsewhere on the
+// machine costs one sample of many benchmarks rather than every sample of
+// one. It returns the samples in Go's benchmark format.
+func (r *Runner) Run(ctx context.Context, c *Config, bins map[string]string) ([]byte, error) {
+	var out bytes.Buffer
+	for round := 1; round <= c.Count; round++ {
+		start := time.Now()
+		for _, b := range c.Benches {
+			res, err := r.runOne(ctx, b, bins[b.Pkg])
+			if err != nil {
+				return nil, err
+			}
+			out.Write(res)
+		}
+		if r.Log != nil {
+			fmt.Fprintf(r.Log, "gates: round %d/%d of %d benchmark runs: %.1fs\n", round, c.Count, len(c.Benches), time.Since(start).Seconds())
+		}
+	}
+	return out.Bytes(), nil
+}
+
+func (r *Runner) runOne(ctx context.Context, b Bench, bin string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^$", "-test.bench="+b.Pattern, "-test.benchtime="+b.Benchtime,
+		"-test.count=1", "-test.cpu="+Procs, "-test.benchmem")
+	cmd.Dir = filepath.Join(r.Root, filepath.FromSlash(b.Pkg)) // as go test runs it: testdata/ relative
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	res, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("benchmarks of %s (%s): %w\n%s%s", b.Pkg, b.Pattern, err, res, stderr.Bytes())
+	}
+	var keep bytes.Buffer
+	found := false
+	for line := range strings.SplitSeq(string(res), "\n") {
+		switch {
+		case strings.HasPrefix(line, "Benchmark"):
+			found = true
+		case strings.Contains(line, ": ") && !strings.HasPrefix(line, " "):
+		default:
+			continue // PASS, logs
+		}
+		keep.WriteString(line + "\n")
+	}
+	if !found {
+		return nil, fmt.Errorf("benchmarks of %s: pattern %s (benchmarks.txt line %d) selects no benchmark", b.Pkg, b.Pattern, b.Line)
+	}
+	return keep.Bytes(), nil
+}
+
+// RaisePriority lowers this process's nice value to nice (its children,
+// the benchmarks, inherit it), so that on a shared machine the benchmarks
+// get their cores rather than a share of them. Lowering the value needs
+// CAP_SYS_NICE; without it the error says so and the caller goes on.
+func RaisePriority(nice int) error {
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, nice); err != nil {
+		return fmt.Errorf("setpriority %d: %w (benchmarks run at the default priority)", nice, err)
+	}
+	return nil
+}
+
+// WriteFile writes data to name through a temporary file beside it.
+func WriteFile(name string, data []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}

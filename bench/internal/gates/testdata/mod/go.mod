@@ -1,0 +1,3 @@
+module example.com/gatestest
+
+go 1.26
