@@ -273,6 +273,10 @@ var conditions = map[string]string{
 	// GPU metrics (dcgm-exporter's and Triton's names): scraped on a host
 	// with an NVIDIA GPU.
 	"gpu": "workers",
+	// Response cache metrics (Triton's nv_cache_*): exported once a model
+	// that enables response_cache is asked, on a worker started with
+	// --response-cache-bytes (tests/interop/test_warmup_cache.py).
+	"cache": "workers",
 }
 
 var catalogueLine = regexp.MustCompile(`^(\S+) ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)( when=([a-z]+))?$`)

@@ -411,7 +411,9 @@ def gen_metrics() -> str:
         "and the dashboards:",
         "[Observability](../observability.md); GPU metrics:",
         "[GPU metrics](../gpu-metrics.md). *when* `gpu`: exported only on a host",
-        "with an NVIDIA GPU.",
+        "with an NVIDIA GPU; `cache`: exported once a model that enables",
+        "`response_cache` is asked, on a worker started with `--response-cache-bytes`",
+        "([Response cache](../worker.md#response-cache)).",
         "",
     ]
     helps = metric_help({name for rows in by_proc.values() for name, _, _ in rows})
