@@ -17,9 +17,15 @@ const maxClassificationElements = 1_000_000
 // classify implements Triton's classification extension: it replaces t by
 // a BYTES tensor holding, for each batch item, the top k elements as
 // "<value>:<index>" strings, highest value first. Values are printed as C++
-// std::to_string prints them ("%f" for floating point). Models here carry no
-// label files, so no ":<label>" part is added.
+// std::to_string prints them ("%f" for floating point).
 func classify(t tensor.Tensor, k uint64, batched bool) (tensor.Tensor, error) {
+	return classifyLabeled(t, k, batched, nil)
+}
+
+// classifyLabeled is classify with the output's label file (its
+// label_filename, one label per line): "<value>:<index>:<label>" where the
+// file has a non-empty label for the index, as Triton prints it.
+func classifyLabeled(t tensor.Tensor, k uint64, batched bool, labels []string) (tensor.Tensor, error) {
 	size := t.DataType.ElementSize()
 	if t.DataType == tensor.Bytes || t.DataType == tensor.Bool || size == 0 {
 		return tensor.Tensor{}, infer.Errorf(infer.CodeInvalidArgument,
@@ -58,6 +64,9 @@ func classify(t tensor.Tensor, k uint64, batched bool) (tensor.Tensor, error) {
 			s := value(base + idx).format()
 			s = append(s, ':')
 			s = strconv.AppendInt(s, idx, 10)
+			if idx < int64(len(labels)) && labels[idx] != "" {
+				s = append(append(s, ':'), labels[idx]...)
+			}
 			out = binary.LittleEndian.AppendUint32(out, uint32(len(s)))
 			out = append(out, s...)
 		}

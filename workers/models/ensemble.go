@@ -51,6 +51,9 @@ func (m *Manager) loadEnsemble(ctx context.Context, name, dir string, cfg *pb.Mo
 	for _, n := range selected {
 		rec := stats.NewRecorder(name, n, m.cfg.Metrics)
 		v, err := newVersion(n, cfg, ensemble.NewRunner(plan, m, rec), rec)
+		if err == nil {
+			v.labels, err = readLabels(dir, cfg)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("version %d: %w", n, err)
 		}

@@ -482,6 +482,9 @@ func (m *Manager) newVersion(ctx context.Context, be backend.Backend, name, dir 
 		return nil, err
 	}
 	v, err := newVersion(n, cfg, sched, rec)
+	if err == nil {
+		v.labels, err = readLabels(dir, cfg)
+	}
 	if err != nil {
 		_ = sched.Close(ctx)
 		return nil, err

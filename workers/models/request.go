@@ -72,7 +72,7 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 			out.Shape = batchShape(out.Shape, spec.dims, v.config.MaxBatchSize > 0)
 		}
 		if k := classes[out.Name]; k > 0 {
-			if *out, err = classify(*out, k, v.config.MaxBatchSize > 0); err != nil {
+			if *out, err = classifyLabeled(*out, k, v.config.MaxBatchSize > 0, v.labels[out.Name]); err != nil {
 				return nil, err
 			}
 		}

@@ -104,7 +104,7 @@ func (v *version) response(req *infer.Request, names []string, outs []tensor.Ten
 		}
 		if k := classes[out.Name]; k > 0 {
 			var err error
-			if *out, err = classify(*out, k, v.config.MaxBatchSize > 0); err != nil {
+			if *out, err = classifyLabeled(*out, k, v.config.MaxBatchSize > 0, v.labels[out.Name]); err != nil {
 				return nil, err
 			}
 		}

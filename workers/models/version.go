@@ -26,6 +26,10 @@ type version struct {
 	// outputOrder lists outputs as the config declares them.
 	outputOrder []string
 
+	// labels are the outputs' label files (label_filename), one label per
+	// line, for classification (labels.go).
+	labels map[string][]string
+
 	// cache is the response cache when the config enables it (nil: off);
 	// cacheOwner tells this load's answers apart (models/cache.go).
 	cache      *cache.Cache

@@ -36,10 +36,11 @@ var implemented = map[string]string{
 	// clients (image_client reads it from the model config); so do we.
 	"input.format": "served back in the model config for clients",
 
-	"output.name":      "Validate; workers/models checkOutputs",
-	"output.data_type": "Validate",
-	"output.dims":      "Validate; workers/models shapes outputs",
-	"output.reshape":   "Validate; workers/models reshapes outputs for clients",
+	"output.name":           "Validate; workers/models checkOutputs",
+	"output.data_type":      "Validate",
+	"output.dims":           "Validate; workers/models shapes outputs",
+	"output.reshape":        "Validate; workers/models reshapes outputs for clients",
+	"output.label_filename": "workers/models labels.go: classification labels",
 
 	"dynamic_batching.preferred_batch_size":         "workers/scheduler (dynamic batcher)",
 	"dynamic_batching.max_queue_delay_microseconds": "workers/scheduler (dynamic batcher)",
