@@ -101,7 +101,14 @@ func drill(ctx context.Context, o *options) error {
 		return err
 	}
 	logf("backup done: %d bytes in %s, snapshot at %s", b.size, b.took.Round(time.Millisecond), b.snapshot.Format("15:04:05.000"))
-	if err := sleep(ctx, o.after); err != nil {
+	afterBackup := time.Now()
+	revokedLate, err := s.revokeAfterBackup(ctx)
+	if err != nil {
+		w.stopWriter()
+		return err
+	}
+	logf("after the backup: token %d and API key %s revoked, Check refuses both", revokedLate, s.apiKeyIDs[1])
+	if err := sleep(ctx, o.after-time.Since(afterBackup)); err != nil {
 		w.stopWriter()
 		return err
 	}
@@ -191,6 +198,10 @@ func drill(ctx context.Context, o *options) error {
 	problems = append(problems, lostFound...)
 	problems = append(problems, s.verify(ctx)...)
 	problems = append(problems, s.checkKeys(ctx, b.counts["signing_keys"], dsn)...)
+	lostRev, err := s.lostRevocations(ctx, revokedLate)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	if v, err := s.admin.VerifyAudit(ctx); err != nil || !v.OK {
 		problems = append(problems, fmt.Sprintf("audit chain after the restore: %+v %v", v, errOrNil(err)))
 	}
@@ -219,13 +230,17 @@ func drill(ctx context.Context, o *options) error {
 	if len(rpo.straddling) > 0 {
 		fmt.Printf("     %d in flight at the snapshot: %d restored, %d lost\n", len(rpo.straddling), straddleKept, len(rpo.straddling)-straddleKept)
 	}
+	if lostRev != "" {
+		fmt.Println("     lost with them:", lostRev)
+	}
 	fmt.Printf("RTO: %s from the failure to the first request Check admits on the restored database\n", rto.Round(time.Millisecond))
 	since := func(at time.Time) string { return "+" + at.Sub(failure).Round(time.Millisecond).String() }
 	fmt.Printf("     after the failure: fresh Postgres up %s, pg_restore done %s, helix-authz up on it %s, first write (admin API) %s, first Check admitted %s\n",
 		since(serverUp), since(restored), since(restarted), since(firstWrite), since(firstCheck))
 	fmt.Println("     (no human in the loop: add the time to notice the failure and decide to restore)")
 	fmt.Printf("     until helix-authz's restart, a pre-backup token's requests: %d admitted, %d refused (helix-authz's in-memory copies)\n", outageOK, outageRefused)
-	fmt.Printf("backup: %d bytes, pg_dump %s; machine: %d CPUs, %s\n", b.size, b.took.Round(time.Millisecond), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Printf("backup: %d bytes, pg_dump %s; machine: %d CPUs, %s, load average %s\n", b.size, b.took.Round(time.Millisecond),
+		runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, loadAverage())
 	fmt.Println()
 	fmt.Println("WITHOUT THE KEK the same dump is no use for signing keys:", nk)
 	if len(problems) > 0 {
@@ -366,6 +381,16 @@ func durable(ctx context.Context, dsn string) error {
 		}
 	}
 	return nil
+}
+
+// loadAverage is the 1-minute load average (Linux), which says how
+// quiet the machine was; "?" elsewhere.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // redact hides a database URL's password.

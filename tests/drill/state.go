@@ -49,10 +49,11 @@ type state struct {
 	admin *admin.Client
 	https *http.Client
 
-	clients []client
-	tokens  []token // must validate after the restore
-	revoked []token // revoked before the backup: must stay refused
-	apiKeys []string
+	clients   []client
+	tokens    []token // must validate after the restore
+	revoked   []token // revoked before the backup: must stay refused
+	apiKeys   []string
+	apiKeyIDs []string
 	// revokedKey was revoked before the backup.
 	revokedKey string
 	kids       []string // the signing keys' ids in the JWKS at the backup
@@ -118,6 +119,7 @@ func (s *state) seed(ctx context.Context) error {
 			return fmt.Errorf("create an API key: %w", err)
 		}
 		s.apiKeys = append(s.apiKeys, k.Key)
+		s.apiKeyIDs = append(s.apiKeyIDs, k.ID)
 	}
 	k, err := s.admin.CreateAPIKey(ctx, admin.APIKeyRequest{ClientID: s.clients[2].id, Name: "drill-revoked", Scopes: []string{"models:infer"}})
 	if err != nil {
@@ -184,6 +186,52 @@ func (s *state) waitSigning(ctx context.Context, c client, kid string) error {
 			return err
 		}
 	}
+}
+
+// revokeAfterBackup revokes a pre-backup token and API key after the
+// backup, and waits until Check refuses both: revocations the restore
+// loses. It returns the token's index.
+func (s *state) revokeAfterBackup(ctx context.Context) (int, error) {
+	i := len(s.tokens) - 1
+	t := s.tokens[i]
+	if err := s.revoke(ctx, t.client, t.value); err != nil {
+		return 0, err
+	}
+	if err := s.admin.RevokeAPIKey(ctx, s.apiKeyIDs[1]); err != nil {
+		return 0, fmt.Errorf("revoke an API key: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tc, err1 := s.infer(ctx, "Authorization", "Bearer "+t.value)
+		kc, err2 := s.infer(ctx, "x-api-key", s.apiKeys[1])
+		if err1 == nil && err2 == nil && refused(tc) && refused(kc) {
+			return i, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("revoked after the backup, the token gets HTTP %d %v and the API key %d %v within 10s, want 401 or 403", tc, errOrNil(err1), kc, errOrNil(err2))
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// lostRevocations checks that the revocations made after the backup are
+// gone after the restore (the token and the key work again) and says so.
+func (s *state) lostRevocations(ctx context.Context, tokenIndex int) (string, error) {
+	t := s.tokens[tokenIndex]
+	active, err := s.introspect(ctx, s.st.Issuer, t)
+	if err != nil {
+		return "", err
+	}
+	tc, err1 := s.infer(ctx, "Authorization", "Bearer "+t.value)
+	kc, err2 := s.infer(ctx, "x-api-key", s.apiKeys[1])
+	if !active || err1 != nil || err2 != nil || tc != http.StatusOK || kc != http.StatusOK {
+		return "", fmt.Errorf("revoked after the backup, after the restore: token active=%v HTTP %d %v, API key HTTP %d %v; the backup cannot hold them",
+			active, tc, errOrNil(err1), kc, errOrNil(err2))
+	}
+	return fmt.Sprintf("token %d (client %s) and API key %s, revoked after the backup, are admitted again (introspection active, Check 200): revoke again what was revoked since the last backup",
+		tokenIndex, t.client.id, s.apiKeyIDs[1]), nil
 }
 
 // firstWrite creates clients through the admin API until one is
