@@ -57,6 +57,11 @@ def cache_worker(tmp_path_factory):
     simple_model(repo, "warm", WARMUP_ZERO, np.arange(16, dtype=np.int32))
     simple_model(repo, "bad_warmup", WARMUP_BAD, np.arange(8, dtype=np.int32))
     simple_model(repo, "cuda_graphs", "optimization { cuda { graphs: true } }\n")
+    simple_model(repo, "labelled", "")
+    config = (repo / "labelled" / "config.pbtxt").read_text()
+    (repo / "labelled" / "config.pbtxt").write_text(
+        config.replace('name: "OUTPUT0"', 'name: "OUTPUT0"\n    label_filename: "labels.txt"', 1))
+    (repo / "labelled" / "labels.txt").write_text("".join(f"class{i}\n" for i in range(16)))
     w = Worker(repo, ["--model-control-mode=explicit", "--load-model=*", "--strict-readiness=false",
                       "--response-cache-bytes=1048576"])
     yield w
@@ -157,3 +162,12 @@ def test_unimplemented_field_is_refused_by_name(cache_worker):
     m = index["cuda_graphs"]
     assert m.state == "UNAVAILABLE", m
     assert "optimization.cuda.graphs is not supported by helix-worker" in m.reason, m
+
+
+def test_classification_with_label_file(cache_worker):
+    """label_filename: Triton's classification answers value:index:label."""
+    c = httpclient.InferenceServerClient(cache_worker.http_url)
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    r = c.infer("labelled", inputs(httpclient, a, a), outputs=[httpclient.InferRequestedOutput("OUTPUT0", class_count=2)])
+    got = [x.decode() for x in r.as_numpy("OUTPUT0").reshape(-1)]
+    assert got == ["30:15:class15", "28:14:class14"], got
