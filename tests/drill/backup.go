@@ -184,3 +184,40 @@ func addHistory(ctx context.Context, dsn string, n int) error {
 	}
 	return nil
 }
+
+// restoreRole is the role that restores the dump and that helix-authz
+// logs in as on the fresh server: an ordinary role owning its database,
+// as docs/deploy.md has the operator make it, not the superuser.
+const restoreRole = "helix"
+
+// newDatabase makes, as the fresh server's superuser (superDSN), the
+// restore role when missing and an empty database it owns, and returns
+// the URL of that database as that role.
+func newDatabase(ctx context.Context, superDSN, name, password string) (string, error) {
+	conn, err := pgx.Connect(ctx, superDSN)
+	if err != nil {
+		return "", fmt.Errorf("connect to the fresh server: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", restoreRole).Scan(&exists); err != nil {
+		return "", err
+	}
+	role := pgx.Identifier{restoreRole}.Sanitize()
+	if !exists {
+		// CREATE ROLE takes no parameters: the password is hex, quoted.
+		if _, err := conn.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD '"+password+"'"); err != nil {
+			return "", fmt.Errorf("create role %s: %w", restoreRole, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" OWNER "+role); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	u, err := url.Parse(superDSN)
+	if err != nil {
+		return "", err
+	}
+	u.User = url.UserPassword(restoreRole, password)
+	u.Path = "/" + name
+	return u.String(), nil
+}

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -144,7 +146,10 @@ func drill(ctx context.Context, o *options) error {
 		probe.stopProbe(time.Now())
 		return err
 	}
-	dsn, err := pgtest.CreateDatabase(ctx, srv.DSN(), restoredDB)
+	pw := make([]byte, 18)
+	_, _ = rand.Read(pw)
+	rolePassword := hex.EncodeToString(pw)
+	dsn, err := newDatabase(ctx, srv.DSN(), restoredDB, rolePassword)
 	if err != nil {
 		probe.stopProbe(time.Now())
 		return err
@@ -205,7 +210,7 @@ func drill(ctx context.Context, o *options) error {
 	if v, err := s.admin.VerifyAudit(ctx); err != nil || !v.OK {
 		problems = append(problems, fmt.Sprintf("audit chain after the restore: %+v %v", v, errOrNil(err)))
 	}
-	nk, err := noKEK(ctx, s, srv, tools, b)
+	nk, err := noKEK(ctx, s, srv, rolePassword, tools, b)
 	if err != nil {
 		return err
 	}

@@ -28,8 +28,8 @@ const noKEKName = "helix-authz-nokek"
 // noKEK returns what the restore without the KEK gives, in words, or an
 // error when it gives more than it should (a pre-backup token that
 // validates, an old key published).
-func noKEK(ctx context.Context, s *state, srv *pgtest.Server, tools pgTools, b *backup) (string, error) {
-	dsn, err := pgtest.CreateDatabase(ctx, srv.DSN(), restoredDB+"_nokek")
+func noKEK(ctx context.Context, s *state, srv *pgtest.Server, rolePassword string, tools pgTools, b *backup) (string, error) {
+	dsn, err := newDatabase(ctx, srv.DSN(), restoredDB+"_nokek", rolePassword)
 	if err != nil {
 		return "", err
 	}
