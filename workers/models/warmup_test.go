@@ -15,6 +15,7 @@ import (
 
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/infer"
+	"github.com/helixflow/helixflow/workers/repository"
 	"github.com/helixflow/helixflow/workers/tensor"
 )
 
@@ -251,3 +252,42 @@ func FuzzReadWarmupFile(f *testing.F) {
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func mathFloat32(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
+
+func TestWarmupSamplesShapes(t *testing.T) {
+	modelInputs := []backend.IO{{Name: "IN", DataType: tensor.FP32, Shape: []int64{-1, 4}}, {Name: "START", DataType: tensor.Int32, Shape: []int64{-1, 1}}}
+	tests := []struct {
+		name, config string
+		want         [][]int64 // each input's shape, inputs by name
+	}{
+		{"batched reshape", `max_batch_size: 4 input [{ name: "IN" data_type: TYPE_FP32 dims: [ 2, 2 ] reshape { shape: [ 4 ] } }]
+			model_warmup [{ batch_size: 3 inputs { key: "IN" value { data_type: TYPE_FP32 dims: [ 2, 2 ] zero_data: true } } }]`, [][]int64{{3, 4}}},
+		{"not batched", `input [{ name: "IN" data_type: TYPE_FP32 dims: [ -1 ] }]
+			model_warmup [{ batch_size: 1 inputs { key: "IN" value { data_type: TYPE_FP32 dims: [ 7 ] random_data: true } } }]`, [][]int64{{7}}},
+		{"model-only input", `max_batch_size: 2 input [{ name: "IN" data_type: TYPE_FP32 dims: [ 4 ] }]
+			model_warmup [{ batch_size: 2 inputs { key: "IN" value { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } }
+			  inputs { key: "START" value { data_type: TYPE_INT32 dims: [ 1 ] zero_data: true } } }]`, [][]int64{{2, 4}, {2, 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := repository.ParseConfig([]byte(tt.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			samples, err := warmupSamples(cfg, t.TempDir(), modelInputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(samples) != 1 || samples[0].runs != 1 || len(samples[0].inputs) != len(tt.want) {
+				t.Fatalf("samples %+v", samples)
+			}
+			for i, in := range samples[0].inputs {
+				if !equalShape(in.Shape, tt.want[i]...) {
+					t.Errorf("input %s shape %v, want %v", in.Name, in.Shape, tt.want[i])
+				}
+				if err := (&tensor.Tensor{Name: in.Name, DataType: in.DataType, Shape: in.Shape, Data: in.Data}).Validate(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
