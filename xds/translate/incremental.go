@@ -23,7 +23,7 @@ import (
 // appears or goes changes routes and clusters, which takes Translate.
 //
 // With 1,000 models on 100 workers, one worker's change rebuilds the
-// assignments of the pools it is in instead of all 4,000 resources, and
+// assignments of the pools it is in instead of all 6,000 resources, and
 // the ADS server hashes only those (xds/server remembers the others'
 // digests).
 func UpdateEndpoints(prev *Resources, g *ir.Gateway, models []string, defaultPool bool) (*Resources, error) {
