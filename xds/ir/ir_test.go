@@ -80,6 +80,7 @@ func TestValidateRejects(t *testing.T) {
 		{func(g *Gateway) { g.AuthZ.Upstream.TLS = &UpstreamTLS{CAFile: "/ca"} }, "authz.upstream.tls.cert_file"},
 		{func(g *Gateway) { g.AuthZ.Timeout = 2 * time.Hour }, "authz.timeout"},
 		{func(g *Gateway) { g.AuthZ.MaxRequestBytes = 8 }, "authz.max_request_bytes"},
+		{func(g *Gateway) { g.AuthZ.RESTBodyBytes = 1 << 20 }, "authz.rest_body_bytes"},
 		{func(g *Gateway) {
 			g.RateLimit = &RateLimit{Domain: "helix", Timeout: time.Second,
 				Plans: []Plan{{Name: "a", RequestsPerSecond: 1}, {Name: "a", RequestsPerMinute: 1}}}
