@@ -54,6 +54,12 @@ var implemented = map[string]string{
 	"instance_group.count": "workers/models placements",
 	"instance_group.gpus":  "workers/models placements",
 
+	// Triton's own configs (GET .../config) carry these two; they are
+	// about staging copies between host and GPU memory in pinned buffers,
+	// which the cuda backend always does and the CPU backends never need.
+	"optimization.input_pinned_memory":  "workers/backend/cuda stages inputs in pinned host memory",
+	"optimization.output_pinned_memory": "workers/backend/cuda stages outputs in pinned host memory",
+
 	"model_warmup":   "workers/models warmup.go",
 	"response_cache": "workers/models cache.go, workers/cache",
 

@@ -27,7 +27,8 @@ func TestCheckFields(t *testing.T) {
 			 response_cache { enable: true }`, ""},
 		{"empty parent", io + `dynamic_batching { }`, ""},
 		{"cuda graphs", io + `optimization { cuda { graphs: true } }`, "optimization.cuda.graphs is not supported by helix-worker"},
-		{"empty optimization", io + `optimization { }`, "optimization is not supported"},
+		{"empty optimization", io + `optimization { }`, ""},
+		{"pinned memory", io + `optimization { input_pinned_memory { enable: true } output_pinned_memory { enable: true } }`, ""},
 		{"priority", io + `optimization { priority: PRIORITY_MAX }`, "optimization.priority is not supported"},
 		{"rate limiter", io + `instance_group [{ count: 1 }, { count: 1 rate_limiter { priority: 2 } }]`, "instance_group[1].rate_limiter.priority is not supported"},
 		{"label file", `input [{ name: "IN" data_type: TYPE_FP32 dims: [ 4 ] }] output [{ name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "l.txt" }]`, ""},
@@ -71,12 +72,12 @@ func TestCheckFields(t *testing.T) {
 
 // Normalize runs the check: a load sees the refusal.
 func TestNormalizeRefusesUnimplementedFields(t *testing.T) {
-	cfg, err := ParseConfig([]byte(simpleConfig + `optimization { input_pinned_memory { enable: true } }`))
+	cfg, err := ParseConfig([]byte(simpleConfig + `optimization { input_pinned_memory { enable: true } cuda { graphs: true } }`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = Normalize(cfg, "simple")
-	if err == nil || !strings.Contains(err.Error(), "optimization.input_pinned_memory.enable is not supported by helix-worker") {
+	if err == nil || !strings.Contains(err.Error(), "optimization.cuda.graphs is not supported by helix-worker") {
 		t.Fatalf("Normalize: %v", err)
 	}
 }
