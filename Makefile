@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run jaeger deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos soak soak-ws gpu-check coverage vulncheck clean
+.PHONY: deps deps-run jaeger deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos upgrade soak soak-ws gpu-check coverage vulncheck clean
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -166,6 +166,9 @@ bench-load: deps build models $(GHZ) ## bench-gateway's load target only, logged
 # machine).
 chaos: deps-run build models ## kill -9 and restart each process under load: failed requests, recovery, lost data (about 2 minutes)
 	$(GO) run $(GOTAGS) ./tests/resilience chaos
+
+upgrade: deps-run build models ## rolling upgrade under load: workers drained, each helix-authz alone (one on the last release's binary against HEAD's schema), helix-xds, Redis, Envoy hot restart; 0 failed requests (about 3 minutes)
+	$(GO) run $(GOTAGS) ./tests/resilience upgrade
 
 soak: deps-run build models ## half the measured capacity over 1,000 connections for SOAK_DURATION (default 10m): memory, goroutines, fds per minute
 	$(GO) run $(GOTAGS) ./tests/resilience soak

@@ -452,6 +452,9 @@ func (s *Stack) envoy() ([]supervise.Spec, error) {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	args := []string{"-c", path, "--disable-hot-restart"}
+	if s.opts.EnvoyHotRestart {
+		args = append([]string{"-c", path}, s.envoyEpochArgs(0)...)
+	}
 	if s.opts.EnvoyConcurrency > 0 {
 		args = append(args, "--concurrency", strconv.Itoa(s.opts.EnvoyConcurrency))
 	}

@@ -113,7 +113,11 @@ type Options struct {
 	// EnvoyDiscardStdout drops Envoy's access log (benchmarks: formatted
 	// and written, but no disk in the measurement).
 	EnvoyDiscardStdout bool
-	Logger             *slog.Logger // default slog.Default()
+	// EnvoyHotRestart starts Envoy able to hot restart (RestartEnvoy:
+	// the new process takes the listening sockets, the old one drains its
+	// connections); otherwise it runs with --disable-hot-restart.
+	EnvoyHotRestart bool
+	Logger          *slog.Logger // default slog.Default()
 }
 
 // Worker is one helix-worker.
@@ -277,6 +281,7 @@ func (s *Stack) Close() {
 	if s.group != nil {
 		s.group.Close()
 	}
+	s.removeEnvoySharedMemory()
 }
 
 // Proc is the named process's current run, or nil.

@@ -412,3 +412,56 @@ func statFields(dir string) []string {
 	}
 	return strings.Fields(string(b[i+1:]))
 }
+
+// Replace starts spec as the next run of the named running process while
+// the current run still serves, waits until the new run is ready, and then
+// gives the old run grace to end by itself before stopping it: Envoy's hot
+// restart, where the new epoch takes the listening sockets from the old,
+// which drains its connections and exits. The new run keeps the old one's
+// place in the stop order, and later restarts (Crash, restart mode) start
+// spec. If the new run does not become ready, the old one keeps running
+// under supervision and the error is returned.
+func (g *Group) Replace(ctx context.Context, spec Spec, grace time.Duration) (*Proc, error) {
+	g.mu.Lock()
+	i := slices.IndexFunc(g.slots, func(s *slot) bool { return s.spec.Name == spec.Name && !s.stopping })
+	if i < 0 {
+		g.mu.Unlock()
+		return nil, fmt.Errorf("supervise: no running process %s", spec.Name)
+	}
+	old := g.slots[i]
+	// The old run's end is expected from now on: not a failure, no restart.
+	old.stopping = true
+	old.cancel()
+	g.mu.Unlock()
+	<-old.watched
+
+	p, err := g.run(ctx, spec, true)
+	keep := p
+	if err != nil {
+		keep = old.proc // watched again, as before
+		spec = old.spec
+	}
+	s := &slot{spec: spec, proc: keep, watched: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(g.ctx)
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		keep.stop()
+		return nil, errors.New("supervise: group closed")
+	}
+	g.slots[i] = s
+	g.writePIDs()
+	g.mu.Unlock()
+	go g.watch(s)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-old.proc.Done():
+	case <-time.After(grace):
+		if old.proc.stop() {
+			g.opts.Logger.Warn("replaced process did not stop in time; killed", "process", spec.Name)
+		}
+	}
+	return p, nil
+}

@@ -314,3 +314,47 @@ func TestCrashEndsChildrenOutsideTheGroup(t *testing.T) {
 		t.Fatalf("the setsid child %d outlived the crash", child)
 	}
 }
+
+// Replace runs the next run beside the old one until it is ready, then
+// lets the old one end by itself (a hot restart): no failure is reported,
+// and a next run that never becomes ready leaves the old one supervised.
+func TestReplace(t *testing.T) {
+	g := newGroup(t, Options{})
+	dir := t.TempDir()
+	handover := filepath.Join(dir, "handover")
+	// The old run serves until the new one tells it to go (Envoy's
+	// parent shutdown), then exits 0 by itself.
+	old := sh("proxy", `echo epoch0; while [ ! -f `+handover+` ]; do sleep 0.05; done; exit 0`)
+	old.Ready = logged(g, "proxy", "epoch0", 1)
+	if _, err := g.Start(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	first := g.Proc("proxy")
+
+	broken := sh("proxy", `exit 3`)
+	broken.Ready = logged(g, "proxy", "never", 1)
+	if _, err := g.Replace(context.Background(), broken, time.Second); err == nil {
+		t.Fatal("Replace with a run that exits at once: no error")
+	}
+	if g.Proc("proxy") != first || first.Exited() {
+		t.Fatal("after a failed Replace the old run is not the supervised one")
+	}
+
+	next := sh("proxy", `echo epoch1; touch `+handover+`; while :; do sleep 0.05; done`)
+	next.Ready = logged(g, "proxy", "epoch1", 1)
+	p, err := g.Replace(context.Background(), next, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Exited() || p.Exited() || g.Proc("proxy") != p {
+		t.Fatalf("old exited %v, new running %v, supervised %v", first.Exited(), !p.Exited(), g.Proc("proxy") == p)
+	}
+	select {
+	case err := <-g.Failed():
+		t.Fatalf("the old run's own exit was reported: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := g.Replace(context.Background(), sh("nonexistent", "true"), time.Second); err == nil {
+		t.Fatal("Replace of an unknown name: no error")
+	}
+}

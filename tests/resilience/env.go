@@ -48,6 +48,7 @@ type env struct {
 	// those whose creation was acknowledged while Postgres died).
 	known       []string
 	stopRefresh context.CancelFunc
+	clock       *stepClock // the upgrade step under way
 }
 
 // startEnv starts the stack with authzReplicas more helix-authz
@@ -62,7 +63,7 @@ func startEnv(ctx context.Context, o *options, authzReplicas int) (*env, error) 
 		return nil, err
 	}
 	st, err := helixstack.New(helixstack.Options{
-		Root: root, Dir: dir, AuthzReplicas: authzReplicas,
+		Root: root, Dir: dir, AuthzReplicas: authzReplicas, EnvoyHotRestart: o.envoyHotRestart,
 		EnvoyDiscardStdout: true, // the access log would grow by the load's every request
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -87,6 +87,18 @@ type load struct {
 	buckets []bucket       // by second since start
 	errs    map[string]int // failure kinds, for the report
 	fails   []failure      // every failure, in the order recorded
+	// keepSamples: every request's send time and latency are kept in
+	// samples (the upgrade mode's per-step p99).
+	keepSamples bool
+	samples     []reqSample
+}
+
+// reqSample is one request: when it was sent, how long until its answer
+// (or its failure), and whether it failed.
+type reqSample struct {
+	at     time.Time
+	took   time.Duration
+	failed bool
 }
 
 type failure struct {
@@ -242,6 +254,7 @@ func (l *load) send(ctx context.Context, i int) error {
 }
 
 func (l *load) record(at time.Time, conn int, err error) {
+	took := time.Since(at)
 	sec := int(at.Sub(l.start) / time.Second)
 	if sec < 0 {
 		sec = 0
@@ -252,6 +265,9 @@ func (l *load) record(at time.Time, conn int, err error) {
 		l.buckets = append(l.buckets, bucket{})
 	}
 	l.buckets[sec].sent++
+	if l.keepSamples {
+		l.samples = append(l.samples, reqSample{at, took, err != nil})
+	}
 	if err != nil {
 		l.buckets[sec].failed++
 		l.errs[errKind(err)]++

@@ -5,6 +5,7 @@
 //
 //	go run -tags=vtprotobuf ./tests/resilience chaos   # make chaos
 //	go run -tags=vtprotobuf ./tests/resilience soak    # make soak
+//	go run -tags=vtprotobuf ./tests/resilience upgrade # make upgrade
 //
 // A main package run by make rather than Go tests behind a build tag: both
 // run for minutes and print tables as they go (go test holds a package's
@@ -28,7 +29,7 @@ import (
 func main() {
 	fs := flag.NewFlagSet("resilience", flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: resilience [flags] chaos|soak")
+		fmt.Fprintln(fs.Output(), "usage: resilience [flags] chaos|soak|upgrade")
 		fs.PrintDefaults()
 	}
 	var o options
@@ -39,20 +40,20 @@ func main() {
 		"soak: how long the load runs at half the capacity (env SOAK_DURATION)")
 	fs.IntVar(&o.soakConns, "soak-conns", 1000, "soak: connections")
 	fs.DurationVar(&o.capacityFor, "capacity-for", 15*time.Second, "soak: how long the capacity is measured")
+	fs.Float64Var(&o.upgradeRate, "upgrade-rate", 100, "upgrade: requests per second of the steady load")
+	fs.IntVar(&o.upgradeConns, "upgrade-conns", 32, "upgrade: connections of the steady load")
+	fs.StringVar(&o.previousRelease, "previous-release", "v0.29.0", "upgrade: the last release's tag, whose helix-authz runs against HEAD's schema")
+	fs.BoolVar(&o.envoyCold, "envoy-cold", false, "upgrade: restart Envoy by stop and start instead of hot restart (shows what the hot restart avoids)")
 	_ = fs.Parse(os.Args[1:])
-	if fs.NArg() != 1 || (fs.Arg(0) != "chaos" && fs.Arg(0) != "soak") {
+	modes := map[string]func(context.Context, *options) error{"chaos": chaos, "soak": soak, "upgrade": upgrade}
+	run, ok := modes[fs.Arg(0)]
+	if fs.NArg() != 1 || !ok {
 		fs.Usage()
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	if fs.Arg(0) == "chaos" {
-		err = chaos(ctx, &o)
-	} else {
-		err = soak(ctx, &o)
-	}
-	if err != nil {
+	if err := run(ctx, &o); err != nil {
 		fmt.Fprintln(os.Stderr, "resilience:", err)
 		stop()
 		os.Exit(1)
@@ -65,6 +66,11 @@ type options struct {
 	chaosConns, soakConns int
 	soakDuration          time.Duration
 	capacityFor           time.Duration
+	upgradeRate           float64
+	upgradeConns          int
+	previousRelease       string
+	envoyHotRestart       bool // upgrade: Envoy can hot restart
+	envoyCold             bool
 }
 
 // envDuration reads a duration from the environment, or def.

@@ -44,6 +44,12 @@ func extAuthzFilter(g *ir.Gateway) (proto.Message, error) {
 				ConfigType: &corev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: prev},
 			}},
 			HostSelectionRetryMaxAttempts: 3,
+			// A core RetryPolicy waits a jittered 0-1 s before a retry
+			// unless told otherwise, which the Check's timeout (1 s by
+			// default) does not leave: a replica's restart failed or
+			// delayed Checks by up to 1 s (make upgrade). The route
+			// retries' default instead.
+			RetryBackOff: &corev3.BackoffStrategy{BaseInterval: dur(25 * time.Millisecond), MaxInterval: dur(250 * time.Millisecond)},
 		}
 	}
 	return &extauthzv3.ExtAuthz{
