@@ -2,7 +2,10 @@ package check
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/json"
+	"io"
 	"strconv"
 
 	"github.com/helixflow/helixflow/internal/wire"
@@ -20,8 +23,12 @@ import (
 // "inputs" and "outputs": values it is not looking for are skipped by a
 // byte scanner without decoding them, so that a long JSON tensor costs a
 // scan only; the parameters object alone is decoded. A key repeated keeps
-// its last value, as Go's JSON decoding (the worker's) does.
+// its last value, as Go's JSON decoding (the worker's) does. A body sent
+// with Content-Encoding gzip or deflate (tritonclient's
+// request_compression_algorithm; the worker accepts both) is inflated
+// first, as far as its first bytes go.
 func sequenceFromJSONBody(body []byte) string {
+	body = inflated(body)
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return ""
@@ -57,6 +64,33 @@ func sequenceFromJSONBody(body []byte) string {
 			i++
 		}
 	}
+}
+
+// maxInflatedBytes bounds what a compressed body's first bytes are
+// inflated to: a JSON head, not a bomb.
+const maxInflatedBytes = 64 << 10
+
+// inflated is body inflated when it starts as a gzip or zlib stream
+// ("deflate" in HTTP) would, which JSON never does; else body. A stream cut
+// short yields what it held so far.
+func inflated(body []byte) []byte {
+	var (
+		r   io.Reader
+		err error
+	)
+	switch {
+	case len(body) >= 2 && body[0] == 0x1f && body[1] == 0x8b:
+		r, err = gzip.NewReader(bytes.NewReader(body))
+	case len(body) >= 2 && body[0]&0x0f == 8 && (uint(body[0])<<8|uint(body[1]))%31 == 0:
+		r, err = zlib.NewReader(bytes.NewReader(body))
+	default:
+		return body
+	}
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(io.LimitReader(r, maxInflatedBytes))
+	return out
 }
 
 // jsonKeyIs compares a JSON string token (with its quotes) to name,

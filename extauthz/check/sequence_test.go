@@ -1,7 +1,12 @@
 package check
 
 import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -172,6 +177,40 @@ func TestSequenceFromJSONBody(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := sequenceFromJSONBody([]byte(tc.body)); got != tc.want {
 				t.Fatalf("%q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	// tritonclient's request_compression_algorithm: gzip and deflate
+	// (zlib), whole and cut short after the head.
+	noise := make([]byte, 10000)
+	_, _ = rand.Read(noise)
+	long := head[:len(head)-1] + `,"pad":"` + hex.EncodeToString(noise) + `"}`
+	for name, compress := range map[string]func([]byte) []byte{
+		"gzip": func(b []byte) []byte {
+			var out bytes.Buffer
+			w := gzip.NewWriter(&out)
+			_, _ = w.Write(b)
+			_ = w.Close()
+			return out.Bytes()
+		},
+		"deflate": func(b []byte) []byte {
+			var out bytes.Buffer
+			w := zlib.NewWriter(&out)
+			_, _ = w.Write(b)
+			_ = w.Close()
+			return out.Bytes()
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := sequenceFromJSONBody(compress([]byte(head))); got != "1000" {
+				t.Fatalf("whole: %q", got)
+			}
+			if z := compress([]byte(long)); sequenceFromJSONBody(z[:len(z)/2]) != "1000" {
+				t.Fatalf("cut short after the parameters: %q", sequenceFromJSONBody(z[:len(z)/2]))
+			}
+			if got := sequenceFromJSONBody(compress([]byte(head))[:5]); got != "" {
+				t.Fatalf("cut in the header: %q", got)
 			}
 		})
 	}
