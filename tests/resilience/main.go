@@ -42,7 +42,7 @@ func main() {
 	fs.DurationVar(&o.capacityFor, "capacity-for", 15*time.Second, "soak: how long the capacity is measured")
 	fs.Float64Var(&o.upgradeRate, "upgrade-rate", 100, "upgrade: requests per second of the steady load")
 	fs.IntVar(&o.upgradeConns, "upgrade-conns", 32, "upgrade: connections of the steady load")
-	fs.StringVar(&o.previousRelease, "previous-release", "v0.29.0", "upgrade: the last release's tag, whose helix-authz runs against HEAD's schema")
+	fs.StringVar(&o.previousRelease, "previous-release", "", "upgrade: the last release's tag, whose helix-authz runs against HEAD's schema (default: the release migrations/released.sum names)")
 	fs.BoolVar(&o.envoyCold, "envoy-cold", false, "upgrade: restart Envoy by stop and start instead of hot restart (shows what the hot restart avoids)")
 	_ = fs.Parse(os.Args[1:])
 	modes := map[string]func(context.Context, *options) error{"chaos": chaos, "soak": soak, "upgrade": upgrade}

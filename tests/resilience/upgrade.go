@@ -74,6 +74,11 @@ func upgrade(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	if o.previousRelease == "" {
+		if o.previousRelease, err = lastRelease(root); err != nil {
+			return err
+		}
+	}
 	logf("building the previous release %s's helix-authz", o.previousRelease)
 	prevBin, err := buildRelease(ctx, root, o.previousRelease)
 	if err != nil {
@@ -370,7 +375,7 @@ func (e *env) envoyHealthy(ctx context.Context, port int) error {
 // upstreamStats are the Envoy counters that tell how a replaced upstream
 // was left and found again: retries, refused or timed-out connections,
 // connections closed under requests.
-var upstreamStats = regexp.MustCompile(`^cluster\.[^.]+\.(upstream_rq_retry|upstream_rq_retry_success|upstream_cx_connect_fail|upstream_cx_connect_timeout|upstream_rq_timeout|upstream_rq_per_try_timeout|upstream_cx_destroy_remote_with_active_rq|upstream_rq_pending_failure_eject|upstream_cx_total)$`)
+var upstreamStats = regexp.MustCompile(`^cluster\.[^.]+\.(upstream_rq_retry|upstream_rq_retry_success|upstream_cx_connect_fail|upstream_cx_connect_timeout|upstream_rq_timeout|upstream_rq_per_try_timeout|upstream_cx_destroy_remote_with_active_rq|upstream_rq_pending_failure_eject)$`)
 
 func upstreamCounters(ctx context.Context, e *env) map[string]int64 {
 	body, err := e.st.EnvoyAdmin(ctx, "/stats?usedonly")
@@ -486,6 +491,22 @@ func printUpgrade(out io.Writer, results []*stepResult) {
 	for _, r := range results {
 		fmt.Fprintf(out, "%s (%s): %s\n", r.proc, r.how, r.marks)
 	}
+}
+
+// lastRelease is the release migrations/released.sum names: the one whose
+// migrations are frozen, and whose binaries must run on HEAD's schema.
+func lastRelease(root string) (string, error) {
+	path := filepath.Join(root, "migrations", "released.sum")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("the last release: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "release" {
+			return f[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s names no release (a line \"release vX.Y.Z\")", path)
 }
 
 // buildRelease builds helix-authz as the release tag had it, from `git
