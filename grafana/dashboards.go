@@ -11,14 +11,14 @@ const (
 	gatewayHCM = `envoy_http_conn_manager_prefix="helix"`
 	// modelPools are the clusters helix-xds makes per model:
 	// helix-model-grpc_<model> and helix-model-http_<model>.
-	modelPools = `envoy_cluster_name=~"helix-model-(grpc|http)_($model)"`
+	modelPools = `envoy_cluster_name=~"helix-model-(grpc|http)(?:-seq)?_($model)"`
 )
 
 // byModel adds the model and protocol labels, taken from the cluster
 // name, to an expression over Envoy's cluster stats.
 func byModel(expr string) string {
-	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_(.+)"), ` +
-		`"protocol", "$1", "envoy_cluster_name", "helix-model-(grpc|http)_.+")`
+	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)(?:-seq)?_(.+)"), ` +
+		`"protocol", "$1", "envoy_cluster_name", "helix-model-(grpc|http)(?:-seq)?_.+")`
 }
 
 // quantiles are p50, p95 and p99 of a histogram, summed by the labels.

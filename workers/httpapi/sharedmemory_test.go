@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/helixflow/helixflow/internal/wire"
-	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/shm"
 	"github.com/helixflow/helixflow/workers/tensor"
 )
@@ -228,7 +227,7 @@ func TestSharedMemoryThroughGateway(t *testing.T) {
 	writeObject(t, dir, "obj", make([]byte, 64))
 	register(t, h, "r", `{"key":"/obj","byte_size":64}`)
 	gw := map[string]string{wire.HeaderClient: "client-1"}
-	msg := infer.ErrSharedMemoryThroughGateway
+	msg := wire.SharedMemoryThroughGateway
 	wantError(t, do(t, h, "POST", "/v2/systemsharedmemory/region/r2/register", []byte(`{"key":"/obj","byte_size":64}`), gw), 400, msg)
 	wantError(t, do(t, h, "POST", "/v2/cudasharedmemory/region/c/register", []byte(`{}`), gw), 400, msg)
 	in := `{"inputs":[{"name":"X","shape":[4],"datatype":"INT32","parameters":{"shared_memory_region":"r","shared_memory_byte_size":16}}]}`

@@ -1,9 +1,6 @@
 package infer
 
-// ErrSharedMemoryThroughGateway is the answer to a shared-memory
-// registration, or a request whose tensors live in shared memory, that
-// came through the gateway.
-const ErrSharedMemoryThroughGateway = "shared memory works only for a client on the worker's host; through the gateway send tensors in the request"
+import "github.com/helixflow/helixflow/internal/wire"
 
 // CheckSharedMemoryClient refuses shared memory for a request that came
 // through the gateway: client holds the request's wire.HeaderClient values,
@@ -13,7 +10,7 @@ const ErrSharedMemoryThroughGateway = "shared memory works only for a client on 
 // register a region or read or write a tensor in one.
 func CheckSharedMemoryClient(client []string) error {
 	if len(client) > 0 {
-		return &Error{Code: CodeFailedPrecondition, Msg: ErrSharedMemoryThroughGateway}
+		return &Error{Code: CodeFailedPrecondition, Msg: wire.SharedMemoryThroughGateway}
 	}
 	return nil
 }
