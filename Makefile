@@ -23,7 +23,7 @@ BINARIES := helix-worker helix-authz helixctl helix-xds helix-stack
 # The release every binary's --version prints (internal/version), and the images' tag.
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: deps deps-run jaeger deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos upgrade soak soak-ws gpu-check coverage vulncheck clean
+.PHONY: deps deps-run jaeger deps-bench build proto models run test test-go test-race test-interop test-authz test-websocket test-stack test-alerts docs docs-reference dashboards fuzz lint bench bench-worker bench-authz bench-gateway bench-load chaos upgrade soak soak-ws gpu-check coverage vulncheck clean gates gates-baseline gates-api-baseline
 
 deps: ## install everything the tests need: Debian packages, the Python venv, ONNX Runtime, perf_analyzer, the deployment tools
 	bash scripts/deps.sh
@@ -115,8 +115,23 @@ test: deps lint build models ## everything, with per-package coverage and govuln
 	$(VENV)/bin/pytest -q tests/accounts
 	$(VENV)/bin/pytest -q $(STACK_SUITES)
 	$(VENV)/bin/pytest -q tests/tools
+	$(GO) run ./bench/gates
 	python3 scripts/covercheck.py $(COVER_ARGS)
 	python3 scripts/govulncheck.py
+
+# Regression gates (docs/benchmarks.md, "Regression gates"): make test runs
+# them (about 35 s); the baselines are committed, rewritten only on purpose.
+gates: ## the APIs against the last release (buf, oasdiff; api/compat) and the hot paths' microbenchmarks against bench/gates/baseline.txt (benchstat)
+	bash scripts/deps.sh gates
+	$(GO) run ./bench/gates
+
+gates-baseline: ## rewrite bench/gates/baseline.txt on this machine (a slowdown on purpose, a new benchmark): commit it with the reason
+	bash scripts/deps.sh gates
+	$(GO) run ./bench/gates baseline
+
+gates-api-baseline: ## copy proto/ and api/*.yaml of release TAG into api/compat and empty its accepted breaks: make gates-api-baseline TAG=v0.30.0
+	@test -n "$(TAG)" || { echo "make gates-api-baseline: set TAG, the release to compare against (e.g. TAG=v0.30.0)"; exit 1; }
+	$(GO) run ./bench/gates api-baseline -tag $(TAG)
 
 # Per-package coverage (docs/coverage.md): make test's own go test runs write
 # these profiles, and e2e's binaries their counters (HELIX_COVERDIR).

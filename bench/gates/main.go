@@ -229,7 +229,8 @@ func benchGate(ctx context.Context, w io.Writer, r *gates.Runner, tool func(stri
 	if fails > 0 {
 		return fmt.Errorf("benchmark gate: %d regressions against %s (a slowdown on purpose: make gates-baseline and commit it with the reason)", fails, baselineFile)
 	}
-	fmt.Fprintf(w, "gates: benchmarks within their bars (time +%.0f%%, allocs +%.0f%%, significant at p < %.2f)\n", 100*c.TimeThreshold, 100*c.AllocsThreshold, gates.Alpha)
+	fmt.Fprintf(w, "gates: benchmarks within their bars (CPU time +%.0f%%, wall time +%.0f%%, allocations +%.0f%%, when significant at p < %.2f)\n",
+		100*c.CPUThreshold, 100*c.WallThreshold, 100*c.AllocsThreshold, gates.Alpha)
 	return nil
 }
 
@@ -271,10 +272,13 @@ func noise(ctx context.Context, w io.Writer, r *gates.Runner, tool func(string) 
 		runs, m.CPU, m.Cores, m.OS, benchdoc.GitCommit("workers", "extauthz", "xds", "internal"), time.Now().UTC().Format("2006-01-02 15:04 UTC"),
 		runs, elapsed.Round(time.Second), elapsed.Seconds()/float64(runs), nice, strings.Join(loads, ", "))
 	gates.WriteNoiseTable(&b, rows)
-	worstT, nameT := gates.WorstSig(rows, "sec/op")
-	worstA, nameA := gates.WorstSig(rows, "allocs/op")
-	fmt.Fprintf(&b, "\nWorst significant slowdown between two unchanged runs: time %+.1f%% (%s), allocations %+.1f%% (%s). The bars in bench/gates/benchmarks.txt: time +%.0f%%, allocations +%.0f%%.\n",
-		100*worstT, nameT, 100*worstA, orNone(nameA), 100*c.TimeThreshold, 100*c.AllocsThreshold)
+	fmt.Fprintf(&b, "\nWorst significant growth between two runs of unchanged code:")
+	for _, u := range []struct{ unit, name string }{{gates.UnitCPU, "CPU time"}, {gates.UnitWall, "wall time"}, {gates.UnitAllocs, "allocations"}} {
+		worst, name := gates.WorstSig(rows, u.unit)
+		fmt.Fprintf(&b, " %s %+.2f%% (%s);", u.name, 100*worst, orNone(name))
+	}
+	fmt.Fprintf(&b, " the bars in bench/gates/benchmarks.txt: CPU time +%.0f%%, wall time +%.0f%%, allocations +%.0f%%.\n",
+		100*c.CPUThreshold, 100*c.WallThreshold, 100*c.AllocsThreshold)
 	fmt.Fprintf(&b, "%s\n", docEnd)
 	fmt.Fprint(w, b.String())
 	if write != "" {

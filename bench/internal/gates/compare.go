@@ -143,30 +143,33 @@ type Verdict struct {
 	Why       string
 }
 
-// Judge applies the config's thresholds to benchstat's rows. A time or
-// allocation row fails when it is significant (p < Alpha) and its median
-// grew beyond its threshold; a benchmark that only one side has fails (a
-// new or renamed benchmark needs make gates-baseline). With timeOK false
-// (the baseline was measured on another CPU) time rows are shown but never
-// fail.
+// The units benchstat names the gated measures by.
+const (
+	UnitCPU    = "proc-cpu-sec/op" // Runner's proc-cpu-ns/op, as benchstat scales it
+	UnitWall   = "sec/op"
+	UnitAllocs = "allocs/op"
+)
+
+// Judge applies the config's thresholds to benchstat's rows. A row fails
+// when its growth is significant (p < Alpha) and beyond its threshold; a
+// benchmark that only one side has fails (a new or renamed benchmark needs
+// make gates-baseline). With timeOK false (the baseline was measured on
+// another CPU) time rows are shown but never fail; allocations still do.
 func Judge(c *Config, rows []Row, timeOK bool) []Verdict {
 	var out []Verdict
 	for _, r := range rows {
 		v := Verdict{Row: r}
-		switch r.Unit {
-		case "sec/op":
-			v.Threshold = c.timeThreshold(r.Name)
-		case "allocs/op":
-			v.Threshold = c.AllocsThreshold
-		default:
-			continue // B/op and custom metrics: shown by the text table only
+		var judged bool
+		v.Threshold, judged = c.threshold(r.Unit, r.Name)
+		if !judged {
+			continue // B/op and the benchmarks' own metrics: in the text table only
 		}
 		switch {
 		case math.IsNaN(r.Base):
 			v.Fail, v.Why = true, "not in the baseline: run make gates-baseline"
 		case math.IsNaN(r.New):
 			v.Fail, v.Why = true, "in the baseline but not measured: renamed or removed? run make gates-baseline"
-		case r.Unit == "sec/op" && !timeOK:
+		case r.Unit != UnitAllocs && !timeOK:
 			v.Why = "not judged: the baseline is from another CPU"
 		case r.P < Alpha && r.Delta() > v.Threshold:
 			v.Fail, v.Why = true, fmt.Sprintf("%+.1f%% > +%.0f%% (p=%.3f)", 100*r.Delta(), 100*v.Threshold, r.P)
@@ -200,7 +203,7 @@ func Report(w io.Writer, vs []Verdict) int {
 		if v.P < Alpha {
 			delta = fmt.Sprintf("%+.1f%%", 100*v.Delta())
 		}
-		fmt.Fprintf(w, "%s %-9s %-64s %12s -> %-12s %8s (p=%.3f, bar +%.0f%%) %s\n",
+		fmt.Fprintf(w, "%s %-15s %-62s %12s -> %-12s %8s (p=%.3f, bar +%.0f%%) %s\n",
 			status, v.Unit, v.Name, fmtVal(v.Unit, v.Base), fmtVal(v.Unit, v.New), delta, v.P, 100*v.Threshold, v.Why)
 	}
 	return fails
@@ -210,7 +213,7 @@ func fmtVal(unit string, v float64) string {
 	if math.IsNaN(v) {
 		return "-"
 	}
-	if unit == "sec/op" {
+	if strings.HasSuffix(unit, "sec/op") {
 		switch {
 		case v >= 1e-3:
 			return fmt.Sprintf("%.2fms", v*1e3)

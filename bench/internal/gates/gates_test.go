@@ -42,9 +42,10 @@ func repoRoot(t *testing.T) string {
 
 const goodConfig = `# comment
 count 6
-time-threshold 30%
+cpu-threshold 30%
+wall-threshold 200%
 allocs-threshold 2.5%
-time-threshold-for workers/x:Slow/sub 60%
+cpu-threshold-for workers/x:Slow/sub 60%
 
 bench ./workers/x ^BenchmarkSlow$/^sub$ 100x
 bench ./workers/x ^BenchmarkFast$ 1000x
@@ -56,32 +57,43 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Count != 6 || c.TimeThreshold != 0.3 || c.AllocsThreshold != 0.025 || len(c.Benches) != 3 {
+	if c.Count != 6 || c.CPUThreshold != 0.3 || c.WallThreshold != 2 || c.AllocsThreshold != 0.025 || len(c.Benches) != 3 {
 		t.Fatalf("parsed %+v", c)
 	}
-	if got := c.timeThreshold("workers/x:Slow/sub"); got != 0.6 {
-		t.Errorf("override: %v", got)
-	}
-	if got := c.timeThreshold("workers/x:Fast"); got != 0.3 {
-		t.Errorf("default: %v", got)
+	for _, tt := range []struct {
+		unit, name string
+		want       float64
+		judged     bool
+	}{
+		{UnitCPU, "workers/x:Slow/sub", 0.6, true},
+		{UnitCPU, "workers/x:Fast", 0.3, true},
+		{UnitWall, "workers/x:Slow/sub", 2, true},
+		{UnitAllocs, "workers/x:Fast", 0.025, true},
+		{"B/op", "workers/x:Fast", 0, false},
+	} {
+		if got, judged := c.threshold(tt.unit, tt.name); got != tt.want || judged != tt.judged {
+			t.Errorf("threshold(%s, %s) = %v, %v; want %v, %v", tt.unit, tt.name, got, judged, tt.want, tt.judged)
+		}
 	}
 	if got := fmt.Sprint(c.Pkgs()); got != "[./workers/x ./xds/y]" {
 		t.Errorf("Pkgs: %s", got)
 	}
-	if b := c.Benches[0]; b.Pattern != "^BenchmarkSlow$/^sub$" || b.Benchtime != "100x" || b.Line != 7 {
+	if b := c.Benches[0]; b.Pattern != "^BenchmarkSlow$/^sub$" || b.Benchtime() != "100x" || b.Line != 8 {
 		t.Errorf("first bench: %+v", b)
 	}
 
 	for _, tt := range []struct{ name, text, want string }{
 		{"few samples", "count 3\n", "at least 5"},
-		{"percent sign", "count 6\ntime-threshold 30\n", "percentage"},
-		{"negative", "count 6\ntime-threshold -3%\n", "positive"},
+		{"percent sign", "count 6\ncpu-threshold 30\n", "percentage"},
+		{"negative", "count 6\nwall-threshold -3%\n", "positive"},
+		{"duration", "bench ./x . 1s\n", "iteration count"},
+		{"one iteration", "bench ./x . 1x\n", "iteration count"},
 		{"unknown", "count 6\nfoo bar\n", `unknown line "foo bar"`},
-		{"absolute package", "bench workers/x . 1x\n", "relative to the module root"},
-		{"bad pattern", "bench ./x ^(a 1x\n", "pattern"},
-		{"no count", "time-threshold 30%\nallocs-threshold 2%\nbench ./x . 1x\n", "no count"},
-		{"no thresholds", "count 6\nbench ./x . 1x\n", "both required"},
-		{"no benches", "count 6\ntime-threshold 30%\nallocs-threshold 2%\n", "no bench lines"},
+		{"absolute package", "bench workers/x . 2x\n", "relative to the module root"},
+		{"bad pattern", "bench ./x ^(a 2x\n", "pattern"},
+		{"no count", "cpu-threshold 30%\nwall-threshold 30%\nallocs-threshold 2%\nbench ./x . 2x\n", "no count"},
+		{"no thresholds", "count 6\ncpu-threshold 30%\nbench ./x . 2x\n", "all required"},
+		{"no benches", "count 6\ncpu-threshold 30%\nwall-threshold 30%\nallocs-threshold 2%\n", "no bench lines"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseConfig(strings.NewReader(tt.text))
@@ -113,20 +125,25 @@ func TestCommittedConfig(t *testing.T) {
 	}
 }
 
-// samples writes a benchmark output file: for each benchmark, n samples
-// of ns/op around the given value (±1%, deterministic) and allocs/op.
-func samples(t *testing.T, cpu string, benches ...struct {
-	name   string
-	ns     float64
-	allocs int
-}) string {
+// bench is a synthetic benchmark: its CPU and wall time per op (ns) and
+// allocations per op.
+type bench struct {
+	name      string
+	cpu, wall float64
+	allocs    int
+}
+
+// samples writes a benchmark output file as Runner.Run writes it: for
+// each benchmark 8 samples around the given values (±1%, deterministic).
+func samples(t *testing.T, cpu string, benches ...bench) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "goos: linux\ngoarch: amd64\npkg: %sworkers/x\ncpu: %s\n", ModulePath, cpu)
 	for _, bench := range benches {
 		for _, j := range []float64{-2, -1, 0, 1, 2, 1, 0, -1} { // ±1%, median 0
 			jitter := 1 + 0.005*j
-			fmt.Fprintf(&b, "Benchmark%s-2 \t 1000\t %.1f ns/op\t 64 B/op\t %d allocs/op\n", bench.name, bench.ns*jitter, bench.allocs)
+			fmt.Fprintf(&b, "Benchmark%s-2 \t 1000\t %.1f ns/op\t 64 B/op\t %d allocs/op\t%.1f proc-cpu-ns/op\n",
+				bench.name, bench.wall*jitter, bench.allocs, bench.cpu*jitter)
 		}
 	}
 	p := filepath.Join(t.TempDir(), "bench.txt")
@@ -136,22 +153,18 @@ func samples(t *testing.T, cpu string, benches ...struct {
 	return p
 }
 
-type bench = struct {
-	name   string
-	ns     float64
-	allocs int
-}
-
-// A slowdown beyond the bar, an allocation more, a benchmark gone or new:
-// each fails, through the real benchstat; noise within the bar and a
-// change on another CPU do not.
+// Growth beyond a bar, an allocation more, a benchmark gone or new: each
+// fails, through the real benchstat; noise within the bars and a change on
+// another CPU do not.
 func TestBenchGate(t *testing.T) {
 	benchstat := tool(t, "benchstat")
 	c, err := ParseConfig(strings.NewReader(goodConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := samples(t, "CPU A", bench{"Fast", 100, 2}, bench{"Slow/sub", 1000, 100})
+	fast, slow := bench{"Fast", 100, 100, 2}, bench{"Slow/sub", 1000, 1000, 100}
+	with := func(b bench, f func(*bench)) bench { f(&b); return b }
+	base := samples(t, "CPU A", fast, slow)
 	judge := func(cur string, timeOK bool) map[string]Verdict {
 		t.Helper()
 		out, err := Benchstat(context.Background(), benchstat, base, cur, "csv")
@@ -168,29 +181,37 @@ func TestBenchGate(t *testing.T) {
 		}
 		return m
 	}
+	all := func(name string) []string {
+		return []string{UnitCPU + " " + name, UnitWall + " " + name, UnitAllocs + " " + name}
+	}
 	for _, tt := range []struct {
 		name     string
 		cur      []bench
 		cpu      string
 		wantFail []string
 	}{
-		{"unchanged", []bench{{"Fast", 100, 2}, {"Slow/sub", 1000, 100}}, "CPU A", nil},
-		{"within the bar", []bench{{"Fast", 125, 2}, {"Slow/sub", 900, 100}}, "CPU A", nil},
-		{"slower", []bench{{"Fast", 140, 2}, {"Slow/sub", 1000, 100}}, "CPU A", []string{"sec/op workers/x:Fast"}},
-		{"own bar", []bench{{"Fast", 100, 2}, {"Slow/sub", 1500, 100}}, "CPU A", nil},
-		{"past its own bar", []bench{{"Fast", 100, 2}, {"Slow/sub", 1700, 100}}, "CPU A", []string{"sec/op workers/x:Slow/sub"}},
-		{"an allocation more", []bench{{"Fast", 100, 3}, {"Slow/sub", 1000, 100}}, "CPU A", []string{"allocs/op workers/x:Fast"}},
-		{"allocations within the bar", []bench{{"Fast", 100, 2}, {"Slow/sub", 1000, 102}}, "CPU A", nil},
-		{"gone", []bench{{"Fast", 100, 2}}, "CPU A", []string{"sec/op workers/x:Slow/sub", "allocs/op workers/x:Slow/sub"}},
-		{"new", []bench{{"Fast", 100, 2}, {"Slow/sub", 1000, 100}, {"Other", 5, 0}}, "CPU A", []string{"sec/op workers/x:Other", "allocs/op workers/x:Other"}},
-		{"another CPU: time not judged", []bench{{"Fast", 300, 2}, {"Slow/sub", 1000, 100}}, "CPU B", nil},
-		{"another CPU: allocations judged", []bench{{"Fast", 100, 4}, {"Slow/sub", 1000, 100}}, "CPU B", []string{"allocs/op workers/x:Fast"}},
+		{"unchanged", []bench{fast, slow}, "CPU A", nil},
+		{"CPU within the bar", []bench{with(fast, func(b *bench) { b.cpu = 125 }), with(slow, func(b *bench) { b.cpu = 900 })}, "CPU A", nil},
+		{"CPU beyond the bar", []bench{with(fast, func(b *bench) { b.cpu = 140 }), slow}, "CPU A", []string{UnitCPU + " workers/x:Fast"}},
+		{"within its own bar", []bench{fast, with(slow, func(b *bench) { b.cpu = 1500 })}, "CPU A", nil},
+		{"beyond its own bar", []bench{fast, with(slow, func(b *bench) { b.cpu = 1700 })}, "CPU A", []string{UnitCPU + " workers/x:Slow/sub"}},
+		{"wall within its bar", []bench{with(fast, func(b *bench) { b.wall = 250 }), slow}, "CPU A", nil},
+		{"wall beyond its bar", []bench{with(fast, func(b *bench) { b.wall = 350 }), slow}, "CPU A", []string{UnitWall + " workers/x:Fast"}},
+		{"an allocation more", []bench{with(fast, func(b *bench) { b.allocs = 3 }), slow}, "CPU A", []string{UnitAllocs + " workers/x:Fast"}},
+		{"allocations within the bar", []bench{fast, with(slow, func(b *bench) { b.allocs = 102 })}, "CPU A", nil},
+		{"gone", []bench{fast}, "CPU A", all("workers/x:Slow/sub")},
+		{"new", []bench{fast, slow, {"Other", 5, 5, 0}}, "CPU A", all("workers/x:Other")},
+		{"another CPU: time not judged", []bench{with(fast, func(b *bench) { b.cpu, b.wall = 300, 900 }), slow}, "CPU B", nil},
+		{"another CPU: allocations judged", []bench{with(fast, func(b *bench) { b.allocs = 4 }), slow}, "CPU B", []string{UnitAllocs + " workers/x:Fast"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cur := samples(t, tt.cpu, tt.cur...)
 			baseData, _ := os.ReadFile(base)
 			curData, _ := os.ReadFile(cur)
 			vs := judge(cur, CPU(baseData) == CPU(curData))
+			if len(vs) < 6 {
+				t.Fatalf("%d judged rows, want 3 units x 2 benchmarks at least: %v", len(vs), vs)
+			}
 			var failed []string
 			for k, v := range vs {
 				if v.Fail {
@@ -276,9 +297,9 @@ Baz-2,5e-09,∞,5e-09,∞,~,p=1.000 n=2
 func TestNoise(t *testing.T) {
 	benchstat := tool(t, "benchstat")
 	files := []string{
-		samples(t, "CPU A", bench{"Fast", 100, 2}),
-		samples(t, "CPU A", bench{"Fast", 110, 2}),
-		samples(t, "CPU A", bench{"Fast", 100, 2}),
+		samples(t, "CPU A", bench{"Fast", 100, 100, 2}),
+		samples(t, "CPU A", bench{"Fast", 110, 100, 2}),
+		samples(t, "CPU A", bench{"Fast", 100, 100, 2}),
 	}
 	rows, err := Noise(context.Background(), benchstat, files)
 	if err != nil {
@@ -286,12 +307,12 @@ func TestNoise(t *testing.T) {
 	}
 	var timeRow *NoiseRow
 	for i := range rows {
-		if rows[i].Unit == "sec/op" {
+		if rows[i].Unit == UnitCPU {
 			timeRow = &rows[i]
 		}
 	}
 	if timeRow == nil {
-		t.Fatalf("no sec/op row: %+v", rows)
+		t.Fatalf("no CPU row: %+v", rows)
 	}
 	// 6 ordered pairs; the 4 that pair the 110 ns run with a 100 ns one
 	// differ significantly, the worst growth being +10%.
@@ -301,12 +322,12 @@ func TestNoise(t *testing.T) {
 	if math.Abs(timeRow.Min-100e-9) > 1e-12 || math.Abs(timeRow.Max-110e-9) > 1e-12 || math.Abs(timeRow.Median-100e-9) > 1e-12 {
 		t.Errorf("medians %v %v %v", timeRow.Min, timeRow.Median, timeRow.Max)
 	}
-	if w, name := WorstSig(rows, "sec/op"); name != "workers/x:Fast" || math.Abs(w-0.1) > 0.001 {
+	if w, name := WorstSig(rows, UnitCPU); name != "workers/x:Fast" || math.Abs(w-0.1) > 0.001 {
 		t.Errorf("WorstSig %v %s", w, name)
 	}
 	var b strings.Builder
 	WriteNoiseTable(&b, rows)
-	if !strings.Contains(b.String(), "| workers/x:Fast | sec/op | 100.0ns | 100.0ns | 110.0ns | 10.0% | 4/6 | +10.0% |") {
+	if !strings.Contains(b.String(), "| workers/x:Fast | proc-cpu-sec/op | 100.0ns | 100.0ns | 110.0ns | 10.0% | 4/6 | +10.00% |") {
 		t.Errorf("table:\n%s", b.String())
 	}
 	if _, err := Noise(context.Background(), benchstat, files[:1]); err == nil {
@@ -315,12 +336,19 @@ func TestNoise(t *testing.T) {
 }
 
 // fakeBench writes an executable standing in for a test binary: it prints
-// what a benchmark run prints, for the pattern it is given.
+// what a benchmark run prints, for the pattern it is given, and spends
+// CPU time when asked for more than 1 iteration.
 func fakeBench(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "fake.test")
 	script := `#!/bin/sh
-for a in "$@"; do case "$a" in -test.bench=none) echo PASS; exit 0;; -test.bench=fail) echo "--- FAIL: x"; exit 1;; esac; done
+for a in "$@"; do case "$a" in
+  -test.bench=none) echo PASS; exit 0;;
+  -test.bench=fail) echo "--- FAIL: x"; exit 1;;
+  -test.bench=two) echo "BenchmarkA-2 1 1 ns/op"; echo "BenchmarkB-2 1 1 ns/op"; exit 0;;
+  -test.benchtime=1x) ;;
+  -test.benchtime=*) i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done;;
+esac; done
 echo "goos: linux"
 echo "pkg: github.com/helixflow/helixflow/workers/x"
 echo "cpu: Fake"
@@ -342,7 +370,7 @@ func TestRun(t *testing.T) {
 	}
 	var log bytes.Buffer
 	r := &Runner{Root: root, Log: &log}
-	c := &Config{Count: 3, Benches: []Bench{{Pkg: "./workers/x", Pattern: ".", Benchtime: "1x"}, {Pkg: "./workers/x", Pattern: "Fast", Benchtime: "1x"}}}
+	c := &Config{Count: 3, Benches: []Bench{{Pkg: "./workers/x", Pattern: ".", N: 2}, {Pkg: "./workers/x", Pattern: "Fast", N: 2}}}
 	out, err := r.Run(context.Background(), c, map[string]string{"./workers/x": bin})
 	if err != nil {
 		t.Fatal(err)
@@ -356,8 +384,22 @@ func TestRun(t *testing.T) {
 	if n := strings.Count(log.String(), "round"); n != 3 {
 		t.Errorf("log: %s", log.String())
 	}
-	for _, tt := range []struct{ pattern, want string }{{"none", "selects no benchmark"}, {"fail", "--- FAIL"}} {
-		c := &Config{Count: 1, Benches: []Bench{{Pkg: "./workers/x", Pattern: tt.pattern, Benchtime: "1x", Line: 9}}}
+	// The busy loop of the 2-iteration run, less the 1-iteration run's
+	// start, is the CPU time of the one iteration more: some milliseconds.
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		if !strings.HasPrefix(line, "Benchmark") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 || f[len(f)-1] != "proc-cpu-ns/op" {
+			t.Fatalf("no proc-cpu-ns/op at the end of %q", line)
+		}
+		if v := num(f[len(f)-2]); !(v > 1e5) {
+			t.Errorf("proc-cpu-ns/op %v in %q, want the busy loop's milliseconds", v, line)
+		}
+	}
+	for _, tt := range []struct{ pattern, want string }{{"none", "selects 0 benchmarks"}, {"two", "selects 2 benchmarks"}, {"fail", "--- FAIL"}} {
+		c := &Config{Count: 1, Benches: []Bench{{Pkg: "./workers/x", Pattern: tt.pattern, N: 2, Line: 9}}}
 		if _, err := r.Run(context.Background(), c, map[string]string{"./workers/x": bin}); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("pattern %s: error %v, want %q", tt.pattern, err, tt.want)
 		}
@@ -376,7 +418,7 @@ func TestBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Root: root, Go: goCmd}
-	c := &Config{Count: 1, Benches: []Bench{{Pkg: "./sum", Pattern: ".", Benchtime: "10x"}}}
+	c := &Config{Count: 1, Benches: []Bench{{Pkg: "./sum", Pattern: ".", N: 1000}}}
 	bins, err := r.Build(context.Background(), c, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +427,7 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), "BenchmarkSum-2") || !strings.Contains(string(out), "allocs/op") {
+	if !strings.Contains(string(out), "BenchmarkSum-2") || !strings.Contains(string(out), "allocs/op") || !strings.Contains(string(out), "proc-cpu-ns/op") {
 		t.Errorf("output:\n%s", out)
 	}
 	c.Benches = append(c.Benches, Bench{Pkg: "./other/sum"})

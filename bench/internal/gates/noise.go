@@ -83,14 +83,14 @@ func WriteNoiseTable(w io.Writer, rows []NoiseRow) {
 	fmt.Fprintln(w, "| benchmark | unit | median | min | max | spread | significant pairs | worst significant slowdown |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
-		if r.Unit != "sec/op" && r.Unit != "allocs/op" {
+		if r.Unit != UnitCPU && r.Unit != UnitWall && r.Unit != UnitAllocs {
 			continue
 		}
 		spread := 0.0
 		if r.Min > 0 {
 			spread = r.Max/r.Min - 1
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.1f%% | %d/%d | %+.1f%% |\n", r.Name, r.Unit,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.1f%% | %d/%d | %+.2f%% |\n", r.Name, r.Unit,
 			fmtVal(r.Unit, r.Median), fmtVal(r.Unit, r.Min), fmtVal(r.Unit, r.Max), 100*spread, r.SigPairs, r.Pairs, 100*r.WorstSig)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -56,51 +57,63 @@ func (r *Runner) Build(ctx context.Context, c *Config, dir string) (map[string]s
 // Run runs every benchmark Count times, in rounds (each round runs each
 // line of the config once), so that a burst of load elsewhere on the
 // machine costs one sample of many benchmarks rather than every sample of
-// one. It returns the samples in Go's benchmark format.
+// one. It returns the samples in Go's benchmark format, each result line
+// with one more metric, proc-cpu-ns/op: the CPU time (user and system, all
+// threads: the GC's too) of the process that ran N iterations less that of
+// one that ran 1, over N-1. Unlike ns/op, it does not grow while the
+// benchmark waits for a core that other processes hold.
 func (r *Runner) Run(ctx context.Context, c *Config, bins map[string]string) ([]byte, error) {
 	var out bytes.Buffer
 	for round := 1; round <= c.Count; round++ {
 		start := time.Now()
 		for _, b := range c.Benches {
-			res, err := r.runOne(ctx, b, bins[b.Pkg])
+			_, floor, err := r.runOne(ctx, b, bins[b.Pkg], 1)
 			if err != nil {
 				return nil, err
 			}
-			out.Write(res)
+			res, cpu, err := r.runOne(ctx, b, bins[b.Pkg], b.N)
+			if err != nil {
+				return nil, err
+			}
+			perOp := float64(cpu-floor) / float64(b.N-1)
+			// The result line is last: the metric goes at its end.
+			out.Write(bytes.TrimSuffix(res, []byte("\n")))
+			fmt.Fprintf(&out, "\t%.1f proc-cpu-ns/op\n", max(perOp, 0))
 		}
 		if r.Log != nil {
-			fmt.Fprintf(r.Log, "gates: round %d/%d of %d benchmark runs: %.1fs\n", round, c.Count, len(c.Benches), time.Since(start).Seconds())
+			fmt.Fprintf(r.Log, "gates: round %d/%d of %d benchmarks: %.1fs\n", round, c.Count, len(c.Benches), time.Since(start).Seconds())
 		}
 	}
 	return out.Bytes(), nil
 }
 
-func (r *Runner) runOne(ctx context.Context, b Bench, bin string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^$", "-test.bench="+b.Pattern, "-test.benchtime="+b.Benchtime,
+// runOne runs b's benchmark for n iterations and returns the result lines
+// (the headers, then the one result line last) and the process's CPU
+// time.
+func (r *Runner) runOne(ctx context.Context, b Bench, bin string, n int) ([]byte, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^$", "-test.bench="+b.Pattern, "-test.benchtime="+strconv.Itoa(n)+"x",
 		"-test.count=1", "-test.cpu="+Procs, "-test.benchmem")
 	cmd.Dir = filepath.Join(r.Root, filepath.FromSlash(b.Pkg)) // as go test runs it: testdata/ relative
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	res, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("benchmarks of %s (%s): %w\n%s%s", b.Pkg, b.Pattern, err, res, stderr.Bytes())
+		return nil, 0, fmt.Errorf("benchmarks of %s (%s): %w\n%s%s", b.Pkg, b.Pattern, err, res, stderr.Bytes())
 	}
-	var keep bytes.Buffer
-	found := false
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	var head, result []string
 	for line := range strings.SplitSeq(string(res), "\n") {
 		switch {
 		case strings.HasPrefix(line, "Benchmark"):
-			found = true
-		case strings.Contains(line, ": ") && !strings.HasPrefix(line, " "):
-		default:
-			continue // PASS, logs
+			result = append(result, line)
+		case strings.Contains(line, ": ") && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t"):
+			head = append(head, line)
 		}
-		keep.WriteString(line + "\n")
 	}
-	if !found {
-		return nil, fmt.Errorf("benchmarks of %s: pattern %s (benchmarks.txt line %d) selects no benchmark", b.Pkg, b.Pattern, b.Line)
+	if len(result) != 1 {
+		return nil, 0, fmt.Errorf("benchmarks of %s: pattern %s (benchmarks.txt line %d) selects %d benchmarks, want 1 (the CPU time is the process's)", b.Pkg, b.Pattern, b.Line, len(result))
 	}
-	return keep.Bytes(), nil
+	return []byte(strings.Join(append(head, result[0]), "\n") + "\n"), cpu, nil
 }
 
 // RaisePriority lowers this process's nice value to nice (its children,
