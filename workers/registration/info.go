@@ -32,7 +32,8 @@ type Describer interface {
 // InfoFrom returns a Config.Info that describes a model's latest version
 // as the worker's own KServe v2 endpoints do: platform and tensors as the
 // model metadata (without the batch dimension), max_batch_size and
-// config_json as GET /v2/models/{m}/config.
+// config_json as GET /v2/models/{m}/config, and sequence_batching when the
+// config has it (the gateway then keeps each sequence on one worker).
 func InfoFrom(d Describer) func(context.Context, string) (*registryv1.ModelInfo, error) {
 	return func(ctx context.Context, name string) (*registryv1.ModelInfo, error) {
 		md, err := d.ModelMetadata(ctx, name, "")
@@ -43,7 +44,10 @@ func InfoFrom(d Describer) func(context.Context, string) (*registryv1.ModelInfo,
 		if err != nil {
 			return nil, fmt.Errorf("model %q config: %w", name, err)
 		}
-		info := &registryv1.ModelInfo{Platform: md.Platform, MaxBatchSize: cfg.GetMaxBatchSize()}
+		info := &registryv1.ModelInfo{
+			Platform: md.Platform, MaxBatchSize: cfg.GetMaxBatchSize(),
+			SequenceBatching: cfg.GetSequenceBatching() != nil,
+		}
 		if info.Platform == "" {
 			info.Platform = cfg.GetBackend()
 		}
@@ -72,8 +76,10 @@ func InfoFrom(d Describer) func(context.Context, string) (*registryv1.ModelInfo,
 
 // boundInfos keeps the models' infos within maxInfoBytes together, leaving
 // out config_json first, then whole infos, from the last model back; it
-// reports whether it left anything out. The infos may be the cache's:
-// they are replaced, never modified.
+// reports whether it left anything out. sequence_batching is never left
+// out (the gateway routes by it): a sequence model's info shrinks to
+// platform, max_batch_size and the flag instead. The infos may be the
+// cache's: they are replaced, never modified.
 func boundInfos(models []Model, limit int) bool {
 	total := 0
 	for _, m := range models {
@@ -87,13 +93,21 @@ func boundInfos(models []Model, limit int) bool {
 		if in == nil || in.ConfigJson == "" {
 			continue
 		}
-		slim := &registryv1.ModelInfo{Platform: in.Platform, MaxBatchSize: in.MaxBatchSize, Inputs: in.Inputs, Outputs: in.Outputs}
+		slim := &registryv1.ModelInfo{Platform: in.Platform, MaxBatchSize: in.MaxBatchSize, Inputs: in.Inputs, Outputs: in.Outputs, SequenceBatching: in.SequenceBatching}
 		total += proto.Size(slim) - proto.Size(in)
 		models[i].Info = slim
 	}
 	for i := len(models) - 1; i >= 0 && total > limit; i-- {
-		total -= proto.Size(models[i].Info)
+		in := models[i].Info
+		if in == nil || in.SequenceBatching && len(in.Inputs)+len(in.Outputs) == 0 {
+			continue
+		}
+		total -= proto.Size(in)
 		models[i].Info = nil
+		if in.SequenceBatching {
+			models[i].Info = &registryv1.ModelInfo{Platform: in.Platform, MaxBatchSize: in.MaxBatchSize, SequenceBatching: true}
+			total += proto.Size(models[i].Info)
+		}
 	}
 	return true
 }

@@ -97,6 +97,21 @@ func TestInfoFrom(t *testing.T) {
 		t.Fatalf("big config: %v, %v", info, err)
 	}
 
+	// A stateful model says so: the gateway keeps its sequences on one
+	// worker. simple has no sequence_batching (want above has none).
+	seq := &pb.ModelConfig{}
+	b, err := os.ReadFile("../../models/simple_sequence/config.pbtxt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prototext.Unmarshal(b, seq); err != nil {
+		t.Fatal(err)
+	}
+	info, err = InfoFrom(describer{cfg: seq})(t.Context(), "simple_sequence")
+	if err != nil || !info.GetSequenceBatching() {
+		t.Fatalf("simple_sequence: %v, %v", info, err)
+	}
+
 	gone := errors.New("requested model 'simple' is not available")
 	if _, err := InfoFrom(describer{err: gone})(t.Context(), "simple"); !errors.Is(err, gone) {
 		t.Fatalf("error %v does not wrap the service's", err)
@@ -131,5 +146,17 @@ func TestBoundInfos(t *testing.T) {
 	ms = mk()
 	if !boundInfos(ms, slim) || ms[0].Info == nil || ms[0].Info.GetConfigJson() != "" || ms[2].Info != nil {
 		t.Fatalf("infos: %v / %v", ms[0].Info, ms[2].Info)
+	}
+
+	// A sequence model never loses its flag: without room it keeps a stub
+	// (platform, max_batch_size, sequence_batching) instead of nothing.
+	ms = mk()
+	ms[2].Info = info()
+	ms[2].Info.SequenceBatching = true
+	if !boundInfos(ms, 0) || ms[0].Info != nil || !ms[2].Info.GetSequenceBatching() || ms[2].Info.GetPlatform() != "p" || len(ms[2].Info.GetInputs()) != 0 {
+		t.Fatalf("sequence model under a tight bound: %v / %v", ms[0].Info, ms[2].Info)
+	}
+	if !proto.Equal(ms[2].Info, &registryv1.ModelInfo{Platform: "p", SequenceBatching: true}) {
+		t.Fatalf("stub %v", ms[2].Info)
 	}
 }

@@ -109,9 +109,15 @@ type ModelInfo struct {
 	Outputs      []*TensorInfo `protobuf:"bytes,4,rep,name=outputs,proto3" json:"outputs,omitempty"`
 	// The model's config as the worker's GET /v2/models/{m}/config answers
 	// it (Triton's ModelConfig as JSON), at most 64 KiB; empty when larger.
-	ConfigJson    string `protobuf:"bytes,5,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ConfigJson string `protobuf:"bytes,5,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	// Whether the model's config has sequence_batching (Triton's stateful
+	// models): the gateway then routes each sequence's steps to one worker
+	// (consistent hash on the sequence id). helix-xds reads it even when it
+	// leaves the rest of the info out, and a worker keeps it when it trims
+	// infos to fit a request.
+	SequenceBatching bool `protobuf:"varint,6,opt,name=sequence_batching,json=sequenceBatching,proto3" json:"sequence_batching,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ModelInfo) Reset() {
@@ -177,6 +183,13 @@ func (x *ModelInfo) GetConfigJson() string {
 		return x.ConfigJson
 	}
 	return ""
+}
+
+func (x *ModelInfo) GetSequenceBatching() bool {
+	if x != nil {
+		return x.SequenceBatching
+	}
+	return false
 }
 
 // TensorInfo is one input or output, as in KServe v2 model metadata.
@@ -581,14 +594,15 @@ const file_registry_v1_registry_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bversions\x18\x02 \x03(\tR\bversions\x12\x14\n" +
 	"\x05ready\x18\x03 \x01(\bR\x05ready\x124\n" +
-	"\x04info\x18\x04 \x01(\v2 .helixflow.registry.v1.ModelInfoR\x04info\"\xe6\x01\n" +
+	"\x04info\x18\x04 \x01(\v2 .helixflow.registry.v1.ModelInfoR\x04info\"\x93\x02\n" +
 	"\tModelInfo\x12\x1a\n" +
 	"\bplatform\x18\x01 \x01(\tR\bplatform\x12$\n" +
 	"\x0emax_batch_size\x18\x02 \x01(\x05R\fmaxBatchSize\x129\n" +
 	"\x06inputs\x18\x03 \x03(\v2!.helixflow.registry.v1.TensorInfoR\x06inputs\x12;\n" +
 	"\aoutputs\x18\x04 \x03(\v2!.helixflow.registry.v1.TensorInfoR\aoutputs\x12\x1f\n" +
 	"\vconfig_json\x18\x05 \x01(\tR\n" +
-	"configJson\"R\n" +
+	"configJson\x12+\n" +
+	"\x11sequence_batching\x18\x06 \x01(\bR\x10sequenceBatching\"R\n" +
 	"\n" +
 	"TensorInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
