@@ -26,17 +26,25 @@ SAMPLE_MODELS = ["simple", "simple_string", "mlp", "identity_all", "simple_seque
 CONFIG_ONLY_MODELS = {"mlp_ensemble", "repeat_int32"}
 
 
+_handed_out = set()
+
+
 def free_port():
     """A port that was free on 127.0.0.1 a moment ago, from below the
     kernel's ephemeral range (as internal/freeport does), so that no
-    outgoing connection can take it before the server binds it."""
+    outgoing connection can take it before the server binds it. A port is
+    handed out once per test process: a worker's three ports are picked
+    before it binds any of them, so a free port must not come twice."""
     for _ in range(200):
         port = random.randint(20000, 32767)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise RuntimeError("no free port in 20000-32767")
 
