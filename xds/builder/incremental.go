@@ -16,8 +16,9 @@ import (
 // they are ready in (the usual churn: a worker turns ready, not ready,
 // leaves or comes back while its models keep other workers), it patches
 // those pools and translates their assignments alone
-// (translate.UpdateEndpoints); a pool that appears or goes, or a new
-// config, takes a full translation. With 1,000 models on 100 workers that
+// (translate.UpdateEndpoints); a pool that appears or goes, or turns into a
+// sequence pool or back (ir.Pool.Sequence: its clusters and routes
+// change), or a new config, takes a full translation. With 1,000 models on 100 workers that
 // is the difference between rebuilding 4,000 resources and rebuilding the
 // assignments of one worker's pools.
 type lastBuild struct {
@@ -56,7 +57,8 @@ func translateWorkers(last *lastBuild, cfg *config.Config, ws []registry.Worker,
 // patchPools replaces, in last's gateway itself, the endpoints of the
 // workers that changed since, and returns it with the models of the pools
 // that changed and whether the default pool did; ok is false when a pool
-// would appear or go (a full translation then, last left as it was).
+// would appear or go or change its Sequence (a full translation then, last
+// left as it was).
 // Patching in place spares copying 100,000 endpoints per change: last is
 // the builder's alone, and dropped when the translation fails.
 func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logger) (g *ir.Gateway, models []string, def, ok bool) {
@@ -76,8 +78,17 @@ func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logge
 		return g, nil, false, true
 	}
 	slices.Sort(changed)
+	changedSet := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		changedSet[id] = true
+	}
 	// What each changed worker had (old) and has (new) in each pool.
-	type entries struct{ old, new []ir.Endpoint }
+	// oldSeq, newSeq: whether any of the workers' old or new entries says
+	// the model uses sequence batching.
+	type entries struct {
+		old, new       []ir.Endpoint
+		oldSeq, newSeq bool
+	}
 	byModel := map[string]*entries{}
 	at := func(m string) *entries {
 		e := byModel[m]
@@ -95,7 +106,8 @@ func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logge
 			oldDefault = append(oldDefault, defaultEndpoint(w))
 			for _, m := range w.Models {
 				if e, ok := modelEndpoint(w, m); ok {
-					at(m.Name).old = append(at(m.Name).old, e)
+					en := at(m.Name)
+					en.old, en.oldSeq = append(en.old, e), en.oldSeq || m.Sequence
 				}
 			}
 		}
@@ -103,7 +115,8 @@ func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logge
 			newDefault = append(newDefault, defaultEndpoint(w))
 			for _, m := range w.Models {
 				if e, ok := modelEndpoint(w, m); ok {
-					at(m.Name).new = append(at(m.Name).new, e)
+					en := at(m.Name)
+					en.new, en.newSeq = append(en.new, e), en.newSeq || m.Sequence
 				}
 			}
 		}
@@ -120,6 +133,8 @@ func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logge
 			continue
 		case len(e.new) == 0 && present(g.Pools[i].Endpoints, e.old) == len(g.Pools[i].Endpoints):
 			return nil, nil, false, false // a pool goes
+		case poolSequence(g.Pools[i], e.oldSeq, e.newSeq, changedSet, last.workers) != g.Pools[i].Sequence:
+			return nil, nil, false, false // sequence routing comes or goes
 		}
 		idx[m] = i
 	}
@@ -130,6 +145,25 @@ func patchPools(last *lastBuild, now map[string]registry.Worker, log *slog.Logge
 	}
 	g.DefaultPool.Endpoints = replaceEndpoints(g.DefaultPool.Endpoints, oldDefault, newDefault)
 	return g, models, true, true
+}
+
+// poolSequence is p.Sequence after the changed workers' entries replaced
+// theirs: true when a new entry says so, else whether an unchanged
+// worker's does (looked up only when an old entry said so: otherwise the
+// unchanged workers alone made p.Sequence).
+func poolSequence(p ir.Pool, oldSeq, newSeq bool, changed map[string]bool, last map[string]registry.Worker) bool {
+	switch {
+	case newSeq:
+		return true
+	case !oldSeq:
+		return p.Sequence
+	}
+	for _, ep := range p.Endpoints {
+		if w, ok := last[ep.Worker]; ok && !changed[ep.Worker] && sequenceModel(w, p.Model) {
+			return true
+		}
+	}
+	return false
 }
 
 // replaceEndpoints is eps (sorted by ir.CompareEndpoints, as
@@ -177,6 +211,6 @@ func sameWorker(a, b registry.Worker) bool {
 		return true
 	}
 	return slices.EqualFunc(a.Models, b.Models, func(x, y registry.Model) bool {
-		return x.Name == y.Name && x.Ready == y.Ready && slices.Equal(x.Versions, y.Versions)
+		return x.Name == y.Name && x.Ready == y.Ready && x.Sequence == y.Sequence && slices.Equal(x.Versions, y.Versions)
 	})
 }

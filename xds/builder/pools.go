@@ -10,13 +10,18 @@ import (
 	"github.com/helixflow/helixflow/xds/registry"
 )
 
-// addWorkers fills g's pools from the workers (registered or discovered): one pool per model that a
-// worker has loaded (endpoint ready when the worker serves it), and the
-// default pool with every worker once. A worker Envoy could not be sent to
-// under g's rules (admitted) is left out with a warning, so that one bad
-// registration does not block every update.
+// addWorkers fills g's pools from the workers (registered or discovered):
+// one pool per model that a worker has loaded (endpoint ready when the
+// worker serves it), and the default pool with every worker once. A pool
+// is a sequence pool (ir.Pool.Sequence) when any of its endpoints' workers
+// says the model uses sequence batching: while workers disagree (a model
+// rolled out with a new config) a sequence must still stay on one worker.
+// A worker Envoy could not be sent to under g's rules (admitted) is left
+// out with a warning, so that one bad registration does not block every
+// update.
 func addWorkers(g *ir.Gateway, workers []registry.Worker, log *slog.Logger) {
 	byModel := map[string][]ir.Endpoint{}
+	sequence := map[string]bool{}
 	var all []ir.Endpoint
 	for _, w := range workers {
 		if !admitted(g, w, log) {
@@ -25,13 +30,16 @@ func addWorkers(g *ir.Gateway, workers []registry.Worker, log *slog.Logger) {
 		for _, m := range w.Models {
 			if e, ok := modelEndpoint(w, m); ok {
 				byModel[m.Name] = append(byModel[m.Name], e)
+				if m.Sequence {
+					sequence[m.Name] = true
+				}
 			}
 		}
 		all = append(all, defaultEndpoint(w))
 	}
 	g.Pools = g.Pools[:0]
 	for model, eps := range byModel {
-		g.Pools = append(g.Pools, ir.Pool{Model: model, Endpoints: eps})
+		g.Pools = append(g.Pools, ir.Pool{Model: model, Endpoints: eps, Sequence: sequence[model]})
 	}
 	slices.SortFunc(g.Pools, func(a, b ir.Pool) int { return cmp.Compare(a.Model, b.Model) })
 	g.DefaultPool = ir.Pool{Endpoints: all}
@@ -64,6 +72,12 @@ func modelEndpoint(w registry.Worker, m registry.Model) (ir.Endpoint, bool) {
 		Address: w.Address, Port: w.GRPCPort, HTTPPort: w.HTTPPort,
 		Ready: w.Serves(m.Name), Versions: slices.Clone(m.Versions), Worker: w.ID,
 	}, true
+}
+
+// sequenceModel reports whether w says its model is a sequence model.
+func sequenceModel(w registry.Worker, model string) bool {
+	i, ok := slices.BinarySearchFunc(w.Models, model, func(m registry.Model, name string) int { return cmp.Compare(m.Name, name) })
+	return ok && w.Models[i].Sequence
 }
 
 // defaultEndpoint is w's endpoint in the default pool.

@@ -214,6 +214,12 @@ type CORS struct {
 type Pool struct {
 	Model     string     `yaml:"model"`
 	Endpoints []Endpoint `yaml:"endpoints"`
+	// Sequence: the model uses Triton's sequence batching (a worker's
+	// registration says so, or the Kubernetes Service's sequence-models
+	// annotation). Only such a pool gets the consistent-hash twins of its
+	// clusters, the sequence routes and the REST body sent to helix-authz
+	// (xds/translate); false for the default pool.
+	Sequence bool `yaml:"sequence,omitempty"`
 }
 
 // Endpoint is one worker in a pool.

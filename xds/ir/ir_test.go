@@ -143,6 +143,7 @@ func TestValidateRejects(t *testing.T) {
 			g.Pools[0].Endpoints = []Endpoint{e, {Address: "127.0.0.0", Port: 1}, e}
 		}, "pools[0].endpoints[2]"},
 		{func(g *Gateway) { g.DefaultPool.Model = "simple" }, "default_pool.model"},
+		{func(g *Gateway) { g.DefaultPool.Sequence = true }, "default_pool.sequence"},
 		{func(g *Gateway) { g.DefaultPool.Endpoints[0].Address = "10.0.0.1" }, "default_pool.endpoints[0].address"},
 	}
 	for _, tc := range tests {

@@ -428,6 +428,9 @@ func (v *validator) pool(field string, p Pool, isDefault, plaintext bool) {
 		if p.Model != "" {
 			v.add(field+".model", "must be empty for the default pool")
 		}
+		if p.Sequence {
+			v.add(field+".sequence", "must be false for the default pool (it serves no model's sequences)")
+		}
 	} else if err := wire.CheckModelName(p.Model); err != nil {
 		v.add(field+".model", "%q: %v", p.Model, err)
 	}

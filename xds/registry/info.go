@@ -128,7 +128,7 @@ func equalInfo(a, b *registryv1.ModelInfo) bool {
 		return false
 	}
 	return a.GetPlatform() == b.GetPlatform() && a.GetMaxBatchSize() == b.GetMaxBatchSize() &&
-		a.GetConfigJson() == b.GetConfigJson() &&
+		a.GetConfigJson() == b.GetConfigJson() && a.GetSequenceBatching() == b.GetSequenceBatching() &&
 		slices.EqualFunc(a.GetInputs(), b.GetInputs(), equalTensor) &&
 		slices.EqualFunc(a.GetOutputs(), b.GetOutputs(), equalTensor)
 }

@@ -136,6 +136,44 @@ func TestRenewInfo(t *testing.T) {
 	}
 }
 
+// sequence_batching routes (the gateway's sequence clusters and routes):
+// a renewal that turns it on or off signals the builder like a readiness
+// change, and it is kept from an info that fails the check.
+func TestRenewSequence(t *testing.T) {
+	r, _ := newTest(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := r.Subscribe(ctx)
+	withSeq := func(on bool, bad bool) *registryv1.Model {
+		m := model("acc", true, "1")
+		m.Info = goodInfo()
+		m.Info.SequenceBatching = on
+		if bad {
+			m.Info.ConfigJson = "not json"
+		}
+		return m
+	}
+	lease := mustRegister(t, r, registerReq("w1", "127.0.0.1", 8001, withSeq(false, false)))
+	<-changed
+	if r.Snapshot()[0].Models[0].Sequence {
+		t.Fatal("sequence without sequence_batching")
+	}
+	for i, c := range []struct{ on, bad bool }{{true, false}, {false, false}, {true, true}} {
+		if _, err := r.Renew(context.Background(), &registryv1.RenewRequest{LeaseId: lease, Ready: true, Models: []*registryv1.Model{withSeq(c.on, c.bad)}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-changed:
+		default:
+			t.Errorf("renewal %d (sequence_batching %v) did not signal", i, c.on)
+		}
+		m := r.Snapshot()[0].Models[0]
+		if m.Sequence != c.on || (m.Info == nil) != c.bad {
+			t.Errorf("renewal %d: sequence %v, info %v", i, m.Sequence, m.Info)
+		}
+	}
+}
+
 func FuzzCheckInfo(f *testing.F) {
 	f.Add("onnxruntime_onnx", int32(8), "INPUT0", "INT32", int64(16), `{"name":"simple"}`)
 	f.Add("", int32(-1), "", "FLOAT", int64(-2), `[`)

@@ -62,6 +62,11 @@ type Model struct {
 	Name     string
 	Versions []string
 	Ready    bool
+	// Sequence: the model uses sequence batching (its info's
+	// sequence_batching, read even when the rest of the info failed the
+	// check), so the gateway keeps each sequence on one worker. From
+	// Kubernetes: the Service's sequence-models annotation (xds/kube).
+	Sequence bool
 	// Info describes the model for the catalogue (xds/catalog): what the
 	// worker reported, checked (checkInfo); nil when it sent none or one
 	// that failed the check, and always from Kubernetes. Read-only.
@@ -209,8 +214,9 @@ func (r *Registry) Snapshot() []Worker {
 
 // Subscribe returns a channel that receives a value after the table changes
 // in anything but lease times: a worker added or removed, its address, ports,
-// readiness or models. A change in a model's Info alone is not signalled
-// (nothing is routed by it; the catalogue reads Snapshot when asked). Signals are coalesced (buffer of one): a reader that
+// readiness or models (sequence batching included). A change in a model's
+// Info alone is not signalled (nothing else is routed by it; the
+// catalogue reads Snapshot when asked). Signals are coalesced (buffer of one): a reader that
 // falls behind sees one signal for many changes and then reads Snapshot. The
 // subscription ends when ctx does.
 func (r *Registry) Subscribe(ctx context.Context) <-chan struct{} {
@@ -447,7 +453,7 @@ func (r *Registry) changedLocked() {
 }
 
 func equalModel(a, b Model) bool {
-	return a.Name == b.Name && a.Ready == b.Ready && slices.Equal(a.Versions, b.Versions)
+	return a.Name == b.Name && a.Ready == b.Ready && a.Sequence == b.Sequence && slices.Equal(a.Versions, b.Versions)
 }
 
 func newLeaseID() string {

@@ -180,13 +180,15 @@ func convertModels(in []*registryv1.Model) (models []Model, dropped []error, err
 			versions[j] = strconv.FormatInt(n, 10)
 		}
 		info := m.GetInfo()
+		// Routing, not catalogue: kept when the rest of the info is not.
+		sequence := info.GetSequenceBatching()
 		if info != nil {
 			if err := checkInfo(info); err != nil {
 				dropped = append(dropped, fmt.Errorf("%s (%q).%w", field, name, err))
 				info = nil
 			}
 		}
-		out = append(out, Model{Name: name, Versions: versions, Ready: m.GetReady(), Info: info})
+		out = append(out, Model{Name: name, Versions: versions, Ready: m.GetReady(), Sequence: sequence, Info: info})
 	}
 	slices.SortFunc(out, func(a, b Model) int { return strings.Compare(a.Name, b.Name) })
 	return out, dropped, nil

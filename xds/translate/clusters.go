@@ -39,14 +39,16 @@ const (
 )
 
 // clusters builds the side services first, then the default pool, then
-// four clusters per model pool, in model order: gRPC and REST ports, and
-// their consistent-hash twins for sequences (sequencePool).
+// the clusters of each model pool, in model order: gRPC and REST ports,
+// and for a sequence pool (ir.Pool.Sequence) their consistent-hash twins
+// (sequencePool). Other pools get no twins: two clusters (and their Maglev
+// tables, health state and stats) per model that would never be used.
 func clusters(g *ir.Gateway) ([]types.Resource, error) {
 	b, err := newClusterBuilder(g)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]types.Resource, 0, 4+4*len(g.Pools))
+	out := make([]types.Resource, 0, 4+4*len(g.Pools)) // at most
 	add := func(c *clusterv3.Cluster, err error) error {
 		if err != nil {
 			return err
@@ -83,6 +85,9 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 		}
 		if err := add(b.httpPool(HTTPCluster(p.Model), wire.RESTModelPath(p.Model, "", "ready")), nil); err != nil {
 			return nil, err
+		}
+		if !p.Sequence {
+			continue
 		}
 		if err := add(b.sequencePool(GRPCSequenceCluster(p.Model), GRPCCluster(p.Model), b.grpcOptions, b.grpcTLS), nil); err != nil {
 			return nil, err

@@ -28,7 +28,8 @@ import (
 //     messages for another model); every stream first matches route 2.
 //     A stream is not routed per message: all its sequences stay on the
 //     worker the stream reached.
-//  3. per model m: gRPC ModelInfer with x-helix-model == m and
+//  3. per sequence model m (ir.Pool.Sequence): gRPC ModelInfer with
+//     x-helix-model == m and
 //     x-helix-sequence (a Triton sequence's step) -> m's gRPC sequence
 //     cluster (GRPCSequenceCluster: Maglev on x-helix-sequence, so every
 //     step of a sequence reaches the same worker), no retries: a step
@@ -53,16 +54,24 @@ import (
 //     (0: none) and the idle timeout instead of the request timeout, no
 //     retries, no body buffering. Envoy passes each event on as it comes
 //     (no filter buffers responses).
-//  9. per model m: REST /v2/models/{m} and below with x-helix-sequence
+//  9. per sequence model m: REST /v2/models/{m} and below with
+//     x-helix-sequence
 //     (set by authz after route 10's check) -> m's REST sequence cluster,
 //     as route 3.
 //  10. per model m: REST /v2/models/{m} and below (versions included) ->
-//     m's REST cluster. Its check gets the first ir.AuthZ.RESTBodyBytes of
-//     the body, where authz reads an inference's parameters.sequence_id.
+//     m's REST cluster. For a sequence model its check gets the first
+//     ir.AuthZ.RESTBodyBytes of the body, where authz reads an
+//     inference's parameters.sequence_id; for any other model none (authz
+//     needs only the path, and the request is not held back for it).
 //  11. any other gRPC method (server metadata and health, shared memory,
 //     a model without a pool) -> default pool, where a worker answers as
 //     Triton would (authz refuses shared memory before).
 //  12. any other /v2 path -> default pool's REST cluster.
+//
+// A model without sequence batching has no routes 3 and 9 and no sequence
+// clusters: a request that carries a sequence_id anyway takes the model's
+// plain route (on gRPC authz still sets x-helix-sequence; route 4 matches)
+// and the worker answers it as for any request to that model.
 //
 // Everything else gets Envoy's 404. Unary routes have the request timeout
 // (Envoy's 15s default is replaced) and the retry policy but for the
@@ -77,14 +86,16 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := make([]*routev3.Route, 0, len(public)+7*len(g.Pools)+5)
+	rs := make([]*routev3.Route, 0, len(public)+7*len(g.Pools)+5) // at most
 	rs = append(rs, public...)
 	for _, p := range g.Pools {
 		rs = append(rs, b.streamRoute(p.Model))
 	}
 	rs = append(rs, b.streamRoute(""))
 	for _, p := range g.Pools {
-		rs = append(rs, b.grpcSequenceRoute(p.Model))
+		if p.Sequence {
+			rs = append(rs, b.grpcSequenceRoute(p.Model))
+		}
 	}
 	for _, p := range g.Pools {
 		rs = append(rs, b.grpcModelRoute(p.Model))
@@ -98,10 +109,12 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	}
 	rs = append(rs, b.sseRoute(""))
 	for _, p := range g.Pools {
-		rs = append(rs, b.restSequenceRoute(p.Model))
+		if p.Sequence {
+			rs = append(rs, b.restSequenceRoute(p.Model))
+		}
 	}
 	for _, p := range g.Pools {
-		rs = append(rs, b.restModelRoute(p.Model))
+		rs = append(rs, b.restModelRoute(p))
 	}
 	rs = append(rs, b.grpcDefaultRoute(), b.restDefaultRoute())
 
@@ -319,15 +332,21 @@ func (b *routeBuilder) wsRoute(model string) *routev3.Route {
 	}
 }
 
-func (b *routeBuilder) restModelRoute(model string) *routev3.Route {
+// restModelRoute is p's REST route; only a sequence pool's sends the
+// body's head to authz (route 10).
+func (b *routeBuilder) restModelRoute(p ir.Pool) *routev3.Route {
+	per := b.noBody
+	if p.Sequence {
+		per = b.restBody
+	}
 	return &routev3.Route{
-		Name: "rest-model/" + model,
+		Name: "rest-model/" + p.Model,
 		Match: &routev3.RouteMatch{
 			// Matches /v2/models/{m} and /v2/models/{m}/..., not {m}x.
-			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: wire.RESTModelPath(model, "")},
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: wire.RESTModelPath(p.Model, "")},
 		},
-		Action:               &routev3.Route_Route{Route: b.unary(HTTPCluster(model))},
-		TypedPerFilterConfig: b.restBody,
+		Action:               &routev3.Route_Route{Route: b.unary(HTTPCluster(p.Model))},
+		TypedPerFilterConfig: per,
 	}
 }
 

@@ -69,6 +69,10 @@ type seqBackend struct {
 	mu                 sync.Mutex
 	mismatches         []string
 	shm                int
+	// plain: the model is published without sequence batching, so a
+	// REST request reaches the worker without x-helix-sequence (authz
+	// saw no body); gRPC's still has it (authz reads every unary body).
+	plain bool
 	// sent is closed by the test once it read generate_stream's first
 	// event: the second is written only then.
 	sent chan struct{}
@@ -127,6 +131,11 @@ func (b *seqBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case string:
 			want = wire.SequenceHeaderValue(0, id)
 		}
+		b.mu.Lock()
+		if b.plain {
+			want = ""
+		}
+		b.mu.Unlock()
 		if got := r.Header.Get(wire.HeaderSequence); got != want {
 			b.mismatch("REST %s: %s %q, want %q", req.ID, wire.HeaderSequence, got, want)
 		}
@@ -187,6 +196,9 @@ type seqGateway struct {
 	cache cachev3.SnapshotCache
 	ver   int
 	addr  string
+	envoy *envoytest.Proc
+	// plain publishes the pool without sequence batching (ir.Pool.Sequence).
+	plain bool
 }
 
 func (s *seqGateway) publish(backends ...*seqBackend) {
@@ -195,7 +207,7 @@ func (s *seqGateway) publish(backends ...*seqBackend) {
 	for _, b := range backends {
 		eps = append(eps, b.endpoint())
 	}
-	s.g.Pools = []ir.Pool{{Model: seqModel, Endpoints: eps}}
+	s.g.Pools = []ir.Pool{{Model: seqModel, Endpoints: eps, Sequence: !s.plain}}
 	s.g.DefaultPool = ir.Pool{Endpoints: eps}
 	r, err := Translate(s.g)
 	if err != nil {
@@ -211,6 +223,28 @@ func (s *seqGateway) publish(backends ...*seqBackend) {
 	}
 	if err := s.cache.SetSnapshot(context.Background(), "sequence-test", snap); err != nil {
 		s.t.Fatal(err)
+	}
+}
+
+// waitRoutes waits until Envoy has the pool's sequence route and twin
+// cluster (sequence) or has neither (!sequence).
+func (s *seqGateway) waitRoutes(t *testing.T, sequence bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		routes, err1 := s.envoy.Admin(ctx, "/config_dump?resource=dynamic_route_configs")
+		clusters, err2 := s.envoy.Admin(ctx, "/clusters")
+		if err1 == nil && err2 == nil &&
+			strings.Contains(routes, "rest-sequence/"+seqModel) == sequence &&
+			strings.Contains(clusters, HTTPSequenceCluster(seqModel)+"::") == sequence {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Envoy did not apply sequence routing %v: %v %v", sequence, err1, err2)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -276,7 +310,7 @@ func startSeqGateway(t *testing.T, backends ...*seqBackend) *seqGateway {
 	if err := os.WriteFile(path, js, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	envoytest.Start(t, path)
+	s.envoy = envoytest.Start(t, path)
 
 	// Ready when both workers answer through Envoy (health checks passed).
 	c := &http.Client{Timeout: 2 * time.Second}
@@ -413,7 +447,9 @@ func oneWorkerEach(t *testing.T, served []map[string]int, workers int) []string 
 // real helix-authz Check, in front of two workers: 50 sequences of 6 steps
 // over gRPC and 50 of 6 over REST (tritonclient's body, the sequence_id
 // after the inputs) each stay on one worker, while requests without a
-// sequence spread over both. When a worker leaves the pool, its sequences
+// sequence spread over both. A pool published without sequence batching
+// (its workers re-registered so) loses the affinity and its REST checks
+// get no body, and gains both back with it. When a worker leaves the pool, its sequences
 // move to the other (whose "unknown sequence" error is then what their
 // next step gets from a real worker). Shared-memory
 // calls are refused by helix-authz and never reach a worker, and
@@ -513,6 +549,45 @@ func TestEnvoySequenceRouting(t *testing.T) {
 		if !strings.Contains(string(rest), `"n":2`) {
 			t.Fatalf("rest of the stream %q", rest)
 		}
+	})
+
+	// The pool's workers re-register without sequence batching, then with
+	// it again: the sequence routes, the twins and the REST body go and
+	// come back with it.
+	t.Run("sequence batching off and on again", func(t *testing.T) {
+		setPlain := func(plain bool) {
+			for _, w := range []*seqBackend{a, b} {
+				w.mu.Lock()
+				w.plain = plain
+				w.mu.Unlock()
+			}
+		}
+		gw.plain = true
+		gw.publish(a, b)
+		gw.waitRoutes(t, false)
+		setPlain(true)
+		spread := 0
+		for _, m := range runSequences(t, n, steps, func(i, s int) (string, error) {
+			return grpcStep(ctx, gc, i, s, steps)
+		}) {
+			if len(m) > 1 {
+				spread++
+			}
+		}
+		if spread == 0 {
+			t.Error("without sequence batching every sequence still stayed on one worker: the plain route balances")
+		}
+		// The REST steps reach the workers without x-helix-sequence (the
+		// workers check): authz got no body to read it from.
+		runSequences(t, 10, 2, func(i, s int) (string, error) { return restStep(hc, gw.addr, i, s, 2) })
+
+		gw.plain = false
+		gw.publish(a, b)
+		gw.waitRoutes(t, true)
+		setPlain(false)
+		oneWorkerEach(t, runSequences(t, n, steps, func(i, s int) (string, error) {
+			return restStep(hc, gw.addr, i, s, steps)
+		}), 2)
 	})
 
 	t.Run("a worker leaves: its sequences move to the other", func(t *testing.T) {

@@ -11,11 +11,13 @@ import (
 )
 
 // The invariants routes.go's order comment promises for sequences and
-// generate_stream, with retries on: each sequence route comes before its
-// model's plain route, hashes x-helix-sequence to the model's Maglev twin
-// and never retries; the plain routes keep their retries; a model's REST
-// route sends authz.rest_body_bytes of the body; generate_stream comes
-// before the REST route and has no request timeout.
+// generate_stream, with retries on: for a sequence model (bert.base in the
+// input) each sequence route comes before its model's plain route, hashes
+// x-helix-sequence to the model's Maglev twin and never retries, and its
+// REST route sends authz.rest_body_bytes of the body; any other model has
+// no sequence routes, no twins and sends no body; the plain routes keep
+// their retries; generate_stream comes before the REST route and has no
+// request timeout.
 func TestSequenceAndStreamRoutes(t *testing.T) {
 	g := loadIR(t, "testdata/three-models-shared-workers.in.yaml")
 	g.Retry.NumRetries = 2
@@ -33,8 +35,33 @@ func TestSequenceAndStreamRoutes(t *testing.T) {
 		c := c.(*clusterv3.Cluster)
 		clusters[c.Name] = c
 	}
+	sequencePools := 0
 	for _, p := range g.Pools {
 		m := p.Model
+		if !p.Sequence {
+			for _, name := range []string{"grpc-sequence/" + m, "rest-sequence/" + m} {
+				if byName[name] != nil {
+					t.Errorf("%s: a route for a model without sequence batching", name)
+				}
+			}
+			for _, name := range []string{GRPCSequenceCluster(m), HTTPSequenceCluster(m)} {
+				if clusters[name] != nil {
+					t.Errorf("%s: a twin for a model without sequence batching", name)
+				}
+			}
+			var per extauthzv3.ExtAuthzPerRoute
+			if err := byName["rest-model/"+m].TypedPerFilterConfig[filterExtAuthz].UnmarshalTo(&per); err != nil {
+				t.Fatal(err)
+			}
+			if !per.GetCheckSettings().GetDisableRequestBodyBuffering() || per.GetCheckSettings().GetWithRequestBody() != nil {
+				t.Errorf("rest-model/%s sends a body to authz: %v", m, per.GetCheckSettings())
+			}
+			if byName["grpc-model/"+m].GetRoute().GetRetryPolicy() == nil || byName["rest-model/"+m].GetRoute().GetRetryPolicy() == nil {
+				t.Errorf("%s's routes lost their retries", m)
+			}
+			continue
+		}
+		sequencePools++
 		for _, tc := range []struct{ seq, plain, cluster, of string }{
 			{"grpc-sequence/" + m, "grpc-model/" + m, GRPCSequenceCluster(m), GRPCCluster(m)},
 			{"rest-sequence/" + m, "rest-model/" + m, HTTPSequenceCluster(m), HTTPCluster(m)},
@@ -68,6 +95,9 @@ func TestSequenceAndStreamRoutes(t *testing.T) {
 			sse.GetRoute().GetRetryPolicy() != nil || sse.GetRoute().GetCluster() != HTTPCluster(m) {
 			t.Errorf("sse-model/%s: %v", m, sse)
 		}
+	}
+	if sequencePools != 1 {
+		t.Fatalf("%d sequence pools in the input, want 1 (bert.base)", sequencePools)
 	}
 	if pos["sse-default"] > pos["rest-default"] {
 		t.Error("sse-default after rest-default")
