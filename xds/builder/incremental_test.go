@@ -5,6 +5,9 @@ import (
 	"slices"
 	"testing"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 
@@ -131,4 +134,94 @@ func TestRebuildAfterAFailedOneStartsAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	equalResources(t, "after a failed rebuild", b.last.res, full.res)
+}
+
+// seqModel is model with sequence batching, as a worker's registration
+// says (registry.Model.Sequence).
+func seqModel(name string, versions ...string) registry.Model {
+	m := model(name, true, versions...)
+	m.Sequence = true
+	return m
+}
+
+// sequenceRouting reports whether res has model's Maglev twins, its
+// sequence routes and a REST route that sends the body to authz.
+func sequenceRouting(t *testing.T, res *translate.Resources, model string) (twins, routes, body bool) {
+	t.Helper()
+	for _, r := range res.Clusters {
+		if n := r.(*clusterv3.Cluster).GetName(); n == translate.GRPCSequenceCluster(model) || n == translate.HTTPSequenceCluster(model) {
+			twins = true
+		}
+	}
+	for _, rt := range res.Routes[0].(*routev3.RouteConfiguration).GetVirtualHosts()[0].GetRoutes() {
+		switch rt.GetName() {
+		case "grpc-sequence/" + model, "rest-sequence/" + model:
+			routes = true
+		case "rest-model/" + model:
+			var per extauthzv3.ExtAuthzPerRoute
+			for _, a := range rt.GetTypedPerFilterConfig() {
+				if err := a.UnmarshalTo(&per); err == nil && per.GetCheckSettings().GetWithRequestBody() != nil {
+					body = true
+				}
+			}
+		}
+	}
+	return twins, routes, body
+}
+
+// A pool is a sequence pool while any of its workers says so: a worker
+// that re-registers a model with sequence batching gives its pool the
+// twins, the sequence routes and the REST body (a full translation), and
+// the pool loses them when no worker says so any more; churn that leaves
+// the flag as it was stays incremental. Each rebuild equals a full one.
+func TestSequencePoolsFollowRegistrations(t *testing.T) {
+	cfg, err := config.Load(writeConfig(t, gatewayYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := func(ready bool, s1 registry.Model) registry.Worker {
+		return mw("a", "127.0.0.1", ready, model("m1", true, "1"), s1)
+	}
+	b := func(s1 registry.Model) registry.Worker { return mw("b", "127.0.0.2", true, model("m1", true, "1"), s1) }
+	plain, seq := model("s1", true, "1"), seqModel("s1", "1")
+	steps := []struct {
+		name        string
+		workers     []registry.Worker
+		incremental bool
+		sequence    bool // s1's pool
+	}{
+		{"start, no sequence batching", []registry.Worker{a(true, plain), b(plain)}, false, false},
+		{"b re-registers s1 with sequence batching", []registry.Worker{a(true, plain), b(seq)}, false, true},
+		{"a not ready", []registry.Worker{a(false, plain), b(seq)}, true, true},
+		{"a ready, now with sequence batching too", []registry.Worker{a(true, seq), b(seq)}, true, true},
+		{"b without it again, a still with it", []registry.Worker{a(true, seq), b(plain)}, true, true},
+		{"a leaves: no worker says so", []registry.Worker{b(plain)}, false, false},
+		{"a back with it", []registry.Worker{a(true, seq), b(plain)}, false, true},
+	}
+	log := slog.New(slog.DiscardHandler)
+	var last *lastBuild
+	for _, s := range steps {
+		next, err := translateWorkers(last, cfg, s.workers, log)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		full, err := translateWorkers(nil, cfg, s.workers, log)
+		if err != nil {
+			t.Fatalf("%s: full: %v", s.name, err)
+		}
+		equalResources(t, s.name, next.res, full.res)
+		if last != nil {
+			shared := slices.Equal(next.res.Clusters, last.res.Clusters) && slices.Equal(next.res.Routes, last.res.Routes)
+			if shared != s.incremental {
+				t.Errorf("%s: routes and clusters shared with the last build: %v, want %v", s.name, shared, s.incremental)
+			}
+		}
+		if twins, routes, body := sequenceRouting(t, next.res, "s1"); twins != s.sequence || routes != s.sequence || body != s.sequence {
+			t.Errorf("%s: s1 twins %v, sequence routes %v, REST body %v; want all %v", s.name, twins, routes, body, s.sequence)
+		}
+		if twins, routes, body := sequenceRouting(t, next.res, "m1"); twins || routes || body {
+			t.Errorf("%s: m1 (no sequence batching) has twins %v, sequence routes %v, REST body %v", s.name, twins, routes, body)
+		}
+		last = next
+	}
 }
