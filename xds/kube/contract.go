@@ -18,6 +18,16 @@ const (
 	// ModelsAnnotation on a worker Service lists the models its pods serve,
 	// comma separated ("simple,mlp").
 	ModelsAnnotation = "helixflow.io/models"
+	// SequenceModelsAnnotation on a worker Service lists which of its
+	// models use Triton's sequence batching, comma separated, "" for none
+	// or "*" for all: only those get the gateway's sequence routing
+	// (consistent hashing on the sequence id, the REST body read by
+	// helix-authz). Without it every model of the Service gets it: a
+	// Kubernetes pool carries no model configs, and a sequence model
+	// routed without it would lose its sequences' state between workers,
+	// while the routing costs a non-sequence model only resources. The
+	// Helm chart always writes it (workers.pools[].sequenceModels).
+	SequenceModelsAnnotation = "helixflow.io/sequence-models"
 	// GRPCPortName (required) and HTTPPortName (optional) name the
 	// Service's ports, which its EndpointSlices carry.
 	GRPCPortName = "grpc"
@@ -66,6 +76,34 @@ func parseModels(annotations map[string]string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, errors.Join(bad...)
+}
+
+// parseSequenceModels reads the sequence-models annotation against the
+// Service's models (parseModels'): the set of those that get sequence
+// routing. Without the annotation, or with "*", that is all of them; an
+// entry that is not one of models is left out and named in the error.
+func parseSequenceModels(annotations map[string]string, models []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(models))
+	v, ok := annotations[SequenceModelsAnnotation]
+	if !ok || strings.TrimSpace(v) == "*" {
+		for _, m := range models {
+			out[m] = true
+		}
+		return out, nil
+	}
+	if strings.TrimSpace(v) == "" {
+		return out, nil
+	}
+	var bad []error
+	for i, p := range strings.Split(v, ",") {
+		name := strings.TrimSpace(p)
+		if !slices.Contains(models, name) {
+			bad = append(bad, fmt.Errorf("%w: annotation %s: entry %d %q left out: not one of the Service's models (%s)", ErrInvalid, SequenceModelsAnnotation, i+1, clip(name), ModelsAnnotation))
+			continue
+		}
+		out[name] = true
+	}
+	return out, errors.Join(bad...)
 }
 
 // clip keeps log lines short when an annotation holds junk.

@@ -21,12 +21,24 @@ func service(ns, name, models string) *corev1.Service {
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: name,
 			Labels:      map[string]string{ComponentLabel: WorkerComponent},
-			Annotations: map[string]string{ModelsAnnotation: models},
+			// As the chart writes it: no sequence models unless a test
+			// says so (withSequence).
+			Annotations: map[string]string{ModelsAnnotation: models, SequenceModelsAnnotation: ""},
 		},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "grpc", Port: 8001}, {Name: "http", Port: 8000}}},
 	}
 	if models == "<none>" {
 		s.Annotations = nil
+	}
+	return s
+}
+
+// withSequence sets the sequence-models annotation; "<none>" removes it.
+func withSequence(s *corev1.Service, models string) *corev1.Service {
+	if models == "<none>" {
+		delete(s.Annotations, SequenceModelsAnnotation)
+	} else {
+		s.Annotations[SequenceModelsAnnotation] = models
 	}
 	return s
 }

@@ -1,7 +1,8 @@
 // Package kube keeps helix-xds's worker table from Kubernetes: worker pools
 // are Services labelled helixflow.io/component=worker whose
-// helixflow.io/models annotation names the models they serve, and their
-// EndpointSlices give the endpoints. Readers take a Snapshot and Subscribe
+// helixflow.io/models annotation names the models they serve (and
+// helixflow.io/sequence-models those of them that use sequence batching),
+// and their EndpointSlices give the endpoints. Readers take a Snapshot and Subscribe
 // to changes, as with the worker registry (xds/registry).
 package kube
 

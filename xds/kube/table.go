@@ -2,6 +2,7 @@ package kube
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -44,17 +45,19 @@ type worker struct {
 	key      endpointKey
 	httpPort uint32
 	routable bool
-	models   map[string]struct{}
+	// models: the model's name -> whether it gets sequence routing.
+	models map[string]bool
 }
 
 // merge folds another copy of the same worker into w: models are the
-// union, routable only if both say so, and of two addresses (a dual-stack
+// union (a model is a sequence model if either says so), routable only if
+// both say so, and of two addresses (a dual-stack
 // pod) IPv4 first, then the lower, so that the choice does not depend on
 // the order of the slices.
 func (w *worker) merge(o *worker) {
 	w.routable = w.routable && o.routable
-	for m := range o.models {
-		w.models[m] = struct{}{}
+	for m, seq := range o.models {
+		w.models[m] = w.models[m] || seq
 	}
 	if preferAddr(o.key.addr, w.key.addr) {
 		w.key.addr = o.key.addr
@@ -84,17 +87,25 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 	var problems []problem
 	services = slices.Clone(services)
 	slices.SortFunc(services, func(a, b *corev1.Service) int { return cmp.Compare(a.Name, b.Name) })
-	pools := make(map[string][]string, len(services))
+	type pool struct {
+		models   []string
+		sequence map[string]bool
+	}
+	pools := make(map[string]pool, len(services))
 	for _, s := range services {
 		if s.Namespace != namespace || s.Labels[ComponentLabel] != WorkerComponent {
 			continue
 		}
 		models, err := parseModels(s.Annotations)
+		var seq map[string]bool
+		if len(models) > 0 {
+			var serr error
+			seq, serr = parseSequenceModels(s.Annotations, models)
+			err = errors.Join(err, serr)
+			pools[s.Name] = pool{models: models, sequence: seq}
+		}
 		if err != nil {
 			problems = append(problems, problem{kind: "Service", name: namespace + "/" + s.Name, err: err, partial: len(models) > 0})
-		}
-		if len(models) > 0 {
-			pools[s.Name] = models
 		}
 	}
 
@@ -106,7 +117,7 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 	var order []*worker
 	for _, es := range epSlices {
 		svc := es.Labels[discoveryv1.LabelServiceName]
-		models, ok := pools[svc]
+		p, ok := pools[svc]
 		if es.Namespace != namespace || !ok {
 			continue
 		}
@@ -129,9 +140,9 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 				bad = append(bad, fmt.Sprintf("endpoints[%d]: %v", i, err))
 				continue
 			}
-			w := &worker{id: workerID(ep, addr), key: endpointKey{addr, grpcPort}, httpPort: httpPort, routable: routable(ep.Conditions), models: make(map[string]struct{}, len(models))}
-			for _, m := range models {
-				w.models[m] = struct{}{}
+			w := &worker{id: workerID(ep, addr), key: endpointKey{addr, grpcPort}, httpPort: httpPort, routable: routable(ep.Conditions), models: make(map[string]bool, len(p.models))}
+			for _, m := range p.models {
+				w.models[m] = p.sequence[m]
 			}
 			// The first copy's HTTP port stands; copies normally agree.
 			if prev := byIdentity[identity{w.id, grpcPort}]; prev != nil {
@@ -184,11 +195,11 @@ func workers(order []*worker) []registry.Worker {
 			id = fmt.Sprintf("%s:%d", id, w.key.port)
 		}
 		models := make([]registry.Model, 0, len(w.models))
-		for m := range w.models {
+		for m, seq := range w.models {
 			// The pool declares the model: it is loaded once the pod is
 			// ready, and the pod's readiness is the worker's. The contract
 			// names models, not versions.
-			models = append(models, registry.Model{Name: m, Ready: true})
+			models = append(models, registry.Model{Name: m, Ready: true, Sequence: seq})
 		}
 		slices.SortFunc(models, func(a, b registry.Model) int { return cmp.Compare(a.Name, b.Name) })
 		out = append(out, registry.Worker{

@@ -14,10 +14,12 @@ import (
 )
 
 // wk is a worker as the table should hold it.
+// wk is a worker; a model written "name+seq" is a sequence model.
 func wk(id, addr string, grpc, http uint32, routable bool, models ...string) registry.Worker {
 	w := registry.Worker{ID: id, Address: addr, GRPCPort: grpc, HTTPPort: http, Ready: routable, Models: []registry.Model{}}
 	for _, m := range models {
-		w.Models = append(w.Models, registry.Model{Name: m, Ready: true})
+		name, seq := strings.CutSuffix(m, "+seq")
+		w.Models = append(w.Models, registry.Model{Name: name, Ready: true, Sequence: seq})
 	}
 	return w
 }
@@ -199,6 +201,36 @@ func TestBuildTable(t *testing.T) {
 				wk("w:8001", "10.0.0.1", 8001, 0, true, "simple"),
 				wk("w:9001", "10.0.0.1", 9001, 0, true, "mlp"),
 			},
+		},
+		{
+			name:     "sequence-models lists the sequence models",
+			services: []*corev1.Service{withSequence(service(testNS, "workers", "acc,simple"), " acc ")},
+			slices:   []*discoveryv1.EndpointSlice{v4("workers-a", "workers", grpcHTTP, endpoint("10.0.0.1", "w", ready))},
+			want:     []registry.Worker{wk("w", "10.0.0.1", 8001, 8000, true, "acc+seq", "simple")},
+		},
+		{
+			name:     "without sequence-models every model gets sequence routing",
+			services: []*corev1.Service{withSequence(service(testNS, "workers", "acc,simple"), "<none>")},
+			slices:   []*discoveryv1.EndpointSlice{v4("workers-a", "workers", grpcHTTP, endpoint("10.0.0.1", "w", ready))},
+			want:     []registry.Worker{wk("w", "10.0.0.1", 8001, 8000, true, "acc+seq", "simple+seq")},
+		},
+		{
+			name:     "sequence-models * is every model",
+			services: []*corev1.Service{withSequence(service(testNS, "workers", "acc,simple"), "*")},
+			slices:   []*discoveryv1.EndpointSlice{v4("workers-a", "workers", grpcHTTP, endpoint("10.0.0.1", "w", ready))},
+			want:     []registry.Worker{wk("w", "10.0.0.1", 8001, 8000, true, "acc+seq", "simple+seq")},
+		},
+		{
+			name: "a sequence model not among the models is reported; a pod behind two Services is a sequence model's if either says so",
+			services: []*corev1.Service{
+				withSequence(service(testNS, "a", "acc,simple"), "acc,nope"), service(testNS, "b", "acc,mlp"),
+			},
+			slices: []*discoveryv1.EndpointSlice{
+				v4("a-1", "a", grpcHTTP, endpoint("10.0.0.1", "w", ready)),
+				v4("b-1", "b", grpcHTTP, endpoint("10.0.0.1", "w", ready)),
+			},
+			want:     []registry.Worker{wk("w", "10.0.0.1", 8001, 8000, true, "acc+seq", "mlp", "simple")},
+			problems: []string{`Service helix/a: annotation helixflow.io/sequence-models: entry 2 "nope" left out: not one of the Service's models`},
 		},
 		{
 			name:     "a reused pod address listed twice is one endpoint",
