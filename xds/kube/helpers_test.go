@@ -20,7 +20,7 @@ func service(ns, name, models string) *corev1.Service {
 	s := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: name,
-			Labels:      map[string]string{ComponentLabel: WorkerComponent},
+			Labels: map[string]string{ComponentLabel: WorkerComponent},
 			// As the chart writes it: no sequence models unless a test
 			// says so (withSequence).
 			Annotations: map[string]string{ModelsAnnotation: models, SequenceModelsAnnotation: ""},
