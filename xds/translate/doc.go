@@ -53,9 +53,10 @@
 //     timeout and no retries, the default pool for the rest. The
 //     WebSocket routes are the only ones that allow an upgrade
 //     (route-level upgrade_configs; the connection manager has none), so
-//     Envoy refuses an upgrade anywhere else before any Check. A step of
-//     a Triton sequence (x-helix-sequence, set by authz) goes to the
-//     model's consistent-hash cluster without retries; generate_stream
+//     Envoy refuses an upgrade anywhere else before any Check. For a
+//     sequence model (ir.Pool.Sequence) a step of a Triton sequence
+//     (x-helix-sequence, set by authz) goes to the model's
+//     consistent-hash cluster without retries; generate_stream
 //     (server-sent events) has the stream timeout and no retries.
 //   - publicroutes.go: with ir.AuthZ.Public, helix-authz's public surface
 //     (wire.PublicPathPrefixes, wire.PublicExactPaths: the portal, the
@@ -66,7 +67,7 @@
 //   - clusters.go: per model two EDS clusters (GRPCCluster: HTTP/2 to the
 //     worker's gRPC port, grpc.health.v1 checks with service = model;
 //     HTTPCluster: HTTP/1.1 to the REST port, checks on
-//     /v2/models/{m}/ready) and their Maglev twins for sequences
+//     /v2/models/{m}/ready), for a sequence model their Maglev twins
 //     (GRPCSequenceCluster, HTTPSequenceCluster: the same EDS assignment,
 //     hashing x-helix-sequence), the first pair for the default pool, and
 //     a STATIC/STRICT_DNS cluster for helix-authz (and its public port,

@@ -74,8 +74,8 @@ func GRPCCluster(model string) string { return "helix-model-grpc/" + model }
 // HTTPCluster is the cluster of model m's workers' REST ports.
 func HTTPCluster(model string) string { return "helix-model-http/" + model }
 
-// GRPCSequenceCluster and HTTPSequenceCluster are model m's
-// consistent-hash twins of GRPCCluster and HTTPCluster: the same
+// GRPCSequenceCluster and HTTPSequenceCluster are sequence model m's
+// (ir.Pool.Sequence) consistent-hash twins of GRPCCluster and HTTPCluster: the same
 // endpoints (their EDS service name is the twin's), picked by a hash of
 // wire.HeaderSequence, so that every request of one sequence reaches the
 // same worker.
