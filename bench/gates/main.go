@@ -87,11 +87,11 @@ func run(ctx context.Context, args []string, w io.Writer) error {
 	case "bench":
 		return benchGate(ctx, w, r, tool, root, *nice, *keep)
 	case "baseline":
-		data, err := measure(ctx, w, r, root, *nice)
+		data, err := measure(ctx, w, r, root, *nice, 1)
 		if err != nil {
 			return err
 		}
-		if err := gates.WriteFile(filepath.Join(root, baselineFile), data); err != nil {
+		if err := gates.WriteFile(filepath.Join(root, baselineFile), data[0]); err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "gates: wrote %s (commit it)\n", baselineFile)
@@ -154,8 +154,10 @@ func loadConfig(root string) (*gates.Config, error) {
 	return c, nil
 }
 
-// measure builds and runs the set once.
-func measure(ctx context.Context, w io.Writer, r *gates.Runner, root string, nice int) ([]byte, error) {
+// measure builds the set's test binaries and runs them runs times (the
+// same binaries each time: noise measures the machine, not the edits that
+// land in the working tree meanwhile).
+func measure(ctx context.Context, w io.Writer, r *gates.Runner, root string, nice, runs int) ([][]byte, error) {
 	c, err := loadConfig(root)
 	if err != nil {
 		return nil, err
@@ -175,9 +177,18 @@ func measure(ctx context.Context, w io.Writer, r *gates.Runner, root string, nic
 	if err != nil {
 		return nil, err
 	}
-	l := sysinfo.LoadAvg()
-	fmt.Fprintf(w, "gates: built %d test binaries in %.1fs; load average %.2f\n", len(bins), time.Since(start).Seconds(), l[0])
-	return r.Run(ctx, c, bins)
+	fmt.Fprintf(w, "gates: built %d test binaries in %.1fs\n", len(bins), time.Since(start).Seconds())
+	var out [][]byte
+	for i := range runs {
+		l := sysinfo.LoadAvg()
+		fmt.Fprintf(w, "gates: run %d/%d, load average %.2f\n", i+1, runs, l[0])
+		data, err := r.Run(ctx, c, bins)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, data)
+	}
+	return out, nil
 }
 
 func benchGate(ctx context.Context, w io.Writer, r *gates.Runner, tool func(string) string, root string, nice int, keep string) error {
@@ -190,10 +201,11 @@ func benchGate(ctx context.Context, w io.Writer, r *gates.Runner, tool func(stri
 	if err != nil {
 		return fmt.Errorf("the benchmark baseline: %w (make gates-baseline writes it)", err)
 	}
-	data, err := measure(ctx, w, r, root, nice)
+	all, err := measure(ctx, w, r, root, nice, 1)
 	if err != nil {
 		return err
 	}
+	data := all[0]
 	cur := keep
 	if cur == "" {
 		f, err := os.CreateTemp("", "gates-current-*.txt")
@@ -207,11 +219,6 @@ func benchGate(ctx context.Context, w io.Writer, r *gates.Runner, tool func(stri
 	if err := os.WriteFile(cur, data, 0o644); err != nil {
 		return err
 	}
-	text, err := gates.Benchstat(ctx, tool("benchstat"), base, cur, "text")
-	if err != nil {
-		return err
-	}
-	w.Write(text)
 	csv, err := gates.Benchstat(ctx, tool("benchstat"), base, cur, "csv")
 	if err != nil {
 		return err
@@ -227,6 +234,12 @@ func benchGate(ctx context.Context, w io.Writer, r *gates.Runner, tool func(stri
 	}
 	fails := gates.Report(w, gates.Judge(c, rows, timeOK))
 	if fails > 0 {
+		// benchstat's own tables, every unit: the context of the failures.
+		text, err := gates.Benchstat(ctx, tool("benchstat"), base, cur, "text")
+		if err != nil {
+			return err
+		}
+		w.Write(text)
 		return fmt.Errorf("benchmark gate: %d regressions against %s (a slowdown on purpose: make gates-baseline and commit it with the reason)", fails, baselineFile)
 	}
 	fmt.Fprintf(w, "gates: benchmarks within their bars (CPU time +%.0f%%, wall time +%.0f%%, allocations +%.0f%%, when significant at p < %.2f)\n",
@@ -240,22 +253,21 @@ func noise(ctx context.Context, w io.Writer, r *gates.Runner, tool func(string) 
 		return err
 	}
 	start := time.Now()
+	loadStart := sysinfo.LoadAvg()
+	all, err := measure(ctx, w, r, root, nice, runs)
+	if err != nil {
+		return err
+	}
+	loadEnd := sysinfo.LoadAvg()
 	var files []string
-	var loads []string
-	for i := range runs {
-		l := sysinfo.LoadAvg()
-		loads = append(loads, fmt.Sprintf("%.1f", l[0]))
-		data, err := measure(ctx, w, r, root, nice)
-		if err != nil {
-			return err
-		}
+	for i, data := range all {
 		f := filepath.Join(dir, fmt.Sprintf("run-%02d.txt", i+1))
 		if err := os.WriteFile(f, data, 0o644); err != nil {
 			return err
 		}
 		files = append(files, f)
-		fmt.Fprintf(w, "gates: noise run %d/%d written to %s\n", i+1, runs, f)
 	}
+	fmt.Fprintf(w, "gates: the runs' samples are in %s\n", dir)
 	elapsed := time.Since(start)
 	rows, err := gates.Noise(ctx, tool("benchstat"), files)
 	if err != nil {
@@ -268,9 +280,10 @@ func noise(ctx context.Context, w io.Writer, r *gates.Runner, tool func(string) 
 	m := sysinfo.ReadMachine()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", docBegin)
-	fmt.Fprintf(&b, "Measured by `go run ./bench/gates noise -runs %d` on %s (%d cores, %s), commit %s, %s; %d runs of the set in %s (%.0f s a run), nice %d, load average (1 min) at each run's start: %s.\n\n",
+	fmt.Fprintf(&b, "Measured by `go run ./bench/gates noise -runs %d` on %s (%d cores, %s), commit %s, %s: one build, then %d runs of the set in %s (%.0f s a run), nice %d, load average %.1f / %.1f / %.1f (1, 5, 15 min) at the start, %.1f / %.1f / %.1f at the end.\n\n",
 		runs, m.CPU, m.Cores, m.OS, benchdoc.GitCommit("workers", "extauthz", "xds", "internal"), time.Now().UTC().Format("2006-01-02 15:04 UTC"),
-		runs, elapsed.Round(time.Second), elapsed.Seconds()/float64(runs), nice, strings.Join(loads, ", "))
+		runs, elapsed.Round(time.Second), elapsed.Seconds()/float64(runs), nice,
+		loadStart[0], loadStart[1], loadStart[2], loadEnd[0], loadEnd[1], loadEnd[2])
 	gates.WriteNoiseTable(&b, rows)
 	fmt.Fprintf(&b, "\nWorst significant growth between two runs of unchanged code:")
 	for _, u := range []struct{ unit, name string }{{gates.UnitCPU, "CPU time"}, {gates.UnitWall, "wall time"}, {gates.UnitAllocs, "allocations"}} {
