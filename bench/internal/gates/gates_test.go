@@ -418,7 +418,7 @@ func TestBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Root: root, Go: goCmd}
-	c := &Config{Count: 1, Benches: []Bench{{Pkg: "./sum", Pattern: ".", N: 1000}}}
+	c := &Config{Count: 1, Benches: []Bench{{Pkg: "./sum", Pattern: ".", N: 10}}}
 	bins, err := r.Build(context.Background(), c, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -462,5 +462,79 @@ func TestFmtVal(t *testing.T) {
 		if got := fmtVal(tt.unit, tt.v); got != tt.want {
 			t.Errorf("fmtVal(%s, %v) = %s, want %s", tt.unit, tt.v, got, tt.want)
 		}
+	}
+}
+
+// End to end, with a real benchmark: the gate passes the unchanged code,
+// and fails it when it does 4 times the work (CPU time) or allocates once
+// more an operation.
+func TestGateCatchesRealSlowdown(t *testing.T) {
+	benchstat := tool(t, "benchstat")
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		testdeps.Missing(t, "go not on PATH")
+	}
+	root, err := filepath.Abs("testdata/mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := &Runner{Root: root, Go: goCmd}
+	c, err := ParseConfig(strings.NewReader("count 6\ncpu-threshold 100%\nwall-threshold 1000%\nallocs-threshold 1%\nbench ./sum ^BenchmarkSum$ 10000x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins, err := r.Build(ctx, c, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	measure := func(name string, env ...string) string {
+		t.Helper()
+		for _, e := range env {
+			k, v, _ := strings.Cut(e, "=")
+			t.Setenv(k, v)
+		}
+		out, err := r.Run(ctx, c, bins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range env {
+			k, _, _ := strings.Cut(e, "=")
+			t.Setenv(k, "")
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := measure("base.txt")
+	failed := func(cur string) []string {
+		t.Helper()
+		out, err := Benchstat(ctx, benchstat, base, cur, "csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := ParseBenchstatCSV(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f []string
+		for _, v := range Judge(c, rows, true) {
+			if v.Fail {
+				f = append(f, v.Unit)
+			}
+		}
+		return sorted(f)
+	}
+	if f := failed(measure("same.txt")); len(f) != 0 {
+		t.Errorf("the same code failed %v", f)
+	}
+	if f := failed(measure("slower.txt", "GATES_SLOWER=1")); !slices.Contains(f, UnitCPU) {
+		t.Errorf("4 times the work: failed %v, want %s among them", f, UnitCPU)
+	}
+	if f := failed(measure("alloc.txt", "GATES_ALLOC=1")); !slices.Contains(f, UnitAllocs) {
+		t.Errorf("an allocation more: failed %v, want %s among them", f, UnitAllocs)
 	}
 }
