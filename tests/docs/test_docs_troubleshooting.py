@@ -219,7 +219,7 @@ def test_revoked_reasons(tables):
 
 
 @pytest.mark.parametrize("name,dirs", [
-    ("worker", ("workers",)),
+    ("worker", ("workers", "internal/wire")),  # the worker also sends wire.SharedMemoryThroughGateway
     ("ws-message", ("workers/wsapi",)),
     ("ratelimit", ("extauthz", "workers")),
 ])
