@@ -297,7 +297,7 @@ func (p *Plan) checkTypes(cfg *pb.ModelConfig, lookup Lookup) error {
 		stepBatched := mc.MaxBatchSize > 0
 		mapped := make(map[string]bool, len(s.inputs))
 		for _, in := range s.inputs {
-			mi := findInput(mc, in.model)
+			mi := repository.FindInput(mc, in.model)
 			if mi == nil {
 				return invalid("ensemble '%s' %s: input_map names '%s', which is not an input of model '%s' (its inputs: %v)",
 					p.name, s, in.model, s.model, inputNames(mc))
@@ -311,7 +311,7 @@ func (p *Plan) checkTypes(cfg *pb.ModelConfig, lookup Lookup) error {
 			}
 		}
 		for _, out := range s.outputs {
-			mo := findOutput(mc, out.model)
+			mo := repository.FindOutput(mc, out.model)
 			if mo == nil {
 				return invalid("ensemble '%s' %s: output_map names '%s', which is not an output of model '%s' (its outputs: %v)",
 					p.name, s, out.model, s.model, outputNames(mc))
@@ -341,24 +341,6 @@ func shapesAgree(a, b []int64) bool {
 		}
 	}
 	return true
-}
-
-func findInput(cfg *pb.ModelConfig, name string) *pb.ModelInput {
-	for _, in := range cfg.Input {
-		if in.Name == name {
-			return in
-		}
-	}
-	return nil
-}
-
-func findOutput(cfg *pb.ModelConfig, name string) *pb.ModelOutput {
-	for _, out := range cfg.Output {
-		if out.Name == name {
-			return out
-		}
-	}
-	return nil
 }
 
 func inputNames(cfg *pb.ModelConfig) []string {

@@ -29,7 +29,7 @@ func AutoComplete(cfg *pb.ModelConfig, inputs, outputs []backend.IO) {
 		if seqIn[io.Name] {
 			continue // a control or state: the sequence batcher fills it
 		}
-		in := findInput(cfg, io.Name)
+		in := FindInput(cfg, io.Name)
 		if in == nil {
 			in = &pb.ModelInput{Name: io.Name}
 			cfg.Input = append(cfg.Input, in)
@@ -45,7 +45,7 @@ func AutoComplete(cfg *pb.ModelConfig, inputs, outputs []backend.IO) {
 		if seqOut[io.Name] {
 			continue
 		}
-		out := findOutput(cfg, io.Name)
+		out := FindOutput(cfg, io.Name)
 		if out == nil {
 			out = &pb.ModelOutput{Name: io.Name}
 			cfg.Output = append(cfg.Output, out)
@@ -104,7 +104,7 @@ func Validate(cfg *pb.ModelConfig, inputs, outputs []backend.IO) error {
 	}
 	seqIn, _ := sequenceIO(cfg)
 	for _, io := range inputs {
-		if findInput(cfg, io.Name) == nil && !seqIn[io.Name] {
+		if FindInput(cfg, io.Name) == nil && !seqIn[io.Name] {
 			return fmt.Errorf("%w: model input %q is missing from the config", ErrInvalidConfig, io.Name)
 		}
 	}
@@ -241,7 +241,8 @@ func itemShape(shape []int64, batched bool) []int64 {
 	return slices.Clone(shape)
 }
 
-func findInput(cfg *pb.ModelConfig, name string) *pb.ModelInput {
+// FindInput is cfg's input named name, or nil.
+func FindInput(cfg *pb.ModelConfig, name string) *pb.ModelInput {
 	for _, in := range cfg.Input {
 		if in.Name == name {
 			return in
@@ -250,7 +251,8 @@ func findInput(cfg *pb.ModelConfig, name string) *pb.ModelInput {
 	return nil
 }
 
-func findOutput(cfg *pb.ModelConfig, name string) *pb.ModelOutput {
+// FindOutput is cfg's output named name, or nil.
+func FindOutput(cfg *pb.ModelConfig, name string) *pb.ModelOutput {
 	for _, out := range cfg.Output {
 		if out.Name == name {
 			return out

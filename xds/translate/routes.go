@@ -267,28 +267,13 @@ var ssePathRegex = "^" + regexp.QuoteMeta(wire.RESTModelsPrefix) + `[^/?]+(/vers
 // pool's for any model without one: server-sent events for as long as
 // the model sends them.
 func (b *routeBuilder) sseRoute(model string) *routev3.Route {
-	name, cluster, prefix := "sse-default", ClusterDefaultHTTP, strings.TrimSuffix(wire.RESTModelsPrefix, "/")
-	if model != "" {
-		name, cluster, prefix = "sse-model/"+model, HTTPCluster(model), wire.RESTModelPath(model, "")
-	}
-	return &routev3.Route{
-		Name: name,
-		Match: &routev3.RouteMatch{
-			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix},
-			Headers: []*routev3.HeaderMatcher{{
-				Name: ":path",
-				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-					MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ssePathRegex}},
-				}},
-			}},
-		},
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+	return b.streamPathRoute("sse", model, ssePathRegex, func(cluster string) *routev3.RouteAction {
+		return &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 			Timeout:          dur(b.g.Timeouts.Stream), // 0: none
 			IdleTimeout:      dur(b.g.Timeouts.Idle),
-		}},
-		TypedPerFilterConfig: b.noBody,
-	}
+		}
+	})
 }
 
 // wsPathRegex is the shape of a WebSocket path (with any query), matched on
@@ -301,22 +286,8 @@ var wsPathRegex = "^" + regexp.QuoteMeta(wire.RESTModelsPrefix) + `[^/?]+(/versi
 // wsRoute is model's WebSocket route, or with model "" the default pool's
 // for any model without one. Only these routes allow the upgrade.
 func (b *routeBuilder) wsRoute(model string) *routev3.Route {
-	name, cluster, prefix := "ws-default", ClusterDefaultHTTP, strings.TrimSuffix(wire.RESTModelsPrefix, "/")
-	if model != "" {
-		name, cluster, prefix = "ws-model/"+model, HTTPCluster(model), wire.RESTModelPath(model, "")
-	}
-	return &routev3.Route{
-		Name: name,
-		Match: &routev3.RouteMatch{
-			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix},
-			Headers: []*routev3.HeaderMatcher{{
-				Name: ":path",
-				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-					MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: wsPathRegex}},
-				}},
-			}},
-		},
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+	return b.streamPathRoute("ws", model, wsPathRegex, func(cluster string) *routev3.RouteAction {
+		return &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
 			// A connection lives as long as its client wants: no route
 			// timeout, the idle timeout only (the worker pings). No
@@ -327,7 +298,31 @@ func (b *routeBuilder) wsRoute(model string) *routev3.Route {
 				UpgradeType: upgradeWebSocket,
 				Enabled:     wrapBool(true),
 			}},
-		}},
+		}
+	})
+}
+
+// streamPathRoute is a route named kind+"-model/"+model (kind+"-default"
+// with model "") for the REST paths of that model, or of every model, whose
+// :path has pathRegex's shape, to the model's REST cluster (the default
+// pool's), without body buffering for authz: a stream is not buffered.
+func (b *routeBuilder) streamPathRoute(kind, model, pathRegex string, action func(cluster string) *routev3.RouteAction) *routev3.Route {
+	name, cluster, prefix := kind+"-default", ClusterDefaultHTTP, strings.TrimSuffix(wire.RESTModelsPrefix, "/")
+	if model != "" {
+		name, cluster, prefix = kind+"-model/"+model, HTTPCluster(model), wire.RESTModelPath(model, "")
+	}
+	return &routev3.Route{
+		Name: name,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix},
+			Headers: []*routev3.HeaderMatcher{{
+				Name: ":path",
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: pathRegex}},
+				}},
+			}},
+		},
+		Action:               &routev3.Route_Route{Route: action(cluster)},
 		TypedPerFilterConfig: b.noBody,
 	}
 }
