@@ -23,16 +23,9 @@ import (
 func (m *Manager) loadEnsemble(ctx context.Context, name, dir string, cfg *pb.ModelConfig) (map[int64]*version, *pb.ModelConfig, error) {
 	// Normalize gives every model a default file name; an ensemble has none.
 	cfg.DefaultModelFilename = ""
-	available, err := repository.Versions(dir)
-	if err != nil {
-		return nil, nil, notFoundError{err.Error()}
-	}
-	selected, err := repository.SelectVersions(available, cfg.VersionPolicy)
+	selected, err := selectVersions(dir, cfg, "no version is available (an ensemble needs a numeric version folder, which may be empty)")
 	if err != nil {
 		return nil, nil, err
-	}
-	if len(selected) == 0 {
-		return nil, nil, notFoundError{"no version is available (an ensemble needs a numeric version folder, which may be empty)"}
 	}
 	if m.cfg.ControlMode == ModeExplicit {
 		if err := m.loadSteps(ctx, cfg); err != nil {

@@ -379,16 +379,9 @@ func (m *Manager) loadVersions(ctx context.Context, name, dir string, opts infer
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: backend %q is not available in this worker", repository.ErrInvalidConfig, cfg.Backend)
 	}
-	available, err := repository.Versions(dir)
-	if err != nil {
-		return nil, nil, notFoundError{err.Error()}
-	}
-	selected, err := repository.SelectVersions(available, cfg.VersionPolicy)
+	selected, err := selectVersions(dir, cfg, "no version is available")
 	if err != nil {
 		return nil, nil, err
-	}
-	if len(selected) == 0 {
-		return nil, nil, notFoundError{"no version is available"}
 	}
 	// The newest version's file completes the config; every version must
 	// then agree with it.
@@ -529,6 +522,23 @@ func placements(ctx context.Context, be backend.Backend, cfg *pb.ModelConfig) ([
 		}
 	}
 	return out, nil
+}
+
+// selectVersions lists the version folders of dir that cfg's version
+// policy selects; none is a NOT_FOUND load error saying none.
+func selectVersions(dir string, cfg *pb.ModelConfig, none string) ([]int64, error) {
+	available, err := repository.Versions(dir)
+	if err != nil {
+		return nil, notFoundError{err.Error()}
+	}
+	selected, err := repository.SelectVersions(available, cfg.VersionPolicy)
+	if err != nil {
+		return nil, err
+	}
+	if len(selected) == 0 {
+		return nil, notFoundError{none}
+	}
+	return selected, nil
 }
 
 func modelFile(dir string, v int64, cfg *pb.ModelConfig) string {

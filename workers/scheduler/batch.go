@@ -106,9 +106,10 @@ func joinInputs(reqs []*Request) ([]tensor.Tensor, error) {
 	return joined, nil
 }
 
-// splitOutputs cuts every output along the batch dimension into one piece
-// per request; pieces[i] holds request i's outputs.
-func splitOutputs(outs []tensor.Tensor, sizes []int64) ([][]tensor.Tensor, error) {
+// SplitOutputs cuts every output along the batch dimension into one piece
+// per request (sizes: each request's rows); pieces[i] holds request i's
+// outputs. The sequence batcher uses it too.
+func SplitOutputs(outs []tensor.Tensor, sizes []int64) ([][]tensor.Tensor, error) {
 	var total int64
 	for _, n := range sizes {
 		total += n

@@ -54,7 +54,7 @@ func FuzzConcatSplit(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pieces, err := splitOutputs(joined, sizes)
+		pieces, err := SplitOutputs(joined, sizes)
 		if err != nil {
 			t.Fatal(err)
 		}

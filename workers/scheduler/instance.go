@@ -288,7 +288,7 @@ func (s *Scheduler) split(outs []tensor.Tensor, sizes []int64, asked int) ([][]t
 	if s.cfg.MaxBatchSize == 0 {
 		return [][]tensor.Tensor{outs}, nil
 	}
-	return splitOutputs(outs, sizes)
+	return SplitOutputs(outs, sizes)
 }
 
 // backendError names the model in err and keeps the code the backend chose.

@@ -403,23 +403,7 @@ func (b *Batcher) split(outs []tensor.Tensor, rows, asked int) ([][]tensor.Tenso
 	for i := range sizes {
 		sizes[i] = 1
 	}
-	pieces := make([][]tensor.Tensor, rows)
-	for i := range pieces {
-		pieces[i] = make([]tensor.Tensor, len(outs))
-	}
-	for j, out := range outs {
-		if len(out.Shape) == 0 || out.Shape[0] != int64(rows) {
-			return nil, infer.Errorf(infer.CodeInternal, "output '%s' has shape %v, its first dimension must be the batch size %d", out.Name, out.Shape, rows)
-		}
-		split, err := tensor.Split(out, sizes)
-		if err != nil {
-			return nil, infer.Errorf(infer.CodeInternal, "splitting output '%s': %w", out.Name, err)
-		}
-		for i, t := range split {
-			pieces[i][j] = t
-		}
-	}
-	return pieces, nil
+	return scheduler.SplitOutputs(outs, sizes)
 }
 
 // reap releases sequences idle for longer than the idle timeout, until the
