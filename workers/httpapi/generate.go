@@ -6,12 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"time"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/helixflow/helixflow/internal/telemetry"
 	pb "github.com/helixflow/helixflow/proto/inference"
 	"github.com/helixflow/helixflow/workers/infer"
 	"github.com/helixflow/helixflow/workers/tensor"
@@ -42,27 +39,13 @@ func (h *handler) generate(w http.ResponseWriter, r *http.Request, model, versio
 	if !h.allow(w, r, http.MethodPost) {
 		return
 	}
-	if telemetry.Enabled() {
-		name := spanGenerate
-		if stream {
-			name = spanGenerateStream
-		}
-		ctx, span := infer.StartSpan(r.Context(), name, propagation.HeaderCarrier(r.Header))
-		defer span.End()
-		infer.SetModel(ctx, model)
-		r = r.WithContext(ctx)
+	name := spanGenerate
+	if stream {
+		name = spanGenerateStream
 	}
-	var client string
-	if h.usage != nil {
-		if c := r.Header[clientHeaderKey]; len(c) == 1 {
-			client = c[0]
-		}
-	}
-	start := time.Now()
-	req, failed := h.serveGenerate(w, r, model, version, stream)
-	if client != "" {
-		infer.RecordUsage(h.usage, client, r.Header[modelHeaderKey], model, req, failed, start)
-	}
+	h.traced(r, name, model, func(r *http.Request) (*infer.Request, bool) {
+		return h.serveGenerate(w, r, model, version, stream)
+	})
 }
 
 // serveGenerate answers one generate request; req is nil when it was not

@@ -40,9 +40,18 @@ var (
 // infer serves POST /v2/models/{m}[/versions/{v}]/infer, counting its
 // usage.
 func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string) {
+	h.traced(r, spanInfer, model, func(r *http.Request) (*infer.Request, bool) {
+		return h.serveInfer(w, r, model, version)
+	})
+}
+
+// traced runs serve for one inference request of model under a span named
+// span (when tracing is on) and records its usage for the client the
+// gateway named (when usage is counted).
+func (h *handler) traced(r *http.Request, span, model string, serve func(*http.Request) (req *infer.Request, failed bool)) {
 	if telemetry.Enabled() {
-		ctx, span := infer.StartSpan(r.Context(), spanInfer, propagation.HeaderCarrier(r.Header))
-		defer span.End()
+		ctx, sp := infer.StartSpan(r.Context(), span, propagation.HeaderCarrier(r.Header))
+		defer sp.End()
 		infer.SetModel(ctx, model)
 		r = r.WithContext(ctx)
 	}
@@ -53,11 +62,11 @@ func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version s
 		}
 	}
 	if client == "" {
-		h.serveInfer(w, r, model, version)
+		serve(r)
 		return
 	}
 	start := time.Now()
-	req, failed := h.serveInfer(w, r, model, version)
+	req, failed := serve(r)
 	infer.RecordUsage(h.usage, client, r.Header[modelHeaderKey], model, req, failed, start)
 }
 
