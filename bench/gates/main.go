@@ -286,7 +286,7 @@ func noise(ctx context.Context, w io.Writer, r *gates.Runner, tool func(string) 
 		loadStart[0], loadStart[1], loadStart[2], loadEnd[0], loadEnd[1], loadEnd[2])
 	gates.WriteNoiseTable(&b, rows)
 	fmt.Fprintf(&b, "\nWorst significant growth between two runs of unchanged code:")
-	for _, u := range []struct{ unit, name string }{{gates.UnitCPU, "CPU time"}, {gates.UnitWall, "wall time"}, {gates.UnitAllocs, "allocations"}} {
+	for _, u := range []struct{ unit, name string }{{gates.UnitCPU, "CPU time in reference units"}, {gates.UnitProcCPU, "CPU time"}, {gates.UnitWall, "wall time"}, {gates.UnitAllocs, "allocations"}} {
 		worst, name := gates.WorstSig(rows, u.unit)
 		fmt.Fprintf(&b, " %s %+.2f%% (%s);", u.name, 100*worst, orNone(name))
 	}

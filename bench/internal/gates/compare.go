@@ -93,16 +93,21 @@ func ParseBenchstatCSV(data []byte) ([]Row, error) {
 		if err != nil {
 			return nil, fmt.Errorf("benchstat csv: %w", err)
 		}
-		if len(recs) < 2 || len(recs[1]) < 7 {
+		if len(recs) < 2 || len(recs[0]) < 2 || len(recs[1]) < 2 {
 			return nil, fmt.Errorf("benchstat csv: a table without its two header rows: %q", table[0])
 		}
 		unit = recs[1][1]
+		// A unit only one input has makes a table of that input alone.
+		onlyNew := len(recs[1]) < 7 && recs[0][1] == "current"
 		for _, rec := range recs[2:] {
 			if len(rec) < 2 || rec[0] == "geomean" {
 				continue
 			}
 			// A benchmark only the baseline has ends after its CI.
 			rec = append(rec, make([]string, max(0, 7-len(rec)))...)
+			if onlyNew {
+				rec = []string{rec[0], "", "", rec[1], rec[2], "", ""}
+			}
 			row := Row{Name: pkg + ":" + procSuffix.ReplaceAllString(rec[0], ""), Unit: unit, Base: num(rec[1]), New: num(rec[3]), P: 1}
 			// The P column: "p=0.002 n=6", or "n=6" alone where no test ran.
 			for f := range strings.FieldsSeq(rec[6]) {
@@ -145,9 +150,10 @@ type Verdict struct {
 
 // The units benchstat names the gated measures by.
 const (
-	UnitCPU    = "proc-cpu-sec/op" // Runner's proc-cpu-ns/op, as benchstat scales it
-	UnitWall   = "sec/op"
-	UnitAllocs = "allocs/op"
+	UnitCPU     = "cpu-refs/op"     // Runner's CPU time in units of the reference workload's
+	UnitProcCPU = "proc-cpu-sec/op" // Runner's proc-cpu-ns/op, as benchstat scales it: shown, not judged
+	UnitWall    = "sec/op"
+	UnitAllocs  = "allocs/op"
 )
 
 // Judge applies the config's thresholds to benchstat's rows. A row fails
@@ -161,7 +167,7 @@ func Judge(c *Config, rows []Row, timeOK bool) []Verdict {
 		v := Verdict{Row: r}
 		var judged bool
 		v.Threshold, judged = c.threshold(r.Unit, r.Name)
-		if !judged {
+		if !judged || r.Name == ReferenceName {
 			continue // B/op and the benchmarks' own metrics: in the text table only
 		}
 		switch {
@@ -213,7 +219,8 @@ func fmtVal(unit string, v float64) string {
 	if math.IsNaN(v) {
 		return "-"
 	}
-	if strings.HasSuffix(unit, "sec/op") {
+	switch {
+	case strings.HasSuffix(unit, "sec/op"):
 		switch {
 		case v >= 1e-3:
 			return fmt.Sprintf("%.2fms", v*1e3)
@@ -221,6 +228,8 @@ func fmtVal(unit string, v float64) string {
 			return fmt.Sprintf("%.2fµs", v*1e6)
 		}
 		return fmt.Sprintf("%.1fns", v*1e9)
+	case unit == UnitCPU:
+		return strconv.FormatFloat(v, 'g', 4, 64)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }

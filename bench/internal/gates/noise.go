@@ -83,7 +83,7 @@ func WriteNoiseTable(w io.Writer, rows []NoiseRow) {
 	fmt.Fprintln(w, "| benchmark | unit | median | min | max | spread | significant pairs | worst significant slowdown |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
-		if r.Unit != UnitCPU && r.Unit != UnitWall && r.Unit != UnitAllocs {
+		if r.Unit != UnitCPU && r.Unit != UnitProcCPU && r.Unit != UnitWall && r.Unit != UnitAllocs {
 			continue
 		}
 		spread := 0.0

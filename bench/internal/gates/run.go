@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,19 +55,37 @@ func (r *Runner) Build(ctx context.Context, c *Config, dir string) (map[string]s
 	return bins, nil
 }
 
+// ReferenceName is the row of the reference workload (Reference) in the
+// samples Run writes.
+const ReferenceName = "bench/gates:Reference"
+
 // Run runs every benchmark Count times, in rounds (each round runs each
-// line of the config once), so that a burst of load elsewhere on the
-// machine costs one sample of many benchmarks rather than every sample of
-// one. It returns the samples in Go's benchmark format, each result line
-// with one more metric, proc-cpu-ns/op: the CPU time (user and system, all
-// threads: the GC's too) of the process that ran N iterations less that of
-// one that ran 1, over N-1. Unlike ns/op, it does not grow while the
-// benchmark waits for a core that other processes hold.
+// line of the config once, then the reference workload), so that a burst
+// of load elsewhere on the machine costs one sample of many benchmarks
+// rather than every sample of one. It returns the samples in Go's
+// benchmark format, each result line with two more metrics:
+//
+//   - proc-cpu-ns/op: the CPU time (user and system, all threads: the
+//     GC's too) of the process that ran N iterations, less the median CPU
+//     time of the processes that ran 1 (one each round: the setup's cost,
+//     the median so that one disturbed run does not skew it), over N-1.
+//     Unlike ns/op, it does not grow while the benchmark waits for a core
+//     that other processes hold.
+//   - cpu-refs/op: the same in units of the reference workload's CPU time
+//     per iteration (the median of the rounds'), which takes out what moves
+//     every benchmark alike: the machine's speed of the moment.
+//
+// The reference's own rounds are rows too (ReferenceName), in both units.
 func (r *Runner) Run(ctx context.Context, c *Config, bins map[string]string) ([]byte, error) {
-	var out bytes.Buffer
+	type sample struct {
+		text       []byte
+		cpu, floor time.Duration
+	}
+	samples := make([][]sample, len(c.Benches)) // by line, then round
+	var refs []time.Duration
 	for round := 1; round <= c.Count; round++ {
 		start := time.Now()
-		for _, b := range c.Benches {
+		for i, b := range c.Benches {
 			_, floor, err := r.runOne(ctx, b, bins[b.Pkg], 1)
 			if err != nil {
 				return nil, err
@@ -75,16 +94,42 @@ func (r *Runner) Run(ctx context.Context, c *Config, bins map[string]string) ([]
 			if err != nil {
 				return nil, err
 			}
-			perOp := float64(cpu-floor) / float64(b.N-1)
-			// The result line is last: the metric goes at its end.
-			out.Write(bytes.TrimSuffix(res, []byte("\n")))
-			fmt.Fprintf(&out, "\t%.1f proc-cpu-ns/op\n", max(perOp, 0))
+			samples[i] = append(samples[i], sample{res, cpu, floor})
 		}
+		ref, err := Reference(ReferenceIters)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
 		if r.Log != nil {
-			fmt.Fprintf(r.Log, "gates: round %d/%d of %d benchmarks: %.1fs\n", round, c.Count, len(c.Benches), time.Since(start).Seconds())
+			fmt.Fprintf(r.Log, "gates: round %d/%d of %d benchmarks: %.1fs (reference %v)\n", round, c.Count, len(c.Benches), time.Since(start).Seconds(), ref)
 		}
 	}
+	refMed := median(refs)
+	var out bytes.Buffer
+	for round := range c.Count {
+		for i, b := range c.Benches {
+			floors := make([]time.Duration, 0, len(samples[i]))
+			for _, s := range samples[i] {
+				floors = append(floors, s.floor)
+			}
+			s := samples[i][round]
+			perOp := max(float64(s.cpu-median(floors))/float64(b.N-1), 0)
+			// The result line is last: the metrics go at its end.
+			out.Write(bytes.TrimSuffix(s.text, []byte("\n")))
+			fmt.Fprintf(&out, "\t%.1f proc-cpu-ns/op\t%.6g cpu-refs/op\n", perOp, perOp/float64(refMed))
+		}
+		pkg, name, _ := strings.Cut(ReferenceName, ":")
+		fmt.Fprintf(&out, "pkg: %s%s\nBenchmark%s-%s\t%d\t%.1f proc-cpu-ns/op\t%.6g cpu-refs/op\n",
+			ModulePath, pkg, name, Procs, ReferenceIters, float64(refs[round]), float64(refs[round])/float64(refMed))
+	}
 	return out.Bytes(), nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // runOne runs b's benchmark for n iterations and returns the result lines
