@@ -198,8 +198,10 @@ func TestOpenWorkersKubernetes(t *testing.T) {
 		cancel()
 		<-src.(*kube.Source).Done()
 	})
+	// The Service has no helixflow.io/sequence-models annotation, so every
+	// model of it gets sequence routing (xds/kube: safe rather than cheap).
 	want := []registry.Worker{{ID: "worker-0", Address: "10.0.0.1", GRPCPort: 8001, Ready: true,
-		Models: []registry.Model{{Name: "mlp", Ready: true}, {Name: "simple", Ready: true}}}}
+		Models: []registry.Model{{Name: "mlp", Ready: true, Sequence: true}, {Name: "simple", Ready: true, Sequence: true}}}}
 	if got := src.Snapshot(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("workers after the start:\n got %+v\nwant %+v", got, want)
 	}
