@@ -1,6 +1,8 @@
 package check
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"slices"
@@ -101,4 +103,52 @@ func BenchmarkCheckWebSocket(b *testing.B) {
 	benchCheck(b, restReq("GET", "/v2/models/resnet/infer/ws", map[string]string{
 		wire.HeaderWSProtocol: wire.WSProtocol + ", " + wire.WSTokenProtocolPrefix + tok,
 	}), e)
+}
+
+// BenchmarkSequenceFromJSONBody is what a REST inference on a sequence
+// model adds to its Check: reading parameters.sequence_id from the 4 KiB
+// head Envoy sends (authz.rest_body_bytes), written as tritonclient writes
+// it (inputs and outputs first, parameters last: the worst case, every
+// value before them scanned), plain and gzip-compressed.
+func BenchmarkSequenceFromJSONBody(b *testing.B) {
+	var data []byte
+	for i := 0; len(data) < 4000; i++ {
+		data = fmt.Appendf(data, "%d,", i)
+	}
+	body := []byte(`{"inputs":[{"name":"INPUT","shape":[1,1000],"datatype":"INT32","data":[` + string(data[:len(data)-1]) +
+		`]}],"outputs":[{"name":"OUTPUT","parameters":{"binary_data":true}}],"parameters":{"sequence_id":1000,"sequence_start":true}}`)
+	head := body[:min(len(body), 4096)]
+	zipped := gzipped(b, body)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"plain-4KiB", head, ""}, // cut before the parameters: scanned in full, nothing found
+		{"plain-whole", body, "1000"},
+		{"gzip", zipped, "1000"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tc.body)))
+			for b.Loop() {
+				if got := sequenceFromJSONBody(tc.body); got != tc.want {
+					b.Fatalf("sequence %q, want %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func gzipped(tb testing.TB, data []byte) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(data); err != nil {
+		tb.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/helixflow/helixflow/internal/wire"
 )
@@ -74,21 +75,41 @@ const maxInflatedBytes = 64 << 10
 // ("deflate" in HTTP) would, which JSON never does; else body. A stream cut
 // short yields what it held so far.
 func inflated(body []byte) []byte {
-	var (
-		r   io.Reader
-		err error
-	)
+	src := bytes.NewReader(body)
 	switch {
 	case len(body) >= 2 && body[0] == 0x1f && body[1] == 0x8b:
-		r, err = gzip.NewReader(bytes.NewReader(body))
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		if zr == nil {
+			zr = new(gzip.Reader)
+		}
+		defer gzipReaders.Put(zr)
+		if zr.Reset(src) != nil {
+			return nil
+		}
+		return readInflated(zr)
 	case len(body) >= 2 && body[0]&0x0f == 8 && (uint(body[0])<<8|uint(body[1]))%31 == 0:
-		r, err = zlib.NewReader(bytes.NewReader(body))
-	default:
-		return body
+		zr, _ := zlibReaders.Get().(io.ReadCloser)
+		if zr == nil {
+			var err error
+			if zr, err = zlib.NewReader(src); err != nil {
+				return nil
+			}
+		} else if zr.(zlib.Resetter).Reset(src, nil) != nil {
+			return nil
+		}
+		defer zlibReaders.Put(zr)
+		return readInflated(zr)
 	}
-	if err != nil {
-		return nil
-	}
+	return body
+}
+
+// Decompressors keep about 40 KiB of state each: pooled, since every
+// compressed REST request of a sequence model inflates one.
+var gzipReaders, zlibReaders sync.Pool
+
+// readInflated reads at most maxInflatedBytes of r, as far as the (cut
+// short) stream goes.
+func readInflated(r io.Reader) []byte {
 	out, _ := io.ReadAll(io.LimitReader(r, maxInflatedBytes))
 	return out
 }
