@@ -224,8 +224,10 @@ func TestRemoveLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pids")
 	g := newGroup(t, Options{PIDFile: pidFile})
-	// The marker is in the command line, as a checkout's path is.
-	p, err := g.Start(context.Background(), sh("orphan", "exec sleep 60 "+dir))
+	// The marker is in the command line, as a checkout's path is (a
+	// no-op's argument: `sleep 60 <dir>` would exit at once, refusing its
+	// second interval).
+	p, err := g.Start(context.Background(), sh("orphan", "sleep 60; : "+dir))
 	if err != nil {
 		t.Fatal(err)
 	}
