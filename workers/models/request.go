@@ -63,19 +63,9 @@ func (m *Manager) Infer(ctx context.Context, req *infer.Request) (*infer.Respons
 	if err != nil {
 		return nil, err
 	}
-	resp := &infer.Response{Model: req.Model, Version: fmt.Sprint(v.number), ID: req.ID, Outputs: results}
-	for i := range resp.Outputs {
-		out := &resp.Outputs[i]
-		out.Name = outputs[i]
-		if spec := v.outputs[outputs[i]]; len(spec.reshape) > 0 {
-			// The backend produced the reshaped form; clients see dims.
-			out.Shape = batchShape(out.Shape, spec.dims, v.config.MaxBatchSize > 0)
-		}
-		if k := classes[out.Name]; k > 0 {
-			if *out, err = classifyLabeled(*out, k, v.config.MaxBatchSize > 0, v.labels[out.Name]); err != nil {
-				return nil, err
-			}
-		}
+	resp, err := v.response(req, outputs, results)
+	if err != nil {
+		return nil, err
 	}
 	lookup.store(resp.Outputs)
 	return resp, nil
