@@ -34,7 +34,7 @@ PYTHON="${PYTHON:-python3}"
 # kernels as C++, run on the CPU, and as CUDA to PTX; no CUDA toolkit needed);
 # chromium, the headless browser the portal's tests drive (e2e, chromedp).
 APT_RUN_PACKAGES=(postgresql redis-server prometheus prometheus-alertmanager libssl3 zlib1g)
-APT_TEST_PACKAGES=(protobuf-compiler g++ clang-14 chromium)
+APT_TEST_PACKAGES=(protobuf-compiler libprotobuf-dev g++ clang-14 chromium)
 
 # axe-core, the accessibility checker the portal's browser test runs in each
 # page: axe.min.js from the npm package (fetched with `npm pack`, nothing

@@ -220,6 +220,43 @@ type Pool struct {
 	// clusters, the sequence routes and the REST body sent to helix-authz
 	// (xds/translate); false for the default pool.
 	Sequence bool `yaml:"sequence,omitempty"`
+	// Traffic is the model's traffic policy: the gateway config's
+	// traffic.<model>, or an active rollout's weights, which replace it.
+	// nil: every request goes to the pool's one set of clusters.
+	Traffic *Traffic `yaml:"traffic,omitempty"`
+}
+
+// Traffic splits a model's requests that name no version across
+// variants, and may mirror a share of them to a shadow.
+type Traffic struct {
+	// Variants, in the order the config lists them; their weights add up
+	// to 100.
+	Variants []Variant `yaml:"variants"`
+	// Sticky: a client keeps one variant (Envoy picks by
+	// wire.HeaderAssignment); false: each request is drawn at random.
+	Sticky bool `yaml:"sticky"`
+	// Shadow, when set, receives a copy of Percent of the model's requests;
+	// its answers are discarded.
+	Shadow *Shadow `yaml:"shadow,omitempty"`
+}
+
+// Variant is one side of a split: the model's endpoints that serve Version
+// (any version: "") in Pool (any pool: "").
+type Variant struct {
+	// Name names the variant in cluster names, metrics, rollouts and
+	// wire.HeaderVariant: [a-z0-9-], at most 32 bytes.
+	Name    string `yaml:"name"`
+	Version string `yaml:"version,omitempty"`
+	Pool    string `yaml:"pool,omitempty"`
+	// Weight is the variant's share in percent (0..100).
+	Weight uint32 `yaml:"weight"`
+}
+
+// Shadow mirrors a share of a model's requests to a variant.
+type Shadow struct {
+	Variant Variant `yaml:"variant"`
+	// Percent of the model's requests mirrored, 0 < Percent <= 100.
+	Percent float64 `yaml:"percent"`
 }
 
 // Endpoint is one worker in a pool.
@@ -236,4 +273,7 @@ type Endpoint struct {
 	Versions []string `yaml:"versions,omitempty"`
 	// Worker is the worker's id as it registered.
 	Worker string `yaml:"worker,omitempty"`
+	// Pool is the worker's pool (registry.Worker.Pool; "" is
+	// wire.DefaultPool).
+	Pool string `yaml:"pool,omitempty"`
 }

@@ -80,6 +80,9 @@ type Worker struct {
 	GRPCPort uint32
 	HTTPPort uint32 // 0: no HTTP
 	Ready    bool
+	// Pool is the worker pool it belongs to (RegisterRequest.pool, or the
+	// Kubernetes Service's pool label); "" reads as wire.DefaultPool.
+	Pool string
 	// Models, sorted by name, are shared by every Snapshot until the
 	// worker's models change (then replaced, never modified): read-only.
 	Models []Model

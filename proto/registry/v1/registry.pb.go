@@ -268,7 +268,11 @@ type RegisterRequest struct {
 	HttpPort uint32   `protobuf:"varint,4,opt,name=http_port,json=httpPort,proto3" json:"http_port,omitempty"`
 	Models   []*Model `protobuf:"bytes,5,rep,name=models,proto3" json:"models,omitempty"`
 	// Whether the worker as a whole is ready (Triton's server readiness).
-	Ready         bool `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	Ready bool `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	// The worker pool it belongs to (helix-worker --pool; "" is the pool
+	// "default"): a traffic policy's variant may name a pool, so that a
+	// canary or shadow runs on workers of its own. [a-z0-9-], at most 63.
+	Pool          string `protobuf:"bytes,7,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +347,13 @@ func (x *RegisterRequest) GetReady() bool {
 		return x.Ready
 	}
 	return false
+}
+
+func (x *RegisterRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
 }
 
 type RegisterResponse struct {
@@ -607,14 +618,15 @@ const file_registry_v1_registry_proto_rawDesc = "" +
 	"TensorInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatatype\x18\x02 \x01(\tR\bdatatype\x12\x14\n" +
-	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xce\x01\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\"\xe2\x01\n" +
 	"\x0fRegisterRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1b\n" +
 	"\tgrpc_port\x18\x03 \x01(\rR\bgrpcPort\x12\x1b\n" +
 	"\thttp_port\x18\x04 \x01(\rR\bhttpPort\x124\n" +
 	"\x06models\x18\x05 \x03(\v2\x1c.helixflow.registry.v1.ModelR\x06models\x12\x14\n" +
-	"\x05ready\x18\x06 \x01(\bR\x05ready\"e\n" +
+	"\x05ready\x18\x06 \x01(\bR\x05ready\x12\x12\n" +
+	"\x04pool\x18\a \x01(\tR\x04pool\"e\n" +
 	"\x10RegisterResponse\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x126\n" +
 	"\tlease_ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bleaseTtl\"u\n" +
