@@ -72,7 +72,30 @@ const (
 	// BackendRepeat is Triton's decoupled example backend "repeat"
 	// (workers/backend/repeat): no model file.
 	BackendRepeat = "repeat"
+	// PlatformTorch is a TorchScript model (model.pt) run by libtorch
+	// (workers/backend/pytorch), Triton's pytorch_libtorch.
+	PlatformTorch    = "pytorch_libtorch"
+	BackendTorch     = "pytorch"
+	DefaultTorchFile = "model.pt"
+	// PlatformTFSavedModel is a TensorFlow SavedModel (a folder,
+	// model.savedmodel), Triton's tensorflow_savedmodel
+	// (workers/backend/tensorflow).
+	PlatformTFSavedModel  = "tensorflow_savedmodel"
+	BackendTF             = "tensorflow"
+	DefaultSavedModelFile = "model.savedmodel"
 )
+
+// DefaultModelFile is Triton's default model file (or folder) name of a
+// platform.
+func DefaultModelFile(platform string) string {
+	switch platform {
+	case PlatformTorch:
+		return DefaultTorchFile
+	case PlatformTFSavedModel:
+		return DefaultSavedModelFile
+	}
+	return DefaultONNXFile
+}
 
 // Normalize fills what Triton derives from the folder before looking at the
 // model file: the name, backend/platform pairing and the model filename.
@@ -96,12 +119,19 @@ func Normalize(cfg *pb.ModelConfig, folderName string) error {
 	case cfg.Backend == BackendCUDA && (cfg.Platform == "" || cfg.Platform == PlatformONNX):
 	case cfg.Backend == "" && cfg.Platform == PlatformEnsemble:
 	case cfg.Backend == BackendRepeat && cfg.Platform == "":
+	case cfg.Backend == "" && cfg.Platform == PlatformTorch, cfg.Backend == BackendTorch && cfg.Platform == "":
+		cfg.Backend, cfg.Platform = BackendTorch, PlatformTorch
+	case cfg.Backend == BackendTorch && cfg.Platform == PlatformTorch:
+	case cfg.Backend == "" && cfg.Platform == PlatformTFSavedModel, cfg.Backend == BackendTF && cfg.Platform == "":
+		cfg.Backend, cfg.Platform = BackendTF, PlatformTFSavedModel
+	case cfg.Backend == BackendTF && cfg.Platform == PlatformTFSavedModel:
 	default:
-		return fmt.Errorf("%w: backend %q / platform %q is not supported (supported: backend %q, %q or %q, platform %q or %q)",
-			ErrInvalidConfig, cfg.Backend, cfg.Platform, BackendONNX, BackendCUDA, BackendRepeat, PlatformONNX, PlatformEnsemble)
+		return fmt.Errorf("%w: backend %q / platform %q is not supported (supported: backend %q, %q, %q, %q or %q, platform %q, %q, %q or %q)",
+			ErrInvalidConfig, cfg.Backend, cfg.Platform, BackendONNX, BackendCUDA, BackendRepeat, BackendTorch, BackendTF,
+			PlatformONNX, PlatformTorch, PlatformTFSavedModel, PlatformEnsemble)
 	}
 	if cfg.DefaultModelFilename == "" {
-		cfg.DefaultModelFilename = DefaultONNXFile
+		cfg.DefaultModelFilename = DefaultModelFile(cfg.Platform)
 	}
 	if strings.ContainsAny(cfg.DefaultModelFilename, `/\`) || cfg.DefaultModelFilename == ".." {
 		return fmt.Errorf("%w: default_model_filename %q must be a file name, not a path", ErrInvalidConfig, cfg.DefaultModelFilename)

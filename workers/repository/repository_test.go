@@ -85,7 +85,10 @@ func TestNormalize(t *testing.T) {
 		{"defaults", &pb.ModelConfig{}, ""},
 		{"platform only", &pb.ModelConfig{Platform: PlatformONNX}, ""},
 		{"name mismatch", &pb.ModelConfig{Name: "other"}, "does not match the model folder"},
-		{"tensorflow", &pb.ModelConfig{Platform: "tensorflow_savedmodel"}, "not supported"},
+		{"tensorflow", &pb.ModelConfig{Platform: PlatformTFSavedModel}, ""},
+		{"pytorch backend only", &pb.ModelConfig{Backend: BackendTorch}, ""},
+		{"pytorch with the onnx platform", &pb.ModelConfig{Backend: BackendTorch, Platform: PlatformONNX}, "not supported"},
+		{"tensorflow graphdef", &pb.ModelConfig{Platform: "tensorflow_graphdef"}, "not supported"},
 		{"cuda", &pb.ModelConfig{Backend: BackendCUDA}, ""},
 		{"cuda with the onnx platform", &pb.ModelConfig{Backend: BackendCUDA, Platform: PlatformONNX}, ""},
 		{"cuda with another platform", &pb.ModelConfig{Backend: BackendCUDA, Platform: "tensorrt_plan"}, "not supported"},
@@ -101,7 +104,7 @@ func TestNormalize(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tt.cfg.Name != "m" || (tt.cfg.Backend != BackendONNX && tt.cfg.Backend != BackendCUDA) || tt.cfg.DefaultModelFilename != DefaultONNXFile {
+				if tt.cfg.Name != "m" || tt.cfg.Backend == "" || tt.cfg.DefaultModelFilename != DefaultModelFile(tt.cfg.Platform) {
 					t.Fatalf("normalized to %v", tt.cfg)
 				}
 				return
