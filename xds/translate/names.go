@@ -101,3 +101,21 @@ func statName(cluster string) string {
 		return r
 	}, cluster)
 }
+
+// GRPCVariantCluster and HTTPVariantCluster are the clusters of variant v
+// of model m's traffic policy (ir.Traffic): the model's endpoints that serve
+// the variant's version in its pool. A model name has no '/', so these
+// names cannot collide with a model's own clusters.
+func GRPCVariantCluster(model, variant string) string {
+	return "helix-model-grpc/" + model + "/" + variant
+}
+
+// HTTPVariantCluster: see GRPCVariantCluster.
+func HTTPVariantCluster(model, variant string) string {
+	return "helix-model-http/" + model + "/" + variant
+}
+
+// ClusterStatName is the name a cluster's stats carry (Envoy's
+// envoy_cluster_name label in Prometheus): what PromQL about a cluster,
+// such as a rollout's SLO queries, must match.
+func ClusterStatName(cluster string) string { return statName(cluster) }
