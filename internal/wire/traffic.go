@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"strconv"
 )
@@ -62,3 +64,55 @@ func AssignmentHeaderValue(client, model string) string {
 
 // DefaultPool is the pool of a worker that names none.
 const DefaultPool = "default"
+
+// MaxPoolNameBytes and MaxVariantNameBytes bound a worker pool's and a
+// traffic variant's name.
+const (
+	MaxPoolNameBytes    = 63
+	MaxVariantNameBytes = 32
+)
+
+// ErrPoolName and ErrVariantName are wrapped by CheckPoolName's and
+// CheckVariantName's errors.
+var (
+	ErrPoolName    = errors.New("not a valid pool name")
+	ErrVariantName = errors.New("not a valid variant name")
+)
+
+// CheckPoolName returns nil if s can name a worker pool: 1 to 63 bytes of
+// [a-z0-9-] (a Kubernetes label value and a metric label; the chart names
+// its pools so). An empty pool, meaning DefaultPool, is the caller's to
+// allow.
+func CheckPoolName(s string) error {
+	if err := checkLowerDash(s, MaxPoolNameBytes); err != "" {
+		return fmt.Errorf("%w: %s", ErrPoolName, err)
+	}
+	return nil
+}
+
+// CheckVariantName returns nil if s can name a variant of a traffic
+// policy: 1 to 32 bytes of [a-z0-9-] (it becomes part of Envoy cluster
+// names and HeaderVariant's value).
+func CheckVariantName(s string) error {
+	if err := checkLowerDash(s, MaxVariantNameBytes); err != "" {
+		return fmt.Errorf("%w: %s", ErrVariantName, err)
+	}
+	return nil
+}
+
+// checkLowerDash says what keeps s from being 1 to max bytes of
+// [a-z0-9-], or "".
+func checkLowerDash(s string, max int) string {
+	switch {
+	case s == "":
+		return "empty"
+	case len(s) > max:
+		return fmt.Sprintf("%d bytes, at most %d", len(s), max)
+	}
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return fmt.Sprintf("byte %d is %q, want a-z, 0-9 or '-'", i, r)
+		}
+	}
+	return ""
+}
