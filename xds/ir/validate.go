@@ -431,6 +431,9 @@ func (v *validator) pool(field string, p Pool, isDefault, plaintext bool) {
 		if p.Sequence {
 			v.add(field+".sequence", "must be false for the default pool (it serves no model's sequences)")
 		}
+		if p.Traffic != nil {
+			v.add(field+".traffic", "must be nil for the default pool (it serves no model)")
+		}
 	} else if err := wire.CheckModelName(p.Model); err != nil {
 		v.add(field+".model", "%q: %v", p.Model, err)
 	}
@@ -479,6 +482,20 @@ func (v *validator) pool(field string, p Pool, isDefault, plaintext bool) {
 		for j, ver := range e.Versions {
 			if err := wire.CheckVersion(ver); err != nil {
 				v.add(f(fmt.Sprintf(".versions[%d]", j)), "%q: %v", ver, err)
+			}
+		}
+		if e.Pool != "" {
+			if err := wire.CheckPoolName(e.Pool); err != nil {
+				v.add(f(".pool"), "%q: %v", e.Pool, err)
+			}
+		}
+	}
+	if p.Traffic != nil && !isDefault {
+		n := len(v.errs)
+		v.traffic(field+".traffic.", p.Traffic)
+		if len(v.errs) == n {
+			if _, detail := p.TrafficInactive(); detail != "" {
+				v.add(field+".traffic", "%s", detail)
 			}
 		}
 	}
