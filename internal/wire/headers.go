@@ -32,8 +32,9 @@ const (
 
 // CheckHeaders are the exact header names Check reads; with HeaderPrefix,
 // everything Envoy passes it. HeaderWSProtocol carries a browser's
-// WebSocket credential (websocket.go).
-var CheckHeaders = []string{HeaderAuthorization, HeaderAPIKey, HeaderContentType, HeaderStreamModel, HeaderWSProtocol}
+// WebSocket credential (websocket.go), HeaderVariantRequest a tester's
+// choice of a traffic policy's variant (traffic.go).
+var CheckHeaders = []string{HeaderAuthorization, HeaderAPIKey, HeaderContentType, HeaderStreamModel, HeaderWSProtocol, HeaderVariantRequest}
 
 // HeaderSequence is the Triton sequence (correlation id) a ModelInfer
 // request belongs to, as helix-authz read it from the request's

@@ -3,7 +3,6 @@ package wire
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 )
 
@@ -48,12 +47,26 @@ const ScopeVariantOverride = "models:variant-override"
 // AssignmentValue is HeaderAssignment's value for a client and a model:
 // FNV-1a (64 bits) of client, a zero byte, model. Salting with the model
 // keeps one client from landing in the low buckets of every experiment.
+//
+// Computed inline rather than with hash/fnv: Check sets it on every
+// inference request, and hash/fnv's interface and []byte conversions cost
+// allocations there (assignment_test.go checks both agree).
 func AssignmentValue(client, model string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(client))
-	h.Write([]byte{0})
-	h.Write([]byte(model))
-	return h.Sum64()
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
+	for i := 0; i < len(client); i++ {
+		h ^= uint64(client[i])
+		h *= prime64
+	}
+	h *= prime64 // the zero byte: h ^= 0
+	for i := 0; i < len(model); i++ {
+		h ^= uint64(model[i])
+		h *= prime64
+	}
+	return h
 }
 
 // AssignmentHeaderValue is AssignmentValue in HeaderAssignment's decimal
