@@ -2,7 +2,8 @@
 // listener, TLS files, helix-authz's addresses (ext_authz, and optionally
 // its public port, which Envoy then serves on its listener), plans with their rate
 // limits (which helix-authz enforces), timeouts, retries, health checks,
-// CORS and tracing (Envoy's OpenTelemetry tracer). It turns
+// CORS, tracing (Envoy's OpenTelemetry tracer) and traffic policies per
+// model (weighted versions and pools, a shadow). It turns
 // the file into the static part of an ir.Gateway (Config.Gateway); the
 // worker sources fill the pools.
 //
@@ -58,6 +59,9 @@ type Config struct {
 	// ID, internal/identity), which models it may advertise when it
 	// registers (identities.go).
 	WorkerIdentities map[string]WorkerIdentity `yaml:"worker_identities"`
+	// Traffic is the traffic policy per model (traffic.go): weighted
+	// variants by version and pool, stickiness, a shadow.
+	Traffic map[string]TrafficPolicy `yaml:"traffic"`
 
 	// path is the file the config came from; lines maps field paths
 	// ("listener.tls.cert_file") to their line in it.

@@ -23,6 +23,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(base + "cors: {allow_origins: ['*'], max_age: 1h}\nretry: {on: [unavailable], num_retries: 0}\n"))
 	f.Add([]byte(base + "tracing: {collector: 127.0.0.1:4317, sampling: 0.5, service_name: edge}\n"))
 	f.Add([]byte(base + "tracing: {collector: otel:4317, ca_file: ca.crt, sampling: 1}\n"))
+	f.Add([]byte(base + "traffic:\n  m:\n    sticky: false\n    variants: [{name: a, version: '1', weight: 90}, {name: b, pool: gpu, weight: 10}]\n    shadow: {name: s, version: '2', percent: 5}\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("listener: !!binary aGVsbG8=\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -32,6 +33,11 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("error does not wrap ErrInvalidConfig: %v", err)
 			}
 			return
+		}
+		for m, p := range c.TrafficPolicies() {
+			if err := ir.ValidateTraffic(p); err != nil {
+				t.Fatalf("accepted traffic.%s is invalid: %v", m, err)
+			}
 		}
 		g := c.Gateway()
 		if err := g.ValidateStatic(); err != nil {

@@ -77,6 +77,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateWorkerIdentities(add)
+	c.validateTraffic(add)
 	if len(errs) == 0 {
 		model := c.Gateway().ValidateStatic()
 		if c.RateLimit == nil {
