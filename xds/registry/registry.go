@@ -81,7 +81,8 @@ type Worker struct {
 	HTTPPort uint32 // 0: no HTTP
 	Ready    bool
 	// Pool is the worker pool it belongs to (RegisterRequest.pool, or the
-	// Kubernetes Service's pool label); "" reads as wire.DefaultPool.
+	// Kubernetes Service's pool label); "" reads as wire.DefaultPool (the
+	// registry and xds/kube write it out).
 	Pool string
 	// Models, sorted by name, are shared by every Snapshot until the
 	// worker's models change (then replaced, never modified): read-only.

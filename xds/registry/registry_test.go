@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 )
 
@@ -353,6 +354,13 @@ func TestValidation(t *testing.T) {
 		{"trailing dot", ok(func(r *registryv1.RegisterRequest) { r.Address = "worker.example." }), codes.InvalidArgument, "address"},
 		{"long label", ok(func(r *registryv1.RegisterRequest) { r.Address = strings.Repeat("a", 64) + ".example" }), codes.InvalidArgument, "address"},
 		{"long host", ok(func(r *registryv1.RegisterRequest) { r.Address = strings.Repeat("abcdefgh.", 30) + "com" }), codes.InvalidArgument, "address"},
+
+		{"pool", ok(func(r *registryv1.RegisterRequest) { r.Pool = "canary-2" }), codes.OK, ""},
+		{"pool of 63", ok(func(r *registryv1.RegisterRequest) { r.Pool = strings.Repeat("p", 63) }), codes.OK, ""},
+		{"pool of 64", ok(func(r *registryv1.RegisterRequest) { r.Pool = strings.Repeat("p", 64) }), codes.InvalidArgument, "pool \"pppp"},
+		{"pool upper case", ok(func(r *registryv1.RegisterRequest) { r.Pool = "GPU" }), codes.InvalidArgument, `pool "GPU": not a valid pool name: byte 0 is 'G'`},
+		{"pool with a dot", ok(func(r *registryv1.RegisterRequest) { r.Pool = "a.b" }), codes.InvalidArgument, `pool "a.b"`},
+		{"pool label injection", ok(func(r *registryv1.RegisterRequest) { r.Pool = "a\"} evil{x=\"" }), codes.InvalidArgument, "pool"},
 
 		{"grpc port 0", ok(func(r *registryv1.RegisterRequest) { r.GrpcPort = 0 }), codes.InvalidArgument, "grpc_port"},
 		{"grpc port 65536", ok(func(r *registryv1.RegisterRequest) { r.GrpcPort = 65536 }), codes.InvalidArgument, "grpc_port"},
@@ -692,5 +700,26 @@ func TestSnapshotsShareModelsUntilTheyChange(t *testing.T) {
 	c := r.Snapshot()[0]
 	if &c.Models[0] == &a.Models[0] || c.Models[0].Ready || !a.Models[0].Ready {
 		t.Fatalf("after a change: new snapshot %+v, earlier one %+v", c.Models, a.Models)
+	}
+}
+
+// TestRegisterPool: a worker's pool is in every snapshot, "" as
+// wire.DefaultPool, and follows a new registration.
+func TestRegisterPool(t *testing.T) {
+	r, _ := newTest(t, Config{})
+	ctx := context.Background()
+	for _, tc := range []struct{ sent, want string }{
+		{"", wire.DefaultPool},
+		{"canary", "canary"},
+		{"default", "default"},
+	} {
+		req := registerReq("w1", "10.1.2.3", 8001, model("simple", true, "1"))
+		req.Pool = tc.sent
+		if _, err := r.Register(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		if snap := r.Snapshot(); len(snap) != 1 || snap[0].Pool != tc.want {
+			t.Errorf("pool %q: snapshot %+v, want pool %q", tc.sent, snap, tc.want)
+		}
 	}
 }

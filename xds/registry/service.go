@@ -27,7 +27,7 @@ func (r *Registry) Register(ctx context.Context, req *registryv1.RegisterRequest
 		return nil, r.grpcError("Register", err)
 	}
 	r.log.Info("worker registered", "worker_id", w.ID, "identity", w.Identity, "address", w.Address, "grpc_port", w.GRPCPort,
-		"http_port", w.HTTPPort, "ready", w.Ready, "models", len(w.Models))
+		"http_port", w.HTTPPort, "pool", w.Pool, "ready", w.Ready, "models", len(w.Models))
 	r.infoDropped(w.ID, dropped, slog.LevelWarn)
 	return &registryv1.RegisterResponse{LeaseId: lease, LeaseTtl: durationpb.New(r.cfg.TTL)}, nil
 }
@@ -83,6 +83,10 @@ func workerFromRequest(req *registryv1.RegisterRequest) (Worker, []error, error)
 	if err := validPort("http_port", req.GetHttpPort(), true); err != nil {
 		return Worker{}, nil, err
 	}
+	pool, err := poolName(req.GetPool())
+	if err != nil {
+		return Worker{}, nil, err
+	}
 	models, dropped, err := convertModels(req.GetModels())
 	if err != nil {
 		return Worker{}, nil, err
@@ -93,6 +97,7 @@ func workerFromRequest(req *registryv1.RegisterRequest) (Worker, []error, error)
 		GRPCPort: req.GetGrpcPort(),
 		HTTPPort: req.GetHttpPort(),
 		Ready:    req.GetReady(),
+		Pool:     pool,
 		Models:   models,
 	}, dropped, nil
 }

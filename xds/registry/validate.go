@@ -93,6 +93,18 @@ func validAddress(addr string) error {
 	return nil
 }
 
+// poolName is a worker's pool as registered: "" is wire.DefaultPool, so
+// that every worker in a snapshot names its pool.
+func poolName(p string) (string, error) {
+	if p == "" {
+		return wire.DefaultPool, nil
+	}
+	if err := wire.CheckPoolName(p); err != nil {
+		return "", fmt.Errorf("%w: pool %q: %w", ErrInvalid, clip(p), err)
+	}
+	return p, nil
+}
+
 func validPort(field string, p uint32, optional bool) error {
 	if p == 0 && optional {
 		return nil
