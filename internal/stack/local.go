@@ -245,7 +245,7 @@ func (s *Stack) WriteLocalEnv(demo Demo) error {
 		{"HELIX_DATABASE_URL", s.DatabaseURL},
 		{"HELIX_XDS_STATUS_URL", s.XDSStatusURL()},
 		{"HELIX_ENVOY_ADMIN_URL", s.EnvoyAdminURL},
-		{"HELIX_PROMETHEUS_URL", "http://" + Addr(s.Ports.Prometheus)},
+		{"HELIX_PROMETHEUS_URL", s.PrometheusURL()},
 		{"HELIX_ALERTMANAGER_URL", "http://" + Addr(s.Ports.Alertmanager)},
 		{"HELIX_MAILPIT_URL", s.MailpitURL},
 		{"HELIX_JAEGER_URL", s.jaegerEnv()},

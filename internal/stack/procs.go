@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+
 	"github.com/helixflow/helixflow/envoy/bootstrap"
 	"github.com/helixflow/helixflow/internal/atomicfile"
 	"github.com/helixflow/helixflow/internal/freeport"
@@ -233,17 +236,25 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 	return specs, nil
 }
 
-// xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy and the workers.
+// xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy and the workers;
+// its rollout controller reads helix-authz's rollouts table.
 func (s *Stack) xds() ([]supervise.Spec, error) {
 	cert, key := s.Cert(pki.XDSServer)
+	args := []string{"--config=" + s.ConfigPath(), "--xds-listen=" + Addr(s.Ports.XDS),
+		"--status-listen=" + Addr(s.Ports.XDSStatus),
+		"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()}
 	return []supervise.Spec{{
 		Name: XDS, Path: s.bin("helix-xds"),
-		Args: append([]string{"--config=" + s.ConfigPath(), "--xds-listen=" + Addr(s.Ports.XDS),
-			"--status-listen=" + Addr(s.Ports.XDSStatus),
-			"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()}, s.otlpArgs()...),
+		// The URL holds Postgres's password: the environment, as for
+		// helix-authz.
+		Env:   []string{"HELIX_DATABASE_URL=" + s.DatabaseURL},
+		Args:  append(args, s.otlpArgs()...),
 		Ready: httpOK(plainClient, s.XDSStatusURL()+"/healthz"),
 	}}, nil
 }
+
+// PrometheusURL is the stack's Prometheus (with Monitoring).
+func (s *Stack) PrometheusURL() string { return "http://" + Addr(s.Ports.Prometheus) }
 
 // XDSStatusURL is helix-xds's status server (/status, /healthz, /metrics).
 func (s *Stack) XDSStatusURL() string { return "http://" + Addr(s.Ports.XDSStatus) }
@@ -345,6 +356,9 @@ func (s *Stack) worker(i int) (supervise.Spec, error) {
 		models = []string{"*"}
 	}
 	args := []string{"--id=" + w.Name, "--model-repository=" + repo, "--model-control-mode=explicit"}
+	if w.Pool != "" {
+		args = append(args, "--pool="+w.Pool)
+	}
 	for _, m := range models {
 		args = append(args, "--load-model="+m)
 	}
@@ -410,6 +424,12 @@ func (s *Stack) AddWorker(ctx context.Context, w Worker) (int, error) {
 	spec, err := s.worker(i)
 	if err != nil {
 		return 0, err
+	}
+	if s.opts.Monitoring {
+		// Prometheus scrapes it too (a rollout's pool, say).
+		if err := writeTargets(filepath.Join(s.opts.Dir, "prometheus"), "helix-worker", s.workerMetricsPorts()); err != nil {
+			return 0, fmt.Errorf("stack: prometheus targets: %w", err)
+		}
 	}
 	return i, s.Run(ctx, spec)
 }
@@ -530,7 +550,16 @@ func (s *Stack) writePrometheusConfig(mon string) error {
 		}
 	}
 	alerts := filepath.Join(s.opts.Root, "alerts")
-	if err := copyFile(filepath.Join(alerts, "prometheus.yml"), filepath.Join(mon, "prometheus.yml")); err != nil {
+	cfg, err := os.ReadFile(filepath.Join(alerts, "prometheus.yml"))
+	if err != nil {
+		return err
+	}
+	if s.opts.ScrapeInterval > 0 {
+		if cfg, err = setScrapeInterval(cfg, s.opts.ScrapeInterval); err != nil {
+			return fmt.Errorf("alerts/prometheus.yml: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mon, "prometheus.yml"), cfg, 0o644); err != nil {
 		return err
 	}
 	rules, err := filepath.Glob(filepath.Join(alerts, "rules", "*.yml"))
@@ -542,24 +571,71 @@ func (s *Stack) writePrometheusConfig(mon string) error {
 			return err
 		}
 	}
-	var workers []int
-	for _, w := range s.Ports.Workers {
-		workers = append(workers, w.Metrics)
-	}
 	for job, ports := range map[string][]int{
-		"helix-worker": workers, "helix-authz": {s.Ports.AuthzMetrics}, "helix-xds": {s.Ports.XDSStatus},
+		"helix-worker": s.workerMetricsPorts(), "helix-authz": {s.Ports.AuthzMetrics}, "helix-xds": {s.Ports.XDSStatus},
 		"envoy": {s.Ports.EnvoyAdmin}, "alertmanager": {s.Ports.Alertmanager}, "prometheus": {s.Ports.Prometheus},
 	} {
-		var targets []string
-		for _, p := range ports {
-			targets = append(targets, strconv.Quote(Addr(p)))
-		}
-		body := fmt.Sprintf("[{\"targets\": [%s]}]\n", strings.Join(targets, ","))
-		if err := os.WriteFile(filepath.Join(mon, "targets", job+".json"), []byte(body), 0o644); err != nil {
+		if err := writeTargets(mon, job, ports); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (s *Stack) workerMetricsPorts() []int {
+	var ports []int
+	for _, w := range s.Ports.Workers {
+		ports = append(ports, w.Metrics)
+	}
+	return ports
+}
+
+// writeTargets writes targets/<job>.json, which Prometheus re-reads when
+// it changes (file_sd).
+func writeTargets(mon, job string, ports []int) error {
+	targets := []string{}
+	for _, p := range ports {
+		targets = append(targets, strconv.Quote(Addr(p)))
+	}
+	body := fmt.Sprintf("[{\"targets\": [%s]}]\n", strings.Join(targets, ","))
+	return atomicfile.Write(filepath.Join(mon, "targets", job+".json"), []byte(body), 0o644)
+}
+
+// setScrapeInterval sets prometheus.yml's global scrape_interval,
+// evaluation_interval and scrape_timeout (which may not exceed the
+// interval) to d, keeping the rest of the file as it is.
+func setScrapeInterval(cfg []byte, d time.Duration) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(cfg, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, errors.New("not a mapping")
+	}
+	var global *yaml.Node
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "global" && root.Content[i+1].Kind == yaml.MappingNode {
+			global = root.Content[i+1]
+		}
+	}
+	if global == nil {
+		return nil, errors.New("no global section")
+	}
+	want := map[string]bool{"scrape_interval": true, "evaluation_interval": true, "scrape_timeout": true}
+	for i := 0; i+1 < len(global.Content); i += 2 {
+		if k := global.Content[i].Value; want[k] {
+			global.Content[i+1].Value = model.Duration(d).String()
+			delete(want, k)
+		}
+	}
+	for _, k := range []string{"scrape_interval", "evaluation_interval", "scrape_timeout"} {
+		if want[k] {
+			global.Content = append(global.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k},
+				&yaml.Node{Kind: yaml.ScalarNode, Value: model.Duration(d).String()})
+		}
+	}
+	return yaml.Marshal(&doc)
 }
 
 func copyFile(src, dst string) error {

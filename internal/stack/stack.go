@@ -76,8 +76,14 @@ type Options struct {
 	// Checks across all (the gateway config's authz.replicas). The chaos
 	// suite kills one of two.
 	AuthzReplicas int
-	// Monitoring adds Prometheus and Alertmanager, configured by alerts/.
+	// Monitoring adds Prometheus and Alertmanager, configured by alerts/;
+	// helix-xds's rollout controller evaluates its SLOs against that
+	// Prometheus (--prometheus-url).
 	Monitoring bool
+	// ScrapeInterval replaces alerts/prometheus.yml's scrape and rule
+	// evaluation intervals (tests: 1s, so that a rollout's short interval
+	// holds several samples); 0 keeps the file's.
+	ScrapeInterval time.Duration
 	// Tracing runs Jaeger (jaeger.go; deploy/local/jaeger.yaml, memory
 	// storage) and sends every daemon's spans to it (--otlp-endpoint) and
 	// Envoy's (the gateway config's tracing section, unless GatewayConfig
@@ -134,6 +140,10 @@ type Worker struct {
 	// Plaintext: no TLS on its listeners (a benchmark's direct path);
 	// otherwise it serves mTLS, as Envoy's workers_tls expects.
 	Plaintext bool
+	// Pool is its pool (--pool; a traffic policy's variants and rollouts
+	// pick workers by pool); "" leaves the worker's default,
+	// wire.DefaultPool.
+	Pool string
 	// Args adds flags to its command line.
 	Args []string
 }
