@@ -1,6 +1,7 @@
 // Package admin is helix-authz's administration API: OAuth2 clients, API
 // keys, signing-key rotation, people (the platform-admin flag) and
-// organizations (their policy), as JSON over HTTP. A call carries the admin
+// organizations (their policy), model rollouts (their requests: helix-xds
+// runs them), as JSON over HTTP. A call carries the admin
 // token with a Helix-Operator header naming the person acting, or a
 // platform admin's access token (see actor.go); every action is audited.
 // Secrets it creates are shown once, in the creating response, and stored
@@ -70,9 +71,14 @@ type Config struct {
 	Source func(*http.Request) string
 	// Usage serves GET /admin/v1/usage (the usage ledger's report over
 	// every organization; extauthz/usage); nil: 501.
-	Usage  http.Handler
-	Logger *slog.Logger
-	Now    func() time.Time
+	Usage http.Handler
+	// Rollouts serves the rollout requests (rollouts.go; nil: they answer
+	// 501); Models is the catalogue a new rollout's model and versions
+	// are checked against (nil: starting one answers 501).
+	Rollouts RolloutStore
+	Models   Models
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // maxBody bounds admin request bodies.
@@ -121,6 +127,7 @@ func Handler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/orgs/{org}", a.getOrg)
 	mux.HandleFunc("PUT /admin/v1/orgs/{org}/policy", a.setOrgPolicy)
 	a.privacyRoutes(mux)
+	a.rolloutRoutes(mux)
 	if cfg.Usage != nil {
 		mux.Handle("GET /admin/v1/usage", cfg.Usage)
 	} else {

@@ -1,6 +1,10 @@
 package server
 
 import (
+	"context"
+	"errors"
+
+	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/catalog"
 	"github.com/helixflow/helixflow/extauthz/session"
 )
@@ -33,4 +37,23 @@ func (s *Server) closeCatalog() {
 	if s.Catalog != nil {
 		_ = s.Catalog.Close()
 	}
+}
+
+// rolloutModels is the catalogue the admin API checks a new rollout
+// against: nil without an address (starting a rollout answers 501), else
+// s.Catalog, which is dialled after the admin API is made.
+func (s *Server) rolloutModels(cfg catalog.DialConfig) admin.Models {
+	if cfg.Address == "" {
+		return nil
+	}
+	return lateCatalog{s}
+}
+
+type lateCatalog struct{ s *Server }
+
+func (l lateCatalog) Models(ctx context.Context) ([]catalog.Model, error) {
+	if l.s.Catalog == nil {
+		return nil, errors.New("server: the model catalogue is not dialled yet")
+	}
+	return l.s.Catalog.Models(ctx)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/password"
 	"github.com/helixflow/helixflow/extauthz/portal"
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
+	"github.com/helixflow/helixflow/extauthz/rollouts"
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/extauthz/session"
 	"github.com/helixflow/helixflow/extauthz/store"
@@ -373,7 +374,7 @@ func build(db *store.Store, cfg Config) (*Server, error) {
 	if cfg.AdminToken != "" {
 		if s.Admin, err = admin.Handler(admin.Config{Store: db, Keys: km, Hasher: hasher, Plans: s.plans, Token: cfg.AdminToken,
 			Audit: trail, Trail: trail, PersonalData: privacy, People: db, UserTokens: oauthServer, Source: source, Logger: log,
-			Usage: s.usageAdmin()}); err != nil {
+			Usage: s.usageAdmin(), Rollouts: rollouts.NewStore(db.Pool()), Models: s.rolloutModels(cfg.Catalog)}); err != nil {
 			return nil, fmt.Errorf("admin API: %w", err)
 		}
 		s.Admin = s.readYourWrites(s.Admin)
