@@ -12,6 +12,7 @@
 //	helixctl login [--issuer URL] | logout | whoami
 //	helixctl models list|get NAME            [--json] [--client-id ID]
 //	helixctl alerts list|silence             [--alertmanager-url URL]
+//	helixctl rollout start|status|pause|resume|abort|release ...
 //	helixctl pki init                        [--dir .helix/pki] [--force]
 //
 // The admin API is found through --admin-url or HELIX_ADMIN_URL, its token
@@ -77,6 +78,7 @@ commands:
   models   list|get NAME                      the model catalogue as you (or --client-id, HELIX_API_KEY) see it
   usage    [--org ID]                         the usage ledger: an organization's, or your client's own (--csv)
   alerts   list|silence                       Alertmanager's alerts; silence some
+  rollout  start|status|pause|resume|abort|release   progressive, SLO-gated rollouts of a model's version or pool
 
 Run "helixctl <command> <subcommand> -h" for the flags of one;
 "helixctl --version" prints the version.`
@@ -134,6 +136,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runModels(ctx, sub, rest, out)
 	case "alerts":
 		return runAlerts(ctx, sub, rest, out)
+	case "rollout":
+		return runRollout(ctx, sub, rest, out)
 	}
 	return fmt.Errorf("%w: unknown command %q\nusage: %s", errUsage, cmd, usage)
 }
@@ -183,7 +187,8 @@ func refuseSecretFlags(args []string) error {
 }
 
 // parse parses flags, which may come before or after the positional
-// arguments, and wants exactly nargs positional arguments.
+// arguments, and wants exactly nargs positional arguments (nargs < 0: at
+// most -nargs).
 func parse(fs *flag.FlagSet, args []string, nargs int, what string) ([]string, error) {
 	if err := refuseSecretFlags(args); err != nil {
 		return nil, err
@@ -205,7 +210,7 @@ func parse(fs *flag.FlagSet, args []string, nargs int, what string) ([]string, e
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(pos) != nargs {
+	if len(pos) != nargs && (nargs >= 0 || len(pos) > -nargs) {
 		return nil, fmt.Errorf("%w: %s", errUsage, what)
 	}
 	return pos, nil
