@@ -19,11 +19,13 @@ var audiencePattern = regexp.MustCompile(`^[\x21-\x7e]{1,256}$`)
 var scopeTokenPattern = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,512}$`)
 
 // validScope reports whether s is models:infer, models:read,
-// models:<name>:infer, oauth.ScopeIntrospect, or one of people's scopes
+// models:<name>:infer, models:variant-override (check.ScopeVariantOverride:
+// may pick a traffic policy's variant), oauth.ScopeIntrospect, or one of
+// people's scopes
 // (oauth.ScopeAccount, oauth.ScopeAdmin: only for a client of the
 // authorization-code grant, see AppFields).
 func validScope(s string) bool {
-	if s == check.ScopeInfer || s == check.ScopeRead || s == oauth.ScopeIntrospect ||
+	if s == check.ScopeInfer || s == check.ScopeRead || s == check.ScopeVariantOverride || s == oauth.ScopeIntrospect ||
 		s == oauth.ScopeAccount || s == oauth.ScopeAdmin {
 		return true
 	}
@@ -47,8 +49,8 @@ func checkScopes(field string, scopes []string) error {
 	}
 	for _, s := range scopes {
 		if !validScope(s) {
-			return fmt.Errorf("%s: %q is not a scope (models:infer, models:read, models:<model>:infer, %s, %s or %s)",
-				field, s, oauth.ScopeIntrospect, oauth.ScopeAccount, oauth.ScopeAdmin)
+			return fmt.Errorf("%s: %q is not a scope (models:infer, models:read, models:<model>:infer, %s, %s, %s or %s)",
+				field, s, check.ScopeVariantOverride, oauth.ScopeIntrospect, oauth.ScopeAccount, oauth.ScopeAdmin)
 		}
 	}
 	return nil

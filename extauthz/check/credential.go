@@ -36,6 +36,10 @@ type reqHeaders struct {
 	// ","), the subprotocols a WebSocket client offers.
 	wsProtocol    string
 	hasWSProtocol bool
+	// variant is wire.HeaderVariantRequest, a tester's pick of a traffic
+	// policy's variant ("\n", never a valid name, when repeated).
+	variant    string
+	hasVariant bool
 	// wsPath: the request path ends with wire.WSPathSuffix, so a
 	// credential may come in wsProtocol (set before authenticate).
 	wsPath bool
@@ -98,6 +102,12 @@ func (h *reqHeaders) add(key, value string) {
 			value = "\n"
 		}
 		h.streamModel, h.hasStreamModel = value, true
+	case wire.HeaderVariantRequest:
+		if h.hasVariant {
+			// Two variants named: refused as an invalid name.
+			value = "\n"
+		}
+		h.variant, h.hasVariant = value, true
 	default:
 		if strings.HasPrefix(key, wire.HeaderPrefix) {
 			h.helix = append(h.helix, key)

@@ -31,6 +31,7 @@ const (
 	outcomeUnavailable                           // 503 / UNAVAILABLE
 	outcomeRateLimited                           // 429 / RESOURCE_EXHAUSTED
 	outcomeFailedPrecondition                    // 400 / FAILED_PRECONDITION
+	outcomeInvalidArgument                       // 400 / INVALID_ARGUMENT
 )
 
 // denial says why a request is refused. reason is for metrics and logs;
@@ -69,6 +70,14 @@ var (
 	// message, so that a REST client gets {"error": message}, the KServe
 	// error shape tritonclient shows.
 	denySharedMemory = denial{outcomeFailedPrecondition, "shared_memory", wire.SharedMemoryThroughGateway, wire.SharedMemoryThroughGateway, nil}
+	// denyVariantScope: wire.HeaderVariantRequest from a credential
+	// without wire.ScopeVariantOverride is refused rather than ignored, so
+	// that a tester never believes they reached the variant they named.
+	// (Literals, one line each: tests/docs reads them for
+	// docs/troubleshooting.md; check_test.go ties them to wire's names.)
+	denyVariantScope = denial{outcomeForbidden, "variant_override_scope", "insufficient_scope", "helix-variant needs the scope models:variant-override", nil}
+	// denyBadVariant: a name wire.CheckVariantName refuses, or two names.
+	denyBadVariant = denial{outcomeInvalidArgument, "bad_variant", "invalid_request", "helix-variant: not one variant name (1 to 32 of a-z, 0-9, -)", nil}
 )
 
 // Metric results.
@@ -125,6 +134,8 @@ func deniedResponse(d denial, grpcCaller bool) *authv3.CheckResponse {
 		}
 	case outcomeFailedPrecondition:
 		httpCode, grpcCode = typev3.StatusCode_BadRequest, codes.FailedPrecondition
+	case outcomeInvalidArgument:
+		httpCode, grpcCode = typev3.StatusCode_BadRequest, codes.InvalidArgument
 	case outcomeRateLimited:
 		httpCode, grpcCode = typev3.StatusCode_TooManyRequests, codes.ResourceExhausted
 		headers = append(headers, rateLimitHeaders(d.limit)...)
@@ -182,59 +193,109 @@ func errorBody(d denial) string {
 // never goes on as the client sent it, since it may hold a credential: on
 // a WebSocket that offered wire.WSProtocol it becomes exactly that, else
 // it is removed.
-func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision, sc streamCredential) *authv3.CheckResponse {
-	n := 4
-	if t.stream {
-		n = 6
+//
+// Inference on one model gets what a traffic policy's routes read
+// (docs/rollouts.md): wire.HeaderAssignment always (Envoy ignores it where
+// no sticky policy exists) and wire.HeaderRequestedVersion when the
+// request names a version. variant, the admitted wire.HeaderVariantRequest
+// ("" when none), becomes wire.HeaderVariant on any request for one model.
+func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision, sc streamCredential, variant string) *authv3.CheckResponse {
+	infer := t.action == actionInfer && t.reach == reachModel
+	n := 1
+	for _, set := range [...]bool{p.Plan != "", t.reach == reachModel, t.sequence != "", t.stream, t.stream,
+		h.hasWSProtocol, infer, infer && t.version != "", variant != "" && t.reach == reachModel} {
+		if set {
+			n++
+		}
 	}
-	headers := make([]*corev3.HeaderValueOption, 0, n)
+	headers := newHeaderList(n)
 	remove := make([]string, 0, 4+len(h.helix))
 	remove = append(remove, hdrAuthorization, hdrAPIKey)
 
-	headers = append(headers, header(wire.HeaderClient, p.ClientID))
+	headers.set(wire.HeaderClient, p.ClientID)
 	if p.Plan != "" {
-		headers = append(headers, header(wire.HeaderPlan, p.Plan))
+		headers.set(wire.HeaderPlan, p.Plan)
 	} else {
 		remove = append(remove, wire.HeaderPlan)
 	}
 	if t.reach == reachModel {
-		headers = append(headers, header(wire.HeaderModel, t.model))
+		headers.set(wire.HeaderModel, t.model)
 	} else {
 		// No model known: a client-sent x-helix-model must not route.
 		remove = append(remove, wire.HeaderModel)
 	}
 	if t.sequence != "" {
 		// Envoy routes it to the model's consistent-hash clusters.
-		headers = append(headers, header(wire.HeaderSequence, t.sequence))
+		headers.set(wire.HeaderSequence, t.sequence)
+	}
+	if infer {
+		headers.set(wire.HeaderAssignment, wire.AssignmentHeaderValue(p.ClientID, t.model))
+		if t.version != "" {
+			headers.set(wire.HeaderRequestedVersion, t.version)
+		}
+	}
+	if variant != "" && t.reach == reachModel {
+		headers.set(wire.HeaderVariant, variant)
 	}
 	if t.stream {
-		headers = append(headers, header(wire.HeaderCredential, sc.id))
+		headers.set(wire.HeaderCredential, sc.id)
 		if sc.expires != "" {
-			headers = append(headers, header(wire.HeaderExpires, sc.expires))
+			headers.set(wire.HeaderExpires, sc.expires)
 		} else {
 			remove = append(remove, wire.HeaderExpires)
 		}
 	}
 	if h.hasWSProtocol {
 		if t.ws && parseWSProtocols(h.wsProtocol).helix {
-			headers = append(headers, header(wire.HeaderWSProtocol, wire.WSProtocol))
+			headers.set(wire.HeaderWSProtocol, wire.WSProtocol)
 		} else {
 			remove = append(remove, wire.HeaderWSProtocol)
 		}
 	}
 	for _, name := range h.helix {
-		if !setsHeader(headers, name) && !contains(remove, name) {
+		if !setsHeader(headers.list, name) && !contains(remove, name) {
 			remove = append(remove, name)
 		}
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:              headers,
+			Headers:              headers.list,
 			HeadersToRemove:      remove,
 			ResponseHeadersToAdd: rateLimitHeaders(limit),
 		}},
 	}
+}
+
+// headerSlot is one header of an OK answer and its value.
+type headerSlot struct {
+	opt corev3.HeaderValueOption
+	val corev3.HeaderValue
+}
+
+// headerList builds an OK answer's headers in one allocation rather than
+// two a header: Check sets up to ten on every request.
+type headerList struct {
+	slots []headerSlot
+	list  []*corev3.HeaderValueOption
+}
+
+// newHeaderList makes room for n headers.
+func newHeaderList(n int) headerList {
+	return headerList{slots: make([]headerSlot, n), list: make([]*corev3.HeaderValueOption, 0, n)}
+}
+
+// set adds a header that replaces any value the request had, as header
+// does.
+func (l *headerList) set(key, value string) {
+	if len(l.list) == len(l.slots) {
+		l.list = append(l.list, header(key, value)) // more than counted: still right
+		return
+	}
+	s := &l.slots[len(l.list)]
+	s.val.Key, s.val.Value = key, value
+	s.opt.Header, s.opt.AppendAction = &s.val, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	l.list = append(l.list, &s.opt)
 }
 
 // setsHeader reports whether headers set name.

@@ -38,7 +38,8 @@
 //
 // Scopes: "models:infer" (inference on every model), "models:<m>:infer"
 // (on model m), "models:read" (health, server and model metadata, ready,
-// config, statistics). Inference scopes do not imply models:read. Besides
+// config, statistics), "models:variant-override" (wire.ScopeVariantOverride:
+// may send helix-variant, below). Inference scopes do not imply models:read. Besides
 // scope, the client's model list (token claim helix_models, or the API
 // key's client) must hold the model or "*"; an empty list allows no model.
 //
@@ -59,6 +60,16 @@
 // ext_authz filter should clear the route cache so that gRPC requests
 // route by x-helix-model.
 //
+// Traffic policies (docs/rollouts.md): inference on one model also gets
+// x-helix-assignment (wire.AssignmentHeaderValue of client and model: a
+// sticky policy's weighted clusters hash on it) and, when the request
+// names a version (gRPC field 2 in those first bytes, REST
+// /versions/{v}), x-helix-requested-version. A client's "helix-variant:
+// <name>" (wire.HeaderVariantRequest) needs the scope
+// models:variant-override (403 / PERMISSION_DENIED without it, rather
+// than ignored) and a variant name (wire.CheckVariantName, else 400 /
+// INVALID_ARGUMENT); a request for one model then gets x-helix-variant.
+//
 // Rate limits: an authorized request is then counted against its client's
 // plan (Config.RateLimits, per client and model); the answer carries
 // x-ratelimit-limit, -remaining and -reset for the client. Opening a stream
@@ -68,8 +79,9 @@
 // Denials: 401 with WWW-Authenticate (no or bad credential, revoked
 // token), 403 with a short JSON error (route, model, scope), 429 with
 // retry-after over the plan's limit, 503 when a backend needed for the
-// decision is unreachable; gRPC callers get UNAUTHENTICATED,
-// PERMISSION_DENIED, RESOURCE_EXHAUSTED or UNAVAILABLE as grpc-status.
+// decision is unreachable, 400 for a bad helix-variant; gRPC callers get
+// UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNAVAILABLE or
+// INVALID_ARGUMENT as grpc-status.
 package check
 
 import (
@@ -87,6 +99,7 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/ratelimit"
 	"github.com/helixflow/helixflow/extauthz/token"
+	"github.com/helixflow/helixflow/internal/wire"
 )
 
 // Scopes.
@@ -95,6 +108,9 @@ const (
 	ScopeInfer = "models:infer"
 	// ScopeRead allows health, metadata, ready, config and statistics.
 	ScopeRead = "models:read"
+	// ScopeVariantOverride lets a credential pick a traffic policy's
+	// variant with helix-variant (wire.ScopeVariantOverride).
+	ScopeVariantOverride = wire.ScopeVariantOverride
 	// AllModels in a model list allows every model.
 	AllModels = "*"
 )
@@ -285,6 +301,11 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if d := authorize(p, t); d != nil {
 		return deny(*d, p, t, true)
 	}
+	if h.hasVariant {
+		if d := checkVariant(p, h.variant); d != nil {
+			return deny(*d, p, t, true)
+		}
+	}
 	var stream streamCredential
 	if t.stream {
 		var d *denial
@@ -309,7 +330,7 @@ func (s *Service) check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 			limit = &rl
 		}
 	}
-	return okResponse(p, t, &h, limit, stream), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
+	return okResponse(p, t, &h, limit, stream, h.variant), decision{result: resultOK, reason: "ok", principal: p, target: t, routed: true}
 }
 
 // authenticate finds and checks the request's credential. It returns the
@@ -467,6 +488,20 @@ func authorize(p *Principal, t target) *denial {
 		}
 	}
 	return &denyModelNotAllowed
+}
+
+// checkVariant admits a client's wire.HeaderVariantRequest: the
+// credential must hold wire.ScopeVariantOverride (else 403, checked first
+// so that a client without it learns nothing of names), and the name must
+// be one variant name (else 400).
+func checkVariant(p *Principal, name string) *denial {
+	if !contains(p.Scopes, wire.ScopeVariantOverride) {
+		return &denyVariantScope
+	}
+	if wire.CheckVariantName(name) != nil {
+		return &denyBadVariant
+	}
+	return nil
 }
 
 // hasInferScope: models:infer, or models:<m>:infer for a request on m.
