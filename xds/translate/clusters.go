@@ -40,7 +40,9 @@ const (
 
 // clusters builds the side services first, then the default pool, then
 // the clusters of each model pool, in model order: gRPC and REST ports,
-// and for a sequence pool (ir.Pool.Sequence) their consistent-hash twins
+// with a traffic policy (ir.Pool.Traffic) each variant's and the
+// shadow's pair (GRPCVariantCluster, HTTPVariantCluster; traffic.go), and
+// for a sequence pool (ir.Pool.Sequence) their consistent-hash twins
 // (sequencePool). Other pools get no twins: two clusters (and their Maglev
 // tables, health state and stats) per model that would never be used.
 func clusters(g *ir.Gateway) ([]types.Resource, error) {
@@ -79,12 +81,27 @@ func clusters(g *ir.Gateway) ([]types.Resource, error) {
 	if err := add(b.httpPool(ClusterDefaultHTTP, wire.RESTServerReady), nil); err != nil {
 		return nil, err
 	}
-	for _, p := range g.Pools {
+	for i, p := range g.Pools {
 		if err := add(b.grpcPool(GRPCCluster(p.Model), p.Model), nil); err != nil {
 			return nil, err
 		}
 		if err := add(b.httpPool(HTTPCluster(p.Model), wire.RESTModelPath(p.Model, "", "ready")), nil); err != nil {
 			return nil, err
+		}
+		if p.Traffic != nil {
+			if err := checkTraffic(&g.Pools[i]); err != nil {
+				return nil, err
+			}
+			// A variant's clusters are checked as the model's: its
+			// endpoints serve the model.
+			for _, v := range trafficVariants(&g.Pools[i]) {
+				if err := add(b.grpcPool(GRPCVariantCluster(p.Model, v.Name), p.Model), nil); err != nil {
+					return nil, err
+				}
+				if err := add(b.httpPool(HTTPVariantCluster(p.Model, v.Name), wire.RESTModelPath(p.Model, "", "ready")), nil); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if !p.Sequence {
 			continue

@@ -58,6 +58,22 @@
 //     (x-helix-sequence, set by authz) goes to the model's
 //     consistent-hash cluster without retries; generate_stream
 //     (server-sent events) has the stream timeout and no retries.
+//   - traffic.go: a model's traffic policy (ir.Pool.Traffic: A/B
+//     splits, canaries and rollouts, shadows). Each variant and the shadow
+//     get a gRPC and a REST cluster (GRPCVariantCluster,
+//     HTTPVariantCluster) with their own EDS assignment: the model's ready
+//     endpoints that ir.Variant.Matches (version, pool). Each of the
+//     model's routes (gRPC unary and stream, WebSocket, generate_stream,
+//     REST) becomes: per variant an override on x-helix-variant; per
+//     pinned version a route for requests naming it (gRPC:
+//     x-helix-requested-version; REST: /versions/{v}), to that variant;
+//     other named versions to the model's own cluster; then
+//     weighted_clusters over the variants with weight > 0 (header_name
+//     x-helix-assignment when sticky; x-helix-model-version added per
+//     variant that pins a version). A shadow is a request_mirror_policy
+//     (runtime_fraction = its percent; x-helix-shadow: 1 and its version
+//     set on the copy) on the unary routes' overrides and split. A model
+//     without a policy gets exactly what it got before policies existed.
 //   - publicroutes.go: with ir.AuthZ.Public, helix-authz's public surface
 //     (wire.PublicPathPrefixes, wire.PublicExactPaths: the portal, the
 //     people's API, OAuth2, its pages) routed first to the
@@ -75,7 +91,8 @@
 //     Outlier
 //     detection, circuit breakers with the retry budget, mTLS via SDS.
 //   - endpoints.go: a ClusterLoadAssignment per pool cluster with the
-//     ready workers (possibly none).
+//     ready workers (possibly none), a policy's variants' after their
+//     model's own (UpdateEndpoints rebuilds them with it).
 //   - secrets.go: SDS secrets that name files, which Envoy reads and
 //     watches itself (rotation without a new snapshot; see secrets).
 //   - names.go: every resource name, header and descriptor key.

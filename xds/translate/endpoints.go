@@ -14,11 +14,31 @@ import (
 // order of clusters. Only ready endpoints are listed; a pool with none
 // still gets its (empty) assignment, so its routes answer 503 (gRPC
 // UNAVAILABLE) rather than pointing at a missing cluster. REST clusters
-// list only workers that serve REST.
+// list only workers that serve REST. A pool with a traffic policy has
+// its variants' assignments after its own (poolAssignments).
 func endpoints(g *ir.Gateway) ([]types.Resource, error) {
 	out := make([]types.Resource, 0, 2+2*len(g.Pools))
 	memo := newEndpointMemo()
-	add := func(cla *endpointv3.ClusterLoadAssignment, err error) error {
+	var err error
+	if out, err = memo.poolAssignments(out, &g.DefaultPool, ClusterDefaultGRPC, ClusterDefaultHTTP); err != nil {
+		return nil, err
+	}
+	for i := range g.Pools {
+		p := &g.Pools[i]
+		if out, err = memo.poolAssignments(out, p, GRPCCluster(p.Model), HTTPCluster(p.Model)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// poolAssignments appends to out p's assignments, checked: its gRPC and
+// REST clusters' (named grpc, http), then, with a traffic policy, each
+// variant's and the shadow's gRPC and REST ones (the endpoints that
+// ir.Variant.Matches), in trafficVariants order: the order of clusters.
+func (m *endpointMemo) poolAssignments(out []types.Resource, p *ir.Pool, grpc, http string) ([]types.Resource, error) {
+	add := func(name string, eps []ir.Endpoint, rest bool) error {
+		cla, err := m.assignment(name, eps, rest)
 		if err != nil {
 			return err
 		}
@@ -28,15 +48,24 @@ func endpoints(g *ir.Gateway) ([]types.Resource, error) {
 		out = append(out, cla)
 		return nil
 	}
-	pools := append([]poolNames{{ClusterDefaultGRPC, ClusterDefaultHTTP, g.DefaultPool}}, make([]poolNames, 0, len(g.Pools))...)
-	for _, p := range g.Pools {
-		pools = append(pools, poolNames{GRPCCluster(p.Model), HTTPCluster(p.Model), p})
+	if err := add(grpc, p.Endpoints, false); err != nil {
+		return nil, err
 	}
-	for _, p := range pools {
-		if err := add(memo.assignment(p.grpc, p.pool.Endpoints, false)); err != nil {
+	if err := add(http, p.Endpoints, true); err != nil {
+		return nil, err
+	}
+	if p.Traffic == nil {
+		return out, nil
+	}
+	if err := checkTraffic(p); err != nil {
+		return nil, err
+	}
+	for _, v := range trafficVariants(p) {
+		eps := variantEndpoints(p, v)
+		if err := add(GRPCVariantCluster(p.Model, v.Name), eps, false); err != nil {
 			return nil, err
 		}
-		if err := add(memo.assignment(p.http, p.pool.Endpoints, true)); err != nil {
+		if err := add(HTTPVariantCluster(p.Model, v.Name), eps, true); err != nil {
 			return nil, err
 		}
 	}
@@ -98,11 +127,6 @@ func checkAssignment(cla *endpointv3.ClusterLoadAssignment) error {
 		l.LbEndpoints = saved[i]
 	}
 	return err
-}
-
-type poolNames struct {
-	grpc, http string
-	pool       ir.Pool
 }
 
 func (m *endpointMemo) assignment(cluster string, eps []ir.Endpoint, rest bool) (*endpointv3.ClusterLoadAssignment, error) {

@@ -18,21 +18,31 @@ import (
 // from g, and the default pool's when defaultPool, every other resource
 // shared with prev (resources are immutable). g is the gateway prev was
 // translated from but for those pools' endpoints: the same pools (models)
-// and everything else equal; only the named pools and the default pool
-// are validated. A model without a pool in prev is an error: a pool that
-// appears or goes changes routes and clusters, which takes Translate.
+// and everything else equal (traffic policies included: a pool's
+// variants' assignments are rebuilt with its own); only the named pools
+// and the default pool are validated. A model without a pool in prev is
+// an error: a pool that appears or goes, or a policy that comes, goes or
+// changes, changes routes and clusters, which takes Translate.
 //
 // With 1,000 models on 100 workers, one worker's change rebuilds the
 // assignments of the pools it is in instead of all 6,000 resources, and
 // the ADS server hashes only those (xds/server remembers the others'
 // digests).
 func UpdateEndpoints(prev *Resources, g *ir.Gateway, models []string, defaultPool bool) (*Resources, error) {
-	if len(prev.Endpoints) != 2+2*len(g.Pools) {
-		return nil, fmt.Errorf("update endpoints: the last translation has %d assignments, the gateway %d pools: not the same pools", len(prev.Endpoints), len(g.Pools))
-	}
 	pools := g.Pools
 	if !slices.IsSortedFunc(pools, func(a, b ir.Pool) int { return strings.Compare(a.Model, b.Model) }) {
 		pools = g.Sorted().Pools
+	}
+	// Where each pool's assignments start: its two, then two per variant
+	// of its traffic policy (poolAssignments).
+	at := make([]int, len(pools))
+	n := 2
+	for i := range pools {
+		at[i] = n
+		n += 2 + 2*trafficClusterCount(&pools[i])
+	}
+	if len(prev.Endpoints) != n {
+		return nil, fmt.Errorf("update endpoints: the last translation has %d assignments, the gateway's pools and policies %d: not the same pools", len(prev.Endpoints), n)
 	}
 	find := func(m string) (int, bool) {
 		return slices.BinarySearchFunc(pools, m, func(p ir.Pool, m string) int { return strings.Compare(p.Model, m) })
@@ -53,33 +63,30 @@ func UpdateEndpoints(prev *Resources, g *ir.Gateway, models []string, defaultPoo
 	}
 	eps := slices.Clone(prev.Endpoints)
 	memo := newEndpointMemo()
-	set := func(i int, p ir.Pool, grpc, http string) error {
-		for k, c := range []struct {
-			name string
-			rest bool
-		}{{grpc, false}, {http, true}} {
-			if got := assignmentName(eps[i+k]); got != c.name {
-				return fmt.Errorf("update endpoints: assignment #%d of the last translation is %q, want %q: not the same pools", i+k, got, c.name)
+	var built []types.Resource
+	set := func(i int, p *ir.Pool, grpc, http string) error {
+		var err error
+		if built, err = memo.poolAssignments(built[:0], p, grpc, http); err != nil {
+			return err
+		}
+		for k, r := range built {
+			want := assignmentName(r)
+			if got := assignmentName(eps[i+k]); got != want {
+				return fmt.Errorf("update endpoints: assignment #%d of the last translation is %q, want %q: not the same pools", i+k, got, want)
 			}
-			cla, err := memo.assignment(c.name, p.Endpoints, c.rest)
-			if err != nil {
-				return err
-			}
-			if err := checkAssignment(cla); err != nil {
-				return err
-			}
-			eps[i+k] = cla
+			eps[i+k] = r
 		}
 		return nil
 	}
 	if defaultPool {
-		if err := set(0, s.DefaultPool, ClusterDefaultGRPC, ClusterDefaultHTTP); err != nil {
+		if err := set(0, &s.DefaultPool, ClusterDefaultGRPC, ClusterDefaultHTTP); err != nil {
 			return nil, err
 		}
 	}
-	for _, p := range s.Pools {
+	for j := range s.Pools {
+		p := &s.Pools[j]
 		i, _ := find(p.Model)
-		if err := set(2+2*i, p, GRPCCluster(p.Model), HTTPCluster(p.Model)); err != nil {
+		if err := set(at[i], p, GRPCCluster(p.Model), HTTPCluster(p.Model)); err != nil {
 			return nil, err
 		}
 	}

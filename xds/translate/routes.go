@@ -73,6 +73,11 @@ import (
 // plain route (on gRPC authz still sets x-helix-sequence; route 4 matches)
 // and the worker answers it as for any request to that model.
 //
+// A model with a traffic policy (ir.Pool.Traffic) has each of its routes
+// 1, 4, 5, 7 and 10 replaced, in place, by the policy's routes
+// (trafficRoutes in traffic.go: variant overrides, named versions, other
+// versions, the weighted split; a shadow mirrored on 4 and 10).
+//
 // Everything else gets Envoy's 404. Unary routes have the request timeout
 // (Envoy's 15s default is replaced) and the retry policy but for the
 // sequence routes. An upgrade on any route but 5 and 6 is refused by
@@ -86,10 +91,19 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := make([]*routev3.Route, 0, len(public)+7*len(g.Pools)+5) // at most
+	rs := make([]*routev3.Route, 0, len(public)+7*len(g.Pools)+5) // at most, without policies
 	rs = append(rs, public...)
-	for _, p := range g.Pools {
-		rs = append(rs, b.streamRoute(p.Model))
+	// model adds p's route r, or with a traffic policy the routes that
+	// replace it (traffic.go).
+	model := func(p *ir.Pool, r *routev3.Route, k routeKind) {
+		if p.Traffic == nil {
+			rs = append(rs, r)
+			return
+		}
+		rs = append(rs, b.trafficRoutes(p, r, k)...)
+	}
+	for i := range g.Pools {
+		model(&g.Pools[i], b.streamRoute(g.Pools[i].Model), routeKind{})
 	}
 	rs = append(rs, b.streamRoute(""))
 	for _, p := range g.Pools {
@@ -97,15 +111,15 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 			rs = append(rs, b.grpcSequenceRoute(p.Model))
 		}
 	}
-	for _, p := range g.Pools {
-		rs = append(rs, b.grpcModelRoute(p.Model))
+	for i := range g.Pools {
+		model(&g.Pools[i], b.grpcModelRoute(g.Pools[i].Model), routeKind{mirror: true})
 	}
-	for _, p := range g.Pools {
-		rs = append(rs, b.wsRoute(p.Model))
+	for i := range g.Pools {
+		model(&g.Pools[i], b.wsRoute(g.Pools[i].Model), routeKind{rest: true})
 	}
 	rs = append(rs, b.wsRoute(""))
-	for _, p := range g.Pools {
-		rs = append(rs, b.sseRoute(p.Model))
+	for i := range g.Pools {
+		model(&g.Pools[i], b.sseRoute(g.Pools[i].Model), routeKind{rest: true})
 	}
 	rs = append(rs, b.sseRoute(""))
 	for _, p := range g.Pools {
@@ -113,8 +127,8 @@ func routes(g *ir.Gateway) ([]types.Resource, error) {
 			rs = append(rs, b.restSequenceRoute(p.Model))
 		}
 	}
-	for _, p := range g.Pools {
-		rs = append(rs, b.restModelRoute(p))
+	for i := range g.Pools {
+		model(&g.Pools[i], b.restModelRoute(g.Pools[i]), routeKind{rest: true, mirror: true})
 	}
 	rs = append(rs, b.grpcDefaultRoute(), b.restDefaultRoute())
 
