@@ -200,7 +200,7 @@ func TestOpenWorkersKubernetes(t *testing.T) {
 	})
 	// The Service has no helixflow.io/sequence-models annotation, so every
 	// model of it gets sequence routing (xds/kube: safe rather than cheap).
-	want := []registry.Worker{{ID: "worker-0", Address: "10.0.0.1", GRPCPort: 8001, Ready: true,
+	want := []registry.Worker{{ID: "worker-0", Address: "10.0.0.1", GRPCPort: 8001, Ready: true, Pool: "default",
 		Models: []registry.Model{{Name: "mlp", Ready: true, Sequence: true}, {Name: "simple", Ready: true, Sequence: true}}}}
 	if got := src.Snapshot(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("workers after the start:\n got %+v\nwant %+v", got, want)

@@ -28,6 +28,12 @@ const (
 	// while the routing costs a non-sequence model only resources. The
 	// Helm chart always writes it (workers.pools[].sequenceModels).
 	SequenceModelsAnnotation = "helixflow.io/sequence-models"
+	// PoolLabel on a worker Service names the worker pool of its pods
+	// (registry.Worker.Pool, what a traffic policy's variant selects by
+	// pool): the chart's workers.pools[].name. Absent: wire.DefaultPool.
+	// Versions are not known from Kubernetes, so a variant by version
+	// needs workers that register (the registry source).
+	PoolLabel = "helixflow.io/pool"
 	// GRPCPortName (required) and HTTPPortName (optional) name the
 	// Service's ports, which its EndpointSlices carry.
 	GRPCPortName = "grpc"
@@ -76,6 +82,20 @@ func parseModels(annotations map[string]string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, errors.Join(bad...)
+}
+
+// parsePool reads the pool label: wire.DefaultPool when absent or empty,
+// an error (the Service is left out: its workers' pool is unknown, and a
+// guess would put them in another pool's variant) when not a pool name.
+func parsePool(labels map[string]string) (string, error) {
+	v := labels[PoolLabel]
+	if v == "" {
+		return wire.DefaultPool, nil
+	}
+	if err := wire.CheckPoolName(v); err != nil {
+		return "", fmt.Errorf("%w: label %s %q: %w", ErrInvalid, PoolLabel, clip(v), err)
+	}
+	return v, nil
 }
 
 // parseSequenceModels reads the sequence-models annotation against the

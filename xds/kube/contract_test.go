@@ -2,6 +2,7 @@ package kube
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -47,5 +48,56 @@ func TestParseModels(t *testing.T) {
 				t.Fatalf("parseModels = %v, %v; want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParsePool(t *testing.T) {
+	tests := []struct {
+		labels  map[string]string
+		want    string
+		wantErr string
+	}{
+		{nil, "default", ""},
+		{map[string]string{PoolLabel: ""}, "default", ""},
+		{map[string]string{PoolLabel: "gpu-a100"}, "gpu-a100", ""},
+		{map[string]string{PoolLabel: strings.Repeat("p", 63)}, strings.Repeat("p", 63), ""},
+		{map[string]string{PoolLabel: strings.Repeat("p", 64)}, "", "64 bytes, at most 63"},
+		{map[string]string{PoolLabel: "Canary"}, "", `label helixflow.io/pool "Canary": not a valid pool name: byte 0 is 'C'`},
+		{map[string]string{PoolLabel: "a.b"}, "", "byte 1 is '.'"},
+	}
+	for _, tt := range tests {
+		got, err := parsePool(tt.labels)
+		if tt.wantErr != "" {
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parsePool(%v) = %q, %v; want an ErrInvalid with %q", tt.labels, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parsePool(%v) = %q, %v; want %q", tt.labels, got, err, tt.want)
+		}
+	}
+}
+
+// TestChartWritesTheContract: the Helm chart's worker Service carries the
+// label and annotation names defined here (the chart cannot import them;
+// this pins its copy to this one).
+func TestChartWritesTheContract(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/helm/helixflow/templates/workers.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _, _ := strings.Cut(string(b), "kind: Deployment")
+	for _, want := range []string{
+		ComponentLabel + ": " + WorkerComponent,
+		PoolLabel + ": {{ $p.name }}",
+		ModelsAnnotation + ": ",
+		SequenceModelsAnnotation + ": ",
+		"name: " + GRPCPortName,
+		"name: " + HTTPPortName,
+	} {
+		if !strings.Contains(svc, want) {
+			t.Errorf("the chart's worker Service lacks %q", want)
+		}
 	}
 }

@@ -43,6 +43,12 @@ func withSequence(s *corev1.Service, models string) *corev1.Service {
 	return s
 }
 
+// withPool sets the pool label.
+func withPool(s *corev1.Service, pool string) *corev1.Service {
+	s.Labels[PoolLabel] = pool
+	return s
+}
+
 func unlabelled(s *corev1.Service) *corev1.Service {
 	s.Labels = map[string]string{"app": "other"}
 	return s

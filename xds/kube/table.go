@@ -45,6 +45,9 @@ type worker struct {
 	key      endpointKey
 	httpPort uint32
 	routable bool
+	// pool is its Service's PoolLabel (the lower name when two Services
+	// list the pod).
+	pool string
 	// models: the model's name -> whether it gets sequence routing.
 	models map[string]bool
 }
@@ -56,6 +59,7 @@ type worker struct {
 // the order of the slices.
 func (w *worker) merge(o *worker) {
 	w.routable = w.routable && o.routable
+	w.pool = min(w.pool, o.pool)
 	for m, seq := range o.models {
 		w.models[m] = w.models[m] || seq
 	}
@@ -88,6 +92,7 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 	services = slices.Clone(services)
 	slices.SortFunc(services, func(a, b *corev1.Service) int { return cmp.Compare(a.Name, b.Name) })
 	type pool struct {
+		name     string
 		models   []string
 		sequence map[string]bool
 	}
@@ -96,13 +101,18 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 		if s.Namespace != namespace || s.Labels[ComponentLabel] != WorkerComponent {
 			continue
 		}
+		name, err := parsePool(s.Labels)
+		if err != nil {
+			problems = append(problems, problem{kind: "Service", name: namespace + "/" + s.Name, err: err})
+			continue
+		}
 		models, err := parseModels(s.Annotations)
 		var seq map[string]bool
 		if len(models) > 0 {
 			var serr error
 			seq, serr = parseSequenceModels(s.Annotations, models)
 			err = errors.Join(err, serr)
-			pools[s.Name] = pool{models: models, sequence: seq}
+			pools[s.Name] = pool{name: name, models: models, sequence: seq}
 		}
 		if err != nil {
 			problems = append(problems, problem{kind: "Service", name: namespace + "/" + s.Name, err: err, partial: len(models) > 0})
@@ -140,7 +150,7 @@ func buildTable(namespace string, services []*corev1.Service, epSlices []*discov
 				bad = append(bad, fmt.Sprintf("endpoints[%d]: %v", i, err))
 				continue
 			}
-			w := &worker{id: workerID(ep, addr), key: endpointKey{addr, grpcPort}, httpPort: httpPort, routable: routable(ep.Conditions), models: make(map[string]bool, len(p.models))}
+			w := &worker{id: workerID(ep, addr), key: endpointKey{addr, grpcPort}, httpPort: httpPort, routable: routable(ep.Conditions), pool: p.name, models: make(map[string]bool, len(p.models))}
 			for _, m := range p.models {
 				w.models[m] = p.sequence[m]
 			}
@@ -204,7 +214,7 @@ func workers(order []*worker) []registry.Worker {
 		slices.SortFunc(models, func(a, b registry.Model) int { return cmp.Compare(a.Name, b.Name) })
 		out = append(out, registry.Worker{
 			ID: id, Address: w.key.addr.String(), GRPCPort: w.key.port, HTTPPort: w.httpPort,
-			Ready: w.routable, Models: models,
+			Ready: w.routable, Pool: w.pool, Models: models,
 		})
 	}
 	slices.SortFunc(out, func(a, b registry.Worker) int {

@@ -10,17 +10,24 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	"github.com/helixflow/helixflow/xds/registry"
 )
 
-// wk is a worker as the table should hold it.
-// wk is a worker; a model written "name+seq" is a sequence model.
+// wk is a worker as the table should hold it, in the default pool; a
+// model written "name+seq" is a sequence model.
 func wk(id, addr string, grpc, http uint32, routable bool, models ...string) registry.Worker {
-	w := registry.Worker{ID: id, Address: addr, GRPCPort: grpc, HTTPPort: http, Ready: routable, Models: []registry.Model{}}
+	w := registry.Worker{ID: id, Address: addr, GRPCPort: grpc, HTTPPort: http, Ready: routable, Pool: wire.DefaultPool, Models: []registry.Model{}}
 	for _, m := range models {
 		name, seq := strings.CutSuffix(m, "+seq")
 		w.Models = append(w.Models, registry.Model{Name: name, Ready: true, Sequence: seq})
 	}
+	return w
+}
+
+// inPool is w in pool.
+func inPool(w registry.Worker, pool string) registry.Worker {
+	w.Pool = pool
 	return w
 }
 
@@ -231,6 +238,39 @@ func TestBuildTable(t *testing.T) {
 			},
 			want:     []registry.Worker{wk("w", "10.0.0.1", 8001, 8000, true, "acc+seq", "mlp", "simple")},
 			problems: []string{`Service helix/a: annotation helixflow.io/sequence-models: entry 2 "nope" left out: not one of the Service's models`},
+		},
+		{
+			name:     "the pool label is the workers' pool; absent or empty, the default pool",
+			services: []*corev1.Service{withPool(service(testNS, "canary", "simple"), "canary"), service(testNS, "main", "simple"), withPool(service(testNS, "empty", "simple"), "")},
+			slices: []*discoveryv1.EndpointSlice{
+				v4("canary-1", "canary", grpcHTTP, endpoint("10.0.0.2", "c", ready)),
+				v4("main-1", "main", grpcHTTP, endpoint("10.0.0.1", "m", ready)),
+				v4("empty-1", "empty", grpcHTTP, endpoint("10.0.0.3", "e", ready)),
+			},
+			want: []registry.Worker{
+				inPool(wk("c", "10.0.0.2", 8001, 8000, true, "simple"), "canary"),
+				wk("e", "10.0.0.3", 8001, 8000, true, "simple"),
+				wk("m", "10.0.0.1", 8001, 8000, true, "simple"),
+			},
+		},
+		{
+			name:     "a bad pool label leaves the Service out",
+			services: []*corev1.Service{withPool(service(testNS, "gpu", "simple"), "GPU_pool"), service(testNS, "main", "mlp")},
+			slices: []*discoveryv1.EndpointSlice{
+				v4("gpu-1", "gpu", grpcHTTP, endpoint("10.0.0.2", "g", ready)),
+				v4("main-1", "main", grpcHTTP, endpoint("10.0.0.1", "m", ready)),
+			},
+			want:     []registry.Worker{wk("m", "10.0.0.1", 8001, 8000, true, "mlp")},
+			problems: []string{`Service helix/gpu: label helixflow.io/pool "GPU_pool": not a valid pool name: byte 0 is 'G'`},
+		},
+		{
+			name:     "a pod behind two pools' Services is in the lower-named pool",
+			services: []*corev1.Service{withPool(service(testNS, "a", "simple"), "zeta"), withPool(service(testNS, "b", "mlp"), "alpha")},
+			slices: []*discoveryv1.EndpointSlice{
+				v4("a-1", "a", grpcHTTP, endpoint("10.0.0.1", "w", ready)),
+				v4("b-1", "b", grpcHTTP, endpoint("10.0.0.1", "w", ready)),
+			},
+			want: []registry.Worker{inPool(wk("w", "10.0.0.1", 8001, 8000, true, "mlp", "simple"), "alpha")},
 		},
 		{
 			name:     "a reused pod address listed twice is one endpoint",
