@@ -153,7 +153,8 @@ func cmpOr(a, b string) string {
 }
 
 func (b *trBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodGet {
+	upgrade := r.Header.Get("Upgrade") != ""
+	if r.Method == http.MethodGet && !upgrade {
 		return // readiness
 	}
 	segs, _ := wire.SplitPath(r.URL.Path)
@@ -161,6 +162,10 @@ func (b *trBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fail, delay := b.record(trSeen{
 		client: r.URL.Query().Get("client"), version: r.Header.Get(wire.HeaderModelVersion), requested: mr.Version, shadow: r.Header.Get(wire.HeaderShadow),
 	})
+	if upgrade {
+		(&wsBackend{}).ServeHTTP(w, r) // accepts and echoes
+		return
+	}
 	_, _ = io.Copy(io.Discard, r.Body)
 	time.Sleep(delay)
 	if fail {
@@ -361,6 +366,7 @@ type trReq struct {
 	client  string
 	version string // the version the request names
 	variant string // helix-variant
+	tail    string // REST: the path after the model and version; default infer
 }
 
 // do sends r and returns the worker that answered and the version it
@@ -376,7 +382,7 @@ func (s *trGateway) do(ctx context.Context, r trReq) (worker, version string, er
 		})
 		return resp.GetId(), resp.GetModelVersion(), err
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.addr+wire.RESTModelPath(trModel, r.version, "infer")+"?client="+r.client,
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.addr+wire.RESTModelPath(trModel, r.version, cmpOr(r.tail, "infer"))+"?client="+r.client,
 		strings.NewReader(`{"inputs":[]}`))
 	req.Header.Set(wire.HeaderAPIKey, r.client)
 	req.Header.Set("Content-Type", "application/json")
@@ -590,6 +596,60 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 		}
 	})
 
+	// WebSocket and generate_stream take the same policy: their routes
+	// are the model's too (without a mirror: streams are not copied).
+	t.Run("WebSocket and generate_stream", func(t *testing.T) {
+		gw.publish(&ir.Traffic{Sticky: true, Variants: []ir.Variant{stable, canary},
+			Shadow: &ir.Shadow{Variant: ir.Variant{Name: "mirror", Version: "3", Pool: "shadow"}, Percent: 100}})
+		// upgrade sends no API key: the client is "".
+		want, version := oldW, "1"
+		if wire.AssignmentValue("", trModel)%100 >= 80 {
+			want, version = newW, "2"
+		}
+		for _, tc := range []struct {
+			path          string
+			worker        *trBackend
+			header, named string
+		}{
+			{wire.RESTModelPath(trModel, "", "infer", "ws"), want, version, ""},
+			{wire.RESTModelPath(trModel, "2", "infer", "ws"), newW, "", "2"},
+			{wire.RESTModelPath(trModel, "7", "infer", "ws"), nil, "", "7"},
+		} {
+			takeAll()
+			if code := upgrade(t, gw.addr, tc.path, wire.WSProtocol); code != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade %s: %d", tc.path, code)
+			}
+			var got []string
+			for _, b := range all {
+				for _, s := range b.take() {
+					got = append(got, b.name)
+					if s.version != tc.header || s.requested != tc.named || s.shadow != "" {
+						t.Errorf("upgrade %s: %s saw %+v, want %s %q", tc.path, b.name, s, wire.HeaderModelVersion, tc.header)
+					}
+				}
+			}
+			if len(got) != 1 || (tc.worker != nil && got[0] != tc.worker.name) {
+				t.Errorf("upgrade %s reached %q, want one request at %v", tc.path, got, tc.worker)
+			}
+		}
+		takeAll()
+		for _, tc := range []struct {
+			req    trReq
+			worker string
+		}{
+			{trReq{rest: true, client: "x", variant: "canary", tail: "generate_stream"}, "new"},
+			{trReq{rest: true, client: "x", variant: "stable", tail: "generate_stream"}, "old"},
+		} {
+			if w, _, err := gw.do(context.Background(), tc.req); err != nil || w != tc.worker {
+				t.Errorf("%+v: %s, %v; want %s", tc.req, w, err, tc.worker)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		if s := shadowW.take(); len(s) != 0 {
+			t.Errorf("streams were mirrored: %d copies", len(s))
+		}
+	})
+
 	t.Run("shadow gets its share", func(t *testing.T) {
 		gw.publish(&ir.Traffic{Variants: []ir.Variant{stable, canary},
 			Shadow: &ir.Shadow{Variant: ir.Variant{Name: "mirror", Version: "3", Pool: "shadow"}, Percent: 50}})
@@ -655,7 +715,7 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 			name  string
 			fail  bool
 			delay time.Duration
-		}{{"failing", true, 0}, {"slow", false, 2 * time.Second}} {
+		}{{"failing", true, 0}, {"slow", false, 4 * time.Second}} {
 			shadowW.set(mode.fail, mode.delay)
 			takeAll()
 			for _, rest := range []bool{false, true} {
