@@ -151,7 +151,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.passwordMaxConcurrent, "password-max-concurrent", 0, "password hashes computed at once (each takes --password-memory-kib of memory; more wait, up to 2 s, then 503); 0: one per CPU (GOMAXPROCS)")
 	fs.DurationVar(&o.emailVerifyLifetime, "email-verify-lifetime", accounts.DefaultVerifyLinkLifetime, "how long a mailed address-verification or email-change link works")
 	fs.DurationVar(&o.passwordResetLifetime, "password-reset-lifetime", accounts.DefaultResetLinkLifetime, "how long a mailed password-reset link works")
-	fs.StringVar(&o.xds.Address, "xds-address", "", "helix-xds's gRPC address (host:port), whose model catalogue GET /api/v1/models serves filtered by caller; none: the catalogue answers 503")
+	fs.StringVar(&o.xds.Address, "xds-address", "", "helix-xds's gRPC address (host:port), whose model catalogue GET /api/v1/models serves filtered by caller and the admin API checks a new rollout against; none: the catalogue answers 503, starting a rollout 501")
 	fs.StringVar(&o.xds.CAFile, "xds-ca-file", "", "CA bundle (PEM) that signs helix-xds's certificate (required with --xds-address)")
 	fs.StringVar(&o.xds.CertFile, "xds-cert-file", "", "client certificate (PEM) helix-authz presents to helix-xds: it must carry helix-authz's identity; re-read on each connection (required with --xds-address)")
 	fs.StringVar(&o.xds.KeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
