@@ -54,6 +54,11 @@ import (
 // answer. Requests that name a version (routes 2 and 3) are not mirrored:
 // the shadow serves its own version, not the one they asked for.
 //
+// Each variant's stats are its clusters' (ClusterStatName). Beware: in
+// Envoy 1.40's upstream_rq_xx a gRPC error (HTTP 200 with a grpc-status
+// in a trailers-only answer) counts as a 2xx; only REST's errors are 5xx
+// there (TestEnvoyTrafficPolicy pins it).
+//
 // Retries, timeouts and helix-authz's per-route settings are the model's
 // route's, copied. A model without a policy gets exactly the routes and
 // clusters it had before policies existed.

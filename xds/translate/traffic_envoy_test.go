@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -707,6 +708,17 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 		}
 	})
 
+	// stat is a counter of a cluster in Envoy's stats.
+	stat := func(cluster, name string) int {
+		t.Helper()
+		full := "cluster." + ClusterStatName(cluster) + "." + name
+		out, err := gw.envoy.Admin(context.Background(), "/stats?filter=^"+regexp.QuoteMeta(full)+"$")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), full+":")))
+		return n
+	}
 	t.Run("a failing or slow shadow is invisible", func(t *testing.T) {
 		gw.publish(&ir.Traffic{Variants: []ir.Variant{stable, canary},
 			Shadow: &ir.Shadow{Variant: ir.Variant{Name: "mirror", Version: "3", Pool: "shadow"}, Percent: 100}})
@@ -718,6 +730,7 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 		}{{"failing", true, 0}, {"slow", false, 4 * time.Second}} {
 			shadowW.set(mode.fail, mode.delay)
 			takeAll()
+			before := []int{stat(HTTPVariantCluster(trModel, "mirror"), "upstream_rq_5xx"), stat(GRPCVariantCluster(trModel, "mirror"), "upstream_rq_2xx")}
 			for _, rest := range []bool{false, true} {
 				reqs := make([]trReq, 300)
 				for i := range reqs {
@@ -740,6 +753,31 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 			}
 			if n < 600 {
 				t.Errorf("%s shadow got %d of 600 copies", mode.name, n)
+			}
+			if !mode.fail {
+				continue
+			}
+			// What the shadow's clusters' stats say of the failures, as a
+			// rollout's SLO query reads a variant's: REST's 500 is a 5xx,
+			// but a gRPC error (HTTP 200, grpc-status 13 in a trailers-only
+			// answer) is a 2xx in Envoy 1.40's upstream_rq_xx. So that
+			// counter shows no gRPC errors; this pins the fact.
+			for i, c := range []struct{ cluster, stat string }{
+				{HTTPVariantCluster(trModel, "mirror"), "upstream_rq_5xx"},
+				{GRPCVariantCluster(trModel, "mirror"), "upstream_rq_2xx"},
+			} {
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					got := stat(c.cluster, c.stat) - before[i]
+					if got >= 300 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Errorf("%s %s: %d more, want at least 300", c.cluster, c.stat, got)
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 		}
 	})
