@@ -4,7 +4,8 @@
 // (pools.go), translates the result into Envoy resources and publishes
 // them, again on every change (debounced; a change to workers' endpoints
 // alone rebuilds only the assignments of the pools it touched,
-// incremental.go).
+// incremental.go). Each model's traffic policy, the config's or a
+// rollout's, goes on its pool when it can apply (traffic.go).
 //
 //	config file ─┐
 //	             ├─► ir.Gateway + pools ─► translate ─► Publisher (xds/server)
@@ -80,9 +81,18 @@ type Builder struct {
 	cfg *config.Config
 	// holding: translate (to check the inputs) but do not publish yet.
 	holding bool
+	// overrides are the rollouts' traffic policies (SetTrafficOverrides).
+	overrides *overrides
+	// trigger asks Run's debouncer for a rebuild; nil before Run.
+	trigger func()
+	// traffic is the last translation's traffic policies (TrafficStatus).
+	traffic []server.TrafficPolicy
 	// last is the last translation (rebuild's goroutine only: New, then
 	// Run's debouncer).
 	last *lastBuild
+	// report logs and counts inactive traffic policies (rebuild's
+	// goroutine only).
+	report *trafficReport
 
 	rebuilds *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -99,7 +109,7 @@ func New(ctx context.Context, c Config) (*Builder, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Builder{
-		c: c, log: c.Logger, holding: c.StartupGrace > 0,
+		c: c, log: c.Logger, holding: c.StartupGrace > 0, report: newTrafficReport(c.Logger),
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "helix_xds_rebuilds_total",
 			Help: "Rebuilds of the Envoy resources from config and workers, by result (ok, error).",
@@ -111,7 +121,7 @@ func New(ctx context.Context, c Config) (*Builder, error) {
 		}),
 	}
 	if c.Registerer != nil {
-		for _, m := range []prometheus.Collector{b.rebuilds, b.duration} {
+		for _, m := range []prometheus.Collector{b.rebuilds, b.duration, b.report.gauge} {
 			if err := c.Registerer.Register(m); err != nil {
 				return nil, err
 			}
@@ -139,6 +149,9 @@ func (b *Builder) Run(ctx context.Context) error {
 			b.log.Error("rebuild failed; Envoy keeps the last published config", "error", err)
 		}
 	})
+	b.mu.Lock()
+	b.trigger = deb.Trigger
+	b.mu.Unlock()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
@@ -202,13 +215,19 @@ func (b *Builder) setConfig(c *config.Config) {
 func (b *Builder) rebuild(ctx context.Context) error {
 	start := time.Now()
 	b.mu.Lock()
-	cfg, holding := b.cfg, b.holding
+	cfg, ov, holding := b.cfg, b.overrides, b.holding
 	b.mu.Unlock()
-	next, err := translateWorkers(b.last, cfg, b.c.Workers.Snapshot(), b.log)
+	next, err := translateWorkers(b.last, cfg, ov, b.c.Workers.Snapshot(), b.log)
 	// Even when the publish fails: next is a correct translation of the
 	// inputs, and every Publish takes the whole set. A failed translation
 	// may have patched last: the next rebuild starts afresh.
 	b.last = next
+	if next != nil {
+		b.report.update(next.traffic)
+		b.mu.Lock()
+		b.traffic = next.traffic
+		b.mu.Unlock()
+	}
 	if err == nil && !holding {
 		err = b.c.Publisher.Publish(ctx, next.res)
 	}

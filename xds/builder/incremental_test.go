@@ -75,11 +75,11 @@ func TestRebuildAfterAWorkerChangeEqualsAFullOne(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	var last *lastBuild
 	for _, s := range steps {
-		next, err := translateWorkers(last, cfg, s.workers, log)
+		next, err := translateWorkers(last, cfg, nil, s.workers, log)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		full, err := translateWorkers(nil, cfg, s.workers, log)
+		full, err := translateWorkers(nil, cfg, nil, s.workers, log)
 		if err != nil {
 			t.Fatalf("%s: full: %v", s.name, err)
 		}
@@ -97,7 +97,7 @@ func TestRebuildAfterAWorkerChangeEqualsAFullOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next, err := translateWorkers(last, cfg2, steps[len(steps)-1].workers, log)
+	next, err := translateWorkers(last, cfg2, nil, steps[len(steps)-1].workers, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestRebuildAfterAFailedOneStartsAfresh(t *testing.T) {
 	if err := b.rebuild(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	full, err := translateWorkers(nil, b.cfg, src.table, slog.New(slog.DiscardHandler))
+	full, err := translateWorkers(nil, b.cfg, nil, src.table, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,11 +201,11 @@ func TestSequencePoolsFollowRegistrations(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	var last *lastBuild
 	for _, s := range steps {
-		next, err := translateWorkers(last, cfg, s.workers, log)
+		next, err := translateWorkers(last, cfg, nil, s.workers, log)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		full, err := translateWorkers(nil, cfg, s.workers, log)
+		full, err := translateWorkers(nil, cfg, nil, s.workers, log)
 		if err != nil {
 			t.Fatalf("%s: full: %v", s.name, err)
 		}

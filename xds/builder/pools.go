@@ -70,7 +70,7 @@ func modelEndpoint(w registry.Worker, m registry.Model) (ir.Endpoint, bool) {
 	}
 	return ir.Endpoint{
 		Address: w.Address, Port: w.GRPCPort, HTTPPort: w.HTTPPort,
-		Ready: w.Serves(m.Name), Versions: slices.Clone(m.Versions), Worker: w.ID,
+		Ready: w.Serves(m.Name), Versions: slices.Clone(m.Versions), Worker: w.ID, Pool: w.Pool,
 	}, true
 }
 
@@ -82,5 +82,5 @@ func sequenceModel(w registry.Worker, model string) bool {
 
 // defaultEndpoint is w's endpoint in the default pool.
 func defaultEndpoint(w registry.Worker) ir.Endpoint {
-	return ir.Endpoint{Address: w.Address, Port: w.GRPCPort, HTTPPort: w.HTTPPort, Ready: w.Ready, Worker: w.ID}
+	return ir.Endpoint{Address: w.Address, Port: w.GRPCPort, HTTPPort: w.HTTPPort, Ready: w.Ready, Worker: w.ID, Pool: w.Pool}
 }

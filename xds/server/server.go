@@ -102,6 +102,8 @@ type Server struct {
 	// changed is closed (and replaced) whenever a stream acknowledges,
 	// rejects or goes: make-before-break waits on it.
 	changed chan struct{}
+	// trafficStatus gives Status its traffic policies (SetTrafficStatus).
+	trafficStatus func() []TrafficPolicy
 }
 
 // New returns a Server whose streams end when ctx ends.

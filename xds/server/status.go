@@ -15,6 +15,57 @@ type Status struct {
 	// NACKs counts configs rejected by any Envoy since start.
 	NACKs    uint64 `json:"nacks_total"`
 	LastNACK *NACK  `json:"last_nack,omitempty"`
+	// Traffic is the traffic policy of each model that has one (the
+	// gateway config's or a rollout's), by model, with whether it is
+	// applied now (SetTrafficStatus; empty without policies).
+	Traffic []TrafficPolicy `json:"traffic"`
+}
+
+// Where a model's traffic policy comes from (TrafficPolicy.Source).
+const (
+	TrafficSourceConfig  = "config"  // the gateway config's traffic.<model>
+	TrafficSourceRollout = "rollout" // a rollout's weights, which replace it
+)
+
+// TrafficPolicy is a model's traffic policy as helix-xds applies it.
+type TrafficPolicy struct {
+	Model  string `json:"model"`
+	Source string `json:"source"` // TrafficSourceConfig or TrafficSourceRollout
+	// Active: Envoy's routes split the model's requests by this policy.
+	// Otherwise the model keeps its plain routes, for InactiveReason (the
+	// reason label of helix_xds_traffic_policy_inactive), explained in
+	// Detail.
+	Active         bool             `json:"active"`
+	InactiveReason string           `json:"inactive_reason,omitempty"`
+	Detail         string           `json:"detail,omitempty"`
+	Sticky         bool             `json:"sticky"`
+	Variants       []TrafficVariant `json:"variants"`
+	Shadow         *TrafficShadow   `json:"shadow,omitempty"`
+}
+
+// TrafficVariant is one variant: the model's endpoints serving Version
+// ("" any) in Pool ("" any), and its share in percent.
+type TrafficVariant struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	Pool    string `json:"pool,omitempty"`
+	Weight  uint32 `json:"weight"`
+}
+
+// TrafficShadow is the variant that gets copies of Percent of the requests.
+type TrafficShadow struct {
+	Name    string  `json:"name"`
+	Version string  `json:"version,omitempty"`
+	Pool    string  `json:"pool,omitempty"`
+	Percent float64 `json:"percent"`
+}
+
+// SetTrafficStatus sets where Status reads the traffic policies from (the
+// builder's, which computes them on each rebuild); nil: none.
+func (s *Server) SetTrafficStatus(f func() []TrafficPolicy) {
+	s.mu.Lock()
+	s.trafficStatus = f
+	s.mu.Unlock()
 }
 
 // CacheVersion is the snapshot a cache serves.
@@ -56,8 +107,19 @@ type NACK struct {
 // Status returns a copy of the server's state.
 func (s *Server) Status() Status {
 	s.mu.Lock()
+	traffic := s.trafficStatus
+	s.mu.Unlock()
+	// Outside s.mu: the provider takes its own lock.
+	var policies []TrafficPolicy
+	if traffic != nil {
+		policies = traffic()
+	}
+	if policies == nil {
+		policies = []TrafficPolicy{}
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Versions: make(map[string]CacheVersion, len(s.versions)), NACKs: s.nacks, Nodes: []Node{}}
+	st := Status{Versions: make(map[string]CacheVersion, len(s.versions)), NACKs: s.nacks, Nodes: []Node{}, Traffic: policies}
 	for k, v := range s.versions {
 		st.Versions[k] = v
 	}
