@@ -183,29 +183,33 @@ func (s *Server) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return resp, nil
 }
 
-// infer decodes, runs and encodes one request, counting its usage;
-// shared by both infer RPCs.
+// infer decodes, runs and encodes one request, counting its usage
+// (never a shadow copy's: infer.Routing); shared by both infer RPCs.
 func (s *Server) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 	authorized := metadata.ValueFromIncomingContext(ctx, wire.HeaderModel)
+	rt, err := routingOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var client string
-	if s.usage != nil {
+	if s.usage != nil && !rt.Shadow {
 		if c := metadata.ValueFromIncomingContext(ctx, wire.HeaderClient); len(c) == 1 {
 			client = c[0]
 		}
 	}
 	if client == "" {
-		resp, _, err := s.run(ctx, authorized, req)
+		resp, _, err := s.run(ctx, authorized, rt, req)
 		return resp, err
 	}
 	start := time.Now()
-	resp, ireq, err := s.run(ctx, authorized, req)
+	resp, ireq, err := s.run(ctx, authorized, rt, req)
 	infer.RecordUsage(s.usage, client, authorized, req.GetModelName(), ireq, err != nil, start)
 	return resp, err
 }
 
-// run decodes, runs and encodes one request; ireq is nil when decoding
-// failed.
-func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInferRequest) (_ *pb.ModelInferResponse, ireq *infer.Request, _ error) {
+// run decodes, runs and encodes one request, of the version rt chose
+// when it names none; ireq is nil when decoding failed.
+func (s *Server) run(ctx context.Context, authorized []string, rt infer.Routing, req *pb.ModelInferRequest) (_ *pb.ModelInferResponse, ireq *infer.Request, _ error) {
 	if err := infer.CheckGatewayModel(authorized, req.GetModelName()); err != nil {
 		return nil, nil, err
 	}
@@ -214,6 +218,7 @@ func (s *Server) run(ctx context.Context, authorized []string, req *pb.ModelInfe
 	if err != nil {
 		return nil, nil, err
 	}
+	ireq.Version = rt.VersionFor(ireq.Version)
 	defer shmOut.Release()
 	iresp, err := s.svc.Infer(ctx, ireq)
 	if err != nil {

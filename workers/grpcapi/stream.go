@@ -52,9 +52,15 @@ const (
 func (s *Server) ModelStreamInfer(stream grpc.BidiStreamingServer[pb.ModelInferRequest, pb.ModelStreamInferResponse]) error {
 	ctx, end := context.WithCancelCause(stream.Context())
 	defer end(nil)
-	lim, err := s.limitStream(ctx, end)
+	rt, err := routingOf(ctx)
 	if err != nil {
-		return err
+		return s.fail(ctx, "ModelStreamInfer", err)
+	}
+	var lim *streamLimit
+	if !rt.Shadow { // a shadow copy spends no limit (infer.Routing)
+		if lim, err = s.limitStream(ctx, end); err != nil {
+			return err
+		}
 	}
 	defer lim.stop()
 	out := &streamWriter{stream: stream}
@@ -106,7 +112,7 @@ func (s *Server) ModelStreamInfer(stream grpc.BidiStreamingServer[pb.ModelInferR
 						return
 					}
 				}
-				s.streamRequest(ctx, lim, req, slot, out)
+				s.streamRequest(ctx, lim, rt, req, slot, out)
 			}()
 		}
 	}()
@@ -259,7 +265,7 @@ func streamEnd(ctx context.Context) error {
 // slot; a decoupled model's responses go straight to out as they come (the
 // slot is then released empty at the first one). A failure becomes
 // error_message with the request id, as Triton reports it.
-func (s *Server) streamRequest(ctx context.Context, lim *streamLimit, req *pb.ModelInferRequest, slot chan<- slotAnswer, out *streamWriter) {
+func (s *Server) streamRequest(ctx context.Context, lim *streamLimit, rt infer.Routing, req *pb.ModelInferRequest, slot chan<- slotAnswer, out *streamWriter) {
 	ctx, span := startSpan(ctx, spanModelStreamInfer)
 	defer span.End()
 	if msg, ok := lim.spend(ctx, req.GetModelName()); !ok {
@@ -315,7 +321,7 @@ func (s *Server) streamRequest(ctx context.Context, lim *streamLimit, req *pb.Mo
 		}
 		return answer(msg)
 	}
-	if err := s.inferStream(ctx, req, send); err != nil {
+	if err := s.inferStream(ctx, rt, req, send); err != nil {
 		infer.SpanError(span, err)
 		st := grpcStatus(err)
 		s.logFailure(ctx, "ModelStreamInfer", st)
@@ -336,16 +342,16 @@ func setFinal(resp *pb.ModelInferResponse, final bool) {
 // inferStream decodes and runs one stream request, calling send for each
 // response (infer.StreamService where the service has it, else one final
 // Infer answer), and counts its usage like ModelInfer.
-func (s *Server) inferStream(ctx context.Context, req *pb.ModelInferRequest, send streamSend) error {
+func (s *Server) inferStream(ctx context.Context, rt infer.Routing, req *pb.ModelInferRequest, send streamSend) error {
 	authorized := metadata.ValueFromIncomingContext(ctx, wire.HeaderModel)
 	var client string
-	if s.usage != nil {
+	if s.usage != nil && !rt.Shadow {
 		if c := metadata.ValueFromIncomingContext(ctx, wire.HeaderClient); len(c) == 1 {
 			client = c[0]
 		}
 	}
 	start := time.Now()
-	ireq, err := s.runStream(ctx, authorized, req, send)
+	ireq, err := s.runStream(ctx, authorized, rt, req, send)
 	if client != "" {
 		infer.RecordUsage(s.usage, client, authorized, req.GetModelName(), ireq, err != nil, start)
 	}
@@ -357,7 +363,7 @@ func (s *Server) inferStream(ctx context.Context, req *pb.ModelInferRequest, sen
 type streamSend func(ireq *infer.Request, resp *infer.Response, final bool, encode func() (*pb.ModelInferResponse, error)) error
 
 // runStream is run for a stream request; ireq is nil when decoding failed.
-func (s *Server) runStream(ctx context.Context, authorized []string, req *pb.ModelInferRequest, send streamSend) (ireq *infer.Request, _ error) {
+func (s *Server) runStream(ctx context.Context, authorized []string, rt infer.Routing, req *pb.ModelInferRequest, send streamSend) (ireq *infer.Request, _ error) {
 	if err := infer.CheckGatewayModel(authorized, req.GetModelName()); err != nil {
 		return nil, err
 	}
@@ -366,6 +372,7 @@ func (s *Server) runStream(ctx context.Context, authorized []string, req *pb.Mod
 	if err != nil {
 		return nil, err
 	}
+	ireq.Version = rt.VersionFor(ireq.Version)
 	defer shmOut.Release()
 	deliver := func(resp *infer.Response, final bool) error {
 		return send(ireq, resp, final, func() (*pb.ModelInferResponse, error) { return encodeResponse(ireq, resp, shmOut) })

@@ -35,7 +35,7 @@ var errTooManyResponses = errors.New("more than one response")
 // a scalar. Errors before the first event are JSON errors with their HTTP
 // status, as on /infer; an error during a stream is an event
 // data: {"error": "..."}.
-func (h *handler) generate(w http.ResponseWriter, r *http.Request, model, version string, stream bool) {
+func (h *handler) generate(w http.ResponseWriter, r *http.Request, model, version string, stream, shadow bool) {
 	if !h.allow(w, r, http.MethodPost) {
 		return
 	}
@@ -43,7 +43,7 @@ func (h *handler) generate(w http.ResponseWriter, r *http.Request, model, versio
 	if stream {
 		name = spanGenerateStream
 	}
-	h.traced(r, name, model, func(r *http.Request) (*infer.Request, bool) {
+	h.traced(r, name, model, shadow, func(r *http.Request) (*infer.Request, bool) {
 		return h.serveGenerate(w, r, model, version, stream)
 	})
 }

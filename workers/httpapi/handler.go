@@ -159,15 +159,16 @@ func (h *handler) routeModels(w http.ResponseWriter, r *http.Request, segs []str
 	case len(rest) == 1 && rest[0] == "stats":
 		h.withVersion(w, r, version, func(v string) { h.modelStats(w, r, model, v) })
 	case len(rest) == 1 && rest[0] == "infer":
-		h.withVersion(w, r, version, func(v string) { h.infer(w, r, model, v) })
+		h.withRouting(w, r, version, func(v string, rt infer.Routing) { h.infer(w, r, model, v, rt.Shadow) })
 	case len(rest) == 2 && rest[0] == "infer" && rest[1] == "ws" && h.ws != nil:
 		// A handshake is a GET (RFC 6455 4.1); any other method is 405
-		// with Allow, not the WebSocket library's 426.
+		// with Allow, not the WebSocket library's 426. The WebSocket
+		// server reads wire.HeaderShadow itself.
 		if h.allow(w, r, http.MethodGet) {
-			h.withVersion(w, r, version, func(v string) { h.ws.ServeInferWS(w, r, model, v) })
+			h.withRouting(w, r, version, func(v string, _ infer.Routing) { h.ws.ServeInferWS(w, r, model, v) })
 		}
 	case len(rest) == 1 && (rest[0] == "generate" || rest[0] == "generate_stream"):
-		h.withVersion(w, r, version, func(v string) { h.generate(w, r, model, v, rest[0] == "generate_stream") })
+		h.withRouting(w, r, version, func(v string, rt infer.Routing) { h.generate(w, r, model, v, rest[0] == "generate_stream", rt.Shadow) })
 	case len(rest) == 2 && rest[0] == "trace" && rest[1] == "setting" && version == "":
 		h.unavailableFeature(w, r, "trace settings are not supported by helix-worker")
 	default:
@@ -200,6 +201,18 @@ func (h *handler) withVersion(w http.ResponseWriter, r *http.Request, version st
 		version = strconv.FormatInt(v, 10)
 	}
 	next(version)
+}
+
+// withRouting is withVersion for an inference route, which a traffic
+// policy's Envoy route may mark (infer.Routing): a request whose path
+// names no version is served by the version the policy chose.
+func (h *handler) withRouting(w http.ResponseWriter, r *http.Request, version string, next func(string, infer.Routing)) {
+	rt, err := infer.ReadRouting(r.Header[modelVersionHeaderKey], r.Header[shadowHeaderKey])
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.withVersion(w, r, rt.VersionFor(version), func(v string) { next(v, rt) })
 }
 
 // allow answers 405 unless r uses one of methods.

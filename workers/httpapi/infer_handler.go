@@ -35,20 +35,24 @@ const maxPooledBuffer = 1 << 20
 var (
 	clientHeaderKey = http.CanonicalHeaderKey(wire.HeaderClient)
 	modelHeaderKey  = http.CanonicalHeaderKey(wire.HeaderModel)
+	// A traffic policy's (infer.ReadRouting).
+	modelVersionHeaderKey = http.CanonicalHeaderKey(wire.HeaderModelVersion)
+	shadowHeaderKey       = http.CanonicalHeaderKey(wire.HeaderShadow)
 )
 
 // infer serves POST /v2/models/{m}[/versions/{v}]/infer, counting its
-// usage.
-func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string) {
-	h.traced(r, spanInfer, model, func(r *http.Request) (*infer.Request, bool) {
+// usage unless it is a shadow copy (infer.Routing).
+func (h *handler) infer(w http.ResponseWriter, r *http.Request, model, version string, shadow bool) {
+	h.traced(r, spanInfer, model, shadow, func(r *http.Request) (*infer.Request, bool) {
 		return h.serveInfer(w, r, model, version)
 	})
 }
 
 // traced runs serve for one inference request of model under a span named
 // span (when tracing is on) and records its usage for the client the
-// gateway named (when usage is counted).
-func (h *handler) traced(r *http.Request, span, model string, serve func(*http.Request) (req *infer.Request, failed bool)) {
+// gateway named (when usage is counted and the request is no shadow
+// copy).
+func (h *handler) traced(r *http.Request, span, model string, shadow bool, serve func(*http.Request) (req *infer.Request, failed bool)) {
 	if telemetry.Enabled() {
 		ctx, sp := infer.StartSpan(r.Context(), span, propagation.HeaderCarrier(r.Header))
 		defer sp.End()
@@ -56,7 +60,7 @@ func (h *handler) traced(r *http.Request, span, model string, serve func(*http.R
 		r = r.WithContext(ctx)
 	}
 	var client string
-	if h.usage != nil {
+	if h.usage != nil && !shadow {
 		if c := r.Header[clientHeaderKey]; len(c) == 1 {
 			client = c[0]
 		}

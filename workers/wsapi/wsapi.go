@@ -122,7 +122,9 @@ func New(svc infer.Service, opts Options) *Server {
 }
 
 // ServeInferWS upgrades r and serves its messages for model and version
-// (already normalized by httpapi) until the connection ends.
+// (already normalized by httpapi; "": the one a traffic policy chose in
+// wire.HeaderModelVersion, else the model's policy) until the connection
+// ends.
 func (s *Server) ServeInferWS(w http.ResponseWriter, r *http.Request, model, version string) {
 	authorized := r.Header.Values(wire.HeaderModel)
 	if err := infer.CheckGatewayModel(authorized, model); err != nil {
@@ -138,6 +140,18 @@ func (s *Server) ServeInferWS(w http.ResponseWriter, r *http.Request, model, ver
 	if err != nil {
 		writeHTTPError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	rt, err := infer.ReadRouting(r.Header.Values(wire.HeaderModelVersion), r.Header.Values(wire.HeaderShadow))
+	if err != nil {
+		writeHTTPError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	version = rt.VersionFor(version)
+	if rt.Shadow {
+		// A shadow copy (infer.Routing): served, but counted neither by
+		// the limiter nor in the usage ledger, as a connection without
+		// the gateway's client.
+		cred.Client = ""
 	}
 	if d, ok := s.svc.(decoupledReporter); ok && d.ModelDecoupled(model, version) {
 		// One answer per id is the protocol (docs/websocket.md); a decoupled
