@@ -201,6 +201,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
 	}
+	ads.SetTrafficStatus(b.TrafficStatus) // /status: traffic
 
 	gs, err := grpcServer(o, reg)
 	if err != nil {
