@@ -47,6 +47,7 @@ build: ## build binaries into bin/
 
 models: deps-run ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
+	$(PY) scripts/make_tf_models.py $(MODELS)
 
 # The installs (network), the models (once the venv is in) and the Go builds
 # (CPU) run side by side: on a fresh machine the build is most of the first

@@ -36,6 +36,7 @@ import (
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
 	"github.com/helixflow/helixflow/workers/backend/repeat"
+	"github.com/helixflow/helixflow/workers/backend/tensorflow"
 	"github.com/helixflow/helixflow/workers/cache"
 	"github.com/helixflow/helixflow/workers/gpu"
 	"github.com/helixflow/helixflow/workers/grpcapi"
@@ -69,6 +70,7 @@ type options struct {
 	tls                                tlsOptions // tls.go
 
 	ortLibrary      string
+	tfLibrary       string
 	nvmlLibrary     string
 	allowGPUMetrics bool
 	metricsInterval int
@@ -125,6 +127,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.Int64Var(&o.maxDecompressedBytes, "max-decompressed-bytes", 0,
 		"largest size a compressed HTTP body (Content-Encoding gzip or deflate) may decompress to (0: a quarter of --max-request-bytes)")
 	fs.StringVar(&o.ortLibrary, "onnxruntime-library", "", "path of libonnxruntime.so (default: found next to the binary, then in .deps/, then the system)")
+	fs.StringVar(&o.tfLibrary, "tensorflow-library", "",
+		"path of libtensorflow_cc.so.2 (its folder also holding libtensorflow_framework.so.2), whose C API TensorFlow SavedModels (tensorflow_savedmodel) run on, loaded with the first such model (default: $HELIX_TENSORFLOW_LIB, then found next to the binary, then in .deps/tensorflow, then the system); without it those models are UNAVAILABLE with the reason")
 	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
 	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
 	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of NVML, libnvidia-ml.so.1 (default: the dynamic loader's search); without it the worker has 0 GPUs")
@@ -269,6 +273,16 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	defer ort.Close()
 
+	tfBackend, err := tensorflow.New(tensorflow.Options{
+		LibraryPath:    o.tfLibrary,
+		IntraOpThreads: o.intraOpThreads,
+		InterOpThreads: o.interOpThreads,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := stats.NewMetrics(reg)
@@ -294,7 +308,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		ControlMode:     models.ControlMode(o.controlMode),
 		StartupModels:   o.loadModels,
 		PollInterval:    time.Duration(o.pollSecs) * time.Second,
-		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus}), repeat.Name: repeat.New()},
+		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus}), repeat.Name: repeat.New(), tensorflow.Name: tfBackend},
 		Metrics:         metrics,
 		StrictReadiness: o.strictReadiness,
 		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,
