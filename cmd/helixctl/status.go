@@ -17,8 +17,8 @@ import (
 )
 
 // runStatus prints helix-xds's view of the gateway: the config versions it
-// serves, the Envoys connected and what each acknowledged, and rejected
-// configs (NACKs) with Envoy's error.
+// serves, the Envoys connected and what each acknowledged, rejected
+// configs (NACKs) with Envoy's error, and each model's traffic policy.
 func runStatus(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	url := fs.String("xds-status-url", envOr("HELIX_XDS_STATUS_URL", "http://127.0.0.1:18001"), "helix-xds status address (its --status-listen; env HELIX_XDS_STATUS_URL)")
@@ -52,7 +52,45 @@ func runStatus(ctx context.Context, args []string, out io.Writer) error {
 		if l := st.LastNACK; l != nil {
 			fmt.Fprintf(tw, "last: %s rejected %s version %s at %s: %s\n", l.Node, l.Type, l.Version, l.At.UTC().Format(time.RFC3339), l.Message)
 		}
+		trafficRows(tw, st.Traffic)
 	})
+}
+
+// trafficRows prints each model's traffic policy: where it comes from,
+// whether Envoy applies it (and why not), and its variants.
+func trafficRows(tw *tabwriter.Writer, policies []server.TrafficPolicy) {
+	if len(policies) == 0 {
+		fmt.Fprintln(tw, "\ntraffic policies: none")
+		return
+	}
+	fmt.Fprintln(tw, "\nTRAFFIC MODEL\tSOURCE\tSTATE\tSTICKY\tVARIANTS\tSHADOW")
+	for _, p := range policies {
+		state := "active"
+		if !p.Active {
+			state = "inactive (" + p.InactiveReason + "): " + p.Detail
+		}
+		variants := make([]string, len(p.Variants))
+		for i, v := range p.Variants {
+			variants[i] = fmt.Sprintf("%s %d%% %s", v.Name, v.Weight, selection(v.Version, v.Pool))
+		}
+		shadow := "-"
+		if s := p.Shadow; s != nil {
+			shadow = fmt.Sprintf("%s %g%% %s", s.Name, s.Percent, selection(s.Version, s.Pool))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", p.Model, p.Source, state, p.Sticky, strings.Join(variants, ", "), shadow)
+	}
+}
+
+// selection says which workers a variant takes: "(version 2, pool canary)".
+func selection(version, pool string) string {
+	var parts []string
+	if version != "" {
+		parts = append(parts, "version "+version)
+	}
+	if pool != "" {
+		parts = append(parts, "pool "+pool)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
 }
 
 func fetchStatus(ctx context.Context, url string) (*server.Status, error) {
