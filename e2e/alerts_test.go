@@ -277,6 +277,9 @@ var conditions = map[string]string{
 	// that enables response_cache is asked, on a worker started with
 	// --response-cache-bytes (tests/interop/test_warmup_cache.py).
 	"cache": "workers",
+	// Rollout metrics: labelled by model, exported once helix-xds's
+	// controller has seen a rollout of it.
+	"rollout": "xds/rollout",
 }
 
 var catalogueLine = regexp.MustCompile(`^(\S+) ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)( when=([a-z]+))?$`)

@@ -12,7 +12,18 @@ const (
 	// modelPools are the clusters helix-xds makes per model:
 	// helix-model-grpc_<model> and helix-model-http_<model>.
 	modelPools = `envoy_cluster_name=~"helix-model-(grpc|http)(?:-seq)?_($model)"`
+	// variantPools are the clusters of a traffic policy's variants
+	// (translate.GRPCVariantCluster, HTTPVariantCluster):
+	// helix-model-grpc_<model>_<variant>, the variant [a-z0-9-].
+	variantPools = `envoy_cluster_name=~"helix-model-(grpc|http)_($model)_[a-z0-9-]+"`
 )
+
+// byVariant adds the model and variant labels, taken from a variant
+// cluster's name (the variant is what follows the last '_').
+func byVariant(expr string) string {
+	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_(.+)_[a-z0-9-]+"), ` +
+		`"variant", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_.+_([a-z0-9-]+)")`
+}
 
 // byModel adds the model and protocol labels, taken from the cluster
 // name, to an expression over Envoy's cluster stats.
@@ -64,6 +75,18 @@ func gatewayDashboard() *dashboard.DashboardBuilder {
 			q{`helix:gateway_slow_requests:ratio_rate5m`, "5m"},
 			q{`helix:gateway_slow_requests:ratio_rate1h`, "1h"},
 			q{`helix:gateway_slow_requests:ratio_rate6h`, "6h"})).
+		WithRow(row("Variants and rollouts")).
+		WithPanel(graph("Requests by variant", "Requests each variant of a model's traffic policy or rollout (stable, canary, ...) got, gRPC and REST together. A model whose own name holds '_' may show its whole pool here too.", "reqps", 12,
+			q{`sum by (model, variant) (` + byVariant(`rate(envoy_cluster_upstream_rq_total{`+variantPools+`}[$__rate_interval])`) + `)`, "{{model}} {{variant}}"})).
+		WithPanel(graph("Errors by variant", "Upstream 5xx per variant (REST answers and Envoy's own failures; gRPC errors travel with HTTP 200), and the workers' server-side failures per version (gRPC included).", "reqps", 12,
+			q{`sum by (model, variant) (` + byVariant(`rate(envoy_cluster_upstream_rq_xx{`+variantPools+`, envoy_response_code_class="5"}[$__rate_interval])`) + `)`, "{{model}} {{variant}} 5xx"},
+			q{`sum by (model, version) (rate(nv_inference_request_failure{model=~"$model", reason=~"BACKEND|REJECTED"}[$__rate_interval]))`, "{{model}} v{{version}} failures"})).
+		WithPanel(graph("Latency by variant", "Upstream request time per variant, p50 and p99 (worker time plus the network).", "ms", 12,
+			q{`histogram_quantile(0.5, sum by (le, model, variant) (` + byVariant(`rate(envoy_cluster_upstream_rq_time_bucket{`+variantPools+`}[$__rate_interval])`) + `))`, "{{model}} {{variant}} p50"},
+			q{`histogram_quantile(0.99, sum by (le, model, variant) (` + byVariant(`rate(envoy_cluster_upstream_rq_time_bucket{`+variantPools+`}[$__rate_interval])`) + `))`, "{{model}} {{variant}} p99"})).
+		WithPanel(graph("Rollouts: canary share and evaluations", "The canary's percent of each rolling-out model's requests (helix-xds's controller), and its SLO evaluations by result: pass, fail (rolled back; alert HelixRolloutRolledBack), no_data and prometheus_error (holding).", "short", 12,
+			q{`max by (model) (helix_rollout_canary_percent{model=~"$model"})`, "{{model}} canary %"},
+			q{`sum by (model, result) (increase(helix_rollout_evaluations_total{model=~"$model"}[$__rate_interval]))`, "{{model}} {{result}}"})).
 		WithRow(row("Clients and models")).
 		WithPanel(graph("Inference requests allowed, by client and model", "helix-authz's business counter: inference calls let through, per client and model (label values beyond its limits show as _other).", "reqps", 12,
 			q{`topk(10, sum by (client, model) (rate(helix_authz_client_requests_total{kind="infer", result="ok"}[$__rate_interval])))`, "{{client}} {{model}}"})).

@@ -56,6 +56,8 @@ type options struct {
 	workersSource, kubeconfig, kubeNamespace string
 	kubeNamespaceFile                        string // not a flag: tests point it elsewhere
 	kubeSyncTimeout                          time.Duration
+	// The rollout controller (rollouts.go).
+	databaseURL, prometheusURL string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -75,6 +77,7 @@ func parseFlags(args []string) (*options, error) {
 	o.log.RegisterFlags(fs)
 	o.telemetry.RegisterFlags(fs)
 	workerFlags(fs, o)
+	rolloutFlags(fs, o)
 	showVersion := version.AddFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: helix-xds --config FILE [flags]\n       helix-xds bootstrap [flags]   (write Envoy's bootstrap; -h for its flags)\n\nflags:\n")
@@ -87,6 +90,9 @@ func parseFlags(args []string) (*options, error) {
 		return nil, version.ErrRequested
 	}
 	if err := checkWorkerFlags(fs, o); err != nil {
+		return nil, err
+	}
+	if err := checkRolloutFlags(o); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -202,6 +208,11 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return fmt.Errorf("--config: %w", err)
 	}
 	ads.SetTrafficStatus(b.TrafficStatus) // /status: traffic
+	rollouts, closeRollouts, err := openRollouts(o, b, reg, log.With("component", "rollout"))
+	if err != nil {
+		return err
+	}
+	defer closeRollouts()
 
 	gs, err := grpcServer(o, reg)
 	if err != nil {
@@ -242,6 +253,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	var g run.Group
 	g.Add(run.ContextHandler(ctx))
 	g.Add(func() error { return b.Run(ctx) }, func(error) { cancel() })
+	if rollouts != nil {
+		g.Add(func() error { return rollouts.Run(ctx) }, func(error) { cancel() })
+	}
 	g.Add(daemon.GRPC(gs, lis, grpcShutdown, log))
 	g.Add(daemon.HTTP(httpserver.New(mux, log), slis, httpShutdown, log))
 	err = daemon.Run(&g)

@@ -1,0 +1,236 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/helixflow/helixflow/xds/ir"
+)
+
+// fakeProm answers Prometheus's /api/v1/query as a real one would, with
+// the figures a test sets: the decisions below go through the controller's
+// real client and parsing.
+type fakeProm struct {
+	requests, errors, p99 string // a sample's value; "" answers no series
+	status                int    // non-zero: answer this HTTP status with an error body
+	mu                    sync.Mutex
+	queries               []string
+}
+
+func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.FormValue("query")
+	f.mu.Lock()
+	f.queries = append(f.queries, q)
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if f.status != 0 {
+		w.WriteHeader(f.status)
+		fmt.Fprint(w, `{"status":"error","errorType":"execution","error":"query timed out"}`)
+		return
+	}
+	v := f.requests
+	switch {
+	case strings.Contains(q, "histogram_quantile"):
+		v = f.p99
+	case strings.Contains(q, "upstream_rq_xx"):
+		v = f.errors
+	}
+	result := []any{}
+	if v != "" {
+		result = append(result, map[string]any{"metric": map[string]string{}, "value": []any{float64(time.Now().Unix()), v}})
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"resultType": "vector", "result": result}})
+}
+
+func ptr(f float64) *float64 { return &f }
+
+func TestDecide(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	base := Rollout{
+		ID: 7, Model: "simple", FromVersion: "1", ToVersion: "2", Steps: []int{1, 5, 25, 50, 100},
+		Interval: 5 * time.Minute, SLO: SLO{ErrorRatio: ptr(0.01), P99Ms: ptr(200)}, Sticky: true,
+		State: StateRunning, Step: 1, Weight: 5, StepStartedAt: t0,
+	}
+	due := t0.Add(5 * time.Minute)
+	healthy := fakeProm{requests: "1000", errors: "2", p99: "120"}
+	with := func(f func(*Rollout)) Rollout { r := base; r.Steps = slices.Clone(base.Steps); f(&r); return r }
+	for _, tc := range []struct {
+		name       string
+		row        Rollout
+		now        time.Time
+		prom       *fakeProm // nil: no --prometheus-url
+		unreach    bool      // Prometheus's address answers nothing
+		wantEvents []string
+		wantResult string
+		wantState  string
+		wantStep   int
+		wantWeight int
+		wantReason string
+	}{
+		{name: "first step, no evaluation", row: with(func(r *Rollout) { r.Step, r.Weight, r.StepStartedAt = -1, 0, time.Time{} }), now: t0,
+			wantEvents: []string{EventStart}, wantState: StateRunning, wantStep: 0, wantWeight: 1, wantReason: "started: canary at 1%"},
+		{name: "a single step of 100 completes at once", row: with(func(r *Rollout) { r.Steps, r.Step, r.Weight, r.StepStartedAt = []int{100}, -1, 0, time.Time{} }), now: t0,
+			wantEvents: []string{EventStart, EventComplete}, wantState: StateCompleted, wantStep: 0, wantWeight: 100},
+		{name: "not due yet", row: base, now: due.Add(-time.Second), prom: &healthy,
+			wantState: StateRunning, wantStep: 1, wantWeight: 5},
+		{name: "SLOs held: next step", row: base, now: due, prom: &healthy,
+			wantEvents: []string{EventAdvance}, wantResult: ResultPass, wantState: StateRunning, wantStep: 2, wantWeight: 25,
+			wantReason: "error ratio 0.2% (2 of 1000 requests) < 1%, p99 120 ms < 200 ms over 5m0s: canary 5% → 25%"},
+		{name: "SLOs held at the step before 100: completed", row: with(func(r *Rollout) { r.Step, r.Weight = 3, 50 }), now: due, prom: &healthy,
+			wantEvents: []string{EventAdvance, EventComplete}, wantResult: ResultPass, wantState: StateCompleted, wantStep: 4, wantWeight: 100},
+		{name: "SLOs held at 100 (resumed there): completed", row: with(func(r *Rollout) { r.Step, r.Weight = 4, 100 }), now: due, prom: &healthy,
+			wantEvents: []string{EventComplete}, wantResult: ResultPass, wantState: StateCompleted, wantStep: 4, wantWeight: 100},
+		{name: "error ratio broken: rolled back at once", row: base, now: due, prom: &fakeProm{requests: "200", errors: "25", p99: "100"},
+			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: StateRolledBack, wantStep: 1, wantWeight: 0,
+			wantReason: "error ratio 12.5% (25 of 200 requests) is not below 1% over 5m0s: rolled back"},
+		{name: "error ratio at the bar is broken", row: base, now: due, prom: &fakeProm{requests: "100", errors: "1", p99: "100"},
+			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: StateRolledBack, wantWeight: 0, wantStep: 1},
+		{name: "p99 broken", row: base, now: due, prom: &fakeProm{requests: "1000", errors: "0", p99: "350.5"},
+			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: StateRolledBack, wantStep: 1, wantWeight: 0,
+			wantReason: "p99 350.5 ms is not below 200 ms over 5m0s: rolled back"},
+		{name: "no series: hold", row: base, now: due, prom: &fakeProm{},
+			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantReason: "no requests reached the canary in the last 5m0s: holding at 5%"},
+		{name: "no requests in the window: hold", row: base, now: due, prom: &fakeProm{requests: "0", errors: "0", p99: "NaN"},
+			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: StateRunning, wantStep: 1, wantWeight: 5},
+		{name: "no latency samples with a p99 bar: hold", row: base, now: due, prom: &fakeProm{requests: "10", errors: "0", p99: "NaN"},
+			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantReason: "no latency samples of the canary in the last 5m0s: holding at 5%"},
+		{name: "no latency samples without a p99 bar: judged on errors", row: with(func(r *Rollout) { r.SLO.P99Ms = nil }), now: due,
+			prom: &fakeProm{requests: "10", errors: "0"}, wantEvents: []string{EventAdvance}, wantResult: ResultPass, wantState: StateRunning, wantStep: 2, wantWeight: 25},
+		{name: "Prometheus erroring: hold", row: base, now: due, prom: &fakeProm{status: http.StatusServiceUnavailable},
+			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantReason: "Prometheus: query of the canary's requests: server_error: server error: 503: holding at 5%"},
+		{name: "Prometheus unreachable: hold", row: base, now: due, prom: &healthy, unreach: true,
+			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantReason: "connection refused"},
+		{name: "no Prometheus configured: hold", row: base, now: due,
+			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantReason: "Prometheus: helix-xds has no --prometheus-url: holding at 5%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{MinWindow: DefaultMinWindow, QueryTimeout: 5 * time.Second, Logger: slog.Default()}
+			if tc.prom != nil {
+				srv := httptest.NewServer(tc.prom)
+				url := srv.URL
+				if tc.unreach {
+					srv.Close()
+				} else {
+					t.Cleanup(srv.Close)
+				}
+				p, err := NewPrometheus(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.Evaluator = p
+			}
+			c := newController(cfg)
+			next, events, result := c.decide(context.Background(), tc.row, tc.now)
+			if !slices.Equal(events, tc.wantEvents) || result != tc.wantResult {
+				t.Fatalf("events %v result %q, want %v %q (reason %q)", events, result, tc.wantEvents, tc.wantResult, next.Reason)
+			}
+			if next.State != tc.wantState || next.Step != tc.wantStep || next.Weight != tc.wantWeight {
+				t.Errorf("state %s step %d weight %d, want %s %d %d", next.State, next.Step, next.Weight, tc.wantState, tc.wantStep, tc.wantWeight)
+			}
+			if !strings.Contains(next.Reason, tc.wantReason) {
+				t.Errorf("reason %q, want it to hold %q", next.Reason, tc.wantReason)
+			}
+			moved := len(events) > 0 && events[0] != EventHold
+			if moved && !next.StepStartedAt.Equal(tc.now) && next.State == StateRunning {
+				t.Errorf("step_started_at %v, want %v", next.StepStartedAt, tc.now)
+			}
+			if ended := next.State == StateCompleted || next.State == StateRolledBack; ended != next.EndedAt.Equal(tc.now) {
+				t.Errorf("state %s ended_at %v", next.State, next.EndedAt)
+			}
+		})
+	}
+}
+
+// TestQueriesAskAboutTheCanary: the three queries select the canary's
+// gRPC and REST clusters by their stat names, over the interval.
+func TestQueriesAskAboutTheCanary(t *testing.T) {
+	f := &fakeProm{requests: "10", errors: "0", p99: "5"}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	p, err := NewPrometheus(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		interval   time.Duration
+		wantWindow string
+	}{{5 * time.Minute, "offset 300s"}, {2 * time.Second, "offset 10s"}} {
+		c := newController(Config{Evaluator: p, MinWindow: DefaultMinWindow, QueryTimeout: time.Second, Logger: slog.Default()})
+		r := Rollout{ID: 1, Model: "mlp-v2", Steps: []int{50, 100}, Interval: tc.interval, SLO: SLO{P99Ms: ptr(10)}, State: StateRunning, Weight: 50, StepStartedAt: time.Unix(0, 0)}
+		f.queries = nil
+		if _, events, _ := c.decide(context.Background(), r, time.Now()); !slices.Equal(events, []string{EventAdvance, EventComplete}) {
+			t.Fatalf("events %v", events)
+		}
+		if len(f.queries) != 3 {
+			t.Fatalf("queries %q, want 3", f.queries)
+		}
+		for _, q := range f.queries {
+			if !strings.Contains(q, "helix-model-grpc_mlp-v2_canary") || !strings.Contains(q, "helix-model-http_mlp-v2_canary") || !strings.Contains(q, tc.wantWindow) {
+				t.Errorf("query %s: want the canary's clusters over %s", q, tc.wantWindow)
+			}
+		}
+	}
+}
+
+func TestTrafficOfEachState(t *testing.T) {
+	for _, tc := range []struct {
+		state  string
+		canary int // -1: no override
+	}{
+		{StateRunning, 25}, {StatePaused, 25}, {StateCompleted, 100}, {StateRolledBack, 0}, {StateAborted, 0}, {StateReleased, -1},
+	} {
+		r := Rollout{Model: "m", FromVersion: "1", ToPool: "canary", Weight: 25, State: tc.state, Sticky: true}
+		got := r.Traffic()
+		if tc.canary < 0 {
+			if got != nil {
+				t.Errorf("%s: %+v, want no override", tc.state, got)
+			}
+			continue
+		}
+		want := &ir.Traffic{Sticky: true, Variants: []ir.Variant{
+			{Name: "stable", Version: "1", Weight: uint32(100 - tc.canary)},
+			{Name: "canary", Pool: "canary", Weight: uint32(tc.canary)},
+		}}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %+v, want %+v", tc.state, got, want)
+		}
+	}
+}
+
+func TestCheckRefusesBadRows(t *testing.T) {
+	good := SLO{ErrorRatio: ptr(0.1)}
+	for _, tc := range []struct {
+		name string
+		r    Rollout
+		want string
+	}{
+		{"no steps", Rollout{SLO: good}, "no steps"},
+		{"decreasing", Rollout{Steps: []int{5, 1, 100}, SLO: good}, "not increasing"},
+		{"over 100", Rollout{Steps: []int{5, 101}, SLO: good}, "not increasing within 1..100"},
+		{"last not 100", Rollout{Steps: []int{5, 50}, SLO: good}, "last step must be 100"},
+		{"step past the end", Rollout{Steps: []int{100}, Step: 1, SLO: good}, "step 1 of 1 steps"},
+		{"no bars", Rollout{Steps: []int{100}}, "neither error_ratio nor p99_ms"},
+	} {
+		err := tc.r.check()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if err := (&Rollout{Steps: []int{1, 100}, SLO: good}).check(); err != nil {
+		t.Errorf("good row: %v", err)
+	}
+}
