@@ -80,6 +80,7 @@ type options struct {
 	telemetry       telemetry.Config
 
 	xdsAddress, xdsCAFile, xdsCertFile, xdsKeyFile, advertiseAddress string
+	pool                                                             string
 
 	usageAddress, usageCAFile, usageCertFile, usageKeyFile, usageServerName string
 	usageFlushInterval                                                      time.Duration
@@ -141,6 +142,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.xdsCertFile, "xds-cert-file", "", "client certificate (PEM) this worker presents to helix-xds; re-read on each connection")
 	fs.StringVar(&o.xdsKeyFile, "xds-key-file", "", "private key (PEM) of --xds-cert-file")
 	fs.StringVar(&o.advertiseAddress, "advertise-address", "", "IP or DNS name Envoy reaches this worker at (required with --xds-address)")
+	fs.StringVar(&o.pool, "pool", wire.DefaultPool, "worker pool this worker registers in with helix-xds (a-z, 0-9 and '-', at most 63): a traffic policy's variant may name a pool, so that a canary or shadow runs on workers of its own (docs/rollouts.md)")
 	fs.StringVar(&o.usageAddress, "usage-address", "", "host:port of helix-authz's gRPC listener (its --grpc-listen), where the worker reports usage per client and model to the usage ledger over mTLS; empty: usage is not counted")
 	fs.StringVar(&o.usageCAFile, "usage-ca-file", "", "CA bundle (PEM) that signs helix-authz's certificate, for --usage-address and --limits-address (default: --xds-ca-file)")
 	fs.StringVar(&o.usageCertFile, "usage-cert-file", "", "client certificate (PEM, a worker identity) presented to helix-authz; re-read on each connection (default: --xds-cert-file)")
@@ -215,6 +217,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.xdsAddress != "" && !o.allowGRPC {
 		return nil, errors.New("--xds-address needs --allow-grpc: Envoy reaches and health-checks workers over gRPC")
+	}
+	if err := wire.CheckPoolName(o.pool); err != nil {
+		return nil, fmt.Errorf("--pool %q: %w", o.pool, err)
 	}
 	if err := o.checkUsage(); err != nil {
 		return nil, err
@@ -475,6 +480,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 				Address:    o.advertiseAddress,
 				GRPCPort:   grpcPort,
 				HTTPPort:   httpPort,
+				Pool:       o.pool,
 				Models:     registration.ModelsFrom(mgr),
 				Info:       registration.InfoFrom(mgr), // for helix-xds's model catalogue
 				Ready:      mgr.Ready,

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/helixflow/helixflow/internal/wire"
 	registryv1 "github.com/helixflow/helixflow/proto/registry/v1"
 )
 
@@ -61,6 +62,11 @@ type Config struct {
 	// GRPCPort is the KServe v2 gRPC port (required); HTTPPort the HTTP one
 	// (0: no HTTP).
 	GRPCPort, HTTPPort int
+	// Pool is the worker pool it belongs to (helix-worker --pool;
+	// wire.CheckPoolName; "": wire.DefaultPool): a traffic policy's variant
+	// may name a pool, so that a canary or shadow runs on workers of its
+	// own (docs/rollouts.md).
+	Pool string
 
 	// Models returns the models the worker serves now. When it fails, the
 	// lease is still renewed with the models last sent.
@@ -124,6 +130,11 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.HTTPPort < 0 || cfg.HTTPPort > 65535 {
 		return fmt.Errorf("%w: HTTPPort %d: want 0 to 65535", ErrConfig, cfg.HTTPPort)
+	}
+	if cfg.Pool == "" {
+		cfg.Pool = wire.DefaultPool
+	} else if err := wire.CheckPoolName(cfg.Pool); err != nil {
+		return fmt.Errorf("%w: Pool %q: %w", ErrConfig, cfg.Pool, err)
 	}
 	if cfg.Models == nil || cfg.Ready == nil {
 		return fmt.Errorf("%w: Models and Ready are required", ErrConfig)
@@ -381,6 +392,7 @@ func (c *client) register(ctx context.Context) error {
 		HttpPort: uint32(c.cfg.HTTPPort),
 		Models:   cur.proto(),
 		Ready:    cur.ready,
+		Pool:     c.cfg.Pool,
 	})
 	if err != nil {
 		level := slog.LevelWarn
