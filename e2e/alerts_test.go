@@ -280,6 +280,9 @@ var conditions = map[string]string{
 	// Rollout metrics: labelled by model, exported once helix-xds's
 	// controller has seen a rollout of it.
 	"rollout": "xds/rollout",
+	// A traffic policy that cannot apply now (labelled by model and
+	// reason): exported only while one is not applied.
+	"traffic": "xds/builder",
 }
 
 var catalogueLine = regexp.MustCompile(`^(\S+) ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)( when=([a-z]+))?$`)

@@ -413,7 +413,10 @@ def gen_metrics() -> str:
         "[GPU metrics](../gpu-metrics.md). *when* `gpu`: exported only on a host",
         "with an NVIDIA GPU; `cache`: exported once a model that enables",
         "`response_cache` is asked, on a worker started with `--response-cache-bytes`",
-        "([Response cache](../worker.md#response-cache)).",
+        "([Response cache](../worker.md#response-cache)); `rollout`: exported once",
+        "helix-xds's controller has seen a rollout ([Rollouts](../rollouts.md));",
+        "`traffic`: exported while a model's traffic policy is not applied",
+        "([Traffic policies](../gateway-config.md#traffic-policies)).",
         "",
     ]
     helps = metric_help({name for rows in by_proc.values() for name, _, _ in rows})
