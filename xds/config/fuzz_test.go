@@ -1,8 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/helixflow/helixflow/xds/ir"
@@ -11,7 +14,8 @@ import (
 
 // FuzzLoad feeds arbitrary bytes to the loader. It must never panic; an
 // error must wrap ErrInvalidConfig; and a config it accepts must give a
-// gateway model that validates and translates into Envoy resources.
+// gateway model that validates and translates into Envoy resources, its
+// traffic policies included.
 func FuzzLoad(f *testing.F) {
 	example, err := os.ReadFile("testdata/gateway.yaml")
 	if err != nil {
@@ -34,19 +38,42 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		for m, p := range c.TrafficPolicies() {
-			if err := ir.ValidateTraffic(p); err != nil {
-				t.Fatalf("accepted traffic.%s is invalid: %v", m, err)
-			}
-		}
 		g := c.Gateway()
 		if err := g.ValidateStatic(); err != nil {
 			t.Fatalf("accepted config gives an invalid model: %v", err)
 		}
 		g.DefaultPool = ir.Pool{Endpoints: []ir.Endpoint{{Address: "127.0.0.1", Port: 8001, HTTPPort: 8000, Ready: true}}}
 		g.Pools = []ir.Pool{{Model: "m", Endpoints: g.DefaultPool.Endpoints}}
+		// Each accepted policy, on a pool with a worker for each of its
+		// variants, translates too.
+		for model, p := range c.TrafficPolicies() {
+			if err := ir.ValidateTraffic(p); err != nil {
+				t.Fatalf("accepted traffic.%s is invalid: %v", model, err)
+			}
+			pool := ir.Pool{Model: model, Endpoints: variantEndpoints(p), Traffic: p}
+			if model == g.Pools[0].Model {
+				g.Pools[0] = pool
+				continue
+			}
+			g.Pools = append(g.Pools, pool)
+		}
 		if _, err := translate.Translate(g); err != nil {
 			t.Fatalf("accepted config does not translate: %v", err)
 		}
 	})
+}
+
+// variantEndpoints is one ready loopback worker per variant of t (and its
+// shadow), serving what the variant selects.
+func variantEndpoints(t *ir.Traffic) []ir.Endpoint {
+	vs := t.Variants
+	if t.Shadow != nil {
+		vs = append(slices.Clone(vs), t.Shadow.Variant)
+	}
+	eps := make([]ir.Endpoint, len(vs))
+	for i, v := range vs {
+		eps[i] = ir.Endpoint{Address: fmt.Sprintf("127.0.0.%d", i+2), Port: 8001, HTTPPort: 8000, Ready: true,
+			Versions: []string{cmp.Or(v.Version, "1")}, Pool: v.Pool}
+	}
+	return eps
 }
