@@ -14,6 +14,12 @@
 //     bind a loopback address, and without Workers TLS every endpoint
 //     must be a loopback address (a registry should refuse such a worker
 //     rather than let one bad registration block every update).
+//   - A pool's traffic policy (Pool.Traffic) must be valid
+//     (ValidateTraffic) and able to apply to the pool now
+//     (Pool.TrafficInactive empty: not a sequence pool, a ready endpoint
+//     for each variant with weight > 0; Variant.Matches says which).
+//     Validate refuses it otherwise; xds/builder leaves such a policy off
+//     the pool and reports it instead.
 //   - Order does not matter: Sort (or translate, which sorts a copy) puts
 //     pools, endpoints and versions in a fixed order so that the output is
 //     stable.
