@@ -3,6 +3,7 @@ package builder
 import (
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -39,7 +40,8 @@ type overrides struct{ m map[string]*ir.Traffic }
 // SetTrafficOverrides replaces the rollouts' policies, by model: each
 // replaces that model's policy from the gateway config (nil or empty:
 // none; a nil policy is no override). The builder keeps a copy and
-// rebuilds (debounced once Run runs; the first rebuild of Run otherwise).
+// rebuilds (debounced once Run runs; the first rebuild of Run otherwise),
+// unless the policies are those it has.
 func (b *Builder) SetTrafficOverrides(policies map[string]*ir.Traffic) {
 	ov := &overrides{m: make(map[string]*ir.Traffic, len(policies))}
 	for model, t := range policies {
@@ -48,6 +50,12 @@ func (b *Builder) SetTrafficOverrides(policies map[string]*ir.Traffic) {
 		}
 	}
 	b.mu.Lock()
+	if b.overrides != nil && reflect.DeepEqual(b.overrides.m, ov.m) {
+		// The same policies again: no rebuild (a new value would make the
+		// next one a full translation).
+		b.mu.Unlock()
+		return
+	}
 	b.overrides = ov
 	trigger := b.trigger
 	b.mu.Unlock()

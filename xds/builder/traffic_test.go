@@ -260,3 +260,23 @@ func TestSetTrafficOverrides(t *testing.T) {
 		t.Errorf("%d inactive series after the policy applied again, want 0", n)
 	}
 }
+
+// The same overrides again keep the builder's value (and so the next
+// rebuild incremental); other ones replace it.
+func TestSetTrafficOverridesUnchanged(t *testing.T) {
+	b := &Builder{}
+	b.SetTrafficOverrides(map[string]*ir.Traffic{"simple": rollout(90, 10)})
+	first := b.overrides
+	b.SetTrafficOverrides(map[string]*ir.Traffic{"simple": rollout(90, 10), "mlp": nil})
+	if b.overrides != first {
+		t.Error("the same policies replaced the overrides")
+	}
+	b.SetTrafficOverrides(map[string]*ir.Traffic{"simple": rollout(80, 20)})
+	if b.overrides == first || b.overrides.m["simple"].Variants[1].Weight != 20 {
+		t.Errorf("new weights not taken: %+v", b.overrides.m)
+	}
+	b.SetTrafficOverrides(nil)
+	if len(b.overrides.m) != 0 {
+		t.Errorf("nil did not clear: %+v", b.overrides.m)
+	}
+}
