@@ -164,6 +164,29 @@ test_venv() {
   fi
 }
 
+# TensorFlow into .venv (scripts/requirements-tf.txt: the pinned
+# tensorflow-cpu wheel, which coexists with the run file's pins), and
+# .deps/tensorflow linked to the wheel's tensorflow/ folder, where the
+# worker's tensorflow backend finds libtensorflow_cc.so.2 (the C API) and
+# libtensorflow_framework.so.2 beside it. `make models` writes
+# mlp_savedmodel with it; the interop tests compare against its Python API.
+TF_DIR=.deps/tensorflow
+tf_deps() {
+  local pkg
+  venv_deps .venv scripts/requirements-tf.txt \
+    'import importlib.metadata as m; assert m.version("tensorflow-cpu") == "2.21.0"; import tritonclient.grpc, tritonclient.http, grpc, onnx, onnxruntime, numpy'
+  if ((VENV_INSTALLED)); then
+    .venv/bin/pip check || die ".venv: pip check failed after installing scripts/requirements-tf.txt"
+  fi
+  pkg="$ROOT/$(echo .venv/lib/python3.*/site-packages/tensorflow)"
+  [[ -f "$pkg/libtensorflow_cc.so.2" && -f "$pkg/libtensorflow_framework.so.2" ]] \
+    || die "$pkg lacks libtensorflow_cc.so.2 or libtensorflow_framework.so.2"
+  if [[ "$(readlink "$TF_DIR" 2>/dev/null)" != "$pkg" ]]; then
+    rm -rf "$TF_DIR"
+    ln -s "$pkg" "$TF_DIR"
+  fi
+}
+
 bench_venv() {
   venv_deps .venv-bench scripts/requirements-bench.txt 'import mlserver, onnxruntime, numpy'
   if ((VENV_INSTALLED)); then
@@ -523,6 +546,7 @@ case "${1:-}" in
   run)
     apt_deps "${APT_RUN_PACKAGES[@]}"
     run_venv
+    tf_deps
     perf_analyzer_deps
     onnxruntime_deps
     mailpit_deps
@@ -533,6 +557,7 @@ case "${1:-}" in
     command -v protoc >/dev/null || die "protoc not found after installing Debian packages"
     run_venv
     test_venv
+    tf_deps
     perf_analyzer_deps
     onnxruntime_deps
     mailpit_deps
