@@ -237,12 +237,17 @@ func (s *Stack) authz() ([]supervise.Spec, error) {
 }
 
 // xds is helix-xds on Dir/gateway.yaml, mTLS from Envoy and the workers;
-// its rollout controller reads helix-authz's rollouts table.
+// its rollout controller reads helix-authz's rollouts table and, with
+// Monitoring, evaluates the SLOs against the stack's Prometheus (which
+// starts later: until it answers, a due step holds).
 func (s *Stack) xds() ([]supervise.Spec, error) {
 	cert, key := s.Cert(pki.XDSServer)
 	args := []string{"--config=" + s.ConfigPath(), "--xds-listen=" + Addr(s.Ports.XDS),
 		"--status-listen=" + Addr(s.Ports.XDSStatus),
 		"--tls-cert-file=" + cert, "--tls-key-file=" + key, "--client-ca-file=" + s.CAFile()}
+	if s.opts.Monitoring {
+		args = append(args, "--prometheus-url="+s.PrometheusURL())
+	}
 	return []supervise.Spec{{
 		Name: XDS, Path: s.bin("helix-xds"),
 		// The URL holds Postgres's password: the environment, as for
