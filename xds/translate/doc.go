@@ -27,7 +27,8 @@
 //     listener has TLS, ALPN h2 and http/1.1.
 //   - hcm.go: the connection manager and THE filter order (httpFilters):
 //     strip client x-helix-* headers, CORS, the per-source-address limit,
-//     ext_authz, router. Rate limits are no filter: helix-authz applies
+//     ext_authz, grpc_stats (gRPC answers counted by status code per
+//     upstream cluster: the router counts a gRPC error as a 2xx), router. Rate limits are no filter: helix-authz applies
 //     the client's plan inside its Check (one side call per request), so
 //     the plans (ir.RateLimit) make no Envoy resource at all.
 //     Routes come over RDS (RouteConfigName). Paths are normalized and

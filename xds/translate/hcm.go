@@ -1,6 +1,7 @@
 package translate
 
 import (
+	grpcstatsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/grpc_stats/v3"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -31,12 +32,19 @@ type httpFilter struct {
 //  4. ext_authz authenticates, authorizes the model, applies the client's
 //     plan (helix-authz counts its rate limits in Redis, in the same Check:
 //     one side call per request, no ratelimit filter) and sets x-helix-*;
-//  5. router, last by definition.
+//  5. grpc_stats counts each gRPC answer by its grpc-status in its
+//     upstream cluster's stats (cluster.<c>.grpc.<code>, Prometheus
+//     envoy_cluster_grpc_<code>): the router charges a gRPC error to
+//     upstream_rq_xx as the HTTP 200 it came in, so without it a cluster's
+//     gRPC errors (a rollout's canary's: xds/rollout) are nowhere. After
+//     ext_authz: refused requests reach no cluster;
+//  6. router, last by definition.
 var httpFilters = []httpFilter{
 	{filterHeaderMutation, always, stripHelixHeaders},
 	{filterCORS, func(g *ir.Gateway) bool { return g.CORS != nil }, corsFilter},
 	{filterSourceLimit, func(g *ir.Gateway) bool { return g.SourceLimit != nil }, sourceLimitFilter},
 	{filterExtAuthz, always, extAuthzFilter},
+	{filterGRPCStats, always, grpcStatsFilter},
 	{filterRouter, always, routerFilter},
 }
 
@@ -126,6 +134,15 @@ func connectionManager(g *ir.Gateway) (*hcmv3.HttpConnectionManager, error) {
 		// (tracing.go).
 		EarlyHeaderMutationExtensions: early,
 		Tracing:                       tracing,
+	}, nil
+}
+
+// grpcStatsFilter counts per status code, not per method: the method
+// names would multiply every cluster's stats, and Triton's service has
+// one method that matters (ModelInfer).
+func grpcStatsFilter(*ir.Gateway) (proto.Message, error) {
+	return &grpcstatsv3.FilterConfig{
+		PerMethodStatSpecifier: &grpcstatsv3.FilterConfig_StatsForAllMethods{StatsForAllMethods: wrapBool(false)},
 	}, nil
 }
 

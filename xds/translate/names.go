@@ -53,6 +53,7 @@ const (
 	filterCORS           = "envoy.filters.http.cors"
 	filterSourceLimit    = "envoy.filters.http.local_ratelimit"
 	filterExtAuthz       = "envoy.filters.http.ext_authz"
+	filterGRPCStats      = "envoy.filters.http.grpc_stats"
 	filterRouter         = "envoy.filters.http.router"
 	transportSocketTLS   = "envoy.transport_sockets.tls"
 	accessLogStdout      = "envoy.access_loggers.stdout"

@@ -57,7 +57,8 @@ import (
 // Each variant's stats are its clusters' (ClusterStatName). Beware: in
 // Envoy 1.40's upstream_rq_xx a gRPC error (HTTP 200 with a grpc-status
 // in a trailers-only answer) counts as a 2xx; only REST's errors are 5xx
-// there (TestEnvoyTrafficPolicy pins it).
+// there. gRPC answers are counted by status code by the grpc_stats filter
+// (cluster.<c>.grpc.<code>; hcm.go). TestEnvoyTrafficPolicy pins both.
 //
 // Retries, timeouts and helix-authz's per-route settings are the model's
 // route's, copied. A model without a policy gets exactly the routes and

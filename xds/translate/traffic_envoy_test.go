@@ -719,6 +719,33 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), full+":")))
 		return n
 	}
+	// A rollout's SLO reads a canary's errors from its clusters' stats
+	// (xds/rollout): REST's as upstream_rq_5xx, gRPC's by status code from
+	// the grpc_stats filter (hcm.go), since upstream_rq_xx has a gRPC
+	// error as the HTTP 200 it came in.
+	t.Run("a failing variant's errors in its stats", func(t *testing.T) {
+		gw.publish(&ir.Traffic{Variants: []ir.Variant{stable, canary}})
+		newW.set(true, 0)
+		defer newW.set(false, 0)
+		g, h := GRPCVariantCluster(trModel, "canary"), HTTPVariantCluster(trModel, "canary")
+		before := []int{stat(g, "grpc.13"), stat(g, "grpc.failure"), stat(g, "upstream_rq_2xx"), stat(h, "upstream_rq_5xx")}
+		const n = 20
+		for range n {
+			if _, _, err := gw.do(context.Background(), trReq{client: "c", variant: "canary"}); status.Code(err) != codes.Internal {
+				t.Fatalf("gRPC to the failing canary: %v, want INTERNAL", err)
+			}
+			if _, _, err := gw.do(context.Background(), trReq{rest: true, client: "c", variant: "canary"}); err == nil || !strings.Contains(err.Error(), "status 500") {
+				t.Fatalf("REST to the failing canary: %v, want 500", err)
+			}
+		}
+		for i, c := range []struct{ cluster, stat string }{{g, "grpc.13"}, {g, "grpc.failure"}, {g, "upstream_rq_2xx"}, {h, "upstream_rq_5xx"}} {
+			if got := stat(c.cluster, c.stat) - before[i]; got != n {
+				t.Errorf("%s %s: %d more, want %d", c.cluster, c.stat, got, n)
+			}
+		}
+		takeAll()
+	})
+
 	t.Run("a failing or slow shadow is invisible", func(t *testing.T) {
 		gw.publish(&ir.Traffic{Variants: []ir.Variant{stable, canary},
 			Shadow: &ir.Shadow{Variant: ir.Variant{Name: "mirror", Version: "3", Pool: "shadow"}, Percent: 100}})
@@ -757,11 +784,12 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 			if !mode.fail {
 				continue
 			}
-			// What the shadow's clusters' stats say of the failures, as a
-			// rollout's SLO query reads a variant's: REST's 500 is a 5xx,
-			// but a gRPC error (HTTP 200, grpc-status 13 in a trailers-only
-			// answer) is a 2xx in Envoy 1.40's upstream_rq_xx. So that
-			// counter shows no gRPC errors; this pins the fact.
+			// What the shadow's clusters' stats say of the failures: REST's
+			// 500 is a 5xx; a gRPC error (HTTP 200, grpc-status 13 in a
+			// trailers-only answer) is a 2xx in Envoy 1.40's
+			// upstream_rq_xx. (A mirror's requests pass no filter, so
+			// grpc_stats does not see them; for a variant's, see "a
+			// failing variant's errors in its stats".)
 			for i, c := range []struct{ cluster, stat string }{
 				{HTTPVariantCluster(trModel, "mirror"), "upstream_rq_5xx"},
 				{GRPCVariantCluster(trModel, "mirror"), "upstream_rq_2xx"},

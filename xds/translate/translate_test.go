@@ -316,7 +316,7 @@ func TestFilterOrder(t *testing.T) {
 	for _, f := range httpFilters {
 		got = append(got, f.name)
 	}
-	want := []string{filterHeaderMutation, filterCORS, filterSourceLimit, filterExtAuthz, filterRouter}
+	want := []string{filterHeaderMutation, filterCORS, filterSourceLimit, filterExtAuthz, filterGRPCStats, filterRouter}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("filter order = %v, want %v", got, want)
 	}
