@@ -324,6 +324,25 @@ func TestTrafficUpdateEndpoints(t *testing.T) {
 			t.Errorf("stable after the change: %q", assignmentAddrs(e))
 		}
 	}
+	// A pool after the policy's: its assignments are found past the
+	// variants'.
+	g4 := *g
+	g4.Pools = append(slices.Clone(g.Pools), ir.Pool{Model: "zeta", Endpoints: slices.Clone(g.Pools[0].Endpoints)})
+	prev4, err := Translate(&g4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g5, models := withWorkerReady(&g4, "w1", false)
+	got5, err := UpdateEndpoints(prev4, g5, models, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want5, err := Translate(g5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameResources(t, "endpoints", got5.Endpoints, want5.Endpoints)
+
 	// A policy gone since prev: the layout tells.
 	g3 := g2
 	g3.Pools = slices.Clone(g2.Pools)
