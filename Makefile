@@ -48,6 +48,7 @@ build: ## build binaries into bin/
 models: deps-run ## generate the sample model repository (ONNX files) into models/
 	$(PY) scripts/make_models.py $(MODELS)
 	$(PY) scripts/make_tf_models.py $(MODELS)
+	$(PY) scripts/make_torch_models.py $(MODELS)
 
 # The installs (network), the models (once the venv is in) and the Go builds
 # (CPU) run side by side: on a fresh machine the build is most of the first
@@ -152,8 +153,9 @@ vulncheck: ## govulncheck over the three Go modules (main, grafana, sdk/go), off
 
 bench: bench-worker bench-authz bench-gateway
 
-bench-worker: deps deps-bench build models ## helix-worker vs its no-op floor (bench/kservenoop), MLServer and direct ONNX Runtime
+bench-worker: deps deps-bench build models ## helix-worker vs its no-op floor (bench/kservenoop), MLServer and direct ONNX Runtime; the TorchScript MLP vs MLServer + torch and vs the ONNX path
 	$(PY) bench/bench_worker.py --write docs/benchmarks.md
+	$(PY) bench/bench_torch.py --write docs/benchmarks.md
 
 HYDRA := .tools/hydra-v2.3.0
 

@@ -5,14 +5,16 @@
 #                                stack runs (Postgres, Redis, Prometheus,
 #                                Alertmanager), .venv from scripts/requirements-run.txt
 #                                (Envoy, onnx, onnxruntime, numpy, tritonclient), perf_analyzer,
-#                                .deps/onnxruntime/libonnxruntime.so, mailpit (.tools/)
+#                                .deps/onnxruntime/libonnxruntime.so, mailpit (.tools/), torch in
+#                                .venv (scripts/requirements-torch.txt) and the pytorch backend's
+#                                shim .deps/pytorch/libhelix_torch.so
 #   bash scripts/deps.sh         everything `make test` needs: the above, the test
 #                                packages (protoc, compilers), the rest of .venv
 #                                (scripts/requirements.txt), Jaeger, the deployment tools,
 #                                govulncheck with its database and make gates' tools
 #   bash scripts/deps.sh jaeger  only Jaeger (.tools/jaeger-<version>/jaeger), the trace
 #                                backend; make run builds it in the background
-#   bash scripts/deps.sh bench   only .venv-bench (MLServer, the benchmark baseline)
+#   bash scripts/deps.sh bench   only .venv-bench (MLServer and torch, the benchmark baselines)
 #   bash scripts/deps.sh deploy  only the deployment checks' tools (.tools/, .venv-deploy)
 #   bash scripts/deps.sh vuln    only govulncheck and its database (.tools/)
 #   bash scripts/deps.sh gates   only make gates' tools: benchstat, buf, oasdiff (.tools/gates/)
@@ -33,7 +35,7 @@ PYTHON="${PYTHON:-python3}"
 # proto), g++ and clang-14 (the cuda backend's tests compile its generated
 # kernels as C++, run on the CPU, and as CUDA to PTX; no CUDA toolkit needed);
 # chromium, the headless browser the portal's tests drive (e2e, chromedp).
-APT_RUN_PACKAGES=(postgresql redis-server prometheus prometheus-alertmanager libssl3 zlib1g)
+APT_RUN_PACKAGES=(postgresql redis-server prometheus prometheus-alertmanager libssl3 zlib1g g++)
 APT_TEST_PACKAGES=(protobuf-compiler libprotobuf-dev g++ clang-14 chromium)
 
 # axe-core, the accessibility checker the portal's browser test runs in each
@@ -188,10 +190,41 @@ tf_deps() {
 }
 
 bench_venv() {
-  venv_deps .venv-bench scripts/requirements-bench.txt 'import mlserver, onnxruntime, numpy'
+  venv_deps .venv-bench scripts/requirements-bench.txt 'import mlserver, onnxruntime, numpy, torch'
   if ((VENV_INSTALLED)); then
     .venv-bench/bin/mlserver --help >/dev/null || die ".venv-bench/bin/mlserver --help failed"
   fi
+}
+
+# PyTorch: torch==2.11.0 and its dependencies in .venv (scripts/requirements-torch.txt;
+# PyPI's wheel is the CUDA 13 build, about 3.5 GB with its CUDA packages), for
+# make models' TorchScript models and the interop tests' eager references; and
+# the pytorch backend's shim (workers/backend/pytorch/shim), compiled with g++
+# against the wheel's headers and linked to its libtorch_cpu.so by absolute
+# path, into .deps/pytorch/libhelix_torch.so. The stamp holds the torch
+# version, the wheel's folder and the shim source's hash: a change rebuilds.
+TORCH_SHIM_DIR=.deps/pytorch
+TORCH_SHIM_SRC=workers/backend/pytorch/shim
+
+torch_deps() {
+  # Checked by metadata: `import torch` takes seconds (it loads the CUDA libraries).
+  venv_deps .venv scripts/requirements-torch.txt \
+    'import importlib.metadata as m, importlib.util as u; assert m.version("torch") == "2.11.0" and u.find_spec("torch")'
+  local lib="$TORCH_SHIM_DIR/libhelix_torch.so" stamp="$TORCH_SHIM_DIR/STAMP" info tl want tmp
+  info="$(.venv/bin/python -c 'import importlib.metadata as m, importlib.util as u; print(m.version("torch"), u.find_spec("torch").submodule_search_locations[0])')"
+  tl="${info#* }"
+  want="$info $(cat "$TORCH_SHIM_SRC/helix_torch.h" "$TORCH_SHIM_SRC/helix_torch.cc" | sha256sum | cut -d' ' -f1)"
+  [[ -f "$lib" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && return 0
+  command -v g++ >/dev/null || die "g++ not found (Debian package g++)"
+  log "building the pytorch shim into $lib (g++ against torch ${info%% *}; about a minute)"
+  tmp="$(new_tmpdir)"
+  g++ -std=c++17 -O2 -fPIC -shared -Wall -o "$tmp/libhelix_torch.so" "$TORCH_SHIM_SRC/helix_torch.cc" \
+    -I"$tl/include" -I"$tl/include/torch/csrc/api/include" \
+    -L"$tl/lib" -Wl,--no-as-needed -ltorch_cpu -lc10 -Wl,-rpath,"$tl/lib"
+  .venv/bin/python -c 'import ctypes, sys; sys.exit(ctypes.CDLL(sys.argv[1]).helix_torch_abi() != 1)' "$tmp/libhelix_torch.so" \
+    || die "the pytorch shim built in $tmp does not load"
+  install -D -m 755 "$tmp/libhelix_torch.so" "$lib"
+  echo "$want" >"$stamp"
 }
 
 # ---------------------------------------------------------------------------
@@ -547,10 +580,11 @@ case "${1:-}" in
     apt_deps "${APT_RUN_PACKAGES[@]}"
     run_venv
     tf_deps
+    torch_deps
     perf_analyzer_deps
     onnxruntime_deps
     mailpit_deps
-    log "ok: what make run needs (Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION)"
+    log "ok: what make run needs (Debian packages, .venv, torch and the pytorch shim, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION)"
     ;;
   "")
     apt_deps "${APT_RUN_PACKAGES[@]}" "${APT_TEST_PACKAGES[@]}"
@@ -558,6 +592,7 @@ case "${1:-}" in
     run_venv
     test_venv
     tf_deps
+    torch_deps
     perf_analyzer_deps
     onnxruntime_deps
     mailpit_deps
@@ -568,7 +603,7 @@ case "${1:-}" in
     deploy_deps
     vuln_deps
     gates_deps
-    log "ok: Debian packages, .venv, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, Jaeger $JAEGER_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database, make gates' tools"
+    log "ok: Debian packages, .venv, torch and the pytorch shim, perf_analyzer $PA_VERSION, libonnxruntime $ORT_NPM_VERSION, mailpit $MAILPIT_VERSION, axe-core $AXE_NPM_VERSION, mermaid $MERMAID_NPM_VERSION, Jaeger $JAEGER_VERSION, deployment tools, govulncheck $GOVULNCHECK_VERSION and its database, make gates' tools"
     ;;
   deploy)
     deploy_deps
@@ -588,7 +623,7 @@ case "${1:-}" in
     ;;
   bench)
     bench_venv
-    log "ok: .venv-bench (mlserver)"
+    log "ok: .venv-bench (mlserver, torch)"
     ;;
   *)
     die "usage: bash scripts/deps.sh [run|jaeger|bench|deploy|vuln|gates]"

@@ -35,6 +35,7 @@ import (
 	"github.com/helixflow/helixflow/workers/backend"
 	"github.com/helixflow/helixflow/workers/backend/cuda"
 	"github.com/helixflow/helixflow/workers/backend/onnxruntime"
+	"github.com/helixflow/helixflow/workers/backend/pytorch"
 	"github.com/helixflow/helixflow/workers/backend/repeat"
 	"github.com/helixflow/helixflow/workers/backend/tensorflow"
 	"github.com/helixflow/helixflow/workers/cache"
@@ -70,6 +71,7 @@ type options struct {
 	tls                                tlsOptions // tls.go
 
 	ortLibrary      string
+	torchLibrary    string
 	tfLibrary       string
 	nvmlLibrary     string
 	allowGPUMetrics bool
@@ -128,9 +130,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.Int64Var(&o.maxDecompressedBytes, "max-decompressed-bytes", 0,
 		"largest size a compressed HTTP body (Content-Encoding gzip or deflate) may decompress to (0: a quarter of --max-request-bytes)")
 	fs.StringVar(&o.ortLibrary, "onnxruntime-library", "", "path of libonnxruntime.so (default: found next to the binary, then in .deps/, then the system)")
+	fs.StringVar(&o.torchLibrary, "pytorch-library", "",
+		"path of libhelix_torch.so, the shim over libtorch that TorchScript models (pytorch_libtorch) run on, loaded with the first such model (default: found next to the binary, then in .deps/pytorch, then the system); without it those models are UNAVAILABLE with the reason")
 	fs.StringVar(&o.tfLibrary, "tensorflow-library", "",
 		"path of libtensorflow_cc.so.2 (its folder also holding libtensorflow_framework.so.2), whose C API TensorFlow SavedModels (tensorflow_savedmodel) run on, loaded with the first such model (default: $HELIX_TENSORFLOW_LIB, then found next to the binary, then in .deps/tensorflow, then the system); without it those models are UNAVAILABLE with the reason")
-	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
+	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime and libtorch intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
 	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
 	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of NVML, libnvidia-ml.so.1 (default: the dynamic loader's search); without it the worker has 0 GPUs")
 	fs.BoolVar(&o.allowGPUMetrics, "allow-gpu-metrics", true, "export GPU metrics (dcgm-exporter's DCGM_FI_DEV_*, Triton's nv_gpu_*) on /metrics")
@@ -277,7 +281,15 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	defer ort.Close()
-
+	torch, err := pytorch.New(pytorch.Options{
+		LibraryPath:    o.torchLibrary,
+		IntraOpThreads: o.intraOpThreads,
+		AutoThreads:    o.intraOpThreads == 0,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
 	tfBackend, err := tensorflow.New(tensorflow.Options{
 		LibraryPath:    o.tfLibrary,
 		IntraOpThreads: o.intraOpThreads,
@@ -313,7 +325,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		ControlMode:     models.ControlMode(o.controlMode),
 		StartupModels:   o.loadModels,
 		PollInterval:    time.Duration(o.pollSecs) * time.Second,
-		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus}), repeat.Name: repeat.New(), tensorflow.Name: tfBackend},
+		Backends:        map[string]backend.Backend{ort.Name(): ort, cuda.Name: cuda.New(cuda.Options{Logger: log, Discovery: gpus}), repeat.Name: repeat.New(), torch.Name(): torch, tensorflow.Name: tfBackend},
 		Metrics:         metrics,
 		StrictReadiness: o.strictReadiness,
 		DrainTimeout:    time.Duration(o.exitTimeoutSecs) * time.Second,

@@ -58,6 +58,15 @@ type Backend interface {
 	NewInstance(ctx context.Context, spec InstanceSpec) (Instance, error)
 }
 
+// DeclaredIO is implemented by backends whose model files do not describe
+// their inputs and outputs reliably (TorchScript): config.pbtxt must declare
+// them, and the model manager calls CheckDeclared with the declared IO
+// (batch dim included) instead of Inspect; the backend checks it against
+// what the file does say (e.g. forward()'s arguments).
+type DeclaredIO interface {
+	CheckDeclared(ctx context.Context, modelPath string, inputs, outputs []IO) error
+}
+
 // GPUCounter is implemented by backends that run on GPUs: how many GPUs
 // the process sees, for an instance group of kind KIND_GPU that names none
 // (its instances then go on every GPU, as in Triton).

@@ -390,6 +390,16 @@ func (m *Manager) loadVersions(ctx context.Context, name, dir string, opts infer
 	type modelIO struct{ inputs, outputs []backend.IO }
 	ios := make(map[int64]modelIO, len(selected))
 	for _, n := range selected {
+		if d, ok := be.(backend.DeclaredIO); ok {
+			// The file does not say its IO (TorchScript): the config's is
+			// the model's, once the backend has checked it against the file.
+			inputs, outputs := repository.DeclaredIO(cfg)
+			if err := d.CheckDeclared(ctx, modelFile(dir, n, cfg), inputs, outputs); err != nil {
+				return nil, nil, fmt.Errorf("version %d: %w", n, err)
+			}
+			ios[n] = modelIO{inputs, outputs}
+			continue
+		}
 		inputs, outputs, err := be.Inspect(ctx, modelFile(dir, n, cfg))
 		if err != nil {
 			return nil, nil, fmt.Errorf("version %d: %w", n, err)

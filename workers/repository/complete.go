@@ -145,11 +145,13 @@ func Validate(cfg *pb.ModelConfig, inputs, outputs []backend.IO) error {
 		if cfg.Backend == BackendCUDA {
 			want = pb.ModelInstanceGroup_KIND_GPU
 		}
-		if g.Kind != want {
+		// The pytorch backend runs either: KIND_GPU where libtorch sees CUDA.
+		gpuToo := cfg.Backend == BackendTorch && g.Kind == pb.ModelInstanceGroup_KIND_GPU
+		if g.Kind != want && !gpuToo {
 			return fmt.Errorf("%w: instance_group[%d].kind %s is not supported by the %s backend (use %s)",
 				ErrInvalidConfig, i, g.Kind, cfg.Backend, want)
 		}
-		if len(g.Gpus) > 0 && want != pb.ModelInstanceGroup_KIND_GPU {
+		if len(g.Gpus) > 0 && g.Kind != pb.ModelInstanceGroup_KIND_GPU {
 			return fmt.Errorf("%w: instance_group[%d].gpus is set but the kind is %s", ErrInvalidConfig, i, g.Kind)
 		}
 		for _, id := range g.Gpus {
