@@ -237,6 +237,11 @@ func okResponse(p *Principal, t target, h *reqHeaders, limit *ratelimit.Decision
 	if variant != "" && t.reach == reachModel {
 		headers.set(wire.HeaderVariant, variant)
 	}
+	if h.hasVariant {
+		// Admitted as wire.HeaderVariant (or of no use): the client's
+		// header goes no further.
+		remove = append(remove, wire.HeaderVariantRequest)
+	}
 	if t.stream {
 		headers.set(wire.HeaderCredential, sc.id)
 		if sc.expires != "" {

@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,6 +142,9 @@ func TestCheckTraffic(t *testing.T) {
 				t.Fatalf("denied %d %v %q", r.http, r.grpc, r.body)
 			}
 			sent := tc.req.GetAttributes().GetRequest().GetHttp().GetHeaders()
+			if _, ok := sent[wire.HeaderVariantRequest]; ok && !slices.Contains(r.remove, wire.HeaderVariantRequest) {
+				t.Errorf("the client's %s is not removed: %v", wire.HeaderVariantRequest, r.remove)
+			}
 			for name, want := range map[string]string{
 				wire.HeaderAssignment: tc.assignment, wire.HeaderRequestedVersion: tc.version, wire.HeaderVariant: tc.variant,
 				wire.HeaderModelVersion: "", wire.HeaderShadow: "",
