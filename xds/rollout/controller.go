@@ -79,6 +79,7 @@ type Controller struct {
 	seen      map[int64]string       // rollout id → state at the last poll
 	retryAt   map[int64]time.Time    // a held rollout's next evaluation
 	lastErr   string                 // the last poll error logged
+	badLogged map[int64]bool         // invalid rows already logged
 }
 
 // New returns a Controller over cfg.
@@ -135,7 +136,7 @@ func newController(cfg Config) *Controller {
 			Name: "helix_rollout_evaluations_total",
 			Help: "SLO evaluations of rollouts' canaries by model and result: pass, fail, no_data (no requests or latency samples in the window), prometheus_error (unreachable or erroring; the rollout holds).",
 		}, []string{"model", "result"}),
-		seen: map[int64]string{}, retryAt: map[int64]time.Time{},
+		seen: map[int64]string{}, retryAt: map[int64]time.Time{}, badLogged: map[int64]bool{},
 	}
 }
 
@@ -175,7 +176,10 @@ func (c *Controller) Tick(ctx context.Context) {
 		r := &rows[i]
 		c.observe(r)
 		if err := r.check(); err != nil {
-			c.log.ErrorContext(ctx, "rollout skipped", "model", r.Model, "id", r.ID, "error", err)
+			if !c.badLogged[r.ID] { // once, not every poll
+				c.log.ErrorContext(ctx, "rollout not run: its row is invalid; its weights stay as they are", "model", r.Model, "id", r.ID, "error", err)
+				c.badLogged[r.ID] = true
+			}
 		} else if r.State == StateRunning {
 			*r = c.advance(ctx, *r)
 		}

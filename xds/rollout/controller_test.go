@@ -365,3 +365,29 @@ func TestBadRowStopsOnlyItself(t *testing.T) {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// TestDatabaseDownKeepsOverrides: a poll that cannot read the table
+// publishes nothing new, so the last policies stay in force.
+func TestDatabaseDownKeepsOverrides(t *testing.T) {
+	f := newFixture(t)
+	pool, err := pgxpool.New(f.ctx, f.pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Pool: pool, Publisher: f.pub, Logger: quiet, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.insert("simple", []int{10, 100}, time.Minute)
+	c.Tick(f.ctx)
+	if w := canaryWeight(f.pub.last(t), "simple"); w != 10 {
+		t.Fatalf("canary weight %d, want 10", w)
+	}
+	calls := len(f.pub.calls)
+	pool.Close()
+	c.Tick(f.ctx)
+	c.Tick(f.ctx)
+	if len(f.pub.calls) != calls {
+		t.Fatalf("published %v with the database down, want the last policies kept", f.pub.last(t))
+	}
+}
