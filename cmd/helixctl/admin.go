@@ -96,7 +96,7 @@ func runClients(ctx context.Context, sub string, args []string, out io.Writer) e
 	case "create", "update":
 		fs.StringVar(&name, "name", "", "client name")
 		fs.StringVar(&plan, "plan", "", "rate-limit plan: one of the plans in the gateway config file (create: its ratelimit.default_plan)")
-		fs.Var(&scopes, "scope", "scope (repeatable or comma-separated): models:infer, models:read, models:<model>:infer, helix:introspect; for a client people sign in to also account, helix:admin")
+		fs.Var(&scopes, "scope", "scope (repeatable or comma-separated): models:infer, models:read, models:<model>:infer, models:variant-override, helix:introspect; for a client people sign in to also account, helix:admin")
 		fs.Var(&models, "model", "model the client may use (repeatable or comma-separated; \"*\" = every model). "+
 			"create: none unless given; grant later with \"helixctl clients update ID --model NAME\" (update replaces the list)")
 		fs.Var(&aud, "audience", "audience the client may ask tokens for (repeatable)")
