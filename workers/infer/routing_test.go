@@ -67,3 +67,37 @@ func TestReadRoutingAllocs(t *testing.T) {
 		t.Errorf("ReadRouting allocates %v times, want 0 (every inference request reads it)", n)
 	}
 }
+
+// FuzzReadRouting: whatever Envoy (or anything in front of a worker
+// reached directly) sends, an accepted version is a version and only "1"
+// is a shadow.
+func FuzzReadRouting(f *testing.F) {
+	f.Add("2", "1", false)
+	f.Add("007", "", true)
+	f.Add("", "0", false)
+	f.Fuzz(func(t *testing.T, version, shadow string, twice bool) {
+		var vs, ss []string
+		if version != "" {
+			vs = []string{version}
+		}
+		if shadow != "" {
+			ss = []string{shadow}
+		}
+		if twice {
+			vs = append(vs, version)
+		}
+		r, err := ReadRouting(vs, ss)
+		if err != nil {
+			if CodeOf(err) != CodeInvalidArgument {
+				t.Fatalf("error %v is not INVALID_ARGUMENT", err)
+			}
+			return
+		}
+		if r.Version != "" && wire.CheckVersion(r.Version) != nil {
+			t.Fatalf("accepted version %q", r.Version)
+		}
+		if len(vs) > 1 || r.Shadow != (shadow == "1") {
+			t.Fatalf("ReadRouting(%q, %q) = %+v", vs, ss, r)
+		}
+	})
+}
