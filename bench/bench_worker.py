@@ -322,7 +322,10 @@ def mlserver_model_settings(m: Model, adaptive_batching: bool) -> dict:
     return settings
 
 
-def start_mlserver(name, models, tmp: Path, workers: int, adaptive_batching: bool) -> Server:
+def start_mlserver(name, models, tmp: Path, workers: int, adaptive_batching: bool,
+                   settings=mlserver_model_settings) -> Server:
+    """MLServer serving models; settings(model, adaptive_batching) gives each
+    model-settings.json (bench_torch.py passes its TorchScript runtime's)."""
     if not BENCH_PYTHON.is_file():
         raise BenchError(f"{BENCH_PYTHON} is missing: run `make deps-bench`")
     work = tmp / ("mlserver" if adaptive_batching else "mlserver-no-batching")
@@ -338,7 +341,7 @@ def start_mlserver(name, models, tmp: Path, workers: int, adaptive_batching: boo
     for m in models:
         (folder / m.name).mkdir()
         (folder / m.name / "model-settings.json").write_text(
-            json.dumps(mlserver_model_settings(m, adaptive_batching), indent=2))
+            json.dumps(settings(m, adaptive_batching), indent=2))
     configs = work / "triton-configs.json"
     configs.write_text(json.dumps({m.name: base64.b64encode(m.config_response()).decode() for m in models}))
     env = dict(os.environ, PYTHONPATH=str(MLSERVER_DIR))

@@ -226,7 +226,7 @@ type hostOutput struct {
 
 // forward runs the module on args (in forward()'s order).
 func (m *module) forward(r *runner, args []hostTensor, threads int) ([]hostOutput, error) {
-	if len(args) > r.nIn || len(args) > 0 && len(args[0].shape) > maxRank {
+	if len(args) > r.nIn {
 		return nil, fmt.Errorf("internal: %d inputs for a runner of %d", len(args), r.nIn)
 	}
 	var pin runtime.Pinner
