@@ -12,6 +12,7 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/admin"
 	"github.com/helixflow/helixflow/extauthz/rollouts"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // rolloutUsage names the rollout subcommands and their arguments.
@@ -121,17 +122,17 @@ func startRequest(model, to, from, steps, slo string, interval time.Duration, no
 		return req, fmt.Errorf("%w: rollout start: --to VERSION or --to-pool POOL is required (the canary)", errUsage)
 	}
 	var err error
-	if req.Steps, err = rollouts.ParseSteps(steps); err != nil {
+	if req.Steps, err = rolloutspec.ParseSteps(steps); err != nil {
 		return req, fmt.Errorf("%w: --steps %q: %v", errUsage, steps, err)
 	}
-	if err := rollouts.CheckInterval(interval); err != nil {
+	if err := rolloutspec.CheckInterval(interval); err != nil {
 		return req, fmt.Errorf("%w: --%v", errUsage, err)
 	}
 	req.Interval = interval.String()
 	if slo == "" {
 		return req, fmt.Errorf("%w: rollout start: --slo is required, e.g. --slo 'error_ratio<0.01,p99_ms<200'", errUsage)
 	}
-	s, err := rollouts.ParseSLO(slo)
+	s, err := rolloutspec.ParseSLO(slo)
 	if err != nil {
 		return req, fmt.Errorf("%w: --slo %q: %v", errUsage, slo, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // servedModels stands in for helix-xds's model catalogue (tested in
@@ -101,7 +102,7 @@ func TestRolloutCommands(t *testing.T) {
 	out = c.mustRun(t, "rollout", "start", "simple", "--to-pool", "canary", "--slo", "error_ratio<0.1", "--no-sticky", "--output", "json")
 	var byPool admin.RolloutView
 	if err := json.Unmarshal([]byte(out), &byPool); err != nil || byPool.FromPool != "default" || byPool.ToPool != "canary" || byPool.Sticky ||
-		!slices.Equal(byPool.Steps, rollouts.DefaultSteps) || byPool.Interval != "5m0s" {
+		!slices.Equal(byPool.Steps, rolloutspec.DefaultSteps) || byPool.Interval != "5m0s" {
 		t.Fatalf("start by pool: %+v, %v", byPool, err)
 	}
 	// The server's checks reach the user as they are.

@@ -13,6 +13,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/catalog"
 	"github.com/helixflow/helixflow/extauthz/rollouts"
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/internal/wire"
 )
 
@@ -38,25 +39,25 @@ const DefaultRolloutList = 100
 
 // RolloutView is a rollout as the admin API shows it.
 type RolloutView struct {
-	ID            int64        `json:"id"`
-	Model         string       `json:"model"`
-	FromVersion   string       `json:"from_version"`
-	FromPool      string       `json:"from_pool"`
-	ToVersion     string       `json:"to_version"`
-	ToPool        string       `json:"to_pool"`
-	Steps         []int        `json:"steps"`
-	Interval      string       `json:"interval"`
-	SLO           rollouts.SLO `json:"slo"`
-	Sticky        bool         `json:"sticky"`
-	State         string       `json:"state"`
-	Step          int          `json:"step"`
-	Weight        int          `json:"weight"`
-	Reason        string       `json:"reason"`
-	CreatedBy     string       `json:"created_by"`
-	CreatedAt     time.Time    `json:"created_at"`
-	UpdatedAt     time.Time    `json:"updated_at"`
-	StepStartedAt *time.Time   `json:"step_started_at,omitempty"`
-	EndedAt       *time.Time   `json:"ended_at,omitempty"`
+	ID            int64           `json:"id"`
+	Model         string          `json:"model"`
+	FromVersion   string          `json:"from_version"`
+	FromPool      string          `json:"from_pool"`
+	ToVersion     string          `json:"to_version"`
+	ToPool        string          `json:"to_pool"`
+	Steps         []int           `json:"steps"`
+	Interval      string          `json:"interval"`
+	SLO           rolloutspec.SLO `json:"slo"`
+	Sticky        bool            `json:"sticky"`
+	State         string          `json:"state"`
+	Step          int             `json:"step"`
+	Weight        int             `json:"weight"`
+	Reason        string          `json:"reason"`
+	CreatedBy     string          `json:"created_by"`
+	CreatedAt     time.Time       `json:"created_at"`
+	UpdatedAt     time.Time       `json:"updated_at"`
+	StepStartedAt *time.Time      `json:"step_started_at,omitempty"`
+	EndedAt       *time.Time      `json:"ended_at,omitempty"`
 }
 
 // ViewRollout returns r as the admin API shows it.

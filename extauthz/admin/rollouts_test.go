@@ -20,6 +20,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/secret"
 	"github.com/helixflow/helixflow/internal/peopletest"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // models stands in for helix-xds's model catalogue (catalog.Client, tested
@@ -100,7 +101,7 @@ func (e *rolloutEnv) lastAudit(t *testing.T, action string) audit.Row {
 func startRequest() rollouts.Request {
 	er, p99 := 0.01, 200.0
 	return rollouts.Request{Model: "simple", ToVersion: "3", Steps: []int{1, 50, 100}, Interval: "30s",
-		SLO: &rollouts.SLO{ErrorRatio: &er, P99Ms: &p99}}
+		SLO: &rolloutspec.SLO{ErrorRatio: &er, P99Ms: &p99}}
 }
 
 // TestRolloutLifecycle drives every rollout endpoint through admin.Client:
@@ -113,7 +114,7 @@ func TestRolloutLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ro.ID == 0 || ro.Model != "simple" || ro.FromVersion != "2" || ro.ToVersion != "3" || ro.State != rollouts.StateRunning ||
+	if ro.ID == 0 || ro.Model != "simple" || ro.FromVersion != "2" || ro.ToVersion != "3" || ro.State != rolloutspec.StateRunning ||
 		ro.Step != -1 || ro.Weight != 0 || ro.Interval != "30s" || !ro.Sticky || ro.CreatedBy != "alice@ops" || fmt.Sprint(ro.Steps) != "[1 50 100]" {
 		t.Fatalf("started %+v", ro)
 	}
@@ -161,7 +162,7 @@ func TestRolloutLifecycle(t *testing.T) {
 
 	steps := []struct {
 		action, state string
-	}{{"pause", rollouts.StatePaused}, {"resume", rollouts.StateRunning}, {"abort", rollouts.StateAborted}}
+	}{{"pause", rolloutspec.StatePaused}, {"resume", rolloutspec.StateRunning}, {"abort", rolloutspec.StateAborted}}
 	for _, s := range steps {
 		got, err := e.client.RolloutAction(ctx, ro.ID, s.action)
 		if err != nil || got.State != s.state {
@@ -193,7 +194,7 @@ func TestRolloutLifecycle(t *testing.T) {
 		t.Fatalf("release of a running rollout: %v", err)
 	}
 	rel, err := e.client.ReleaseRollout(ctx, "simple")
-	if err != nil || rel.ID != ro.ID || rel.State != rollouts.StateReleased {
+	if err != nil || rel.ID != ro.ID || rel.State != rolloutspec.StateReleased {
 		t.Fatalf("release: %+v, %v", rel, err)
 	}
 	if ev := e.lastAudit(t, "rollout.release"); ev.Target != fmt.Sprintf("rollout:%d", ro.ID) || ev.Result != audit.ResultSuccess {

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/helixflow/helixflow/extauthz/rollouts"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 func ptr[T any](v T) *T { return &v }
 
-func slo(er, p99 float64) *rollouts.SLO {
-	s := &rollouts.SLO{}
+func slo(er, p99 float64) *rolloutspec.SLO {
+	s := &rolloutspec.SLO{}
 	if er != 0 {
 		s.ErrorRatio = &er
 	}
@@ -55,10 +56,10 @@ func TestRequestCheckRefuses(t *testing.T) {
 		{"interval negative", func(r *rollouts.Request) { r.Interval = "-5m" }, served, "interval: -5m0s is outside"},
 		{"interval over 24h", func(r *rollouts.Request) { r.Interval = "25h" }, served, "interval: 25h0m0s is outside"},
 		{"no slo", func(r *rollouts.Request) { r.SLO = nil }, served, "slo: required"},
-		{"empty slo", func(r *rollouts.Request) { r.SLO = &rollouts.SLO{} }, served, "slo: required"},
-		{"error_ratio 0", func(r *rollouts.Request) { r.SLO = &rollouts.SLO{ErrorRatio: ptr(0.0)} }, served, "slo.error_ratio: 0 is outside (0, 1]"},
+		{"empty slo", func(r *rollouts.Request) { r.SLO = &rolloutspec.SLO{} }, served, "slo: required"},
+		{"error_ratio 0", func(r *rollouts.Request) { r.SLO = &rolloutspec.SLO{ErrorRatio: ptr(0.0)} }, served, "slo.error_ratio: 0 is outside (0, 1]"},
 		{"error_ratio over 1", func(r *rollouts.Request) { r.SLO = slo(1.5, 0) }, served, "slo.error_ratio: 1.5 is outside (0, 1]"},
-		{"error_ratio NaN", func(r *rollouts.Request) { r.SLO = &rollouts.SLO{ErrorRatio: ptr(math.NaN())} }, served, "slo.error_ratio: NaN"},
+		{"error_ratio NaN", func(r *rollouts.Request) { r.SLO = &rolloutspec.SLO{ErrorRatio: ptr(math.NaN())} }, served, "slo.error_ratio: NaN"},
 		{"p99 negative", func(r *rollouts.Request) { r.SLO = slo(0, -1) }, served, "slo.p99_ms: -1 is outside"},
 		{"p99 over an hour", func(r *rollouts.Request) { r.SLO = slo(0, 3_600_001) }, served, "slo.p99_ms: 3.600001e+06 is outside"},
 		{"model not served", nil, rollouts.Served{}, `model: "simple" is not served: no worker has it loaded`},
@@ -119,87 +120,9 @@ func TestRequestCheckDefaults(t *testing.T) {
 				t.Errorf("from %q/%q to pool %q sticky %v; want %q/%q, %q, %v", ro.FromVersion, ro.FromPool, ro.ToPool, ro.Sticky,
 					tt.fromVersion, tt.fromPool, tt.toPool, tt.sticky)
 			}
-			if ro.State != rollouts.StateRunning || ro.Step != -1 || ro.Weight != 0 || ro.CreatedBy != "alice" || ro.Interval != 5*time.Minute ||
+			if ro.State != rolloutspec.StateRunning || ro.Step != -1 || ro.Weight != 0 || ro.CreatedBy != "alice" || ro.Interval != 5*time.Minute ||
 				!slices.Equal(ro.Steps, req.Steps) {
 				t.Errorf("rollout %+v", ro)
-			}
-		})
-	}
-}
-
-func TestParseSLO(t *testing.T) {
-	tests := []struct {
-		in       string
-		er, p99  float64 // 0: absent
-		wantErr  string
-		asString string
-	}{
-		{in: "error_ratio<0.01,p99_ms<200", er: 0.01, p99: 200, asString: "error_ratio<0.01,p99_ms<200"},
-		{in: " p99_ms < 250.5 , error_ratio<0.05 ", er: 0.05, p99: 250.5, asString: "error_ratio<0.05,p99_ms<250.5"},
-		{in: "error_ratio<1", er: 1, asString: "error_ratio<1"},
-		{in: "p99_ms<200", p99: 200, asString: "p99_ms<200"},
-		{in: "", wantErr: "empty"},
-		{in: "error_ratio<=0.01", wantErr: `"error_ratio<=0.01": want name<number`},
-		{in: "error_ratio>0.01", wantErr: "want name<number"},
-		{in: "error_ratio=0.01", wantErr: "want name<number"},
-		{in: "error_ratio<abc", wantErr: `"abc" is not a number`},
-		{in: "error_ratio<Inf", wantErr: "is not a number"},
-		{in: "latency<200", wantErr: `unknown SLO "latency" (error_ratio or p99_ms)`},
-		{in: "p99_ms<200,p99_ms<100", wantErr: "p99_ms is given twice"},
-		{in: "error_ratio<2", wantErr: "slo.error_ratio: 2 is outside (0, 1]"},
-		{in: "p99_ms<0", wantErr: "slo.p99_ms: 0 is outside"},
-		{in: "error_ratio<0.01,", wantErr: `"": want name<number`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			s, err := rollouts.ParseSLO(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseSLO = %v, %v; want an error with %q", s, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if (tt.er == 0) != (s.ErrorRatio == nil) || (s.ErrorRatio != nil && *s.ErrorRatio != tt.er) ||
-				(tt.p99 == 0) != (s.P99Ms == nil) || (s.P99Ms != nil && *s.P99Ms != tt.p99) {
-				t.Errorf("ParseSLO = %v", s)
-			}
-			if s.String() != tt.asString {
-				t.Errorf("String = %q, want %q", s.String(), tt.asString)
-			}
-		})
-	}
-}
-
-func TestParseSteps(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    []int
-		wantErr string
-	}{
-		{in: "1,5,25,50,100", want: []int{1, 5, 25, 50, 100}},
-		{in: " 10%, 100% ", want: []int{10, 100}},
-		{in: "100", want: []int{100}},
-		{in: "", wantErr: `steps[0]: "" is not a whole percentage`},
-		{in: "1,x,100", wantErr: `steps[1]: "x" is not a whole percentage`},
-		{in: "1.5,100", wantErr: `steps[0]: "1.5" is not a whole percentage`},
-		{in: "10,5,100", wantErr: "steps[1]: 5 is not above steps[0] (10)"},
-		{in: "1,5,50", wantErr: "the last step is 100"},
-		{in: "0,100", wantErr: "steps[0]: 0 is outside 1..100"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := rollouts.ParseSteps(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseSteps = %v, %v; want an error with %q", got, err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || !slices.Equal(got, tt.want) {
-				t.Fatalf("ParseSteps = %v, %v; want %v", got, err, tt.want)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/helixflow/helixflow/extauthz/store"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // queryTimeout bounds one statement (few rows, indexed).
@@ -83,8 +84,9 @@ func scan(row pgx.Row) (*Rollout, error) {
 		r.Steps[i] = int(s)
 	}
 	r.Interval = time.Duration(intervalMs) * time.Millisecond
-	if err := json.Unmarshal(slo, &r.SLO); err != nil {
-		return nil, fmt.Errorf("rollout %d: slo column: %w", r.ID, err)
+	var err error
+	if r.SLO, err = rolloutspec.DecodeSLO(slo); err != nil {
+		return nil, fmt.Errorf("rollout %d: %w", r.ID, err)
 	}
 	return &r, nil
 }
@@ -108,7 +110,7 @@ func (s *Store) Create(ctx context.Context, r *Rollout) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, -1, 0, '', $11)
 		RETURNING `+columns,
 		r.Model, r.FromVersion, r.FromPool, r.ToVersion, r.ToPool, steps, r.Interval.Milliseconds(), string(slo), r.Sticky,
-		StateRunning, r.CreatedBy))
+		rolloutspec.StateRunning, r.CreatedBy))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "rollouts_one_in_progress" {
 		running, gerr := s.inProgress(ctx, r.Model)
@@ -125,7 +127,7 @@ func (s *Store) Create(ctx context.Context, r *Rollout) error {
 }
 
 func (s *Store) inProgress(ctx context.Context, model string) (*Rollout, error) {
-	r, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM rollouts WHERE model = $1 AND state = ANY($2)`, model, InProgress))
+	r, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM rollouts WHERE model = $1 AND state = ANY($2)`, model, rolloutspec.InProgress))
 	if err != nil {
 		return nil, classify("read the rollout in progress", err)
 	}
@@ -173,21 +175,21 @@ func (s *Store) List(ctx context.Context, model string, limit int) ([]Rollout, e
 // Pause stops a running rollout where it is: the weight stays, nothing is
 // evaluated until Resume.
 func (s *Store) Pause(ctx context.Context, id int64, reason string) (*Rollout, error) {
-	return s.transition(ctx, id, "pause", []string{StateRunning}, `state = 'paused'`, reason)
+	return s.transition(ctx, id, "pause", []string{rolloutspec.StateRunning}, `state = 'paused'`, reason)
 }
 
 // Resume runs a paused rollout again. The step under way starts over
 // (step_started_at now), so that its evaluation covers a whole interval
 // of traffic after the pause.
 func (s *Store) Resume(ctx context.Context, id int64, reason string) (*Rollout, error) {
-	return s.transition(ctx, id, "resume", []string{StatePaused},
+	return s.transition(ctx, id, "resume", []string{rolloutspec.StatePaused},
 		`state = 'running', step_started_at = CASE WHEN step >= 0 THEN now() END`, reason)
 }
 
 // Abort ends a rollout in progress: the canary gets 0% (its pin holds
 // until Release).
 func (s *Store) Abort(ctx context.Context, id int64, reason string) (*Rollout, error) {
-	return s.transition(ctx, id, "abort", InProgress, `state = 'aborted', weight = 0, ended_at = now()`, reason)
+	return s.transition(ctx, id, "abort", rolloutspec.InProgress, `state = 'aborted', weight = 0, ended_at = now()`, reason)
 }
 
 // transition moves rollout id from one of from by set, in one statement
@@ -222,20 +224,20 @@ func (s *Store) Release(ctx context.Context, model, reason string) (*Rollout, er
 	if err != nil {
 		return nil, classify("release", err)
 	}
-	if latest.State == StateReleased {
+	if latest.State == rolloutspec.StateReleased {
 		return nil, fmt.Errorf("rollouts: release: model %q: its latest rollout (%d) is released already: %w", model, latest.ID, store.ErrNotFound)
 	}
 	// The id and the state are checked again in the update: a new
 	// rollout, or the controller's last write, may have come between.
 	r, err := scan(s.pool.QueryRow(ctx, `UPDATE rollouts SET state = 'released', ended_at = coalesce(ended_at, now()), reason = $3, updated_at = now()
 		WHERE id = $1 AND state = ANY($2) AND id = (SELECT max(id) FROM rollouts WHERE model = $4) RETURNING `+columns,
-		latest.ID, Ended, reason, model))
+		latest.ID, rolloutspec.Ended, reason, model))
 	if errors.Is(err, pgx.ErrNoRows) {
 		cur, gerr := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM rollouts WHERE id = $1`, latest.ID))
 		if gerr != nil {
 			return nil, classify("release", gerr)
 		}
-		return nil, fmt.Errorf("rollouts: release: %w", &StateError{ID: latest.ID, State: cur.State, Action: "release", From: Ended})
+		return nil, fmt.Errorf("rollouts: release: %w", &StateError{ID: latest.ID, State: cur.State, Action: "release", From: rolloutspec.Ended})
 	}
 	if err != nil {
 		return nil, classify("release", err)

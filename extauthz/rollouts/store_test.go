@@ -13,6 +13,7 @@ import (
 	"github.com/helixflow/helixflow/extauthz/rollouts"
 	"github.com/helixflow/helixflow/extauthz/store"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 func TestMain(m *testing.M) {
@@ -58,7 +59,7 @@ func create(t *testing.T, s *rollouts.Store, model string) *rollouts.Rollout {
 func TestCreateAndRead(t *testing.T) {
 	s, _ := newStore(t)
 	ro := create(t, s, "simple")
-	if ro.ID == 0 || ro.CreatedAt.IsZero() || ro.State != rollouts.StateRunning || ro.Step != -1 || ro.Weight != 0 ||
+	if ro.ID == 0 || ro.CreatedAt.IsZero() || ro.State != rolloutspec.StateRunning || ro.Step != -1 || ro.Weight != 0 ||
 		ro.StepStartedAt != nil || ro.EndedAt != nil {
 		t.Fatalf("created %+v", ro)
 	}
@@ -130,19 +131,19 @@ func TestTransitions(t *testing.T) {
 	ro := create(t, s, "simple")
 	c := ctx(t)
 
-	if _, err := s.Resume(c, ro.ID, "x"); !isState(err, rollouts.StateRunning) {
+	if _, err := s.Resume(c, ro.ID, "x"); !isState(err, rolloutspec.StateRunning) {
 		t.Fatalf("resume of a running rollout: %v", err)
 	}
 	p, err := s.Pause(c, ro.ID, "paused by alice")
-	if err != nil || p.State != rollouts.StatePaused || p.Reason != "paused by alice" || !p.UpdatedAt.After(ro.UpdatedAt) {
+	if err != nil || p.State != rolloutspec.StatePaused || p.Reason != "paused by alice" || !p.UpdatedAt.After(ro.UpdatedAt) {
 		t.Fatalf("pause: %+v, %v", p, err)
 	}
-	if _, err := s.Pause(c, ro.ID, "x"); !isState(err, rollouts.StatePaused) {
+	if _, err := s.Pause(c, ro.ID, "x"); !isState(err, rolloutspec.StatePaused) {
 		t.Fatalf("pause of a paused rollout: %v", err)
 	}
 	// Before the first step, a resume starts no step.
 	r, err := s.Resume(c, ro.ID, "resumed by alice")
-	if err != nil || r.State != rollouts.StateRunning || r.StepStartedAt != nil {
+	if err != nil || r.State != rolloutspec.StateRunning || r.StepStartedAt != nil {
 		t.Fatalf("resume before the first step: %+v, %v", r, err)
 	}
 	// The controller applies steps (its writes, as xds/rollout makes them);
@@ -157,11 +158,11 @@ func TestTransitions(t *testing.T) {
 		t.Fatalf("resume within a step: %+v, %v", r, err)
 	}
 	a, err := s.Abort(c, ro.ID, "aborted by alice")
-	if err != nil || a.State != rollouts.StateAborted || a.Weight != 0 || a.EndedAt == nil || a.Reason != "aborted by alice" {
+	if err != nil || a.State != rolloutspec.StateAborted || a.Weight != 0 || a.EndedAt == nil || a.Reason != "aborted by alice" {
 		t.Fatalf("abort: %+v, %v", a, err)
 	}
 	for name, f := range map[string]func(context.Context, int64, string) (*rollouts.Rollout, error){"pause": s.Pause, "resume": s.Resume, "abort": s.Abort} {
-		if _, err := f(c, ro.ID, "x"); !isState(err, rollouts.StateAborted) {
+		if _, err := f(c, ro.ID, "x"); !isState(err, rolloutspec.StateAborted) {
 			t.Errorf("%s of an aborted rollout: %v", name, err)
 		}
 		if _, err := f(c, ro.ID+100, "x"); !errors.Is(err, store.ErrNotFound) {
@@ -187,15 +188,15 @@ func TestRelease(t *testing.T) {
 	ro := create(t, s, "simple")
 	_, err := s.Release(c, "simple", "x")
 	var se *rollouts.StateError
-	if !errors.As(err, &se) || se.State != rollouts.StateRunning || !strings.Contains(err.Error(), "release applies to a rollout that is completed or rolled_back or aborted") {
+	if !errors.As(err, &se) || se.State != rolloutspec.StateRunning || !strings.Contains(err.Error(), "release applies to a rollout that is completed or rolled_back or aborted") {
 		t.Fatalf("release of a running rollout: %v", err)
 	}
-	for _, state := range rollouts.Ended {
+	for _, state := range rolloutspec.Ended {
 		// The controller's end states (completed, rolled_back), or the
 		// operator's abort.
 		exec(`UPDATE rollouts SET state = $2, weight = CASE WHEN $2 = 'completed' THEN 100 ELSE 0 END, ended_at = now() WHERE id = $1`, ro.ID, state)
 		r, err := s.Release(c, "simple", "released by alice")
-		if err != nil || r.ID != ro.ID || r.State != rollouts.StateReleased || r.EndedAt == nil || r.Reason != "released by alice" {
+		if err != nil || r.ID != ro.ID || r.State != rolloutspec.StateReleased || r.EndedAt == nil || r.Reason != "released by alice" {
 			t.Fatalf("release of a %s rollout: %+v, %v", state, r, err)
 		}
 		if _, err := s.Release(c, "simple", "x"); !errors.Is(err, store.ErrNotFound) {
@@ -208,10 +209,10 @@ func TestRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	newer := create(t, s, "simple")
-	if _, err := s.Release(c, "simple", "x"); !isState(err, rollouts.StateRunning) {
+	if _, err := s.Release(c, "simple", "x"); !isState(err, rolloutspec.StateRunning) {
 		t.Fatalf("release while the latest runs: %v", err)
 	}
-	if got, _ := s.Get(c, ro.ID); got.State != rollouts.StateAborted {
+	if got, _ := s.Get(c, ro.ID); got.State != rolloutspec.StateAborted {
 		t.Fatalf("older rollout became %s", got.State)
 	}
 	_ = newer

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helixflow/helixflow/extauthz/audit"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -180,7 +181,7 @@ func (c *Controller) Tick(ctx context.Context) {
 				c.log.ErrorContext(ctx, "rollout not run: its row is invalid; its weights stay as they are", "model", r.Model, "id", r.ID, "error", err)
 				c.badLogged[r.ID] = true
 			}
-		} else if r.State == StateRunning {
+		} else if r.State == rolloutspec.StateRunning {
 			*r = c.advance(ctx, *r)
 		}
 		seen[r.ID] = r.State
@@ -190,7 +191,7 @@ func (c *Controller) Tick(ctx context.Context) {
 	}
 	c.seen = seen
 	for id := range c.retryAt {
-		if seen[id] != StateRunning {
+		if seen[id] != rolloutspec.StateRunning {
 			delete(c.retryAt, id)
 		}
 	}
@@ -222,11 +223,11 @@ func (c *Controller) observe(r *Rollout) {
 		return
 	}
 	switch {
-	case r.State == StatePaused:
+	case r.State == rolloutspec.StatePaused:
 		c.events.WithLabelValues(r.Model, EventPause).Inc()
-	case was == StatePaused && r.State == StateRunning:
+	case was == rolloutspec.StatePaused && r.State == rolloutspec.StateRunning:
 		c.events.WithLabelValues(r.Model, EventResume).Inc()
-	case r.State == StateAborted:
+	case r.State == rolloutspec.StateAborted:
 		c.events.WithLabelValues(r.Model, EventAbort).Inc()
 	}
 }
@@ -298,7 +299,7 @@ func (c *Controller) save(ctx context.Context, was, next Rollout, events []strin
 		c.events.WithLabelValues(next.Model, e).Inc()
 	}
 	level := slog.LevelInfo
-	if next.State == StateRolledBack || events[0] == EventHold {
+	if next.State == rolloutspec.StateRolledBack || events[0] == EventHold {
 		level = slog.LevelWarn
 	}
 	c.log.Log(ctx, level, "rollout "+events[len(events)-1], "model", next.Model, "id", next.ID, "state", next.State,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/helixflow/helixflow/extauthz/audit"
 	"github.com/helixflow/helixflow/internal/pgtest"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -175,7 +176,7 @@ func TestRolloutLifecycle(t *testing.T) {
 
 	id := f.insert("simple", []int{1, 5, 50, 100}, time.Minute)
 	c.Tick(f.ctx)
-	r := f.want(id, StateRunning, 0, 1, "started")
+	r := f.want(id, rolloutspec.StateRunning, 0, 1, "started")
 	if r.started == nil || !r.started.Equal(f.now) {
 		t.Fatalf("step_started_at %v, want %v", r.started, f.now)
 	}
@@ -191,11 +192,11 @@ func TestRolloutLifecycle(t *testing.T) {
 	f.now = f.now.Add(59 * time.Second)
 	f.eval.m = healthy
 	c.Tick(f.ctx)
-	f.want(id, StateRunning, 0, 1, "started")
+	f.want(id, rolloutspec.StateRunning, 0, 1, "started")
 
 	f.now = f.now.Add(time.Second)
 	c.Tick(f.ctx)
-	f.want(id, StateRunning, 1, 5, "canary 1% → 5%")
+	f.want(id, rolloutspec.StateRunning, 1, 5, "canary 1% → 5%")
 	if w := canaryWeight(f.pub.last(t), "simple"); w != 5 {
 		t.Fatalf("canary weight %d, want 5", w)
 	}
@@ -204,7 +205,7 @@ func TestRolloutLifecycle(t *testing.T) {
 	f.exec(`UPDATE rollouts SET state = 'paused' WHERE id = $1`, id)
 	f.now = f.now.Add(2 * time.Minute)
 	c.Tick(f.ctx)
-	f.want(id, StatePaused, 1, 5, "")
+	f.want(id, rolloutspec.StatePaused, 1, 5, "")
 	if w := canaryWeight(f.pub.last(t), "simple"); w != 5 {
 		t.Fatalf("paused: canary weight %d, want 5", w)
 	}
@@ -213,7 +214,7 @@ func TestRolloutLifecycle(t *testing.T) {
 	f.exec(`UPDATE rollouts SET state = 'running' WHERE id = $1`, id)
 	f.eval.err = errors.New("dial tcp 10.0.0.9:9090: connection refused")
 	c.Tick(f.ctx)
-	f.want(id, StateRunning, 1, 5, "Prometheus: dial tcp 10.0.0.9:9090: connection refused: holding at 5%")
+	f.want(id, rolloutspec.StateRunning, 1, 5, "Prometheus: dial tcp 10.0.0.9:9090: connection refused: holding at 5%")
 	// Retried after HoldRetry, not at every poll.
 	c.Tick(f.ctx)
 	if v := counter(t, c.evaluations, "simple", ResultPrometheusError); v != 1 {
@@ -236,7 +237,7 @@ func TestRolloutLifecycle(t *testing.T) {
 	f.eval.err, f.eval.m = nil, Measurement{Requests: 100, Errors: 30, P99Ms: 50}
 	f.now = f.now.Add(time.Minute)
 	c2.Tick(f.ctx)
-	r = f.want(id, StateRolledBack, 1, 0, "error ratio 30% (30 of 100 requests) is not below 1% over 1m0s: rolled back")
+	r = f.want(id, rolloutspec.StateRolledBack, 1, 0, "error ratio 30% (30 of 100 requests) is not below 1% over 1m0s: rolled back")
 	if r.ended == nil || !r.ended.Equal(f.now) {
 		t.Fatalf("ended_at %v, want %v", r.ended, f.now)
 	}
@@ -296,7 +297,7 @@ func TestCompletesAndLatestWins(t *testing.T) {
 	c.Tick(f.ctx)
 	f.now = f.now.Add(time.Second)
 	c.Tick(f.ctx)
-	f.want(id, StateCompleted, 1, 100, "canary 50% → 100%")
+	f.want(id, rolloutspec.StateCompleted, 1, 100, "canary 50% → 100%")
 	if w := canaryWeight(f.pub.last(t), "mlp"); w != 100 {
 		t.Fatalf("completed: canary weight %d, want 100", w)
 	}
@@ -307,7 +308,7 @@ func TestCompletesAndLatestWins(t *testing.T) {
 	f.exec(`UPDATE rollouts SET state = 'released' WHERE id = $1`, id)
 	id2 := f.insert("mlp", []int{10, 100}, time.Second)
 	c.Tick(f.ctx)
-	f.want(id2, StateRunning, 0, 10, "started")
+	f.want(id2, rolloutspec.StateRunning, 0, 10, "started")
 	if w := canaryWeight(f.pub.last(t), "mlp"); w != 10 {
 		t.Fatalf("second rollout: canary weight %d, want 10", w)
 	}
@@ -340,7 +341,7 @@ func TestSaveLosesToAConcurrentChange(t *testing.T) {
 	if ok, err := c.store.save(f.ctx, was, next); err != nil || ok {
 		t.Fatalf("save over a paused row: %v %v, want false", ok, err)
 	}
-	f.want(id, StatePaused, 0, 1, "started")
+	f.want(id, rolloutspec.StatePaused, 0, 1, "started")
 	f.exec(`UPDATE rollouts SET state = 'running' WHERE id = $1`, id)
 	if ok, err := c.store.save(f.ctx, was, next); err != nil || !ok {
 		t.Fatalf("save: %v %v, want true", ok, err)
@@ -360,8 +361,8 @@ func TestBadRowStopsOnlyItself(t *testing.T) {
 	f.exec(`UPDATE rollouts SET slo = '{}' WHERE id = $1`, bad)
 	good := f.insert("good", []int{1, 100}, time.Minute)
 	c.Tick(f.ctx)
-	f.want(bad, StateRunning, -1, 0, "")
-	f.want(good, StateRunning, 0, 1, "started")
+	f.want(bad, rolloutspec.StateRunning, -1, 0, "")
+	f.want(good, rolloutspec.StateRunning, 0, 1, "started")
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }

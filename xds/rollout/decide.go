@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // Results of an evaluation: helix_rollout_evaluations_total's result
@@ -43,7 +45,7 @@ func (r *Rollout) started() bool { return r.Step >= 0 && !r.StepStartedAt.IsZero
 
 // due says whether r's current step has run its interval at now.
 func (r *Rollout) due(now time.Time) bool {
-	return r.State == StateRunning && r.started() && !now.Before(r.StepStartedAt.Add(r.Interval))
+	return r.State == rolloutspec.StateRunning && r.started() && !now.Before(r.StepStartedAt.Add(r.Interval))
 }
 
 // begin applies the first step of a running rollout (helix-authz inserts
@@ -63,7 +65,7 @@ func enter(r Rollout, now time.Time, reason, event string) (Rollout, []string) {
 	r.Reason = reason
 	events := []string{event}
 	if r.Weight == 100 {
-		r.State, r.EndedAt = StateCompleted, now
+		r.State, r.EndedAt = rolloutspec.StateCompleted, now
 		events = append(events, EventComplete)
 	}
 	return r, events
@@ -71,7 +73,7 @@ func enter(r Rollout, now time.Time, reason, event string) (Rollout, []string) {
 
 // judge compares m (or the error that kept it from coming) with slo.
 // window is the span m covers, for the reason.
-func judge(slo SLO, window time.Duration, m Measurement, err error) (result, reason string) {
+func judge(slo rolloutspec.SLO, window time.Duration, m Measurement, err error) (result, reason string) {
 	if err != nil {
 		return ResultPrometheusError, fmt.Sprintf("Prometheus: %v", err)
 	}
@@ -110,7 +112,7 @@ func conclude(r Rollout, result, reason string, now time.Time) (Rollout, []strin
 	case ResultPass:
 		if r.Step+1 >= len(r.Steps) {
 			// At 100% already (a row resumed at its last step).
-			r.State, r.EndedAt, r.Reason = StateCompleted, now, reason+": completed"
+			r.State, r.EndedAt, r.Reason = rolloutspec.StateCompleted, now, reason+": completed"
 			return r, []string{EventComplete}
 		}
 		from := r.Weight
@@ -119,7 +121,7 @@ func conclude(r Rollout, result, reason string, now time.Time) (Rollout, []strin
 		next.Reason = fmt.Sprintf("%s: canary %d%% → %d%%", reason, from, next.Weight)
 		return next, events
 	case ResultFail:
-		r.State, r.EndedAt, r.Weight = StateRolledBack, now, 0
+		r.State, r.EndedAt, r.Weight = rolloutspec.StateRolledBack, now, 0
 		r.Reason = reason + ": rolled back"
 		return r, []string{EventRollback}
 	}

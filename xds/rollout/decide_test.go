@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/xds/ir"
 )
 
@@ -57,8 +58,8 @@ func TestDecide(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	base := Rollout{
 		ID: 7, Model: "simple", FromVersion: "1", ToVersion: "2", Steps: []int{1, 5, 25, 50, 100},
-		Interval: 5 * time.Minute, SLO: SLO{ErrorRatio: ptr(0.01), P99Ms: ptr(200)}, Sticky: true,
-		State: StateRunning, Step: 1, Weight: 5, StepStartedAt: t0,
+		Interval: 5 * time.Minute, SLO: rolloutspec.SLO{ErrorRatio: ptr(0.01), P99Ms: ptr(200)}, Sticky: true,
+		State: rolloutspec.StateRunning, Step: 1, Weight: 5, StepStartedAt: t0,
 	}
 	due := t0.Add(5 * time.Minute)
 	healthy := fakeProm{requests: "1000", errors: "2", p99: "120"}
@@ -77,44 +78,44 @@ func TestDecide(t *testing.T) {
 		wantReason string
 	}{
 		{name: "first step, no evaluation", row: with(func(r *Rollout) { r.Step, r.Weight, r.StepStartedAt = -1, 0, time.Time{} }), now: t0,
-			wantEvents: []string{EventStart}, wantState: StateRunning, wantStep: 0, wantWeight: 1, wantReason: "started: canary at 1%"},
+			wantEvents: []string{EventStart}, wantState: rolloutspec.StateRunning, wantStep: 0, wantWeight: 1, wantReason: "started: canary at 1%"},
 		{name: "a single step of 100 completes at once", row: with(func(r *Rollout) { r.Steps, r.Step, r.Weight, r.StepStartedAt = []int{100}, -1, 0, time.Time{} }), now: t0,
-			wantEvents: []string{EventStart, EventComplete}, wantState: StateCompleted, wantStep: 0, wantWeight: 100},
+			wantEvents: []string{EventStart, EventComplete}, wantState: rolloutspec.StateCompleted, wantStep: 0, wantWeight: 100},
 		{name: "not due yet", row: base, now: due.Add(-time.Second), prom: &healthy,
-			wantState: StateRunning, wantStep: 1, wantWeight: 5},
+			wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5},
 		{name: "SLOs held: next step", row: base, now: due, prom: &healthy,
-			wantEvents: []string{EventAdvance}, wantResult: ResultPass, wantState: StateRunning, wantStep: 2, wantWeight: 25,
+			wantEvents: []string{EventAdvance}, wantResult: ResultPass, wantState: rolloutspec.StateRunning, wantStep: 2, wantWeight: 25,
 			wantReason: "error ratio 0.2% (2 of 1000 requests) < 1%, p99 120 ms < 200 ms over 5m0s: canary 5% → 25%"},
 		{name: "SLOs held at the step before 100: completed", row: with(func(r *Rollout) { r.Step, r.Weight = 3, 50 }), now: due, prom: &healthy,
-			wantEvents: []string{EventAdvance, EventComplete}, wantResult: ResultPass, wantState: StateCompleted, wantStep: 4, wantWeight: 100},
+			wantEvents: []string{EventAdvance, EventComplete}, wantResult: ResultPass, wantState: rolloutspec.StateCompleted, wantStep: 4, wantWeight: 100},
 		{name: "SLOs held at 100 (resumed there): completed", row: with(func(r *Rollout) { r.Step, r.Weight = 4, 100 }), now: due, prom: &healthy,
-			wantEvents: []string{EventComplete}, wantResult: ResultPass, wantState: StateCompleted, wantStep: 4, wantWeight: 100},
+			wantEvents: []string{EventComplete}, wantResult: ResultPass, wantState: rolloutspec.StateCompleted, wantStep: 4, wantWeight: 100},
 		{name: "error ratio broken: rolled back at once", row: base, now: due, prom: &fakeProm{requests: "200", errors: "25", p99: "100"},
-			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: StateRolledBack, wantStep: 1, wantWeight: 0,
+			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: rolloutspec.StateRolledBack, wantStep: 1, wantWeight: 0,
 			wantReason: "error ratio 12.5% (25 of 200 requests) is not below 1% over 5m0s: rolled back"},
 		{name: "error ratio at the bar is broken", row: base, now: due, prom: &fakeProm{requests: "100", errors: "1", p99: "100"},
-			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: StateRolledBack, wantWeight: 0, wantStep: 1},
+			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: rolloutspec.StateRolledBack, wantWeight: 0, wantStep: 1},
 		{name: "p99 broken", row: base, now: due, prom: &fakeProm{requests: "1000", errors: "0", p99: "350.5"},
-			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: StateRolledBack, wantStep: 1, wantWeight: 0,
+			wantEvents: []string{EventRollback}, wantResult: ResultFail, wantState: rolloutspec.StateRolledBack, wantStep: 1, wantWeight: 0,
 			wantReason: "p99 350.5 ms is not below 200 ms over 5m0s: rolled back"},
 		{name: "no series: hold", row: base, now: due, prom: &fakeProm{},
-			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5,
 			wantReason: "no requests reached the canary in the last 5m0s: holding at 5%"},
 		{name: "no requests in the window: hold", row: base, now: due, prom: &fakeProm{requests: "0", errors: "0", p99: "NaN"},
-			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: StateRunning, wantStep: 1, wantWeight: 5},
+			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5},
 		{name: "no latency samples with a p99 bar: hold", row: base, now: due, prom: &fakeProm{requests: "10", errors: "0", p99: "NaN"},
-			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantEvents: []string{EventHold}, wantResult: ResultNoData, wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5,
 			wantReason: "no latency samples of the canary in the last 5m0s: holding at 5%"},
 		{name: "no latency samples without a p99 bar: judged on errors", row: with(func(r *Rollout) { r.SLO.P99Ms = nil }), now: due,
-			prom: &fakeProm{requests: "10", errors: "0"}, wantEvents: []string{EventAdvance}, wantResult: ResultPass, wantState: StateRunning, wantStep: 2, wantWeight: 25},
+			prom: &fakeProm{requests: "10", errors: "0"}, wantEvents: []string{EventAdvance}, wantResult: ResultPass, wantState: rolloutspec.StateRunning, wantStep: 2, wantWeight: 25},
 		{name: "Prometheus erroring: hold", row: base, now: due, prom: &fakeProm{status: http.StatusServiceUnavailable},
-			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5,
 			wantReason: "Prometheus: query of the canary's requests: server_error: server error: 503: holding at 5%"},
 		{name: "Prometheus unreachable: hold", row: base, now: due, prom: &healthy, unreach: true,
-			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5,
 			wantReason: "connection refused"},
 		{name: "no Prometheus configured: hold", row: base, now: due,
-			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: StateRunning, wantStep: 1, wantWeight: 5,
+			wantEvents: []string{EventHold}, wantResult: ResultPrometheusError, wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5,
 			wantReason: "Prometheus: helix-xds has no --prometheus-url: holding at 5%"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,10 +146,10 @@ func TestDecide(t *testing.T) {
 				t.Errorf("reason %q, want it to hold %q", next.Reason, tc.wantReason)
 			}
 			moved := len(events) > 0 && events[0] != EventHold
-			if moved && !next.StepStartedAt.Equal(tc.now) && next.State == StateRunning {
+			if moved && !next.StepStartedAt.Equal(tc.now) && next.State == rolloutspec.StateRunning {
 				t.Errorf("step_started_at %v, want %v", next.StepStartedAt, tc.now)
 			}
-			if ended := next.State == StateCompleted || next.State == StateRolledBack; ended != next.EndedAt.Equal(tc.now) {
+			if ended := next.State == rolloutspec.StateCompleted || next.State == rolloutspec.StateRolledBack; ended != next.EndedAt.Equal(tc.now) {
 				t.Errorf("state %s ended_at %v", next.State, next.EndedAt)
 			}
 		})
@@ -170,7 +171,7 @@ func TestQueriesAskAboutTheCanary(t *testing.T) {
 		wantWindow string
 	}{{5 * time.Minute, "offset 300s"}, {2 * time.Second, "offset 10s"}} {
 		c := newController(Config{Evaluator: p, MinWindow: DefaultMinWindow, QueryTimeout: time.Second, Logger: slog.Default()})
-		r := Rollout{ID: 1, Model: "mlp-v2", Steps: []int{50, 100}, Interval: tc.interval, SLO: SLO{P99Ms: ptr(10)}, State: StateRunning, Weight: 50, StepStartedAt: time.Unix(0, 0)}
+		r := Rollout{ID: 1, Model: "mlp-v2", Steps: []int{50, 100}, Interval: tc.interval, SLO: rolloutspec.SLO{P99Ms: ptr(10)}, State: rolloutspec.StateRunning, Weight: 50, StepStartedAt: time.Unix(0, 0)}
 		f.queries = nil
 		if _, events, _ := c.decide(context.Background(), r, time.Now()); !slices.Equal(events, []string{EventAdvance, EventComplete}) {
 			t.Fatalf("events %v", events)
@@ -191,7 +192,7 @@ func TestTrafficOfEachState(t *testing.T) {
 		state  string
 		canary int // -1: no override
 	}{
-		{StateRunning, 25}, {StatePaused, 25}, {StateCompleted, 100}, {StateRolledBack, 0}, {StateAborted, 0}, {StateReleased, -1},
+		{rolloutspec.StateRunning, 25}, {rolloutspec.StatePaused, 25}, {rolloutspec.StateCompleted, 100}, {rolloutspec.StateRolledBack, 0}, {rolloutspec.StateAborted, 0}, {rolloutspec.StateReleased, -1},
 	} {
 		r := Rollout{Model: "m", FromVersion: "1", ToPool: "canary", Weight: 25, State: tc.state, Sticky: true}
 		got := r.Traffic()
@@ -212,18 +213,21 @@ func TestTrafficOfEachState(t *testing.T) {
 }
 
 func TestCheckRefusesBadRows(t *testing.T) {
-	good := SLO{ErrorRatio: ptr(0.1)}
+	good := rolloutspec.SLO{ErrorRatio: ptr(0.1)}
 	for _, tc := range []struct {
 		name string
 		r    Rollout
 		want string
 	}{
-		{"no steps", Rollout{SLO: good}, "no steps"},
-		{"decreasing", Rollout{Steps: []int{5, 1, 100}, SLO: good}, "not increasing"},
-		{"over 100", Rollout{Steps: []int{5, 101}, SLO: good}, "not increasing within 1..100"},
-		{"last not 100", Rollout{Steps: []int{5, 50}, SLO: good}, "last step must be 100"},
+		{"no steps", Rollout{ID: 7, SLO: good}, "rollout 7: steps: required"},
+		{"decreasing", Rollout{Steps: []int{5, 1, 100}, SLO: good}, "steps[1]: 1 is not above steps[0] (5)"},
+		{"over 100", Rollout{Steps: []int{5, 101}, SLO: good}, "steps[1]: 101 is outside 1..100"},
+		{"last not 100", Rollout{Steps: []int{5, 50}, SLO: good}, "the last step is 100"},
 		{"step past the end", Rollout{Steps: []int{100}, Step: 1, SLO: good}, "step 1 of 1 steps"},
-		{"no bars", Rollout{Steps: []int{100}}, "neither error_ratio nor p99_ms"},
+		{"no bars", Rollout{Steps: []int{100}}, "slo: required: error_ratio and/or p99_ms"},
+		// The same rules as helix-authz's (internal/rolloutspec): a bar
+		// it would refuse is refused here too.
+		{"error ratio above 1", Rollout{Steps: []int{100}, SLO: rolloutspec.SLO{ErrorRatio: ptr(2.0)}}, "slo.error_ratio: 2 is outside (0, 1]"},
 	} {
 		err := tc.r.check()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/helixflow/helixflow/envoy/envoytest"
 	"github.com/helixflow/helixflow/internal/freeport"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/internal/testdeps"
 	"github.com/helixflow/helixflow/xds/translate"
 )
@@ -136,7 +137,7 @@ func TestPrometheusEnvoyGRPCErrors(t *testing.T) {
 		t.Errorf("p99 %v ms, want > 0 (the upstreams sleep)", m.P99Ms)
 	}
 	// The controller's decision on it.
-	result, reason := judge(SLO{ErrorRatio: ptr(0.01)}, time.Minute, m, nil)
+	result, reason := judge(rolloutspec.SLO{ErrorRatio: ptr(0.01)}, time.Minute, m, nil)
 	if result != ResultFail || !strings.Contains(reason, "error ratio 60% (18 of 30 requests) is not below 1%") {
 		t.Errorf("judged %s %q", result, reason)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // store reads and writes the rollouts table.
@@ -49,7 +51,7 @@ func (s store) current(ctx context.Context) ([]Rollout, error) {
 		if endedAt != nil {
 			r.EndedAt = *endedAt
 		}
-		if r.SLO, err = parseSLO(slo); err != nil {
+		if r.SLO, err = rolloutspec.DecodeSLO(slo); err != nil {
 			return nil, fmt.Errorf("read rollouts: rollout %d: %w", r.ID, err)
 		}
 		out = append(out, r)

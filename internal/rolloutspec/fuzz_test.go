@@ -1,4 +1,4 @@
-package rollouts_test
+package rolloutspec_test
 
 import (
 	"slices"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/helixflow/helixflow/extauthz/rollouts"
+	"github.com/helixflow/helixflow/internal/rolloutspec"
 )
 
 // FuzzParseSLO: helixctl's --slo never panics, and what it accepts is a
@@ -16,14 +16,14 @@ func FuzzParseSLO(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		s, err := rollouts.ParseSLO(in)
+		s, err := rolloutspec.ParseSLO(in)
 		if err != nil {
 			return
 		}
 		if err := s.Check(); err != nil {
 			t.Fatalf("ParseSLO(%q) accepted an invalid SLO: %v", in, err)
 		}
-		again, err := rollouts.ParseSLO(s.String())
+		again, err := rolloutspec.ParseSLO(s.String())
 		if err != nil || again.String() != s.String() {
 			t.Fatalf("ParseSLO(%q).String() = %q does not read back: %v, %v", in, s.String(), again, err)
 		}
@@ -37,18 +37,18 @@ func FuzzParseSteps(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		steps, err := rollouts.ParseSteps(in)
+		steps, err := rolloutspec.ParseSteps(in)
 		if err != nil {
 			return
 		}
-		if rollouts.CheckSteps(steps) != nil || steps[len(steps)-1] != 100 || !slices.IsSorted(steps) {
+		if rolloutspec.CheckSteps(steps) != nil || steps[len(steps)-1] != 100 || !slices.IsSorted(steps) {
 			t.Fatalf("ParseSteps(%q) = %v", in, steps)
 		}
 		parts := make([]string, len(steps))
 		for i, s := range steps {
 			parts[i] = strconv.Itoa(s)
 		}
-		if again, err := rollouts.ParseSteps(strings.Join(parts, ",")); err != nil || !slices.Equal(again, steps) {
+		if again, err := rolloutspec.ParseSteps(strings.Join(parts, ",")); err != nil || !slices.Equal(again, steps) {
 			t.Fatalf("ParseSteps(%q) = %v does not read back: %v, %v", in, steps, again, err)
 		}
 	})
