@@ -205,7 +205,6 @@ type xdsStatusDoc struct {
 	Nodes []struct {
 		Acked map[string]string `json:"acked"`
 	} `json:"nodes"`
-	Traffic json.RawMessage `json:"traffic"`
 }
 
 func (s *trafficStack) xdsStatus(t *testing.T) xdsStatusDoc {
