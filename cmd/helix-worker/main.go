@@ -134,8 +134,10 @@ func parseFlags(args []string) (*options, error) {
 		"path of libhelix_torch.so, the shim over libtorch that TorchScript models (pytorch_libtorch) run on, loaded with the first such model (default: found next to the binary, then in .deps/pytorch, then the system); without it those models are UNAVAILABLE with the reason")
 	fs.StringVar(&o.tfLibrary, "tensorflow-library", "",
 		"path of libtensorflow_cc.so.2 (its folder also holding libtensorflow_framework.so.2), whose C API TensorFlow SavedModels (tensorflow_savedmodel) run on, loaded with the first such model (default: $HELIX_TENSORFLOW_LIB, then found next to the binary, then in .deps/tensorflow, then the system); without it those models are UNAVAILABLE with the reason")
-	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0, "ONNX Runtime and libtorch intra-op threads per instance (0: GOMAXPROCS shared among the model's instances, at least 1)")
-	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0, "ONNX Runtime inter-op threads per instance (0: ONNX Runtime's default)")
+	fs.IntVar(&o.intraOpThreads, "intra-op-threads", 0,
+		"intra-op threads per instance, used by ONNX Runtime, libtorch (TorchScript) and TensorFlow models; a model's intra_op_thread_count (INTRA_OP_THREAD_COUNT for TorchScript) parameter overrides it (0: GOMAXPROCS shared among the model's instances, at least 1)")
+	fs.IntVar(&o.interOpThreads, "inter-op-threads", 0,
+		"inter-op threads per instance, used by ONNX Runtime and TensorFlow models, not libtorch; a model's inter_op_thread_count parameter overrides it (0: ONNX Runtime's default; 1 for TensorFlow)")
 	fs.StringVar(&o.nvmlLibrary, "nvml-library", "", "path of NVML, libnvidia-ml.so.1 (default: the dynamic loader's search); without it the worker has 0 GPUs")
 	fs.BoolVar(&o.allowGPUMetrics, "allow-gpu-metrics", true, "export GPU metrics (dcgm-exporter's DCGM_FI_DEV_*, Triton's nv_gpu_*) on /metrics")
 	fs.IntVar(&o.metricsInterval, "metrics-interval-ms", 2000, "a scrape re-reads GPU metrics from NVML when its last reading is older than this")

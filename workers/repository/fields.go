@@ -20,8 +20,8 @@ import (
 // field is implemented.
 var implemented = map[string]string{
 	"name":                   "Normalize: must match the model folder",
-	"platform":               "Normalize: onnxruntime_onnx or ensemble",
-	"backend":                "Normalize: onnxruntime, cuda or repeat; workers/backend",
+	"platform":               "Normalize: onnxruntime_onnx, pytorch_libtorch, tensorflow_savedmodel or ensemble",
+	"backend":                "Normalize: onnxruntime, cuda, pytorch, tensorflow or repeat; workers/backend",
 	"version_policy":         "SelectVersions (versions.go): latest, all, specific",
 	"max_batch_size":         "Validate; workers/models checks each request's batch size",
 	"default_model_filename": "Normalize; workers/models modelFile",

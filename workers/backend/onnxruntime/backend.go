@@ -15,6 +15,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/helixflow/helixflow/workers/backend"
+	"github.com/helixflow/helixflow/workers/backend/libsearch"
 )
 
 // Name is the backend's name as config.pbtxt's `backend` field spells it.
@@ -66,12 +67,9 @@ func New(opts Options) (*Backend, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	path := opts.LibraryPath
-	if path == "" {
-		var err error
-		if path, err = FindLibrary(); err != nil {
-			return nil, fmt.Errorf("onnxruntime: %w", err)
-		}
+	path, err := library.Find(opts.LibraryPath)
+	if err != nil {
+		return nil, fmt.Errorf("onnxruntime: %w", err)
 	}
 	version, err := acquireEnv(path)
 	if err != nil {
@@ -153,7 +151,7 @@ func (b *Backend) checkUsable(ctx context.Context, modelPath string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("onnxruntime: model %s: %w", modelPath, err)
 	}
-	if err := isFile(modelPath); err != nil {
+	if err := libsearch.IsFile(modelPath); err != nil {
 		return fmt.Errorf("onnxruntime: model file: %w", err)
 	}
 	return nil

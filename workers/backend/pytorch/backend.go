@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/helixflow/helixflow/workers/backend"
+	"github.com/helixflow/helixflow/workers/backend/libsearch"
 )
 
 // Name is the backend's name as config.pbtxt's `backend` field spells it.
@@ -84,15 +85,12 @@ func (b *Backend) Name() string { return Name }
 // model of this worker is UNAVAILABLE.
 func (b *Backend) library() (*lib, error) {
 	b.once.Do(func() {
-		path := b.opts.LibraryPath
-		if path == "" {
-			if path, b.err = FindLibrary(); b.err != nil {
-				b.err = fmt.Errorf("pytorch: libtorch is not available: %w", b.err)
-				return
+		path, err := library.Find(b.opts.LibraryPath)
+		if err != nil {
+			if b.opts.LibraryPath != "" {
+				err = fmt.Errorf("the shim: %w", err) // the stat error names only the path
 			}
-		}
-		if b.err = isFile(path); b.err != nil {
-			b.err = fmt.Errorf("pytorch: libtorch is not available: the shim: %w", b.err)
+			b.err = fmt.Errorf("pytorch: libtorch is not available: %w", err)
 			return
 		}
 		if b.lib, b.err = openLibrary(path); b.err != nil {
@@ -162,7 +160,7 @@ func (b *Backend) checkUsable(ctx context.Context, modelPath string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("pytorch: model %s: %w", modelPath, err)
 	}
-	if err := isFile(modelPath); err != nil {
+	if err := libsearch.IsFile(modelPath); err != nil {
 		return fmt.Errorf("pytorch: model file: %w", err)
 	}
 	return nil

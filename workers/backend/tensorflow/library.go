@@ -1,13 +1,11 @@
 package tensorflow
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
+
+	"github.com/helixflow/helixflow/workers/backend/libsearch"
 )
 
 // LibraryEnv names the environment variable that points at
@@ -15,84 +13,24 @@ import (
 // libtensorflow_framework.so.2, as the wheel's tensorflow/ folder does).
 const LibraryEnv = "HELIX_TENSORFLOW_LIB"
 
-const libraryName = "libtensorflow_cc.so.2"
+// ErrLibraryNotFound is wrapped when no place holds the library (it is
+// libsearch.ErrNotFound).
+var ErrLibraryNotFound = libsearch.ErrNotFound
 
-// ErrLibraryNotFound is wrapped when no place holds the library.
-var ErrLibraryNotFound = errors.New(libraryName + " not found")
-
-// systemLibraryDirs are the usual places the dynamic loader looks besides
-// LD_LIBRARY_PATH.
-var systemLibraryDirs = []string{
-	"/usr/local/lib",
-	"/usr/lib/x86_64-linux-gnu",
-	"/usr/lib/aarch64-linux-gnu",
-	"/usr/lib64",
-	"/usr/lib",
+var library = libsearch.Library{
+	Name: "libtensorflow_cc.so.2",
+	Env:  LibraryEnv,
+	Deps: "tensorflow",
+	Hint: "make deps installs it",
 }
 
 // FindLibrary returns the path of libtensorflow_cc.so.2, looking in order at
 // $HELIX_TENSORFLOW_LIB, <exe dir>/lib, <exe dir>/../lib,
 // <exe dir>/../.deps/tensorflow, .deps/tensorflow in the working directory
 // and each of its parents (make deps links it to the tensorflow-cpu wheel's
-// folder in .venv), $LD_LIBRARY_PATH and the system library folders. The
-// error names every place looked at.
-func FindLibrary() (string, error) {
-	if p := os.Getenv(LibraryEnv); p != "" {
-		if err := isFile(p); err != nil {
-			return "", fmt.Errorf("%s=%s: %w", LibraryEnv, p, err)
-		}
-		return p, nil
-	}
-	candidates := libraryCandidates()
-	for _, p := range candidates {
-		if isFile(p) == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%w (%s is unset; looked at %s; make deps installs it)", ErrLibraryNotFound, LibraryEnv, strings.Join(candidates, ", "))
-}
-
-func libraryCandidates() []string {
-	var dirs []string
-	if exe, err := os.Executable(); err == nil {
-		exeDir := filepath.Dir(exe)
-		dirs = append(dirs,
-			filepath.Join(exeDir, "lib"),
-			filepath.Join(exeDir, "..", "lib"),
-			filepath.Join(exeDir, "..", ".deps", "tensorflow"),
-		)
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			dirs = append(dirs, filepath.Join(dir, ".deps", "tensorflow"))
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	for _, d := range filepath.SplitList(os.Getenv("LD_LIBRARY_PATH")) {
-		if d != "" {
-			dirs = append(dirs, d)
-		}
-	}
-	dirs = append(dirs, systemLibraryDirs...)
-	paths := make([]string, len(dirs))
-	for i, d := range dirs {
-		paths[i] = filepath.Join(filepath.Clean(d), libraryName)
-	}
-	return paths
-}
-
-func isFile(path string) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if info.IsDir() {
-		return fmt.Errorf("%s is a directory: %w", path, fs.ErrInvalid)
-	}
-	return nil
-}
+// folder in .venv), $LD_LIBRARY_PATH and the system library folders
+// (libsearch.Library.Find). The error names every place looked at.
+func FindLibrary() (string, error) { return library.Find("") }
 
 // The C API's symbols are process-global: the library is opened once and
 // stays (TensorFlow cannot be unloaded cleanly). A failed open is retried
@@ -114,10 +52,8 @@ func openLibrary(path string) (loaded, version string, err error) {
 		}
 		return lib.path, lib.version, nil
 	}
-	if path == "" {
-		if path, err = FindLibrary(); err != nil {
-			return "", "", err
-		}
+	if path, err = library.Find(path); err != nil {
+		return "", "", err
 	}
 	// TensorFlow's C++ logging writes INFO lines (oneDNN notices) to
 	// stderr at load; keep warnings and errors unless the operator chose.
