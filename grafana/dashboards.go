@@ -10,26 +10,29 @@ const (
 	// admin listener has its own).
 	gatewayHCM = `envoy_http_conn_manager_prefix="helix"`
 	// modelPools are the clusters helix-xds makes per model:
-	// helix-model-grpc_<model> and helix-model-http_<model>.
-	modelPools = `envoy_cluster_name=~"helix-model-(grpc|http)(?:-seq)?_($model)"`
+	// helix-model-grpc_<model> and helix-model-http_<model>. The second
+	// matcher leaves out variant clusters, which "All" ($model .*) would
+	// match: a model name has no '/', a variant's stat name has one.
+	modelPools = `envoy_cluster_name=~"helix-model-(grpc|http)(?:-seq)?_($model)", envoy_cluster_name!~".*/.*"`
 	// variantPools are the clusters of a traffic policy's variants
-	// (translate.GRPCVariantCluster, HTTPVariantCluster):
-	// helix-model-grpc_<model>_<variant>, the variant [a-z0-9-].
-	variantPools = `envoy_cluster_name=~"helix-model-(grpc|http)_($model)_[a-z0-9-]+"`
+	// (translate.GRPCVariantCluster, HTTPVariantCluster), stat names
+	// (translate.ClusterStatName) helix-model-grpc_<model>/<variant>, the
+	// variant [a-z0-9-].
+	variantPools = `envoy_cluster_name=~"helix-model-(grpc|http)_($model)/[a-z0-9-]+"`
 )
 
 // byVariant adds the model and variant labels, taken from a variant
-// cluster's name (the variant is what follows the last '_').
+// cluster's name (the variant is what follows the '/').
 func byVariant(expr string) string {
-	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_(.+)_[a-z0-9-]+"), ` +
-		`"variant", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_.+_([a-z0-9-]+)")`
+	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_([^/]+)/[a-z0-9-]+"), ` +
+		`"variant", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)_[^/]+/([a-z0-9-]+)")`
 }
 
 // byModel adds the model and protocol labels, taken from the cluster
 // name, to an expression over Envoy's cluster stats.
 func byModel(expr string) string {
-	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)(?:-seq)?_(.+)"), ` +
-		`"protocol", "$1", "envoy_cluster_name", "helix-model-(grpc|http)(?:-seq)?_.+")`
+	return `label_replace(label_replace(` + expr + `, "model", "$1", "envoy_cluster_name", "helix-model-(?:grpc|http)(?:-seq)?_([^/]+)"), ` +
+		`"protocol", "$1", "envoy_cluster_name", "helix-model-(grpc|http)(?:-seq)?_[^/]+")`
 }
 
 // quantiles are p50, p95 and p99 of a histogram, summed by the labels.

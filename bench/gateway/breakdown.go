@@ -34,8 +34,9 @@ var (
 	histWorkerDefault = "cluster." + statName(translate.ClusterDefaultGRPC) + ".upstream_rq_time"
 )
 
-// statName is a cluster name as Envoy's stats spell it.
-func statName(cluster string) string { return strings.ReplaceAll(cluster, "/", "_") }
+// statName is a cluster name as Envoy's stats spell it (the cluster's
+// alt_stat_name).
+func statName(cluster string) string { return translate.ClusterStatName(cluster) }
 
 // bucket is one bucket of an Envoy histogram: values from lower to
 // lower+width (milliseconds), count of them.

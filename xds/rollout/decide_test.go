@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/xds/ir"
+	"github.com/helixflow/helixflow/xds/translate"
 )
 
 // fakeProm answers Prometheus's /api/v1/query as a real one would, with
@@ -180,7 +183,7 @@ func TestQueriesAskAboutTheCanary(t *testing.T) {
 			t.Fatalf("queries %q, want 3", f.queries)
 		}
 		for _, q := range f.queries {
-			if !strings.Contains(q, "helix-model-grpc_mlp-v2_canary") || !strings.Contains(q, "helix-model-http_mlp-v2_canary") || !strings.Contains(q, tc.wantWindow) {
+			if !strings.Contains(q, "helix-model-grpc_mlp-v2/canary") || !strings.Contains(q, "helix-model-http_mlp-v2/canary") || !strings.Contains(q, tc.wantWindow) {
 				t.Errorf("query %s: want the canary's clusters over %s", q, tc.wantWindow)
 			}
 		}
@@ -236,5 +239,45 @@ func TestCheckRefusesBadRows(t *testing.T) {
 	}
 	if err := (&Rollout{Steps: []int{1, 100}, SLO: good}).check(); err != nil {
 		t.Errorf("good row: %v", err)
+	}
+}
+
+// The queries' cluster matchers select exactly the canary's two clusters,
+// by their stat names (translate.ClusterStatName): never model
+// <model>_canary's own clusters, whatever characters the model name holds
+// (regex metacharacters and quotes are escaped; Prometheus anchors label
+// regexes, as done here).
+func TestQueriesMatchOnlyTheCanary(t *testing.T) {
+	matcher := regexp.MustCompile(`envoy_cluster_name(=~|=)("(?:[^"\\]|\\.)*")`)
+	for _, model := range []string{"simple", `a.b+c"d|e(f)`, "mlp_v2"} {
+		canary := []string{translate.ClusterStatName(translate.GRPCVariantCluster(model, VariantCanary)),
+			translate.ClusterStatName(translate.HTTPVariantCluster(model, VariantCanary))}
+		others := []string{translate.ClusterStatName(translate.GRPCCluster(model + "_canary")), translate.ClusterStatName(translate.HTTPCluster(model + "_canary")),
+			translate.ClusterStatName(translate.GRPCVariantCluster(model, VariantStable)), translate.ClusterStatName(translate.GRPCCluster(model)), "a", "simple/canary"}
+		requests, errors, p99 := Queries(model, time.Minute)
+		for _, q := range []string{requests, errors, p99} {
+			ms := matcher.FindAllStringSubmatch(q, -1)
+			if len(ms) == 0 {
+				t.Fatalf("%s: no cluster matcher", q)
+			}
+			for _, m := range ms {
+				v, err := strconv.Unquote(m[2])
+				if err != nil {
+					t.Fatalf("%s: %s: %v", q, m[2], err)
+				}
+				match := func(name string) bool { return name == v }
+				if m[1] == "=~" {
+					match = regexp.MustCompile("^(?:" + v + ")$").MatchString
+				}
+				for _, n := range others {
+					if match(n) {
+						t.Errorf("model %q: %s%s matches %q", model, m[1], m[2], n)
+					}
+				}
+				if !match(canary[0]) && !match(canary[1]) {
+					t.Errorf("model %q: %s%s matches neither of the canary's %q", model, m[1], m[2], canary)
+				}
+			}
+		}
 	}
 }

@@ -43,11 +43,15 @@ func TestPrometheusEnvoyGRPCErrors(t *testing.T) {
 	grpcAddr := serveGRPC(t)
 	httpAddr := serveHTTP(t)
 	stableAddr := serveHTTP(t)
+	decoyAddr := serveHTTP(t)
 	listen := pickPort(t)
 	envoy := envoytest.Start(t, writeBootstrap(t, listen, map[string]cluster{
-		translate.GRPCVariantCluster(model, VariantCanary): {grpcAddr, true},
-		translate.HTTPVariantCluster(model, VariantCanary): {httpAddr, false},
-		translate.HTTPVariantCluster(model, VariantStable): {stableAddr, false},
+		translate.GRPCVariantCluster(model, VariantCanary): {addr: grpcAddr, h2: true},
+		translate.HTTPVariantCluster(model, VariantCanary): {addr: httpAddr},
+		translate.HTTPVariantCluster(model, VariantStable): {addr: stableAddr, xVariant: "stable"},
+		// Model "simple_canary"'s own cluster: its stat name must not be
+		// the canary's (translate.ClusterStatName), nor its errors count.
+		translate.HTTPCluster(model + "_" + VariantCanary): {addr: decoyAddr, xVariant: "decoy"},
 	}))
 	if err := envoy.WaitLive(ctx); err != nil {
 		t.Fatal(err)
@@ -116,11 +120,13 @@ func TestPrometheusEnvoyGRPCErrors(t *testing.T) {
 		}
 	}
 	// So far: 5 gRPC requests, 3 of them server errors. Then the REST
-	// cluster, and the stable one's errors, which must not count.
+	// cluster, and the stable one's and model simple_canary's errors,
+	// which must not count.
 	for range 10 {
 		grpcCall("unavailable")
 		httpCall("canary", "ok")
 		httpCall("stable", "fail")
+		httpCall("decoy", "fail")
 	}
 	for range 5 {
 		if c := httpCall("canary", "fail"); c != http.StatusInternalServerError {
@@ -165,6 +171,9 @@ func grpcCounts(t *testing.T, ctx context.Context, envoy *envoytest.Proc) map[st
 type cluster struct {
 	addr string
 	h2   bool
+	// xVariant: REST requests with this x-variant header go here; ""
+	// for the canary's REST cluster, which takes the rest.
+	xVariant string
 }
 
 // writeBootstrap writes a static Envoy config as xds/translate makes the
@@ -174,7 +183,8 @@ type cluster struct {
 func writeBootstrap(t *testing.T, listen string, clusters map[string]cluster) string {
 	host, port, _ := net.SplitHostPort(listen)
 	var cl strings.Builder
-	grpcName, httpName, stableName := "", "", ""
+	var byHeader strings.Builder
+	grpcName, httpName := "", ""
 	for name, c := range clusters {
 		h, p, _ := net.SplitHostPort(c.addr)
 		proto := ""
@@ -185,8 +195,9 @@ func writeBootstrap(t *testing.T, listen string, clusters map[string]cluster) st
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http2_protocol_options: {}}`
-		} else if strings.HasSuffix(name, "/"+VariantStable) {
-			stableName = name
+		} else if c.xVariant != "" {
+			fmt.Fprintf(&byHeader, `
+              - {match: {prefix: "/", headers: [{name: x-variant, string_match: {exact: %q}}]}, route: {cluster: %q}}`, c.xVariant, name)
 		} else {
 			httpName = name
 		}
@@ -215,8 +226,7 @@ static_resources:
             - name: all
               domains: ["*"]
               routes:
-              - {match: {prefix: "/", grpc: {}}, route: {cluster: %q}}
-              - {match: {prefix: "/", headers: [{name: x-variant, string_match: {exact: stable}}]}, route: {cluster: %q}}
+              - {match: {prefix: "/", grpc: {}}, route: {cluster: %q}}%s
               - {match: {prefix: "/"}, route: {cluster: %q}}
           http_filters:
           - name: envoy.filters.http.grpc_stats
@@ -224,7 +234,7 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
   clusters:%s
-`, host, port, grpcName, stableName, httpName, cl.String())
+`, host, port, grpcName, byHeader.String(), httpName, cl.String())
 	path := filepath.Join(t.TempDir(), "envoy.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)

@@ -206,7 +206,7 @@ func (b *clusterBuilder) httpPool(name, readyPath string) *clusterv3.Cluster {
 func (b *clusterBuilder) pool(name string, options map[string]*anypb.Any, tls *corev3.TransportSocket) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 name,
-		AltStatName:          statName(name),
+		AltStatName:          ClusterStatName(name),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: b.edsConfig, ServiceName: name},
 		ConnectTimeout:       dur(b.g.Timeouts.Connect),

@@ -108,15 +108,39 @@ func statName(cluster string) string {
 // the variant's version in its pool. A model name has no '/', so these
 // names cannot collide with a model's own clusters.
 func GRPCVariantCluster(model, variant string) string {
-	return "helix-model-grpc/" + model + "/" + variant
+	return variantPrefixGRPC + model + "/" + variant
 }
 
 // HTTPVariantCluster: see GRPCVariantCluster.
 func HTTPVariantCluster(model, variant string) string {
-	return "helix-model-http/" + model + "/" + variant
+	return variantPrefixHTTP + model + "/" + variant
 }
+
+// The prefixes of variant clusters (and of the models' own clusters).
+const (
+	variantPrefixGRPC = "helix-model-grpc/"
+	variantPrefixHTTP = "helix-model-http/"
+)
 
 // ClusterStatName is the name a cluster's stats carry (Envoy's
 // envoy_cluster_name label in Prometheus): what PromQL about a cluster,
 // such as a rollout's SLO queries, must match.
-func ClusterStatName(cluster string) string { return statName(cluster) }
+//
+// statName maps '/' to '_', and a model name may contain '_': variant
+// "canary" of model "simple" would stat as model "simple_canary"'s own
+// cluster. A variant cluster therefore keeps the '/' before its variant
+// (helix-model-grpc_simple/canary): no model name contains '/'
+// (wire.CheckModelName), so a stat name with a '/' is a variant's, and
+// what follows the last '/' is the variant ([a-z0-9-]).
+func ClusterStatName(cluster string) string {
+	for _, prefix := range []string{variantPrefixGRPC, variantPrefixHTTP} {
+		rest, ok := strings.CutPrefix(cluster, prefix)
+		if !ok {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, '/'); i >= 0 {
+			return statName(prefix+rest[:i]) + "/" + rest[i+1:]
+		}
+	}
+	return statName(cluster)
+}

@@ -1,9 +1,11 @@
 package translate
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
@@ -11,6 +13,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/helixflow/helixflow/internal/wire"
@@ -34,6 +37,10 @@ import (
 //  1. per variant V: wire.HeaderVariant == V -> V's cluster, with
 //     wire.HeaderModelVersion when V pins a version (a request that names
 //     its own version keeps it: the worker prefers the request's);
+//     then wire.HeaderVariant present (a name that is no variant) -> a
+//     direct 400 / INVALID_ARGUMENT naming the variants
+//     (unknownVariantRoute), never the split: a tester must not believe
+//     they reached a variant;
 //  2. per version that a variant pins (the first variant with it): the
 //     request names that version (gRPC: wire.HeaderRequestedVersion, set
 //     by helix-authz from the body; REST: /versions/{v} in the path),
@@ -168,6 +175,7 @@ func (b *routeBuilder) trafficRoutes(p *ir.Pool, base *routev3.Route, k routeKin
 		r.RequestHeadersToAdd = versionHeader(v.Version)
 		out = append(out, r)
 	}
+	out = append(out, unknownVariantRoute(base, p, k))
 	seen := map[string]bool{}
 	for _, v := range t.Variants {
 		if v.Version == "" || seen[strings.TrimLeft(v.Version, "0")] {
@@ -231,6 +239,61 @@ func (b *routeBuilder) namesVersion(r *routev3.Route, k routeKind, v string) {
 			}},
 		})
 	}
+}
+
+// unknownVariantRoute answers a request whose wire.HeaderVariant names no
+// variant of p's policy (a typo, a released rollout's "canary", the
+// shadow): 400 / INVALID_ARGUMENT naming the model's variants, so that a
+// tester never believes they reached a variant they did not. It follows
+// the per-variant routes, which take every name that is one.
+func unknownVariantRoute(base *routev3.Route, p *ir.Pool, k routeKind) *routev3.Route {
+	r := proto.Clone(base).(*routev3.Route)
+	r.Name = base.Name + "/unknown-variant"
+	r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
+		Name:                 wire.HeaderVariant,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+	})
+	r.RequestHeadersToAdd = nil
+	msg := unknownVariantMessage(p)
+	body := unknownVariantBody(msg)
+	if k.rest {
+		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{setHeader("content-type", "application/json"), setHeader("cache-control", "no-store")}
+	} else {
+		// Envoy's local reply to a gRPC request is trailers-only, with
+		// the body as grpc-message and grpc-status mapped from the HTTP
+		// code (400 would be INTERNAL) unless the reply sets one:
+		// INVALID_ARGUMENT, as helix-authz answers a bad helix-variant.
+		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{setHeader("grpc-status", strconv.Itoa(int(codes.InvalidArgument)))}
+		body = msg
+	}
+	r.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+		Status: 400,
+		Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}},
+	}}
+	return r
+}
+
+// unknownVariantMessage names the variants a request for p's model may
+// pick.
+func unknownVariantMessage(p *ir.Pool) string {
+	names := make([]string, len(p.Traffic.Variants))
+	for i, v := range p.Traffic.Variants {
+		names[i] = v.Name
+	}
+	return fmt.Sprintf("helix-variant: unknown variant for model %q (its variants: %s)", p.Model, strings.Join(names, ", "))
+}
+
+// unknownVariantBody is the REST answer, shaped as helix-authz's error
+// bodies (extauthz/check errorBody): {"error", "error_description"}.
+func unknownVariantBody(msg string) string {
+	b, err := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{"unknown_variant", msg})
+	if err != nil {
+		panic(err) // two strings always marshal
+	}
+	return string(b)
 }
 
 func exactHeader(name, value string) *routev3.HeaderMatcher {

@@ -570,7 +570,6 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 				{trReq{}, "old", "1", "1"},
 				{trReq{variant: "canary"}, "new", "2", "2"},
 				{trReq{variant: "stable"}, "old", "1", "1"},
-				{trReq{variant: "nope"}, "old", "1", "1"}, // no such variant: the split
 				{trReq{version: "2"}, "new", "", "2"},
 				{trReq{version: "02"}, "new", "", "02"},
 				{trReq{version: "1"}, "old", "", "1"},
@@ -592,6 +591,49 @@ func TestEnvoyTrafficPolicy(t *testing.T) {
 					if s := b.take(); len(s) != 1 || s[0].version != tc.header {
 						t.Errorf("%+v: %s saw %+v, want %s %q", r, w, s, wire.HeaderModelVersion, tc.header)
 					}
+				}
+			}
+		}
+	})
+
+	// A name that is no variant of the policy is refused, never split: a
+	// tester must not believe they reached a variant. gRPC gets
+	// INVALID_ARGUMENT, REST 400 with a JSON body; no worker sees it.
+	t.Run("unknown variant refused", func(t *testing.T) {
+		gw.publish(&ir.Traffic{Sticky: true, Variants: []ir.Variant{stable, canary}})
+		const msg = `helix-variant: unknown variant for model "` + trModel + `" (its variants: stable, canary)`
+		for _, r := range []trReq{{variant: "nope"}, {variant: "nope", version: "2"}, {variant: "mirror"}} {
+			takeAll()
+			r.client = "c"
+			_, _, err := gw.do(context.Background(), r)
+			if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || st.Message() != msg {
+				t.Errorf("gRPC %+v: %v, want %v %q", r, err, codes.InvalidArgument, msg)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+gw.addr+wire.RESTModelPath(trModel, r.version, "infer")+"?client=c",
+				strings.NewReader(`{"inputs":[]}`))
+			req.Header.Set(wire.HeaderAPIKey, "c")
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(wire.HeaderVariantRequest, r.variant)
+			resp, err := gw.http.Do(req)
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			cancel()
+			var got struct {
+				Error            string `json:"error"`
+				ErrorDescription string `json:"error_description"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil || resp.StatusCode != http.StatusBadRequest ||
+				resp.Header.Get("Content-Type") != "application/json" || got.Error != "unknown_variant" || got.ErrorDescription != msg {
+				t.Errorf("REST %+v: %d %s %s, want 400 application/json unknown_variant %q", r, resp.StatusCode, resp.Header.Get("Content-Type"), body, msg)
+			}
+			for _, b := range all {
+				if s := b.take(); len(s) != 0 {
+					t.Errorf("%+v reached %s", r, b.name)
 				}
 			}
 		}

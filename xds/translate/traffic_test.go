@@ -195,7 +195,7 @@ func TestTrafficRoutes(t *testing.T) {
 					got = append(got, strings.TrimPrefix(n, base))
 				}
 			}
-			want := []string{"/variant/stable", "/variant/canary", "/variant/old", "/version/1", "/version/2", "/versions", "/split"}
+			want := []string{"/variant/stable", "/variant/canary", "/variant/old", "/unknown-variant", "/version/1", "/version/2", "/versions", "/split"}
 			if !slices.Equal(got, want) {
 				t.Errorf("%s routes %q, want %q", base, got, want)
 			}
@@ -235,6 +235,32 @@ func TestTrafficRoutes(t *testing.T) {
 				if want := []string{wire.HeaderShadow + "=1", wire.HeaderModelVersion + "=3"}; !slices.Equal(muts, want) {
 					t.Errorf("%s/split mirror sets %q, want %q", base, muts, want)
 				}
+			}
+			// Any other x-helix-variant: 400 / INVALID_ARGUMENT naming
+			// the variants, never the split.
+			unknown := by[base+"/unknown-variant"]
+			hs := unknown.GetMatch().GetHeaders()
+			if last := hs[len(hs)-1]; last.Name != wire.HeaderVariant || !last.GetPresentMatch() {
+				t.Errorf("%s/unknown-variant matches %v", base, hs)
+			}
+			dr := unknown.GetDirectResponse()
+			body := dr.GetBody().GetInlineString()
+			if dr.GetStatus() != 400 || !strings.Contains(body, "unknown variant for model") || !strings.Contains(body, "simple") || !strings.Contains(body, "(its variants: stable, canary, old)") {
+				t.Errorf("%s/unknown-variant answers %d %s", base, dr.GetStatus(), body)
+			}
+			var respHeaders []string
+			for _, h := range unknown.GetResponseHeadersToAdd() {
+				respHeaders = append(respHeaders, h.Header.Key+"="+h.Header.Value)
+			}
+			wantHeaders := []string{"grpc-status=3"}
+			if rest {
+				wantHeaders = []string{"content-type=application/json", "cache-control=no-store"}
+				if !strings.HasPrefix(body, `{"error":"unknown_variant","error_description":"helix-variant: `) {
+					t.Errorf("%s/unknown-variant body %s", base, body)
+				}
+			}
+			if !slices.Equal(respHeaders, wantHeaders) {
+				t.Errorf("%s/unknown-variant adds %q, want %q", base, respHeaders, wantHeaders)
 			}
 			if c := by[base+"/variant/old"].GetRoute().GetCluster(); c != cluster("simple", "old") {
 				t.Errorf("%s/variant/old -> %q", base, c)
@@ -349,5 +375,34 @@ func TestTrafficUpdateEndpoints(t *testing.T) {
 	g3.Pools[simple].Traffic = nil
 	if _, err := UpdateEndpoints(prev, &g3, []string{"simple"}, false); err == nil {
 		t.Error("a policy removed since the last translation: no error")
+	}
+}
+
+// A variant cluster's stat name is never a model's: model "simple_canary"
+// would otherwise share stats (and a rollout's SLO queries) with variant
+// "canary" of model "simple". Each cluster's alt_stat_name is
+// ClusterStatName, which the rollout controller's queries match.
+func TestClusterStatName(t *testing.T) {
+	for _, tc := range []struct{ cluster, want string }{
+		{GRPCCluster("simple"), "helix-model-grpc_simple"},
+		{GRPCCluster("simple_canary"), "helix-model-grpc_simple_canary"},
+		{GRPCVariantCluster("simple", "canary"), "helix-model-grpc_simple/canary"},
+		{HTTPVariantCluster("simple", "canary"), "helix-model-http_simple/canary"},
+		{HTTPCluster("simple_canary"), "helix-model-http_simple_canary"},
+		{GRPCVariantCluster("mlp.v2:x", "stable-1"), "helix-model-grpc_mlp_v2_x/stable-1"},
+		{GRPCSequenceCluster("a.b"), "helix-model-grpc-seq_a_b"},
+		{ClusterAuthZ, "helix-authz"},
+	} {
+		if got := ClusterStatName(tc.cluster); got != tc.want {
+			t.Errorf("ClusterStatName(%q) = %q, want %q", tc.cluster, got, tc.want)
+		}
+	}
+	seen := map[string]string{}
+	for _, c := range []string{GRPCCluster("simple_canary"), HTTPCluster("simple_canary"), GRPCVariantCluster("simple", "canary"),
+		HTTPVariantCluster("simple", "canary"), GRPCCluster("simple"), GRPCVariantCluster("simple_canary", "x")} {
+		if other, ok := seen[ClusterStatName(c)]; ok {
+			t.Errorf("%s and %s both stat as %q", c, other, ClusterStatName(c))
+		}
+		seen[ClusterStatName(c)] = c
 	}
 }
