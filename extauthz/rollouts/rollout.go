@@ -26,32 +26,12 @@ import (
 	"github.com/helixflow/helixflow/internal/wire"
 )
 
-// Rollout is one row of the table.
-type Rollout struct {
-	ID    int64
-	Model string
-	// The stable variant and the canary; "" leaves a version or pool
-	// unpinned.
-	FromVersion, FromPool string
-	ToVersion, ToPool     string
-	Steps                 []int
-	Interval              time.Duration
-	SLO                   rolloutspec.SLO
-	Sticky                bool
-	State                 string
-	// Step indexes Steps (-1 before the first); Weight is the canary's
-	// percentage now.
-	Step, Weight  int
-	Reason        string
-	CreatedBy     string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
-	StepStartedAt *time.Time
-	EndedAt       *time.Time
-}
+// Rollout is one row of the table (rolloutspec.Row, shared with
+// helix-xds's controller).
+type Rollout struct{ rolloutspec.Row }
 
 // Request asks for a rollout (POST /admin/v1/rollouts). Steps, Interval
-// (a Go duration, "5m") and rolloutspec.SLO are required; Sticky defaults to true.
+// (a Go duration, "5m") and SLO are required; Sticky defaults to true.
 type Request struct {
 	Model       string           `json:"model"`
 	ToVersion   string           `json:"to_version,omitempty"`
@@ -114,11 +94,11 @@ func (r *Request) Check(served Served, createdBy string) (*Rollout, error) {
 	if err := r.SLO.Check(); err != nil {
 		return nil, err
 	}
-	ro := &Rollout{
+	ro := &Rollout{rolloutspec.Row{
 		Model: r.Model, FromVersion: r.FromVersion, FromPool: r.FromPool, ToVersion: r.ToVersion, ToPool: r.ToPool,
 		Steps: slices.Clone(r.Steps), Interval: interval, SLO: *r.SLO, Sticky: r.Sticky == nil || *r.Sticky,
 		State: rolloutspec.StateRunning, Step: -1, CreatedBy: createdBy,
-	}
+	}}
 	if err := ro.resolve(served); err != nil {
 		return nil, err
 	}

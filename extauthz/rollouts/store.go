@@ -65,30 +65,14 @@ func (e *StateError) Error() string {
 // Is makes a StateError a store.ErrConflict.
 func (e *StateError) Is(target error) bool { return target == store.ErrConflict }
 
-const columns = `id, model, from_version, from_pool, to_version, to_pool, steps, interval_ms, slo, sticky, state, step, weight,
-	reason, created_by, created_at, updated_at, step_started_at, ended_at`
+const columns = rolloutspec.Columns
 
 func scan(row pgx.Row) (*Rollout, error) {
-	var (
-		r          Rollout
-		steps      []int32
-		intervalMs int64
-		slo        []byte
-	)
-	if err := row.Scan(&r.ID, &r.Model, &r.FromVersion, &r.FromPool, &r.ToVersion, &r.ToPool, &steps, &intervalMs, &slo, &r.Sticky,
-		&r.State, &r.Step, &r.Weight, &r.Reason, &r.CreatedBy, &r.CreatedAt, &r.UpdatedAt, &r.StepStartedAt, &r.EndedAt); err != nil {
+	r, err := rolloutspec.Scan(row)
+	if err != nil {
 		return nil, err
 	}
-	r.Steps = make([]int, len(steps))
-	for i, s := range steps {
-		r.Steps[i] = int(s)
-	}
-	r.Interval = time.Duration(intervalMs) * time.Millisecond
-	var err error
-	if r.SLO, err = rolloutspec.DecodeSLO(slo); err != nil {
-		return nil, fmt.Errorf("rollout %d: %w", r.ID, err)
-	}
-	return &r, nil
+	return &Rollout{r}, nil
 }
 
 // Create inserts r (as Request.Check made it) and fills its id and times.

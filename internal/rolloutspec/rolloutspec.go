@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // States of a rollout (the table's state column).
@@ -177,4 +179,59 @@ func DecodeSLO(b []byte) (SLO, error) {
 		return SLO{}, fmt.Errorf("slo %s: %w", b, err)
 	}
 	return s, nil
+}
+
+// Row is one row of the table, as both writers read it.
+type Row struct {
+	ID    int64
+	Model string
+	// The stable variant and the canary; "" leaves a version or pool
+	// unpinned.
+	FromVersion, FromPool string
+	ToVersion, ToPool     string
+	Steps                 []int
+	Interval              time.Duration
+	SLO                   SLO
+	Sticky                bool
+	State                 string
+	// Step indexes Steps (-1 before the first); Weight is the canary's
+	// percentage now.
+	Step, Weight int
+	Reason       string
+	CreatedBy    string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	// nil: NULL (no step started yet; not ended).
+	StepStartedAt *time.Time
+	EndedAt       *time.Time
+}
+
+// Columns are Row's columns, in Scan's order.
+const Columns = `id, model, from_version, from_pool, to_version, to_pool, steps, interval_ms, slo, sticky, state, step, weight,
+	reason, created_by, created_at, updated_at, step_started_at, ended_at`
+
+// Scan reads one row selected as Columns.
+func Scan(row pgx.Row) (Row, error) {
+	var (
+		r            Row
+		steps        []int32
+		intervalMs   int64
+		slo          []byte
+		step, weight int32
+	)
+	if err := row.Scan(&r.ID, &r.Model, &r.FromVersion, &r.FromPool, &r.ToVersion, &r.ToPool, &steps, &intervalMs, &slo, &r.Sticky,
+		&r.State, &step, &weight, &r.Reason, &r.CreatedBy, &r.CreatedAt, &r.UpdatedAt, &r.StepStartedAt, &r.EndedAt); err != nil {
+		return Row{}, err
+	}
+	r.Steps = make([]int, len(steps))
+	for i, s := range steps {
+		r.Steps[i] = int(s)
+	}
+	r.Interval = time.Duration(intervalMs) * time.Millisecond
+	r.Step, r.Weight = int(step), int(weight)
+	var err error
+	if r.SLO, err = DecodeSLO(slo); err != nil {
+		return Row{}, fmt.Errorf("rollout %d: %w", r.ID, err)
+	}
+	return r, nil
 }

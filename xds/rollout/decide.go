@@ -41,7 +41,7 @@ type Measurement struct {
 }
 
 // started says whether the controller applied r's first step already.
-func (r *Rollout) started() bool { return r.Step >= 0 && !r.StepStartedAt.IsZero() }
+func (r *Rollout) started() bool { return r.Step >= 0 && r.StepStartedAt != nil }
 
 // due says whether r's current step has run its interval at now.
 func (r *Rollout) due(now time.Time) bool {
@@ -61,11 +61,11 @@ func begin(r Rollout, now time.Time) (Rollout, []string) {
 // enter makes step r.Step the current one; reaching 100% completes r.
 func enter(r Rollout, now time.Time, reason, event string) (Rollout, []string) {
 	r.Weight = r.Steps[r.Step]
-	r.StepStartedAt = now
+	r.StepStartedAt = &now
 	r.Reason = reason
 	events := []string{event}
 	if r.Weight == 100 {
-		r.State, r.EndedAt = rolloutspec.StateCompleted, now
+		r.State, r.EndedAt = rolloutspec.StateCompleted, &now
 		events = append(events, EventComplete)
 	}
 	return r, events
@@ -112,7 +112,7 @@ func conclude(r Rollout, result, reason string, now time.Time) (Rollout, []strin
 	case ResultPass:
 		if r.Step+1 >= len(r.Steps) {
 			// At 100% already (a row resumed at its last step).
-			r.State, r.EndedAt, r.Reason = rolloutspec.StateCompleted, now, reason+": completed"
+			r.State, r.EndedAt, r.Reason = rolloutspec.StateCompleted, &now, reason+": completed"
 			return r, []string{EventComplete}
 		}
 		from := r.Weight
@@ -121,7 +121,7 @@ func conclude(r Rollout, result, reason string, now time.Time) (Rollout, []strin
 		next.Reason = fmt.Sprintf("%s: canary %d%% → %d%%", reason, from, next.Weight)
 		return next, events
 	case ResultFail:
-		r.State, r.EndedAt, r.Weight = rolloutspec.StateRolledBack, now, 0
+		r.State, r.EndedAt, r.Weight = rolloutspec.StateRolledBack, &now, 0
 		r.Reason = reason + ": rolled back"
 		return r, []string{EventRollback}
 	}

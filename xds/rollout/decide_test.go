@@ -57,13 +57,15 @@ func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func ptr(f float64) *float64 { return &f }
 
+func ptrTime(t time.Time) *time.Time { return &t }
+
 func TestDecide(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	base := Rollout{
+	base := Rollout{rolloutspec.Row{
 		ID: 7, Model: "simple", FromVersion: "1", ToVersion: "2", Steps: []int{1, 5, 25, 50, 100},
 		Interval: 5 * time.Minute, SLO: rolloutspec.SLO{ErrorRatio: ptr(0.01), P99Ms: ptr(200)}, Sticky: true,
-		State: rolloutspec.StateRunning, Step: 1, Weight: 5, StepStartedAt: t0,
-	}
+		State: rolloutspec.StateRunning, Step: 1, Weight: 5, StepStartedAt: &t0,
+	}}
 	due := t0.Add(5 * time.Minute)
 	healthy := fakeProm{requests: "1000", errors: "2", p99: "120"}
 	with := func(f func(*Rollout)) Rollout { r := base; r.Steps = slices.Clone(base.Steps); f(&r); return r }
@@ -80,9 +82,9 @@ func TestDecide(t *testing.T) {
 		wantWeight int
 		wantReason string
 	}{
-		{name: "first step, no evaluation", row: with(func(r *Rollout) { r.Step, r.Weight, r.StepStartedAt = -1, 0, time.Time{} }), now: t0,
+		{name: "first step, no evaluation", row: with(func(r *Rollout) { r.Step, r.Weight, r.StepStartedAt = -1, 0, nil }), now: t0,
 			wantEvents: []string{EventStart}, wantState: rolloutspec.StateRunning, wantStep: 0, wantWeight: 1, wantReason: "started: canary at 1%"},
-		{name: "a single step of 100 completes at once", row: with(func(r *Rollout) { r.Steps, r.Step, r.Weight, r.StepStartedAt = []int{100}, -1, 0, time.Time{} }), now: t0,
+		{name: "a single step of 100 completes at once", row: with(func(r *Rollout) { r.Steps, r.Step, r.Weight, r.StepStartedAt = []int{100}, -1, 0, nil }), now: t0,
 			wantEvents: []string{EventStart, EventComplete}, wantState: rolloutspec.StateCompleted, wantStep: 0, wantWeight: 100},
 		{name: "not due yet", row: base, now: due.Add(-time.Second), prom: &healthy,
 			wantState: rolloutspec.StateRunning, wantStep: 1, wantWeight: 5},
@@ -149,10 +151,10 @@ func TestDecide(t *testing.T) {
 				t.Errorf("reason %q, want it to hold %q", next.Reason, tc.wantReason)
 			}
 			moved := len(events) > 0 && events[0] != EventHold
-			if moved && !next.StepStartedAt.Equal(tc.now) && next.State == rolloutspec.StateRunning {
+			if moved && (next.StepStartedAt == nil || !next.StepStartedAt.Equal(tc.now)) && next.State == rolloutspec.StateRunning {
 				t.Errorf("step_started_at %v, want %v", next.StepStartedAt, tc.now)
 			}
-			if ended := next.State == rolloutspec.StateCompleted || next.State == rolloutspec.StateRolledBack; ended != next.EndedAt.Equal(tc.now) {
+			if ended := next.State == rolloutspec.StateCompleted || next.State == rolloutspec.StateRolledBack; ended != (next.EndedAt != nil && next.EndedAt.Equal(tc.now)) {
 				t.Errorf("state %s ended_at %v", next.State, next.EndedAt)
 			}
 		})
@@ -174,7 +176,7 @@ func TestQueriesAskAboutTheCanary(t *testing.T) {
 		wantWindow string
 	}{{5 * time.Minute, "offset 300s"}, {2 * time.Second, "offset 10s"}} {
 		c := newController(Config{Evaluator: p, MinWindow: DefaultMinWindow, QueryTimeout: time.Second, Logger: slog.Default()})
-		r := Rollout{ID: 1, Model: "mlp-v2", Steps: []int{50, 100}, Interval: tc.interval, SLO: rolloutspec.SLO{P99Ms: ptr(10)}, State: rolloutspec.StateRunning, Weight: 50, StepStartedAt: time.Unix(0, 0)}
+		r := Rollout{rolloutspec.Row{ID: 1, Model: "mlp-v2", Steps: []int{50, 100}, Interval: tc.interval, SLO: rolloutspec.SLO{P99Ms: ptr(10)}, State: rolloutspec.StateRunning, Weight: 50, StepStartedAt: ptrTime(time.Unix(0, 0))}}
 		f.queries = nil
 		if _, events, _ := c.decide(context.Background(), r, time.Now()); !slices.Equal(events, []string{EventAdvance, EventComplete}) {
 			t.Fatalf("events %v", events)
@@ -197,7 +199,7 @@ func TestTrafficOfEachState(t *testing.T) {
 	}{
 		{rolloutspec.StateRunning, 25}, {rolloutspec.StatePaused, 25}, {rolloutspec.StateCompleted, 100}, {rolloutspec.StateRolledBack, 0}, {rolloutspec.StateAborted, 0}, {rolloutspec.StateReleased, -1},
 	} {
-		r := Rollout{Model: "m", FromVersion: "1", ToPool: "canary", Weight: 25, State: tc.state, Sticky: true}
+		r := Rollout{rolloutspec.Row{Model: "m", FromVersion: "1", ToPool: "canary", Weight: 25, State: tc.state, Sticky: true}}
 		got := r.Traffic()
 		if tc.canary < 0 {
 			if got != nil {
@@ -222,22 +224,22 @@ func TestCheckRefusesBadRows(t *testing.T) {
 		r    Rollout
 		want string
 	}{
-		{"no steps", Rollout{ID: 7, SLO: good}, "rollout 7: steps: required"},
-		{"decreasing", Rollout{Steps: []int{5, 1, 100}, SLO: good}, "steps[1]: 1 is not above steps[0] (5)"},
-		{"over 100", Rollout{Steps: []int{5, 101}, SLO: good}, "steps[1]: 101 is outside 1..100"},
-		{"last not 100", Rollout{Steps: []int{5, 50}, SLO: good}, "the last step is 100"},
-		{"step past the end", Rollout{Steps: []int{100}, Step: 1, SLO: good}, "step 1 of 1 steps"},
-		{"no bars", Rollout{Steps: []int{100}}, "slo: required: error_ratio and/or p99_ms"},
+		{"no steps", Rollout{rolloutspec.Row{ID: 7, SLO: good}}, "rollout 7: steps: required"},
+		{"decreasing", Rollout{rolloutspec.Row{Steps: []int{5, 1, 100}, SLO: good}}, "steps[1]: 1 is not above steps[0] (5)"},
+		{"over 100", Rollout{rolloutspec.Row{Steps: []int{5, 101}, SLO: good}}, "steps[1]: 101 is outside 1..100"},
+		{"last not 100", Rollout{rolloutspec.Row{Steps: []int{5, 50}, SLO: good}}, "the last step is 100"},
+		{"step past the end", Rollout{rolloutspec.Row{Steps: []int{100}, Step: 1, SLO: good}}, "step 1 of 1 steps"},
+		{"no bars", Rollout{rolloutspec.Row{Steps: []int{100}}}, "slo: required: error_ratio and/or p99_ms"},
 		// The same rules as helix-authz's (internal/rolloutspec): a bar
 		// it would refuse is refused here too.
-		{"error ratio above 1", Rollout{Steps: []int{100}, SLO: rolloutspec.SLO{ErrorRatio: ptr(2.0)}}, "slo.error_ratio: 2 is outside (0, 1]"},
+		{"error ratio above 1", Rollout{rolloutspec.Row{Steps: []int{100}, SLO: rolloutspec.SLO{ErrorRatio: ptr(2.0)}}}, "slo.error_ratio: 2 is outside (0, 1]"},
 	} {
 		err := tc.r.check()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	if err := (&Rollout{Steps: []int{1, 100}, SLO: good}).check(); err != nil {
+	if err := (&Rollout{rolloutspec.Row{Steps: []int{1, 100}, SLO: good}}).check(); err != nil {
 		t.Errorf("good row: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/helixflow/helixflow/internal/rolloutspec"
 	"github.com/helixflow/helixflow/xds/ir"
@@ -15,22 +14,9 @@ const (
 	VariantCanary = "canary"
 )
 
-// Rollout is one row of the rollouts table.
-type Rollout struct {
-	ID                     int64
-	Model                  string
-	FromVersion, FromPool  string
-	ToVersion, ToPool      string
-	Steps                  []int
-	Interval               time.Duration
-	SLO                    rolloutspec.SLO
-	Sticky                 bool
-	State                  string
-	Step                   int // index into Steps; -1 before the first
-	Weight                 int // the canary's percent applied now
-	Reason                 string
-	StepStartedAt, EndedAt time.Time // zero: NULL
-}
+// Rollout is one row of the rollouts table (rolloutspec.Row, shared with
+// helix-authz's admin side).
+type Rollout struct{ rolloutspec.Row }
 
 // canaryPercent is the canary's share the state implies: the weight
 // column while running or paused, all of it once completed, none once
