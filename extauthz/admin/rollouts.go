@@ -95,13 +95,12 @@ func (a *api) rolloutStore(w http.ResponseWriter) bool {
 	return true
 }
 
-// actorName is who a rollout row names: the operator of an admin-token
-// call, else the actor's reference (user:<uuid>).
+// actorName is who a rollout row names: the actor's reference
+// ("admin-token" or "user:<uuid>"), never an operator's name, which is
+// personal and lives only in the audit trail, where erasure and retention
+// reach it (extauthz/gdpr).
 func actorName(r *http.Request) string {
 	actor, _ := ActorFrom(r.Context())
-	if actor.Ref == "admin-token" && actor.Operator != "" {
-		return actor.Operator
-	}
 	return actor.Ref
 }
 

@@ -115,7 +115,7 @@ func TestRolloutLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ro.ID == 0 || ro.Model != "simple" || ro.FromVersion != "2" || ro.ToVersion != "3" || ro.State != rolloutspec.StateRunning ||
-		ro.Step != -1 || ro.Weight != 0 || ro.Interval != "30s" || !ro.Sticky || ro.CreatedBy != "alice@ops" || fmt.Sprint(ro.Steps) != "[1 50 100]" {
+		ro.Step != -1 || ro.Weight != 0 || ro.Interval != "30s" || !ro.Sticky || ro.CreatedBy != "admin-token" || fmt.Sprint(ro.Steps) != "[1 50 100]" {
 		t.Fatalf("started %+v", ro)
 	}
 	// What the controller reads.
@@ -174,7 +174,7 @@ func TestRolloutLifecycle(t *testing.T) {
 		}
 	}
 	ab, _ := e.client.GetRollout(ctx, ro.ID)
-	if ab.Weight != 0 || ab.EndedAt == nil || ab.Reason != "aborted by alice@ops" {
+	if ab.Weight != 0 || ab.EndedAt == nil || ab.Reason != "aborted by admin-token" {
 		t.Errorf("aborted %+v", ab)
 	}
 	// No change applies to an aborted rollout but release.
