@@ -64,7 +64,7 @@ func TestRolloutCommands(t *testing.T) {
 	}
 	ro := list[0]
 	if ro.FromVersion != "1" || ro.ToVersion != "2" || !slices.Equal(ro.Steps, []int{10, 50, 100}) || ro.Interval != "30s" || !ro.Sticky ||
-		ro.CreatedBy != "rel-eng" || *ro.SLO.ErrorRatio != 0.02 || *ro.SLO.P99Ms != 150 {
+		ro.CreatedBy != "admin-token" || *ro.SLO.ErrorRatio != 0.02 || *ro.SLO.P99Ms != 150 {
 		t.Fatalf("started %+v", ro)
 	}
 	id := fmt.Sprint(ro.ID)
@@ -92,7 +92,7 @@ func TestRolloutCommands(t *testing.T) {
 		t.Errorf("release:\n%s", out)
 	}
 	out = c.mustRun(t, "rollout", "status", "simple")
-	if !strings.Contains(out, "released by rel-eng") {
+	if !strings.Contains(out, "released by admin-token") {
 		t.Errorf("status simple:\n%s", out)
 	}
 	if out := c.mustRun(t, "rollout", "status", "nobody"); strings.Count(out, "\n") != 1 {

@@ -31,7 +31,7 @@ func TestRolloutsWiring(t *testing.T) {
 	start["model"], start["to_pool"] = "simple", "canary"
 	var ro admin.RolloutView
 	if code := r.adminCall(t, "POST", "/admin/v1/rollouts", start, &ro); code != http.StatusCreated ||
-		ro.State != "running" || ro.FromPool != "default" || ro.CreatedBy != "server tests" {
+		ro.State != "running" || ro.FromPool != "default" || ro.CreatedBy != "admin-token" {
 		t.Fatalf("start: %d %+v", code, ro)
 	}
 	var list []admin.RolloutView

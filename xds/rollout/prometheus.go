@@ -62,7 +62,12 @@ func Queries(modelName string, window time.Duration) (requests, errors, p99 stri
 	httpName := translate.ClusterStatName(translate.HTTPVariantCluster(modelName, VariantCanary))
 	both := "envoy_cluster_name=~" + strconv.Quote(regexp.QuoteMeta(grpcName)+"|"+regexp.QuoteMeta(httpName))
 	w := promDuration(window)
-	requests = fmt.Sprintf("sum(%s)", grown(selector("envoy_cluster_upstream_rq_total{"+both+"}"), w))
+	// upstream_rq_total counts every try, while the errors count each
+	// request once (its last answer): retries are taken off, or a canary
+	// failing every REST request (tried three times) would read 33%.
+	requests = fmt.Sprintf("sum(%s) - (sum(%s) or vector(0))",
+		grown(selector("envoy_cluster_upstream_rq_total{"+both+"}"), w),
+		grown(selector("envoy_cluster_upstream_rq_retry{"+both+"}"), w))
 	codeNames := make([]string, len(grpcServerErrors))
 	for i, c := range grpcServerErrors {
 		codeNames[i] = strconv.Itoa(int(c))
