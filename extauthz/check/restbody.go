@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/helixflow/helixflow/internal/wire"
@@ -114,14 +115,16 @@ func readInflated(r io.Reader) []byte {
 	return out
 }
 
-// jsonKeyIs compares a JSON string token (with its quotes) to name,
-// decoding escapes only when there are any.
+// jsonKeyIs compares a JSON string token (with its quotes) to name as Go's
+// JSON decoding matches a struct field's name (the worker's): without
+// regard to case ("Parameters" is "parameters", by Unicode simple folding
+// as bytes.EqualFold does), decoding escapes only when there are any.
 func jsonKeyIs(tok []byte, name string) bool {
 	if bytes.IndexByte(tok, '\\') < 0 {
-		return len(tok) == len(name)+2 && string(tok[1:len(tok)-1]) == name
+		return len(tok) >= 2 && bytes.EqualFold(tok[1:len(tok)-1], []byte(name))
 	}
 	var s string
-	return json.Unmarshal(tok, &s) == nil && s == name
+	return json.Unmarshal(tok, &s) == nil && strings.EqualFold(s, name)
 }
 
 // sequenceFromParameters reads "sequence_id" of a complete parameters
