@@ -30,5 +30,5 @@ while IFS= read -r file; do
     fi
     status=1
   done
-done < <(grep -rlE "^func Fuzz" --include="*_test.go" workers extauthz cmd internal/wire internal/vtcodec internal/usage migrations 2>/dev/null | sort)
+done < <(grep -rlE "^func Fuzz" --include="*_test.go" workers extauthz cmd xds internal migrations 2>/dev/null | sort)
 exit $status
